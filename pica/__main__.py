@@ -1,0 +1,5 @@
+import sys
+
+from pica.cli.main import main
+
+sys.exit(main())

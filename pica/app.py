@@ -1,0 +1,129 @@
+"""The composition root: builds the store, delivery, core services and gateways from the config, and owns the
+node's lifecycle (start, SIGTERM drain, stop). Nothing else constructs these objects."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from pica.api.http import build_app
+from pica.config import Config
+from pica.core.accounts import AccountService
+from pica.core.chat import ChatService
+from pica.core.passwords import PasswordHasher
+from pica.core.ports import SystemClock
+from pica.core.tokens import TokenService
+from pica.gateway.hub import Hub
+from pica.gateway.services import GatewayServices
+from pica.gateway.tcp import start_tcp_server
+from pica.protocol.close_codes import CloseCode
+from pica.store.base import Store
+from pica.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+def token_secret(config: Config) -> str:
+    """The configured secret, or one generated once and kept (mode 0600) in the data directory so that tokens
+    survive a restart."""
+    if config.auth.token_secret:
+        return config.auth.token_secret
+    path = config.data_dir / "token_secret"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secret)
+    return secret
+
+
+class PicaServer:
+    """One node. ``start()`` binds the listeners; ``http_port``/``tcp_port`` then hold the real ports."""
+
+    def __init__(self, config: Config, store: Store | None = None) -> None:
+        self.config = config
+        self.node_id = config.node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.clock = SystemClock()
+        self.store: Store = store or SqliteStore(Path(config.data_dir) / "pica.db", config.sqlite)
+        self.hub = Hub()
+        self.http_port = 0
+        self.tcp_port = 0
+        self._runner: web.AppRunner | None = None
+        self._tcp_server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.services: GatewayServices | None = None
+
+    async def start(self) -> None:
+        config = self.config
+        await self.store.open()
+        auth = config.auth
+        hasher = PasswordHasher(
+            time_cost=auth.argon2_time_cost,
+            memory_kib=auth.argon2_memory_kib,
+            parallelism=auth.argon2_parallelism,
+            concurrency=auth.hash_concurrency,
+        )
+        tokens = TokenService(token_secret(config), auth.token_ttl, auth.token_algorithm)
+        accounts = AccountService(self.store, hasher, tokens, self.clock, auth)
+        chat = ChatService(self.store, self.hub, self.clock, config.limits)
+        self.services = services = GatewayServices(
+            chat=chat,
+            accounts=accounts,
+            hub=self.hub,
+            limits=config.limits,
+            clock=self.clock,
+            allowed_origins=config.allowed_origins,
+        )
+        self._runner = web.AppRunner(build_app(services), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, config.host, config.port, backlog=4096)
+        await site.start()
+        server = site._server
+        assert isinstance(server, asyncio.Server)
+        self.http_port = server.sockets[0].getsockname()[1]
+        if config.tcp_port >= 0:
+            self._tcp_server = await start_tcp_server(services, config.host, config.tcp_port)
+            self.tcp_port = self._tcp_server.sockets[0].getsockname()[1]
+        limits = config.limits
+        interval = max(0.05, min(5.0, limits.auth_timeout / 4, limits.heartbeat_interval / 4))
+        self._sweeper = asyncio.get_running_loop().create_task(
+            self.hub.run_sweeper(interval, self.clock.monotonic, time.time)
+        )
+        log.info(
+            "pica node started",
+            extra={"node": self.node_id, "http_port": self.http_port, "tcp_port": self.tcp_port},
+        )
+
+    async def stop(self) -> None:
+        """Drain: stop accepting, let in-flight requests (and so their commits) finish, tell every client to
+        reconnect (close 4000), then close the store."""
+        services = self.services
+        if services is None:
+            return
+        services.accepting = False
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        pending = [t for t in services.tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.config.limits.shutdown_grace)
+        for conn in self.hub.connections():
+            conn.close(CloseCode.SERVER_SHUTDOWN, "server shutting down")
+        closing = [t for t in services.tasks if not t.done()]
+        if closing:
+            await asyncio.wait(closing, timeout=2.0)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.store.close()
+        self.services = None
+        log.info("pica node stopped", extra={"node": self.node_id})

@@ -1,0 +1,104 @@
+"""The ``pica`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pica.config import Config, ConfigError, load_config
+from pica.logs import configure
+
+log = logging.getLogger("pica")
+
+
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run a Pica node")
+    p.add_argument("--config", help="TOML configuration file (env: PICA_CONFIG)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="HTTP + WebSocket port (default 8080; 0 = any free port)")
+    p.add_argument("--tcp-port", type=int, help="framed TCP port (default 8081; 0 = any; -1 = off)")
+    p.add_argument("--data-dir", help="directory for the embedded SQLite store (default ./pica-data)")
+    p.add_argument("--node-id", help="name of this node in logs and the cluster")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+    p.add_argument("--log-format", choices=["text", "json"], help="log line format (default text)")
+    p.add_argument("--synchronous", choices=["FULL", "NORMAL"], help="SQLite durability (default FULL)")
+    p.add_argument("--ready-file", help="write 'http_port tcp_port' to this file once listening (for scripts)")
+
+
+def _config_from_args(args: argparse.Namespace) -> Config:
+    return load_config(
+        config_file=args.config,
+        overrides={
+            "host": args.host,
+            "port": args.port,
+            "tcp_port": args.tcp_port,
+            "data_dir": args.data_dir,
+            "node_id": args.node_id,
+            "log.level": args.log_level,
+            "log.format": args.log_format,
+            "sqlite.synchronous": args.synchronous,
+        },
+    )
+
+
+async def _serve(config: Config, ready_file: str | None) -> None:
+    from pica.app import PicaServer
+
+    server = PicaServer(config)
+    await server.start()
+    print(
+        f"pica serving http://{config.host}:{server.http_port} (WebSocket /v1/ws), "
+        f"tcp {config.host}:{server.tcp_port}, data {config.data_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if ready_file:
+        await asyncio.to_thread(
+            Path(ready_file).write_text, f"{server.http_port} {server.tcp_port}\n", encoding="utf-8"
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("signal received, draining")
+    await server.stop()
+
+
+def _run(coro: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pica", description="Pica instant-messaging server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        try:
+            config = _config_from_args(args)
+        except ConfigError as exc:
+            print(f"pica: configuration error: {exc}", file=sys.stderr)
+            return 2
+        configure(config.log.level, config.log.format)
+        with contextlib.suppress(KeyboardInterrupt):
+            _run(_serve(config, args.ready_file))
+        return 0
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""One authenticated socket to a Pica server, over WebSocket (JSON or MessagePack) or the framed TCP protocol.
+
+Requests carry an ``id``; replies (``ref``) resolve the matching future. Pushed frames (``msg``, ``receipt``,
+server ``ping`` is answered here) go to ``events``. Messages are ordered through a CursorTracker: ``next_message``
+yields each message once, in seq order per conversation, filling gaps by sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import uuid
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from pica.client.cursors import CursorTracker, Verdict
+from pica.errors import FrameTooLarge, InvalidFrame, UnknownFrame
+from pica.protocol import frames as f
+from pica.protocol.codec import Encoding, decode_server_frame, encode
+from pica.protocol.framing import FrameReader, frame_bytes
+
+Transport = Literal["ws", "ws-msgpack", "tcp"]
+
+
+class ServerClosed(Exception):
+    """The connection ended; ``code`` is the close code (None when it dropped without one)."""
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        super().__init__(f"connection closed ({code}: {reason})")
+        self.code = code
+        self.reason = reason
+
+
+class RequestFailed(Exception):
+    def __init__(self, error: f.Error) -> None:
+        super().__init__(f"{error.code}: {error.message}")
+        self.code = error.code
+        self.message = error.message
+        self.retryable = error.retryable
+
+
+class _Wire:
+    async def write(self, frame: Any) -> None:
+        raise NotImplementedError
+
+    async def read(self) -> f.ServerFrame:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+class _TcpWire(_Wire):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, max_frame: int) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._frames = FrameReader(max_frame)
+        self._ready: list[bytes] = []
+
+    async def write(self, frame: Any) -> None:
+        self._writer.write(frame_bytes(encode(frame, Encoding.MSGPACK)))
+        await self._writer.drain()
+
+    async def write_raw(self, data: bytes) -> None:
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def read(self) -> f.ServerFrame:
+        while not self._ready:
+            data = await self._reader.read(65_536)
+            if not data:
+                raise ServerClosed(None, "eof")
+            self._ready.extend(self._frames.feed(data))
+        return decode_server_frame(self._ready.pop(0), Encoding.MSGPACK)
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self._writer.wait_closed()
+
+
+class _WsWire(_Wire):
+    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, encoding: Encoding):
+        self._session = session
+        self._ws = ws
+        self.encoding = encoding
+
+    async def write(self, frame: Any) -> None:
+        data = encode(frame, self.encoding)
+        if self.encoding is Encoding.JSON:
+            await self._ws.send_str(data.decode())
+        else:
+            await self._ws.send_bytes(data)
+
+    async def write_raw(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            await self._ws.send_str(data)
+        else:
+            await self._ws.send_bytes(data)
+
+    async def read(self) -> f.ServerFrame:
+        msg = await self._ws.receive()
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            return decode_server_frame(msg.data, Encoding.JSON)
+        if msg.type is aiohttp.WSMsgType.BINARY:
+            return decode_server_frame(msg.data, Encoding.MSGPACK)
+        code = self._ws.close_code
+        raise ServerClosed(code, str(msg.extra or ""))
+
+    async def close(self) -> None:
+        await self._ws.close()
+        await self._session.close()
+
+
+class PicaConnection:
+    def __init__(self, wire: _Wire, ready: f.Ready) -> None:
+        self._wire = wire
+        self.ready = ready
+        self.user_id = ready.user_id
+        self.device = ready.device
+        self.events: asyncio.Queue[Any] = asyncio.Queue()
+        self.cursors = CursorTracker()
+        self.closed: ServerClosed | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._messages: asyncio.Queue[f.Msg] = asyncio.Queue()
+        # Messages this device sent: acked here, so not handed out again when sync returns them.
+        self._own: set[str] = set()
+        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    # ------------------------------------------------------------------------------------------ opening
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        token: str,
+        *,
+        transport: Transport = "ws",
+        tcp_port: int | None = None,
+        device: str | None = None,
+        max_frame: int = 1 << 24,
+    ) -> PicaConnection:
+        """``url`` is the server's HTTP base URL; for ``tcp`` give ``tcp_port`` (host taken from the URL)."""
+        wire = await cls.dial(url, transport=transport, tcp_port=tcp_port, max_frame=max_frame)
+        await wire.write(f.Auth(token=token, device=device))
+        first = await wire.read()
+        if isinstance(first, f.Ready):
+            return cls(wire, first)
+        code = None
+        reason = ""
+        if isinstance(first, f.Error):
+            reason = f"{first.code}: {first.message}"
+            with contextlib.suppress(ServerClosed, InvalidFrame, UnknownFrame):
+                nxt = await wire.read()
+                if isinstance(nxt, f.Close):
+                    code = nxt.code
+        await wire.close()
+        raise ServerClosed(code, reason or f"unexpected first frame {first!r}")
+
+    @staticmethod
+    async def dial(
+        url: str, *, transport: Transport = "ws", tcp_port: int | None = None, max_frame: int = 1 << 24
+    ) -> Any:
+        """An unauthenticated wire (tests use it to speak raw frames)."""
+        parts = urlsplit(url)
+        host = parts.hostname or "127.0.0.1"
+        if transport == "tcp":
+            if tcp_port is None:
+                raise ValueError("tcp transport needs tcp_port")
+            reader, writer = await asyncio.open_connection(host, tcp_port)
+            return _TcpWire(reader, writer, max_frame)
+        encoding = Encoding.MSGPACK if transport == "ws-msgpack" else Encoding.JSON
+        session = aiohttp.ClientSession()
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        try:
+            ws = await session.ws_connect(f"{scheme}://{parts.netloc}/v1/ws", max_msg_size=max_frame, autoping=True)
+        except BaseException:
+            await session.close()
+            raise
+        return _WsWire(session, ws, encoding)
+
+    async def __aenter__(self) -> PicaConnection:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._reader_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._reader_task
+        with contextlib.suppress(Exception):
+            await self._wire.close()
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                frame = await self._wire.read()
+                ref = getattr(frame, "ref", None)
+                if isinstance(frame, f.Ping):
+                    await self._wire.write(f.Pong(ref=frame.id))
+                elif ref is not None and ref in self._pending and not isinstance(frame, f.Pong | f.Msg):
+                    future = self._pending.pop(ref)
+                    if not future.done():
+                        if isinstance(frame, f.Error):
+                            future.set_exception(RequestFailed(frame))
+                        else:
+                            future.set_result(frame)
+                elif isinstance(frame, f.Msg):
+                    await self._on_live_message(frame)
+                elif isinstance(frame, f.Close):
+                    raise ServerClosed(frame.code, frame.reason)
+                else:
+                    self.events.put_nowait(frame)
+        except ServerClosed as exc:
+            self._fail_all(exc)
+        except (ConnectionError, InvalidFrame, UnknownFrame, FrameTooLarge) as exc:
+            self._fail_all(ServerClosed(None, str(exc)))
+
+    def _fail_all(self, exc: ServerClosed) -> None:
+        self.closed = exc
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(exc)
+        self._pending.clear()
+        self.events.put_nowait(exc)
+
+    async def _on_live_message(self, msg: f.Msg) -> None:
+        self.events.put_nowait(msg)
+        verdict = self.cursors.accept(msg)
+        if verdict is Verdict.NEW:
+            self._hand_out(msg)
+        elif verdict is Verdict.GAP:
+            asyncio.get_running_loop().create_task(self._fill_gap())
+
+    def _hand_out(self, msg: f.Msg) -> None:
+        if msg.sender == self.user_id and msg.client_msg_id in self._own:
+            self._own.discard(msg.client_msg_id)
+            return
+        self._messages.put_nowait(msg)
+
+    async def _fill_gap(self) -> None:
+        with contextlib.suppress(ServerClosed, RequestFailed):
+            await self.sync_all()
+
+    # ------------------------------------------------------------------------------------------ requests
+
+    async def request(self, frame: Any, timeout: float = 30.0) -> Any:
+        if self.closed is not None:
+            raise self.closed
+        request_id = next(self._ids)
+        frame.id = request_id
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        await self._wire.write(frame)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def send(self, to: int, body: dict[str, Any], client_msg_id: str | None = None) -> f.Sent:
+        frame = f.Send(to=to, client_msg_id=client_msg_id or uuid.uuid4().hex, body=body)
+        result: f.Sent = await self.request(frame)
+        own = f.Msg(conversation_id=result.conversation_id, seq=result.seq, sender=self.user_id,
+                    client_msg_id=result.client_msg_id, ts=result.ts, body=body)
+        if self.cursors.accept(own) is not Verdict.NEW:
+            self._own.add(result.client_msg_id)
+        return result
+
+    async def sync(self, cursors: dict[str, int] | None = None, limit: int | None = None) -> f.Synced:
+        result: f.Synced = await self.request(f.Sync(cursors=cursors if cursors is not None else {}, limit=limit))
+        return result
+
+    async def sync_all(self, limit: int | None = None) -> list[f.Msg]:
+        """Sync from this connection's cursors until nothing is left; new messages also go to next_message()."""
+        fresh: list[f.Msg] = []
+        while True:
+            page = await self.sync(self.cursors.snapshot(), limit)
+            for msg in page.msgs:
+                if self.cursors.accept_synced(msg) is Verdict.NEW:
+                    fresh.append(msg)
+                    self._hand_out(msg)
+            if not page.more:
+                return fresh
+
+    async def history(self, conversation_id: str, *, before: int | None = None, after: int | None = None,
+                      limit: int | None = None) -> f.Page:
+        result: f.Page = await self.request(
+            f.History(conversation_id=conversation_id, before=before, after=after, limit=limit)
+        )
+        return result
+
+    async def ack_received(self, conversation_id: str, seq: int) -> None:
+        await self._wire.write(f.Recv(conversation_id=conversation_id, seq=seq))
+
+    async def ping(self) -> None:
+        await self.request(f.Ping())
+
+    async def next_message(self, timeout: float = 10.0) -> f.Msg:
+        """The next message in order (live or synced), once each."""
+        if self.closed is not None and self._messages.empty():
+            raise self.closed
+        return await asyncio.wait_for(self._messages.get(), timeout)
+
+    async def next_event(self, kind: type[Any], timeout: float = 10.0) -> Any:
+        """The next pushed frame of a type (msg, receipt, ...), skipping others."""
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.events.get()
+                if isinstance(event, ServerClosed):
+                    raise event
+                if isinstance(event, kind):
+                    return event
+
+    async def write_raw(self, data: bytes | str) -> None:
+        """Send bytes as they are (tests of malformed input)."""
+        await self._wire.write_raw(data)  # type: ignore[attr-defined]

@@ -1,0 +1,283 @@
+"""Configuration: one typed, frozen object, loaded once at the edge and passed down.
+
+Precedence, highest first: command-line flags > ``PICA_*`` environment variables > the TOML file named by
+``--config`` (or ``PICA_CONFIG``) > the defaults below. Top-level keys map to ``PICA_<KEY>`` (``PICA_PORT``), keys of
+a section to ``PICA_<SECTION>_<KEY>`` (``PICA_LIMITS_MAX_FRAME_BYTES``). Errors name the key path.
+Every default is documented next to its field and in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+ENV_PREFIX: Final = "PICA_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or out of range; the message names the key path."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_frame_bytes: int = 65_536
+    """Largest frame accepted from a client, on either transport (checked before the payload is read)."""
+    max_body_bytes: int = 16_384
+    """Largest message body, measured as its JSON encoding."""
+    max_text_chars: int = 8_000
+    """Longest ``text`` of a message body."""
+    max_body_depth: int = 16
+    """Deepest nesting of objects/arrays in a message body."""
+    auth_timeout: float = 10.0
+    """Seconds a new connection has to authenticate before it is closed with 4003."""
+    heartbeat_interval: float = 25.0
+    """Seconds between heartbeats: the server pings a connection it has sent nothing to for this long."""
+    idle_timeout: float = 75.0
+    """Seconds without any frame from a client before the server closes it with 4001."""
+    max_outbound_bytes: int = 1_048_576
+    """Bytes queued in the kernel-side write buffer for one connection before it is cut as a slow consumer (4002)."""
+    max_inflight_requests: int = 256
+    """Requests one connection may have in progress; past it the server stops reading from that connection."""
+    sync_page_size: int = 200
+    """Most messages in one ``synced`` page (a client may ask for fewer)."""
+    history_page_size: int = 100
+    """Most messages in one history page (a client may ask for fewer)."""
+    max_http_body_bytes: int = 1_048_576
+    """Largest HTTP request body."""
+    shutdown_grace: float = 10.0
+    """Seconds SIGTERM waits for in-flight requests and commits before closing connections."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    token_secret: str = ""
+    """HMAC secret for access tokens. Empty: a random secret is created once in ``<data_dir>/token_secret``."""
+    token_ttl: float = 7 * 24 * 3600.0
+    """Seconds an access token stays valid."""
+    token_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    """The one algorithm accepted for tokens (pinned; never taken from the token's header)."""
+    argon2_time_cost: int = 2
+    """Argon2id iterations (OWASP minimum: 2)."""
+    argon2_memory_kib: int = 19_456
+    """Argon2id memory in KiB (OWASP minimum: 19 MiB)."""
+    argon2_parallelism: int = 1
+    """Argon2id lanes."""
+    hash_concurrency: int = 2
+    """Password hashes computed at once; more logins wait, so that a login burst cannot exhaust memory."""
+    min_password_length: int = 8
+    """Shortest accepted password."""
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteConfig:
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    """FULL: an acked message survives power loss. NORMAL: survives a process crash, may lose the last commits on
+    power loss, and is faster. See README."""
+    max_batch: int = 512
+    """Most write operations committed in one transaction (group commit)."""
+    read_threads: int = 4
+    """Threads (each with its own connection) serving reads."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "INFO"
+    """Log level name."""
+    format: Literal["text", "json"] = "text"
+    """``json`` writes one JSON object per line (for log shippers)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    """Address every listener binds."""
+    port: int = 8080
+    """HTTP API and WebSocket (``/v1/ws``) port; 0 picks a free one."""
+    tcp_port: int = 8081
+    """Length-framed TCP protocol port; 0 picks a free one; -1 disables the TCP gateway."""
+    data_dir: Path = Path("pica-data")
+    """Directory of the embedded SQLite database and the generated token secret."""
+    node_id: str = ""
+    """Name of this node in logs and (later) the cluster; empty: ``<hostname>-<pid>``."""
+    allowed_origins: tuple[str, ...] = ()
+    """WebSocket ``Origin`` values accepted at the handshake; empty accepts any (and requests without Origin)."""
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    sqlite: SqliteConfig = field(default_factory=SqliteConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+_SECTIONS: Final = {"limits": LimitsConfig, "auth": AuthConfig, "sqlite": SqliteConfig, "log": LogConfig}
+
+
+def load_config(
+    *,
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the config. ``overrides`` holds flag values by key path (``"port"``, ``"limits.idle_timeout"``);
+    None values are ignored so that unset flags fall through."""
+    env = os.environ if env is None else env
+    values: dict[str, dict[str, Any]] = {"": {}, **{name: {} for name in _SECTIONS}}
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        _merge_toml(values, Path(path))
+    _merge_env(values, env)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, name = key.rpartition(".")
+        _known(section, name)
+        values[section][name] = value
+    return _build(values)
+
+
+def _known(section: str, name: str) -> dataclasses.Field[Any]:
+    cls = Config if section == "" else _SECTIONS.get(section)
+    if cls is None:
+        raise ConfigError(f"unknown section {section!r}")
+    for f in dataclasses.fields(cls):
+        if f.name == name and (section or f.name not in _SECTIONS):
+            return f
+    raise ConfigError(f"unknown key {_path(section, name)!r}")
+
+
+def _path(section: str, name: str) -> str:
+    return f"{section}.{name}" if section else name
+
+
+def _merge_toml(values: dict[str, dict[str, Any]], path: Path) -> None:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from exc
+    for key, value in data.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a table")
+            for name, inner in value.items():
+                _known(key, name)
+                values[key][name] = inner
+        else:
+            _known("", key)
+            values[""][key] = value
+
+
+def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+    for f in dataclasses.fields(Config):
+        if f.name in _SECTIONS:
+            for inner in dataclasses.fields(_SECTIONS[f.name]):
+                raw = env.get(f"{ENV_PREFIX}{f.name}_{inner.name}".upper())
+                if raw is not None:
+                    values[f.name][inner.name] = raw
+        else:
+            raw = env.get(f"{ENV_PREFIX}{f.name}".upper())
+            if raw is not None:
+                values[""][f.name] = raw
+
+
+def _build(values: dict[str, dict[str, Any]]) -> Config:
+    sections = {name: _construct(cls, values[name], name) for name, cls in _SECTIONS.items()}
+    top: Config = _construct(Config, values[""], "", skip=set(_SECTIONS))
+    return dataclasses.replace(top, **sections)
+
+
+def _construct(cls: type[Any], raw: dict[str, Any], section: str, skip: set[str] | None = None) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if (skip and f.name in skip) or f.name not in raw:
+            continue
+        kwargs[f.name] = _coerce(raw[f.name], hints[f.name], _path(section, f.name))
+    obj = cls(**kwargs)
+    _validate(obj, section)
+    return obj
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            return value.lower() in {"1", "true", "yes", "on"}
+        raise ConfigError(f"{path}: expected a boolean, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}") from None
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{path}: expected a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    if hint is Path:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{path}: expected a path, got {value!r}")
+        return Path(value)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        candidate = value.upper() if isinstance(value, str) and value.upper() in choices else value
+        if candidate not in choices:
+            raise ConfigError(f"{path}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+        return candidate
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{path}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if isinstance(hint, types.UnionType):  # pragma: no cover - no optional fields yet
+        raise ConfigError(f"{path}: unsupported type")
+    raise ConfigError(f"{path}: unsupported type {hint!r}")
+
+
+def _validate(obj: Any, section: str) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        path = _path(section, f.name)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)) and f.name not in {"tcp_port", "port"} and value < 0:
+            raise ConfigError(f"{path}: must not be negative, got {value!r}")
+    if isinstance(obj, Config):
+        if not 0 <= obj.port <= 65535:
+            raise ConfigError(f"port: must be 0..65535, got {obj.port}")
+        if not -1 <= obj.tcp_port <= 65535:
+            raise ConfigError(f"tcp_port: must be -1..65535, got {obj.tcp_port}")
+    if isinstance(obj, LimitsConfig):
+        for name in (
+            "max_frame_bytes",
+            "max_body_bytes",
+            "sync_page_size",
+            "history_page_size",
+            "max_inflight_requests",
+            "max_outbound_bytes",
+        ):
+            if getattr(obj, name) < 1:
+                raise ConfigError(f"limits.{name}: must be at least 1")
+        if obj.idle_timeout <= obj.heartbeat_interval:
+            raise ConfigError("limits.idle_timeout: must be longer than limits.heartbeat_interval")
+    if isinstance(obj, SqliteConfig) and obj.max_batch < 1:
+        raise ConfigError("sqlite.max_batch: must be at least 1")
+    if isinstance(obj, AuthConfig) and obj.hash_concurrency < 1:
+        raise ConfigError("auth.hash_concurrency: must be at least 1")

@@ -1,0 +1,54 @@
+"""Registration, login and token authentication."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pica.config import AuthConfig
+from pica.core.passwords import PasswordHasher
+from pica.core.ports import Clock
+from pica.core.tokens import TokenClaims, TokenService
+from pica.core.validation import check_password, normalize_username
+from pica.errors import InvalidCredentials, InvalidToken
+from pica.store.base import Store
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    token: str
+    user_id: int
+    expires_at: int
+
+
+class AccountService:
+    def __init__(
+        self, store: Store, hasher: PasswordHasher, tokens: TokenService, clock: Clock, config: AuthConfig
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._tokens = tokens
+        self._clock = clock
+        self._config = config
+
+    async def register(self, username: object, password: object) -> int:
+        name = normalize_username(username)
+        secret = check_password(password, self._config.min_password_length)
+        password_hash = await self._hasher.hash(secret)
+        return await self._store.create_user(name, password_hash, self._clock.now_ms())
+
+    async def login(self, username: object, password: object) -> LoginResult:
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise InvalidCredentials("username and password must be strings")
+        user = await self._store.get_user_by_name(username.lower())
+        ok = await self._hasher.verify(user.password_hash if user else None, password)
+        if user is None or not ok:
+            raise InvalidCredentials("wrong username or password")
+        token, expires_at = self._tokens.issue(user.user_id, self._clock.now_ms() / 1000)
+        return LoginResult(token=token, user_id=user.user_id, expires_at=expires_at)
+
+    async def authenticate(self, token: str) -> TokenClaims:
+        """Verify a token and that its user still exists. Raises InvalidToken / TokenExpired."""
+        claims = self._tokens.verify(token)
+        if await self._store.get_user(claims.user_id) is None:
+            raise InvalidToken("invalid token")
+        return claims

@@ -1,0 +1,80 @@
+"""Validation of user input that the frame schema alone cannot express."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import msgspec
+
+from pica.config import LimitsConfig
+from pica.errors import BadRequest, InvalidUsername, WeakPassword
+
+USERNAME_RE: Final = re.compile(r"^[a-z0-9_][a-z0-9_.-]{2,31}$")
+MAX_PASSWORD_BYTES: Final = 1024
+
+_json_encode: Final = msgspec.json.Encoder().encode
+
+
+def normalize_username(username: object) -> str:
+    """Usernames are case-insensitive: 3-32 of a-z 0-9 _ . -, not starting with . or -; stored lower-case."""
+    if not isinstance(username, str) or not USERNAME_RE.match(username.lower()):
+        raise InvalidUsername("a username is 3-32 characters of a-z, 0-9, '_', '.', '-', not starting with '.' or '-'")
+    return username.lower()
+
+
+def check_password(password: object, min_length: int) -> str:
+    if not isinstance(password, str):
+        raise WeakPassword("password must be a string")
+    if len(password) < min_length:
+        raise WeakPassword(f"password must have at least {min_length} characters")
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise WeakPassword(f"password must be at most {MAX_PASSWORD_BYTES} bytes")
+    if len(set(password)) < 4:
+        raise WeakPassword("password must use at least 4 different characters")
+    return password
+
+
+def validate_body(body: object, limits: LimitsConfig) -> dict[str, Any]:
+    """A message body is a JSON object. Kinds (docs/protocol.md, "Message bodies"):
+    ``{"text": str}`` plain text; ``{"custom": <any JSON>, "type"?: str}`` application data. Other top-level keys
+    are kept as metadata. Bytes (a MessagePack bin) and nesting deeper than ``max_body_depth`` are rejected."""
+    if not isinstance(body, dict):
+        raise BadRequest("body must be an object")
+    _check_json(body, limits.max_body_depth)
+    text = body.get("text")
+    if "text" in body:
+        if not isinstance(text, str) or not text.strip():
+            raise BadRequest("body.text must be a non-empty string")
+        if len(text) > limits.max_text_chars:
+            raise BadRequest(f"body.text is longer than {limits.max_text_chars} characters")
+    elif "custom" not in body:
+        raise BadRequest("body needs 'text' or 'custom'")
+    if "type" in body and not isinstance(body["type"], str):
+        raise BadRequest("body.type must be a string")
+    size = len(_json_encode(body))
+    if size > limits.max_body_bytes:
+        raise BadRequest(f"body is {size} bytes, more than the limit of {limits.max_body_bytes}")
+    return body
+
+
+def _check_json(value: object, depth_left: int) -> None:
+    if depth_left < 0:
+        raise BadRequest("body is nested too deeply")
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise BadRequest("body numbers must be finite")
+        return
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if not isinstance(key, str):
+                raise BadRequest("body keys must be strings")
+            _check_json(inner, depth_left - 1)
+        return
+    if isinstance(value, list):
+        for inner in value:
+            _check_json(inner, depth_left - 1)
+        return
+    raise BadRequest(f"body holds a value JSON cannot carry ({type(value).__name__})")

@@ -1,0 +1,154 @@
+"""One exception hierarchy for all of Pica.
+
+Every error a client can see carries a stable wire ``code`` (used in protocol ``error`` frames and in HTTP JSON
+bodies), an HTTP status, and whether retrying the same request can help. Driver exceptions (sqlite3, asyncpg,
+redis) are wrapped at the store/cluster boundary; only these classes reach the wire::
+
+    PicaError
+    ├── BadRequest                 400  bad_request
+    │   ├── InvalidFrame           400  invalid_frame
+    │   ├── UnknownFrame           400  unknown_frame
+    │   ├── FrameTooLarge          413  frame_too_large
+    │   ├── InvalidUsername        400  invalid_username
+    │   ├── WeakPassword           400  weak_password
+    │   └── UnsupportedVersion     400  unsupported_version
+    ├── Unauthenticated            401  unauthenticated
+    │   ├── InvalidCredentials     401  invalid_credentials
+    │   ├── InvalidToken           401  invalid_token
+    │   └── TokenExpired           401  token_expired
+    ├── Forbidden                  403  forbidden
+    ├── NotFound                   404  not_found
+    │   ├── UserNotFound           404  user_not_found
+    │   └── ConversationNotFound   404  conversation_not_found
+    ├── Conflict                   409  conflict
+    │   └── UsernameTaken          409  username_taken
+    ├── RateLimited                429  rate_limited        (retryable)
+    ├── Unavailable                503  unavailable         (retryable)
+    │   └── StoreUnavailable       503  store_unavailable   (retryable)
+    └── InternalError              500  internal            (retryable)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class PicaError(Exception):
+    """Root of every error Pica raises on purpose."""
+
+    code: ClassVar[str] = "error"
+    http_status: ClassVar[int] = 500
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message()
+        super().__init__(self.message)
+
+    @classmethod
+    def default_message(cls) -> str:
+        return cls.code.replace("_", " ")
+
+    def to_dict(self) -> dict[str, object]:
+        body: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.retryable:
+            body["retryable"] = True
+        return body
+
+
+class BadRequest(PicaError):
+    code = "bad_request"
+    http_status = 400
+
+
+class InvalidFrame(BadRequest):
+    code = "invalid_frame"
+
+
+class UnknownFrame(BadRequest):
+    code = "unknown_frame"
+
+
+class FrameTooLarge(BadRequest):
+    code = "frame_too_large"
+    http_status = 413
+
+
+class InvalidUsername(BadRequest):
+    code = "invalid_username"
+
+
+class WeakPassword(BadRequest):
+    code = "weak_password"
+
+
+class UnsupportedVersion(BadRequest):
+    code = "unsupported_version"
+
+
+class Unauthenticated(PicaError):
+    code = "unauthenticated"
+    http_status = 401
+
+
+class InvalidCredentials(Unauthenticated):
+    code = "invalid_credentials"
+
+
+class InvalidToken(Unauthenticated):
+    code = "invalid_token"
+
+
+class TokenExpired(Unauthenticated):
+    code = "token_expired"
+
+
+class Forbidden(PicaError):
+    code = "forbidden"
+    http_status = 403
+
+
+class NotFound(PicaError):
+    code = "not_found"
+    http_status = 404
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+
+
+class ConversationNotFound(NotFound):
+    """Raised both for a conversation that does not exist and for one the caller is not in: the two must be
+    indistinguishable so that ids cannot be probed."""
+
+    code = "conversation_not_found"
+
+
+class Conflict(PicaError):
+    code = "conflict"
+    http_status = 409
+
+
+class UsernameTaken(Conflict):
+    code = "username_taken"
+
+
+class RateLimited(PicaError):
+    code = "rate_limited"
+    http_status = 429
+    retryable = True
+
+
+class Unavailable(PicaError):
+    code = "unavailable"
+    http_status = 503
+    retryable = True
+
+
+class StoreUnavailable(Unavailable):
+    code = "store_unavailable"
+
+
+class InternalError(PicaError):
+    code = "internal"
+    http_status = 500
+    retryable = True

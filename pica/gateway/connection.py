@@ -1,0 +1,299 @@
+"""A client connection, independent of its transport.
+
+Transports (TCP in :mod:`pica.gateway.tcp`, WebSocket in :mod:`pica.gateway.ws`) feed it whole frame payloads and
+implement four small hooks: write bytes, close, pause and resume reading. Everything else, the connection state
+machine (awaiting auth → ready → closed), request dispatch, in-flight limits, heartbeat bookkeeping and error
+mapping, lives here once for both transports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import secrets
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from pica.errors import (
+    BadRequest,
+    FrameTooLarge,
+    InternalError,
+    InvalidFrame,
+    PicaError,
+    TokenExpired,
+    Unauthenticated,
+    UnknownFrame,
+    UnsupportedVersion,
+)
+from pica.protocol import frames as f
+from pica.protocol.close_codes import CloseCode
+from pica.protocol.codec import Encoding, decode_client_frame
+from pica.protocol.outbound import OutboundFrame
+
+if TYPE_CHECKING:
+    from pica.gateway.services import GatewayServices
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    AWAIT_AUTH = "await_auth"
+    AUTHENTICATING = "authenticating"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+class Connection:
+    """Base class; a transport subclass implements the ``_transport_*`` hooks."""
+
+    transport_name = "?"
+
+    def __init__(self, services: GatewayServices, encoding: Encoding) -> None:
+        self.services = services
+        self.encoding = encoding
+        self.state = State.AWAIT_AUTH
+        self.user_id = 0
+        self.device = ""
+        self.session_id = ""
+        now = services.clock.monotonic()
+        self.opened_at = now
+        self.last_recv = now
+        self.last_send = now
+        self.token_expires_at = 0
+        self.inflight = 0
+        self._paused = False
+
+    # ------------------------------------------------------------------------------------------ transport hooks
+
+    def _transport_write(self, frame: OutboundFrame) -> None:
+        raise NotImplementedError
+
+    def _transport_buffered(self) -> int:
+        raise NotImplementedError
+
+    def _transport_close(self, code: CloseCode, reason: str) -> None:
+        """Send the close notice the transport uses, then close. Must be safe to call more than once."""
+        raise NotImplementedError
+
+    def _transport_pause(self) -> None:
+        raise NotImplementedError
+
+    def _transport_resume(self) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------ outbound
+
+    @property
+    def ready(self) -> bool:
+        return self.state is State.READY
+
+    def push(self, frame: OutboundFrame) -> None:
+        """Write a frame without waiting. A connection whose unsent bytes pass the limit is cut (4002): it will
+        reconnect and sync, rather than make the server buffer without bound."""
+        if self.state is State.CLOSED:
+            return
+        self._transport_write(frame)
+        self.last_send = self.services.clock.monotonic()
+        if self._transport_buffered() > self.services.limits.max_outbound_bytes:
+            log.info("cutting slow consumer", extra={"user_id": self.user_id, "conn": self.transport_name})
+            self.services.metrics.slow_consumers += 1
+            self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
+
+    def send(self, frame: Any) -> None:
+        self.push(OutboundFrame(frame))
+
+    def send_error(self, error: PicaError, ref: int | None = None) -> None:
+        self.send(f.Error(code=error.code, message=error.message, ref=ref, retryable=error.retryable))
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        self.services.hub.unregister(self)
+        self._transport_close(code, reason)
+
+    def fail(self, error: PicaError, code: CloseCode) -> None:
+        """Tell the client what went wrong, then close."""
+        if self.state is State.CLOSED:
+            return
+        self.send_error(error)
+        self.close(code, error.message[:120])
+
+    def connection_lost(self) -> None:
+        """The transport is gone (peer closed, reset, or our own close completed)."""
+        if self.state is not State.CLOSED:
+            self.state = State.CLOSED
+            self.services.hub.unregister(self)
+
+    # ------------------------------------------------------------------------------------------ inbound
+
+    def on_payload(self, payload: bytes | str, encoding: Encoding) -> None:
+        """One complete frame payload arrived."""
+        if self.state is State.CLOSED:
+            return
+        self.last_recv = self.services.clock.monotonic()
+        self.services.metrics.frames_in += 1
+        try:
+            frame = decode_client_frame(payload, encoding)
+        except (InvalidFrame, UnknownFrame) as exc:
+            # The stream itself is intact: report and go on, so that a newer client's frame does not kill it.
+            self.send_error(exc)
+            return
+        if self.state is State.READY:
+            self._dispatch(frame)
+        elif self.state is State.AWAIT_AUTH:
+            if isinstance(frame, f.Auth):
+                self.encoding = encoding
+                self._authenticate(frame)
+            else:
+                self.fail(Unauthenticated("the first frame must be 'auth'"), CloseCode.PROTOCOL_ERROR)
+        else:  # AUTHENTICATING: the client must wait for 'ready'
+            self.fail(Unauthenticated("wait for 'ready' before sending"), CloseCode.PROTOCOL_ERROR)
+
+    def on_oversized(self, error: FrameTooLarge) -> None:
+        self.fail(error, CloseCode.FRAME_TOO_LARGE)
+
+    def _dispatch(self, frame: f.ClientFrame) -> None:
+        chat = self.services.chat
+        if isinstance(frame, f.Send):
+            self._spawn(frame.id, self._do_send(frame))
+        elif isinstance(frame, f.Recv):
+            self._spawn(None, chat.mark_received(self.user_id, frame.conversation_id, frame.seq))
+        elif isinstance(frame, f.Sync):
+            self._spawn(frame.id, self._do_sync(frame))
+        elif isinstance(frame, f.History):
+            self._spawn(frame.id, self._do_history(frame))
+        elif isinstance(frame, f.Ping):
+            self.send(f.Pong(ref=frame.id))
+        elif isinstance(frame, f.Pong):
+            pass
+        elif isinstance(frame, f.Auth):
+            self.send_error(BadRequest("already authenticated"))
+
+    def _spawn(self, ref: int | None, work: Coroutine[Any, Any, None]) -> None:
+        self.inflight += 1
+        if self.inflight >= self.services.limits.max_inflight_requests and not self._paused:
+            self._paused = True
+            self._transport_pause()
+        task = asyncio.get_running_loop().create_task(self._guard(ref, work))
+        self.services.track(task)
+
+    async def _guard(self, ref: int | None, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except PicaError as exc:
+            self.send_error(exc, ref)
+        except Exception:
+            log.exception("request failed", extra={"user_id": self.user_id})
+            self.send_error(InternalError("internal error"), ref)
+        finally:
+            self.inflight -= 1
+            if self._paused and self.inflight < self.services.limits.max_inflight_requests // 2 + 1:
+                self._paused = False
+                if self.state is not State.CLOSED:
+                    self._transport_resume()
+
+    # ------------------------------------------------------------------------------------------ requests
+
+    def _authenticate(self, frame: f.Auth) -> None:
+        if frame.v != f.PROTOCOL_VERSION:
+            self.fail(
+                UnsupportedVersion(f"protocol version {frame.v} is not supported; use {f.PROTOCOL_VERSION}"),
+                CloseCode.UNSUPPORTED_VERSION,
+            )
+            return
+        self.state = State.AUTHENTICATING
+        task = asyncio.get_running_loop().create_task(self._do_auth(frame.token, frame.device))
+        self.services.track(task)
+
+    async def _do_auth(self, token: str, device: str | None) -> None:
+        try:
+            claims = await self.services.accounts.authenticate(token)
+        except TokenExpired as exc:
+            self.fail(exc, CloseCode.TOKEN_EXPIRED)
+            return
+        except Unauthenticated as exc:
+            self.fail(exc, CloseCode.AUTH_FAILED)
+            return
+        except PicaError as exc:
+            self.fail(exc, CloseCode.INTERNAL_ERROR)
+            return
+        if self.state is State.CLOSED:
+            return
+        self.accept(claims.user_id, device, claims.expires_at)
+
+    def accept(self, user_id: int, device: str | None, token_expires_at: int) -> None:
+        """Authentication succeeded: register with the hub and tell the client."""
+        self.user_id = user_id
+        self.device = device or "dev-" + secrets.token_hex(4)
+        self.session_id = secrets.token_hex(8)
+        self.token_expires_at = token_expires_at
+        self.state = State.READY
+        self.services.hub.register(self)
+        limits = self.services.limits
+        self.send(
+            f.Ready(
+                v=f.PROTOCOL_VERSION,
+                user_id=user_id,
+                device=self.device,
+                session=self.session_id,
+                heartbeat=limits.heartbeat_interval,
+                idle_timeout=limits.idle_timeout,
+                max_frame=limits.max_frame_bytes,
+                time=self.services.clock.now_ms(),
+            )
+        )
+
+    async def _do_send(self, frame: f.Send) -> None:
+        ack = await self.services.chat.send_direct(self.user_id, frame.to, frame.client_msg_id, frame.body, origin=self)
+        self.services.metrics.messages_acked += 1
+        self.send(
+            f.Sent(
+                client_msg_id=ack.client_msg_id,
+                conversation_id=ack.conversation_id,
+                seq=ack.seq,
+                ts=ack.ts,
+                ref=frame.id,
+                duplicate=ack.duplicate,
+            )
+        )
+
+    async def _do_sync(self, frame: f.Sync) -> None:
+        from pica.core.chat import message_frame
+
+        page = await self.services.chat.sync(self.user_id, frame.cursors, frame.limit)
+        self.send(f.Synced(msgs=[message_frame(m) for m in page.messages], more=page.more, ref=frame.id))
+
+    async def _do_history(self, frame: f.History) -> None:
+        from pica.core.chat import message_frame
+
+        page = await self.services.chat.history(
+            self.user_id, frame.conversation_id, after=frame.after, before=frame.before, limit=frame.limit
+        )
+        self.send(
+            f.Page(
+                conversation_id=frame.conversation_id,
+                msgs=[message_frame(m) for m in page.messages],
+                more=page.more,
+                ref=frame.id,
+            )
+        )
+
+    # ------------------------------------------------------------------------------------------ timers
+
+    def check_timers(self, now: float, now_s: float) -> None:
+        """Called periodically by the hub's sweeper: auth deadline, idle timeout, heartbeat, token expiry."""
+        limits = self.services.limits
+        if self.state in (State.AWAIT_AUTH, State.AUTHENTICATING):
+            if now - self.opened_at > limits.auth_timeout:
+                self.fail(Unauthenticated("authentication timed out"), CloseCode.AUTH_TIMEOUT)
+            return
+        if self.state is not State.READY:
+            return
+        if now - self.last_recv > limits.idle_timeout:
+            self.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
+        elif self.token_expires_at and now_s >= self.token_expires_at:
+            self.fail(TokenExpired("token expired"), CloseCode.TOKEN_EXPIRED)
+        elif now - self.last_send >= limits.heartbeat_interval:
+            self.send(f.Ping())

@@ -1,0 +1,103 @@
+"""This node's registry of connections: who is connected here, and local delivery to them.
+
+It implements :class:`pica.core.ports.Delivery` for a single node. The cluster's delivery wraps it and adds the
+cross-node hop; the per-user online state it tracks is what presence and push build on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from pica.protocol.outbound import OutboundFrame
+
+if TYPE_CHECKING:
+    from pica.gateway.connection import Connection
+
+log = logging.getLogger(__name__)
+
+PresenceListener = Callable[[int, bool], None]
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._by_user: dict[int, list[Connection]] = {}
+        self._all: set[Connection] = set()
+        self._presence_listeners: list[PresenceListener] = []
+
+    # ------------------------------------------------------------------------------------------ registry
+
+    def track(self, conn: Connection) -> None:
+        """A new, not yet authenticated connection (for the auth-deadline sweep)."""
+        self._all.add(conn)
+
+    def register(self, conn: Connection) -> None:
+        """An authenticated connection."""
+        self._all.add(conn)
+        devices = self._by_user.get(conn.user_id)
+        if devices is None:
+            self._by_user[conn.user_id] = [conn]
+            self._notify(conn.user_id, True)
+        else:
+            devices.append(conn)
+
+    def unregister(self, conn: Connection) -> None:
+        self._all.discard(conn)
+        devices = self._by_user.get(conn.user_id)
+        if devices is None or conn not in devices:
+            return
+        devices.remove(conn)
+        if not devices:
+            del self._by_user[conn.user_id]
+            self._notify(conn.user_id, False)
+
+    def add_presence_listener(self, listener: PresenceListener) -> None:
+        """``listener(user_id, online)`` runs when a user's first device connects or last one leaves."""
+        self._presence_listeners.append(listener)
+
+    def _notify(self, user_id: int, online: bool) -> None:
+        for listener in self._presence_listeners:
+            try:
+                listener(user_id, online)
+            except Exception:
+                log.exception("presence listener failed")
+
+    # ------------------------------------------------------------------------------------------ delivery
+
+    def deliver(self, user_ids: Iterable[int], frame: OutboundFrame, exclude: object | None = None) -> None:
+        for user_id in user_ids:
+            devices = self._by_user.get(user_id)
+            if not devices:
+                continue
+            for conn in tuple(devices):  # push() may cut a slow consumer, which edits the list
+                if conn is not exclude:
+                    conn.push(frame)
+
+    def is_online(self, user_id: int) -> bool:
+        return user_id in self._by_user
+
+    def devices(self, user_id: int) -> int:
+        return len(self._by_user.get(user_id, ()))
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._all)
+
+    @property
+    def online_users(self) -> int:
+        return len(self._by_user)
+
+    def connections(self) -> list[Connection]:
+        return list(self._all)
+
+    # ------------------------------------------------------------------------------------------ timers
+
+    async def run_sweeper(self, interval: float, monotonic: Callable[[], float], wall: Callable[[], float]) -> None:
+        """Every ``interval`` seconds, let each connection check its deadlines."""
+        while True:
+            await asyncio.sleep(interval)
+            now, now_s = monotonic(), wall()
+            for conn in list(self._all):
+                conn.check_timers(now, now_s)

@@ -1,0 +1,40 @@
+"""What a connection needs from the rest of the node, handed to it at construction (no globals)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from pica.config import LimitsConfig
+from pica.core.accounts import AccountService
+from pica.core.chat import ChatService
+from pica.core.ports import Clock
+from pica.gateway.hub import Hub
+
+
+@dataclass(slots=True)
+class Metrics:
+    """Counters exposed at /metrics."""
+
+    frames_in: int = 0
+    messages_acked: int = 0
+    slow_consumers: int = 0
+    connections_opened: int = 0
+
+
+@dataclass(slots=True)
+class GatewayServices:
+    chat: ChatService
+    accounts: AccountService
+    hub: Hub
+    limits: LimitsConfig
+    clock: Clock
+    allowed_origins: tuple[str, ...] = ()
+    metrics: Metrics = field(default_factory=Metrics)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    accepting: bool = True
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Keep a reference to a request task until it finishes (and let shutdown wait for it)."""
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)

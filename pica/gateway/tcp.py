@@ -1,0 +1,98 @@
+"""The length-framed TCP transport: an asyncio Protocol around FrameReader and Connection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from pica.errors import FrameTooLarge, InvalidFrame
+from pica.gateway.connection import Connection, State
+from pica.gateway.services import GatewayServices
+from pica.protocol import frames as f
+from pica.protocol.close_codes import CloseCode
+from pica.protocol.codec import Encoding
+from pica.protocol.framing import FrameReader
+from pica.protocol.outbound import OutboundFrame
+
+log = logging.getLogger(__name__)
+
+
+class TcpConnection(Connection, asyncio.Protocol):
+    transport_name = "tcp"
+
+    def __init__(self, services: GatewayServices) -> None:
+        super().__init__(services, Encoding.MSGPACK)
+        self._reader = FrameReader(services.limits.max_frame_bytes)
+        self._transport: asyncio.Transport | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.services.metrics.connections_opened += 1
+        if not self.services.accepting:
+            self.close(CloseCode.SERVER_SHUTDOWN, "server shutting down")
+            return
+        self.services.hub.track(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            payloads = self._reader.feed(data)
+        except FrameTooLarge as exc:
+            self.on_oversized(exc)
+            return
+        except InvalidFrame as exc:
+            self.fail(exc, CloseCode.PROTOCOL_ERROR)
+            return
+        for payload in payloads:
+            self.on_payload(payload, Encoding.MSGPACK)
+            if self.state is State.CLOSED:
+                break
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:  # type: ignore[override]
+        Connection.connection_lost(self)
+        self._transport = None
+
+    # Connection hooks
+
+    def _transport_write(self, frame: OutboundFrame) -> None:
+        if self._transport is not None:
+            self._transport.write(frame.tcp_bytes())
+
+    def _transport_buffered(self) -> int:
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
+    def _transport_close(self, code: CloseCode, reason: str) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if code is CloseCode.SLOW_CONSUMER:
+            transport.abort()  # its buffer is full; a close notice would only queue behind it
+            return
+        transport.write(OutboundFrame(f.Close(code=int(code), reason=reason)).tcp_bytes())
+        transport.close()
+
+    def _transport_pause(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def _transport_resume(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+
+async def start_tcp_server(
+    services: GatewayServices, host: str, port: int, *, reuse_port: bool = False
+) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: TcpConnection(services), host, port, reuse_port=reuse_port or None, backlog=4096
+    )

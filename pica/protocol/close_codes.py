@@ -1,0 +1,29 @@
+"""Close codes, shared by WebSocket close frames and the TCP ``close`` frame.
+
+4000-4499: the client should reconnect (after backoff with jitter) and sync.
+4500-4999: reconnecting as before will fail again; the client must change something first (a new token, a fixed
+frame, a newer protocol version). 1000 and 1009 keep their RFC 6455 meaning on both transports.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class CloseCode(IntEnum):
+    NORMAL = 1000
+    MESSAGE_TOO_BIG = 1009
+    SERVER_SHUTDOWN = 4000
+    IDLE_TIMEOUT = 4001
+    SLOW_CONSUMER = 4002
+    AUTH_TIMEOUT = 4003
+    INTERNAL_ERROR = 4004
+    PROTOCOL_ERROR = 4500
+    AUTH_FAILED = 4501
+    TOKEN_EXPIRED = 4502
+    FRAME_TOO_LARGE = 4503
+    UNSUPPORTED_VERSION = 4504
+
+    @property
+    def should_reconnect(self) -> bool:
+        return 4000 <= self.value < 4500 or self.value == CloseCode.NORMAL

@@ -1,0 +1,176 @@
+"""Every frame of the Pica client protocol, version 1.
+
+One frame model serves every transport: WebSocket text frames carry it as JSON, WebSocket binary frames and the TCP
+protocol as MessagePack. A frame is a map whose ``t`` field names its type. docs/protocol.md is the normative
+description; the field constraints here are the machine-checked half of it and must agree with it.
+
+Naming: a client request may carry ``id`` (an integer the client chooses); the server's reply to it carries the same
+value as ``ref``. Optional fields that are absent/None are omitted on the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+import msgspec
+
+PROTOCOL_VERSION: Final = 1
+
+# Identifier shapes shared by frames and the HTTP API.
+ClientMsgId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+ConversationId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+RequestId = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+UserIdField = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+DeviceName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+
+
+class _Frame(msgspec.Struct, tag_field="t", omit_defaults=True, forbid_unknown_fields=False):
+    """Base of all frames. Unknown fields are ignored so that later minor versions can add fields."""
+
+
+# --------------------------------------------------------------------------------------------------- client frames
+
+
+class Auth(_Frame, tag="auth"):
+    """First frame on a connection that was not authenticated in the WebSocket upgrade request."""
+
+    token: Token
+    v: int = PROTOCOL_VERSION
+    device: DeviceName | None = None
+
+
+class Send(_Frame, tag="send"):
+    """Send a message. ``client_msg_id`` is the idempotency key: unique per sending user, forever."""
+
+    to: UserIdField
+    client_msg_id: ClientMsgId
+    body: dict[str, Any]
+    id: RequestId | None = None
+
+
+class Recv(_Frame, tag="recv"):
+    """Delivery ack: this device holds every message of ``conversation_id`` up to and including ``seq``."""
+
+    conversation_id: ConversationId
+    seq: Seq
+
+
+class Sync(_Frame, tag="sync"):
+    """Ask for everything after the given per-conversation cursors (absent conversation: from the start)."""
+
+    cursors: dict[ConversationId, Seq] = {}
+    limit: Limit | None = None
+    id: RequestId | None = None
+
+
+class History(_Frame, tag="history"):
+    """Page through one conversation: ``before`` pages backwards, ``after`` forwards, neither gives the latest."""
+
+    conversation_id: ConversationId
+    before: Seq | None = None
+    after: Seq | None = None
+    limit: Limit | None = None
+    id: RequestId | None = None
+
+
+class Ping(_Frame, tag="ping"):
+    id: RequestId | None = None
+
+
+class Pong(_Frame, tag="pong"):
+    ref: RequestId | None = None
+
+
+# --------------------------------------------------------------------------------------------------- server frames
+
+
+class Ready(_Frame, tag="ready"):
+    """Authentication succeeded. Timings are in seconds; ``time`` is the server clock in ms since the epoch."""
+
+    v: int
+    user_id: int
+    device: str
+    session: str
+    heartbeat: float
+    idle_timeout: float
+    max_frame: int
+    time: int
+
+
+class Sent(_Frame, tag="sent"):
+    """Server ack: the message is durably committed. ``duplicate`` is true when this ``client_msg_id`` had been
+    stored before and this ack repeats the original one."""
+
+    client_msg_id: str
+    conversation_id: str
+    seq: int
+    ts: int
+    ref: RequestId | None = None
+    duplicate: bool = False
+
+
+class Msg(_Frame, tag="msg"):
+    """A message of a conversation: pushed live, or an element of ``synced`` and ``page``."""
+
+    conversation_id: str
+    seq: int
+    sender: int
+    client_msg_id: str
+    ts: int
+    body: dict[str, Any]
+
+
+class Synced(_Frame, tag="synced"):
+    """One page of a sync: messages ordered by (conversation_id, seq); ``more`` asks the client to sync again."""
+
+    msgs: list[Msg]
+    more: bool
+    ref: RequestId | None = None
+
+
+class Page(_Frame, tag="page"):
+    """One page of history, ascending by seq; ``more`` says older (or newer, for ``after``) messages exist."""
+
+    conversation_id: str
+    msgs: list[Msg]
+    more: bool
+    ref: RequestId | None = None
+
+
+class Receipt(_Frame, tag="receipt"):
+    """``user_id`` has received (``delivered``) messages of ``conversation_id`` up to that seq."""
+
+    conversation_id: str
+    user_id: int
+    delivered: int
+
+
+class Error(_Frame, tag="error"):
+    """A request failed (``ref`` names it) or the connection is about to close (no ``ref``)."""
+
+    code: str
+    message: str
+    ref: RequestId | None = None
+    retryable: bool = False
+
+
+class Close(_Frame, tag="close"):
+    """Last frame before the server closes a TCP connection; on WebSocket the close frame carries the same code."""
+
+    code: int
+    reason: str
+
+
+ClientFrame = Auth | Send | Recv | Sync | History | Ping | Pong
+ServerFrame = Ready | Sent | Msg | Synced | Page | Receipt | Error | Close | Ping | Pong
+AnyFrame = (
+    Auth | Send | Recv | Sync | History | Ping | Pong | Ready | Sent | Msg | Synced | Page | Receipt | Error | Close
+)
+
+CLIENT_FRAME_TYPES: Final = frozenset({"auth", "send", "recv", "sync", "history", "ping", "pong"})
+SERVER_FRAME_TYPES: Final = frozenset(
+    {"ready", "sent", "msg", "synced", "page", "receipt", "error", "close", "ping", "pong"}
+)

@@ -1,0 +1,121 @@
+"""Shared fixtures: a real Pica node on 127.0.0.1 with free ports and its own SQLite file per test."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pica.app import PicaServer
+from pica.client import Login, PicaConnection, PicaHttp
+from pica.config import Config, LimitsConfig
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Node:
+    server: PicaServer
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.http_port}"
+
+    @property
+    def tcp_port(self) -> int:
+        return self.server.tcp_port
+
+
+def make_config(tmp_path: Path, **limits: object) -> Config:
+    return Config(
+        port=0,
+        tcp_port=0,
+        data_dir=tmp_path / "data",
+        limits=dataclasses.replace(LimitsConfig(), **limits),  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    server = PicaServer(make_config(tmp_path))
+    await server.start()
+    try:
+        yield Node(server)
+    finally:
+        await server.stop()
+
+
+async def new_user(url: str, prefix: str = "u") -> Login:
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    async with PicaHttp(url) as http:
+        await http.register(name, PASSWORD)
+        return await http.login(name, PASSWORD)
+
+
+async def connect(node_url: str, login: Login, transport: str = "ws", tcp_port: int | None = None,
+                  device: str | None = None) -> PicaConnection:
+    return await PicaConnection.open(node_url, login.token, transport=transport,  # type: ignore[arg-type]
+                                     tcp_port=tcp_port, device=device)
+
+
+# ---------------------------------------------------------------------------------------------- server processes
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen[bytes]
+    http_port: int
+    tcp_port: int
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+
+def start_server_process(data_dir: Path, http_port: int = 0, tcp_port: int = 0,
+                         extra: list[str] | None = None) -> ServerProcess:
+    ready = data_dir.parent / f"ready-{uuid.uuid4().hex}"
+    log = open(data_dir.parent / "server.log", "ab")  # noqa: SIM115 - the child keeps it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pica", "serve", "--port", str(http_port), "--tcp-port", str(tcp_port),
+         "--data-dir", str(data_dir), "--ready-file", str(ready), *(extra or [])],
+        stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if ready.exists() and ready.read_text().strip():
+            http, tcp = map(int, ready.read_text().split())
+            return ServerProcess(proc, http, tcp, data_dir)
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; see {data_dir.parent / 'server.log'}")
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("server did not start within 30 s")
+
+
+@pytest.fixture
+def server_process_factory(tmp_path: Path) -> Iterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
+    yield started
+    for sp in started:
+        if sp.proc.poll() is None:
+            sp.proc.kill()
+            sp.proc.wait(10)
