@@ -46,6 +46,18 @@ def token_secret(config: Config) -> str:
     return secret
 
 
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening-ready TCP socket; binding here (not in the library) tells us the real port when port is 0."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
 class PicaServer:
     """One node. ``start()`` binds the listeners; ``http_port``/``tcp_port`` then hold the real ports."""
 
@@ -85,11 +97,9 @@ class PicaServer:
         )
         self._runner = web.AppRunner(build_app(services), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, config.host, config.port, backlog=4096)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        self.http_port = server.sockets[0].getsockname()[1]
+        http_socket = bind_socket(config.host, config.port)
+        self.http_port = http_socket.getsockname()[1]
+        await web.SockSite(self._runner, http_socket, backlog=4096).start()
         if config.tcp_port >= 0:
             self._tcp_server = await start_tcp_server(services, config.host, config.tcp_port)
             self.tcp_port = self._tcp_server.sockets[0].getsockname()[1]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,12 +93,12 @@ class ServerProcess:
 def start_server_process(data_dir: Path, http_port: int = 0, tcp_port: int = 0,
                          extra: list[str] | None = None) -> ServerProcess:
     ready = data_dir.parent / f"ready-{uuid.uuid4().hex}"
-    log = open(data_dir.parent / "server.log", "ab")  # noqa: SIM115 - the child keeps it
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pica", "serve", "--port", str(http_port), "--tcp-port", str(tcp_port),
-         "--data-dir", str(data_dir), "--ready-file", str(ready), *(extra or [])],
-        stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    with open(data_dir.parent / "server.log", "ab") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pica", "serve", "--port", str(http_port), "--tcp-port", str(tcp_port),
+             "--data-dir", str(data_dir), "--ready-file", str(ready), *(extra or [])],
+            stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if ready.exists() and ready.read_text().strip():
@@ -119,3 +119,30 @@ def server_process_factory(tmp_path: Path) -> Iterator[list[ServerProcess]]:
         if sp.proc.poll() is None:
             sp.proc.kill()
             sp.proc.wait(10)
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], object]]:
+    """Run the tests on uvloop, the loop `pica serve` uses in production."""
+    import uvloop
+
+    return {"uvloop": uvloop.new_event_loop}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    """Say loudly what was skipped and why; under CI=true a skip is a failure."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    terminalreporter.section("SKIPPED TESTS", sep="!", red=True, bold=True)
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        terminalreporter.write_line(f"SKIPPED {report.nodeid}: {reason}", red=True, bold=True)
+    if os.environ.get("CI", "").lower() == "true":
+        terminalreporter.write_line("CI=true: skipped tests count as failures", red=True, bold=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped and os.environ.get("CI", "").lower() == "true" and exitstatus == 0:
+        session.exitstatus = 1

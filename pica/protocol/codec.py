@@ -69,14 +69,14 @@ def _decode(data: bytes | str, encoding: Encoding, decoder: Any, known: frozense
         if frame_type is not None and frame_type not in known:
             raise UnknownFrame(f"unknown frame type {frame_type[:32]!r}") from None
         raise InvalidFrame(str(exc)) from None
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
         raise InvalidFrame(f"malformed frame: {exc}"[:200]) from None
 
 
 def _frame_type(data: bytes | str, encoding: Encoding) -> str | None:
     try:
         raw = _raw_decoders[encoding].decode(data.encode() if isinstance(data, str) else data)
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+    except (msgspec.DecodeError, RecursionError, UnicodeError):
         return None
     if isinstance(raw, dict):
         t = raw.get("t")

@@ -1,0 +1,183 @@
+"""Helpers shared by the benchmark scripts: server subprocesses, process sampling, statistics, output.
+
+Imported as a sibling module (``python bench/chat.py`` puts ``bench/`` first on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+HOST = "127.0.0.1"
+
+
+# --------------------------------------------------------------------------------------------------- subprocesses
+
+
+class ServerProcess:
+    """A server started as a subprocess that writes its port(s) to ``ready_file`` once it listens."""
+
+    def __init__(self, argv: Sequence[str], ready_file: Path, log_file: Path, env: dict[str, str] | None = None):
+        self.argv = list(argv)
+        self.ready_file = ready_file
+        self.log_file = log_file
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ports: list[int] = []
+
+    def start(self, timeout: float = 30.0) -> list[int]:
+        self.ready_file.unlink(missing_ok=True)
+        with self.log_file.open("ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log_file}")
+            text = self.ready_file.read_text() if self.ready_file.exists() else ""
+            if text.endswith("\n"):
+                self.ports = [int(p) for p in text.split()]
+                return self.ports
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server not ready within {timeout} s; see {self.log_file}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self, timeout: float = 15.0) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------------------------------- sampling
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSample:
+    at: float
+    total: float
+    """user + system seconds of all threads of the process."""
+    main_thread: float
+    """user + system seconds of the main thread (the event loop)."""
+
+
+def cpu_sample(pid: int) -> CpuSample:
+    proc = psutil.Process(pid)
+    times = proc.cpu_times()
+    main = 0.0
+    for thread in proc.threads():
+        if thread.id == pid:
+            main = thread.user_time + thread.system_time
+    return CpuSample(time.monotonic(), times.user + times.system, main)
+
+
+def rss(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def settled_rss(pid: int, *, settle: float, samples: int = 5) -> int:
+    """Wait ``settle`` seconds, then the median of a few RSS samples taken 0.2 s apart."""
+    time.sleep(settle)
+    values = []
+    for _ in range(samples):
+        values.append(rss(pid))
+        time.sleep(0.2)
+    return int(sorted(values)[len(values) // 2])
+
+
+# --------------------------------------------------------------------------------------------------- statistics
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted values (nan when empty)."""
+    if not sorted_values:
+        return float("nan")
+    rank = math.ceil(q / 100 * len(sorted_values))
+    return float(sorted_values[max(0, min(len(sorted_values), rank) - 1)])
+
+
+def latency_summary_ms(values_ns: Iterable[int]) -> dict[str, float]:
+    ordered = sorted(values_ns)
+    ms = 1e6
+    return {
+        "count": float(len(ordered)),
+        "p50": percentile(ordered, 50) / ms,
+        "p99": percentile(ordered, 99) / ms,
+        "p999": percentile(ordered, 99.9) / ms,
+        "max": (ordered[-1] / ms) if ordered else float("nan"),
+    }
+
+
+# --------------------------------------------------------------------------------------------------- output
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        if value != value:
+            return "n/a"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
+
+
+def write_json(path: str | None, data: dict[str, Any]) -> None:
+    if path:
+        Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr, so that stdout holds only the tables."""
+    print(message, file=sys.stderr, flush=True)

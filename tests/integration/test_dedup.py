@@ -1,0 +1,40 @@
+"""Re-sending a client message id returns the original ack and stores nothing new, on any path."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pica.client import PicaHttp
+from tests.conftest import Node, connect, new_user
+
+
+async def test_duplicate_client_msg_id_gets_same_ack_and_one_message(node: Node) -> None:
+    alice, bob = await new_user(node.url), await new_user(node.url)
+    a = await connect(node.url, alice, "tcp", node.tcp_port)
+    b = await connect(node.url, bob)
+    async with a, b:
+        first = await a.send(bob.user_id, {"text": "once"}, client_msg_id="retry-me")
+        again = await a.send(bob.user_id, {"text": "once"}, client_msg_id="retry-me")
+        assert (again.conversation_id, again.seq, again.ts) == (first.conversation_id, first.seq, first.ts)
+        assert not first.duplicate and again.duplicate
+        # Concurrent retries of another id (a client resending after a timeout while the first is in flight).
+        racing = await asyncio.gather(*(a.send(bob.user_id, {"text": "race"}, client_msg_id="race") for _ in range(5)))
+        assert len({r.seq for r in racing}) == 1 and sum(not r.duplicate for r in racing) == 1
+        got = [await b.next_message(), await b.next_message()]
+        assert [m.client_msg_id for m in got] == ["retry-me", "race"]
+
+    async with PicaHttp(node.url, token=alice.token) as http:
+        over_http = await http.send(bob.user_id, "retry-me", {"text": "once"})
+        assert (over_http["seq"], over_http["duplicate"]) == (first.seq, True)
+        history = await http.history(first.conversation_id)
+    assert [m["client_msg_id"] for m in history["messages"]] == ["retry-me", "race"]
+
+
+async def test_same_client_msg_id_from_two_users_are_two_messages(node: Node) -> None:
+    alice, bob = await new_user(node.url), await new_user(node.url)
+    async with PicaHttp(node.url) as http:
+        http.token = alice.token
+        a = await http.send(bob.user_id, "same", {"text": "from alice"})
+        http.token = bob.token
+        b = await http.send(alice.user_id, "same", {"text": "from bob"})
+    assert (a["seq"], b["seq"]) == (1, 2) and not a["duplicate"] and not b["duplicate"]
