@@ -69,13 +69,13 @@ class ChatService:
 
         Must not await anything before the store call: pipelined sends of one connection keep their order.
         """
-        checked = validate_body(body, self._limits)
+        checked, body_json = validate_body(body, self._limits)
         if not client_msg_id or len(client_msg_id) > 64:
             raise BadRequest("client_msg_id must be 1-64 characters")
         conversation_id = direct_conversation_id(sender, recipient)
         ts = self._clock.now_ms()
         result: AppendResult = await self._store.append_direct(
-            DirectAppend(conversation_id, sender, recipient, client_msg_id, checked, ts)
+            DirectAppend(conversation_id, sender, recipient, client_msg_id, body_json, ts)
         )
         if not result.duplicate:
             # Recipients' devices and the sender's other devices; a duplicate was delivered the first time.

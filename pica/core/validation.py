@@ -35,10 +35,11 @@ def check_password(password: object, min_length: int) -> str:
     return password
 
 
-def validate_body(body: object, limits: LimitsConfig) -> dict[str, Any]:
+def validate_body(body: object, limits: LimitsConfig) -> tuple[dict[str, Any], bytes]:
     """A message body is a JSON object. Kinds (docs/protocol.md, "Message bodies"):
     ``{"text": str}`` plain text; ``{"custom": <any JSON>, "type"?: str}`` application data. Other top-level keys
-    are kept as metadata. Bytes (a MessagePack bin) and nesting deeper than ``max_body_depth`` are rejected."""
+    are kept as metadata. Bytes (a MessagePack bin) and nesting deeper than ``max_body_depth`` are rejected.
+    Returns the body and its JSON encoding (what the store keeps)."""
     if not isinstance(body, dict):
         raise BadRequest("body must be an object")
     _check_json(body, limits.max_body_depth)
@@ -52,10 +53,10 @@ def validate_body(body: object, limits: LimitsConfig) -> dict[str, Any]:
         raise BadRequest("body needs 'text' or 'custom'")
     if "type" in body and not isinstance(body["type"], str):
         raise BadRequest("body.type must be a string")
-    size = len(_json_encode(body))
-    if size > limits.max_body_bytes:
-        raise BadRequest(f"body is {size} bytes, more than the limit of {limits.max_body_bytes}")
-    return body
+    encoded = _json_encode(body)
+    if len(encoded) > limits.max_body_bytes:
+        raise BadRequest(f"body is {len(encoded)} bytes, more than the limit of {limits.max_body_bytes}")
+    return body, encoded
 
 
 def _check_json(value: object, depth_left: int) -> None:

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from pica.core.chat import message_frame
 from pica.errors import (
     BadRequest,
     FrameTooLarge,
@@ -260,14 +261,10 @@ class Connection:
         )
 
     async def _do_sync(self, frame: f.Sync) -> None:
-        from pica.core.chat import message_frame
-
         page = await self.services.chat.sync(self.user_id, frame.cursors, frame.limit)
         self.send(f.Synced(msgs=[message_frame(m) for m in page.messages], more=page.more, ref=frame.id))
 
     async def _do_history(self, frame: f.History) -> None:
-        from pica.core.chat import message_frame
-
         page = await self.services.chat.history(
             self.user_id, frame.conversation_id, after=frame.after, before=frame.before, limit=frame.limit
         )

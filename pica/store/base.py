@@ -51,7 +51,8 @@ class DirectAppend:
     sender: int
     recipient: int
     client_msg_id: str
-    body: dict[str, Any]
+    body_json: bytes
+    """The body, already validated and JSON-encoded."""
     ts: int
 
 

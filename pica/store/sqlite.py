@@ -46,7 +46,6 @@ from pica.store.base import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_json_encode: Final = msgspec.json.Encoder().encode
 _json_decode_body: Final = msgspec.json.Decoder(dict[str, Any]).decode
 _BUSY_TIMEOUT_MS: Final = 10_000
 
@@ -275,8 +274,7 @@ class SqliteStore(Store):
     # ------------------------------------------------------------------------------------------------ messages
 
     async def append_direct(self, request: DirectAppend) -> AppendResult:
-        body = _json_encode(request.body).decode()
-        return await self._write(lambda conn: _append_direct(conn, request, body))
+        return await self._write(lambda conn: _append_direct(conn, request))
 
     async def history(
         self, user_id: int, conversation_id: str, *, after: int | None, before: int | None, limit: int
@@ -390,7 +388,7 @@ def _user(conn: sqlite3.Connection, where: str, value: object) -> UserRecord | N
     return None if row is None else UserRecord(*row)
 
 
-def _append_direct(conn: sqlite3.Connection, request: DirectAppend, body: str) -> AppendResult:
+def _append_direct(conn: sqlite3.Connection, request: DirectAppend) -> AppendResult:
     existing = conn.execute(
         "SELECT conversation_id, seq, ts FROM messages WHERE sender = ? AND client_msg_id = ?",
         (request.sender, request.client_msg_id),
@@ -413,6 +411,6 @@ def _append_direct(conn: sqlite3.Connection, request: DirectAppend, body: str) -
         )
     conn.execute(
         "INSERT INTO messages (conversation_id, seq, sender, client_msg_id, ts, body) VALUES (?, ?, ?, ?, ?, ?)",
-        (request.conversation_id, seq, request.sender, request.client_msg_id, request.ts, body),
+        (request.conversation_id, seq, request.sender, request.client_msg_id, request.ts, request.body_json.decode()),
     )
     return AppendResult(request.conversation_id, seq, request.ts, duplicate=False)

@@ -4,6 +4,7 @@ PostgreSQL joins it with cluster mode)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,7 +32,7 @@ async def users(store: Store, *names: str) -> list[int]:
 
 
 def msg(conversation: str, sender: int, recipient: int, cmid: str, text: str = "hi", ts: int = 1) -> DirectAppend:
-    return DirectAppend(conversation, sender, recipient, cmid, {"text": text}, ts)
+    return DirectAppend(conversation, sender, recipient, cmid, json.dumps({"text": text}).encode(), ts)
 
 
 async def test_usernames_are_unique(store: Store) -> None:
