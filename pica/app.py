@@ -125,8 +125,9 @@ class PicaServer:
         if self._sweeper is not None:
             self._sweeper.cancel()
         pending = [t for t in services.tasks if not t.done()]
-        if pending:
+        if pending:  # request tasks and send futures: their commits, acks and deliveries
             await asyncio.wait(pending, timeout=self.config.limits.shutdown_grace)
+        await asyncio.sleep(0)  # let the ack callbacks of the last commits run
         for conn in self.hub.connections():
             conn.close(CloseCode.SERVER_SHUTDOWN, "server shutting down")
         closing = [t for t in services.tasks if not t.done()]

@@ -208,7 +208,7 @@ class PicaConnection:
                 ref = getattr(frame, "ref", None)
                 if isinstance(frame, f.Ping):
                     await self._wire.write(f.Pong(ref=frame.id))
-                elif ref is not None and ref in self._pending and not isinstance(frame, f.Pong | f.Msg):
+                elif ref is not None and ref in self._pending and not isinstance(frame, f.Msg):
                     future = self._pending.pop(ref)
                     if not future.done():
                         if isinstance(frame, f.Error):

@@ -7,6 +7,7 @@ without taking the ack back; receivers fill any gap by sync.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,40 +58,54 @@ class ChatService:
         self._limits = limits
 
     async def send_direct(
-        self,
-        sender: int,
-        recipient: int,
-        client_msg_id: str,
-        body: Any,
-        *,
-        origin: object | None = None,
+        self, sender: int, recipient: int, client_msg_id: str, body: Any, *, origin: object | None = None
     ) -> SendAck:
-        """Store and route a 1:1 message. ``origin`` is the sending connection: it gets the ack, not a copy.
+        return await self.submit_direct(sender, recipient, client_msg_id, body, origin=origin)
 
-        Must not await anything before the store call: pipelined sends of one connection keep their order.
-        """
+    def submit_direct(
+        self, sender: int, recipient: int, client_msg_id: str, body: Any, *, origin: object | None = None
+    ) -> asyncio.Future[SendAck]:
+        """Store and route a 1:1 message; the future resolves to the ack after the durable commit. ``origin`` is
+        the sending connection: it gets the ack, not a copy. Validation errors raise here, synchronously.
+
+        No task and no await before the store call: sends submitted in one order are committed, delivered and
+        acked in that order."""
         checked, body_json = validate_body(body, self._limits)
         if not client_msg_id or len(client_msg_id) > 64:
             raise BadRequest("client_msg_id must be 1-64 characters")
         conversation_id = direct_conversation_id(sender, recipient)
-        ts = self._clock.now_ms()
-        result: AppendResult = await self._store.append_direct(
-            DirectAppend(conversation_id, sender, recipient, client_msg_id, body_json, ts)
+        stored = self._store.append_direct(
+            DirectAppend(conversation_id, sender, recipient, client_msg_id, body_json, self._clock.now_ms())
         )
-        if not result.duplicate:
-            # Recipients' devices and the sender's other devices; a duplicate was delivered the first time.
-            frame = f.Msg(
-                conversation_id=conversation_id,
-                seq=result.seq,
-                sender=sender,
-                client_msg_id=client_msg_id,
-                ts=result.ts,
-                body=checked,
-            )
-            self._delivery.deliver(
-                (recipient, sender) if recipient != sender else (sender,), OutboundFrame(frame), exclude=origin
-            )
-        return SendAck(client_msg_id, result.conversation_id, result.seq, result.ts, result.duplicate)
+        ack: asyncio.Future[SendAck] = stored.get_loop().create_future()
+
+        def committed(done: asyncio.Future[AppendResult]) -> None:
+            if done.cancelled():
+                ack.cancel()
+                return
+            error = done.exception()
+            if error is not None:
+                if not ack.done():
+                    ack.set_exception(error)
+                return
+            result = done.result()
+            if not result.duplicate:
+                # Recipient's devices and the sender's other devices; a duplicate was delivered the first time.
+                frame = f.Msg(
+                    conversation_id=conversation_id,
+                    seq=result.seq,
+                    sender=sender,
+                    client_msg_id=client_msg_id,
+                    ts=result.ts,
+                    body=checked,
+                )
+                targets = (recipient, sender) if recipient != sender else (sender,)
+                self._delivery.deliver(targets, OutboundFrame(frame), exclude=origin)
+            if not ack.done():
+                ack.set_result(SendAck(client_msg_id, result.conversation_id, result.seq, result.ts, result.duplicate))
+
+        stored.add_done_callback(committed)
+        return ack
 
     async def mark_received(self, user_id: int, conversation_id: str, seq: int) -> None:
         """A device holds everything up to ``seq``: advance the delivered cursor and tell the other members."""

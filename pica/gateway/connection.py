@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from pica.core.chat import message_frame
+from pica.core.chat import SendAck, message_frame
 from pica.errors import (
     BadRequest,
     FrameTooLarge,
@@ -64,10 +64,15 @@ class Connection:
         self.token_expires_at = 0
         self.inflight = 0
         self._paused = False
+        self._outbox: list[bytes] | None = None
 
     # ------------------------------------------------------------------------------------------ transport hooks
 
-    def _transport_write(self, frame: OutboundFrame) -> None:
+    def _transport_bytes(self, frame: OutboundFrame) -> bytes:
+        """The frame as this transport puts it on the wire."""
+        raise NotImplementedError
+
+    def _transport_writelines(self, chunks: list[bytes]) -> None:
         raise NotImplementedError
 
     def _transport_buffered(self) -> int:
@@ -90,11 +95,27 @@ class Connection:
         return self.state is State.READY
 
     def push(self, frame: OutboundFrame) -> None:
-        """Write a frame without waiting. A connection whose unsent bytes pass the limit is cut (4002): it will
-        reconnect and sync, rather than make the server buffer without bound."""
+        """Queue a frame without waiting. Frames queued in one turn of the event loop leave in one write (one
+        system call for a whole group commit's worth of acks and messages)."""
         if self.state is State.CLOSED:
             return
-        self._transport_write(frame)
+        outbox = self._outbox
+        if outbox is None:
+            self._outbox = [self._transport_bytes(frame)]
+            asyncio.get_running_loop().call_soon(self.flush)
+        else:
+            outbox.append(self._transport_bytes(frame))
+
+    def flush(self) -> None:
+        """Write what is queued. A connection whose unsent bytes pass the limit is cut (4002): it will reconnect
+        and sync, rather than make the server buffer without bound."""
+        outbox = self._outbox
+        if outbox is None:
+            return
+        self._outbox = None
+        if self.state is State.CLOSED:
+            return
+        self._transport_writelines(outbox)
         self.last_send = self.services.clock.monotonic()
         if self._transport_buffered() > self.services.limits.max_outbound_bytes:
             log.info("cutting slow consumer", extra={"user_id": self.user_id, "conn": self.transport_name})
@@ -110,6 +131,8 @@ class Connection:
     def close(self, code: CloseCode, reason: str) -> None:
         if self.state is State.CLOSED:
             return
+        if code is not CloseCode.SLOW_CONSUMER:
+            self.flush()  # an error frame queued just before must leave before the close notice
         self.state = State.CLOSED
         self.services.hub.unregister(self)
         self._transport_close(code, reason)
@@ -158,7 +181,7 @@ class Connection:
     def _dispatch(self, frame: f.ClientFrame) -> None:
         chat = self.services.chat
         if isinstance(frame, f.Send):
-            self._spawn(frame.id, self._do_send(frame))
+            self._submit_send(frame)
         elif isinstance(frame, f.Recv):
             self._spawn(None, chat.mark_received(self.user_id, frame.conversation_id, frame.seq))
         elif isinstance(frame, f.Sync):
@@ -172,11 +195,21 @@ class Connection:
         elif isinstance(frame, f.Auth):
             self.send_error(BadRequest("already authenticated"))
 
-    def _spawn(self, ref: int | None, work: Coroutine[Any, Any, None]) -> None:
+    def _begin_request(self) -> None:
         self.inflight += 1
         if self.inflight >= self.services.limits.max_inflight_requests and not self._paused:
             self._paused = True
             self._transport_pause()
+
+    def _end_request(self) -> None:
+        self.inflight -= 1
+        if self._paused and self.inflight < self.services.limits.max_inflight_requests // 2 + 1:
+            self._paused = False
+            if self.state is not State.CLOSED:
+                self._transport_resume()
+
+    def _spawn(self, ref: int | None, work: Coroutine[Any, Any, None]) -> None:
+        self._begin_request()
         task = asyncio.get_running_loop().create_task(self._guard(ref, work))
         self.services.track(task)
 
@@ -189,11 +222,7 @@ class Connection:
             log.exception("request failed", extra={"user_id": self.user_id})
             self.send_error(InternalError("internal error"), ref)
         finally:
-            self.inflight -= 1
-            if self._paused and self.inflight < self.services.limits.max_inflight_requests // 2 + 1:
-                self._paused = False
-                if self.state is not State.CLOSED:
-                    self._transport_resume()
+            self._end_request()
 
     # ------------------------------------------------------------------------------------------ requests
 
@@ -246,8 +275,32 @@ class Connection:
             )
         )
 
-    async def _do_send(self, frame: f.Send) -> None:
-        ack = await self.services.chat.send_direct(self.user_id, frame.to, frame.client_msg_id, frame.body, origin=self)
+    def _submit_send(self, frame: f.Send) -> None:
+        """The hot path: no task per message, a callback on the commit future writes the ack."""
+        try:
+            pending = self.services.chat.submit_direct(
+                self.user_id, frame.to, frame.client_msg_id, frame.body, origin=self
+            )
+        except PicaError as exc:
+            self.send_error(exc, frame.id)
+            return
+        self._begin_request()
+        self.services.track(pending)
+        pending.add_done_callback(lambda done: self._send_done(frame.id, done))
+
+    def _send_done(self, ref: int | None, done: asyncio.Future[SendAck]) -> None:
+        self._end_request()
+        if done.cancelled():
+            self.send_error(InternalError("request cancelled"), ref)
+            return
+        error = done.exception()
+        if error is not None:
+            if not isinstance(error, PicaError):
+                log.error("send failed", exc_info=error, extra={"user_id": self.user_id})
+                error = InternalError("internal error")
+            self.send_error(error, ref)
+            return
+        ack = done.result()
         self.services.metrics.messages_acked += 1
         self.send(
             f.Sent(
@@ -255,7 +308,7 @@ class Connection:
                 conversation_id=ack.conversation_id,
                 seq=ack.seq,
                 ts=ack.ts,
-                ref=frame.id,
+                ref=ref,
                 duplicate=ack.duplicate,
             )
         )

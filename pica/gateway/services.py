@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from pica.config import LimitsConfig
 from pica.core.accounts import AccountService
@@ -31,10 +32,11 @@ class GatewayServices:
     clock: Clock
     allowed_origins: tuple[str, ...] = ()
     metrics: Metrics = field(default_factory=Metrics)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    tasks: set[asyncio.Future[Any]] = field(default_factory=set)
+    """Request tasks and in-flight send futures: what a drain waits for."""
     accepting: bool = True
 
-    def track(self, task: asyncio.Task[None]) -> None:
-        """Keep a reference to a request task until it finishes (and let shutdown wait for it)."""
+    def track(self, task: asyncio.Future[Any]) -> None:
+        """Keep a reference to a request task or send future until it finishes (and let shutdown wait for it)."""
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

@@ -63,9 +63,12 @@ class TcpConnection(Connection, asyncio.Protocol):
 
     # Connection hooks
 
-    def _transport_write(self, frame: OutboundFrame) -> None:
+    def _transport_bytes(self, frame: OutboundFrame) -> bytes:
+        return frame.tcp_bytes()
+
+    def _transport_writelines(self, chunks: list[bytes]) -> None:
         if self._transport is not None:
-            self._transport.write(frame.tcp_bytes())
+            self._transport.writelines(chunks)
 
     def _transport_buffered(self) -> int:
         return self._transport.get_write_buffer_size() if self._transport is not None else 0

@@ -37,9 +37,12 @@ class WsConnection(Connection):
         self._resume: asyncio.Event | None = None
         self.closing_task: asyncio.Task[None] | None = None
 
-    def _transport_write(self, frame: OutboundFrame) -> None:
+    def _transport_bytes(self, frame: OutboundFrame) -> bytes:
+        return frame.ws_bytes(self.encoding)
+
+    def _transport_writelines(self, chunks: list[bytes]) -> None:
         if not self._transport.is_closing():
-            self._transport.write(frame.ws_bytes(self.encoding))
+            self._transport.writelines(chunks)
 
     def _transport_buffered(self) -> int:
         return self._transport.get_write_buffer_size()

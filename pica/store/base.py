@@ -9,6 +9,7 @@ answer (retryable) and the domain errors of :mod:`pica.errors` for requests that
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -94,9 +95,13 @@ class Store(abc.ABC):
 
     # messages
     @abc.abstractmethod
-    async def append_direct(self, request: DirectAppend) -> AppendResult:
-        """Assign the conversation's next seq and commit durably before returning. Raises UserNotFound when the
-        recipient does not exist. A repeated (sender, client_msg_id) returns the original result, duplicate=True."""
+    def append_direct(self, request: DirectAppend) -> asyncio.Future[AppendResult]:
+        """Assign the conversation's next seq and commit durably; the future resolves after the commit. Fails with
+        UserNotFound when the recipient does not exist. A repeated (sender, client_msg_id) resolves to the original
+        result, duplicate=True.
+
+        A future rather than a coroutine: the hot path chains callbacks on it instead of running a task per message,
+        and appends submitted in one order resolve in that order (per conversation, seq order)."""
 
     @abc.abstractmethod
     async def history(

@@ -186,30 +186,47 @@ class SqliteStore(Store):
     def _run_batch(
         self, conn: sqlite3.Connection, batch: list[_WriteOp[Any]]
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        """Run a batch in one transaction. Operations raise domain errors (PicaError) only before their first
+        write, so the fast path needs no savepoints; an unexpected database error in one operation rolls the batch
+        back and replays it with a savepoint around each operation, so that only the faulty one fails."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for op in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    result = op.fn(conn)
-                except PicaError as exc:
-                    conn.execute("ROLLBACK TO op")
-                    outcomes.append((op.future, None, exc))
-                except sqlite3.Error as exc:
-                    conn.execute("ROLLBACK TO op")
-                    log.exception("write operation failed")
-                    outcomes.append((op.future, None, InternalError(f"store error: {type(exc).__name__}")))
-                else:
-                    outcomes.append((op.future, result, None))
-                conn.execute("RELEASE op")
-            conn.execute("COMMIT")
+            return self._commit(conn, batch, isolate=False)
+        except sqlite3.Error:
+            log.warning("batch of %d failed; replaying with one savepoint per operation", len(batch), exc_info=True)
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        try:
+            return self._commit(conn, batch, isolate=True)
         except sqlite3.Error as exc:
             log.error("commit failed; failing %d operations", len(batch), exc_info=True)
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             failure = StoreUnavailable(f"commit failed: {type(exc).__name__}")
             return [(op.future, None, failure) for op in batch]
+
+    def _commit(
+        self, conn: sqlite3.Connection, batch: list[_WriteOp[Any]], *, isolate: bool
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for op in batch:
+            if isolate:
+                conn.execute("SAVEPOINT op")
+            try:
+                result = op.fn(conn)
+            except PicaError as exc:
+                outcomes.append((op.future, None, exc))
+            except sqlite3.Error as exc:
+                if not isolate:
+                    raise
+                conn.execute("ROLLBACK TO op")
+                log.exception("write operation failed")
+                outcomes.append((op.future, None, InternalError(f"store error: {type(exc).__name__}")))
+            else:
+                outcomes.append((op.future, result, None))
+            if isolate:
+                conn.execute("RELEASE op")
+        conn.execute("COMMIT")
         return outcomes
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
@@ -273,8 +290,8 @@ class SqliteStore(Store):
 
     # ------------------------------------------------------------------------------------------------ messages
 
-    async def append_direct(self, request: DirectAppend) -> AppendResult:
-        return await self._write(lambda conn: _append_direct(conn, request))
+    def append_direct(self, request: DirectAppend) -> asyncio.Future[AppendResult]:
+        return self._write(lambda conn: _append_direct(conn, request))
 
     async def history(
         self, user_id: int, conversation_id: str, *, after: int | None, before: int | None, limit: int

@@ -42,7 +42,7 @@ async def test_sigterm_closes_clients_with_reconnect_code(tmp_path: Path,
     restarted = start_server_process(tmp_path / "data")
     server_process_factory.append(restarted)
     async with PicaHttp(restarted.url, token=bob.token) as http:
-        history = await http.history(acked[0].conversation_id, limit=100)
+        history = await http.history(acked[0].conversation_id, after_seq=0, limit=100)
         newest = await http.history(acked[0].conversation_id, before_seq=2**40, limit=1)
     assert history["messages"][0]["client_msg_id"] == "s0"
     assert newest["messages"][0]["seq"] >= acked[-1].seq
