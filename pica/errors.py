@@ -16,6 +16,8 @@ redis) are wrapped at the store/cluster boundary; only these classes reach the w
     │   ├── InvalidCredentials     401  invalid_credentials
     │   ├── InvalidToken           401  invalid_token
     │   └── TokenExpired           401  token_expired
+    ├── PayloadTooLarge            413  payload_too_large
+    ├── MethodNotAllowed           405  method_not_allowed
     ├── Forbidden                  403  forbidden
     ├── NotFound                   404  not_found
     │   ├── UserNotFound           404  user_not_found
@@ -83,6 +85,16 @@ class WeakPassword(BadRequest):
 
 class UnsupportedVersion(BadRequest):
     code = "unsupported_version"
+
+
+class PayloadTooLarge(PicaError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class MethodNotAllowed(PicaError):
+    code = "method_not_allowed"
+    http_status = 405
 
 
 class Unauthenticated(PicaError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,13 +10,22 @@ import msgspec
 from aiohttp import web
 
 from pica.core.chat import message_frame
-from pica.errors import BadRequest, InternalError, PicaError, Unauthenticated
+from pica.errors import (
+    BadRequest,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    PicaError,
+    Unauthenticated,
+)
 from pica.gateway.services import GatewayServices
 from pica.gateway.ws import SERVICES_KEY, websocket_handler
 
 log = logging.getLogger(__name__)
 
 _json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -29,7 +37,13 @@ def error_response(error: PicaError) -> web.Response:
     return json_response(error.to_dict(), status=error.http_status)
 
 
-_STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+# Framework-raised statuses mapped onto the error hierarchy, so that every error body has a documented code.
+_STATUS_ERRORS: dict[int, type[PicaError]] = {
+    400: BadRequest,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+}
 
 
 @web.middleware
@@ -41,8 +55,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = _STATUS_CODES.get(exc.status, "http_error")
-        return json_response({"code": code, "message": exc.reason}, status=exc.status)
+        error_class = _STATUS_ERRORS.get(exc.status, BadRequest if exc.status < 500 else InternalError)
+        return error_response(error_class(exc.reason))
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(InternalError("internal error"))
@@ -51,8 +65,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def _json_body(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        data = _json_decode(raw)
+    except msgspec.DecodeError:
         raise BadRequest("request body must be JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
@@ -116,7 +130,9 @@ async def send_message(request: web.Request) -> web.Response:
         raise BadRequest("'to' must be a user id")
     if not isinstance(client_msg_id, str) or not 1 <= len(client_msg_id) <= 64:
         raise BadRequest("'client_msg_id' must be a string of 1-64 characters")
-    ack = await _services(request).chat.send_direct(user_id, to, client_msg_id, body.get("body"))
+    services = _services(request)
+    ack = await services.chat.send_direct(user_id, to, client_msg_id, body.get("body"))
+    services.metrics.messages_acked += 1
     return json_response(
         {
             "conversation_id": ack.conversation_id,

@@ -204,7 +204,10 @@ class PicaConnection:
     async def _read_loop(self) -> None:
         try:
             while True:
-                frame = await self._wire.read()
+                try:
+                    frame = await self._wire.read()
+                except UnknownFrame:
+                    continue  # a frame type newer than this client: ignore it, as the protocol asks
                 ref = getattr(frame, "ref", None)
                 if isinstance(frame, f.Ping):
                     await self._wire.write(f.Pong(ref=frame.id))

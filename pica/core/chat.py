@@ -100,7 +100,10 @@ class ChatService:
                     body=checked,
                 )
                 targets = (recipient, sender) if recipient != sender else (sender,)
-                self._delivery.deliver(targets, OutboundFrame(frame), exclude=origin)
+                try:
+                    self._delivery.deliver(targets, OutboundFrame(frame), exclude=origin)
+                except Exception:  # the message is committed: delivery trouble must never take the ack back
+                    log.exception("delivery failed", extra={"conversation_id": conversation_id, "seq": result.seq})
             if not ack.done():
                 ack.set_result(SendAck(client_msg_id, result.conversation_id, result.seq, result.ts, result.duplicate))
 

@@ -12,6 +12,7 @@ from pica.errors import BadRequest, InvalidUsername, WeakPassword
 
 USERNAME_RE: Final = re.compile(r"^[a-z0-9_][a-z0-9_.-]{2,31}$")
 MAX_PASSWORD_BYTES: Final = 1024
+MAX_SAFE_INTEGER: Final = 2**53 - 1
 
 _json_encode: Final = msgspec.json.Encoder().encode
 
@@ -62,7 +63,11 @@ def validate_body(body: object, limits: LimitsConfig) -> tuple[dict[str, Any], b
 def _check_json(value: object, depth_left: int) -> None:
     if depth_left < 0:
         raise BadRequest("body is nested too deeply")
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, int):
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise BadRequest("body integers must be within ±(2**53 - 1), the range every client can represent")
         return
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):

@@ -115,12 +115,15 @@ class Connection:
         self._outbox = None
         if self.state is State.CLOSED:
             return
-        self._transport_writelines(outbox)
-        self.last_send = self.services.clock.monotonic()
+        # Judged before writing, so that one large reply (a full sync page) does not cut a healthy reader: a
+        # client is slow when what it has not read yet is already over the limit and more is coming.
         if self._transport_buffered() > self.services.limits.max_outbound_bytes:
             log.info("cutting slow consumer", extra={"user_id": self.user_id, "conn": self.transport_name})
             self.services.metrics.slow_consumers += 1
             self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
+            return
+        self._transport_writelines(outbox)
+        self.last_send = self.services.clock.monotonic()
 
     def send(self, frame: Any) -> None:
         self.push(OutboundFrame(frame))
@@ -133,6 +136,8 @@ class Connection:
             return
         if code is not CloseCode.SLOW_CONSUMER:
             self.flush()  # an error frame queued just before must leave before the close notice
+        else:
+            self._outbox = None
         self.state = State.CLOSED
         self.services.hub.unregister(self)
         self._transport_close(code, reason)

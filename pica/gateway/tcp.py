@@ -18,6 +18,9 @@ from pica.protocol.outbound import OutboundFrame
 
 log = logging.getLogger(__name__)
 
+SLOW_CONSUMER_LINGER = 2.0
+"""Seconds a cut slow consumer gets to read its backlog and the close notice before the socket is aborted."""
+
 
 class TcpConnection(Connection, asyncio.Protocol):
     transport_name = "tcp"
@@ -77,11 +80,11 @@ class TcpConnection(Connection, asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if code is CloseCode.SLOW_CONSUMER:
-            transport.abort()  # its buffer is full; a close notice would only queue behind it
-            return
         transport.write(OutboundFrame(f.Close(code=int(code), reason=reason)).tcp_bytes())
         transport.close()
+        if code is CloseCode.SLOW_CONSUMER:
+            # The notice queues behind what the client has not read; if it does not drain soon, drop it all.
+            asyncio.get_running_loop().call_later(SLOW_CONSUMER_LINGER, transport.abort)
 
     def _transport_pause(self) -> None:
         if self._transport is not None:

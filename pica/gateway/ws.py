@@ -16,6 +16,7 @@ from aiohttp import WSMsgType, web
 from pica.errors import Forbidden, InvalidToken
 from pica.gateway.connection import Connection, State
 from pica.gateway.services import GatewayServices
+from pica.gateway.tcp import SLOW_CONSUMER_LINGER
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.codec import Encoding
 from pica.protocol.outbound import OutboundFrame
@@ -49,8 +50,7 @@ class WsConnection(Connection):
 
     def _transport_close(self, code: CloseCode, reason: str) -> None:
         if code is CloseCode.SLOW_CONSUMER:
-            self._transport.abort()
-            return
+            asyncio.get_running_loop().call_later(SLOW_CONSUMER_LINGER, self._transport.abort)
         # A separate task: close() may be called while the handler is blocked in receive(); aiohttp wakes it.
         self.closing_task = asyncio.get_running_loop().create_task(self._close(code, reason))
         self.services.track(self.closing_task)
@@ -95,7 +95,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     encoding = Encoding.MSGPACK if request.query.get("encoding") == "msgpack" else Encoding.JSON
 
     ws = web.WebSocketResponse(
-        max_msg_size=services.limits.max_frame_bytes, autoping=True, heartbeat=None, compress=False
+        max_msg_size=services.limits.max_frame_bytes + 1,  # aiohttp rejects length >= max; ours is > max
+        autoping=True, heartbeat=None, compress=False
     )
     await ws.prepare(request)
     transport = request.transport
@@ -106,7 +107,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         conn.close(CloseCode.SERVER_SHUTDOWN, "server shutting down")
         return ws
     if claims is not None:
-        conn.accept(claims.user_id, request.query.get("device") or None, claims.expires_at)
+        device = request.query.get("device") or None
+        if device is not None and len(device) > 64:
+            device = device[:64]
+        conn.accept(claims.user_id, device, claims.expires_at)
     else:
         services.hub.track(conn)
     try:

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from pica.app import PicaServer
-from pica.client import Login, PicaConnection, PicaHttp, ServerClosed
+from pica.client import Login, PicaConnection, PicaHttp, PicaHttpError, ServerClosed
 from pica.client.connection import RequestFailed
 from pica.protocol import frames as f
 from pica.protocol.framing import HEADER, frame_bytes
@@ -331,3 +331,17 @@ async def test_token_expiring_mid_connection_closes_it_with_4502(quick_node: Nod
         with pytest.raises(ServerClosed) as closed:
             await conn.next_event(f.Receipt, timeout=WAIT)  # nothing else comes: only the close
     assert closed.value.code == 4502
+
+
+async def test_integers_beyond_what_clients_can_represent_are_rejected(node: Node) -> None:
+    """A body integer outside ±(2**53 - 1) would be committed yet undeliverable over MessagePack or to a browser."""
+    alice, bob = await new_user(node.url), await new_user(node.url)
+    async with PicaHttp(node.url, token=alice.token) as http:
+        with pytest.raises(PicaHttpError) as rejected:
+            await http.send(bob.user_id, "big", {"custom": {"n": 2**70}})
+        assert rejected.value.code == "bad_request"
+        ok = await http.send(bob.user_id, "fits", {"custom": {"n": 2**53 - 1}})
+    conn = await connect(node.url, bob, "tcp", node.tcp_port)
+    async with conn:
+        (msg,) = await conn.sync_all()
+    assert (msg.seq, msg.body) == (ok["seq"], {"custom": {"n": 2**53 - 1}})
