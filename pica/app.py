@@ -17,8 +17,11 @@ from pica.api.http import build_app
 from pica.config import Config
 from pica.core.accounts import AccountService
 from pica.core.chat import ChatService
+from pica.core.fanout import GroupFanout
+from pica.core.groups import GroupService
 from pica.core.passwords import PasswordHasher
 from pica.core.ports import SystemClock
+from pica.core.social import SocialService
 from pica.core.tokens import TokenService
 from pica.gateway.hub import Hub
 from pica.gateway.services import GatewayServices
@@ -86,10 +89,15 @@ class PicaServer:
         )
         tokens = TokenService(token_secret(config), auth.token_ttl, auth.token_algorithm)
         accounts = AccountService(self.store, hasher, tokens, self.clock, auth)
-        chat = ChatService(self.store, self.hub, self.clock, config.limits)
+        fanout = GroupFanout(self.store, self.hub)
+        chat = ChatService(self.store, self.hub, self.clock, config.limits, fanout)
+        social = SocialService(self.store, self.hub, self.clock)
+        self.hub.add_presence_listener(social.on_presence_change)
         self.services = services = GatewayServices(
             chat=chat,
             accounts=accounts,
+            groups=GroupService(self.store, fanout, self.clock, config.limits),
+            social=social,
             hub=self.hub,
             limits=config.limits,
             clock=self.clock,
@@ -135,6 +143,7 @@ class PicaServer:
             await asyncio.wait(closing, timeout=2.0)
         if self._runner is not None:
             await self._runner.cleanup()
+        await services.social.drain()
         await self.store.close()
         self.services = None
         log.info("pica node stopped", extra={"node": self.node_id})

@@ -53,6 +53,12 @@ class LimitsConfig:
     """Largest HTTP request body."""
     shutdown_grace: float = 10.0
     """Seconds SIGTERM waits for in-flight requests and commits before closing connections."""
+    max_group_members: int = 10_000
+    """Most members of one group, owner included."""
+    recall_window: float = 120.0
+    """Seconds after sending during which the author may recall a message."""
+    typing_interval: float = 1.0
+    """Least seconds between two typing notices of one connection in one conversation; more are dropped."""
 
 
 @dataclass(frozen=True, slots=True)

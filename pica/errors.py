@@ -21,7 +21,9 @@ redis) are wrapped at the store/cluster boundary; only these classes reach the w
     ├── Forbidden                  403  forbidden
     ├── NotFound                   404  not_found
     │   ├── UserNotFound           404  user_not_found
-    │   └── ConversationNotFound   404  conversation_not_found
+    │   ├── ConversationNotFound   404  conversation_not_found
+    │   ├── GroupNotFound          404  group_not_found
+    │   └── MessageNotFound        404  message_not_found
     ├── Conflict                   409  conflict
     │   └── UsernameTaken          409  username_taken
     ├── RateLimited                429  rate_limited        (retryable)
@@ -133,6 +135,16 @@ class ConversationNotFound(NotFound):
     indistinguishable so that ids cannot be probed."""
 
     code = "conversation_not_found"
+
+
+class GroupNotFound(NotFound):
+    """For a group that does not exist and for one the caller is not a member of, alike."""
+
+    code = "group_not_found"
+
+
+class MessageNotFound(NotFound):
+    code = "message_not_found"
 
 
 class Conflict(PicaError):

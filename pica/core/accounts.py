@@ -10,7 +10,7 @@ from pica.core.ports import Clock
 from pica.core.tokens import TokenClaims, TokenService
 from pica.core.validation import check_password, normalize_username
 from pica.errors import InvalidCredentials, InvalidToken
-from pica.store.base import Store
+from pica.store.base import Store, UserRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +45,12 @@ class AccountService:
             raise InvalidCredentials("wrong username or password")
         token, expires_at = self._tokens.issue(user.user_id, self._clock.now_ms() / 1000)
         return LoginResult(token=token, user_id=user.user_id, expires_at=expires_at)
+
+    async def find(self, username: str) -> UserRecord | None:
+        return await self._store.get_user_by_name(username)
+
+    async def get(self, user_id: int) -> UserRecord | None:
+        return await self._store.get_user(user_id)
 
     async def authenticate(self, token: str) -> TokenClaims:
         """Verify a token and that its user still exists. Raises InvalidToken / TokenExpired."""

@@ -1,44 +1,46 @@
-"""Chat logic: send, receipts, sync and history, written against the Store and Delivery interfaces.
+"""Chat logic: sends, recall/edit/delete, receipts, sync, history, search and the conversation list, written
+against the Store and Delivery interfaces.
 
-The order of operations on the send path is the durability contract: validate, commit (the store assigns the seq),
-and only then ack the sender and ring the recipients' doorbells. Delivery after the commit can fail or be lost
-without taking the ack back; receivers fill any gap by sync.
+The order of operations on every write path is the durability contract: validate, commit (the store assigns the
+seq), and only then ack the sender and ring the recipients' doorbells. Delivery after the commit can fail or be lost
+without taking the ack back; receivers fill any gap by sync. The hot paths chain callbacks on the store's commit
+future instead of running a task per message, which also keeps commit order = delivery order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pica.config import LimitsConfig
+from pica.core.fanout import GroupFanout
 from pica.core.ports import Clock, Delivery
-from pica.core.validation import validate_body
-from pica.errors import BadRequest
+from pica.core.validation import check_client_msg_id, search_text, validate_body
+from pica.core.wire import direct_conversation_id, group_conversation_id, group_id_of, message_frame
+from pica.errors import BadRequest, ConversationNotFound
 from pica.protocol import frames as f
 from pica.protocol.outbound import OutboundFrame
-from pica.store.base import AppendResult, ConversationSummary, DirectAppend, MessageRecord, Page, Store
+from pica.store.base import (
+    AppendResult,
+    ConversationSummary,
+    DirectAppend,
+    EventAppend,
+    GroupAppend,
+    MemberRecord,
+    MessageRecord,
+    Page,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+R = TypeVar("R")
 
-def direct_conversation_id(a: int, b: int) -> str:
-    """The one conversation of two users (or of a user with themself): ``d:<lower id>:<higher id>``."""
-    low, high = (a, b) if a <= b else (b, a)
-    return f"d:{low}:{high}"
-
-
-def message_frame(record: MessageRecord) -> f.Msg:
-    return f.Msg(
-        conversation_id=record.conversation_id,
-        seq=record.seq,
-        sender=record.sender,
-        client_msg_id=record.client_msg_id,
-        ts=record.ts,
-        body=record.body,
-    )
+__all__ = ["ChatService", "SendAck", "direct_conversation_id", "message_frame"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,76 +52,158 @@ class SendAck:
     duplicate: bool
 
 
+def _chain(source: asyncio.Future[T], on_result: Callable[[T], R]) -> asyncio.Future[R]:
+    """A future of ``on_result(result)``, run as a callback (no task) when ``source`` resolves. An exception in
+    ``on_result`` is logged and does not fail the result future only if it happens after the result is set."""
+    target: asyncio.Future[R] = source.get_loop().create_future()
+
+    def done(finished: asyncio.Future[T]) -> None:
+        if finished.cancelled():
+            target.cancel()
+            return
+        error = finished.exception()
+        if error is not None:
+            if not target.done():
+                target.set_exception(error)
+            return
+        try:
+            value = on_result(finished.result())
+        except Exception as exc:  # pragma: no cover - defensive: on_result guards its own delivery
+            log.exception("post-commit step failed")
+            if not target.done():
+                target.set_exception(exc)
+            return
+        if not target.done():
+            target.set_result(value)
+
+    source.add_done_callback(done)
+    return target
+
+
 class ChatService:
-    def __init__(self, store: Store, delivery: Delivery, clock: Clock, limits: LimitsConfig) -> None:
+    def __init__(self, store: Store, delivery: Delivery, clock: Clock, limits: LimitsConfig,
+                 fanout: GroupFanout | None = None) -> None:
         self._store = store
         self._delivery = delivery
         self._clock = clock
         self._limits = limits
+        self.fanout = fanout or GroupFanout(store, delivery)
 
-    async def send_direct(
-        self, sender: int, recipient: int, client_msg_id: str, body: Any, *, origin: object | None = None
-    ) -> SendAck:
-        return await self.submit_direct(sender, recipient, client_msg_id, body, origin=origin)
+    # ------------------------------------------------------------------------------------------ sends
 
-    def submit_direct(
-        self, sender: int, recipient: int, client_msg_id: str, body: Any, *, origin: object | None = None
-    ) -> asyncio.Future[SendAck]:
-        """Store and route a 1:1 message; the future resolves to the ack after the durable commit. ``origin`` is
-        the sending connection: it gets the ack, not a copy. Validation errors raise here, synchronously.
+    async def send(self, sender: int, client_msg_id: str, body: Any, *, to: int | None = None,
+                   group_id: int | None = None, origin: object | None = None) -> SendAck:
+        return await self.submit(sender, client_msg_id, body, to=to, group_id=group_id, origin=origin)
 
-        No task and no await before the store call: sends submitted in one order are committed, delivered and
-        acked in that order."""
+    def submit(self, sender: int, client_msg_id: str, body: Any, *, to: int | None = None,
+               group_id: int | None = None, origin: object | None = None) -> asyncio.Future[SendAck]:
+        """Store and route a message to a user (``to``) or a group; the future resolves to the ack after the
+        durable commit. ``origin`` is the sending connection: it gets the ack, not a copy. Validation errors raise
+        here, synchronously. No task and no await before the store call: sends submitted in one order are
+        committed, delivered and acked in that order."""
+        if (to is None) == (group_id is None):
+            raise BadRequest("a message goes to exactly one of 'to' (a user) or 'group_id'")
+        client_msg_id = check_client_msg_id(client_msg_id)
         checked, body_json = validate_body(body, self._limits)
-        if not client_msg_id or len(client_msg_id) > 64:
-            raise BadRequest("client_msg_id must be 1-64 characters")
-        conversation_id = direct_conversation_id(sender, recipient)
-        stored = self._store.append_direct(
-            DirectAppend(conversation_id, sender, recipient, client_msg_id, body_json, self._clock.now_ms())
-        )
-        ack: asyncio.Future[SendAck] = stored.get_loop().create_future()
+        words = search_text(checked)
+        ts = self._clock.now_ms()
+        if to is not None:
+            conversation_id = direct_conversation_id(sender, to)
+            stored = self._store.append_direct(
+                DirectAppend(conversation_id, sender, to, client_msg_id, body_json, ts, words)
+            )
+        else:
+            assert group_id is not None
+            conversation_id = group_conversation_id(group_id)
+            stored = self._store.append_group(GroupAppend(conversation_id, sender, client_msg_id, body_json, ts, words))
 
-        def committed(done: asyncio.Future[AppendResult]) -> None:
-            if done.cancelled():
-                ack.cancel()
-                return
-            error = done.exception()
-            if error is not None:
-                if not ack.done():
-                    ack.set_exception(error)
-                return
-            result = done.result()
-            if not result.duplicate:
-                # Recipient's devices and the sender's other devices; a duplicate was delivered the first time.
-                frame = f.Msg(
-                    conversation_id=conversation_id,
-                    seq=result.seq,
-                    sender=sender,
-                    client_msg_id=client_msg_id,
-                    ts=result.ts,
-                    body=checked,
+        def committed(result: AppendResult) -> SendAck:
+            if not result.duplicate:  # a duplicate was delivered the first time
+                frame = OutboundFrame(
+                    f.Msg(conversation_id=conversation_id, seq=result.seq, sender=sender,
+                          client_msg_id=client_msg_id, ts=result.ts, body=checked)
                 )
-                targets = (recipient, sender) if recipient != sender else (sender,)
-                try:
-                    self._delivery.deliver(targets, OutboundFrame(frame), exclude=origin)
-                except Exception:  # the message is committed: delivery trouble must never take the ack back
-                    log.exception("delivery failed", extra={"conversation_id": conversation_id, "seq": result.seq})
-            if not ack.done():
-                ack.set_result(SendAck(client_msg_id, result.conversation_id, result.seq, result.ts, result.duplicate))
+                self._route(conversation_id, result, frame, sender, to, origin)
+            return SendAck(client_msg_id, result.conversation_id, result.seq, result.ts, result.duplicate)
 
-        stored.add_done_callback(committed)
-        return ack
+        return _chain(stored, committed)
+
+    def _route(self, conversation_id: str, result: AppendResult, frame: OutboundFrame, sender: int,
+               to: int | None, origin: object | None) -> None:
+        """Post-commit delivery; trouble here must never take the ack back."""
+        try:
+            if to is not None:
+                targets = (to, sender) if to != sender else (sender,)
+                self._delivery.deliver(targets, frame, exclude=origin)
+            else:
+                self.fanout.deliver(conversation_id, result.members_version, result.seq, frame, exclude=origin)
+        except Exception:
+            log.exception("delivery failed", extra={"conversation_id": conversation_id, "seq": result.seq})
+
+    # ------------------------------------------------------------------------------------------ recall, edit, delete
+
+    def submit_event(self, kind: str, user_id: int, conversation_id: str, seq: int, client_msg_id: str,
+                     text: str = "", origin: object | None = None) -> asyncio.Future[SendAck]:
+        """Recall or edit message ``seq``: an event message appended to the conversation, delivered like one."""
+        client_msg_id = check_client_msg_id(client_msg_id)
+        if kind == "edit":
+            validate_body({"text": text}, self._limits)
+        elif kind != "recall":
+            raise BadRequest(f"unknown event {kind!r}")
+        request = EventAppend(kind, conversation_id, user_id, seq, client_msg_id, self._clock.now_ms(), text,
+                              int(self._limits.recall_window * 1000))
+        stored = self._store.append_event(request)
+
+        def committed(outcome: tuple[AppendResult, MessageRecord]) -> SendAck:
+            result, record = outcome
+            if not result.duplicate:
+                self._route_record(record, result, user_id, origin)
+            return SendAck(client_msg_id, result.conversation_id, result.seq, result.ts, result.duplicate)
+
+        return _chain(stored, committed)
+
+    def _route_record(self, record: MessageRecord, result: AppendResult, sender: int, origin: object | None) -> None:
+        frame = OutboundFrame(message_frame(record))
+        group_id = group_id_of(record.conversation_id)
+        if group_id is None:
+            low, high = (int(p) for p in record.conversation_id.split(":")[1:3])
+            self._route(record.conversation_id, result, frame, sender, high if low == sender else low, origin)
+        else:
+            self._route(record.conversation_id, result, frame, sender, None, origin)
+
+    async def delete_for_me(self, user_id: int, conversation_id: str, seq: int, origin: object | None = None) -> None:
+        notice = await self._store.hide_message(user_id, conversation_id, seq, self._clock.now_ms())
+        self._delivery.deliver((user_id,), OutboundFrame(message_frame(notice)), exclude=origin)
+
+    # ------------------------------------------------------------------------------------------ receipts
 
     async def mark_received(self, user_id: int, conversation_id: str, seq: int) -> None:
-        """A device holds everything up to ``seq``: advance the delivered cursor and tell the other members."""
+        """A device holds everything up to ``seq``: advance the delivered cursor and tell the peer of a 1:1."""
         delivered = await self._store.mark_delivered(user_id, conversation_id, seq)
-        if delivered is None:
-            return
-        members = await self._store.conversation_members(conversation_id)
-        others = [m for m in members if m != user_id]
-        if others:
-            receipt = f.Receipt(conversation_id=conversation_id, user_id=user_id, delivered=delivered)
-            self._delivery.deliver(others, OutboundFrame(receipt))
+        if delivered is not None:
+            self._announce(user_id, conversation_id, f.Receipt(conversation_id=conversation_id, user_id=user_id,
+                                                               delivered=delivered))
+
+    async def mark_read(self, user_id: int, conversation_id: str, seq: int, origin: object | None = None) -> None:
+        """Read up to ``seq``: my other devices and the peer of a 1:1 learn it live; group cursors are pulled
+        (GET /v1/conversations/{id}/receipts), since pushing every read to every member costs O(members²)."""
+        read = await self._store.mark_read(user_id, conversation_id, seq)
+        if read is not None:
+            receipt = f.Receipt(conversation_id=conversation_id, user_id=user_id, read=read)
+            self._delivery.deliver((user_id,), OutboundFrame(receipt), exclude=origin)
+            self._announce(user_id, conversation_id, receipt)
+
+    def _announce(self, user_id: int, conversation_id: str, receipt: f.Receipt) -> None:
+        if conversation_id.startswith("d:"):
+            low, high = (int(p) for p in conversation_id.split(":")[1:3])
+            peer = high if low == user_id else low
+            if peer != user_id:
+                self._delivery.deliver((peer,), OutboundFrame(receipt))
+
+    async def receipts(self, user_id: int, conversation_id: str) -> list[MemberRecord]:
+        return await self._store.member_cursors(user_id, conversation_id)
+
+    # ------------------------------------------------------------------------------------------ reads
 
     async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int | None) -> Page:
         page_size = self._limits.sync_page_size
@@ -133,5 +217,39 @@ class ChatService:
             user_id, conversation_id, after=after, before=before, limit=min(limit or page_size, page_size)
         )
 
-    async def conversations(self, user_id: int) -> list[ConversationSummary]:
-        return await self._store.list_conversations(user_id)
+    async def conversations(self, user_id: int, *, limit: int | None = None,
+                            before_ts: int | None = None) -> list[ConversationSummary]:
+        page_size = self._limits.history_page_size
+        return await self._store.list_conversations(user_id, limit=min(limit or page_size, page_size),
+                                                    before_ts=before_ts)
+
+    async def search(self, user_id: int, query: str, *, conversation_id: str | None = None,
+                     limit: int | None = None) -> list[MessageRecord]:
+        page_size = self._limits.history_page_size
+        return await self._store.search(user_id, query, conversation_id=conversation_id,
+                                        limit=min(limit or page_size, page_size))
+
+    # ------------------------------------------------------------------------------------------ typing
+
+    async def typing(self, user_id: int, conversation_id: str) -> None:
+        """Tell the other members' devices that the user is typing. Ephemeral: nothing is stored."""
+        frame = OutboundFrame(f.Typing(conversation_id=conversation_id, user_id=user_id))
+        group_id = group_id_of(conversation_id)
+        if group_id is None:
+            if not conversation_id.startswith("d:"):
+                raise BadRequest("typing is for 1:1 and group conversations")
+            low, high = (int(p) for p in conversation_id.split(":")[1:3])
+            if user_id not in (low, high):
+                raise ConversationNotFound()
+            peer = high if low == user_id else low
+            # Only to a peer this user shares a conversation or contact with, and who has not blocked them.
+            if peer != user_id and await self._store.presence_of(user_id, [peer]):
+                self._delivery.deliver((peer,), frame)
+            return
+        members = self.fanout.members(conversation_id)
+        if members is None:
+            members = await self._store.conversation_members(conversation_id)
+        if user_id not in members:
+            raise ConversationNotFound()
+        self._delivery.deliver([m for m in members if m != user_id], frame)
+

@@ -36,28 +36,84 @@ def check_password(password: object, min_length: int) -> str:
     return password
 
 
+CONTENT_KINDS: Final = ("text", "file", "image", "custom")
+SERVER_ONLY_KEYS: Final = ("system", "recall", "edit", "deleted", "recalled", "edited")
+_FILE_FIELDS: Final = {"id": str, "name": str, "mime": str, "size": int}
+
+
 def validate_body(body: object, limits: LimitsConfig) -> tuple[dict[str, Any], bytes]:
-    """A message body is a JSON object. Kinds (docs/protocol.md, "Message bodies"):
-    ``{"text": str}`` plain text; ``{"custom": <any JSON>, "type"?: str}`` application data. Other top-level keys
-    are kept as metadata. Bytes (a MessagePack bin) and nesting deeper than ``max_body_depth`` are rejected.
-    Returns the body and its JSON encoding (what the store keeps)."""
+    """A message body is a JSON object with exactly one content key (docs/protocol.md, "Message bodies"):
+
+    - ``{"text": str, "mentions"?: [user_id, ...]}``: text, optionally mentioning users;
+    - ``{"file": {"id", "name", "mime", "size", "url"?}, "text"?: caption}``: a reference to an uploaded file;
+    - ``{"image": {... as file, "width"?, "height"?}, "text"?: caption}``: an uploaded image;
+    - ``{"custom": <any JSON>, "type"?: str}``: application data.
+
+    ``system``, ``recall``, ``edit`` and the state markers are the server's; other top-level keys are kept as
+    metadata. Bytes (a MessagePack bin), non-finite numbers, integers beyond ±(2**53 - 1) and nesting deeper than
+    ``max_body_depth`` are rejected. Returns the body and its JSON encoding (what the store keeps)."""
     if not isinstance(body, dict):
         raise BadRequest("body must be an object")
     _check_json(body, limits.max_body_depth)
-    text = body.get("text")
+    for key in SERVER_ONLY_KEYS:
+        if key in body:
+            raise BadRequest(f"body.{key} is set by the server only")
+    kinds = [k for k in ("file", "image", "custom") if k in body]
+    if len(kinds) > 1 or ("custom" in body and "text" in body):
+        raise BadRequest("body needs exactly one of 'text', 'file', 'image', 'custom'")
+    if not kinds and "text" not in body:
+        raise BadRequest("body needs 'text', 'file', 'image' or 'custom'")
     if "text" in body:
+        text = body["text"]
         if not isinstance(text, str) or not text.strip():
             raise BadRequest("body.text must be a non-empty string")
         if len(text) > limits.max_text_chars:
             raise BadRequest(f"body.text is longer than {limits.max_text_chars} characters")
-    elif "custom" not in body:
-        raise BadRequest("body needs 'text' or 'custom'")
+    if "mentions" in body:
+        mentions = body["mentions"]
+        if not isinstance(mentions, list) or len(mentions) > 100 or not all(
+            isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in mentions
+        ):
+            raise BadRequest("body.mentions must be a list of at most 100 user ids")
+    for kind in ("file", "image"):
+        if kind in body:
+            _check_file(body[kind], kind)
     if "type" in body and not isinstance(body["type"], str):
         raise BadRequest("body.type must be a string")
     encoded = _json_encode(body)
     if len(encoded) > limits.max_body_bytes:
         raise BadRequest(f"body is {len(encoded)} bytes, more than the limit of {limits.max_body_bytes}")
     return body, encoded
+
+
+def _check_file(ref: object, kind: str) -> None:
+    if not isinstance(ref, dict):
+        raise BadRequest(f"body.{kind} must be an object")
+    for name, kind_type in _FILE_FIELDS.items():
+        value = ref.get(name)
+        if not isinstance(value, kind_type) or isinstance(value, bool):
+            raise BadRequest(f"body.{kind}.{name} must be a {kind_type.__name__}")
+    if ref["size"] < 0:
+        raise BadRequest(f"body.{kind}.size must not be negative")
+
+
+def search_text(body: dict[str, Any]) -> str:
+    """The words full-text search indexes for a body: its text (or caption) and a file's name."""
+    parts = [body["text"]] if isinstance(body.get("text"), str) else []
+    for kind in ("file", "image"):
+        ref = body.get(kind)
+        if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+            parts.append(ref["name"])
+    return " ".join(parts)
+
+
+def check_client_msg_id(client_msg_id: object) -> str:
+    """1-64 characters; ids starting with ``~`` are the server's own (notices, deletions)."""
+    if not isinstance(client_msg_id, str) or not 1 <= len(client_msg_id) <= 64:
+        raise BadRequest("client_msg_id must be a string of 1-64 characters")
+    if client_msg_id.startswith("~"):
+        raise BadRequest("client_msg_id must not start with '~'")
+    return client_msg_id
 
 
 def _check_json(value: object, depth_left: int) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import enum
 import logging
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from pica.core.chat import SendAck, message_frame
@@ -65,6 +65,7 @@ class Connection:
         self.inflight = 0
         self._paused = False
         self._outbox: list[bytes] | None = None
+        self._typing: dict[str, float] | None = None
 
     # ------------------------------------------------------------------------------------------ transport hooks
 
@@ -186,9 +187,23 @@ class Connection:
     def _dispatch(self, frame: f.ClientFrame) -> None:
         chat = self.services.chat
         if isinstance(frame, f.Send):
-            self._submit_send(frame)
+            self._submit(frame.id, frame.client_msg_id, lambda: chat.submit(
+                self.user_id, frame.client_msg_id, frame.body, to=frame.to, group_id=frame.group_id, origin=self))
         elif isinstance(frame, f.Recv):
             self._spawn(None, chat.mark_received(self.user_id, frame.conversation_id, frame.seq))
+        elif isinstance(frame, f.Read):
+            self._spawn(frame.id, self._done(frame.id, chat.mark_read(self.user_id, frame.conversation_id,
+                                                                      frame.seq, origin=self)))
+        elif isinstance(frame, f.Typing):
+            if self._typing_allowed(frame.conversation_id):
+                self._spawn(None, chat.typing(self.user_id, frame.conversation_id))
+        elif isinstance(frame, f.Recall | f.Edit):
+            kind, text = ("recall", "") if isinstance(frame, f.Recall) else ("edit", frame.text)
+            self._submit(frame.id, frame.client_msg_id, lambda: chat.submit_event(
+                kind, self.user_id, frame.conversation_id, frame.seq, frame.client_msg_id, text, origin=self))
+        elif isinstance(frame, f.Delete):
+            self._spawn(frame.id, self._done(frame.id, chat.delete_for_me(self.user_id, frame.conversation_id,
+                                                                          frame.seq, origin=self)))
         elif isinstance(frame, f.Sync):
             self._spawn(frame.id, self._do_sync(frame))
         elif isinstance(frame, f.History):
@@ -199,6 +214,24 @@ class Connection:
             pass
         elif isinstance(frame, f.Auth):
             self.send_error(BadRequest("already authenticated"))
+
+    def _typing_allowed(self, conversation_id: str) -> bool:
+        """At most one typing notice per conversation per ``typing_interval``; the rest are dropped silently."""
+        now = self.services.clock.monotonic()
+        if self._typing is None:
+            self._typing = {}
+        last = self._typing.get(conversation_id)
+        if last is not None and now - last < self.services.limits.typing_interval:
+            return False
+        if len(self._typing) > 64:
+            self._typing.clear()
+        self._typing[conversation_id] = now
+        return True
+
+    async def _done(self, ref: int | None, work: Coroutine[Any, Any, None]) -> None:
+        await work
+        if ref is not None:
+            self.send(f.Done(ref=ref))
 
     def _begin_request(self) -> None:
         self.inflight += 1
@@ -280,18 +313,16 @@ class Connection:
             )
         )
 
-    def _submit_send(self, frame: f.Send) -> None:
+    def _submit(self, ref: int | None, client_msg_id: str, submit: Callable[[], asyncio.Future[SendAck]]) -> None:
         """The hot path: no task per message, a callback on the commit future writes the ack."""
         try:
-            pending = self.services.chat.submit_direct(
-                self.user_id, frame.to, frame.client_msg_id, frame.body, origin=self
-            )
+            pending = submit()
         except PicaError as exc:
-            self.send_error(exc, frame.id)
+            self.send_error(exc, ref)
             return
         self._begin_request()
         self.services.track(pending)
-        pending.add_done_callback(lambda done: self._send_done(frame.id, done))
+        pending.add_done_callback(lambda done: self._send_done(ref, done))
 
     def _send_done(self, ref: int | None, done: asyncio.Future[SendAck]) -> None:
         self._end_request()

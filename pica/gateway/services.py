@@ -9,7 +9,9 @@ from typing import Any
 from pica.config import LimitsConfig
 from pica.core.accounts import AccountService
 from pica.core.chat import ChatService
+from pica.core.groups import GroupService
 from pica.core.ports import Clock
+from pica.core.social import SocialService
 from pica.gateway.hub import Hub
 
 
@@ -27,6 +29,8 @@ class Metrics:
 class GatewayServices:
     chat: ChatService
     accounts: AccountService
+    groups: GroupService
+    social: SocialService
     hub: Hub
     limits: LimitsConfig
     clock: Clock

@@ -43,11 +43,56 @@ class Auth(_Frame, tag="auth"):
 
 
 class Send(_Frame, tag="send"):
-    """Send a message. ``client_msg_id`` is the idempotency key: unique per sending user, forever."""
+    """Send a message to a user (``to``) or a group (``group_id``): exactly one of the two.
+    ``client_msg_id`` is the idempotency key: unique per sending user, forever."""
 
-    to: UserIdField
     client_msg_id: ClientMsgId
     body: dict[str, Any]
+    to: UserIdField | None = None
+    group_id: UserIdField | None = None
+    id: RequestId | None = None
+
+
+class Read(_Frame, tag="read"):
+    """Read receipt: the user has read ``conversation_id`` up to and including ``seq`` (cumulative)."""
+
+    conversation_id: ConversationId
+    seq: Seq
+    id: RequestId | None = None
+
+
+class Typing(_Frame, tag="typing"):
+    """Client to server: "I am typing in this conversation". Server to client: ``user_id`` is typing.
+    Ephemeral, rate-limited, never stored."""
+
+    conversation_id: ConversationId
+    user_id: int | None = None
+
+
+class Recall(_Frame, tag="recall"):
+    """Recall (unsend) one of my messages within the recall window; appends a recall event to the conversation."""
+
+    conversation_id: ConversationId
+    seq: Seq
+    client_msg_id: ClientMsgId
+    id: RequestId | None = None
+
+
+class Edit(_Frame, tag="edit"):
+    """Replace the text of one of my text messages; appends an edit event to the conversation."""
+
+    conversation_id: ConversationId
+    seq: Seq
+    text: Annotated[str, msgspec.Meta(min_length=1)]
+    client_msg_id: ClientMsgId
+    id: RequestId | None = None
+
+
+class Delete(_Frame, tag="delete"):
+    """Delete a message for myself only: it reads as a tombstone on all my devices."""
+
+    conversation_id: ConversationId
+    seq: Seq
     id: RequestId | None = None
 
 
@@ -141,11 +186,34 @@ class Page(_Frame, tag="page"):
 
 
 class Receipt(_Frame, tag="receipt"):
-    """``user_id`` has received (``delivered``) messages of ``conversation_id`` up to that seq."""
+    """``user_id`` has received (``delivered``) or read (``read``) ``conversation_id`` up to that seq. Sent to the
+    other member of a 1:1 conversation and to the user's own other devices; group cursors are read over HTTP."""
 
     conversation_id: str
     user_id: int
-    delivered: int
+    delivered: int | None = None
+    read: int | None = None
+
+
+class Done(_Frame, tag="done"):
+    """A request without a reply of its own (``read``, ``delete``) succeeded."""
+
+    ref: RequestId | None = None
+
+
+class Presence(_Frame, tag="presence"):
+    """A contact or 1:1 peer came online or went offline. ``last_seen``: ms since the epoch (0 = never)."""
+
+    user_id: int
+    online: bool
+    last_seen: int
+
+
+class Contact(_Frame, tag="contact"):
+    """My relation to ``user_id`` changed: ``incoming`` / ``outgoing`` request, ``accepted``, or ``none``."""
+
+    user_id: int
+    state: str
 
 
 class Error(_Frame, tag="error"):
@@ -164,13 +232,15 @@ class Close(_Frame, tag="close"):
     reason: str
 
 
-ClientFrame = Auth | Send | Recv | Sync | History | Ping | Pong
-ServerFrame = Ready | Sent | Msg | Synced | Page | Receipt | Error | Close | Ping | Pong
-AnyFrame = (
-    Auth | Send | Recv | Sync | History | Ping | Pong | Ready | Sent | Msg | Synced | Page | Receipt | Error | Close
+ClientFrame = Auth | Send | Recv | Read | Typing | Recall | Edit | Delete | Sync | History | Ping | Pong
+ServerFrame = (
+    Ready | Sent | Msg | Synced | Page | Receipt | Done | Presence | Contact | Typing | Error | Close | Ping | Pong
 )
 
-CLIENT_FRAME_TYPES: Final = frozenset({"auth", "send", "recv", "sync", "history", "ping", "pong"})
+CLIENT_FRAME_TYPES: Final = frozenset(
+    {"auth", "send", "recv", "read", "typing", "recall", "edit", "delete", "sync", "history", "ping", "pong"}
+)
 SERVER_FRAME_TYPES: Final = frozenset(
-    {"ready", "sent", "msg", "synced", "page", "receipt", "error", "close", "ping", "pong"}
+    {"ready", "sent", "msg", "synced", "page", "receipt", "done", "presence", "contact", "typing", "error", "close",
+     "ping", "pong"}
 )

@@ -42,6 +42,8 @@ class AppendResult:
     seq: int
     ts: int
     duplicate: bool
+    members_version: int = 0
+    """Groups: the membership version the message was committed under (fan-out caches compare it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +57,119 @@ class DirectAppend:
     body_json: bytes
     """The body, already validated and JSON-encoded."""
     ts: int
+    search_text: str = ""
+    """What full-text search indexes (the text, or a file's name); empty: not searchable."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupAppend:
+    """A group message; the sender must be a member allowed to speak (not muted, group not muted or dissolved)."""
+
+    conversation_id: str
+    sender: int
+    client_msg_id: str
+    body_json: bytes
+    ts: int
+    search_text: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class ConversationSummary:
+    """One line of a user's conversation list. ``unread`` = last_seq - read_seq (sending marks read)."""
+
     conversation_id: str
     kind: str
     last_seq: int
     last_ts: int
     delivered_seq: int
     read_seq: int
+    name: str = ""
+    peer_id: int = 0
+    peer_delivered_seq: int = 0
+    peer_read_seq: int = 0
+    group_id: int = 0
+    last_message: MessageRecord | None = None
+
+    @property
+    def unread(self) -> int:
+        return max(0, self.last_seq - self.read_seq)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    group_id: int
+    conversation_id: str
+    name: str
+    owner_id: int
+    muted_all: bool
+    dissolved: bool
+    created_at: int
+    member_count: int = 0
+    members_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    user_id: int
+    role: str
+    muted: bool
+    joined_seq: int
+    delivered_seq: int
+    read_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupAction:
+    """A change to a group, checked against the actor's role inside the transaction (docs/protocol.md, "Groups").
+    ``kind``: add, remove, leave, role, transfer, rename, mute, mute_all, dissolve."""
+
+    kind: str
+    actor: int
+    group_id: int
+    ts: int
+    user_ids: tuple[int, ...] = ()
+    role: str = ""
+    name: str = ""
+    flag: bool = False
+    max_members: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChange:
+    """What a committed GroupAction did: the system notice it appended, and who joined or left the timeline."""
+
+    group: GroupRecord
+    notice: MessageRecord
+    added: tuple[int, ...]
+    removed: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EventAppend:
+    """A recall or edit of message ``target_seq`` by its author."""
+
+    kind: str
+    conversation_id: str
+    user_id: int
+    target_seq: int
+    client_msg_id: str
+    ts: int
+    text: str = ""
+    window_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRecord:
+    user_id: int
+    username: str
+    state: str
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceRecord:
+    user_id: int
+    last_seen: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +222,102 @@ class Store(abc.ABC):
         ``limit``; conversations absent from ``cursors`` start from the beginning of the user's membership."""
 
     @abc.abstractmethod
+    def append_group(self, request: GroupAppend) -> asyncio.Future[AppendResult]:
+        """As append_direct, for a group. Fails with ConversationNotFound for a non-member (or no such group) and
+        Forbidden when the member may not speak. Returns the group's membership version in ``AppendResult``."""
+
+    @abc.abstractmethod
+    def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
+        """Recall or edit: check author and window, change the target's state, append the event. Returns the
+        append result and the stored event message."""
+
+    @abc.abstractmethod
     async def mark_delivered(self, user_id: int, conversation_id: str, seq: int) -> int | None:
         """Advance the user's delivered cursor (clamped to the conversation's last seq). Returns the new cursor when
         it moved, None otherwise (including when the user is not a member)."""
 
     @abc.abstractmethod
+    async def mark_read(self, user_id: int, conversation_id: str, seq: int) -> int | None:
+        """Advance the user's read (and delivered) cursor, clamped; the new read cursor when it moved, else None.
+        Raises ConversationNotFound for a non-member."""
+
+    @abc.abstractmethod
+    async def hide_message(self, user_id: int, conversation_id: str, seq: int, ts: int) -> MessageRecord:
+        """Delete for me: the message reads as a tombstone ({"deleted": true}) for this user from now on. Returns
+        the notice appended to the user's own timeline ``u:<id>``. ConversationNotFound / MessageNotFound."""
+
+    @abc.abstractmethod
     async def conversation_members(self, conversation_id: str) -> list[int]: ...
 
     @abc.abstractmethod
-    async def list_conversations(self, user_id: int) -> list[ConversationSummary]:
-        """The user's conversations, most recently active first."""
+    async def group_fanout(self, conversation_id: str) -> tuple[int, dict[int, int]]:
+        """(membership version, {member id: joined_seq}) of a group conversation, for the fan-out cache."""
+
+    @abc.abstractmethod
+    async def member_cursors(self, user_id: int, conversation_id: str) -> list[MemberRecord]:
+        """Every member with their cursors; ConversationNotFound unless ``user_id`` is a member."""
+
+    @abc.abstractmethod
+    async def list_conversations(self, user_id: int, *, limit: int, before_ts: int | None) -> list[ConversationSummary]:
+        """The user's conversations, most recently active first, with their last message."""
+
+    @abc.abstractmethod
+    async def search(self, user_id: int, query: str, *, conversation_id: str | None, limit: int) -> list[MessageRecord]:
+        """Messages matching ``query`` (words, all required) in the user's current conversations and visible part
+        of each timeline, newest first; recalled and hidden messages excluded."""
+
+    # groups
+    @abc.abstractmethod
+    async def create_group(self, owner: int, name: str, members: list[int], ts: int, max_members: int) -> GroupChange:
+        """Create a group whose first message is a ``created`` notice. Raises UserNotFound, BadRequest (size)."""
+
+    @abc.abstractmethod
+    async def group_action(self, action: GroupAction) -> GroupChange: ...
+
+    @abc.abstractmethod
+    async def get_group(self, user_id: int, group_id: int) -> GroupRecord:
+        """GroupNotFound unless the user is a member."""
+
+    @abc.abstractmethod
+    async def list_groups(self, user_id: int) -> list[GroupRecord]: ...
+
+    @abc.abstractmethod
+    async def group_members(self, user_id: int, group_id: int) -> list[MemberRecord]:
+        """GroupNotFound unless the user is a member."""
+
+    # contacts, blocks, settings, presence
+    @abc.abstractmethod
+    async def contact_request(self, user_id: int, peer_id: int, ts: int) -> str:
+        """Send (or, if the peer asked first, accept) a request. Returns the new state for the user."""
+
+    @abc.abstractmethod
+    async def contact_respond(self, user_id: int, peer_id: int, accept: bool, ts: int) -> str: ...
+
+    @abc.abstractmethod
+    async def contact_remove(self, user_id: int, peer_id: int) -> None: ...
+
+    @abc.abstractmethod
+    async def list_contacts(self, user_id: int) -> list[ContactRecord]: ...
+
+    @abc.abstractmethod
+    async def set_blocked(self, user_id: int, peer_id: int, blocked: bool, ts: int) -> None: ...
+
+    @abc.abstractmethod
+    async def list_blocked(self, user_id: int) -> list[int]: ...
+
+    @abc.abstractmethod
+    async def set_only_contacts(self, user_id: int, only_contacts: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def get_only_contacts(self, user_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    async def presence_audience(self, user_id: int) -> list[int]:
+        """Who may see this user's presence: accepted contacts and 1:1 peers, minus users this user blocked."""
+
+    @abc.abstractmethod
+    async def presence_of(self, viewer: int, user_ids: list[int]) -> list[PresenceRecord]:
+        """last_seen of those of ``user_ids`` whose presence the viewer may see (others are left out)."""
+
+    @abc.abstractmethod
+    async def set_last_seen(self, user_id: int, ts: int) -> None: ...

@@ -22,23 +22,25 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
-import msgspec
-
 from pica.config import SqliteConfig
-from pica.errors import (
-    ConversationNotFound,
-    InternalError,
-    PicaError,
-    StoreUnavailable,
-    UsernameTaken,
-    UserNotFound,
-)
+from pica.errors import InternalError, PicaError, StoreUnavailable, UsernameTaken
+from pica.store import sqlite_groups as groups
+from pica.store import sqlite_messages as messages
+from pica.store import sqlite_social as social
 from pica.store.base import (
     AppendResult,
+    ContactRecord,
     ConversationSummary,
     DirectAppend,
+    EventAppend,
+    GroupAction,
+    GroupAppend,
+    GroupChange,
+    GroupRecord,
+    MemberRecord,
     MessageRecord,
     Page,
+    PresenceRecord,
     Store,
     UserRecord,
 )
@@ -46,7 +48,6 @@ from pica.store.base import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_json_decode_body: Final = msgspec.json.Decoder(dict[str, Any]).decode
 _BUSY_TIMEOUT_MS: Final = 10_000
 
 
@@ -291,81 +292,30 @@ class SqliteStore(Store):
     # ------------------------------------------------------------------------------------------------ messages
 
     def append_direct(self, request: DirectAppend) -> asyncio.Future[AppendResult]:
-        return self._write(lambda conn: _append_direct(conn, request))
+        return self._write(lambda conn: messages.append_direct(conn, request, request.search_text))
+
+    def append_group(self, request: GroupAppend) -> asyncio.Future[AppendResult]:
+        return self._write(lambda conn: messages.append_group(conn, request, request.search_text))
+
+    def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
+        return self._write(lambda conn: messages.append_event(conn, request))
 
     async def history(
         self, user_id: int, conversation_id: str, *, after: int | None, before: int | None, limit: int
     ) -> Page:
-        def op(conn: sqlite3.Connection) -> Page:
-            row = conn.execute(
-                "SELECT joined_seq FROM members WHERE conversation_id = ? AND user_id = ?",
-                (conversation_id, user_id),
-            ).fetchone()
-            if row is None:
-                raise ConversationNotFound()
-            floor = max(row[0], after or 0)
-            if before is None and after is not None:
-                rows = conn.execute(
-                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq > ?"
-                    " ORDER BY seq LIMIT ?",
-                    (conversation_id, floor, limit + 1),
-                ).fetchall()
-                more = len(rows) > limit
-                return Page([_message(r) for r in rows[:limit]], more)
-            ceiling = before if before is not None else 2**62
-            rows = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq > ? AND seq < ?"
-                " ORDER BY seq DESC LIMIT ?",
-                (conversation_id, floor, ceiling, limit + 1),
-            ).fetchall()
-            more = len(rows) > limit
-            return Page([_message(r) for r in reversed(rows[:limit])], more)
-
-        return await self._read(op)
+        return await self._read(lambda conn: messages.history(conn, user_id, conversation_id, after, before, limit))
 
     async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int) -> Page:
-        def op(conn: sqlite3.Connection) -> Page:
-            pending = []
-            for conversation_id, joined, last_seq in conn.execute(
-                "SELECT m.conversation_id, m.joined_seq, c.last_seq FROM members m"
-                " JOIN conversations c ON c.conversation_id = m.conversation_id"
-                " WHERE m.user_id = ? ORDER BY m.conversation_id",
-                (user_id,),
-            ):
-                start = max(joined, cursors.get(conversation_id, 0))
-                if last_seq > start:
-                    pending.append((conversation_id, start))
-            messages: list[MessageRecord] = []
-            for conversation_id, start in pending:
-                room = limit - len(messages)
-                rows = conn.execute(
-                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND seq > ?"
-                    " ORDER BY seq LIMIT ?",
-                    (conversation_id, start, room + 1),
-                ).fetchall()
-                if len(rows) > room:
-                    messages.extend(_message(r) for r in rows[:room])
-                    return Page(messages, True)
-                messages.extend(_message(r) for r in rows)
-                if len(messages) == limit and conversation_id != pending[-1][0]:
-                    return Page(messages, True)
-            return Page(messages, False)
-
-        return await self._read(op)
+        return await self._read(lambda conn: messages.sync(conn, user_id, cursors, limit))
 
     async def mark_delivered(self, user_id: int, conversation_id: str, seq: int) -> int | None:
-        def op(conn: sqlite3.Connection) -> int | None:
-            row = conn.execute(
-                "UPDATE members SET delivered_seq ="
-                " min(?, (SELECT last_seq FROM conversations WHERE conversation_id = ?))"
-                " WHERE conversation_id = ? AND user_id = ? AND delivered_seq < ?"
-                " AND delivered_seq < (SELECT last_seq FROM conversations WHERE conversation_id = ?)"
-                " RETURNING delivered_seq",
-                (seq, conversation_id, conversation_id, user_id, seq, conversation_id),
-            ).fetchone()
-            return None if row is None else int(row[0])
+        return await self._write(lambda conn: messages.mark_delivered(conn, user_id, conversation_id, seq))
 
-        return await self._write(op)
+    async def mark_read(self, user_id: int, conversation_id: str, seq: int) -> int | None:
+        return await self._write(lambda conn: messages.mark_read(conn, user_id, conversation_id, seq))
+
+    async def hide_message(self, user_id: int, conversation_id: str, seq: int, ts: int) -> MessageRecord:
+        return await self._write(lambda conn: messages.hide_message(conn, user_id, conversation_id, seq, ts))
 
     async def conversation_members(self, conversation_id: str) -> list[int]:
         return await self._read(
@@ -377,25 +327,75 @@ class SqliteStore(Store):
             ]
         )
 
-    async def list_conversations(self, user_id: int) -> list[ConversationSummary]:
-        return await self._read(
-            lambda conn: [
-                ConversationSummary(*row)
-                for row in conn.execute(
-                    "SELECT c.conversation_id, c.kind, c.last_seq, c.last_ts, m.delivered_seq, m.read_seq"
-                    " FROM members m JOIN conversations c ON c.conversation_id = m.conversation_id"
-                    " WHERE m.user_id = ? ORDER BY c.last_ts DESC, c.conversation_id",
-                    (user_id,),
-                )
-            ]
-        )
+    async def group_fanout(self, conversation_id: str) -> tuple[int, dict[int, int]]:
+        return await self._read(lambda conn: groups.members_with_version(conn, conversation_id))
 
+    async def member_cursors(self, user_id: int, conversation_id: str) -> list[MemberRecord]:
+        return await self._read(lambda conn: messages.member_cursors(conn, user_id, conversation_id))
 
-_MESSAGE_COLUMNS: Final = "conversation_id, seq, sender, client_msg_id, ts, body"
+    async def list_conversations(
+        self, user_id: int, *, limit: int, before_ts: int | None
+    ) -> list[ConversationSummary]:
+        return await self._read(lambda conn: messages.list_conversations(conn, user_id, limit, before_ts))
 
+    async def search(
+        self, user_id: int, query: str, *, conversation_id: str | None, limit: int
+    ) -> list[MessageRecord]:
+        return await self._read(lambda conn: messages.search(conn, user_id, query, conversation_id, limit))
 
-def _message(row: tuple[Any, ...]) -> MessageRecord:
-    return MessageRecord(row[0], row[1], row[2], row[3], row[4], _json_decode_body(row[5]))
+    # ------------------------------------------------------------------------------------------------ groups
+
+    async def create_group(
+        self, owner: int, name: str, members: list[int], ts: int, max_members: int
+    ) -> GroupChange:
+        return await self._write(lambda conn: groups.create_group(conn, owner, name, members, ts, max_members))
+
+    async def group_action(self, action: GroupAction) -> GroupChange:
+        return await self._write(lambda conn: groups.group_action(conn, action))
+
+    async def get_group(self, user_id: int, group_id: int) -> GroupRecord:
+        return await self._read(lambda conn: groups.get_group(conn, user_id, group_id))
+
+    async def list_groups(self, user_id: int) -> list[GroupRecord]:
+        return await self._read(lambda conn: groups.list_groups(conn, user_id))
+
+    async def group_members(self, user_id: int, group_id: int) -> list[MemberRecord]:
+        return await self._read(lambda conn: groups.group_members(conn, user_id, group_id))
+
+    # ------------------------------------------------------------------------------------------------ social
+
+    async def contact_request(self, user_id: int, peer_id: int, ts: int) -> str:
+        return await self._write(lambda conn: social.contact_request(conn, user_id, peer_id, ts))
+
+    async def contact_respond(self, user_id: int, peer_id: int, accept: bool, ts: int) -> str:
+        return await self._write(lambda conn: social.contact_respond(conn, user_id, peer_id, accept, ts))
+
+    async def contact_remove(self, user_id: int, peer_id: int) -> None:
+        await self._write(lambda conn: social.contact_remove(conn, user_id, peer_id))
+
+    async def list_contacts(self, user_id: int) -> list[ContactRecord]:
+        return await self._read(lambda conn: social.list_contacts(conn, user_id))
+
+    async def set_blocked(self, user_id: int, peer_id: int, blocked: bool, ts: int) -> None:
+        await self._write(lambda conn: social.set_blocked(conn, user_id, peer_id, blocked, ts))
+
+    async def list_blocked(self, user_id: int) -> list[int]:
+        return await self._read(lambda conn: social.list_blocked(conn, user_id))
+
+    async def set_only_contacts(self, user_id: int, only_contacts: bool) -> None:
+        await self._write(lambda conn: social.set_only_contacts(conn, user_id, only_contacts))
+
+    async def get_only_contacts(self, user_id: int) -> bool:
+        return await self._read(lambda conn: social.get_only_contacts(conn, user_id))
+
+    async def presence_audience(self, user_id: int) -> list[int]:
+        return await self._read(lambda conn: social.presence_audience(conn, user_id))
+
+    async def presence_of(self, viewer: int, user_ids: list[int]) -> list[PresenceRecord]:
+        return await self._read(lambda conn: social.presence_of(conn, viewer, user_ids))
+
+    async def set_last_seen(self, user_id: int, ts: int) -> None:
+        await self._write(lambda conn: social.set_last_seen(conn, user_id, ts))
 
 
 def _user(conn: sqlite3.Connection, where: str, value: object) -> UserRecord | None:
@@ -403,31 +403,3 @@ def _user(conn: sqlite3.Connection, where: str, value: object) -> UserRecord | N
         f"SELECT user_id, username, password_hash, created_at FROM users WHERE {where}", (value,)
     ).fetchone()
     return None if row is None else UserRecord(*row)
-
-
-def _append_direct(conn: sqlite3.Connection, request: DirectAppend) -> AppendResult:
-    existing = conn.execute(
-        "SELECT conversation_id, seq, ts FROM messages WHERE sender = ? AND client_msg_id = ?",
-        (request.sender, request.client_msg_id),
-    ).fetchone()
-    if existing is not None:
-        return AppendResult(existing[0], existing[1], existing[2], duplicate=True)
-    if conn.execute("SELECT 1 FROM users WHERE user_id = ?", (request.recipient,)).fetchone() is None:
-        raise UserNotFound(f"user {request.recipient} does not exist")
-    (seq,) = conn.execute(
-        "INSERT INTO conversations (conversation_id, kind, last_seq, last_ts, created_at)"
-        " VALUES (?, 'direct', 1, ?, ?)"
-        " ON CONFLICT (conversation_id) DO UPDATE SET last_seq = last_seq + 1, last_ts = excluded.last_ts"
-        " RETURNING last_seq",
-        (request.conversation_id, request.ts, request.ts),
-    ).fetchone()
-    if seq == 1:
-        conn.executemany(
-            "INSERT OR IGNORE INTO members (conversation_id, user_id) VALUES (?, ?)",
-            [(request.conversation_id, request.sender), (request.conversation_id, request.recipient)],
-        )
-    conn.execute(
-        "INSERT INTO messages (conversation_id, seq, sender, client_msg_id, ts, body) VALUES (?, ?, ?, ?, ?, ?)",
-        (request.conversation_id, seq, request.sender, request.client_msg_id, request.ts, request.body_json.decode()),
-    )
-    return AppendResult(request.conversation_id, seq, request.ts, duplicate=False)

@@ -112,7 +112,7 @@ async def test_delivered_cursor_only_moves_forward_and_is_clamped(store: Store) 
     assert await store.mark_delivered(bob, "d:1:2", 1_000) == 3  # acking more than was sent
     assert await store.mark_delivered(bob, "d:1:2", 1_000) is None
     assert await store.mark_delivered(999, "d:1:2", 1) is None
-    (summary,) = await store.list_conversations(bob)
+    (summary,) = await store.list_conversations(bob, limit=10, before_ts=None)
     assert (summary.conversation_id, summary.last_seq, summary.delivered_seq) == ("d:1:2", 3, 3)
 
 

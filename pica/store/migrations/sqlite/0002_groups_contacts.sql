@@ -9,6 +9,7 @@ CREATE TABLE groups (
     owner_id        INTEGER NOT NULL,
     muted_all       INTEGER NOT NULL DEFAULT 0,
     dissolved       INTEGER NOT NULL DEFAULT 0,
+    members_version INTEGER NOT NULL DEFAULT 0,  -- bumped by every membership change (fan-out cache key)
     created_at      INTEGER NOT NULL
 );
 

@@ -1,0 +1,85 @@
+"""Helpers shared by the HTTP handlers: JSON in and out, the caller's identity, parameter parsing."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+from aiohttp import web
+
+from pica.errors import BadRequest, PicaError, Unauthenticated
+from pica.gateway.services import GatewayServices
+from pica.gateway.ws import SERVICES_KEY
+
+_json_encode: Final = msgspec.json.Encoder().encode
+_json_decode: Final = msgspec.json.Decoder().decode
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_json_encode(data), status=status, content_type="application/json")
+
+
+def error_response(error: PicaError) -> web.Response:
+    return json_response(error.to_dict(), status=error.http_status)
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw:
+        return {}
+    try:
+        data = _json_decode(raw)
+    except msgspec.DecodeError:
+        raise BadRequest("request body must be JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    return data
+
+
+def services(request: web.Request) -> GatewayServices:
+    return request.app[SERVICES_KEY]
+
+
+async def caller(request: web.Request) -> int:
+    """The authenticated user of a request (``Authorization: Bearer <token>``)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send 'Authorization: Bearer <token>'")
+    claims = await services(request).accounts.authenticate(token.strip())
+    return claims.user_id
+
+
+def int_param(request: web.Request, name: str, *, minimum: int = 0) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    return _to_int(raw, name, minimum)
+
+
+def path_int(request: web.Request, name: str) -> int:
+    return _to_int(request.match_info[name], name, 1)
+
+
+def _to_int(raw: str, name: str, minimum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer") from None
+    if value < minimum or value > 2**62:
+        raise BadRequest(f"{name} is out of range")
+    return value
+
+
+def body_int(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**62:
+        raise BadRequest(f"'{name}' must be a positive integer")
+    return value
+
+
+def body_bool(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name)
+    if not isinstance(value, bool):
+        raise BadRequest(f"'{name}' must be true or false")
+    return value

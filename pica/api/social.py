@@ -1,0 +1,116 @@
+"""HTTP: finding users, contacts, blocks, settings and presence."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from pica.api.common import body_bool, body_int, caller, json_body, json_response, path_int, services
+from pica.core.validation import normalize_username
+from pica.errors import BadRequest, UserNotFound
+
+
+async def find_user(request: web.Request) -> web.Response:
+    """GET /v1/users?username=NAME -> {"user_id", "username"} (404 user_not_found)."""
+    await caller(request)
+    name = normalize_username(request.query.get("username", ""))
+    user = await services(request).accounts.find(name)
+    if user is None:
+        raise UserNotFound()
+    return json_response({"user_id": user.user_id, "username": user.username})
+
+
+async def me(request: web.Request) -> web.Response:
+    user_id = await caller(request)
+    node = services(request)
+    user = await node.accounts.get(user_id)
+    return json_response({"user_id": user_id, "username": user.username if user else "",
+                          "only_contacts": await node.social.only_contacts(user_id)})
+
+
+async def update_settings(request: web.Request) -> web.Response:
+    """PATCH /v1/me {"only_contacts": bool}: when true, only accepted contacts may message you."""
+    user_id = await caller(request)
+    body = await json_body(request)
+    await services(request).social.set_only_contacts(user_id, body_bool(body, "only_contacts"))
+    return await me(request)
+
+
+async def contacts(request: web.Request) -> web.Response:
+    user_id = await caller(request)
+    listed = await services(request).social.contacts(user_id)
+    return json_response({"contacts": [{"user_id": c.user_id, "username": c.username, "state": c.state}
+                                       for c in listed]})
+
+
+async def request_contact(request: web.Request) -> web.Response:
+    """POST /v1/contacts/requests {"user_id"} -> {"state": "outgoing" | "accepted"}."""
+    user_id = await caller(request)
+    body = await json_body(request)
+    state = await services(request).social.request(user_id, body_int(body, "user_id"))
+    return json_response({"state": state})
+
+
+async def accept(request: web.Request) -> web.Response:
+    user_id = await caller(request)
+    state = await services(request).social.respond(user_id, path_int(request, "user_id"), True)
+    return json_response({"state": state})
+
+
+async def decline(request: web.Request) -> web.Response:
+    user_id = await caller(request)
+    state = await services(request).social.respond(user_id, path_int(request, "user_id"), False)
+    return json_response({"state": state})
+
+
+async def remove_contact(request: web.Request) -> web.Response:
+    user_id = await caller(request)
+    await services(request).social.remove(user_id, path_int(request, "user_id"))
+    return json_response({"state": "none"})
+
+
+async def blocks(request: web.Request) -> web.Response:
+    user_id = await caller(request)
+    return json_response({"blocked": await services(request).social.blocked(user_id)})
+
+
+async def block(request: web.Request) -> web.Response:
+    """PUT /v1/blocks/{user_id}: they can no longer message you, request you, or see your presence."""
+    user_id = await caller(request)
+    await services(request).social.set_blocked(user_id, path_int(request, "user_id"), True)
+    return json_response({"blocked": True})
+
+
+async def unblock(request: web.Request) -> web.Response:
+    user_id = await caller(request)
+    await services(request).social.set_blocked(user_id, path_int(request, "user_id"), False)
+    return json_response({"blocked": False})
+
+
+async def presence(request: web.Request) -> web.Response:
+    """GET /v1/presence?user_ids=1,2,3: those the caller may see (contacts, 1:1 peers, not blocking them)."""
+    user_id = await caller(request)
+    raw = request.query.get("user_ids", "")
+    try:
+        wanted = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise BadRequest("user_ids must be comma-separated integers") from None
+    if not 0 < len(wanted) <= 500:
+        raise BadRequest("ask for 1-500 user_ids")
+    found = await services(request).social.presence(user_id, wanted)
+    return json_response({"presence": [{"user_id": p.user_id, "online": p.online, "last_seen": p.last_seen}
+                                       for p in found]})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/users", find_user)
+    app.router.add_get("/v1/me", me)
+    app.router.add_patch("/v1/me", update_settings)
+    app.router.add_get("/v1/contacts", contacts)
+    app.router.add_post("/v1/contacts/requests", request_contact)
+    app.router.add_post("/v1/contacts/requests/{user_id}/accept", accept)
+    app.router.add_post("/v1/contacts/requests/{user_id}/decline", decline)
+    app.router.add_delete("/v1/contacts/{user_id}", remove_contact)
+    app.router.add_get("/v1/blocks", blocks)
+    app.router.add_put("/v1/blocks/{user_id}", block)
+    app.router.add_delete("/v1/blocks/{user_id}", unblock)
+    app.router.add_get("/v1/presence", presence)

@@ -1,0 +1,124 @@
+"""Group fan-out: who receives a group frame, from a per-node cache of each group's members.
+
+Frames are handed out in commit order. Membership changes committed on this node update the cache in that same
+order (the caller applies a GroupChange before anything committed after it is delivered), so a removed member stops
+receiving at once and a new member receives nothing older than their join. A message carries the membership version
+it was committed under; a cache entry older than that (changed elsewhere, evicted, or never loaded) is reloaded while
+later frames for the same group queue behind it, keeping their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pica.core.ports import Delivery
+from pica.core.wire import message_frame
+from pica.protocol import frames as f
+from pica.protocol.outbound import OutboundFrame
+from pica.store.base import GroupChange, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Members:
+    version: int
+    joined: dict[int, int]
+    """member id -> joined_seq (the member sees seq > joined_seq)."""
+    newest_join: int = 0
+
+    def recompute(self) -> None:
+        self.newest_join = max(self.joined.values(), default=0)
+
+    def audience(self, seq: int) -> Iterable[int]:
+        if seq > self.newest_join:
+            return self.joined.keys()
+        return [user_id for user_id, joined in self.joined.items() if joined < seq]
+
+
+@dataclass(slots=True)
+class _Queued:
+    version: int
+    seq: int
+    frame: OutboundFrame
+    exclude: object | None
+    also: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class GroupFanout:
+    store: Store
+    delivery: Delivery
+    max_groups: int = 10_000
+    """Groups whose members are cached; beyond it the oldest entry is dropped (and reloaded on use)."""
+    _cache: dict[str, _Members] = field(default_factory=dict)
+    _waiting: dict[str, list[_Queued]] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def deliver(self, conversation_id: str, version: int, seq: int, frame: OutboundFrame,
+                exclude: object | None = None, also: tuple[int, ...] = ()) -> None:
+        """Deliver a frame of a group's timeline (seq) committed under membership ``version``; ``also`` are users
+        to reach besides the members (the removed, for the notice of their removal)."""
+        queued = self._waiting.get(conversation_id)
+        if queued is not None:
+            queued.append(_Queued(version, seq, frame, exclude, also))
+            return
+        members = self._cache.get(conversation_id)
+        if members is not None and members.version >= version:
+            self._send(members, seq, frame, exclude, also)
+            return
+        self._waiting[conversation_id] = [_Queued(version, seq, frame, exclude, also)]
+        task = asyncio.get_running_loop().create_task(self._load(conversation_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def members(self, conversation_id: str) -> Iterable[int] | None:
+        """Cached member ids (typing indicators use them; None when not cached)."""
+        members = self._cache.get(conversation_id)
+        return None if members is None else members.joined.keys()
+
+    def apply(self, change: GroupChange, exclude: object | None = None) -> None:
+        """A membership change committed: deliver its notice to everyone concerned, then update the cache."""
+        conversation_id = change.group.conversation_id
+        notice = OutboundFrame(_notice_frame(change))
+        members = self._cache.get(conversation_id)
+        if members is None or conversation_id in self._waiting:
+            self.deliver(conversation_id, change.group.members_version, change.notice.seq, notice, exclude,
+                         also=change.removed)
+            return
+        for user_id in change.added:
+            members.joined[user_id] = change.notice.seq - 1
+        members.recompute()
+        self._send(members, change.notice.seq, notice, exclude, change.removed)
+        for user_id in change.removed:
+            members.joined.pop(user_id, None)
+        members.version = change.group.members_version
+
+    def _send(self, members: _Members, seq: int, frame: OutboundFrame, exclude: object | None,
+              also: tuple[int, ...]) -> None:
+        self.delivery.deliver(members.audience(seq), frame, exclude)
+        if also:
+            self.delivery.deliver(also, frame, exclude)
+
+    async def _load(self, conversation_id: str) -> None:
+        try:
+            version, joined = await self.store.group_fanout(conversation_id)
+        except Exception:
+            # Doorbell semantics: the frames are committed; members catch up by sync.
+            log.exception("could not load group members", extra={"conversation_id": conversation_id})
+            self._waiting.pop(conversation_id, None)
+            return
+        members = _Members(version, joined)
+        members.recompute()
+        if len(self._cache) >= self.max_groups:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[conversation_id] = members
+        for item in self._waiting.pop(conversation_id, []):
+            self._send(members, item.seq, item.frame, item.exclude, item.also)
+
+
+def _notice_frame(change: GroupChange) -> f.Msg:
+    return message_frame(change.notice)

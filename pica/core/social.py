@@ -1,0 +1,101 @@
+"""Contacts, blocks, the "only contacts may message me" setting, and presence.
+
+Presence is pushed to a user's audience (accepted contacts and 1:1 peers, minus users they blocked) when their
+first device connects or their last one leaves; ``last_seen`` is stored when they go offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from pica.core.ports import Clock, Delivery
+from pica.protocol import frames as f
+from pica.protocol.outbound import OutboundFrame
+from pica.store.base import ContactRecord, Store
+
+log = logging.getLogger(__name__)
+
+_THEIR_STATE = {"outgoing": "incoming", "incoming": "outgoing", "accepted": "accepted", "none": "none"}
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceInfo:
+    user_id: int
+    online: bool
+    last_seen: int
+
+
+class SocialService:
+    def __init__(self, store: Store, delivery: Delivery, clock: Clock) -> None:
+        self._store = store
+        self._delivery = delivery
+        self._clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------------------------------ contacts
+
+    def _tell(self, user_id: int, peer_id: int, state: str) -> None:
+        self._delivery.deliver((user_id,), OutboundFrame(f.Contact(user_id=peer_id, state=state)))
+        self._delivery.deliver((peer_id,), OutboundFrame(f.Contact(user_id=user_id, state=_THEIR_STATE[state])))
+
+    async def request(self, user_id: int, peer_id: int) -> str:
+        state = await self._store.contact_request(user_id, peer_id, self._clock.now_ms())
+        self._tell(user_id, peer_id, state)
+        return state
+
+    async def respond(self, user_id: int, peer_id: int, accept: bool) -> str:
+        state = await self._store.contact_respond(user_id, peer_id, accept, self._clock.now_ms())
+        self._tell(user_id, peer_id, state)
+        return state
+
+    async def remove(self, user_id: int, peer_id: int) -> None:
+        await self._store.contact_remove(user_id, peer_id)
+        self._tell(user_id, peer_id, "none")
+
+    async def contacts(self, user_id: int) -> list[ContactRecord]:
+        return await self._store.list_contacts(user_id)
+
+    async def set_blocked(self, user_id: int, peer_id: int, blocked: bool) -> None:
+        await self._store.set_blocked(user_id, peer_id, blocked, self._clock.now_ms())
+
+    async def blocked(self, user_id: int) -> list[int]:
+        return await self._store.list_blocked(user_id)
+
+    async def set_only_contacts(self, user_id: int, only_contacts: bool) -> None:
+        await self._store.set_only_contacts(user_id, only_contacts)
+
+    async def only_contacts(self, user_id: int) -> bool:
+        return await self._store.get_only_contacts(user_id)
+
+    # ------------------------------------------------------------------------------------------ presence
+
+    def on_presence_change(self, user_id: int, online: bool) -> None:
+        """Hub listener (synchronous): announce the change in the background."""
+        task = asyncio.get_running_loop().create_task(self._announce(user_id, online))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _announce(self, user_id: int, online: bool) -> None:
+        now = self._clock.now_ms()
+        try:
+            if not online:
+                await self._store.set_last_seen(user_id, now)
+            audience = await self._store.presence_audience(user_id)
+        except Exception:
+            log.exception("presence announcement failed", extra={"user_id": user_id})
+            return
+        # Re-read the state: a flap (offline then online again) announces the state as it is now.
+        online = self._delivery.is_online(user_id)
+        frame = f.Presence(user_id=user_id, online=online, last_seen=0 if online else now)
+        self._delivery.deliver(audience, OutboundFrame(frame))
+
+    async def presence(self, viewer: int, user_ids: list[int]) -> list[PresenceInfo]:
+        """Presence of those users the viewer may see; the others are left out (no error, nothing leaked)."""
+        records = await self._store.presence_of(viewer, user_ids)
+        return [PresenceInfo(r.user_id, self._delivery.is_online(r.user_id), r.last_seen) for r in records]
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
