@@ -1,7 +1,7 @@
-"""Python asyncio client for Pica: HTTP helpers and a socket connection over WebSocket or TCP.
+"""Python asyncio client for Pica (docs/sdk.md): :class:`PicaClient`, the SDK that stays connected, over
+:class:`PicaConnection` (one authenticated socket, WebSocket or TCP) and :class:`PicaHttp` (the HTTP API).
 
-It drives the same sans-I/O protocol code as the server (:mod:`pica.protocol`). This is the foundation the full SDK
-grows from (reconnect with backoff, persisted cursors, group helpers come with later issues).
+It drives the same sans-I/O protocol code as the server (:mod:`pica.protocol`).
 
     http = PicaHttp("http://127.0.0.1:8080")
     await http.register("alice", "correct horse")
@@ -11,8 +11,40 @@ grows from (reconnect with backoff, persisted cursors, group helpers come with l
         msg = await conn.next_message()
 """
 
-from pica.client.connection import PicaConnection, ServerClosed
+from pica.client.connection import PicaConnection, RequestFailed, ServerClosed
 from pica.client.cursors import CursorTracker
 from pica.client.http import Login, PicaHttp, PicaHttpError
+from pica.client.sdk import (
+    Backoff,
+    Connected,
+    ContactEvent,
+    Disconnected,
+    Event,
+    GaveUp,
+    MessageEvent,
+    PicaClient,
+    PresenceEvent,
+    ReceiptEvent,
+    TypingEvent,
+)
 
-__all__ = ["CursorTracker", "Login", "PicaConnection", "PicaHttp", "PicaHttpError", "ServerClosed"]
+__all__ = [
+    "Backoff",
+    "Connected",
+    "ContactEvent",
+    "CursorTracker",
+    "Disconnected",
+    "Event",
+    "GaveUp",
+    "Login",
+    "MessageEvent",
+    "PicaClient",
+    "PicaConnection",
+    "PicaHttp",
+    "PicaHttpError",
+    "PresenceEvent",
+    "ReceiptEvent",
+    "RequestFailed",
+    "ServerClosed",
+    "TypingEvent",
+]

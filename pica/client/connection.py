@@ -117,13 +117,13 @@ class _WsWire(_Wire):
 
 
 class PicaConnection:
-    def __init__(self, wire: _Wire, ready: f.Ready) -> None:
+    def __init__(self, wire: _Wire, ready: f.Ready, cursors: CursorTracker | None = None) -> None:
         self._wire = wire
         self.ready = ready
         self.user_id = ready.user_id
         self.device = ready.device
         self.events: asyncio.Queue[Any] = asyncio.Queue()
-        self.cursors = CursorTracker()
+        self.cursors = cursors if cursors is not None else CursorTracker()
         self.closed: ServerClosed | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -144,21 +144,31 @@ class PicaConnection:
         tcp_port: int | None = None,
         device: str | None = None,
         max_frame: int = 1 << 24,
+        cursors: CursorTracker | None = None,
     ) -> PicaConnection:
-        """``url`` is the server's HTTP base URL; for ``tcp`` give ``tcp_port`` (host taken from the URL)."""
+        """``url`` is the server's HTTP base URL; for ``tcp`` give ``tcp_port`` (host taken from the URL).
+        ``cursors`` carries per-conversation positions over from an earlier connection."""
         wire = await cls.dial(url, transport=transport, tcp_port=tcp_port, max_frame=max_frame)
-        await wire.write(f.Auth(token=token, device=device))
-        first = await wire.read()
+        try:
+            await wire.write(f.Auth(token=token, device=device))
+            first = await wire.read()
+        except BaseException:
+            await wire.close()
+            raise
         if isinstance(first, f.Ready):
-            return cls(wire, first)
+            return cls(wire, first, cursors)
         code = None
         reason = ""
         if isinstance(first, f.Error):
             reason = f"{first.code}: {first.message}"
-            with contextlib.suppress(ServerClosed, InvalidFrame, UnknownFrame):
+            try:
                 nxt = await wire.read()
                 if isinstance(nxt, f.Close):
                     code = nxt.code
+            except ServerClosed as closed:
+                code = closed.code
+            except (InvalidFrame, UnknownFrame, ConnectionError):
+                pass
         await wire.close()
         raise ServerClosed(code, reason or f"unexpected first frame {first!r}")
 
@@ -273,11 +283,19 @@ class PicaConnection:
     async def send(self, to: int, body: dict[str, Any], client_msg_id: str | None = None) -> f.Sent:
         frame = f.Send(to=to, client_msg_id=client_msg_id or uuid.uuid4().hex, body=body)
         result: f.Sent = await self.request(frame)
-        own = f.Msg(conversation_id=result.conversation_id, seq=result.seq, sender=self.user_id,
-                    client_msg_id=result.client_msg_id, ts=result.ts, body=body)
-        if self.cursors.accept(own) is not Verdict.NEW:
-            self._own.add(result.client_msg_id)
+        self.note_own(result, body)
         return result
+
+    def note_own(self, sent: f.Sent, body: dict[str, Any]) -> None:
+        """A message this device sent was acked: advance past it, or remember it so sync does not hand it out."""
+        own = f.Msg(conversation_id=sent.conversation_id, seq=sent.seq, sender=self.user_id,
+                    client_msg_id=sent.client_msg_id, ts=sent.ts, body=body)
+        if self.cursors.accept(own) is not Verdict.NEW:
+            self._own.add(sent.client_msg_id)
+
+    async def write_frame(self, frame: Any) -> None:
+        """Send a frame that has no reply (typing, recv)."""
+        await self._wire.write(frame)
 
     async def sync(self, cursors: dict[str, int] | None = None, limit: int | None = None) -> f.Synced:
         result: f.Synced = await self.request(f.Sync(cursors=cursors if cursors is not None else {}, limit=limit))

@@ -1,0 +1,460 @@
+"""The Pica SDK: a client that stays connected.
+
+:class:`PicaClient` logs in, connects over WebSocket or TCP, and keeps the connection up: after a drop it
+reconnects with exponential backoff and full jitter, then syncs from its per-conversation cursors (optionally kept
+in a file), so the application sees every message once and in order. ``send()`` resolves on the server's ack; a send
+in flight when the connection drops is retried with the same client message id after the reconnect, so it is stored
+exactly once. Events arrive through ``async for event in client`` and/or callbacks registered with ``on()``.
+
+    async with PicaClient("http://127.0.0.1:8080", username="alice", password="...") as alice:
+        await alice.send(to=bob_id, text="hi")
+        async for event in alice:
+            if isinstance(event, MessageEvent):
+                print(event.message.body)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from pica.client.connection import PicaConnection, RequestFailed, ServerClosed, Transport
+from pica.client.cursors import CursorTracker
+from pica.client.http import PicaHttp, PicaHttpError
+from pica.protocol import frames as f
+from pica.protocol.close_codes import CloseCode
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E")
+
+
+# ---------------------------------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    user_id: int
+    device: str
+    reconnect: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    code: int | None
+    reason: str
+    will_retry: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """A message (or an event message: recall, edit, system notice), once each, in seq order per conversation."""
+
+    message: f.Msg
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptEvent:
+    receipt: f.Receipt
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    presence: f.Presence
+
+
+@dataclass(frozen=True, slots=True)
+class TypingEvent:
+    typing: f.Typing
+
+
+@dataclass(frozen=True, slots=True)
+class ContactEvent:
+    contact: f.Contact
+
+
+Event = Connected | Disconnected | MessageEvent | ReceiptEvent | PresenceEvent | TypingEvent | ContactEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base * 2**n)) seconds."""
+
+    base: float = 0.25
+    cap: float = 30.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0, min(self.cap, self.base * (2 ** min(attempt, 30))))
+
+
+class GaveUp(Exception):
+    """The server refused the connection for good (bad credentials, a protocol version it does not speak)."""
+
+
+# ---------------------------------------------------------------------------------------------------------- client
+
+
+class PicaClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        transport: Transport = "ws",
+        tcp_port: int | None = None,
+        device: str | None = None,
+        cursor_file: str | Path | None = None,
+        backoff: Backoff | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if token is None and (username is None or password is None):
+            raise ValueError("give a token, or a username and password")
+        self.url = url.rstrip("/")
+        self.http = PicaHttp(self.url, token=token)
+        self._username = username
+        self._password = password
+        self.transport: Transport = transport
+        self.tcp_port = tcp_port
+        self.device = device or "sdk-" + uuid.uuid4().hex[:8]
+        self.user_id = 0
+        self._cursor_file = Path(cursor_file) if cursor_file else None
+        self.cursors = CursorTracker(self._load_cursors())
+        self._backoff = backoff or Backoff()
+        self._rng = random.Random(seed)
+        self._conn: PicaConnection | None = None
+        self._connected = asyncio.Event()
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._callbacks: list[tuple[type[Any], Callable[[Any], Awaitable[None] | None]]] = []
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopped = False
+        self.failure: BaseException | None = None
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> PicaClient:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Log in if needed, connect, sync, and keep the connection up in the background."""
+        if self.http.token is None:
+            await self._login()
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+        await self.wait_connected(timeout)
+
+    async def close(self) -> None:
+        self._stopped = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+        await self.http.close()
+        self._save_cursors()
+
+    async def wait_connected(self, timeout: float = 30.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not self._connected.is_set():
+                if self.failure is not None:
+                    raise self.failure
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.05):
+                        await self._connected.wait()
+        if self.failure is not None:
+            raise self.failure
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def _login(self) -> None:
+        assert self._username is not None and self._password is not None
+        login = await self.http.login(self._username, self._password)
+        self.user_id = login.user_id
+
+    async def _supervise(self) -> None:
+        attempt = 0
+        reconnect = False
+        while not self._stopped:
+            try:
+                conn = await PicaConnection.open(self.url, self.http.token or "", transport=self.transport,
+                                                 tcp_port=self.tcp_port, device=self.device, cursors=self.cursors)
+            except ServerClosed as exc:
+                if not await self._recoverable(exc):
+                    return
+                await self._pause(attempt)
+                attempt += 1
+                continue
+            except (TimeoutError, OSError) as exc:
+                log.info("connect failed: %s", exc)
+                await self._pause(attempt)
+                attempt += 1
+                continue
+            self._conn = conn
+            self.user_id = conn.user_id
+            attempt = 0
+            try:
+                await conn.sync_all()
+                self._connected.set()
+                await self._emit(Connected(conn.user_id, conn.device, reconnect))
+                await self._pump(conn)
+            except (TimeoutError, ServerClosed, RequestFailed, OSError):
+                pass
+            self._connected.clear()
+            closed = conn.closed or ServerClosed(None, "connection lost")
+            self._conn = None
+            await conn.close()
+            self._save_cursors()
+            retry = await self._recoverable(closed)
+            await self._emit(Disconnected(closed.code, closed.reason, retry))
+            if not retry:
+                return
+            reconnect = True
+            await self._pause(attempt)
+            attempt += 1
+
+    async def _recoverable(self, closed: ServerClosed) -> bool:
+        """Whether to reconnect after this close; an expired or refused token is renewed when we can log in."""
+        code = closed.code
+        if code in (CloseCode.TOKEN_EXPIRED, CloseCode.AUTH_FAILED) or "token" in closed.reason:
+            if self._username is None:
+                self.failure = GaveUp(f"authentication failed ({code}: {closed.reason})")
+                return False
+            try:
+                await self._login()
+            except PicaHttpError as exc:
+                self.failure = GaveUp(f"login failed: {exc}")
+                return False
+            return True
+        if code is not None and 4500 <= code < 5000:
+            self.failure = GaveUp(f"server refused the connection ({code}: {closed.reason})")
+            return False
+        return True
+
+    async def _pause(self, attempt: int) -> None:
+        await asyncio.sleep(self._backoff.delay(attempt, self._rng))
+
+    async def _pump(self, conn: PicaConnection) -> None:
+        """Hand the connection's ordered messages and its other pushes to the application until it closes."""
+        messages = asyncio.get_running_loop().create_task(self._pump_messages(conn))
+        try:
+            while True:
+                event = await conn.events.get()
+                if isinstance(event, ServerClosed):
+                    return
+                wrapped = _wrap(event)
+                if wrapped is not None:
+                    await self._emit(wrapped)
+        finally:
+            messages.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await messages
+
+    async def _pump_messages(self, conn: PicaConnection) -> None:
+        while True:
+            msg = await conn.next_message(timeout=3600)
+            await self._emit(MessageEvent(msg))
+
+    async def _emit(self, event: Event) -> None:
+        self._events.put_nowait(event)
+        for kind, callback in self._callbacks:
+            if isinstance(event, kind):
+                try:
+                    result = callback(event)
+                    if result is not None:
+                        await result
+                except Exception:
+                    log.exception("event callback failed")
+
+    # ------------------------------------------------------------------------------------------ events
+
+    def on(self, kind: type[E], callback: Callable[[E], Awaitable[None] | None]) -> None:
+        """Call ``callback(event)`` for every event of this type (a class from this module)."""
+        self._callbacks.append((kind, callback))
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while True:
+            yield await self._events.get()
+
+    async def next_event(self, kind: type[E], timeout: float = 10.0) -> E:
+        """The next event of a type, skipping others (handy in scripts and tests)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self._events.get()
+                if isinstance(event, kind):
+                    return event
+
+    # ------------------------------------------------------------------------------------------ socket requests
+
+    async def _request(self, frame: Any, timeout: float = 60.0) -> Any:
+        """Send a request, waiting out disconnects; the frame is re-sent unchanged after a reconnect."""
+        async with asyncio.timeout(timeout):
+            while True:
+                await self.wait_connected(timeout)
+                conn = self._conn
+                if conn is None:
+                    continue
+                try:
+                    return await conn.request(frame)
+                except RequestFailed as exc:
+                    if not exc.retryable:
+                        raise
+                    await self._pause(0)
+                except (TimeoutError, ServerClosed, OSError):
+                    await asyncio.sleep(0.01)  # the supervisor notices and reconnects
+
+    async def send(self, *, to: int | None = None, group_id: int | None = None, text: str | None = None,
+                   body: dict[str, Any] | None = None, client_msg_id: str | None = None,
+                   timeout: float = 60.0) -> f.Sent:
+        """Send a message; resolves on the server's ack (the message is durable). Retried across reconnects with
+        the same client message id, so it is stored once whatever happens to the connection."""
+        if body is None:
+            if text is None:
+                raise ValueError("give text or body")
+            body = {"text": text}
+        frame = f.Send(client_msg_id=client_msg_id or uuid.uuid4().hex, body=body, to=to, group_id=group_id)
+        sent: f.Sent = await self._request(frame, timeout)
+        conn = self._conn
+        if conn is not None:
+            conn.note_own(sent, body)
+        return sent
+
+    async def mark_read(self, conversation_id: str, seq: int) -> None:
+        await self._request(f.Read(conversation_id=conversation_id, seq=seq))
+
+    async def mark_received(self, conversation_id: str, seq: int) -> None:
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(ServerClosed, OSError):
+                await conn.ack_received(conversation_id, seq)
+
+    async def typing(self, conversation_id: str) -> None:
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(ServerClosed, OSError):
+                await conn.write_frame(f.Typing(conversation_id=conversation_id))
+
+    async def recall(self, conversation_id: str, seq: int) -> f.Sent:
+        sent: f.Sent = await self._request(
+            f.Recall(conversation_id=conversation_id, seq=seq, client_msg_id=uuid.uuid4().hex))
+        return sent
+
+    async def edit(self, conversation_id: str, seq: int, text: str) -> f.Sent:
+        sent: f.Sent = await self._request(
+            f.Edit(conversation_id=conversation_id, seq=seq, text=text, client_msg_id=uuid.uuid4().hex))
+        return sent
+
+    async def delete_for_me(self, conversation_id: str, seq: int) -> None:
+        await self._request(f.Delete(conversation_id=conversation_id, seq=seq))
+
+    async def history(self, conversation_id: str, *, before: int | None = None, after: int | None = None,
+                      limit: int | None = None) -> f.Page:
+        page: f.Page = await self._request(
+            f.History(conversation_id=conversation_id, before=before, after=after, limit=limit))
+        return page
+
+    # ------------------------------------------------------------------------------------------ HTTP helpers
+
+    async def conversations(self, limit: int | None = None) -> list[dict[str, Any]]:
+        data = await self.http.request("GET", "/v1/conversations", params={"limit": limit})
+        return list(data["conversations"])
+
+    async def search(self, query: str, conversation_id: str | None = None) -> list[dict[str, Any]]:
+        data = await self.http.request("GET", "/v1/search", params={"q": query, "conversation_id": conversation_id})
+        return list(data["messages"])
+
+    async def find_user(self, username: str) -> int:
+        data = await self.http.request("GET", "/v1/users", params={"username": username})
+        return int(data["user_id"])
+
+    async def create_group(self, name: str, members: list[int]) -> dict[str, Any]:
+        data: dict[str, Any] = await self.http.request("POST", "/v1/groups", json={"name": name, "members": members})
+        return data
+
+    async def add_members(self, group_id: int, user_ids: list[int]) -> dict[str, Any]:
+        data: dict[str, Any] = await self.http.request("POST", f"/v1/groups/{group_id}/members",
+                                                       json={"user_ids": user_ids})
+        return data
+
+    async def remove_member(self, group_id: int, user_id: int) -> dict[str, Any]:
+        data: dict[str, Any] = await self.http.request("DELETE", f"/v1/groups/{group_id}/members/{user_id}")
+        return data
+
+    async def groups(self) -> list[dict[str, Any]]:
+        data = await self.http.request("GET", "/v1/groups")
+        return list(data["groups"])
+
+    async def group_members(self, group_id: int) -> list[dict[str, Any]]:
+        data = await self.http.request("GET", f"/v1/groups/{group_id}/members")
+        return list(data["members"])
+
+    async def request_contact(self, user_id: int) -> str:
+        data = await self.http.request("POST", "/v1/contacts/requests", json={"user_id": user_id})
+        return str(data["state"])
+
+    async def accept_contact(self, user_id: int) -> str:
+        data = await self.http.request("POST", f"/v1/contacts/requests/{user_id}/accept")
+        return str(data["state"])
+
+    async def contacts(self) -> list[dict[str, Any]]:
+        data = await self.http.request("GET", "/v1/contacts")
+        return list(data["contacts"])
+
+    async def block(self, user_id: int) -> None:
+        await self.http.request("PUT", f"/v1/blocks/{user_id}")
+
+    async def presence(self, user_ids: list[int]) -> list[dict[str, Any]]:
+        data = await self.http.request("GET", "/v1/presence", params={"user_ids": ",".join(map(str, user_ids))})
+        return list(data["presence"])
+
+    # ------------------------------------------------------------------------------------------ cursors
+
+    def _load_cursors(self) -> dict[str, int]:
+        if self._cursor_file is None or not self._cursor_file.exists():
+            return {}
+        try:
+            data = json.loads(self._cursor_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("ignoring unreadable cursor file %s", self._cursor_file)
+            return {}
+        return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _save_cursors(self) -> None:
+        if self._cursor_file is None:
+            return
+        tmp = self._cursor_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.cursors.snapshot()), encoding="utf-8")
+        tmp.replace(self._cursor_file)
+
+
+def _wrap(frame: Any) -> Event | None:
+    if isinstance(frame, f.Receipt):
+        return ReceiptEvent(frame)
+    if isinstance(frame, f.Presence):
+        return PresenceEvent(frame)
+    if isinstance(frame, f.Typing):
+        return TypingEvent(frame)
+    if isinstance(frame, f.Contact):
+        return ContactEvent(frame)
+    return None  # msg frames come ordered through next_message; others are not events
