@@ -19,9 +19,10 @@ from pica.config import LimitsConfig
 from pica.core.fanout import GroupFanout
 from pica.core.ports import Clock, Delivery
 from pica.core.validation import check_client_msg_id, search_text, validate_body
-from pica.core.wire import direct_conversation_id, group_conversation_id, group_id_of, message_frame
+from pica.core.wire import message_frame
 from pica.errors import BadRequest, ConversationNotFound
 from pica.protocol import frames as f
+from pica.protocol.ids import direct_conversation_id, direct_peer, group_conversation_id, group_id_of
 from pica.protocol.outbound import OutboundFrame
 from pica.store.base import (
     AppendResult,
@@ -164,12 +165,8 @@ class ChatService:
 
     def _route_record(self, record: MessageRecord, result: AppendResult, sender: int, origin: object | None) -> None:
         frame = OutboundFrame(message_frame(record))
-        group_id = group_id_of(record.conversation_id)
-        if group_id is None:
-            low, high = (int(p) for p in record.conversation_id.split(":")[1:3])
-            self._route(record.conversation_id, result, frame, sender, high if low == sender else low, origin)
-        else:
-            self._route(record.conversation_id, result, frame, sender, None, origin)
+        peer = direct_peer(record.conversation_id, sender)
+        self._route(record.conversation_id, result, frame, sender, peer, origin)
 
     async def delete_for_me(self, user_id: int, conversation_id: str, seq: int, origin: object | None = None) -> None:
         notice = await self._store.hide_message(user_id, conversation_id, seq, self._clock.now_ms())
@@ -194,11 +191,9 @@ class ChatService:
             self._announce(user_id, conversation_id, receipt)
 
     def _announce(self, user_id: int, conversation_id: str, receipt: f.Receipt) -> None:
-        if conversation_id.startswith("d:"):
-            low, high = (int(p) for p in conversation_id.split(":")[1:3])
-            peer = high if low == user_id else low
-            if peer != user_id:
-                self._delivery.deliver((peer,), OutboundFrame(receipt))
+        peer = direct_peer(conversation_id, user_id)
+        if peer is not None and peer != user_id:
+            self._delivery.deliver((peer,), OutboundFrame(receipt))
 
     async def receipts(self, user_id: int, conversation_id: str) -> list[MemberRecord]:
         return await self._store.member_cursors(user_id, conversation_id)
@@ -234,14 +229,10 @@ class ChatService:
     async def typing(self, user_id: int, conversation_id: str) -> None:
         """Tell the other members' devices that the user is typing. Ephemeral: nothing is stored."""
         frame = OutboundFrame(f.Typing(conversation_id=conversation_id, user_id=user_id))
-        group_id = group_id_of(conversation_id)
-        if group_id is None:
-            if not conversation_id.startswith("d:"):
-                raise BadRequest("typing is for 1:1 and group conversations")
-            low, high = (int(p) for p in conversation_id.split(":")[1:3])
-            if user_id not in (low, high):
+        if group_id_of(conversation_id) is None:
+            peer = direct_peer(conversation_id, user_id)
+            if peer is None:
                 raise ConversationNotFound()
-            peer = high if low == user_id else low
             # Only to a peer this user shares a conversation or contact with, and who has not blocked them.
             if peer != user_id and await self._store.presence_of(user_id, [peer]):
                 self._delivery.deliver((peer,), frame)

@@ -21,6 +21,7 @@ from pica.errors import (
     MessageNotFound,
     UserNotFound,
 )
+from pica.protocol.ids import direct_peer
 from pica.store.base import (
     AppendResult,
     ConversationSummary,
@@ -365,8 +366,7 @@ def list_conversations(
         ).fetchone()
         peer_id = peer_delivered = peer_read = 0
         if kind == "direct":
-            low, high = (int(part) for part in conversation_id.split(":")[1:3])
-            peer_id = high if low == user_id else low
+            peer_id = direct_peer(conversation_id, user_id) or 0
             peer = conn.execute(
                 "SELECT delivered_seq, read_seq FROM members WHERE conversation_id = ? AND user_id = ?",
                 (conversation_id, peer_id),
