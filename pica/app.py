@@ -23,6 +23,7 @@ from pica.core.passwords import PasswordHasher
 from pica.core.ports import SystemClock
 from pica.core.social import SocialService
 from pica.core.tokens import TokenService
+from pica.errors import Banned, PicaError
 from pica.gateway.hub import Hub
 from pica.gateway.services import GatewayServices
 from pica.gateway.tcp import start_tcp_server
@@ -75,6 +76,7 @@ class PicaServer:
         self._runner: web.AppRunner | None = None
         self._tcp_server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._ban_sweeper: asyncio.Task[None] | None = None
         self.services: GatewayServices | None = None
 
     async def start(self) -> None:
@@ -116,6 +118,7 @@ class PicaServer:
         self._sweeper = asyncio.get_running_loop().create_task(
             self.hub.run_sweeper(interval, self.clock.monotonic, time.time)
         )
+        self._ban_sweeper = asyncio.get_running_loop().create_task(self._sweep_bans(interval))
         log.info(
             "pica node started",
             extra={"node": self.node_id, "http_port": self.http_port, "tcp_port": self.tcp_port},
@@ -132,6 +135,8 @@ class PicaServer:
             self._tcp_server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._ban_sweeper is not None:
+            self._ban_sweeper.cancel()
         pending = [t for t in services.tasks if not t.done()]
         if pending:  # request tasks and send futures: their commits, acks and deliveries
             await asyncio.wait(pending, timeout=self.config.limits.shutdown_grace)
@@ -147,3 +152,22 @@ class PicaServer:
         await self.store.close()
         self.services = None
         log.info("pica node stopped", extra={"node": self.node_id})
+
+    async def _sweep_bans(self, interval: float) -> None:
+        """Close the connections of users banned while connected. Bans are written by ``pica user ban``, usually
+        from another process, so the store is polled; the poll reads only banned users (a partial index)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                banned: set[int] = set()
+                after = 0
+                while page := await self.store.list_users(1000, after, banned_only=True):
+                    banned.update(u.user_id for u in page if self.hub.is_online(u.user_id))
+                    after = page[-1].user_id
+            except PicaError:
+                log.warning("ban sweep failed", exc_info=True)
+                continue
+            if banned:
+                for conn in self.hub.connections():
+                    if conn.user_id in banned:
+                        conn.fail(Banned("this account is banned"), CloseCode.AUTH_FAILED)

@@ -15,7 +15,8 @@ redis) are wrapped at the store/cluster boundary; only these classes reach the w
     ├── Unauthenticated            401  unauthenticated
     │   ├── InvalidCredentials     401  invalid_credentials
     │   ├── InvalidToken           401  invalid_token
-    │   └── TokenExpired           401  token_expired
+    │   ├── TokenExpired           401  token_expired
+    │   └── Banned                 403  banned
     ├── PayloadTooLarge            413  payload_too_large
     ├── MethodNotAllowed           405  method_not_allowed
     ├── Forbidden                  403  forbidden
@@ -114,6 +115,15 @@ class InvalidToken(Unauthenticated):
 
 class TokenExpired(Unauthenticated):
     code = "token_expired"
+
+
+class Banned(Unauthenticated):
+    """The account was banned by an administrator (``pica user ban``). A refusal of credentials like its parent,
+    so a socket authenticating with a banned user's token closes with 4501 (reconnecting unchanged fails again),
+    but HTTP 403: the credentials are right, the account may not use them."""
+
+    code = "banned"
+    http_status = 403
 
 
 class Forbidden(PicaError):

@@ -11,6 +11,10 @@ from pica.errors import BadRequest, PicaError, Unauthenticated
 from pica.gateway.services import GatewayServices
 from pica.gateway.ws import SERVICES_KEY
 
+MAX_ID: Final = 2**53 - 1
+"""Largest id, seq or count accepted from a client: what every client (JavaScript included) can represent, and well
+inside SQLite's and PostgreSQL's 64-bit integers."""
+
 _json_encode: Final = msgspec.json.Encoder().encode
 _json_decode: Final = msgspec.json.Decoder().decode
 
@@ -62,18 +66,17 @@ def path_int(request: web.Request, name: str) -> int:
 
 
 def _to_int(raw: str, name: str, minimum: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer") from None
-    if value < minimum or value > 2**62:
+    if not raw.isascii() or not raw.lstrip("-").isdigit() or len(raw) > 20:
+        raise BadRequest(f"{name} must be an integer")
+    value = int(raw)
+    if value < minimum or value > MAX_ID:
         raise BadRequest(f"{name} is out of range")
     return value
 
 
 def body_int(body: dict[str, Any], name: str) -> int:
     value = body.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**62:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_ID:
         raise BadRequest(f"'{name}' must be a positive integer")
     return value
 

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from pica.api.common import body_int, caller, int_param, json_body, json_response, services
+from pica.api.common import body_int, caller, int_param, json_body, json_response, path_int, services
 from pica.core.wire import message_frame
 from pica.errors import BadRequest
 from pica.store.base import ConversationSummary, MessageRecord
@@ -55,10 +55,12 @@ async def send_message(request: web.Request) -> web.Response:
 
 
 async def conversations(request: web.Request) -> web.Response:
-    """GET /v1/conversations?limit=&before_ts= : most recently active first, with unread counts."""
+    """GET /v1/conversations?limit=&before_ts=&before_id= : most recently active first, with unread counts. The
+    next page: before_ts and before_id of the last item (ties in last_ts are ordered by conversation_id)."""
     user_id = await caller(request)
     items = await services(request).chat.conversations(
-        user_id, limit=int_param(request, "limit", minimum=1), before_ts=int_param(request, "before_ts"))
+        user_id, limit=int_param(request, "limit", minimum=1), before_ts=int_param(request, "before_ts"),
+        before_id=request.query.get("before_id", ""))
     return json_response({"conversations": [summary_json(c) for c in items]})
 
 
@@ -91,9 +93,7 @@ async def mark_read(request: web.Request) -> web.Response:
 async def _event(request: web.Request, kind: str) -> web.Response:
     user_id = await caller(request)
     body = await json_body(request)
-    seq = int(request.match_info["seq"]) if request.match_info["seq"].isdigit() else 0
-    if seq < 1:
-        raise BadRequest("seq must be a positive integer")
+    seq = path_int(request, "seq")
     client_msg_id = body.get("client_msg_id")
     if not isinstance(client_msg_id, str):
         raise BadRequest("'client_msg_id' must be a string of 1-64 characters")
@@ -119,9 +119,7 @@ async def edit(request: web.Request) -> web.Response:
 async def delete_for_me(request: web.Request) -> web.Response:
     """DELETE /v1/conversations/{id}/messages/{seq}: hide it for the caller only."""
     user_id = await caller(request)
-    seq = int(request.match_info["seq"]) if request.match_info["seq"].isdigit() else 0
-    if seq < 1:
-        raise BadRequest("seq must be a positive integer")
+    seq = path_int(request, "seq")
     await services(request).chat.delete_for_me(user_id, request.match_info["conversation_id"], seq)
     return json_response({"ok": True})
 

@@ -9,7 +9,7 @@ from pica.core.passwords import PasswordHasher
 from pica.core.ports import Clock
 from pica.core.tokens import TokenClaims, TokenService
 from pica.core.validation import check_password, normalize_username
-from pica.errors import InvalidCredentials, InvalidToken
+from pica.errors import Banned, InvalidCredentials, InvalidToken
 from pica.store.base import Store, UserRecord
 
 
@@ -43,6 +43,8 @@ class AccountService:
         ok = await self._hasher.verify(user.password_hash if user else None, password)
         if user is None or not ok:
             raise InvalidCredentials("wrong username or password")
+        if user.banned:  # checked after the password, so that a ban is not disclosed to someone guessing
+            raise Banned("this account is banned")
         token, expires_at = self._tokens.issue(user.user_id, self._clock.now_ms() / 1000)
         return LoginResult(token=token, user_id=user.user_id, expires_at=expires_at)
 
@@ -53,8 +55,12 @@ class AccountService:
         return await self._store.get_user(user_id)
 
     async def authenticate(self, token: str) -> TokenClaims:
-        """Verify a token and that its user still exists. Raises InvalidToken / TokenExpired."""
+        """Verify a token and that its user still exists and is not banned. Raises InvalidToken / TokenExpired /
+        Banned."""
         claims = self._tokens.verify(token)
-        if await self._store.get_user(claims.user_id) is None:
+        user = await self._store.get_user(claims.user_id)
+        if user is None:
             raise InvalidToken("invalid token")
+        if user.banned:
+            raise Banned("this account is banned")
         return claims

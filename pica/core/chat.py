@@ -212,11 +212,11 @@ class ChatService:
             user_id, conversation_id, after=after, before=before, limit=min(limit or page_size, page_size)
         )
 
-    async def conversations(self, user_id: int, *, limit: int | None = None,
-                            before_ts: int | None = None) -> list[ConversationSummary]:
+    async def conversations(self, user_id: int, *, limit: int | None = None, before_ts: int | None = None,
+                            before_id: str = "") -> list[ConversationSummary]:
         page_size = self._limits.history_page_size
         return await self._store.list_conversations(user_id, limit=min(limit or page_size, page_size),
-                                                    before_ts=before_ts)
+                                                    before_ts=before_ts, before_id=before_id)
 
     async def search(self, user_id: int, query: str, *, conversation_id: str | None = None,
                      limit: int | None = None) -> list[MessageRecord]:

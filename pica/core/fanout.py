@@ -91,10 +91,10 @@ class GroupFanout:
             return
         for user_id in change.added:
             members.joined[user_id] = change.notice.seq - 1
+        for user_id in change.removed:  # reached through ``also`` below: once, not twice
+            members.joined.pop(user_id, None)
         members.recompute()
         self._send(members, change.notice.seq, notice, exclude, change.removed)
-        for user_id in change.removed:
-            members.joined.pop(user_id, None)
         members.version = change.group.members_version
 
     def _send(self, members: _Members, seq: int, frame: OutboundFrame, exclude: object | None,

@@ -58,7 +58,12 @@ class SocialService:
         return await self._store.list_contacts(user_id)
 
     async def set_blocked(self, user_id: int, peer_id: int, blocked: bool) -> None:
+        """Blocking ends any contact or pending request between the two; both sides' devices are told, as for a
+        removal (only when there was one, so that a block of a stranger stays invisible to them)."""
+        related = blocked and any(c.user_id == peer_id for c in await self._store.list_contacts(user_id))
         await self._store.set_blocked(user_id, peer_id, blocked, self._clock.now_ms())
+        if related:
+            self._tell(user_id, peer_id, "none")
 
     async def blocked(self, user_id: int) -> list[int]:
         return await self._store.list_blocked(user_id)

@@ -21,6 +21,8 @@ class UserRecord:
     username: str
     password_hash: str
     created_at: int
+    banned: bool = False
+    """Set by an administrator: no login, tokens refused (a default, so records built without it stay valid)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +200,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_user(self, user_id: int) -> UserRecord | None: ...
 
+    # administration (the ``pica user`` / ``pica group`` commands)
+    @abc.abstractmethod
+    async def list_users(self, limit: int, after_id: int = 0, *, banned_only: bool = False) -> list[UserRecord]:
+        """Users with user_id > after_id, ascending, at most ``limit`` (keyset paging)."""
+
+    @abc.abstractmethod
+    async def set_banned(self, user_id: int, banned: bool) -> None:
+        """Raises UserNotFound."""
+
+    @abc.abstractmethod
+    async def list_all_groups(self, limit: int, after_id: int = 0) -> list[GroupRecord]:
+        """Every group (dissolved ones included) with group_id > after_id, ascending, at most ``limit``."""
+
     # messages
     @abc.abstractmethod
     def append_direct(self, request: DirectAppend) -> asyncio.Future[AppendResult]:
@@ -223,8 +238,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def append_group(self, request: GroupAppend) -> asyncio.Future[AppendResult]:
-        """As append_direct, for a group. Fails with ConversationNotFound for a non-member (or no such group) and
-        Forbidden when the member may not speak. Returns the group's membership version in ``AppendResult``."""
+        """As append_direct, for a group. Fails with Forbidden for a non-member and for a group that does not exist
+        (the same error, message included), and when the member may not speak. Returns the group's membership
+        version in ``AppendResult``."""
 
     @abc.abstractmethod
     def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
@@ -258,8 +274,11 @@ class Store(abc.ABC):
         """Every member with their cursors; ConversationNotFound unless ``user_id`` is a member."""
 
     @abc.abstractmethod
-    async def list_conversations(self, user_id: int, *, limit: int, before_ts: int | None) -> list[ConversationSummary]:
-        """The user's conversations, most recently active first, with their last message."""
+    async def list_conversations(
+        self, user_id: int, *, limit: int, before_ts: int | None, before_id: str = ""
+    ) -> list[ConversationSummary]:
+        """The user's conversations, most recently active first (ties by conversation id), with their last message.
+        The next page starts after (before_ts, before_id): the last item of the previous page."""
 
     @abc.abstractmethod
     async def search(self, user_id: int, query: str, *, conversation_id: str | None, limit: int) -> list[MessageRecord]:

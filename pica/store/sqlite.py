@@ -1,9 +1,10 @@
 """SQLite store: the embedded default.
 
 Writes go to one writer thread that owns the only write connection. It takes every operation waiting in its queue
-(up to ``max_batch``), runs them in one transaction, each inside a savepoint so that one failing operation (an
-unknown recipient) does not undo the others, commits once, and only then resolves the callers' futures: group commit,
-one fsync for many messages, and an ack never precedes durability. Reads run on a small thread pool, each thread
+(up to ``max_batch``), runs them in one transaction, commits once, and only then resolves the callers' futures: group
+commit, one fsync for many messages, and an ack never precedes durability. An operation refused for a domain reason
+(an unknown recipient) raises before writing anything, so it needs no savepoint; an unexpected error replays the
+batch with a savepoint per operation so that only the faulty one fails. Reads run on a small thread pool, each thread
 with its own connection; WAL lets them proceed while the writer commits. Nothing here runs SQL on the event loop.
 """
 
@@ -24,6 +25,7 @@ from typing import Any, Final, Generic, TypeVar
 
 from pica.config import SqliteConfig
 from pica.errors import InternalError, PicaError, StoreUnavailable, UsernameTaken
+from pica.store import sqlite_admin as admin
 from pica.store import sqlite_groups as groups
 from pica.store import sqlite_messages as messages
 from pica.store import sqlite_social as social
@@ -188,17 +190,18 @@ class SqliteStore(Store):
         self, conn: sqlite3.Connection, batch: list[_WriteOp[Any]]
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         """Run a batch in one transaction. Operations raise domain errors (PicaError) only before their first
-        write, so the fast path needs no savepoints; an unexpected database error in one operation rolls the batch
-        back and replays it with a savepoint around each operation, so that only the faulty one fails."""
+        write, so the fast path needs no savepoints; any other error in one operation rolls the batch back and
+        replays it with a savepoint around each operation, so that only the faulty one fails. Never raises: the
+        writer thread must outlive any operation."""
         try:
             return self._commit(conn, batch, isolate=False)
-        except sqlite3.Error:
+        except Exception:
             log.warning("batch of %d failed; replaying with one savepoint per operation", len(batch), exc_info=True)
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         try:
             return self._commit(conn, batch, isolate=True)
-        except sqlite3.Error as exc:
+        except Exception as exc:
             log.error("commit failed; failing %d operations", len(batch), exc_info=True)
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
@@ -217,7 +220,7 @@ class SqliteStore(Store):
                 result = op.fn(conn)
             except PicaError as exc:
                 outcomes.append((op.future, None, exc))
-            except sqlite3.Error as exc:
+            except Exception as exc:
                 if not isolate:
                     raise
                 conn.execute("ROLLBACK TO op")
@@ -289,6 +292,17 @@ class SqliteStore(Store):
     async def get_user(self, user_id: int) -> UserRecord | None:
         return await self._read(lambda conn: _user(conn, "user_id = ?", user_id))
 
+    # ------------------------------------------------------------------------------------------------ administration
+
+    async def list_users(self, limit: int, after_id: int = 0, *, banned_only: bool = False) -> list[UserRecord]:
+        return await self._read(lambda conn: admin.list_users(conn, limit, after_id, banned_only))
+
+    async def set_banned(self, user_id: int, banned: bool) -> None:
+        await self._write(lambda conn: admin.set_banned(conn, user_id, banned))
+
+    async def list_all_groups(self, limit: int, after_id: int = 0) -> list[GroupRecord]:
+        return await self._read(lambda conn: admin.list_all_groups(conn, limit, after_id))
+
     # ------------------------------------------------------------------------------------------------ messages
 
     def append_direct(self, request: DirectAppend) -> asyncio.Future[AppendResult]:
@@ -334,9 +348,11 @@ class SqliteStore(Store):
         return await self._read(lambda conn: messages.member_cursors(conn, user_id, conversation_id))
 
     async def list_conversations(
-        self, user_id: int, *, limit: int, before_ts: int | None
+        self, user_id: int, *, limit: int, before_ts: int | None, before_id: str = ""
     ) -> list[ConversationSummary]:
-        return await self._read(lambda conn: messages.list_conversations(conn, user_id, limit, before_ts))
+        return await self._read(
+            lambda conn: messages.list_conversations(conn, user_id, limit, before_ts, before_id)
+        )
 
     async def search(
         self, user_id: int, query: str, *, conversation_id: str | None, limit: int
@@ -399,7 +415,5 @@ class SqliteStore(Store):
 
 
 def _user(conn: sqlite3.Connection, where: str, value: object) -> UserRecord | None:
-    row = conn.execute(
-        f"SELECT user_id, username, password_hash, created_at FROM users WHERE {where}", (value,)
-    ).fetchone()
-    return None if row is None else UserRecord(*row)
+    row = conn.execute(f"SELECT {admin.USER_COLUMNS} FROM users WHERE {where}", (value,)).fetchone()
+    return None if row is None else admin.user_row(row)

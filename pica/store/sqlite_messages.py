@@ -39,6 +39,7 @@ _json_encode: Final = msgspec.json.Encoder().encode
 DELETED_BODY: Final = {"deleted": True}
 RECALLED_BODY_JSON: Final = '{"recalled":true}'
 BLOCKED_MESSAGE: Final = "this user does not accept messages from you"
+NOT_A_MEMBER_MESSAGE: Final = "you cannot send to this group"
 
 # Columns of a message as seen by one reader (the first placeholder of a query using it is that reader's id).
 _VISIBLE = (
@@ -139,8 +140,8 @@ def append_group(conn: sqlite3.Connection, request: GroupAppend, search_text: st
         " WHERE m.conversation_id = ? AND m.user_id = ?",
         (request.conversation_id, request.sender),
     ).fetchone()
-    if row is None:
-        raise ConversationNotFound()
+    if row is None:  # not a member, or no such group: one answer for both, so that group ids cannot be probed
+        raise Forbidden(NOT_A_MEMBER_MESSAGE)
     role, muted, muted_all, dissolved, version = row
     if dissolved:
         raise Forbidden("the group was dissolved")
@@ -347,16 +348,19 @@ def member_cursors(conn: sqlite3.Connection, user_id: int, conversation_id: str)
 
 
 def list_conversations(
-    conn: sqlite3.Connection, user_id: int, limit: int, before_ts: int | None
+    conn: sqlite3.Connection, user_id: int, limit: int, before_ts: int | None, before_id: str = ""
 ) -> list[ConversationSummary]:
     rows = conn.execute(
         "SELECT c.conversation_id, c.kind, c.last_seq, c.last_ts, m.delivered_seq, m.read_seq,"
         " coalesce(g.name, ''), coalesce(g.group_id, 0)"
         " FROM members m JOIN conversations c ON c.conversation_id = m.conversation_id"
         " LEFT JOIN groups g ON g.conversation_id = c.conversation_id"
-        " WHERE m.user_id = ? AND c.kind != 'self' AND c.last_ts < ?"
+        " WHERE m.user_id = ? AND c.kind != 'self'"
+        " AND (c.last_ts < ? OR (c.last_ts = ? AND c.conversation_id > ?))"
         " ORDER BY c.last_ts DESC, c.conversation_id LIMIT ?",
-        (user_id, before_ts if before_ts is not None else 2**62, limit),
+        # Without before_id, nothing at before_ts itself qualifies (no id sorts after U+10FFFF).
+        (user_id, *((before_ts, before_ts, before_id or "\U0010ffff") if before_ts is not None else (2**62, 0, "")),
+         limit),
     ).fetchall()
     result = []
     for conversation_id, kind, last_seq, last_ts, delivered, read, name, group_id in rows:
@@ -384,8 +388,9 @@ def list_conversations(
 
 
 def fts_query(text: str) -> str:
-    """Every word required, each quoted: user input never reaches FTS5's query syntax."""
-    words = text.split()
+    """Every word required, each quoted: user input never reaches FTS5's query syntax. NUL ends a string inside
+    FTS5's query parser ("unterminated string"), so it separates words like a space."""
+    words = text.replace("\x00", " ").split()
     if not words or len(text) > 200 or len(words) > 12:
         raise BadRequest("a search is 1-12 words, at most 200 characters")
     return " ".join('"' + word.replace('"', '""') + '"' for word in words)
@@ -400,7 +405,9 @@ def search(
         " JOIN messages m ON m.conversation_id = f.conversation_id AND m.seq = f.seq"
         " WHERE messages_fts MATCH ? AND f.seq > mem.joined_seq AND m.state != 'recalled'"
         " AND (? IS NULL OR f.conversation_id = ?)"
+        " AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = mem.user_id"
+        " AND h.conversation_id = f.conversation_id AND h.seq = f.seq)"
         " ORDER BY m.ts DESC, m.seq DESC LIMIT ?",
-        (user_id, user_id, fts_query(query), conversation_id, conversation_id, limit * 2),
+        (user_id, user_id, fts_query(query), conversation_id, conversation_id, limit),
     ).fetchall()
-    return [message_row(r) for r in rows if not r[6]][:limit]
+    return [message_row(r) for r in rows]

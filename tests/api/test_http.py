@@ -108,3 +108,21 @@ async def test_conversation_list(node: Node) -> None:
         listing = await http.request("GET", "/v1/conversations")
     ids = [c["conversation_id"] for c in listing["conversations"]]
     assert len(ids) == 2 and all(c["last_seq"] == 1 for c in listing["conversations"])
+
+
+async def test_out_of_range_ids_are_refused_and_writes_go_on(node: Node) -> None:
+    """A seq beyond 64 bits once reached the SQLite writer thread and stopped every later write."""
+    alice, bob = await new_user(node.url), await new_user(node.url)
+    auth = {"Authorization": f"Bearer {alice.token}"}
+    async with PicaHttp(node.url, token=alice.token) as http:
+        ack = await http.send(bob.user_id, "first", {"text": "hi"})
+    conversation = ack["conversation_id"]
+    for seq in ["99999999999999999999999", "²", "-1", "0", "1e3"]:
+        status, body = await raw(node, "POST", f"/v1/conversations/{conversation}/messages/{seq}/recall",
+                                 headers=auth, json={"client_msg_id": "r"})
+        assert (status, body["code"]) == (400, "bad_request"), seq
+    status, body = await raw(node, "POST", "/v1/messages", headers=auth,
+                             json={"to": 2**64, "client_msg_id": "x", "body": {"text": "t"}})
+    assert (status, body["code"]) == (400, "bad_request")
+    async with PicaHttp(node.url, token=alice.token) as http:
+        assert (await http.send(bob.user_id, "second", {"text": "still writing"}))["seq"] == 2

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pica.config import SqliteConfig
-from pica.errors import ConversationNotFound, UsernameTaken, UserNotFound
+from pica.errors import ConversationNotFound, PicaError, UsernameTaken, UserNotFound
 from pica.store.base import DirectAppend, Store
 from pica.store.sqlite import SqliteStore
 
@@ -127,3 +127,15 @@ async def test_sqlite_file_is_a_plain_wal_database(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert conn.execute("SELECT count(*) FROM messages").fetchone() == (1,)
     conn.close()
+
+
+async def test_an_operation_failing_unexpectedly_fails_alone_and_the_store_goes_on(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    good, bad = await asyncio.gather(
+        store.append_direct(msg("d:1:2", alice, bob, "ok")),
+        store.append_direct(msg("d:1:x", alice, 2**70, "overflow")),  # no driver stores a 71-bit integer
+        return_exceptions=True,
+    )
+    assert not isinstance(good, BaseException) and good.seq == 1
+    assert isinstance(bad, PicaError)
+    assert (await store.append_direct(msg("d:1:2", alice, bob, "after"))).seq == 2

@@ -1,0 +1,144 @@
+"""Full-text search (GET /v1/search): my messages, by words, in the conversations I am in now, as I see them."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from pica.client import Login, PicaHttp, PicaHttpError
+from tests.conftest import Node, new_user
+
+
+async def api(node: Node, who: Login, method: str, path: str, **kwargs: Any) -> Any:
+    async with PicaHttp(node.url, token=who.token) as http:
+        return await http.request(method, path, **kwargs)
+
+
+async def search(node: Node, who: Login, q: str, **params: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = (await api(node, who, "GET", "/v1/search", params={"q": q, **params}))["messages"]
+    return found
+
+
+async def texts(node: Node, who: Login, q: str, **params: Any) -> list[str]:
+    """The texts of the messages found, newest first."""
+    return [m["body"].get("text", "") for m in await search(node, who, q, **params)]
+
+
+async def search_error(node: Node, who: Login, params: dict[str, Any]) -> tuple[int, str]:
+    with pytest.raises(PicaHttpError) as failed:
+        await api(node, who, "GET", "/v1/search", params=params)
+    return failed.value.status, failed.value.code
+
+
+async def post(node: Node, sender: Login, body: dict[str, Any] | str, *, to: Login | None = None,
+               group_id: int | None = None) -> dict[str, Any]:
+    """Send over HTTP, a few ms after the previous message, so that "newest first" is well defined."""
+    await asyncio.sleep(0.005)
+    target = {"to": to.user_id} if to is not None else {"group_id": group_id}
+    ack: dict[str, Any] = await api(node, sender, "POST", "/v1/messages", json={
+        **target, "client_msg_id": uuid.uuid4().hex,
+        "body": {"text": body} if isinstance(body, str) else body})
+    return ack
+
+
+async def make_group(node: Node, owner: Login, *members: Login) -> int:
+    group = await api(node, owner, "POST", "/v1/groups", json={"name": "g", "members": [m.user_id for m in members]})
+    return int(group["group_id"])
+
+
+async def test_search_finds_my_messages_by_every_word_across_my_conversations(node: Node) -> None:
+    alice, bob, carol, dan = [await new_user(node.url, p) for p in ("alice", "bob", "carol", "dan")]
+    fox = await post(node, alice, "the quick brown fox", to=bob)
+    await post(node, carol, "a quick grey wolf", to=alice)
+    group_id = await make_group(node, alice, bob, carol)
+    bread = await post(node, alice, "Brown bread is QUICK", group_id=group_id)
+    await post(node, bob, {"file": {"id": "f", "name": "quarterly-report.pdf", "mime": "application/pdf",
+                                    "size": 9}, "text": "see attached"}, to=alice)
+
+    assert await texts(node, alice, "quick") == ["Brown bread is QUICK", "a quick grey wolf", "the quick brown fox"]
+    assert await texts(node, alice, "quick brown") == ["Brown bread is QUICK", "the quick brown fox"]
+    assert await texts(node, alice, "BROWN fox") == ["the quick brown fox"]
+    assert await texts(node, alice, "quick purple") == []
+    assert await texts(node, alice, "quick", conversation_id=bread["conversation_id"]) == ["Brown bread is QUICK"]
+    assert await texts(node, alice, "quick", limit=1) == ["Brown bread is QUICK"]
+    assert await texts(node, alice, "quarterly") == await texts(node, alice, "attached") == ["see attached"]
+
+    (hit,) = await search(node, bob, "fox")
+    assert (hit["conversation_id"], hit["seq"], hit["sender"], hit["ts"]) == (
+        fox["conversation_id"], fox["seq"], alice.user_id, fox["ts"])
+    assert await texts(node, bob, "quick") == ["Brown bread is QUICK", "the quick brown fox"]  # not carol's 1:1
+    assert await texts(node, dan, "quick") == []
+    assert await texts(node, dan, "quick", conversation_id=fox["conversation_id"]) == []
+
+
+async def test_search_follows_my_current_group_membership(node: Node) -> None:
+    alice, bob, carol, dan = [await new_user(node.url, p) for p in ("alice", "bob", "carol", "dan")]
+    group_id = await make_group(node, alice, bob, carol)
+    await post(node, alice, "launch codes ready", group_id=group_id)
+    assert await texts(node, carol, "launch") == ["launch codes ready"]
+
+    await api(node, alice, "DELETE", f"/v1/groups/{group_id}/members/{carol.user_id}")
+    await api(node, alice, "POST", f"/v1/groups/{group_id}/members", json={"user_ids": [dan.user_id]})
+    await post(node, alice, "launch party tonight", group_id=group_id)
+    assert await texts(node, carol, "launch") == []  # removed: nothing of the group any more
+    assert await texts(node, dan, "launch") == ["launch party tonight"]  # joined: only what came after
+    assert await texts(node, bob, "launch") == ["launch party tonight", "launch codes ready"]
+
+
+async def test_recalled_edited_and_deleted_messages_are_found_as_they_now_read(node: Node) -> None:
+    alice, bob = await new_user(node.url), await new_user(node.url)
+    split = await post(node, alice, "banana split", to=bob)
+    conversation_id = split["conversation_id"]
+    messages = f"/v1/conversations/{conversation_id}/messages"
+    await api(node, alice, "POST", f"{messages}/{split['seq']}/recall", json={"client_msg_id": "r1"})
+    assert await texts(node, alice, "banana") == [] and await texts(node, bob, "banana") == []
+
+    lassi = await post(node, bob, "mango lassi", to=alice)
+    await api(node, alice, "DELETE", f"{messages}/{lassi['seq']}")
+    assert await texts(node, alice, "mango") == []
+    assert await texts(node, bob, "mango") == ["mango lassi"]
+
+    papaya = await post(node, alice, "papaya juice", to=bob)
+    await api(node, alice, "POST", f"{messages}/{papaya['seq']}/edit", json={"client_msg_id": "e1",
+                                                                             "text": "guava smoothie"})
+    assert await texts(node, bob, "papaya") == []
+    assert await texts(node, bob, "guava") == ["guava smoothie"]
+
+
+async def test_messages_i_deleted_do_not_crowd_out_older_matches(node: Node) -> None:
+    alice, bob = await new_user(node.url), await new_user(node.url)
+    acks = [await post(node, bob, f"kiwi number {n}", to=alice) for n in ("one", "two", "three")]
+    for ack in acks[1:]:
+        await api(node, alice, "DELETE", f"/v1/conversations/{ack['conversation_id']}/messages/{ack['seq']}")
+    assert await texts(node, alice, "kiwi", limit=1) == ["kiwi number one"]
+    assert await texts(node, alice, "kiwi") == ["kiwi number one"]
+    assert await texts(node, bob, "kiwi", limit=2) == ["kiwi number three", "kiwi number two"]
+
+
+PLAIN = 'she said "hello" (twice) near the door'
+
+
+@pytest.mark.parametrize(("query", "found"), [
+    ('"hello"', 1), ("(twice)", 1), ("NEAR door", 1), ("^hello", 1), ("hello*", 1),
+    ("hel*", 0),  # no prefix search
+    ("hello OR nothing", 0), ("hello AND", 0), ("hello NOT door", 0),  # operators are plain words
+    ("NEAR(hello door)", 0), ("text:hello", 0), ('"she', 1), ("said\"", 1),
+    ('"', 0), ("*", 0), ("(", 0), (")", 0), ('""', 0), (":", 0), ("-", 0), ("+", 0), ("{x}", 0),
+    ("hello\x00", 1),
+])
+async def test_query_syntax_characters_are_plain_text(node: Node, query: str, found: int) -> None:
+    alice, bob = await new_user(node.url), await new_user(node.url)
+    await post(node, alice, PLAIN, to=bob)
+    assert await texts(node, bob, query) == [PLAIN] * found
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"q": ""}, {"q": "   "}, {"q": "\x00"}, {"q": " ".join(["w"] * 13)}, {"q": "x" * 201},
+    {"q": "fine", "limit": 0}, {"q": "fine", "limit": "many"},
+])
+async def test_empty_or_oversized_query_is_a_bad_request(node: Node, params: dict[str, Any]) -> None:
+    alice = await new_user(node.url)
+    assert await search_error(node, alice, params) == (400, "bad_request")
