@@ -16,6 +16,7 @@ from pica.api.common import error_response, json_body, json_response, services
 from pica.errors import BadRequest, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, PicaError
 from pica.gateway.services import GatewayServices
 from pica.gateway.ws import SERVICES_KEY, websocket_handler
+from pica.web import add_routes as add_chat_page_routes
 
 log = logging.getLogger(__name__)
 
@@ -92,4 +93,5 @@ def build_app(node: GatewayServices) -> web.Application:
     messages.add_routes(app)
     groups.add_routes(app)
     social.add_routes(app)
+    add_chat_page_routes(app)  # the web chat page: / and /static/<name>
     return app

@@ -1,0 +1,438 @@
+// Client state: conversations, their messages, per-conversation cursors (the ordering algorithm of
+// pica/client/cursors.py and docs/protocol.md 8.5), names, presence, typing, and the outbox of unacknowledged sends.
+// No DOM here: the store says what changed, ui.js draws it.
+
+export const RECALL_WINDOW_MS = 120000; // limits.recall_window default; the server has the last word
+
+const NEW = "new";
+const DUPLICATE = "duplicate";
+const GAP = "gap";
+
+function load(key, fallback) {
+  try {
+    const raw = localStorage.getItem(key);
+    return raw === null ? fallback : JSON.parse(raw);
+  } catch {
+    return fallback;
+  }
+}
+
+function save(key, value) {
+  try {
+    localStorage.setItem(key, JSON.stringify(value));
+  } catch {
+    // storage full or disabled: the page still works, it just forgets more on reload
+  }
+}
+
+/** The peer of a 1:1 conversation id `d:<low>:<high>` (yourself for notes to self). */
+export function peerOf(conversationId, me) {
+  const parts = conversationId.split(":");
+  if (parts[0] !== "d" || parts.length !== 3) return 0;
+  const low = Number(parts[1]);
+  const high = Number(parts[2]);
+  return low === me ? high : low;
+}
+
+export function directId(a, b) {
+  return a <= b ? `d:${a}:${b}` : `d:${b}:${a}`;
+}
+
+export function isEvent(body) {
+  return Boolean(body && (body.recall || body.edit));
+}
+
+export class Store {
+  constructor(me) {
+    this.me = me; // {user_id, username, token}
+    this.prefix = `pica.${me.user_id}.`;
+    this.cursors = new Map(Object.entries(load(this.prefix + "cursors", {})));
+    this.names = new Map(Object.entries(load(this.prefix + "names", {})).map(([k, v]) => [Number(k), v]));
+    this.names.set(me.user_id, me.username);
+    this.conversations = new Map();
+    this.presence = new Map(); // user_id -> {online, last_seen}
+    this.typing = new Map(); // conversation_id -> Map(user_id -> expires_at ms)
+    this.outbox = load(this.prefix + "outbox", []); // unacknowledged sends, re-sent after every ready
+    this.clockSkew = 0; // server time - local time, from ready.time
+    this.changed = { list: false, conversations: new Set(), header: false };
+    this.onChange = () => {};
+    this._saveTimer = null;
+    for (const item of this.outbox) this.conversation(item.conversation_id).pending.set(item.client_msg_id, item);
+  }
+
+  // ------------------------------------------------------------------------------------------------ change tracking
+
+  touch(conversationId, { list = true } = {}) {
+    if (conversationId) this.changed.conversations.add(conversationId);
+    if (list) this.changed.list = true;
+    this.onChange();
+  }
+
+  takeChanges() {
+    const changes = this.changed;
+    this.changed = { list: false, conversations: new Set(), header: false };
+    return changes;
+  }
+
+  persistSoon() {
+    if (this._saveTimer) return;
+    this._saveTimer = setTimeout(() => {
+      this._saveTimer = null;
+      this.persistNow();
+    }, 300);
+  }
+
+  persistNow() {
+    save(this.prefix + "cursors", Object.fromEntries(this.cursors));
+    save(this.prefix + "names", Object.fromEntries(this.names));
+    save(this.prefix + "outbox", this.outbox);
+  }
+
+  // ------------------------------------------------------------------------------------------------ names
+
+  learnName(userId, username) {
+    if (!userId || !username || this.names.get(userId) === username) return;
+    this.names.set(userId, username);
+    this.persistSoon();
+    this.changed.list = true;
+    this.changed.header = true;
+    this.onChange();
+  }
+
+  nameOf(userId, { you = true } = {}) {
+    if (userId === this.me.user_id && you) return "You";
+    return this.names.get(userId) || `User ${userId}`;
+  }
+
+  // ------------------------------------------------------------------------------------------------ conversations
+
+  conversation(id) {
+    let conv = this.conversations.get(id);
+    if (!conv) {
+      const kind = id.startsWith("g:") ? "group" : "direct";
+      conv = {
+        id,
+        kind,
+        name: "",
+        peerId: kind === "direct" ? peerOf(id, this.me.user_id) : 0,
+        groupId: kind === "group" ? Number(id.slice(2)) : 0,
+        lastSeq: 0,
+        lastTs: 0,
+        lastMessage: null,
+        readSeq: 0,
+        peerReadSeq: 0,
+        peerDeliveredSeq: 0,
+        messages: new Map(), // seq -> msg, deduplicated by seq
+        patches: new Map(), // target seq -> latest recall/edit/delete applying to it
+        pending: new Map(), // client_msg_id -> unacknowledged send
+        historyState: "none", // none | loading | partial | complete
+        known: false, // listed by GET /v1/conversations
+        memberCount: 0,
+      };
+      this.conversations.set(id, conv);
+    }
+    return conv;
+  }
+
+  displayName(conv) {
+    if (conv.kind === "direct") {
+      if (conv.peerId === this.me.user_id) return `${this.me.username} (notes)`;
+      return conv.name || this.nameOf(conv.peerId);
+    }
+    return conv.name || `Group ${conv.groupId}`;
+  }
+
+  unread(conv) {
+    return Math.max(0, conv.lastSeq - conv.readSeq);
+  }
+
+  /** Conversations by last activity, newest first. */
+  ordered() {
+    return [...this.conversations.values()]
+      .filter((c) => !c.left && (c.known || c.lastSeq > 0 || c.pending.size > 0 || c.localCreated))
+      .sort((a, b) => (b.lastTs - a.lastTs) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** Merge one line of GET /v1/conversations. */
+  mergeSummary(s) {
+    const conv = this.conversation(s.conversation_id);
+    conv.known = true;
+    conv.kind = s.kind === "group" ? "group" : "direct";
+    if (s.kind === "direct") {
+      conv.peerId = s.peer_id;
+      if (s.name) this.names.set(s.peer_id, s.name);
+      conv.peerReadSeq = Math.max(conv.peerReadSeq, s.peer_read_seq || 0);
+      conv.peerDeliveredSeq = Math.max(conv.peerDeliveredSeq, s.peer_delivered_seq || 0);
+    } else {
+      conv.groupId = s.group_id;
+      conv.name = s.name || conv.name;
+    }
+    if (s.last_seq >= conv.lastSeq) {
+      conv.lastSeq = s.last_seq;
+      conv.lastTs = s.last_ts;
+      if (s.last_message) conv.lastMessage = s.last_message;
+    }
+    conv.readSeq = Math.max(conv.readSeq, s.read_seq || 0);
+    // A conversation this page has no cursor for starts at its current end: older messages come by history on
+    // demand, not by a sync of the whole past.
+    if (!this.cursors.has(conv.id)) this.cursors.set(conv.id, s.last_seq);
+    this.touch(conv.id);
+  }
+
+  // ------------------------------------------------------------------------------------------------ ordering
+
+  /** A live message (or our own send's ack): NEW, DUPLICATE or GAP, advancing the cursor when NEW. */
+  accept(msg) {
+    let current = this.cursors.get(msg.conversation_id);
+    if (current === undefined) {
+      if (msg.seq !== 1) return GAP;
+      current = 0;
+    }
+    if (msg.seq <= current) return DUPLICATE;
+    if (msg.seq !== current + 1) return GAP;
+    this.cursors.set(msg.conversation_id, msg.seq);
+    this.persistSoon();
+    return NEW;
+  }
+
+  /** A message of a synced page: the first one of a conversation new to us sets where its cursor starts. */
+  acceptSynced(msg) {
+    if (!this.cursors.has(msg.conversation_id)) this.cursors.set(msg.conversation_id, msg.seq - 1);
+    return this.accept(msg);
+  }
+
+  cursorSnapshot() {
+    return Object.fromEntries(this.cursors);
+  }
+
+  // ------------------------------------------------------------------------------------------------ messages
+
+  /** A message handed over in order (NEW): timeline, conversation line, events, read state. */
+  ingest(msg) {
+    if (msg.conversation_id.startsWith("u:")) {
+      // My own timeline: "delete for me" notices from my other devices.
+      const event = msg.body?.system;
+      if (event && event.event === "deleted") this.patch(event.conversation_id, event.seq, { kind: "deleted", seq: msg.seq });
+      return;
+    }
+    const conv = this.conversation(msg.conversation_id);
+    if (msg.seq >= conv.lastSeq) {
+      conv.lastSeq = msg.seq;
+      conv.lastTs = msg.ts;
+      conv.lastMessage = msg;
+    }
+    // Sending (a message, an event, a group action) marks the conversation read for the sender (server rule).
+    if (msg.sender === this.me.user_id) conv.readSeq = Math.max(conv.readSeq, msg.seq);
+    const system = msg.body?.system;
+    if (system) this.applyNotice(conv, system);
+    this.insert(msg);
+    const typers = this.typing.get(conv.id);
+    if (typers && typers.delete(msg.sender)) this.changed.header = true;
+    this.touch(conv.id);
+  }
+
+  /** A group notice changes what the page knows about the group (docs/protocol.md 12.3). */
+  applyNotice(conv, event) {
+    const me = this.me.user_id;
+    const listed = Array.isArray(event.user_ids) ? event.user_ids : [];
+    switch (event.event) {
+      case "renamed":
+        if (event.name) conv.name = event.name;
+        break;
+      case "created":
+      case "members_added":
+        if (listed.includes(me)) conv.left = false;
+        conv.staleInfo = true; // the member count is re-read with the group
+        break;
+      case "members_removed":
+      case "member_left":
+        conv.staleInfo = true;
+        if (listed.includes(me)) {
+          // Our access ends with this notice: the server no longer syncs this conversation (8.6).
+          conv.left = true;
+          this.cursors.delete(conv.id);
+          this.persistSoon();
+        }
+        break;
+      case "dissolved":
+        conv.dissolved = true;
+        break;
+      default:
+        break; // unknown events are ignored
+    }
+    this.changed.header = true;
+  }
+
+  /** Put a message in its conversation's timeline (any source), deduplicated by seq, events applied. */
+  insert(msg) {
+    if (msg.conversation_id.startsWith("u:")) return;
+    const conv = this.conversation(msg.conversation_id);
+    const body = msg.body || {};
+    if (body.recall) this.patch(conv.id, body.recall.seq, { kind: "recall", seq: msg.seq, ts: msg.ts });
+    if (body.edit) this.patch(conv.id, body.edit.seq, { kind: "edit", seq: msg.seq, ts: msg.ts, text: body.edit.text });
+    const existing = conv.messages.get(msg.seq);
+    const copy = { ...msg, body: { ...body } };
+    if (existing && existing.body.recalled) copy.body = existing.body; // recall is final
+    const patch = conv.patches.get(msg.seq);
+    if (patch) applyPatch(copy, patch);
+    conv.messages.set(msg.seq, copy);
+    if (conv.pending.delete(msg.client_msg_id) && msg.sender === this.me.user_id) this.dropFromOutbox(msg.client_msg_id);
+    this.changed.conversations.add(conv.id);
+  }
+
+  patch(conversationId, targetSeq, patch) {
+    const conv = this.conversation(conversationId);
+    const previous = conv.patches.get(targetSeq);
+    const rank = { edit: 0, recall: 1, deleted: 2 };
+    if (previous && (rank[previous.kind] > rank[patch.kind] || (previous.kind === patch.kind && previous.seq > patch.seq))) {
+      return;
+    }
+    conv.patches.set(targetSeq, patch);
+    const target = conv.messages.get(targetSeq);
+    if (target) applyPatch(target, patch);
+    if (conv.lastMessage && conv.lastMessage.seq === targetSeq) {
+      const copy = { ...conv.lastMessage, body: { ...conv.lastMessage.body } };
+      applyPatch(copy, patch);
+      conv.lastMessage = copy;
+    }
+    this.touch(conversationId);
+  }
+
+  /** Newest contiguous block of loaded messages, ascending: what the timeline shows. */
+  timeline(conv) {
+    if (conv.messages.size === 0) return [];
+    const seqs = [...conv.messages.keys()].sort((a, b) => a - b);
+    let start = seqs.length - 1;
+    while (start > 0 && seqs[start - 1] === seqs[start] - 1) start -= 1;
+    return seqs.slice(start).map((seq) => conv.messages.get(seq));
+  }
+
+  oldestLoaded(conv) {
+    const shown = this.timeline(conv);
+    return shown.length ? shown[0].seq : null;
+  }
+
+  // ------------------------------------------------------------------------------------------------ outbox
+
+  queueSend(item) {
+    this.outbox.push(item);
+    this.conversation(item.conversation_id).pending.set(item.client_msg_id, item);
+    this.persistNow();
+    this.touch(item.conversation_id);
+  }
+
+  dropFromOutbox(clientMsgId) {
+    const before = this.outbox.length;
+    this.outbox = this.outbox.filter((item) => item.client_msg_id !== clientMsgId);
+    if (this.outbox.length !== before) this.persistNow();
+  }
+
+  // ------------------------------------------------------------------------------------------------ receipts, presence, typing
+
+  receipt(frame) {
+    const conv = this.conversations.get(frame.conversation_id);
+    if (!conv) return;
+    if (frame.user_id === this.me.user_id) {
+      if (frame.read) conv.readSeq = Math.max(conv.readSeq, frame.read); // read on another of my devices
+    } else if (conv.kind === "direct" && frame.user_id === conv.peerId) {
+      if (frame.read) {
+        conv.peerReadSeq = Math.max(conv.peerReadSeq, frame.read);
+        conv.peerDeliveredSeq = Math.max(conv.peerDeliveredSeq, frame.read);
+      }
+      if (frame.delivered) conv.peerDeliveredSeq = Math.max(conv.peerDeliveredSeq, frame.delivered);
+    }
+    this.touch(conv.id);
+  }
+
+  setPresence(userId, online, lastSeen) {
+    this.presence.set(userId, { online, last_seen: lastSeen || 0 });
+    this.changed.list = true;
+    this.changed.header = true;
+    this.onChange();
+  }
+
+  setTyping(conversationId, userId, untilMs) {
+    if (userId === this.me.user_id) return;
+    let typers = this.typing.get(conversationId);
+    if (!typers) {
+      typers = new Map();
+      this.typing.set(conversationId, typers);
+    }
+    typers.set(userId, untilMs);
+    this.changed.list = true;
+    this.changed.header = true;
+    this.onChange();
+  }
+
+  /** Who is typing in a conversation now (expired entries dropped). */
+  typers(conversationId, now = Date.now()) {
+    const typers = this.typing.get(conversationId);
+    if (!typers) return [];
+    for (const [userId, until] of typers) if (until <= now) typers.delete(userId);
+    return [...typers.keys()];
+  }
+
+  /** Status of one of my messages in a 1:1: read, delivered, sent (groups: sent). */
+  statusOf(conv, msg) {
+    if (conv.kind === "direct" && conv.peerId !== this.me.user_id) {
+      if (msg.seq <= conv.peerReadSeq) return "read";
+      if (msg.seq <= conv.peerDeliveredSeq) return "delivered";
+    }
+    return "sent";
+  }
+
+  serverNow() {
+    return Date.now() + this.clockSkew;
+  }
+}
+
+function applyPatch(msg, patch) {
+  if (patch.kind === "deleted") {
+    msg.body = { deleted: true };
+  } else if (patch.kind === "recall") {
+    msg.body = { recalled: true };
+  } else if (patch.kind === "edit" && !msg.body.recalled && !msg.body.deleted) {
+    // The server's copy of an edited message carries "edited": <ts of the edit>; never go back to an older edit.
+    if (!msg.body.edited || msg.body.edited <= patch.ts) msg.body = { ...msg.body, text: patch.text, edited: patch.ts };
+  }
+}
+
+/** One line of text for a message: timeline bubbles and conversation previews. */
+export function describe(store, msg, { preview = false } = {}) {
+  const body = msg.body || {};
+  if (body.deleted) return "message deleted";
+  if (body.recalled) return "message recalled";
+  if (body.recall) return "message recalled";
+  if (body.edit) return preview ? `✎ ${body.edit.text}` : "";
+  if (body.system) return noticeText(store, msg.sender, body.system);
+  const attachment = body.file || body.image;
+  if (attachment && typeof attachment === "object") {
+    const line = `${body.image ? "🖼" : "📎"} ${typeof attachment.name === "string" ? attachment.name : "attachment"}`;
+    return typeof body.text === "string" ? `${line}\n${body.text}` : line;
+  }
+  if (typeof body.text === "string") return body.text;
+  if ("custom" in body) return `[${typeof body.type === "string" ? body.type : "custom"} message]`;
+  return "[unsupported message]";
+}
+
+export function noticeText(store, actor, event) {
+  const by = store.nameOf(event.by || actor);
+  const list = Array.isArray(event.user_ids)
+    ? event.user_ids.map((id) => store.nameOf(id)).join(", ")
+    : `${event.count || "several"} people`;
+  switch (event.event) {
+    case "created": return `${by} created the group “${event.name || ""}”`;
+    case "members_added": return `${by} added ${list}`;
+    case "members_removed": return `${by} removed ${list}`;
+    case "member_left": return `${list} left the group`;
+    case "role_changed": return `${by} made ${list} ${event.role === "admin" ? "an admin" : "a member"}`;
+    case "owner_changed": return `${by} handed the group to ${store.nameOf(event.user_id)}`;
+    case "renamed": return `${by} renamed the group to “${event.name || ""}”`;
+    case "muted": return `${by} muted ${list}`;
+    case "unmuted": return `${by} unmuted ${list}`;
+    case "group_muted": return `${by} muted the group`;
+    case "group_unmuted": return `${by} unmuted the group`;
+    case "dissolved": return `${by} dissolved the group`;
+    default: return `${by}: ${String(event.event || "update")}`;
+  }
+}

@@ -1,0 +1,541 @@
+"""End-to-end tests of the web chat page (pica/web/static) in headless Chromium, against a real `pica serve` process.
+
+Browser dependencies (no download at test time): Debian's Chromium (`apt-get install -y chromium`, /usr/bin/chromium)
+and the Python `playwright` package (its driver ships in the wheel; `playwright install` is never run). Without them
+every test here is skipped with a loud reason, and under CI=true a skip fails the run (tests/conftest.py).
+
+Each test starts its own server process (the reconnect story stops and restarts it on the same ports) and its own
+browser; each person is a separate browser context, so they share no storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pica.client import PicaHttp
+from tests.conftest import PASSWORD, ServerProcess, start_server_process
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Locator, Page
+
+CHROMIUM = os.environ.get("PICA_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+WAIT_MS = 10_000  # one expectation (a message arriving, a badge appearing); the page's own work takes milliseconds
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _require_browser() -> None:
+    missing = []
+    if importlib.util.find_spec("playwright") is None:
+        missing.append("the Python package 'playwright' (.venv/bin/pip install 'playwright>=1.45')")
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        missing.append(f"Chromium at {CHROMIUM} (apt-get update && apt-get install -y chromium)")
+    if missing:
+        pytest.skip("WEB CHAT TESTS NOT RUN: missing " + " and ".join(missing))
+
+
+def _expect(target: Any) -> Any:
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    return expect(target)
+
+
+# ---------------------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    _require_browser()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest.fixture
+async def server(tmp_path: Path, server_process_factory: list[ServerProcess]) -> ServerProcess:
+    process = await asyncio.to_thread(start_server_process, tmp_path / "data")
+    server_process_factory.append(process)
+    return process
+
+
+class Person:
+    """One user with their own browser context (own localStorage), driving the page like a person would."""
+
+    def __init__(self, page: Page, name: str, errors: list[str]) -> None:
+        self.page = page
+        self.name = name
+        self.errors = errors
+
+    @classmethod
+    async def open(cls, browser: Browser, url: str, prefix: str, *, width: int = 1180, height: int = 760) -> Person:
+        context = await browser.new_context(viewport={"width": width, "height": height})
+        context.set_default_timeout(WAIT_MS)
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(f"{prefix}: {exc}"))
+        page.on("console", lambda m: errors.append(f"{prefix}: {m.text}") if m.type == "error" else None)
+        await page.goto(url)
+        return cls(page, f"{prefix}{uuid.uuid4().hex[:6]}", errors)
+
+    async def register(self) -> None:
+        page = self.page
+        await page.get_by_test_id("auth-toggle").click()
+        await page.get_by_test_id("auth-username").fill(self.name)
+        await page.get_by_test_id("auth-password").fill(PASSWORD)
+        await page.get_by_test_id("auth-submit").click()
+        await _expect(page.get_by_test_id("me-name")).to_have_text(self.name)
+
+    async def login(self) -> None:
+        page = self.page
+        await page.get_by_test_id("auth-username").fill(self.name)
+        await page.get_by_test_id("auth-password").fill(PASSWORD)
+        await page.get_by_test_id("auth-submit").click()
+        await _expect(page.get_by_test_id("me-name")).to_have_text(self.name)
+
+    def conversation(self, name: str) -> Locator:
+        return self.page.locator(f'[data-testid="conversation-item"][data-name="{name}"]')
+
+    async def open_conversation(self, name: str) -> None:
+        await self.conversation(name).click()
+        await _expect(self.page.get_by_test_id("chat-title")).to_have_text(name)
+
+    async def start_chat(self, username: str) -> None:
+        await self.page.get_by_test_id("new-chat").click()
+        await self.page.get_by_test_id("modal-field-username").fill(username)
+        await self.page.get_by_test_id("modal-submit").click()
+        await _expect(self.page.get_by_test_id("chat-title")).to_have_text(username)
+
+    async def send(self, text: str) -> None:
+        box = self.page.get_by_test_id("composer-input")
+        await box.fill(text)
+        await box.press("Enter")
+        await _expect(self.own_message(text)).to_have_attribute("data-status", re.compile("^(sent|delivered|read)$"))
+
+    def message(self, text: str) -> Locator:
+        """The message bubble whose text is exactly ``text`` in the open conversation."""
+        return self.page.get_by_test_id("message").filter(
+            has=self.page.get_by_test_id("message-text").get_by_text(text, exact=True))
+
+    def own_message(self, text: str) -> Locator:
+        return self.message(text).and_(self.page.locator('[data-mine="true"]'))
+
+    async def sees(self, text: str) -> None:
+        await _expect(self.message(text)).to_be_visible()
+
+    async def message_action(self, text: str, action: str) -> None:
+        bubble = self.own_message(text)
+        await bubble.hover()
+        await bubble.get_by_test_id("message-menu").click()
+        await self.page.get_by_test_id(f"menu-{action}").click()
+
+    async def seqs(self) -> list[int]:
+        values = await self.page.locator('#messages [data-testid="message"][data-seq]').evaluate_all(
+            "nodes => nodes.map(n => Number(n.dataset.seq))")
+        return [int(v) for v in values]
+
+    def assert_no_errors(self) -> None:
+        assert not self.errors, self.errors
+
+
+async def http_user(url: str, prefix: str) -> tuple[str, int, str]:
+    """A user made over HTTP: (username, user_id, token)."""
+    name = f"{prefix}{uuid.uuid4().hex[:6]}"
+    async with PicaHttp(url) as http:
+        user_id = await http.register(name, PASSWORD)
+        login = await http.login(name, PASSWORD)
+    return name, user_id, login.token
+
+
+async def screenshot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    await page.screenshot(path=str(path))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------- stories
+
+
+async def test_direct_chat_typing_receipts_and_presence(browser: Browser, server: ServerProcess) -> None:
+    alice = await Person.open(browser, server.url, "alice")
+    bob = await Person.open(browser, server.url, "bob")
+    await alice.register()
+    await bob.register()
+
+    # Alice starts a 1:1 with Bob by username; he is online, so his dot is green once the chat exists.
+    await alice.start_chat(bob.name)
+    await alice.send("Hi Bob!")
+    await _expect(alice.page.get_by_test_id("receipt-label")).to_have_text(re.compile("Delivered|Read"))
+
+    # Bob's list shows the conversation, unread, with the last message; opening it marks it read.
+    item = bob.conversation(alice.name)
+    await _expect(item.get_by_test_id("unread-badge")).to_have_text("1")
+    await _expect(item.get_by_test_id("conv-preview")).to_have_text("Hi Bob!")
+    await bob.open_conversation(alice.name)
+    await bob.sees("Hi Bob!")
+    await _expect(item.get_by_test_id("unread-badge")).to_have_count(0)
+    await _expect(alice.page.get_by_test_id("receipt-label")).to_have_text("Read")
+    await _expect(alice.own_message("Hi Bob!")).to_have_attribute("data-status", "read")
+
+    # Both ways; user text is text, never markup.
+    await bob.send("Hello Alice, good to see you here.")
+    await alice.sees("Hello Alice, good to see you here.")
+    markup = '<img src=x onerror="window.pwned=1"><b>not bold</b>'
+    await bob.send(markup)
+    await alice.sees(markup)
+    assert await alice.page.locator("#messages img, #messages b, #conversation-list b").count() == 0
+    assert await alice.page.evaluate("window.pwned === undefined")
+    await _expect(alice.conversation(bob.name).get_by_test_id("presence-dot")).to_have_attribute("data-online", "true")
+
+    # Alice types (without sending): Bob sees it while she types, and it goes away ~3 s after she stops.
+    box = alice.page.get_by_test_id("composer-input")
+    await box.press_sequentially("I am writing a long", delay=60)
+    typing = bob.page.get_by_test_id("typing-indicator")
+    await _expect(typing).to_have_text(f"{alice.name} is typing…")
+    await _expect(bob.conversation(alice.name).get_by_test_id("conv-preview")).to_have_text("typing…")
+    await _expect(typing).to_be_hidden(timeout=8_000)
+    await box.press("Enter")
+    await bob.sees("I am writing a long")
+
+    # The other way: Bob's presence goes offline when he closes his page.
+    await bob.page.context.close()
+    await _expect(alice.conversation(bob.name).get_by_test_id("presence-dot")).to_have_attribute(
+        "data-online", "false")
+    await _expect(alice.page.get_by_test_id("chat-status")).to_contain_text("last seen")
+    alice.assert_no_errors()
+    bob.assert_no_errors()
+
+
+async def test_group_chat_recall_edit_and_reload(browser: Browser, server: ServerProcess) -> None:
+    alice = await Person.open(browser, server.url, "alice")
+    bob = await Person.open(browser, server.url, "bob")
+    await alice.register()
+    await bob.register()
+    carol, carol_id, carol_token = await http_user(server.url, "carol")
+    dave, dave_id, _ = await http_user(server.url, "dave")
+
+    # Alice creates a group with Bob and Carol (Carol uses the HTTP API, not the page).
+    page = alice.page
+    await page.get_by_test_id("new-group").click()
+    await page.get_by_test_id("modal-field-name").fill("Book club")
+    await page.get_by_test_id("modal-field-members").fill(f"{bob.name}, {carol}")
+    await page.get_by_test_id("modal-submit").click()
+    await _expect(page.get_by_test_id("chat-title")).to_have_text("Book club")
+    await _expect(page.get_by_test_id("notice")).to_have_text("You created the group “Book club”")
+    await _expect(page.get_by_test_id("chat-status")).to_have_text("3 members")
+
+    await alice.send("Welcome to the book club!")
+    await bob.open_conversation("Book club")
+    await bob.sees("Welcome to the book club!")
+    await bob.send("Chapter 3 tonight?")
+    await alice.sees("Chapter 3 tonight?")
+
+    # Carol writes over HTTP; both pages get it live, under her user id as she shares no 1:1 with them.
+    async with PicaHttp(server.url, carol_token) as http:
+        group = (await http.request("GET", "/v1/groups"))["groups"][0]
+        await http.request("POST", "/v1/messages", json={
+            "group_id": group["group_id"], "client_msg_id": "c1", "body": {"text": "Count me in"}})
+    await alice.sees("Count me in")
+    await bob.sees("Count me in")
+    await _expect(bob.message("Count me in")).to_contain_text(f"User {carol_id}")
+
+    # Alice adds Dave by username; everyone sees the notice.
+    await page.get_by_test_id("add-member").click()
+    await page.get_by_test_id("modal-field-usernames").fill(dave)
+    await page.get_by_test_id("modal-submit").click()
+    await _expect(page.get_by_test_id("notice").last).to_have_text(f"You added {dave}")
+    await _expect(bob.page.get_by_test_id("notice").last).to_contain_text(f"added User {dave_id}")
+    await _expect(page.get_by_test_id("chat-status")).to_have_text("4 members")
+
+    # Edit: Bob sees the new text and "(edited)".
+    await alice.send("Meet at 7pn")
+    await bob.sees("Meet at 7pn")
+    await alice.message_action("Meet at 7pn", "edit")
+    await page.get_by_test_id("modal-field-text").fill("Meet at 7pm")
+    await page.get_by_test_id("modal-submit").click()
+    await alice.sees("Meet at 7pm")
+    await bob.sees("Meet at 7pm")
+    await _expect(bob.message("Meet at 7pm").get_by_test_id("message-edited")).to_have_text("(edited)")
+    await _expect(bob.message("Meet at 7pn")).to_have_count(0)
+
+    # Recall: the message turns into "message recalled" for Bob.
+    await alice.send("Wrong chat, sorry")
+    await bob.sees("Wrong chat, sorry")
+    await alice.message_action("Wrong chat, sorry", "recall")
+    await page.get_by_test_id("modal-submit").click()
+    await _expect(bob.message("Wrong chat, sorry")).to_have_count(0)
+    await _expect(bob.page.get_by_test_id("message-gone")).to_have_text("message recalled")
+    await _expect(page.get_by_test_id("message-gone")).to_have_text("message recalled")
+    await alice.send("See you all there")
+    await bob.sees("See you all there")
+    toast = page.get_by_test_id("toast")
+    if await toast.is_visible():
+        await toast.click()  # dismiss "Added …" so that the screenshot shows the chat
+    shot = await screenshot(page, "web-chat.png")
+    assert shot.stat().st_size > 10_000
+
+    # Both reload: the session survives, and history comes back from the server, edits and recalls applied.
+    for person in (alice, bob):
+        await person.page.reload()
+        await _expect(person.page.get_by_test_id("chat-title")).to_have_text("Book club")  # reopened
+        await person.open_conversation("Book club")
+        for text in ("Welcome to the book club!", "Chapter 3 tonight?", "Count me in", "Meet at 7pm",
+                     "See you all there"):
+            await person.sees(text)
+        await _expect(person.message("Meet at 7pm").get_by_test_id("message-edited")).to_be_visible()
+        await _expect(person.page.get_by_test_id("message-gone")).to_have_text("message recalled")
+        await _expect(person.message("Wrong chat, sorry")).to_have_count(0)
+        seqs = await person.seqs()
+        assert seqs == sorted(set(seqs)), seqs
+        await _expect(person.conversation("Book club").get_by_test_id("conv-preview")).to_have_text(
+            "You: See you all there" if person is alice else re.compile(r"^User \d+: See you all there$"))
+
+    # Bob leaves (over HTTP, with the page's own token): both pages show the notice; Bob's page closes the group.
+    token = await bob.page.evaluate("JSON.parse(localStorage.getItem('pica.session')).token")
+    async with PicaHttp(server.url, token) as http:
+        await http.request("POST", f"/v1/groups/{group['group_id']}/leave")
+    await _expect(page.get_by_test_id("notice").last).to_have_text(f"{bob.name} left the group")
+    await _expect(bob.page.get_by_test_id("notice").last).to_have_text("You left the group")
+    await _expect(bob.page.get_by_test_id("composer-note")).to_have_text("You are no longer a member of this group.")
+    await _expect(bob.conversation("Book club")).to_have_count(0)
+    await _expect(page.get_by_test_id("chat-status")).to_have_text("3 members")
+    alice.assert_no_errors()
+    bob.assert_no_errors()
+
+
+async def test_history_scroll_back_and_login(browser: Browser, server: ServerProcess) -> None:
+    reader, _, _ = await http_user(server.url, "reader")
+    async with PicaHttp(server.url) as http:
+        writer_id = await http.register(writer := f"writer{uuid.uuid4().hex[:6]}", PASSWORD)
+        await http.login(writer, PASSWORD)
+        reader_id = (await http.request("GET", "/v1/users", params={"username": reader}))["user_id"]
+        for i in range(1, 131):
+            await http.send(reader_id, f"m{i}", {"text": f"message {i}"})
+    assert writer_id
+
+    person = await Person.open(browser, server.url, "reader")
+    person.name = reader
+    await person.login()
+    item = person.conversation(writer)
+    await _expect(item.get_by_test_id("unread-badge")).to_have_text("99+")
+    await person.open_conversation(writer)
+    await person.sees("message 130")
+    await _expect(person.message("message 1")).to_have_count(0)  # only the newest page at first
+
+    timeline = person.page.get_by_test_id("timeline")
+    for _ in range(10):
+        if await person.message("message 1").count():
+            break
+        await timeline.evaluate("node => { node.scrollTop = 0; node.dispatchEvent(new Event('scroll')); }")
+        await person.page.wait_for_timeout(200)
+    await person.sees("message 1")
+    await _expect(person.page.get_by_test_id("history-status")).to_have_text("Beginning of the conversation")
+    assert await person.seqs() == list(range(1, 131))
+    await _expect(item.get_by_test_id("unread-badge")).to_have_count(0)
+    person.assert_no_errors()
+
+
+async def test_phone_sized_screen(browser: Browser, server: ServerProcess) -> None:
+    friend, friend_id, friend_token = await http_user(server.url, "friend")
+    phone = await Person.open(browser, server.url, "phone", width=390, height=844)
+    await phone.register()
+    page = phone.page
+
+    async with PicaHttp(server.url, friend_token) as http:
+        me = (await http.request("GET", "/v1/users", params={"username": phone.name}))["user_id"]
+        await http.send(me, "f1", {"text": "Are you on your phone?"})
+
+    # One pane at a time: the list (fitting the screen), then the conversation with a back button.
+    await _expect(page.get_by_test_id("conversation-list")).to_be_visible()
+    await _expect(page.get_by_test_id("chat-pane")).to_be_hidden()
+    badge = phone.conversation(friend).get_by_test_id("unread-badge")
+    await _expect(badge).to_have_text("1")
+    for widget in (badge, page.get_by_test_id("logout")):
+        box = await widget.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390, box
+    await phone.open_conversation(friend)
+    await _expect(page.get_by_test_id("conversation-list")).to_be_hidden()
+    await _expect(page.get_by_test_id("back-button")).to_be_visible()
+    await phone.sees("Are you on your phone?")
+    await phone.send("Yes, and it fits the screen.")
+    for widget in (page.get_by_test_id("composer-input"), page.get_by_test_id("send-button")):
+        box = await widget.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+
+    async with PicaHttp(server.url, friend_token) as http:
+        conversation = f"d:{min(me, friend_id)}:{max(me, friend_id)}"
+        texts = [m["body"].get("text") for m in (await http.history(conversation))["messages"]]
+    assert texts == ["Are you on your phone?", "Yes, and it fits the screen."]
+    await screenshot(page, "web-chat-phone.png")
+
+    await page.get_by_test_id("back-button").click()
+    await _expect(page.get_by_test_id("conversation-list")).to_be_visible()
+    await _expect(page.get_by_test_id("chat-pane")).to_be_hidden()
+    await _expect(phone.conversation(friend).get_by_test_id("conv-preview")).to_have_text(
+        "You: Yes, and it fits the screen.")
+    phone.assert_no_errors()
+
+
+async def test_reconnecting_banner_and_recovery(
+    browser: Browser, server: ServerProcess, server_process_factory: list[ServerProcess]
+) -> None:
+    alice = await Person.open(browser, server.url, "alice")
+    bob = await Person.open(browser, server.url, "bob")
+    await alice.register()
+    await bob.register()
+    await alice.start_chat(bob.name)
+    await alice.send("Before the restart")
+    await bob.open_conversation(alice.name)
+    await bob.sees("Before the restart")
+
+    # The server goes away: both pages say so, and keep what they show.
+    assert await asyncio.to_thread(server.terminate) == 0
+    for person in (alice, bob):
+        banner = person.page.get_by_test_id("conn-banner")
+        await _expect(banner).to_be_visible()
+        await _expect(banner).to_have_text("Reconnecting…")
+    await alice.sees("Before the restart")
+
+    # A message written while offline waits in the outbox ("Sending…")...
+    box = alice.page.get_by_test_id("composer-input")
+    await box.fill("Written while offline")
+    await box.press("Enter")
+    await _expect(alice.own_message("Written while offline")).to_have_attribute("data-status", "sending")
+
+    # ...and the same server comes back on the same ports: the pages recover on their own.
+    restarted = await asyncio.to_thread(start_server_process, server.data_dir, server.http_port, server.tcp_port)
+    server_process_factory.append(restarted)
+    for person in (alice, bob):
+        await _expect(person.page.get_by_test_id("conn-banner")).to_be_hidden(timeout=30_000)
+    await bob.sees("Written while offline")
+    await alice.send("After the restart")
+    await bob.sees("After the restart")
+    await bob.send("Got both")
+    await alice.sees("Got both")
+    seqs = await bob.seqs()
+    assert seqs == [1, 2, 3, 4], seqs
+    # Connection errors logged by the browser while the server was down are expected; nothing else.
+    for person in (alice, bob):
+        unexpected = [e for e in person.errors if "WebSocket" not in e and "Failed to load resource" not in e
+                      and "ERR_CONNECTION_REFUSED" not in e]
+        assert not unexpected, unexpected
+
+
+async def test_page_is_served_safely(server: ServerProcess) -> None:
+    """The page and its files come with a strict CSP and no-sniff; only the page's own files are served."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server.url + "/") as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/html")
+            assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+            assert '<script type="module" src="/static/app.js">' in await resp.text()
+        for name, kind in (("app.js", "text/javascript"), ("app.css", "text/css"), ("icon.svg", "image/svg+xml")):
+            async with session.get(f"{server.url}/static/{name}") as resp:
+                assert resp.status == 200 and resp.headers["Content-Type"].startswith(kind)
+                assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        for bad in ("/static/..%2f..%2fpyproject.toml", "/static/__init__.py", "/static/missing.js", "/static/.x.js"):
+            async with session.get(server.url + bad) as resp:
+                assert resp.status == 404, bad
+                assert (await resp.json())["code"] == "not_found"
+
+
+async def test_client_ordering_rules(browser: Browser, server: ServerProcess) -> None:
+    """store.js follows docs/protocol.md 8.6 (pica/client/cursors.py): dedupe by (conversation, seq), gaps are
+    dropped for a sync, a synced page starts a conversation's cursor; recall/edit events patch their targets even when
+    the target arrives later; the timeline is the newest contiguous block."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(server.url)
+    result = await page.evaluate("""async () => {
+        const { Store, describe } = await import("/static/store.js");
+        localStorage.clear();
+        const s = new Store({ user_id: 7, username: "me", token: "t" });
+        const m = (c, seq, body = { text: `m${seq}` }, sender = 8) =>
+            ({ conversation_id: c, seq, sender, client_msg_id: `${c}-${seq}`, ts: 1000 * seq, body });
+        const verdicts = [
+            s.accept(m("d:7:8", 1)), s.accept(m("d:7:8", 1)), s.accept(m("d:7:8", 3)), s.accept(m("d:7:8", 2)),
+            s.accept(m("d:7:8", 3)), s.accept(m("g:4", 6)), s.acceptSynced(m("g:4", 6)), s.accept(m("g:4", 7)),
+        ];
+        // Events: an edit and a recall arrive before their targets are loaded (history comes later).
+        const conv = s.conversation("d:7:8");
+        s.ingest(m("d:7:8", 10, { edit: { seq: 4, text: "edited" } }));
+        s.ingest(m("d:7:8", 11, { recall: { seq: 5 } }));
+        s.ingest(m("d:7:8", 12, { edit: { seq: 5, text: "too late" } }));
+        s.insert(m("d:7:8", 4));
+        s.insert(m("d:7:8", 5));
+        s.insert(m("d:7:8", 4, { text: "stale page copy" }));
+        // Sending marks read; others' messages count as unread.
+        s.ingest(m("d:7:8", 13, { text: "mine" }, 7));
+        s.ingest(m("d:7:8", 14));
+        return {
+            verdicts,
+            cursor: s.cursors.get("d:7:8"),
+            group: s.cursors.get("g:4"),
+            four: describe(s, conv.messages.get(4)),
+            fourEdited: Boolean(conv.messages.get(4).body.edited),
+            five: describe(s, conv.messages.get(5)),
+            timeline: s.timeline(conv).map((x) => x.seq),
+            unread: s.unread(conv),
+        };
+    }""")
+    await context.close()
+    assert result["verdicts"] == ["new", "duplicate", "gap", "new", "new", "gap", "new", "new"]
+    assert result["cursor"] == 3 and result["group"] == 7
+    assert result["four"] == "edited" and result["fourEdited"]
+    assert result["five"] == "message recalled"
+    assert result["timeline"] == [10, 11, 12, 13, 14]  # seqs 4-5 sit below a hole (6-9): not shown yet
+    assert result["unread"] == 1
+
+
+async def test_idle_page_keeps_its_connection(
+    browser: Browser, tmp_path: Path, server_process_factory: list[ServerProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a 1 s heartbeat and a 2.5 s idle timeout, an idle page stays connected: it pings when it has been silent
+    for a heartbeat and answers the server's pings (section 16), so the server never closes it with 4001 and the
+    page never reconnects."""
+    monkeypatch.setenv("PICA_LIMITS_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("PICA_LIMITS_IDLE_TIMEOUT", "2.5")
+    server = await asyncio.to_thread(start_server_process, tmp_path / "data")
+    server_process_factory.append(server)
+    person = await Person.open(browser, server.url, "idle")
+    sockets: list[Any] = []
+    sent: list[tuple[float, str]] = []
+    loop = asyncio.get_running_loop()
+
+    def watch(ws: Any) -> None:
+        sockets.append(ws)
+        ws.on("framesent", lambda payload: sent.append((loop.time(), str(payload))))
+
+    person.page.on("websocket", watch)
+    await person.register()
+    await _expect(person.page.get_by_test_id("conn-banner")).to_be_hidden()
+    start = loop.time()
+    await person.page.wait_for_timeout(6_000)
+    assert len(sockets) == 1, "the page reconnected: the server closed an idle connection"
+    beats = [t for t, payload in sent if t >= start and ('"t":"ping"' in payload or '"t":"pong"' in payload)]
+    assert len(beats) >= 3, sent
+    gaps = [b - a for a, b in zip([start, *beats], [*beats, loop.time()], strict=True)]
+    assert max(gaps) < 2.5, gaps
+    await _expect(person.page.get_by_test_id("conn-banner")).to_be_hidden()
+    person.assert_no_errors()
