@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pica.cli import admin, chat
 from pica.config import Config, ConfigError, load_config
 from pica.logs import configure
 
@@ -85,7 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pica", description="Pica instant-messaging server")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    chat.add_parser(sub)
+    admin.add_parsers(sub)
     args = parser.parse_args(argv)
+    if args.command == "chat":
+        return chat.run(args)
+    if args.command in ("user", "group"):
+        return admin.run(args)
     if args.command == "serve":
         try:
             config = _config_from_args(args)

@@ -1,0 +1,231 @@
+"""``pica user create|list|ban`` and ``pica group create|add|list``: administration straight on the store.
+
+They open the node's SQLite database themselves, so they work whether the server runs or not (WAL lets a second
+process read and write beside it). What they change reaches a running server through the database: a new user can
+log in at once; a ban refuses logins and tokens at once, and the server's ban sweep closes the user's open
+connections within a few seconds; group changes reach members' devices by sync (this process cannot push to them).
+Registration's own validation and Argon2 hashing are used for new users, the store's own checks for groups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from pica.cli.render import stamp, table
+from pica.config import Config, ConfigError, load_config
+from pica.core.accounts import AccountService
+from pica.core.passwords import PasswordHasher
+from pica.core.ports import SystemClock
+from pica.core.tokens import TokenService
+from pica.core.validation import normalize_username
+from pica.errors import GroupNotFound, PicaError, UserNotFound
+from pica.store.base import GroupAction, GroupRecord, Store, UserRecord
+from pica.store.sqlite import SqliteStore
+
+
+class AdminError(Exception):
+    """A command cannot do what was asked; the message is shown as ``pica: <message>``."""
+
+
+# ---------------------------------------------------------------------------------------------------------- parsers
+
+
+def _positive(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_parsers(sub: Any) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML configuration file (env: PICA_CONFIG), as for 'pica serve'")
+    common.add_argument("--data-dir", help="the node's data directory (default ./pica-data)")
+
+    user = sub.add_parser("user", help="manage accounts (directly in the store)")
+    users = user.add_subparsers(dest="action", required=True)
+    p = users.add_parser("create", parents=[common], help="create an account")
+    p.add_argument("name")
+    p.add_argument("--password", help="default: env PICA_PASSWORD, else asked for (or read from stdin)")
+    p = users.add_parser("list", parents=[common], help="list accounts")
+    p.add_argument("--limit", type=_positive, default=100, help="most rows (default 100)")
+    p.add_argument("--after", type=int, default=0, metavar="USER_ID", help="start after this user id (paging)")
+    p.add_argument("--banned", action="store_true", help="only banned accounts")
+    p = users.add_parser("ban", parents=[common], help="ban an account (no login, tokens refused)")
+    p.add_argument("name")
+    p.add_argument("--unban", action="store_true", help="lift the ban")
+
+    group = sub.add_parser("group", help="manage groups (directly in the store)")
+    groups = group.add_subparsers(dest="action", required=True)
+    p = groups.add_parser("create", parents=[common], help="create a group")
+    p.add_argument("name")
+    p.add_argument("--owner", required=True, metavar="USER")
+    p.add_argument("--members", default="", metavar="U1,U2", help="comma-separated usernames")
+    p = groups.add_parser("add", parents=[common], help="add members to a group (as its owner)")
+    p.add_argument("group_id", type=_positive)
+    p.add_argument("users", nargs="+", metavar="USER")
+    p = groups.add_parser("list", parents=[common], help="list groups")
+    p.add_argument("--user", metavar="NAME", help="only the groups of this user")
+
+
+# ---------------------------------------------------------------------------------------------------------- running
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(config_file=args.config, overrides={"data_dir": args.data_dir})
+    except ConfigError as exc:
+        print(f"pica: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        password = _password(args) if (args.command, args.action) == ("user", "create") else ""
+        out = asyncio.run(_dispatch(args, config, password))
+    except (AdminError, PicaError) as exc:
+        print(f"pica: {exc}", file=sys.stderr)
+        return 1
+    print(out)
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    password: str | None = args.password or os.environ.get("PICA_PASSWORD")
+    if password:
+        return password
+    if not sys.stdin.isatty():  # scripts pipe it in
+        return sys.stdin.readline().rstrip("\r\n")
+    try:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise AdminError("the passwords differ")
+    except (EOFError, KeyboardInterrupt):
+        raise AdminError("no password given") from None
+    return password
+
+
+async def _dispatch(args: argparse.Namespace, config: Config, password: str) -> str:
+    path = Path(config.data_dir) / "pica.db"
+    creating = (args.command, args.action) == ("user", "create")
+    if not creating and not path.exists():
+        raise AdminError(f"no Pica database at {path} (give --data-dir or --config)")
+    store = SqliteStore(path, config.sqlite)
+    await store.open()
+    try:
+        if args.command == "user":
+            if args.action == "create":
+                return await user_create(store, config, args.name, password)
+            if args.action == "list":
+                return await user_list(store, args.limit, args.after, args.banned)
+            return await user_ban(store, args.name, not args.unban)
+        if args.action == "create":
+            return await group_create(store, config, args.name, args.owner, args.members.split(","))
+        if args.action == "add":
+            return await group_add(store, config, args.group_id, args.users)
+        return await group_list(store, args.user)
+    finally:
+        await store.close()
+
+
+async def _user(store: Store, name: str) -> UserRecord:
+    try:
+        user = await store.get_user_by_name(normalize_username(name))
+    except PicaError:
+        user = None
+    if user is None:
+        raise AdminError(f"no user named {name!r}")
+    return user
+
+
+# ---------------------------------------------------------------------------------------------------------- users
+
+
+async def user_create(store: Store, config: Config, name: str, password: str) -> str:
+    auth = config.auth
+    hasher = PasswordHasher(time_cost=auth.argon2_time_cost, memory_kib=auth.argon2_memory_kib,
+                            parallelism=auth.argon2_parallelism, concurrency=1)
+    # Registration issues no token; a throwaway secret keeps the node's own secret file out of this.
+    tokens = TokenService(secrets.token_urlsafe(48), auth.token_ttl, auth.token_algorithm)
+    user_id = await AccountService(store, hasher, tokens, SystemClock(), auth).register(name, password)
+    return f"created user {name.lower()} (#{user_id})"
+
+
+async def user_list(store: Store, limit: int, after: int, banned_only: bool) -> str:
+    users = await store.list_users(limit, after, banned_only=banned_only)
+    if not users:
+        return "no users"
+    rows = [(u.user_id, u.username, stamp(u.created_at), "banned" if u.banned else "active") for u in users]
+    out = table(("ID", "USERNAME", "CREATED", "STATUS"), rows)
+    if len(users) == limit:
+        out += f"\n(more: --after {users[-1].user_id})"
+    return out
+
+
+async def user_ban(store: Store, name: str, banned: bool) -> str:
+    user = await _user(store, name)
+    await store.set_banned(user.user_id, banned)
+    if banned:
+        return (f"banned {user.username} (#{user.user_id}): logins and tokens are refused; a running server closes "
+                "their connections within seconds")
+    return f"unbanned {user.username} (#{user.user_id})"
+
+
+# ---------------------------------------------------------------------------------------------------------- groups
+
+
+async def group_create(store: Store, config: Config, name: str, owner_name: str, member_names: list[str]) -> str:
+    owner = await _user(store, owner_name)
+    members = [(await _user(store, m.strip())).user_id for m in member_names if m.strip()]
+    change = await store.create_group(owner.user_id, name, members, SystemClock().now_ms(),
+                                      config.limits.max_group_members)
+    group = change.group
+    return f"created group #{group.group_id} {group.name!r}: owner {owner.username}, {group.member_count} members"
+
+
+async def _group(store: Store, group_id: int) -> GroupRecord:
+    # Keyset paging from just below the id fetches exactly that group, if it exists.
+    found = await store.list_all_groups(1, group_id - 1)
+    if not found or found[0].group_id != group_id:
+        raise AdminError(f"no group #{group_id}")
+    return found[0]
+
+
+async def group_add(store: Store, config: Config, group_id: int, user_names: list[str]) -> str:
+    group = await _group(store, group_id)
+    users = [await _user(store, n) for n in user_names]
+    action = GroupAction("add", group.owner_id, group_id, SystemClock().now_ms(),
+                         tuple(u.user_id for u in users), max_members=config.limits.max_group_members)
+    try:
+        change = await store.group_action(action)  # role and size checks run in the store, as for the API
+    except (GroupNotFound, UserNotFound) as exc:
+        raise AdminError(exc.message) from None
+    added = ", ".join(u.username for u in users if u.user_id in change.added)
+    return f"added {added} to group #{group_id} {change.group.name!r} ({change.group.member_count} members)"
+
+
+async def group_list(store: Store, user_name: str | None) -> str:
+    if user_name is not None:
+        groups = await store.list_groups((await _user(store, user_name)).user_id)
+    else:
+        groups, after = [], 0
+        while page := await store.list_all_groups(1000, after):
+            groups.extend(page)
+            after = page[-1].group_id
+    if not groups:
+        return "no groups"
+    owners: dict[int, str] = {}
+    for g in groups:
+        if g.owner_id not in owners:
+            owner = await store.get_user(g.owner_id)
+            owners[g.owner_id] = owner.username if owner else f"user#{g.owner_id}"
+    rows = [(g.group_id, g.name, owners[g.owner_id], g.member_count, stamp(g.created_at),
+             "dissolved" if g.dissolved else "muted" if g.muted_all else "active") for g in groups]
+    return table(("ID", "NAME", "OWNER", "MEMBERS", "CREATED", "STATUS"), rows)

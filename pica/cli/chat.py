@@ -1,0 +1,509 @@
+"""``pica chat``: a line-oriented terminal chat built on the SDK (:class:`pica.client.PicaClient`).
+
+The SDK keeps the connection up (reconnect with backoff, sync from cursors, sends retried with their client message
+id), so this module only turns events into lines and lines into requests. Four tasks run side by side: one prints
+server events, one runs the user's commands, one sends messages one at a time (so they are stored in the order they
+were typed, even when they wait out a reconnection), one batches delivery receipts. Input and the prompt are
+:mod:`pica.cli.terminal`'s, names :mod:`pica.cli.directory`'s, message text :mod:`pica.cli.render`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import aiohttp
+
+from pica.cli.directory import Conv, Directory, Opened, UnknownUser, direct_id
+from pica.cli.render import CONTACT_STATES, HELP, clock, content, notice, table
+from pica.cli.terminal import EOF, INTERRUPT, Terminal
+from pica.client import (
+    Backoff,
+    Connected,
+    ContactEvent,
+    CursorTracker,
+    Disconnected,
+    Event,
+    GaveUp,
+    MessageEvent,
+    PicaClient,
+    PicaHttpError,
+    PresenceEvent,
+    ReceiptEvent,
+    RequestFailed,
+    TypingEvent,
+)
+from pica.protocol import frames as f
+
+PAGE: Final = 20
+"""Messages shown by /open and each /more."""
+TYPING_EVERY: Final = 1.0
+"""Least seconds between two typing notices we send (the server drops faster ones anyway)."""
+TYPING_QUIET: Final = 5.0
+"""Seconds during which a peer's further typing notices in one conversation are not shown again."""
+SEND_TIMEOUT: Final = 24 * 3600.0
+"""A message typed while disconnected waits for the reconnection, however long it takes."""
+
+class ChatApp:
+    def __init__(self, client: PicaClient, username: str, terminal: Terminal | None = None) -> None:
+        self.client = client
+        self.username = username.lower()
+        self.term = terminal or Terminal(self._on_edit)
+        self.dir = Directory(client)
+        self.listed: list[str] = []
+        self.opened: Opened | None = None
+        self.exit_code = 0
+        self._done = asyncio.Event()
+        self._outbox: asyncio.Queue[tuple[Conv, str]] = asyncio.Queue()
+        self._received: dict[str, int] = {}
+        self._presence: dict[int, bool] = {}
+        self._typing_sent = 0.0
+        self._typing_seen: dict[tuple[str, int], float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sending = 0
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    async def run(self, password: str) -> int:
+        self.term.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # leave cleanly: the terminal must not stay in raw mode
+            with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+                loop.add_signal_handler(sig, self._done.set)
+        try:
+            return await self._run(password)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.client.close()
+            self.term.stop()
+
+    async def _run(self, password: str) -> int:
+        try:
+            login = await self.client.http.login(self.username, password)
+            self.dir.me = login.user_id
+            self.dir.names[self.dir.me] = self.username
+            conversations = await self.dir.all_conversations()
+            cursors = {c["conversation_id"]: int(c["last_seq"]) for c in conversations}
+            cursors.update(await self._own_timeline())
+        except PicaHttpError as exc:
+            return self.fail(f"login failed: {exc.message} ({exc.code})")
+        except (aiohttp.ClientError, OSError) as exc:
+            return self.fail(f"cannot reach {self.client.url}: {exc}")
+        # Start at the present: without cursors the SDK's first sync would hand over (and we would print) every
+        # message ever received. Older messages are one /open or /more away.
+        self.client.cursors = CursorTracker(cursors)
+        try:
+            await self.client.start()
+        except (GaveUp, TimeoutError) as exc:
+            return self.fail(f"cannot connect: {exc or 'timed out'}")
+        self.say(f"connected to {self.client.url} as {self.username} (#{self.dir.me}); /help lists the commands")
+        self._show_list(conversations[:PAGE])
+        for job in (self._events(), self._input(), self._sender(), self._flush_received()):
+            self._spawn(job)
+        await self._done.wait()
+        await self._drain_outbox()
+        return self.exit_code
+
+    async def _own_timeline(self) -> dict[str, int]:
+        """The cursor of my own timeline ``u:<id>`` (notices such as "deleted for me"), which the list leaves out."""
+        try:
+            page = await self.client.http.history(f"u:{self.dir.me}", limit=1)
+        except PicaHttpError as exc:
+            if exc.code == "conversation_not_found":
+                return {}
+            raise
+        return {str(m["conversation_id"]): int(m["seq"]) for m in page["messages"]}
+
+    def fail(self, message: str) -> int:
+        self.term.error(f"pica: {message}")
+        self.exit_code = 1
+        self._done.set()
+        return 1
+
+    def say(self, text: str) -> None:
+        self.term.print(text)
+
+    def _spawn(self, job: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain_outbox(self) -> None:
+        """On /quit or end of input, give messages typed just before a little time to be stored."""
+        if (self._outbox.empty() and not self._sending) or self.client.failure is not None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await self._outbox.join()
+                return
+        self.say(f"! {self._outbox.qsize() + self._sending} message(s) not sent")
+
+    # ------------------------------------------------------------------------------------------ server events
+
+    async def _events(self) -> None:
+        async for event in self.client:
+            try:
+                await self._on_event(event)
+            except Exception as exc:  # one event that cannot be shown must not end the chat
+                self.say(f"! could not show {type(event).__name__}: {exc}")
+
+    async def _on_event(self, event: Event) -> None:
+        if isinstance(event, MessageEvent):
+            await self._on_message(event.message)
+        elif isinstance(event, Connected):
+            if event.reconnect:
+                self.say("… connected")
+        elif isinstance(event, Disconnected):
+            if event.will_retry:
+                self.say(f"… reconnecting ({event.reason or 'connection lost'})")
+            else:
+                self.fail(f"disconnected: {self.client.failure or event.reason}")
+        elif isinstance(event, ReceiptEvent):
+            self._on_receipt(event.receipt)
+        elif isinstance(event, PresenceEvent):
+            p = event.presence
+            if self._presence.get(p.user_id) != p.online:
+                self._presence[p.user_id] = p.online
+                await self.dir.resolve([p.user_id])
+                who = self.dir.name_of(p.user_id)
+                self.say(f"● {who} online" if p.online else f"○ {who} offline")
+        elif isinstance(event, TypingEvent):
+            await self._on_typing(event.typing)
+        elif isinstance(event, ContactEvent):
+            await self.dir.resolve([event.contact.user_id])
+            who, state = self.dir.name_of(event.contact.user_id), event.contact.state
+            self.say(CONTACT_STATES.get(state, "* {who}: contact state {state}").format(who=who, state=state))
+
+    async def _on_message(self, msg: f.Msg) -> None:
+        cid = msg.conversation_id
+        self._received[cid] = max(self._received.get(cid, 0), msg.seq)
+        self._typing_seen.pop((cid, msg.sender), None)
+        conv = await self.dir.conv(cid)
+        system = msg.body.get("system")
+        if isinstance(system, dict):
+            await self.dir.resolve([i for i in system.get("user_ids", []) if isinstance(i, int)])
+            if system.get("event") in ("created", "renamed") and conv.kind == "group":
+                conv.name = f"#{conv.group_id} {system.get('name', '')}"
+        await self.dir.resolve([msg.sender])
+        opened = self.opened
+        if opened is not None and opened.conv.conversation_id == cid:
+            self.term.set_prompt(f"[{conv.name}]> ")  # a rename shows at once
+            opened.last_seq = max(opened.last_seq, msg.seq)
+            if msg.sender == self.dir.me:
+                opened.mine.add(msg.seq)
+        self.say(f"[{conv.name}] {self._line(msg)}")
+
+    def _line(self, msg: f.Msg) -> str:
+        sender = self.dir.name_of(msg.sender)
+        return notice(sender, msg.body, self.dir.name_of) or f"{sender}: {content(msg.body)}"
+
+    def _on_receipt(self, receipt: f.Receipt) -> None:
+        opened = self.opened
+        if receipt.user_id == self.dir.me or opened is None or opened.conv.conversation_id != receipt.conversation_id:
+            return
+        if receipt.delivered is not None and receipt.delivered > opened.delivered:
+            if any(opened.delivered < s <= receipt.delivered for s in opened.mine) and receipt.delivered > opened.read:
+                self.say(f"✓ delivered up to #{receipt.delivered}")
+            opened.delivered = receipt.delivered
+        if receipt.read is not None and receipt.read > opened.read:
+            if any(opened.read < s <= receipt.read for s in opened.mine):
+                self.say(f"✓✓ read up to #{receipt.read}")
+            opened.read = receipt.read
+            opened.delivered = max(opened.delivered, receipt.read)
+
+    async def _on_typing(self, typing: f.Typing) -> None:
+        user_id = typing.user_id
+        if user_id is None or user_id == self.dir.me:
+            return
+        key = (typing.conversation_id, user_id)
+        now = time.monotonic()
+        if now - self._typing_seen.get(key, -TYPING_QUIET) < TYPING_QUIET:
+            return
+        self._typing_seen[key] = now
+        await self.dir.resolve([user_id])
+        who, opened = self.dir.name_of(user_id), self.opened
+        if opened is not None and opened.conv.conversation_id == typing.conversation_id:
+            self.say(f"… {who} is typing")
+        else:
+            self.say(f"… {who} is typing in [{(await self.dir.conv(typing.conversation_id)).name}]")
+
+    def _on_edit(self, buffer: str) -> None:
+        """The user typed into the input line: tell the open conversation, at most once a second."""
+        opened = self.opened
+        now = time.monotonic()
+        if opened is None or buffer.startswith("/") or now - self._typing_sent < TYPING_EVERY:
+            return
+        self._typing_sent = now
+        self._spawn(self.client.typing(opened.conv.conversation_id))
+
+    async def _flush_received(self) -> None:
+        """Delivery receipts, batched: one ``recv`` per conversation for what arrived in the last moment."""
+        while True:
+            await asyncio.sleep(0.3)
+            if not self._received or not self.client.connected:
+                continue  # kept for after the reconnection
+            pending, self._received = self._received, {}
+            for cid, seq in pending.items():
+                await self.client.mark_received(cid, seq)
+
+    # ------------------------------------------------------------------------------------------ sending
+
+    async def _sender(self) -> None:
+        while True:
+            conv, text = await self._outbox.get()
+            self._sending = 1
+            try:
+                sent = await self.client.send(to=conv.peer_id if conv.kind != "group" else None,
+                                              group_id=conv.group_id if conv.kind == "group" else None,
+                                              text=text, timeout=SEND_TIMEOUT)
+            except RequestFailed as exc:
+                self.say(f"✗ not sent to [{conv.name}]: {exc.message} ({exc.code})")
+            except (TimeoutError, OSError, GaveUp) as exc:
+                self.say(f"✗ not sent to [{conv.name}]: {exc or 'timed out'}")
+            else:
+                opened = self.opened
+                here = opened is not None and opened.conv.conversation_id == conv.conversation_id
+                if opened is not None and here:
+                    opened.mine.add(sent.seq)
+                    opened.last_seq = max(opened.last_seq, sent.seq)
+                self.say(f"  ✓ sent #{sent.seq}" + ("" if here else f" to [{conv.name}]"))
+            finally:
+                self._sending = 0
+                self._outbox.task_done()
+
+    def _queue_send(self, text: str) -> None:
+        opened = self.opened
+        if opened is None:
+            self.say("! no conversation is open: /open NAME first (/help for more)")
+            return
+        if not self.client.connected:
+            self.say("… not connected: it will be sent after the reconnection")
+        self._outbox.put_nowait((opened.conv, text))
+        self._typing_sent = 0.0  # the message ends the peer's "is typing": the next key may announce a new one
+
+    # ------------------------------------------------------------------------------------------ commands
+
+    async def _input(self) -> None:
+        while True:
+            line = await self.term.lines.get()
+            if line in (EOF, INTERRUPT):
+                self.exit_code = 130 if line == INTERRUPT else 0
+                self._done.set()
+                return
+            line = line.strip()
+            if not line:
+                continue
+            if not line.startswith("/") or line.startswith("//"):
+                self._queue_send(line[1:] if line.startswith("//") else line)
+                continue
+            name, _, rest = line[1:].partition(" ")
+            if name in ("quit", "q", "exit"):
+                self._done.set()
+                return
+            command = self._commands().get(name)
+            if command is None:
+                self.say(f"! unknown command /{name}; /help lists them")
+                continue
+            try:
+                await command(rest.strip())
+            except UnknownUser as exc:
+                self.say(str(exc))
+            except (PicaHttpError, RequestFailed) as exc:
+                self.say(f"! {exc.message} ({exc.code})")
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                self.say("! the server cannot be reached right now; try again in a moment")
+            except Exception as exc:  # a failed command must not end the input loop (the chat would hang)
+                self.say(f"! /{name} failed: {type(exc).__name__}: {exc}")
+
+    def _commands(self) -> dict[str, Callable[[str], Awaitable[None]]]:
+        return {"list": self.cmd_list, "open": self.cmd_open, "more": self.cmd_more, "who": self.cmd_who,
+                "group": self.cmd_group, "add": self.cmd_add, "read": self.cmd_read, "help": self.cmd_help}
+
+    async def cmd_help(self, _: str) -> None:
+        self.say(HELP)
+
+    async def cmd_list(self, _: str) -> None:
+        self._show_list((await self.dir.all_conversations())[:50])
+
+    def _show_list(self, conversations: list[dict[str, Any]]) -> None:
+        self.listed = [str(c["conversation_id"]) for c in conversations]
+        if not conversations:
+            self.say("no conversations yet: /open NAME starts one")
+            return
+        rows = []
+        for n, c in enumerate(conversations, 1):
+            last = c.get("last_message")
+            text = ""
+            if last:
+                msg = f.Msg(conversation_id=str(last["conversation_id"]), seq=int(last["seq"]),
+                            sender=int(last["sender"]), client_msg_id=str(last["client_msg_id"]),
+                            ts=int(last["ts"]), body=dict(last["body"]))
+                text = f"{clock(msg.ts)} {self._line(msg)}"
+                text = text if len(text) <= 60 else text[:59] + "…"
+            rows.append((n, self.dir.convs[str(c["conversation_id"])].name, c.get("unread", 0), text))
+        self.say(table(("#", "CONVERSATION", "UNREAD", "LAST MESSAGE"), rows))
+
+    async def cmd_open(self, arg: str) -> None:
+        if not arg:
+            self.say("! usage: /open NAME | /open #GROUP_ID | /open N")
+            return
+        if arg.startswith("#"):
+            group_id = int(arg[1:]) if arg[1:].isdigit() else 0
+            group = next((g for g in await self.client.groups() if g["group_id"] == group_id), None)
+            if group is None:
+                self.say(f"! no group {arg} among yours")
+                return
+            conv = await self.dir.conv(str(group["conversation_id"]))
+            conv.name = f"#{group_id} {group['name']}"
+        elif arg.isdigit() and 1 <= int(arg) <= len(self.listed):
+            conv = await self.dir.conv(self.listed[int(arg) - 1])
+        elif len(arg.split()) > 1 or "," in arg:
+            self.say("! usage: /open NAME | /open #GROUP_ID | /open N")
+            return
+        else:
+            (peer,) = await self.dir.user_ids(arg)
+            conv = await self.dir.conv(direct_id(self.dir.me, peer))
+            conv.name = self.dir.name_of(peer)
+        await self._open(conv)
+
+    async def _open(self, conv: Conv, *, history: bool = True) -> None:
+        self.opened = opened = Opened(conv, delivered=conv.peer_delivered, read=conv.peer_read)
+        self.term.set_prompt(f"[{conv.name}]> ")
+        self.say(f"── {conv.name} ──")
+        if not history:
+            return
+        if not self.client.connected:
+            self.say("(not connected: /more shows the messages once the connection is back)")
+            opened.more = True
+            return
+        try:
+            page = await self.client.history(conv.conversation_id, limit=PAGE)
+        except RequestFailed as exc:
+            if exc.code != "conversation_not_found":
+                raise
+            self.say("(no messages yet)")
+            return
+        self._show_page(opened, page)
+        if not page.msgs:
+            self.say("(no messages yet)")
+
+    def _show_page(self, opened: Opened, page: f.Page) -> None:
+        for msg in page.msgs:
+            if msg.sender == self.dir.me:
+                opened.mine.add(msg.seq)
+            opened.last_seq = max(opened.last_seq, msg.seq)
+            self.say(f"  #{msg.seq} {clock(msg.ts)} {self._line(msg)}")
+        if page.msgs:
+            opened.oldest = page.msgs[0].seq
+        opened.more = page.more
+        if page.more:
+            self.say("  (older messages: /more)")
+
+    async def cmd_more(self, _: str) -> None:
+        opened = self.opened
+        if opened is None:
+            self.say("! no conversation is open")
+            return
+        if not opened.more:
+            self.say("(no older messages)")
+            return
+        page = await self.client.history(opened.conv.conversation_id, before=opened.oldest or None, limit=PAGE)
+        await self.dir.resolve(sorted({m.sender for m in page.msgs}))
+        self.say(f"── older messages of [{opened.conv.name}] ──")
+        self._show_page(opened, page)
+        if not page.more:
+            self.say("  (beginning of the conversation)")
+
+    async def cmd_who(self, _: str) -> None:
+        opened = self.opened
+        if opened is None:
+            self.say("! no conversation is open")
+            return
+        conv = opened.conv
+        if conv.kind == "group":
+            ids = [int(m["user_id"]) for m in await self.client.group_members(conv.group_id)]
+        else:
+            ids = [conv.peer_id]
+        ids = [i for i in ids if i != self.dir.me][:500]
+        seen = {int(p["user_id"]): p for p in await self.client.presence(ids)} if ids else {}
+        await self.dir.resolve(ids)
+        for user_id in ids:
+            p = seen.get(user_id)
+            if p is None:
+                self.say(f"? {self.dir.name_of(user_id)}: presence not shared with you")
+            elif p["online"]:
+                self.say(f"● {self.dir.name_of(user_id)} online")
+            else:
+                self.say(f"○ {self.dir.name_of(user_id)} offline, last seen {clock(int(p['last_seen']))}")
+
+    async def cmd_group(self, arg: str) -> None:
+        name, _, members = arg.rpartition(" ")
+        if not name.strip() or not members:
+            self.say("! usage: /group NAME user1,user2")
+            return
+        ids = await self.dir.user_ids(members)
+        group = await self.client.create_group(name.strip(), ids)
+        conv = Conv(str(group["conversation_id"]), f"#{group['group_id']} {group['name']}", "group",
+                    group_id=int(group["group_id"]))
+        self.dir.convs[conv.conversation_id] = conv
+        self.say(f"created group #{group['group_id']} {group['name']} ({group['member_count']} members)")
+        await self._open(conv, history=False)
+
+    async def cmd_add(self, arg: str) -> None:
+        opened = self.opened
+        if opened is None or opened.conv.kind != "group":
+            self.say("! open a group first: /open #GROUP_ID")
+            return
+        if not arg:
+            self.say("! usage: /add USER...")
+            return
+        group = await self.client.add_members(opened.conv.group_id, await self.dir.user_ids(arg))
+        self.say(f"added to [{opened.conv.name}]: now {group['member_count']} members")
+
+    async def cmd_read(self, _: str) -> None:
+        opened = self.opened
+        if opened is None or opened.last_seq == 0:
+            self.say("! nothing to mark read")
+            return
+        await self.client.mark_read(opened.conv.conversation_id, opened.last_seq)
+        self.say(f"marked read up to #{opened.last_seq}")
+
+
+# ---------------------------------------------------------------------------------------------------------- command
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("chat", help="terminal chat client")
+    p.add_argument("--url", default="http://127.0.0.1:8080", help="server base URL (default http://127.0.0.1:8080)")
+    p.add_argument("--username", required=True)
+    p.add_argument("--password", help="default: env PICA_PASSWORD, else asked for")
+    p.add_argument("--transport", choices=["ws", "ws-msgpack", "tcp"], default="ws")
+    p.add_argument("--tcp-port", type=int, default=8081, help="server TCP port for --transport tcp (default 8081)")
+
+
+def run(args: argparse.Namespace) -> int:
+    password = args.password or os.environ.get("PICA_PASSWORD")
+    if not password:
+        try:
+            password = getpass.getpass(f"password for {args.username}: ")
+        except (EOFError, KeyboardInterrupt):
+            print("pica: no password given", file=sys.stderr)
+            return 1
+    client = PicaClient(args.url, username=args.username, password=password, transport=args.transport,
+                        tcp_port=args.tcp_port, device=f"chat-{uuid.uuid4().hex[:8]}",
+                        backoff=Backoff(base=0.25, cap=5.0))  # someone is watching: retry at least every 5 s
+    try:
+        return asyncio.run(ChatApp(client, args.username).run(password))
+    except KeyboardInterrupt:  # Ctrl-C when stdin is not a terminal (on a terminal it arrives as a key)
+        return 130

@@ -1,0 +1,145 @@
+"""``pica user`` and ``pica group``: run as processes on the data directory of a running (or stopped) server."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+
+from pica.client import PicaConnection, PicaHttp, PicaHttpError, ServerClosed
+from pica.protocol.close_codes import CloseCode
+from tests.cli.conftest import pica
+from tests.conftest import PASSWORD, ServerProcess, start_server_process
+
+
+async def run(*args: str, data_dir: Path, stdin: str | None = None) -> tuple[int, str, str]:
+    done = await asyncio.to_thread(pica, *args, data_dir=data_dir, stdin=stdin)
+    return done.returncode, done.stdout, done.stderr
+
+
+async def test_user_create_list_ban(server: ServerProcess) -> None:
+    data = server.data_dir
+    assert await run("user", "create", "alice", "--password", PASSWORD, data_dir=data) == (
+        0, "created user alice (#1)\n", "")
+    code, out, _ = await run("user", "create", "Bob", data_dir=data, stdin=PASSWORD + "\n")  # piped password
+    assert (code, out) == (0, "created user bob (#2)\n")
+
+    for args, message in [
+        (("alice", "--password", PASSWORD), "pica: username 'alice' is taken"),
+        (("carol", "--password", "short"), "pica: password must have at least 8 characters"),
+        (("no way!", "--password", PASSWORD), "pica: a username is 3-32 characters"),
+    ]:
+        code, out, err = await run("user", "create", *args, data_dir=data)
+        assert code == 1 and out == "" and err.startswith(message), (args, err)
+
+    code, out, _ = await run("user", "list", data_dir=data)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["ID", "USERNAME", "CREATED", "STATUS"]
+    assert [line.split()[:2] + line.split()[-1:] for line in lines[1:]] == [
+        ["1", "alice", "active"], ["2", "bob", "active"]]
+    code, out, _ = await run("user", "list", "--limit", "1", data_dir=data)
+    assert "alice" in out and "bob" not in out and "(more: --after 1)" in out
+    code, out, _ = await run("user", "list", "--after", "1", data_dir=data)
+    assert "bob" in out and "alice" not in out
+
+    # A user logged in and connected before the ban...
+    async with PicaHttp(server.url) as http:
+        login = await http.login("alice", PASSWORD)
+    before = await PicaConnection.open(server.url, login.token)
+
+    code, out, _ = await run("user", "ban", "alice", data_dir=data)
+    assert code == 0 and out.startswith("banned alice (#1)")
+    code, out, _ = await run("user", "list", "--banned", data_dir=data)
+    assert "alice" in out and "banned" in out and "bob" not in out
+
+    async with PicaHttp(server.url) as http:
+        with pytest.raises(PicaHttpError) as refused:  # ... cannot log in,
+            await http.login("alice", PASSWORD)
+        assert (refused.value.status, refused.value.code) == (403, "banned")
+        with pytest.raises(PicaHttpError) as refused:  # ... their token is refused over HTTP,
+            await http.request("GET", "/v1/conversations", token=login.token)
+        assert (refused.value.status, refused.value.code) == (403, "banned")
+        with pytest.raises(PicaHttpError) as refused:  # ... and a wrong password still says only that.
+            await http.login("alice", "wrong password!")
+        assert refused.value.code == "invalid_credentials"
+    for transport in ("ws", "tcp"):  # ... and at connect,
+        with pytest.raises(ServerClosed) as closed:
+            await PicaConnection.open(server.url, login.token, transport=transport,  # type: ignore[arg-type]
+                                      tcp_port=server.tcp_port)
+        assert closed.value.code == CloseCode.AUTH_FAILED and "banned" in closed.value.reason
+    # ... and the connection opened before the ban is closed by the server's sweep.
+    async with asyncio.timeout(15):
+        while before.closed is None:
+            await asyncio.sleep(0.05)
+    assert before.closed.code == CloseCode.AUTH_FAILED
+    await before.close()
+
+    code, out, _ = await run("user", "ban", "alice", "--unban", data_dir=data)
+    assert (code, out) == (0, "unbanned alice (#1)\n")
+    async with PicaHttp(server.url) as http:
+        await http.login("alice", PASSWORD)
+        await http.request("GET", "/v1/conversations", token=login.token)  # the old token is good again
+
+    assert await run("user", "ban", "zed", data_dir=data) == (1, "", "pica: no user named 'zed'\n")
+
+
+async def test_groups_with_the_server_stopped(tmp_path: Path, server_process_factory: list[ServerProcess]) -> None:
+    data = tmp_path / "data"
+    for name in ("owner1", "member1", "member2", "member3"):  # a fresh data directory: no server ever ran
+        assert (await run("user", "create", name, "--password", PASSWORD, data_dir=data))[0] == 0
+
+    code, out, err = await run("group", "create", "book club", "--owner", "owner1", "--members", "member1,member2",
+                               data_dir=data)
+    assert (code, out, err) == (0, "created group #1 'book club': owner owner1, 3 members\n", "")
+    code, out, _ = await run("group", "add", "1", "member3", data_dir=data)
+    assert (code, out) == (0, "added member3 to group #1 'book club' (4 members)\n")
+    assert (await run("group", "create", "solo", "--owner", "member3", data_dir=data))[0] == 0
+
+    code, out, _ = await run("group", "list", data_dir=data)
+    rows = [line.split() for line in out.splitlines()]
+    assert rows[0] == ["ID", "NAME", "OWNER", "MEMBERS", "CREATED", "STATUS"]
+    assert [(r[0], r[-1]) for r in rows[1:]] == [("1", "active"), ("2", "active")]
+    assert re.search(r"^1\s+book club\s+owner1\s+4\s", out, re.M) and re.search(r"^2\s+solo\s+member3\s+1\s", out, re.M)
+    code, out, _ = await run("group", "list", "--user", "member1", data_dir=data)
+    assert code == 0 and "book club" in out and "solo" not in out
+
+    for args, message in [
+        (("create", "x", "--owner", "ghost"), "pica: no user named 'ghost'\n"),
+        (("create", "x", "--owner", "owner1", "--members", "member1,ghost"), "pica: no user named 'ghost'\n"),
+        (("create", " ", "--owner", "owner1"), "pica: a group name is 1-100 characters\n"),
+        (("add", "9", "member1"), "pica: no group #9\n"),
+        (("add", "1", "member1"), "pica: everyone named is a member already\n"),
+        (("add", "1", "ghost"), "pica: no user named 'ghost'\n"),
+        (("list", "--user", "ghost"), "pica: no user named 'ghost'\n"),
+    ]:
+        assert await run("group", *args, data_dir=data) == (1, "", message), args
+
+    # The server, started afterwards, serves what the commands stored.
+    sp = start_server_process(data)
+    server_process_factory.append(sp)
+    async with PicaHttp(sp.url) as http:
+        await http.login("member3", PASSWORD)
+        groups = await http.request("GET", "/v1/groups")
+        assert sorted((g["name"], g["member_count"]) for g in groups["groups"]) == [("book club", 4), ("solo", 1)]
+        history = await http.history("g:1")
+        events = [m["body"]["system"]["event"] for m in history["messages"]]
+        assert events == ["members_added"]  # member3 sees the timeline from their join on
+
+
+async def test_usage_and_setup_errors(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    code, _, err = await run("user", "list", data_dir=data)
+    assert code == 1 and err == f"pica: no Pica database at {data / 'pica.db'} (give --data-dir or --config)\n"
+    for args in (("user",), ("group", "add", "x", "someone"), ("user", "list", "--limit", "0"),
+                 ("group", "create", "x")):
+        assert (await run(*args, data_dir=data))[0] == 2, args
+    config = tmp_path / "pica.toml"
+    config.write_text('port = "not a number"\n')
+    code, _, err = await run("user", "list", "--config", str(config), data_dir=data)
+    assert code == 2 and err.startswith("pica: configuration error")
+    config.write_text(f'data_dir = "{data}"\n')  # the data directory from the configuration file, as for serve
+    assert (await asyncio.to_thread(pica, "user", "create", "viaconf", "--password", PASSWORD,
+                                    "--config", str(config))).returncode == 0
+    assert "viaconf" in (await run("user", "list", data_dir=data))[1]

@@ -1,0 +1,195 @@
+"""``pica chat`` in real pseudo-terminals against a real server process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+import pexpect
+
+from pica.client import PicaHttp
+from tests.cli.conftest import TIMEOUT, Chat, pica, register
+from tests.conftest import PASSWORD, ServerProcess
+
+
+def open_conversation(child: Chat, target: str) -> None:
+    child.sendline(f"/open {target}")
+    child.expect_exact(f"── {target} ──")
+
+
+def test_two_chats_message_typing_receipts_presence(server: ServerProcess, chat: Callable[..., Chat]) -> None:
+    register(server.url, "alice", "bob")
+    alice = chat(server.url, "alice", prompted=True)  # asked for with getpass
+    bob = chat(server.url, "bob", "--transport", "tcp", "--tcp-port", str(server.tcp_port))
+    alice.expect_exact("no conversations yet")
+    open_conversation(alice, "bob")
+    alice.expect_exact("(no messages yet)")
+    open_conversation(bob, "alice")
+    bob.expect_exact("(no messages yet)")
+
+    alice.sendline("hello bob")
+    alice.expect_exact("✓ sent #1")
+    bob.expect_exact("[alice] alice: hello bob")
+    alice.expect_exact("✓ delivered up to #1")  # bob's chat acknowledged it
+
+    # Typing: announced while the line is being typed, before Enter. The server passes one notice a second per
+    # conversation, and alice's first key (before the conversation existed) used this second's.
+    time.sleep(1.1)
+    alice.send("are you th")
+    bob.expect_exact("… alice is typing")
+    alice.send("ere?\r")
+    alice.expect_exact("✓ sent #2")
+    bob.expect_exact("[alice] alice: are you there?")
+
+    bob.sendline("/read")
+    bob.expect_exact("marked read up to #2")
+    alice.expect_exact("✓✓ read up to #2")
+    bob.sendline("yes! ünïcödé ✓")
+    alice.expect_exact("[bob] bob: yes! ünïcödé ✓")
+
+    alice.sendline("/who")
+    alice.expect_exact("● bob online")
+    alice.sendline("/list")
+    alice.expect(r"1\s+bob\s+1\s+\d\d:\d\d bob: yes!")  # one unread: bob's reply
+
+    bob.sendcontrol("d")  # end of input: leave with status 0
+    bob.expect(pexpect.EOF)
+    bob.close()
+    assert bob.exitstatus == 0
+    alice.expect_exact("○ bob offline")
+    alice.sendline("/quit")
+    alice.expect(pexpect.EOF)
+    alice.close()
+    assert alice.exitstatus == 0
+
+
+def test_more_pages_back_through_history(server: ServerProcess, chat: Callable[..., Chat]) -> None:
+    ids = register(server.url, "carol", "dave")
+
+    async def send_many() -> None:
+        async with PicaHttp(server.url) as http:
+            await http.login("carol", PASSWORD)
+            for n in range(1, 31):
+                await http.send(ids["dave"], uuid.uuid4().hex, {"text": f"message {n}"})
+
+    asyncio.run(send_many())
+    dave = chat(server.url, "dave", "--transport", "ws-msgpack")
+    dave.expect(r"1\s+carol\s+30\s+")  # the start-up list, with the unread count
+    dave.sendline("/open 1")
+    dave.expect_exact("── carol ──")
+    dave.expect_exact("#30 ")
+    dave.expect_exact("(older messages: /more)")
+    assert "#10 " not in dave.before
+    dave.sendline("/more")
+    dave.expect_exact("── older messages of [carol] ──")
+    dave.expect(r"#1 \d\d:\d\d carol: message 1\r?\n")
+    dave.expect_exact("#10 ")
+    dave.expect_exact("(beginning of the conversation)")
+    dave.sendline("/more")
+    dave.expect_exact("(no older messages)")
+    dave.sendline("/quit")
+    dave.expect(pexpect.EOF)
+
+
+def test_server_restart_reconnects_and_delivers(server: ServerProcess, chat: Callable[..., Chat],
+                                                restart: Callable[[ServerProcess], ServerProcess]) -> None:
+    register(server.url, "erin", "frank")
+    erin = chat(server.url, "erin")
+    frank = chat(server.url, "frank", "--transport", "tcp", "--tcp-port", str(server.tcp_port))
+    open_conversation(erin, "frank")
+    open_conversation(frank, "erin")
+    erin.sendline("before")
+    frank.expect_exact("[erin] erin: before")
+
+    server = restart(server)  # kill -9; up again on the same ports
+    erin.expect_exact("… reconnecting")
+    frank.expect_exact("… reconnecting")
+    erin.expect_exact("… connected")
+    frank.expect_exact("… connected")
+    erin.sendline("after the restart")
+    erin.expect_exact("✓ sent #2")
+    frank.expect_exact("[erin] erin: after the restart")
+    frank.sendline("welcome back")
+    erin.expect_exact("[frank] frank: welcome back")
+
+    # A line typed while the server is down is kept and sent once the connection is back.
+    server.kill9()
+    erin.expect_exact("… reconnecting")
+    erin.sendline("typed while down")
+    erin.expect_exact("it will be sent after the reconnection")
+    restart(server)
+    erin.expect_exact("… connected")
+    erin.expect_exact("✓ sent #4")
+    frank.expect_exact("[erin] erin: typed while down")
+
+
+def test_groups_in_chat(server: ServerProcess, chat: Callable[..., Chat]) -> None:
+    register(server.url, "gina", "hank", "ivan")
+    gina = chat(server.url, "gina")
+    hank = chat(server.url, "hank")
+    # Names are learnt from 1:1 conversations and contacts (the API has no user id -> name look-up): a sender
+    # hank shares neither with shows as user#ID.
+    open_conversation(gina, "hank")
+    gina.sendline("hi hank")
+    hank.expect_exact("[gina] gina: hi hank")
+    gina.sendline("/group book club hank")
+    gina.expect(r"created group #(\d+) book club \(2 members\)")
+    group_id = gina.match.group(1)
+    gina.expect_exact(f"[#{group_id} book club]> ")
+    hank.expect_exact(f'[#{group_id} book club] * gina created the group "book club" with gina, hank')
+    gina.sendline("/add ivan")
+    gina.expect_exact("now 3 members")
+    hank.expect(rf"\[#{group_id} book club\] \* gina added user#\d+\r\n")
+    hank.sendline(f"/open #{group_id}")
+    hank.expect_exact(f"── #{group_id} book club ──")
+    hank.sendline("chapter 3 tonight?")
+    hank.expect_exact("✓ sent #3")
+    gina.expect_exact(f"[#{group_id} book club] hank: chapter 3 tonight?")
+    gina.sendline("/add nobody_here")
+    gina.expect_exact("! no user named 'nobody_here'")
+    gina.sendline("/open #999")
+    gina.expect_exact("! no group #999 among yours")
+    gina.sendline("/frobnicate")
+    gina.expect_exact("! unknown command /frobnicate")
+    gina.sendline("/open two names")
+    gina.expect_exact("! usage: /open NAME")
+    gina.sendline("/help")
+    gina.expect_exact("/quit                 leave (also Ctrl-D)")
+    gina.sendline("//slash at the start")
+    gina.expect_exact("✓ sent #4")
+    hank.expect_exact(f"[#{group_id} book club] gina: /slash at the start")
+
+
+def test_piped_input_and_failures(server: ServerProcess) -> None:
+    register(server.url, "jack", "kate")
+    done = pica("chat", "--url", server.url, "--username", "jack", stdin="/open kate\nhi from a script\n",
+                env={"PICA_PASSWORD": PASSWORD})
+    assert done.returncode == 0, done.stderr
+    assert "✓ sent #1" in done.stdout
+    assert "\x1b" not in done.stdout  # no prompt redrawing when stdout is not a terminal
+
+    wrong = pica("chat", "--url", server.url, "--username", "jack", env={"PICA_PASSWORD": "not the password"})
+    assert wrong.returncode == 1
+    assert "pica: login failed" in wrong.stderr and "invalid_credentials" in wrong.stderr
+
+    down = pica("chat", "--url", "http://127.0.0.1:9", "--username", "jack", env={"PICA_PASSWORD": PASSWORD})
+    assert down.returncode == 1
+    assert "pica: cannot reach" in down.stderr
+
+    usage = pica("chat", "--url", server.url)
+    assert usage.returncode == 2
+
+
+def test_banned_user_is_cut_off(server: ServerProcess, chat: Callable[..., Chat]) -> None:
+    register(server.url, "lena", "mike")
+    lena = chat(server.url, "lena")
+    banned = pica("user", "ban", "lena", data_dir=server.data_dir)
+    assert banned.returncode == 0, banned.stderr
+    # The server's ban sweep closes her connection (4501); logging in again is refused: the chat gives up.
+    lena.expect_exact("pica: disconnected:", timeout=TIMEOUT)
+    lena.expect_exact("banned")
+    lena.expect(pexpect.EOF)
+    lena.close()
+    assert lena.exitstatus == 1
