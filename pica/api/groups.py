@@ -19,7 +19,8 @@ def group_json(g: GroupRecord) -> dict[str, Any]:
 
 
 def member_json(m: MemberRecord) -> dict[str, Any]:
-    return {"user_id": m.user_id, "role": m.role, "muted": m.muted, "joined_seq": m.joined_seq}
+    return {"user_id": m.user_id, "username": m.username, "role": m.role, "muted": m.muted,
+            "joined_seq": m.joined_seq}
 
 
 async def create_group(request: web.Request) -> web.Response:

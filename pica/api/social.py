@@ -19,6 +19,16 @@ async def find_user(request: web.Request) -> web.Response:
     return json_response({"user_id": user.user_id, "username": user.username})
 
 
+async def user_by_id(request: web.Request) -> web.Response:
+    """GET /v1/users/{user_id} -> {"user_id", "username"}: usernames are public handles, so any signed-in user may
+    turn an id (a group member, a message's sender) into a name."""
+    await caller(request)
+    user = await services(request).accounts.get(path_int(request, "user_id"))
+    if user is None:
+        raise UserNotFound()
+    return json_response({"user_id": user.user_id, "username": user.username})
+
+
 async def me(request: web.Request) -> web.Response:
     user_id = await caller(request)
     node = services(request)
@@ -103,6 +113,7 @@ async def presence(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/users", find_user)
+    app.router.add_get("/v1/users/{user_id}", user_by_id)
     app.router.add_get("/v1/me", me)
     app.router.add_patch("/v1/me", update_settings)
     app.router.add_get("/v1/contacts", contacts)

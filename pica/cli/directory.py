@@ -1,23 +1,18 @@
 """What ``pica chat`` knows by name: users (id -> username) and conversations (id -> display name, kind, peer).
 
-The API has no user id -> name look-up, so names are learnt where the server hands them out: the conversation list
-(1:1 peers), the contact list, and the usernames the user types. A sender known by none of these shows as
-``user#ID``.
+Names are learnt where the server hands them out (the conversation list, contacts, the usernames the user types) and
+otherwise asked for once per id (GET /v1/users/{id}); until the answer comes a sender shows as ``user#ID``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 import aiohttp
 
 from pica.client import PicaClient, PicaHttpError
-
-NAMES_REFRESH: Final = 10.0
-"""Least seconds between two look-ups of unknown user names."""
 
 
 @dataclass
@@ -63,7 +58,7 @@ class Directory:
         self.me = 0
         self.names: dict[int, str] = {}
         self.convs: dict[str, Conv] = {}
-        self._refreshed = 0.0
+        self._asked: set[int] = set()
 
     async def all_conversations(self) -> list[dict[str, Any]]:
         """Every conversation (the list is paged by last activity, ties by id), and learn the names it carries."""
@@ -101,14 +96,14 @@ class Directory:
         return self.names.get(user_id) or f"user#{user_id}"
 
     async def resolve(self, user_ids: list[int]) -> None:
-        """Learn the names of these users where we can: 1:1 peers and contacts (rate-limited)."""
-        if all(u in self.names for u in user_ids) or time.monotonic() - self._refreshed < NAMES_REFRESH:
-            return
-        self._refreshed = time.monotonic()
-        with contextlib.suppress(PicaHttpError, aiohttp.ClientError, OSError):
-            await self.all_conversations()
-            for contact in await self.client.contacts():
-                self.names[int(contact["user_id"])] = str(contact["username"])
+        """Learn the names of these users (GET /v1/users/{id}, once per unknown id)."""
+        for user_id in dict.fromkeys(user_ids):
+            if user_id in self.names or user_id in self._asked:
+                continue
+            self._asked.add(user_id)
+            with contextlib.suppress(PicaHttpError, aiohttp.ClientError, OSError):
+                user = await self.client.user(user_id)
+                self.names[user_id] = str(user["username"])
 
     async def conv(self, conversation_id: str) -> Conv:
         conv = self.convs.get(conversation_id)

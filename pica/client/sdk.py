@@ -384,6 +384,11 @@ class PicaClient:
         data = await self.http.request("GET", "/v1/search", params={"q": query, "conversation_id": conversation_id})
         return list(data["messages"])
 
+    async def user(self, user_id: int) -> dict[str, Any]:
+        """{"user_id", "username"} of a user id."""
+        data: dict[str, Any] = await self.http.request("GET", f"/v1/users/{user_id}")
+        return data
+
     async def find_user(self, username: str) -> int:
         data = await self.http.request("GET", "/v1/users", params={"username": username})
         return int(data["user_id"])

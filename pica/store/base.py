@@ -118,6 +118,7 @@ class MemberRecord:
     joined_seq: int
     delivered_seq: int
     read_seq: int
+    username: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,11 +235,11 @@ def list_groups(conn: sqlite3.Connection, user_id: int) -> list[GroupRecord]:
 def group_members(conn: sqlite3.Connection, user_id: int, group_id: int) -> list[MemberRecord]:
     group = get_group(conn, user_id, group_id)
     rows = conn.execute(
-        "SELECT user_id, role, muted, joined_seq, delivered_seq, read_seq FROM members"
-        " WHERE conversation_id = ? ORDER BY user_id",
+        "SELECT m.user_id, m.role, m.muted, m.joined_seq, m.delivered_seq, m.read_seq, u.username FROM members m"
+        " JOIN users u ON u.user_id = m.user_id WHERE m.conversation_id = ? ORDER BY m.user_id",
         (group.conversation_id,),
     ).fetchall()
-    return [MemberRecord(r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in rows]
+    return [MemberRecord(r[0], r[1], bool(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
 
 
 def members_with_version(conn: sqlite3.Connection, conversation_id: str) -> tuple[int, dict[int, int]]:

@@ -126,3 +126,18 @@ async def test_out_of_range_ids_are_refused_and_writes_go_on(node: Node) -> None
     assert (status, body["code"]) == (400, "bad_request")
     async with PicaHttp(node.url, token=alice.token) as http:
         assert (await http.send(bob.user_id, "second", {"text": "still writing"}))["seq"] == 2
+
+
+async def test_user_ids_turn_into_names(node: Node) -> None:
+    alice, bob = await new_user(node.url, "alice"), await new_user(node.url, "bob")
+    async with PicaHttp(node.url, token=alice.token) as http:
+        found = await http.request("GET", f"/v1/users/{bob.user_id}")
+        group = await http.request("POST", "/v1/groups", json={"name": "g", "members": [bob.user_id]})
+        members = await http.request("GET", f"/v1/groups/{group['group_id']}/members")
+        with pytest.raises(PicaHttpError) as missing:
+            await http.request("GET", "/v1/users/999999")
+    assert found["user_id"] == bob.user_id and found["username"].startswith("bob")
+    assert {m["user_id"]: m["username"] for m in members["members"]}[bob.user_id] == found["username"]
+    assert (missing.value.status, missing.value.code) == (404, "user_not_found")
+    status, body = await raw(node, "GET", f"/v1/users/{bob.user_id}")
+    assert (status, body["code"]) == (401, "unauthenticated")

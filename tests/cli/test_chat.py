@@ -129,8 +129,7 @@ def test_groups_in_chat(server: ServerProcess, chat: Callable[..., Chat]) -> Non
     register(server.url, "gina", "hank", "ivan")
     gina = chat(server.url, "gina")
     hank = chat(server.url, "hank")
-    # Names are learnt from 1:1 conversations and contacts (the API has no user id -> name look-up): a sender
-    # hank shares neither with shows as user#ID.
+    # hank shares no conversation or contact with ivan: the chat asks the server for the name (GET /v1/users/{id}).
     open_conversation(gina, "hank")
     gina.sendline("hi hank")
     hank.expect_exact("[gina] gina: hi hank")
@@ -141,7 +140,7 @@ def test_groups_in_chat(server: ServerProcess, chat: Callable[..., Chat]) -> Non
     hank.expect_exact(f'[#{group_id} book club] * gina created the group "book club" with gina, hank')
     gina.sendline("/add ivan")
     gina.expect_exact("now 3 members")
-    hank.expect(rf"\[#{group_id} book club\] \* gina added user#\d+\r\n")
+    hank.expect_exact(f"[#{group_id} book club] * gina added ivan\r\n")
     hank.sendline(f"/open #{group_id}")
     hank.expect_exact(f"── #{group_id} book club ──")
     hank.sendline("chapter 3 tonight?")

@@ -230,8 +230,8 @@ async def test_group_chat_recall_edit_and_reload(browser: Browser, server: Serve
     bob = await Person.open(browser, server.url, "bob")
     await alice.register()
     await bob.register()
-    carol, carol_id, carol_token = await http_user(server.url, "carol")
-    dave, dave_id, _ = await http_user(server.url, "dave")
+    carol, _, carol_token = await http_user(server.url, "carol")
+    dave, _, _ = await http_user(server.url, "dave")
 
     # Alice creates a group with Bob and Carol (Carol uses the HTTP API, not the page).
     page = alice.page
@@ -249,21 +249,21 @@ async def test_group_chat_recall_edit_and_reload(browser: Browser, server: Serve
     await bob.send("Chapter 3 tonight?")
     await alice.sees("Chapter 3 tonight?")
 
-    # Carol writes over HTTP; both pages get it live, under her user id as she shares no 1:1 with them.
+    # Carol writes over HTTP; both pages get it live and learn her name from GET /v1/users/{id}.
     async with PicaHttp(server.url, carol_token) as http:
         group = (await http.request("GET", "/v1/groups"))["groups"][0]
         await http.request("POST", "/v1/messages", json={
             "group_id": group["group_id"], "client_msg_id": "c1", "body": {"text": "Count me in"}})
     await alice.sees("Count me in")
     await bob.sees("Count me in")
-    await _expect(bob.message("Count me in")).to_contain_text(f"User {carol_id}")
+    await _expect(bob.message("Count me in")).to_contain_text(carol)
 
     # Alice adds Dave by username; everyone sees the notice.
     await page.get_by_test_id("add-member").click()
     await page.get_by_test_id("modal-field-usernames").fill(dave)
     await page.get_by_test_id("modal-submit").click()
     await _expect(page.get_by_test_id("notice").last).to_have_text(f"You added {dave}")
-    await _expect(bob.page.get_by_test_id("notice").last).to_contain_text(f"added User {dave_id}")
+    await _expect(bob.page.get_by_test_id("notice").last).to_contain_text(f"added {dave}")
     await _expect(page.get_by_test_id("chat-status")).to_have_text("4 members")
 
     # Edit: Bob sees the new text and "(edited)".
@@ -307,7 +307,7 @@ async def test_group_chat_recall_edit_and_reload(browser: Browser, server: Serve
         seqs = await person.seqs()
         assert seqs == sorted(set(seqs)), seqs
         await _expect(person.conversation("Book club").get_by_test_id("conv-preview")).to_have_text(
-            "You: See you all there" if person is alice else re.compile(r"^User \d+: See you all there$"))
+            "You: See you all there" if person is alice else f"{alice.name}: See you all there")
 
     # Bob leaves (over HTTP, with the page's own token): both pages show the notice; Bob's page closes the group.
     token = await bob.page.evaluate("JSON.parse(localStorage.getItem('pica.session')).token")

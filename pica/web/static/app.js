@@ -141,6 +141,14 @@ function logout(message = "") {
 function startApp() {
   store = new Store(session);
   store.onChange = render;
+  const asked = new Set();
+  store.resolveName = (userId) => {
+    if (asked.has(userId)) return;
+    asked.add(userId);
+    call(`/v1/users/${userId}`)
+      .then((user) => store && store.learnName(user.user_id, user.username))
+      .catch(() => {}); // stays "User N"; nothing else depends on it
+  };
   view.showApp(session);
   activeId = null;
   conn = new Connection({

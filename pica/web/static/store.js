@@ -101,8 +101,14 @@ export class Store {
 
   nameOf(userId, { you = true } = {}) {
     if (userId === this.me.user_id && you) return "You";
-    return this.names.get(userId) || `User ${userId}`;
+    const known = this.names.get(userId);
+    if (known) return known;
+    this.resolveName(userId); // asks the server once; learnName re-renders when the answer comes
+    return `User ${userId}`;
   }
+
+  // Replaced by the app with a lookup of GET /v1/users/{id}.
+  resolveName(_userId) {}
 
   // ------------------------------------------------------------------------------------------------ conversations
 
