@@ -635,6 +635,8 @@ async def test_group_list_details_and_members(node: Node) -> None:
                           "member_count"}
 
     listed = (await ok(node, bob, "GET", f"/v1/groups/{second['group_id']}/members"))["members"]
+    usernames = [m.pop("username") for m in listed]  # each member's handle (tests/api checks it matches the user)
+    assert all(isinstance(name, str) and name.startswith("u") for name in usernames)
     assert listed == sorted([
         {"user_id": bob.user_id, "role": "owner", "muted": False, "joined_seq": 0},
         {"user_id": carol.user_id, "role": "member", "muted": False, "joined_seq": 0},
