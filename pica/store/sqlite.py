@@ -108,7 +108,10 @@ class SqliteStore(Store):
     def __init__(self, path: Path, config: SqliteConfig | None = None) -> None:
         self.path = path
         self.config = config or SqliteConfig()
-        self._queue: queue.SimpleQueue[_WriteOp[Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_WriteOp[Any]] | None] = queue.SimpleQueue()
+        # Operations submitted during one turn of the event loop, handed to the writer together: one wake-up of
+        # the writer thread (and one GIL hand-over) per turn instead of one per message.
+        self._outgoing: list[_WriteOp[Any]] = []
         self._writer: threading.Thread | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -141,6 +144,7 @@ class SqliteStore(Store):
         if self._closed:
             return
         self._closed = True
+        self._handoff()
         self._queue.put(None)
         if self._writer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
@@ -171,19 +175,20 @@ class SqliteStore(Store):
             first = get()
             if first is None:
                 break
-            batch: list[_WriteOp[Any]] = [first]
-            while len(batch) < max_batch:
+            waiting: list[_WriteOp[Any]] = first
+            while len(waiting) < max_batch:
                 try:
-                    op = get_nowait()
+                    more = get_nowait()
                 except queue.Empty:
                     break
-                if op is None:
+                if more is None:
                     stopping = True
                     break
-                batch.append(op)
-            outcomes = self._run_batch(conn, batch)
-            with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
-                loop.call_soon_threadsafe(_resolve_batch, outcomes)
+                waiting.extend(more)
+            for start in range(0, len(waiting), max_batch):
+                outcomes = self._run_batch(conn, waiting[start : start + max_batch])
+                with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
+                    loop.call_soon_threadsafe(_resolve_batch, outcomes)
         conn.close()
 
     def _run_batch(
@@ -239,8 +244,15 @@ class SqliteStore(Store):
         loop = self._loop
         assert loop is not None, "store not opened"
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_WriteOp(fn, future))
+        if not self._outgoing:
+            loop.call_soon(self._handoff)
+        self._outgoing.append(_WriteOp(fn, future))
         return future
+
+    def _handoff(self) -> None:
+        if self._outgoing:
+            ops, self._outgoing = self._outgoing, []
+            self._queue.put(ops)
 
     # ------------------------------------------------------------------------------------------------ readers
 
