@@ -54,9 +54,10 @@ async def _serve(config: Config, ready_file: str | None) -> None:
 
     server = PicaServer(config)
     await server.start()
+    tcp = f"tcp {config.host}:{server.tcp_port}" if config.tcp_port >= 0 else "tcp off"
     print(
-        f"pica serving http://{config.host}:{server.http_port} (WebSocket /v1/ws), "
-        f"tcp {config.host}:{server.tcp_port}, data {config.data_dir}",
+        f"pica serving http://{config.host}:{server.http_port} (WebSocket /v1/ws, web chat at /), "
+        f"{tcp}, data {config.data_dir}",
         file=sys.stderr,
         flush=True,
     )

@@ -310,6 +310,7 @@ class Connection:
                 idle_timeout=limits.idle_timeout,
                 max_frame=limits.max_frame_bytes,
                 time=self.services.clock.now_ms(),
+                recall_window=limits.recall_window,
             )
         )
 

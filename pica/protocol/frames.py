@@ -143,6 +143,8 @@ class Ready(_Frame, tag="ready"):
     idle_timeout: float
     max_frame: int
     time: int
+    recall_window: float = 0.0
+    """Seconds after sending during which a message may be recalled (0: not announced)."""
 
 
 class Sent(_Frame, tag="sent"):

@@ -2,7 +2,7 @@
 // change. Protocol details live in protocol.js, state and ordering in store.js, drawing in ui.js.
 
 import { api, ApiError, Connection, Disconnected } from "./protocol.js";
-import { directId, isEvent, RECALL_WINDOW_MS, Store } from "./store.js";
+import { directId, isEvent, RECALL_WINDOW_MS, setRecallWindow, Store } from "./store.js";
 import { View } from "./ui.js";
 
 const SESSION_KEY = "pica.session";
@@ -203,6 +203,7 @@ async function call(path, options = {}) {
 // ------------------------------------------------------------------------------------------------ catching up
 
 async function onReady(ready) {
+  setRecallWindow(ready.recall_window);
   const myStore = store;
   if (!myStore) return;
   myStore.clockSkew = (Number(ready.time) || Date.now()) - Date.now();
@@ -236,7 +237,8 @@ async function refreshList() {
       listed.add(summary.conversation_id);
     }
     const last = data.conversations[data.conversations.length - 1];
-    if (!last || data.conversations.length < 100) {
+    if (!last) {
+      // Only an empty page ends the list: the server's page size is its own (limits.history_page_size).
       complete = true;
       break;
     }

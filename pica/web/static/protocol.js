@@ -53,7 +53,7 @@ export function wsUrl() {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`;
 }
 
-// Close codes (section 16): 4501/4502 need a new login; 4500, 4503, 4504 mean this client is wrong: retrying the same
+// Close codes (section 20): 4501/4502 need a new login; 4500, 4503, 4504 mean this client is wrong: retrying the same
 // way fails again. Everything else (4000-4499, 1000, 1006, 1009, ...) is reconnect-with-backoff.
 const AUTH_CLOSE = new Set([4501, 4502]);
 const FINAL_CLOSE = new Set([4500, 4503, 4504]);
@@ -224,7 +224,7 @@ export class Connection {
       this._dropped(1006, "connection silent");
       return;
     }
-    // Client duty (section 12): a frame at least every heartbeat, whatever the server sends us.
+    // Client duty (section 16): a frame at least every heartbeat, whatever the server sends us.
     if (now - this.lastSent >= this.heartbeatMs) this.send({ t: "ping", id: this.nextId++ });
     // Stayed READY for a heartbeat: the next drop starts the backoff over.
     if (this.attempt > 0 && now - this.readyAt >= this.heartbeatMs) this.attempt = 0;
@@ -271,7 +271,7 @@ export class Connection {
   }
 
   _scheduleReconnect() {
-    // Full jitter (section 18): uniform(0, min(cap, base * 2^attempt)).
+    // Full jitter (section 22): uniform(0, min(cap, base * 2^attempt)).
     const delay = Math.random() * Math.min(this.backoffCap, this.backoffBase * 2 ** Math.min(this.attempt, 20));
     this.attempt += 1;
     this.onStatus("reconnecting");

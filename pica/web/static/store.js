@@ -2,7 +2,12 @@
 // pica/client/cursors.py and docs/protocol.md 8.5), names, presence, typing, and the outbox of unacknowledged sends.
 // No DOM here: the store says what changed, ui.js draws it.
 
-export const RECALL_WINDOW_MS = 120000; // limits.recall_window default; the server has the last word
+// The server announces limits.recall_window in `ready`; a live binding, so importers see the update. The server
+// has the last word anyway: a late recall is refused.
+export let RECALL_WINDOW_MS = 120000;
+export function setRecallWindow(seconds) {
+  if (seconds > 0) RECALL_WINDOW_MS = seconds * 1000;
+}
 
 const NEW = "new";
 const DUPLICATE = "duplicate";
