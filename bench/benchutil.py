@@ -5,6 +5,7 @@ Imported as a sibling module (``python bench/chat.py`` puts ``bench/`` first on 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
@@ -40,18 +41,26 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> list[int]:
         self.ready_file.unlink(missing_ok=True)
         with self.log_file.open("ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+            # cwd: the log's directory, so that ``-m pica`` imports the pica on sys.path, not one in the caller's cwd
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                         cwd=self.log_file.parent, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log_file}")
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
             text = self.ready_file.read_text() if self.ready_file.exists() else ""
             if text.endswith("\n"):
                 self.ports = [int(p) for p in text.split()]
                 return self.ports
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"server not ready within {timeout} s; see {self.log_file}")
+        raise RuntimeError(f"server not ready within {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
 
     @property
     def pid(self) -> int:
@@ -76,6 +85,23 @@ class ServerProcess:
         self.stop()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to send SIGTERM when the benchmark dies, so no server is left behind."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that ``with``/``finally`` blocks stop servers and child processes."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 # --------------------------------------------------------------------------------------------------- sampling
 
 
@@ -98,6 +124,47 @@ def cpu_sample(pid: int) -> CpuSample:
     return CpuSample(time.monotonic(), times.user + times.system, main)
 
 
+def system_busy() -> float:
+    """CPU seconds all CPUs spent not idle since boot (user, system, irq, softirq, steal, ...)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """CPU use of some processes and of the whole machine at one moment."""
+
+    at: float
+    busy: float
+    procs: dict[int, CpuSample]
+
+    def cpu(self, later: Snapshot, pid: int) -> float:
+        """CPU seconds ``pid`` used between this snapshot and ``later``."""
+        return later.procs[pid].total - self.procs[pid].total
+
+    def foreign_pct(self, later: Snapshot) -> float:
+        """Percent of one CPU used by everything but the sampled processes (other programs, kernel threads):
+        a run is only clean when this stays small."""
+        own = sum(self.cpu(later, pid) for pid in self.procs)
+        return 100 * (later.busy - self.busy - own) / (later.at - self.at)
+
+
+def snapshot(pids: list[int]) -> Snapshot:
+    return Snapshot(time.monotonic(), system_busy(), {pid: cpu_sample(pid) for pid in pids})
+
+
+def wait_for_quiet(limit_pct: float = 10.0, max_wait: float = 60.0, step: float = 1.0) -> float:
+    """Wait (at most ``max_wait`` s) until the machine's whole CPU use over ``step`` s is under ``limit_pct`` percent of
+    one CPU, so that a run does not start while some other program is busy. Returns the last figure."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy0, at0 = system_busy(), time.monotonic()
+        time.sleep(step)
+        used = 100 * (system_busy() - busy0) / (time.monotonic() - at0)
+        if used < limit_pct or time.monotonic() >= deadline:
+            return used
+
+
 def rss(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
@@ -110,6 +177,16 @@ def settled_rss(pid: int, *, settle: float, samples: int = 5) -> int:
         values.append(rss(pid))
         time.sleep(0.2)
     return int(sorted(values)[len(values) // 2])
+
+
+def cpu_calibration_ms(n: int = 3_000_000) -> float:
+    """Milliseconds for a fixed pure-Python loop: how fast this (shared, virtual) CPU is right now. Runs of the
+    benchmarks are only comparable when this figure is similar."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i
+    return (time.perf_counter() - start) * 1000
 
 
 # --------------------------------------------------------------------------------------------------- statistics
@@ -170,7 +247,28 @@ def machine_info() -> dict[str, Any]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "os": platform.platform(),
+        "pica_revision": pica_revision(),
     }
+
+
+def pica_revision() -> str:
+    """Which pica the benchmark imports: the checkout's git commit (``+dirty`` when pica/ has uncommitted changes;
+    read-only git calls), or the directory it was imported from when that is not this checkout (a snapshot made
+    with ``git archive``, put first on PYTHONPATH)."""
+    import pica
+
+    repo = Path(__file__).resolve().parent.parent
+    source = Path(pica.__file__).resolve().parent.parent
+    if source != repo:
+        return f"snapshot {source}"
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", "pica"], capture_output=True,
+                               text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def write_json(path: str | None, data: dict[str, Any]) -> None:

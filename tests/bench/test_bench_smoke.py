@@ -1,0 +1,62 @@
+"""Smoke test of the benchmarks: each runs in its ``--quick`` form and prints its tables.
+
+It keeps the benchmark scripts from rotting as the server changes. It asserts nothing about timings: the figures
+of a tiny run on a shared CI machine mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+RUN_TIMEOUT = 45.0
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run_quick(script: str, json_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", "--json", str(json_path)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+
+
+def assert_ok(result: subprocess.CompletedProcess[str], headers: list[str]) -> None:
+    detail = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, f"exit {result.returncode}\n{detail}"
+    for header in headers:
+        assert header in result.stdout, f"missing {header!r} in:\n{result.stdout}"
+
+
+def test_chat_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "chat.json"
+    result = run_quick("chat.py", out)
+    assert_ok(
+        result,
+        [
+            "| phase | offered msg/s | acked msg/s | delivered msg/s |",
+            "| transport | connections |",
+            "| target | measured | met |",
+        ],
+    )
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert {r["phase"] for r in data["load"]} >= {"saturation"}
+    assert {r["transport"] for r in data["idle"]} == {"tcp", "ws"}
+
+
+def test_ws_libs_benchmark_quick(tmp_path: Path) -> None:
+    pytest.importorskip("picows")
+    pytest.importorskip("websockets")
+    out = tmp_path / "ws_libs.json"
+    result = run_quick("ws_libs.py", out)
+    assert_ok(result, ["| library | version | messages/s (median) |", "| library (ratio to aiohttp) |"])
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["lib"] for r in data["results"]] == ["aiohttp", "websockets", "picows"]
