@@ -138,8 +138,9 @@ class PicaServer:
         if self._ban_sweeper is not None:
             self._ban_sweeper.cancel()
         pending = [t for t in services.tasks if not t.done()]
-        if pending:  # request tasks and send futures: their commits, acks and deliveries
+        if pending:  # request tasks: their commits, replies and deliveries
             await asyncio.wait(pending, timeout=self.config.limits.shutdown_grace)
+        await services.wait_for_sends(self.config.limits.shutdown_grace)
         await asyncio.sleep(0)  # let the ack callbacks of the last commits run
         for conn in self.hub.connections():
             conn.close(CloseCode.SERVER_SHUTDOWN, "server shutting down")

@@ -100,8 +100,8 @@ async def _event(request: web.Request, kind: str) -> web.Response:
     text = body.get("text", "")
     if kind == "edit" and not isinstance(text, str):
         raise BadRequest("'text' must be a string")
-    ack = await services(request).chat.submit_event(kind, user_id, request.match_info["conversation_id"], seq,
-                                                     client_msg_id, text)
+    ack = await services(request).chat.event(kind, user_id, request.match_info["conversation_id"], seq,
+                                             client_msg_id, text)
     return json_response({"conversation_id": ack.conversation_id, "seq": ack.seq, "ts": ack.ts,
                           "client_msg_id": ack.client_msg_id, "duplicate": ack.duplicate})
 

@@ -39,7 +39,6 @@ from pica.store.base import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 __all__ = ["ChatService", "SendAck", "direct_conversation_id", "message_frame"]
 
@@ -53,32 +52,43 @@ class SendAck:
     duplicate: bool
 
 
-def _chain(source: asyncio.Future[T], on_result: Callable[[T], R]) -> asyncio.Future[R]:
-    """A future of ``on_result(result)``, run as a callback (no task) when ``source`` resolves. An exception in
-    ``on_result`` is logged and does not fail the result future only if it happens after the result is set."""
-    target: asyncio.Future[R] = source.get_loop().create_future()
+Reply = Callable[[SendAck | None, BaseException | None], None]
+"""Called once with the ack, or with the error, when a submitted write has committed (or failed)."""
+
+
+def _then(source: asyncio.Future[T], on_result: Callable[[T], SendAck], reply: Reply) -> None:
+    """Run ``on_result`` on the store's result as a callback (no task, no second future), then ``reply``."""
 
     def done(finished: asyncio.Future[T]) -> None:
         if finished.cancelled():
-            target.cancel()
+            reply(None, asyncio.CancelledError())
             return
         error = finished.exception()
         if error is not None:
-            if not target.done():
-                target.set_exception(error)
+            reply(None, error)
             return
         try:
-            value = on_result(finished.result())
+            ack = on_result(finished.result())
         except Exception as exc:  # pragma: no cover - defensive: on_result guards its own delivery
             log.exception("post-commit step failed")
-            if not target.done():
-                target.set_exception(exc)
+            reply(None, exc)
             return
-        if not target.done():
-            target.set_result(value)
+        reply(ack, None)
 
     source.add_done_callback(done)
-    return target
+
+
+def _resolving(future: asyncio.Future[SendAck]) -> Reply:
+    def reply(ack: SendAck | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            assert ack is not None
+            future.set_result(ack)
+
+    return reply
 
 
 class ChatService:
@@ -94,14 +104,16 @@ class ChatService:
 
     async def send(self, sender: int, client_msg_id: str, body: Any, *, to: int | None = None,
                    group_id: int | None = None, origin: object | None = None) -> SendAck:
-        return await self.submit(sender, client_msg_id, body, to=to, group_id=group_id, origin=origin)
+        acked: asyncio.Future[SendAck] = asyncio.get_running_loop().create_future()
+        self.submit(sender, client_msg_id, body, _resolving(acked), to=to, group_id=group_id, origin=origin)
+        return await acked
 
-    def submit(self, sender: int, client_msg_id: str, body: Any, *, to: int | None = None,
-               group_id: int | None = None, origin: object | None = None) -> asyncio.Future[SendAck]:
-        """Store and route a message to a user (``to``) or a group; the future resolves to the ack after the
-        durable commit. ``origin`` is the sending connection: it gets the ack, not a copy. Validation errors raise
-        here, synchronously. No task and no await before the store call: sends submitted in one order are
-        committed, delivered and acked in that order."""
+    def submit(self, sender: int, client_msg_id: str, body: Any, reply: Reply, *, to: int | None = None,
+               group_id: int | None = None, origin: object | None = None) -> None:
+        """Store and route a message to a user (``to``) or a group; ``reply`` gets the ack after the durable
+        commit. ``origin`` is the sending connection: it gets the ack, not a copy. Validation errors raise here,
+        synchronously. No task and no await before the store call: sends submitted in one order are committed,
+        delivered and acked in that order."""
         if (to is None) == (group_id is None):
             raise BadRequest("a message goes to exactly one of 'to' (a user) or 'group_id'")
         client_msg_id = check_client_msg_id(client_msg_id)
@@ -127,7 +139,7 @@ class ChatService:
                 self._route(conversation_id, result, frame, sender, to, origin)
             return SendAck(client_msg_id, result.conversation_id, result.seq, result.ts, result.duplicate)
 
-        return _chain(stored, committed)
+        _then(stored, committed, reply)
 
     def _route(self, conversation_id: str, result: AppendResult, frame: OutboundFrame, sender: int,
                to: int | None, origin: object | None) -> None:
@@ -143,8 +155,14 @@ class ChatService:
 
     # ------------------------------------------------------------------------------------------ recall, edit, delete
 
+    async def event(self, kind: str, user_id: int, conversation_id: str, seq: int, client_msg_id: str,
+                    text: str = "") -> SendAck:
+        acked: asyncio.Future[SendAck] = asyncio.get_running_loop().create_future()
+        self.submit_event(kind, user_id, conversation_id, seq, client_msg_id, _resolving(acked), text)
+        return await acked
+
     def submit_event(self, kind: str, user_id: int, conversation_id: str, seq: int, client_msg_id: str,
-                     text: str = "", origin: object | None = None) -> asyncio.Future[SendAck]:
+                     reply: Reply, text: str = "", origin: object | None = None) -> None:
         """Recall or edit message ``seq``: an event message appended to the conversation, delivered like one."""
         client_msg_id = check_client_msg_id(client_msg_id)
         if kind == "edit":
@@ -161,7 +179,7 @@ class ChatService:
                 self._route_record(record, result, user_id, origin)
             return SendAck(client_msg_id, result.conversation_id, result.seq, result.ts, result.duplicate)
 
-        return _chain(stored, committed)
+        _then(stored, committed, reply)
 
     def _route_record(self, record: MessageRecord, result: AppendResult, sender: int, origin: object | None) -> None:
         frame = OutboundFrame(message_frame(record))

@@ -13,9 +13,10 @@ import enum
 import logging
 import secrets
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from pica.core.chat import SendAck, message_frame
+from pica.core.chat import Reply, SendAck, message_frame
 from pica.errors import (
     BadRequest,
     FrameTooLarge,
@@ -187,8 +188,9 @@ class Connection:
     def _dispatch(self, frame: f.ClientFrame) -> None:
         chat = self.services.chat
         if isinstance(frame, f.Send):
-            self._submit(frame.id, frame.client_msg_id, lambda: chat.submit(
-                self.user_id, frame.client_msg_id, frame.body, to=frame.to, group_id=frame.group_id, origin=self))
+            self._submit(frame.id, lambda reply: chat.submit(
+                self.user_id, frame.client_msg_id, frame.body, reply, to=frame.to, group_id=frame.group_id,
+                origin=self))
         elif isinstance(frame, f.Recv):
             self._spawn(None, chat.mark_received(self.user_id, frame.conversation_id, frame.seq))
         elif isinstance(frame, f.Read):
@@ -199,8 +201,9 @@ class Connection:
                 self._spawn(None, chat.typing(self.user_id, frame.conversation_id))
         elif isinstance(frame, f.Recall | f.Edit):
             kind, text = ("recall", "") if isinstance(frame, f.Recall) else ("edit", frame.text)
-            self._submit(frame.id, frame.client_msg_id, lambda: chat.submit_event(
-                kind, self.user_id, frame.conversation_id, frame.seq, frame.client_msg_id, text, origin=self))
+            self._submit(frame.id, lambda reply: chat.submit_event(
+                kind, self.user_id, frame.conversation_id, frame.seq, frame.client_msg_id, reply, text,
+                origin=self))
         elif isinstance(frame, f.Delete):
             self._spawn(frame.id, self._done(frame.id, chat.delete_for_me(self.user_id, frame.conversation_id,
                                                                           frame.seq, origin=self)))
@@ -314,30 +317,26 @@ class Connection:
             )
         )
 
-    def _submit(self, ref: int | None, client_msg_id: str, submit: Callable[[], asyncio.Future[SendAck]]) -> None:
-        """The hot path: no task per message, a callback on the commit future writes the ack."""
+    def _submit(self, ref: int | None, submit: Callable[[Reply], None]) -> None:
+        """The hot path: no task per message; the commit callback writes the ack (or the error)."""
         try:
-            pending = submit()
+            submit(partial(self._sent, ref))
         except PicaError as exc:
             self.send_error(exc, ref)
             return
         self._begin_request()
-        self.services.track(pending)
-        pending.add_done_callback(lambda done: self._send_done(ref, done))
+        self.services.sends_started()
 
-    def _send_done(self, ref: int | None, done: asyncio.Future[SendAck]) -> None:
+    def _sent(self, ref: int | None, ack: SendAck | None, error: BaseException | None) -> None:
         self._end_request()
-        if done.cancelled():
-            self.send_error(InternalError("request cancelled"), ref)
-            return
-        error = done.exception()
-        if error is not None:
+        self.services.sends_finished()
+        if error is not None or ack is None:
             if not isinstance(error, PicaError):
-                log.error("send failed", exc_info=error, extra={"user_id": self.user_id})
+                if not isinstance(error, asyncio.CancelledError):
+                    log.error("send failed", exc_info=error, extra={"user_id": self.user_id})
                 error = InternalError("internal error")
             self.send_error(error, ref)
             return
-        ack = done.result()
         self.services.metrics.messages_acked += 1
         self.send(
             f.Sent(

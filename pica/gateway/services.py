@@ -40,6 +40,30 @@ class GatewayServices:
     """Request tasks and in-flight send futures: what a drain waits for."""
     accepting: bool = True
 
+    sends_in_flight: int = 0
+    """Socket sends submitted and not yet acked (they are callbacks, not tasks)."""
+    _sends_done: asyncio.Event | None = None
+
+    def sends_started(self) -> None:
+        self.sends_in_flight += 1
+
+    def sends_finished(self) -> None:
+        self.sends_in_flight -= 1
+        if self.sends_in_flight == 0 and self._sends_done is not None:
+            self._sends_done.set()
+
+    async def wait_for_sends(self, timeout: float) -> None:
+        """Until every submitted send has its ack (or the timeout passes): the drain's "finish pending commits"."""
+        if self.sends_in_flight == 0:
+            return
+        self._sends_done = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._sends_done.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._sends_done = None
+
     def track(self, task: asyncio.Future[Any]) -> None:
         """Keep a reference to a request task or send future until it finishes (and let shutdown wait for it)."""
         self.tasks.add(task)

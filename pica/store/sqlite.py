@@ -57,6 +57,8 @@ _BUSY_TIMEOUT_MS: Final = 10_000
 class _WriteOp(Generic[T]):
     fn: Callable[[sqlite3.Connection], T]
     future: asyncio.Future[T]
+    appends: bool = False
+    """A message append: its secondary rows may be deferred to the end of the batch (messages.Deferred)."""
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -112,6 +114,7 @@ class SqliteStore(Store):
         # Operations submitted during one turn of the event loop, handed to the writer together: one wake-up of
         # the writer thread (and one GIL hand-over) per turn instead of one per message.
         self._outgoing: list[_WriteOp[Any]] = []
+        self._deferred = messages.Deferred()  # used by the writer thread only
         self._writer: threading.Thread | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -217,8 +220,13 @@ class SqliteStore(Store):
         self, conn: sqlite3.Connection, batch: list[_WriteOp[Any]], *, isolate: bool
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        deferred = self._deferred
+        deferred.clear()
+        deferred.enabled = not isolate
         conn.execute("BEGIN IMMEDIATE")
         for op in batch:
+            if not op.appends:
+                deferred.flush(conn)
             if isolate:
                 conn.execute("SAVEPOINT op")
             try:
@@ -235,10 +243,11 @@ class SqliteStore(Store):
                 outcomes.append((op.future, result, None))
             if isolate:
                 conn.execute("RELEASE op")
+        deferred.flush(conn)
         conn.execute("COMMIT")
         return outcomes
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def _write(self, fn: Callable[[sqlite3.Connection], T], *, appends: bool = False) -> asyncio.Future[T]:
         if self._closed:
             raise StoreUnavailable("store is closed")
         loop = self._loop
@@ -246,7 +255,7 @@ class SqliteStore(Store):
         future: asyncio.Future[T] = loop.create_future()
         if not self._outgoing:
             loop.call_soon(self._handoff)
-        self._outgoing.append(_WriteOp(fn, future))
+        self._outgoing.append(_WriteOp(fn, future, appends))
         return future
 
     def _handoff(self) -> None:
@@ -318,10 +327,14 @@ class SqliteStore(Store):
     # ------------------------------------------------------------------------------------------------ messages
 
     def append_direct(self, request: DirectAppend) -> asyncio.Future[AppendResult]:
-        return self._write(lambda conn: messages.append_direct(conn, request, request.search_text))
+        deferred = self._deferred
+        return self._write(lambda conn: messages.append_direct(conn, request, request.search_text, deferred),
+                           appends=True)
 
     def append_group(self, request: GroupAppend) -> asyncio.Future[AppendResult]:
-        return self._write(lambda conn: messages.append_group(conn, request, request.search_text))
+        deferred = self._deferred
+        return self._write(lambda conn: messages.append_group(conn, request, request.search_text, deferred),
+                           appends=True)
 
     def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
         return self._write(lambda conn: messages.append_event(conn, request))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
@@ -65,25 +66,55 @@ def _dedup(conn: sqlite3.Connection, sender: int, client_msg_id: str) -> AppendR
     return None if row is None else AppendResult(row[0], row[1], row[2], duplicate=True)
 
 
+_FTS_INSERT: Final = "INSERT INTO messages_fts (text, conversation_id, seq) VALUES (?, ?, ?)"
+# Sending marks the conversation read (and received) up to the sender's own message; max() makes the order in which
+# deferred rows are applied irrelevant.
+_SENDER_READ: Final = (
+    "UPDATE members SET read_seq = max(read_seq, ?), delivered_seq = max(delivered_seq, ?)"
+    " WHERE conversation_id = ? AND user_id = ?"
+)
+
+
+@dataclass(slots=True)
+class Deferred:
+    """Secondary rows of the messages appended in one group commit (search index, sender's read cursor), written
+    with one executemany each just before the batch's COMMIT instead of one statement per message. The writer flushes
+    before any operation other than an append, so nothing ever reads them unwritten. Off while a batch is replayed
+    operation by operation (a rolled-back operation must not leave rows behind)."""
+
+    enabled: bool = False
+    fts: list[tuple[str, str, int]] = field(default_factory=list)
+    read: list[tuple[int, int, str, int]] = field(default_factory=list)
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        if self.fts:
+            conn.executemany(_FTS_INSERT, self.fts)
+            self.fts.clear()
+        if self.read:
+            conn.executemany(_SENDER_READ, self.read)
+            self.read.clear()
+
+    def clear(self) -> None:
+        self.fts.clear()
+        self.read.clear()
+
+
 def _insert(
     conn: sqlite3.Connection, conversation_id: str, seq: int, sender: int, client_msg_id: str, ts: int,
-    body: str, search_text: str,
+    body: str, search_text: str, deferred: Deferred | None = None,
 ) -> None:
     conn.execute(
         "INSERT INTO messages (conversation_id, seq, sender, client_msg_id, ts, body) VALUES (?, ?, ?, ?, ?, ?)",
         (conversation_id, seq, sender, client_msg_id, ts, body),
     )
+    if deferred is not None and deferred.enabled:
+        if search_text:
+            deferred.fts.append((search_text, conversation_id, seq))
+        deferred.read.append((seq, seq, conversation_id, sender))
+        return
     if search_text:
-        conn.execute(
-            "INSERT INTO messages_fts (text, conversation_id, seq) VALUES (?, ?, ?)",
-            (search_text, conversation_id, seq),
-        )
-    # Sending marks the conversation read (and received) up to the sender's own message.
-    conn.execute(
-        "UPDATE members SET read_seq = ?, delivered_seq = max(delivered_seq, ?)"
-        " WHERE conversation_id = ? AND user_id = ?",
-        (seq, seq, conversation_id, sender),
-    )
+        conn.execute(_FTS_INSERT, (search_text, conversation_id, seq))
+    conn.execute(_SENDER_READ, (seq, seq, conversation_id, sender))
 
 
 def _next_seq(conn: sqlite3.Connection, conversation_id: str, ts: int) -> int:
@@ -96,23 +127,25 @@ def _next_seq(conn: sqlite3.Connection, conversation_id: str, ts: int) -> int:
     return int(row[0])
 
 
-def append_direct(conn: sqlite3.Connection, request: DirectAppend, search_text: str) -> AppendResult:
+def append_direct(
+    conn: sqlite3.Connection, request: DirectAppend, search_text: str, deferred: Deferred | None = None
+) -> AppendResult:
     existing = _dedup(conn, request.sender, request.client_msg_id)
     if existing is not None:
         return existing
-    recipient = conn.execute("SELECT only_contacts FROM users WHERE user_id = ?", (request.recipient,)).fetchone()
+    # One statement for "does the recipient exist, and will they take a message from the sender?"
+    recipient = conn.execute(
+        "SELECT u.only_contacts,"
+        " EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.user_id AND b.blocked_id = ?2),"
+        " u.only_contacts AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.user_id = u.user_id"
+        " AND c.peer_id = ?2 AND c.state = 'accepted')"
+        " FROM users u WHERE u.user_id = ?1",
+        (request.recipient, request.sender),
+    ).fetchone()
     if recipient is None:
         raise UserNotFound(f"user {request.recipient} does not exist")
-    if request.sender != request.recipient:
-        blocked = conn.execute(
-            "SELECT 1 FROM blocks WHERE user_id = ? AND blocked_id = ?", (request.recipient, request.sender)
-        ).fetchone()
-        not_contact = recipient[0] and conn.execute(
-            "SELECT 1 FROM contacts WHERE user_id = ? AND peer_id = ? AND state = 'accepted'",
-            (request.recipient, request.sender),
-        ).fetchone() is None
-        if blocked or not_contact:
-            raise Forbidden(BLOCKED_MESSAGE)
+    if request.sender != request.recipient and (recipient[1] or recipient[2]):
+        raise Forbidden(BLOCKED_MESSAGE)
     (seq,) = conn.execute(
         "INSERT INTO conversations (conversation_id, kind, last_seq, last_ts, created_at)"
         " VALUES (?, 'direct', 1, ?, ?)"
@@ -126,11 +159,13 @@ def append_direct(conn: sqlite3.Connection, request: DirectAppend, search_text: 
             [(request.conversation_id, request.sender), (request.conversation_id, request.recipient)],
         )
     _insert(conn, request.conversation_id, seq, request.sender, request.client_msg_id, request.ts,
-            request.body_json.decode(), search_text)
+            request.body_json.decode(), search_text, deferred)
     return AppendResult(request.conversation_id, seq, request.ts, duplicate=False)
 
 
-def append_group(conn: sqlite3.Connection, request: GroupAppend, search_text: str) -> AppendResult:
+def append_group(
+    conn: sqlite3.Connection, request: GroupAppend, search_text: str, deferred: Deferred | None = None
+) -> AppendResult:
     existing = _dedup(conn, request.sender, request.client_msg_id)
     if existing is not None:
         return existing
@@ -149,7 +184,7 @@ def append_group(conn: sqlite3.Connection, request: GroupAppend, search_text: st
         raise Forbidden("you are muted in this group")
     seq = _next_seq(conn, request.conversation_id, request.ts)
     _insert(conn, request.conversation_id, seq, request.sender, request.client_msg_id, request.ts,
-            request.body_json.decode(), search_text)
+            request.body_json.decode(), search_text, deferred)
     return AppendResult(request.conversation_id, seq, request.ts, duplicate=False, members_version=version)
 
 
