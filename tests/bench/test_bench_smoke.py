@@ -60,3 +60,12 @@ def test_ws_libs_benchmark_quick(tmp_path: Path) -> None:
     assert_ok(result, ["| library | version | messages/s (median) |", "| library (ratio to aiohttp) |"])
     data = json.loads(out.read_text(encoding="utf-8"))
     assert [r["lib"] for r in data["results"]] == ["aiohttp", "websockets", "picows"]
+
+
+def test_group_fanout_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "fanout.json"
+    result = run_quick("group_fanout.py", out)
+    assert_ok(result, ["| phase | members connected | messages acked | deliveries | deliveries/s |"])
+    rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
+    # every connected member received every acked message, in both phases
+    assert all(row[3] == row[1] * row[2] for row in rows), rows
