@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -12,12 +13,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pica.app import PicaServer
-from pica.client import Login, PicaConnection, PicaHttp
+from pica.client import Login, PicaConnection, PicaHttp, PicaHttpError
 from pica.config import Config, LimitsConfig
+from pica.core.ports import SystemClock
 
 PASSWORD = "correct horse battery"
 
@@ -52,6 +55,31 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         yield Node(server)
     finally:
         await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def started(tmp_path: Path, clock: SystemClock | None = None, **limits: object) -> AsyncIterator[Node]:
+    """A node with some limits changed (and optionally another clock: the one port a test may swap)."""
+    server = PicaServer(make_config(tmp_path, **limits))
+    if clock is not None:
+        server.clock = clock
+    await server.start()
+    try:
+        yield Node(server)
+    finally:
+        await server.stop()
+
+
+async def api(node: Node, who: Login, method: str, path: str, **kwargs: Any) -> Any:
+    async with PicaHttp(node.url, token=who.token) as http:
+        return await http.request(method, path, **kwargs)
+
+
+async def api_error(node: Node, who: Login, method: str, path: str, **kwargs: Any) -> tuple[int, str]:
+    """(status, code) of a request that must fail."""
+    with pytest.raises(PicaHttpError) as failed:
+        await api(node, who, method, path, **kwargs)
+    return failed.value.status, failed.value.code
 
 
 async def new_user(url: str, prefix: str = "u") -> Login:

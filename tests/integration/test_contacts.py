@@ -13,20 +13,15 @@ import pytest
 from pica.client import Login, PicaConnection, PicaHttp, PicaHttpError
 from pica.client.connection import RequestFailed
 from pica.protocol import frames as f
-from tests.conftest import Node, connect, new_user
+from tests.conftest import Node, api, api_error, connect, new_user
 
 WAIT = 5.0  # upper bound for any single server reaction; the tests finish far sooner
 
 
-async def api(node: Node, who: Login, method: str, path: str, **kwargs: Any) -> Any:
-    async with PicaHttp(node.url, token=who.token) as http:
-        return await http.request(method, path, **kwargs)
 
 
-async def api_error(node: Node, who: Login, method: str, path: str, **kwargs: Any) -> tuple[int, str]:
-    with pytest.raises(PicaHttpError) as failed:
-        await api(node, who, method, path, **kwargs)
-    return failed.value.status, failed.value.code
+
+
 
 
 async def request_contact(node: Node, who: Login, peer: Login) -> str:

@@ -7,19 +7,16 @@ reads; delete-for-me hides a message for one user only and notes it in that user
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pica.app import PicaServer
-from pica.client import Login, PicaConnection, PicaHttp, PicaHttpError
+from pica.client import Login, PicaConnection
 from pica.client.connection import RequestFailed
 from pica.protocol import frames as f
-from tests.conftest import Node, connect, make_config, new_user
+from tests.conftest import Node, api, api_error, connect, new_user, started
 
 WAIT = 5.0  # upper bound for any single server reaction; the tests finish far sooner
 
@@ -27,25 +24,13 @@ WAIT = 5.0  # upper bound for any single server reaction; the tests finish far s
 # ------------------------------------------------------------------------------------------------- helpers
 
 
-@contextlib.asynccontextmanager
-async def started(tmp_path: Path, **limits: object) -> AsyncIterator[Node]:
-    server = PicaServer(make_config(tmp_path, **limits))
-    await server.start()
-    try:
-        yield Node(server)
-    finally:
-        await server.stop()
 
 
-async def api(node: Node, who: Login, method: str, path: str, **kwargs: Any) -> Any:
-    async with PicaHttp(node.url, token=who.token) as http:
-        return await http.request(method, path, **kwargs)
 
 
-async def api_error(node: Node, who: Login, method: str, path: str, **kwargs: Any) -> tuple[int, str]:
-    with pytest.raises(PicaHttpError) as failed:
-        await api(node, who, method, path, **kwargs)
-    return failed.value.status, failed.value.code
+
+
+
 
 
 async def refused(request: Any) -> str:

@@ -7,21 +7,18 @@ order, so once the pong is back, everything pushed to that connection before the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pica.app import PicaServer
-from pica.client import Login, PicaConnection, PicaHttp, PicaHttpError
+from pica.client import Login, PicaConnection
 from pica.client.connection import RequestFailed
 from pica.core.ports import SystemClock
 from pica.protocol import frames as f
 from pica.protocol.codec import Encoding, encode
-from tests.conftest import Node, connect, make_config, new_user
+from tests.conftest import Node, api, api_error, connect, new_user, started
 
 WAIT = 5.0  # upper bound for any single server reaction; the tests finish far sooner
 
@@ -39,27 +36,13 @@ class FrozenWallClock(SystemClock):
         return self._ms
 
 
-@contextlib.asynccontextmanager
-async def started(tmp_path: Path, clock: SystemClock | None = None, **limits: object) -> AsyncIterator[Node]:
-    server = PicaServer(make_config(tmp_path, **limits))
-    if clock is not None:
-        server.clock = clock  # the Clock port: the one thing a test may swap; everything else is real
-    await server.start()
-    try:
-        yield Node(server)
-    finally:
-        await server.stop()
 
 
-async def api(node: Node, who: Login, method: str, path: str, **kwargs: Any) -> Any:
-    async with PicaHttp(node.url, token=who.token) as http:
-        return await http.request(method, path, **kwargs)
 
 
-async def api_error(node: Node, who: Login, method: str, path: str, **kwargs: Any) -> tuple[int, str]:
-    with pytest.raises(PicaHttpError) as failed:
-        await api(node, who, method, path, **kwargs)
-    return failed.value.status, failed.value.code
+
+
+
 
 
 async def post(node: Node, sender: Login, text: str, *, to: Login | None = None,
