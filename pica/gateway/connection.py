@@ -51,6 +51,25 @@ class Connection:
 
     transport_name = "?"
 
+    # Slots: tens of thousands of these live per process; an instance dict would cost about 1 KiB each.
+    __slots__ = (
+        "__weakref__",
+        "_outbox",
+        "_paused",
+        "_typing",
+        "device",
+        "encoding",
+        "inflight",
+        "last_recv",
+        "last_send",
+        "opened_at",
+        "services",
+        "session_id",
+        "state",
+        "token_expires_at",
+        "user_id",
+    )
+
     def __init__(self, services: GatewayServices, encoding: Encoding) -> None:
         self.services = services
         self.encoding = encoding

@@ -24,6 +24,7 @@ SLOW_CONSUMER_LINGER = 2.0
 
 class TcpConnection(Connection, asyncio.Protocol):
     transport_name = "tcp"
+    __slots__ = ("_reader", "_transport")
 
     def __init__(self, services: GatewayServices) -> None:
         super().__init__(services, Encoding.MSGPACK)
