@@ -354,6 +354,17 @@ async def test_history_scroll_back_and_login(browser: Browser, server: ServerPro
     person.assert_no_errors()
 
 
+async def box_of(locator: Any) -> dict[str, float]:
+    """The element's box; the page re-renders live (names resolved, presence), so an element may be swapped for a
+    moment: ask again until it is there."""
+    for _ in range(50):
+        box = await locator.bounding_box()
+        if box is not None:
+            return dict(box)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{locator} has no box")
+
+
 async def test_phone_sized_screen(browser: Browser, server: ServerProcess) -> None:
     friend, friend_id, friend_token = await http_user(server.url, "friend")
     phone = await Person.open(browser, server.url, "phone", width=390, height=844)
@@ -370,16 +381,16 @@ async def test_phone_sized_screen(browser: Browser, server: ServerProcess) -> No
     badge = phone.conversation(friend).get_by_test_id("unread-badge")
     await _expect(badge).to_have_text("1")
     for widget in (badge, page.get_by_test_id("logout")):
-        box = await widget.bounding_box()
-        assert box is not None and box["x"] + box["width"] <= 390, box
+        box = await box_of(widget)
+        assert box["x"] + box["width"] <= 390, box
     await phone.open_conversation(friend)
     await _expect(page.get_by_test_id("conversation-list")).to_be_hidden()
     await _expect(page.get_by_test_id("back-button")).to_be_visible()
     await phone.sees("Are you on your phone?")
     await phone.send("Yes, and it fits the screen.")
     for widget in (page.get_by_test_id("composer-input"), page.get_by_test_id("send-button")):
-        box = await widget.bounding_box()
-        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, box
+        box = await box_of(widget)
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box
 
     async with PicaHttp(server.url, friend_token) as http:
         conversation = f"d:{min(me, friend_id)}:{max(me, friend_id)}"
