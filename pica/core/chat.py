@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-__all__ = ["ChatService", "SendAck", "direct_conversation_id", "message_frame"]
+__all__ = ["ChatService", "Reply", "SendAck"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from pica.core.chat import Reply, SendAck, message_frame
+from pica.core.chat import Reply, SendAck
+from pica.core.wire import message_frame
 from pica.errors import (
     BadRequest,
     FrameTooLarge,

@@ -328,12 +328,12 @@ class SqliteStore(Store):
 
     def append_direct(self, request: DirectAppend) -> asyncio.Future[AppendResult]:
         deferred = self._deferred
-        return self._write(lambda conn: messages.append_direct(conn, request, request.search_text, deferred),
+        return self._write(lambda conn: messages.append_direct(conn, request, deferred),
                            appends=True)
 
     def append_group(self, request: GroupAppend) -> asyncio.Future[AppendResult]:
         deferred = self._deferred
-        return self._write(lambda conn: messages.append_group(conn, request, request.search_text, deferred),
+        return self._write(lambda conn: messages.append_group(conn, request, deferred),
                            appends=True)
 
     def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:

@@ -127,9 +127,7 @@ def _next_seq(conn: sqlite3.Connection, conversation_id: str, ts: int) -> int:
     return int(row[0])
 
 
-def append_direct(
-    conn: sqlite3.Connection, request: DirectAppend, search_text: str, deferred: Deferred | None = None
-) -> AppendResult:
+def append_direct(conn: sqlite3.Connection, request: DirectAppend, deferred: Deferred | None = None) -> AppendResult:
     existing = _dedup(conn, request.sender, request.client_msg_id)
     if existing is not None:
         return existing
@@ -159,13 +157,11 @@ def append_direct(
             [(request.conversation_id, request.sender), (request.conversation_id, request.recipient)],
         )
     _insert(conn, request.conversation_id, seq, request.sender, request.client_msg_id, request.ts,
-            request.body_json.decode(), search_text, deferred)
+            request.body_json.decode(), request.search_text, deferred)
     return AppendResult(request.conversation_id, seq, request.ts, duplicate=False)
 
 
-def append_group(
-    conn: sqlite3.Connection, request: GroupAppend, search_text: str, deferred: Deferred | None = None
-) -> AppendResult:
+def append_group(conn: sqlite3.Connection, request: GroupAppend, deferred: Deferred | None = None) -> AppendResult:
     existing = _dedup(conn, request.sender, request.client_msg_id)
     if existing is not None:
         return existing
@@ -184,7 +180,7 @@ def append_group(
         raise Forbidden("you are muted in this group")
     seq = _next_seq(conn, request.conversation_id, request.ts)
     _insert(conn, request.conversation_id, seq, request.sender, request.client_msg_id, request.ts,
-            request.body_json.decode(), search_text, deferred)
+            request.body_json.decode(), request.search_text, deferred)
     return AppendResult(request.conversation_id, seq, request.ts, duplicate=False, members_version=version)
 
 
