@@ -9,7 +9,7 @@ import os
 import secrets
 import socket
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -20,16 +20,22 @@ from pica.core.chat import ChatService
 from pica.core.fanout import GroupFanout
 from pica.core.groups import GroupService
 from pica.core.passwords import PasswordHasher
-from pica.core.ports import SystemClock
+from pica.core.placement import NodeAddress
+from pica.core.ports import Delivery, GroupRouter, Presence, SystemClock
 from pica.core.social import SocialService
 from pica.core.tokens import TokenService
 from pica.errors import Banned, PicaError
 from pica.gateway.hub import Hub
 from pica.gateway.services import GatewayServices
 from pica.gateway.tcp import start_tcp_server
+from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
+from pica.protocol.outbound import OutboundFrame
 from pica.store.base import Store
-from pica.store.sqlite import SqliteStore
+from pica.store.factory import build_store
+
+if TYPE_CHECKING:
+    from pica.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +71,15 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
 class PicaServer:
     """One node. ``start()`` binds the listeners; ``http_port``/``tcp_port`` then hold the real ports."""
 
-    def __init__(self, config: Config, store: Store | None = None) -> None:
+    def __init__(self, config: Config, store: Store | None = None, *, reuse_port: bool = False) -> None:
         self.config = config
         self.node_id = config.node_id or f"{socket.gethostname()}-{os.getpid()}"
         self.clock = SystemClock()
-        self.store: Store = store or SqliteStore(Path(config.data_dir) / "pica.db", config.sqlite)
+        self.store: Store = store or build_store(config)
         self.hub = Hub()
+        self.reuse_port = reuse_port
+        """Workers of ``pica serve --workers N`` share the listening ports (SO_REUSEPORT)."""
+        self.cluster: Cluster | None = None
         self.http_port = 0
         self.tcp_port = 0
         self._runner: web.AppRunner | None = None
@@ -91,10 +100,28 @@ class PicaServer:
         )
         tokens = TokenService(token_secret(config), auth.token_ttl, auth.token_algorithm)
         accounts = AccountService(self.store, hasher, tokens, self.clock, auth)
-        fanout = GroupFanout(self.store, self.hub)
-        chat = ChatService(self.store, self.hub, self.clock, config.limits, fanout)
-        social = SocialService(self.store, self.hub, self.clock)
-        self.hub.add_presence_listener(social.on_presence_change)
+        # Bind first: the cluster registry advertises the real ports.
+        http_socket = bind_socket(config.host, config.port, reuse_port=self.reuse_port)
+        self.http_port = http_socket.getsockname()[1]
+        tcp_socket = None
+        if config.tcp_port >= 0:
+            tcp_socket = bind_socket(config.host, config.tcp_port, reuse_port=self.reuse_port)
+            self.tcp_port = tcp_socket.getsockname()[1]
+        delivery: Delivery = self.hub
+        presence: Presence = self.hub
+        fanout: GroupRouter
+        if config.cluster:
+            self.cluster = cluster = self._build_cluster()
+            delivery, presence, fanout = cluster.delivery, cluster.presence, cluster.fanout
+        else:
+            fanout = GroupFanout(self.store, self.hub)
+        chat = ChatService(self.store, delivery, self.clock, config.limits, fanout)
+        social = SocialService(self.store, delivery, self.clock, presence)
+        if self.cluster is not None:
+            self.cluster.set_presence_listener(social.on_presence_change)
+            self.cluster.on_resync = self._resync_clients
+        else:
+            self.hub.add_presence_listener(social.on_presence_change)
         self.services = services = GatewayServices(
             chat=chat,
             accounts=accounts,
@@ -104,15 +131,16 @@ class PicaServer:
             limits=config.limits,
             clock=self.clock,
             allowed_origins=config.allowed_origins,
+            live_nodes=self._live_nodes,
+            before_ready=self.cluster.before_ready if self.cluster is not None else None,
         )
+        if self.cluster is not None:
+            await self.cluster.start()
         self._runner = web.AppRunner(build_app(services), access_log=None, handle_signals=False)
         await self._runner.setup()
-        http_socket = bind_socket(config.host, config.port)
-        self.http_port = http_socket.getsockname()[1]
         await web.SockSite(self._runner, http_socket, backlog=4096).start()
-        if config.tcp_port >= 0:
-            self._tcp_server = await start_tcp_server(services, config.host, config.tcp_port)
-            self.tcp_port = self._tcp_server.sockets[0].getsockname()[1]
+        if tcp_socket is not None:
+            self._tcp_server = await start_tcp_server(services, sock=tcp_socket)
         limits = config.limits
         interval = max(0.05, min(5.0, limits.auth_timeout / 4, limits.heartbeat_interval / 4))
         self._sweeper = asyncio.get_running_loop().create_task(
@@ -121,8 +149,47 @@ class PicaServer:
         self._ban_sweeper = asyncio.get_running_loop().create_task(self._sweep_bans(interval))
         log.info(
             "pica node started",
-            extra={"node": self.node_id, "http_port": self.http_port, "tcp_port": self.tcp_port},
+            extra={"node": self.node_id, "http_port": self.http_port, "tcp_port": self.tcp_port,
+                   "cluster": bool(self.cluster)},
         )
+
+    def address(self) -> NodeAddress:
+        """How clients reach this node (``advertise_host``, or the bound host)."""
+        host = self.config.advertise_host or self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return NodeAddress(
+            node_id=self.node_id,
+            http=f"http://{host}:{self.http_port}",
+            ws=f"ws://{host}:{self.http_port}/v1/ws",
+            tcp=f"{host}:{self.tcp_port}" if self.config.tcp_port >= 0 else "",
+            connections=self.hub.connection_count,
+        )
+
+    def _build_cluster(self) -> Cluster:
+        from pica.cluster import Cluster, NodeInfo  # redis is imported only in cluster mode
+
+        me = self.address()
+        node = NodeInfo(node_id=me.node_id, http=me.http, ws=me.ws, tcp=me.tcp, connections=0,
+                        started_at=self.clock.now_ms())
+        return Cluster(self.config.cluster, self.config.redis, node, self.hub, self.store, self.clock)
+
+    async def _live_nodes(self) -> list[NodeAddress]:
+        if self.cluster is None:
+            return [self.address()]
+        return [
+            NodeAddress(n.node_id, n.http, n.ws, n.tcp, n.connections) for n in await self.cluster.live_nodes()
+        ]
+
+    def _resync_clients(self) -> None:
+        """The bus may have dropped frames for this node's clients: tell each to sync (they lose nothing acked)."""
+        frame = OutboundFrame(f.Resync(reason="cluster bus interrupted"))
+        count = 0
+        for conn in self.hub.connections():
+            if conn.user_id and not conn.closed:
+                conn.push(frame)
+                count += 1
+        log.warning("asked clients to resync", extra={"node": self.node_id, "clients": count})
 
     async def stop(self) -> None:
         """Drain: stop accepting, let in-flight requests (and so their commits) finish, tell every client to
@@ -150,6 +217,8 @@ class PicaServer:
         if self._runner is not None:
             await self._runner.cleanup()
         await services.social.drain()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.store.close()
         self.services = None
         log.info("pica node stopped", extra={"node": self.node_id})

@@ -93,6 +93,38 @@ class SqliteConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PostgresConfig:
+    schema: str = "public"
+    """Schema holding Pica's tables (one database can host several deployments, or one per test)."""
+    pool_size: int = 8
+    """Connections for reads and single writes (each node; PostgreSQL's max_connections bounds the cluster)."""
+    write_lanes: int = 4
+    """Connections that commit message appends, each in batches (group commit); a conversation always uses the same
+    lane, so its appends commit in the order they were submitted."""
+    max_batch: int = 256
+    """Most appends committed in one transaction by one lane."""
+    connect_timeout: float = 5.0
+    """Seconds to wait for a new connection."""
+    command_timeout: float = 10.0
+    """Seconds a statement may run before the request fails with a retryable error."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    prefix: str = "pica:"
+    """Prefix of every Redis key and channel (several deployments, or tests, can share one Redis)."""
+    heartbeat_interval: float = 1.0
+    """Seconds between a node's heartbeats in the node registry."""
+    node_ttl: float = 5.0
+    """Seconds without a heartbeat after which a node counts as dead (dropped from dispatch and presence)."""
+    outbox_size: int = 10_000
+    """Bus messages a node keeps while Redis is unreachable and publishes when it returns; beyond it they are dropped
+    and every node's clients are told to resync."""
+    timeout: float = 2.0
+    """Seconds a Redis command may take before the node treats Redis as unreachable."""
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "INFO"
     """Log level name."""
@@ -111,16 +143,34 @@ class Config:
     data_dir: Path = Path("pica-data")
     """Directory of the embedded SQLite database and the generated token secret."""
     node_id: str = ""
-    """Name of this node in logs and (later) the cluster; empty: ``<hostname>-<pid>``."""
+    """Name of this node in logs and the cluster registry; empty: ``<hostname>-<pid>``. Unique per node."""
+    store: str = ""
+    """Where messages are kept: empty (SQLite in ``data_dir``), ``sqlite:///path/to/file.db`` or
+    ``postgresql://user@host:port/database`` (cluster mode)."""
+    cluster: str = ""
+    """Redis URL (``redis://host:port/db``) of the cluster bus; empty: a single node with in-process delivery."""
+    workers: int = 1
+    """Processes sharing the listening ports (SO_REUSEPORT); more than 1 needs ``cluster``."""
+    advertise_host: str = ""
+    """Host name clients are told to connect to by ``GET /v1/gateway``; empty: ``host``."""
     allowed_origins: tuple[str, ...] = ()
     """WebSocket ``Origin`` values accepted at the handshake; empty accepts any (and requests without Origin)."""
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     sqlite: SqliteConfig = field(default_factory=SqliteConfig)
+    postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
-_SECTIONS: Final = {"limits": LimitsConfig, "auth": AuthConfig, "sqlite": SqliteConfig, "log": LogConfig}
+_SECTIONS: Final = {
+    "limits": LimitsConfig,
+    "auth": AuthConfig,
+    "sqlite": SqliteConfig,
+    "postgres": PostgresConfig,
+    "redis": RedisConfig,
+    "log": LogConfig,
+}
 
 
 def load_config(
@@ -195,7 +245,11 @@ def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> Non
 def _build(values: dict[str, dict[str, Any]]) -> Config:
     sections = {name: _construct(cls, values[name], name) for name, cls in _SECTIONS.items()}
     top: Config = _construct(Config, values[""], "", skip=set(_SECTIONS))
-    return dataclasses.replace(top, **sections)
+    config = dataclasses.replace(top, **sections)
+    if config.cluster and not config.auth.token_secret:
+        # Each node would otherwise generate its own secret and refuse the tokens the others issue.
+        raise ConfigError("auth.token_secret: cluster mode needs one secret shared by every node")
+    return config
 
 
 def _construct(cls: type[Any], raw: dict[str, Any], section: str, skip: set[str] | None = None) -> Any:
@@ -270,6 +324,16 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError(f"port: must be 0..65535, got {obj.port}")
         if not -1 <= obj.tcp_port <= 65535:
             raise ConfigError(f"tcp_port: must be -1..65535, got {obj.tcp_port}")
+        if obj.store and not obj.store.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ConfigError(f"store: expected sqlite:///path or postgresql://..., got {obj.store!r}")
+        if obj.cluster and not obj.cluster.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"cluster: expected a redis:// URL, got {obj.cluster!r}")
+        if obj.workers < 1:
+            raise ConfigError("workers: must be at least 1")
+        if obj.workers > 1 and not obj.cluster:
+            raise ConfigError("workers: more than 1 worker needs a cluster bus (cluster = redis://...)")
+        if obj.cluster and not obj.store.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("cluster: cluster mode needs a shared store (store = postgresql://...)")
     if isinstance(obj, LimitsConfig):
         for name in (
             "max_frame_bytes",
@@ -285,5 +349,11 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError("limits.idle_timeout: must be longer than limits.heartbeat_interval")
     if isinstance(obj, SqliteConfig) and obj.max_batch < 1:
         raise ConfigError("sqlite.max_batch: must be at least 1")
+    if isinstance(obj, PostgresConfig):
+        for name in ("pool_size", "write_lanes", "max_batch"):
+            if getattr(obj, name) < 1:
+                raise ConfigError(f"postgres.{name}: must be at least 1")
+    if isinstance(obj, RedisConfig) and obj.node_ttl <= obj.heartbeat_interval:
+        raise ConfigError("redis.node_ttl: must be longer than redis.heartbeat_interval")
     if isinstance(obj, AuthConfig) and obj.hash_concurrency < 1:
         raise ConfigError("auth.hash_concurrency: must be at least 1")

@@ -33,6 +33,17 @@ def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
         ({"PICA_LIMITS_MAX_FRAME_BYTES": "0"}, "limits.max_frame_bytes"),
         ({"PICA_SQLITE_SYNCHRONOUS": "sometimes"}, "sqlite.synchronous: expected one of FULL, NORMAL"),
         ({"PICA_LIMITS_IDLE_TIMEOUT": "5"}, "limits.idle_timeout"),
+        ({"PICA_STORE": "mysql://db"}, "store: expected sqlite:///path or postgresql://"),
+        ({"PICA_CLUSTER": "nats://bus"}, "cluster: expected a redis:// URL"),
+        ({"PICA_WORKERS": "0"}, "workers: must be at least 1"),
+        ({"PICA_WORKERS": "2"}, "workers: more than 1 worker needs a cluster bus"),
+        ({"PICA_CLUSTER": "redis://127.0.0.1:6379"}, "cluster: cluster mode needs a shared store"),
+        (
+            {"PICA_CLUSTER": "redis://127.0.0.1:6379", "PICA_STORE": "postgresql://127.0.0.1/pica"},
+            "auth.token_secret: cluster mode needs one secret shared by every node",
+        ),
+        ({"PICA_REDIS_NODE_TTL": "0.5"}, "redis.node_ttl: must be longer than redis.heartbeat_interval"),
+        ({"PICA_POSTGRES_WRITE_LANES": "0"}, "postgres.write_lanes: must be at least 1"),
     ],
 )
 def test_bad_values_name_their_key(env: dict[str, str], message: str) -> None:
@@ -52,3 +63,14 @@ def test_cli_rejects_bad_config_with_exit_2(capsys: pytest.CaptureFixture[str]) 
 
     assert main(["serve", "--port", "70000"]) == 2
     assert "port" in capsys.readouterr().err
+
+
+def test_cluster_mode_from_flags_env_and_file(tmp_path: Path) -> None:
+    toml = tmp_path / "pica.toml"
+    toml.write_text('store = "postgresql://pica@db:5432/pica"\n[postgres]\nwrite_lanes = 8\n[redis]\nprefix = "a:"\n')
+    env = {"PICA_AUTH_TOKEN_SECRET": "s" * 32, "PICA_REDIS_PREFIX": "b:"}
+    config = load_config(config_file=toml, env=env,
+                         overrides={"cluster": "redis://bus:6379/0", "node_id": "n7", "workers": 2})
+    assert (config.store, config.cluster, config.node_id, config.workers) == (
+        "postgresql://pica@db:5432/pica", "redis://bus:6379/0", "n7", 2)
+    assert (config.postgres.write_lanes, config.redis.prefix) == (8, "b:")

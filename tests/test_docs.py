@@ -9,6 +9,7 @@ from pica import config
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = {"limits": config.LimitsConfig, "auth": config.AuthConfig, "sqlite": config.SqliteConfig,
+            "postgres": config.PostgresConfig, "redis": config.RedisConfig,
             "log": config.LogConfig}
 
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from pica.api import groups, messages, social
+from pica.api import dispatch, groups, messages, social
 from pica.api.common import error_response, json_body, json_response, services
 from pica.errors import BadRequest, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, PicaError
 from pica.gateway.services import GatewayServices
@@ -93,5 +93,6 @@ def build_app(node: GatewayServices) -> web.Application:
     messages.add_routes(app)
     groups.add_routes(app)
     social.add_routes(app)
+    dispatch.add_routes(app)
     add_chat_page_routes(app)  # the web chat page: / and /static/<name>
     return app

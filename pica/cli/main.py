@@ -14,6 +14,7 @@ from typing import Any
 
 from pica.cli import admin, chat
 from pica.config import Config, ConfigError, load_config
+from pica.errors import PicaError
 from pica.logs import configure
 
 log = logging.getLogger("pica")
@@ -31,6 +32,24 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--log-format", choices=["text", "json"], help="log line format (default text)")
     p.add_argument("--synchronous", choices=["FULL", "NORMAL"], help="SQLite durability (default FULL)")
     p.add_argument("--ready-file", help="write 'http_port tcp_port' to this file once listening (for scripts)")
+    _store_arguments(p)
+    p.add_argument("--cluster", help="Redis URL of the cluster bus, e.g. redis://127.0.0.1:6379/0 (default: none)")
+    p.add_argument("--workers", type=int, help="processes sharing the ports via SO_REUSEPORT (default 1; >1 needs "
+                                               "--cluster)")
+    p.add_argument("--advertise-host", help="host name GET /v1/gateway gives clients (default: --host)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set by the --workers supervisor
+
+
+def _store_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", help="sqlite:///path/file.db or postgresql://user@host:port/db (default: SQLite in "
+                                   "--data-dir)")
+
+
+def _migrate_parser(sub: Any) -> None:
+    p = sub.add_parser("migrate", help="bring the store's schema up to date, then exit")
+    p.add_argument("--config", help="TOML configuration file (env: PICA_CONFIG)")
+    p.add_argument("--data-dir", help="directory of the embedded SQLite store (default ./pica-data)")
+    _store_arguments(p)
 
 
 def _config_from_args(args: argparse.Namespace) -> Config:
@@ -45,19 +64,33 @@ def _config_from_args(args: argparse.Namespace) -> Config:
             "log.level": args.log_level,
             "log.format": args.log_format,
             "sqlite.synchronous": args.synchronous,
+            "store": args.store,
+            "cluster": args.cluster,
+            "workers": args.workers,
+            "advertise_host": args.advertise_host,
         },
     )
 
 
-async def _serve(config: Config, ready_file: str | None) -> None:
+async def _migrate(config: Config) -> int:
+    from pica.store.factory import migrate_store
+
+    version = await migrate_store(config)
+    print(f"pica: store schema at version {version} ({config.store or config.data_dir})", file=sys.stderr)
+    return 0
+
+
+async def _serve(config: Config, ready_file: str | None, reuse_port: bool = False) -> None:
     from pica.app import PicaServer
 
-    server = PicaServer(config)
+    server = PicaServer(config, reuse_port=reuse_port)
     await server.start()
     tcp = f"tcp {config.host}:{server.tcp_port}" if config.tcp_port >= 0 else "tcp off"
+    store = config.store or f"sqlite in {config.data_dir}"
+    cluster = f", cluster {config.cluster} as {server.node_id}" if config.cluster else ""
     print(
         f"pica serving http://{config.host}:{server.http_port} (WebSocket /v1/ws, web chat at /), "
-        f"{tcp}, data {config.data_dir}",
+        f"{tcp}, store {_redact(store)}{cluster}",
         file=sys.stderr,
         flush=True,
     )
@@ -74,19 +107,30 @@ async def _serve(config: Config, ready_file: str | None) -> None:
     await server.stop()
 
 
-def _run(coro: Any) -> None:
+def _redact(url: str) -> str:
+    """A URL fit for a log line: any password replaced."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _run(coro: Any) -> Any:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pica", description="Pica instant-messaging server")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _migrate_parser(sub)
     chat.add_parser(sub)
     admin.add_parsers(sub)
     args = parser.parse_args(argv)
@@ -94,6 +138,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return chat.run(args)
     if args.command in ("user", "group"):
         return admin.run(args)
+    if args.command == "migrate":
+        try:
+            config = load_config(config_file=args.config, overrides={"store": args.store, "data_dir": args.data_dir})
+        except ConfigError as exc:
+            print(f"pica: configuration error: {exc}", file=sys.stderr)
+            return 2
+        configure(config.log.level, config.log.format)
+        try:
+            return int(_run(_migrate(config)))
+        except PicaError as exc:
+            print(f"pica: migration failed: {exc}", file=sys.stderr)
+            return 1
     if args.command == "serve":
         try:
             config = _config_from_args(args)
@@ -101,8 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"pica: configuration error: {exc}", file=sys.stderr)
             return 2
         configure(config.log.level, config.log.format)
+        if config.workers > 1 and not args.reuse_port:
+            from pica.cli.workers import supervise
+
+            return supervise(config, args)
         with contextlib.suppress(KeyboardInterrupt):
-            _run(_serve(config, args.ready_file))
+            _run(_serve(config, args.ready_file, args.reuse_port))
         return 0
     parser.error(f"unknown command {args.command}")
     return 2

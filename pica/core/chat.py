@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from pica.config import LimitsConfig
 from pica.core.fanout import GroupFanout
-from pica.core.ports import Clock, Delivery
+from pica.core.ports import Clock, Delivery, GroupRouter
 from pica.core.validation import check_client_msg_id, search_text, validate_body
 from pica.core.wire import message_frame
 from pica.errors import BadRequest, ConversationNotFound
@@ -93,12 +93,12 @@ def _resolving(future: asyncio.Future[SendAck]) -> Reply:
 
 class ChatService:
     def __init__(self, store: Store, delivery: Delivery, clock: Clock, limits: LimitsConfig,
-                 fanout: GroupFanout | None = None) -> None:
+                 fanout: GroupRouter | None = None) -> None:
         self._store = store
         self._delivery = delivery
         self._clock = clock
         self._limits = limits
-        self.fanout = fanout or GroupFanout(store, delivery)
+        self.fanout: GroupRouter = fanout or GroupFanout(store, delivery)
 
     # ------------------------------------------------------------------------------------------ sends
 

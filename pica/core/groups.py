@@ -4,8 +4,7 @@ transaction (against the state being changed); this service orders the fan-out c
 from __future__ import annotations
 
 from pica.config import LimitsConfig
-from pica.core.fanout import GroupFanout
-from pica.core.ports import Clock
+from pica.core.ports import Clock, GroupRouter
 from pica.errors import BadRequest
 from pica.store.base import GroupAction, GroupRecord, MemberRecord, Store
 
@@ -13,7 +12,7 @@ ACTIONS = frozenset({"add", "remove", "leave", "role", "transfer", "rename", "mu
 
 
 class GroupService:
-    def __init__(self, store: Store, fanout: GroupFanout, clock: Clock, limits: LimitsConfig) -> None:
+    def __init__(self, store: Store, fanout: GroupRouter, clock: Clock, limits: LimitsConfig) -> None:
         self._store = store
         self._fanout = fanout
         self._clock = clock

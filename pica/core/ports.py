@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pica.protocol.outbound import OutboundFrame
+
+if TYPE_CHECKING:
+    from pica.store.base import GroupChange
 
 
 class Delivery(Protocol):
@@ -18,7 +21,29 @@ class Delivery(Protocol):
     def deliver(self, user_ids: Iterable[int], frame: OutboundFrame, exclude: object | None = None) -> None:
         """``exclude`` is a connection key not to deliver to (the device that sent the message)."""
 
-    def is_online(self, user_id: int) -> bool: ...
+    def is_online(self, user_id: int) -> bool:
+        """Whether the user has a device connected to this node (the cluster-wide answer is ``Presence.online``)."""
+
+
+class Presence(Protocol):
+    """Who is online anywhere (on this node alone, or across the cluster)."""
+
+    async def online(self, user_ids: Iterable[int]) -> set[int]:
+        """The subset of ``user_ids`` with at least one device connected somewhere. Never raises: when the answer
+        cannot be had (the cluster bus is down) it falls back to what this node knows."""
+
+
+class GroupRouter(Protocol):
+    """Delivers a group's timeline frames to its members' devices (:class:`pica.core.fanout.GroupFanout` on one
+    node; the cluster's router also hands each frame to every other live node, whose own fan-out serves their
+    members)."""
+
+    def deliver(self, conversation_id: str, version: int, seq: int, frame: OutboundFrame,
+                exclude: object | None = None, also: tuple[int, ...] = ()) -> None: ...
+
+    def apply(self, change: GroupChange, exclude: object | None = None) -> None: ...
+
+    def members(self, conversation_id: str) -> Iterable[int] | None: ...
 
 
 class Clock(Protocol):

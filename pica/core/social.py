@@ -10,7 +10,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from pica.core.ports import Clock, Delivery
+from pica.core.ports import Clock, Delivery, Presence
 from pica.protocol import frames as f
 from pica.protocol.outbound import OutboundFrame
 from pica.store.base import ContactRecord, Store
@@ -28,9 +28,10 @@ class PresenceInfo:
 
 
 class SocialService:
-    def __init__(self, store: Store, delivery: Delivery, clock: Clock) -> None:
+    def __init__(self, store: Store, delivery: Delivery, clock: Clock, presence: Presence) -> None:
         self._store = store
         self._delivery = delivery
+        self._presence = presence
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -92,14 +93,15 @@ class SocialService:
             log.exception("presence announcement failed", extra={"user_id": user_id})
             return
         # Re-read the state: a flap (offline then online again) announces the state as it is now.
-        online = self._delivery.is_online(user_id)
+        online = user_id in await self._presence.online((user_id,))
         frame = f.Presence(user_id=user_id, online=online, last_seen=0 if online else now)
         self._delivery.deliver(audience, OutboundFrame(frame))
 
     async def presence(self, viewer: int, user_ids: list[int]) -> list[PresenceInfo]:
         """Presence of those users the viewer may see; the others are left out (no error, nothing leaked)."""
         records = await self._store.presence_of(viewer, user_ids)
-        return [PresenceInfo(r.user_id, self._delivery.is_online(r.user_id), r.last_seen) for r in records]
+        online = await self._presence.online(r.user_id for r in records)
+        return [PresenceInfo(r.user_id, r.user_id in online, r.last_seen) for r in records]
 
     async def drain(self) -> None:
         if self._tasks:

@@ -312,7 +312,15 @@ class Connection:
             return
         if self.state is State.CLOSED:
             return
+        if self.services.before_ready is not None:
+            await self.services.before_ready(claims.user_id)
+            if self.closed:  # the client left, or the node began to drain, while we waited
+                return
         self.accept(claims.user_id, device, claims.expires_at)
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
 
     def accept(self, user_id: int, device: str | None, token_expires_at: int) -> None:
         """Authentication succeeded: register with the hub and tell the client."""

@@ -78,6 +78,10 @@ class Hub:
     def is_online(self, user_id: int) -> bool:
         return user_id in self._by_user
 
+    async def online(self, user_ids: Iterable[int]) -> set[int]:
+        """:class:`pica.core.ports.Presence` for a single node."""
+        return {user_id for user_id in user_ids if user_id in self._by_user}
+
     def devices(self, user_id: int) -> int:
         return len(self._by_user.get(user_id, ()))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ from pica.config import LimitsConfig
 from pica.core.accounts import AccountService
 from pica.core.chat import ChatService
 from pica.core.groups import GroupService
+from pica.core.placement import NodeAddress
 from pica.core.ports import Clock
 from pica.core.social import SocialService
 from pica.gateway.hub import Hub
@@ -35,6 +37,11 @@ class GatewayServices:
     limits: LimitsConfig
     clock: Clock
     allowed_origins: tuple[str, ...] = ()
+    live_nodes: Callable[[], Awaitable[Sequence[NodeAddress]]] | None = None
+    """The nodes a client may be sent to by ``GET /v1/gateway`` (this node alone outside a cluster)."""
+    before_ready: Callable[[int], Awaitable[None]] | None = None
+    """Awaited after a connection authenticates and before its ``ready``: in a cluster, this node subscribes to the
+    user's bus channel, so that nothing committed after the client's first sync can miss it."""
     metrics: Metrics = field(default_factory=Metrics)
     tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     """Request tasks and in-flight send futures: what a drain waits for."""

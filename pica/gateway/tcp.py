@@ -96,10 +96,6 @@ class TcpConnection(Connection, asyncio.Protocol):
             self._transport.resume_reading()
 
 
-async def start_tcp_server(
-    services: GatewayServices, host: str, port: int, *, reuse_port: bool = False
-) -> asyncio.Server:
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: TcpConnection(services), host, port, reuse_port=reuse_port or None, backlog=4096
-    )
+async def start_tcp_server(services: GatewayServices, sock: socket.socket) -> asyncio.Server:
+    """Listen on an already bound socket (the composition root binds it, to learn the port and set SO_REUSEPORT)."""
+    return await asyncio.get_running_loop().create_server(lambda: TcpConnection(services), sock=sock, backlog=4096)

@@ -93,6 +93,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         raise Forbidden("origin not allowed")
     token = _bearer(request)
     claims = await services.accounts.authenticate(token) if token else None
+    if claims is not None and services.before_ready is not None:
+        await services.before_ready(claims.user_id)
     encoding = Encoding.MSGPACK if request.query.get("encoding") == "msgpack" else Encoding.JSON
 
     ws = web.WebSocketResponse(

@@ -227,6 +227,13 @@ class Error(_Frame, tag="error"):
     retryable: bool = False
 
 
+class Resync(_Frame, tag="resync"):
+    """Live frames may have been missed (the cluster bus was interrupted): sync every conversation now. Nothing
+    acked is lost; it is only not pushed."""
+
+    reason: str = ""
+
+
 class Close(_Frame, tag="close"):
     """Last frame before the server closes a TCP connection; on WebSocket the close frame carries the same code."""
 
@@ -236,13 +243,14 @@ class Close(_Frame, tag="close"):
 
 ClientFrame = Auth | Send | Recv | Read | Typing | Recall | Edit | Delete | Sync | History | Ping | Pong
 ServerFrame = (
-    Ready | Sent | Msg | Synced | Page | Receipt | Done | Presence | Contact | Typing | Error | Close | Ping | Pong
+    Ready | Sent | Msg | Synced | Page | Receipt | Done | Presence | Contact | Typing | Error | Resync | Close | Ping
+    | Pong
 )
 
 CLIENT_FRAME_TYPES: Final = frozenset(
     {"auth", "send", "recv", "read", "typing", "recall", "edit", "delete", "sync", "history", "ping", "pong"}
 )
 SERVER_FRAME_TYPES: Final = frozenset(
-    {"ready", "sent", "msg", "synced", "page", "receipt", "done", "presence", "contact", "typing", "error", "close",
-     "ping", "pong"}
+    {"ready", "sent", "msg", "synced", "page", "receipt", "done", "presence", "contact", "typing", "error", "resync",
+     "close", "ping", "pong"}
 )

@@ -333,6 +333,9 @@ function onFrame(frame) {
       return;
     case "contact":
       return; // contacts are not shown by this page yet
+    case "resync":
+      syncAll(); // the cluster bus was interrupted: live frames may be missing, the sync brings them
+      return;
     case "error":
       console.warn("server error", frame.code, frame.message);
       return;

@@ -1,0 +1,137 @@
+"""``pica serve --workers N``: N node processes sharing the listening ports through SO_REUSEPORT.
+
+The kernel spreads new connections over the workers; each worker is a full cluster node (its own event loop, store
+connections and bus subscription, named ``<node-id>-w<i>``), so messages between users on different workers cross
+the cluster bus exactly as between machines. This process only starts, watches and stops them: a worker that dies
+is started again (at most ``_MAX_RESTARTS`` per minute, then the whole group stops, since something is wrong that a
+restart will not fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pica.app import bind_socket
+from pica.config import Config
+
+log = logging.getLogger(__name__)
+
+_MAX_RESTARTS = 5
+_START_TIMEOUT = 60.0
+# serve flags handed on to every worker unchanged (ports, node id, workers and the ready file are set per worker)
+_PASSED_ON = ("config", "host", "data_dir", "log_level", "log_format", "synchronous", "store", "cluster",
+              "advertise_host")
+
+
+@dataclass
+class _Worker:
+    index: int
+    argv: list[str]
+    ready_file: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.ready_file.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(self.argv)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def _worker_argv(args: argparse.Namespace, port: int, tcp_port: int, node_id: str, ready: Path) -> list[str]:
+    argv = [sys.executable, "-m", "pica", "serve"]
+    for name in _PASSED_ON:
+        value = getattr(args, name, None)
+        if value is not None:
+            argv += ["--" + name.replace("_", "-"), str(value)]
+    return [*argv, "--port", str(port), "--tcp-port", str(tcp_port), "--node-id", node_id, "--workers", "1",
+            "--reuse-port", "--ready-file", str(ready)]
+
+
+def _reserve(host: str, port: int) -> tuple[int, socket.socket | None]:
+    """A fixed port is used as is; port 0 is resolved once here, so that every worker binds the same one."""
+    if port != 0:
+        return port, None
+    sock = bind_socket(host, 0, reuse_port=True)  # bound, never listening: it receives no connections
+    return sock.getsockname()[1], sock
+
+
+def supervise(config: Config, args: argparse.Namespace) -> int:
+    http_port, http_hold = _reserve(config.host, config.port)
+    tcp_port, tcp_hold = (config.tcp_port, None) if config.tcp_port < 0 else _reserve(config.host, config.tcp_port)
+    base = config.node_id or f"{socket.gethostname()}-{os.getpid()}"
+    folder = Path(tempfile.mkdtemp(prefix="pica-workers-"))
+    ready = [folder / f"ready-{i}" for i in range(config.workers)]
+    workers = [
+        _Worker(i, _worker_argv(args, http_port, tcp_port, f"{base}-w{i}", ready[i]), ready[i])
+        for i in range(config.workers)
+    ]
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + _START_TIMEOUT
+    while not all(w.ready_file.exists() and w.ready_file.read_text().strip() for w in workers):
+        if stopping or time.monotonic() > deadline or not all(w.alive() for w in workers):
+            log.error("workers did not all start; stopping")
+            _stop_all(workers, config.limits.shutdown_grace)
+            return 1
+        time.sleep(0.05)
+    for held in (http_hold, tcp_hold):
+        if held is not None:
+            held.close()
+    if args.ready_file:
+        Path(args.ready_file).write_text(f"{http_port} {tcp_port}\n", encoding="utf-8")
+    print(f"pica: {len(workers)} workers serving http://{config.host}:{http_port}, tcp {tcp_port}", file=sys.stderr,
+          flush=True)
+    status = 0
+    while not stopping:
+        time.sleep(0.2)
+        for worker in workers:
+            if stopping or worker.alive():
+                continue
+            code = worker.proc.returncode if worker.proc is not None else None
+            now = time.monotonic()
+            worker.restarts = [t for t in worker.restarts if now - t < 60] + [now]
+            if len(worker.restarts) > _MAX_RESTARTS:
+                log.error("worker keeps dying; stopping all", extra={"worker": worker.index, "exit_code": code})
+                stopping, status = True, 1
+                break
+            log.warning("worker exited; starting it again", extra={"worker": worker.index, "exit_code": code})
+            worker.start()
+    _stop_all(workers, config.limits.shutdown_grace)
+    return status
+
+
+def _stop_all(workers: list[_Worker], grace: float) -> None:
+    """SIGTERM (each worker drains), then SIGKILL whatever is still running after the grace period."""
+    for worker in workers:
+        if worker.alive():
+            assert worker.proc is not None
+            worker.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace + 10
+    for worker in workers:
+        if worker.proc is None:
+            continue
+        try:
+            worker.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            worker.proc.kill()
+            worker.proc.wait()

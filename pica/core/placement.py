@@ -1,0 +1,39 @@
+"""Which node a client should connect to: rendezvous (highest-random-weight) hashing of the user id over the live
+nodes.
+
+Every node computes the same ranking from the same live set, so a user's devices land on one node (their messages
+to each other stay local) and, when a node joins or leaves, only the users whose first choice changed move: about
+1/N of them, not all. The whole ranking is returned so that a client whose first choice fails tries the next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAddress:
+    node_id: str
+    http: str
+    """Base URL of the HTTP API, e.g. ``http://10.0.0.5:8080``."""
+    ws: str
+    """WebSocket URL, e.g. ``ws://10.0.0.5:8080/v1/ws``."""
+    tcp: str
+    """``host:port`` of the framed TCP gateway; empty when it is off."""
+    connections: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {"node_id": self.node_id, "http": self.http, "ws": self.ws, "tcp": self.tcp,
+                "connections": self.connections}
+
+
+def _weight(node_id: str, user_id: int) -> int:
+    digest = hashlib.blake2b(f"{node_id}\x00{user_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def rank_nodes(user_id: int, nodes: Iterable[NodeAddress]) -> list[NodeAddress]:
+    """The nodes in the order this user should try them (ties, which need equal 64-bit hashes, by node id)."""
+    return sorted(nodes, key=lambda node: (-_weight(node.node_id, user_id), node.node_id))

@@ -1,0 +1,56 @@
+"""Builds the configured store from its URL: the embedded SQLite default, or PostgreSQL for cluster mode."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pica.config import Config, ConfigError
+from pica.store.base import Store
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def sqlite_path(config: Config) -> Path:
+    """``sqlite:///abs/path.db`` → /abs/path.db; ``sqlite://rel/path.db`` → rel/path.db; no URL → data_dir."""
+    if not config.store:
+        return Path(config.data_dir) / "pica.db"
+    path = config.store.removeprefix("sqlite://")
+    if not path:
+        raise ConfigError("store: a sqlite:// URL needs a file path")
+    return Path(path)
+
+
+def build_store(config: Config) -> Store:
+    if is_postgres(config.store):
+        from pica.store.postgres import PostgresStore  # asyncpg is imported only when it is used
+
+        return PostgresStore(config.store, config.postgres)
+    from pica.store.sqlite import SqliteStore
+
+    return SqliteStore(sqlite_path(config), config.sqlite)
+
+
+async def migrate_store(config: Config) -> int:
+    """Bring the configured store's schema up to date; returns its version."""
+    if is_postgres(config.store):
+        from pica.store.postgres import migrate
+
+        return await migrate(config.store, config.postgres)
+    return await asyncio.to_thread(_migrate_sqlite, sqlite_path(config))
+
+
+def _migrate_sqlite(path: Path) -> int:
+    import sqlite3
+
+    from pica.store.sqlite import migrate as migrate_sqlite
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        return migrate_sqlite(conn)
+    finally:
+        conn.close()

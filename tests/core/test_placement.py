@@ -1,0 +1,34 @@
+"""Dispatch ranking: every node agrees, a user's devices land together, and a node leaving moves only its users."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pica.core.placement import NodeAddress, rank_nodes
+
+
+def nodes(*names: str) -> list[NodeAddress]:
+    return [NodeAddress(n, f"http://{n}:8080", f"ws://{n}:8080/v1/ws", f"{n}:8081") for n in names]
+
+
+@given(st.integers(min_value=1, max_value=2**53), st.permutations(nodes("a", "b", "c", "d")))
+def test_ranking_does_not_depend_on_the_order_nodes_are_listed(user_id: int, listed: list[NodeAddress]) -> None:
+    assert rank_nodes(user_id, listed) == rank_nodes(user_id, nodes("a", "b", "c", "d"))
+
+
+def test_users_spread_evenly_over_nodes() -> None:
+    first = Counter(rank_nodes(user_id, nodes("a", "b", "c"))[0].node_id for user_id in range(1, 30_001))
+    assert set(first) == {"a", "b", "c"}
+    assert all(8_000 < count < 12_000 for count in first.values()), first
+
+
+def test_a_node_leaving_moves_only_its_own_users() -> None:
+    before = {u: rank_nodes(u, nodes("a", "b", "c"))[0].node_id for u in range(1, 5_001)}
+    after = {u: rank_nodes(u, nodes("a", "c"))[0].node_id for u in range(1, 5_001)}
+    moved = {u for u in before if before[u] != after[u]}
+    assert moved == {u for u in before if before[u] == "b"}
+    # and each moved user goes to the node that was their second choice
+    assert all(after[u] == rank_nodes(u, nodes("a", "b", "c"))[1].node_id for u in moved)
