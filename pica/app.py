@@ -133,6 +133,8 @@ class PicaServer:
             allowed_origins=config.allowed_origins,
             live_nodes=self._live_nodes,
             before_ready=self.cluster.before_ready if self.cluster is not None else None,
+            cluster_stats=self.cluster.stats if self.cluster is not None else None,
+            cluster_healthy=self._cluster_healthy if self.cluster is not None else None,
         )
         if self.cluster is not None:
             await self.cluster.start()
@@ -180,6 +182,9 @@ class PicaServer:
         return [
             NodeAddress(n.node_id, n.http, n.ws, n.tcp, n.connections) for n in await self.cluster.live_nodes()
         ]
+
+    def _cluster_healthy(self) -> bool:
+        return self.cluster is not None and self.cluster.healthy
 
     def _resync_clients(self) -> None:
         """The bus may have dropped frames for this node's clients: tell each to sync (they lose nothing acked)."""

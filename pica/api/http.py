@@ -48,8 +48,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def healthz(request: web.Request) -> web.Response:
-    if not services(request).accepting:
+    node = services(request)
+    if not node.accepting:
         return json_response({"status": "draining"}, status=503)
+    if node.cluster_healthy is not None:
+        # A node cut off from the bus still takes sends (the store is the record) and is still worth routing to,
+        # so it stays 200; the field is for monitoring.
+        return json_response({"status": "ok", "cluster": "ok" if node.cluster_healthy() else "degraded"})
     return json_response({"status": "ok"})
 
 
@@ -76,6 +81,17 @@ async def metrics(request: web.Request) -> web.Response:
         ("pica_messages_acked_total", "counter", m.messages_acked),
         ("pica_slow_consumers_total", "counter", m.slow_consumers),
     ]
+    if node.cluster_stats is not None:
+        stats = node.cluster_stats()
+        values += [
+            ("pica_cluster_live_nodes", "gauge", stats.get("live_nodes", 0)),
+            ("pica_cluster_outbox", "gauge", stats.get("outbox", 0)),
+            ("pica_cluster_published_total", "counter", stats.get("published", 0)),
+            ("pica_cluster_received_total", "counter", stats.get("received", 0)),
+            ("pica_cluster_dropped_total", "counter", stats.get("dropped", 0)),
+            ("pica_cluster_resyncs_total", "counter", stats.get("resyncs", 0)),
+            ("pica_cluster_presence_fallbacks_total", "counter", stats.get("presence_fallbacks", 0)),
+        ]
     lines = []
     for name, kind, value in values:
         lines += [f"# TYPE {name} {kind}", f"{name} {value}"]

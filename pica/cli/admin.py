@@ -15,7 +15,6 @@ import getpass
 import os
 import secrets
 import sys
-from pathlib import Path
 from typing import Any
 
 from pica.cli.render import stamp, table
@@ -27,7 +26,7 @@ from pica.core.tokens import TokenService
 from pica.core.validation import normalize_username
 from pica.errors import GroupNotFound, PicaError, UserNotFound
 from pica.store.base import GroupAction, GroupRecord, Store, UserRecord
-from pica.store.sqlite import SqliteStore
+from pica.store.factory import build_store, is_postgres, sqlite_path
 
 
 class AdminError(Exception):
@@ -51,6 +50,7 @@ def add_parsers(sub: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="TOML configuration file (env: PICA_CONFIG), as for 'pica serve'")
     common.add_argument("--data-dir", help="the node's data directory (default ./pica-data)")
+    common.add_argument("--store", help="the store's URL, as for 'pica serve' (default: SQLite in --data-dir)")
 
     user = sub.add_parser("user", help="manage accounts (directly in the store)")
     users = user.add_subparsers(dest="action", required=True)
@@ -83,7 +83,7 @@ def add_parsers(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(config_file=args.config, overrides={"data_dir": args.data_dir})
+        config = load_config(config_file=args.config, overrides={"data_dir": args.data_dir, "store": args.store})
     except ConfigError as exc:
         print(f"pica: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -113,11 +113,12 @@ def _password(args: argparse.Namespace) -> str:
 
 
 async def _dispatch(args: argparse.Namespace, config: Config, password: str) -> str:
-    path = Path(config.data_dir) / "pica.db"
     creating = (args.command, args.action) == ("user", "create")
-    if not creating and not path.exists():
-        raise AdminError(f"no Pica database at {path} (give --data-dir or --config)")
-    store = SqliteStore(path, config.sqlite)
+    if not is_postgres(config.store):
+        path = sqlite_path(config)
+        if not creating and not path.exists():
+            raise AdminError(f"no Pica database at {path} (give --data-dir, --store or --config)")
+    store = build_store(config)
     await store.open()
     try:
         if args.command == "user":

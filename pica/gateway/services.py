@@ -42,6 +42,9 @@ class GatewayServices:
     before_ready: Callable[[int], Awaitable[None]] | None = None
     """Awaited after a connection authenticates and before its ``ready``: in a cluster, this node subscribes to the
     user's bus channel, so that nothing committed after the client's first sync can miss it."""
+    cluster_stats: Callable[[], dict[str, int]] | None = None
+    """The cluster bus's counters and gauges for /metrics (None outside a cluster)."""
+    cluster_healthy: Callable[[], bool] | None = None
     metrics: Metrics = field(default_factory=Metrics)
     tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     """Request tasks and in-flight send futures: what a drain waits for."""

@@ -131,7 +131,7 @@ async def test_groups_with_the_server_stopped(tmp_path: Path, server_process_fac
 async def test_usage_and_setup_errors(tmp_path: Path) -> None:
     data = tmp_path / "data"
     code, _, err = await run("user", "list", data_dir=data)
-    assert code == 1 and err == f"pica: no Pica database at {data / 'pica.db'} (give --data-dir or --config)\n"
+    assert code == 1 and err == f"pica: no Pica database at {data / 'pica.db'} (give --data-dir, --store or --config)\n"
     for args in (("user",), ("group", "add", "x", "someone"), ("user", "list", "--limit", "0"),
                  ("group", "create", "x")):
         assert (await run(*args, data_dir=data))[0] == 2, args
