@@ -99,6 +99,7 @@ class ChatService:
         self._clock = clock
         self._limits = limits
         self.fanout: GroupRouter = fanout or GroupFanout(store, delivery)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------------------------------ sends
 
@@ -131,15 +132,40 @@ class ChatService:
             stored = self._store.append_group(GroupAppend(conversation_id, sender, client_msg_id, body_json, ts, words))
 
         def committed(result: AppendResult) -> SendAck:
-            if not result.duplicate:  # a duplicate was delivered the first time
+            if not result.duplicate:
                 frame = OutboundFrame(
                     f.Msg(conversation_id=conversation_id, seq=result.seq, sender=sender,
                           client_msg_id=client_msg_id, ts=result.ts, body=checked)
                 )
                 self._route(conversation_id, result, frame, sender, to, origin)
+            else:
+                self._push_again(conversation_id, result, sender, to, origin)
             return SendAck(client_msg_id, result.conversation_id, result.seq, result.ts, result.duplicate)
 
         _then(stored, committed, reply)
+
+    def _push_again(self, conversation_id: str, result: AppendResult, sender: int, to: int | None,
+                    origin: object | None) -> None:
+        """A re-sent id: push the stored message again. Usually the first push reached everyone and this one is
+        dropped by the clients as a duplicate (protocol 8.6); but when the first attempt committed and then failed
+        to answer (the database connection broke after COMMIT), nothing was pushed, and without this the peers'
+        open connections would see the message only at their next sync."""
+        task = asyncio.get_running_loop().create_task(
+            self._push_stored(conversation_id, result, sender, to, origin)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _push_stored(self, conversation_id: str, result: AppendResult, sender: int, to: int | None,
+                           origin: object | None) -> None:
+        try:
+            page = await self._store.history(sender, conversation_id, after=result.seq - 1, before=None, limit=1)
+        except Exception:
+            log.warning("could not re-read a re-sent message", exc_info=True,
+                        extra={"conversation_id": conversation_id, "seq": result.seq})
+            return
+        if page.messages and page.messages[0].seq == result.seq:
+            self._route(conversation_id, result, OutboundFrame(message_frame(page.messages[0])), sender, to, origin)
 
     def _route(self, conversation_id: str, result: AppendResult, frame: OutboundFrame, sender: int,
                to: int | None, origin: object | None) -> None:

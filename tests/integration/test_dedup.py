@@ -38,3 +38,19 @@ async def test_same_client_msg_id_from_two_users_are_two_messages(node: Node) ->
         http.token = bob.token
         b = await http.send(alice.user_id, "same", {"text": "from bob"})
     assert (a["seq"], b["seq"]) == (1, 2) and not a["duplicate"] and not b["duplicate"]
+
+
+async def test_a_resent_id_is_pushed_again_to_devices_that_missed_it(node: Node) -> None:
+    """The first attempt's answer (and push) can be lost after its commit, e.g. when the database connection breaks
+    right after COMMIT; the client's retry is then a duplicate, and the peer must still get the message live."""
+    alice, bob = await new_user(node.url), await new_user(node.url)
+    a = await connect(node.url, alice, "tcp", node.tcp_port)
+    async with a:
+        first = await a.send(bob.user_id, {"text": "did you get this?"}, client_msg_id="lost-answer")
+        b = await connect(node.url, bob)  # connected after the first push; it does not sync
+        async with b:
+            again = await a.send(bob.user_id, {"text": "did you get this?"}, client_msg_id="lost-answer")
+            assert again.duplicate and again.seq == first.seq
+            pushed = await b.next_message()
+            assert (pushed.seq, pushed.client_msg_id, pushed.body) == (first.seq, "lost-answer",
+                                                                      {"text": "did you get this?"})
