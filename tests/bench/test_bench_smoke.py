@@ -69,3 +69,14 @@ def test_group_fanout_benchmark_quick(tmp_path: Path) -> None:
     rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
     # every connected member received every acked message, in both phases
     assert all(row[3] == row[1] * row[2] for row in rows), rows
+
+
+async def test_postgres_store_benchmark_quick(tmp_path: Path) -> None:
+    from tests.store.conftest import connect_admin
+
+    await (await connect_admin()).close()  # skips, loudly, without PostgreSQL
+    out = tmp_path / "store_pg.json"
+    result = run_quick("store_pg.py", out)
+    assert_ok(result, ["msgs_per_s"])
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["messages"] > 0 and run["msgs_per_s"] > 0

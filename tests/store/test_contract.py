@@ -1,5 +1,6 @@
-"""The store contract. Every backend runs this suite: the fixture takes a factory per backend (SQLite today;
-PostgreSQL joins it with cluster mode)."""
+"""The store contract. Every backend runs this suite: the ``store`` fixture yields each backend in turn (SQLite in a
+temporary file; PostgreSQL in a schema of its own, see conftest.py). Tests that look inside one backend's files are
+named for it and take no ``store``."""
 
 from __future__ import annotations
 
@@ -8,23 +9,48 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pica.config import SqliteConfig
-from pica.errors import ConversationNotFound, PicaError, UsernameTaken, UserNotFound
-from pica.store.base import DirectAppend, Store
+from pica.errors import (
+    BadRequest,
+    ConversationNotFound,
+    Forbidden,
+    GroupNotFound,
+    MessageNotFound,
+    NotFound,
+    PicaError,
+    UsernameTaken,
+    UserNotFound,
+)
+from pica.store.base import (
+    DirectAppend,
+    EventAppend,
+    GroupAction,
+    GroupAppend,
+    MessageRecord,
+    Page,
+    PresenceRecord,
+    Store,
+)
 from pica.store.sqlite import SqliteStore
+from tests.store.conftest import pg_store, temporary_schema
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store = SqliteStore(tmp_path / "pica.db", SqliteConfig(max_batch=64))
-    await backend.open()
+    if request.param == "postgresql":
+        async with temporary_schema() as schema, pg_store(schema) as backend:
+            yield backend
+        return
+    sqlite = SqliteStore(tmp_path / "pica.db", SqliteConfig(max_batch=64))
+    await sqlite.open()
     try:
-        yield backend
+        yield sqlite
     finally:
-        await backend.close()
+        await sqlite.close()
 
 
 async def users(store: Store, *names: str) -> list[int]:
@@ -139,3 +165,605 @@ async def test_an_operation_failing_unexpectedly_fails_alone_and_the_store_goes_
     assert not isinstance(good, BaseException) and good.seq == 1
     assert isinstance(bad, PicaError)
     assert (await store.append_direct(msg("d:1:2", alice, bob, "after"))).seq == 2
+
+
+# ------------------------------------------------------------------------------------------------ more helpers
+
+
+def body(text: str) -> bytes:
+    return json.dumps({"text": text}).encode()
+
+
+def gmsg(conversation: str, sender: int, cmid: str, text: str = "hi", ts: int = 1, search: str | None = None
+         ) -> GroupAppend:
+    return GroupAppend(conversation, sender, cmid, body(text), ts, text if search is None else search)
+
+
+def smsg(conversation: str, sender: int, recipient: int, cmid: str, text: str, ts: int = 1) -> DirectAppend:
+    """A searchable 1:1 message."""
+    return DirectAppend(conversation, sender, recipient, cmid, body(text), ts, text)
+
+
+def action(kind: str, actor: int, group_id: int, ts: int = 5, **fields: Any) -> GroupAction:
+    return GroupAction(kind, actor, group_id, ts, **fields)
+
+
+async def texts(page: Page | list[MessageRecord]) -> list[str]:
+    messages = page.messages if isinstance(page, Page) else page
+    return [str(m.body.get("text", m.body)) for m in messages]
+
+
+async def cursors_of(store: Store, user_id: int, conversation_id: str) -> dict[int, tuple[int, int]]:
+    return {m.user_id: (m.delivered_seq, m.read_seq) for m in await store.member_cursors(user_id, conversation_id)}
+
+
+# ------------------------------------------------------------------------------------------------ accounts, admin
+
+
+async def test_users_list_in_pages_and_bans_show(store: Store) -> None:
+    ids = await users(store, "u1", "u2", "u3", "u4")
+    first = await store.list_users(2)
+    assert [u.user_id for u in first] == ids[:2]
+    assert [u.user_id for u in await store.list_users(10, after_id=first[-1].user_id)] == ids[2:]
+    await store.set_banned(ids[1], True)
+    await store.set_banned(ids[3], True)
+    assert [u.username for u in await store.list_users(10, banned_only=True)] == ["u2", "u4"]
+    await store.set_banned(ids[3], False)
+    record = await store.get_user(ids[1])
+    assert record is not None and record.banned and record.username == "u2" and record.password_hash == "hash"
+    assert [u.user_id for u in await store.list_users(10, banned_only=True)] == [ids[1]]
+    with pytest.raises(UserNotFound):
+        await store.set_banned(ids[3] + 100, True)
+    assert await store.get_user_by_name("nobody") is None
+
+
+# ------------------------------------------------------------------------------------------------ 1:1 messages
+
+
+async def test_first_message_creates_the_conversation_and_marks_it_read_for_the_sender(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    assert await store.conversation_members("d:1:2") == []
+    first = await store.append_direct(msg("d:1:2", alice, bob, "a", ts=7))
+    assert (first.conversation_id, first.seq, first.ts, first.duplicate) == ("d:1:2", 1, 7, False)
+    assert await store.conversation_members("d:1:2") == [alice, bob]
+    await store.append_direct(msg("d:1:2", bob, alice, "b", ts=8))
+    assert await cursors_of(store, alice, "d:1:2") == {alice: (1, 1), bob: (2, 2)}
+    with pytest.raises(ConversationNotFound):
+        await store.member_cursors(999, "d:1:2")
+
+
+async def test_a_user_can_write_to_themself(store: Store) -> None:
+    (alice,) = await users(store, "alice")
+    result = await store.append_direct(msg("d:1:1", alice, alice, "note"))
+    assert result.seq == 1
+    assert await store.conversation_members("d:1:1") == [alice]
+    page = await store.history(alice, "d:1:1", after=None, before=None, limit=10)
+    assert await texts(page) == ["hi"]
+
+
+async def test_duplicates_are_per_sender_forever_and_across_conversations(store: Store) -> None:
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    first = await store.append_direct(msg("d:1:2", alice, bob, "same", ts=3))
+    again = await store.append_direct(msg("d:1:3", alice, carol, "same", ts=9))
+    assert (again.conversation_id, again.seq, again.ts, again.duplicate) == ("d:1:2", first.seq, 3, True)
+    assert await store.conversation_members("d:1:3") == []
+    other = await store.append_direct(msg("d:1:2", bob, alice, "same"))  # another sender may use the same id
+    assert (other.seq, other.duplicate) == (2, False)
+    both = await asyncio.gather(store.append_direct(msg("d:2:3", bob, carol, "twice")),
+                                store.append_direct(msg("d:2:3", bob, carol, "twice")))
+    assert [(r.seq, r.duplicate) for r in both] == [(1, False), (1, True)]
+
+
+async def test_blocked_senders_and_strangers_of_contacts_only_users_are_refused(store: Store) -> None:
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    await store.set_blocked(bob, alice, True, 1)
+    with pytest.raises(Forbidden, match="does not accept messages from you"):
+        await store.append_direct(msg("d:1:2", alice, bob, "a"))
+    assert await store.conversation_members("d:1:2") == []
+    assert (await store.append_direct(msg("d:2:3", bob, carol, "b"))).seq == 1  # the blocker still writes
+    await store.set_blocked(bob, alice, False, 2)
+    assert (await store.append_direct(msg("d:1:2", alice, bob, "c"))).seq == 1
+
+    await store.set_only_contacts(carol, True)
+    assert await store.get_only_contacts(carol) and not await store.get_only_contacts(alice)
+    with pytest.raises(Forbidden):
+        await store.append_direct(msg("d:1:3", alice, carol, "d"))
+    assert await store.contact_request(alice, carol, 3) == "outgoing"
+    with pytest.raises(Forbidden):  # a request is not enough
+        await store.append_direct(msg("d:1:3", alice, carol, "e"))
+    assert await store.contact_respond(carol, alice, True, 4) == "accepted"
+    assert (await store.append_direct(msg("d:1:3", alice, carol, "f"))).seq == 1
+
+
+async def test_bodies_round_trip_exactly(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    original = {"text": "héllo 🦜 \u0000 \\ \"q\" 'a'", "n": [1, -2.5, 9007199254740991, None, True],
+                "nested": {"k": {"deep": ["x", {}]}}, "empty": "", "zero": 0.0, "unicode_key_é": "\u2028"}
+    raw = json.dumps(original, ensure_ascii=False).encode()
+    await store.append_direct(DirectAppend("d:1:2", alice, bob, "b", raw, 1))
+    (message,) = (await store.history(bob, "d:1:2", after=None, before=None, limit=10)).messages
+    assert message.body == original
+    assert (message.sender, message.client_msg_id, message.ts) == (alice, "b", 1)
+
+
+# ------------------------------------------------------------------------------------------------ history, cursors
+
+
+async def test_history_pages_both_ways(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    for i in range(10):
+        await store.append_direct(msg("d:1:2", alice, bob, f"m{i}"))
+    newest = await store.history(bob, "d:1:2", after=None, before=None, limit=4)
+    assert ([m.seq for m in newest.messages], newest.more) == ([7, 8, 9, 10], True)
+    older = await store.history(bob, "d:1:2", after=None, before=7, limit=4)
+    assert ([m.seq for m in older.messages], older.more) == ([3, 4, 5, 6], True)
+    oldest = await store.history(bob, "d:1:2", after=None, before=3, limit=4)
+    assert ([m.seq for m in oldest.messages], oldest.more) == ([1, 2], False)
+    forward = await store.history(bob, "d:1:2", after=5, before=None, limit=3)
+    assert ([m.seq for m in forward.messages], forward.more) == ([6, 7, 8], True)
+    end = await store.history(bob, "d:1:2", after=8, before=None, limit=3)
+    assert ([m.seq for m in end.messages], end.more) == ([9, 10], False)
+    between = await store.history(bob, "d:1:2", after=2, before=6, limit=10)
+    assert [m.seq for m in between.messages] == [3, 4, 5]
+
+
+async def test_read_cursor_moves_forward_clamped_and_carries_delivered(store: Store) -> None:
+    alice, bob, eve = await users(store, "alice", "bob", "eve")
+    for i in range(4):
+        await store.append_direct(msg("d:1:2", alice, bob, f"m{i}"))
+    assert await store.mark_read(bob, "d:1:2", 2) == 2
+    assert await cursors_of(store, bob, "d:1:2") == {alice: (4, 4), bob: (2, 2)}
+    assert await store.mark_read(bob, "d:1:2", 1) is None
+    assert await store.mark_delivered(bob, "d:1:2", 3) == 3
+    assert await store.mark_read(bob, "d:1:2", 99) == 4
+    assert await store.mark_read(bob, "d:1:2", 99) is None
+    assert await cursors_of(store, bob, "d:1:2") == {alice: (4, 4), bob: (4, 4)}
+    with pytest.raises(ConversationNotFound):
+        await store.mark_read(eve, "d:1:2", 1)
+    (summary,) = await store.list_conversations(bob, limit=10, before_ts=None)
+    assert summary.unread == 0
+
+
+# ------------------------------------------------------------------------------------------------ conversation list
+
+
+async def test_conversation_list_is_newest_first_with_peer_and_last_message(store: Store) -> None:
+    alice, bob, carol, dan = await users(store, "alice", "bob", "carol", "dan")
+    await store.append_direct(msg("d:1:2", alice, bob, "a", "to bob", ts=10))
+    await store.append_direct(msg("d:1:3", carol, alice, "b", "from carol", ts=30))
+    await store.append_direct(msg("d:1:4", alice, dan, "c", "to dan", ts=20))
+    await store.append_direct(msg("d:1:4", dan, alice, "d", "from dan", ts=30))
+    change = await store.create_group(alice, "team", [bob], 5, 100)
+    await store.mark_read(bob, "d:1:2", 1)
+
+    listed = await store.list_conversations(alice, limit=10, before_ts=None)
+    assert [c.conversation_id for c in listed] == ["d:1:3", "d:1:4", "d:1:2", change.group.conversation_id]
+    by_id = {c.conversation_id: c for c in listed}
+    to_bob = by_id["d:1:2"]
+    assert (to_bob.kind, to_bob.name, to_bob.peer_id, to_bob.peer_delivered_seq, to_bob.peer_read_seq) == (
+        "direct", "bob", bob, 1, 1)
+    assert to_bob.last_message is not None and to_bob.last_message.body == {"text": "to bob"}
+    dan_chat = by_id["d:1:4"]
+    assert (dan_chat.last_seq, dan_chat.last_ts, dan_chat.read_seq, dan_chat.unread, dan_chat.name) == (
+        2, 30, 1, 1, "dan")
+    group = by_id[change.group.conversation_id]
+    assert (group.kind, group.name, group.group_id, group.last_seq) == ("group", "team", change.group.group_id, 1)
+    assert group.last_message is not None and "system" in group.last_message.body
+
+    first = await store.list_conversations(alice, limit=1, before_ts=None)
+    second = await store.list_conversations(alice, limit=2, before_ts=first[-1].last_ts,
+                                            before_id=first[-1].conversation_id)
+    assert [c.conversation_id for c in first + second] == ["d:1:3", "d:1:4", "d:1:2"]
+    assert [c.conversation_id for c in await store.list_conversations(alice, limit=10, before_ts=30)] == [
+        "d:1:2", change.group.conversation_id]
+    assert await store.list_conversations(999, limit=10, before_ts=None) == []
+
+
+# ------------------------------------------------------------------------------------------------ delete for me
+
+
+async def test_hidden_messages_read_as_tombstones_for_that_user_only(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    for i in range(3):
+        await store.append_direct(msg("d:1:2", alice, bob, f"m{i}", f"text{i}", ts=i))
+    notice = await store.hide_message(bob, "d:1:2", 3, 50)
+    assert (notice.conversation_id, notice.seq, notice.sender, notice.client_msg_id, notice.ts) == (
+        f"u:{bob}", 1, bob, "~d:d:1:2:3", 50)
+    assert notice.body == {"system": {"event": "deleted", "conversation_id": "d:1:2", "seq": 3}}
+    again = await store.hide_message(bob, "d:1:2", 3, 60)
+    assert (again.seq, again.ts, again.body) == (1, 50, notice.body)
+    second = await store.hide_message(bob, "d:1:2", 1, 70)
+    assert second.seq == 2
+
+    bobs = await store.history(bob, "d:1:2", after=None, before=None, limit=10)
+    assert [m.body for m in bobs.messages] == [{"deleted": True}, {"text": "text1"}, {"deleted": True}]
+    assert bobs.messages[0].sender == alice and bobs.messages[0].client_msg_id == "m0"
+    alices = await store.history(alice, "d:1:2", after=None, before=None, limit=10)
+    assert await texts(alices) == ["text0", "text1", "text2"]
+    (summary,) = await store.list_conversations(bob, limit=10, before_ts=None)  # the u: timeline is not listed
+    assert summary.last_message is not None and summary.last_message.body == {"deleted": True}
+    synced = await store.sync(bob, {}, 100)
+    assert [(m.conversation_id, m.seq) for m in synced.messages] == [
+        ("d:1:2", 1), ("d:1:2", 2), ("d:1:2", 3), (f"u:{bob}", 1), (f"u:{bob}", 2)]
+    assert synced.messages[0].body == {"deleted": True}
+
+    with pytest.raises(MessageNotFound):
+        await store.hide_message(bob, "d:1:2", 4, 80)
+    with pytest.raises(MessageNotFound):
+        await store.hide_message(bob, "d:1:2", 0, 80)
+    with pytest.raises(ConversationNotFound):
+        await store.hide_message(999, "d:1:2", 1, 80)
+
+
+# ------------------------------------------------------------------------------------------------ recall and edit
+
+
+def event(kind: str, conversation: str, user: int, target: int, cmid: str, ts: int = 100, text: str = "",
+          window_ms: int = 1_000) -> EventAppend:
+    return EventAppend(kind, conversation, user, target, cmid, ts, text, window_ms)
+
+
+async def test_recall_replaces_the_body_and_appends_an_event(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    await store.append_direct(msg("d:1:2", alice, bob, "a", "oops", ts=50))
+    await store.append_direct(msg("d:1:2", bob, alice, "b", "what?", ts=60))
+    result, record = await store.append_event(event("recall", "d:1:2", alice, 1, "r1", ts=500))
+    assert (result.conversation_id, result.seq, result.ts, result.duplicate) == ("d:1:2", 3, 500, False)
+    assert (record.seq, record.sender, record.client_msg_id, record.body) == (3, alice, "r1",
+                                                                            {"recall": {"seq": 1}})
+    page = await store.history(bob, "d:1:2", after=None, before=None, limit=10)
+    assert [m.body for m in page.messages] == [{"recalled": True}, {"text": "what?"}, {"recall": {"seq": 1}}]
+    assert (page.messages[0].sender, page.messages[0].client_msg_id, page.messages[0].ts) == (alice, "a", 50)
+    assert await cursors_of(store, alice, "d:1:2") == {alice: (3, 3), bob: (2, 2)}
+
+    repeat, repeat_record = await store.append_event(event("recall", "d:1:2", alice, 1, "r1", ts=900))
+    assert (repeat.seq, repeat.ts, repeat.duplicate, repeat_record.body) == (3, 500, True, {"recall": {"seq": 1}})
+    with pytest.raises(Forbidden, match="recalled"):
+        await store.append_event(event("recall", "d:1:2", alice, 1, "r2"))
+    with pytest.raises(Forbidden, match="recalled"):
+        await store.append_event(event("edit", "d:1:2", alice, 1, "e2", text="new"))
+
+
+async def test_events_are_checked_before_anything_is_written(store: Store) -> None:
+    alice, bob, eve = await users(store, "alice", "bob", "eve")
+    await store.append_direct(msg("d:1:2", alice, bob, "a", "hello", ts=50))
+    await store.append_direct(DirectAppend("d:1:2", alice, bob, "f", json.dumps(
+        {"file": {"id": "x", "name": "a.pdf", "mime": "application/pdf", "size": 1}}).encode(), 60))
+    cases: list[tuple[EventAppend, type[PicaError], str]] = [
+        (event("recall", "d:1:2", bob, 1, "x1"), Forbidden, "only the author"),
+        (event("recall", "d:1:2", alice, 1, "x2", ts=50 + 1_001), Forbidden, "window"),
+        (event("recall", "d:1:2", alice, 9, "x3"), MessageNotFound, ""),
+        (event("recall", "d:1:2", eve, 1, "x4"), ConversationNotFound, ""),
+        (event("edit", "d:1:2", alice, 2, "x5", text="t"), BadRequest, "only text messages"),
+        (event("recall", "d:4:5", alice, 1, "x6"), ConversationNotFound, ""),
+    ]
+    for request, error, text in cases:
+        with pytest.raises(error, match=text or None):
+            await store.append_event(request)
+    _, recall = await store.append_event(event("recall", "d:1:2", alice, 2, "ok", ts=70))
+    assert recall.seq == 3
+    with pytest.raises(Forbidden, match="cannot be edited"):  # an event is not a message to edit
+        await store.append_event(event("edit", "d:1:2", alice, 3, "x7", text="t"))
+    assert [m.seq for m in (await store.history(alice, "d:1:2", after=None, before=None, limit=10)).messages] == [
+        1, 2, 3]
+
+
+async def test_edit_keeps_other_keys_and_search_follows_the_new_text(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    raw = json.dumps({"text": "papaya juice", "reply_to": 7}).encode()
+    await store.append_direct(DirectAppend("d:1:2", alice, bob, "a", raw, 50, "papaya juice"))
+    result, record = await store.append_event(event("edit", "d:1:2", alice, 1, "e1", ts=80, text="guava smoothie"))
+    assert record.body == {"edit": {"seq": 1, "text": "guava smoothie"}} and result.seq == 2
+    (edited, _) = (await store.history(bob, "d:1:2", after=None, before=None, limit=10)).messages
+    assert edited.body == {"text": "guava smoothie", "reply_to": 7, "edited": 80}
+    assert await store.search(bob, "papaya", conversation_id=None, limit=10) == []
+    assert [m.seq for m in await store.search(bob, "guava", conversation_id=None, limit=10)] == [1]
+    await store.append_event(event("edit", "d:1:2", alice, 1, "e2", ts=90, text="mango"))
+    (edited, _, _) = (await store.history(bob, "d:1:2", after=None, before=None, limit=10)).messages
+    assert edited.body == {"text": "mango", "reply_to": 7, "edited": 90}
+
+
+# ------------------------------------------------------------------------------------------------ groups
+
+
+async def test_group_creation_posts_a_notice_and_counts_members(store: Store) -> None:
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    change = await store.create_group(alice, "  team  ", [bob, carol, bob], 10, 10)
+    group = change.group
+    assert (group.name, group.owner_id, group.muted_all, group.dissolved, group.created_at) == (
+        "team", alice, False, False, 10)
+    assert (group.member_count, group.members_version, group.conversation_id) == (
+        3, 1, f"g:{group.group_id}")
+    assert change.added == (alice, bob, carol) and change.removed == ()
+    assert (change.notice.seq, change.notice.sender, change.notice.client_msg_id) == (
+        1, alice, f"~n:{group.conversation_id}:1")
+    assert change.notice.body == {"system": {"event": "created", "by": alice, "name": "team",
+                                             "user_ids": [alice, bob, carol]}}
+    assert await store.group_fanout(group.conversation_id) == (1, {alice: 0, bob: 0, carol: 0})
+    assert await store.get_group(bob, group.group_id) == group
+    members = await store.group_members(carol, group.group_id)
+    assert [(m.user_id, m.role, m.username) for m in members] == [
+        (alice, "owner", "alice"), (bob, "member", "bob"), (carol, "member", "carol")]
+    assert await store.list_groups(bob) == [group]
+    assert [g.group_id for g in await store.list_all_groups(10)] == [group.group_id]
+
+    with pytest.raises(UserNotFound):
+        await store.create_group(alice, "x", [bob, 999], 10, 10)
+    with pytest.raises(BadRequest):
+        await store.create_group(alice, "x", [bob, carol], 10, 2)
+    with pytest.raises(BadRequest):
+        await store.create_group(alice, "   ", [bob], 10, 10)
+    assert len(await store.list_all_groups(10)) == 1
+
+
+async def test_group_messages_check_membership_mutes_and_dissolution(store: Store) -> None:
+    alice, bob, carol, eve = await users(store, "alice", "bob", "carol", "eve")
+    group = (await store.create_group(alice, "team", [bob, carol], 10, 10)).group
+    conv = group.conversation_id
+    sent = await store.append_group(gmsg(conv, bob, "b1"))
+    assert (sent.seq, sent.members_version, sent.duplicate) == (2, 1, False)
+    again = await store.append_group(gmsg(conv, bob, "b1"))
+    assert (again.seq, again.duplicate) == (2, True)
+    assert (await cursors_of(store, bob, conv))[bob] == (2, 2)
+    for outsider, conversation in ((eve, conv), (alice, "g:999")):
+        with pytest.raises(Forbidden, match="you cannot send to this group"):
+            await store.append_group(gmsg(conversation, outsider, f"x{outsider}"))
+
+    await store.group_action(action("mute", alice, group.group_id, user_ids=(carol,), flag=True))
+    with pytest.raises(Forbidden, match="muted"):
+        await store.append_group(gmsg(conv, carol, "c1"))
+    await store.group_action(action("mute", alice, group.group_id, user_ids=(carol,), flag=False))
+    assert (await store.append_group(gmsg(conv, carol, "c2"))).seq == 5
+
+    await store.group_action(action("role", alice, group.group_id, user_ids=(bob,), role="admin"))
+    await store.group_action(action("mute_all", bob, group.group_id, flag=True))
+    with pytest.raises(Forbidden, match="muted"):
+        await store.append_group(gmsg(conv, carol, "c3"))
+    assert (await store.append_group(gmsg(conv, bob, "b2"))).seq == 8  # admins still speak
+    await store.group_action(action("dissolve", alice, group.group_id))
+    with pytest.raises(Forbidden, match="dissolved"):
+        await store.append_group(gmsg(conv, alice, "a1"))
+    with pytest.raises(Forbidden, match="dissolved"):
+        await store.group_action(action("rename", alice, group.group_id, name="again"))
+    page = await store.history(carol, conv, after=None, before=None, limit=100)
+    assert [m.seq for m in page.messages] == list(range(1, 10))
+    assert page.messages[-1].body == {"system": {"event": "dissolved", "by": alice}}
+    assert (await store.get_group(carol, group.group_id)).dissolved
+
+
+async def test_new_members_see_from_their_notice_and_removed_ones_lose_access(store: Store) -> None:
+    alice, bob, carol, dan = await users(store, "alice", "bob", "carol", "dan")
+    group = (await store.create_group(alice, "team", [bob, carol], 10, 3)).group
+    conv = group.conversation_id
+    await store.append_group(gmsg(conv, alice, "a1", "before dan"))
+    with pytest.raises(BadRequest):
+        await store.group_action(action("add", alice, group.group_id, user_ids=(dan,), max_members=3))
+    with pytest.raises(Forbidden):
+        await store.group_action(action("add", bob, group.group_id, user_ids=(dan,), max_members=10))
+    removed = await store.group_action(action("remove", alice, group.group_id, user_ids=(carol,)))
+    assert (removed.removed, removed.notice.seq, removed.group.members_version) == ((carol,), 3, 2)
+    assert removed.notice.body == {"system": {"event": "members_removed", "by": alice, "user_ids": [carol]}}
+    added = await store.group_action(action("add", alice, group.group_id, user_ids=(dan, bob), max_members=3))
+    assert (added.added, added.notice.seq, added.group.members_version, added.group.member_count) == (
+        (dan,), 4, 3, 3)
+    assert await store.group_fanout(conv) == (3, {alice: 0, bob: 0, dan: 3})
+    await store.append_group(gmsg(conv, bob, "b1", "after dan"))
+
+    page = await store.history(dan, conv, after=None, before=None, limit=10)
+    assert [m.seq for m in page.messages] == [4, 5]
+    assert [m.seq for m in (await store.sync(dan, {}, 10)).messages] == [4, 5]
+    assert [m.seq for m in (await store.sync(dan, {conv: 1}, 10)).messages] == [4, 5]
+    assert (await cursors_of(store, dan, conv))[dan] == (3, 3)
+    with pytest.raises(MessageNotFound):
+        await store.hide_message(dan, conv, 3, 1)
+    for read in (store.history(carol, conv, after=None, before=None, limit=10), store.member_cursors(carol, conv)):
+        with pytest.raises(ConversationNotFound):
+            await read
+    with pytest.raises(GroupNotFound):
+        await store.get_group(carol, group.group_id)
+    with pytest.raises(GroupNotFound):
+        await store.group_members(carol, group.group_id)
+    assert await store.list_groups(carol) == []
+    assert (await store.sync(carol, {}, 10)).messages == []
+
+
+async def test_roles_transfer_leave_and_rename_follow_the_rules(store: Store) -> None:
+    alice, bob, carol, dan = await users(store, "alice", "bob", "carol", "dan")
+    group = (await store.create_group(alice, "team", [bob, carol, dan], 10, 10)).group
+    gid = group.group_id
+    refused: list[tuple[GroupAction, type[PicaError], str]] = [
+        (action("role", bob, gid, user_ids=(carol,), role="admin"), Forbidden, "only the owner"),
+        (action("role", alice, gid, user_ids=(carol,), role="owner"), BadRequest, "role must be"),
+        (action("role", alice, gid, user_ids=(alice,), role="admin"), Forbidden, "use transfer"),
+        (action("leave", alice, gid), Forbidden, "the owner cannot leave"),
+        (action("remove", bob, gid, user_ids=(carol,)), Forbidden, "owner or an admin"),
+        (action("transfer", alice, gid, user_ids=(bob, carol)), BadRequest, "exactly one"),
+        (action("transfer", alice, gid, user_ids=(alice,)), BadRequest, "owner already"),
+        (action("mute", alice, gid, user_ids=(999,), flag=True), BadRequest, "not a member"),
+        (action("rename", alice, gid, name=""), BadRequest, "group name"),
+        (action("explode", alice, gid), BadRequest, "unknown group action"),
+        (action("rename", 999, gid, name="x"), GroupNotFound, ""),
+        (action("rename", alice, gid + 1, name="x"), GroupNotFound, ""),
+    ]
+    for request, error, text in refused:
+        with pytest.raises(error, match=text or None):
+            await store.group_action(request)
+    assert (await store.get_group(alice, gid)).members_version == 1
+
+    promoted = await store.group_action(action("role", alice, gid, user_ids=(bob,), role="admin"))
+    assert promoted.notice.body == {"system": {"event": "role_changed", "by": alice, "role": "admin",
+                                               "user_ids": [bob]}}
+    with pytest.raises(Forbidden, match="ranked below"):
+        await store.group_action(action("remove", bob, gid, user_ids=(bob,)))
+    renamed = await store.group_action(action("rename", bob, gid, name=" crew "))
+    assert renamed.group.name == "crew" and renamed.notice.body["system"]["name"] == "crew"
+    moved = await store.group_action(action("transfer", alice, gid, user_ids=(carol,)))
+    assert moved.group.owner_id == carol
+    roles = {m.user_id: m.role for m in await store.group_members(alice, gid)}
+    assert roles == {alice: "admin", bob: "admin", carol: "owner", dan: "member"}
+    left = await store.group_action(action("leave", dan, gid))
+    assert (left.removed, left.notice.body) == ((dan,), {"system": {"event": "member_left", "by": dan,
+                                                                    "user_ids": [dan]}})
+    assert [n.seq for n in (await store.history(alice, group.conversation_id, after=None, before=None,
+                                                limit=10)).messages] == [1, 2, 3, 4, 5]
+
+
+async def test_concurrent_group_appends_get_gap_free_seqs_in_submission_order(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    conv = (await store.create_group(alice, "team", [bob], 10, 10)).group.conversation_id
+    results = await asyncio.gather(*(store.append_group(gmsg(conv, (alice, bob)[i % 2], f"g{i}")) for i in range(200)))
+    assert [r.seq for r in results] == list(range(2, 202))
+    page = await store.history(bob, conv, after=1, before=None, limit=1000)
+    assert [m.client_msg_id for m in page.messages] == [f"g{i}" for i in range(200)]
+
+
+async def test_many_conversations_at_once_each_stay_in_order(store: Store) -> None:
+    ids = await users(store, *(f"u{i}" for i in range(6)))
+    futures = []
+    for i in range(300):
+        a, b = ids[i % 6], ids[(i * 7 + 1) % 6]
+        if a == b:
+            continue
+        low, high = min(a, b), max(a, b)
+        futures.append((f"d:{low}:{high}", store.append_direct(msg(f"d:{low}:{high}", a, b, f"m{i}"))))
+    results = await asyncio.gather(*(f for _, f in futures))
+    seen: dict[str, list[int]] = {}
+    for (conversation, _), result in zip(futures, results, strict=True):
+        seen.setdefault(conversation, []).append(result.seq)
+    for conversation, seqs in seen.items():
+        assert seqs == list(range(1, len(seqs) + 1)), conversation
+
+
+# ------------------------------------------------------------------------------------------------ search
+
+
+async def test_search_needs_every_word_ignores_case_and_diacritics(store: Store) -> None:
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    await store.append_direct(smsg("d:1:2", alice, bob, "s1", "the quick brown fox", ts=1))
+    await store.append_direct(smsg("d:1:3", carol, alice, "s2", "a quick grey wolf", ts=2))
+    await store.append_direct(smsg("d:1:2", bob, alice, "s3", "Crème brûlée, QUICK!", ts=3))
+    await store.append_direct(smsg("d:1:2", bob, alice, "s4", "see quarterly-report.pdf", ts=4))
+    await store.append_direct(msg("d:1:2", bob, alice, "s5", "quick but not indexed", ts=5))
+
+    async def found(who: int, query: str, **kwargs: Any) -> list[str]:
+        options: dict[str, Any] = {"conversation_id": None, "limit": 10, **kwargs}
+        return [m.client_msg_id for m in await store.search(who, query, **options)]
+
+    assert await found(alice, "quick") == ["s3", "s2", "s1"]
+    assert await found(alice, "QUICK brown") == ["s1"]
+    assert await found(alice, "quick purple") == []
+    assert await found(alice, "creme BRULEE") == ["s3"]
+    assert await found(alice, "qui") == []  # whole tokens, no prefixes
+    assert await found(alice, "quarterly") == ["s4"]
+    assert await found(alice, "quarterly-report") == ["s4"]
+    assert await found(alice, "report-quarterly") == []
+    assert await found(alice, "pdf see") == ["s4"]
+    assert await found(alice, '"fox" OR wolf') == []  # no query syntax: every word is a word
+    assert await found(alice, "fox !!!") == ["s1"]
+    assert await found(alice, "!!!") == []
+    assert await found(alice, "quick", conversation_id="d:1:3") == ["s2"]
+    assert await found(alice, "quick", limit=1) == ["s3"]
+    assert await found(bob, "quick") == ["s3", "s1"]
+    assert await found(bob, "wolf") == await found(bob, "wolf", conversation_id="d:1:3") == []
+    for bad in ("", "   ", " ".join(["w"] * 13), "x" * 201):
+        with pytest.raises(BadRequest):
+            await store.search(alice, bad, conversation_id=None, limit=10)
+
+
+async def test_search_sees_what_the_user_sees(store: Store) -> None:
+    alice, bob, carol, dan = await users(store, "alice", "bob", "carol", "dan")
+    group = (await store.create_group(alice, "team", [bob, carol], 10, 10)).group
+    conv = group.conversation_id
+    await store.append_group(gmsg(conv, alice, "g1", "launch codes ready", ts=20))
+    await store.append_group(gmsg(conv, bob, "g2", "launch party", ts=21))
+    await store.group_action(action("remove", alice, group.group_id, user_ids=(carol,), ts=22))
+    await store.group_action(action("add", alice, group.group_id, user_ids=(dan,), ts=23, max_members=10))
+    await store.append_group(gmsg(conv, alice, "g3", "launch tonight", ts=24))
+    await store.append_direct(smsg("d:1:2", bob, alice, "d1", "launch banana", ts=25))
+    await store.hide_message(alice, conv, 3, 30)
+    await store.append_event(event("recall", "d:1:2", bob, 1, "r1", ts=26, window_ms=10_000))
+
+    async def found(who: int) -> list[str]:
+        return [m.client_msg_id for m in await store.search(who, "launch", conversation_id=None, limit=10)]
+
+    assert await found(alice) == ["g3", "g1"]  # g2 hidden for alice, d1 recalled
+    assert await found(bob) == ["g3", "g2", "g1"]
+    assert await found(carol) == []
+    assert await found(dan) == ["g3"]
+    (hit,) = await store.search(dan, "tonight", conversation_id=conv, limit=10)
+    assert (hit.conversation_id, hit.seq, hit.sender, hit.ts, hit.body) == (conv, 6, alice, 24,
+                                                                             {"text": "launch tonight"})
+
+
+async def test_search_orders_by_time_then_seq(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    for i, ts in enumerate((5, 9, 9, 1)):
+        await store.append_direct(smsg("d:1:2", alice, bob, f"k{i}", "kiwi", ts=ts))
+    assert [m.seq for m in await store.search(bob, "kiwi", conversation_id=None, limit=10)] == [3, 2, 1, 4]
+
+
+# ------------------------------------------------------------------------------------------------ contacts, presence
+
+
+async def test_contact_requests_cross_accept_decline_and_remove(store: Store) -> None:
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    assert await store.contact_request(alice, bob, 10) == "outgoing"
+    assert await store.contact_request(alice, bob, 11) == "outgoing"
+    assert [(c.user_id, c.username, c.state, c.updated_at) for c in await store.list_contacts(bob)] == [
+        (alice, "alice", "incoming", 10)]
+    assert await store.contact_request(bob, alice, 12) == "accepted"  # asking back accepts
+    assert [c.state for c in await store.list_contacts(alice)] == ["accepted"]
+    assert await store.contact_request(alice, bob, 13) == "accepted"
+
+    assert await store.contact_request(carol, alice, 14) == "outgoing"
+    with pytest.raises(NotFound):
+        await store.contact_respond(carol, alice, True, 15)  # only the receiver answers
+    assert await store.contact_respond(alice, carol, False, 16) == "none"
+    assert [c.user_id for c in await store.list_contacts(alice)] == [bob]
+    with pytest.raises(NotFound):
+        await store.contact_respond(alice, carol, True, 17)
+    await store.contact_remove(bob, alice)
+    assert await store.list_contacts(alice) == [] and await store.list_contacts(bob) == []
+
+    with pytest.raises(BadRequest):
+        await store.contact_request(alice, alice, 18)
+    with pytest.raises(UserNotFound):
+        await store.contact_request(alice, 999, 18)
+
+
+async def test_blocks_drop_contacts_and_refuse_requests(store: Store) -> None:
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    await store.contact_request(alice, bob, 1)
+    await store.contact_respond(bob, alice, True, 2)
+    await store.set_blocked(bob, alice, True, 3)
+    await store.set_blocked(bob, alice, True, 4)
+    await store.set_blocked(bob, carol, True, 5)
+    assert await store.list_blocked(bob) == [alice, carol]
+    assert await store.list_contacts(alice) == [] and await store.list_contacts(bob) == []
+    with pytest.raises(Forbidden):
+        await store.contact_request(alice, bob, 6)
+    assert await store.contact_request(bob, alice, 7) == "outgoing"  # the blocker may still ask
+    await store.set_blocked(bob, carol, False, 8)
+    assert await store.list_blocked(bob) == [alice]
+    with pytest.raises(BadRequest):
+        await store.set_blocked(bob, bob, True, 9)
+    with pytest.raises(UserNotFound):
+        await store.set_blocked(bob, 999, True, 9)
+
+
+async def test_presence_is_for_contacts_and_peers_minus_blocks(store: Store) -> None:
+    alice, bob, carol, dan, eve = await users(store, "alice", "bob", "carol", "dan", "eve")
+    await store.contact_request(alice, bob, 1)
+    await store.contact_respond(bob, alice, True, 2)
+    await store.append_direct(msg("d:1:3", carol, alice, "c"))
+    await store.contact_request(alice, dan, 3)  # pending: not an audience
+    await store.create_group(alice, "team", [eve], 4, 10)  # groups do not share presence
+    for user, ts in ((alice, 100), (bob, 200), (carol, 300), (dan, 400)):
+        await store.set_last_seen(user, ts)
+    assert await store.presence_audience(alice) == [bob, carol]
+    assert await store.presence_of(alice, [bob, carol, dan, eve, alice, bob, 999]) == [
+        PresenceRecord(bob, 200), PresenceRecord(carol, 300), PresenceRecord(alice, 100)]
+    await store.set_blocked(alice, carol, True, 5)
+    assert await store.presence_audience(alice) == [bob]
+    assert await store.presence_of(carol, [alice]) == []  # alice blocked carol: carol cannot see her
+    assert await store.presence_of(alice, [carol]) == [PresenceRecord(carol, 300)]

@@ -1,0 +1,388 @@
+"""PostgreSQL store: the shared store of cluster mode. Same contract as :mod:`pica.store.sqlite` (tests/store runs
+against both), for several nodes writing to one database at once.
+
+- **Appends** (messages, recalls, edits) go through write lanes (:mod:`pica.store.postgres_lanes`): ``write_lanes``
+  dedicated connections, a conversation always on the same one, each committing what waits in batches (group
+  commit). The conversation row's lock, taken by ``UPDATE conversations SET last_seq = last_seq + 1``, is the one seq
+  authority across nodes; the unique index on (sender, client_msg_id) is the one de-duplication authority.
+- **Everything else** is plain SQL through a connection pool: a transaction per write, a snapshot per multi-statement
+  read.
+- **Errors**: a lost or refused connection, a timeout, a server shutting down become StoreUnavailable (retryable, 503);
+  domain refusals are the same errors SQLite raises; anything else is logged and becomes InternalError.
+- **Schema**: everything lives in ``postgres.schema``; numbered migrations (``migrations/postgresql``) are applied by
+  :func:`migrate`, by ``open()`` and by ``pica migrate``, each in its own transaction under an advisory lock so that
+  nodes starting together apply each one exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from importlib import resources
+from typing import Any, Final, TypeVar
+
+import asyncpg
+
+from pica.config import PostgresConfig
+from pica.errors import InternalError, PicaError, StoreUnavailable, UsernameTaken
+from pica.store import postgres_groups as groups
+from pica.store import postgres_messages as messages
+from pica.store import postgres_search as fts
+from pica.store import postgres_social as social
+from pica.store.base import (
+    AppendResult,
+    ContactRecord,
+    ConversationSummary,
+    DirectAppend,
+    EventAppend,
+    GroupAction,
+    GroupAppend,
+    GroupChange,
+    GroupRecord,
+    MemberRecord,
+    MessageRecord,
+    Page,
+    PresenceRecord,
+    Store,
+    UserRecord,
+)
+from pica.store.postgres_lanes import DISCONNECTS, RETRYABLE, Lane, LaneOp
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_LOCK_NAMESPACE: Final = 0x7069_6361  # "pica": the high half of the advisory lock key that serializes migrations
+_RETRIES: Final = 5
+
+
+def quote_ident(name: str) -> str:
+    """An identifier as SQL text (schema names cannot be query parameters)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lock_key(schema: str) -> int:
+    return (_LOCK_NAMESPACE << 32) | zlib.crc32(schema.encode())
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("pica.store").joinpath("migrations/postgresql")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def _apply_migrations(conn: Any, schema: str) -> int:
+    key = _lock_key(schema)
+    name = quote_ident(schema)
+    async with conn.transaction():
+        # Concurrent CREATE SCHEMA IF NOT EXISTS can still fail on the catalog's unique index: serialize it too.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {name}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {name}.schema_migrations"
+            " (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+    await conn.execute(f"SET search_path = {name}")
+    for version, sql in _migrations():
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+            if await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", version):
+                continue
+            log.info("applying postgresql migration", extra={"version": version, "schema": schema})
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))
+
+
+async def migrate(dsn: str, config: PostgresConfig) -> int:
+    """Create the schema if missing and apply pending migrations; returns the schema version. Safe to run from
+    several nodes at once. Raises StoreUnavailable when the database cannot be reached."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=config.connect_timeout)
+    except (*DISCONNECTS, asyncpg.PostgresError) as exc:
+        raise StoreUnavailable(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
+    try:
+        return await _apply_migrations(conn, config.schema)
+    except DISCONNECTS as exc:
+        raise StoreUnavailable(f"migration interrupted: {type(exc).__name__}: {exc}") from exc
+    finally:
+        try:
+            await conn.close(timeout=config.connect_timeout)
+        except (*DISCONNECTS, asyncpg.PostgresError):
+            conn.terminate()
+
+
+class PostgresStore(Store):
+    def __init__(self, dsn: str, config: PostgresConfig | None = None) -> None:
+        self.dsn = dsn
+        self.config = config or PostgresConfig()
+        self._pool: Any = None
+        self._lanes: list[Lane] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------------------------------------ lifecycle
+
+    def _server_settings(self, role: str) -> dict[str, str]:
+        # The schema in application_name tells deployments sharing a server apart in pg_stat_activity (63 bytes max).
+        name = f"pica-{role} {self.config.schema}".encode()[:63].decode(errors="ignore")
+        return {"search_path": quote_ident(self.config.schema), "application_name": name}
+
+    async def _connect_lane(self, index: int) -> Any:
+        return await asyncpg.connect(
+            self.dsn,
+            timeout=self.config.connect_timeout,
+            command_timeout=self.config.command_timeout,
+            server_settings=self._server_settings(f"lane-{index}"),
+        )
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        version = await migrate(self.dsn, self.config)
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=self.config.pool_size,
+                timeout=self.config.connect_timeout,
+                command_timeout=self.config.command_timeout,
+                server_settings=self._server_settings("pool"),
+            )
+            lanes = [Lane(i, self._connect_lane, self.config.max_batch) for i in range(self.config.write_lanes)]
+            for lane in lanes:
+                await lane.start()
+                self._lanes.append(lane)
+        except (*DISCONNECTS, asyncpg.PostgresError) as exc:
+            await self._release()
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
+        log.info("postgresql store open", extra={"schema": self.config.schema, "version": version,
+                                                 "write_lanes": len(self._lanes)})
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._release()
+
+    async def _release(self) -> None:
+        for lane in self._lanes:
+            await lane.close()
+        self._lanes.clear()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), self.config.command_timeout)
+            except (TimeoutError, *DISCONNECTS):
+                pool.terminate()
+
+    def lane_backend_pids(self) -> list[int | None]:
+        """Server process ids of the write lanes' connections (None while one is reconnecting)."""
+        return [lane.backend_pid for lane in self._lanes]
+
+    # ------------------------------------------------------------------------------------------------ plumbing
+
+    def _submit(self, op: LaneOp) -> None:
+        if self._closed:
+            raise StoreUnavailable("store is closed")
+        assert self._lanes, "store not opened"
+        lane = self._lanes[zlib.crc32(op.conversation_id.encode()) % len(self._lanes)]
+        lane.submit(op)
+
+    def _future(self) -> asyncio.Future[Any]:
+        if self._closed:
+            raise StoreUnavailable("store is closed")
+        assert self._loop is not None, "store not opened"
+        return self._loop.create_future()
+
+    async def _call(self, fn: Callable[[Any], Awaitable[T]], *, write: bool = False, snapshot: bool = False) -> T:
+        """Run ``fn`` on a pooled connection: in a transaction (``write``), in a read-only snapshot (``snapshot``) or
+        as it is. Driver errors become StoreUnavailable or InternalError; reads are retried once after a lost
+        connection (they change nothing), writes never (their outcome is unknown)."""
+        if self._closed or self._pool is None:
+            raise StoreUnavailable("store is closed")
+        pool = self._pool
+        attempt = 1
+        while True:
+            try:
+                async with pool.acquire(timeout=self.config.command_timeout) as conn:
+                    if write:
+                        async with conn.transaction():
+                            return await fn(conn)
+                    if snapshot:
+                        async with conn.transaction(isolation="repeatable_read", readonly=True):
+                            return await fn(conn)
+                    return await fn(conn)
+            except PicaError:
+                raise
+            except RETRYABLE as exc:
+                if attempt >= _RETRIES:
+                    raise StoreUnavailable("database busy; retry") from exc
+            except DISCONNECTS as exc:
+                if write or attempt > 1:
+                    raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+            except asyncpg.PostgresError as exc:
+                log.exception("store operation failed")
+                raise InternalError(f"store error: {type(exc).__name__}") from exc
+            attempt += 1
+
+    async def _write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        return await self._call(fn, write=True)
+
+    async def _read(self, fn: Callable[[Any], Awaitable[T]], *, snapshot: bool = False) -> T:
+        return await self._call(fn, snapshot=snapshot)
+
+    # ------------------------------------------------------------------------------------------------ accounts
+
+    async def create_user(self, username: str, password_hash: str, now_ms: int) -> int:
+        async def op(conn: Any) -> int:
+            try:
+                user_id = await conn.fetchval(
+                    "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) RETURNING user_id",
+                    username, password_hash, now_ms,
+                )
+            except asyncpg.UniqueViolationError:
+                raise UsernameTaken(f"username {username!r} is taken") from None
+            return int(user_id)
+
+        return await self._write(op)
+
+    async def get_user_by_name(self, username: str) -> UserRecord | None:
+        return await self._read(lambda conn: social.get_user_by_name(conn, username))
+
+    async def get_user(self, user_id: int) -> UserRecord | None:
+        return await self._read(lambda conn: social.get_user(conn, user_id))
+
+    # ------------------------------------------------------------------------------------------------ administration
+
+    async def list_users(self, limit: int, after_id: int = 0, *, banned_only: bool = False) -> list[UserRecord]:
+        return await self._read(lambda conn: social.list_users(conn, limit, after_id, banned_only))
+
+    async def set_banned(self, user_id: int, banned: bool) -> None:
+        await self._write(lambda conn: social.set_banned(conn, user_id, banned))
+
+    async def list_all_groups(self, limit: int, after_id: int = 0) -> list[GroupRecord]:
+        return await self._read(lambda conn: groups.list_all_groups(conn, limit, after_id))
+
+    # ------------------------------------------------------------------------------------------------ messages
+
+    def append_direct(self, request: DirectAppend) -> asyncio.Future[AppendResult]:
+        future = self._future()
+        self._submit(LaneOp(request.conversation_id, future, append=request,
+                            search=fts.tsvector_literal(request.search_text)))
+        return future
+
+    def append_group(self, request: GroupAppend) -> asyncio.Future[AppendResult]:
+        future = self._future()
+        self._submit(LaneOp(request.conversation_id, future, append=request,
+                            search=fts.tsvector_literal(request.search_text)))
+        return future
+
+    def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
+        future = self._future()
+        self._submit(LaneOp(request.conversation_id, future, run=lambda conn: messages.append_event(conn, request)))
+        return future
+
+    async def history(
+        self, user_id: int, conversation_id: str, *, after: int | None, before: int | None, limit: int
+    ) -> Page:
+        return await self._read(
+            lambda conn: messages.history(conn, user_id, conversation_id, after, before, limit), snapshot=True
+        )
+
+    async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int) -> Page:
+        return await self._read(lambda conn: messages.sync(conn, user_id, cursors, limit))
+
+    async def mark_delivered(self, user_id: int, conversation_id: str, seq: int) -> int | None:
+        return await self._write(lambda conn: messages.mark_delivered(conn, user_id, conversation_id, seq))
+
+    async def mark_read(self, user_id: int, conversation_id: str, seq: int) -> int | None:
+        return await self._write(lambda conn: messages.mark_read(conn, user_id, conversation_id, seq))
+
+    async def hide_message(self, user_id: int, conversation_id: str, seq: int, ts: int) -> MessageRecord:
+        return await self._write(lambda conn: messages.hide_message(conn, user_id, conversation_id, seq, ts))
+
+    async def conversation_members(self, conversation_id: str) -> list[int]:
+        async def op(conn: Any) -> list[int]:
+            rows = await conn.fetch(
+                "SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY user_id", conversation_id
+            )
+            return [int(r[0]) for r in rows]
+
+        return await self._read(op)
+
+    async def group_fanout(self, conversation_id: str) -> tuple[int, dict[int, int]]:
+        return await self._read(lambda conn: groups.members_with_version(conn, conversation_id), snapshot=True)
+
+    async def member_cursors(self, user_id: int, conversation_id: str) -> list[MemberRecord]:
+        return await self._read(lambda conn: messages.member_cursors(conn, user_id, conversation_id))
+
+    async def list_conversations(
+        self, user_id: int, *, limit: int, before_ts: int | None, before_id: str = ""
+    ) -> list[ConversationSummary]:
+        return await self._read(
+            lambda conn: messages.list_conversations(conn, user_id, limit, before_ts, before_id), snapshot=True
+        )
+
+    async def search(
+        self, user_id: int, query: str, *, conversation_id: str | None, limit: int
+    ) -> list[MessageRecord]:
+        return await self._read(lambda conn: messages.search(conn, user_id, query, conversation_id, limit))
+
+    # ------------------------------------------------------------------------------------------------ groups
+
+    async def create_group(
+        self, owner: int, name: str, members: list[int], ts: int, max_members: int
+    ) -> GroupChange:
+        return await self._write(lambda conn: groups.create_group(conn, owner, name, members, ts, max_members))
+
+    async def group_action(self, action: GroupAction) -> GroupChange:
+        return await self._write(lambda conn: groups.group_action(conn, action))
+
+    async def get_group(self, user_id: int, group_id: int) -> GroupRecord:
+        return await self._read(lambda conn: groups.get_group(conn, user_id, group_id))
+
+    async def list_groups(self, user_id: int) -> list[GroupRecord]:
+        return await self._read(lambda conn: groups.list_groups(conn, user_id))
+
+    async def group_members(self, user_id: int, group_id: int) -> list[MemberRecord]:
+        return await self._read(lambda conn: groups.group_members(conn, user_id, group_id), snapshot=True)
+
+    # ------------------------------------------------------------------------------------------------ social
+
+    async def contact_request(self, user_id: int, peer_id: int, ts: int) -> str:
+        return await self._write(lambda conn: social.contact_request(conn, user_id, peer_id, ts))
+
+    async def contact_respond(self, user_id: int, peer_id: int, accept: bool, ts: int) -> str:
+        return await self._write(lambda conn: social.contact_respond(conn, user_id, peer_id, accept, ts))
+
+    async def contact_remove(self, user_id: int, peer_id: int) -> None:
+        await self._write(lambda conn: social.contact_remove(conn, user_id, peer_id))
+
+    async def list_contacts(self, user_id: int) -> list[ContactRecord]:
+        return await self._read(lambda conn: social.list_contacts(conn, user_id))
+
+    async def set_blocked(self, user_id: int, peer_id: int, blocked: bool, ts: int) -> None:
+        await self._write(lambda conn: social.set_blocked(conn, user_id, peer_id, blocked, ts))
+
+    async def list_blocked(self, user_id: int) -> list[int]:
+        return await self._read(lambda conn: social.list_blocked(conn, user_id))
+
+    async def set_only_contacts(self, user_id: int, only_contacts: bool) -> None:
+        await self._write(lambda conn: social.set_only_contacts(conn, user_id, only_contacts))
+
+    async def get_only_contacts(self, user_id: int) -> bool:
+        return await self._read(lambda conn: social.get_only_contacts(conn, user_id))
+
+    async def presence_audience(self, user_id: int) -> list[int]:
+        return await self._read(lambda conn: social.presence_audience(conn, user_id))
+
+    async def presence_of(self, viewer: int, user_ids: list[int]) -> list[PresenceRecord]:
+        return await self._read(lambda conn: social.presence_of(conn, viewer, user_ids), snapshot=True)
+
+    async def set_last_seen(self, user_id: int, ts: int) -> None:
+        await self._write(lambda conn: social.set_last_seen(conn, user_id, ts))

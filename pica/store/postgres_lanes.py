@@ -1,0 +1,399 @@
+"""Write lanes: the PostgreSQL store's hot path for appends (messages, recalls, edits).
+
+A lane owns one connection and an in-order queue. A conversation always maps to the same lane (a stable hash of its
+id), so its appends commit, take seqs and resolve in the order they were submitted. A lane takes every operation
+waiting (up to ``max_batch``), runs them in ONE transaction and resolves the futures only after COMMIT returned:
+group commit, one WAL flush for many messages, and never an ack before durability.
+
+Inside the transaction the operations run sorted by conversation id (a stable sort: a conversation's own order is
+kept), so that concurrent batches, of other lanes or other nodes, lock conversation rows in one global order and do
+not deadlock. Runs of plain appends go to PostgreSQL as one call of ``pica_append_batch`` (one round trip for the
+whole run; a batch of plain appends only is that one statement, a transaction of its own, with no BEGIN or COMMIT
+round trips); the function reports refusals as a status, because an exception would abort the shared transaction.
+
+Failures: a deadlock or serialization failure retries the batch; any other error rolls back and replays the batch
+with one transaction per operation, so that only the faulty one fails. A lost connection (or a timeout, after which
+the outcome of a COMMIT is unknown) fails the whole batch with StoreUnavailable: the client retries with the same
+``client_msg_id`` and de-duplication makes the retry exactly-once. The lane then reconnects by itself, with a short
+capped backoff; while it cannot, new appends fail at once instead of queueing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import asyncpg
+
+from pica.errors import (
+    ConversationNotFound,
+    Forbidden,
+    InternalError,
+    PicaError,
+    StoreUnavailable,
+    UserNotFound,
+)
+from pica.store.base import AppendResult, DirectAppend, GroupAppend
+
+log = logging.getLogger(__name__)
+
+DISCONNECTS: Final = (
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed or is gone
+    asyncpg.InterfaceError,  # closed connection or pool, protocol state lost
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, restart, cancelled statement
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, out of memory or disk
+    OSError,  # sockets, refused connections, and TimeoutError (command or connect timeout)
+)
+"""Errors after which a connection cannot be trusted: the store cannot answer now, a retry later can succeed."""
+
+RETRYABLE: Final = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+"""Errors that roll a transaction back through no fault of its own: running it again can succeed."""
+_RETRY_LIMIT: Final = 5
+_BACKOFF_FIRST: Final = 0.05
+_BACKOFF_MAX: Final = 2.0
+
+# Statuses of the append functions (see the migration); refusals become the errors the SQLite backend raises.
+STORED: Final = 0
+DUPLICATE: Final = 1
+NO_RECIPIENT: Final = 2
+BLOCKED: Final = 3
+NOT_A_MEMBER: Final = 4
+DISSOLVED: Final = 5
+MUTED: Final = 6
+NO_CONVERSATION: Final = 7
+BLOCKED_MESSAGE: Final = "this user does not accept messages from you"
+NOT_A_MEMBER_MESSAGE: Final = "you cannot send to this group"
+
+_APPEND_BATCH: Final = "SELECT * FROM pica_append_batch($1, $2, $3, $4, $5, $6, $7, $8)"
+
+Connect = Callable[[int], Awaitable[Any]]
+"""Opens a lane's connection (the argument is the lane number, for the connection's application_name)."""
+
+
+@dataclass(slots=True)
+class LaneOp:
+    """One write of a lane: a plain append (``append`` set) or a function run inside the batch transaction (``run``:
+    it may raise PicaError only before its first write, like every write of the SQLite backend)."""
+
+    conversation_id: str
+    future: asyncio.Future[Any]
+    append: DirectAppend | GroupAppend | None = None
+    search: str | None = None
+    """The append's tsvector literal (computed on submission, outside the lane)."""
+    run: Callable[[Any], Awaitable[Any]] | None = None
+    result: Any = None
+    error: BaseException | None = None
+    committed: bool = False
+    """Its transaction committed: the outcome stands even if the connection is lost right after."""
+
+
+def resolve(op: LaneOp) -> None:
+    future = op.future
+    if future.done():  # the caller gave up; the write stands regardless
+        return
+    if op.error is not None:
+        future.set_exception(op.error)
+    else:
+        future.set_result(op.result)
+
+
+def append_outcome(op: LaneOp, row: Any) -> None:
+    request = op.append
+    assert request is not None
+    status = row["status"]
+    if status in (STORED, DUPLICATE):
+        op.result = AppendResult(row["conversation_id"], row["seq"], row["ts"], duplicate=status == DUPLICATE,
+                                 members_version=row["members_version"] or 0)
+    elif status == NO_RECIPIENT:
+        recipient = request.recipient if isinstance(request, DirectAppend) else 0
+        op.error = UserNotFound(f"user {recipient} does not exist")
+    elif status == BLOCKED:
+        op.error = Forbidden(BLOCKED_MESSAGE)
+    elif status == NOT_A_MEMBER:  # or no such group: one answer for both, so that group ids cannot be probed
+        op.error = Forbidden(NOT_A_MEMBER_MESSAGE)
+    elif status == DISSOLVED:
+        op.error = Forbidden("the group was dissolved")
+    elif status == MUTED:
+        op.error = Forbidden("you are muted in this group")
+    elif status == NO_CONVERSATION:
+        op.error = ConversationNotFound()
+    else:  # a bug; not raised, since the batch may have committed already
+        log.error("pica_append_batch returned status %r", status)
+        op.error = InternalError("store error: unexpected append status")
+
+
+async def _append_run(conn: Any, ops: list[LaneOp]) -> None:
+    """Plain appends in one call: one round trip however many there are."""
+    requests = [op.append for op in ops if op.append is not None]
+    if len(requests) != len(ops):
+        raise RuntimeError("an op without an append in a run of appends")
+    rows = await conn.fetch(
+        _APPEND_BATCH,
+        [isinstance(r, GroupAppend) for r in requests],
+        [r.conversation_id for r in requests],
+        [r.sender for r in requests],
+        [r.recipient if isinstance(r, DirectAppend) else None for r in requests],
+        [r.client_msg_id for r in requests],
+        [r.ts for r in requests],
+        [r.body_json for r in requests],
+        [op.search for op in ops],
+    )
+    for index, op in enumerate(ops):
+        if index < len(rows):
+            append_outcome(op, rows[index])
+        else:  # a bug; not raised, since the batch may have committed already
+            log.error("pica_append_batch returned %d rows for %d appends", len(rows), len(ops))
+            op.error = InternalError("store error: missing append result")
+
+
+class _NotStarted(Exception):
+    """The connection died while idle: nothing of the batch reached the server, so it may run on a new one."""
+
+
+def _refused_before_sending(exc: BaseException) -> bool:
+    """asyncpg refuses to start an operation while it consumes an error the server sent unasked (the termination
+    notice of an idle connection); it checks its state before writing anything. Any other internal error may come
+    after the statement was sent, and then the outcome is unknown."""
+    return isinstance(exc, asyncpg.exceptions.InternalClientError) and str(exc).startswith("cannot switch to state")
+
+
+_LOST: Final = (*DISCONNECTS, _NotStarted)
+
+
+async def _commit(conn: Any, ops: list[LaneOp]) -> None:
+    """Run ``ops`` (already in lock order) in one transaction and commit; outcomes land on the ops."""
+    for op in ops:
+        op.result = op.error = None
+    if all(op.run is None for op in ops):
+        # One statement is a transaction of its own, committed before the call returns: one round trip for the
+        # batch instead of three (BEGIN, the call, COMMIT).
+        try:
+            await _append_run(conn, ops)
+        except asyncpg.exceptions.InternalClientError as exc:
+            if _refused_before_sending(exc):
+                raise _NotStarted(str(exc)) from exc
+            raise
+    else:
+        try:
+            await conn.execute("BEGIN")
+        except (*DISCONNECTS, asyncpg.exceptions.InternalClientError) as exc:
+            # BEGIN alone changes nothing: whatever became of it, none of the batch ran.
+            raise _NotStarted(str(exc)) from exc
+        start = 0
+        while start < len(ops):
+            if ops[start].run is None:
+                end = start
+                while end < len(ops) and ops[end].run is None:
+                    end += 1
+                await _append_run(conn, ops[start:end])
+                start = end
+                continue
+            op = ops[start]
+            assert op.run is not None
+            try:
+                op.result = await op.run(conn)
+            except PicaError as exc:
+                op.error = exc
+            start += 1
+        await conn.execute("COMMIT")
+    for op in ops:
+        op.committed = True
+
+
+async def _rollback(conn: Any) -> None:
+    if not conn.is_closed() and conn.is_in_transaction():
+        with contextlib.suppress(*DISCONNECTS, asyncpg.PostgresError):
+            await conn.execute("ROLLBACK")
+
+
+async def _transact(conn: Any, ops: list[LaneOp]) -> None:
+    """Commit ``ops`` in one transaction, retrying deadlocks and serialization failures; other errors propagate after
+    a rollback."""
+    attempt = 1
+    while True:
+        try:
+            await _commit(conn, ops)
+            return
+        except RETRYABLE:
+            await _rollback(conn)
+            if attempt >= _RETRY_LIMIT:
+                raise
+            log.info("write batch hit a deadlock or serialization failure; retrying", extra={"attempt": attempt})
+            await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+            attempt += 1
+        except BaseException:
+            await _rollback(conn)
+            raise
+
+
+class Lane:
+    """One write lane. ``submit`` queues an op; the lane's task commits queued ops in batches."""
+
+    def __init__(self, index: int, connect: Connect, max_batch: int) -> None:
+        self.index = index
+        self._connect = connect
+        self._max_batch = max_batch
+        self._queue: collections.deque[LaneOp] = collections.deque()
+        self._wake = asyncio.Event()
+        self._conn: Any = None
+        self._down = False
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: list[LaneOp] = []
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process id of the lane's connection (diagnostics and fault-injection tests)."""
+        conn = self._conn
+        return None if conn is None or conn.is_closed() else int(conn.get_server_pid())
+
+    async def start(self) -> None:
+        """Connect (failing loudly if the database is unreachable) and start the lane's task."""
+        self._conn = await self._connect(self.index)
+        self._task = asyncio.create_task(self._main(), name=f"pica-pg-lane-{self.index}")
+
+    def submit(self, op: LaneOp) -> None:
+        if self._down:
+            # Waiting for a reconnect would only delay the client's own retry.
+            op.error = StoreUnavailable("database unreachable")
+            resolve(op)
+            return
+        self._queue.append(op)
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Commit every op already submitted (or fail them if the database is gone), then close."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def _main(self) -> None:
+        backoff = _BACKOFF_FIRST
+        try:
+            while True:
+                try:
+                    if self._conn is None or self._conn.is_closed():
+                        if await self._reconnect():
+                            backoff = _BACKOFF_FIRST
+                        else:
+                            self._fail_queued(StoreUnavailable("database unreachable"))
+                            if self._closing:
+                                return
+                            await self._sleep(backoff)
+                            backoff = min(backoff * 2, _BACKOFF_MAX)
+                        continue
+                    if not self._queue:
+                        if self._closing:
+                            return
+                        self._wake.clear()
+                        await self._wake.wait()
+                        continue
+                    take = min(len(self._queue), self._max_batch)
+                    await self._run([self._queue.popleft() for _ in range(take)])
+                except Exception:
+                    # A bug must not end the lane (its conversations could never be written again): fail what was
+                    # in flight, start over on a new connection.
+                    log.exception("write lane %d failed unexpectedly", self.index)
+                    self._fail_inflight(StoreUnavailable("store error; retry"))
+                    if self._conn is not None:
+                        self._conn.terminate()
+                    await self._sleep(backoff)
+        finally:
+            # Never leave a future unresolved, whatever ended the task (a cancellation mid-batch included).
+            self._fail_inflight(StoreUnavailable("store is closed"))
+            self._fail_queued(StoreUnavailable("store is closed"))
+            if self._conn is not None and not self._conn.is_closed():
+                with contextlib.suppress(*DISCONNECTS, asyncpg.PostgresError):
+                    await self._conn.close(timeout=2)
+
+    def _fail_inflight(self, error: StoreUnavailable) -> None:
+        inflight, self._inflight = self._inflight, []
+        for op in inflight:
+            if not op.committed:
+                op.result, op.error = None, error
+            resolve(op)
+
+    async def _reconnect(self) -> bool:
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
+        try:
+            self._conn = await self._connect(self.index)
+        except (*DISCONNECTS, asyncpg.PostgresError) as exc:
+            if not self._down:
+                log.warning("write lane %d cannot connect: %s", self.index, exc)
+            self._down = True
+            return False
+        if self._down:
+            log.info("write lane %d reconnected", self.index)
+        self._down = False
+        return True
+
+    async def _sleep(self, seconds: float) -> None:
+        """Back off, but wake early for close()."""
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds * random.uniform(0.5, 1.0))
+
+    def _fail_queued(self, error: StoreUnavailable) -> None:
+        while self._queue:
+            op = self._queue.popleft()
+            op.error = error
+            resolve(op)
+
+    async def _run(self, batch: list[LaneOp]) -> None:
+        self._inflight = batch
+        ordered = sorted(batch, key=_lock_order)
+        conn = self._conn
+        try:
+            try:
+                try:
+                    await _transact(conn, ordered)
+                except _NotStarted as exc:
+                    # Safe to run on a new connection: the server saw nothing of this batch.
+                    log.info("write lane %d connection was gone before its batch (%s); reconnecting", self.index, exc)
+                    conn.terminate()
+                    self._conn = conn = await self._connect(self.index)
+                    await _transact(conn, ordered)
+            except _LOST:
+                raise
+            except Exception:
+                if conn.is_closed():
+                    raise
+                log.warning("write batch of %d failed; replaying one transaction per operation", len(batch),
+                            exc_info=True)
+                for op in batch:
+                    await self._run_alone(conn, op)
+        except Exception as exc:  # a lost connection (the other errors were handled above)
+            log.warning("write lane %d lost its connection (%s: %s)", self.index, type(exc).__name__, exc)
+            conn.terminate()
+            failure = StoreUnavailable("database connection lost; retry")
+            for op in batch:
+                if not op.committed:
+                    op.result, op.error = None, failure
+        self._inflight = []
+        for op in batch:
+            resolve(op)
+
+    async def _run_alone(self, conn: Any, op: LaneOp) -> None:
+        """Commit one op on its own; an unexpected error fails it alone (a lost connection propagates)."""
+        try:
+            await _transact(conn, [op])
+        except _LOST:
+            raise
+        except Exception as exc:
+            if conn.is_closed():
+                raise
+            log.exception("write operation failed")
+            op.result, op.error = None, InternalError(f"store error: {type(exc).__name__}")
+
+
+def _lock_order(op: LaneOp) -> str:
+    return op.conversation_id
