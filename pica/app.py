@@ -179,9 +179,7 @@ class PicaServer:
     async def _live_nodes(self) -> list[NodeAddress]:
         if self.cluster is None:
             return [self.address()]
-        return [
-            NodeAddress(n.node_id, n.http, n.ws, n.tcp, n.connections) for n in await self.cluster.live_nodes()
-        ]
+        return list(await self.cluster.live_nodes())  # NodeInfo is a NodeAddress
 
     def _cluster_healthy(self) -> bool:
         return self.cluster is not None and self.cluster.healthy
@@ -221,9 +219,11 @@ class PicaServer:
             await asyncio.wait(closing, timeout=2.0)
         if self._runner is not None:
             await self._runner.cleanup()
-        await services.social.drain()
         if self.cluster is not None:
+            # Leaving the registry writes this node's last presence changes and announces "offline" for the users it
+            # held alone (through the social service), so it runs before that service drains and the store closes.
             await self.cluster.stop()
+        await services.social.drain()
         await self.store.close()
         self.services = None
         log.info("pica node stopped", extra={"node": self.node_id})

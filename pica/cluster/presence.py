@@ -1,0 +1,176 @@
+"""Cluster-wide presence: who has a device on some live node, and the transitions of that state.
+
+The hub reports this node's transitions (a user's first local device, their last); they are recorded in Redis by
+one writer task, in batches, through the APPLY script, which also says whether the user is held by another node.
+A transition becomes cluster-wide when the script says the user is alone: "online" when no other live node held
+them, "offline" when no registered node holds them any more. The scripts serialise the nodes, so of two nodes
+racing for the same user exactly one sees "alone".
+
+Local state is coalesced per user (``_dirty``: the last state not yet written): a device that connects and drops
+within one batch writes nothing. ``_registered`` is what this node believes Redis holds for it; transitions are
+judged against it, which keeps them right when a reply is lost (the write is repeated, and "alone" is reported
+again only if nothing was announced yet) and after Redis restarted empty (users already announced are re-added
+without a second "online"; users who left meanwhile still get their "offline").
+
+Writes that fail stay dirty and are retried with backoff; transitions therefore wait for Redis (announcements are
+late during an outage, not wrong). ``online`` answers from Redis in one round trip, and falls back to this node's
+own devices when Redis cannot answer in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from redis.asyncio import Redis
+
+from pica.cluster import scripts
+from pica.cluster.link import REDIS_ERRORS, Backoff, Outage
+from pica.gateway.hub import Hub
+
+log = logging.getLogger(__name__)
+
+PresenceListener = Callable[[int, bool], None]
+
+_BATCH = 500
+"""Users per APPLY call: bounds the time one script holds Redis (each user is a few set operations)."""
+
+
+class ClusterPresence:
+    """:class:`pica.core.ports.Presence` for the cluster."""
+
+    def __init__(self, redis: Redis, prefix: str, node_id: str, hub: Hub, timeout: float, backoff: Backoff,
+                 outage: Outage) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._node_id = node_id
+        self._hub = hub
+        self._timeout = timeout
+        self._backoff = backoff
+        self._outage = outage
+        self._apply = redis.register_script(scripts.APPLY)
+        self._online = redis.register_script(scripts.ONLINE)
+        self._local: set[int] = set()
+        self._dirty: dict[int, bool] = {}
+        self._registered: set[int] = set()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.closed = False
+        self.listener: PresenceListener | None = None
+        self.fallbacks = 0
+        """``online`` calls answered from local knowledge because Redis could not answer."""
+
+    # ------------------------------------------------------------------------------------------ local changes
+
+    def local_change(self, user_id: int, online: bool) -> None:
+        """The hub's transition for this node (first local device / last local device)."""
+        if online:
+            self._local.add(user_id)
+        else:
+            self._local.discard(user_id)
+        self._dirty[user_id] = online
+        self._kick()
+
+    def reregister(self, reaped: bool) -> None:
+        """Redis lost this node's entries (it restarted, or this node was declared dead and reaped): write every
+        local user again. After a reap the "offline" of those users was announced, so they count as unannounced
+        and their "online" is announced again."""
+        if reaped:
+            self._registered.clear()
+        for user_id in self._local:
+            self._dirty[user_id] = True
+        self._kick()
+
+    def _kick(self) -> None:
+        if not self._wake.is_set():
+            self._wake.set()
+            self._idle.clear()
+
+    # ------------------------------------------------------------------------------------------ writer task
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self.closed:
+            if not self._dirty:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [self._dirty.popitem() for _ in range(min(len(self._dirty), _BATCH))]
+            batch.reverse()  # popitem takes the newest first; write in the order the changes happened
+            args: list[str | int] = [self._prefix, self._node_id]
+            for user_id, online in batch:
+                args += (user_id, 1 if online else 0)
+            try:
+                reply = await self._apply(keys=[], args=args)
+            except asyncio.CancelledError:
+                self._restore(batch)
+                raise
+            except REDIS_ERRORS as exc:
+                self._restore(batch)
+                self._outage.failed(exc)
+                await asyncio.sleep(self._backoff.next())
+                continue
+            if self._outage.down:
+                self._outage.recovered()
+                self._backoff.reset()
+            alone = {int(reply[i]): reply[i + 1] == 1 for i in range(0, len(reply), 2)}
+            for user_id, online in batch:
+                self._applied(user_id, online, alone.get(user_id, False))
+
+    def _restore(self, batch: list[tuple[int, bool]]) -> None:
+        for user_id, online in batch:
+            self._dirty.setdefault(user_id, online)  # a newer change made meanwhile wins
+
+    def _applied(self, user_id: int, online: bool, alone: bool) -> None:
+        if online:
+            announce = alone and user_id not in self._registered
+            self._registered.add(user_id)
+        else:
+            announce = alone and user_id in self._registered
+            self._registered.discard(user_id)
+        if announce:
+            self.fire(user_id, online)
+
+    def fire(self, user_id: int, online: bool) -> None:
+        listener = self.listener
+        if listener is None:
+            return
+        try:
+            listener(user_id, online)
+        except Exception:
+            log.exception("presence listener failed", extra={"user_id": user_id})
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every local change is written (at shutdown); False at once while Redis is failing."""
+        if self._outage.down:
+            return False
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------------------------------ queries
+
+    async def online(self, user_ids: Iterable[int]) -> set[int]:
+        ids = list(dict.fromkeys(user_ids))
+        local = {user_id for user_id in ids if self._hub.is_online(user_id)}
+        remote = [user_id for user_id in ids if user_id not in local]
+        if not remote:
+            return local
+        try:
+            async with asyncio.timeout(self._timeout):
+                reply = await self._online(keys=[], args=[self._prefix, self._node_id, *remote])
+        except asyncio.CancelledError:
+            raise
+        except (*REDIS_ERRORS, ValueError) as exc:
+            self.fallbacks += 1
+            log.debug("presence lookup fell back to this node's devices: %s", exc)
+            return local
+        return local | {int(user_id) for user_id in reply}

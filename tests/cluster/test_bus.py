@@ -1,0 +1,508 @@
+"""The cluster bus (pica.cluster) against a real Redis: several Cluster objects in one process, each with its own Hub.
+
+Devices are tiny stand-ins registered in each hub (``user_id`` and ``push``, recording what they were pushed): the
+hub and the bus are the real ones. The group fan-out reads members from :class:`MemberTable`, an in-memory table
+with the one store method ``GroupFanout`` uses (``group_fanout``), so a test can commit a membership change "on
+another node" by editing it.
+
+Shared Redis at 127.0.0.1:6379: every key and channel uses a random prefix, deleted after the test. Tests that stop
+Redis start a private redis-server on a free port instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from pica.cluster import Cluster, NodeInfo
+from pica.config import RedisConfig
+from pica.core.ports import SystemClock
+from pica.gateway.hub import Hub
+from pica.protocol import frames as f
+from pica.protocol.outbound import OutboundFrame
+from pica.store.base import GroupChange, GroupRecord, MessageRecord
+from tests.cluster.conftest import PrivateRedis, free_port
+
+SHARED_PORT = 6379
+
+
+# ---------------------------------------------------------------------------------------------- stand-ins
+
+
+class Device:
+    """A READY connection as the hub sees it."""
+
+    def __init__(self, user_id: int) -> None:
+        self.user_id = user_id
+        self.closed = False
+        self.frames: list[Any] = []
+
+    def push(self, frame: OutboundFrame) -> None:
+        self.frames.append(frame.frame)
+
+    def seqs(self) -> list[int]:
+        return [frame.seq for frame in self.frames if isinstance(frame, f.Msg)]
+
+
+class MemberTable:
+    """Group memberships as the store would answer ``group_fanout``: (version, {member: joined_seq})."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, tuple[int, dict[int, int]]] = {}
+        self.loads = 0
+
+    async def group_fanout(self, conversation_id: str) -> tuple[int, dict[int, int]]:
+        self.loads += 1
+        version, members = self.groups[conversation_id]
+        return version, dict(members)
+
+
+@dataclass
+class Node:
+    cluster: Cluster
+    hub: Hub
+    transitions: list[tuple[int, bool]] = field(default_factory=list)
+    resyncs: int = 0
+
+    @property
+    def node_id(self) -> str:
+        return self.cluster.node.node_id
+
+    async def connect(self, user_id: int) -> Device:
+        """What the gateway does: before_ready, then register."""
+        await self.cluster.before_ready(user_id)
+        device = Device(user_id)
+        self.hub.register(device)  # type: ignore[arg-type]
+        return device
+
+    def disconnect(self, device: Device) -> None:
+        self.hub.unregister(device)  # type: ignore[arg-type]
+
+
+def msg(seq: int, conversation_id: str = "d:1:7") -> OutboundFrame:
+    return OutboundFrame(f.Msg(conversation_id=conversation_id, seq=seq, sender=1, client_msg_id=f"m{seq}", ts=seq,
+                               body={"text": f"message {seq}"}))
+
+
+def dedup(seqs: list[int]) -> list[int]:
+    return list(dict.fromkeys(seqs))
+
+
+async def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.02)
+
+
+# ---------------------------------------------------------------------------------------------- Redis
+
+
+def delete_prefix(prefix: str, port: int) -> None:
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start:start + 500])
+    finally:
+        client.close()
+
+
+def keys_of(prefix: str, port: int) -> list[bytes]:
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    try:
+        return sorted(client.scan_iter(match=f"{prefix}*", count=500))
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A key prefix of this test alone on the shared Redis (skips, loudly, when that Redis is unreachable)."""
+    try:
+        redis.Redis(host="127.0.0.1", port=SHARED_PORT, socket_timeout=2).ping()
+    except Exception as exc:
+        pytest.skip(f"CLUSTER BUS TESTS NEED Redis at 127.0.0.1:{SHARED_PORT}, which is not reachable: {exc!r}")
+    value = f"pica-test-{secrets.token_hex(6)}:"
+    yield value
+    delete_prefix(value, SHARED_PORT)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path / "redis")
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def bus_config(prefix: str, **changes: Any) -> RedisConfig:
+    # Fast heartbeats so that death and recovery show within a second; see RedisConfig for the defaults.
+    base = RedisConfig(prefix=prefix, heartbeat_interval=0.1, node_ttl=0.6, outbox_size=10_000, timeout=1.0)
+    return dataclasses.replace(base, **changes)
+
+
+@contextlib.asynccontextmanager
+async def nodes(url: str, config: RedisConfig, count: int, store: MemberTable | None = None,
+                start: bool = True) -> AsyncIterator[list[Node]]:
+    table = store or MemberTable()
+    made: list[Node] = []
+    for index in range(count):
+        hub = Hub()
+        info = NodeInfo(node_id=f"node-{'abcdefgh'[index]}", http=f"http://127.0.0.1:{8000 + index}",
+                        ws=f"ws://127.0.0.1:{8000 + index}/v1/ws", tcp="", connections=0,
+                        started_at=SystemClock().now_ms())
+        node = Node(Cluster(url, config, info, hub, table, SystemClock()), hub)  # type: ignore[arg-type]
+
+        def on_resync(node: Node = node) -> None:
+            node.resyncs += 1
+
+        node.cluster.on_resync = on_resync
+        node.cluster.set_presence_listener(lambda user_id, online, n=node: n.transitions.append((user_id, online)))
+        made.append(node)
+    try:
+        if start:
+            await asyncio.gather(*(node.cluster.start() for node in made))
+        yield made
+    finally:
+        await asyncio.gather(*(node.cluster.stop() for node in made))
+
+
+async def live(node: Node) -> set[str]:
+    return {n.node_id for n in await node.cluster.live_nodes()}
+
+
+async def eventually_async(check: Callable[[], Any], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.02)
+
+
+def shared_url() -> str:
+    return f"redis://127.0.0.1:{SHARED_PORT}/0"
+
+
+# ---------------------------------------------------------------------------------------------- users
+
+
+async def test_a_thousand_frames_reach_a_remote_user_once_in_order(prefix: str) -> None:
+    async with nodes(shared_url(), bus_config(prefix), 2) as (a, b):
+        sender = await a.connect(7)  # the sending device, excluded
+        other_local = await a.connect(7)  # another device of the same user on the origin node
+        remote = await b.connect(7)
+        for seq in range(1, 1001):
+            a.cluster.delivery.deliver([7], msg(seq), exclude=sender)
+        await eventually(lambda: len(remote.frames) >= 1000, 10, "1,000 frames on node B")
+        await asyncio.sleep(0.3)  # room for any duplicate to show up
+        assert remote.seqs() == list(range(1, 1001))
+        # Delivered locally once, not a second time from its own envelopes; nothing to the excluded device.
+        assert other_local.seqs() == list(range(1, 1001))
+        assert sender.frames == []
+        assert a.cluster.published >= 1000
+        assert b.cluster.received >= 1000
+        assert a.cluster.dropped == b.cluster.dropped == 0
+
+
+async def test_a_frame_to_several_users_is_decoded_once_per_node(prefix: str) -> None:
+    async with nodes(shared_url(), bus_config(prefix), 2) as (a, b):
+        devices = [await b.connect(user_id) for user_id in (1, 2, 3)]
+        frame = msg(1)
+        a.cluster.delivery.deliver([1, 2, 3], frame)
+        await eventually(lambda: all(d.frames for d in devices), 5, "the frame on node B")
+        assert len({id(d.frames[0]) for d in devices}) == 1  # one decoded frame, shared
+        assert [d.seqs() for d in devices] == [[1], [1], [1]]
+
+
+async def test_the_channel_is_released_when_the_last_local_device_leaves(prefix: str) -> None:
+    channel = f"{prefix}u:42"
+    client = redis.Redis(host="127.0.0.1", port=SHARED_PORT, socket_timeout=5)
+
+    def subscribers() -> int:
+        return int(client.pubsub_numsub(channel)[0][1])
+
+    async with nodes(shared_url(), bus_config(prefix), 2) as (a, b):
+        first, second = await b.connect(42), await b.connect(42)
+        assert subscribers() == 1  # before_ready returned: Redis has the subscription
+        b.disconnect(first)
+        a.cluster.delivery.deliver([42], msg(1))
+        await eventually(lambda: second.seqs() == [1], 5, "delivery to the remaining device")
+        b.disconnect(second)
+        await eventually(lambda: subscribers() == 0, 5, "node B unsubscribed")
+        a.cluster.delivery.deliver([42], msg(2))
+        await asyncio.sleep(0.2)
+        assert first.seqs() == [] and second.seqs() == [1]
+    client.close()
+
+
+async def test_before_ready_for_a_connection_that_never_registers_leaves_no_subscription(prefix: str) -> None:
+    channel = f"{prefix}u:43"
+    client = redis.Redis(host="127.0.0.1", port=SHARED_PORT, socket_timeout=5)
+    async with nodes(shared_url(), bus_config(prefix), 1) as (a,):
+        await a.cluster.before_ready(43)  # the client then disconnects before its ready
+        await eventually(lambda: int(client.pubsub_numsub(channel)[0][1]) == 0, 5, "subscription released")
+    client.close()
+
+
+# ---------------------------------------------------------------------------------------------- groups
+
+
+def change(version: int, seq: int, added: tuple[int, ...] = (), removed: tuple[int, ...] = ()) -> GroupChange:
+    group = GroupRecord(group_id=1, conversation_id="g:1", name="g", owner_id=1, muted_all=False, dissolved=False,
+                        created_at=0, member_count=0, members_version=version)
+    notice = MessageRecord("g:1", seq, 1, f"~n{seq}", seq, {"system": {"event": "members_removed"}})
+    return GroupChange(group=group, notice=notice, added=added, removed=removed)
+
+
+async def test_group_frames_reach_members_on_other_nodes_through_their_fanout(prefix: str) -> None:
+    table = MemberTable()
+    table.groups["g:1"] = (1, {1: 0, 2: 0, 3: 0})
+    async with nodes(shared_url(), bus_config(prefix), 3, store=table) as (a, b, c):
+        author = await a.connect(1)
+        on_b = await b.connect(2)
+        on_c = await c.connect(3)
+        a.cluster.fanout.deliver("g:1", 1, 5, msg(5, "g:1"), exclude=author)
+        await eventually(lambda: on_b.seqs() == [5] and on_c.seqs() == [5], 5, "seq 5 on B and C")
+        assert author.frames == []
+
+        # Committed "on another node": user 4 joined after seq 5, user 3 left. Version 2 makes every node reload.
+        table.groups["g:1"] = (2, {1: 0, 2: 0, 4: 5})
+        newcomer = await b.connect(4)
+        a.cluster.fanout.deliver("g:1", 2, 6, msg(6, "g:1"))
+        await eventually(lambda: newcomer.seqs() == [6] and on_b.seqs() == [5, 6], 5, "seq 6 on B")
+        assert author.seqs() == [6]
+        await asyncio.sleep(0.2)
+        assert on_c.seqs() == [5]  # removed: nothing after
+
+        # A change applied on A: user 2 removed at seq 7. The store has it; B reloads and reaches 2 via ``also``.
+        table.groups["g:1"] = (3, {1: 0, 4: 5})
+        a.cluster.fanout.apply(change(3, 7, removed=(2,)))
+        await eventually(lambda: on_b.seqs() == [5, 6, 7] and newcomer.seqs() == [6, 7], 5, "notice 7 on B")
+        a.cluster.fanout.deliver("g:1", 3, 8, msg(8, "g:1"))
+        await eventually(lambda: newcomer.seqs() == [6, 7, 8], 5, "seq 8 on B")
+        await asyncio.sleep(0.2)
+        assert on_b.seqs() == [5, 6, 7]
+        assert author.seqs() == [6, 7, 8]
+
+
+# ---------------------------------------------------------------------------------------------- presence
+
+
+async def test_presence_transitions_fire_once_cluster_wide(prefix: str) -> None:
+    async with nodes(shared_url(), bus_config(prefix), 3) as (a, b, c):
+
+        def fired() -> list[tuple[int, bool]]:
+            return a.transitions + b.transitions + c.transitions
+
+        on_a = await a.connect(5)
+        await eventually(lambda: fired() == [(5, True)], 5, "online once")
+        assert a.transitions == [(5, True)]
+        assert await c.cluster.presence.online([5, 6]) == {5}
+        on_b = await b.connect(5)
+        await asyncio.sleep(0.3)
+        assert fired() == [(5, True)]
+        a.disconnect(on_a)
+        await asyncio.sleep(0.3)
+        assert fired() == [(5, True)]
+        assert await c.cluster.presence.online([5]) == {5}
+        b.disconnect(on_b)
+        await eventually(lambda: fired() == [(5, True), (5, False)], 5, "offline once")
+        assert b.transitions == [(5, False)]
+        assert await c.cluster.presence.online([5]) == set()
+
+        # Both nodes at once: still one transition each way.
+        devices = await asyncio.gather(a.connect(9), b.connect(9))
+        await eventually(lambda: fired().count((9, True)) == 1, 5, "user 9 online")
+        a.disconnect(devices[0])
+        b.disconnect(devices[1])
+        await eventually(lambda: fired().count((9, False)) == 1, 5, "user 9 offline")
+        await asyncio.sleep(0.3)
+        assert fired().count((9, True)) == 1 and fired().count((9, False)) == 1
+
+
+async def test_presence_falls_back_to_local_devices_when_redis_is_unreachable(prefix: str) -> None:
+    port = free_port()  # nothing listens there
+    config = bus_config(prefix, timeout=0.3)
+    async with nodes(f"redis://127.0.0.1:{port}/0", config, 1) as (a,):
+        started = time.monotonic()
+        device = await a.connect(3)
+        assert time.monotonic() - started < 1.0  # before_ready does not wait for a bus that is down
+        assert await a.cluster.presence.online([3, 4]) == {3}
+        a.cluster.delivery.deliver([3, 4], msg(1))  # never raises, still serves the local device
+        assert device.seqs() == [1]
+        assert not a.cluster.healthy
+        assert [n.node_id for n in await a.cluster.live_nodes()] == [a.node_id]
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+async def test_registry_lists_live_nodes_and_forgets_stopped_and_dead_ones(prefix: str) -> None:
+    config = bus_config(prefix)
+    async with nodes(shared_url(), config, 3) as (a, b, c):
+        everyone = {a.node_id, b.node_id, c.node_id}
+        await eventually_async(lambda: _has(a, everyone), 3, "A sees all three")
+        info = {n.node_id: n for n in await a.cluster.live_nodes()}[b.node_id]
+        assert info.http == "http://127.0.0.1:8001" and info.ws.endswith("/v1/ws")
+
+        await b.cluster.stop()  # leaves at once
+        members = redis.Redis(host="127.0.0.1", port=SHARED_PORT).zrange(f"{prefix}nodes", 0, -1)
+        assert b.node_id.encode() not in members
+        await eventually_async(lambda: _has(a, {a.node_id, c.node_id}, exact=True), 1, "B gone from A's view")
+
+        # C stops heartbeating (its process hangs or dies, without leaving) while user 9 is connected there.
+        await c.connect(9)
+        await eventually(lambda: (9, True) in c.transitions, 5, "user 9 online")
+        died = time.monotonic()
+        for task in c.cluster._tasks:  # white box: the node's loops stop as in a crash, nothing is cleaned up
+            task.cancel()
+        await eventually_async(lambda: _has(a, {a.node_id}, exact=True), config.node_ttl + 1, "C gone")
+        assert time.monotonic() - died <= config.node_ttl + 0.5
+        await eventually(lambda: (9, False) in a.transitions, 3, "the reaper announced user 9 offline")
+        assert await a.cluster.presence.online([9]) == set()
+        c_users = f"{prefix}node_users:{c.node_id}".encode()
+        await eventually(lambda: c_users not in keys_of(prefix, SHARED_PORT), 3, "C's user set deleted")
+
+
+async def _has(node: Node, ids: set[str], exact: bool = False) -> bool:
+    seen = await live(node)
+    return seen == ids if exact else ids <= seen
+
+
+# ---------------------------------------------------------------------------------------------- Redis outages
+
+
+async def test_redis_restart_flushes_or_resyncs_and_everything_comes_back(prefix: str, own_redis: PrivateRedis) -> None:
+    config = bus_config(prefix, timeout=0.5)
+    # Redis is down at boot: start() must return (after the timeout) and the nodes must join once it is up.
+    async with nodes(own_redis.url, config, 2, start=False) as (a, b):
+        started = time.monotonic()
+        await asyncio.gather(a.cluster.start(), b.cluster.start())
+        assert time.monotonic() - started < 2.0
+        own_redis.start()
+        await eventually_async(lambda: _has(a, {a.node_id, b.node_id}), 5, "both registered after a late Redis")
+        await eventually(lambda: a.cluster.healthy and b.cluster.healthy, 5, "healthy")
+
+        remote = await b.connect(3)
+        await eventually(lambda: (3, True) in b.transitions, 5, "user 3 online")
+        a.cluster.delivery.deliver([3], msg(1))
+        await eventually(lambda: remote.seqs() == [1], 5, "live delivery before the outage")
+        resyncs_before = b.resyncs
+
+        own_redis.kill()
+        for seq in range(2, 52):
+            a.cluster.delivery.deliver([3], msg(seq))  # queued in A's outbox, no error, no wait
+        await eventually(lambda: not b.cluster.healthy, 5, "B notices the outage")
+        own_redis.start()  # empty: no persistence
+
+        await eventually(lambda: b.resyncs > resyncs_before, 5, "B resyncs its clients after resubscribing")
+        await eventually(lambda: len(a.cluster._outbox) == 0, 5, "A's outbox flushed")
+        # Whatever reached B arrived in order; what did not is covered by the resync.
+        received = dedup(remote.seqs())
+        assert received == sorted(received) and received[0] == 1
+
+        # Registry and presence come back by themselves on the empty Redis.
+        await eventually_async(lambda: _has(a, {a.node_id, b.node_id}), 5, "registry back")
+        await eventually_async(lambda: _online(a, 3), 5, "user 3 online again in Redis")
+        assert b.transitions.count((3, True)) == 1  # re-registered, not re-announced
+        await eventually(lambda: a.cluster.healthy and b.cluster.healthy, 5, "healthy again")
+
+        # Live delivery resumes.
+        a.cluster.delivery.deliver([3], msg(100))
+        await eventually(lambda: remote.seqs()[-1:] == [100], 5, "live delivery after the restart")
+
+
+async def _online(node: Node, user_id: int) -> bool:
+    return user_id in await node.cluster.presence.online([user_id])
+
+
+async def test_outbox_overflow_tells_other_nodes_to_resync(prefix: str, own_redis: PrivateRedis) -> None:
+    # A long node TTL: the pause below blocks heartbeats too, and this test is not about reaping.
+    config = bus_config(prefix, timeout=0.4, node_ttl=10.0, outbox_size=20)
+    own_redis.start()
+    async with nodes(own_redis.url, config, 2) as (a, b):
+        remote = await b.connect(3)
+        control = own_redis.client()
+        # Redis holds every write (PUBLISH and scripts included) for 1.5 s: A's publishes time out and queue.
+        control.execute_command("CLIENT", "PAUSE", "1500", "WRITE")
+        for seq in range(1, 51):
+            a.cluster.delivery.deliver([3], msg(seq))
+        assert a.cluster.dropped == 30
+        await eventually(lambda: b.resyncs >= 1, 10, "B told to resync by A's control envelope")
+        assert dedup(remote.seqs()) == list(range(1, 21))  # the 20 kept, in order; the rest by sync
+        assert a.resyncs == 0  # A's own clients missed nothing
+        control.close()
+
+
+async def test_a_node_that_stopped_while_holding_users_announces_them_offline(prefix: str) -> None:
+    async with nodes(shared_url(), bus_config(prefix), 2) as (a, b):
+        await b.connect(11)
+        await eventually(lambda: (11, True) in b.transitions, 5, "user 11 online")
+        assert await a.cluster.presence.online([11]) == {11}
+        await b.cluster.stop()
+        assert (11, False) in b.transitions
+        assert await a.cluster.presence.online([11]) == set()
+        assert not [k for k in keys_of(prefix, SHARED_PORT) if b.node_id.encode() in k]
+        await a.cluster.stop()
+        assert keys_of(prefix, SHARED_PORT) == []  # a clean leave leaves nothing behind
+
+
+async def test_a_silent_subscriber_connection_is_cut_and_resubscribed(prefix: str, own_redis: PrivateRedis) -> None:
+    # Redis stops answering anything (as a half-open connection would) for longer than idle + timeout.
+    config = bus_config(prefix, timeout=0.3, node_ttl=10.0)
+    own_redis.start()
+    async with nodes(own_redis.url, config, 2) as (a, b):
+        remote = await b.connect(3)
+        control = own_redis.client()
+        control.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        await eventually(lambda: not b.cluster.healthy, 3, "B's watchdog cuts the silent connection")
+        await eventually(lambda: b.resyncs >= 1 and b.cluster.healthy, 10, "B resubscribed and resynced")
+        a.cluster.delivery.deliver([3], msg(1))
+        await eventually(lambda: remote.seqs() == [1], 5, "live delivery after the pause")
+        control.close()
+
+
+async def test_a_node_declared_dead_that_comes_back_announces_its_users_again(prefix: str) -> None:
+    config = bus_config(prefix)
+    async with nodes(shared_url(), config, 2) as (a, c):
+        await c.connect(12)
+        await eventually(lambda: c.transitions == [(12, True)], 5, "user 12 online")
+        # C's heartbeats stall (a long pause) while its connections and subscriber live on.
+        heartbeats = c.cluster._heartbeats
+        assert heartbeats is not None
+        heartbeats.cancel()
+        await eventually(lambda: (12, False) in a.transitions, config.node_ttl + 2, "A reaps C")
+        assert await a.cluster.presence.online([12]) == set()
+        # C resumes: the reaper's marker tells it that its users were announced offline; it announces them again.
+        resumed = asyncio.get_running_loop().create_task(c.cluster._registry.run())
+        c.cluster._tasks.append(resumed)
+        await eventually(lambda: c.transitions == [(12, True), (12, True)], 5, "C re-announces user 12")
+        assert await a.cluster.presence.online([12]) == {12}
+        await eventually_async(lambda: _has(a, {a.node_id, c.node_id}), 2, "C live again")
+
+
+async def test_stop_is_prompt_even_when_cancelled_mid_command(prefix: str) -> None:
+    # With a 1 ms heartbeat, stop() usually lands inside a Redis command, where Python 3.11's wait_for (inside
+    # redis-py) can swallow a cancellation; a single cancel-and-await used to hang there.
+    config = bus_config(prefix, heartbeat_interval=0.001)
+    for _ in range(30):
+        async with nodes(shared_url(), config, 1) as (node,):
+            await node.connect(1)
+            await asyncio.sleep(0.005)
+            started = time.monotonic()
+            await node.cluster.stop()
+            assert time.monotonic() - started < 1.0
+    assert keys_of(prefix, SHARED_PORT) == []
