@@ -13,7 +13,7 @@ It drives the same sans-I/O protocol code as the server (:mod:`pica.protocol`).
 
 from pica.client.connection import PicaConnection, RequestFailed, ServerClosed
 from pica.client.cursors import CursorTracker
-from pica.client.http import Login, PicaHttp, PicaHttpError
+from pica.client.http import GatewayNode, Login, PicaHttp, PicaHttpError
 from pica.client.sdk import (
     Backoff,
     Connected,
@@ -35,6 +35,7 @@ __all__ = [
     "CursorTracker",
     "Disconnected",
     "Event",
+    "GatewayNode",
     "GaveUp",
     "Login",
     "MessageEvent",

@@ -2,7 +2,8 @@
 
 Requests carry an ``id``; replies (``ref``) resolve the matching future. Pushed frames (``msg``, ``receipt``,
 server ``ping`` is answered here) go to ``events``. Messages are ordered through a CursorTracker: ``next_message``
-yields each message once, in seq order per conversation, filling gaps by sync.
+yields each message once, in seq order per conversation, filling gaps by sync. A ``resync`` frame (the server's
+cluster bus was interrupted, live pushes may have been missed) starts the same sync in the background.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from pica.protocol.codec import Encoding, decode_server_frame, encode
 from pica.protocol.framing import FrameReader, frame_bytes
 
 Transport = Literal["ws", "ws-msgpack", "tcp"]
+
+_SYNC_RETRIES = 5
+"""Background syncs (gap, resync) that failed with a retryable error are tried again this many times."""
 
 
 class ServerClosed(Exception):
@@ -62,12 +66,14 @@ class _TcpWire(_Wire):
         self._ready: list[bytes] = []
 
     async def write(self, frame: Any) -> None:
-        self._writer.write(frame_bytes(encode(frame, Encoding.MSGPACK)))
-        await self._writer.drain()
+        await self.write_raw(frame_bytes(encode(frame, Encoding.MSGPACK)))
 
     async def write_raw(self, data: bytes) -> None:
-        self._writer.write(data)
-        await self._writer.drain()
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except RuntimeError as exc:  # uvloop: "unable to perform operation on <TCPTransport closed=True>"
+            raise ConnectionResetError(str(exc)) from exc
 
     async def read(self) -> f.ServerFrame:
         while not self._ready:
@@ -91,16 +97,16 @@ class _WsWire(_Wire):
 
     async def write(self, frame: Any) -> None:
         data = encode(frame, self.encoding)
-        if self.encoding is Encoding.JSON:
-            await self._ws.send_str(data.decode())
-        else:
-            await self._ws.send_bytes(data)
+        await self.write_raw(data.decode() if self.encoding is Encoding.JSON else data)
 
     async def write_raw(self, data: bytes | str) -> None:
-        if isinstance(data, str):
-            await self._ws.send_str(data)
-        else:
-            await self._ws.send_bytes(data)
+        try:
+            if isinstance(data, str):
+                await self._ws.send_str(data)
+            else:
+                await self._ws.send_bytes(data)
+        except RuntimeError as exc:  # a transport closed under the WebSocket
+            raise ConnectionResetError(str(exc)) from exc
 
     async def read(self) -> f.ServerFrame:
         msg = await self._ws.receive()
@@ -130,6 +136,11 @@ class PicaConnection:
         self._messages: asyncio.Queue[f.Msg] = asyncio.Queue()
         # Messages this device sent: acked here, so not handed out again when sync returns them.
         self._own: set[str] = set()
+        # One sync at a time (a gap, a resync and the client's own sync may overlap); requests that arrive while one
+        # runs are folded into one more round after it.
+        self._sync_lock = asyncio.Lock()
+        self._sync_wanted = False
+        self._sync_task: asyncio.Task[None] | None = None
         self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
 
     # ------------------------------------------------------------------------------------------ opening
@@ -145,10 +156,14 @@ class PicaConnection:
         device: str | None = None,
         max_frame: int = 1 << 24,
         cursors: CursorTracker | None = None,
+        ws_url: str | None = None,
+        tcp_host: str | None = None,
     ) -> PicaConnection:
-        """``url`` is the server's HTTP base URL; for ``tcp`` give ``tcp_port`` (host taken from the URL).
-        ``cursors`` carries per-conversation positions over from an earlier connection."""
-        wire = await cls.dial(url, transport=transport, tcp_port=tcp_port, max_frame=max_frame)
+        """``url`` is the server's HTTP base URL; for ``tcp`` give ``tcp_port`` (host taken from the URL unless
+        ``tcp_host`` is given). ``ws_url`` overrides the WebSocket URL derived from ``url`` (``GET /v1/gateway``
+        gives it). ``cursors`` carries per-conversation positions over from an earlier connection."""
+        wire = await cls.dial(url, transport=transport, tcp_port=tcp_port, max_frame=max_frame, ws_url=ws_url,
+                              tcp_host=tcp_host)
         try:
             await wire.write(f.Auth(token=token, device=device))
             first = await wire.read()
@@ -174,11 +189,12 @@ class PicaConnection:
 
     @staticmethod
     async def dial(
-        url: str, *, transport: Transport = "ws", tcp_port: int | None = None, max_frame: int = 1 << 24
+        url: str, *, transport: Transport = "ws", tcp_port: int | None = None, max_frame: int = 1 << 24,
+        ws_url: str | None = None, tcp_host: str | None = None,
     ) -> Any:
         """An unauthenticated wire (tests use it to speak raw frames)."""
         parts = urlsplit(url)
-        host = parts.hostname or "127.0.0.1"
+        host = tcp_host or parts.hostname or "127.0.0.1"
         if transport == "tcp":
             if tcp_port is None:
                 raise ValueError("tcp transport needs tcp_port")
@@ -187,8 +203,9 @@ class PicaConnection:
         encoding = Encoding.MSGPACK if transport == "ws-msgpack" else Encoding.JSON
         session = aiohttp.ClientSession()
         scheme = "wss" if parts.scheme == "https" else "ws"
+        target = ws_url or f"{scheme}://{parts.netloc}/v1/ws"
         try:
-            ws = await session.ws_connect(f"{scheme}://{parts.netloc}/v1/ws", max_msg_size=max_frame, autoping=True)
+            ws = await session.ws_connect(target, max_msg_size=max_frame, autoping=True)
         except BaseException:
             await session.close()
             raise
@@ -206,6 +223,10 @@ class PicaConnection:
         self._reader_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._reader_task
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sync_task
         with contextlib.suppress(Exception):
             await self._wire.close()
 
@@ -230,6 +251,9 @@ class PicaConnection:
                             future.set_result(frame)
                 elif isinstance(frame, f.Msg):
                     await self._on_live_message(frame)
+                elif isinstance(frame, f.Resync):
+                    self.request_sync()
+                    self.events.put_nowait(frame)
                 elif isinstance(frame, f.Close):
                     raise ServerClosed(frame.code, frame.reason)
                 else:
@@ -253,7 +277,7 @@ class PicaConnection:
         if verdict is Verdict.NEW:
             self._hand_out(msg)
         elif verdict is Verdict.GAP:
-            asyncio.get_running_loop().create_task(self._fill_gap())
+            self.request_sync()
 
     def _hand_out(self, msg: f.Msg) -> None:
         if msg.sender == self.user_id and msg.client_msg_id in self._own:
@@ -261,9 +285,30 @@ class PicaConnection:
             return
         self._messages.put_nowait(msg)
 
-    async def _fill_gap(self) -> None:
-        with contextlib.suppress(ServerClosed, RequestFailed):
-            await self.sync_all()
+    def request_sync(self) -> None:
+        """Sync every conversation from the cursors in the background (a gap, a ``resync`` frame); what it finds
+        goes to next_message() in order. Calls while a sync runs add one more round after it."""
+        self._sync_wanted = True
+        if self._sync_task is None or self._sync_task.done():
+            self._sync_task = asyncio.get_running_loop().create_task(self._background_sync())
+
+    async def _background_sync(self) -> None:
+        failures = 0
+        while self._sync_wanted and self.closed is None:
+            self._sync_wanted = False
+            try:
+                await self.sync_all()
+                failures = 0
+            except ServerClosed:
+                return  # the connection is gone; whoever reconnects syncs
+            except (RequestFailed, TimeoutError) as exc:
+                if isinstance(exc, RequestFailed) and not exc.retryable:
+                    return
+                failures += 1
+                if failures > _SYNC_RETRIES:
+                    return  # the next gap or resync tries again
+                self._sync_wanted = True
+                await asyncio.sleep(min(2.0, 0.1 * 2**failures))
 
     # ------------------------------------------------------------------------------------------ requests
 
@@ -274,11 +319,16 @@ class PicaConnection:
         frame.id = request_id
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        await self._wire.write(frame)
         try:
+            await self._wire.write(frame)
             return await asyncio.wait_for(future, timeout)
         finally:
             self._pending.pop(request_id, None)
+            # Leaving early (the write failed, or was cut): nobody waits for this reply any more.
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # seen: the connection's failure is reported by the write instead
 
     async def send(self, to: int, body: dict[str, Any], client_msg_id: str | None = None) -> f.Sent:
         frame = f.Send(to=to, client_msg_id=client_msg_id or uuid.uuid4().hex, body=body)
@@ -304,14 +354,15 @@ class PicaConnection:
     async def sync_all(self, limit: int | None = None) -> list[f.Msg]:
         """Sync from this connection's cursors until nothing is left; new messages also go to next_message()."""
         fresh: list[f.Msg] = []
-        while True:
-            page = await self.sync(self.cursors.snapshot(), limit)
-            for msg in page.msgs:
-                if self.cursors.accept_synced(msg) is Verdict.NEW:
-                    fresh.append(msg)
-                    self._hand_out(msg)
-            if not page.more:
-                return fresh
+        async with self._sync_lock:
+            while True:
+                page = await self.sync(self.cursors.snapshot(), limit)
+                for msg in page.msgs:
+                    if self.cursors.accept_synced(msg) is Verdict.NEW:
+                        fresh.append(msg)
+                        self._hand_out(msg)
+                if not page.more:
+                    return fresh
 
     async def history(self, conversation_id: str, *, before: int | None = None, after: int | None = None,
                       limit: int | None = None) -> f.Page:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -22,6 +23,43 @@ class Login:
     token: str
     user_id: int
     expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayNode:
+    """One live node as ``GET /v1/gateway`` lists it (docs/protocol.md section 23)."""
+
+    node_id: str
+    http: str
+    """HTTP base URL of the node, e.g. ``http://10.0.0.5:8080``."""
+    ws: str
+    """WebSocket URL, e.g. ``ws://10.0.0.5:8080/v1/ws``."""
+    tcp: str | None
+    """``host:port`` of the framed TCP gateway; None when the node has it disabled."""
+    connections: int = 0
+    """Socket connections the node holds (informative)."""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GatewayNode:
+        tcp = data.get("tcp")
+        return cls(node_id=str(data.get("node_id", "")), http=str(data["http"]).rstrip("/"), ws=str(data["ws"]),
+                   tcp=str(tcp) if tcp else None, connections=int(data.get("connections") or 0))
+
+    @classmethod
+    def direct(cls, base_url: str, tcp_port: int | None = None) -> GatewayNode:
+        """The node at ``base_url`` itself (a server without ``/v1/gateway``)."""
+        parts = urlsplit(base_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        host = parts.hostname or "127.0.0.1"
+        return cls(node_id="", http=base_url.rstrip("/"), ws=f"{scheme}://{parts.netloc}/v1/ws",
+                   tcp=f"{host}:{tcp_port}" if tcp_port is not None else None)
+
+    @property
+    def tcp_address(self) -> tuple[str, int] | None:
+        if self.tcp is None:
+            return None
+        host, _, port = self.tcp.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
 
 
 class PicaHttp:
@@ -44,7 +82,8 @@ class PicaHttp:
             self._session = None
 
     async def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
-                      token: str | None = None) -> Any:
+                      token: str | None = None, base_url: str | None = None) -> Any:
+        """``base_url`` sends this one request to another node than ``self.base_url``."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
         headers = {}
@@ -52,7 +91,8 @@ class PicaHttp:
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         clean = {k: str(v) for k, v in (params or {}).items() if v is not None}
-        async with self._session.request(method, self.base_url + path, json=json, params=clean,
+        base = (base_url or self.base_url).rstrip("/")
+        async with self._session.request(method, base + path, json=json, params=clean,
                                          headers=headers) as resp:
             data = await resp.json(content_type=None)
             if resp.status >= 400:
@@ -63,8 +103,9 @@ class PicaHttp:
         data = await self.request("POST", "/v1/auth/register", json={"username": username, "password": password})
         return int(data["user_id"])
 
-    async def login(self, username: str, password: str) -> Login:
-        data = await self.request("POST", "/v1/auth/login", json={"username": username, "password": password})
+    async def login(self, username: str, password: str, *, base_url: str | None = None) -> Login:
+        data = await self.request("POST", "/v1/auth/login", json={"username": username, "password": password},
+                                  base_url=base_url)
         self.token = data["token"]
         return Login(token=data["token"], user_id=int(data["user_id"]), expires_at=int(data["expires_at"]))
 
@@ -82,3 +123,8 @@ class PicaHttp:
             params={"after_seq": after_seq, "before_seq": before_seq, "limit": limit},
         )
         return data
+
+    async def gateway(self, *, base_url: str | None = None) -> list[GatewayNode]:
+        """The live nodes of the cluster, the one preferred for this token's user first (``GET /v1/gateway``)."""
+        data = await self.request("GET", "/v1/gateway", base_url=base_url)
+        return [GatewayNode.from_json(node) for node in data["nodes"]]

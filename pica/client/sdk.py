@@ -6,6 +6,10 @@ in a file), so the application sees every message once and in order. ``send()`` 
 in flight when the connection drops is retried with the same client message id after the reconnect, so it is stored
 exactly once. Events arrive through ``async for event in client`` and/or callbacks registered with ``on()``.
 
+With ``dispatch=True`` the client asks ``GET /v1/gateway`` before every (re)connect which node to use, trying the
+last node, ``url`` and then ``seeds`` until one answers, and connects to the first reachable node of the list; its
+HTTP helpers then talk to that node too. A node that dies is left out of the list within the cluster's node TTL.
+
     async with PicaClient("http://127.0.0.1:8080", username="alice", password="...") as alice:
         await alice.send(to=bob_id, text="hi")
         async for event in alice:
@@ -21,21 +25,31 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
+
+import aiohttp
 
 from pica.client.connection import PicaConnection, RequestFailed, ServerClosed, Transport
 from pica.client.cursors import CursorTracker
-from pica.client.http import PicaHttp, PicaHttpError
+from pica.client.http import GatewayNode, Login, PicaHttp, PicaHttpError
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
 
 log = logging.getLogger(__name__)
 
 E = TypeVar("E")
+
+RETRY_CAP: Final = 2.0
+"""Longest pause (s) between two tries of a request that failed with a retryable error (``store_unavailable``)."""
+MAX_NODES_TRIED: Final = 3
+"""Dispatch: nodes of one gateway list tried in turn when the first cannot be reached, before backing off."""
+
+_UNREACHABLE = (OSError, TimeoutError, aiohttp.ClientError, ValueError)
+"""A node that cannot answer: refused, reset, timed out, or an answer that is not the JSON we expect."""
 
 
 # ---------------------------------------------------------------------------------------------------------- events
@@ -46,6 +60,8 @@ class Connected:
     user_id: int
     device: str
     reconnect: bool
+    node_id: str = ""
+    """With dispatch: the node connected to (as ``GET /v1/gateway`` names it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +133,23 @@ class PicaClient:
         cursor_file: str | Path | None = None,
         backoff: Backoff | None = None,
         seed: int | None = None,
+        seeds: Sequence[str] = (),
+        dispatch: bool = False,
+        connect_timeout: float = 10.0,
     ) -> None:
+        """``seeds``: HTTP base URLs of other nodes, asked for the gateway list (and logins) when ``url`` does not
+        answer. ``dispatch``: choose the node by ``GET /v1/gateway`` before each (re)connect. ``connect_timeout``:
+        seconds one connect attempt (gateway request, socket, auth) may take."""
         if token is None and (username is None or password is None):
             raise ValueError("give a token, or a username and password")
         self.url = url.rstrip("/")
         self.http = PicaHttp(self.url, token=token)
+        self.seeds = tuple(seed_url.rstrip("/") for seed_url in seeds)
+        self.dispatch = dispatch
+        self.connect_timeout = connect_timeout
+        self.node: GatewayNode | None = None
+        """With dispatch: the node of the current (or last) connection."""
+        self._known_nodes: list[str] = []
         self._username = username
         self._password = password
         self.transport: Transport = transport
@@ -186,24 +214,100 @@ class PicaClient:
         return self._connected.is_set()
 
     async def _login(self) -> None:
+        """Log in (with dispatch: at the first node that answers). Raises PicaHttpError when refused, OSError or
+        TimeoutError when no node answers."""
         assert self._username is not None and self._password is not None
-        login = await self.http.login(self._username, self._password)
-        self.user_id = login.user_id
+        if not self.dispatch:
+            self.user_id = (await self.http.login(self._username, self._password)).user_id
+            return
+        unreachable: BaseException = OSError("no node to log in at")
+        for base in self._candidates():
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    login: Login = await self.http.login(self._username, self._password, base_url=base)
+            except PicaHttpError as exc:
+                if exc.status < 500:
+                    raise
+                unreachable = exc
+            except _UNREACHABLE as exc:
+                unreachable = exc
+            else:
+                self.user_id = login.user_id
+                return
+        raise OSError(f"no node answered the login: {unreachable}")
+
+    # ------------------------------------------------------------------------------------------ dispatch
+
+    def _candidates(self) -> list[str]:
+        """Base URLs to ask, in order: the node in use, ``url``, the seeds, then nodes a gateway list named."""
+        ordered = [self.node.http] if self.node is not None else []
+        ordered += [self.url, *self.seeds, *self._known_nodes]
+        return list(dict.fromkeys(ordered))
+
+    async def _gateway(self) -> list[GatewayNode]:
+        """The live nodes, preferred first, from the first candidate that answers."""
+        if not self.dispatch:
+            return [GatewayNode.direct(self.url, self.tcp_port)]
+        failure: BaseException = OSError("no node to ask")
+        for base in self._candidates():
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    nodes = await self.http.gateway(base_url=base)
+            except PicaHttpError as exc:
+                if exc.status == 404:
+                    return [GatewayNode.direct(base, self.tcp_port)]  # a server without dispatch: use it as it is
+                if exc.status in (401, 403):
+                    code = CloseCode.TOKEN_EXPIRED if exc.code == "token_expired" else CloseCode.AUTH_FAILED
+                    raise ServerClosed(code, f"{exc.code}: {exc.message}") from exc
+                failure = exc
+                continue
+            except (*_UNREACHABLE, KeyError, TypeError) as exc:
+                failure = exc
+                continue
+            if nodes:
+                self._known_nodes = [node.http for node in nodes]
+                return nodes
+            failure = OSError(f"{base} lists no live node")
+        raise OSError(f"dispatch failed: {failure}")
+
+    async def _open(self) -> PicaConnection:
+        """Connect (and authenticate) to the first reachable node the gateway names."""
+        nodes = await self._gateway()
+        failure: BaseException = OSError("no node")
+        for node in nodes[:MAX_NODES_TRIED]:
+            address = node.tcp_address
+            if self.transport == "tcp" and address is None:
+                failure = OSError(f"node {node.node_id} has no TCP gateway")
+                continue
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    conn = await PicaConnection.open(
+                        node.http, self.http.token or "", transport=self.transport,
+                        tcp_port=address[1] if address else None, tcp_host=address[0] if address else None,
+                        ws_url=node.ws, device=self.device, cursors=self.cursors)
+            except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+                log.info("connect to %s failed: %s", node.node_id or node.http, exc)
+                failure = exc
+                continue
+            if self.dispatch:
+                self.node = node
+                self.http.base_url = node.http
+            return conn
+        raise failure
 
     async def _supervise(self) -> None:
         attempt = 0
         reconnect = False
         while not self._stopped:
             try:
-                conn = await PicaConnection.open(self.url, self.http.token or "", transport=self.transport,
-                                                 tcp_port=self.tcp_port, device=self.device, cursors=self.cursors)
+                conn = await self._open()
             except ServerClosed as exc:
                 if not await self._recoverable(exc):
                     return
                 await self._pause(attempt)
                 attempt += 1
                 continue
-            except (TimeoutError, OSError) as exc:
+            except (TimeoutError, OSError, aiohttp.ClientError) as exc:
                 log.info("connect failed: %s", exc)
                 await self._pause(attempt)
                 attempt += 1
@@ -212,11 +316,12 @@ class PicaClient:
             self.user_id = conn.user_id
             attempt = 0
             try:
-                await conn.sync_all()
+                await self._first_sync(conn)
                 self._connected.set()
-                await self._emit(Connected(conn.user_id, conn.device, reconnect))
+                await self._emit(Connected(conn.user_id, conn.device, reconnect,
+                                           self.node.node_id if self.node is not None else ""))
                 await self._pump(conn)
-            except (TimeoutError, ServerClosed, RequestFailed, OSError):
+            except (TimeoutError, ServerClosed, RequestFailed, OSError, aiohttp.ClientError):
                 pass
             self._connected.clear()
             closed = conn.closed or ServerClosed(None, "connection lost")
@@ -231,6 +336,20 @@ class PicaClient:
             await self._pause(attempt)
             attempt += 1
 
+    async def _first_sync(self, conn: PicaConnection) -> None:
+        """Sync to completion on a new connection; a retryable failure (the database is briefly down) is tried again
+        on the same connection rather than dropping it."""
+        failures = 0
+        while True:
+            try:
+                await conn.sync_all()
+                return
+            except RequestFailed as exc:
+                if not exc.retryable:
+                    raise
+                await asyncio.sleep(min(RETRY_CAP, self._backoff.delay(failures, self._rng)))
+                failures += 1
+
     async def _recoverable(self, closed: ServerClosed) -> bool:
         """Whether to reconnect after this close; an expired or refused token is renewed when we can log in."""
         code = closed.code
@@ -241,8 +360,12 @@ class PicaClient:
             try:
                 await self._login()
             except PicaHttpError as exc:
+                if exc.status >= 500:
+                    return True  # the server is in trouble, not the password: try again later
                 self.failure = GaveUp(f"login failed: {exc}")
                 return False
+            except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+                log.info("login failed, will retry: %s", exc)
             return True
         if code is not None and 4500 <= code < 5000:
             self.failure = GaveUp(f"server refused the connection ({code}: {closed.reason})")
@@ -308,7 +431,9 @@ class PicaClient:
     # ------------------------------------------------------------------------------------------ socket requests
 
     async def _request(self, frame: Any, timeout: float = 60.0) -> Any:
-        """Send a request, waiting out disconnects; the frame is re-sent unchanged after a reconnect."""
+        """Send a request, waiting out disconnects and retryable errors (``store_unavailable``, with backoff); the
+        frame is re-sent unchanged, so a send keeps its client message id and is stored once."""
+        failures = 0
         async with asyncio.timeout(timeout):
             while True:
                 await self.wait_connected(timeout)
@@ -320,8 +445,9 @@ class PicaClient:
                 except RequestFailed as exc:
                     if not exc.retryable:
                         raise
-                    await self._pause(0)
-                except (TimeoutError, ServerClosed, OSError):
+                    await asyncio.sleep(min(RETRY_CAP, self._backoff.delay(failures, self._rng)))
+                    failures += 1
+                except (TimeoutError, ServerClosed, OSError, aiohttp.ClientError):
                     await asyncio.sleep(0.01)  # the supervisor notices and reconnects
 
     async def send(self, *, to: int | None = None, group_id: int | None = None, text: str | None = None,

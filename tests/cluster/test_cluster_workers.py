@@ -1,0 +1,76 @@
+"""``pica serve --workers 2``: two processes share one pair of ports (SO_REUSEPORT); two users whose connections the
+kernel gave to different workers chat, so their messages cross the cluster bus between the workers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import psutil
+import pytest
+
+from pica.client import Login, PicaConnection, PicaHttp
+from tests.cluster.conftest import Cluster, NodeProcess, eventually, register
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
+
+MAX_TRIES = 40
+
+
+def workers_of(supervisor: NodeProcess) -> list[psutil.Process]:
+    return [p for p in psutil.Process(supervisor.proc.pid).children() if p.is_running()]
+
+
+def own_ports_to(port: int) -> set[int]:
+    """Local ports of this test process's TCP connections to 127.0.0.1:port."""
+    return {c.laddr.port for c in psutil.Process().net_connections("tcp")
+            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED}
+
+
+def worker_holding(supervisor: NodeProcess, local_port: int) -> int | None:
+    for worker in workers_of(supervisor):
+        for c in worker.net_connections("tcp"):
+            if c.raddr and c.raddr.port == local_port and c.laddr.port == supervisor.tcp_port:
+                return int(worker.pid)
+    return None
+
+
+async def connect_on_worker(supervisor: NodeProcess, who: Login, not_on: int | None) -> tuple[PicaConnection, int]:
+    """Connect until the kernel hands the connection to a worker other than ``not_on`` (bounded)."""
+    for _ in range(MAX_TRIES):
+        before = own_ports_to(supervisor.tcp_port)
+        conn = await PicaConnection.open(supervisor.url, who.token, transport="tcp", tcp_port=supervisor.tcp_port)
+        (port,) = own_ports_to(supervisor.tcp_port) - before
+        pid = worker_holding(supervisor, port)
+        if pid is not None and pid != not_on:
+            return conn, pid
+        await conn.close()
+    raise AssertionError(f"no connection landed on another worker in {MAX_TRIES} tries")
+
+
+async def test_two_workers_share_a_port_and_messages_cross_between_them(cluster: Cluster) -> None:
+    (server,) = cluster.start("w", extra=["--workers", "2"])
+    assert len(workers_of(server)) == 2
+    alice, bob = await asyncio.gather(register(server.url, "alice"), register(server.url, "bob"))
+
+    async with PicaHttp(server.url, token=alice.token) as http:
+        async def both_listed() -> bool:
+            return {n.node_id for n in await http.gateway()} == {"w-w0", "w-w1"}
+
+        await eventually(both_listed, 5.0, "both workers in the gateway list")
+
+    a, a_worker = await connect_on_worker(server, alice, None)
+    b, b_worker = await connect_on_worker(server, bob, a_worker)
+    try:
+        assert a_worker != b_worker
+        for i in range(5):
+            await a.send(bob.user_id, {"text": f"hi {i}"}, client_msg_id=uuid.uuid4().hex)
+            got = await b.next_message(timeout=5)
+            assert got.body == {"text": f"hi {i}"} and got.sender == alice.user_id
+            await b.send(alice.user_id, {"text": f"hello {i}"}, client_msg_id=uuid.uuid4().hex)
+            back = await a.next_message(timeout=5)
+            assert back.body == {"text": f"hello {i}"} and back.sender == bob.user_id
+        assert [m.seq for m in [got, back]] == [9, 10]
+    finally:
+        await a.close()
+        await b.close()
