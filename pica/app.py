@@ -36,8 +36,12 @@ from pica.store.factory import build_store
 
 if TYPE_CHECKING:
     from pica.cluster import Cluster
+    from pica.gateway.connection import Connection
 
 log = logging.getLogger(__name__)
+
+_RESYNC_RATE = 4_000
+"""Connections per second a node tells to resync after a bus interruption (spreads the syncs' load on the store)."""
 
 
 def token_secret(config: Config) -> str:
@@ -80,6 +84,7 @@ class PicaServer:
         self.reuse_port = reuse_port
         """Workers of ``pica serve --workers N`` share the listening ports (SO_REUSEPORT)."""
         self.cluster: Cluster | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.http_port = 0
         self.tcp_port = 0
         self._runner: web.AppRunner | None = None
@@ -185,14 +190,26 @@ class PicaServer:
         return self.cluster is not None and self.cluster.healthy
 
     def _resync_clients(self) -> None:
-        """The bus may have dropped frames for this node's clients: tell each to sync (they lose nothing acked)."""
+        """The bus may have dropped frames for this node's clients: tell each to sync (they lose nothing acked).
+
+        After a Redis restart every node does this at once, and every client's sync reads the store: the pushes are
+        spread at ``_RESYNC_RATE`` connections per second so that a node with 20,000 clients asks over 5 s, not in
+        one burst."""
         frame = OutboundFrame(f.Resync(reason="cluster bus interrupted"))
-        count = 0
-        for conn in self.hub.connections():
-            if conn.user_id and not conn.closed:
-                conn.push(frame)
-                count += 1
-        log.warning("asked clients to resync", extra={"node": self.node_id, "clients": count})
+        targets = [conn for conn in self.hub.connections() if conn.user_id and not conn.closed]
+        log.warning("asking clients to resync", extra={"node": self.node_id, "clients": len(targets)})
+        task = asyncio.get_running_loop().create_task(self._push_spread(targets, frame))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _push_spread(self, targets: list[Connection], frame: OutboundFrame) -> None:
+        step = _RESYNC_RATE // 10
+        for start in range(0, len(targets), step):
+            if start:
+                await asyncio.sleep(0.1)
+            for conn in targets[start:start + step]:
+                if not conn.closed:
+                    conn.push(frame)
 
     async def stop(self) -> None:
         """Drain: stop accepting, let in-flight requests (and so their commits) finish, tell every client to
@@ -207,6 +224,8 @@ class PicaServer:
             self._sweeper.cancel()
         if self._ban_sweeper is not None:
             self._ban_sweeper.cancel()
+        for task in list(self._background):
+            task.cancel()
         pending = [t for t in services.tasks if not t.done()]
         if pending:  # request tasks: their commits, replies and deliveries
             await asyncio.wait(pending, timeout=self.config.limits.shutdown_grace)
