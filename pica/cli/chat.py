@@ -73,14 +73,14 @@ class ChatApp:
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
-    async def run(self, password: str) -> int:
+    async def run(self) -> int:
         self.term.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP):  # leave cleanly: the terminal must not stay in raw mode
             with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
                 loop.add_signal_handler(sig, self._done.set)
         try:
-            return await self._run(password)
+            return await self._run()
         finally:
             for task in self._tasks:
                 task.cancel()
@@ -88,9 +88,9 @@ class ChatApp:
             await self.client.close()
             self.term.stop()
 
-    async def _run(self, password: str) -> int:
+    async def _run(self) -> int:
         try:
-            login = await self.client.http.login(self.username, password)
+            login = await self.client.login()
             self.dir.me = login.user_id
             self.dir.names[self.dir.me] = self.username
             conversations = await self.dir.all_conversations()
@@ -490,6 +490,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--password", help="default: env PICA_PASSWORD, else asked for")
     p.add_argument("--transport", choices=["ws", "ws-msgpack", "tcp"], default="ws")
     p.add_argument("--tcp-port", type=int, default=8081, help="server TCP port for --transport tcp (default 8081)")
+    p.add_argument("--dispatch", action="store_true",
+                   help="ask GET /v1/gateway which node to use before each (re)connect (cluster mode)")
+    p.add_argument("--seeds", default="", metavar="URL,URL",
+                   help="other nodes' base URLs, tried when --url does not answer (with --dispatch)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -502,8 +506,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
     client = PicaClient(args.url, username=args.username, password=password, transport=args.transport,
                         tcp_port=args.tcp_port, device=f"chat-{uuid.uuid4().hex[:8]}",
-                        backoff=Backoff(base=0.25, cap=5.0))  # someone is watching: retry at least every 5 s
+                        backoff=Backoff(base=0.25, cap=5.0),  # someone is watching: retry at least every 5 s
+                        dispatch=args.dispatch, seeds=[url for url in args.seeds.split(",") if url.strip()])
     try:
-        return asyncio.run(ChatApp(client, args.username).run(password))
+        return asyncio.run(ChatApp(client, args.username).run())
     except KeyboardInterrupt:  # Ctrl-C when stdin is not a terminal (on a terminal it arrives as a key)
         return 130

@@ -213,13 +213,20 @@ class PicaClient:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    async def _login(self) -> None:
+    async def login(self) -> Login:
+        """Log in now with the username and password given (with dispatch: at the first node that answers, which
+        the HTTP helper then uses until a connection picks a node). Raises PicaHttpError when refused, OSError
+        when no node answers."""
+        return await self._login()
+
+    async def _login(self) -> Login:
         """Log in (with dispatch: at the first node that answers). Raises PicaHttpError when refused, OSError or
         TimeoutError when no node answers."""
         assert self._username is not None and self._password is not None
         if not self.dispatch:
-            self.user_id = (await self.http.login(self._username, self._password)).user_id
-            return
+            direct = await self.http.login(self._username, self._password)
+            self.user_id = direct.user_id
+            return direct
         unreachable: BaseException = OSError("no node to log in at")
         for base in self._candidates():
             try:
@@ -233,7 +240,8 @@ class PicaClient:
                 unreachable = exc
             else:
                 self.user_id = login.user_id
-                return
+                self.http.base_url = base
+                return login
         raise OSError(f"no node answered the login: {unreachable}")
 
     # ------------------------------------------------------------------------------------------ dispatch

@@ -181,6 +181,17 @@ def test_piped_input_and_failures(server: ServerProcess) -> None:
     assert usage.returncode == 2
 
 
+def test_dispatch_finds_the_server_through_a_seed(server: ServerProcess) -> None:
+    """A cluster client's first URL may point at a dead node: with --dispatch it asks a seed where to connect."""
+    register(server.url, "lena", "mike")
+    for transport in ("ws", "tcp"):
+        done = pica("chat", "--url", "http://127.0.0.1:9", "--seeds", server.url, "--dispatch", "--username", "lena",
+                    "--transport", transport, "--tcp-port", "9", stdin=f"/open mike\nhello over {transport}\n",
+                    env={"PICA_PASSWORD": PASSWORD})
+        assert done.returncode == 0, done.stderr
+        assert "✓ sent #" in done.stdout
+
+
 def test_banned_user_is_cut_off(server: ServerProcess, chat: Callable[..., Chat]) -> None:
     register(server.url, "lena", "mike")
     lena = chat(server.url, "lena")
