@@ -12,11 +12,41 @@ something may have been lost", never at durability: Redis runs without persisten
   devices, then publishes one envelope (origin node id + the frame's MessagePack payload) per user. Subscribers of
   a channel are exactly the nodes holding its user, so Redis does the routing: no lookup of where a user is, and a
   publish to a user connected nowhere costs Redis one hash lookup. A node ignores envelopes it published itself.
-- *Groups*: one broadcast channel ``{prefix}groups`` that every node subscribes to; one envelope per group frame
-  (conversation, membership version, seq, ``also``, frame). Each node's own :class:`~pica.core.fanout.GroupFanout`
-  resolves its members from its versioned cache, reloading from the store when the envelope's membership version
-  is newer. A group message costs O(nodes) bus messages, not O(members), and membership changes committed on any
-  node reach every cache through the version, with no invalidation protocol.
+- *Groups*: one channel per group, ``{prefix}g:{conversation_id}``, subscribed by a node while it holds at least
+  one connected member of the group (:class:`~pica.cluster.groups.GroupIndex`); one envelope per group frame
+  (conversation, membership version, seq, ``also``, frame). Each subscribed node's own
+  :class:`~pica.core.fanout.GroupFanout` resolves its members from its versioned cache, reloading from the store
+  when the envelope's membership version is newer. A group message costs one bus message per node *holding a
+  member*, not per node nor per member; a node caches only the groups it holds members of (and those its own
+  senders write to); membership changes committed on any node reach those caches through the version.
+
+**Keeping the group subscriptions right.** The index maps local users to their groups and groups to their local
+users; a group channel is wanted while its set is non-empty, through the same subscriber as user channels (merged
+changes, everything resubscribed after a cut).
+
+- *First device here* (``before_ready``): subscribe ``u:{uid}`` and wait for Redis's confirmation, *then* read the
+  user's groups (``Store.list_groups``, dissolved ones skipped: nothing is published in them), want their channels
+  and wait for confirmation again, all within ``timeout``. Reading after the user channel is live closes the race
+  with a concurrent add: an add committed before the read is in the list, one committed after it is announced by a
+  join on the user channel (below). Later devices of the user find the groups in the index (no store read). If the
+  read fails or times out, the connection still goes ready, and the hub's presence listener reads the list again
+  and then pushes ``resync`` to the user. A ``before_ready`` whose connection does not register releases its
+  channels only after ``timeout``, not at once: the WebSocket handshake is written between ``before_ready`` and
+  registration, and a group list cannot be read again synchronously.
+- *Last device gone*: the user leaves the index; groups left without local members are unsubscribed and their
+  member caches dropped.
+- *Added members* (``apply``): the notice goes to ``g:{cid}`` as any group frame (nodes already subscribed reload
+  their cache, the added included), and a *join* envelope (origin, conversation, seq, notice) goes to each added
+  user's ``u:{uid}``, after the group envelope on the same connection. A node holding an added user adds them to
+  the index (subscribing if the group is new here) and, unless the group channel already brought it (a group
+  envelope of that seq or later was received: the channel was live), pushes the notice to that user only. Then,
+  once Redis confirms the new subscription, it pushes ``resync`` to those users only: frames published between the
+  join and the confirmation did not reach this node. The origin node updates its index synchronously before
+  anything committed later is delivered (its local fan-out already served the notice), with the same resync when
+  the group channel is new there. A join names no other added users: the channel is the user, and a list in every
+  copy would cost O(added²) bytes when a big group is created.
+- *Removed members*: the notice reaches them through ``also``; right after delivering it, each node drops its local
+  removed users from the group (unsubscribing if no member is left).
 - *Control*: ``{prefix}control`` carries ``resync`` (a node had to drop envelopes).
 
 **Why per-user channels rather than per-node channels.** A per-node inbox needs "which nodes hold user X" on every
@@ -36,7 +66,8 @@ for.
 **When Redis is away or restarted.** Publishes queue in a bounded outbox (``outbox_size``) and are sent in order
 on reconnect; beyond the bound they are dropped and, once the queue drains, a ``resync`` control envelope makes
 every other node push ``resync`` to its clients. A node whose subscriber connection was cut cannot know what it
-missed: after resubscribing (every user channel + groups + control, confirmed by Redis) it resyncs its own clients.
+missed: after resubscribing (every user and group channel + control, confirmed by Redis) it resyncs its own
+clients.
 The heartbeat re-registers the node; if Redis came back empty (or this node was reaped after a long pause), presence
 re-writes every local user. Reconnects use exponential backoff with full jitter, forever; ``deliver`` never blocks
 and never raises meanwhile; ``start`` waits at most ``timeout`` seconds. Every command has ``timeout`` as socket
@@ -53,8 +84,7 @@ users it held alone.
 **Redis Cluster.** Nothing here needs it at the sizes one Redis serves (one Redis 7 on the 2-core test box carried
 about 160,000 user envelopes per second from one node to another, both nodes in one process). To move to Redis
 Cluster: user channels become sharded pub/sub (SSUBSCRIBE/SPUBLISH, each channel living on its slot's shard, so the
-subscriber holds one connection per shard); the group channel becomes one channel per group (or per slot range)
-subscribed by every node, so group traffic spreads over shards; the scripts must then touch keys of one slot only,
+subscriber holds one connection per shard), group channels likewise; the scripts must then touch keys of one slot only,
 with hash tags (``{uid}``) for per-user keys and the registry moved to a single slot, or split into per-user calls,
 and the batched publish script becomes per-shard batches of SPUBLISH.
 
@@ -69,9 +99,14 @@ and the batched publish script becomes per-shard batches of SPUBLISH.
   then online again when it resumes.
 - Group typing indicators go through ``delivery`` per member (the chat service's choice), i.e. one publish per
   member; they are ephemeral and rate-limited.
-- Every node caches the member lists of every group that is active anywhere (a group envelope makes a node load
-  the group even if none of its members is connected here). Per-group channels, subscribed to by the nodes holding
-  a member, would trade that for a membership lookup per connection.
+- A user's first connection to a node costs one store read (their group list) and a second Redis round trip;
+  a user in many groups adds one channel subscription per group per node holding them.
+- A user added to a group on a node that held no member of it gets a ``resync`` once the new subscription is
+  confirmed, whether or not anything was missed (the bus cannot tell): creating a big group makes its connected
+  members sync once.
+- A removal committed while a member's node was reading their group list, and published before that node's new
+  subscription was confirmed, leaves the node subscribed to that group until the user disconnects: wasted
+  envelopes, no wrong delivery (the member cache no longer lists them).
 - ``resync`` asks every client of a node to sync at once (a thundering herd on the store after a Redis restart);
   clients should add jitter before syncing.
 """

@@ -3,11 +3,11 @@
 It wires the parts together (see the package docstring for the design) and owns their lifecycle:
 
 - :class:`~pica.cluster.outbox.Outbox`: every PUBLISH, ordered, batched per loop turn, bounded while Redis is away;
-- :class:`~pica.cluster.subscriber.Subscriber`: the pub/sub connection (user channels, groups, control);
+- :class:`~pica.cluster.subscriber.Subscriber`: the pub/sub connection (user, group and control channels);
 - :class:`~pica.cluster.presence.ClusterPresence`: cluster-wide presence and its transitions;
 - :class:`~pica.cluster.registry.Registry`: heartbeats, live nodes, reaping;
 - :class:`~pica.cluster.routing.ClusterDelivery` / :class:`~pica.cluster.routing.ClusterFanout`: what the core
-  calls to deliver.
+  calls to deliver; the latter keeps the node's group subscriptions (:class:`~pica.cluster.groups.GroupIndex`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from pica.config import RedisConfig
 from pica.core.fanout import GroupFanout
 from pica.core.ports import Clock
 from pica.gateway.hub import Hub
+from pica.protocol import frames as f
+from pica.protocol.outbound import OutboundFrame
 from pica.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -56,14 +58,18 @@ class Cluster:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._heartbeats: asyncio.Task[None] | None = None
+        self._store = store
         self._pins: dict[int, int] = {}
-        """Users whose channel ``before_ready`` holds while their connection is not yet registered."""
+        """Users whose channels ``before_ready`` holds while their connection is not yet registered."""
+        self._loading: set[int] = set()
+        """Users whose group list a task started by the presence listener is reading."""
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._resyncs = 0
         self._received = 0
         self._bad_control = 0
 
         prefix = config.prefix
-        self._channel_groups = f"{prefix}groups".encode()
+        self._group_prefix = f"{prefix}g:".encode()
         self._channel_control = f"{prefix}control".encode()
         self._user_prefix = f"{prefix}u:".encode()
         node_id = node.node_id
@@ -78,7 +84,7 @@ class Cluster:
             (self._channel_control, encode_control(node_id, RESYNC, "outbox overflow")),
         )
         self._subscriber = Subscriber(
-            self._pool, (self._channel_groups, self._channel_control), self._on_message, self._on_subscribed,
+            self._pool, (self._channel_control,), self._on_message, self._on_subscribed,
             timeout=config.timeout, idle=max(config.heartbeat_interval, 0.05),
             backoff=Backoff(_BACKOFF_BASE, cap), outage=Outage(f"subscription of node {node_id}", clock),
         )
@@ -91,7 +97,10 @@ class Cluster:
             Outage(f"heartbeat of node {node_id}", clock), on_lost=self._presence.reregister, on_gone=self._gone,
         )
         self._delivery = ClusterDelivery(hub, self._outbox, node_id, self._user_prefix)
-        self._fanout = ClusterFanout(GroupFanout(store, hub), self._outbox, node_id, self._channel_groups)
+        self._fanout = ClusterFanout(GroupFanout(store, hub), self._outbox, node_id, self._group_prefix,
+                                     self._user_prefix, self._subscriber, hub, config.timeout)
+        self._fanout.is_local = self._is_local
+        self._delivery.on_join = self._fanout.receive_join
         hub.add_presence_listener(self._on_local_presence)
 
     # ------------------------------------------------------------------------------------------ what the core uses
@@ -204,6 +213,9 @@ class Cluster:
             log.warning("cluster bus: could not deregister node %s (%s); other nodes will reap it after %.1f s",
                         self.node.node_id, exc, self._config.node_ttl)
         self._subscriber.close()
+        self._fanout.close()
+        for task in self._side_tasks:
+            task.cancel()
         self._outbox.close()
         self._presence.close()
         await cancel_and_wait(self._tasks, timeout)
@@ -224,19 +236,27 @@ class Cluster:
 
     async def before_ready(self, user_id: int) -> None:
         """Awaited by the gateway between authentication and ``ready``: return once Redis confirmed this node's
-        subscription to the user's channel, so a frame published after the client's first sync reaches it. Never
-        raises; bounded by ``timeout``. If the subscriber is down it returns at once: its resubscription is
-        followed by a resync of every local client, which covers the gap."""
+        subscriptions to the user's channel and to the channels of the user's groups, so a frame published after
+        the client's first sync reaches it. Never raises; bounded by ``timeout``. If the subscriber is down it
+        returns without waiting: its resubscription is followed by a resync of every local client, which covers
+        the gap."""
         channel = self._delivery.channel(user_id)
         self._pins[user_id] = self._pins.get(user_id, 0) + 1
         self._subscriber.want(channel)
         try:
             async with asyncio.timeout(self._config.timeout):
                 confirmed = await self._subscriber.confirm()
+                if not self._fanout.index.loaded(user_id):
+                    # Read only once the user channel is live: a member added after this read is announced by a
+                    # join on that channel, and one added before is in the list.
+                    await self._load_groups(user_id)
+                # Unconditionally: a join received meanwhile may have asked for a group channel too.
+                confirmed = await self._subscriber.confirm() and confirmed
             if not confirmed:
                 log.debug("before_ready: bus not subscribed, a resync will follow", extra={"user_id": user_id})
         except Exception as exc:
-            log.warning("before_ready: subscription not confirmed in time (%s)", type(exc).__name__,
+            # The presence listener reads the group list again when the connection registers.
+            log.warning("before_ready: subscriptions not confirmed in time (%s)", type(exc).__name__,
                         extra={"user_id": user_id})
         finally:
             left = self._pins[user_id] - 1
@@ -244,21 +264,60 @@ class Cluster:
                 self._pins[user_id] = left
             else:
                 del self._pins[user_id]
-                # The gateway registers the connection right after this returns, in the same loop turn, and the
-                # hub listener wants the channel again: the sender sees no net change. If the client left while
-                # we waited, the channel is released here.
                 if not self._hub.is_online(user_id):
-                    self._subscriber.unwant(channel)
+                    # The gateway registers the connection after this returns, possibly some loop turns later (a
+                    # WebSocket handshake is written in between): releasing now would drop the subscriptions just
+                    # confirmed, and a group list cannot be read again synchronously. If the client never
+                    # registers, its channels go after ``timeout``.
+                    asyncio.get_running_loop().call_later(self._config.timeout, self._release, user_id)
+
+    async def _load_groups(self, user_id: int) -> None:
+        groups = await self._store.list_groups(user_id)
+        if self._is_local(user_id):  # not if the client left while the store answered
+            # Dissolved groups are read-only: nothing will be published on their channels.
+            self._fanout.load(user_id, [g.conversation_id for g in groups if not g.dissolved])
+
+    def _is_local(self, user_id: int) -> bool:
+        return user_id in self._pins or self._hub.is_online(user_id)
+
+    def _release(self, user_id: int) -> None:
+        if self._stopping or self._is_local(user_id):
+            return
+        self._subscriber.unwant(self._delivery.channel(user_id))
+        self._fanout.drop(user_id)
 
     def _on_local_presence(self, user_id: int, online: bool) -> None:
         if self._stopping:
             return
-        channel = self._delivery.channel(user_id)
         if online:
-            self._subscriber.want(channel)
+            self._subscriber.want(self._delivery.channel(user_id))
+            if not self._fanout.index.loaded(user_id) and user_id not in self._loading:
+                self._start(self._load_late(user_id))
         elif user_id not in self._pins:
-            self._subscriber.unwant(channel)
+            self._release(user_id)
         self._presence.local_change(user_id, online)
+
+    async def _load_late(self, user_id: int) -> None:
+        """A user registered whose groups ``before_ready`` could not read (the store was slow or failing): read
+        them now, and once subscribed make the user sync, since group frames may have passed by meanwhile."""
+        self._loading.add(user_id)
+        try:
+            async with asyncio.timeout(self._config.timeout):
+                await self._load_groups(user_id)
+                await self._subscriber.confirm()
+        except Exception as exc:
+            log.warning("cluster bus: could not subscribe to the user's groups (%s); they get group frames by sync "
+                        "only until they reconnect", type(exc).__name__, extra={"user_id": user_id})
+            return
+        finally:
+            self._loading.discard(user_id)
+        if self._fanout.index.groups_of(user_id):
+            self._hub.deliver((user_id,), OutboundFrame(f.Resync(reason="group subscriptions late")))
+
+    def _start(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     # ------------------------------------------------------------------------------------------ bus events
 
@@ -270,7 +329,7 @@ class Cluster:
             except ValueError:
                 return
             self._delivery.receive(user_id, data)
-        elif channel == self._channel_groups:
+        elif channel.startswith(self._group_prefix):
             self._fanout.receive(data)
         elif channel == self._channel_control:
             self._control(data)

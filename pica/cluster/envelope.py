@@ -8,9 +8,16 @@ validate it, by the same structs.
 
 Shapes (positional, to stay small):
 
-- user channel ``{prefix}u:{user_id}``: ``[origin, frame]``
-- ``{prefix}groups``: ``[origin, conversation_id, version, seq, also, frame]``
+- user channel ``{prefix}u:{user_id}``, two kinds told apart by their first element:
+  ``["u", origin, frame]`` (a frame for the user) and ``["j", origin, conversation_id, seq, frame]`` (the user
+  joined a group: ``frame`` is the notice of seq ``seq``; see :mod:`pica.cluster.groups`)
+- group channel ``{prefix}g:{conversation_id}``: ``[origin, conversation_id, version, seq, also, frame]``
 - ``{prefix}control``: ``[origin, kind, reason]`` (``kind`` is ``"resync"``)
+
+A join carries neither the membership version nor the list of users added: the receiving node never consults its
+member cache for it (the notice goes to the channel's user directly, and the cache reloads through the version of
+the next group envelope), and the channel already names the user. A list of every added user in every copy would
+cost O(added²) bytes when a big group is created.
 """
 
 from __future__ import annotations
@@ -24,8 +31,15 @@ from pica.protocol import frames as f
 RESYNC: Final = "resync"
 
 
-class UserEnvelope(msgspec.Struct, array_like=True, frozen=True):
+class UserEnvelope(msgspec.Struct, array_like=True, frozen=True, tag="u"):
     origin: str
+    frame: f.ServerFrame
+
+
+class JoinEnvelope(msgspec.Struct, array_like=True, frozen=True, tag="j"):
+    origin: str
+    conversation_id: str
+    seq: int
     frame: f.ServerFrame
 
 
@@ -49,13 +63,19 @@ class BadEnvelope(Exception):
 
 
 _encoder: Final = msgspec.msgpack.Encoder()
-_user_decoder: Final = msgspec.msgpack.Decoder(UserEnvelope)
+_user_decoder: Final[msgspec.msgpack.Decoder[UserEnvelope | JoinEnvelope]] = msgspec.msgpack.Decoder(
+    UserEnvelope | JoinEnvelope
+)
 _group_decoder: Final = msgspec.msgpack.Decoder(GroupEnvelope)
 _control_decoder: Final = msgspec.msgpack.Decoder(ControlEnvelope)
 
 
 def encode_user(origin: str, frame_payload: bytes) -> bytes:
-    return _encoder.encode((origin, msgspec.Raw(frame_payload)))
+    return _encoder.encode(("u", origin, msgspec.Raw(frame_payload)))
+
+
+def encode_join(origin: str, conversation_id: str, seq: int, frame_payload: bytes) -> bytes:
+    return _encoder.encode(("j", origin, conversation_id, seq, msgspec.Raw(frame_payload)))
 
 
 def encode_group(origin: str, conversation_id: str, version: int, seq: int, also: tuple[int, ...],
@@ -67,7 +87,7 @@ def encode_control(origin: str, kind: str, reason: str = "") -> bytes:
     return _encoder.encode((origin, kind, reason))
 
 
-def decode_user(data: bytes) -> UserEnvelope:
+def decode_user(data: bytes) -> UserEnvelope | JoinEnvelope:
     try:
         return _user_decoder.decode(data)
     except (msgspec.DecodeError, RecursionError) as exc:

@@ -80,6 +80,11 @@ class GroupFanout:
         members = self._cache.get(conversation_id)
         return None if members is None else members.joined.keys()
 
+    def forget(self, conversation_id: str) -> None:
+        """Drop a group's cached members (the cluster's node no longer holds any of them). A load in progress
+        completes and caches it again; the next use reloads it."""
+        self._cache.pop(conversation_id, None)
+
     def apply(self, change: GroupChange, exclude: object | None = None) -> None:
         """A membership change committed: deliver its notice to everyone concerned, then update the cache."""
         conversation_id = change.group.conversation_id

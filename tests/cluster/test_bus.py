@@ -25,6 +25,7 @@ import pytest
 import redis
 
 from pica.cluster import Cluster, NodeInfo
+from pica.cluster.groups import GroupIndex
 from pica.config import RedisConfig
 from pica.core.ports import SystemClock
 from pica.gateway.hub import Hub
@@ -60,11 +61,16 @@ class MemberTable:
     def __init__(self) -> None:
         self.groups: dict[str, tuple[int, dict[int, int]]] = {}
         self.loads = 0
+        self.group_lists = 0
 
     async def group_fanout(self, conversation_id: str) -> tuple[int, dict[int, int]]:
         self.loads += 1
         version, members = self.groups[conversation_id]
         return version, dict(members)
+
+    async def list_groups(self, user_id: int) -> list[GroupRecord]:
+        self.group_lists += 1
+        return [group_record(cid, version) for cid, (version, members) in self.groups.items() if user_id in members]
 
 
 @dataclass
@@ -260,10 +266,15 @@ async def test_before_ready_for_a_connection_that_never_registers_leaves_no_subs
 # ---------------------------------------------------------------------------------------------- groups
 
 
-def change(version: int, seq: int, added: tuple[int, ...] = (), removed: tuple[int, ...] = ()) -> GroupChange:
-    group = GroupRecord(group_id=1, conversation_id="g:1", name="g", owner_id=1, muted_all=False, dissolved=False,
-                        created_at=0, member_count=0, members_version=version)
-    notice = MessageRecord("g:1", seq, 1, f"~n{seq}", seq, {"system": {"event": "members_removed"}})
+def group_record(conversation_id: str, version: int) -> GroupRecord:
+    return GroupRecord(group_id=int(conversation_id[2:]), conversation_id=conversation_id, name="g", owner_id=1,
+                       muted_all=False, dissolved=False, created_at=0, member_count=0, members_version=version)
+
+
+def change(version: int, seq: int, added: tuple[int, ...] = (), removed: tuple[int, ...] = (),
+           conversation_id: str = "g:1") -> GroupChange:
+    group = group_record(conversation_id, version)
+    notice = MessageRecord(conversation_id, seq, 1, f"~n{seq}", seq, {"system": {"event": "members_removed"}})
     return GroupChange(group=group, notice=notice, added=added, removed=removed)
 
 
@@ -296,6 +307,149 @@ async def test_group_frames_reach_members_on_other_nodes_through_their_fanout(pr
         await asyncio.sleep(0.2)
         assert on_b.seqs() == [5, 6, 7]
         assert author.seqs() == [6, 7, 8]
+
+
+def subscribers(channel: str, port: int = SHARED_PORT) -> int:
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    try:
+        return int(client.pubsub_numsub(channel)[0][1])
+    finally:
+        client.close()
+
+
+def resyncs_of(device: Device) -> int:
+    return sum(isinstance(frame, f.Resync) for frame in device.frames)
+
+
+def test_the_group_index_reports_first_and_last_local_members() -> None:
+    index = GroupIndex()
+    assert index.load(1, ["g:1", "g:2"]) == ["g:1", "g:2"]
+    assert index.loaded(1) and not index.loaded(2)
+    assert index.join(2, "g:1") is False  # already held through user 1
+    assert index.join(2, "g:3") is True and not index.loaded(2)
+    assert index.join(2, "g:3") is False
+    assert index.leave(1, "g:1") is False and index.members("g:1") == {2}
+    assert index.leave(1, "g:9") is False
+    assert sorted(index.drop(2)) == ["g:1", "g:3"]
+    assert index.load(2, ["g:2"]) == []  # user 1 still holds it
+    assert sorted(index.drop(1)) == [] and index.drop(2) == ["g:2"]
+    assert index.group_count == 0 and not index.loaded(1)
+
+
+async def test_a_node_without_a_member_of_a_group_receives_nothing_of_it(prefix: str) -> None:
+    table = MemberTable()
+    table.groups["g:1"] = (1, {1: 0, 2: 0})
+    channel = f"{prefix}g:g:1"
+    async with nodes(shared_url(), bus_config(prefix), 3, store=table) as (a, b, c):
+        author, member = await a.connect(1), await b.connect(2)
+        bystander = await c.connect(3)  # connected, in no group
+        assert subscribers(channel) == 2  # A and B, confirmed before their before_ready returned
+        received = c.cluster.received
+        for seq in range(1, 21):
+            a.cluster.fanout.deliver("g:1", 1, seq, msg(seq, "g:1"), exclude=author)
+        await eventually(lambda: member.seqs() == list(range(1, 21)), 5, "20 group frames on B")
+        await asyncio.sleep(0.2)
+        assert c.cluster.received == received  # not one envelope reached C
+        assert c.cluster.fanout.members("g:1") is None  # and C cached nothing of the group
+        assert bystander.frames == [] and author.frames == []
+        # The broadcast channel of the old design is gone.
+        client = redis.Redis(host="127.0.0.1", port=SHARED_PORT, socket_timeout=5)
+        assert client.pubsub_channels(f"{prefix}groups") == []
+        assert sorted(client.pubsub_channels(f"{prefix}g:*")) == [channel.encode()]
+        client.close()
+
+
+async def test_a_member_connecting_subscribes_before_ready_and_releases_on_leaving(prefix: str) -> None:
+    table = MemberTable()
+    table.groups["g:1"] = (1, {1: 0, 2: 0})
+    table.groups["g:2"] = (1, {2: 0})
+    async with nodes(shared_url(), bus_config(prefix), 2, store=table) as (a, b):
+        await a.connect(1)
+        assert subscribers(f"{prefix}g:g:1") == 1
+        first = await b.connect(2)
+        # before_ready returned: Redis has B's subscriptions to both groups of user 2.
+        assert subscribers(f"{prefix}g:g:1") == 2 and subscribers(f"{prefix}g:g:2") == 1
+        a.cluster.fanout.deliver("g:1", 1, 1, msg(1, "g:1"))
+        a.cluster.fanout.deliver("g:2", 1, 1, msg(1, "g:2"))
+        await eventually(lambda: len(first.frames) == 2, 5, "both group frames on B")
+        lists = table.group_lists
+        second = await b.connect(2)  # a second device: the groups are known, no store read
+        assert table.group_lists == lists
+        b.disconnect(first)
+        await asyncio.sleep(0.1)
+        assert subscribers(f"{prefix}g:g:1") == 2  # the other device holds them
+        b.disconnect(second)
+        await eventually(lambda: subscribers(f"{prefix}g:g:1") == 1 and subscribers(f"{prefix}g:g:2") == 0, 5,
+                         "B unsubscribed from both groups")
+        assert b.cluster.fanout.members("g:1") is None  # its member cache went with them
+
+
+async def test_a_member_added_where_the_group_had_no_member_gets_it_live_from_then_on(prefix: str) -> None:
+    table = MemberTable()
+    table.groups["g:1"] = (1, {1: 0, 2: 0})
+    channel = f"{prefix}g:g:1"
+    async with nodes(shared_url(), bus_config(prefix), 3, store=table) as (a, b, c):
+        owner = await a.connect(1)
+        member = await b.connect(2)  # B holds a member already
+        joining_b = await b.connect(5)
+        joining_c, joining_c2 = await c.connect(6), await c.connect(7)  # C holds none
+        assert subscribers(channel) == 2
+        # Committed on A: users 5, 6 and 7 added with notice seq 4.
+        table.groups["g:1"] = (2, {1: 0, 2: 0, 5: 3, 6: 3, 7: 3})
+        a.cluster.fanout.apply(change(2, 4, added=(5, 6, 7)))
+        await eventually(lambda: subscribers(channel) == 3, 5, "C subscribed to the group")
+        await eventually(lambda: all(d.seqs() == [4] for d in (owner, member, joining_b, joining_c, joining_c2)), 5,
+                         "the notice everywhere")
+        # On C the subscription was new: frames published before Redis confirmed it may have been missed.
+        await eventually(lambda: resyncs_of(joining_c) == 1 and resyncs_of(joining_c2) == 1, 5, "C's users resync")
+        a.cluster.fanout.deliver("g:1", 2, 5, msg(5, "g:1"))
+        await eventually(lambda: joining_c.seqs() == [4, 5] and joining_c2.seqs() == [4, 5], 5, "seq 5 on C")
+        await eventually(lambda: joining_b.seqs() == [4, 5] and member.seqs() == [4, 5], 5, "seq 5 on B")
+        await asyncio.sleep(0.2)
+        # Exactly once each (no second copy from the join), and no resync where the channel was already live.
+        assert [d.seqs() for d in (member, joining_b, joining_c, joining_c2)] == [[4, 5]] * 4
+        assert resyncs_of(joining_b) == resyncs_of(member) == 0
+        assert c.cluster.fanout.join_resyncs == 2 and b.cluster.fanout.join_resyncs == 0
+
+
+async def test_a_member_added_on_the_origin_node_subscribes_there(prefix: str) -> None:
+    table = MemberTable()
+    table.groups["g:1"] = (1, {1: 0})
+    channel = f"{prefix}g:g:1"
+    async with nodes(shared_url(), bus_config(prefix), 2, store=table) as (a, b):
+        newcomer = await a.connect(9)  # A holds no member of the group
+        owner = await b.connect(1)
+        assert subscribers(channel) == 1
+        table.groups["g:1"] = (2, {1: 0, 9: 2})
+        a.cluster.fanout.apply(change(2, 3, added=(9,)))  # the change is committed through A
+        assert a.cluster.fanout.index.members("g:1") == {9}  # synchronously
+        await eventually(lambda: subscribers(channel) == 2, 5, "A subscribed")
+        await eventually(lambda: newcomer.seqs() == [3] and owner.seqs() == [3], 5, "the notice")
+        await eventually(lambda: resyncs_of(newcomer) == 1, 5, "the newcomer resyncs")
+        b.cluster.fanout.deliver("g:1", 2, 4, msg(4, "g:1"))
+        await eventually(lambda: newcomer.seqs() == [3, 4], 5, "seq 4 from B on A")
+
+
+async def test_a_removed_member_s_node_unsubscribes_unless_it_holds_another(prefix: str) -> None:
+    table = MemberTable()
+    table.groups["g:1"] = (1, {1: 0, 2: 0, 3: 0, 4: 0})
+    channel = f"{prefix}g:g:1"
+    async with nodes(shared_url(), bus_config(prefix), 3, store=table) as (a, b, c):
+        owner = await a.connect(1)
+        alone = await b.connect(2)
+        leaving, staying = await c.connect(3), await c.connect(4)
+        assert subscribers(channel) == 3
+        table.groups["g:1"] = (2, {1: 0, 4: 0})
+        a.cluster.fanout.apply(change(2, 6, removed=(2, 3)))
+        await eventually(lambda: all(d.seqs() == [6] for d in (owner, alone, leaving, staying)), 5, "the notice")
+        await eventually(lambda: subscribers(channel) == 2, 5, "B unsubscribed, C not")
+        assert b.cluster.fanout.index.group_count == 0 and c.cluster.fanout.index.members("g:1") == {4}
+        received = b.cluster.received
+        a.cluster.fanout.deliver("g:1", 2, 7, msg(7, "g:1"))
+        await eventually(lambda: staying.seqs() == [6, 7], 5, "seq 7 to the remaining member")
+        await asyncio.sleep(0.2)
+        assert alone.seqs() == [6] and leaving.seqs() == [6] and owner.seqs() == [6, 7]
+        assert b.cluster.received == received
 
 
 # ---------------------------------------------------------------------------------------------- presence
@@ -427,6 +581,26 @@ async def test_redis_restart_flushes_or_resyncs_and_everything_comes_back(prefix
 
 async def _online(node: Node, user_id: int) -> bool:
     return user_id in await node.cluster.presence.online([user_id])
+
+
+async def test_group_channels_are_resubscribed_after_a_redis_restart(prefix: str, own_redis: PrivateRedis) -> None:
+    table = MemberTable()
+    table.groups["g:1"] = (1, {1: 0, 2: 0})
+    table.groups["g:2"] = (1, {2: 0})
+    own_redis.start()
+    async with nodes(own_redis.url, bus_config(prefix, timeout=0.5), 2, store=table) as (a, b):
+        await a.connect(1)
+        member = await b.connect(2)
+        resyncs = b.resyncs
+        own_redis.kill()
+        await eventually(lambda: not b.cluster.healthy, 5, "B notices the outage")
+        own_redis.start()
+        await eventually(lambda: b.resyncs > resyncs and a.cluster.healthy and b.cluster.healthy, 5, "back")
+        assert subscribers(f"{prefix}g:g:1", own_redis.port) == 2
+        assert subscribers(f"{prefix}g:g:2", own_redis.port) == 1
+        a.cluster.fanout.deliver("g:1", 1, 1, msg(1, "g:1"))
+        a.cluster.fanout.deliver("g:2", 1, 1, msg(1, "g:2"))
+        await eventually(lambda: len(member.frames) == 2, 5, "group frames after the restart")
 
 
 async def test_outbox_overflow_tells_other_nodes_to_resync(prefix: str, own_redis: PrivateRedis) -> None:
