@@ -139,25 +139,23 @@ class ChatService:
                 )
                 self._route(conversation_id, result, frame, sender, to, origin)
             else:
-                self._push_again(conversation_id, result, sender, to, origin)
+                self._push_again(result, sender, origin)
             return SendAck(client_msg_id, result.conversation_id, result.seq, result.ts, result.duplicate)
 
         _then(stored, committed, reply)
 
-    def _push_again(self, conversation_id: str, result: AppendResult, sender: int, to: int | None,
-                    origin: object | None) -> None:
-        """A re-sent id: push the stored message again. Usually the first push reached everyone and this one is
-        dropped by the clients as a duplicate (protocol 8.6); but when the first attempt committed and then failed
-        to answer (the database connection broke after COMMIT), nothing was pushed, and without this the peers'
-        open connections would see the message only at their next sync."""
-        task = asyncio.get_running_loop().create_task(
-            self._push_stored(conversation_id, result, sender, to, origin)
-        )
+    def _push_again(self, result: AppendResult, sender: int, origin: object | None) -> None:
+        """A re-sent id: push the stored message again (protocol 8.2). Usually the first push reached everyone and
+        the clients drop this copy by (conversation, seq) (8.6); but when the first attempt committed and its node
+        died, or lost its database connection, before answering, nothing was pushed, and without this the peers'
+        open connections would see the message only at their next sync. The stored message is routed by its own
+        conversation: the retry's ``to`` or ``group_id`` may differ from the original's (the first write wins)."""
+        task = asyncio.get_running_loop().create_task(self._push_stored(result, sender, origin))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _push_stored(self, conversation_id: str, result: AppendResult, sender: int, to: int | None,
-                           origin: object | None) -> None:
+    async def _push_stored(self, result: AppendResult, sender: int, origin: object | None) -> None:
+        conversation_id = result.conversation_id
         try:
             page = await self._store.history(sender, conversation_id, after=result.seq - 1, before=None, limit=1)
         except Exception:
@@ -165,7 +163,8 @@ class ChatService:
                         extra={"conversation_id": conversation_id, "seq": result.seq})
             return
         if page.messages and page.messages[0].seq == result.seq:
-            self._route(conversation_id, result, OutboundFrame(message_frame(page.messages[0])), sender, to, origin)
+            frame = OutboundFrame(message_frame(page.messages[0]))
+            self._route(conversation_id, result, frame, sender, direct_peer(conversation_id, sender), origin)
 
     def _route(self, conversation_id: str, result: AppendResult, frame: OutboundFrame, sender: int,
                to: int | None, origin: object | None) -> None:

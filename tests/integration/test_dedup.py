@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
-from pica.client import PicaHttp
+from typing import Any
+
+from pica.client import PicaConnection, PicaHttp
+from pica.protocol import frames as f
 from tests.conftest import Node, connect, new_user
+
+
+def drain(conn: PicaConnection) -> list[Any]:
+    """Events received and not yet taken."""
+    events = []
+    while not conn.events.empty():
+        events.append(conn.events.get_nowait())
+    return events
 
 
 async def test_duplicate_client_msg_id_gets_same_ack_and_one_message(node: Node) -> None:
@@ -54,3 +65,22 @@ async def test_a_resent_id_is_pushed_again_to_devices_that_missed_it(node: Node)
             pushed = await b.next_message()
             assert (pushed.seq, pushed.client_msg_id, pushed.body) == (first.seq, "lost-answer",
                                                                       {"text": "did you get this?"})
+
+
+async def test_a_resent_id_with_another_recipient_pushes_only_the_original(node: Node) -> None:
+    """The first write wins (protocol 8.2): the copy goes to the original conversation, never to the retry's."""
+    alice, bob, carol = await new_user(node.url), await new_user(node.url), await new_user(node.url)
+    a = await connect(node.url, alice, "tcp", node.tcp_port)
+    b, c = await connect(node.url, bob), await connect(node.url, carol)
+    async with a, b, c:
+        await a.send(carol.user_id, {"text": "hi carol"}, client_msg_id="earlier")
+        first = await a.send(bob.user_id, {"text": "for bob"}, client_msg_id="one-id")
+        assert (await b.next_message()).body == {"text": "for bob"}
+        assert (await c.next_message()).body == {"text": "hi carol"}
+        drain(b), drain(c)
+        again = await a.send(carol.user_id, {"text": "for carol?"}, client_msg_id="one-id")
+        assert again.duplicate and (again.conversation_id, again.seq) == (first.conversation_id, first.seq)
+        copy = await asyncio.wait_for(b.events.get(), 5)  # read back from the store in the background
+        assert (copy.conversation_id, copy.seq, copy.body) == (first.conversation_id, first.seq, {"text": "for bob"})
+        await c.ping()
+        assert not any(isinstance(e, f.Msg) for e in drain(c))
