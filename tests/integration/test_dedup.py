@@ -1,9 +1,9 @@
-"""Re-sending a client message id returns the original ack and stores nothing new, on any path."""
+"""Re-sending a client message id returns the original ack and stores nothing new, on any path; the stored message
+is pushed again (protocol 8.2)."""
 
 from __future__ import annotations
 
 import asyncio
-
 from typing import Any
 
 from pica.client import PicaConnection, PicaHttp
