@@ -15,6 +15,7 @@ import itertools
 import uuid
 from typing import Any
 
+import aiohttp
 import pytest
 
 from pica.client import Login, PicaConnection, PicaHttp
@@ -230,6 +231,13 @@ async def test_every_node_lists_the_live_nodes_for_dispatch(cluster: Cluster) ->
         assert entry.tcp == f"127.0.0.1:{node.tcp_port}"
     assert all([n.node_id for n in answer] == [n.node_id for n in listed] for answer in answers), \
         "every node prefers the same node for one user"
+
+    # Monitoring sees the same cluster: /healthz reports the bus, /metrics counts the live nodes.
+    async with aiohttp.ClientSession() as session:
+        async with session.get(nodes[1].url + "/healthz") as resp:
+            assert (resp.status, await resp.json()) == (200, {"status": "ok", "cluster": "ok"})
+        async with session.get(nodes[1].url + "/metrics") as resp:
+            assert "pica_cluster_live_nodes 3\n" in await resp.text()
 
     # A node that stops leaves the list (a clean stop deregisters at once; a dead one within node_ttl).
     assert nodes[2].terminate() == 0
