@@ -11,7 +11,10 @@ Shapes (positional, to stay small):
 - user channel ``{prefix}u:{user_id}``, two kinds told apart by their first element:
   ``["u", origin, frame]`` (a frame for the user) and ``["j", origin, conversation_id, seq, frame]`` (the user
   joined a group: ``frame`` is the notice of seq ``seq``; see :mod:`pica.cluster.groups`)
-- group channel ``{prefix}g:{conversation_id}``: ``[origin, conversation_id, version, seq, also, frame]``
+- group channel ``{prefix}g:{conversation_id}``, two kinds told apart by their length (the first byte of the
+  envelope, a MessagePack fixarray header): ``[origin, conversation_id, version, seq, also, frame]`` (a frame of the
+  group's timeline) and ``["e", origin, conversation_id, skip_user, frame]`` (an ephemeral frame such as a typing
+  notice, for every member but ``skip_user``: no seq, no membership version, never stored)
 - ``{prefix}control``: ``[origin, kind, reason]`` (``kind`` is ``"resync"``)
 
 A join carries neither the membership version nor the list of users added: the receiving node never consults its
@@ -52,6 +55,15 @@ class GroupEnvelope(msgspec.Struct, array_like=True, frozen=True):
     frame: f.ServerFrame
 
 
+class EphemeralEnvelope(msgspec.Struct, array_like=True, frozen=True, tag="e"):
+    """Not part of the timeline: carries no seq, so it proves nothing about the channel being live at some seq."""
+
+    origin: str
+    conversation_id: str
+    skip_user: int
+    frame: f.ServerFrame
+
+
 class ControlEnvelope(msgspec.Struct, array_like=True, frozen=True):
     origin: str
     kind: str
@@ -67,6 +79,10 @@ _user_decoder: Final[msgspec.msgpack.Decoder[UserEnvelope | JoinEnvelope]] = msg
     UserEnvelope | JoinEnvelope
 )
 _group_decoder: Final = msgspec.msgpack.Decoder(GroupEnvelope)
+_ephemeral_decoder: Final = msgspec.msgpack.Decoder(EphemeralEnvelope)
+_EPHEMERAL_HEADER: Final = b"\x95"
+"""A fixarray of 5 elements: an ephemeral envelope (a timeline one has 6). Dispatching on this byte keeps the
+timeline envelope's bytes as they were and costs no second decode."""
 _control_decoder: Final = msgspec.msgpack.Decoder(ControlEnvelope)
 
 
@@ -83,6 +99,10 @@ def encode_group(origin: str, conversation_id: str, version: int, seq: int, also
     return _encoder.encode((origin, conversation_id, version, seq, also, msgspec.Raw(frame_payload)))
 
 
+def encode_ephemeral(origin: str, conversation_id: str, skip_user: int, frame_payload: bytes) -> bytes:
+    return _encoder.encode(("e", origin, conversation_id, skip_user, msgspec.Raw(frame_payload)))
+
+
 def encode_control(origin: str, kind: str, reason: str = "") -> bytes:
     return _encoder.encode((origin, kind, reason))
 
@@ -94,8 +114,10 @@ def decode_user(data: bytes) -> UserEnvelope | JoinEnvelope:
         raise BadEnvelope(str(exc)[:200]) from None
 
 
-def decode_group(data: bytes) -> GroupEnvelope:
+def decode_group(data: bytes) -> GroupEnvelope | EphemeralEnvelope:
     try:
+        if data[:1] == _EPHEMERAL_HEADER:
+            return _ephemeral_decoder.decode(data)
         return _group_decoder.decode(data)
     except (msgspec.DecodeError, RecursionError) as exc:
         raise BadEnvelope(str(exc)[:200]) from None

@@ -15,9 +15,11 @@ from collections.abc import Callable, Collection, Iterable
 
 from pica.cluster.envelope import (
     BadEnvelope,
+    EphemeralEnvelope,
     JoinEnvelope,
     decode_group,
     decode_user,
+    encode_ephemeral,
     encode_group,
     encode_join,
     encode_user,
@@ -102,6 +104,9 @@ class ClusterFanout:
     envelope carries the membership version: a node whose member cache is older reloads it from the store before
     delivering (the fan-out's own rule), so changes committed elsewhere apply.
 
+    Ephemeral frames (typing) take the same channel without seq or version: each receiving node serves them from its
+    member cache as it stands (loading it if absent).
+
     The node's :class:`GroupIndex` decides which group channels it subscribes to; see the package docstring for
     how it is kept up to date (store reads on connect, join envelopes on user channels, removals in notices)."""
 
@@ -169,6 +174,17 @@ class ClusterFanout:
 
     def members(self, conversation_id: str) -> Iterable[int] | None:
         return self.local.members(conversation_id)
+
+    def deliver_ephemeral(self, conversation_id: str, frame: OutboundFrame, skip_user: int) -> None:
+        """This node's members, then one envelope on the group channel for the nodes holding the others (one
+        publish per group, not per member); each of them serves its local members but ``skip_user``."""
+        self.local.deliver_ephemeral(conversation_id, frame, skip_user)
+        try:
+            data = encode_ephemeral(self._node_id, conversation_id, skip_user, frame.payload(Encoding.MSGPACK))
+        except Exception:
+            log.exception("cluster bus: could not encode an ephemeral group frame for the bus")
+            return
+        self._outbox.publish(self.channel(conversation_id), data)
 
     def _publish(self, conversation_id: str, version: int, seq: int, also: tuple[int, ...],
                  frame: OutboundFrame) -> None:
@@ -252,6 +268,11 @@ class ClusterFanout:
         conversation_id = envelope.conversation_id
         if not self.index.holds(conversation_id):
             return  # released while this was in flight: no local member, nothing to load a cache for
+        if isinstance(envelope, EphemeralEnvelope):
+            # No seq: it says nothing of which timeline frames reached this node, so ``_seen`` is left alone.
+            if envelope.origin != self._node_id:
+                self.local.deliver_ephemeral(conversation_id, OutboundFrame(envelope.frame), envelope.skip_user)
+            return
         if envelope.seq > self._seen.get(conversation_id, 0):
             self._seen[conversation_id] = envelope.seq
         if envelope.origin == self._node_id:

@@ -285,5 +285,6 @@ class ChatService:
             members = await self._store.conversation_members(conversation_id)
         if user_id not in members:
             raise ConversationNotFound()
-        self._delivery.deliver([m for m in members if m != user_id], frame)
+        # Through the group router: in a cluster, one bus message per group rather than one per member.
+        self.fanout.deliver_ephemeral(conversation_id, frame, user_id)
 

@@ -5,6 +5,11 @@ order (the caller applies a GroupChange before anything committed after it is de
 receiving at once and a new member receives nothing older than their join. A message carries the membership version
 it was committed under; a cache entry older than that (changed elsewhere, evicted, or never loaded) is reloaded while
 later frames for the same group queue behind it, keeping their order.
+
+Ephemeral frames (typing notices: no seq, no version) go to the cached members. When the group is not cached they
+are loaded first, as for a timeline frame, rather than dropping the notice: a node then keeps serving the group from
+its cache, and a single node behaves as when typing read the members itself. While a load is in progress they wait
+behind it (order does not matter for them, but the load brings the newest members).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class _Queued:
     frame: OutboundFrame
     exclude: object | None
     also: tuple[int, ...] = ()
+    skip: int | None = None
+    """Set for an ephemeral frame: every member but this user (``seq`` and ``version`` unused)."""
 
 
 @dataclass(slots=True)
@@ -70,13 +77,30 @@ class GroupFanout:
         if members is not None and members.version >= version:
             self._send(members, seq, frame, exclude, also)
             return
-        self._waiting[conversation_id] = [_Queued(version, seq, frame, exclude, also)]
+        self._start_load(conversation_id, _Queued(version, seq, frame, exclude, also))
+
+    def deliver_ephemeral(self, conversation_id: str, frame: OutboundFrame, skip_user: int) -> None:
+        """Deliver a frame that is not part of the timeline to every cached member but ``skip_user`` (loading the
+        members first when they are not cached; see the module docstring)."""
+        item = _Queued(0, 0, frame, None, skip=skip_user)
+        queued = self._waiting.get(conversation_id)
+        if queued is not None:
+            queued.append(item)
+            return
+        members = self._cache.get(conversation_id)
+        if members is None:
+            self._start_load(conversation_id, item)
+            return
+        self._send_ephemeral(members, frame, skip_user)
+
+    def _start_load(self, conversation_id: str, first: _Queued) -> None:
+        self._waiting[conversation_id] = [first]
         task = asyncio.get_running_loop().create_task(self._load(conversation_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def members(self, conversation_id: str) -> Iterable[int] | None:
-        """Cached member ids (typing indicators use them; None when not cached)."""
+        """Cached member ids (the typing membership check uses them; None when not cached)."""
         members = self._cache.get(conversation_id)
         return None if members is None else members.joined.keys()
 
@@ -108,6 +132,9 @@ class GroupFanout:
         if also:
             self.delivery.deliver(also, frame, exclude)
 
+    def _send_ephemeral(self, members: _Members, frame: OutboundFrame, skip_user: int) -> None:
+        self.delivery.deliver([user_id for user_id in members.joined if user_id != skip_user], frame)
+
     async def _load(self, conversation_id: str) -> None:
         try:
             version, joined = await self.store.group_fanout(conversation_id)
@@ -122,7 +149,10 @@ class GroupFanout:
             self._cache.pop(next(iter(self._cache)))
         self._cache[conversation_id] = members
         for item in self._waiting.pop(conversation_id, []):
-            self._send(members, item.seq, item.frame, item.exclude, item.also)
+            if item.skip is not None:
+                self._send_ephemeral(members, item.frame, item.skip)
+            else:
+                self._send(members, item.seq, item.frame, item.exclude, item.also)
 
 
 def _notice_frame(change: GroupChange) -> f.Msg:

@@ -34,7 +34,7 @@ class Presence(Protocol):
 
 
 class GroupRouter(Protocol):
-    """Delivers a group's timeline frames to its members' devices (:class:`pica.core.fanout.GroupFanout` on one
+    """Delivers a group's frames to its members' devices (:class:`pica.core.fanout.GroupFanout` on one
     node; the cluster's router also hands each frame to every other live node, whose own fan-out serves their
     members)."""
 
@@ -44,6 +44,11 @@ class GroupRouter(Protocol):
     def apply(self, change: GroupChange, exclude: object | None = None) -> None: ...
 
     def members(self, conversation_id: str) -> Iterable[int] | None: ...
+
+    def deliver_ephemeral(self, conversation_id: str, frame: OutboundFrame, skip_user: int) -> None:
+        """Deliver a frame that is not part of the timeline (no seq; a typing notice) to the connected devices of
+        the group's current members, except ``skip_user``'s devices. Best effort: never blocks, never raises, and
+        what is lost is not recovered by sync."""
 
 
 class Clock(Protocol):

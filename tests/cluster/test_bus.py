@@ -2,8 +2,8 @@
 
 Devices are tiny stand-ins registered in each hub (``user_id`` and ``push``, recording what they were pushed): the
 hub and the bus are the real ones. The group fan-out reads members from :class:`MemberTable`, an in-memory table
-with the one store method ``GroupFanout`` uses (``group_fanout``), so a test can commit a membership change "on
-another node" by editing it.
+with the store methods ``GroupFanout`` and group typing use (``group_fanout``, ``conversation_members``), so a test
+can commit a membership change "on another node" by editing it.
 
 Shared Redis at 127.0.0.1:6379: every key and channel uses a random prefix, deleted after the test. Tests that stop
 Redis start a private redis-server on a free port instead.
@@ -25,11 +25,22 @@ import pytest
 import redis
 
 from pica.cluster import Cluster, NodeInfo
+from pica.cluster.envelope import (
+    BadEnvelope,
+    EphemeralEnvelope,
+    GroupEnvelope,
+    decode_group,
+    encode_ephemeral,
+    encode_group,
+)
 from pica.cluster.groups import GroupIndex
-from pica.config import RedisConfig
+from pica.config import LimitsConfig, RedisConfig
+from pica.core.chat import ChatService
 from pica.core.ports import SystemClock
+from pica.errors import ConversationNotFound
 from pica.gateway.hub import Hub
 from pica.protocol import frames as f
+from pica.protocol.codec import Encoding
 from pica.protocol.outbound import OutboundFrame
 from pica.store.base import GroupChange, GroupRecord, MessageRecord
 from tests.cluster.conftest import PrivateRedis, free_port
@@ -54,6 +65,9 @@ class Device:
     def seqs(self) -> list[int]:
         return [frame.seq for frame in self.frames if isinstance(frame, f.Msg)]
 
+    def typists(self) -> list[int]:
+        return [frame.user_id for frame in self.frames if isinstance(frame, f.Typing)]
+
 
 class MemberTable:
     """Group memberships as the store would answer ``group_fanout``: (version, {member: joined_seq})."""
@@ -62,11 +76,16 @@ class MemberTable:
         self.groups: dict[str, tuple[int, dict[int, int]]] = {}
         self.loads = 0
         self.group_lists = 0
+        self.member_reads = 0
 
     async def group_fanout(self, conversation_id: str) -> tuple[int, dict[int, int]]:
         self.loads += 1
         version, members = self.groups[conversation_id]
         return version, dict(members)
+
+    async def conversation_members(self, conversation_id: str) -> list[int]:
+        self.member_reads += 1
+        return list(self.groups[conversation_id][1]) if conversation_id in self.groups else []
 
     async def list_groups(self, user_id: int) -> list[GroupRecord]:
         self.group_lists += 1
@@ -321,6 +340,17 @@ def resyncs_of(device: Device) -> int:
     return sum(isinstance(frame, f.Resync) for frame in device.frames)
 
 
+def test_group_channel_envelopes_of_both_kinds_decode_and_garbage_is_refused() -> None:
+    typing = OutboundFrame(f.Typing(conversation_id="g:1", user_id=3)).payload(Encoding.MSGPACK)
+    ephemeral = decode_group(encode_ephemeral("node-a", "g:1", 3, typing))
+    assert ephemeral == EphemeralEnvelope("node-a", "g:1", 3, f.Typing(conversation_id="g:1", user_id=3))
+    timeline = decode_group(encode_group("node-a", "g:1", 2, 7, (4,), msg(7, "g:1").payload(Encoding.MSGPACK)))
+    assert isinstance(timeline, GroupEnvelope) and (timeline.version, timeline.seq, timeline.also) == (2, 7, (4,))
+    for bad in (b"\x95", b"\x95\xa1e", encode_ephemeral("node-a", "g:1", 3, typing)[:-1], b"\x96\x01", b""):
+        with pytest.raises(BadEnvelope):
+            decode_group(bad)
+
+
 def test_the_group_index_reports_first_and_last_local_members() -> None:
     index = GroupIndex()
     assert index.load(1, ["g:1", "g:2"]) == ["g:1", "g:2"]
@@ -450,6 +480,58 @@ async def test_a_removed_member_s_node_unsubscribes_unless_it_holds_another(pref
         await asyncio.sleep(0.2)
         assert alone.seqs() == [6] and leaving.seqs() == [6] and owner.seqs() == [6, 7]
         assert b.cluster.received == received
+
+
+async def test_a_group_typing_notice_is_one_publish_and_reaches_each_other_member_once(prefix: str) -> None:
+    table = MemberTable()
+    table.groups["g:1"] = (1, {1: 0, 2: 0, 3: 0, 4: 0})
+    channel = f"{prefix}g:g:1"
+    async with nodes(shared_url(), bus_config(prefix), 4, store=table) as (a, b, c, d):
+        typist, typist_other = await a.connect(1), await a.connect(1)
+        local = await a.connect(4)
+        typist_on_b, on_b = await b.connect(1), await b.connect(2)
+        on_c, on_c2 = await c.connect(3), await c.connect(3)
+        bystander = await d.connect(9)  # connected, in no group
+        assert subscribers(channel) == 3
+        chat = ChatService(table, a.cluster.delivery, SystemClock(), LimitsConfig(),  # type: ignore[arg-type]
+                           a.cluster.fanout)
+        await eventually(lambda: len(a.cluster._outbox) == 0, 5, "A's outbox empty")
+        published, received_d = a.cluster.published, d.cluster.received
+
+        # No node has the group cached: A's typing reads the store for the check, each fan-out loads its members.
+        await chat.typing(1, "g:1")
+        members = (local, on_b, on_c, on_c2)
+        await eventually(lambda: all(dev.typists() == [1] for dev in members), 5, "the notice on A, B and C")
+        await eventually(lambda: a.cluster.published - published >= 1, 5, "the publish")
+        await asyncio.sleep(0.3)  # room for duplicates and further publishes to show up
+        assert [dev.typists() for dev in members] == [[1]] * 4  # once each
+        assert typist.frames == typist_other.frames == typist_on_b.frames == []  # not the typist's devices
+        assert a.cluster.published - published == 1  # one envelope for the group, not one per member
+        assert d.cluster.received == received_d and bystander.frames == []
+        assert d.cluster.fanout.members("g:1") is None
+        # No seq: the group channel's "highest seq received" (joins rely on it) is untouched.
+        assert "g:1" not in b.cluster.fanout._seen and "g:1" not in c.cluster.fanout._seen
+
+        # Now cached everywhere: no store read at all, still one publish.
+        loads, reads = table.loads, table.member_reads
+        await chat.typing(1, "g:1")
+        await eventually(lambda: all(dev.typists() == [1, 1] for dev in members), 5, "the second notice")
+        await eventually(lambda: a.cluster.published - published >= 2, 5, "the second publish")
+        assert (table.loads, table.member_reads) == (loads, reads)
+
+        # A non-member is refused as before, and nothing is published.
+        with pytest.raises(ConversationNotFound):
+            await chat.typing(9, "g:1")
+
+        # Timeline frames and their seq tracking carry on as before.
+        a.cluster.fanout.deliver("g:1", 1, 5, msg(5, "g:1"))
+        await eventually(lambda: on_b.seqs() == [5] and on_c.seqs() == [5], 5, "seq 5 on B and C")
+        assert b.cluster.fanout._seen["g:1"] == 5
+        await asyncio.sleep(0.2)
+        assert a.cluster.published - published == 3
+        assert bystander.frames == []
+        assert typist_on_b.seqs() == typist_other.seqs() == [5]
+        assert typist_on_b.typists() == typist_other.typists() == []
 
 
 # ---------------------------------------------------------------------------------------------- presence
