@@ -80,3 +80,11 @@ async def test_postgres_store_benchmark_quick(tmp_path: Path) -> None:
     assert_ok(result, ["msgs_per_s"])
     (run,) = json.loads(out.read_text())["runs"]
     assert run["messages"] > 0 and run["msgs_per_s"] > 0
+
+
+def test_idle_cpu_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "idle_cpu.json"
+    result = run_quick("idle_cpu.py", out)
+    assert_ok(result, ["CPU µs per heartbeat"])
+    (run,) = json.loads(out.read_text())["results"]
+    assert run["connections"] == 200 and run["server_alive"]
