@@ -10,13 +10,9 @@ from typing import Any, Final
 
 from pica.errors import BadRequest, Forbidden, GroupNotFound, UserNotFound
 from pica.protocol.ids import group_conversation_id
+from pica.store import group_rules as rules
 from pica.store.base import GroupAction, GroupChange, GroupRecord, MemberRecord
 from pica.store.postgres_messages import append_notice
-
-RANK: Final = {"owner": 3, "admin": 2, "member": 1}
-MAX_NAME: Final = 100
-NOTICE_LIST_LIMIT: Final = 100
-"""A notice lists the user ids it concerns up to this many; a bigger change gives only the count."""
 
 GROUP_COLUMNS: Final = (
     "g.group_id, g.conversation_id, g.name, g.owner_id, g.muted_all, g.dissolved, g.created_at,"
@@ -28,27 +24,14 @@ def group_row(row: Any) -> GroupRecord:
     return GroupRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], int(row[7]), row[8])
 
 
-def _check_name(name: str) -> str:
-    name = name.strip()
-    if not 1 <= len(name) <= MAX_NAME:
-        raise BadRequest(f"a group name is 1-{MAX_NAME} characters")
-    return name
-
-
 async def _check_users_exist(conn: Any, user_ids: list[int]) -> None:
     found = await conn.fetchval("SELECT count(*) FROM users WHERE user_id = ANY($1::bigint[])", user_ids)
     if found != len(user_ids):
         raise UserNotFound("some of these users do not exist")
 
 
-def _listed(user_ids: list[int] | tuple[int, ...]) -> dict[str, Any]:
-    if len(user_ids) <= NOTICE_LIST_LIMIT:
-        return {"user_ids": list(user_ids)}
-    return {"count": len(user_ids)}
-
-
 async def create_group(conn: Any, owner: int, name: str, members: list[int], ts: int, max_members: int) -> GroupChange:
-    name = _check_name(name)
+    name = rules.check_name(name)
     everyone = list(dict.fromkeys([owner, *members]))
     if len(everyone) > max_members:
         raise BadRequest(f"a group has at most {max_members} members")
@@ -69,7 +52,7 @@ async def create_group(conn: Any, owner: int, name: str, members: list[int], ts:
         conversation_id, owner, everyone,
     )
     notice = await append_notice(conn, conversation_id, owner,
-                                 {"event": "created", "by": owner, "name": name, **_listed(everyone)}, ts)
+                                 {"event": "created", "by": owner, "name": name, **rules.listed(everyone)}, ts)
     group = await _load(conn, group_id)
     return GroupChange(group, notice, added=tuple(everyone), removed=())
 
@@ -86,11 +69,6 @@ async def _role(conn: Any, conversation_id: str, user_id: int) -> str | None:
         "SELECT role FROM members WHERE conversation_id = $1 AND user_id = $2", conversation_id, user_id
     )
     return None if role is None else str(role)
-
-
-def _require_rank(actor_role: str, needed: str, what: str) -> None:
-    if RANK[actor_role] < RANK[needed]:
-        raise Forbidden(f"only the {'owner' if needed == 'owner' else 'owner or an admin'} can {what}")
 
 
 async def _targets(conn: Any, conversation_id: str, user_ids: tuple[int, ...]) -> dict[int, str]:
@@ -120,17 +98,11 @@ async def group_action(conn: Any, action: GroupAction) -> GroupChange:
     kind = action.kind
     added: tuple[int, ...] = ()
     removed: tuple[int, ...] = ()
-    event: dict[str, Any] = {"event": kind, "by": action.actor}
 
     if kind == "add":
-        _require_rank(actor_role, "admin", "add members")
         existing = {r[0] for r in await conn.fetch("SELECT user_id FROM members WHERE conversation_id = $1",
                                                    conversation_id)}
-        added = tuple(u for u in dict.fromkeys(action.user_ids) if u not in existing)
-        if not added:
-            raise BadRequest("everyone named is a member already")
-        if len(existing) + len(added) > action.max_members:
-            raise BadRequest(f"a group has at most {action.max_members} members")
+        added, event = rules.plan_add(action.actor, actor_role, action.user_ids, existing, action.max_members)
         await _check_users_exist(conn, list(added))
         await conn.execute(
             "INSERT INTO members (conversation_id, user_id, joined_seq, delivered_seq, read_seq)"
@@ -138,37 +110,20 @@ async def group_action(conn: Any, action: GroupAction) -> GroupChange:
             " JOIN conversations c ON c.conversation_id = $1",
             conversation_id, list(added),
         )
-        event = {"event": "members_added", "by": action.actor, **_listed(added)}
     elif kind in ("remove", "leave"):
         targets = (action.actor,) if kind == "leave" else action.user_ids
-        roles = await _targets(conn, conversation_id, targets)
-        for role in roles.values():
-            if role == "owner":
-                raise Forbidden("the owner cannot leave or be removed; transfer ownership or dissolve the group")
-            if kind == "remove":
-                _require_rank(actor_role, "admin", "remove members")
-                if RANK[role] >= RANK[actor_role]:
-                    raise Forbidden("you can only remove members ranked below you")
-        removed = tuple(roles)
-        event = {"event": "member_left" if kind == "leave" else "members_removed", "by": action.actor,
-                 **_listed(removed)}
+        removed, event = rules.plan_leave(kind, action.actor, actor_role,
+                                          await _targets(conn, conversation_id, targets))
     elif kind == "role":
-        _require_rank(actor_role, "owner", "change roles")
-        if action.role not in ("admin", "member"):
-            raise BadRequest("role must be 'admin' or 'member'")
+        rules.check_role_request(actor_role, action.role)
         roles = await _targets(conn, conversation_id, action.user_ids)
-        if any(r == "owner" for r in roles.values()):
-            raise Forbidden("use transfer to change the owner")
+        event = rules.plan_role(action.actor, action.role, roles)
         await conn.execute("UPDATE members SET role = $1 WHERE conversation_id = $2 AND user_id = ANY($3::bigint[])",
                            action.role, conversation_id, list(roles))
-        event = {"event": "role_changed", "by": action.actor, "role": action.role, **_listed(tuple(roles))}
     elif kind == "transfer":
-        _require_rank(actor_role, "owner", "transfer ownership")
-        if len(action.user_ids) != 1:
-            raise BadRequest("name exactly one new owner")
+        rules.check_transfer_request(actor_role, action.user_ids)
         (target,) = await _targets(conn, conversation_id, action.user_ids)
-        if target == action.actor:
-            raise BadRequest("you are the owner already")
+        event = rules.plan_transfer(action.actor, target)
         await conn.execute("UPDATE members SET role = 'admin' WHERE conversation_id = $1 AND user_id = $2",
                            conversation_id, action.actor)
         await conn.execute(
@@ -176,28 +131,21 @@ async def group_action(conn: Any, action: GroupAction) -> GroupChange:
             conversation_id, target,
         )
         await conn.execute("UPDATE groups SET owner_id = $1 WHERE group_id = $2", target, group.group_id)
-        event = {"event": "owner_changed", "by": action.actor, "user_id": target}
     elif kind == "rename":
-        _require_rank(actor_role, "admin", "rename the group")
-        name = _check_name(action.name)
+        name, event = rules.plan_rename(action.actor, actor_role, action.name)
         await conn.execute("UPDATE groups SET name = $1 WHERE group_id = $2", name, group.group_id)
-        event = {"event": "renamed", "by": action.actor, "name": name}
     elif kind == "mute":
-        _require_rank(actor_role, "admin", "mute members")
+        rules.require_rank(actor_role, "admin", "mute members")
         roles = await _targets(conn, conversation_id, action.user_ids)
-        if any(RANK[r] >= RANK[actor_role] for r in roles.values()):
-            raise Forbidden("you can only mute members ranked below you")
+        event = rules.plan_mute(action.actor, actor_role, roles, action.flag)
         await conn.execute("UPDATE members SET muted = $1 WHERE conversation_id = $2 AND user_id = ANY($3::bigint[])",
                            action.flag, conversation_id, list(roles))
-        event = {"event": "muted" if action.flag else "unmuted", "by": action.actor, **_listed(tuple(roles))}
     elif kind == "mute_all":
-        _require_rank(actor_role, "admin", "mute the group")
+        event = rules.plan_mute_all(action.actor, actor_role, action.flag)
         await conn.execute("UPDATE groups SET muted_all = $1 WHERE group_id = $2", action.flag, group.group_id)
-        event = {"event": "group_muted" if action.flag else "group_unmuted", "by": action.actor}
     elif kind == "dissolve":
-        _require_rank(actor_role, "owner", "dissolve the group")
+        event = rules.plan_dissolve(action.actor, actor_role)
         await conn.execute("UPDATE groups SET dissolved = true WHERE group_id = $1", group.group_id)
-        event = {"event": "dissolved", "by": action.actor}
     else:
         raise BadRequest(f"unknown group action {kind!r}")
 

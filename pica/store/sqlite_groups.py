@@ -13,13 +13,9 @@ import sqlite3
 from typing import Any, Final
 
 from pica.errors import BadRequest, Forbidden, GroupNotFound, UserNotFound
+from pica.store import group_rules as rules
 from pica.store.base import GroupAction, GroupChange, GroupRecord, MemberRecord
 from pica.store.sqlite_messages import append_notice
-
-RANK: Final = {"owner": 3, "admin": 2, "member": 1}
-MAX_NAME: Final = 100
-NOTICE_LIST_LIMIT: Final = 100
-"""A notice lists the user ids it concerns up to this many; a bigger change gives only the count."""
 
 _GROUP_COLUMNS: Final = (
     "g.group_id, g.conversation_id, g.name, g.owner_id, g.muted_all, g.dissolved, g.created_at,"
@@ -31,13 +27,6 @@ def _group_row(row: tuple[Any, ...]) -> GroupRecord:
     return GroupRecord(row[0], row[1], row[2], row[3], bool(row[4]), bool(row[5]), row[6], row[7], row[8])
 
 
-def _check_name(name: str) -> str:
-    name = name.strip()
-    if not 1 <= len(name) <= MAX_NAME:
-        raise BadRequest(f"a group name is 1-{MAX_NAME} characters")
-    return name
-
-
 def _check_users_exist(conn: sqlite3.Connection, user_ids: list[int]) -> None:
     (found,) = conn.execute(
         "SELECT count(*) FROM users WHERE user_id IN (SELECT value FROM json_each(?))", (json.dumps(user_ids),)
@@ -46,16 +35,10 @@ def _check_users_exist(conn: sqlite3.Connection, user_ids: list[int]) -> None:
         raise UserNotFound("some of these users do not exist")
 
 
-def _listed(user_ids: list[int] | tuple[int, ...]) -> dict[str, Any]:
-    if len(user_ids) <= NOTICE_LIST_LIMIT:
-        return {"user_ids": list(user_ids)}
-    return {"count": len(user_ids)}
-
-
 def create_group(
     conn: sqlite3.Connection, owner: int, name: str, members: list[int], ts: int, max_members: int
 ) -> GroupChange:
-    name = _check_name(name)
+    name = rules.check_name(name)
     everyone = list(dict.fromkeys([owner, *members]))
     if len(everyone) > max_members:
         raise BadRequest(f"a group has at most {max_members} members")
@@ -76,7 +59,7 @@ def create_group(
         [(conversation_id, uid, "owner" if uid == owner else "member") for uid in everyone],
     )
     notice = append_notice(conn, conversation_id, owner,
-                           {"event": "created", "by": owner, "name": name, **_listed(everyone)}, ts)
+                           {"event": "created", "by": owner, "name": name, **rules.listed(everyone)}, ts)
     group = _load(conn, group_id)
     return GroupChange(group, notice, added=tuple(everyone), removed=())
 
@@ -93,11 +76,6 @@ def _role(conn: sqlite3.Connection, conversation_id: str, user_id: int) -> str |
         "SELECT role FROM members WHERE conversation_id = ? AND user_id = ?", (conversation_id, user_id)
     ).fetchone()
     return None if row is None else str(row[0])
-
-
-def _require_rank(actor_role: str, needed: str, what: str) -> None:
-    if RANK[actor_role] < RANK[needed]:
-        raise Forbidden(f"only the {'owner' if needed == 'owner' else 'owner or an admin'} can {what}")
 
 
 def _targets(conn: sqlite3.Connection, conversation_id: str, user_ids: tuple[int, ...]) -> dict[int, str]:
@@ -121,17 +99,11 @@ def group_action(conn: sqlite3.Connection, action: GroupAction) -> GroupChange:
     kind = action.kind
     added: tuple[int, ...] = ()
     removed: tuple[int, ...] = ()
-    event: dict[str, Any] = {"event": kind, "by": action.actor}
 
     if kind == "add":
-        _require_rank(actor_role, "admin", "add members")
         existing = {r[0] for r in conn.execute("SELECT user_id FROM members WHERE conversation_id = ?",
                                                (conversation_id,))}
-        added = tuple(u for u in dict.fromkeys(action.user_ids) if u not in existing)
-        if not added:
-            raise BadRequest("everyone named is a member already")
-        if len(existing) + len(added) > action.max_members:
-            raise BadRequest(f"a group has at most {action.max_members} members")
+        added, event = rules.plan_add(action.actor, actor_role, action.user_ids, existing, action.max_members)
         _check_users_exist(conn, list(added))
         (last_seq,) = conn.execute("SELECT last_seq FROM conversations WHERE conversation_id = ?",
                                    (conversation_id,)).fetchone()
@@ -140,64 +112,39 @@ def group_action(conn: sqlite3.Connection, action: GroupAction) -> GroupChange:
             " VALUES (?, ?, ?, ?, ?)",
             [(conversation_id, u, last_seq, last_seq, last_seq) for u in added],
         )
-        event = {"event": "members_added", "by": action.actor, **_listed(added)}
     elif kind in ("remove", "leave"):
         targets = (action.actor,) if kind == "leave" else action.user_ids
-        roles = _targets(conn, conversation_id, targets)
-        for role in roles.values():
-            if role == "owner":
-                raise Forbidden("the owner cannot leave or be removed; transfer ownership or dissolve the group")
-            if kind == "remove":
-                _require_rank(actor_role, "admin", "remove members")
-                if RANK[role] >= RANK[actor_role]:
-                    raise Forbidden("you can only remove members ranked below you")
-        removed = tuple(roles)
-        event = {"event": "member_left" if kind == "leave" else "members_removed", "by": action.actor,
-                 **_listed(removed)}
+        removed, event = rules.plan_leave(kind, action.actor, actor_role, _targets(conn, conversation_id, targets))
     elif kind == "role":
-        _require_rank(actor_role, "owner", "change roles")
-        if action.role not in ("admin", "member"):
-            raise BadRequest("role must be 'admin' or 'member'")
+        rules.check_role_request(actor_role, action.role)
         roles = _targets(conn, conversation_id, action.user_ids)
-        if any(r == "owner" for r in roles.values()):
-            raise Forbidden("use transfer to change the owner")
+        event = rules.plan_role(action.actor, action.role, roles)
         conn.executemany("UPDATE members SET role = ? WHERE conversation_id = ? AND user_id = ?",
                          [(action.role, conversation_id, u) for u in roles])
-        event = {"event": "role_changed", "by": action.actor, "role": action.role, **_listed(tuple(roles))}
     elif kind == "transfer":
-        _require_rank(actor_role, "owner", "transfer ownership")
-        if len(action.user_ids) != 1:
-            raise BadRequest("name exactly one new owner")
+        rules.check_transfer_request(actor_role, action.user_ids)
         (target,) = _targets(conn, conversation_id, action.user_ids)
-        if target == action.actor:
-            raise BadRequest("you are the owner already")
+        event = rules.plan_transfer(action.actor, target)
         conn.execute("UPDATE members SET role = 'admin' WHERE conversation_id = ? AND user_id = ?",
                      (conversation_id, action.actor))
         conn.execute("UPDATE members SET role = 'owner', muted = 0 WHERE conversation_id = ? AND user_id = ?",
                      (conversation_id, target))
         conn.execute("UPDATE groups SET owner_id = ? WHERE group_id = ?", (target, group.group_id))
-        event = {"event": "owner_changed", "by": action.actor, "user_id": target}
     elif kind == "rename":
-        _require_rank(actor_role, "admin", "rename the group")
-        name = _check_name(action.name)
+        name, event = rules.plan_rename(action.actor, actor_role, action.name)
         conn.execute("UPDATE groups SET name = ? WHERE group_id = ?", (name, group.group_id))
-        event = {"event": "renamed", "by": action.actor, "name": name}
     elif kind == "mute":
-        _require_rank(actor_role, "admin", "mute members")
+        rules.require_rank(actor_role, "admin", "mute members")
         roles = _targets(conn, conversation_id, action.user_ids)
-        if any(RANK[r] >= RANK[actor_role] for r in roles.values()):
-            raise Forbidden("you can only mute members ranked below you")
+        event = rules.plan_mute(action.actor, actor_role, roles, action.flag)
         conn.executemany("UPDATE members SET muted = ? WHERE conversation_id = ? AND user_id = ?",
                          [(int(action.flag), conversation_id, u) for u in roles])
-        event = {"event": "muted" if action.flag else "unmuted", "by": action.actor, **_listed(tuple(roles))}
     elif kind == "mute_all":
-        _require_rank(actor_role, "admin", "mute the group")
+        event = rules.plan_mute_all(action.actor, actor_role, action.flag)
         conn.execute("UPDATE groups SET muted_all = ? WHERE group_id = ?", (int(action.flag), group.group_id))
-        event = {"event": "group_muted" if action.flag else "group_unmuted", "by": action.actor}
     elif kind == "dissolve":
-        _require_rank(actor_role, "owner", "dissolve the group")
+        event = rules.plan_dissolve(action.actor, actor_role)
         conn.execute("UPDATE groups SET dissolved = 1 WHERE group_id = ?", (group.group_id,))
-        event = {"event": "dissolved", "by": action.actor}
     else:
         raise BadRequest(f"unknown group action {kind!r}")
 
