@@ -12,10 +12,11 @@ from typing import Any, Final
 
 import msgspec
 
-from pica.errors import BadRequest, ConversationNotFound, Forbidden, MessageNotFound
+from pica.errors import ConversationNotFound, MessageNotFound
 from pica.protocol.ids import direct_peer
 from pica.store import postgres_search as fts
 from pica.store.base import AppendResult, ConversationSummary, EventAppend, MemberRecord, MessageRecord, Page
+from pica.store.event_rules import Target, plan_event
 from pica.store.postgres_lanes import DUPLICATE, STORED
 
 _json_decode_body: Final = msgspec.json.Decoder(dict[str, Any]).decode
@@ -80,29 +81,12 @@ async def append_event(conn: Any, request: EventAppend) -> tuple[AppendResult, M
         "SELECT sender, ts, state, body FROM messages WHERE conversation_id = $1 AND seq = $2",
         conversation_id, request.target_seq,
     )
-    if target is None or request.target_seq <= member["joined_seq"]:
-        raise MessageNotFound()
-    if target["sender"] != request.user_id:
-        raise Forbidden(f"only the author can {request.kind} a message")
-    if target["state"] == "recalled":
-        raise Forbidden("the message was recalled")
-    if member["dissolved"]:
-        raise Forbidden("the group was dissolved")
-    body = _json_decode_body(target["body"])
-    if "system" in body or "recall" in body or "edit" in body:
-        raise Forbidden(f"this message cannot be {request.kind}ed")
-    if request.kind == "recall":
-        if request.ts - target["ts"] > request.window_ms:
-            raise Forbidden("the recall window has passed")
-        new_state, new_body, search = "recalled", RECALLED_BODY_JSON, None
-        event: dict[str, Any] = {"recall": {"seq": request.target_seq}}
-    else:
-        if "text" not in body:
-            raise BadRequest("only text messages can be edited")
-        body["text"] = request.text
-        body["edited"] = request.ts
-        new_state, new_body, search = "edited", _json_encode(body), fts.tsvector_literal(request.text)
-        event = {"edit": {"seq": request.target_seq, "text": request.text}}
+    plan = plan_event(request, joined_seq=member["joined_seq"], dissolved=bool(member["dissolved"]),
+                      target=None if target is None else Target(target["sender"], target["ts"], target["state"],
+                                                                _json_decode_body(target["body"])))
+    new_state, event = plan.state, plan.event
+    new_body = RECALLED_BODY_JSON if plan.body is None else _json_encode(plan.body)
+    search = None if plan.search_text is None else fts.tsvector_literal(plan.search_text)
     row = await conn.fetchrow(_APPEND_MESSAGE, conversation_id, request.user_id, request.client_msg_id, request.ts,
                               _json_encode(event), None)
     if row["status"] == DUPLICATE:  # the same event, committed meanwhile through another node: nothing to apply

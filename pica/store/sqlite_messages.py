@@ -33,6 +33,7 @@ from pica.store.base import (
     MessageRecord,
     Page,
 )
+from pica.store.event_rules import Target, plan_event
 
 _json_decode_body: Final = msgspec.json.Decoder(dict[str, Any]).decode
 _json_encode: Final = msgspec.json.Encoder().encode
@@ -215,30 +216,11 @@ def append_event(conn: sqlite3.Connection, request: EventAppend) -> tuple[Append
         "SELECT sender, ts, state, body FROM messages WHERE conversation_id = ? AND seq = ?",
         (request.conversation_id, request.target_seq),
     ).fetchone()
-    if target is None or request.target_seq <= member[0]:
-        raise MessageNotFound()
-    sender, sent_at, state, body_json = target
-    if sender != request.user_id:
-        raise Forbidden(f"only the author can {request.kind} a message")
-    if state == "recalled":
-        raise Forbidden("the message was recalled")
-    if member[1]:
-        raise Forbidden("the group was dissolved")
-    body = _json_decode_body(body_json)
-    if "system" in body or "recall" in body or "edit" in body:
-        raise Forbidden(f"this message cannot be {request.kind}ed")
-    if request.kind == "recall":
-        if request.ts - sent_at > request.window_ms:
-            raise Forbidden("the recall window has passed")
-        new_state, new_body, search_text = "recalled", RECALLED_BODY_JSON, None
-        event: dict[str, Any] = {"recall": {"seq": request.target_seq}}
-    else:
-        if "text" not in body:
-            raise BadRequest("only text messages can be edited")
-        body["text"] = request.text
-        body["edited"] = request.ts
-        new_state, new_body, search_text = "edited", _json_encode(body).decode(), request.text
-        event = {"edit": {"seq": request.target_seq, "text": request.text}}
+    plan = plan_event(request, joined_seq=member[0], dissolved=bool(member[1]),
+                      target=None if target is None else Target(target[0], target[1], target[2],
+                                                                _json_decode_body(target[3])))
+    new_state, search_text, event = plan.state, plan.search_text, plan.event
+    new_body = RECALLED_BODY_JSON if plan.body is None else _json_encode(plan.body).decode()
     conn.execute(
         "UPDATE messages SET state = ?, body = ? WHERE conversation_id = ? AND seq = ?",
         (new_state, new_body, request.conversation_id, request.target_seq),

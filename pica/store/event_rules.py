@@ -1,0 +1,60 @@
+"""Recall and edit rules, shared by every store backend.
+
+Pure: a backend reads the member row and the target message inside its transaction, asks :func:`plan_event`, and
+writes the plan (the target's new state, body and search text, and the event message appended after it). Keeping
+the rules here means SQLite and PostgreSQL cannot drift apart on what may be recalled or edited (docs/protocol.md,
+"Recall, edit and delete for me"; the contract suite checks the outcome on both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pica.errors import BadRequest, Forbidden, MessageNotFound
+from pica.store.base import EventAppend
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The message a recall or edit names, as stored."""
+
+    sender: int
+    ts: int
+    state: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventPlan:
+    state: str
+    """The target's new state: ``recalled`` or ``edited``."""
+    body: dict[str, Any] | None
+    """The target's new body; None for a recall (the backend stores its tombstone body)."""
+    search_text: str | None
+    """What search indexes for the target from now on; None: nothing (a recalled message is not searchable)."""
+    event: dict[str, Any]
+    """The body of the event message appended to the conversation."""
+
+
+def plan_event(request: EventAppend, *, joined_seq: int, dissolved: bool, target: Target | None) -> EventPlan:
+    """Check a recall or edit of ``target`` by ``request.user_id`` (a member who joined after ``joined_seq``)."""
+    if target is None or request.target_seq <= joined_seq:
+        raise MessageNotFound()
+    if target.sender != request.user_id:
+        raise Forbidden(f"only the author can {request.kind} a message")
+    if target.state == "recalled":
+        raise Forbidden("the message was recalled")
+    if dissolved:
+        raise Forbidden("the group was dissolved")
+    body = target.body
+    if "system" in body or "recall" in body or "edit" in body:
+        raise Forbidden(f"this message cannot be {request.kind}ed")
+    if request.kind == "recall":
+        if request.ts - target.ts > request.window_ms:
+            raise Forbidden("the recall window has passed")
+        return EventPlan("recalled", None, None, {"recall": {"seq": request.target_seq}})
+    if "text" not in body:
+        raise BadRequest("only text messages can be edited")
+    edited = {**body, "text": request.text, "edited": request.ts}
+    return EventPlan("edited", edited, request.text, {"edit": {"seq": request.target_seq, "text": request.text}})

@@ -1,0 +1,90 @@
+"""The group and recall/edit rules every backend shares (pure; the contract suite checks them through both stores)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pica.errors import BadRequest, Forbidden, MessageNotFound
+from pica.store import group_rules as rules
+from pica.store.base import EventAppend
+from pica.store.event_rules import Target, plan_event
+
+
+@pytest.mark.parametrize(
+    ("actor_role", "target_role", "allowed"),
+    [("owner", "admin", True), ("owner", "member", True), ("admin", "member", True), ("admin", "admin", False),
+     ("member", "member", False), ("admin", "owner", False)],
+)
+def test_members_are_removed_only_by_someone_ranked_above_them(actor_role: str, target_role: str,
+                                                                allowed: bool) -> None:
+    if allowed:
+        removed, event = rules.plan_leave("remove", 1, actor_role, {7: target_role})
+        assert removed == (7,) and event == {"event": "members_removed", "by": 1, "user_ids": [7]}
+    else:
+        with pytest.raises(Forbidden):
+            rules.plan_leave("remove", 1, actor_role, {7: target_role})
+
+
+def test_anyone_but_the_owner_may_leave() -> None:
+    assert rules.plan_leave("leave", 5, "member", {5: "member"})[1]["event"] == "member_left"
+    with pytest.raises(Forbidden, match="transfer ownership or dissolve"):
+        rules.plan_leave("leave", 1, "owner", {1: "owner"})
+
+
+def test_adding_checks_rank_then_newcomers_then_size() -> None:
+    with pytest.raises(Forbidden, match="owner or an admin can add members"):
+        rules.plan_add(2, "member", [9], {1, 2}, 10)
+    with pytest.raises(BadRequest, match="member already"):
+        rules.plan_add(1, "owner", [2, 2], {1, 2}, 10)
+    with pytest.raises(BadRequest, match="at most 3 members"):
+        rules.plan_add(1, "owner", [3, 4], {1, 2}, 3)
+    added, event = rules.plan_add(1, "admin", [4, 3, 4, 2], {1, 2}, 10)
+    assert added == (4, 3) and event["user_ids"] == [4, 3]
+
+
+def test_big_changes_are_counted_not_listed() -> None:
+    added, event = rules.plan_add(1, "owner", range(100, 301), {1}, 1000)
+    assert len(added) == 201 and event == {"event": "members_added", "by": 1, "count": 201}
+
+
+def test_names_are_trimmed_and_bounded() -> None:
+    assert rules.plan_rename(1, "admin", "  book club ")[0] == "book club"
+    for bad in ("   ", "x" * (rules.MAX_NAME + 1)):
+        with pytest.raises(BadRequest):
+            rules.plan_rename(1, "admin", bad)
+    with pytest.raises(Forbidden):
+        rules.plan_rename(3, "member", "new name")
+
+
+# ---------------------------------------------------------------------------------------------- recall and edit
+
+def event(kind: str, *, user: int = 1, seq: int = 5, ts: int = 10_000, text: str = "") -> EventAppend:
+    return EventAppend(kind, "d:1:2", user, seq, "e1", ts, text, window_ms=120_000)
+
+
+def test_an_author_edits_text_keeping_the_rest_of_the_body() -> None:
+    target = Target(sender=1, ts=9_000, state="", body={"text": "helo", "mentions": [2]})
+    plan = plan_event(event("edit", text="hello"), joined_seq=0, dissolved=False, target=target)
+    assert plan.state == "edited" and plan.search_text == "hello"
+    assert plan.body == {"text": "hello", "mentions": [2], "edited": 10_000}
+    assert plan.event == {"edit": {"seq": 5, "text": "hello"}}
+    assert target.body == {"text": "helo", "mentions": [2]}  # the stored body is not changed in place
+
+
+@pytest.mark.parametrize(
+    ("request_", "target", "joined", "dissolved", "error"),
+    [
+        (event("recall"), None, 0, False, MessageNotFound),
+        (event("recall", seq=5), Target(1, 9_000, "", {"text": "x"}), 5, False, MessageNotFound),  # before joining
+        (event("recall", user=2), Target(1, 9_000, "", {"text": "x"}), 0, False, Forbidden),  # not the author
+        (event("edit", text="y"), Target(1, 9_000, "recalled", {"recalled": True}), 0, False, Forbidden),
+        (event("recall"), Target(1, 9_000, "", {"text": "x"}), 0, True, Forbidden),  # dissolved group
+        (event("recall"), Target(1, 9_000, "", {"system": {"event": "created"}}), 0, False, Forbidden),
+        (event("recall", ts=200_000), Target(1, 9_000, "", {"text": "x"}), 0, False, Forbidden),  # window passed
+        (event("edit", text="y"), Target(1, 9_000, "", {"file": {"id": "f"}}), 0, False, BadRequest),
+    ],
+)
+def test_recall_and_edit_refusals(request_: EventAppend, target: Target | None, joined: int, dissolved: bool,
+                                  error: type[Exception]) -> None:
+    with pytest.raises(error):
+        plan_event(request_, joined_seq=joined, dissolved=dissolved, target=target)
