@@ -4,6 +4,11 @@ nodes.
 Every node computes the same ranking from the same live set, so a user's devices land on one node (their messages
 to each other stay local) and, when a node joins or leaves, only the users whose first choice changed move: about
 1/N of them, not all. The whole ranking is returned so that a client whose first choice fails tries the next.
+
+Load is bounded as in "consistent hashing with bounded loads" (Mirrokni, Thorup, Zadimoghaddam): a node holding
+more than ``max_load`` times the average number of connections moves behind the others, so that after a node dies
+and its users land on their second choices, or while a fresh node is still empty, new connections flow to where
+there is room. Below that bound the ranking is the pure hash order and stays stable.
 """
 
 from __future__ import annotations
@@ -34,6 +39,16 @@ def _weight(node_id: str, user_id: int) -> int:
     return int.from_bytes(digest, "big")
 
 
-def rank_nodes(user_id: int, nodes: Iterable[NodeAddress]) -> list[NodeAddress]:
-    """The nodes in the order this user should try them (ties, which need equal 64-bit hashes, by node id)."""
-    return sorted(nodes, key=lambda node: (-_weight(node.node_id, user_id), node.node_id))
+DEFAULT_MAX_LOAD = 1.25
+"""A node above 1.25 times the average connection count is passed over while others have room."""
+
+
+def rank_nodes(user_id: int, nodes: Iterable[NodeAddress], max_load: float = DEFAULT_MAX_LOAD) -> list[NodeAddress]:
+    """The nodes in the order this user should try them: by hash weight (ties, which need equal 64-bit hashes, by
+    node id), overloaded nodes last."""
+    ranked = sorted(nodes, key=lambda node: (-_weight(node.node_id, user_id), node.node_id))
+    if not ranked:
+        return ranked
+    bound = max_load * sum(node.connections for node in ranked) / len(ranked)
+    roomy = [node for node in ranked if node.connections <= bound]
+    return roomy + [node for node in ranked if node.connections > bound] if roomy else ranked
