@@ -15,7 +15,7 @@ from typing import Any
 from pica.cli import admin, chat
 from pica.config import Config, ConfigError, load_config
 from pica.errors import PicaError
-from pica.logs import configure
+from pica.logs import configure, redact_url
 
 log = logging.getLogger("pica")
 
@@ -76,7 +76,7 @@ async def _migrate(config: Config) -> int:
     from pica.store.factory import migrate_store
 
     version = await migrate_store(config)
-    print(f"pica: store schema at version {version} ({config.store or config.data_dir})", file=sys.stderr)
+    print(f"pica: store schema at version {version} ({redact_url(config.store) or config.data_dir})", file=sys.stderr)
     return 0
 
 
@@ -87,10 +87,10 @@ async def _serve(config: Config, ready_file: str | None, reuse_port: bool = Fals
     await server.start()
     tcp = f"tcp {config.host}:{server.tcp_port}" if config.tcp_port >= 0 else "tcp off"
     store = config.store or f"sqlite in {config.data_dir}"
-    cluster = f", cluster {config.cluster} as {server.node_id}" if config.cluster else ""
+    cluster = f", cluster {redact_url(config.cluster)} as {server.node_id}" if config.cluster else ""
     print(
         f"pica serving http://{config.host}:{server.http_port} (WebSocket /v1/ws, web chat at /), "
-        f"{tcp}, store {_redact(store)}{cluster}",
+        f"{tcp}, store {redact_url(store)}{cluster}",
         file=sys.stderr,
         flush=True,
     )
@@ -105,17 +105,6 @@ async def _serve(config: Config, ready_file: str | None, reuse_port: bool = Fals
     await stop.wait()
     log.info("signal received, draining")
     await server.stop()
-
-
-def _redact(url: str) -> str:
-    """A URL fit for a log line: any password replaced."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _run(coro: Any) -> Any:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pica.cluster.envelope import RESYNC, BadEnvelope, decode_control, encode_control
-from pica.cluster.link import Backoff, Outage, cancel_and_wait, command_client, redact, subscriber_pool, supervise
+from pica.cluster.link import Backoff, Outage, cancel_and_wait, command_client, subscriber_pool, supervise
 from pica.cluster.node import NodeInfo
 from pica.cluster.outbox import Outbox
 from pica.cluster.presence import ClusterPresence, PresenceListener
@@ -30,6 +30,7 @@ from pica.config import RedisConfig
 from pica.core.fanout import GroupFanout
 from pica.core.ports import Clock
 from pica.gateway.hub import Hub
+from pica.logs import redact_url
 from pica.protocol import frames as f
 from pica.protocol.outbound import OutboundFrame
 from pica.store.base import Store
@@ -188,9 +189,9 @@ class Cluster:
             task.cancel()
         if pending:
             log.error("cluster bus: Redis at %s is not reachable yet; this node serves its own clients only until it "
-                      "is (retrying in the background)", redact(self._url))
+                      "is (retrying in the background)", redact_url(self._url))
         else:
-            log.info("cluster bus: node %s joined at %s", self.node.node_id, redact(self._url))
+            log.info("cluster bus: node %s joined at %s", self.node.node_id, redact_url(self._url))
 
     async def stop(self) -> None:
         """Leave the cluster at once: flush what is queued (bounded by ``timeout``), remove this node and its
@@ -366,4 +367,4 @@ class Cluster:
             self._presence.fire(user_id, False)
 
     def __repr__(self) -> str:
-        return f"Cluster(node={self.node.node_id!r}, url={redact(self._url)!r})"
+        return f"Cluster(node={self.node.node_id!r}, url={redact_url(self._url)!r})"

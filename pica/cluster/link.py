@@ -7,7 +7,6 @@ import logging
 import random
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -49,16 +48,6 @@ def subscriber_pool(url: str, config: RedisConfig) -> ConnectionPool:
     kwargs = connection_kwargs(config)
     kwargs["socket_timeout"] = None
     return ConnectionPool.from_url(url, **kwargs)
-
-
-def redact(url: str) -> str:
-    """The URL without its credentials, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class Backoff:
