@@ -50,6 +50,39 @@ def subscriber_pool(url: str, config: RedisConfig) -> ConnectionPool:
     return ConnectionPool.from_url(url, **kwargs)
 
 
+class WorkSignal:
+    """Between the callers that queue work (synchronously, on the event loop) and the one writer task that does it:
+    ``kick`` wakes the writer, ``idle`` waits for it to sleep with nothing left (shutdown drains with it)."""
+
+    def __init__(self) -> None:
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def kick(self) -> None:
+        if not self._wake.is_set():
+            self._wake.set()
+            self._idle.clear()
+
+    def stop(self) -> None:
+        """Wake the writer so that it sees it must stop (it checks its own flag)."""
+        self._wake.set()
+
+    async def sleep(self) -> None:
+        """The writer has nothing to do: report idle, wait for the next kick."""
+        self._idle.set()
+        self._wake.clear()
+        await self._wake.wait()
+
+    async def idle(self, timeout: float) -> bool:
+        """Whether the writer went idle within ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
 class Backoff:
     """Exponential backoff with full jitter (LESSONS: reconnect storms), from ``base`` up to ``cap`` seconds."""
 

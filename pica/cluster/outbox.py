@@ -23,7 +23,7 @@ from collections import deque
 from redis.asyncio import Redis
 
 from pica.cluster import scripts
-from pica.cluster.link import REDIS_ERRORS, Backoff, Outage
+from pica.cluster.link import REDIS_ERRORS, Backoff, Outage, WorkSignal
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,7 @@ class Outbox:
         self._outage = outage
         self._resync_message = resync_message
         self._queue: deque[tuple[bytes, bytes]] = deque()
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._signal = WorkSignal()
         self._overflowed = False
         self.closed = False
         self.published = 0
@@ -67,13 +65,11 @@ class Outbox:
                           self._limit)
             return
         self._queue.append((channel, data))
-        if not self._wake.is_set():
-            self._wake.set()
-            self._idle.clear()
+        self._signal.kick()
 
     def close(self) -> None:
         self.closed = True
-        self._wake.set()
+        self._signal.stop()
 
     async def run(self) -> None:
         queue = self._queue
@@ -84,9 +80,7 @@ class Outbox:
                     self._overflowed = False
                     queue.append(self._resync_message)
                     continue
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
+                await self._signal.sleep()
                 continue
             batch = [queue.popleft() for _ in range(min(len(queue), _PER_ROUND_TRIP))]
             try:
@@ -115,8 +109,4 @@ class Outbox:
         is failing (stopping must not wait for an outage to end)."""
         if self._outage.down:
             return False
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await self._signal.idle(timeout)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from redis.asyncio import Redis
 
 from pica.cluster import scripts
-from pica.cluster.link import REDIS_ERRORS, Backoff, Outage
+from pica.cluster.link import REDIS_ERRORS, Backoff, Outage, WorkSignal
 from pica.gateway.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,7 @@ class ClusterPresence:
         self._local: set[int] = set()
         self._dirty: dict[int, bool] = {}
         self._registered: set[int] = set()
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._signal = WorkSignal()
         self.closed = False
         self.listener: PresenceListener | None = None
         self.fallbacks = 0
@@ -71,7 +69,7 @@ class ClusterPresence:
         else:
             self._local.discard(user_id)
         self._dirty[user_id] = online
-        self._kick()
+        self._signal.kick()
 
     def reregister(self, reaped: bool) -> None:
         """Redis lost this node's entries (it restarted, or this node was declared dead and reaped): write every
@@ -81,25 +79,18 @@ class ClusterPresence:
             self._registered.clear()
         for user_id in self._local:
             self._dirty[user_id] = True
-        self._kick()
-
-    def _kick(self) -> None:
-        if not self._wake.is_set():
-            self._wake.set()
-            self._idle.clear()
+        self._signal.kick()
 
     # ------------------------------------------------------------------------------------------ writer task
 
     def close(self) -> None:
         self.closed = True
-        self._wake.set()
+        self._signal.stop()
 
     async def run(self) -> None:
         while not self.closed:
             if not self._dirty:
-                self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
+                await self._signal.sleep()
                 continue
             batch = [self._dirty.popitem() for _ in range(min(len(self._dirty), _BATCH))]
             batch.reverse()  # popitem takes the newest first; write in the order the changes happened
@@ -150,11 +141,7 @@ class ClusterPresence:
         """Wait until every local change is written (at shutdown); False at once while Redis is failing."""
         if self._outage.down:
             return False
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await self._signal.idle(timeout)
 
     # ------------------------------------------------------------------------------------------ queries
 
