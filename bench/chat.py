@@ -242,7 +242,11 @@ def worker_main(spec: WorkerSpec, pipe: Pipe) -> None:
 
 
 async def _worker(spec: WorkerSpec, pipe: Pipe) -> None:
-    conns = await _connect_pairs(spec)
+    await serve_phases(await _connect_pairs(spec), pipe)
+
+
+async def serve_phases(conns: list[BenchConnection], pipe: Pipe) -> None:
+    """A load generator's life once connected: report ready, run each phase the parent sends, close at the end."""
     pipe.send(("ready", len(conns)))
     try:
         for _ in range(1_000):  # one message per phase; None ends
@@ -348,7 +352,7 @@ def start_workers(procs: int, tcp_port: int, accounts: list[Account]) -> list[Wo
         process.start()
         workers.append(Worker(process, parent))
     for worker in workers:
-        reply = _recv(worker, 60.0)
+        reply = recv(worker, 60.0)
         if not (isinstance(reply, tuple) and reply[0] == "ready"):
             raise RuntimeError(f"load generator failed to start: {reply!r}")
     return workers
@@ -365,7 +369,7 @@ def stop_workers(workers: list[Worker]) -> None:
             worker.process.join(5)
 
 
-def _recv(worker: Worker, timeout: float) -> Any:
+def recv(worker: Worker, timeout: float) -> Any:
     """The child's next message; fails fast when the child died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -393,7 +397,7 @@ def run_phase(
     last = bu.snapshot(pids)
     total = PhaseResult()
     for worker in workers:
-        total.merge(_recv(worker, args.drain + 30.0))
+        total.merge(recv(worker, args.drain + 30.0))
     return summarize(name, rate, total, first, last, args.duration)
 
 
@@ -578,7 +582,7 @@ def hold_idle(spec: IdleSpec) -> tuple[list[Worker], int, list[str]]:
     opened = 0
     failures: list[str] = []
     for holder in holders:
-        _, count, errors = _recv(holder, 300.0)
+        _, count, errors = recv(holder, 300.0)
         opened += count
         failures.extend(errors)
     return holders, opened, failures

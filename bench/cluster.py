@@ -196,17 +196,7 @@ async def _worker(spec: WorkerSpec, pipe: Pipe) -> None:
             await loop.create_connection(lambda c=conn: c, bu.HOST, port)  # type: ignore[misc]
             conns.append(conn)
     await asyncio.wait_for(asyncio.gather(*(c.ready for c in conns)), 30)
-    pipe.send(("ready", len(conns)))
-    try:
-        for _ in range(1_000):  # one message per phase; None ends
-            phase = await asyncio.to_thread(pipe.recv)
-            if phase is None:
-                break
-            pipe.send(await chat._run_phase(conns, phase))
-    finally:
-        for conn in conns:
-            if conn.transport is not None:
-                conn.transport.close()
+    await chat.serve_phases(conns, pipe)
 
 
 def start_workers(procs: int, pairs: list[PairSpec]) -> list[chat.Worker]:
@@ -218,7 +208,7 @@ def start_workers(procs: int, pairs: list[PairSpec]) -> list[chat.Worker]:
         process.start()
         workers.append(chat.Worker(process, parent))
     for worker in workers:
-        reply = chat._recv(worker, 60.0)
+        reply = chat.recv(worker, 60.0)
         if not (isinstance(reply, tuple) and reply[0] == "ready"):
             raise RuntimeError(f"load generator failed to start: {reply!r}")
     return workers
@@ -344,7 +334,7 @@ def _measure_phase(services: Services, args: argparse.Namespace, run: Run,
     busy1 = bu.system_busy()
     total = chat.PhaseResult()
     for worker in workers:
-        total.merge(chat._recv(worker, args.drain + 30.0))
+        total.merge(chat.recv(worker, args.drain + 30.0))
     wall = last.at - first.at
     node_cpu = cpu_between(first, last, node_pids)
     acked = total.acked_in_window
