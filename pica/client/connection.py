@@ -9,6 +9,7 @@ cluster bus was interrupted, live pushes may have been missed) starts the same s
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import uuid
@@ -134,7 +135,12 @@ class PicaConnection:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._messages: asyncio.Queue[f.Msg] = asyncio.Queue()
-        # Messages this device sent: acked here, so not handed out again when sync returns them.
+        # Messages this device sent are never handed out as received. A sync reply can carry one before its ack
+        # arrives (the server commits, then answers the sync and the send in either order), so a send counts as
+        # this device's from the moment it is written: _sending holds the client ids in flight, by request id.
+        # _own holds acked ones the cursor has not reached yet (a gap before them), to skip when sync brings them.
+        self._sending: dict[int, str] = {}
+        self._sending_ids: collections.Counter[str] = collections.Counter()
         self._own: set[str] = set()
         # One sync at a time (a gap, a resync and the client's own sync may overlap); requests that arrive while one
         # runs are folded into one more round after it.
@@ -244,6 +250,7 @@ class PicaConnection:
                     await self._wire.write(f.Pong(ref=frame.id))
                 elif ref is not None and ref in self._pending and not isinstance(frame, f.Msg):
                     future = self._pending.pop(ref)
+                    self._send_answered(ref, frame)
                     if not future.done():
                         if isinstance(frame, f.Error):
                             future.set_exception(RequestFailed(frame))
@@ -280,10 +287,30 @@ class PicaConnection:
             self.request_sync()
 
     def _hand_out(self, msg: f.Msg) -> None:
-        if msg.sender == self.user_id and msg.client_msg_id in self._own:
-            self._own.discard(msg.client_msg_id)
-            return
+        if msg.sender == self.user_id:
+            if msg.client_msg_id in self._own:
+                self._own.discard(msg.client_msg_id)
+                return
+            if self._sending_ids[msg.client_msg_id] > 0:
+                return  # synced before its ack: still this device's own message
         self._messages.put_nowait(msg)
+
+    def _send_started(self, request_id: int, frame: Any) -> None:
+        if isinstance(frame, f.Send):
+            self._sending[request_id] = frame.client_msg_id
+            self._sending_ids[frame.client_msg_id] += 1
+
+    def _send_answered(self, request_id: int, reply: Any) -> None:
+        """Runs in the reader as the reply arrives, before any later frame is looked at, so no sync reply
+        can slip in between the ack and the cursor learning about the message."""
+        cmid = self._sending.pop(request_id, None)
+        if cmid is None:
+            return
+        self._sending_ids[cmid] -= 1
+        if self._sending_ids[cmid] <= 0:
+            del self._sending_ids[cmid]
+        if isinstance(reply, f.Sent):
+            self._note_acked(reply)
 
     def request_sync(self) -> None:
         """Sync every conversation from the cursors in the background (a gap, a ``resync`` frame); what it finds
@@ -319,11 +346,13 @@ class PicaConnection:
         frame.id = request_id
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        self._send_started(request_id, frame)
         try:
             await self._wire.write(frame)
             return await asyncio.wait_for(future, timeout)
         finally:
             self._pending.pop(request_id, None)
+            self._send_answered(request_id, None)  # no reply (cut, timed out): no longer in flight
             # Leaving early (the write failed, or was cut): nobody waits for this reply any more.
             if not future.done():
                 future.cancel()
@@ -333,14 +362,20 @@ class PicaConnection:
     async def send(self, to: int, body: dict[str, Any], client_msg_id: str | None = None) -> f.Sent:
         frame = f.Send(to=to, client_msg_id=client_msg_id or uuid.uuid4().hex, body=body)
         result: f.Sent = await self.request(frame)
-        self.note_own(result, body)
         return result
 
-    def note_own(self, sent: f.Sent, body: dict[str, Any]) -> None:
-        """A message this device sent was acked: advance past it, or remember it so sync does not hand it out."""
+    def note_own(self, sent: f.Sent) -> None:
+        """A message this device sent was acked. Acks of sends made through this connection are noted as they
+        arrive; call this for one that was acked on an earlier connection (the send was retried across a
+        reconnect). Noting the same ack twice changes nothing."""
+        self._note_acked(sent)
+
+    def _note_acked(self, sent: f.Sent) -> None:
+        """Advance the cursor past the acked message or, when messages before it are still missing, remember it
+        so that the sync filling the gap does not hand it out. Already past it: nothing to do."""
         own = f.Msg(conversation_id=sent.conversation_id, seq=sent.seq, sender=self.user_id,
-                    client_msg_id=sent.client_msg_id, ts=sent.ts, body=body)
-        if self.cursors.accept(own) is not Verdict.NEW:
+                    client_msg_id=sent.client_msg_id, ts=sent.ts, body={})
+        if self.cursors.accept(own) is Verdict.GAP:
             self._own.add(sent.client_msg_id)
 
     async def write_frame(self, frame: Any) -> None:

@@ -471,7 +471,7 @@ class PicaClient:
         sent: f.Sent = await self._request(frame, timeout)
         conn = self._conn
         if conn is not None:
-            conn.note_own(sent, body)
+            conn.note_own(sent)  # acked on an earlier connection after a reconnect: this one learns of it here
         return sent
 
     async def mark_read(self, conversation_id: str, seq: int) -> None:

@@ -95,9 +95,7 @@ async def test_users_on_three_nodes_chat_one_to_one_and_in_a_group(cluster: Clus
             for i in range(n):
                 cmid = f"{who}-{uuid.uuid4().hex[:8]}-{i}"
                 sent[who].add(cmid)
-                body = {"text": f"{who} {i}"}
-                conn.note_own(await conn.request(f.Send(client_msg_id=cmid, body=body, to=to, group_id=group_id)),
-                              body)
+                await conn.request(f.Send(client_msg_id=cmid, body={"text": f"{who} {i}"}, to=to, group_id=group_id))
 
         await asyncio.gather(say("alice", a.conn, bob.user_id, None, 20), say("bob", b.conn, alice.user_id, None, 20))
         direct = f"d:{min(alice.user_id, bob.user_id)}:{max(alice.user_id, bob.user_id)}"
@@ -161,9 +159,7 @@ async def test_writers_on_three_nodes_reach_a_reader_in_seq_order(cluster: Clust
     try:
         async def talk(r: Recorder, i: int) -> None:
             for k in range(30):
-                body = {"text": f"{i}.{k}"}
-                r.conn.note_own(await r.conn.request(f.Send(client_msg_id=f"s{i}-{k}", body=body, group_id=gid)),
-                                body)
+                await r.conn.request(f.Send(client_msg_id=f"s{i}-{k}", body={"text": f"{i}.{k}"}, group_id=gid))
 
         await asyncio.gather(*(talk(r, i) for i, r in enumerate(senders)))
         room = f"g:{gid}"

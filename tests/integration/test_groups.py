@@ -21,7 +21,7 @@ import pytest
 from pica.app import PicaServer
 from pica.client import Login, PicaConnection, ServerClosed
 from pica.client.connection import RequestFailed
-from pica.client.cursors import CursorTracker, Verdict
+from pica.client.cursors import CursorTracker
 from pica.protocol import frames as f
 from tests.conftest import Node, connect, make_config, new_user
 
@@ -107,14 +107,9 @@ async def online(node: Node, *who: Login, first: str = "ws") -> AsyncIterator[li
 
 
 async def gsend(conn: PicaConnection, group_id: int, text: str, client_msg_id: str | None = None) -> f.Sent:
-    """Send to a group over the socket; like PicaConnection.send, the ack counts as this device's own copy."""
-    body = {"text": text}
+    """Send to a group over the socket (the connection counts the message as this device's own)."""
     ack: f.Sent = await conn.request(f.Send(group_id=group_id, client_msg_id=client_msg_id or uuid.uuid4().hex,
-                                            body=body))
-    own = f.Msg(conversation_id=ack.conversation_id, seq=ack.seq, sender=conn.user_id,
-                client_msg_id=ack.client_msg_id, ts=ack.ts, body=body)
-    if conn.cursors.accept(own) is not Verdict.NEW:
-        conn._own.add(ack.client_msg_id)
+                                            body={"text": text}))
     return ack
 
 

@@ -1,0 +1,158 @@
+"""A device's own message never comes back to it as received, whatever order the server's replies take.
+
+In a cluster the server commits a send, then answers a sync and the send in either order: a sync reply may carry the
+message before its ack does. These tests play such a server over a real TCP socket, frame by frame, so the order is
+exact rather than left to chance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from pica.client import PicaConnection
+from pica.protocol import frames as f
+from pica.protocol.codec import Encoding, decode_client_frame, encode
+from pica.protocol.framing import FrameReader, frame_bytes
+
+ME, PEER = 1, 2
+ROOM = f"d:{ME}:{PEER}"
+
+
+class ScriptedPeer:
+    """The server's side of one TCP connection, driven by the test."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._frames = FrameReader(1 << 20)
+        self._ready: list[bytes] = []
+
+    async def read(self) -> f.ClientFrame:
+        while not self._ready:
+            data = await asyncio.wait_for(self._reader.read(65_536), 5)
+            assert data, "the client hung up"
+            self._ready.extend(self._frames.feed(data))
+        return decode_client_frame(self._ready.pop(0), Encoding.MSGPACK)
+
+    async def expect(self, kind: type[f.ClientFrame]) -> f.ClientFrame:
+        while True:
+            frame = await self.read()
+            if isinstance(frame, kind):
+                return frame
+            assert isinstance(frame, f.Recv | f.Pong), f"expected {kind.__name__}, got {frame!r}"
+
+    async def write(self, *frames: f.ServerFrame) -> None:
+        for frame in frames:
+            self._writer.write(frame_bytes(encode(frame, Encoding.MSGPACK)))
+        await self._writer.drain()
+
+
+Scripted = tuple[Callable[[], Awaitable[ScriptedPeer]], int]
+"""How to accept the client's next connection (already authenticated), and the port to dial."""
+
+
+def msg(seq: int, sender: int, cmid: str) -> f.Msg:
+    return f.Msg(conversation_id=ROOM, seq=seq, sender=sender, client_msg_id=cmid, ts=1_000 + seq,
+                 body={"text": cmid})
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[Scripted]:
+    accepted: asyncio.Queue[ScriptedPeer] = asyncio.Queue()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put(ScriptedPeer(reader, writer))
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+
+    async def next_peer() -> ScriptedPeer:
+        peer = await asyncio.wait_for(accepted.get(), 5)
+        await peer.expect(f.Auth)
+        await peer.write(f.Ready(v=1, user_id=ME, device="phone", session="s", heartbeat=25, idle_timeout=60,
+                                 max_frame=1 << 20, time=0))
+        return peer
+
+    try:
+        yield next_peer, port
+    finally:
+        server.close()
+
+
+async def handed(conn: PicaConnection) -> list[tuple[int, str]]:
+    """Everything next_message() has for the application right now."""
+    out: list[tuple[int, str]] = []
+    while True:
+        try:
+            m = await conn.next_message(timeout=0.3)
+        except TimeoutError:
+            return out
+        out.append((m.seq, m.client_msg_id))
+
+
+async def open_and_send(scripted: Scripted) -> tuple[PicaConnection, ScriptedPeer, asyncio.Task[f.Sent], f.Send]:
+    """Bob's message 1 is in; this device sends message 2, and Bob's 3 is pushed before anything is answered."""
+    next_peer, port = scripted
+    opening = asyncio.create_task(PicaConnection.open(f"http://127.0.0.1:{port}", "token", transport="tcp",
+                                                      tcp_port=port))
+    peer = await next_peer()
+    conn = await opening
+    await peer.write(msg(1, PEER, "bob-1"))
+    sending = asyncio.create_task(conn.request(f.Send(client_msg_id="mine", to=PEER, body={"text": "mine"})))
+    send = await peer.expect(f.Send)
+    assert isinstance(send, f.Send)
+    await peer.write(msg(3, PEER, "bob-3"))  # seq 2 (ours) not acked yet: a gap, the client syncs
+    return conn, peer, sending, send
+
+
+async def test_a_sync_reply_that_carries_our_message_before_its_ack_does_not_hand_it_out(scripted: Scripted) -> None:
+    conn, peer, sending, send = await open_and_send(scripted)
+    try:
+        sync = await peer.expect(f.Sync)
+        assert isinstance(sync, f.Sync) and sync.cursors == {ROOM: 1}
+        await peer.write(f.Synced(msgs=[msg(2, ME, "mine"), msg(3, PEER, "bob-3")], more=False, ref=sync.id),
+                         f.Sent(client_msg_id="mine", conversation_id=ROOM, seq=2, ts=1_002, ref=send.id))
+        assert (await sending).seq == 2
+        assert await handed(conn) == [(1, "bob-1"), (3, "bob-3")]
+        assert conn.cursors.cursor(ROOM) == 3
+    finally:
+        await conn.close()
+
+
+async def test_an_early_ack_still_skips_our_message_when_the_sync_brings_it(scripted: Scripted) -> None:
+    conn, peer, sending, send = await open_and_send(scripted)
+    try:
+        sync = await peer.expect(f.Sync)
+        assert isinstance(sync, f.Sync)
+        # Seq 2 is ours, but pretend a message of Bob's sits before it: the ack arrives while the cursor is behind.
+        await peer.write(f.Sent(client_msg_id="mine", conversation_id=ROOM, seq=2, ts=1_002, ref=send.id))
+        assert (await sending).seq == 2
+        await peer.write(f.Synced(msgs=[msg(2, ME, "mine"), msg(3, PEER, "bob-3")], more=False, ref=sync.id))
+        assert await handed(conn) == [(1, "bob-1"), (3, "bob-3")]
+    finally:
+        await conn.close()
+
+
+async def test_a_message_from_our_other_device_is_handed_out(scripted: Scripted) -> None:
+    conn, peer, sending, send = await open_and_send(scripted)
+    try:
+        sync = await peer.expect(f.Sync)
+        assert isinstance(sync, f.Sync)
+        # Seq 2 was sent by the same user from another device (another client id): it is news to this one.
+        await peer.write(f.Synced(msgs=[msg(2, ME, "tablet-1"), msg(3, PEER, "bob-3")], more=False, ref=sync.id),
+                         f.Sent(client_msg_id="mine", conversation_id=ROOM, seq=4, ts=1_004, ref=send.id))
+        assert (await sending).seq == 4
+        assert await handed(conn) == [(1, "bob-1"), (2, "tablet-1"), (3, "bob-3")]
+        # Bob's 5 arrives; if the cursor is still short of our 4, the sync that fills it skips it.
+        await peer.write(msg(5, PEER, "bob-5"))
+        if conn.cursors.cursor(ROOM) == 3:
+            again = await peer.expect(f.Sync)
+            assert isinstance(again, f.Sync) and again.cursors == {ROOM: 3}
+            await peer.write(f.Synced(msgs=[msg(4, ME, "mine"), msg(5, PEER, "bob-5")], more=False, ref=again.id))
+        assert await handed(conn) == [(5, "bob-5")]
+        assert conn.cursors.cursor(ROOM) == 5
+    finally:
+        await conn.close()
