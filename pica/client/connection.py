@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from pica.client.cursors import CursorTracker, Verdict
+from pica.client.cursors import CursorTracker, GapBuffer, Verdict
 from pica.errors import FrameTooLarge, InvalidFrame, UnknownFrame
 from pica.protocol import frames as f
 from pica.protocol.codec import Encoding, decode_server_frame, encode
@@ -28,6 +28,11 @@ from pica.protocol.framing import FrameReader, frame_bytes
 Transport = Literal["ws", "ws-msgpack", "tcp"]
 
 _SYNC_RETRIES = 5
+
+GAP_WAIT = 0.2
+"""Seconds a live message that skips ahead is held for the missing ones before syncing (protocol 8.6). Pushes of
+one conversation committed on different nodes swap places by a few milliseconds; a lost push is rarer, and then
+costs this much extra delay."""
 """Background syncs (gap, resync) that failed with a retryable error are tried again this many times."""
 
 
@@ -124,7 +129,8 @@ class _WsWire(_Wire):
 
 
 class PicaConnection:
-    def __init__(self, wire: _Wire, ready: f.Ready, cursors: CursorTracker | None = None) -> None:
+    def __init__(self, wire: _Wire, ready: f.Ready, cursors: CursorTracker | None = None,
+                 gap_wait: float = GAP_WAIT) -> None:
         self._wire = wire
         self.ready = ready
         self.user_id = ready.user_id
@@ -142,6 +148,13 @@ class PicaConnection:
         self._sending: dict[int, str] = {}
         self._sending_ids: collections.Counter[str] = collections.Counter()
         self._own: set[str] = set()
+        # A live message that skips ahead waits up to gap_wait seconds for the missing ones before a sync is asked.
+        self._gap_wait = gap_wait
+        self._held = GapBuffer(self.cursors)
+        self._gap_timers: dict[str, asyncio.TimerHandle] = {}
+        self.gap_stats = {"filled_live": 0, "synced": 0}
+        """Gaps closed by a late push while waiting, and sync rounds that gaps asked for (after the wait, or at
+        once); gaps found while a round is already waiting to run share it."""
         # One sync at a time (a gap, a resync and the client's own sync may overlap); requests that arrive while one
         # runs are folded into one more round after it.
         self._sync_lock = asyncio.Lock()
@@ -164,10 +177,12 @@ class PicaConnection:
         cursors: CursorTracker | None = None,
         ws_url: str | None = None,
         tcp_host: str | None = None,
+        gap_wait: float = GAP_WAIT,
     ) -> PicaConnection:
         """``url`` is the server's HTTP base URL; for ``tcp`` give ``tcp_port`` (host taken from the URL unless
         ``tcp_host`` is given). ``ws_url`` overrides the WebSocket URL derived from ``url`` (``GET /v1/gateway``
-        gives it). ``cursors`` carries per-conversation positions over from an earlier connection."""
+        gives it). ``cursors`` carries per-conversation positions over from an earlier connection. ``gap_wait``: how
+        long a live message that skips ahead waits for the missing ones before a sync (0: sync at once)."""
         wire = await cls.dial(url, transport=transport, tcp_port=tcp_port, max_frame=max_frame, ws_url=ws_url,
                               tcp_host=tcp_host)
         try:
@@ -177,7 +192,7 @@ class PicaConnection:
             await wire.close()
             raise
         if isinstance(first, f.Ready):
-            return cls(wire, first, cursors)
+            return cls(wire, first, cursors, gap_wait)
         code = None
         reason = ""
         if isinstance(first, f.Error):
@@ -226,6 +241,9 @@ class PicaConnection:
         await self.close()
 
     async def close(self) -> None:
+        for timer in self._gap_timers.values():
+            timer.cancel()
+        self._gap_timers.clear()
         self._reader_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._reader_task
@@ -283,8 +301,48 @@ class PicaConnection:
         verdict = self.cursors.accept(msg)
         if verdict is Verdict.NEW:
             self._hand_out(msg)
+            self._release(msg.conversation_id)
         elif verdict is Verdict.GAP:
-            self.request_sync()
+            self._hold_or_sync(msg)
+
+    def _hold_or_sync(self, msg: f.Msg) -> None:
+        if not self._hold(msg) and self.request_sync():
+            self.gap_stats["synced"] += 1
+
+    def _hold(self, msg: f.Msg) -> bool:
+        """Hold a message that skips ahead, and start the conversation's wait unless it runs already."""
+        if self._gap_wait <= 0 or not self._held.hold(msg):
+            return False
+        self._start_gap_timer(msg.conversation_id)
+        return True
+
+    def _start_gap_timer(self, conversation_id: str) -> None:
+        if conversation_id not in self._gap_timers:
+            self._gap_timers[conversation_id] = asyncio.get_running_loop().call_later(
+                self._gap_wait, self._gap_expired, conversation_id)
+
+    def _release(self, conversation_id: str, by_sync: bool = False) -> list[f.Msg]:
+        """Hand out the held messages that are now next. Nothing left held: stop waiting; a gap still open after
+        a sync (messages newer than the sync saw): wait again."""
+        if not self._held.waiting(conversation_id):
+            return []
+        released = self._held.release(conversation_id)
+        for msg in released:
+            self._hand_out(msg)
+        if not self._held.waiting(conversation_id):
+            timer = self._gap_timers.pop(conversation_id, None)
+            if timer is not None:
+                timer.cancel()
+                if not by_sync:
+                    self.gap_stats["filled_live"] += 1
+        else:
+            self._start_gap_timer(conversation_id)
+        return released
+
+    def _gap_expired(self, conversation_id: str) -> None:
+        self._gap_timers.pop(conversation_id, None)
+        if self._held.waiting(conversation_id) and self.request_sync():
+            self.gap_stats["synced"] += 1
 
     def _hand_out(self, msg: f.Msg) -> None:
         if msg.sender == self.user_id:
@@ -312,12 +370,15 @@ class PicaConnection:
         if isinstance(reply, f.Sent):
             self._note_acked(reply)
 
-    def request_sync(self) -> None:
+    def request_sync(self) -> bool:
         """Sync every conversation from the cursors in the background (a gap, a ``resync`` frame); what it finds
-        goes to next_message() in order. Calls while a sync runs add one more round after it."""
+        goes to next_message() in order. Calls while a sync runs add one more round after it (one, however many
+        calls). True when this call added a round, False when it was folded into one already waiting."""
+        added = not self._sync_wanted
         self._sync_wanted = True
         if self._sync_task is None or self._sync_task.done():
             self._sync_task = asyncio.get_running_loop().create_task(self._background_sync())
+        return added
 
     async def _background_sync(self) -> None:
         failures = 0
@@ -375,8 +436,12 @@ class PicaConnection:
         so that the sync filling the gap does not hand it out. Already past it: nothing to do."""
         own = f.Msg(conversation_id=sent.conversation_id, seq=sent.seq, sender=self.user_id,
                     client_msg_id=sent.client_msg_id, ts=sent.ts, body={})
-        if self.cursors.accept(own) is Verdict.GAP:
+        verdict = self.cursors.accept(own)
+        if verdict is Verdict.NEW:
+            self._release(sent.conversation_id)
+        elif verdict is Verdict.GAP:
             self._own.add(sent.client_msg_id)
+            self._hold(own)  # like a live push: once the messages before it arrive, the cursor moves past it
 
     async def write_frame(self, frame: Any) -> None:
         """Send a frame that has no reply (typing, recv)."""
@@ -396,6 +461,8 @@ class PicaConnection:
                     if self.cursors.accept_synced(msg) is Verdict.NEW:
                         fresh.append(msg)
                         self._hand_out(msg)
+                for conversation_id in self._held.conversations():
+                    fresh.extend(self._release(conversation_id, by_sync=True))
                 if not page.more:
                     return fresh
 

@@ -33,7 +33,7 @@ from typing import Any, Final, TypeVar
 
 import aiohttp
 
-from pica.client.connection import PicaConnection, RequestFailed, ServerClosed, Transport
+from pica.client.connection import GAP_WAIT, PicaConnection, RequestFailed, ServerClosed, Transport
 from pica.client.cursors import CursorTracker
 from pica.client.http import GatewayNode, Login, PicaHttp, PicaHttpError
 from pica.protocol import frames as f
@@ -136,10 +136,12 @@ class PicaClient:
         seeds: Sequence[str] = (),
         dispatch: bool = False,
         connect_timeout: float = 10.0,
+        gap_wait: float = GAP_WAIT,
     ) -> None:
         """``seeds``: HTTP base URLs of other nodes, asked for the gateway list (and logins) when ``url`` does not
         answer. ``dispatch``: choose the node by ``GET /v1/gateway`` before each (re)connect. ``connect_timeout``:
-        seconds one connect attempt (gateway request, socket, auth) may take."""
+        seconds one connect attempt (gateway request, socket, auth) may take. ``gap_wait``: seconds a live message
+        that skips ahead waits for the missing ones before the client syncs (protocol 8.6; 0: sync at once)."""
         if token is None and (username is None or password is None):
             raise ValueError("give a token, or a username and password")
         self.url = url.rstrip("/")
@@ -147,6 +149,7 @@ class PicaClient:
         self.seeds = tuple(seed_url.rstrip("/") for seed_url in seeds)
         self.dispatch = dispatch
         self.connect_timeout = connect_timeout
+        self.gap_wait = gap_wait
         self.node: GatewayNode | None = None
         """With dispatch: the node of the current (or last) connection."""
         self._known_nodes: list[str] = []
@@ -292,7 +295,7 @@ class PicaClient:
                     conn = await PicaConnection.open(
                         node.http, self.http.token or "", transport=self.transport,
                         tcp_port=address[1] if address else None, tcp_host=address[0] if address else None,
-                        ws_url=node.ws, device=self.device, cursors=self.cursors)
+                        ws_url=node.ws, device=self.device, cursors=self.cursors, gap_wait=self.gap_wait)
             except (OSError, TimeoutError, aiohttp.ClientError) as exc:
                 log.info("connect to %s failed: %s", node.node_id or node.http, exc)
                 failure = exc

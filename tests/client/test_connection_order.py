@@ -1,18 +1,22 @@
-"""A device's own message never comes back to it as received, whatever order the server's replies take.
+"""What the connection hands the application when the server's frames come in an awkward order: a device's own
+message never comes back to it as received, and a push that skips ahead waits briefly for the late one before
+costing a sync.
 
-In a cluster the server commits a send, then answers a sync and the send in either order: a sync reply may carry the
-message before its ack does. These tests play such a server over a real TCP socket, frame by frame, so the order is
-exact rather than left to chance.
+In a cluster the server commits a send, then answers a sync and the send in either order (a sync reply may carry the
+message before its ack does), and pushes committed on different nodes can swap places. These tests play such a
+server over a real TCP socket, frame by frame, so the order is exact rather than left to chance.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from pica.client import PicaConnection
+from pica.client.connection import GAP_WAIT
 from pica.protocol import frames as f
 from pica.protocol.codec import Encoding, decode_client_frame, encode
 from pica.protocol.framing import FrameReader, frame_bytes
@@ -70,6 +74,7 @@ async def scripted() -> AsyncIterator[Scripted]:
     port = server.sockets[0].getsockname()[1]
 
     async def next_peer() -> ScriptedPeer:
+        """Accept the client's next connection and answer its auth."""
         peer = await asyncio.wait_for(accepted.get(), 5)
         await peer.expect(f.Auth)
         await peer.write(f.Ready(v=1, user_id=ME, device="phone", session="s", heartbeat=25, idle_timeout=60,
@@ -93,13 +98,25 @@ async def handed(conn: PicaConnection) -> list[tuple[int, str]]:
         out.append((m.seq, m.client_msg_id))
 
 
-async def open_and_send(scripted: Scripted) -> tuple[PicaConnection, ScriptedPeer, asyncio.Task[f.Sent], f.Send]:
-    """Bob's message 1 is in; this device sends message 2, and Bob's 3 is pushed before anything is answered."""
+async def open_on(scripted: Scripted, gap_wait: float = GAP_WAIT) -> tuple[PicaConnection, ScriptedPeer]:
     next_peer, port = scripted
     opening = asyncio.create_task(PicaConnection.open(f"http://127.0.0.1:{port}", "token", transport="tcp",
-                                                      tcp_port=port))
+                                                      tcp_port=port, gap_wait=gap_wait))
     peer = await next_peer()
-    conn = await opening
+    return await opening, peer
+
+
+async def no_frame_for(peer: ScriptedPeer, seconds: float) -> bool:
+    try:
+        frame = await asyncio.wait_for(peer.read(), seconds)
+    except TimeoutError:
+        return True
+    return isinstance(frame, f.Recv | f.Pong)
+
+
+async def open_and_send(scripted: Scripted) -> tuple[PicaConnection, ScriptedPeer, asyncio.Task[f.Sent], f.Send]:
+    """Bob's message 1 is in; this device sends message 2, and Bob's 3 is pushed before anything is answered."""
+    conn, peer = await open_on(scripted)
     await peer.write(msg(1, PEER, "bob-1"))
     sending = asyncio.create_task(conn.request(f.Send(client_msg_id="mine", to=PEER, body={"text": "mine"})))
     send = await peer.expect(f.Send)
@@ -154,5 +171,61 @@ async def test_a_message_from_our_other_device_is_handed_out(scripted: Scripted)
             await peer.write(f.Synced(msgs=[msg(4, ME, "mine"), msg(5, PEER, "bob-5")], more=False, ref=again.id))
         assert await handed(conn) == [(5, "bob-5")]
         assert conn.cursors.cursor(ROOM) == 5
+    finally:
+        await conn.close()
+
+
+async def test_a_push_that_arrives_late_but_within_the_wait_needs_no_sync(scripted: Scripted) -> None:
+    conn, peer = await open_on(scripted, gap_wait=1.0)
+    try:
+        await peer.write(msg(1, PEER, "bob-1"), msg(3, PEER, "bob-3"))
+        await asyncio.sleep(0.1)
+        await peer.write(msg(2, PEER, "bob-2"))
+        assert await handed(conn) == [(1, "bob-1"), (2, "bob-2"), (3, "bob-3")]
+        assert await no_frame_for(peer, 1.2), "no sync: the gap closed by itself"
+        assert conn.gap_stats == {"filled_live": 1, "synced": 0}
+    finally:
+        await conn.close()
+
+
+async def test_a_gap_still_open_after_the_wait_is_synced(scripted: Scripted) -> None:
+    conn, peer = await open_on(scripted, gap_wait=0.5)
+    try:
+        await peer.write(msg(1, PEER, "bob-1"))
+        assert await handed(conn) == [(1, "bob-1")]
+        pushed = time.monotonic()
+        await peer.write(msg(3, PEER, "bob-3"), msg(4, PEER, "bob-4"))
+        sync = await peer.expect(f.Sync)
+        assert time.monotonic() - pushed >= 0.45, "the client waited for the missing push first"
+        assert isinstance(sync, f.Sync) and sync.cursors == {ROOM: 1}
+        await peer.write(f.Synced(msgs=[msg(2, PEER, "bob-2"), msg(3, PEER, "bob-3")], more=False, ref=sync.id))
+        # 4 was held: it goes out after the synced ones without being fetched again.
+        assert await handed(conn) == [(2, "bob-2"), (3, "bob-3"), (4, "bob-4")]
+        assert conn.gap_stats == {"filled_live": 0, "synced": 1}
+    finally:
+        await conn.close()
+
+
+async def test_without_a_wait_a_gap_is_synced_at_once(scripted: Scripted) -> None:
+    conn, peer = await open_on(scripted, gap_wait=0)
+    try:
+        await peer.write(msg(1, PEER, "bob-1"), msg(3, PEER, "bob-3"))
+        sync = await peer.expect(f.Sync)
+        assert isinstance(sync, f.Sync) and sync.cursors == {ROOM: 1}
+        await peer.write(f.Synced(msgs=[msg(2, PEER, "bob-2"), msg(3, PEER, "bob-3")], more=False, ref=sync.id))
+        assert await handed(conn) == [(1, "bob-1"), (2, "bob-2"), (3, "bob-3")]
+    finally:
+        await conn.close()
+
+
+async def test_a_conversation_new_to_the_device_is_synced_at_once(scripted: Scripted) -> None:
+    """Added to a group, the first push is the notice at some seq above 1: only a sync says where to start."""
+    conn, peer = await open_on(scripted, gap_wait=5.0)
+    try:
+        await peer.write(msg(7, PEER, "added"))
+        sync = await asyncio.wait_for(peer.expect(f.Sync), 2.0)
+        assert isinstance(sync, f.Sync) and sync.cursors == {}
+        await peer.write(f.Synced(msgs=[msg(7, PEER, "added")], more=False, ref=sync.id))
+        assert await handed(conn) == [(7, "added")]
     finally:
         await conn.close()

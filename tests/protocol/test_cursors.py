@@ -7,7 +7,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from pica.client.cursors import CursorTracker, Verdict
+from pica.client.cursors import CursorTracker, GapBuffer, Verdict
 from pica.protocol.frames import Msg
 
 
@@ -76,6 +76,41 @@ def test_snapshot_is_a_copy_and_conversations_are_independent() -> None:
     assert tracker.cursor("never-seen") == 0
 
 
+def test_a_held_message_goes_out_when_the_late_one_arrives() -> None:
+    tracker = CursorTracker({"c": 1})
+    held = GapBuffer(tracker)
+    assert tracker.accept(msg("c", 3)) is Verdict.GAP and held.hold(msg("c", 3))
+    assert tracker.accept(msg("c", 4)) is Verdict.GAP and held.hold(msg("c", 4))
+    assert held.release("c") == []  # 2 is still missing
+    assert held.waiting("c")
+    assert tracker.accept(msg("c", 2)) is Verdict.NEW
+    assert [m.seq for m in held.release("c")] == [3, 4]
+    assert tracker.cursor("c") == 4 and not held.waiting("c")
+
+
+def test_a_sync_that_passed_the_held_messages_drops_them() -> None:
+    tracker = CursorTracker({"c": 1})
+    held = GapBuffer(tracker)
+    held.hold(msg("c", 3))
+    held.hold(msg("c", 6))
+    for seq in (2, 3, 4):
+        tracker.accept_synced(msg("c", seq))
+    assert held.release("c") == []  # 3 came by sync; 5 is still missing before 6
+    assert held.held_seqs("c") == [6]
+    tracker.accept_synced(msg("c", 5))
+    assert [m.seq for m in held.release("c")] == [6]
+
+
+def test_waiting_cannot_help_a_conversation_without_a_cursor_or_a_full_buffer() -> None:
+    tracker = CursorTracker({"c": 1})
+    held = GapBuffer(tracker, limit=2)
+    assert not held.hold(msg("new", 5))  # only a sync says where an unknown conversation starts
+    assert held.hold(msg("c", 3)) and held.hold(msg("c", 4))
+    assert held.hold(msg("c", 4))  # the same one again still fits
+    assert not held.hold(msg("c", 5))
+    assert held.held_seqs("c") == [3, 4]
+
+
 # ---------------------------------------------------------------------------------------------- state machine
 
 # Conversation id -> the last seq before the user joined (messages up to it are invisible to this user).
@@ -94,7 +129,17 @@ class Delivery(RuleBasedStateMachine):
         self.live: list[Msg] = []  # pushed, not yet arrived: any of them may arrive next
         self.pages: list[list[Msg]] = []  # sync answers in flight
         self.tracker = CursorTracker()
+        self.held = GapBuffer(self.tracker)
         self.handed_out: dict[str, list[Msg]] = {c: [] for c in CONVERSATIONS}
+
+    def hand_out(self, message: Msg) -> None:
+        self.handed_out[message.conversation_id].append(message)
+        self.handed_out[message.conversation_id].extend(self.held.release(message.conversation_id))
+
+    def release_all(self) -> None:
+        for c in self.held.conversations():
+            for message in self.held.release(c):
+                self.handed_out[c].append(message)
 
     # -- the server
 
@@ -117,8 +162,11 @@ class Delivery(RuleBasedStateMachine):
     @rule(i=st.integers(0, 99))
     def a_live_push_arrives(self, i: int) -> None:
         message = self.live.pop(i % len(self.live))
-        if self.tracker.accept(message) is Verdict.NEW:
-            self.handed_out[message.conversation_id].append(message)
+        verdict = self.tracker.accept(message)
+        if verdict is Verdict.NEW:
+            self.hand_out(message)
+        elif verdict is Verdict.GAP:
+            self.held.hold(message)  # refused (no cursor yet): the client syncs, as a rule below does
 
     @precondition(lambda self: self.live)
     @rule(i=st.integers(0, 99))
@@ -138,6 +186,7 @@ class Delivery(RuleBasedStateMachine):
     @rule()
     def the_client_restarts_from_its_saved_cursors(self) -> None:
         self.tracker = CursorTracker(self.tracker.snapshot())
+        self.held = GapBuffer(self.tracker)  # what was held died with the process
 
     # -- the client's syncs
 
@@ -152,6 +201,7 @@ class Delivery(RuleBasedStateMachine):
         for message in self.pages.pop(i % len(self.pages)):
             if self.tracker.accept_synced(message) is Verdict.NEW:
                 self.handed_out[message.conversation_id].append(message)
+        self.release_all()
 
     @rule(limit=st.integers(1, 4))
     def the_client_syncs_to_the_end(self, limit: int) -> None:
@@ -162,8 +212,10 @@ class Delivery(RuleBasedStateMachine):
             for message in page:
                 if self.tracker.accept_synced(message) is Verdict.NEW:
                     self.handed_out[message.conversation_id].append(message)
+            self.release_all()
         for c in CONVERSATIONS:
             assert self.handed_out[c] == self.timeline[c][JOINED[c] :]
+            assert not self.held.waiting(c), "a complete sync leaves nothing held"
 
     # -- what must always hold
 
@@ -173,6 +225,12 @@ class Delivery(RuleBasedStateMachine):
             seqs = [m.seq for m in self.handed_out[c]]
             assert seqs == list(range(JOINED[c] + 1, JOINED[c] + 1 + len(seqs))), (c, seqs)
             assert self.handed_out[c] == self.timeline[c][JOINED[c] : JOINED[c] + len(seqs)]
+
+    @invariant()
+    def only_messages_beyond_a_gap_are_held(self) -> None:
+        for c in self.held.conversations():
+            seqs = self.held.held_seqs(c)
+            assert seqs and seqs[0] > self.tracker.cursor(c) + 1, (c, seqs, self.tracker.cursor(c))
 
     @invariant()
     def the_cursor_is_the_last_message_handed_out(self) -> None:
