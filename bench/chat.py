@@ -505,6 +505,32 @@ class IdleTcp(asyncio.Protocol):
             self.ready.set_exception(ConnectionError(f"closed before ready: {exc}"))
 
 
+class IdleWs:
+    """An authenticated WebSocket connection (JSON) that only answers pings: the server's application-level ``ping``
+    frames with ``pong`` as IdleTcp does, and WebSocket control pings (aiohttp's autoping, done while reading)."""
+
+    __slots__ = ("reader", "ws")
+
+    PONG = encode(f.Pong(), Encoding.JSON).decode()
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.reader = asyncio.get_running_loop().create_task(self._answer_pings())
+
+    async def _answer_pings(self) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            async for message in self.ws:  # ends at the close
+                if message.type is aiohttp.WSMsgType.TEXT and isinstance(
+                    decode_server_frame(message.data, Encoding.JSON), f.Ping
+                ):
+                    await self.ws.send_str(self.PONG)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(), 5)
+        self.reader.cancel()
+
+
 @dataclass(frozen=True, slots=True)
 class IdleSpec:
     transport: str
@@ -535,11 +561,9 @@ async def _idle_client(spec: IdleSpec, pipe: Pipe) -> None:
         failures = [repr(o) for o in outcomes if isinstance(o, BaseException)]
         pipe.send(("open", len(held), failures[:3]))
         await asyncio.to_thread(pipe.poll, 600)
+        await asyncio.gather(*(conn.close() for conn in held if isinstance(conn, IdleWs)))
         for conn in held:
-            if isinstance(conn, aiohttp.ClientWebSocketResponse):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), 5)
-            elif conn.transport is not None:
+            if isinstance(conn, IdleTcp) and conn.transport is not None:
                 conn.transport.close()
         await asyncio.sleep(0.2)
 
@@ -553,7 +577,7 @@ async def _open_tcp(spec: IdleSpec, session: aiohttp.ClientSession, account: Acc
 
 async def _open_ws(
     spec: IdleSpec, session: aiohttp.ClientSession, account: Account, device: str
-) -> aiohttp.ClientWebSocketResponse:
+) -> IdleWs:
     ws = await session.ws_connect(
         f"ws://{bu.HOST}:{spec.http_port}/v1/ws?device={device}",
         headers={"Authorization": f"Bearer {account.token}"},
@@ -563,7 +587,7 @@ async def _open_ws(
     first = await ws.receive(timeout=30)
     if first.type is not aiohttp.WSMsgType.TEXT or '"ready"' not in first.data:
         raise ConnectionError(f"unexpected first WebSocket message {first!r}")
-    return ws
+    return IdleWs(ws)
 
 
 def hold_idle(spec: IdleSpec) -> tuple[list[Worker], int, list[str]]:

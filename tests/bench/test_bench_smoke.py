@@ -85,6 +85,9 @@ async def test_postgres_store_benchmark_quick(tmp_path: Path) -> None:
 def test_idle_cpu_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "idle_cpu.json"
     result = run_quick("idle_cpu.py", out)
-    assert_ok(result, ["CPU µs per heartbeat"])
-    (run,) = json.loads(out.read_text())["results"]
-    assert run["connections"] == 200 and run["server_alive"]
+    assert_ok(result, ["| transport | heartbeat s | connections |", "CPU µs per heartbeat"])
+    runs = json.loads(out.read_text())["results"]
+    assert [run["transport"] for run in runs] == ["tcp", "ws"]
+    for run in runs:
+        assert run["connections"] == 200 and run["open_at_end"] == 200 and run["server_alive"], run
+        assert run["pongs_per_s"] > 0, f"the {run['transport']} holders answered no ping: {run}"
