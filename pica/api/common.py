@@ -10,6 +10,7 @@ from aiohttp import web
 from pica.errors import BadRequest, PicaError, Unauthenticated
 from pica.gateway.services import GatewayServices
 from pica.gateway.ws import SERVICES_KEY
+from pica.protocol.codec import MALFORMED
 
 MAX_ID: Final = 2**53 - 1
 """Largest id, seq or count accepted from a client: what every client (JavaScript included) can represent, and well
@@ -33,7 +34,7 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         data = _json_decode(raw)
-    except msgspec.DecodeError:
+    except MALFORMED:
         raise BadRequest("request body must be JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")

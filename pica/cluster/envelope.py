@@ -30,6 +30,7 @@ from typing import Final
 import msgspec
 
 from pica.protocol import frames as f
+from pica.protocol.codec import MALFORMED
 
 RESYNC: Final = "resync"
 
@@ -110,7 +111,7 @@ def encode_control(origin: str, kind: str, reason: str = "") -> bytes:
 def decode_user(data: bytes) -> UserEnvelope | JoinEnvelope:
     try:
         return _user_decoder.decode(data)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except MALFORMED as exc:
         raise BadEnvelope(str(exc)[:200]) from None
 
 
@@ -119,12 +120,12 @@ def decode_group(data: bytes) -> GroupEnvelope | EphemeralEnvelope:
         if data[:1] == _EPHEMERAL_HEADER:
             return _ephemeral_decoder.decode(data)
         return _group_decoder.decode(data)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except MALFORMED as exc:
         raise BadEnvelope(str(exc)[:200]) from None
 
 
 def decode_control(data: bytes) -> ControlEnvelope:
     try:
         return _control_decoder.decode(data)
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except MALFORMED as exc:
         raise BadEnvelope(str(exc)[:200]) from None

@@ -14,6 +14,10 @@ import msgspec
 from pica.errors import InvalidFrame, UnknownFrame
 from pica.protocol import frames as f
 
+MALFORMED: Final = (msgspec.DecodeError, RecursionError, UnicodeError)
+"""What msgspec raises for bytes that are not a well-formed document: bad syntax, nesting too deep, and (msgspec
+0.22) a string that is not UTF-8, which comes out as a bare UnicodeDecodeError rather than a DecodeError."""
+
 
 class Encoding(Enum):
     JSON = "json"
@@ -69,14 +73,14 @@ def _decode(data: bytes | str, encoding: Encoding, decoder: Any, known: frozense
         if frame_type is not None and frame_type not in known:
             raise UnknownFrame(f"unknown frame type {frame_type[:32]!r}") from None
         raise InvalidFrame(str(exc)) from None
-    except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
+    except MALFORMED as exc:
         raise InvalidFrame(f"malformed frame: {exc}"[:200]) from None
 
 
 def _frame_type(data: bytes | str, encoding: Encoding) -> str | None:
     try:
         raw = _raw_decoders[encoding].decode(data.encode() if isinstance(data, str) else data)
-    except (msgspec.DecodeError, RecursionError, UnicodeError):
+    except MALFORMED:
         return None
     if isinstance(raw, dict):
         t = raw.get("t")

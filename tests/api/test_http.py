@@ -75,6 +75,8 @@ async def test_errors_are_json_with_codes(node: Node) -> None:
                                                             "body": {"text": "t"}}}, 400, "bad_request"),
         ("GET", "/v1/nowhere", {}, 404, "not_found"),
         ("POST", "/v1/auth/register", {"data": b"[1, 2]"}, 400, "bad_request"),
+        ("POST", "/v1/auth/register", {"data": b'{"username": "\xff\xfe"}'}, 400, "bad_request"),  # not UTF-8
+        ("POST", "/v1/messages", {"headers": auth, "data": b"[" * 50_000 + b"]" * 50_000}, 400, "bad_request"),
     ]
     for method, path, kwargs, status, code in cases:
         got_status, body = await raw(node, method, path, **kwargs)
