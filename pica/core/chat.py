@@ -22,7 +22,13 @@ from pica.core.validation import check_client_msg_id, search_text, validate_body
 from pica.core.wire import message_frame
 from pica.errors import BadRequest, ConversationNotFound
 from pica.protocol import frames as f
-from pica.protocol.ids import direct_conversation_id, direct_peer, group_conversation_id, group_id_of
+from pica.protocol.ids import (
+    direct_conversation_id,
+    direct_peer,
+    group_conversation_id,
+    group_id_of,
+    names_nothing,
+)
 from pica.protocol.outbound import OutboundFrame
 from pica.store.base import (
     AppendResult,
@@ -190,6 +196,7 @@ class ChatService:
                      reply: Reply, text: str = "", origin: object | None = None) -> None:
         """Recall or edit message ``seq``: an event message appended to the conversation, delivered like one."""
         client_msg_id = check_client_msg_id(client_msg_id)
+        _must_name_one(conversation_id)
         if kind == "edit":
             validate_body({"text": text}, self._limits)
         elif kind != "recall":
@@ -212,6 +219,7 @@ class ChatService:
         self._route(record.conversation_id, result, frame, sender, peer, origin)
 
     async def delete_for_me(self, user_id: int, conversation_id: str, seq: int, origin: object | None = None) -> None:
+        _must_name_one(conversation_id)
         notice = await self._store.hide_message(user_id, conversation_id, seq, self._clock.now_ms())
         self._delivery.deliver((user_id,), OutboundFrame(message_frame(notice)), exclude=origin)
 
@@ -219,6 +227,8 @@ class ChatService:
 
     async def mark_received(self, user_id: int, conversation_id: str, seq: int) -> None:
         """A device holds everything up to ``seq``: advance the delivered cursor and tell the peer of a 1:1."""
+        if names_nothing(conversation_id):
+            return  # like any conversation the user is not in: nothing to advance
         delivered = await self._store.mark_delivered(user_id, conversation_id, seq)
         if delivered is not None:
             self._announce(user_id, conversation_id, f.Receipt(conversation_id=conversation_id, user_id=user_id,
@@ -227,6 +237,7 @@ class ChatService:
     async def mark_read(self, user_id: int, conversation_id: str, seq: int, origin: object | None = None) -> None:
         """Read up to ``seq``: my other devices and the peer of a 1:1 learn it live; group cursors are pulled
         (GET /v1/conversations/{id}/receipts), since pushing every read to every member costs O(members²)."""
+        _must_name_one(conversation_id)
         read = await self._store.mark_read(user_id, conversation_id, seq)
         if read is not None:
             receipt = f.Receipt(conversation_id=conversation_id, user_id=user_id, read=read)
@@ -239,17 +250,22 @@ class ChatService:
             self._delivery.deliver((peer,), OutboundFrame(receipt))
 
     async def receipts(self, user_id: int, conversation_id: str) -> list[MemberRecord]:
+        _must_name_one(conversation_id)
         return await self._store.member_cursors(user_id, conversation_id)
 
     # ------------------------------------------------------------------------------------------ reads
 
     async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int | None) -> Page:
         page_size = self._limits.sync_page_size
+        if any(names_nothing(conversation_id) for conversation_id in cursors):
+            # A cursor for a conversation the user is not in contributes nothing (protocol 9); neither does this.
+            cursors = {cid: seq for cid, seq in cursors.items() if not names_nothing(cid)}
         return await self._store.sync(user_id, cursors, min(limit or page_size, page_size))
 
     async def history(
         self, user_id: int, conversation_id: str, *, after: int | None, before: int | None, limit: int | None
     ) -> Page:
+        _must_name_one(conversation_id)
         page_size = self._limits.history_page_size
         return await self._store.history(
             user_id, conversation_id, after=after, before=before, limit=min(limit or page_size, page_size)
@@ -257,12 +273,16 @@ class ChatService:
 
     async def conversations(self, user_id: int, *, limit: int | None = None, before_ts: int | None = None,
                             before_id: str = "") -> list[ConversationSummary]:
+        if names_nothing(before_id):
+            raise BadRequest("malformed paging cursor")
         page_size = self._limits.history_page_size
         return await self._store.list_conversations(user_id, limit=min(limit or page_size, page_size),
                                                     before_ts=before_ts, before_id=before_id)
 
     async def search(self, user_id: int, query: str, *, conversation_id: str | None = None,
                      limit: int | None = None) -> list[MessageRecord]:
+        if conversation_id is not None:
+            _must_name_one(conversation_id)
         page_size = self._limits.history_page_size
         return await self._store.search(user_id, query, conversation_id=conversation_id,
                                         limit=min(limit or page_size, page_size))
@@ -271,6 +291,7 @@ class ChatService:
 
     async def typing(self, user_id: int, conversation_id: str) -> None:
         """Tell the other members' devices that the user is typing. Ephemeral: nothing is stored."""
+        _must_name_one(conversation_id)
         frame = OutboundFrame(f.Typing(conversation_id=conversation_id, user_id=user_id))
         if group_id_of(conversation_id) is None:
             peer = direct_peer(conversation_id, user_id)
@@ -288,3 +309,9 @@ class ChatService:
         # Through the group router: in a cluster, one bus message per group rather than one per member.
         self.fanout.deliver_ephemeral(conversation_id, frame, user_id)
 
+
+
+def _must_name_one(conversation_id: str) -> None:
+    """Refuse, as not found, an id no conversation can have, before a store sees it (protocol/ids.names_nothing)."""
+    if names_nothing(conversation_id):
+        raise ConversationNotFound()

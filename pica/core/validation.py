@@ -9,6 +9,7 @@ import msgspec
 
 from pica.config import LimitsConfig
 from pica.errors import BadRequest, InvalidUsername, WeakPassword
+from pica.protocol.text import has_control_chars
 
 USERNAME_RE: Final = re.compile(r"^[a-z0-9_][a-z0-9_.-]{2,31}$")
 MAX_PASSWORD_BYTES: Final = 1024
@@ -113,6 +114,8 @@ def check_client_msg_id(client_msg_id: object) -> str:
         raise BadRequest("client_msg_id must be a string of 1-64 characters")
     if client_msg_id.startswith("~"):
         raise BadRequest("client_msg_id must not start with '~'")
+    if has_control_chars(client_msg_id):
+        raise BadRequest("client_msg_id must not contain control characters")
     return client_msg_id
 
 

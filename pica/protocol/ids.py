@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pica.errors import BadRequest
+from pica.protocol.text import has_control_chars
 
 
 def direct_conversation_id(a: int, b: int) -> str:
@@ -43,3 +44,10 @@ def group_id_of(conversation_id: str) -> int | None:
         except ValueError:
             raise BadRequest("malformed conversation id") from None
     return None
+
+
+def names_nothing(conversation_id: str) -> bool:
+    """True for an id that cannot name any conversation because it holds a control character (a NUL, say, which
+    PostgreSQL cannot even compare against). Such an id is answered like one that does not exist, before it
+    reaches a store."""
+    return has_control_chars(conversation_id)

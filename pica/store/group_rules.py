@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from pica.errors import BadRequest, Forbidden
+from pica.protocol.text import has_control_chars
 
 RANK: Final = {"owner": 3, "admin": 2, "member": 1}
 MAX_NAME: Final = 100
@@ -25,6 +26,8 @@ def check_name(name: str) -> str:
     name = name.strip()
     if not 1 <= len(name) <= MAX_NAME:
         raise BadRequest(f"a group name is 1-{MAX_NAME} characters")
+    if has_control_chars(name):
+        raise BadRequest("a group name must not contain control characters")
     return name
 
 

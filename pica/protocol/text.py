@@ -1,0 +1,13 @@
+"""Checks on client-supplied text that every store backend must be able to keep as it is."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""C0 and C1 control characters. NUL is the one that matters most: PostgreSQL text cannot hold it at all."""
+
+
+def has_control_chars(text: str) -> bool:
+    return _CONTROL.search(text) is not None
