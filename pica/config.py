@@ -51,6 +51,9 @@ class LimitsConfig:
     """Most messages in one history page (a client may ask for fewer)."""
     max_http_body_bytes: int = 1_048_576
     """Largest HTTP request body."""
+    http_body_timeout: float = 30.0
+    """Seconds a client may take to send an HTTP request body once its headers are in; a body that stalls (or whose
+    chunked framing breaks mid-way, which aiohttp leaves hanging) is answered 400 then."""
     shutdown_grace: float = 10.0
     """Seconds SIGTERM waits for in-flight requests and commits before closing connections."""
     max_group_members: int = 10_000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from typing import Any, Final
 
 import msgspec
@@ -16,6 +18,10 @@ MAX_ID: Final = 2**53 - 1
 """Largest id, seq or count accepted from a client: what every client (JavaScript included) can represent, and well
 inside SQLite's and PostgreSQL's 64-bit integers."""
 
+_INTEGER: Final = re.compile(r"-?[0-9]{1,20}")
+"""A path or query integer: ASCII digits only (``str.isdigit`` also takes '²' and other scripts' digits), at most one
+minus sign (which the range check then refuses)."""
+
 _json_encode: Final = msgspec.json.Encoder().encode
 _json_decode: Final = msgspec.json.Decoder().decode
 
@@ -29,7 +35,15 @@ def error_response(error: PicaError) -> web.Response:
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    timeout = services(request).limits.http_body_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            raw = await request.read()
+    except web.RequestPayloadError:
+        # The framing or the Content-Encoding is broken (gzip that is not gzip, a bad chunk size after a good chunk).
+        raise BadRequest("request body could not be read: bad Content-Encoding or chunked framing") from None
+    except TimeoutError:
+        raise BadRequest(f"request body not received within {timeout:g} s") from None
     if not raw:
         return {}
     try:
@@ -49,9 +63,10 @@ async def caller(request: web.Request) -> int:
     """The authenticated user of a request (``Authorization: Bearer <token>``)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
-    claims = await services(request).accounts.authenticate(token.strip())
+    claims = await services(request).accounts.authenticate(token)
     return claims.user_id
 
 
@@ -66,8 +81,18 @@ def path_int(request: web.Request, name: str) -> int:
     return _to_int(request.match_info[name], name, 1)
 
 
+def id_list_param(request: web.Request, name: str) -> list[int]:
+    """A query parameter listing ids, ``1,2,3`` (blanks around and empty items ignored), each one checked like a
+    path id: a decimal integer from 1 to MAX_ID."""
+    parts = [part.strip() for part in request.query.get(name, "").split(",")]
+    try:
+        return [_to_int(part, name, 1) for part in parts if part]
+    except BadRequest:
+        raise BadRequest(f"{name} must be comma-separated integers from 1 to 2^53 - 1") from None
+
+
 def _to_int(raw: str, name: str, minimum: int) -> int:
-    if not raw.isascii() or not raw.lstrip("-").isdigit() or len(raw) > 20:
+    if not _INTEGER.fullmatch(raw):
         raise BadRequest(f"{name} must be an integer")
     value = int(raw)
     if value < minimum or value > MAX_ID:

@@ -76,13 +76,15 @@ async def update_group(request: web.Request) -> web.Response:
     body = await json_body(request)
     if not {"name", "muted_all"} & body.keys():
         raise BadRequest("nothing to change: give 'name' and/or 'muted_all'")
+    # Both fields are checked before either change is made: a 400 must not leave the rename done.
+    if "name" in body and not isinstance(body["name"], str):
+        raise BadRequest("'name' must be a string")
+    muted_all = body_bool(body, "muted_all") if "muted_all" in body else None
     response = None
     if "name" in body:
-        if not isinstance(body["name"], str):
-            raise BadRequest("'name' must be a string")
         response = await _act(request, "rename", name=body["name"])
-    if "muted_all" in body:
-        response = await _act(request, "mute_all", flag=body_bool(body, "muted_all"))
+    if muted_all is not None:
+        response = await _act(request, "mute_all", flag=muted_all)
     assert response is not None
     return response
 

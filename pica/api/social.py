@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from pica.api.common import body_bool, body_int, caller, json_body, json_response, path_int, services
+from pica.api.common import body_bool, body_int, caller, id_list_param, json_body, json_response, path_int, services
 from pica.core.validation import normalize_username
 from pica.errors import BadRequest, UserNotFound
 
@@ -99,11 +99,7 @@ async def unblock(request: web.Request) -> web.Response:
 async def presence(request: web.Request) -> web.Response:
     """GET /v1/presence?user_ids=1,2,3: those the caller may see (contacts, 1:1 peers, not blocking them)."""
     user_id = await caller(request)
-    raw = request.query.get("user_ids", "")
-    try:
-        wanted = [int(part) for part in raw.split(",") if part.strip()]
-    except ValueError:
-        raise BadRequest("user_ids must be comma-separated integers") from None
+    wanted = id_list_param(request, "user_ids")
     if not 0 < len(wanted) <= 500:
         raise BadRequest("ask for 1-500 user_ids")
     found = await services(request).social.presence(user_id, wanted)

@@ -9,7 +9,7 @@ from pica.core.passwords import PasswordHasher
 from pica.core.ports import Clock
 from pica.core.tokens import TokenClaims, TokenService
 from pica.core.validation import check_password, normalize_username
-from pica.errors import Banned, InvalidCredentials, InvalidToken
+from pica.errors import Banned, InvalidCredentials, InvalidToken, InvalidUsername
 from pica.store.base import Store, UserRecord
 
 
@@ -39,7 +39,12 @@ class AccountService:
     async def login(self, username: object, password: object) -> LoginResult:
         if not isinstance(username, str) or not isinstance(password, str):
             raise InvalidCredentials("username and password must be strings")
-        user = await self._store.get_user_by_name(username.lower())
+        try:
+            name: str | None = normalize_username(username)
+        except InvalidUsername:
+            name = None  # no account has such a name (a NUL, say, which PostgreSQL cannot even look up)
+        user = None if name is None else await self._store.get_user_by_name(name)
+        # Verified against a dummy hash when there is no user, so that the answer takes as long either way.
         ok = await self._hasher.verify(user.password_hash if user else None, password)
         if user is None or not ok:
             raise InvalidCredentials("wrong username or password")

@@ -41,6 +41,10 @@ class TokenService:
 
     def verify(self, token: str) -> TokenClaims:
         """Raises TokenExpired or InvalidToken. The algorithm list is pinned, never read from the token."""
+        if not token.isascii():
+            # No token holds anything else; header bytes that are not UTF-8 arrive as surrogate escapes, which the
+            # JWT library cannot even encode.
+            raise InvalidToken("invalid token")
         try:
             claims = jwt.decode(
                 token,
@@ -57,4 +61,6 @@ class TokenService:
             user_id = int(claims["sub"])
         except (TypeError, ValueError):
             raise InvalidToken("invalid token") from None
+        if not 0 < user_id < 2**53:  # only the secret's holder could sign one, but no store could look it up
+            raise InvalidToken("invalid token")
         return TokenClaims(user_id=user_id, expires_at=int(claims["exp"]), token_id=str(claims["jti"]))

@@ -11,7 +11,9 @@ from pica.config import LimitsConfig
 from pica.errors import BadRequest, InvalidUsername, WeakPassword
 from pica.protocol.text import has_control_chars
 
-USERNAME_RE: Final = re.compile(r"^[a-z0-9_][a-z0-9_.-]{2,31}$")
+USERNAME_RE: Final = re.compile(r"[a-z0-9_][a-z0-9_.-]{2,31}")
+"""Matched whole (``fullmatch``): with ``match`` and ``$``, a trailing newline slipped through, so "bob\n" was a
+second, look-alike "bob"."""
 MAX_PASSWORD_BYTES: Final = 1024
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 
@@ -20,7 +22,7 @@ _json_encode: Final = msgspec.json.Encoder().encode
 
 def normalize_username(username: object) -> str:
     """Usernames are case-insensitive: 3-32 of a-z 0-9 _ . -, not starting with . or -; stored lower-case."""
-    if not isinstance(username, str) or not USERNAME_RE.match(username.lower()):
+    if not isinstance(username, str) or not USERNAME_RE.fullmatch(username.lower()):
         raise InvalidUsername("a username is 3-32 characters of a-z, 0-9, '_', '.', '-', not starting with '.' or '-'")
     return username.lower()
 

@@ -31,10 +31,12 @@ async def test_register_login_and_conflicts(node: Node) -> None:
         with pytest.raises(PicaHttpError) as weak:
             await http.register("dave", "short")
         assert (weak.value.status, weak.value.code) == (400, "weak_password")
-        with pytest.raises(PicaHttpError) as bad_name:
-            await http.register("no spaces allowed", PASSWORD)
-        assert (bad_name.value.status, bad_name.value.code) == (400, "invalid_username")
-        for name, password in [("carol_1", "wrong password!"), ("nobody_here", PASSWORD)]:
+        for look_alike in ("no spaces allowed", "carol_1\n", "carol\x00"):
+            with pytest.raises(PicaHttpError) as bad_name:
+                await http.register(look_alike, PASSWORD)
+            assert (bad_name.value.status, bad_name.value.code) == (400, "invalid_username"), look_alike
+        for name, password in [("carol_1", "wrong password!"), ("nobody_here", PASSWORD), ("carol_1\n", PASSWORD),
+                               ("carol\x00", PASSWORD)]:
             with pytest.raises(PicaHttpError) as denied:
                 await http.login(name, password)
             assert (denied.value.status, denied.value.code) == (401, "invalid_credentials")

@@ -14,12 +14,11 @@ import jwt
 import msgspec
 import pytest
 
-from pica.app import PicaServer
 from pica.client import Login, PicaConnection, PicaHttp, PicaHttpError, ServerClosed
 from pica.client.connection import RequestFailed
 from pica.protocol import frames as f
 from pica.protocol.framing import HEADER, frame_bytes
-from tests.conftest import Node, connect, make_config, new_user
+from tests.conftest import Node, connect, new_user, started
 
 WAIT = 5.0  # upper bound for any single server reaction; the tests finish far sooner
 
@@ -278,12 +277,8 @@ async def test_invalid_body_is_a_bad_request_and_stores_nothing(node: Node, body
 @pytest.fixture
 async def quick_node(tmp_path: Path) -> AsyncIterator[Node]:
     """A node with timers short enough to watch: auth 0.3 s, heartbeat 0.2 s, idle 0.5 s."""
-    server = PicaServer(make_config(tmp_path, auth_timeout=0.3, heartbeat_interval=0.2, idle_timeout=0.5))
-    await server.start()
-    try:
-        yield Node(server)
-    finally:
-        await server.stop()
+    async with started(tmp_path, auth_timeout=0.3, heartbeat_interval=0.2, idle_timeout=0.5) as node:
+        yield node
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])

@@ -18,12 +18,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from pica.app import PicaServer
 from pica.client import Login, PicaConnection, ServerClosed
 from pica.client.connection import RequestFailed
 from pica.client.cursors import CursorTracker
 from pica.protocol import frames as f
-from tests.conftest import Node, connect, make_config, new_user
+from tests.conftest import Node, connect, new_user, started
 
 WAIT = 5.0  # upper bound for any one server reaction; the stories finish far sooner
 TRANSPORTS = ("ws", "tcp")
@@ -544,12 +543,8 @@ async def test_dissolved_group_is_read_only(node: Node, first: str) -> None:
 
 @pytest.fixture
 async def small_node(tmp_path: Path) -> AsyncIterator[Node]:
-    server = PicaServer(make_config(tmp_path, max_group_members=5))
-    await server.start()
-    try:
-        yield Node(server)
-    finally:
-        await server.stop()
+    async with started(tmp_path, max_group_members=5) as node:
+        yield node
 
 
 async def test_group_size_limit(small_node: Node) -> None:
