@@ -176,7 +176,7 @@ async def test_a_message_from_our_other_device_is_handed_out(scripted: Scripted)
 
 
 async def test_a_push_that_arrives_late_but_within_the_wait_needs_no_sync(scripted: Scripted) -> None:
-    conn, peer = await open_on(scripted, gap_wait=1.0)
+    conn, peer = await open_on(scripted, gap_wait=3.0)  # far longer than the test needs, even on a busy machine
     try:
         await peer.write(msg(1, PEER, "bob-1"), msg(3, PEER, "bob-3"))
         await asyncio.sleep(0.1)
