@@ -330,14 +330,18 @@ class PicaConnection:
         for msg in released:
             self._hand_out(msg)
         if not self._held.waiting(conversation_id):
-            timer = self._gap_timers.pop(conversation_id, None)
-            if timer is not None:
-                timer.cancel()
-                if not by_sync:
-                    self.gap_stats["filled_live"] += 1
+            if self._stop_waiting(conversation_id) and not by_sync:
+                self.gap_stats["filled_live"] += 1
         else:
             self._start_gap_timer(conversation_id)
         return released
+
+    def _stop_waiting(self, conversation_id: str) -> bool:
+        timer = self._gap_timers.pop(conversation_id, None)
+        if timer is None:
+            return False
+        timer.cancel()
+        return True
 
     def _gap_expired(self, conversation_id: str) -> None:
         self._gap_timers.pop(conversation_id, None)
@@ -455,6 +459,7 @@ class PicaConnection:
         """Sync from this connection's cursors until nothing is left; new messages also go to next_message()."""
         fresh: list[f.Msg] = []
         async with self._sync_lock:
+            held_before = self._held.mark()
             while True:
                 page = await self.sync(self.cursors.snapshot(), limit)
                 for msg in page.msgs:
@@ -464,6 +469,10 @@ class PicaConnection:
                 for conversation_id in self._held.conversations():
                     fresh.extend(self._release(conversation_id, by_sync=True))
                 if not page.more:
+                    self._held.forget(held_before)
+                    for conversation_id in held_before:
+                        if not self._held.waiting(conversation_id):
+                            self._stop_waiting(conversation_id)
                     return fresh
 
     async def history(self, conversation_id: str, *, before: int | None = None, after: int | None = None,

@@ -106,5 +106,22 @@ class GapBuffer:
     def conversations(self) -> list[str]:
         return list(self._held)
 
+    def mark(self) -> dict[str, set[int]]:
+        """What is held now; give it to ``forget`` once a sync that started after this has completed."""
+        return {conversation_id: set(held) for conversation_id, held in self._held.items()}
+
+    def forget(self, marked: dict[str, set[int]]) -> None:
+        """Drop what was held before a complete sync and is still not next: the sync returned neither it nor what
+        is missing before it, so this user cannot see them (the notice of their own removal from a group is pushed
+        once and never synced). Waiting longer would only mean syncing again and again."""
+        for conversation_id, seqs in marked.items():
+            held = self._held.get(conversation_id)
+            if held is None:
+                continue
+            for seq in seqs:
+                held.pop(seq, None)
+            if not held:
+                del self._held[conversation_id]
+
     def held_seqs(self, conversation_id: str) -> list[int]:
         return sorted(self._held.get(conversation_id, ()))

@@ -229,3 +229,21 @@ async def test_a_conversation_new_to_the_device_is_synced_at_once(scripted: Scri
         assert await handed(conn) == [(7, "added")]
     finally:
         await conn.close()
+
+
+async def test_a_held_push_that_a_complete_sync_does_not_return_is_dropped_not_waited_for(scripted: Scripted) -> None:
+    """The notice of one's own removal from a group is pushed once and never synced: held behind a push that never
+    comes, it must not make the client sync again every gap_wait."""
+    conn, peer = await open_on(scripted, gap_wait=0.2)
+    try:
+        await peer.write(msg(1, PEER, "bob-1"))
+        assert await handed(conn) == [(1, "bob-1")]
+        await peer.write(msg(3, PEER, "removed"))
+        sync = await peer.expect(f.Sync)
+        assert isinstance(sync, f.Sync) and sync.cursors == {ROOM: 1}
+        await peer.write(f.Synced(msgs=[], more=False, ref=sync.id))  # the user can see nothing more of it
+        assert await no_frame_for(peer, 1.0), "no second sync"
+        assert await handed(conn) == []
+        assert conn.gap_stats == {"filled_live": 0, "synced": 1}
+    finally:
+        await conn.close()

@@ -111,6 +111,18 @@ def test_waiting_cannot_help_a_conversation_without_a_cursor_or_a_full_buffer() 
     assert held.held_seqs("c") == [3, 4]
 
 
+
+def test_what_a_complete_sync_could_not_place_is_forgotten_but_not_what_came_during_it() -> None:
+    tracker = CursorTracker({"g": 1})
+    held = GapBuffer(tracker)
+    held.hold(msg("g", 3))  # before the sync: the notice of our removal, say, behind a push that never comes
+    before = held.mark()
+    held.hold(msg("g", 5))  # arrived while the sync ran
+    held.forget(before)
+    assert held.held_seqs("g") == [5]
+    held.forget(held.mark())
+    assert not held.waiting("g")
+
 # ---------------------------------------------------------------------------------------------- state machine
 
 # Conversation id -> the last seq before the user joined (messages up to it are invisible to this user).
@@ -206,6 +218,7 @@ class Delivery(RuleBasedStateMachine):
     @rule(limit=st.integers(1, 4))
     def the_client_syncs_to_the_end(self, limit: int) -> None:
         """sync_all(): page after page from the current cursors until ``more`` is false; then it holds it all."""
+        before = self.held.mark()
         more = True
         while more:
             page, more = self.sync_page(self.tracker.snapshot(), limit)
@@ -213,6 +226,7 @@ class Delivery(RuleBasedStateMachine):
                 if self.tracker.accept_synced(message) is Verdict.NEW:
                     self.handed_out[message.conversation_id].append(message)
             self.release_all()
+        self.held.forget(before)
         for c in CONVERSATIONS:
             assert self.handed_out[c] == self.timeline[c][JOINED[c] :]
             assert not self.held.waiting(c), "a complete sync leaves nothing held"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import re
 import uuid
@@ -550,3 +551,112 @@ async def test_idle_page_keeps_its_connection(
     assert max(gaps) < 4, gaps
     await _expect(person.page.get_by_test_id("conn-banner")).to_be_hidden()
     person.assert_no_errors()
+
+
+class PushTamperer:
+    """A WebSocket route between the page and the real server that forwards every frame, except that it holds the
+    push whose text is ``hold`` until the next push has gone by (a swap, as two nodes can cause) and drops the pushes
+    whose text is in ``drop`` (a loss). It notes the pushes the server sent and when the page asked for a sync."""
+
+    def __init__(self, hold: str | None = None, drop: tuple[str, ...] = ()) -> None:
+        self.hold, self.drop = hold, drop
+        self.pushes: list[str] = []
+        self.syncs: list[int] = []
+        """For each sync the page sent: how many pushes had come from the server by then."""
+        self._held: str | bytes | None = None
+
+    async def install(self, page: Page) -> None:
+        await page.route_web_socket(re.compile(r"/v1/ws"), self._route)
+
+    def _route(self, ws: Any) -> None:
+        upstream = ws.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str) and json.loads(message).get("t") == "sync":
+                self.syncs.append(len(self.pushes))
+            upstream.send(message)
+
+        def to_page(message: str | bytes) -> None:
+            frame = json.loads(message) if isinstance(message, str) else {}
+            text = frame.get("body", {}).get("text") if frame.get("t") == "msg" else None
+            if text is not None:
+                self.pushes.append(text)
+            if text is not None and text == self.hold:
+                self._held = message
+                return
+            if text in self.drop:
+                return
+            ws.send(message)
+            if text is not None and self._held is not None:
+                ws.send(self._held)
+                self._held = None
+
+        ws.on_message(to_server)
+        upstream.on_message(to_page)
+
+
+async def test_a_push_ahead_of_its_turn_waits_for_the_late_one(browser: Browser, server: ServerProcess) -> None:
+    """In a cluster, pushes committed on different nodes can swap places (protocol 8.5). The page holds the early one
+    and shows both in order without a sync; a push that never comes is fetched by a sync after the short wait."""
+    bob = await Person.open(browser, server.url, "bob")
+    wire = PushTamperer(hold="one", drop=("three",))
+    await wire.install(bob.page)
+    await bob.register()
+    bob_id = await bob.page.evaluate("JSON.parse(localStorage.getItem('pica.session')).user_id")
+    alice_name, _, alice_token = await http_user(server.url, "alice")
+
+    async with PicaHttp(server.url, token=alice_token) as http:
+        async def say(text: str) -> None:
+            await http.request("POST", "/v1/messages", json={"to": bob_id, "client_msg_id": uuid.uuid4().hex,
+                                                             "body": {"text": text}})
+
+        await say("hello")  # seq 1: the page learns the conversation
+        await bob.open_conversation(alice_name)
+        await bob.sees("hello")
+        syncs_before = len(wire.syncs)
+
+        await say("one")  # held by the route until "two" has gone by
+        await say("two")
+        await bob.sees("two")
+        await bob.sees("one")
+        assert await bob.seqs() == [1, 2, 3]
+        await asyncio.sleep(0.5)  # longer than the page's wait: had it not closed the gap, it would have synced
+        assert len(wire.syncs) == syncs_before, "the swapped pushes needed no sync"
+
+        await say("three")  # lost on the way
+        await say("four")
+        await bob.sees("four")
+        await bob.sees("three")  # by the sync that follows the wait
+        assert await bob.seqs() == [1, 2, 3, 4, 5]
+        assert len(wire.syncs) == syncs_before + 1
+    bob.assert_no_errors()
+
+
+async def test_a_held_push_no_sync_can_place_is_dropped_after_one_sync(browser: Browser, server: ServerProcess) -> None:
+    """Bob is removed from a group just after a message whose push is lost: the notice of his removal (pushed once,
+    never synced) waits for it, one sync finds nothing he may still see, and the page stops waiting instead of
+    syncing every 0.2 s."""
+    bob = await Person.open(browser, server.url, "bob")
+    wire = PushTamperer(drop=("last words",))
+    await wire.install(bob.page)
+    await bob.register()
+    bob_id = await bob.page.evaluate("JSON.parse(localStorage.getItem('pica.session')).user_id")
+    _, _, alice_token = await http_user(server.url, "alice")
+
+    async with PicaHttp(server.url, token=alice_token) as http:
+        group = await http.request("POST", "/v1/groups", json={"name": "short stay", "members": [bob_id]})
+        gid = int(group["group_id"])
+
+        async def say(text: str) -> None:
+            await http.request("POST", "/v1/messages", json={"group_id": gid, "client_msg_id": uuid.uuid4().hex,
+                                                             "body": {"text": text}})
+
+        await say("welcome")
+        await bob.open_conversation("short stay")
+        await bob.sees("welcome")
+        await say("last words")  # lost on the way to Bob
+        syncs_before = len(wire.syncs)
+        await http.request("DELETE", f"/v1/groups/{gid}/members/{bob_id}")
+        await asyncio.sleep(1.5)  # seven times the page's wait
+    assert len(wire.syncs) == syncs_before + 1, wire.syncs
+    bob.assert_no_errors()

@@ -9,6 +9,7 @@ const SESSION_KEY = "pica.session";
 const TYPING_SHOW_MS = 3000;
 const TYPING_SEND_EVERY_MS = 2000; // at most one per second (the server drops more), "every few seconds" (14.4)
 const HISTORY_PAGE = 50;
+const GAP_WAIT_MS = 200; // a push ahead of its turn waits this long for the late one before a sync (protocol 8.6)
 
 let session = null; // {token, user_id, username, expires_at}
 let store = null;
@@ -23,6 +24,7 @@ const inflight = new Set(); // client_msg_ids sent on the current connection and
 const recvQueue = new Set();
 const recvSent = new Map();
 let recvTimer = null;
+const gapTimers = new Map(); // conversation_id -> timeout waiting for a late push
 let readTimer = null;
 let lastTypingSent = new Map();
 
@@ -272,6 +274,7 @@ async function syncAll() {
     return syncing;
   }
   const myStore = store;
+  const heldBefore = myStore.markHeld();
   syncing = (async () => {
     let unknown = false;
     try {
@@ -290,6 +293,11 @@ async function syncAll() {
           if (!page.more) break;
         }
       } while (syncAgain);
+      if (store === myStore) {
+        for (const conversationId of [...myStore.held.keys()]) releaseHeld(conversationId);
+        myStore.forget(heldBefore);
+        for (const conversationId of heldBefore.keys()) releaseHeld(conversationId); // ends its wait once emptied
+      }
     } catch (exc) {
       if (!(exc instanceof Disconnected)) console.warn("sync failed", exc);
     } finally {
@@ -300,18 +308,45 @@ async function syncAll() {
   return syncing;
 }
 
+/** A live message that is next in line (NEW): show it, and acknowledge its receipt. */
+function handLive(msg) {
+  const known = store.conversations.get(msg.conversation_id);
+  if (!msg.conversation_id.startsWith("u:") && (!known || (!known.known && !known.name))) refreshListSoon();
+  store.ingest(msg);
+  queueRecv(msg.conversation_id);
+}
+
+/** Hand out the held messages that are next now; nothing left held: stop waiting, else wait (again). */
+function releaseHeld(conversationId) {
+  if (store.held.has(conversationId)) for (const msg of store.release(conversationId)) handLive(msg);
+  if (store.held.has(conversationId)) {
+    waitForLate(conversationId);
+  } else if (gapTimers.has(conversationId)) {
+    clearTimeout(gapTimers.get(conversationId));
+    gapTimers.delete(conversationId);
+  }
+}
+
+function waitForLate(conversationId) {
+  if (gapTimers.has(conversationId)) return;
+  const myStore = store;
+  gapTimers.set(conversationId, setTimeout(() => {
+    gapTimers.delete(conversationId);
+    if (store === myStore && myStore.held.has(conversationId)) syncAll(); // still a hole: the sync fills it
+  }, GAP_WAIT_MS));
+}
+
 function onFrame(frame) {
   if (!store) return;
   switch (frame.t) {
     case "msg": {
       const verdict = store.accept(frame);
       if (verdict === "new") {
-        const known = store.conversations.get(frame.conversation_id);
-        if (!frame.conversation_id.startsWith("u:") && (!known || (!known.known && !known.name))) refreshListSoon();
-        store.ingest(frame);
-        queueRecv(frame.conversation_id);
+        handLive(frame);
+        releaseHeld(frame.conversation_id);
       } else if (verdict === "gap") {
-        syncAll(); // the sync brings this message and the ones before it
+        if (store.hold(frame)) waitForLate(frame.conversation_id);
+        else syncAll(); // the sync brings this message and the ones before it
       }
       return;
     }

@@ -12,6 +12,7 @@ export function setRecallWindow(seconds) {
 const NEW = "new";
 const DUPLICATE = "duplicate";
 const GAP = "gap";
+const HOLD_LIMIT = 1000; // messages held per conversation while waiting for a late one (pica/client/cursors.py)
 
 function load(key, fallback) {
   try {
@@ -57,6 +58,7 @@ export class Store {
     this.conversations = new Map();
     this.presence = new Map(); // user_id -> {online, last_seen}
     this.typing = new Map(); // conversation_id -> Map(user_id -> expires_at ms)
+    this.held = new Map(); // conversation_id -> Map(seq -> msg): live messages waiting for a late one (hold())
     this.outbox = load(this.prefix + "outbox", []); // unacknowledged sends, re-sent after every ready
     this.clockSkew = 0; // server time - local time, from ready.time
     this.changed = { list: false, conversations: new Set(), header: false };
@@ -214,6 +216,58 @@ export class Store {
 
   cursorSnapshot() {
     return Object.fromEntries(this.cursors);
+  }
+
+  /**
+   * Keep a live message that came ahead of its turn (GAP) for a moment: in a cluster, pushes committed on different
+   * nodes can swap places, and the late one usually follows within milliseconds (docs/protocol.md 8.6). False when
+   * waiting cannot help (no cursor yet: only a sync says where the conversation starts) or too many are held.
+   */
+  hold(msg) {
+    if (!this.cursors.has(msg.conversation_id)) return false;
+    let held = this.held.get(msg.conversation_id);
+    if (!held) {
+      held = new Map();
+      this.held.set(msg.conversation_id, held);
+    }
+    if (held.size >= HOLD_LIMIT && !held.has(msg.seq)) return false;
+    held.set(msg.seq, msg);
+    return true;
+  }
+
+  /** What is held now: give it to forget() once a sync that started after this has completed. */
+  markHeld() {
+    return new Map([...this.held].map(([id, held]) => [id, new Set(held.keys())]));
+  }
+
+  /**
+   * Drop what was held before a complete sync and is still not next: the sync returned neither it nor what is
+   * missing before it, so this user cannot see them (the notice of their own removal is pushed once, never synced).
+   */
+  forget(marked) {
+    for (const [id, seqs] of marked) {
+      const held = this.held.get(id);
+      if (!held) continue;
+      for (const seq of seqs) held.delete(seq);
+      if (held.size === 0) this.held.delete(id);
+    }
+  }
+
+  /** The held messages that are next in line now (accepted, in order); those the cursor passed are dropped. */
+  release(conversationId) {
+    const held = this.held.get(conversationId);
+    if (!held) return [];
+    const cursor = this.cursors.get(conversationId);
+    for (const seq of [...held.keys()]) if (seq <= cursor) held.delete(seq);
+    const out = [];
+    let next = held.get(this.cursors.get(conversationId) + 1);
+    while (next && this.accept(next) === NEW) {
+      held.delete(next.seq);
+      out.push(next);
+      next = held.get(next.seq + 1);
+    }
+    if (held.size === 0) this.held.delete(conversationId);
+    return out;
   }
 
   // ------------------------------------------------------------------------------------------------ messages
