@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from pica.errors import BadRequest, Forbidden
+from pica.errors import BadRequest, Forbidden, GroupNotFound
 from pica.protocol.text import has_control_chars
 
 RANK: Final = {"owner": 3, "admin": 2, "member": 1}
@@ -35,6 +35,16 @@ def listed(user_ids: list[int] | tuple[int, ...]) -> dict[str, Any]:
     if len(user_ids) <= NOTICE_LIST_LIMIT:
         return {"user_ids": list(user_ids)}
     return {"count": len(user_ids)}
+
+
+def acting_role(actor_role: str | None, dissolved: bool) -> str:
+    """The role of whoever acts on a group: a non-member gets the same refusal as for a group that does not exist
+    (ids cannot be probed); nobody acts on a dissolved group."""
+    if actor_role is None:
+        raise GroupNotFound()
+    if dissolved:
+        raise Forbidden("the group was dissolved")
+    return actor_role
 
 
 def require_rank(actor_role: str, needed: str, what: str) -> None:

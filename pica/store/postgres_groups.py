@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from pica.errors import BadRequest, Forbidden, GroupNotFound, UserNotFound
+from pica.errors import BadRequest, GroupNotFound, UserNotFound
 from pica.protocol.ids import group_conversation_id
 from pica.store import group_rules as rules
 from pica.store.base import GroupAction, GroupChange, GroupRecord, MemberRecord
@@ -90,11 +90,7 @@ async def group_action(conn: Any, action: GroupAction) -> GroupChange:
     conversation_id = group_conversation_id(action.group_id)
     await conn.execute("SELECT 1 FROM conversations WHERE conversation_id = $1 FOR UPDATE", conversation_id)
     group = await _load(conn, action.group_id)
-    actor_role = await _role(conn, conversation_id, action.actor)
-    if actor_role is None:
-        raise GroupNotFound()
-    if group.dissolved:
-        raise Forbidden("the group was dissolved")
+    actor_role = rules.acting_role(await _role(conn, conversation_id, action.actor), group.dissolved)
     kind = action.kind
     added: tuple[int, ...] = ()
     removed: tuple[int, ...] = ()

@@ -12,7 +12,7 @@ import json
 import sqlite3
 from typing import Any, Final
 
-from pica.errors import BadRequest, Forbidden, GroupNotFound, UserNotFound
+from pica.errors import BadRequest, GroupNotFound, UserNotFound
 from pica.store import group_rules as rules
 from pica.store.base import GroupAction, GroupChange, GroupRecord, MemberRecord
 from pica.store.sqlite_messages import append_notice
@@ -91,11 +91,7 @@ def _targets(conn: sqlite3.Connection, conversation_id: str, user_ids: tuple[int
 def group_action(conn: sqlite3.Connection, action: GroupAction) -> GroupChange:
     group = _load(conn, action.group_id)
     conversation_id = group.conversation_id
-    actor_role = _role(conn, conversation_id, action.actor)
-    if actor_role is None:
-        raise GroupNotFound()
-    if group.dissolved:
-        raise Forbidden("the group was dissolved")
+    actor_role = rules.acting_role(_role(conn, conversation_id, action.actor), group.dissolved)
     kind = action.kind
     added: tuple[int, ...] = ()
     removed: tuple[int, ...] = ()

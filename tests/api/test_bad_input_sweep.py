@@ -554,11 +554,6 @@ def registered_methods(node: Node) -> dict[str, set[str]]:
     return methods
 
 
-KNOWN: Final[dict[tuple[str, str], str]] = {}
-"""Cases that still fail for want of a fix outside pica/api: (route, case label) -> why. The route's test xfails
-while they fail, and fails once they pass so that the entry goes with the fix."""
-
-
 # ------------------------------------------------------------------------------------------------------ tests
 
 
@@ -573,27 +568,21 @@ async def test_malformed_input_gets_a_json_4xx(node: Node, route: Route) -> None
     sweep = Sweep(route, world, registered_methods(node)[route.path])
     valid = sweep.valid()
     if route.json:
-        assert await problem(node, valid) is None, f"{route}: the valid request failed: {await problem(node, valid)}"
+        failed = await problem(node, valid)
+        assert failed is None, f"{route}: the valid request failed: {failed}"
     else:
         async with aiohttp.ClientSession() as session, session.get(node.url + valid.path) as resp:
             assert resp.status == route.status
-    problems, known = [], []
+    problems = []
     for case in sweep.variants():
         found = await problem(node, case)
-        why = KNOWN.get((str(route), case.label))
-        if found is not None and why is not None:
-            known.append(f"{route} [{case.label}]: {found} ({why})")
-        elif found is not None:
+        if found is not None:
             problems.append(f"{route} [{case.label}]: {found}")
-        elif why is not None:
-            problems.append(f"{route} [{case.label}]: passes now; remove it from KNOWN")
     found = await still_serving(world)
     if found is not None:
         problems.append(f"{route}, afterwards: {found}")
     if problems:
         pytest.fail(f"{len(problems)} problem(s):\n" + "\n".join(problems), pytrace=False)
-    if known:
-        pytest.xfail("; ".join(known))
 
 
 async def test_a_refused_group_patch_changes_nothing(node: Node) -> None:
