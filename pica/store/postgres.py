@@ -31,6 +31,7 @@ from pica.store import postgres_groups as groups
 from pica.store import postgres_messages as messages
 from pica.store import postgres_search as fts
 from pica.store import postgres_social as social
+from pica.store import sql_postgres, writes
 from pica.store.base import (
     AppendResult,
     ContactRecord,
@@ -284,7 +285,8 @@ class PostgresStore(Store):
 
     def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
         future = self._future()
-        self._submit(LaneOp(request.conversation_id, future, run=lambda conn: messages.append_event(conn, request)))
+        txn = lambda conn: sql_postgres.run(conn, writes.append_event(request, fts.tsvector_literal))  # noqa: E731
+        self._submit(LaneOp(request.conversation_id, future, run=txn))
         return future
 
     async def history(
@@ -304,7 +306,9 @@ class PostgresStore(Store):
         return await self._write(lambda conn: messages.mark_read(conn, user_id, conversation_id, seq))
 
     async def hide_message(self, user_id: int, conversation_id: str, seq: int, ts: int) -> MessageRecord:
-        return await self._write(lambda conn: messages.hide_message(conn, user_id, conversation_id, seq, ts))
+        return await self._write(
+            lambda conn: sql_postgres.run(conn, writes.hide_message(user_id, conversation_id, seq, ts))
+        )
 
     async def conversation_members(self, conversation_id: str) -> list[int]:
         async def op(conn: Any) -> list[int]:

@@ -11,8 +11,8 @@ from typing import Any, Final
 from pica.errors import BadRequest, GroupNotFound, UserNotFound
 from pica.protocol.ids import group_conversation_id
 from pica.store import group_rules as rules
+from pica.store import sql_postgres, writes
 from pica.store.base import GroupAction, GroupChange, GroupRecord, MemberRecord
-from pica.store.postgres_messages import append_notice
 
 GROUP_COLUMNS: Final = (
     "g.group_id, g.conversation_id, g.name, g.owner_id, g.muted_all, g.dissolved, g.created_at,"
@@ -51,8 +51,8 @@ async def create_group(conn: Any, owner: int, name: str, members: list[int], ts:
         " SELECT $1, u, CASE WHEN u = $2 THEN 'owner' ELSE 'member' END FROM unnest($3::bigint[]) AS u",
         conversation_id, owner, everyone,
     )
-    notice = await append_notice(conn, conversation_id, owner,
-                                 {"event": "created", "by": owner, "name": name, **rules.listed(everyone)}, ts)
+    notice = await sql_postgres.run(conn, writes.append_notice(conversation_id, owner,
+                                 {"event": "created", "by": owner, "name": name, **rules.listed(everyone)}, ts))
     group = await _load(conn, group_id)
     return GroupChange(group, notice, added=tuple(everyone), removed=())
 
@@ -146,7 +146,7 @@ async def group_action(conn: Any, action: GroupAction) -> GroupChange:
         raise BadRequest(f"unknown group action {kind!r}")
 
     # The notice goes in before the removed leave, so that they see it; after the added join.
-    notice = await append_notice(conn, conversation_id, action.actor, event, action.ts)
+    notice = await sql_postgres.run(conn, writes.append_notice(conversation_id, action.actor, event, action.ts))
     if removed:
         await conn.execute("DELETE FROM members WHERE conversation_id = $1 AND user_id = ANY($2::bigint[])",
                            conversation_id, list(removed))

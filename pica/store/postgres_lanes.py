@@ -7,14 +7,14 @@ group commit, one WAL flush for many messages, and never an ack before durabilit
 
 Inside the transaction the operations run sorted by conversation id (a stable sort: a conversation's own order is
 kept), so that concurrent batches, of other lanes or other nodes, lock conversation rows in one global order and do
-not deadlock. Runs of plain appends go to PostgreSQL as one call of ``pica_append_batch`` (one round trip for the
-whole run; a batch of plain appends only is that one statement, a transaction of its own, with no BEGIN or COMMIT
-round trips); the function reports refusals as a status, because an exception would abort the shared transaction.
+not deadlock. Runs of plain appends go through :func:`pica.store.writes.append_batch`, the batch transaction SQLite
+runs too: a round trip per kind of fact and per table for the whole run, not per message.
 
-Failures: a deadlock or serialization failure retries the batch; any other error rolls back and replays the batch
-with one transaction per operation, so that only the faulty one fails. A lost connection (or a timeout, after which
-the outcome of a COMMIT is unknown) fails the whole batch with StoreUnavailable: the client retries with the same
-``client_msg_id`` and de-duplication makes the retry exactly-once. The lane then reconnects by itself, with a short
+Failures: a deadlock, a serialization failure or a lost client-id race (Retry) retries the batch; any other error
+rolls back and replays the batch with one transaction per operation, so that only the faulty one fails. A lost
+connection (or a timeout, after which the outcome of a COMMIT is unknown) fails the whole batch with
+StoreUnavailable: the client retries with the same ``client_msg_id`` and de-duplication makes the retry
+exactly-once. The lane then reconnects by itself, with a short
 capped backoff; while it cannot, new appends fail at once instead of queueing.
 """
 
@@ -32,14 +32,14 @@ from typing import Any, Final
 import asyncpg
 
 from pica.errors import (
-    ConversationNotFound,
-    Forbidden,
     InternalError,
     PicaError,
     StoreUnavailable,
-    UserNotFound,
 )
-from pica.store.base import AppendResult, DirectAppend, GroupAppend
+from pica.store import sql_postgres as sql
+from pica.store import writes
+from pica.store.base import DirectAppend, GroupAppend
+from pica.store.txn import Retry
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +52,12 @@ DISCONNECTS: Final = (
 )
 """Errors after which a connection cannot be trusted: the store cannot answer now, a retry later can succeed."""
 
-RETRYABLE: Final = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
-"""Errors that roll a transaction back through no fault of its own: running it again can succeed."""
+RETRYABLE: Final = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError, Retry)
+"""Errors that roll a transaction back through no fault of its own: running it again can succeed (Retry: a
+concurrent transaction committed a client id this one was about to store)."""
 _RETRY_LIMIT: Final = 5
 _BACKOFF_FIRST: Final = 0.05
 _BACKOFF_MAX: Final = 2.0
-
-# Statuses of the append functions (see the migration); refusals become the errors the SQLite backend raises.
-STORED: Final = 0
-DUPLICATE: Final = 1
-NO_RECIPIENT: Final = 2
-BLOCKED: Final = 3
-NOT_A_MEMBER: Final = 4
-DISSOLVED: Final = 5
-MUTED: Final = 6
-NO_CONVERSATION: Final = 7
-BLOCKED_MESSAGE: Final = "this user does not accept messages from you"
-NOT_A_MEMBER_MESSAGE: Final = "you cannot send to this group"
-
-_APPEND_BATCH: Final = "SELECT * FROM pica_append_batch($1, $2, $3, $4, $5, $6, $7, $8)"
 
 Connect = Callable[[int], Awaitable[Any]]
 """Opens a lane's connection (the argument is the lane number, for the connection's application_name)."""
@@ -103,64 +90,22 @@ def resolve(op: LaneOp) -> None:
         future.set_result(op.result)
 
 
-def append_outcome(op: LaneOp, row: Any) -> None:
-    request = op.append
-    assert request is not None
-    status = row["status"]
-    if status in (STORED, DUPLICATE):
-        op.result = AppendResult(row["conversation_id"], row["seq"], row["ts"], duplicate=status == DUPLICATE,
-                                 members_version=row["members_version"] or 0)
-    elif status == NO_RECIPIENT:
-        recipient = request.recipient if isinstance(request, DirectAppend) else 0
-        op.error = UserNotFound(f"user {recipient} does not exist")
-    elif status == BLOCKED:
-        op.error = Forbidden(BLOCKED_MESSAGE)
-    elif status == NOT_A_MEMBER:  # or no such group: one answer for both, so that group ids cannot be probed
-        op.error = Forbidden(NOT_A_MEMBER_MESSAGE)
-    elif status == DISSOLVED:
-        op.error = Forbidden("the group was dissolved")
-    elif status == MUTED:
-        op.error = Forbidden("you are muted in this group")
-    elif status == NO_CONVERSATION:
-        op.error = ConversationNotFound()
-    else:  # a bug; not raised, since the batch may have committed already
-        log.error("pica_append_batch returned status %r", status)
-        op.error = InternalError("store error: unexpected append status")
-
-
 async def _append_run(conn: Any, ops: list[LaneOp]) -> None:
-    """Plain appends in one call: one round trip however many there are."""
+    """Plain appends as one batch transaction (writes.append_batch): a round trip per kind of fact and per table,
+    however many there are."""
     requests = [op.append for op in ops if op.append is not None]
     if len(requests) != len(ops):
         raise RuntimeError("an op without an append in a run of appends")
-    rows = await conn.fetch(
-        _APPEND_BATCH,
-        [isinstance(r, GroupAppend) for r in requests],
-        [r.conversation_id for r in requests],
-        [r.sender for r in requests],
-        [r.recipient if isinstance(r, DirectAppend) else None for r in requests],
-        [r.client_msg_id for r in requests],
-        [r.ts for r in requests],
-        [r.body_json for r in requests],
-        [op.search for op in ops],
-    )
-    for index, op in enumerate(ops):
-        if index < len(rows):
-            append_outcome(op, rows[index])
-        else:  # a bug; not raised, since the batch may have committed already
-            log.error("pica_append_batch returned %d rows for %d appends", len(rows), len(ops))
-            op.error = InternalError("store error: missing append result")
+    outcomes = await sql.run(conn, writes.append_batch(requests, [op.search for op in ops]))
+    for op, outcome in zip(ops, outcomes, strict=True):
+        if isinstance(outcome, PicaError):
+            op.error = outcome
+        else:
+            op.result = outcome
 
 
 class _NotStarted(Exception):
     """The connection died while idle: nothing of the batch reached the server, so it may run on a new one."""
-
-
-def _refused_before_sending(exc: BaseException) -> bool:
-    """asyncpg refuses to start an operation while it consumes an error the server sent unasked (the termination
-    notice of an idle connection); it checks its state before writing anything. Any other internal error may come
-    after the statement was sent, and then the outcome is unknown."""
-    return isinstance(exc, asyncpg.exceptions.InternalClientError) and str(exc).startswith("cannot switch to state")
 
 
 _LOST: Final = (*DISCONNECTS, _NotStarted)
@@ -170,38 +115,28 @@ async def _commit(conn: Any, ops: list[LaneOp]) -> None:
     """Run ``ops`` (already in lock order) in one transaction and commit; outcomes land on the ops."""
     for op in ops:
         op.result = op.error = None
-    if all(op.run is None for op in ops):
-        # One statement is a transaction of its own, committed before the call returns: one round trip for the
-        # batch instead of three (BEGIN, the call, COMMIT).
+    try:
+        await conn.execute("BEGIN")
+    except (*DISCONNECTS, asyncpg.exceptions.InternalClientError) as exc:
+        # BEGIN alone changes nothing: whatever became of it, none of the batch ran.
+        raise _NotStarted(str(exc)) from exc
+    start = 0
+    while start < len(ops):
+        if ops[start].run is None:
+            end = start
+            while end < len(ops) and ops[end].run is None:
+                end += 1
+            await _append_run(conn, ops[start:end])
+            start = end
+            continue
+        op = ops[start]
+        assert op.run is not None
         try:
-            await _append_run(conn, ops)
-        except asyncpg.exceptions.InternalClientError as exc:
-            if _refused_before_sending(exc):
-                raise _NotStarted(str(exc)) from exc
-            raise
-    else:
-        try:
-            await conn.execute("BEGIN")
-        except (*DISCONNECTS, asyncpg.exceptions.InternalClientError) as exc:
-            # BEGIN alone changes nothing: whatever became of it, none of the batch ran.
-            raise _NotStarted(str(exc)) from exc
-        start = 0
-        while start < len(ops):
-            if ops[start].run is None:
-                end = start
-                while end < len(ops) and ops[end].run is None:
-                    end += 1
-                await _append_run(conn, ops[start:end])
-                start = end
-                continue
-            op = ops[start]
-            assert op.run is not None
-            try:
-                op.result = await op.run(conn)
-            except PicaError as exc:
-                op.error = exc
-            start += 1
-        await conn.execute("COMMIT")
+            op.result = await op.run(conn)
+        except PicaError as exc:
+            op.error = exc
+        start += 1
+    await conn.execute("COMMIT")
     for op in ops:
         op.committed = True
 

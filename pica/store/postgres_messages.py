@@ -1,6 +1,5 @@
-"""SQL for messages on PostgreSQL: recall/edit events (run inside a write lane's batch), cursors, delete-for-me, and
-the reads (history, sync, the conversation list, search). Plain coroutines of an asyncpg connection, mirroring
-:mod:`pica.store.sqlite_messages` statement for statement where they can; see there for the rules.
+"""PostgreSQL SQL for cursors and the message reads (history, sync, the conversation list, search). Plain coroutines
+of an asyncpg connection. The message writes themselves are in :mod:`pica.store.writes`, shared with SQLite.
 
 Messages hidden for a user, and recalled ones, read as tombstones so that seqs stay gap-free for every reader.
 """
@@ -10,20 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-import msgspec
-
-from pica.errors import ConversationNotFound, MessageNotFound
+from pica.errors import ConversationNotFound
 from pica.protocol.ids import direct_peer
 from pica.store import postgres_search as fts
-from pica.store.base import AppendResult, ConversationSummary, EventAppend, MemberRecord, MessageRecord, Page
-from pica.store.event_rules import Target, plan_event
-from pica.store.postgres_lanes import DUPLICATE, STORED
-
-_json_decode_body: Final = msgspec.json.Decoder(dict[str, Any]).decode
-_json_encode: Final = msgspec.json.Encoder().encode
-
-DELETED_BODY: Final = {"deleted": True}
-RECALLED_BODY_JSON: Final = b'{"recalled":true}'
+from pica.store.base import ConversationSummary, MemberRecord, MessageRecord, Page
+from pica.store.writes import message_row
 
 # A message as seen by one reader ($1 is that reader's user id): hidden for them reads as a tombstone.
 _VISIBLE: Final = (
@@ -32,77 +22,9 @@ _VISIBLE: Final = (
     " AND h.seq = m.seq) AS hidden"
 )
 _MESSAGE: Final = "m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body"
-_APPEND_MESSAGE: Final = "SELECT * FROM pica_append_message($1, $2, $3, $4, $5, $6)"
-
-
-def message_row(row: Any) -> MessageRecord:
-    hidden = len(row) > 6 and row[6]
-    body = dict(DELETED_BODY) if hidden else _json_decode_body(row[5])
-    return MessageRecord(row[0], row[1], row[2], row[3], row[4], body)
-
-
-async def dedup(conn: Any, sender: int, client_msg_id: str) -> MessageRecord | None:
-    row = await conn.fetchrow(f"SELECT {_MESSAGE} FROM messages m WHERE m.sender = $1 AND m.client_msg_id = $2",
-                              sender, client_msg_id)
-    return None if row is None else message_row(row)
-
-
-async def append_notice(conn: Any, conversation_id: str, actor: int, event: dict[str, Any], ts: int) -> MessageRecord:
-    """A system notice ({"system": {...}}) in a conversation whose row this transaction locked; its id is server-made
-    (``~n:<conversation>:<seq>``)."""
-    body = {"system": event}
-    row = await conn.fetchrow(_APPEND_MESSAGE, conversation_id, actor, None, ts, _json_encode(body), None)
-    if row["status"] != STORED:
-        raise ConversationNotFound()
-    seq = row["seq"]
-    return MessageRecord(conversation_id, seq, actor, f"~n:{conversation_id}:{seq}", ts, body)
 
 
 # --------------------------------------------------------------------------------------------------------- writes
-
-
-async def append_event(conn: Any, request: EventAppend) -> tuple[AppendResult, MessageRecord]:
-    """Recall or edit, inside a write lane's transaction: every check (and PicaError) comes before the first write."""
-    conversation_id = request.conversation_id
-    # The conversation row first, as every writer of a conversation does: two edits of one message apply one after
-    # the other, and a concurrent group change is either wholly before this or wholly after.
-    await conn.execute("SELECT 1 FROM conversations WHERE conversation_id = $1 FOR UPDATE", conversation_id)
-    member = await conn.fetchrow(
-        "SELECT m.joined_seq, g.dissolved FROM members m LEFT JOIN groups g ON g.conversation_id = m.conversation_id"
-        " WHERE m.conversation_id = $1 AND m.user_id = $2",
-        conversation_id, request.user_id,
-    )
-    if member is None:
-        raise ConversationNotFound()
-    existing = await dedup(conn, request.user_id, request.client_msg_id)
-    if existing is not None:
-        return AppendResult(existing.conversation_id, existing.seq, existing.ts, duplicate=True), existing
-    target = await conn.fetchrow(
-        "SELECT sender, ts, state, body FROM messages WHERE conversation_id = $1 AND seq = $2",
-        conversation_id, request.target_seq,
-    )
-    plan = plan_event(request, joined_seq=member["joined_seq"], dissolved=bool(member["dissolved"]),
-                      target=None if target is None else Target(target["sender"], target["ts"], target["state"],
-                                                                _json_decode_body(target["body"])))
-    new_state, event = plan.state, plan.event
-    new_body = RECALLED_BODY_JSON if plan.body is None else _json_encode(plan.body)
-    search = None if plan.search_text is None else fts.tsvector_literal(plan.search_text)
-    row = await conn.fetchrow(_APPEND_MESSAGE, conversation_id, request.user_id, request.client_msg_id, request.ts,
-                              _json_encode(event), None)
-    if row["status"] == DUPLICATE:  # the same event, committed meanwhile through another node: nothing to apply
-        original = await dedup(conn, request.user_id, request.client_msg_id)
-        assert original is not None
-        return AppendResult(original.conversation_id, original.seq, original.ts, duplicate=True), original
-    if row["status"] != STORED:
-        raise RuntimeError(f"pica_append_message returned status {row['status']!r}")
-    await conn.execute(
-        "UPDATE messages SET state = $1, body = $2, search = $3::text::tsvector"
-        " WHERE conversation_id = $4 AND seq = $5",
-        new_state, new_body, search, conversation_id, request.target_seq,
-    )
-    seq = row["seq"]
-    record = MessageRecord(conversation_id, seq, request.user_id, request.client_msg_id, request.ts, event)
-    return AppendResult(conversation_id, seq, request.ts, duplicate=False), record
 
 
 async def mark_delivered(conn: Any, user_id: int, conversation_id: str, seq: int) -> int | None:
@@ -130,39 +52,6 @@ async def mark_read(conn: Any, user_id: int, conversation_id: str, seq: int) -> 
     if not row["member"]:
         raise ConversationNotFound()
     return None if row["read_seq"] is None else int(row["read_seq"])
-
-
-async def hide_message(conn: Any, user_id: int, conversation_id: str, seq: int, ts: int) -> MessageRecord:
-    """Hide one message for the user and record the fact in the user's own timeline (``u:<id>``), so that every
-    device of theirs learns it live or by sync. Idempotent. Runs in a transaction."""
-    row = await conn.fetchrow(
-        "SELECT m.joined_seq, c.last_seq FROM members m JOIN conversations c ON c.conversation_id = m.conversation_id"
-        " WHERE m.conversation_id = $1 AND m.user_id = $2",
-        conversation_id, user_id,
-    )
-    if row is None:
-        raise ConversationNotFound()
-    if not row["joined_seq"] < seq <= row["last_seq"]:
-        raise MessageNotFound()
-    own = f"u:{user_id}"
-    client_msg_id = f"~d:{conversation_id}:{seq}"
-    event = {"system": {"event": "deleted", "conversation_id": conversation_id, "seq": seq}}
-    existing = await dedup(conn, user_id, client_msg_id)
-    if existing is not None:
-        return MessageRecord(own, existing.seq, user_id, client_msg_id, existing.ts, event)
-    await conn.execute("INSERT INTO hidden (user_id, conversation_id, seq) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                       user_id, conversation_id, seq)
-    await conn.execute(
-        "INSERT INTO conversations (conversation_id, kind, last_seq, last_ts, created_at)"
-        " VALUES ($1, 'self', 0, $2, $2) ON CONFLICT DO NOTHING",
-        own, ts,
-    )
-    await conn.execute("INSERT INTO members (conversation_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                       own, user_id)
-    appended = await conn.fetchrow(_APPEND_MESSAGE, own, user_id, client_msg_id, ts, _json_encode(event), None)
-    if appended["status"] not in (STORED, DUPLICATE):
-        raise RuntimeError(f"pica_append_message returned status {appended['status']!r}")
-    return MessageRecord(own, appended["seq"], user_id, client_msg_id, appended["ts"], event)
 
 
 # --------------------------------------------------------------------------------------------------------- reads

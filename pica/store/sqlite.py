@@ -25,10 +25,12 @@ from typing import Any, Final, Generic, TypeVar
 
 from pica.config import SqliteConfig
 from pica.errors import InternalError, PicaError, StoreUnavailable, UsernameTaken
+from pica.store import sql_sqlite, writes
 from pica.store import sqlite_admin as admin
 from pica.store import sqlite_groups as groups
 from pica.store import sqlite_messages as messages
 from pica.store import sqlite_social as social
+from pica.store.append_rules import Append
 from pica.store.base import (
     AppendResult,
     ContactRecord,
@@ -55,10 +57,10 @@ _BUSY_TIMEOUT_MS: Final = 10_000
 
 @dataclass(slots=True)
 class _WriteOp(Generic[T]):
-    fn: Callable[[sqlite3.Connection], T]
+    fn: Callable[[sqlite3.Connection], T] | None
     future: asyncio.Future[T]
-    appends: bool = False
-    """A message append: its secondary rows may be deferred to the end of the batch (messages.Deferred)."""
+    append: Append | None = None
+    """A client's message (``fn`` None): consecutive ones run as one batch transaction (writes.append_batch)."""
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -114,7 +116,6 @@ class SqliteStore(Store):
         # Operations submitted during one turn of the event loop, handed to the writer together: one wake-up of
         # the writer thread (and one GIL hand-over) per turn instead of one per message.
         self._outgoing: list[_WriteOp[Any]] = []
-        self._deferred = messages.Deferred()  # used by the writer thread only
         self._writer: threading.Thread | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._local = threading.local()
@@ -219,35 +220,46 @@ class SqliteStore(Store):
     def _commit(
         self, conn: sqlite3.Connection, batch: list[_WriteOp[Any]], *, isolate: bool
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        """One transaction for the batch. Consecutive appends run as one batch transaction (one query per kind of
+        fact, one executemany per table); other operations run one by one in between, in submission order. With
+        ``isolate`` every operation (every append too) runs alone under a savepoint."""
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        deferred = self._deferred
-        deferred.clear()
-        deferred.enabled = not isolate
         conn.execute("BEGIN IMMEDIATE")
-        for op in batch:
-            if not op.appends:
-                deferred.flush(conn)
+        start = 0
+        while start < len(batch):
+            end = start + 1
+            if batch[start].append is not None and not isolate:
+                while end < len(batch) and batch[end].append is not None:
+                    end += 1
+            ops = batch[start:end]
+            start = end
             if isolate:
                 conn.execute("SAVEPOINT op")
             try:
-                result = op.fn(conn)
+                if ops[0].append is not None:
+                    requests = [op.append for op in ops if op.append is not None]
+                    searches = [r.search_text or None for r in requests]
+                    results = sql_sqlite.run(conn, writes.append_batch(requests, searches))
+                    outcomes.extend((op.future, None, r) if isinstance(r, PicaError) else (op.future, r, None)
+                                    for op, r in zip(ops, results, strict=True))
+                else:
+                    fn = ops[0].fn
+                    assert fn is not None
+                    outcomes.append((ops[0].future, fn(conn), None))
             except PicaError as exc:
-                outcomes.append((op.future, None, exc))
+                outcomes.append((ops[0].future, None, exc))
             except Exception as exc:
                 if not isolate:
                     raise
                 conn.execute("ROLLBACK TO op")
                 log.exception("write operation failed")
-                outcomes.append((op.future, None, InternalError(f"store error: {type(exc).__name__}")))
-            else:
-                outcomes.append((op.future, result, None))
+                outcomes.append((ops[0].future, None, InternalError(f"store error: {type(exc).__name__}")))
             if isolate:
                 conn.execute("RELEASE op")
-        deferred.flush(conn)
         conn.execute("COMMIT")
         return outcomes
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T], *, appends: bool = False) -> asyncio.Future[T]:
+    def _write(self, fn: Callable[[sqlite3.Connection], T] | None, append: Append | None = None) -> asyncio.Future[T]:
         if self._closed:
             raise StoreUnavailable("store is closed")
         loop = self._loop
@@ -255,7 +267,7 @@ class SqliteStore(Store):
         future: asyncio.Future[T] = loop.create_future()
         if not self._outgoing:
             loop.call_soon(self._handoff)
-        self._outgoing.append(_WriteOp(fn, future, appends))
+        self._outgoing.append(_WriteOp(fn, future, append))
         return future
 
     def _handoff(self) -> None:
@@ -327,17 +339,13 @@ class SqliteStore(Store):
     # ------------------------------------------------------------------------------------------------ messages
 
     def append_direct(self, request: DirectAppend) -> asyncio.Future[AppendResult]:
-        deferred = self._deferred
-        return self._write(lambda conn: messages.append_direct(conn, request, deferred),
-                           appends=True)
+        return self._write(None, request)
 
     def append_group(self, request: GroupAppend) -> asyncio.Future[AppendResult]:
-        deferred = self._deferred
-        return self._write(lambda conn: messages.append_group(conn, request, deferred),
-                           appends=True)
+        return self._write(None, request)
 
     def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
-        return self._write(lambda conn: messages.append_event(conn, request))
+        return self._write(lambda conn: sql_sqlite.run(conn, writes.append_event(request, _search_value)))
 
     async def history(
         self, user_id: int, conversation_id: str, *, after: int | None, before: int | None, limit: int
@@ -354,7 +362,9 @@ class SqliteStore(Store):
         return await self._write(lambda conn: messages.mark_read(conn, user_id, conversation_id, seq))
 
     async def hide_message(self, user_id: int, conversation_id: str, seq: int, ts: int) -> MessageRecord:
-        return await self._write(lambda conn: messages.hide_message(conn, user_id, conversation_id, seq, ts))
+        return await self._write(
+            lambda conn: sql_sqlite.run(conn, writes.hide_message(user_id, conversation_id, seq, ts))
+        )
 
     async def conversation_members(self, conversation_id: str) -> list[int]:
         return await self._read(
@@ -437,6 +447,10 @@ class SqliteStore(Store):
 
     async def set_last_seen(self, user_id: int, ts: int) -> None:
         await self._write(lambda conn: social.set_last_seen(conn, user_id, ts))
+
+
+def _search_value(text: str) -> str:
+    return text  # FTS5 indexes the text itself
 
 
 def _user(conn: sqlite3.Connection, where: str, value: object) -> UserRecord | None:

@@ -71,15 +71,16 @@ def test_group_fanout_benchmark_quick(tmp_path: Path) -> None:
     assert all(row[3] == row[1] * row[2] for row in rows), rows
 
 
-async def test_postgres_store_benchmark_quick(tmp_path: Path) -> None:
+async def test_store_benchmark_quick(tmp_path: Path) -> None:
     from tests.store.conftest import connect_admin
 
     await (await connect_admin()).close()  # skips, loudly, without PostgreSQL
-    out = tmp_path / "store_pg.json"
-    result = run_quick("store_pg.py", out)
-    assert_ok(result, ["msgs_per_s"])
-    (run,) = json.loads(out.read_text())["runs"]
-    assert run["messages"] > 0 and run["msgs_per_s"] > 0
+    out = tmp_path / "store.json"
+    result = run_quick("store.py", out)
+    assert_ok(result, ["msgs_per_s", "cpu_us_per_msg"])
+    runs = json.loads(out.read_text())["runs"]
+    assert [run["backend"] for run in runs] == ["sqlite", "postgres"]
+    assert all(run["messages"] > 0 and run["msgs_per_s"] > 0 for run in runs)
 
 
 def test_idle_cpu_benchmark_quick(tmp_path: Path) -> None:

@@ -1,0 +1,186 @@
+"""The message writes, written once for both dialects (see :mod:`pica.store.txn`).
+
+Each function returns a transaction: the backend runs it inside its own transaction (SQLite's writer, a PostgreSQL
+write lane or pooled connection) and commits. The rules they apply are the pure modules beside them
+(:mod:`pica.store.append_rules`, :mod:`pica.store.event_rules`); here is only the order of the reads and writes.
+
+Locking: every write of a conversation's timeline reads the conversation row first with ``lock_conversations``
+(``FOR UPDATE`` on PostgreSQL, where that row's lock is the one seq authority across nodes; SQLite's single writer
+holds the database lock already). Batches lock their conversations in id order, so concurrent batches cannot
+deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import msgspec
+
+from pica.errors import ConversationNotFound, MessageNotFound
+from pica.store.append_rules import (
+    Append,
+    AppendPlan,
+    GroupSender,
+    Original,
+    Outcome,
+    Recipient,
+    plan_appends,
+)
+from pica.store.base import AppendResult, DirectAppend, EventAppend, GroupAppend, MessageRecord
+from pica.store.event_rules import Target, plan_event
+from pica.store.txn import Read, Retry, Txn, Write
+
+_json_encode: Final = msgspec.json.Encoder().encode
+_json_decode_body: Final = msgspec.json.Decoder(dict[str, Any]).decode
+
+RECALLED_BODY_JSON: Final = b'{"recalled":true}'
+DELETED_BODY: Final = {"deleted": True}
+
+
+def message_row(row: Sequence[Any]) -> MessageRecord:
+    """A message from (conversation_id, seq, sender, client_msg_id, ts, body[, hidden]); hidden reads as a
+    tombstone, so seqs stay gap-free for every reader."""
+    body = dict(DELETED_BODY) if len(row) > 6 and row[6] else _json_decode_body(row[5])
+    return MessageRecord(row[0], row[1], row[2], row[3], row[4], body)
+
+
+# --------------------------------------------------------------------------------------------------------- batches
+
+
+def append_batch(requests: Sequence[Append], searches: Sequence[str | None]) -> Txn[list[Outcome]]:
+    """Messages from clients, as many as the writer has waiting: one read per kind of fact for the whole batch, the
+    plan, then one write per table. ``searches``: each message's search value as the dialect indexes it."""
+    conversations = sorted({r.conversation_id for r in requests})
+    last_seqs: dict[str, int] = {row[0]: row[1] for row in (yield Read("lock_conversations", (conversations,)))}
+    keys = sorted({(r.sender, r.client_msg_id) for r in requests})
+    originals = {
+        (row[0], row[1]): Original(row[2], row[3], row[4])
+        for row in (yield Read("find_originals", ([k[0] for k in keys], [k[1] for k in keys])))
+    }
+    recipients: dict[tuple[int, int], Recipient] = {}
+    pairs = sorted({(r.recipient, r.sender) for r in requests if isinstance(r, DirectAppend)})
+    if pairs:
+        rows = yield Read("recipient_facts", ([p[0] for p in pairs], [p[1] for p in pairs]))
+        recipients = {(row[0], row[1]): Recipient(bool(row[2]), bool(row[3])) for row in rows}
+    group_senders: dict[tuple[str, int], GroupSender] = {}
+    speakers = sorted({(r.conversation_id, r.sender) for r in requests if isinstance(r, GroupAppend)})
+    if speakers:
+        rows = yield Read("group_senders", ([s[0] for s in speakers], [s[1] for s in speakers]))
+        group_senders = {(row[0], row[1]): GroupSender(row[2], bool(row[3]), bool(row[4]), bool(row[5]), row[6])
+                         for row in rows}
+
+    def plan() -> AppendPlan:
+        return plan_appends(requests, searches, last_seqs=last_seqs, originals=originals, recipients=recipients,
+                            group_senders=group_senders)
+
+    decided = plan()
+    created = sorted({m[0].conversation_id for m in decided.messages if m[0].conversation_id not in last_seqs})
+    if created:
+        first_ts = {m[0].conversation_id: m[0].ts for m in reversed(decided.messages)}
+        yield Write("create_direct_conversations", (created, [first_ts[c] for c in created]))
+        found = {row[0]: row[1] for row in (yield Read("lock_conversations", (created,)))}
+        last_seqs.update(found)
+        if any(found.values()):  # another node created it and committed messages first: take seqs after theirs
+            decided = plan()
+    if not decided.messages:
+        return decided.outcomes
+    yield Write("advance_conversations", _columns([(c, seq, ts) for c, (seq, ts) in decided.last.items()], 3))
+    inserted = yield Write("insert_messages", _columns(
+        [(r.conversation_id, seq, r.sender, r.client_msg_id, r.ts, r.body_json, search)
+         for r, seq, search in decided.messages], 7))
+    if inserted != len(decided.messages):
+        # A concurrent transaction (another node or lane) committed one of these client ids while we waited on its
+        # index entry: run again, and the new attempt reads it as an original.
+        raise Retry()
+    searchable = [(search, r.conversation_id, seq) for r, seq, search in decided.messages if search]
+    if searchable:
+        yield Write("index_search", _columns(searchable, 3))
+    if decided.new_members:
+        yield Write("insert_members", _columns(decided.new_members, 2))
+    yield Write("mark_sender_read", _columns([(c, u, seq) for (c, u), seq in decided.read.items()], 3))
+    return decided.outcomes
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[list[Any], ...]:
+    return tuple([row[i] for row in rows] for i in range(width))
+
+
+# --------------------------------------------------------------------------------------------------------- singles
+
+
+def _append_one(conversation_id: str, sender: int, client_msg_id: str | None, ts: int, body: dict[str, Any],
+                search: str | None = None) -> Txn[MessageRecord]:
+    """A message the server appends (notices, recall/edit events, delete-for-me notes) in a conversation whose row
+    this transaction holds: next seq, insert, marked read for its sender. ``client_msg_id`` None: the notice id
+    ``~n:<conversation>:<seq>``."""
+    rows = yield Read("lock_conversations", ([conversation_id],))
+    if not rows:
+        raise ConversationNotFound()
+    seq = rows[0][1] + 1
+    cmid = client_msg_id if client_msg_id is not None else f"~n:{conversation_id}:{seq}"
+    yield Write("advance_conversations", ([conversation_id], [seq], [ts]))
+    inserted = yield Write("insert_messages", ([conversation_id], [seq], [sender], [cmid], [ts], [_json_encode(body)],
+                                               [search]))
+    if inserted != 1:
+        raise Retry()
+    yield Write("mark_sender_read", ([conversation_id], [sender], [seq]))
+    return MessageRecord(conversation_id, seq, sender, cmid, ts, body)
+
+
+def append_notice(conversation_id: str, actor: int, event: dict[str, Any], ts: int) -> Txn[MessageRecord]:
+    """A system notice ({"system": {...}}) in a conversation's timeline; its id is server-made (``~n:`` prefix)."""
+    return _append_one(conversation_id, actor, None, ts, {"system": event})
+
+
+def _original(sender: int, client_msg_id: str) -> Txn[MessageRecord | None]:
+    rows = yield Read("find_original_message", (sender, client_msg_id))
+    return message_row(rows[0]) if rows else None
+
+
+def append_event(request: EventAppend, search_value: Any) -> Txn[tuple[AppendResult, MessageRecord]]:
+    """Recall or edit: check author and window (:func:`plan_event`), change the target, append the event.
+    ``search_value``: turns the edited text into the dialect's search value."""
+    conversation_id = request.conversation_id
+    # The conversation row first, as every writer of a conversation does: two edits of one message apply one after
+    # the other, and a concurrent group change is either wholly before this or wholly after.
+    yield Read("lock_conversations", ([conversation_id],))
+    member = yield Read("member_state", (conversation_id, request.user_id))
+    if not member:
+        raise ConversationNotFound()
+    existing = yield from _original(request.user_id, request.client_msg_id)
+    if existing is not None:
+        return AppendResult(existing.conversation_id, existing.seq, existing.ts, duplicate=True), existing
+    target = yield Read("message_for_event", (conversation_id, request.target_seq))
+    plan = plan_event(request, joined_seq=member[0][0], dissolved=bool(member[0][1]),
+                      target=None if not target else Target(target[0][0], target[0][1], target[0][2],
+                                                            _json_decode_body(target[0][3])))
+    new_body = RECALLED_BODY_JSON if plan.body is None else _json_encode(plan.body)
+    search = None if plan.search_text is None else search_value(plan.search_text)
+    yield Write("change_message", ([conversation_id], [request.target_seq], [plan.state], [new_body], [search]))
+    yield Write("unindex_search", ([conversation_id], [request.target_seq]))
+    if search is not None:
+        yield Write("index_search", ([search], [conversation_id], [request.target_seq]))
+    record = yield from _append_one(conversation_id, request.user_id, request.client_msg_id, request.ts, plan.event)
+    return AppendResult(conversation_id, record.seq, request.ts, duplicate=False), record
+
+
+def hide_message(user_id: int, conversation_id: str, seq: int, ts: int) -> Txn[MessageRecord]:
+    """Delete for me: the message reads as a tombstone for this user, and the user's own timeline ``u:<id>`` records
+    it, so that every device of theirs learns it live or by sync. Idempotent."""
+    rows = yield Read("member_range", (conversation_id, user_id))
+    if not rows:
+        raise ConversationNotFound()
+    joined, last_seq = rows[0]
+    if not joined < seq <= last_seq:
+        raise MessageNotFound()
+    own = f"u:{user_id}"
+    client_msg_id = f"~d:{conversation_id}:{seq}"
+    event = {"system": {"event": "deleted", "conversation_id": conversation_id, "seq": seq}}
+    existing = yield from _original(user_id, client_msg_id)
+    if existing is not None:
+        return MessageRecord(own, existing.seq, user_id, client_msg_id, existing.ts, event)
+    yield Write("insert_hidden", ([user_id], [conversation_id], [seq]))
+    yield Write("create_self_conversations", ([own], [ts]))
+    yield Write("insert_members", ([own], [user_id]))
+    return (yield from _append_one(own, user_id, client_msg_id, ts, event))
