@@ -1,8 +1,9 @@
 """Store append throughput and CPU: appends submitted concurrently to a store, measured to the last commit.
 
 ``--backend sqlite`` (the embedded default, a fresh file in a temporary directory) or ``postgres``. Every append is
-a searchable 1:1 message (about 60 bytes of JSON) in one of ``--conversations`` conversations, sent round-robin so that every lane and every batch mixes conversations; all are submitted at once (the hot path's worst
-case: a full queue), then the run waits for every future. The loop is uvloop, as in ``pica serve``. The figure counts
+a searchable 1:1 message (about 60 bytes of JSON) in one of ``--conversations`` conversations, sent round-robin so
+that every lane and every batch mixes conversations; all are submitted at once (the hot path's worst case: a full
+queue), then the run waits for every future. The loop is uvloop, as in ``pica serve``. The figure counts
 messages acknowledged after COMMIT, with ``synchronous_commit`` as the server has it. Each run uses a schema of its
 own, dropped afterwards (PostgreSQL), or a file of its own (SQLite). ``cpu_us_per_msg`` is this process's CPU (the
 event loop and, for SQLite, the writer thread) per message; PostgreSQL's own CPU is not in it.
