@@ -46,10 +46,11 @@ from pica.store.base import (
     MessageRecord,
     Page,
     PresenceRecord,
-    Store,
     UserRecord,
 )
 from pica.store.postgres_lanes import DISCONNECTS, RETRYABLE, Lane, LaneOp
+from pica.store.sql_store import SqlStore
+from pica.store.txn import Txn
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ async def migrate(dsn: str, config: PostgresConfig) -> int:
             conn.terminate()
 
 
-class PostgresStore(Store):
+class PostgresStore(SqlStore):
     def __init__(self, dsn: str, config: PostgresConfig | None = None) -> None:
         self.dsn = dsn
         self.config = config or PostgresConfig()
@@ -237,6 +238,12 @@ class PostgresStore(Store):
     async def _read(self, fn: Callable[[Any], Awaitable[T]], *, snapshot: bool = False) -> T:
         return await self._call(fn, snapshot=snapshot)
 
+    async def _read_txn(self, make: Callable[[], Txn[T]], *, snapshot: bool = False) -> T:
+        return await self._read(lambda conn: sql_postgres.run(conn, make()), snapshot=snapshot)
+
+    async def _write_txn(self, make: Callable[[], Txn[T]]) -> T:
+        return await self._write(lambda conn: sql_postgres.run(conn, make()))
+
     # ------------------------------------------------------------------------------------------------ accounts
 
     async def create_user(self, username: str, password_hash: str, now_ms: int) -> int:
@@ -304,11 +311,6 @@ class PostgresStore(Store):
 
     async def mark_read(self, user_id: int, conversation_id: str, seq: int) -> int | None:
         return await self._write(lambda conn: messages.mark_read(conn, user_id, conversation_id, seq))
-
-    async def hide_message(self, user_id: int, conversation_id: str, seq: int, ts: int) -> MessageRecord:
-        return await self._write(
-            lambda conn: sql_postgres.run(conn, writes.hide_message(user_id, conversation_id, seq, ts))
-        )
 
     async def conversation_members(self, conversation_id: str) -> list[int]:
         async def op(conn: Any) -> list[int]:

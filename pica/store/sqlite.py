@@ -45,9 +45,10 @@ from pica.store.base import (
     MessageRecord,
     Page,
     PresenceRecord,
-    Store,
     UserRecord,
 )
+from pica.store.sql_store import SqlStore
+from pica.store.txn import Txn
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     return int(current)
 
 
-class SqliteStore(Store):
+class SqliteStore(SqlStore):
     def __init__(self, path: Path, config: SqliteConfig | None = None) -> None:
         self.path = path
         self.config = config or SqliteConfig()
@@ -303,6 +304,12 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
 
+    async def _read_txn(self, make: Callable[[], Txn[T]], *, snapshot: bool = False) -> T:
+        return await self._read(lambda conn: sql_sqlite.run(conn, make()))
+
+    async def _write_txn(self, make: Callable[[], Txn[T]]) -> T:
+        return await self._write(lambda conn: sql_sqlite.run(conn, make()))
+
     # ------------------------------------------------------------------------------------------------ accounts
 
     async def create_user(self, username: str, password_hash: str, now_ms: int) -> int:
@@ -360,11 +367,6 @@ class SqliteStore(Store):
 
     async def mark_read(self, user_id: int, conversation_id: str, seq: int) -> int | None:
         return await self._write(lambda conn: messages.mark_read(conn, user_id, conversation_id, seq))
-
-    async def hide_message(self, user_id: int, conversation_id: str, seq: int, ts: int) -> MessageRecord:
-        return await self._write(
-            lambda conn: sql_sqlite.run(conn, writes.hide_message(user_id, conversation_id, seq, ts))
-        )
 
     async def conversation_members(self, conversation_id: str) -> list[int]:
         return await self._read(

@@ -29,7 +29,7 @@ from pica.store.append_rules import (
 )
 from pica.store.base import AppendResult, DirectAppend, EventAppend, GroupAppend, MessageRecord
 from pica.store.event_rules import Target, plan_event
-from pica.store.txn import Read, Retry, Txn, Write
+from pica.store.txn import Dialect, Read, Retry, Statement, Txn, Write
 
 _json_encode: Final = msgspec.json.Encoder().encode
 _json_decode_body: Final = msgspec.json.Decoder(dict[str, Any]).decode
@@ -184,3 +184,174 @@ def hide_message(user_id: int, conversation_id: str, seq: int, ts: int) -> Txn[M
     yield Write("create_self_conversations", ([own], [ts]))
     yield Write("insert_members", ([own], [user_id]))
     return (yield from _append_one(own, user_id, client_msg_id, ts, event))
+
+
+# --------------------------------------------------------------------------------------------------------- SQL
+# SQLite: reads over a whole batch bind their keys as one JSON array of rows and join ``json_each`` to an index, so a
+# batch of any size is one statement; writes run as one ``executemany``; bodies arrive as the exact JSON bytes the
+# server encoded and ``CAST(? AS TEXT)`` keeps them TEXT, as every release has stored them.
+# PostgreSQL: one array per column and ``unnest``, one round trip per step however many rows. ``lock_conversations``
+# takes the row locks in id order (``ORDER BY ... FOR UPDATE`` locks rows as they come out of the sort). Search values
+# are ``tsvector`` literals kept in the message row, so the separate index steps are empty there.
+
+SQLITE: Final[Dialect] = {
+    # The writer thread holds the database's write lock for the whole transaction: reading is locking.
+    "lock_conversations": Statement(
+        "SELECT c.conversation_id, c.last_seq FROM json_each(?1) j"
+        " JOIN conversations c ON c.conversation_id = j.value"
+    ),
+    "find_originals": Statement(
+        "SELECT m.sender, m.client_msg_id, m.conversation_id, m.seq, m.ts FROM json_each(?1) j"
+        " JOIN messages m ON m.sender = j.value ->> 0 AND m.client_msg_id = j.value ->> 1",
+        rows=True,
+    ),
+    "recipient_facts": Statement(
+        "SELECT u.user_id, j.value ->> 1,"
+        " EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.user_id AND b.blocked_id = j.value ->> 1),"
+        " u.only_contacts AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.user_id = u.user_id"
+        " AND c.peer_id = j.value ->> 1 AND c.state = 'accepted')"
+        " FROM json_each(?1) j JOIN users u ON u.user_id = j.value ->> 0",
+        rows=True,
+    ),
+    "group_senders": Statement(
+        "SELECT m.conversation_id, m.user_id, m.role, m.muted, g.muted_all, g.dissolved, g.members_version"
+        " FROM json_each(?1) j"
+        " JOIN members m ON m.conversation_id = j.value ->> 0 AND m.user_id = j.value ->> 1"
+        " JOIN groups g ON g.conversation_id = m.conversation_id",
+        rows=True,
+    ),
+    "create_direct_conversations": Statement(
+        "INSERT INTO conversations (conversation_id, kind, last_seq, last_ts, created_at)"
+        " VALUES (?1, 'direct', 0, ?2, ?2) ON CONFLICT DO NOTHING"
+    ),
+    "create_self_conversations": Statement(
+        "INSERT INTO conversations (conversation_id, kind, last_seq, last_ts, created_at)"
+        " VALUES (?1, 'self', 0, ?2, ?2) ON CONFLICT DO NOTHING"
+    ),
+    "advance_conversations": Statement(
+        "UPDATE conversations SET last_seq = ?2, last_ts = ?3 WHERE conversation_id = ?1"
+    ),
+    "insert_messages": Statement(
+        "INSERT INTO messages (conversation_id, seq, sender, client_msg_id, ts, body)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, CAST(?6 AS TEXT))",
+        pick=(0, 1, 2, 3, 4, 5),
+    ),
+    "index_search": Statement("INSERT INTO messages_fts (text, conversation_id, seq) VALUES (?1, ?2, ?3)"),
+    "unindex_search": Statement("DELETE FROM messages_fts WHERE conversation_id = ?1 AND seq = ?2"),
+    "insert_members": Statement(
+        "INSERT INTO members (conversation_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING"
+    ),
+    # Sending marks the conversation read (and received) up to the sender's own message.
+    "mark_sender_read": Statement(
+        "UPDATE members SET read_seq = max(read_seq, ?3), delivered_seq = max(delivered_seq, ?3)"
+        " WHERE conversation_id = ?1 AND user_id = ?2"
+    ),
+    "find_original_message": Statement(
+        "SELECT conversation_id, seq, sender, client_msg_id, ts, body FROM messages"
+        " WHERE sender = ?1 AND client_msg_id = ?2"
+    ),
+    "member_state": Statement(
+        "SELECT m.joined_seq, g.dissolved FROM members m LEFT JOIN groups g ON g.conversation_id = m.conversation_id"
+        " WHERE m.conversation_id = ?1 AND m.user_id = ?2"
+    ),
+    "member_range": Statement(
+        "SELECT m.joined_seq, c.last_seq FROM members m JOIN conversations c ON c.conversation_id = m.conversation_id"
+        " WHERE m.conversation_id = ?1 AND m.user_id = ?2"
+    ),
+    "message_for_event": Statement(
+        "SELECT sender, ts, state, body FROM messages WHERE conversation_id = ?1 AND seq = ?2"
+    ),
+    "change_message": Statement(
+        "UPDATE messages SET state = ?3, body = CAST(?4 AS TEXT) WHERE conversation_id = ?1 AND seq = ?2",
+        pick=(0, 1, 2, 3),
+    ),
+    "insert_hidden": Statement(
+        "INSERT INTO hidden (user_id, conversation_id, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING"
+    ),
+}
+
+
+POSTGRES: Final[Dialect] = {
+    "lock_conversations": Statement(
+        "SELECT conversation_id, last_seq FROM conversations WHERE conversation_id = ANY($1::text[])"
+        " ORDER BY conversation_id FOR UPDATE"
+    ),
+    "find_originals": Statement(
+        "SELECT m.sender, m.client_msg_id, m.conversation_id, m.seq, m.ts"
+        " FROM unnest($1::bigint[], $2::text[]) AS k(sender, client_msg_id)"
+        " JOIN messages m ON m.sender = k.sender AND m.client_msg_id = k.client_msg_id"
+    ),
+    "recipient_facts": Statement(
+        "SELECT u.user_id, k.sender,"
+        " EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.user_id AND b.blocked_id = k.sender),"
+        " u.only_contacts AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.user_id = u.user_id"
+        " AND c.peer_id = k.sender AND c.state = 'accepted')"
+        " FROM unnest($1::bigint[], $2::bigint[]) AS k(recipient, sender) JOIN users u ON u.user_id = k.recipient"
+    ),
+    "group_senders": Statement(
+        "SELECT m.conversation_id, m.user_id, m.role, m.muted, g.muted_all, g.dissolved, g.members_version"
+        " FROM unnest($1::text[], $2::bigint[]) AS k(conversation_id, user_id)"
+        " JOIN members m ON m.conversation_id = k.conversation_id AND m.user_id = k.user_id"
+        " JOIN groups g ON g.conversation_id = m.conversation_id"
+    ),
+    # In id order, as the locks are taken: two nodes creating the same conversations wait for each other in order.
+    "create_direct_conversations": Statement(
+        "INSERT INTO conversations (conversation_id, kind, last_seq, last_ts, created_at)"
+        " SELECT k.conversation_id, 'direct', 0, k.ts, k.ts FROM unnest($1::text[], $2::bigint[])"
+        " AS k(conversation_id, ts) ORDER BY k.conversation_id ON CONFLICT DO NOTHING"
+    ),
+    "create_self_conversations": Statement(
+        "INSERT INTO conversations (conversation_id, kind, last_seq, last_ts, created_at)"
+        " SELECT k.conversation_id, 'self', 0, k.ts, k.ts FROM unnest($1::text[], $2::bigint[])"
+        " AS k(conversation_id, ts) ON CONFLICT DO NOTHING"
+    ),
+    "advance_conversations": Statement(
+        "UPDATE conversations c SET last_seq = k.seq, last_ts = k.ts"
+        " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS k(conversation_id, seq, ts)"
+        " WHERE c.conversation_id = k.conversation_id"
+    ),
+    # A client id committed meanwhile by another transaction is skipped (ON CONFLICT waits for that transaction);
+    # the batch sees fewer rows inserted than planned and runs again.
+    "insert_messages": Statement(
+        "INSERT INTO messages (conversation_id, seq, sender, client_msg_id, ts, body, search)"
+        " SELECT k.c, k.s, k.u, k.m, k.t, k.b, k.f::tsvector"
+        " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::bytea[], $7::text[])"
+        " AS k(c, s, u, m, t, b, f) ON CONFLICT (sender, client_msg_id) DO NOTHING"
+    ),
+    "index_search": Statement(None),
+    "unindex_search": Statement(None),
+    "insert_members": Statement(
+        "INSERT INTO members (conversation_id, user_id) SELECT * FROM unnest($1::text[], $2::bigint[])"
+        " ON CONFLICT DO NOTHING"
+    ),
+    "mark_sender_read": Statement(
+        "UPDATE members m SET read_seq = greatest(m.read_seq, k.seq), delivered_seq = greatest(m.delivered_seq, k.seq)"
+        " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS k(conversation_id, user_id, seq)"
+        " WHERE m.conversation_id = k.conversation_id AND m.user_id = k.user_id"
+    ),
+    "find_original_message": Statement(
+        "SELECT conversation_id, seq, sender, client_msg_id, ts, body FROM messages"
+        " WHERE sender = $1 AND client_msg_id = $2"
+    ),
+    "member_state": Statement(
+        "SELECT m.joined_seq, g.dissolved FROM members m LEFT JOIN groups g ON g.conversation_id = m.conversation_id"
+        " WHERE m.conversation_id = $1 AND m.user_id = $2"
+    ),
+    "member_range": Statement(
+        "SELECT m.joined_seq, c.last_seq FROM members m JOIN conversations c ON c.conversation_id = m.conversation_id"
+        " WHERE m.conversation_id = $1 AND m.user_id = $2"
+    ),
+    "message_for_event": Statement(
+        "SELECT sender, ts, state, body FROM messages WHERE conversation_id = $1 AND seq = $2"
+    ),
+    "change_message": Statement(
+        "UPDATE messages m SET state = k.state, body = k.body, search = k.search::tsvector"
+        " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[], $5::text[])"
+        " AS k(conversation_id, seq, state, body, search)"
+        " WHERE m.conversation_id = k.conversation_id AND m.seq = k.seq"
+    ),
+    "insert_hidden": Statement(
+        "INSERT INTO hidden (user_id, conversation_id, seq)"
+        " SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING"
+    ),
+}
