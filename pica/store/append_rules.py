@@ -1,6 +1,6 @@
 """The send policy and seq allocation for a batch of messages, shared by every store backend.
 
-Pure: the batch transaction (:func:`pica.store.writes.append_batch`) reads, for the whole batch at once, the
+Pure: the batch transaction (:func:`pica.store.messages.append_batch`) reads, for the whole batch at once, the
 conversations' last seqs (under their row locks), the originals of repeated client ids, the recipients' settings and
 the group senders' member rows, and :func:`plan_appends` decides every message: stored at which seq, a repeat of
 which original, or refused with which error (docs/protocol.md, "Sending"). Seqs are given in request order, so a

@@ -27,11 +27,10 @@ import asyncpg
 
 from pica.config import PostgresConfig
 from pica.errors import InternalError, PicaError, StoreUnavailable, UsernameTaken
+from pica.store import messages, postgres_messages, sql_postgres
 from pica.store import postgres_groups as groups
-from pica.store import postgres_messages as messages
 from pica.store import postgres_search as fts
 from pica.store import postgres_social as social
-from pica.store import sql_postgres, writes
 from pica.store.base import (
     AppendResult,
     ContactRecord,
@@ -292,7 +291,7 @@ class PostgresStore(SqlStore):
 
     def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
         future = self._future()
-        txn = lambda conn: sql_postgres.run(conn, writes.append_event(request, fts.tsvector_literal))  # noqa: E731
+        txn = lambda conn: sql_postgres.run(conn, messages.append_event(request, fts.tsvector_literal))  # noqa: E731
         self._submit(LaneOp(request.conversation_id, future, run=txn))
         return future
 
@@ -300,17 +299,17 @@ class PostgresStore(SqlStore):
         self, user_id: int, conversation_id: str, *, after: int | None, before: int | None, limit: int
     ) -> Page:
         return await self._read(
-            lambda conn: messages.history(conn, user_id, conversation_id, after, before, limit), snapshot=True
+            lambda conn: postgres_messages.history(conn, user_id, conversation_id, after, before, limit), snapshot=True
         )
 
     async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int) -> Page:
-        return await self._read(lambda conn: messages.sync(conn, user_id, cursors, limit))
+        return await self._read(lambda conn: postgres_messages.sync(conn, user_id, cursors, limit))
 
     async def mark_delivered(self, user_id: int, conversation_id: str, seq: int) -> int | None:
-        return await self._write(lambda conn: messages.mark_delivered(conn, user_id, conversation_id, seq))
+        return await self._write(lambda conn: postgres_messages.mark_delivered(conn, user_id, conversation_id, seq))
 
     async def mark_read(self, user_id: int, conversation_id: str, seq: int) -> int | None:
-        return await self._write(lambda conn: messages.mark_read(conn, user_id, conversation_id, seq))
+        return await self._write(lambda conn: postgres_messages.mark_read(conn, user_id, conversation_id, seq))
 
     async def conversation_members(self, conversation_id: str) -> list[int]:
         async def op(conn: Any) -> list[int]:
@@ -325,19 +324,19 @@ class PostgresStore(SqlStore):
         return await self._read(lambda conn: groups.members_with_version(conn, conversation_id), snapshot=True)
 
     async def member_cursors(self, user_id: int, conversation_id: str) -> list[MemberRecord]:
-        return await self._read(lambda conn: messages.member_cursors(conn, user_id, conversation_id))
+        return await self._read(lambda conn: postgres_messages.member_cursors(conn, user_id, conversation_id))
 
     async def list_conversations(
         self, user_id: int, *, limit: int, before_ts: int | None, before_id: str = ""
     ) -> list[ConversationSummary]:
         return await self._read(
-            lambda conn: messages.list_conversations(conn, user_id, limit, before_ts, before_id), snapshot=True
+            lambda conn: postgres_messages.list_conversations(conn, user_id, limit, before_ts, before_id), snapshot=True
         )
 
     async def search(
         self, user_id: int, query: str, *, conversation_id: str | None, limit: int
     ) -> list[MessageRecord]:
-        return await self._read(lambda conn: messages.search(conn, user_id, query, conversation_id, limit))
+        return await self._read(lambda conn: postgres_messages.search(conn, user_id, query, conversation_id, limit))
 
     # ------------------------------------------------------------------------------------------------ groups
 

@@ -11,7 +11,7 @@ from typing import Any, Final
 from pica.errors import BadRequest, GroupNotFound, UserNotFound
 from pica.protocol.ids import group_conversation_id
 from pica.store import group_rules as rules
-from pica.store import sql_postgres, writes
+from pica.store import messages, sql_postgres
 from pica.store.base import GroupAction, GroupChange, GroupRecord, MemberRecord
 
 GROUP_COLUMNS: Final = (
@@ -51,7 +51,7 @@ async def create_group(conn: Any, owner: int, name: str, members: list[int], ts:
         " SELECT $1, u, CASE WHEN u = $2 THEN 'owner' ELSE 'member' END FROM unnest($3::bigint[]) AS u",
         conversation_id, owner, everyone,
     )
-    notice = await sql_postgres.run(conn, writes.append_notice(conversation_id, owner,
+    notice = await sql_postgres.run(conn, messages.append_notice(conversation_id, owner,
                                  {"event": "created", "by": owner, "name": name, **rules.listed(everyone)}, ts))
     group = await _load(conn, group_id)
     return GroupChange(group, notice, added=tuple(everyone), removed=())
@@ -146,7 +146,7 @@ async def group_action(conn: Any, action: GroupAction) -> GroupChange:
         raise BadRequest(f"unknown group action {kind!r}")
 
     # The notice goes in before the removed leave, so that they see it; after the added join.
-    notice = await sql_postgres.run(conn, writes.append_notice(conversation_id, action.actor, event, action.ts))
+    notice = await sql_postgres.run(conn, messages.append_notice(conversation_id, action.actor, event, action.ts))
     if removed:
         await conn.execute("DELETE FROM members WHERE conversation_id = $1 AND user_id = ANY($2::bigint[])",
                            conversation_id, list(removed))

@@ -7,7 +7,7 @@ group commit, one WAL flush for many messages, and never an ack before durabilit
 
 Inside the transaction the operations run sorted by conversation id (a stable sort: a conversation's own order is
 kept), so that concurrent batches, of other lanes or other nodes, lock conversation rows in one global order and do
-not deadlock. Runs of plain appends go through :func:`pica.store.writes.append_batch`, the batch transaction SQLite
+not deadlock. Runs of plain appends go through :func:`pica.store.messages.append_batch`, the batch transaction SQLite
 runs too: a round trip per kind of fact and per table for the whole run, not per message.
 
 Failures: a deadlock, a serialization failure or a lost client-id race (Retry) retries the batch; any other error
@@ -36,8 +36,8 @@ from pica.errors import (
     PicaError,
     StoreUnavailable,
 )
+from pica.store import messages
 from pica.store import sql_postgres as sql
-from pica.store import writes
 from pica.store.base import DirectAppend, GroupAppend
 from pica.store.txn import Retry
 
@@ -91,12 +91,12 @@ def resolve(op: LaneOp) -> None:
 
 
 async def _append_run(conn: Any, ops: list[LaneOp]) -> None:
-    """Plain appends as one batch transaction (writes.append_batch): a round trip per kind of fact and per table,
+    """Plain appends as one batch transaction (messages.append_batch): a round trip per kind of fact and per table,
     however many there are."""
     requests = [op.append for op in ops if op.append is not None]
     if len(requests) != len(ops):
         raise RuntimeError("an op without an append in a run of appends")
-    outcomes = await sql.run(conn, writes.append_batch(requests, [op.search for op in ops]))
+    outcomes = await sql.run(conn, messages.append_batch(requests, [op.search for op in ops]))
     for op, outcome in zip(ops, outcomes, strict=True):
         if isinstance(outcome, PicaError):
             op.error = outcome

@@ -1,5 +1,5 @@
 """PostgreSQL SQL for cursors and the message reads (history, sync, the conversation list, search). Plain coroutines
-of an asyncpg connection. The message writes themselves are in :mod:`pica.store.writes`, shared with SQLite.
+of an asyncpg connection. The message writes themselves are in :mod:`pica.store.messages`, shared with SQLite.
 
 Messages hidden for a user, and recalled ones, read as tombstones so that seqs stay gap-free for every reader.
 """
@@ -13,7 +13,7 @@ from pica.errors import ConversationNotFound
 from pica.protocol.ids import direct_peer
 from pica.store import postgres_search as fts
 from pica.store.base import ConversationSummary, MemberRecord, MessageRecord, Page
-from pica.store.writes import message_row
+from pica.store.messages import message_row
 
 # A message as seen by one reader ($1 is that reader's user id): hidden for them reads as a tombstone.
 _VISIBLE: Final = (

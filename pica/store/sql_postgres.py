@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any, Final, TypeVar
 
-from pica.store import writes
-from pica.store.txn import Dialect, Read, Txn
+from pica.store import groups, messages, social
+from pica.store.txn import Dialect, Read, Txn, merge
 
 T = TypeVar("T")
 
-STATEMENTS: Final[Dialect] = {**writes.POSTGRES}
+STATEMENTS: Final[Dialect] = merge(messages.POSTGRES, groups.POSTGRES, social.POSTGRES)
 """Every statement PostgreSQL knows, gathered from the modules that write transactions."""
 
 

@@ -1,6 +1,6 @@
 """The Store methods written once, for every SQL backend.
 
-Each method names a transaction (a generator of :mod:`pica.store.txn` steps, from :mod:`pica.store.writes` and its
+Each method names a transaction (a generator of :mod:`pica.store.txn` steps, from :mod:`pica.store.messages` and its
 sibling modules) and hands it to the backend, which runs it through its own driver: SQLite's writer thread or reader
 pool, a PostgreSQL write lane or pooled connection. A backend implements the two hooks below, the hot-path appends,
 and whatever it has not moved here yet.
@@ -12,7 +12,7 @@ import abc
 from collections.abc import Callable
 from typing import TypeVar
 
-from pica.store import writes
+from pica.store import messages
 from pica.store.base import MessageRecord, Store
 from pica.store.txn import Txn
 
@@ -30,4 +30,4 @@ class SqlStore(Store):
         """Run a transaction that writes, committed before this returns."""
 
     async def hide_message(self, user_id: int, conversation_id: str, seq: int, ts: int) -> MessageRecord:
-        return await self._write_txn(lambda: writes.hide_message(user_id, conversation_id, seq, ts))
+        return await self._write_txn(lambda: messages.hide_message(user_id, conversation_id, seq, ts))

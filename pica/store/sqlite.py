@@ -25,10 +25,9 @@ from typing import Any, Final, Generic, TypeVar
 
 from pica.config import SqliteConfig
 from pica.errors import InternalError, PicaError, StoreUnavailable, UsernameTaken
-from pica.store import sql_sqlite, writes
+from pica.store import messages, sql_sqlite, sqlite_messages
 from pica.store import sqlite_admin as admin
 from pica.store import sqlite_groups as groups
-from pica.store import sqlite_messages as messages
 from pica.store import sqlite_social as social
 from pica.store.append_rules import Append
 from pica.store.base import (
@@ -61,7 +60,7 @@ class _WriteOp(Generic[T]):
     fn: Callable[[sqlite3.Connection], T] | None
     future: asyncio.Future[T]
     append: Append | None = None
-    """A client's message (``fn`` None): consecutive ones run as one batch transaction (writes.append_batch)."""
+    """A client's message (``fn`` None): consecutive ones run as one batch transaction (messages.append_batch)."""
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -240,7 +239,7 @@ class SqliteStore(SqlStore):
                 if ops[0].append is not None:
                     requests = [op.append for op in ops if op.append is not None]
                     searches = [r.search_text or None for r in requests]
-                    results = sql_sqlite.run(conn, writes.append_batch(requests, searches))
+                    results = sql_sqlite.run(conn, messages.append_batch(requests, searches))
                     outcomes.extend((op.future, None, r) if isinstance(r, PicaError) else (op.future, r, None)
                                     for op, r in zip(ops, results, strict=True))
                 else:
@@ -352,21 +351,23 @@ class SqliteStore(SqlStore):
         return self._write(None, request)
 
     def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
-        return self._write(lambda conn: sql_sqlite.run(conn, writes.append_event(request, _search_value)))
+        return self._write(lambda conn: sql_sqlite.run(conn, messages.append_event(request, _search_value)))
 
     async def history(
         self, user_id: int, conversation_id: str, *, after: int | None, before: int | None, limit: int
     ) -> Page:
-        return await self._read(lambda conn: messages.history(conn, user_id, conversation_id, after, before, limit))
+        return await self._read(
+            lambda conn: sqlite_messages.history(conn, user_id, conversation_id, after, before, limit)
+        )
 
     async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int) -> Page:
-        return await self._read(lambda conn: messages.sync(conn, user_id, cursors, limit))
+        return await self._read(lambda conn: sqlite_messages.sync(conn, user_id, cursors, limit))
 
     async def mark_delivered(self, user_id: int, conversation_id: str, seq: int) -> int | None:
-        return await self._write(lambda conn: messages.mark_delivered(conn, user_id, conversation_id, seq))
+        return await self._write(lambda conn: sqlite_messages.mark_delivered(conn, user_id, conversation_id, seq))
 
     async def mark_read(self, user_id: int, conversation_id: str, seq: int) -> int | None:
-        return await self._write(lambda conn: messages.mark_read(conn, user_id, conversation_id, seq))
+        return await self._write(lambda conn: sqlite_messages.mark_read(conn, user_id, conversation_id, seq))
 
     async def conversation_members(self, conversation_id: str) -> list[int]:
         return await self._read(
@@ -382,19 +383,19 @@ class SqliteStore(SqlStore):
         return await self._read(lambda conn: groups.members_with_version(conn, conversation_id))
 
     async def member_cursors(self, user_id: int, conversation_id: str) -> list[MemberRecord]:
-        return await self._read(lambda conn: messages.member_cursors(conn, user_id, conversation_id))
+        return await self._read(lambda conn: sqlite_messages.member_cursors(conn, user_id, conversation_id))
 
     async def list_conversations(
         self, user_id: int, *, limit: int, before_ts: int | None, before_id: str = ""
     ) -> list[ConversationSummary]:
         return await self._read(
-            lambda conn: messages.list_conversations(conn, user_id, limit, before_ts, before_id)
+            lambda conn: sqlite_messages.list_conversations(conn, user_id, limit, before_ts, before_id)
         )
 
     async def search(
         self, user_id: int, query: str, *, conversation_id: str | None, limit: int
     ) -> list[MessageRecord]:
-        return await self._read(lambda conn: messages.search(conn, user_id, query, conversation_id, limit))
+        return await self._read(lambda conn: sqlite_messages.search(conn, user_id, query, conversation_id, limit))
 
     # ------------------------------------------------------------------------------------------------ groups
 

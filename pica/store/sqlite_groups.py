@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from pica.errors import BadRequest, GroupNotFound, UserNotFound
 from pica.store import group_rules as rules
-from pica.store import sql_sqlite, writes
+from pica.store import messages, sql_sqlite
 from pica.store.base import GroupAction, GroupChange, GroupRecord, MemberRecord
 
 _GROUP_COLUMNS: Final = (
@@ -58,7 +58,7 @@ def create_group(
         "INSERT INTO members (conversation_id, user_id, role) VALUES (?, ?, ?)",
         [(conversation_id, uid, "owner" if uid == owner else "member") for uid in everyone],
     )
-    notice = sql_sqlite.run(conn, writes.append_notice(conversation_id, owner,
+    notice = sql_sqlite.run(conn, messages.append_notice(conversation_id, owner,
                            {"event": "created", "by": owner, "name": name, **rules.listed(everyone)}, ts))
     group = _load(conn, group_id)
     return GroupChange(group, notice, added=tuple(everyone), removed=())
@@ -145,7 +145,7 @@ def group_action(conn: sqlite3.Connection, action: GroupAction) -> GroupChange:
         raise BadRequest(f"unknown group action {kind!r}")
 
     # The notice goes in before the removed leave, so that they see it; after the added join.
-    notice = sql_sqlite.run(conn, writes.append_notice(conversation_id, action.actor, event, action.ts))
+    notice = sql_sqlite.run(conn, messages.append_notice(conversation_id, action.actor, event, action.ts))
     if removed:
         conn.executemany("DELETE FROM members WHERE conversation_id = ? AND user_id = ?",
                          [(conversation_id, u) for u in removed])

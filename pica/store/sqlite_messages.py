@@ -1,6 +1,6 @@
 """SQLite SQL for cursors, search, the conversation list and the other message reads. Plain functions of a
 connection: the writer thread and the reader pool of :mod:`pica.store.sqlite` call them; they never touch the event
-loop. The message writes themselves are in :mod:`pica.store.writes`, shared with PostgreSQL.
+loop. The message writes themselves are in :mod:`pica.store.messages`, shared with PostgreSQL.
 
 Write operations raise domain errors (PicaError) only before their first write (the group-commit fast path relies
 on it). Messages hidden for a user, and recalled ones, are read as tombstones so that seqs stay gap-free for every
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pica.errors import BadRequest, ConversationNotFound
 from pica.protocol.ids import direct_peer
 from pica.store.base import ConversationSummary, MemberRecord, MessageRecord, Page
-from pica.store.writes import message_row
+from pica.store.messages import message_row
 
 # Columns of a message as seen by one reader (the first placeholder of a query using it is that reader's id).
 _VISIBLE = (

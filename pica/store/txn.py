@@ -64,6 +64,17 @@ class Statement:
 Dialect = dict[str, Statement]
 
 
+def merge(*parts: Dialect) -> Dialect:
+    """One dialect's statements from every module that writes transactions; a name defined twice is a bug."""
+    merged: Dialect = {}
+    for part in parts:
+        clash = merged.keys() & part.keys()
+        if clash:
+            raise ValueError(f"statements defined twice: {sorted(clash)}")
+        merged.update(part)
+    return merged
+
+
 def drive(txn: Txn[T], run_step: Callable[[Step], Any]) -> T:
     """Run a transaction with a synchronous step runner (SQLite); the asynchronous twin is in the PostgreSQL store."""
     try:
