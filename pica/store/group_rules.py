@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from pica.errors import BadRequest, Forbidden, GroupNotFound
+from pica.errors import BadRequest, Forbidden, GroupNotFound, UserNotFound
 from pica.protocol.text import has_control_chars
 
 RANK: Final = {"owner": 3, "admin": 2, "member": 1}
@@ -35,6 +35,33 @@ def listed(user_ids: list[int] | tuple[int, ...]) -> dict[str, Any]:
     if len(user_ids) <= NOTICE_LIST_LIMIT:
         return {"user_ids": list(user_ids)}
     return {"count": len(user_ids)}
+
+
+def plan_create(owner: int, name: str, members: Iterable[int], max_members: int) -> tuple[str, tuple[int, ...], Event]:
+    """A new group's name, its members (the owner first, then the others in request order, once each) and the
+    notice."""
+    name = check_name(name)
+    everyone = tuple(dict.fromkeys([owner, *members]))
+    if len(everyone) > max_members:
+        raise BadRequest(f"a group has at most {max_members} members")
+    return name, everyone, {"event": "created", "by": owner, "name": name, **listed(everyone)}
+
+
+def check_users_found(wanted: int, found: int) -> None:
+    """``found`` of the ``wanted`` (distinct) users exist: all of them must."""
+    if found != wanted:
+        raise UserNotFound("some of these users do not exist")
+
+
+def member_roles(user_ids: Iterable[int], found: Mapping[int, str]) -> dict[int, str]:
+    """The roles of the members an action names (``found``: the roles read), in the order named; naming a
+    non-member is refused."""
+    roles = {}
+    for user_id in user_ids:
+        if user_id not in found:
+            raise BadRequest(f"user {user_id} is not a member of this group")
+        roles[user_id] = found[user_id]
+    return roles
 
 
 def acting_role(actor_role: str | None, dissolved: bool) -> str:
