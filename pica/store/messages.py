@@ -12,12 +12,13 @@ deadlock.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
 
 from pica.errors import ConversationNotFound, MessageNotFound
+from pica.protocol.ids import direct_peer
 from pica.store.append_rules import (
     Append,
     AppendPlan,
@@ -27,7 +28,16 @@ from pica.store.append_rules import (
     Recipient,
     plan_appends,
 )
-from pica.store.base import AppendResult, DirectAppend, EventAppend, GroupAppend, MessageRecord
+from pica.store.base import (
+    AppendResult,
+    ConversationSummary,
+    DirectAppend,
+    EventAppend,
+    GroupAppend,
+    MemberRecord,
+    MessageRecord,
+    Page,
+)
 from pica.store.event_rules import Target, plan_event
 from pica.store.txn import Dialect, Read, Retry, Statement, Txn, Write
 
@@ -186,6 +196,98 @@ def hide_message(user_id: int, conversation_id: str, seq: int, ts: int) -> Txn[M
     return (yield from _append_one(own, user_id, client_msg_id, ts, event))
 
 
+# --------------------------------------------------------------------------------------------------------- cursors
+
+
+def mark_delivered(user_id: int, conversation_id: str, seq: int) -> Txn[int | None]:
+    """Advance the user's delivered cursor (clamped to the conversation's last seq); the new cursor when it moved."""
+    rows = yield Read("advance_delivered", (conversation_id, user_id, seq))
+    return int(rows[0][0]) if rows else None
+
+
+def mark_read(user_id: int, conversation_id: str, seq: int) -> Txn[int | None]:
+    """Advance the read (and delivered) cursor, clamped; the new read cursor when it moved. Non-members: not found."""
+    rows = yield Read("advance_read", (conversation_id, user_id, seq))
+    if rows:
+        return int(rows[0][0])
+    if not (yield Read("member_range", (conversation_id, user_id))):
+        raise ConversationNotFound()
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------- reads
+
+
+def history(user_id: int, conversation_id: str, after: int | None, before: int | None, limit: int) -> Txn[Page]:
+    rows = yield Read("member_range", (conversation_id, user_id))
+    if not rows:
+        raise ConversationNotFound()
+    floor = max(rows[0][0], after or 0)
+    if before is None and after is not None:
+        rows = yield Read("messages_after", (user_id, conversation_id, floor, limit + 1))
+        return Page([message_row(r) for r in rows[:limit]], len(rows) > limit)
+    ceiling = before if before is not None else 2**62
+    rows = yield Read("messages_before", (user_id, conversation_id, floor, ceiling, limit + 1))
+    return Page([message_row(r) for r in reversed(rows[:limit])], len(rows) > limit)
+
+
+def sync(user_id: int, cursors: Mapping[str, int], limit: int) -> Txn[Page]:
+    """Messages after max(joined_seq, cursor) in every conversation of the user, by (conversation, seq)."""
+    pending: list[tuple[str, int]] = []
+    for conversation_id, joined, last_seq in (yield Read("memberships", (user_id,))):
+        start = max(joined, cursors.get(conversation_id, 0))
+        if last_seq > start:
+            pending.append((conversation_id, start))
+    if not pending:
+        return Page([], False)
+    rows = yield Read("messages_after_each", (user_id, [p[0] for p in pending], [p[1] for p in pending], limit + 1))
+    return Page([message_row(r) for r in rows[:limit]], len(rows) > limit)
+
+
+def member_cursors(user_id: int, conversation_id: str) -> Txn[list[MemberRecord]]:
+    rows = yield Read("member_cursors", (conversation_id,))
+    if not any(r[0] == user_id for r in rows):
+        raise ConversationNotFound()
+    return [MemberRecord(r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in rows]
+
+
+def conversation_members(conversation_id: str) -> Txn[list[int]]:
+    return [int(r[0]) for r in (yield Read("member_ids", (conversation_id,)))]
+
+
+def list_conversations(
+    user_id: int, limit: int, before_ts: int | None, before_id: str
+) -> Txn[list[ConversationSummary]]:
+    """Most recently active first (ties by id); the page after (before_ts, before_id). Without before_id, nothing at
+    before_ts itself qualifies."""
+    rows = yield Read("conversation_list", (user_id, before_ts, before_id, limit))
+    peer_ids = {r[0]: direct_peer(r[0], user_id) or 0 for r in rows if r[1] == "direct"}
+    peers: dict[str, Any] = {}
+    if peer_ids:
+        peers = {p[0]: p for p in (yield Read("peer_cursors", (list(peer_ids), list(peer_ids.values()))))}
+    result = []
+    for (conversation_id, kind, last_seq, last_ts, delivered, read, name, group_id, sender, client_msg_id, ts, body,
+         hidden) in rows:
+        peer_id = peer_delivered = peer_read = 0
+        if kind == "direct":
+            peer_id = peer_ids[conversation_id]
+            peer = peers.get(conversation_id)
+            peer_delivered, peer_read, name = (peer[1] or 0, peer[2] or 0, peer[3] or "") if peer else (0, 0, "")
+        last = None
+        if sender is not None:
+            last = message_row((conversation_id, last_seq, sender, client_msg_id, ts, body, hidden))
+        result.append(ConversationSummary(conversation_id, kind, last_seq, last_ts, delivered, read, name, peer_id,
+                                          peer_delivered, peer_read, group_id, last))
+    return result
+
+
+def search(user_id: int, terms: str | None, conversation_id: str | None, limit: int) -> Txn[list[MessageRecord]]:
+    """``terms``: the dialect's query for the words (None: no word holds a token, nothing can match)."""
+    if terms is None:
+        return []
+    return [message_row(r) for r in (yield Read("search_messages", (user_id, terms, conversation_id, limit)))]
+
+
 # --------------------------------------------------------------------------------------------------------- SQL
 # SQLite: reads over a whole batch bind their keys as one JSON array of rows and join ``json_each`` to an index, so a
 # batch of any size is one statement; writes run as one ``executemany``; bodies arrive as the exact JSON bytes the
@@ -193,6 +295,28 @@ def hide_message(user_id: int, conversation_id: str, seq: int, ts: int) -> Txn[M
 # PostgreSQL: one array per column and ``unnest``, one round trip per step however many rows. ``lock_conversations``
 # takes the row locks in id order (``ORDER BY ... FOR UPDATE`` locks rows as they come out of the sort). Search values
 # are ``tsvector`` literals kept in the message row, so the separate index steps are empty there.
+
+def _visible(me: str) -> str:
+    """A message's columns as reader ``me`` (a placeholder) sees them: hidden for them reads as a tombstone."""
+    return ("m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body,"
+            f" EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = {me} AND h.conversation_id = m.conversation_id"
+            " AND h.seq = m.seq)")
+
+
+_SQLITE_AFTER: Final = (f"SELECT {_visible('?1')} FROM messages m WHERE m.conversation_id = ?2 AND m.seq > ?3"
+                        " ORDER BY m.seq LIMIT ?4")
+
+
+def _sqlite_after_each(conn: Any, args: tuple[Any, ...]) -> list[Any]:
+    """The pages of several conversations in order, up to ``limit`` rows in all: a statement per conversation."""
+    user_id, conversations, starts, limit = args
+    rows: list[Any] = []
+    for conversation_id, start in zip(conversations, starts, strict=True):
+        rows.extend(conn.execute(_SQLITE_AFTER, (user_id, conversation_id, start, limit - len(rows))).fetchall())
+        if len(rows) >= limit:
+            break
+    return rows
+
 
 SQLITE: Final[Dialect] = {
     # The writer thread holds the database's write lock for the whole transaction: reading is locking.
@@ -267,6 +391,61 @@ SQLITE: Final[Dialect] = {
     ),
     "insert_hidden": Statement(
         "INSERT INTO hidden (user_id, conversation_id, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING"
+    ),
+    "advance_delivered": Statement(
+        "UPDATE members SET delivered_seq = min(?3, c.last_seq) FROM conversations c"
+        " WHERE c.conversation_id = members.conversation_id AND members.conversation_id = ?1"
+        " AND members.user_id = ?2 AND members.delivered_seq < min(?3, c.last_seq)"
+        " RETURNING members.delivered_seq"
+    ),
+    "advance_read": Statement(
+        "UPDATE members SET read_seq = min(?3, c.last_seq), delivered_seq = max(delivered_seq, min(?3, c.last_seq))"
+        " FROM conversations c WHERE c.conversation_id = members.conversation_id"
+        " AND members.conversation_id = ?1 AND members.user_id = ?2 AND members.read_seq < min(?3, c.last_seq)"
+        " RETURNING members.read_seq"
+    ),
+    "messages_after": Statement(_SQLITE_AFTER),
+    "messages_before": Statement(
+        f"SELECT {_visible('?1')} FROM messages m WHERE m.conversation_id = ?2 AND m.seq > ?3 AND m.seq < ?4"
+        " ORDER BY m.seq DESC LIMIT ?5"
+    ),
+    "memberships": Statement(
+        "SELECT m.conversation_id, m.joined_seq, c.last_seq FROM members m"
+        " JOIN conversations c ON c.conversation_id = m.conversation_id WHERE m.user_id = ?1 ORDER BY m.conversation_id"
+    ),
+    "messages_after_each": Statement(_SQLITE_AFTER, run=_sqlite_after_each),
+    "member_cursors": Statement(
+        "SELECT user_id, role, muted, joined_seq, delivered_seq, read_seq FROM members"
+        " WHERE conversation_id = ?1 ORDER BY user_id"
+    ),
+    "member_ids": Statement("SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY user_id"),
+    "conversation_list": Statement(
+        "SELECT c.conversation_id, c.kind, c.last_seq, c.last_ts, me.delivered_seq, me.read_seq,"
+        " coalesce(g.name, ''), coalesce(g.group_id, 0), m.sender, m.client_msg_id, m.ts, m.body,"
+        " EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ?1 AND h.conversation_id = m.conversation_id"
+        " AND h.seq = m.seq)"
+        " FROM members me JOIN conversations c ON c.conversation_id = me.conversation_id"
+        " LEFT JOIN groups g ON g.conversation_id = c.conversation_id"
+        " LEFT JOIN messages m ON m.conversation_id = c.conversation_id AND m.seq = c.last_seq"
+        " WHERE me.user_id = ?1 AND c.kind <> 'self'"
+        " AND (?2 IS NULL OR c.last_ts < ?2 OR (c.last_ts = ?2 AND ?3 <> '' AND c.conversation_id > ?3))"
+        " ORDER BY c.last_ts DESC, c.conversation_id LIMIT ?4"
+    ),
+    "peer_cursors": Statement(
+        "SELECT j.value ->> 0, m.delivered_seq, m.read_seq, u.username FROM json_each(?1) j"
+        " LEFT JOIN members m ON m.conversation_id = j.value ->> 0 AND m.user_id = j.value ->> 1"
+        " LEFT JOIN users u ON u.user_id = j.value ->> 1",
+        rows=True,
+    ),
+    "search_messages": Statement(
+        "SELECT m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body FROM messages_fts f"
+        " JOIN members mem ON mem.conversation_id = f.conversation_id AND mem.user_id = ?1"
+        " JOIN messages m ON m.conversation_id = f.conversation_id AND m.seq = f.seq"
+        " WHERE messages_fts MATCH ?2 AND f.seq > mem.joined_seq AND m.state <> 'recalled'"
+        " AND (?3 IS NULL OR f.conversation_id = ?3)"
+        " AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ?1"
+        " AND h.conversation_id = f.conversation_id AND h.seq = f.seq)"
+        " ORDER BY m.ts DESC, m.seq DESC LIMIT ?4"
     ),
 }
 
@@ -353,5 +532,65 @@ POSTGRES: Final[Dialect] = {
     "insert_hidden": Statement(
         "INSERT INTO hidden (user_id, conversation_id, seq)"
         " SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING"
+    ),
+    "advance_delivered": Statement(
+        "UPDATE members m SET delivered_seq = least($3::bigint, c.last_seq) FROM conversations c"
+        " WHERE c.conversation_id = m.conversation_id AND m.conversation_id = $1 AND m.user_id = $2"
+        " AND m.delivered_seq < least($3::bigint, c.last_seq) RETURNING m.delivered_seq"
+    ),
+    "advance_read": Statement(
+        "UPDATE members m SET read_seq = least($3::bigint, c.last_seq),"
+        " delivered_seq = greatest(m.delivered_seq, least($3::bigint, c.last_seq))"
+        " FROM conversations c WHERE c.conversation_id = m.conversation_id"
+        " AND m.conversation_id = $1 AND m.user_id = $2 AND m.read_seq < least($3::bigint, c.last_seq)"
+        " RETURNING m.read_seq"
+    ),
+    "messages_after": Statement(
+        f"SELECT {_visible('$1')} FROM messages m WHERE m.conversation_id = $2 AND m.seq > $3 ORDER BY m.seq LIMIT $4"
+    ),
+    "messages_before": Statement(
+        f"SELECT {_visible('$1')} FROM messages m WHERE m.conversation_id = $2 AND m.seq > $3 AND m.seq < $4"
+        " ORDER BY m.seq DESC LIMIT $5"
+    ),
+    "memberships": Statement(
+        "SELECT m.conversation_id, m.joined_seq, c.last_seq FROM members m"
+        " JOIN conversations c ON c.conversation_id = m.conversation_id WHERE m.user_id = $1 ORDER BY m.conversation_id"
+    ),
+    "messages_after_each": Statement(
+        "SELECT v.* FROM unnest($2::text[], $3::bigint[]) AS p(conversation_id, start) CROSS JOIN LATERAL"
+        f" (SELECT {_visible('$1')} FROM messages m WHERE m.conversation_id = p.conversation_id AND m.seq > p.start"
+        " ORDER BY m.seq LIMIT $4) v ORDER BY v.conversation_id, v.seq LIMIT $4"
+    ),
+    "member_cursors": Statement(
+        "SELECT user_id, role, muted, joined_seq, delivered_seq, read_seq FROM members"
+        " WHERE conversation_id = $1 ORDER BY user_id"
+    ),
+    "member_ids": Statement("SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY user_id"),
+    "conversation_list": Statement(
+        "SELECT c.conversation_id, c.kind, c.last_seq, c.last_ts, me.delivered_seq, me.read_seq,"
+        " coalesce(g.name, ''), coalesce(g.group_id, 0), m.sender, m.client_msg_id, m.ts, m.body,"
+        " EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = $1 AND h.conversation_id = m.conversation_id"
+        " AND h.seq = m.seq)"
+        " FROM members me JOIN conversations c ON c.conversation_id = me.conversation_id"
+        " LEFT JOIN groups g ON g.conversation_id = c.conversation_id"
+        " LEFT JOIN messages m ON m.conversation_id = c.conversation_id AND m.seq = c.last_seq"
+        " WHERE me.user_id = $1 AND c.kind <> 'self'"
+        " AND ($2::bigint IS NULL OR c.last_ts < $2 OR (c.last_ts = $2 AND $3 <> '' AND c.conversation_id > $3))"
+        " ORDER BY c.last_ts DESC, c.conversation_id LIMIT $4"
+    ),
+    "peer_cursors": Statement(
+        "SELECT p.conversation_id, m.delivered_seq, m.read_seq, u.username"
+        " FROM unnest($1::text[], $2::bigint[]) AS p(conversation_id, user_id)"
+        " LEFT JOIN members m ON m.conversation_id = p.conversation_id AND m.user_id = p.user_id"
+        " LEFT JOIN users u ON u.user_id = p.user_id"
+    ),
+    "search_messages": Statement(
+        "SELECT m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body FROM messages m"
+        " JOIN members mem ON mem.conversation_id = m.conversation_id AND mem.user_id = $1"
+        " WHERE m.search @@ $2::text::tsquery AND m.seq > mem.joined_seq AND m.state <> 'recalled'"
+        " AND ($3::text IS NULL OR m.conversation_id = $3)"
+        " AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = $1"
+        " AND h.conversation_id = m.conversation_id AND h.seq = m.seq)"
+        " ORDER BY m.ts DESC, m.seq DESC LIMIT $4"
     ),
 }

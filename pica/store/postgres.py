@@ -19,33 +19,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, Final, TypeVar
 
 import asyncpg
 
 from pica.config import PostgresConfig
-from pica.errors import InternalError, PicaError, StoreUnavailable, UsernameTaken
-from pica.store import messages, postgres_messages, sql_postgres
-from pica.store import postgres_groups as groups
-from pica.store import postgres_search as fts
-from pica.store import postgres_social as social
+from pica.errors import InternalError, PicaError, StoreUnavailable
+from pica.store import messages, sql_postgres
+from pica.store import search as fts
 from pica.store.base import (
     AppendResult,
-    ContactRecord,
-    ConversationSummary,
     DirectAppend,
     EventAppend,
-    GroupAction,
     GroupAppend,
-    GroupChange,
-    GroupRecord,
-    MemberRecord,
     MessageRecord,
-    Page,
-    PresenceRecord,
-    UserRecord,
 )
 from pica.store.postgres_lanes import DISCONNECTS, RETRYABLE, Lane, LaneOp
 from pica.store.sql_store import SqlStore
@@ -237,157 +226,31 @@ class PostgresStore(SqlStore):
     async def _read(self, fn: Callable[[Any], Awaitable[T]], *, snapshot: bool = False) -> T:
         return await self._call(fn, snapshot=snapshot)
 
+    _search_value = staticmethod(fts.tsvector_literal)
+    _search_terms = staticmethod(fts.tsquery_literal)
+
     async def _read_txn(self, make: Callable[[], Txn[T]], *, snapshot: bool = False) -> T:
         return await self._read(lambda conn: sql_postgres.run(conn, make()), snapshot=snapshot)
 
     async def _write_txn(self, make: Callable[[], Txn[T]]) -> T:
         return await self._write(lambda conn: sql_postgres.run(conn, make()))
 
-    # ------------------------------------------------------------------------------------------------ accounts
-
-    async def create_user(self, username: str, password_hash: str, now_ms: int) -> int:
-        async def op(conn: Any) -> int:
-            try:
-                user_id = await conn.fetchval(
-                    "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) RETURNING user_id",
-                    username, password_hash, now_ms,
-                )
-            except asyncpg.UniqueViolationError:
-                raise UsernameTaken(f"username {username!r} is taken") from None
-            return int(user_id)
-
-        return await self._write(op)
-
-    async def get_user_by_name(self, username: str) -> UserRecord | None:
-        return await self._read(lambda conn: social.get_user_by_name(conn, username))
-
-    async def get_user(self, user_id: int) -> UserRecord | None:
-        return await self._read(lambda conn: social.get_user(conn, user_id))
-
-    # ------------------------------------------------------------------------------------------------ administration
-
-    async def list_users(self, limit: int, after_id: int = 0, *, banned_only: bool = False) -> list[UserRecord]:
-        return await self._read(lambda conn: social.list_users(conn, limit, after_id, banned_only))
-
-    async def set_banned(self, user_id: int, banned: bool) -> None:
-        await self._write(lambda conn: social.set_banned(conn, user_id, banned))
-
-    async def list_all_groups(self, limit: int, after_id: int = 0) -> list[GroupRecord]:
-        return await self._read(lambda conn: groups.list_all_groups(conn, limit, after_id))
-
     # ------------------------------------------------------------------------------------------------ messages
 
     def append_direct(self, request: DirectAppend) -> asyncio.Future[AppendResult]:
         future = self._future()
         self._submit(LaneOp(request.conversation_id, future, append=request,
-                            search=fts.tsvector_literal(request.search_text)))
+                            search=self._search_value(request.search_text)))
         return future
 
     def append_group(self, request: GroupAppend) -> asyncio.Future[AppendResult]:
         future = self._future()
         self._submit(LaneOp(request.conversation_id, future, append=request,
-                            search=fts.tsvector_literal(request.search_text)))
+                            search=self._search_value(request.search_text)))
         return future
 
     def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
         future = self._future()
-        txn = lambda conn: sql_postgres.run(conn, messages.append_event(request, fts.tsvector_literal))  # noqa: E731
+        txn = lambda conn: sql_postgres.run(conn, messages.append_event(request, self._search_value))  # noqa: E731
         self._submit(LaneOp(request.conversation_id, future, run=txn))
         return future
-
-    async def history(
-        self, user_id: int, conversation_id: str, *, after: int | None, before: int | None, limit: int
-    ) -> Page:
-        return await self._read(
-            lambda conn: postgres_messages.history(conn, user_id, conversation_id, after, before, limit), snapshot=True
-        )
-
-    async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int) -> Page:
-        return await self._read(lambda conn: postgres_messages.sync(conn, user_id, cursors, limit))
-
-    async def mark_delivered(self, user_id: int, conversation_id: str, seq: int) -> int | None:
-        return await self._write(lambda conn: postgres_messages.mark_delivered(conn, user_id, conversation_id, seq))
-
-    async def mark_read(self, user_id: int, conversation_id: str, seq: int) -> int | None:
-        return await self._write(lambda conn: postgres_messages.mark_read(conn, user_id, conversation_id, seq))
-
-    async def conversation_members(self, conversation_id: str) -> list[int]:
-        async def op(conn: Any) -> list[int]:
-            rows = await conn.fetch(
-                "SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY user_id", conversation_id
-            )
-            return [int(r[0]) for r in rows]
-
-        return await self._read(op)
-
-    async def group_fanout(self, conversation_id: str) -> tuple[int, dict[int, int]]:
-        return await self._read(lambda conn: groups.members_with_version(conn, conversation_id), snapshot=True)
-
-    async def member_cursors(self, user_id: int, conversation_id: str) -> list[MemberRecord]:
-        return await self._read(lambda conn: postgres_messages.member_cursors(conn, user_id, conversation_id))
-
-    async def list_conversations(
-        self, user_id: int, *, limit: int, before_ts: int | None, before_id: str = ""
-    ) -> list[ConversationSummary]:
-        return await self._read(
-            lambda conn: postgres_messages.list_conversations(conn, user_id, limit, before_ts, before_id), snapshot=True
-        )
-
-    async def search(
-        self, user_id: int, query: str, *, conversation_id: str | None, limit: int
-    ) -> list[MessageRecord]:
-        return await self._read(lambda conn: postgres_messages.search(conn, user_id, query, conversation_id, limit))
-
-    # ------------------------------------------------------------------------------------------------ groups
-
-    async def create_group(
-        self, owner: int, name: str, members: list[int], ts: int, max_members: int
-    ) -> GroupChange:
-        return await self._write(lambda conn: groups.create_group(conn, owner, name, members, ts, max_members))
-
-    async def group_action(self, action: GroupAction) -> GroupChange:
-        return await self._write(lambda conn: groups.group_action(conn, action))
-
-    async def get_group(self, user_id: int, group_id: int) -> GroupRecord:
-        return await self._read(lambda conn: groups.get_group(conn, user_id, group_id))
-
-    async def list_groups(self, user_id: int) -> list[GroupRecord]:
-        return await self._read(lambda conn: groups.list_groups(conn, user_id))
-
-    async def group_members(self, user_id: int, group_id: int) -> list[MemberRecord]:
-        return await self._read(lambda conn: groups.group_members(conn, user_id, group_id), snapshot=True)
-
-    # ------------------------------------------------------------------------------------------------ social
-
-    async def contact_request(self, user_id: int, peer_id: int, ts: int) -> str:
-        return await self._write(lambda conn: social.contact_request(conn, user_id, peer_id, ts))
-
-    async def contact_respond(self, user_id: int, peer_id: int, accept: bool, ts: int) -> str:
-        return await self._write(lambda conn: social.contact_respond(conn, user_id, peer_id, accept, ts))
-
-    async def contact_remove(self, user_id: int, peer_id: int) -> None:
-        await self._write(lambda conn: social.contact_remove(conn, user_id, peer_id))
-
-    async def list_contacts(self, user_id: int) -> list[ContactRecord]:
-        return await self._read(lambda conn: social.list_contacts(conn, user_id))
-
-    async def set_blocked(self, user_id: int, peer_id: int, blocked: bool, ts: int) -> None:
-        await self._write(lambda conn: social.set_blocked(conn, user_id, peer_id, blocked, ts))
-
-    async def list_blocked(self, user_id: int) -> list[int]:
-        return await self._read(lambda conn: social.list_blocked(conn, user_id))
-
-    async def set_only_contacts(self, user_id: int, only_contacts: bool) -> None:
-        await self._write(lambda conn: social.set_only_contacts(conn, user_id, only_contacts))
-
-    async def get_only_contacts(self, user_id: int) -> bool:
-        return await self._read(lambda conn: social.get_only_contacts(conn, user_id))
-
-    async def presence_audience(self, user_id: int) -> list[int]:
-        return await self._read(lambda conn: social.presence_audience(conn, user_id))
-
-    async def presence_of(self, viewer: int, user_ids: list[int]) -> list[PresenceRecord]:
-        return await self._read(lambda conn: social.presence_of(conn, viewer, user_ids), snapshot=True)
-
-    async def set_last_seen(self, user_id: int, ts: int) -> None:
-        await self._write(lambda conn: social.set_last_seen(conn, user_id, ts))

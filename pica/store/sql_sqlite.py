@@ -32,6 +32,8 @@ def run_step(conn: sqlite3.Connection, step: Step) -> Any:
     """Answer one step of a transaction on ``conn``: rows for a read, rows changed for a write."""
     statement = STATEMENTS[step.statement]
     if isinstance(step, Read):
+        if statement.run is not None:
+            return statement.run(conn, statement.select(step.args))
         if statement.sql is None:
             return []
         return conn.execute(statement.sql, _bind(statement, step.args)).fetchall()

@@ -16,7 +16,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
@@ -24,27 +24,16 @@ from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
 from pica.config import SqliteConfig
-from pica.errors import InternalError, PicaError, StoreUnavailable, UsernameTaken
-from pica.store import messages, sql_sqlite, sqlite_messages
-from pica.store import sqlite_admin as admin
-from pica.store import sqlite_groups as groups
-from pica.store import sqlite_social as social
+from pica.errors import InternalError, PicaError, StoreUnavailable
+from pica.store import messages, sql_sqlite
+from pica.store import search as fts
 from pica.store.append_rules import Append
 from pica.store.base import (
     AppendResult,
-    ContactRecord,
-    ConversationSummary,
     DirectAppend,
     EventAppend,
-    GroupAction,
     GroupAppend,
-    GroupChange,
-    GroupRecord,
-    MemberRecord,
     MessageRecord,
-    Page,
-    PresenceRecord,
-    UserRecord,
 )
 from pica.store.sql_store import SqlStore
 from pica.store.txn import Txn
@@ -238,7 +227,7 @@ class SqliteStore(SqlStore):
             try:
                 if ops[0].append is not None:
                     requests = [op.append for op in ops if op.append is not None]
-                    searches = [r.search_text or None for r in requests]
+                    searches = [r.search_text or None for r in requests]  # FTS5 indexes the text itself
                     results = sql_sqlite.run(conn, messages.append_batch(requests, searches))
                     outcomes.extend((op.future, None, r) if isinstance(r, PicaError) else (op.future, r, None)
                                     for op, r in zip(ops, results, strict=True))
@@ -303,44 +292,17 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
 
+    @staticmethod
+    def _search_value(text: str) -> str | None:
+        return text or None  # FTS5 indexes the text itself
+
+    _search_terms = staticmethod(fts.fts5_query)
+
     async def _read_txn(self, make: Callable[[], Txn[T]], *, snapshot: bool = False) -> T:
         return await self._read(lambda conn: sql_sqlite.run(conn, make()))
 
     async def _write_txn(self, make: Callable[[], Txn[T]]) -> T:
         return await self._write(lambda conn: sql_sqlite.run(conn, make()))
-
-    # ------------------------------------------------------------------------------------------------ accounts
-
-    async def create_user(self, username: str, password_hash: str, now_ms: int) -> int:
-        def op(conn: sqlite3.Connection) -> int:
-            try:
-                cur = conn.execute(
-                    "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)",
-                    (username, password_hash, now_ms),
-                )
-            except sqlite3.IntegrityError:
-                raise UsernameTaken(f"username {username!r} is taken") from None
-            assert cur.lastrowid is not None
-            return cur.lastrowid
-
-        return await self._write(op)
-
-    async def get_user_by_name(self, username: str) -> UserRecord | None:
-        return await self._read(lambda conn: _user(conn, "username = ?", username))
-
-    async def get_user(self, user_id: int) -> UserRecord | None:
-        return await self._read(lambda conn: _user(conn, "user_id = ?", user_id))
-
-    # ------------------------------------------------------------------------------------------------ administration
-
-    async def list_users(self, limit: int, after_id: int = 0, *, banned_only: bool = False) -> list[UserRecord]:
-        return await self._read(lambda conn: admin.list_users(conn, limit, after_id, banned_only))
-
-    async def set_banned(self, user_id: int, banned: bool) -> None:
-        await self._write(lambda conn: admin.set_banned(conn, user_id, banned))
-
-    async def list_all_groups(self, limit: int, after_id: int = 0) -> list[GroupRecord]:
-        return await self._read(lambda conn: admin.list_all_groups(conn, limit, after_id))
 
     # ------------------------------------------------------------------------------------------------ messages
 
@@ -351,111 +313,9 @@ class SqliteStore(SqlStore):
         return self._write(None, request)
 
     def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
-        return self._write(lambda conn: sql_sqlite.run(conn, messages.append_event(request, _search_value)))
-
-    async def history(
-        self, user_id: int, conversation_id: str, *, after: int | None, before: int | None, limit: int
-    ) -> Page:
-        return await self._read(
-            lambda conn: sqlite_messages.history(conn, user_id, conversation_id, after, before, limit)
-        )
-
-    async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int) -> Page:
-        return await self._read(lambda conn: sqlite_messages.sync(conn, user_id, cursors, limit))
-
-    async def mark_delivered(self, user_id: int, conversation_id: str, seq: int) -> int | None:
-        return await self._write(lambda conn: sqlite_messages.mark_delivered(conn, user_id, conversation_id, seq))
-
-    async def mark_read(self, user_id: int, conversation_id: str, seq: int) -> int | None:
-        return await self._write(lambda conn: sqlite_messages.mark_read(conn, user_id, conversation_id, seq))
-
-    async def conversation_members(self, conversation_id: str) -> list[int]:
-        return await self._read(
-            lambda conn: [
-                r[0]
-                for r in conn.execute(
-                    "SELECT user_id FROM members WHERE conversation_id = ? ORDER BY user_id", (conversation_id,)
-                )
-            ]
-        )
-
-    async def group_fanout(self, conversation_id: str) -> tuple[int, dict[int, int]]:
-        return await self._read(lambda conn: groups.members_with_version(conn, conversation_id))
-
-    async def member_cursors(self, user_id: int, conversation_id: str) -> list[MemberRecord]:
-        return await self._read(lambda conn: sqlite_messages.member_cursors(conn, user_id, conversation_id))
-
-    async def list_conversations(
-        self, user_id: int, *, limit: int, before_ts: int | None, before_id: str = ""
-    ) -> list[ConversationSummary]:
-        return await self._read(
-            lambda conn: sqlite_messages.list_conversations(conn, user_id, limit, before_ts, before_id)
-        )
-
-    async def search(
-        self, user_id: int, query: str, *, conversation_id: str | None, limit: int
-    ) -> list[MessageRecord]:
-        return await self._read(lambda conn: sqlite_messages.search(conn, user_id, query, conversation_id, limit))
-
-    # ------------------------------------------------------------------------------------------------ groups
-
-    async def create_group(
-        self, owner: int, name: str, members: list[int], ts: int, max_members: int
-    ) -> GroupChange:
-        return await self._write(lambda conn: groups.create_group(conn, owner, name, members, ts, max_members))
-
-    async def group_action(self, action: GroupAction) -> GroupChange:
-        return await self._write(lambda conn: groups.group_action(conn, action))
-
-    async def get_group(self, user_id: int, group_id: int) -> GroupRecord:
-        return await self._read(lambda conn: groups.get_group(conn, user_id, group_id))
-
-    async def list_groups(self, user_id: int) -> list[GroupRecord]:
-        return await self._read(lambda conn: groups.list_groups(conn, user_id))
-
-    async def group_members(self, user_id: int, group_id: int) -> list[MemberRecord]:
-        return await self._read(lambda conn: groups.group_members(conn, user_id, group_id))
-
-    # ------------------------------------------------------------------------------------------------ social
-
-    async def contact_request(self, user_id: int, peer_id: int, ts: int) -> str:
-        return await self._write(lambda conn: social.contact_request(conn, user_id, peer_id, ts))
-
-    async def contact_respond(self, user_id: int, peer_id: int, accept: bool, ts: int) -> str:
-        return await self._write(lambda conn: social.contact_respond(conn, user_id, peer_id, accept, ts))
-
-    async def contact_remove(self, user_id: int, peer_id: int) -> None:
-        await self._write(lambda conn: social.contact_remove(conn, user_id, peer_id))
-
-    async def list_contacts(self, user_id: int) -> list[ContactRecord]:
-        return await self._read(lambda conn: social.list_contacts(conn, user_id))
-
-    async def set_blocked(self, user_id: int, peer_id: int, blocked: bool, ts: int) -> None:
-        await self._write(lambda conn: social.set_blocked(conn, user_id, peer_id, blocked, ts))
-
-    async def list_blocked(self, user_id: int) -> list[int]:
-        return await self._read(lambda conn: social.list_blocked(conn, user_id))
-
-    async def set_only_contacts(self, user_id: int, only_contacts: bool) -> None:
-        await self._write(lambda conn: social.set_only_contacts(conn, user_id, only_contacts))
-
-    async def get_only_contacts(self, user_id: int) -> bool:
-        return await self._read(lambda conn: social.get_only_contacts(conn, user_id))
-
-    async def presence_audience(self, user_id: int) -> list[int]:
-        return await self._read(lambda conn: social.presence_audience(conn, user_id))
-
-    async def presence_of(self, viewer: int, user_ids: list[int]) -> list[PresenceRecord]:
-        return await self._read(lambda conn: social.presence_of(conn, viewer, user_ids))
-
-    async def set_last_seen(self, user_id: int, ts: int) -> None:
-        await self._write(lambda conn: social.set_last_seen(conn, user_id, ts))
+        return self._write(lambda conn: sql_sqlite.run(conn, messages.append_event(request, self._search_value)))
 
 
 def _search_value(text: str) -> str:
     return text  # FTS5 indexes the text itself
 
-
-def _user(conn: sqlite3.Connection, where: str, value: object) -> UserRecord | None:
-    row = conn.execute(f"SELECT {admin.USER_COLUMNS} FROM users WHERE {where}", (value,)).fetchone()
-    return None if row is None else admin.user_row(row)

@@ -56,6 +56,9 @@ class Statement:
     pick: tuple[int, ...] | None = None
     rows: bool = False
     """SQLite reads only: bind the picked columns as ONE parameter, a JSON array of rows (``json_each``)."""
+    run: Callable[[Any, tuple[Any, ...]], list[Any]] | None = None
+    """A read the dialect's SQL cannot say in one statement, as a function of (connection, args) that runs ``sql``
+    as often as it needs (SQLite has no LATERAL join)."""
 
     def select(self, args: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(args) if self.pick is None else tuple(args[i] for i in self.pick)

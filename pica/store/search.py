@@ -1,7 +1,8 @@
-"""Full-text search terms for PostgreSQL, with the semantics of docs/protocol.md section 15 (the SQLite backend's FTS5
-``unicode61 remove_diacritics 2``): tokens are runs of Unicode letters and digits, case-folded, diacritics removed;
-every query word is required and matched as whole tokens (a word that splits into several tokens, like
-``quarterly-report``, matches them as a phrase).
+"""Full-text search terms. The query rule (1-12 words, at most 200 characters) is :func:`query_words`, for both
+dialects; SQLite's FTS5 query is :func:`fts5_query`. The rest is for PostgreSQL, with the semantics of
+docs/protocol.md section 15 (the SQLite backend's FTS5 ``unicode61 remove_diacritics 2``): tokens are runs of
+Unicode letters and digits, case-folded, diacritics removed; every query word is required and matched as whole tokens
+(a word that splits into several tokens, like ``quarterly-report``, matches them as a phrase).
 
 Tokenizing happens here rather than in PostgreSQL: ``to_tsvector`` splits words by the server's locale and parser
 rules (hyphenated words, e-mail addresses, URLs), and removing diacritics would need the ``unaccent`` extension.
@@ -56,14 +57,24 @@ def tsvector_literal(text: str) -> str | None:
     return " ".join(parts) or None
 
 
-def tsquery_literal(query: str) -> str | None:
-    """The ``tsquery`` for a search: every word required. None when no word holds a token (nothing can match).
-    Raises BadRequest outside 1-12 words or over 200 characters (NUL separates words like a space)."""
+def query_words(query: str) -> list[str]:
+    """The words of a search. Raises BadRequest outside 1-12 words or over 200 characters. NUL separates words like
+    a space (it would end a string inside FTS5's query parser)."""
     words = query.replace("\x00", " ").split()
     if not words or len(query) > MAX_QUERY_CHARS or len(words) > MAX_QUERY_WORDS:
         raise BadRequest("a search is 1-12 words, at most 200 characters")
+    return words
+
+
+def fts5_query(query: str) -> str:
+    """SQLite FTS5: every word required, each quoted, so that user input never reaches FTS5's query syntax."""
+    return " ".join('"' + word.replace('"', '""') + '"' for word in query_words(query))
+
+
+def tsquery_literal(query: str) -> str | None:
+    """The ``tsquery`` for a search: every word required. None when no word holds a token (nothing can match)."""
     terms = []
-    for word in words:
+    for word in query_words(query):
         found = tokens(word)
         if len(found) == 1:
             terms.append(_lexeme(found[0]))
