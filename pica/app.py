@@ -25,7 +25,7 @@ from pica.core.ports import Delivery, GroupRouter, Presence, SystemClock
 from pica.core.social import SocialService
 from pica.core.tokens import TokenService
 from pica.errors import Banned, PicaError
-from pica.gateway.hub import Hub
+from pica.gateway.hub import ConnectionHandle, Hub
 from pica.gateway.services import GatewayServices
 from pica.gateway.tcp import start_tcp_server
 from pica.protocol import frames as f
@@ -36,7 +36,6 @@ from pica.store.factory import build_store
 
 if TYPE_CHECKING:
     from pica.cluster import Cluster
-    from pica.gateway.connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +201,7 @@ class PicaServer:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _push_spread(self, targets: list[Connection], frame: OutboundFrame) -> None:
+    async def _push_spread(self, targets: list[ConnectionHandle], frame: OutboundFrame) -> None:
         step = _RESYNC_RATE // 10
         for start in range(0, len(targets), step):
             if start:

@@ -30,6 +30,7 @@ redis) are wrapped at the store/cluster boundary; only these classes reach the w
     ├── RateLimited                429  rate_limited        (retryable)
     ├── Unavailable                503  unavailable         (retryable)
     │   └── StoreUnavailable       503  store_unavailable   (retryable)
+    │       └── MigrationError     503  store_unavailable   (only when a store is opened; never on the wire)
     └── InternalError              500  internal            (retryable)
 """
 
@@ -180,6 +181,15 @@ class Unavailable(PicaError):
 
 class StoreUnavailable(Unavailable):
     code = "store_unavailable"
+
+
+class MigrationError(StoreUnavailable):
+    """The database's schema and this code's migrations (pica/store/schema.py) do not fit together: a migration file
+    changed after it was applied, the database is at a version newer than this code knows, its record of applied
+    versions is incomplete, or the migration files themselves are inconsistent. Raised when a store is opened (by a
+    node or by ``pica migrate``), so it never reaches a client; the message names the version and the file. Its
+    parent keeps callers that handle an unavailable store (print it, exit non-zero) handling this one too; retrying
+    does not help until an operator acts."""
 
 
 class InternalError(PicaError):

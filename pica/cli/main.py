@@ -74,9 +74,21 @@ def _config_from_args(args: argparse.Namespace) -> Config:
 
 async def _migrate(config: Config) -> int:
     from pica.store.factory import migrate_store
+    from pica.store.schema import Migration
 
-    version = await migrate_store(config)
-    print(f"pica: store schema at version {version} ({redact_url(config.store) or config.data_dir})", file=sys.stderr)
+    applied: list[Migration] = []
+
+    def report(step: Migration, seconds: float) -> None:
+        applied.append(step)
+        print(f"pica: applied migration {step.version:04d} {step.name} in {seconds * 1000:.0f} ms", file=sys.stderr,
+              flush=True)
+
+    version = await migrate_store(config, report)
+    where = redact_url(config.store) or config.data_dir
+    if applied:
+        print(f"pica: store schema at version {version} ({where})", file=sys.stderr)
+    else:
+        print(f"pica: store schema at version {version}, no migration pending ({where})", file=sys.stderr)
     return 0
 
 
@@ -150,8 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pica.cli.workers import supervise
 
             return supervise(config, args)
-        with contextlib.suppress(KeyboardInterrupt):
-            _run(_serve(config, args.ready_file, args.reuse_port))
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                _run(_serve(config, args.ready_file, args.reuse_port))
+        except PicaError as exc:  # the store could not be opened (unreachable, or a schema this code refuses)
+            print(f"pica: cannot start: {exc}", file=sys.stderr)
+            return 1
         return 0
     parser.error(f"unknown command {args.command}")
     return 2

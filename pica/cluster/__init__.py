@@ -7,9 +7,10 @@ something may have been lost", never at durability: Redis runs without persisten
 
 **Who receives what.**
 
-- *Users*: a node subscribes to ``{prefix}u:{user_id}`` while the user has a device there (from the hub's presence
-  listener, and from ``before_ready`` for a connection about to register). ``delivery.deliver`` serves this node's
-  devices, then publishes one envelope (origin node id + the frame's MessagePack payload) per user. Subscribers of
+- *Users*: a node subscribes to ``{prefix}u:{user_id}`` while the user has a device there (from the presence
+  listener of the node's local sessions, i.e. the gateway's hub behind :class:`~pica.core.ports.LocalSessions`, and
+  from ``before_ready`` for a connection about to register). ``delivery.deliver`` serves this node's devices (through
+  that port), then publishes one envelope (origin node id + the frame's MessagePack payload) per user. Subscribers of
   a channel are exactly the nodes holding its user, so Redis does the routing: no lookup of where a user is, and a
   publish to a user connected nowhere costs Redis one hash lookup. A node ignores envelopes it published itself.
 - *Groups*: one channel per group, ``{prefix}g:{conversation_id}``, subscribed by a node while it holds at least
@@ -31,7 +32,7 @@ changes, everything resubscribed after a cut).
   and wait for confirmation again, all within ``timeout``. Reading after the user channel is live closes the race
   with a concurrent add: an add committed before the read is in the list, one committed after it is announced by a
   join on the user channel (below). Later devices of the user find the groups in the index (no store read). If the
-  read fails or times out, the connection still goes ready, and the hub's presence listener reads the list again
+  read fails or times out, the connection still goes ready, and the local presence listener reads the list again
   and then pushes ``resync`` to the user. A ``before_ready`` whose connection does not register releases its
   channels only after ``timeout``, not at once: the WebSocket handshake is written between ``before_ready`` and
   registration, and a group list cannot be read again synchronously.

@@ -22,14 +22,13 @@ from pica.cluster.envelope import RESYNC, BadEnvelope, decode_control, encode_co
 from pica.cluster.link import Backoff, Outage, cancel_and_wait, command_client, subscriber_pool, supervise
 from pica.cluster.node import NodeInfo
 from pica.cluster.outbox import Outbox
-from pica.cluster.presence import ClusterPresence, PresenceListener
+from pica.cluster.presence import ClusterPresence
 from pica.cluster.registry import Registry
 from pica.cluster.routing import ClusterDelivery, ClusterFanout
 from pica.cluster.subscriber import Subscriber
 from pica.config import RedisConfig
 from pica.core.fanout import GroupFanout
-from pica.core.ports import Clock
-from pica.gateway.hub import Hub
+from pica.core.ports import Clock, LocalSessions, PresenceListener
 from pica.logs import redact_url
 from pica.protocol import frames as f
 from pica.protocol.outbound import OutboundFrame
@@ -49,12 +48,13 @@ class Cluster:
     composition root) is called whenever this node's clients may have missed live frames.
     """
 
-    def __init__(self, url: str, config: RedisConfig, node: NodeInfo, hub: Hub, store: Store, clock: Clock) -> None:
+    def __init__(self, url: str, config: RedisConfig, node: NodeInfo, sessions: LocalSessions, store: Store,
+                 clock: Clock) -> None:
         self.node = node
         self.on_resync: Callable[[], None] | None = None
         self._url = url
         self._config = config
-        self._hub = hub
+        self._sessions = sessions
         self._clock = clock
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -90,19 +90,19 @@ class Cluster:
             backoff=Backoff(_BACKOFF_BASE, cap), outage=Outage(f"subscription of node {node_id}", clock),
         )
         self._presence = ClusterPresence(
-            self._redis, prefix, node_id, hub, config.timeout, Backoff(_BACKOFF_BASE, cap),
+            self._redis, prefix, node_id, sessions, config.timeout, Backoff(_BACKOFF_BASE, cap),
             Outage(f"presence writes of node {node_id}", clock),
         )
         self._registry = Registry(
-            self._redis, prefix, node, hub, clock, config.heartbeat_interval, config.node_ttl,
+            self._redis, prefix, node, sessions, clock, config.heartbeat_interval, config.node_ttl,
             Outage(f"heartbeat of node {node_id}", clock), on_lost=self._presence.reregister, on_gone=self._gone,
         )
-        self._delivery = ClusterDelivery(hub, self._outbox, node_id, self._user_prefix)
-        self._fanout = ClusterFanout(GroupFanout(store, hub), self._outbox, node_id, self._group_prefix,
-                                     self._user_prefix, self._subscriber, hub, config.timeout)
+        self._delivery = ClusterDelivery(sessions, self._outbox, node_id, self._user_prefix)
+        self._fanout = ClusterFanout(GroupFanout(store, sessions), self._outbox, node_id, self._group_prefix,
+                                     self._user_prefix, self._subscriber, sessions, config.timeout)
         self._fanout.is_local = self._is_local
         self._delivery.on_join = self._fanout.receive_join
-        hub.add_presence_listener(self._on_local_presence)
+        sessions.add_presence_listener(self._on_local_presence)
 
     # ------------------------------------------------------------------------------------------ what the core uses
 
@@ -265,7 +265,7 @@ class Cluster:
                 self._pins[user_id] = left
             else:
                 del self._pins[user_id]
-                if not self._hub.is_online(user_id):
+                if not self._sessions.is_online(user_id):
                     # The gateway registers the connection after this returns, possibly some loop turns later (a
                     # WebSocket handshake is written in between): releasing now would drop the subscriptions just
                     # confirmed, and a group list cannot be read again synchronously. If the client never
@@ -279,7 +279,7 @@ class Cluster:
             self._fanout.load(user_id, [g.conversation_id for g in groups if not g.dissolved])
 
     def _is_local(self, user_id: int) -> bool:
-        return user_id in self._pins or self._hub.is_online(user_id)
+        return user_id in self._pins or self._sessions.is_online(user_id)
 
     def _release(self, user_id: int) -> None:
         if self._stopping or self._is_local(user_id):
@@ -313,7 +313,7 @@ class Cluster:
         finally:
             self._loading.discard(user_id)
         if self._fanout.index.groups_of(user_id):
-            self._hub.deliver((user_id,), OutboundFrame(f.Resync(reason="group subscriptions late")))
+            self._sessions.deliver((user_id,), OutboundFrame(f.Resync(reason="group subscriptions late")))
 
     def _start(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -349,7 +349,7 @@ class Cluster:
     def _on_subscribed(self, first: bool) -> None:
         # The first subscription of a node that has no clients yet missed nothing; any later one, or a first one
         # reached after clients connected (Redis was down at boot), may have.
-        if not first or self._hub.online_users:
+        if not first or self._sessions.online_users:
             self._resync()
 
     def _resync(self) -> None:

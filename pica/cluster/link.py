@@ -84,7 +84,8 @@ class WorkSignal:
 
 
 class Backoff:
-    """Exponential backoff with full jitter (LESSONS: reconnect storms), from ``base`` up to ``cap`` seconds."""
+    """Exponential backoff with full jitter (against reconnect storms; AWS's "Exponential Backoff And Jitter"), from
+    ``base`` up to ``cap`` seconds."""
 
     def __init__(self, base: float, cap: float) -> None:
         self.base = base

@@ -1,7 +1,8 @@
 """Cluster-wide presence: who has a device on some live node, and the transitions of that state.
 
-The hub reports this node's transitions (a user's first local device, their last); they are recorded in Redis by
-one writer task, in batches, through the APPLY script, which also says whether the user is held by another node.
+This node's sessions (the gateway's hub, behind :class:`~pica.core.ports.LocalSessions`) report its transitions
+(a user's first local device, their last); they are recorded in Redis by one writer task, in batches, through the
+APPLY script, which also says whether the user is held by another node.
 A transition becomes cluster-wide when the script says the user is alone: "online" when no other live node held
 them, "offline" when no registered node holds them any more. The scripts serialise the nodes, so of two nodes
 racing for the same user exactly one sees "alone".
@@ -21,17 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from redis.asyncio import Redis
 
 from pica.cluster import scripts
 from pica.cluster.link import REDIS_ERRORS, Backoff, Outage, WorkSignal
-from pica.gateway.hub import Hub
+from pica.core.ports import LocalSessions, PresenceListener
 
 log = logging.getLogger(__name__)
-
-PresenceListener = Callable[[int, bool], None]
 
 _BATCH = 500
 """Users per APPLY call: bounds the time one script holds Redis (each user is a few set operations)."""
@@ -40,12 +39,12 @@ _BATCH = 500
 class ClusterPresence:
     """:class:`pica.core.ports.Presence` for the cluster."""
 
-    def __init__(self, redis: Redis, prefix: str, node_id: str, hub: Hub, timeout: float, backoff: Backoff,
-                 outage: Outage) -> None:
+    def __init__(self, redis: Redis, prefix: str, node_id: str, sessions: LocalSessions, timeout: float,
+                 backoff: Backoff, outage: Outage) -> None:
         self._redis = redis
         self._prefix = prefix
         self._node_id = node_id
-        self._hub = hub
+        self._sessions = sessions
         self._timeout = timeout
         self._backoff = backoff
         self._outage = outage
@@ -63,7 +62,7 @@ class ClusterPresence:
     # ------------------------------------------------------------------------------------------ local changes
 
     def local_change(self, user_id: int, online: bool) -> None:
-        """The hub's transition for this node (first local device / last local device)."""
+        """The local sessions' transition for this node (first local device / last local device)."""
         if online:
             self._local.add(user_id)
         else:
@@ -147,7 +146,7 @@ class ClusterPresence:
 
     async def online(self, user_ids: Iterable[int]) -> set[int]:
         ids = list(dict.fromkeys(user_ids))
-        local = {user_id for user_id in ids if self._hub.is_online(user_id)}
+        local = {user_id for user_id in ids if self._sessions.is_online(user_id)}
         remote = [user_id for user_id in ids if user_id not in local]
         if not remote:
             return local

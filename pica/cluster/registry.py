@@ -25,8 +25,7 @@ from redis.asyncio import Redis
 from pica.cluster import scripts
 from pica.cluster.link import REDIS_ERRORS, Outage
 from pica.cluster.node import NodeInfo
-from pica.core.ports import Clock
-from pica.gateway.hub import Hub
+from pica.core.ports import Clock, LocalSessions
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +37,13 @@ its TTL; the rest is taken up at the next beat."""
 
 
 class Registry:
-    def __init__(self, redis: Redis, prefix: str, node: NodeInfo, hub: Hub, clock: Clock, interval: float,
-                 ttl: float, outage: Outage, on_lost: Callable[[bool], None],
+    def __init__(self, redis: Redis, prefix: str, node: NodeInfo, sessions: LocalSessions, clock: Clock,
+                 interval: float, ttl: float, outage: Outage, on_lost: Callable[[bool], None],
                  on_gone: Callable[[list[int]], None]) -> None:
         self._redis = redis
         self._prefix = prefix
         self._node = node
-        self._hub = hub
+        self._sessions = sessions
         self._clock = clock
         self._interval = interval
         self._ttl = ttl
@@ -67,7 +66,7 @@ class Registry:
         return self._live_at is not None and self._clock.monotonic() - self._live_at < self._ttl
 
     def live_nodes(self) -> list[NodeInfo]:
-        me = dataclasses.replace(self._node, connections=self._hub.connection_count)
+        me = dataclasses.replace(self._node, connections=self._sessions.connection_count)
         if not self.fresh:
             return [me]
         return [me if node.node_id == me.node_id else node for node in self._live]
@@ -93,7 +92,7 @@ class Registry:
             # A previous process with this node id may have left entries behind (it crashed, and its users are
             # gone with it): clear them before claiming the id.
             await self._reap_all(self._node.node_id, force=True)
-        node = dataclasses.replace(self._node, connections=self._hub.connection_count)
+        node = dataclasses.replace(self._node, connections=self._sessions.connection_count)
         args: list[str | int] = [self._prefix, node.node_id, self._ttl_ms]
         for field, value in node.to_fields().items():
             args += (field, value)

@@ -2,7 +2,8 @@
 
 Both publish after handing the frame to this node's own devices, without awaiting anything: the caller is the
 commit callback of the send path and must neither block nor fail. A receiving node drops envelopes of its own
-origin (its devices were served locally) and hands the others to its hub (users) or its local group fan-out
+origin (its devices were served locally) and hands the others to its local sessions (users: the
+:class:`~pica.core.ports.LocalSessions` port, which the gateway's hub implements) or its local group fan-out
 (groups). The group router also keeps the node's group subscriptions (:mod:`pica.cluster.groups`) in step with
 membership changes.
 """
@@ -28,8 +29,8 @@ from pica.cluster.groups import GroupIndex
 from pica.cluster.outbox import Outbox
 from pica.cluster.subscriber import Subscriber
 from pica.core.fanout import GroupFanout
+from pica.core.ports import LocalSessions
 from pica.core.wire import message_frame
-from pica.gateway.hub import Hub
 from pica.protocol import frames as f
 from pica.protocol.codec import Encoding
 from pica.protocol.outbound import OutboundFrame
@@ -42,8 +43,8 @@ class ClusterDelivery:
     """:class:`pica.core.ports.Delivery` over the bus: per-user channels ``{prefix}u:{user_id}``, to which a node
     subscribes while the user has a device there."""
 
-    def __init__(self, hub: Hub, outbox: Outbox, node_id: str, user_prefix: bytes) -> None:
-        self._hub = hub
+    def __init__(self, sessions: LocalSessions, outbox: Outbox, node_id: str, user_prefix: bytes) -> None:
+        self._sessions = sessions
         self._outbox = outbox
         self._node_id = node_id
         self._user_prefix = user_prefix
@@ -57,7 +58,7 @@ class ClusterDelivery:
 
     def deliver(self, user_ids: Iterable[int], frame: OutboundFrame, exclude: object | None = None) -> None:
         ids = user_ids if isinstance(user_ids, Collection) else list(user_ids)
-        self._hub.deliver(ids, frame, exclude)
+        self._sessions.deliver(ids, frame, exclude)
         if not ids:
             return
         try:
@@ -70,14 +71,14 @@ class ClusterDelivery:
             publish(prefix + str(user_id).encode(), data)
 
     def is_online(self, user_id: int) -> bool:
-        return self._hub.is_online(user_id)
+        return self._sessions.is_online(user_id)
 
     def receive(self, user_id: int, data: bytes) -> None:
         # A frame sent to several users of this node arrives once per user, back to back and byte for byte the
         # same: decode it once and share one OutboundFrame, so each wire form is also encoded once.
         last = self._last
         if last is not None and last[0] == data:
-            self._hub.deliver((user_id,), last[1])
+            self._sessions.deliver((user_id,), last[1])
             return
         try:
             envelope = decode_user(data)
@@ -94,7 +95,7 @@ class ClusterDelivery:
             return
         frame = OutboundFrame(envelope.frame)
         self._last = (data, frame)
-        self._hub.deliver((user_id,), frame)
+        self._sessions.deliver((user_id,), frame)
 
 
 class ClusterFanout:
@@ -111,17 +112,17 @@ class ClusterFanout:
     how it is kept up to date (store reads on connect, join envelopes on user channels, removals in notices)."""
 
     def __init__(self, local: GroupFanout, outbox: Outbox, node_id: str, group_prefix: bytes, user_prefix: bytes,
-                 subscriber: Subscriber, hub: Hub, timeout: float) -> None:
+                 subscriber: Subscriber, sessions: LocalSessions, timeout: float) -> None:
         self.local = local
         self.index = GroupIndex()
-        self.is_local: Callable[[int], bool] = hub.is_online
+        self.is_local: Callable[[int], bool] = sessions.is_online
         """Whether a user has a device here or about to be (the cluster adds users inside ``before_ready``)."""
         self._outbox = outbox
         self._node_id = node_id
         self._group_prefix = group_prefix
         self._user_prefix = user_prefix
         self._subscriber = subscriber
-        self._hub = hub
+        self._sessions = sessions
         self._timeout = timeout
         self._seen: dict[str, int] = {}
         """Highest seq received on each subscribed group channel: proof that the channel was live by then."""
@@ -248,7 +249,7 @@ class ClusterFanout:
             return  # the subscriber is down: its resubscription resyncs every local client
         targets = [u for u in user_ids if self.index.is_member(u, conversation_id)]
         self.join_resyncs += len(targets)
-        self._hub.deliver(targets, OutboundFrame(f.Resync(reason="joined a group")))
+        self._sessions.deliver(targets, OutboundFrame(f.Resync(reason="joined a group")))
 
     def close(self) -> None:
         for task in self._tasks:
@@ -294,7 +295,7 @@ class ClusterFanout:
         self._join(user_id, conversation_id)
         if self._seen.get(conversation_id, 0) >= envelope.seq:
             return  # the group channel was live and brought the notice to every local member, this user included
-        self._hub.deliver((user_id,), OutboundFrame(envelope.frame))
+        self._sessions.deliver((user_id,), OutboundFrame(envelope.frame))
         self._resync_when_subscribed(conversation_id, (user_id,))
 
 

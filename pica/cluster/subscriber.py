@@ -6,7 +6,7 @@ reconnects with backoff, subscribes to every channel it should hold, waits for R
 reports ``on_subscribed`` (the cluster turns it into a resync of the local clients).
 
 Channels change as users come and go. ``want``/``unwant`` only edit the wanted set (no await: they are called from
-the hub's presence listener); a sender task then sends the difference between wanted and asked. A user who
+the local sessions' presence listener); a sender task then sends the difference between wanted and asked. A user who
 connects and disconnects within one loop turn costs nothing, and commands go out in order on the one connection.
 
 ``confirm`` answers "has Redis processed every SUBSCRIBE sent so far?" by counting the confirmations Redis sends

@@ -1,8 +1,13 @@
-"""Interfaces the core is written against. Implementations live at the edge (gateway, cluster)."""
+"""Interfaces the core is written against. Implementations live at the edge (gateway, cluster).
+
+The core and the cluster bus see this node's connections only through these ports: the gateway's hub implements
+:class:`LocalSessions` and the composition root (:mod:`pica.app`) hands it to the services and to the cluster, so
+neither imports :mod:`pica.gateway` (``tests/test_layers.py`` keeps it so).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from pica.protocol.outbound import OutboundFrame
@@ -23,6 +28,28 @@ class Delivery(Protocol):
 
     def is_online(self, user_id: int) -> bool:
         """Whether the user has a device connected to this node (the cluster-wide answer is ``Presence.online``)."""
+
+
+PresenceListener = Callable[[int, bool], None]
+"""``listener(user_id, online)``: the user's first device came online, or their last device went away."""
+
+
+class LocalSessions(Delivery, Protocol):
+    """The devices connected to this node (the gateway's hub): a :class:`Delivery` that reaches them alone, and what
+    the cluster bus needs to know of them. The cluster wraps it: its own ``Delivery`` serves these devices through
+    it, then publishes for the other nodes, and frames received from the bus are handed to it."""
+
+    @property
+    def connection_count(self) -> int:
+        """Open connections on this node, authenticated or not (advertised to dispatch)."""
+
+    @property
+    def online_users(self) -> int:
+        """Users with at least one authenticated device on this node."""
+
+    def add_presence_listener(self, listener: PresenceListener) -> None:
+        """Call ``listener(user_id, online)`` when a user's first device on this node registers or their last one
+        leaves."""
 
 
 class Presence(Protocol):

@@ -1,7 +1,11 @@
 """This node's registry of connections: who is connected here, and local delivery to them.
 
-It implements :class:`pica.core.ports.Delivery` for a single node. The cluster's delivery wraps it and adds the
+It implements :class:`pica.core.ports.LocalSessions` (and so :class:`~pica.core.ports.Delivery`) and
+:class:`~pica.core.ports.Presence` for a single node. In cluster mode the cluster's delivery wraps it and adds the
 cross-node hop; the per-user online state it tracks is what presence and push build on.
+
+The hub knows a connection only as a :class:`ConnectionHandle` (what it and the composition root call on one), so it
+does not import :mod:`pica.gateway.connection`, which reaches the hub through its services.
 """
 
 from __future__ import annotations
@@ -9,31 +13,49 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from pica.core.ports import PresenceListener
+from pica.errors import PicaError
+from pica.protocol.close_codes import CloseCode
 from pica.protocol.outbound import OutboundFrame
-
-if TYPE_CHECKING:
-    from pica.gateway.connection import Connection
 
 log = logging.getLogger(__name__)
 
-PresenceListener = Callable[[int, bool], None]
+
+class ConnectionHandle(Protocol):
+    """A client connection as the hub and the composition root use it (:class:`pica.gateway.connection.Connection`
+    implements it)."""
+
+    @property
+    def user_id(self) -> int:
+        """0 until the connection is authenticated."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def push(self, frame: OutboundFrame) -> None: ...
+
+    def close(self, code: CloseCode, reason: str) -> None: ...
+
+    def fail(self, error: PicaError, code: CloseCode) -> None: ...
+
+    def check_timers(self, now: float, now_s: float) -> None: ...
 
 
 class Hub:
     def __init__(self) -> None:
-        self._by_user: dict[int, list[Connection]] = {}
-        self._all: set[Connection] = set()
+        self._by_user: dict[int, list[ConnectionHandle]] = {}
+        self._all: set[ConnectionHandle] = set()
         self._presence_listeners: list[PresenceListener] = []
 
     # ------------------------------------------------------------------------------------------ registry
 
-    def track(self, conn: Connection) -> None:
+    def track(self, conn: ConnectionHandle) -> None:
         """A new, not yet authenticated connection (for the auth-deadline sweep)."""
         self._all.add(conn)
 
-    def register(self, conn: Connection) -> None:
+    def register(self, conn: ConnectionHandle) -> None:
         """An authenticated connection."""
         self._all.add(conn)
         devices = self._by_user.get(conn.user_id)
@@ -43,7 +65,7 @@ class Hub:
         else:
             devices.append(conn)
 
-    def unregister(self, conn: Connection) -> None:
+    def unregister(self, conn: ConnectionHandle) -> None:
         self._all.discard(conn)
         devices = self._by_user.get(conn.user_id)
         if devices is None or conn not in devices:
@@ -93,7 +115,7 @@ class Hub:
     def online_users(self) -> int:
         return len(self._by_user)
 
-    def connections(self) -> list[Connection]:
+    def connections(self) -> list[ConnectionHandle]:
         return list(self._all)
 
     # ------------------------------------------------------------------------------------------ timers

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pica.config import Config, ConfigError
 from pica.store.base import Store
+from pica.store.schema import Progress
 
 
 def is_postgres(url: str) -> bool:
@@ -33,16 +34,17 @@ def build_store(config: Config) -> Store:
     return SqliteStore(sqlite_path(config), config.sqlite)
 
 
-async def migrate_store(config: Config) -> int:
-    """Bring the configured store's schema up to date; returns its version."""
+async def migrate_store(config: Config, report: Progress | None = None) -> int:
+    """Bring the configured store's schema up to date; returns its version. ``report`` is called after each
+    migration applied (for SQLite, from a worker thread)."""
     if is_postgres(config.store):
         from pica.store.postgres import migrate
 
-        return await migrate(config.store, config.postgres)
-    return await asyncio.to_thread(_migrate_sqlite, sqlite_path(config))
+        return await migrate(config.store, config.postgres, report)
+    return await asyncio.to_thread(_migrate_sqlite, sqlite_path(config), report)
 
 
-def _migrate_sqlite(path: Path) -> int:
+def _migrate_sqlite(path: Path, report: Progress | None) -> int:
     import sqlite3
 
     from pica.store.sqlite import migrate as migrate_sqlite
@@ -51,6 +53,6 @@ def _migrate_sqlite(path: Path) -> int:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
-        return migrate_sqlite(conn)
+        return migrate_sqlite(conn, report)
     finally:
         conn.close()

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import zlib
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from typing import Any, Final, TypeVar
 
 import asyncpg
@@ -37,6 +37,7 @@ from pica.store.base import (
     MessageRecord,
 )
 from pica.store.postgres_lanes import DISCONNECTS, RETRYABLE, Lane, LaneOp
+from pica.store.schema import POSTGRES, Applied, Migrations, Progress, bundled, plan
 from pica.store.sql_store import SqlStore
 from pica.store.txn import Txn
 
@@ -57,16 +58,8 @@ def _lock_key(schema: str) -> int:
     return (_LOCK_NAMESPACE << 32) | zlib.crc32(schema.encode())
 
 
-def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("pica.store").joinpath("migrations/postgresql")
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
-    return sorted(found)
-
-
-async def _apply_migrations(conn: Any, schema: str) -> int:
+async def _apply_migrations(conn: Any, schema: str, report: Progress | None, migrations: Migrations | None) -> int:
+    sequence = migrations or bundled()
     key = _lock_key(schema)
     name = quote_ident(schema)
     async with conn.transaction():
@@ -77,27 +70,48 @@ async def _apply_migrations(conn: Any, schema: str) -> int:
             f"CREATE TABLE IF NOT EXISTS {name}.schema_migrations"
             " (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
         )
+        # name and checksum came with the shared sequence; rows of earlier releases have neither (they are adopted).
+        await conn.execute(
+            f"ALTER TABLE {name}.schema_migrations ADD COLUMN IF NOT EXISTS name TEXT,"
+            " ADD COLUMN IF NOT EXISTS checksum TEXT"
+        )
     await conn.execute(f"SET search_path = {name}")
-    for version, sql in _migrations():
+    while True:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
-            if await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", version):
-                continue
-            log.info("applying postgresql migration", extra={"version": version, "schema": schema})
-            await conn.execute(sql)
-            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
-    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))
+            rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+            todo = plan(sequence, POSTGRES, [Applied(row["version"], row["checksum"]) for row in rows])
+            for step in todo.adopt:
+                await conn.execute("UPDATE schema_migrations SET name = $2, checksum = $3 WHERE version = $1",
+                                   step.version, step.name, step.checksum)
+            started = time.perf_counter()
+            if todo.pending:
+                step = todo.pending[0]
+                await conn.execute(step.sql)
+                await conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                                   step.version, step.name, step.checksum)
+        if not todo.pending:
+            return todo.version
+        elapsed = time.perf_counter() - started
+        if report is not None:
+            report(step, elapsed)
+        else:
+            log.info("applied postgresql migration", extra={"version": step.version, "migration": step.filename,
+                                                             "schema": schema, "seconds": round(elapsed, 3)})
 
 
-async def migrate(dsn: str, config: PostgresConfig) -> int:
-    """Create the schema if missing and apply pending migrations; returns the schema version. Safe to run from
-    several nodes at once. Raises StoreUnavailable when the database cannot be reached."""
+async def migrate(dsn: str, config: PostgresConfig, report: Progress | None = None,
+                  migrations: Migrations | None = None) -> int:
+    """Create the schema if missing and apply pending migrations (:mod:`pica.store.schema`), each in its own
+    transaction under an advisory lock and recorded with its checksum; returns the schema version. Safe to run from
+    several nodes at once. Raises StoreUnavailable when the database cannot be reached, MigrationError when the
+    database and the migration files do not fit together."""
     try:
         conn = await asyncpg.connect(dsn, timeout=config.connect_timeout)
     except (*DISCONNECTS, asyncpg.PostgresError) as exc:
         raise StoreUnavailable(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
     try:
-        return await _apply_migrations(conn, config.schema)
+        return await _apply_migrations(conn, config.schema, report, migrations)
     except DISCONNECTS as exc:
         raise StoreUnavailable(f"migration interrupted: {type(exc).__name__}: {exc}") from exc
     finally:

@@ -16,10 +16,10 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
@@ -35,6 +35,7 @@ from pica.store.base import (
     GroupAppend,
     MessageRecord,
 )
+from pica.store.schema import SQLITE, Applied, Migrations, Progress, bundled, legacy_sqlite_rows, plan
 from pica.store.sql_store import SqlStore
 from pica.store.txn import Txn
 
@@ -66,35 +67,52 @@ def _resolve_batch(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException 
         _resolve(future, result, error)
 
 
-def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("pica.store").joinpath("migrations/sqlite")
-    found = []
-    for entry in folder.iterdir():
-        name = entry.name
-        if name.endswith(".sql"):
-            found.append((int(name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
-    return sorted(found)
+_MIGRATIONS_TABLE: Final = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, checksum TEXT,"
+    " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+)
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply pending numbered migrations; returns the schema version. Versions are kept in PRAGMA user_version."""
-    (current,) = conn.execute("PRAGMA user_version").fetchone()
-    for version, sql in _migrations():
-        if version <= current:
-            continue
-        log.info("applying sqlite migration", extra={"version": version})
+def migrate(conn: sqlite3.Connection, report: Progress | None = None, migrations: Migrations | None = None) -> int:
+    """Apply pending migrations (:mod:`pica.store.schema`), each in its own transaction, recorded with its checksum
+    in schema_migrations (created when missing). A file of an earlier release, which kept only PRAGMA user_version,
+    is adopted: its versions are recorded with the files' checksums. user_version still follows the version.
+    Returns the schema version; raises MigrationError when the database and the files do not fit together."""
+    sequence = migrations or bundled()
+    while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in sql.split(";\n"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {int(version)}")
+            conn.execute(_MIGRATIONS_TABLE)
+            applied = [Applied(v, c) for v, c in conn.execute("SELECT version, checksum FROM schema_migrations")]
+            if not applied:
+                applied = legacy_sqlite_rows(int(conn.execute("PRAGMA user_version").fetchone()[0]))
+            todo = plan(sequence, SQLITE, applied)
+            for step in todo.adopt:
+                conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?) ON CONFLICT"
+                             " (version) DO UPDATE SET name = excluded.name, checksum = excluded.checksum",
+                             (step.version, step.name, step.checksum))
+            started = time.perf_counter()
+            if todo.pending:
+                step = todo.pending[0]
+                for statement in step.sql.split(";\n"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?)",
+                             (step.version, step.name, step.checksum))
+                conn.execute(f"PRAGMA user_version = {int(step.version)}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        current = version
-    return int(current)
+        if not todo.pending:
+            return todo.version
+        elapsed = time.perf_counter() - started
+        if report is not None:
+            report(step, elapsed)
+        else:
+            log.info("applied sqlite migration", extra={"version": step.version, "migration": step.filename,
+                                                         "seconds": round(elapsed, 3)})
 
 
 class SqliteStore(SqlStore):
