@@ -174,8 +174,9 @@ class SqliteStore(SqlStore):
         try:
             conn = self._connect(readonly=False)
             migrate(conn)
-        except BaseException as exc:  # report to open(), then stop
-            loop.call_soon_threadsafe(_resolve, ready, None, StoreUnavailable(f"cannot open database: {exc}"))
+        except BaseException as exc:  # report to open(), then stop; a MigrationError keeps its type and message
+            error = exc if isinstance(exc, PicaError) else StoreUnavailable(f"cannot open database: {exc}")
+            loop.call_soon_threadsafe(_resolve, ready, None, error)
             return
         loop.call_soon_threadsafe(_resolve, ready, None, None)
         max_batch = self.config.max_batch

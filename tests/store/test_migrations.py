@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pica.errors import MigrationError, StoreUnavailable
+from pica.errors import MigrationError
 from pica.store import postgres as pg
 from pica.store import sqlite as sq
 from pica.store.base import DirectAppend, GroupAppend, Store
@@ -251,8 +251,8 @@ async def test_sqlite_store_refuses_a_changed_migration(tmp_path: Path) -> None:
         conn.execute("UPDATE schema_migrations SET checksum = ? WHERE version = 2", ("0" * 64,))
     with pytest.raises(MigrationError, match=r"0002_groups_contacts\.sqlite\.sql"):
         sqlite_migrate(db)
-    store = SqliteStore(db)  # the writer thread reports it as a store that cannot open, message kept
-    with pytest.raises(StoreUnavailable, match=r"migration 0002_groups_contacts \(pica/store/migrations/"):
+    store = SqliteStore(db)  # the writer thread hands the refusal to open() as it is
+    with pytest.raises(MigrationError, match=r"migration 0002_groups_contacts \(pica/store/migrations/"):
         await store.open()
     await store.close()
 
