@@ -37,7 +37,7 @@ from pica.store.base import (
     MessageRecord,
 )
 from pica.store.postgres_lanes import DISCONNECTS, RETRYABLE, Lane, LaneOp
-from pica.store.schema import POSTGRES, Applied, Migrations, Progress, bundled, plan
+from pica.store.schema import POSTGRES, Applied, Migrations, Progress, announce, bundled, plan
 from pica.store.sql_store import SqlStore
 from pica.store.txn import Txn
 
@@ -92,12 +92,7 @@ async def _apply_migrations(conn: Any, schema: str, report: Progress | None, mig
                                    step.version, step.name, step.checksum)
         if not todo.pending:
             return todo.version
-        elapsed = time.perf_counter() - started
-        if report is not None:
-            report(step, elapsed)
-        else:
-            log.info("applied postgresql migration", extra={"version": step.version, "migration": step.filename,
-                                                             "schema": schema, "seconds": round(elapsed, 3)})
+        announce(report, step, time.perf_counter() - started, schema=schema)
 
 
 async def migrate(dsn: str, config: PostgresConfig, report: Progress | None = None,

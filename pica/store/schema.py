@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from importlib import resources
 from typing import Final
 
 from pica.errors import MigrationError
+
+log = logging.getLogger(__name__)
 
 SQLITE: Final = "sqlite"
 POSTGRES: Final = "postgres"
@@ -102,6 +105,15 @@ class Plan:
 Progress = Callable[[Migration, float], None]
 """Called after each migration a backend applied and committed, with the seconds it took; without one, the backend
 logs the migration instead."""
+
+
+def announce(report: Progress | None, step: Migration, seconds: float, **context: object) -> None:
+    """Tell ``report`` (``pica migrate``'s progress lines) that ``step`` was applied, or log it."""
+    if report is not None:
+        report(step, seconds)
+    else:
+        log.info("applied migration", extra={"dialect": step.dialect, "version": step.version,
+                                             "migration": step.filename, "seconds": round(seconds, 3), **context})
 
 
 def load(files: Iterable[tuple[str, bytes]]) -> Migrations:

@@ -35,7 +35,7 @@ from pica.store.base import (
     GroupAppend,
     MessageRecord,
 )
-from pica.store.schema import SQLITE, Applied, Migrations, Progress, bundled, legacy_sqlite_rows, plan
+from pica.store.schema import SQLITE, Applied, Migrations, Progress, announce, bundled, legacy_sqlite_rows, plan
 from pica.store.sql_store import SqlStore
 from pica.store.txn import Txn
 
@@ -107,12 +107,7 @@ def migrate(conn: sqlite3.Connection, report: Progress | None = None, migrations
             raise
         if not todo.pending:
             return todo.version
-        elapsed = time.perf_counter() - started
-        if report is not None:
-            report(step, elapsed)
-        else:
-            log.info("applied sqlite migration", extra={"version": step.version, "migration": step.filename,
-                                                         "seconds": round(elapsed, 3)})
+        announce(report, step, time.perf_counter() - started)
 
 
 class SqliteStore(SqlStore):
