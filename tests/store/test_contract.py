@@ -101,6 +101,33 @@ async def test_failed_operation_does_not_undo_its_batch(store: Store) -> None:
     assert await store.conversation_members("d:1:999") == []
 
 
+async def test_one_batch_answers_each_send_as_if_sent_alone(store: Store) -> None:
+    """Submitted together, these land in one batch transaction: a repeat inside the batch, a refusal between accepted
+    messages, and a conversation that both people start in the same batch."""
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    await store.set_blocked(carol, alice, True, 1)
+    first, repeat, blocked, bob_starts, alice_answers, after = await asyncio.gather(
+        store.append_direct(msg("d:1:2", alice, bob, "same", "one")),
+        store.append_direct(msg("d:1:2", alice, bob, "same", "two")),
+        store.append_direct(msg("d:1:3", alice, carol, "refused")),
+        store.append_direct(msg("d:2:3", bob, carol, "b1")),
+        store.append_direct(msg("d:1:2", alice, bob, "a2")),
+        store.append_direct(msg("d:2:3", bob, carol, "b2")),
+        return_exceptions=True,
+    )
+    assert isinstance(blocked, Forbidden)
+    assert (first.seq, first.duplicate) == (1, False)  # type: ignore[union-attr]
+    assert (repeat.seq, repeat.duplicate) == (1, True)  # type: ignore[union-attr]
+    assert (alice_answers.seq, bob_starts.seq, after.seq) == (2, 1, 2)  # type: ignore[union-attr]
+    page = await store.history(bob, "d:1:2", after=None, before=None, limit=10)
+    assert [(m.client_msg_id, m.body) for m in page.messages] == [("same", {"text": "one"}), ("a2", {"text": "hi"})]
+    assert await store.conversation_members("d:2:3") == [bob, carol]
+    assert await store.conversation_members("d:1:3") == []
+    listed = await store.list_conversations(bob, limit=10, before_ts=None)
+    (summary,) = [c for c in listed if c.conversation_id == "d:2:3"]
+    assert summary.read_seq == 2  # sending marks read, up to the sender's last message of the batch
+
+
 async def test_history_is_for_members_only(store: Store) -> None:
     alice, bob, eve = await users(store, "alice", "bob", "eve")
     await store.append_direct(msg("d:1:2", alice, bob, "a"))
