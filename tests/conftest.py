@@ -1,4 +1,7 @@
-"""Shared fixtures: a real Pica node on 127.0.0.1 with free ports and its own SQLite file per test."""
+"""Shared fixtures: a real Pica node on 127.0.0.1 with free ports and its own SQLite file per test.
+
+Every server the suite starts hashes passwords cheaply (see ``CHEAP_HASHING_ENV``), except in the tests about hashing.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +22,25 @@ import pytest
 
 from pica.app import PicaServer
 from pica.client import Login, PicaConnection, PicaHttp, PicaHttpError
-from pica.config import Config, LimitsConfig
+from pica.config import Config, LimitsConfig, load_config
 from pica.core.ports import SystemClock
 
 PASSWORD = "correct horse battery"
+
+CHEAP_HASHING_ENV = {
+    "PICA_AUTH_ARGON2_TIME_COST": "1",
+    "PICA_AUTH_ARGON2_MEMORY_KIB": "8",
+    "PICA_AUTH_ARGON2_PARALLELISM": "1",
+}
+"""Argon2id at its floor (1 pass over 8 KiB: about 0.03 ms a hash instead of 25 ms with the production parameters,
+which made registering users most of the suite's time). Put into this process's environment at start, so that every
+``pica`` subprocess (servers, admin commands, benchmark scripts) inherits it; in-process servers get ``TEST_AUTH``.
+A value already in the environment wins: ``PICA_AUTH_ARGON2_TIME_COST=2 PICA_AUTH_ARGON2_MEMORY_KIB=19456
+scripts/test`` runs the suite with production hashing. The tests about hashing (tests/core/test_passwords.py) set the
+production parameters themselves."""
+for _key, _value in CHEAP_HASHING_ENV.items():
+    os.environ.setdefault(_key, _value)
+TEST_AUTH = load_config(env={key: os.environ[key] for key in CHEAP_HASHING_ENV}).auth
 
 
 @dataclass
@@ -44,6 +62,7 @@ def make_config(tmp_path: Path, **limits: object) -> Config:
         tcp_port=0,
         data_dir=tmp_path / "data",
         limits=dataclasses.replace(LimitsConfig(), **limits),  # type: ignore[arg-type]
+        auth=TEST_AUTH,
     )
 
 
