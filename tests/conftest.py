@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,6 +168,25 @@ def server_process_factory(tmp_path: Path) -> Iterator[list[ServerProcess]]:
         if sp.proc.poll() is None:
             sp.proc.kill()
             sp.proc.wait(10)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outside pytest-timeout's wrapper: waiting is not the test's time
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """One ``slow`` test at a time. ``scripts/test`` runs the suite on 2 pytest-xdist workers; a worker that reaches a
+    test marked ``slow`` (load, kill -9, fault stories, benchmark smoke runs) while the other worker runs one waits for
+    it, on a lock file in the run's temporary directory, so that two such tests never share the machine's 2 cores.
+    Every other test runs beside anything. (pytest-xdist's ``xdist_group`` would be the usual tool, but with pytest
+    9.2 ``--dist loadgroup`` silently stops grouping: pytest-xdist issue #1386.)"""
+    workerinput: dict[str, Any] | None = getattr(item.config, "workerinput", None)
+    if workerinput is None or item.get_closest_marker("slow") is None:
+        return (yield)
+    basetemp = item.config.option.basetemp  # <the run's temporary directory>/popen-gwN on an xdist worker
+    where = Path(basetemp).parent if basetemp else Path(tempfile.gettempdir())
+    with open(where / f"slow-tests-{workerinput['testrunuid']}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        return (yield)
+
+
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], object]]:
