@@ -73,11 +73,13 @@ class AuthConfig:
     token_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     """The one algorithm accepted for tokens (pinned; never taken from the token's header)."""
     argon2_time_cost: int = 2
-    """Argon2id iterations (OWASP minimum: 2)."""
+    """Argon2id iterations (OWASP minimum: 2). Argon2 itself accepts 1 and up; the test suite uses 1 (cheap hashes
+    for tests that are not about hashing), which is no setting for a real deployment."""
     argon2_memory_kib: int = 19_456
-    """Argon2id memory in KiB (OWASP minimum: 19 MiB)."""
+    """Argon2id memory in KiB (OWASP minimum: 19 MiB). Argon2 itself accepts 8 KiB per lane and up; the test suite
+    uses 8, which is no setting for a real deployment."""
     argon2_parallelism: int = 1
-    """Argon2id lanes."""
+    """Argon2id lanes (at least 1)."""
     hash_concurrency: int = 2
     """Password hashes computed at once; more logins wait, so that a login burst cannot exhaust memory."""
     min_password_length: int = 8
@@ -358,5 +360,15 @@ def _validate(obj: Any, section: str) -> None:
                 raise ConfigError(f"postgres.{name}: must be at least 1")
     if isinstance(obj, RedisConfig) and obj.node_ttl <= obj.heartbeat_interval:
         raise ConfigError("redis.node_ttl: must be longer than redis.heartbeat_interval")
-    if isinstance(obj, AuthConfig) and obj.hash_concurrency < 1:
-        raise ConfigError("auth.hash_concurrency: must be at least 1")
+    if isinstance(obj, AuthConfig):
+        if obj.hash_concurrency < 1:
+            raise ConfigError("auth.hash_concurrency: must be at least 1")
+        # Argon2's own floors (RFC 9106), checked here so that a bad value names its key instead of failing the
+        # first hash at start-up.
+        if obj.argon2_time_cost < 1:
+            raise ConfigError("auth.argon2_time_cost: must be at least 1")
+        if obj.argon2_parallelism < 1:
+            raise ConfigError("auth.argon2_parallelism: must be at least 1")
+        if obj.argon2_memory_kib < 8 * obj.argon2_parallelism:
+            raise ConfigError(f"auth.argon2_memory_kib: must be at least 8 per lane (auth.argon2_parallelism), "
+                              f"here {8 * obj.argon2_parallelism}")

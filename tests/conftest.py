@@ -1,16 +1,21 @@
-"""Shared fixtures: a real Pica node on 127.0.0.1 with free ports and its own SQLite file per test."""
+"""Shared fixtures: a real Pica node on 127.0.0.1 with free ports and its own SQLite file per test.
+
+Every server the suite starts hashes passwords cheaply (see ``CHEAP_HASHING_ENV``), except in the tests about hashing.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +24,25 @@ import pytest
 
 from pica.app import PicaServer
 from pica.client import Login, PicaConnection, PicaHttp, PicaHttpError
-from pica.config import Config, LimitsConfig
+from pica.config import Config, LimitsConfig, load_config
 from pica.core.ports import SystemClock
 
 PASSWORD = "correct horse battery"
+
+CHEAP_HASHING_ENV = {
+    "PICA_AUTH_ARGON2_TIME_COST": "1",
+    "PICA_AUTH_ARGON2_MEMORY_KIB": "8",
+    "PICA_AUTH_ARGON2_PARALLELISM": "1",
+}
+"""Argon2id at its floor (1 pass over 8 KiB: about 0.03 ms a hash instead of 25 ms with the production parameters,
+which made registering users most of the suite's time). Put into this process's environment at start, so that every
+``pica`` subprocess (servers, admin commands, benchmark scripts) inherits it; in-process servers get ``TEST_AUTH``.
+A value already in the environment wins: ``PICA_AUTH_ARGON2_TIME_COST=2 PICA_AUTH_ARGON2_MEMORY_KIB=19456
+scripts/test`` runs the suite with production hashing. The tests about hashing (tests/core/test_passwords.py) set the
+production parameters themselves."""
+for _key, _value in CHEAP_HASHING_ENV.items():
+    os.environ.setdefault(_key, _value)
+TEST_AUTH = load_config(env={key: os.environ[key] for key in CHEAP_HASHING_ENV}).auth
 
 
 @dataclass
@@ -44,6 +64,7 @@ def make_config(tmp_path: Path, **limits: object) -> Config:
         tcp_port=0,
         data_dir=tmp_path / "data",
         limits=dataclasses.replace(LimitsConfig(), **limits),  # type: ignore[arg-type]
+        auth=TEST_AUTH,
     )
 
 
@@ -147,6 +168,25 @@ def server_process_factory(tmp_path: Path) -> Iterator[list[ServerProcess]]:
         if sp.proc.poll() is None:
             sp.proc.kill()
             sp.proc.wait(10)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outside pytest-timeout's wrapper: waiting is not the test's time
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """One ``slow`` test at a time. ``scripts/test`` runs the suite on 2 pytest-xdist workers; a worker that reaches a
+    test marked ``slow`` (load, kill -9, fault stories, benchmark smoke runs) while the other worker runs one waits for
+    it, on a lock file in the run's temporary directory, so that two such tests never share the machine's 2 cores.
+    Every other test runs beside anything. (pytest-xdist's ``xdist_group`` would be the usual tool, but with pytest
+    9.2 ``--dist loadgroup`` silently stops grouping: pytest-xdist issue #1386.)"""
+    workerinput: dict[str, Any] | None = getattr(item.config, "workerinput", None)
+    if workerinput is None or item.get_closest_marker("slow") is None:
+        return (yield)
+    basetemp = item.config.option.basetemp  # <the run's temporary directory>/popen-gwN on an xdist worker
+    where = Path(basetemp).parent if basetemp else Path(tempfile.gettempdir())
+    with open(where / f"slow-tests-{workerinput['testrunuid']}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        return (yield)
+
+
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], object]]:

@@ -115,8 +115,8 @@ def imports_of(source: str, name: str, is_package: bool, known: set[str] | dict[
                 candidate = f"{base}.{alias.name}"
                 found.append(Import(name, candidate if candidate in known else base, node.lineno, type_checking))
             return
-        for child in ast.iter_child_nodes(node):
-            visit(child, type_checking)
+        for inner in ast.iter_child_nodes(node):
+            visit(inner, type_checking)
 
     visit(ast.parse(source), False)
     return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import aiohttp
 import pytest
@@ -64,7 +65,7 @@ async def test_errors_are_json_with_codes(node: Node) -> None:
     alice, bob = await new_user(node.url), await new_user(node.url)
     outsider = await new_user(node.url)
     auth = {"Authorization": f"Bearer {alice.token}"}
-    cases = [
+    cases: list[tuple[str, str, dict[str, Any], int, str]] = [
         ("POST", "/v1/messages", {"json": {"to": bob.user_id, "client_msg_id": "x", "body": {"text": "t"}}}, 401,
          "unauthenticated"),
         ("POST", "/v1/messages", {"headers": {"Authorization": "Bearer nonsense"}, "json": {}}, 401, "invalid_token"),

@@ -16,7 +16,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 RUN_TIMEOUT = 45.0
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 def run_quick(script: str, json_path: Path) -> subprocess.CompletedProcess[str]:

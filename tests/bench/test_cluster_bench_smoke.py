@@ -12,7 +12,7 @@ import pytest
 
 from tests.bench.test_bench_smoke import BENCH, assert_ok
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def services_reachable() -> str | None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 import pexpect
 import pytest
@@ -63,6 +64,7 @@ def restart(server_process_factory: list[ServerProcess]) -> Callable[[ServerProc
 def chat(tmp_path: Path) -> Iterator[Callable[..., Chat]]:
     """``chat(url, username, *extra_args)``: a running ``pica chat`` in a pseudo-terminal, logged in and ready."""
     spawned: list[Chat] = []
+    logs: list[TextIO] = []
 
     def start(url: str, username: str, *extra: str, password: str = PASSWORD, prompted: bool = False,
               ready: bool = True) -> Chat:
@@ -71,7 +73,9 @@ def chat(tmp_path: Path) -> Iterator[Callable[..., Chat]]:
             env["PICA_PASSWORD"] = password
         child = pexpect.spawn(sys.executable, ["-m", "pica", "chat", "--url", url, "--username", username, *extra],
                               env=env, encoding="utf-8", timeout=TIMEOUT, dimensions=(50, 200))
-        child.logfile_read = open(tmp_path / f"chat-{username}-{len(spawned)}.log", "w")  # noqa: SIM115
+        log = open(tmp_path / f"chat-{username}-{len(spawned)}.log", "w")  # noqa: SIM115
+        logs.append(log)
+        child.logfile_read = log
         spawned.append(child)
         if prompted:
             child.expect_exact(f"password for {username}: ")
@@ -84,4 +88,5 @@ def chat(tmp_path: Path) -> Iterator[Callable[..., Chat]]:
     for child in spawned:
         if child.isalive():
             child.terminate(force=True)
-        child.logfile_read.close()
+    for log in logs:
+        log.close()

@@ -66,8 +66,7 @@ async def test_user_create_list_ban(server: ServerProcess) -> None:
         assert refused.value.code == "invalid_credentials"
     for transport in ("ws", "tcp"):  # ... and at connect,
         with pytest.raises(ServerClosed) as closed:
-            await PicaConnection.open(server.url, login.token, transport=transport,  # type: ignore[arg-type]
-                                      tcp_port=server.tcp_port)
+            await PicaConnection.open(server.url, login.token, transport=transport, tcp_port=server.tcp_port)
         assert closed.value.code == CloseCode.AUTH_FAILED and "banned" in closed.value.reason
     # ... and the connection opened before the ban is closed by the server's sweep.
     async with asyncio.timeout(15):

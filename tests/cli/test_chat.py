@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -81,7 +82,7 @@ def test_more_pages_back_through_history(server: ServerProcess, chat: Callable[.
     dave.expect_exact("── carol ──")
     dave.expect_exact("#30 ")
     dave.expect_exact("(older messages: /more)")
-    assert "#10 " not in dave.before
+    assert "#10 " not in (dave.before or "")
     dave.sendline("/more")
     dave.expect_exact("── older messages of [carol] ──")
     dave.expect(r"#1 \d\d:\d\d carol: message 1\r?\n")
@@ -135,6 +136,7 @@ def test_groups_in_chat(server: ServerProcess, chat: Callable[..., Chat]) -> Non
     hank.expect_exact("[gina] gina: hi hank")
     gina.sendline("/group book club hank")
     gina.expect(r"created group #(\d+) book club \(2 members\)")
+    assert isinstance(gina.match, re.Match)
     group_id = gina.match.group(1)
     gina.expect_exact(f"[#{group_id} book club]> ")
     hank.expect_exact(f'[#{group_id} book club] * gina created the group "book club" with gina, hank')

@@ -44,14 +44,13 @@ SHARED_PG = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{PG_DATABASE}"
 SHARED_REDIS = f"redis://127.0.0.1:{REDIS_PORT}/0"
 
 # Node settings for tests: a dead node leaves the registry within 2 s; small pools, since the shared PostgreSQL
-# (max_connections 100) serves several engineers' tests at once; cheap password hashes (test speed, not security).
+# (max_connections 100) serves several engineers' tests at once. Cheap password hashes come with the environment
+# (CHEAP_HASHING_ENV in tests/conftest.py).
 TEST_NODE_ENV = {
     "PICA_REDIS_HEARTBEAT_INTERVAL": "0.5",
     "PICA_REDIS_NODE_TTL": "2.0",
     "PICA_POSTGRES_POOL_SIZE": "3",
     "PICA_POSTGRES_WRITE_LANES": "2",
-    "PICA_AUTH_ARGON2_TIME_COST": "1",
-    "PICA_AUTH_ARGON2_MEMORY_KIB": "1024",
     "PICA_AUTH_HASH_CONCURRENCY": "2",
     "PICA_LOG_LEVEL": "INFO",
 }

@@ -65,7 +65,7 @@ class Device:
     def seqs(self) -> list[int]:
         return [frame.seq for frame in self.frames if isinstance(frame, f.Msg)]
 
-    def typists(self) -> list[int]:
+    def typists(self) -> list[int | None]:
         return [frame.user_id for frame in self.frames if isinstance(frame, f.Typing)]
 
 
@@ -195,7 +195,11 @@ async def nodes(url: str, config: RedisConfig, count: int, store: MemberTable | 
             node.resyncs += 1
 
         node.cluster.on_resync = on_resync
-        node.cluster.set_presence_listener(lambda user_id, online, n=node: n.transitions.append((user_id, online)))
+
+        def on_presence(user_id: int, online: bool, node: Node = node) -> None:
+            node.transitions.append((user_id, online))
+
+        node.cluster.set_presence_listener(on_presence)
         made.append(node)
     try:
         if start:

@@ -49,6 +49,10 @@ class Member(asyncio.Protocol):
         self.other: list[Any] = []
         self.lost = False
 
+    def factory(self) -> Member:
+        """The protocol factory for ``loop.create_connection``: this member itself."""
+        return self
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
         self._write(f.Auth(token=self._token))
@@ -153,7 +157,7 @@ async def _run(server: ServerProcess, user_ids: list[int], tokens: list[str],
             for start in range(0, len(tokens), BATCH):
                 batch = [Member(token, all_done, pending, MESSAGES + 1) for token in tokens[start:start + BATCH]]
                 members.extend(batch)
-                await asyncio.gather(*(loop.create_connection(lambda m=m: m, "127.0.0.1", server.tcp_port)
+                await asyncio.gather(*(loop.create_connection(m.factory, "127.0.0.1", server.tcp_port)
                                        for m in batch))
                 readies = await asyncio.gather(*(m.ready for m in batch))
                 assert [r.user_id for r in readies] == user_ids[start:start + BATCH]

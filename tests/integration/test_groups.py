@@ -628,10 +628,11 @@ async def test_group_list_details_and_members(node: Node) -> None:
     listed = (await ok(node, bob, "GET", f"/v1/groups/{second['group_id']}/members"))["members"]
     usernames = [m.pop("username") for m in listed]  # each member's handle (tests/api checks it matches the user)
     assert all(isinstance(name, str) and name.startswith("u") for name in usernames)
-    assert listed == sorted([
+    expected: list[dict[str, Any]] = [
         {"user_id": bob.user_id, "role": "owner", "muted": False, "joined_seq": 0},
         {"user_id": carol.user_id, "role": "member", "muted": False, "joined_seq": 0},
-    ], key=lambda m: m["user_id"])
+    ]
+    assert listed == sorted(expected, key=lambda m: m["user_id"])
 
 
 async def test_create_group_rejects_bad_input(node: Node) -> None:
