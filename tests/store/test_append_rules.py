@@ -17,6 +17,7 @@ from pica.store.append_rules import (
     BLOCKED_MESSAGE,
     MUTED_MESSAGE,
     NOT_A_MEMBER_MESSAGE,
+    Append,
     GroupSender,
     Original,
     Recipient,
@@ -47,7 +48,7 @@ def test_a_new_conversation_starts_at_one_and_both_people_become_members() -> No
 
 
 def test_seqs_follow_request_order_per_conversation() -> None:
-    requests = [direct(1, 2, "a"), group(1, "b"), direct(1, 2, "c"), group(3, "d")]
+    requests: list[Append] = [direct(1, 2, "a"), group(1, "b"), direct(1, 2, "c"), group(3, "d")]
     plan = plan_appends(requests, [None] * 4, last_seqs={"d:1:2": 7, "g:1": 40}, originals={},
                         recipients={(2, 1): OPEN}, group_senders={("g:1", 1): MEMBER, ("g:1", 3): MEMBER})
     assert [(o.conversation_id, o.seq) for o in plan.outcomes if isinstance(o, AppendResult)] == [
@@ -70,7 +71,7 @@ def test_a_repeated_client_id_gets_its_original_whether_stored_before_or_earlier
 
 
 def test_refusals_take_no_seq_and_leave_the_others_alone() -> None:
-    requests = [direct(1, 2, "blocked"), direct(1, 99, "nobody"), group(5, "outsider"), group(6, "muted"),
+    requests: list[Append] = [direct(1, 2, "blocked"), direct(1, 99, "nobody"), group(5, "outsider"), group(6, "muted"),
                 direct(1, 3, "fine")]
     muted = GroupSender("member", muted=False, muted_all=True, dissolved=False, members_version=1)
     plan = plan_appends(
