@@ -61,8 +61,8 @@ def message_row(row: Sequence[Any]) -> MessageRecord:
 def append_batch(requests: Sequence[Append], searches: Sequence[str | None]) -> Txn[list[Outcome]]:
     """Messages from clients, as many as the writer has waiting: one read per kind of fact for the whole batch, the
     plan, then one write per table. ``searches``: each message's search value as the dialect indexes it."""
-    conversations = sorted({r.conversation_id for r in requests})
-    last_seqs: dict[str, int] = {row[0]: row[1] for row in (yield Read("lock_conversations", (conversations,)))}
+    # Facts that need no lock first (a client id committed meanwhile by another node is caught by the insert), so
+    # that the conversations' row locks are held for as few round trips as possible: lock, store, commit.
     keys = sorted({(r.sender, r.client_msg_id) for r in requests})
     originals = {
         (row[0], row[1]): Original(row[2], row[3], row[4])
@@ -73,6 +73,10 @@ def append_batch(requests: Sequence[Append], searches: Sequence[str | None]) -> 
     if pairs:
         rows = yield Read("recipient_facts", ([p[0] for p in pairs], [p[1] for p in pairs]))
         recipients = {(row[0], row[1]): Recipient(bool(row[2]), bool(row[3])) for row in rows}
+    conversations = sorted({r.conversation_id for r in requests})
+    last_seqs: dict[str, int] = {row[0]: row[1] for row in (yield Read("lock_conversations", (conversations,)))}
+    # Group members after the lock: a group change holds the same lock, so this sees the membership the messages
+    # are committed under.
     group_senders: dict[tuple[str, int], GroupSender] = {}
     speakers = sorted({(r.conversation_id, r.sender) for r in requests if isinstance(r, GroupAppend)})
     if speakers:
@@ -95,20 +99,17 @@ def append_batch(requests: Sequence[Append], searches: Sequence[str | None]) -> 
             decided = plan()
     if not decided.messages:
         return decided.outcomes
-    yield Write("advance_conversations", _columns([(c, seq, ts) for c, (seq, ts) in decided.last.items()], 3))
-    inserted = yield Write("insert_messages", _columns(
-        [(r.conversation_id, seq, r.sender, r.client_msg_id, r.ts, r.body_json, search)
-         for r, seq, search in decided.messages], 7))
-    if inserted != len(decided.messages):
+    rows = yield Read("store_messages", (
+        *_columns([(c, seq, ts) for c, (seq, ts) in decided.last.items()], 3),
+        *_columns([(r.conversation_id, seq, r.sender, r.client_msg_id, r.ts, r.body_json, search)
+                   for r, seq, search in decided.messages], 7),
+        *_columns([(c, u, decided.read.get((c, u), 0)) for c, u in decided.new_members], 3),
+        *_columns([(c, u, seq) for (c, u), seq in decided.read.items()], 3),
+    ))
+    if rows[0][0] != len(decided.messages):
         # A concurrent transaction (another node or lane) committed one of these client ids while we waited on its
         # index entry: run again, and the new attempt reads it as an original.
         raise Retry()
-    searchable = [(search, r.conversation_id, seq) for r, seq, search in decided.messages if search]
-    if searchable:
-        yield Write("index_search", _columns(searchable, 3))
-    if decided.new_members:
-        yield Write("insert_members", _columns(decided.new_members, 2))
-    yield Write("mark_sender_read", _columns([(c, u, seq) for (c, u), seq in decided.read.items()], 3))
     return decided.outcomes
 
 
@@ -318,6 +319,27 @@ def _sqlite_after_each(conn: Any, args: tuple[Any, ...]) -> list[Any]:
     return rows
 
 
+def _sqlite_store_messages(conn: Any, args: tuple[Any, ...]) -> list[Any]:
+    """``store_messages`` on SQLite: one executemany per table (PostgreSQL does it in one statement)."""
+    conn.executemany(SQLITE["advance_conversations"].sql, zip(*args[0:3], strict=True))
+    inserted = conn.executemany(_SQLITE_INSERT_MESSAGE, zip(*args[3:9], strict=True)).rowcount
+    conn.executemany(SQLITE["index_search"].sql,
+                     [(text, c, seq) for c, seq, text in zip(args[3], args[4], args[9], strict=True) if text])
+    conn.executemany(_SQLITE_INSERT_MEMBER, zip(*args[10:13], strict=True))
+    conn.executemany(SQLITE["mark_sender_read"].sql, zip(*args[13:16], strict=True))
+    return [(inserted,)]
+
+
+_SQLITE_INSERT_MESSAGE: Final = (
+    "INSERT INTO messages (conversation_id, seq, sender, client_msg_id, ts, body)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, CAST(?6 AS TEXT))"
+)
+_SQLITE_INSERT_MEMBER: Final = (
+    "INSERT INTO members (conversation_id, user_id, read_seq, delivered_seq) VALUES (?1, ?2, ?3, ?3)"
+    " ON CONFLICT DO NOTHING"
+)
+
+
 SQLITE: Final[Dialect] = {
     # The writer thread holds the database's write lock for the whole transaction: reading is locking.
     "lock_conversations": Statement(
@@ -355,11 +377,8 @@ SQLITE: Final[Dialect] = {
     "advance_conversations": Statement(
         "UPDATE conversations SET last_seq = ?2, last_ts = ?3 WHERE conversation_id = ?1"
     ),
-    "insert_messages": Statement(
-        "INSERT INTO messages (conversation_id, seq, sender, client_msg_id, ts, body)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, CAST(?6 AS TEXT))",
-        pick=(0, 1, 2, 3, 4, 5),
-    ),
+    "insert_messages": Statement(_SQLITE_INSERT_MESSAGE, pick=(0, 1, 2, 3, 4, 5)),
+    "store_messages": Statement(None, run=lambda conn, args: _sqlite_store_messages(conn, args)),
     "index_search": Statement("INSERT INTO messages_fts (text, conversation_id, seq) VALUES (?1, ?2, ?3)"),
     "unindex_search": Statement("DELETE FROM messages_fts WHERE conversation_id = ?1 AND seq = ?2"),
     "insert_members": Statement(
@@ -491,6 +510,26 @@ POSTGRES: Final[Dialect] = {
     ),
     # A client id committed meanwhile by another transaction is skipped (ON CONFLICT waits for that transaction);
     # the batch sees fewer rows inserted than planned and runs again.
+    # A batch's writes in one statement (one round trip while the conversations' locks are held). The statements of
+    # one WITH see one snapshot: a member row inserted here is invisible to the UPDATE beside it, so new members
+    # carry their read cursor in the insert.
+    "store_messages": Statement(
+        "WITH advanced AS (UPDATE conversations c SET last_seq = k.seq, last_ts = k.ts"
+        " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS k(conversation_id, seq, ts)"
+        " WHERE c.conversation_id = k.conversation_id),"
+        " inserted AS (INSERT INTO messages (conversation_id, seq, sender, client_msg_id, ts, body, search)"
+        " SELECT k.c, k.s, k.u, k.m, k.t, k.b, k.f::tsvector"
+        " FROM unnest($4::text[], $5::bigint[], $6::bigint[], $7::text[], $8::bigint[], $9::bytea[], $10::text[])"
+        " AS k(c, s, u, m, t, b, f) ON CONFLICT (sender, client_msg_id) DO NOTHING RETURNING 1),"
+        " joined AS (INSERT INTO members (conversation_id, user_id, read_seq, delivered_seq)"
+        " SELECT k.c, k.u, k.s, k.s FROM unnest($11::text[], $12::bigint[], $13::bigint[]) AS k(c, u, s)"
+        " ON CONFLICT DO NOTHING),"
+        " marked AS (UPDATE members m SET read_seq = greatest(m.read_seq, k.seq),"
+        " delivered_seq = greatest(m.delivered_seq, k.seq)"
+        " FROM unnest($14::text[], $15::bigint[], $16::bigint[]) AS k(conversation_id, user_id, seq)"
+        " WHERE m.conversation_id = k.conversation_id AND m.user_id = k.user_id)"
+        " SELECT count(*) FROM inserted"
+    ),
     "insert_messages": Statement(
         "INSERT INTO messages (conversation_id, seq, sender, client_msg_id, ts, body, search)"
         " SELECT k.c, k.s, k.u, k.m, k.t, k.b, k.f::tsvector"
