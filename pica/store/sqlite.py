@@ -175,17 +175,22 @@ class SqliteStore(SqlStore):
             return
         loop.call_soon_threadsafe(_resolve, ready, None, None)
         max_batch = self.config.max_batch
+        delay = self.config.commit_delay_ms / 1000
         get = self._queue.get
-        get_nowait = self._queue.get_nowait
+        last_commit = 0.0
         stopping = False
         while not stopping:
             first = get()
             if first is None:
                 break
             waiting: list[_WriteOp[Any]] = first
+            # Under steady traffic (the last commit ended less than `delay` ago) wait up to `delay` for more
+            # operations: one fsync then serves several loop turns' worth. After a pause, commit at once.
+            now = time.monotonic()
+            deadline = now + delay if now - last_commit < delay else now
             while len(waiting) < max_batch:
                 try:
-                    more = get_nowait()
+                    more = get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if more is None:
@@ -196,6 +201,7 @@ class SqliteStore(SqlStore):
                 outcomes = self._run_batch(conn, waiting[start : start + max_batch])
                 with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
                     loop.call_soon_threadsafe(_resolve_batch, outcomes)
+            last_commit = time.monotonic()
         conn.close()
 
     def _run_batch(

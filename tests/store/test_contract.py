@@ -794,3 +794,20 @@ async def test_presence_is_for_contacts_and_peers_minus_blocks(store: Store) -> 
     assert await store.presence_audience(alice) == [bob]
     assert await store.presence_of(carol, [alice]) == []  # alice blocked carol: carol cannot see her
     assert await store.presence_of(alice, [carol]) == [PresenceRecord(carol, 300)]
+
+
+async def test_sqlite_commit_delay_still_commits_everything_in_order_and_closes(tmp_path: Path) -> None:
+    """With a commit delay the writer waits for more work under steady traffic; sends spread over many loop turns
+    are all committed, in order, and close() does not wait on the delay."""
+    store = SqliteStore(tmp_path / "pica.db", SqliteConfig(commit_delay_ms=20))
+    await store.open()
+    alice, bob = await users(store, "alice", "bob")
+    pending = []
+    for i in range(200):
+        pending.append(store.append_direct(msg("d:1:2", alice, bob, f"m{i}")))
+        await asyncio.sleep(0)  # one send per loop turn: steady traffic, each a separate hand-off
+    results = await asyncio.gather(*pending)
+    assert [r.seq for r in results] == list(range(1, 201))
+    late = store.append_direct(msg("d:1:2", alice, bob, "last"))
+    await asyncio.wait_for(store.close(), 5)
+    assert (await late).seq == 201
