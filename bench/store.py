@@ -12,6 +12,11 @@ event loop and, for SQLite, the writer thread) per message; PostgreSQL's own CPU
     .venv/bin/python bench/store.py --backend postgres                     # 4 lanes, batch 256
     .venv/bin/python bench/store.py --backend postgres --lanes 8 --max-batch 512
     .venv/bin/python bench/store.py --quick                                # smoke run of both
+    .venv/bin/python bench/store.py --backend sqlite --procs 2             # two writer processes, one file
+
+``--procs N`` (SQLite): N processes, each with its own store on the same file, append to the same conversations at
+once (as SO_REUSEPORT workers writing one database would); the row gives their total rate and CPU, after checking
+that every conversation's seqs are gap-free and every message is stored once.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -61,6 +68,59 @@ async def run(store: Store, messages: int, conversations: int) -> dict[str, Any]
             "msgs_per_s": round(messages / elapsed), "cpu_us_per_msg": round(cpu / messages * 1e6, 1)}
 
 
+def _writer_process(path: str, index: int, messages: int, conversations: int, users: list[int],
+                    start: Any, results: Any) -> None:
+    async def main() -> None:
+        store = SqliteStore(Path(path))
+        await store.open()
+        hub, peers = users[0], users[1:]
+        body = json.dumps({"text": "the quick brown fox jumps over the lazy dog"}).encode()
+        requests = [
+            DirectAppend(f"d:{hub}:{peers[i % conversations]}", hub, peers[i % conversations], f"p{index}-m{i}", body,
+                         i, "the quick brown fox jumps over the lazy dog")
+            for i in range(messages)
+        ]
+        start.wait()
+        began, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(store.append_direct(r) for r in requests))
+        results.put((time.perf_counter() - began, time.process_time() - cpu))
+        await store.close()
+
+    asyncio.run(main())
+
+
+async def run_processes(procs: int, messages: int, conversations: int) -> dict[str, Any]:
+    """``procs`` writer processes appending to one SQLite file at once."""
+    with tempfile.TemporaryDirectory(prefix="pica-bench-") as folder:
+        path = Path(folder) / "pica.db"
+        seed = SqliteStore(path)
+        await seed.open()
+        users = [await seed.create_user(f"u{i}", "x", 0) for i in range(conversations + 1)]
+        await seed.close()
+        context = multiprocessing.get_context("spawn")
+        start, results = context.Event(), context.Queue()
+        workers = [context.Process(target=_writer_process,
+                                   args=(str(path), i, messages, conversations, users, start, results))
+                   for i in range(procs)]
+        for worker in workers:
+            worker.start()
+        await asyncio.sleep(2)  # every process opened its store
+        began = time.perf_counter()
+        start.set()
+        outcomes = [await asyncio.to_thread(results.get, True, 120) for _ in workers]
+        elapsed = time.perf_counter() - began
+        for worker in workers:
+            worker.join()
+        with sqlite3.connect(path) as conn:
+            stored = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+            gaps = conn.execute("SELECT count(*) FROM (SELECT conversation_id, count(*) AS n, max(seq) AS top"
+                                " FROM messages GROUP BY conversation_id) WHERE n != top").fetchone()[0]
+    total = procs * messages
+    assert stored == total and gaps == 0, (stored, total, gaps)
+    return {"messages": total, "conversations": conversations, "seconds": round(elapsed, 3),
+            "msgs_per_s": round(total / elapsed), "cpu_us_per_msg": round(sum(c for _, c in outcomes) / total * 1e6, 1)}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--backend", choices=["sqlite", "postgres"], action="append",
@@ -71,6 +131,7 @@ async def main() -> None:
     parser.add_argument("--lanes", type=int, default=PostgresConfig().write_lanes)
     parser.add_argument("--max-batch", type=int, help="default: the backend's own default")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--procs", type=int, default=1, help="SQLite: writer processes sharing one file")
     parser.add_argument("--quick", action="store_true", help="a small run (CI smoke test)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -80,6 +141,11 @@ async def main() -> None:
     rows = []
     for backend in args.backend or ["sqlite", "postgres"]:
         for _ in range(args.runs):
+            if backend == "sqlite" and args.procs > 1:
+                row = await run_processes(args.procs, args.messages, args.conversations)
+                rows.append({"backend": f"sqlite x{args.procs} processes", "lanes": args.procs,
+                             "max_batch": SqliteConfig().max_batch, **row})
+                continue
             if backend == "sqlite":
                 config = SqliteConfig(**({"max_batch": args.max_batch} if args.max_batch else {}))
                 with tempfile.TemporaryDirectory(prefix="pica-bench-") as folder:

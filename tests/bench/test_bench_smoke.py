@@ -19,9 +19,9 @@ RUN_TIMEOUT = 45.0
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
-def run_quick(script: str, json_path: Path) -> subprocess.CompletedProcess[str]:
+def run_quick(script: str, json_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(BENCH / script), "--quick", "--json", str(json_path)],
+        [sys.executable, str(BENCH / script), "--quick", "--json", str(json_path), *extra],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
@@ -81,6 +81,15 @@ async def test_store_benchmark_quick(tmp_path: Path) -> None:
     runs = json.loads(out.read_text())["runs"]
     assert [run["backend"] for run in runs] == ["sqlite", "postgres"]
     assert all(run["messages"] > 0 and run["msgs_per_s"] > 0 for run in runs)
+
+
+def test_store_benchmark_with_two_writer_processes_quick(tmp_path: Path) -> None:
+    """Two processes append to one SQLite file; the benchmark itself checks seqs and counts before printing."""
+    out = tmp_path / "store.json"
+    result = run_quick("store.py", out, "--backend", "sqlite", "--procs", "2")
+    assert_ok(result, ["msgs_per_s"])
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["backend"] == "sqlite x2 processes" and run["messages"] == 1_000
 
 
 def test_idle_cpu_benchmark_quick(tmp_path: Path) -> None:
