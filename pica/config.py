@@ -107,9 +107,10 @@ class PostgresConfig:
     """Schema holding Pica's tables (one database can host several deployments, or one per test)."""
     pool_size: int = 8
     """Connections for reads and single writes (each node; PostgreSQL's max_connections bounds the cluster)."""
-    write_lanes: int = 4
+    write_lanes: int = 2
     """Connections that commit message appends, each in batches (group commit); a conversation always uses the same
-    lane, so its appends commit in the order they were submitted."""
+    lane, so its appends commit in the order they were submitted. Fewer lanes make bigger batches and fewer
+    transactions racing other nodes for the same rows; more lanes serve a single busy node faster (BENCHMARKS.md)."""
     max_batch: int = 256
     """Most appends committed in one transaction by one lane."""
     connect_timeout: float = 5.0
