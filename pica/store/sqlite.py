@@ -125,6 +125,8 @@ class SqliteStore(SqlStore):
         self._reader_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
 
     # ------------------------------------------------------------------------------------------------ lifecycle
 
@@ -145,6 +147,10 @@ class SqliteStore(SqlStore):
         self._writer.start()
         await ready
         self._readers = ThreadPoolExecutor(max_workers=self.config.read_threads, thread_name_prefix="pica-sqlite-read")
+        if self.config.checkpoint_interval > 0:
+            self._checkpointer = threading.Thread(target=self._checkpoint_main, name="pica-sqlite-checkpoint",
+                                                  daemon=True)
+            self._checkpointer.start()
 
     async def close(self) -> None:
         if self._closed:
@@ -154,6 +160,9 @@ class SqliteStore(SqlStore):
         self._queue.put(None)
         if self._writer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.join)
         if self._readers is not None:
             self._readers.shutdown(wait=True)
         with self._reader_lock:
@@ -163,12 +172,33 @@ class SqliteStore(SqlStore):
 
     # ------------------------------------------------------------------------------------------------ writer
 
+    def _checkpoint_main(self) -> None:
+        """Copy the WAL back into the database every ``checkpoint_interval`` seconds, from a connection of its own.
+        SQLite's automatic checkpoint would run inside a committing transaction, and every send waiting on that
+        commit would wait for the checkpoint's copying and fsync too. PASSIVE never waits for the writer or a
+        reader; what it cannot copy yet, the next round does."""
+        try:
+            conn = self._connect(readonly=False)
+        except sqlite3.Error:
+            log.exception("checkpoint thread cannot open the database; SQLite's own checkpoints are off")
+            return
+        try:
+            while not self._stop_checkpoints.wait(self.config.checkpoint_interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    log.warning("checkpoint failed; retrying next round", exc_info=True)
+        finally:
+            conn.close()
+
     def _writer_main(self, ready: asyncio.Future[None]) -> None:
         loop = self._loop
         assert loop is not None
         try:
             conn = self._connect(readonly=False)
             migrate(conn)
+            if self.config.checkpoint_interval > 0:  # the checkpoint thread does it, off the commit path
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
         except BaseException as exc:  # report to open(), then stop; a MigrationError keeps its type and message
             error = exc if isinstance(exc, PicaError) else StoreUnavailable(f"cannot open database: {exc}")
             loop.call_soon_threadsafe(_resolve, ready, None, error)

@@ -5,8 +5,10 @@ named for it and take no ``store``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -811,3 +813,40 @@ async def test_sqlite_commit_delay_still_commits_everything_in_order_and_closes(
     late = store.append_direct(msg("d:1:2", alice, bob, "last"))
     await asyncio.wait_for(store.close(), 5)
     assert (await late).seq == 201
+
+
+def messages_in_main_file(path: Path) -> int:
+    """Messages in the database file alone, as if its WAL were gone: what checkpoints have copied so far."""
+    copy = path.with_name("main-only.db")
+    copy.write_bytes(path.read_bytes())
+    with contextlib.closing(sqlite3.connect(copy)) as conn:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages'").fetchone() is None:
+            return 0
+        return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+
+async def test_sqlite_checkpoints_run_off_the_commit_path(tmp_path: Path) -> None:
+    """The writer never checkpoints (a commit that did would wait for the copy and its fsync); a thread of the
+    store's own copies the WAL into the database file every checkpoint_interval seconds."""
+    path = tmp_path / "pica.db"
+    store = SqliteStore(path, SqliteConfig(checkpoint_interval=0.05))
+    await store.open()
+    alice, bob = await users(store, "alice", "bob")
+    await asyncio.gather(*(store.append_direct(msg("d:1:2", alice, bob, f"m{i}")) for i in range(50)))
+    await asyncio.sleep(0.5)
+    assert messages_in_main_file(path) == 50
+    await store.close()
+    assert not any(t.name == "pica-sqlite-checkpoint" for t in threading.enumerate())
+
+
+async def test_sqlite_without_the_checkpoint_thread_leaves_a_small_wal_to_sqlite(tmp_path: Path) -> None:
+    """The control for the test above: with checkpoint_interval 0, SQLite checkpoints only past 1,000 WAL pages, so a
+    few messages are still only in the WAL."""
+    path = tmp_path / "pica.db"
+    store = SqliteStore(path, SqliteConfig(checkpoint_interval=0))
+    await store.open()
+    alice, bob = await users(store, "alice", "bob")
+    await asyncio.gather(*(store.append_direct(msg("d:1:2", alice, bob, f"m{i}")) for i in range(50)))
+    await asyncio.sleep(0.3)
+    assert messages_in_main_file(path) == 0
+    await store.close()
