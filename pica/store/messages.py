@@ -120,8 +120,8 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[list[Any], ..
 # --------------------------------------------------------------------------------------------------------- singles
 
 
-def _append_one(conversation_id: str, sender: int, client_msg_id: str | None, ts: int, body: dict[str, Any],
-                search: str | None = None) -> Txn[MessageRecord]:
+def _append_one(conversation_id: str, sender: int, client_msg_id: str | None, ts: int,
+                body: dict[str, Any]) -> Txn[MessageRecord]:
     """A message the server appends (notices, recall/edit events, delete-for-me notes) in a conversation whose row
     this transaction holds: next seq, insert, marked read for its sender. ``client_msg_id`` None: the notice id
     ``~n:<conversation>:<seq>``."""
@@ -132,7 +132,7 @@ def _append_one(conversation_id: str, sender: int, client_msg_id: str | None, ts
     cmid = client_msg_id if client_msg_id is not None else f"~n:{conversation_id}:{seq}"
     yield Write("advance_conversations", ([conversation_id], [seq], [ts]))
     inserted = yield Write("insert_messages", ([conversation_id], [seq], [sender], [cmid], [ts], [_json_encode(body)],
-                                               [search]))
+                                               [None]))  # server-made messages are not searchable
     if inserted != 1:
         raise Retry()
     yield Write("mark_sender_read", ([conversation_id], [sender], [seq]))
@@ -508,11 +508,10 @@ POSTGRES: Final[Dialect] = {
         " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS k(conversation_id, seq, ts)"
         " WHERE c.conversation_id = k.conversation_id"
     ),
-    # A client id committed meanwhile by another transaction is skipped (ON CONFLICT waits for that transaction);
-    # the batch sees fewer rows inserted than planned and runs again.
-    # A batch's writes in one statement (one round trip while the conversations' locks are held). The statements of
-    # one WITH see one snapshot: a member row inserted here is invisible to the UPDATE beside it, so new members
-    # carry their read cursor in the insert.
+    # A batch's writes in one statement (one round trip while the conversations' locks are held). A client id
+    # committed meanwhile by another transaction is skipped (ON CONFLICT waits for that transaction): the batch sees
+    # fewer rows inserted than planned and runs again. The statements of one WITH see one snapshot: a member row
+    # inserted here is invisible to the UPDATE beside it, so new members carry their read cursor in the insert.
     "store_messages": Statement(
         "WITH advanced AS (UPDATE conversations c SET last_seq = k.seq, last_ts = k.ts"
         " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS k(conversation_id, seq, ts)"

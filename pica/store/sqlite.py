@@ -277,7 +277,7 @@ class SqliteStore(SqlStore):
             try:
                 if ops[0].append is not None:
                     requests = [op.append for op in ops if op.append is not None]
-                    searches = [r.search_text or None for r in requests]  # FTS5 indexes the text itself
+                    searches = [self._search_value(r.search_text) for r in requests]
                     results = sql_sqlite.run(conn, messages.append_batch(requests, searches))
                     outcomes.extend((op.future, None, r) if isinstance(r, PicaError) else (op.future, r, None)
                                     for op, r in zip(ops, results, strict=True))
@@ -364,8 +364,4 @@ class SqliteStore(SqlStore):
 
     def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
         return self._write(lambda conn: sql_sqlite.run(conn, messages.append_event(request, self._search_value)))
-
-
-def _search_value(text: str) -> str:
-    return text  # FTS5 indexes the text itself
 

@@ -87,9 +87,3 @@ def drive(txn: Txn[T], run_step: Callable[[Step], Any]) -> T:
     except StopIteration as stop:
         result: T = stop.value
         return result
-
-
-def just(value: T) -> Txn[T]:
-    """A transaction of no steps (lets an operation decide without the database, e.g. a refusal)."""
-    return value
-    yield  # pragma: no cover  (makes this a generator)

@@ -825,15 +825,21 @@ def messages_in_main_file(path: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
 
 
+async def fifty_messages_then_wait(path: Path, checkpoint_interval: float, wait: float) -> SqliteStore:
+    """An open store that committed 50 messages ``wait`` seconds ago."""
+    store = SqliteStore(path, SqliteConfig(checkpoint_interval=checkpoint_interval))
+    await store.open()
+    alice, bob = await users(store, "alice", "bob")
+    await asyncio.gather(*(store.append_direct(msg("d:1:2", alice, bob, f"m{i}")) for i in range(50)))
+    await asyncio.sleep(wait)
+    return store
+
+
 async def test_sqlite_checkpoints_run_off_the_commit_path(tmp_path: Path) -> None:
     """The writer never checkpoints (a commit that did would wait for the copy and its fsync); a thread of the
     store's own copies the WAL into the database file every checkpoint_interval seconds."""
     path = tmp_path / "pica.db"
-    store = SqliteStore(path, SqliteConfig(checkpoint_interval=0.05))
-    await store.open()
-    alice, bob = await users(store, "alice", "bob")
-    await asyncio.gather(*(store.append_direct(msg("d:1:2", alice, bob, f"m{i}")) for i in range(50)))
-    await asyncio.sleep(0.5)
+    store = await fifty_messages_then_wait(path, checkpoint_interval=0.05, wait=0.5)
     assert messages_in_main_file(path) == 50
     await store.close()
     assert not any(t.name == "pica-sqlite-checkpoint" for t in threading.enumerate())
@@ -843,10 +849,6 @@ async def test_sqlite_without_the_checkpoint_thread_leaves_a_small_wal_to_sqlite
     """The control for the test above: with checkpoint_interval 0, SQLite checkpoints only past 1,000 WAL pages, so a
     few messages are still only in the WAL."""
     path = tmp_path / "pica.db"
-    store = SqliteStore(path, SqliteConfig(checkpoint_interval=0))
-    await store.open()
-    alice, bob = await users(store, "alice", "bob")
-    await asyncio.gather(*(store.append_direct(msg("d:1:2", alice, bob, f"m{i}")) for i in range(50)))
-    await asyncio.sleep(0.3)
+    store = await fifty_messages_then_wait(path, checkpoint_interval=0, wait=0.3)
     assert messages_in_main_file(path) == 0
     await store.close()
