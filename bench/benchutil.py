@@ -5,6 +5,7 @@ Imported as a sibling module (``python bench/chat.py`` puts ``bench/`` first on 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import math
@@ -109,7 +110,8 @@ def exit_on_sigterm() -> None:
 class CpuSample:
     at: float
     total: float
-    """user + system seconds of all threads of the process."""
+    """user + system seconds of all threads of the process and of its child processes (a server's SQLite writer
+    process, or the workers of ``--workers``), counted for the children alive when sampled."""
     main_thread: float
     """user + system seconds of the main thread (the event loop)."""
 
@@ -117,11 +119,16 @@ class CpuSample:
 def cpu_sample(pid: int) -> CpuSample:
     proc = psutil.Process(pid)
     times = proc.cpu_times()
+    total = times.user + times.system
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child_times = child.cpu_times()
+            total += child_times.user + child_times.system
     main = 0.0
     for thread in proc.threads():
         if thread.id == pid:
             main = thread.user_time + thread.system_time
-    return CpuSample(time.monotonic(), times.user + times.system, main)
+    return CpuSample(time.monotonic(), total, main)
 
 
 def system_busy() -> float:

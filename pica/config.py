@@ -102,6 +102,9 @@ class SqliteConfig:
     checkpoint_interval: float = 1.0
     """Seconds between WAL checkpoints, run by a thread of their own so that no commit waits for one (0: SQLite's
     automatic checkpoints, inside the committing transaction)."""
+    writer: Literal["process", "thread"] = "process"
+    """Where the writer runs: "process", a process of its own next to the server's, so that the commits and the
+    event loop use two cores; "thread", a thread of the server's process (one core for both, less memory)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +347,9 @@ def _validate(obj: Any, section: str) -> None:
         if obj.workers < 1:
             raise ConfigError("workers: must be at least 1")
         if obj.workers > 1 and not obj.cluster:
-            raise ConfigError("workers: more than 1 worker needs a cluster bus (cluster = redis://...)")
+            raise ConfigError("workers: more than 1 worker needs cluster mode (cluster = redis://... and store ="
+                              " postgresql://...); on SQLite a node already uses a second core for its writer process"
+                              " (sqlite.writer)")
         if obj.cluster and not obj.store.startswith(("postgresql://", "postgres://")):
             raise ConfigError("cluster: cluster mode needs a shared store (store = postgresql://...)")
     if isinstance(obj, LimitsConfig):

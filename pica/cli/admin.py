@@ -118,7 +118,7 @@ async def _dispatch(args: argparse.Namespace, config: Config, password: str) -> 
         path = sqlite_path(config)
         if not creating and not path.exists():
             raise AdminError(f"no Pica database at {path} (give --data-dir, --store or --config)")
-    store = build_store(config)
+    store = build_store(config, one_shot=True)
     await store.open()
     try:
         if args.command == "user":

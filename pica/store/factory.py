@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 from pica.config import Config, ConfigError
@@ -24,14 +25,17 @@ def sqlite_path(config: Config) -> Path:
     return Path(path)
 
 
-def build_store(config: Config) -> Store:
+def build_store(config: Config, *, one_shot: bool = False) -> Store:
+    """The store the configuration names. ``one_shot``: for a command that runs a few operations and exits (the
+    admin commands), where SQLite's writer runs as a thread: starting a writer process costs more than it saves."""
     if is_postgres(config.store):
         from pica.store.postgres import PostgresStore  # asyncpg is imported only when it is used
 
         return PostgresStore(config.store, config.postgres)
     from pica.store.sqlite import SqliteStore
 
-    return SqliteStore(sqlite_path(config), config.sqlite)
+    sqlite = dataclasses.replace(config.sqlite, writer="thread") if one_shot else config.sqlite
+    return SqliteStore(sqlite_path(config), sqlite)
 
 
 async def migrate_store(config: Config, report: Progress | None = None) -> int:
@@ -47,7 +51,7 @@ async def migrate_store(config: Config, report: Progress | None = None) -> int:
 def _migrate_sqlite(path: Path, report: Progress | None) -> int:
     import sqlite3
 
-    from pica.store.sqlite import migrate as migrate_sqlite
+    from pica.store.sqlite_writer import migrate as migrate_sqlite
 
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None)

@@ -15,7 +15,7 @@ whole model as of SQLite 0003: a legacy PostgreSQL schema at version 1 applies t
 open and is then at 3, like a SQLite file.
 
 Sans-I/O: everything here is a pure function of file names and bytes and of the rows a database holds, except
-:func:`bundled`, which reads the package's own folder. The backends (:func:`pica.store.sqlite.migrate`,
+:func:`bundled`, which reads the package's own folder. The backends (:func:`pica.store.sqlite_writer.migrate`,
 :func:`pica.store.postgres.migrate`) keep only the driver calls: transactions, the advisory lock, executing SQL.
 """
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TypeVar
 
 from pica.store import groups, messages, social
@@ -54,116 +55,116 @@ class SqlStore(Store):
     # ------------------------------------------------------------------------------------------------ messages
 
     async def hide_message(self, user_id: int, conversation_id: str, seq: int, ts: int) -> MessageRecord:
-        return await self._write_txn(lambda: messages.hide_message(user_id, conversation_id, seq, ts))
+        return await self._write_txn(partial(messages.hide_message, user_id, conversation_id, seq, ts))
 
     async def mark_delivered(self, user_id: int, conversation_id: str, seq: int) -> int | None:
-        return await self._write_txn(lambda: messages.mark_delivered(user_id, conversation_id, seq))
+        return await self._write_txn(partial(messages.mark_delivered, user_id, conversation_id, seq))
 
     async def mark_read(self, user_id: int, conversation_id: str, seq: int) -> int | None:
-        return await self._write_txn(lambda: messages.mark_read(user_id, conversation_id, seq))
+        return await self._write_txn(partial(messages.mark_read, user_id, conversation_id, seq))
 
     async def history(
         self, user_id: int, conversation_id: str, *, after: int | None, before: int | None, limit: int
     ) -> Page:
-        return await self._read_txn(lambda: messages.history(user_id, conversation_id, after, before, limit),
+        return await self._read_txn(partial(messages.history, user_id, conversation_id, after, before, limit),
                                     snapshot=True)
 
     async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int) -> Page:
-        return await self._read_txn(lambda: messages.sync(user_id, cursors, limit), snapshot=True)
+        return await self._read_txn(partial(messages.sync, user_id, cursors, limit), snapshot=True)
 
     async def conversation_members(self, conversation_id: str) -> list[int]:
-        return await self._read_txn(lambda: messages.conversation_members(conversation_id))
+        return await self._read_txn(partial(messages.conversation_members, conversation_id))
 
     async def member_cursors(self, user_id: int, conversation_id: str) -> list[MemberRecord]:
-        return await self._read_txn(lambda: messages.member_cursors(user_id, conversation_id))
+        return await self._read_txn(partial(messages.member_cursors, user_id, conversation_id))
 
     async def list_conversations(
         self, user_id: int, *, limit: int, before_ts: int | None, before_id: str = ""
     ) -> list[ConversationSummary]:
-        return await self._read_txn(lambda: messages.list_conversations(user_id, limit, before_ts, before_id),
+        return await self._read_txn(partial(messages.list_conversations, user_id, limit, before_ts, before_id),
                                     snapshot=True)
 
     async def search(
         self, user_id: int, query: str, *, conversation_id: str | None, limit: int
     ) -> list[MessageRecord]:
         terms = self._search_terms(query)
-        return await self._read_txn(lambda: messages.search(user_id, terms, conversation_id, limit))
+        return await self._read_txn(partial(messages.search, user_id, terms, conversation_id, limit))
 
     async def group_fanout(self, conversation_id: str) -> tuple[int, dict[int, int]]:
-        return await self._read_txn(lambda: groups.members_with_version(conversation_id), snapshot=True)
+        return await self._read_txn(partial(groups.members_with_version, conversation_id), snapshot=True)
 
     # ------------------------------------------------------------------------------------------------ groups
 
     async def create_group(
         self, owner: int, name: str, members: list[int], ts: int, max_members: int
     ) -> GroupChange:
-        return await self._write_txn(lambda: groups.create_group(owner, name, members, ts, max_members))
+        return await self._write_txn(partial(groups.create_group, owner, name, members, ts, max_members))
 
     async def group_action(self, action: GroupAction) -> GroupChange:
-        return await self._write_txn(lambda: groups.group_action(action))
+        return await self._write_txn(partial(groups.group_action, action))
 
     async def get_group(self, user_id: int, group_id: int) -> GroupRecord:
-        return await self._read_txn(lambda: groups.get_group(user_id, group_id))
+        return await self._read_txn(partial(groups.get_group, user_id, group_id))
 
     async def list_groups(self, user_id: int) -> list[GroupRecord]:
-        return await self._read_txn(lambda: groups.list_groups(user_id))
+        return await self._read_txn(partial(groups.list_groups, user_id))
 
     async def group_members(self, user_id: int, group_id: int) -> list[MemberRecord]:
-        return await self._read_txn(lambda: groups.group_members(user_id, group_id), snapshot=True)
+        return await self._read_txn(partial(groups.group_members, user_id, group_id), snapshot=True)
 
     async def list_all_groups(self, limit: int, after_id: int = 0) -> list[GroupRecord]:
-        return await self._read_txn(lambda: groups.list_all_groups(limit, after_id))
+        return await self._read_txn(partial(groups.list_all_groups, limit, after_id))
 
     # ------------------------------------------------------------------------------------------------ accounts
 
     async def create_user(self, username: str, password_hash: str, now_ms: int) -> int:
-        return await self._write_txn(lambda: social.create_user(username, password_hash, now_ms))
+        return await self._write_txn(partial(social.create_user, username, password_hash, now_ms))
 
     async def get_user_by_name(self, username: str) -> UserRecord | None:
-        return await self._read_txn(lambda: social.get_user_by_name(username))
+        return await self._read_txn(partial(social.get_user_by_name, username))
 
     async def get_user(self, user_id: int) -> UserRecord | None:
-        return await self._read_txn(lambda: social.get_user(user_id))
+        return await self._read_txn(partial(social.get_user, user_id))
 
     # ------------------------------------------------------------------------------------------------ administration
 
     async def list_users(self, limit: int, after_id: int = 0, *, banned_only: bool = False) -> list[UserRecord]:
-        return await self._read_txn(lambda: social.list_users(limit, after_id, banned_only))
+        return await self._read_txn(partial(social.list_users, limit, after_id, banned_only))
 
     async def set_banned(self, user_id: int, banned: bool) -> None:
-        await self._write_txn(lambda: social.set_banned(user_id, banned))
+        await self._write_txn(partial(social.set_banned, user_id, banned))
 
     # ------------------------------------------------------------------------------------------------ social
 
     async def contact_request(self, user_id: int, peer_id: int, ts: int) -> str:
-        return await self._write_txn(lambda: social.contact_request(user_id, peer_id, ts))
+        return await self._write_txn(partial(social.contact_request, user_id, peer_id, ts))
 
     async def contact_respond(self, user_id: int, peer_id: int, accept: bool, ts: int) -> str:
-        return await self._write_txn(lambda: social.contact_respond(user_id, peer_id, accept, ts))
+        return await self._write_txn(partial(social.contact_respond, user_id, peer_id, accept, ts))
 
     async def contact_remove(self, user_id: int, peer_id: int) -> None:
-        await self._write_txn(lambda: social.contact_remove(user_id, peer_id))
+        await self._write_txn(partial(social.contact_remove, user_id, peer_id))
 
     async def list_contacts(self, user_id: int) -> list[ContactRecord]:
-        return await self._read_txn(lambda: social.list_contacts(user_id))
+        return await self._read_txn(partial(social.list_contacts, user_id))
 
     async def set_blocked(self, user_id: int, peer_id: int, blocked: bool, ts: int) -> None:
-        await self._write_txn(lambda: social.set_blocked(user_id, peer_id, blocked, ts))
+        await self._write_txn(partial(social.set_blocked, user_id, peer_id, blocked, ts))
 
     async def list_blocked(self, user_id: int) -> list[int]:
-        return await self._read_txn(lambda: social.list_blocked(user_id))
+        return await self._read_txn(partial(social.list_blocked, user_id))
 
     async def set_only_contacts(self, user_id: int, only_contacts: bool) -> None:
-        await self._write_txn(lambda: social.set_only_contacts(user_id, only_contacts))
+        await self._write_txn(partial(social.set_only_contacts, user_id, only_contacts))
 
     async def get_only_contacts(self, user_id: int) -> bool:
-        return await self._read_txn(lambda: social.get_only_contacts(user_id))
+        return await self._read_txn(partial(social.get_only_contacts, user_id))
 
     async def presence_audience(self, user_id: int) -> list[int]:
-        return await self._read_txn(lambda: social.presence_audience(user_id))
+        return await self._read_txn(partial(social.presence_audience, user_id))
 
     async def presence_of(self, viewer: int, user_ids: list[int]) -> list[PresenceRecord]:
-        return await self._read_txn(lambda: social.presence_of(viewer, user_ids), snapshot=True)
+        return await self._read_txn(partial(social.presence_of, viewer, user_ids), snapshot=True)
 
     async def set_last_seen(self, user_id: int, ts: int) -> None:
-        await self._write_txn(lambda: social.set_last_seen(user_id, ts))
+        await self._write_txn(partial(social.set_last_seen, user_id, ts))

@@ -11,8 +11,9 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import psutil
 import pytest
 
 from pica.config import SqliteConfig
@@ -38,16 +39,19 @@ from pica.store.base import (
     Store,
 )
 from pica.store.sqlite import SqliteStore
+from pica.store.sqlite_process import WriterProcess
 from tests.store.conftest import pg_store, temporary_schema
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "sqlite-process", "postgresql"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Every backend, and SQLite with its writer on a thread of the test's process or in a process of its own."""
     if request.param == "postgresql":
         async with temporary_schema() as schema, pg_store(schema) as backend:
             yield backend
         return
-    sqlite = SqliteStore(tmp_path / "pica.db", SqliteConfig(max_batch=64))
+    writer: Literal["process", "thread"] = "process" if request.param == "sqlite-process" else "thread"
+    sqlite = SqliteStore(tmp_path / "pica.db", SqliteConfig(max_batch=64, writer=writer))
     await sqlite.open()
     try:
         yield sqlite
@@ -825,9 +829,10 @@ def messages_in_main_file(path: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
 
 
-async def fifty_messages_then_wait(path: Path, checkpoint_interval: float, wait: float) -> SqliteStore:
+async def fifty_messages_then_wait(path: Path, checkpoint_interval: float, wait: float,
+                                   writer: Literal["process", "thread"] = "process") -> SqliteStore:
     """An open store that committed 50 messages ``wait`` seconds ago."""
-    store = SqliteStore(path, SqliteConfig(checkpoint_interval=checkpoint_interval))
+    store = SqliteStore(path, SqliteConfig(checkpoint_interval=checkpoint_interval, writer=writer))
     await store.open()
     alice, bob = await users(store, "alice", "bob")
     await asyncio.gather(*(store.append_direct(msg("d:1:2", alice, bob, f"m{i}")) for i in range(50)))
@@ -835,14 +840,17 @@ async def fifty_messages_then_wait(path: Path, checkpoint_interval: float, wait:
     return store
 
 
-async def test_sqlite_checkpoints_run_off_the_commit_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["process", "thread"])
+async def test_sqlite_checkpoints_run_off_the_commit_path(tmp_path: Path, writer: Literal["process", "thread"]) -> None:
     """The writer never checkpoints (a commit that did would wait for the copy and its fsync); a thread of the
-    store's own copies the WAL into the database file every checkpoint_interval seconds."""
+    writer's process copies the WAL into the database file every checkpoint_interval seconds, and stops with it."""
     path = tmp_path / "pica.db"
-    store = await fifty_messages_then_wait(path, checkpoint_interval=0.05, wait=0.5)
+    store = await fifty_messages_then_wait(path, checkpoint_interval=0.05, wait=0.5, writer=writer)
     assert messages_in_main_file(path) == 50
+    child = store._writer.pid if isinstance(store._writer, WriterProcess) else None
     await store.close()
     assert not any(t.name == "pica-sqlite-checkpoint" for t in threading.enumerate())
+    assert child is None or not psutil.pid_exists(child)
 
 
 async def test_sqlite_without_the_checkpoint_thread_leaves_a_small_wal_to_sqlite(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import pytest
 
 from pica.errors import MigrationError
 from pica.store import postgres as pg
-from pica.store import sqlite as sq
+from pica.store import sqlite_writer as sq
 from pica.store.base import DirectAppend, GroupAppend, Store
 from pica.store.postgres import PostgresStore
 from pica.store.schema import (

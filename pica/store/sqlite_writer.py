@@ -1,0 +1,322 @@
+"""The SQLite writer: the one connection that writes, and its group commit.
+
+It takes every operation waiting (up to ``max_batch``), runs them in one transaction, commits once, and only then
+hands back their outcomes: group commit, one fsync for many messages, and an ack never precedes durability. An
+operation refused for a domain reason (an unknown recipient) raises before writing anything, so it needs no
+savepoint; an unexpected error replays the batch with a savepoint per operation so that only the faulty one fails.
+The same loop runs on a thread of the server (:class:`WriterThread`) or in a process of its own
+(:mod:`pica.store.sqlite_process`); a checkpoint thread beside it copies the WAL into the database file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from pica.config import SqliteConfig
+from pica.errors import InternalError, PicaError, StoreUnavailable
+from pica.store import messages, sql_sqlite
+from pica.store.append_rules import Append
+from pica.store.schema import SQLITE, Applied, Migrations, Progress, announce, bundled, legacy_sqlite_rows, plan
+from pica.store.txn import Txn
+
+log = logging.getLogger(__name__)
+
+_BUSY_TIMEOUT_MS: Final = 10_000
+
+
+Outcome = tuple[Any, Any, BaseException | None]
+"""A write operation's token (its caller's future, or its number across the writer process's socket), its result
+and its error."""
+
+
+@dataclass(slots=True)
+class WriteOp:
+    token: Any
+    """What the outcome is delivered to: the caller's future in this process, a number in the writer process."""
+    make: Callable[[], Txn[Any]] | None
+    """Builds the transaction (a module-level function or a partial of one: the writer process receives it pickled).
+    None for a client's message."""
+    append: Append | None = None
+    """A client's message: consecutive ones run as one batch transaction (messages.append_batch)."""
+
+
+def resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller was cancelled; the write stands regardless
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _resolve_batch(outcomes: list[Outcome]) -> None:
+    for future, result, error in outcomes:
+        resolve(future, result, error)
+
+
+def search_value(text: str) -> str | None:
+    """What SQLite indexes for a message's searchable text: FTS5 indexes the text itself."""
+    return text or None
+
+
+_MIGRATIONS_TABLE: Final = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, checksum TEXT,"
+    " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
+)
+
+
+def migrate(conn: sqlite3.Connection, report: Progress | None = None, migrations: Migrations | None = None) -> int:
+    """Apply pending migrations (:mod:`pica.store.schema`), each in its own transaction, recorded with its checksum
+    in schema_migrations (created when missing). A file of an earlier release, which kept only PRAGMA user_version,
+    is adopted: its versions are recorded with the files' checksums. user_version still follows the version.
+    Returns the schema version; raises MigrationError when the database and the files do not fit together."""
+    sequence = migrations or bundled()
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(_MIGRATIONS_TABLE)
+            applied = [Applied(v, c) for v, c in conn.execute("SELECT version, checksum FROM schema_migrations")]
+            if not applied:
+                applied = legacy_sqlite_rows(int(conn.execute("PRAGMA user_version").fetchone()[0]))
+            todo = plan(sequence, SQLITE, applied)
+            for step in todo.adopt:
+                conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?) ON CONFLICT"
+                             " (version) DO UPDATE SET name = excluded.name, checksum = excluded.checksum",
+                             (step.version, step.name, step.checksum))
+            started = time.perf_counter()
+            if todo.pending:
+                step = todo.pending[0]
+                for statement in step.sql.split(";\n"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?)",
+                             (step.version, step.name, step.checksum))
+                conn.execute(f"PRAGMA user_version = {int(step.version)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if not todo.pending:
+            return todo.version
+        announce(report, step, time.perf_counter() - started)
+
+
+def connect(path: Path, config: SqliteConfig, *, readonly: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {config.synchronous}")
+    if readonly:
+        conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def open_writer(path: Path, config: SqliteConfig) -> sqlite3.Connection:
+    """The only write connection, on a migrated database. Raises a PicaError (a MigrationError keeps its type and
+    message) when the database cannot be opened."""
+    try:
+        conn = connect(path, config, readonly=False)
+        migrate(conn)
+        if config.checkpoint_interval > 0:  # the checkpoint thread does it, off the commit path
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+    except PicaError:
+        raise
+    except Exception as exc:
+        raise StoreUnavailable(f"cannot open database: {exc}") from exc
+    return conn
+
+
+def checkpoint_loop(path: Path, config: SqliteConfig, stop: threading.Event) -> None:
+    """Copy the WAL back into the database every ``checkpoint_interval`` seconds, from a connection of its own.
+    SQLite's automatic checkpoint would run inside a committing transaction, and every send waiting on that commit
+    would wait for the checkpoint's copying and fsync too. PASSIVE never waits for the writer or a reader; what it
+    cannot copy yet, the next round does."""
+    try:
+        conn = connect(path, config, readonly=False)
+    except sqlite3.Error:
+        log.exception("checkpoint thread cannot open the database; SQLite's own checkpoints are off")
+        return
+    try:
+        while not stop.wait(config.checkpoint_interval):
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error:
+                log.warning("checkpoint failed; retrying next round", exc_info=True)
+    finally:
+        conn.close()
+
+
+def start_checkpoints(path: Path, config: SqliteConfig) -> Callable[[], None]:
+    """Start the checkpoint thread (unless ``checkpoint_interval`` is 0); returns what stops and joins it."""
+    if config.checkpoint_interval <= 0:
+        return lambda: None
+    stop = threading.Event()
+    thread = threading.Thread(target=checkpoint_loop, args=(path, config, stop), name="pica-sqlite-checkpoint",
+                              daemon=True)
+    thread.start()
+
+    def finish() -> None:
+        stop.set()
+        thread.join()
+
+    return finish
+
+
+Take = Callable[[float | None], list[WriteOp] | None]
+"""The writer's source of operations: waits up to the given seconds (None: for ever) for what was submitted, and
+returns it ([] when nothing came in time), or None once the store is closing and everything was taken."""
+
+
+def write_loop(
+    conn: sqlite3.Connection, config: SqliteConfig, take: Take, emit: Callable[[list[Outcome]], None]
+) -> None:
+    """The writer: take what was submitted, commit it in batches of at most ``max_batch``, emit each batch's
+    outcomes after its commit. Returns once ``take`` says the store is closing."""
+    max_batch = config.max_batch
+    delay = config.commit_delay_ms / 1000
+    last_commit = 0.0
+    stopping = False
+    while not stopping:
+        first = take(None)
+        if first is None:
+            break
+        waiting = first
+        # Under steady traffic (the last commit ended less than `delay` ago) wait up to `delay` for more
+        # operations: one fsync then serves several loop turns' worth. After a pause, commit at once.
+        now = time.monotonic()
+        deadline = now + delay if now - last_commit < delay else now
+        while len(waiting) < max_batch:
+            more = take(max(0.0, deadline - time.monotonic()))
+            if more is None:
+                stopping = True
+                break
+            if not more:
+                break
+            waiting.extend(more)
+        for start in range(0, len(waiting), max_batch):
+            emit(run_batch(conn, waiting[start : start + max_batch]))
+        last_commit = time.monotonic()
+
+
+def run_batch(conn: sqlite3.Connection, batch: list[WriteOp]) -> list[Outcome]:
+    """Run a batch in one transaction. Operations raise domain errors (PicaError) only before their first write, so
+    the fast path needs no savepoints; any other error in one operation rolls the batch back and replays it with a
+    savepoint around each operation, so that only the faulty one fails. Never raises: the writer must outlive any
+    operation."""
+    try:
+        return _commit(conn, batch, isolate=False)
+    except Exception:
+        log.warning("batch of %d failed; replaying with one savepoint per operation", len(batch), exc_info=True)
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+    try:
+        return _commit(conn, batch, isolate=True)
+    except Exception as exc:
+        log.error("commit failed; failing %d operations", len(batch), exc_info=True)
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        failure = StoreUnavailable(f"commit failed: {type(exc).__name__}")
+        return [(op.token, None, failure) for op in batch]
+
+
+def _commit(conn: sqlite3.Connection, batch: list[WriteOp], *, isolate: bool) -> list[Outcome]:
+    """One transaction for the batch. Consecutive appends run as one batch transaction (one query per kind of fact,
+    one executemany per table); other operations run one by one in between, in submission order. With ``isolate``
+    every operation (every append too) runs alone under a savepoint."""
+    outcomes: list[Outcome] = []
+    conn.execute("BEGIN IMMEDIATE")
+    start = 0
+    while start < len(batch):
+        end = start + 1
+        if batch[start].append is not None and not isolate:
+            while end < len(batch) and batch[end].append is not None:
+                end += 1
+        ops = batch[start:end]
+        start = end
+        if isolate:
+            conn.execute("SAVEPOINT op")
+        try:
+            if ops[0].append is not None:
+                requests = [op.append for op in ops if op.append is not None]
+                searches = [search_value(r.search_text) for r in requests]
+                results = sql_sqlite.run(conn, messages.append_batch(requests, searches))
+                outcomes.extend((op.token, None, r) if isinstance(r, PicaError) else (op.token, r, None)
+                                for op, r in zip(ops, results, strict=True))
+            else:
+                make = ops[0].make
+                assert make is not None
+                outcomes.append((ops[0].token, sql_sqlite.run(conn, make()), None))
+        except PicaError as exc:
+            outcomes.append((ops[0].token, None, exc))
+        except Exception as exc:
+            if not isolate:
+                raise
+            conn.execute("ROLLBACK TO op")
+            log.exception("write operation failed")
+            outcomes.append((ops[0].token, None, InternalError(f"store error: {type(exc).__name__}")))
+        if isolate:
+            conn.execute("RELEASE op")
+    conn.execute("COMMIT")
+    return outcomes
+
+
+class WriterThread:
+    """The writer on a thread of this process, which owns the only write connection (``sqlite.writer = "thread"``)."""
+
+    def __init__(self, path: Path, config: SqliteConfig) -> None:
+        self._path = path
+        self._config = config
+        self._queue: queue.SimpleQueue[list[WriteOp] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stop_checkpoints: Callable[[], None] = lambda: None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._thread = threading.Thread(target=self._main, args=(loop, ready), name="pica-sqlite-writer", daemon=True)
+        self._thread.start()
+        await ready
+        self._stop_checkpoints = start_checkpoints(self._path, self._config)
+
+    def submit(self, ops: list[WriteOp]) -> None:
+        self._queue.put(ops)
+
+    async def close(self) -> None:
+        self._queue.put(None)
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        await asyncio.get_running_loop().run_in_executor(None, self._stop_checkpoints)
+
+    def _take(self, timeout: float | None) -> list[WriteOp] | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return []
+
+    def _main(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
+        try:
+            conn = open_writer(self._path, self._config)
+        except PicaError as exc:  # report to start(), then stop
+            loop.call_soon_threadsafe(resolve, ready, None, exc)
+            return
+        loop.call_soon_threadsafe(resolve, ready, None, None)
+
+        def emit(outcomes: list[Outcome]) -> None:
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
+                loop.call_soon_threadsafe(_resolve_batch, outcomes)
+
+        try:
+            write_loop(conn, self._config, self._take, emit)
+        finally:
+            conn.close()
