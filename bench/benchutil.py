@@ -18,11 +18,15 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import psutil
 
 HOST = "127.0.0.1"
+
+RATE_LIMITS: Final = os.environ.get("PICA_RATE_LIMITS", "off")
+"""What every server a benchmark starts runs with: rate limits off (a load generator is one address flooding on
+purpose), unless ``PICA_RATE_LIMITS=on`` is in the environment. Printed with the results."""
 
 
 # --------------------------------------------------------------------------------------------------- subprocesses
@@ -43,7 +47,8 @@ class ServerProcess:
         self.ready_file.unlink(missing_ok=True)
         with self.log_file.open("ab") as log:
             # cwd: the log's directory, so that ``-m pica`` imports the pica on sys.path, not one in the caller's cwd
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            env = {**(self.env if self.env is not None else os.environ), "PICA_RATE_LIMITS": RATE_LIMITS}
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                          cwd=self.log_file.parent, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -765,8 +765,9 @@ def main(argv: list[str] | None = None) -> int:
     calibration.append(bu.cpu_calibration_ms())
     machine = bu.machine_info()
     print(f"machine: {machine['nproc']} CPUs ({machine['cpu_model']}), {machine['memory_gib']} GiB, Python "
-          f"{machine['python']}; pica {machine['pica_revision']}; SQLite synchronous=FULL (default), data dir under "
-          f"{work.parent}; CPU calibration {calibration[0]:.0f} / {calibration[1]:.0f} ms (before / after)")
+          f"{machine['python']}; pica {machine['pica_revision']}; SQLite synchronous=FULL (default), rate limits "
+          f"{bu.RATE_LIMITS}, data dir under {work.parent}; CPU calibration {calibration[0]:.0f} / "
+          f"{calibration[1]:.0f} ms (before / after)")
     bu.write_json(args.json, {"machine": machine, "args": vars(args), "registration_s": registration_s,
                               "cpu_calibration_ms": calibration,
                               "load": load, "idle": idle, "elapsed_s": time.monotonic() - started})

@@ -470,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     print(capacity_table(results) + "\n")
     machine = bu.machine_info()
     print(f"machine: {machine['nproc']} CPUs ({machine['cpu_model']}), {machine['memory_gib']} GiB, Python "
-          f"{machine['python']}; pica {machine['pica_revision']}; store {services.store}, bus {services.bus} "
+          f"{machine['python']}; pica {machine['pica_revision']}; rate limits {bu.RATE_LIMITS}; "
+          f"store {services.store}, bus {services.bus} "
           f"(shared: PG commits/s and Redis cmds/s count every user of those servers); CPU calibration "
           f"{calibration[0]:.0f} / {calibration[1]:.0f} ms (before / after)")
     bu.write_json(args.json, {"machine": machine, "args": {k: v for k, v in vars(args).items()},

@@ -22,6 +22,7 @@ from pica.core.groups import GroupService
 from pica.core.passwords import PasswordHasher
 from pica.core.placement import NodeAddress
 from pica.core.ports import Delivery, GroupRouter, Presence, SystemClock
+from pica.core.ratelimit import RateLimits
 from pica.core.social import SocialService
 from pica.core.tokens import TokenService
 from pica.errors import Banned, PicaError
@@ -103,7 +104,10 @@ class PicaServer:
             concurrency=auth.hash_concurrency,
         )
         tokens = TokenService(token_secret(config), auth.token_ttl, auth.token_algorithm)
-        accounts = AccountService(self.store, hasher, tokens, self.clock, auth)
+        rates = RateLimits(config.rates, enabled=config.rate_limits == "on", clock=self.clock.monotonic)
+        if not rates.enabled:
+            log.warning("rate limits are off (rate_limits = off): for benchmarks and trusted deployments only")
+        accounts = AccountService(self.store, hasher, tokens, self.clock, auth, rates)
         # Bind first: the cluster registry advertises the real ports.
         http_socket = bind_socket(config.host, config.port, reuse_port=self.reuse_port)
         self.http_port = http_socket.getsockname()[1]
@@ -119,8 +123,8 @@ class PicaServer:
             delivery, presence, fanout = cluster.delivery, cluster.presence, cluster.fanout
         else:
             fanout = GroupFanout(self.store, self.hub)
-        chat = ChatService(self.store, delivery, self.clock, config.limits, fanout)
-        social = SocialService(self.store, delivery, self.clock, presence)
+        chat = ChatService(self.store, delivery, self.clock, config.limits, fanout, rates)
+        social = SocialService(self.store, delivery, self.clock, presence, rates)
         if self.cluster is not None:
             self.cluster.set_presence_listener(social.on_presence_change)
             self.cluster.on_resync = self._resync_clients
@@ -135,6 +139,8 @@ class PicaServer:
             limits=config.limits,
             clock=self.clock,
             allowed_origins=config.allowed_origins,
+            rates=rates,
+            trusted_proxies=frozenset(config.trusted_proxies),
             live_nodes=self._live_nodes,
             before_ready=self.cluster.before_ready if self.cluster is not None else None,
             cluster_stats=self.cluster.stats if self.cluster is not None else None,

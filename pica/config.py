@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -23,6 +24,22 @@ ENV_PREFIX: Final = "PICA_"
 
 class ConfigError(ValueError):
     """A configuration value is missing, malformed or out of range; the message names the key path."""
+
+
+_RATE_UNITS: Final = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0, "d": 86400.0}
+_RATE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
+
+
+def parse_rate(text: str) -> tuple[float, float]:
+    """``"30/min"``, ``"5/s"``, ``"10/15min"``, ``"100/h"``, ``"2/d"`` → (count, seconds). ValueError otherwise."""
+    match = _RATE.match(text.lower())
+    if match is None or match.group(3) not in _RATE_UNITS:
+        raise ValueError(f"expected a rate such as '30/min' or '10/15min', got {text!r}")
+    count = float(match.group(1))
+    per = float(match.group(2) or 1) * _RATE_UNITS[match.group(3)]
+    if count <= 0 or per <= 0:
+        raise ValueError(f"a rate needs a positive count and period, got {text!r}")
+    return count, per
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +158,32 @@ class RedisConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RatesConfig:
+    """Rate limits (token buckets): ``"N/period"`` is a bucket of N requests that refills in the period (``s``,
+    ``min``, ``h``, ``d``, optionally with a number: ``"10/15min"``), so N may come at once, then N per period.
+    Refusals are HTTP 429 with ``Retry-After``, or an ``error`` frame ``rate_limited`` with ``retry_after``."""
+
+    login_per_address: str = "30/min"
+    """Login attempts from one client address (a failed one costs ``login_failure_cost``)."""
+    login_failure_cost: float = 5.0
+    """What a failed login costs the address's bucket, in attempts: guessing is slowed five times more than typing."""
+    login_failures_per_account: str = "10/15min"
+    """Failed logins of one account, from any address; when spent, every login to it waits (successes cost nothing)."""
+    register_per_address: str = "10/h"
+    """Accounts registered from one client address."""
+    http_per_address: str = "300/min"
+    """HTTP requests (WebSocket upgrades included) from one client address; ``/healthz`` and ``/metrics`` are free."""
+    sends_per_user: str = "30/s"
+    """Messages, recalls and edits sent by one user, over every transport and device of this node."""
+    requests_per_connection: str = "100/s"
+    """Frames of any kind from one socket after its authentication."""
+    presence_queries_per_user: str = "20/min"
+    """Presence look-ups (``GET /v1/presence``) of one user."""
+    max_keys: int = 100_000
+    """Most clients (addresses, users, accounts) one rule remembers; the least recently seen are forgotten first."""
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "INFO"
     """Log level name."""
@@ -171,7 +214,14 @@ class Config:
     """Host name clients are told to connect to by ``GET /v1/gateway``; empty: ``host``."""
     allowed_origins: tuple[str, ...] = ()
     """WebSocket ``Origin`` values accepted at the handshake; empty accepts any (and requests without Origin)."""
+    rate_limits: Literal["on", "off"] = "on"
+    """"off" turns every rate limit (``rates``) off: for benchmarks and trusted internal deployments only; the node
+    logs a warning at start."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses of reverse proxies in front of the node: for a request from one of them, the client's address (what
+    per-address limits count) is the last one in its ``X-Forwarded-For``. Empty: the peer's address."""
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    rates: RatesConfig = field(default_factory=RatesConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     sqlite: SqliteConfig = field(default_factory=SqliteConfig)
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
@@ -181,6 +231,7 @@ class Config:
 
 _SECTIONS: Final = {
     "limits": LimitsConfig,
+    "rates": RatesConfig,
     "auth": AuthConfig,
     "sqlite": SqliteConfig,
     "postgres": PostgresConfig,
@@ -365,6 +416,17 @@ def _validate(obj: Any, section: str) -> None:
                 raise ConfigError(f"limits.{name}: must be at least 1")
         if obj.idle_timeout <= obj.heartbeat_interval:
             raise ConfigError("limits.idle_timeout: must be longer than limits.heartbeat_interval")
+    if isinstance(obj, RatesConfig):
+        for f in dataclasses.fields(obj):
+            if f.type == "str" or f.type is str:
+                try:
+                    parse_rate(getattr(obj, f.name))
+                except ValueError as exc:
+                    raise ConfigError(f"rates.{f.name}: {exc}") from None
+        if obj.login_failure_cost < 1:
+            raise ConfigError("rates.login_failure_cost: must be at least 1")
+        if obj.max_keys < 1:
+            raise ConfigError("rates.max_keys: must be at least 1")
     if isinstance(obj, SqliteConfig):
         if obj.max_batch < 1:
             raise ConfigError("sqlite.max_batch: must be at least 1")

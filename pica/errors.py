@@ -168,9 +168,19 @@ class UsernameTaken(Conflict):
 
 
 class RateLimited(PicaError):
+    """Too many requests: ``retry_after`` seconds from now the same request will be accepted (HTTP ``Retry-After``,
+    and ``retry_after`` in the JSON body and in the ``error`` frame)."""
+
     code = "rate_limited"
     http_status = 429
     retryable = True
+
+    def __init__(self, message: str | None = None, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "retry_after": self.retry_after}
 
 
 class Unavailable(PicaError):

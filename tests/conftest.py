@@ -44,6 +44,22 @@ for _key, _value in CHEAP_HASHING_ENV.items():
     os.environ.setdefault(_key, _value)
 TEST_AUTH = load_config(env={key: os.environ[key] for key in CHEAP_HASHING_ENV}).auth
 
+TEST_RATES_ENV = {
+    "PICA_RATES_REGISTER_PER_ADDRESS": "100000/min",
+    "PICA_RATES_LOGIN_PER_ADDRESS": "100000/min",
+    "PICA_RATES_HTTP_PER_ADDRESS": "100000/min",
+    "PICA_RATES_SENDS_PER_USER": "100000/s",
+    "PICA_RATES_REQUESTS_PER_CONNECTION": "100000/s",
+}
+"""Rate limits the suite raises: every test's users register and log in from 127.0.0.1 within a second (the
+defaults allow 10 registrations an hour per address), and many tests send bursts on purpose (ordering under load,
+backpressure, a kill -9 in the middle of a burst). Each limit is tested on its own in tests/api/test_rate_limits.py,
+and an honest client's session at the defaults too. The others (presence, failed logins per account) stay at their
+defaults. Inherited by subprocesses like ``CHEAP_HASHING_ENV``."""
+for _key, _value in TEST_RATES_ENV.items():
+    os.environ.setdefault(_key, _value)
+TEST_RATES = load_config(env={key: os.environ[key] for key in TEST_RATES_ENV}).rates
+
 
 @dataclass
 class Node:
@@ -65,6 +81,7 @@ def make_config(tmp_path: Path, **limits: object) -> Config:
         data_dir=tmp_path / "data",
         limits=dataclasses.replace(LimitsConfig(), **limits),  # type: ignore[arg-type]
         auth=TEST_AUTH,
+        rates=TEST_RATES,
     )
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from typing import Any, Final
 
 import msgspec
 from aiohttp import web
 
-from pica.errors import BadRequest, PicaError, Unauthenticated
+from pica.errors import BadRequest, PicaError, RateLimited, Unauthenticated
 from pica.gateway.services import GatewayServices
 from pica.gateway.ws import SERVICES_KEY
 from pica.protocol.codec import MALFORMED
@@ -31,7 +32,34 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 
 def error_response(error: PicaError) -> web.Response:
-    return json_response(error.to_dict(), status=error.http_status)
+    response = json_response(error.to_dict(), status=error.http_status)
+    if isinstance(error, RateLimited):
+        response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))  # whole seconds (RFC 9110)
+    return response
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address, as the per-address limits count it: the peer's, or, when the peer is one of
+    ``trusted_proxies``, the last address its ``X-Forwarded-For`` appended (the one the proxy saw; earlier entries
+    are whatever the client wrote)."""
+    peer = request.remote or ""
+    if peer in services(request).trusted_proxies:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last:
+            return last
+    return peer
+
+
+_FREE_PATHS: Final = frozenset({"/healthz", "/metrics"})
+"""Monitoring is not counted against an address: a scraper behind the same address must never starve clients."""
+
+
+def check_http_rate(request: web.Request) -> None:
+    """The per-address HTTP limit (``rates.http_per_address``)."""
+    rates = services(request).rates
+    if rates is not None and request.path not in _FREE_PATHS:
+        rates.check(rates.http_address, client_address(request), "requests from this address")
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

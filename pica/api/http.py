@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from pica.api import dispatch, groups, messages, social
-from pica.api.common import error_response, json_body, json_response, services
+from pica.api.common import check_http_rate, client_address, error_response, json_body, json_response, services
 from pica.errors import BadRequest, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, PicaError
 from pica.gateway.services import GatewayServices
 from pica.gateway.ws import SERVICES_KEY, websocket_handler
@@ -34,6 +34,7 @@ _STATUS_ERRORS: dict[int, type[PicaError]] = {
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        check_http_rate(request)
         return await handler(request)
     except PicaError as exc:
         return error_response(exc)
@@ -60,13 +61,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def register(request: web.Request) -> web.Response:
     body = await json_body(request)
-    user_id = await services(request).accounts.register(body.get("username"), body.get("password"))
+    user_id = await services(request).accounts.register(body.get("username"), body.get("password"),
+                                                        client_address(request))
     return json_response({"user_id": user_id}, status=201)
 
 
 async def login(request: web.Request) -> web.Response:
     body = await json_body(request)
-    result = await services(request).accounts.login(body.get("username"), body.get("password"))
+    result = await services(request).accounts.login(body.get("username"), body.get("password"),
+                                                     client_address(request))
     return json_response({"token": result.token, "user_id": result.user_id, "expires_at": result.expires_at})
 
 

@@ -51,6 +51,8 @@ class RequestFailed(Exception):
         self.code = error.code
         self.message = error.message
         self.retryable = error.retryable
+        self.retry_after = error.retry_after
+        """With ``rate_limited``: seconds after which the same request will be accepted."""
 
 
 class _Wire:

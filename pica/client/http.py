@@ -11,11 +11,13 @@ import aiohttp
 
 
 class PicaHttpError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after
+        """With ``rate_limited`` (429): seconds after which the same request will be accepted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +98,9 @@ class PicaHttp:
                                          headers=headers) as resp:
             data = await resp.json(content_type=None)
             if resp.status >= 400:
-                raise PicaHttpError(resp.status, str(data.get("code")), str(data.get("message")))
+                retry_after = data.get("retry_after")
+                raise PicaHttpError(resp.status, str(data.get("code")), str(data.get("message")),
+                                    float(retry_after) if isinstance(retry_after, int | float) else None)
             return data
 
     async def register(self, username: str, password: str) -> int:

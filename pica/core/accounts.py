@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pica.config import AuthConfig
 from pica.core.passwords import PasswordHasher
 from pica.core.ports import Clock
+from pica.core.ratelimit import RateLimits
 from pica.core.tokens import TokenClaims, TokenService
 from pica.core.validation import check_password, normalize_username
 from pica.errors import Banned, InvalidCredentials, InvalidToken, InvalidUsername
@@ -22,31 +23,43 @@ class LoginResult:
 
 class AccountService:
     def __init__(
-        self, store: Store, hasher: PasswordHasher, tokens: TokenService, clock: Clock, config: AuthConfig
+        self, store: Store, hasher: PasswordHasher, tokens: TokenService, clock: Clock, config: AuthConfig,
+        rates: RateLimits | None = None,
     ) -> None:
+        self._rates = rates
         self._store = store
         self._hasher = hasher
         self._tokens = tokens
         self._clock = clock
         self._config = config
 
-    async def register(self, username: object, password: object) -> int:
+    async def register(self, username: object, password: object, address: str = "") -> int:
+        """``address``: the client's, for the per-address registration limit."""
+        if self._rates is not None:
+            self._rates.check(self._rates.register_address, address, "registrations from this address")
         name = normalize_username(username)
         secret = check_password(password, self._config.min_password_length)
         password_hash = await self._hasher.hash(secret)
         return await self._store.create_user(name, password_hash, self._clock.now_ms())
 
-    async def login(self, username: object, password: object) -> LoginResult:
+    async def login(self, username: object, password: object, address: str = "") -> LoginResult:
+        """``address``: the client's, for the login limits (checked before any hashing, so that a flood of
+        attempts costs no Argon2 time)."""
         if not isinstance(username, str) or not isinstance(password, str):
             raise InvalidCredentials("username and password must be strings")
         try:
             name: str | None = normalize_username(username)
         except InvalidUsername:
             name = None  # no account has such a name (a NUL, say, which PostgreSQL cannot even look up)
+        account = name if name is not None else username
+        if self._rates is not None:
+            self._rates.check_login(address, account)
         user = None if name is None else await self._store.get_user_by_name(name)
         # Verified against a dummy hash when there is no user, so that the answer takes as long either way.
         ok = await self._hasher.verify(user.password_hash if user else None, password)
         if user is None or not ok:
+            if self._rates is not None:
+                self._rates.login_failed(address, account)
             raise InvalidCredentials("wrong username or password")
         if user.banned:  # checked after the password, so that a ban is not disclosed to someone guessing
             raise Banned("this account is banned")

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from pica.config import LimitsConfig
 from pica.core.fanout import GroupFanout
 from pica.core.ports import Clock, Delivery, GroupRouter
+from pica.core.ratelimit import RateLimits
 from pica.core.validation import check_client_msg_id, search_text, validate_body
 from pica.core.wire import message_frame
 from pica.errors import BadRequest, ConversationNotFound
@@ -99,7 +100,8 @@ def _resolving(future: asyncio.Future[SendAck]) -> Reply:
 
 class ChatService:
     def __init__(self, store: Store, delivery: Delivery, clock: Clock, limits: LimitsConfig,
-                 fanout: GroupRouter | None = None) -> None:
+                 fanout: GroupRouter | None = None, rates: RateLimits | None = None) -> None:
+        self._rates = rates
         self._store = store
         self._delivery = delivery
         self._clock = clock
@@ -123,6 +125,8 @@ class ChatService:
         delivered and acked in that order."""
         if (to is None) == (group_id is None):
             raise BadRequest("a message goes to exactly one of 'to' (a user) or 'group_id'")
+        if self._rates is not None:
+            self._rates.check(self._rates.sends, sender, "messages")
         client_msg_id = check_client_msg_id(client_msg_id)
         checked, body_json = validate_body(body, self._limits)
         words = search_text(checked)
@@ -195,6 +199,8 @@ class ChatService:
     def submit_event(self, kind: str, user_id: int, conversation_id: str, seq: int, client_msg_id: str,
                      reply: Reply, text: str = "", origin: object | None = None) -> None:
         """Recall or edit message ``seq``: an event message appended to the conversation, delivered like one."""
+        if self._rates is not None:
+            self._rates.check(self._rates.sends, user_id, "messages")
         client_msg_id = check_client_msg_id(client_msg_id)
         _must_name_one(conversation_id)
         if kind == "edit":

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from pica.core.ports import Clock, Delivery, Presence
+from pica.core.ratelimit import RateLimits
 from pica.protocol import frames as f
 from pica.protocol.outbound import OutboundFrame
 from pica.store.base import ContactRecord, Store
@@ -28,7 +29,9 @@ class PresenceInfo:
 
 
 class SocialService:
-    def __init__(self, store: Store, delivery: Delivery, clock: Clock, presence: Presence) -> None:
+    def __init__(self, store: Store, delivery: Delivery, clock: Clock, presence: Presence,
+                 rates: RateLimits | None = None) -> None:
+        self._rates = rates
         self._store = store
         self._delivery = delivery
         self._presence = presence
@@ -99,6 +102,8 @@ class SocialService:
 
     async def presence(self, viewer: int, user_ids: list[int]) -> list[PresenceInfo]:
         """Presence of those users the viewer may see; the others are left out (no error, nothing leaked)."""
+        if self._rates is not None:
+            self._rates.check(self._rates.presence, viewer, "presence queries")
         records = await self._store.presence_of(viewer, user_ids)
         online = await self._presence.online(r.user_id for r in records)
         return [PresenceInfo(r.user_id, r.user_id in online, r.last_seen) for r in records]

@@ -17,6 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pica.core.chat import Reply, SendAck
+from pica.core.ratelimit import Bucket, refused
 from pica.core.wire import message_frame
 from pica.errors import (
     BadRequest,
@@ -24,6 +25,7 @@ from pica.errors import (
     InternalError,
     InvalidFrame,
     PicaError,
+    RateLimited,
     TokenExpired,
     Unauthenticated,
     UnknownFrame,
@@ -57,6 +59,7 @@ class Connection:
         "__weakref__",
         "_outbox",
         "_paused",
+        "_rate",
         "_typing",
         "device",
         "encoding",
@@ -87,6 +90,8 @@ class Connection:
         self._paused = False
         self._outbox: list[bytes] | None = None
         self._typing: dict[str, float] | None = None
+        self._rate: Bucket | None = None
+        """This socket's requests (``rates.requests_per_connection``), from its authentication on."""
 
     # ------------------------------------------------------------------------------------------ transport hooks
 
@@ -151,7 +156,9 @@ class Connection:
         self.push(OutboundFrame(frame))
 
     def send_error(self, error: PicaError, ref: int | None = None) -> None:
-        self.send(f.Error(code=error.code, message=error.message, ref=ref, retryable=error.retryable))
+        retry_after = error.retry_after if isinstance(error, RateLimited) else None
+        self.send(f.Error(code=error.code, message=error.message, ref=ref, retryable=error.retryable,
+                          retry_after=retry_after))
 
     def close(self, code: CloseCode, reason: str) -> None:
         if self.state is State.CLOSED:
@@ -192,6 +199,11 @@ class Connection:
             self.send_error(exc)
             return
         if self.state is State.READY:
+            if self._rate is not None and self.services.rates is not None:
+                wait = self._rate.take(self.services.rates.connection_rate, self.last_recv)
+                if wait > 0:  # refused, and the stream goes on: the client slows down and retries
+                    self.send_error(refused(wait, "requests on this connection"), getattr(frame, "id", None))
+                    return
             self._dispatch(frame)
         elif self.state is State.AWAIT_AUTH:
             if isinstance(frame, f.Auth):
@@ -329,6 +341,8 @@ class Connection:
         self.session_id = secrets.token_hex(8)
         self.token_expires_at = token_expires_at
         self.state = State.READY
+        rates = self.services.rates
+        self._rate = rates.connection_bucket() if rates is not None else None
         self.services.hub.register(self)
         limits = self.services.limits
         self.send(

@@ -13,6 +13,7 @@ from pica.core.chat import ChatService
 from pica.core.groups import GroupService
 from pica.core.placement import NodeAddress
 from pica.core.ports import Clock
+from pica.core.ratelimit import RateLimits
 from pica.core.social import SocialService
 from pica.gateway.hub import Hub
 
@@ -37,6 +38,10 @@ class GatewayServices:
     limits: LimitsConfig
     clock: Clock
     allowed_origins: tuple[str, ...] = ()
+    rates: RateLimits | None = None
+    """The node's rate limits (None: none, as for a service built in a unit test)."""
+    trusted_proxies: frozenset[str] = frozenset()
+    """Peers whose ``X-Forwarded-For`` names the client (``trusted_proxies``)."""
     live_nodes: Callable[[], Awaitable[Sequence[NodeAddress]]] | None = None
     """The nodes a client may be sent to by ``GET /v1/gateway`` (this node alone outside a cluster)."""
     before_ready: Callable[[int], Awaitable[None]] | None = None

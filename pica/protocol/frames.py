@@ -225,6 +225,8 @@ class Error(_Frame, tag="error"):
     message: str
     ref: RequestId | None = None
     retryable: bool = False
+    retry_after: float | None = None
+    """With ``rate_limited``: seconds after which the same request will be accepted."""
 
 
 class Resync(_Frame, tag="resync"):

@@ -1,0 +1,159 @@
+"""Rate limits as token buckets: pure arithmetic, time passed in.
+
+A rule ``"30/min"`` is a bucket of 30 tokens that refills at 30 per minute: a client may spend the whole bucket at once
+(a burst) and then one token every two seconds. A request takes a token (or ``cost`` tokens); when the bucket cannot
+pay, the request is refused with the seconds until it could be paid (``retry_after``), and nothing is taken, so a
+client that waits that long and retries succeeds.
+
+Why not the ``limits`` library: it offers fixed and moving windows, not token buckets, keeps its memory storage
+behind a lock and a timer thread, and answers through a storage object per check; here a check is two float
+operations on an object the caller already holds (the per-connection bucket lives on the connection) or one dict
+lookup, on the path of every frame. The arithmetic is small enough to own and test (tests/core/test_ratelimit.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+from pica.config import RatesConfig, parse_rate
+from pica.errors import RateLimited
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    count: float
+    """Tokens the bucket holds when full: the largest burst."""
+    per: float
+    """Seconds in which an empty bucket refills."""
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """A rule as the configuration writes it (:func:`pica.config.parse_rate`)."""
+        return cls(*parse_rate(text))
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.per
+
+
+class Bucket:
+    """One client's bucket of one rule."""
+
+    __slots__ = ("stamp", "tokens")
+
+    def __init__(self, rate: Rate, now: float) -> None:
+        self.tokens = rate.count
+        self.stamp = now
+
+    def _refill(self, rate: Rate, now: float) -> None:
+        if now > self.stamp:
+            self.tokens = min(rate.count, self.tokens + (now - self.stamp) * rate.per_second)
+            self.stamp = now
+
+    def take(self, rate: Rate, now: float, cost: float = 1.0) -> float:
+        """Spend ``cost`` tokens and return 0.0, or spend nothing and return the seconds until they are there. A cost
+        above the bucket's size is charged as a full bucket (it can never be paid otherwise)."""
+        self._refill(rate, now)
+        cost = min(cost, rate.count)
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return 0.0
+        return (cost - self.tokens) / rate.per_second
+
+    def wait(self, rate: Rate, now: float) -> float:
+        """Seconds until one token is there (0.0: now), spending nothing."""
+        self._refill(rate, now)
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / rate.per_second
+
+    def charge(self, rate: Rate, now: float, cost: float) -> None:
+        """Spend ``cost`` tokens whatever is left (down to empty): a penalty, as for a failed login."""
+        self._refill(rate, now)
+        self.tokens = max(0.0, self.tokens - cost)
+
+
+class Buckets:
+    """The buckets of one rule, one per key (an address, a user, an account name), at most ``max_keys``: the key
+    touched least recently is forgotten first, and a forgotten key starts again with a full bucket, an error only
+    towards letting a request through. The bound keeps a spray of addresses from growing memory without end."""
+
+    def __init__(self, rate: Rate, max_keys: int) -> None:
+        self.rate = rate
+        self._max_keys = max_keys
+        self._buckets: dict[Hashable, Bucket] = {}
+
+    def _get(self, key: Hashable, now: float) -> Bucket:
+        bucket = self._buckets.pop(key, None)  # popped and put back: the dict's order is the order of last use
+        if bucket is None:
+            bucket = Bucket(self.rate, now)
+            if len(self._buckets) >= self._max_keys:
+                del self._buckets[next(iter(self._buckets))]
+        self._buckets[key] = bucket
+        return bucket
+
+    def take(self, key: Hashable, now: float, cost: float = 1.0) -> float:
+        return self._get(key, now).take(self.rate, now, cost)
+
+    def wait(self, key: Hashable, now: float) -> float:
+        bucket = self._buckets.get(key)
+        return 0.0 if bucket is None else bucket.wait(self.rate, now)
+
+    def charge(self, key: Hashable, now: float, cost: float) -> None:
+        self._get(key, now).charge(self.rate, now, cost)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def refused(wait: float, what: str) -> RateLimited:
+    """The error for a refused request: ``retry_after`` rounded up to a tenth of a second, so that a client that
+    waits exactly that long finds the token there."""
+    return RateLimited(f"too many {what}; retry after {math.ceil(wait * 10) / 10:g} s",
+                       retry_after=math.ceil(wait * 10) / 10)
+
+
+class RateLimits:
+    """Every rate limit of a node, from ``rates`` in the configuration; ``enabled`` False (``rate_limits = "off"``)
+    makes every check pass. Counters are this node's: in a cluster each node counts for itself."""
+
+    def __init__(self, config: RatesConfig, *, enabled: bool, clock: Callable[[], float]) -> None:
+        self.enabled = enabled
+        self.config = config
+        self._clock = clock
+        keys = config.max_keys
+        self.login_address = Buckets(Rate.parse(config.login_per_address), keys)
+        self.login_account = Buckets(Rate.parse(config.login_failures_per_account), keys)
+        self.register_address = Buckets(Rate.parse(config.register_per_address), keys)
+        self.http_address = Buckets(Rate.parse(config.http_per_address), keys)
+        self.sends = Buckets(Rate.parse(config.sends_per_user), keys)
+        self.presence = Buckets(Rate.parse(config.presence_queries_per_user), keys)
+        self.connection_rate = Rate.parse(config.requests_per_connection)
+
+    def check(self, buckets: Buckets, key: Hashable, what: str, cost: float = 1.0) -> None:
+        """Take ``cost`` from ``key``'s bucket or raise RateLimited."""
+        if self.enabled:
+            wait = buckets.take(key, self._clock(), cost)
+            if wait > 0:
+                raise refused(wait, what)
+
+    def check_login(self, address: str, account: str) -> None:
+        """Before a password is checked: one attempt from ``address``, and the account must not be out of
+        attempts (its bucket counts failures only, so that its owner's successful logins never lock it)."""
+        if not self.enabled:
+            return
+        wait = self.login_account.wait(account, self._clock())
+        if wait > 0:
+            raise refused(wait, "failed logins for this account")
+        self.check(self.login_address, address, "login attempts")
+
+    def login_failed(self, address: str, account: str) -> None:
+        """A wrong password costs the account one attempt and the address ``login_failure_cost`` in all."""
+        if self.enabled:
+            now = self._clock()
+            self.login_account.charge(account, now, 1)
+            self.login_address.charge(address, now, self.config.login_failure_cost - 1)
+
+    def connection_bucket(self) -> Bucket | None:
+        """A fresh bucket for a new connection's requests (None when limits are off)."""
+        return Bucket(self.connection_rate, self._clock()) if self.enabled else None
