@@ -24,6 +24,9 @@ from pica.protocol.outbound import OutboundFrame
 log = logging.getLogger(__name__)
 
 SERVICES_KEY = web.AppKey("gateway_services", GatewayServices)
+RESPONSE_HEADERS_KEY = web.RequestKey("response_headers", dict[str, str])
+"""Headers the HTTP layer puts on every response (pica.api.headers). The upgrade response is sent from inside the
+handler, where a middleware cannot add to it any more, so the handler adds them before the handshake."""
 
 
 class WsConnection(Connection):
@@ -103,6 +106,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         max_msg_size=services.limits.max_frame_bytes + 1,  # aiohttp rejects length >= max; ours is > max
         autoping=True, heartbeat=None, compress=False
     )
+    ws.headers.update(request.get(RESPONSE_HEADERS_KEY, {}))
     await ws.prepare(request)
     transport = request.transport
     assert transport is not None
