@@ -102,7 +102,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_app(node: GatewayServices) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=node.limits.max_http_body_bytes)
+    from pica.api.headers import security_headers
+
+    app = web.Application(middlewares=[security_headers, error_middleware],
+                          client_max_size=node.limits.max_http_body_bytes)
     app[SERVICES_KEY] = node
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-from typing import cast
+import struct
+from typing import Final, cast
 
 from pica.errors import FrameTooLarge, InvalidFrame
 from pica.gateway.connection import Connection, State
@@ -19,17 +21,39 @@ from pica.protocol.outbound import OutboundFrame
 log = logging.getLogger(__name__)
 
 SLOW_CONSUMER_LINGER = 2.0
-"""Seconds a cut slow consumer gets to read its backlog and the close notice before the socket is aborted."""
+"""Seconds a cut slow consumer gets to read its backlog and the close notice before the socket is reset."""
+
+_RESET_ON_CLOSE: Final = struct.pack("ii", 1, 0)
+"""``struct linger {l_onoff = 1, l_linger = 0}``: close() discards the unsent bytes and sends RST."""
+
+
+def reset(transport: asyncio.Transport) -> None:
+    """Abort with ``SO_LINGER`` (on, 0), so the kernel drops what the peer never read and answers with RST.
+
+    A plain abort() (or close()) leaves the unsent bytes to the kernel, which keeps them, and the socket, in
+    FIN-WAIT-1 until the peer reads them or TCP gives up: a client that stops reading would keep megabytes of the
+    machine's memory (the kernel's socket buffers) per connection after being cut.
+    """
+    if transport.is_closing() and transport.get_write_buffer_size() == 0:
+        # Closed already, or about to be with nothing of ours left: the descriptor may be closed and its number
+        # reused by another socket, which must not get our linger option.
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):  # the peer reset it meanwhile: nothing is queued any more
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+    transport.abort()
 
 
 class TcpConnection(Connection, asyncio.Protocol):
     transport_name = "tcp"
-    __slots__ = ("_reader", "_transport")
+    __slots__ = ("_reader", "_reset_timer", "_transport")
 
     def __init__(self, services: GatewayServices) -> None:
         super().__init__(services, Encoding.MSGPACK)
         self._reader = FrameReader(services.limits.max_frame_bytes)
         self._transport: asyncio.Transport | None = None
+        self._reset_timer: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol
 
@@ -59,10 +83,18 @@ class TcpConnection(Connection, asyncio.Protocol):
                 break
 
     def eof_received(self) -> bool | None:
+        if self._reset_timer is not None and self._transport is not None:
+            # A cut slow consumer closed its side: it reads no more, so what it has not read is dropped now.
+            self._reset_timer.cancel()
+            self._reset_timer = None
+            reset(self._transport)
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:  # type: ignore[override]
         Connection.connection_lost(self)
+        if self._reset_timer is not None:
+            self._reset_timer.cancel()  # the socket is gone; the timer must not hold the transport and its buffer
+            self._reset_timer = None
         self._transport = None
 
     # Connection hooks
@@ -82,10 +114,20 @@ class TcpConnection(Connection, asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         transport.write(OutboundFrame(f.Close(code=int(code), reason=reason)).tcp_bytes())
-        transport.close()
-        if code is CloseCode.SLOW_CONSUMER:
-            # The notice queues behind what the client has not read; if it does not drain soon, drop it all.
-            asyncio.get_running_loop().call_later(SLOW_CONSUMER_LINGER, transport.abort)
+        if code is not CloseCode.SLOW_CONSUMER or not transport.can_write_eof():
+            transport.close()
+            return
+        # The notice queues behind what the client has not read. Half-close rather than close: FIN follows the
+        # backlog, so a client that catches up sees 4002 and EOF, while the descriptor stays ours until the linger
+        # ends (close() would let it go as soon as the kernel took the last byte, leaving those bytes to the
+        # kernel); then whatever is still unread is dropped with a reset.
+        transport.write_eof()
+        self._reset_timer = asyncio.get_running_loop().call_later(SLOW_CONSUMER_LINGER, self._reset_now)
+
+    def _reset_now(self) -> None:
+        self._reset_timer = None
+        if self._transport is not None:
+            reset(self._transport)
 
     def _transport_pause(self) -> None:
         if self._transport is not None:

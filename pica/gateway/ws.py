@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 from pica.errors import Forbidden, InvalidToken
 from pica.gateway.connection import Connection, State
 from pica.gateway.services import GatewayServices
-from pica.gateway.tcp import SLOW_CONSUMER_LINGER
+from pica.gateway.tcp import SLOW_CONSUMER_LINGER, reset
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.codec import Encoding
 from pica.protocol.outbound import OutboundFrame
@@ -24,6 +24,9 @@ from pica.protocol.outbound import OutboundFrame
 log = logging.getLogger(__name__)
 
 SERVICES_KEY = web.AppKey("gateway_services", GatewayServices)
+RESPONSE_HEADERS_KEY = web.RequestKey("response_headers", dict[str, str])
+"""Headers the HTTP layer puts on every response (pica.api.headers). The upgrade response is sent from inside the
+handler, where a middleware cannot add to it any more, so the handler adds them before the handshake."""
 
 
 class WsConnection(Connection):
@@ -51,7 +54,9 @@ class WsConnection(Connection):
 
     def _transport_close(self, code: CloseCode, reason: str) -> None:
         if code is CloseCode.SLOW_CONSUMER:
-            asyncio.get_running_loop().call_later(SLOW_CONSUMER_LINGER, self._transport.abort)
+            # aiohttp keeps the socket open until the handler returns, after the client's close reply; one that
+            # reads nothing never replies, and its unread bytes are dropped with a reset (tcp.reset) at the end.
+            asyncio.get_running_loop().call_later(SLOW_CONSUMER_LINGER, reset, self._transport)
         # A separate task: close() may be called while the handler is blocked in receive(); aiohttp wakes it.
         self.closing_task = asyncio.get_running_loop().create_task(self._close(code, reason))
         self.services.track(self.closing_task)
@@ -101,6 +106,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         max_msg_size=services.limits.max_frame_bytes + 1,  # aiohttp rejects length >= max; ours is > max
         autoping=True, heartbeat=None, compress=False
     )
+    ws.headers.update(request.get(RESPONSE_HEADERS_KEY, {}))
     await ws.prepare(request)
     transport = request.transport
     assert transport is not None
