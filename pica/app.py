@@ -121,6 +121,7 @@ class PicaServer:
         if config.cluster:
             self.cluster = cluster = self._build_cluster()
             delivery, presence, fanout = cluster.delivery, cluster.presence, cluster.fanout
+            rates.shared = cluster.buckets
         else:
             fanout = GroupFanout(self.store, self.hub)
         chat = ChatService(self.store, delivery, self.clock, config.limits, fanout, rates)

@@ -442,8 +442,9 @@ class PicaClient:
     # ------------------------------------------------------------------------------------------ socket requests
 
     async def _request(self, frame: Any, timeout: float = 60.0) -> Any:
-        """Send a request, waiting out disconnects and retryable errors (``store_unavailable``, with backoff); the
-        frame is re-sent unchanged, so a send keeps its client message id and is stored once."""
+        """Send a request, waiting out disconnects and retryable errors (``store_unavailable`` with backoff,
+        ``rate_limited`` for the ``retry_after`` the server gave); the frame is re-sent unchanged, so a send keeps
+        its client message id and is stored once."""
         failures = 0
         async with asyncio.timeout(timeout):
             while True:
@@ -456,6 +457,9 @@ class PicaClient:
                 except RequestFailed as exc:
                     if not exc.retryable:
                         raise
+                    if exc.retry_after is not None:  # rate_limited: the server said when; sooner is refused again
+                        await asyncio.sleep(exc.retry_after)
+                        continue
                     await asyncio.sleep(min(RETRY_CAP, self._backoff.delay(failures, self._rng)))
                     failures += 1
                 except (TimeoutError, ServerClosed, OSError, aiohttp.ClientError):

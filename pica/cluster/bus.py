@@ -23,6 +23,7 @@ from pica.cluster.link import Backoff, Outage, cancel_and_wait, command_client, 
 from pica.cluster.node import NodeInfo
 from pica.cluster.outbox import Outbox
 from pica.cluster.presence import ClusterPresence
+from pica.cluster.ratelimit import RedisBuckets
 from pica.cluster.registry import Registry
 from pica.cluster.routing import ClusterDelivery, ClusterFanout
 from pica.cluster.subscriber import Subscriber
@@ -97,6 +98,7 @@ class Cluster:
             self._redis, prefix, node, sessions, clock, config.heartbeat_interval, config.node_ttl,
             Outage(f"heartbeat of node {node_id}", clock), on_lost=self._presence.reregister, on_gone=self._gone,
         )
+        self._buckets = RedisBuckets(self._redis, prefix)
         self._delivery = ClusterDelivery(sessions, self._outbox, node_id, self._user_prefix)
         self._fanout = ClusterFanout(GroupFanout(store, sessions), self._outbox, node_id, self._group_prefix,
                                      self._user_prefix, self._subscriber, sessions, config.timeout)
@@ -105,6 +107,11 @@ class Cluster:
         sessions.add_presence_listener(self._on_local_presence)
 
     # ------------------------------------------------------------------------------------------ what the core uses
+
+    @property
+    def buckets(self) -> RedisBuckets:
+        """Rate-limit buckets every node shares (logins, registrations)."""
+        return self._buckets
 
     @property
     def delivery(self) -> ClusterDelivery:

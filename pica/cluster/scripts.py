@@ -152,3 +152,35 @@ for i = 1, #ARGV, 2 do
 end
 return #ARGV / 2
 """
+
+BUCKET: Final = """
+-- A token bucket shared by every node (pica/core/ratelimit.py has the same arithmetic for a node's own buckets).
+-- KEYS[1]: the bucket (a hash: tokens, stamp in Redis ms). ARGV: count, period in ms, cost, mode:
+-- 'take' (spend cost or nothing), 'wait' (spend nothing), 'charge' (spend cost, down to empty).
+-- Returns the ms until the tokens asked for are there (0: now), as a string (Lua numbers would be truncated).
+-- The hash expires one period after its last write: by then it is full again, the same as absent.
+local count, per, cost, mode = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens = tonumber(state[1]) or count
+local stamp = tonumber(state[2]) or now
+if now > stamp then
+  tokens = math.min(count, tokens + (now - stamp) * count / per)
+  stamp = now
+end
+local wait = 0
+if mode == 'take' then
+  cost = math.min(cost, count)
+  if tokens >= cost then tokens = tokens - cost else wait = (cost - tokens) * per / count end
+elseif mode == 'wait' then
+  if tokens < 1 then wait = (1 - tokens) * per / count end
+else
+  tokens = math.max(0, tokens - cost)
+end
+if mode ~= 'wait' then
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'stamp', tostring(stamp))
+  redis.call('PEXPIRE', KEYS[1], math.ceil(per))
+end
+return tostring(wait)
+"""

@@ -36,7 +36,7 @@ class AccountService:
     async def register(self, username: object, password: object, address: str = "") -> int:
         """``address``: the client's, for the per-address registration limit."""
         if self._rates is not None:
-            self._rates.check(self._rates.register_address, address, "registrations from this address")
+            await self._rates.check_register(address)
         name = normalize_username(username)
         secret = check_password(password, self._config.min_password_length)
         password_hash = await self._hasher.hash(secret)
@@ -53,13 +53,13 @@ class AccountService:
             name = None  # no account has such a name (a NUL, say, which PostgreSQL cannot even look up)
         account = name if name is not None else username
         if self._rates is not None:
-            self._rates.check_login(address, account)
+            await self._rates.check_login(address, account)
         user = None if name is None else await self._store.get_user_by_name(name)
         # Verified against a dummy hash when there is no user, so that the answer takes as long either way.
         ok = await self._hasher.verify(user.password_hash if user else None, password)
         if user is None or not ok:
             if self._rates is not None:
-                self._rates.login_failed(address, account)
+                await self._rates.login_failed(address, account)
             raise InvalidCredentials("wrong username or password")
         if user.banned:  # checked after the password, so that a ban is not disclosed to someone guessing
             raise Banned("this account is banned")

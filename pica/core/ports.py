@@ -96,3 +96,19 @@ class SystemClock:
         import time
 
         return time.monotonic()
+
+
+class SharedBuckets(Protocol):
+    """Token buckets kept where every node sees them (the cluster's Redis), for the limits an attacker could
+    otherwise multiply by spreading requests over nodes (logins, registrations). ``bucket`` names the rule and the
+    client (``login_address:203.0.113.7``); ``count`` and ``per`` are its rate (:class:`pica.core.ratelimit.Rate`).
+    Each call is atomic and raises on a transport error (the caller falls back to the node's own buckets)."""
+
+    async def take(self, bucket: str, count: float, per: float, cost: float) -> float:
+        """Spend ``cost`` tokens and return 0.0, or spend nothing and return the seconds until they are there."""
+
+    async def wait(self, bucket: str, count: float, per: float) -> float:
+        """Seconds until one token is there (0.0: now), spending nothing."""
+
+    async def charge(self, bucket: str, count: float, per: float, cost: float) -> None:
+        """Spend ``cost`` tokens whatever is left (down to empty)."""

@@ -13,12 +13,16 @@ lookup, on the path of every frame. The arithmetic is small enough to own and te
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from pica.config import RatesConfig, parse_rate
+from pica.core.ports import SharedBuckets
 from pica.errors import RateLimited
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +78,12 @@ class Bucket:
 
 
 class Buckets:
-    """The buckets of one rule, one per key (an address, a user, an account name), at most ``max_keys``: the key
-    touched least recently is forgotten first, and a forgotten key starts again with a full bucket, an error only
-    towards letting a request through. The bound keeps a spray of addresses from growing memory without end."""
+    """The buckets of one rule (``name``), one per key (an address, a user, an account name), at most ``max_keys``:
+    the key touched least recently is forgotten first, and a forgotten key starts again with a full bucket, an error
+    only towards letting a request through. The bound keeps a spray of addresses from growing memory without end."""
 
-    def __init__(self, rate: Rate, max_keys: int) -> None:
+    def __init__(self, name: str, rate: Rate, max_keys: int) -> None:
+        self.name = name
         self.rate = rate
         self._max_keys = max_keys
         self._buckets: dict[Hashable, Bucket] = {}
@@ -115,20 +120,28 @@ def refused(wait: float, what: str) -> RateLimited:
 
 class RateLimits:
     """Every rate limit of a node, from ``rates`` in the configuration; ``enabled`` False (``rate_limits = "off"``)
-    makes every check pass. Counters are this node's: in a cluster each node counts for itself."""
+    makes every check pass.
 
-    def __init__(self, config: RatesConfig, *, enabled: bool, clock: Callable[[], float]) -> None:
+    Counters are this node's, except, when ``shared`` is set (cluster mode), those of logins and registrations:
+    they are kept in the cluster's Redis, so that spreading attempts over nodes gains nothing. A shared check that
+    fails (Redis away) falls back to this node's buckets: logins go on during an outage, limited per node."""
+
+    def __init__(self, config: RatesConfig, *, enabled: bool, clock: Callable[[], float],
+                 shared: SharedBuckets | None = None) -> None:
         self.enabled = enabled
         self.config = config
+        self.shared = shared
         self._clock = clock
         keys = config.max_keys
-        self.login_address = Buckets(Rate.parse(config.login_per_address), keys)
-        self.login_account = Buckets(Rate.parse(config.login_failures_per_account), keys)
-        self.register_address = Buckets(Rate.parse(config.register_per_address), keys)
-        self.http_address = Buckets(Rate.parse(config.http_per_address), keys)
-        self.sends = Buckets(Rate.parse(config.sends_per_user), keys)
-        self.presence = Buckets(Rate.parse(config.presence_queries_per_user), keys)
+        self.login_address = Buckets("login_address", Rate.parse(config.login_per_address), keys)
+        self.login_account = Buckets("login_account", Rate.parse(config.login_failures_per_account), keys)
+        self.register_address = Buckets("register_address", Rate.parse(config.register_per_address), keys)
+        self.http_address = Buckets("http_address", Rate.parse(config.http_per_address), keys)
+        self.sends = Buckets("sends", Rate.parse(config.sends_per_user), keys)
+        self.presence = Buckets("presence", Rate.parse(config.presence_queries_per_user), keys)
         self.connection_rate = Rate.parse(config.requests_per_connection)
+        self.shared_failures = 0
+        """Shared checks answered by this node's buckets because the shared store failed."""
 
     def check(self, buckets: Buckets, key: Hashable, what: str, cost: float = 1.0) -> None:
         """Take ``cost`` from ``key``'s bucket or raise RateLimited."""
@@ -137,22 +150,60 @@ class RateLimits:
             if wait > 0:
                 raise refused(wait, what)
 
-    def check_login(self, address: str, account: str) -> None:
+    async def _take(self, buckets: Buckets, key: str, cost: float) -> float:
+        if self.shared is not None:
+            try:
+                return await self.shared.take(f"{buckets.name}:{key}", buckets.rate.count, buckets.rate.per, cost)
+            except Exception:
+                self._shared_failed()
+        return buckets.take(key, self._clock(), cost)
+
+    async def _wait(self, buckets: Buckets, key: str) -> float:
+        if self.shared is not None:
+            try:
+                return await self.shared.wait(f"{buckets.name}:{key}", buckets.rate.count, buckets.rate.per)
+            except Exception:
+                self._shared_failed()
+        return buckets.wait(key, self._clock())
+
+    async def _charge(self, buckets: Buckets, key: str, cost: float) -> None:
+        if self.shared is not None:
+            try:
+                await self.shared.charge(f"{buckets.name}:{key}", buckets.rate.count, buckets.rate.per, cost)
+                return
+            except Exception:
+                self._shared_failed()
+        buckets.charge(key, self._clock(), cost)
+
+    def _shared_failed(self) -> None:
+        if self.shared_failures % 1000 == 0:
+            log.warning("shared rate limits unavailable; this node's own buckets answer", exc_info=True,
+                        extra={"failures": self.shared_failures + 1})
+        self.shared_failures += 1
+
+    async def check_register(self, address: str) -> None:
+        if self.enabled:
+            wait = await self._take(self.register_address, address, 1)
+            if wait > 0:
+                raise refused(wait, "registrations from this address")
+
+    async def check_login(self, address: str, account: str) -> None:
         """Before a password is checked: one attempt from ``address``, and the account must not be out of
         attempts (its bucket counts failures only, so that its owner's successful logins never lock it)."""
         if not self.enabled:
             return
-        wait = self.login_account.wait(account, self._clock())
+        wait = await self._wait(self.login_account, account)
         if wait > 0:
             raise refused(wait, "failed logins for this account")
-        self.check(self.login_address, address, "login attempts")
+        wait = await self._take(self.login_address, address, 1)
+        if wait > 0:
+            raise refused(wait, "login attempts")
 
-    def login_failed(self, address: str, account: str) -> None:
+    async def login_failed(self, address: str, account: str) -> None:
         """A wrong password costs the account one attempt and the address ``login_failure_cost`` in all."""
         if self.enabled:
-            now = self._clock()
-            self.login_account.charge(account, now, 1)
-            self.login_address.charge(address, now, self.config.login_failure_cost - 1)
+            await self._charge(self.login_account, account, 1)
+            await self._charge(self.login_address, address, self.config.login_failure_cost - 1)
 
     def connection_bucket(self) -> Bucket | None:
         """A fresh bucket for a new connection's requests (None when limits are off)."""

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from pica.app import PicaServer
-from pica.client import PicaHttp, PicaHttpError
+from pica.client import PicaClient, PicaHttp, PicaHttpError
 from pica.client.connection import RequestFailed
 from pica.config import Config, RatesConfig
 from pica.protocol import frames as f
@@ -190,3 +190,16 @@ async def test_forwarded_addresses_count_only_behind_a_trusted_proxy(tmp_path: P
         assert await register("192.0.2.4") == 429
         assert await register("192.0.2.4, 192.0.2.5") == 201
 
+
+
+async def test_the_sdk_waits_out_a_rate_limit_by_itself(tmp_path: Path) -> None:
+    """An app that sends faster than the limit through PicaClient gets every message stored, once and in order: the
+    SDK waits the retry_after the server gave and re-sends with the same id."""
+    async with node_with(tmp_path, sends_per_user="3/1s") as (_, url):
+        alice, bob = await new_user(url), await new_user(url)
+        async with PicaClient(url, token=alice.token) as client:
+            acks = [await client.send(to=bob.user_id, text=f"m{i}") for i in range(6)]
+        assert [a.seq for a in acks] == list(range(1, 7))
+        async with PicaHttp(url, token=bob.token) as http:
+            page = await http.history(acks[0].conversation_id, after_seq=0, limit=20)
+        assert [m["body"]["text"] for m in page["messages"]] == [f"m{i}" for i in range(6)]

@@ -363,8 +363,10 @@ class Cluster:
     tmp_path: Path
     nodes: list[NodeProcess] = field(default_factory=list)
 
-    def start(self, *names: str, extra: Sequence[str] = ()) -> list[NodeProcess]:
-        started = start_nodes(self.spec, self.tmp_path, names, extra)
+    def start(self, *names: str, extra: Sequence[str] = (), env: dict[str, str] | None = None
+              ) -> list[NodeProcess]:
+        """``env``: variables to set for these nodes on top of the spec's."""
+        started = start_nodes(self.spec, self.tmp_path, names, extra, self.spec.env(**env) if env else None)
         self.nodes.extend(started)
         return started
 

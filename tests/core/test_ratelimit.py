@@ -73,7 +73,7 @@ def _copy(bucket: Bucket) -> Bucket:
 
 
 def test_keyed_buckets_are_independent_and_bounded_forgetting_the_least_recent() -> None:
-    buckets = Buckets(Rate(1, 60), max_keys=2)
+    buckets = Buckets("test", Rate(1, 60), max_keys=2)
     assert buckets.take("a", 0.0) == 0.0
     assert buckets.take("b", 0.0) == 0.0
     assert buckets.take("a", 1.0) > 0  # a is spent (and now the most recently used)
@@ -102,19 +102,19 @@ def test_limits_refuse_with_retry_after_and_off_means_off() -> None:
     assert off.connection_bucket() is None
 
 
-def test_failed_logins_cost_the_address_more_and_lock_only_the_failing_account() -> None:
+async def test_failed_logins_cost_the_address_more_and_lock_only_the_failing_account() -> None:
     now = [0.0]
     rates = RateLimits(RatesConfig(login_per_address="10/min", login_failure_cost=5,
                                    login_failures_per_account="3/15min"), enabled=True, clock=lambda: now[0])
-    rates.check_login("10.0.0.1", "alice")
-    rates.login_failed("10.0.0.1", "alice")  # 1 + 4 more from the address's 10
-    rates.check_login("10.0.0.1", "alice")
-    rates.login_failed("10.0.0.1", "alice")  # the address's bucket is empty now
+    await rates.check_login("10.0.0.1", "alice")
+    await rates.login_failed("10.0.0.1", "alice")  # 1 + 4 more from the address's 10
+    await rates.check_login("10.0.0.1", "alice")
+    await rates.login_failed("10.0.0.1", "alice")  # the address's bucket is empty now
     with pytest.raises(RateLimited):
-        rates.check_login("10.0.0.1", "bob")
-    rates.check_login("10.0.0.2", "alice")  # another address: alice has one failure left
-    rates.login_failed("10.0.0.2", "alice")
+        await rates.check_login("10.0.0.1", "bob")
+    await rates.check_login("10.0.0.2", "alice")  # another address: alice has one failure left
+    await rates.login_failed("10.0.0.2", "alice")
     with pytest.raises(RateLimited) as locked:
-        rates.check_login("10.0.0.3", "alice")  # three failures: alice waits, from anywhere
+        await rates.check_login("10.0.0.3", "alice")  # three failures: alice waits, from anywhere
     assert locked.value.retry_after == pytest.approx(300.0)
-    rates.check_login("10.0.0.3", "bob")  # bob is not locked by alice's failures
+    await rates.check_login("10.0.0.3", "bob")  # bob is not locked by alice's failures
