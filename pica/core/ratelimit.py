@@ -66,6 +66,19 @@ class Bucket:
             return 0.0
         return (cost - self.tokens) / rate.per_second
 
+    def spend(self, rate: Rate, now: float, cost: float = 1.0) -> float:
+        """Like :meth:`take`, but a request the bucket cannot pay still costs: the bucket goes into debt (down to
+        minus a full bucket) and the answer is the seconds until the debt is repaid and ``cost`` is there again. For a
+        socket that keeps sending while refused: the caller stops reading it that long, so a flood is held back by
+        TCP flow control instead of costing a refusal per frame (a shaper, as ejabberd's)."""
+        self._refill(rate, now)
+        cost = min(cost, rate.count)
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return 0.0
+        self.tokens = max(self.tokens - cost, -rate.count)
+        return (cost - self.tokens) / rate.per_second
+
     def wait(self, rate: Rate, now: float) -> float:
         """Seconds until one token is there (0.0: now), spending nothing."""
         self._refill(rate, now)

@@ -60,6 +60,7 @@ class Connection:
         "_outbox",
         "_paused",
         "_rate",
+        "_throttled",
         "_typing",
         "device",
         "encoding",
@@ -92,6 +93,8 @@ class Connection:
         self._typing: dict[str, float] | None = None
         self._rate: Bucket | None = None
         """This socket's requests (``rates.requests_per_connection``), from its authentication on."""
+        self._throttled = False
+        """Not read until the debt of its refused requests is repaid (see ``_throttle``)."""
 
     # ------------------------------------------------------------------------------------------ transport hooks
 
@@ -200,9 +203,10 @@ class Connection:
             return
         if self.state is State.READY:
             if self._rate is not None and self.services.rates is not None:
-                wait = self._rate.take(self.services.rates.connection_rate, self.last_recv)
-                if wait > 0:  # refused, and the stream goes on: the client slows down and retries
+                wait = self._rate.spend(self.services.rates.connection_rate, self.last_recv)
+                if wait > 0:  # refused, and the stream goes on once the client has slowed down
                     self.send_error(refused(wait, "requests on this connection"), getattr(frame, "id", None))
+                    self._throttle(wait)
                     return
             self._dispatch(frame)
         elif self.state is State.AWAIT_AUTH:
@@ -278,8 +282,24 @@ class Connection:
         self.inflight -= 1
         if self._paused and self.inflight < self.services.limits.max_inflight_requests // 2 + 1:
             self._paused = False
-            if self.state is not State.CLOSED:
+            if self.state is not State.CLOSED and not self._throttled:
                 self._transport_resume()
+
+    def _throttle(self, wait: float) -> None:
+        """Stop reading a socket that sends past its rate for ``wait`` seconds: answering each refused frame of a
+        flood would cost as much as serving it, and every other client would wait for that work. Frames already
+        read are still answered (with ``rate_limited``, deepening the debt, which is capped at one full bucket)."""
+        if self._throttled or self.state is State.CLOSED:
+            return
+        self._throttled = True
+        if not self._paused:
+            self._transport_pause()
+        asyncio.get_running_loop().call_later(wait, self._unthrottle)
+
+    def _unthrottle(self) -> None:
+        self._throttled = False
+        if not self._paused and self.state is not State.CLOSED:
+            self._transport_resume()
 
     def _spawn(self, ref: int | None, work: Coroutine[Any, Any, None]) -> None:
         self._begin_request()

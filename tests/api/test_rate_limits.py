@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -124,15 +125,25 @@ async def test_a_flooding_sender_gets_error_frames_and_its_socket_goes_on(tmp_pa
             assert again.seq == 6
 
 
-async def test_a_connection_that_floods_requests_is_answered_per_request(tmp_path: Path) -> None:
+async def test_a_connection_that_floods_requests_is_refused_and_then_not_read_for_a_while(tmp_path: Path) -> None:
+    """Past its burst a socket's requests are refused with retry_after, and the server stops reading it until the
+    debt is repaid (a shaper: a flood costs the node almost nothing); every request still gets its answer, and the
+    socket works normally afterwards."""
     async with node_with(tmp_path, requests_per_connection="10/1s") as (_, url):
         alice = await new_user(url)
         conn = await connect(url, alice, "ws")
         async with conn:
-            answers = await asyncio.gather(*(conn.request(f.Ping(id=0)) for _ in range(15)),
+            started = time.monotonic()
+            answers = await asyncio.gather(*(conn.request(f.Ping(id=0)) for _ in range(40)),
                                            return_exceptions=True)
-            assert sum(isinstance(a, f.Pong) for a in answers) == 10
-            assert all(isinstance(a, RequestFailed) and a.code == "rate_limited" for a in answers[10:])
+            refused = [a for a in answers if isinstance(a, RequestFailed)]
+            assert all(isinstance(a, f.Pong) for a in answers[:10])  # the burst
+            assert refused and {r.code for r in refused} == {"rate_limited"}
+            assert all(r.retry_after is not None and 0 < r.retry_after <= 2.1 for r in refused)
+            assert len(refused) + sum(isinstance(a, f.Pong) for a in answers) == 40  # every one answered
+            assert sum(isinstance(a, f.Pong) for a in answers) < 10 + 10 * (time.monotonic() - started) + 1
+            await asyncio.sleep(max(r.retry_after or 0 for r in refused))
+            assert isinstance(await conn.request(f.Ping(id=0)), f.Pong)
 
 
 async def test_an_honest_client_at_a_normal_pace_never_sees_a_limit(tmp_path: Path) -> None:

@@ -101,3 +101,14 @@ def test_idle_cpu_benchmark_quick(tmp_path: Path) -> None:
     for run in runs:
         assert run["connections"] == 200 and run["open_at_end"] == 200 and run["server_alive"], run
         assert run["pongs_per_s"] > 0, f"the {run['transport']} holders answered no ping: {run}"
+
+
+def test_fairness_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "fairness.json"
+    result = run_quick("fairness.py", out)
+    assert_ok(result, ["| rate limits | quiet ack p50 / p99 / max ms | flood ack p50 / p99 / max ms | p99 ratio |"])
+    results = json.loads(out.read_text())["results"]
+    assert [r["limits"] for r in results] == ["on", "off"]
+    on, off = results
+    assert on["flooder_refused_per_s"] > 0 and off["flooder_refused_per_s"] == 0  # the limits were really on/off
+    assert off["flooder_acked_per_s"] > on["flooder_acked_per_s"]

@@ -118,3 +118,15 @@ async def test_failed_logins_cost_the_address_more_and_lock_only_the_failing_acc
         await rates.check_login("10.0.0.3", "alice")  # three failures: alice waits, from anywhere
     assert locked.value.retry_after == pytest.approx(300.0)
     await rates.check_login("10.0.0.3", "bob")  # bob is not locked by alice's failures
+
+
+def test_a_socket_that_keeps_sending_while_refused_runs_into_debt_capped_at_one_bucket() -> None:
+    """``spend`` (the per-connection shaper): refused requests still cost, so the wait grows with the flood, but
+    never beyond two periods; a client that then waits that long is served."""
+    rate = Rate(10, 1)  # 10 at once, then 10 a second
+    bucket = Bucket(rate, now=0.0)
+    assert [bucket.spend(rate, 0.0) for _ in range(10)] == [0.0] * 10
+    waits = [bucket.spend(rate, 0.0) for _ in range(50)]
+    assert waits[0] == pytest.approx(0.2)  # one token of debt, and one to pay for the next request
+    assert waits == sorted(waits) and waits[-1] == pytest.approx(1.1)  # capped: 10 tokens of debt at most
+    assert bucket.spend(rate, 1.1) == 0.0
