@@ -29,6 +29,7 @@ from pica.errors import Banned, PicaError
 from pica.gateway.hub import ConnectionHandle, Hub
 from pica.gateway.services import GatewayServices
 from pica.gateway.tcp import start_tcp_server
+from pica.logs import audit
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.outbound import OutboundFrame
@@ -268,6 +269,9 @@ class PicaServer:
                 log.warning("ban sweep failed", exc_info=True)
                 continue
             if banned:
-                for conn in self.hub.connections():
-                    if conn.user_id in banned:
-                        conn.fail(Banned("this account is banned"), CloseCode.AUTH_FAILED)
+                closed = [conn for conn in self.hub.connections() if conn.user_id in banned]
+                for conn in closed:
+                    conn.fail(Banned("this account is banned"), CloseCode.AUTH_FAILED)
+                for user_id in banned:
+                    audit("banned_user_disconnected", user_id=user_id,
+                          connections=sum(1 for c in closed if c.user_id == user_id))

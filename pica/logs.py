@@ -38,6 +38,17 @@ _SUMMARY: Final = "_pica_repeat_summary"
 output)."""
 
 
+AUDIT: Final = logging.getLogger("pica.audit")
+"""Security events, one structured line each, on a logger of their own so that operators can route them apart
+(``logging`` configuration, or a filter on ``logger = "pica.audit"`` in the JSON lines)."""
+
+
+def audit(event: str, **fields: object) -> None:
+    """Record a security event (``login_failed``, ``login_refused``, ``user_banned``, ...) with its fields: the user
+    or account name, the client address, the reason. Never a password or a token."""
+    AUDIT.warning(event, extra={"event": event, **fields})
+
+
 def redact_url(url: str) -> str:
     """The URL with its password masked (a store or Redis URL may carry one), for logs and messages."""
     parts = urlsplit(url)

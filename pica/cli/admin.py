@@ -25,6 +25,7 @@ from pica.core.ports import SystemClock
 from pica.core.tokens import TokenService
 from pica.core.validation import normalize_username
 from pica.errors import GroupNotFound, PicaError, UserNotFound
+from pica.logs import audit
 from pica.store.base import GroupAction, GroupRecord, Store, UserRecord
 from pica.store.factory import build_store, is_postgres, sqlite_path
 
@@ -173,6 +174,8 @@ async def user_list(store: Store, limit: int, after: int, banned_only: bool) -> 
 async def user_ban(store: Store, name: str, banned: bool) -> str:
     user = await _user(store, name)
     await store.set_banned(user.user_id, banned)
+    audit("user_banned" if banned else "user_unbanned", user_id=user.user_id, username=user.username,
+          by="pica user ban")
     if banned:
         return (f"banned {user.username} (#{user.user_id}): logins and tokens are refused; a running server closes "
                 "their connections within seconds")

@@ -10,7 +10,8 @@ from pica.core.ports import Clock
 from pica.core.ratelimit import RateLimits
 from pica.core.tokens import TokenClaims, TokenService
 from pica.core.validation import check_password, normalize_username
-from pica.errors import Banned, InvalidCredentials, InvalidToken, InvalidUsername
+from pica.errors import Banned, InvalidCredentials, InvalidToken, InvalidUsername, RateLimited
+from pica.logs import audit
 from pica.store.base import Store, UserRecord
 
 
@@ -36,11 +37,17 @@ class AccountService:
     async def register(self, username: object, password: object, address: str = "") -> int:
         """``address``: the client's, for the per-address registration limit."""
         if self._rates is not None:
-            await self._rates.check_register(address)
+            try:
+                await self._rates.check_register(address)
+            except RateLimited:
+                audit("register_refused", address=address, reason="rate_limited")
+                raise
         name = normalize_username(username)
         secret = check_password(password, self._config.min_password_length)
         password_hash = await self._hasher.hash(secret)
-        return await self._store.create_user(name, password_hash, self._clock.now_ms())
+        user_id = await self._store.create_user(name, password_hash, self._clock.now_ms())
+        audit("account_created", user_id=user_id, username=name, address=address)
+        return user_id
 
     async def login(self, username: object, password: object, address: str = "") -> LoginResult:
         """``address``: the client's, for the login limits (checked before any hashing, so that a flood of
@@ -53,15 +60,23 @@ class AccountService:
             name = None  # no account has such a name (a NUL, say, which PostgreSQL cannot even look up)
         account = name if name is not None else username
         if self._rates is not None:
-            await self._rates.check_login(address, account)
+            try:
+                await self._rates.check_login(address, account)
+            except RateLimited as exc:
+                audit("login_refused", account=account, address=address, reason="rate_limited",
+                      retry_after=exc.retry_after)
+                raise
         user = None if name is None else await self._store.get_user_by_name(name)
         # Verified against a dummy hash when there is no user, so that the answer takes as long either way.
         ok = await self._hasher.verify(user.password_hash if user else None, password)
         if user is None or not ok:
             if self._rates is not None:
                 await self._rates.login_failed(address, account)
+            audit("login_failed", account=account, address=address,
+                  reason="unknown_user" if user is None else "wrong_password")
             raise InvalidCredentials("wrong username or password")
         if user.banned:  # checked after the password, so that a ban is not disclosed to someone guessing
+            audit("login_refused", account=account, user_id=user.user_id, address=address, reason="banned")
             raise Banned("this account is banned")
         token, expires_at = self._tokens.issue(user.user_id, self._clock.now_ms() / 1000)
         return LoginResult(token=token, user_id=user.user_id, expires_at=expires_at)
