@@ -465,8 +465,10 @@ function transmit(item) {
     inflight.delete(item.client_msg_id);
     if (store !== myStore) return;
     if (exc instanceof Disconnected || exc.retryable) {
-      // Kept in the outbox: re-sent with the same client_msg_id after the next ready (or shortly, if retryable).
-      if (!(exc instanceof Disconnected)) setTimeout(() => { if (store === myStore && conn?.ready) transmit(item); }, 2000);
+      // Kept in the outbox: re-sent with the same client_msg_id after the next ready, or, if retryable, after the
+      // retry_after a rate limit gave (sooner is refused again) or 2 s.
+      const delayMs = exc.retryAfter ? Math.ceil(exc.retryAfter * 1000) : 2000;
+      if (!(exc instanceof Disconnected)) setTimeout(() => { if (store === myStore && conn?.ready) transmit(item); }, delayMs);
       return;
     }
     item.failed = exc.message || exc.code;

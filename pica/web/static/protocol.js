@@ -2,11 +2,13 @@
 // id/ref, reconnect with exponential backoff and full jitter). Knows nothing about conversations or the page.
 
 export class ApiError extends Error {
-  constructor(status, code, message, retryable = false) {
+  constructor(status, code, message, retryable = false, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.retryable = retryable;
+    /** With rate_limited: seconds after which the same request will be accepted (docs/protocol.md 21.1). */
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -44,7 +46,7 @@ export async function api(path, { method = "GET", token = null, body, timeoutMs 
   }
   if (!response.ok) {
     throw new ApiError(response.status, data?.code || "http_error", data?.message || response.statusText,
-      Boolean(data?.retryable));
+      Boolean(data?.retryable), typeof data?.retry_after === "number" ? data.retry_after : null);
   }
   return data;
 }
@@ -197,7 +199,8 @@ export class Connection {
           const request = this.pending.get(frame.ref);
           this.pending.delete(frame.ref);
           clearTimeout(request.timer);
-          request.reject(new ApiError(0, frame.code, frame.message, Boolean(frame.retryable)));
+          request.reject(new ApiError(0, frame.code, frame.message, Boolean(frame.retryable),
+            typeof frame.retry_after === "number" ? frame.retry_after : null));
         } else {
           this.onFrame(frame);
         }
