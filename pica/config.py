@@ -101,6 +101,10 @@ class AuthConfig:
     """Password hashes computed at once; more logins wait, so that a login burst cannot exhaust memory."""
     min_password_length: int = 8
     """Shortest accepted password."""
+    min_password_score: int = 2
+    """Least zxcvbn score (0-4) of a new password: 2 refuses the very guessable ones (common and breached-style
+    passwords, keyboard walks, the username with digits), as NIST 800-63B asks; 0 turns the estimator off. A password
+    equal to the username is always refused."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from pica.core.ports import SystemClock
 from pica.core.tokens import TokenService
 from pica.core.validation import normalize_username
 from pica.errors import GroupNotFound, PicaError, UserNotFound
-from pica.logs import audit
+from pica.logs import audit, configure
 from pica.store.base import GroupAction, GroupRecord, Store, UserRecord
 from pica.store.factory import build_store, is_postgres, sqlite_path
 
@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"pica: configuration error: {exc}", file=sys.stderr)
         return 2
+    # Only the audit records (account created, user banned) are worth a line on stderr here: they are the trace an
+    # administrator's action leaves, in the node's log format.
+    configure("WARNING", config.log.format)
     try:
         password = _password(args) if (args.command, args.action) == ("user", "create") else ""
         out = asyncio.run(_dispatch(args, config, password))

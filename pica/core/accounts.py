@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from pica.config import AuthConfig
@@ -9,7 +10,7 @@ from pica.core.passwords import PasswordHasher
 from pica.core.ports import Clock
 from pica.core.ratelimit import RateLimits
 from pica.core.tokens import TokenClaims, TokenService
-from pica.core.validation import check_password, normalize_username
+from pica.core.validation import check_password, check_password_guessability, normalize_username
 from pica.errors import Banned, InvalidCredentials, InvalidToken, InvalidUsername, RateLimited
 from pica.logs import audit
 from pica.store.base import Store, UserRecord
@@ -44,6 +45,7 @@ class AccountService:
                 raise
         name = normalize_username(username)
         secret = check_password(password, self._config.min_password_length)
+        await asyncio.to_thread(check_password_guessability, secret, name, self._config.min_password_score)
         password_hash = await self._hasher.hash(secret)
         user_id = await self._store.create_user(name, password_hash, self._clock.now_ms())
         audit("account_created", user_id=user_id, username=name, address=address)

@@ -32,6 +32,15 @@ async def test_register_login_and_conflicts(node: Node) -> None:
         with pytest.raises(PicaHttpError) as weak:
             await http.register("dave", "short")
         assert (weak.value.status, weak.value.code) == (400, "weak_password")
+        messages = {}
+        for guessable in ("password123", "qwertyuiop", "dave_the_user1", "Dave_the_user"):
+            with pytest.raises(PicaHttpError) as common:
+                await http.register("dave_the_user", guessable)
+            assert (common.value.status, common.value.code) == (400, "weak_password"), guessable
+            messages[guessable] = common.value.message
+        assert "very common password" in messages["password123"]
+        assert messages["Dave_the_user"] == "password must not be the username"
+        assert await http.register("dave_the_user", "quiet lantern 47 orbit") > 0
         for look_alike in ("no spaces allowed", "carol_1\n", "carol\x00"):
             with pytest.raises(PicaHttpError) as bad_name:
                 await http.register(look_alike, PASSWORD)

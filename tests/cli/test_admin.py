@@ -21,8 +21,9 @@ async def run(*args: str, data_dir: Path, stdin: str | None = None) -> tuple[int
 
 async def test_user_create_list_ban(server: ServerProcess) -> None:
     data = server.data_dir
-    assert await run("user", "create", "alice", "--password", PASSWORD, data_dir=data) == (
-        0, "created user alice (#1)\n", "")
+    code, out, err = await run("user", "create", "alice", "--password", PASSWORD, data_dir=data)
+    assert (code, out) == (0, "created user alice (#1)\n")
+    assert "account_created" in err and "username=alice" in err and PASSWORD not in err  # the audit record
     code, out, _ = await run("user", "create", "Bob", data_dir=data, stdin=PASSWORD + "\n")  # piped password
     assert (code, out) == (0, "created user bob (#2)\n")
 
