@@ -101,6 +101,9 @@ class AuthConfig:
     """Password hashes computed at once; more logins wait, so that a login burst cannot exhaust memory."""
     min_password_length: int = 8
     """Shortest accepted password."""
+    registration: Literal["open", "invite", "closed"] = "open"
+    """Who may register over ``POST /v1/auth/register``: anyone ("open"), whoever has an invite code from ``pica invite
+    create`` ("invite"), or nobody ("closed": the administrator creates accounts with ``pica user create``)."""
     min_password_score: int = 2
     """Least zxcvbn score (0-4) of a new password: 2 refuses the very guessable ones (common and breached-style
     passwords, keyboard walks, the username with digits), as NIST 800-63B asks; 0 turns the estimator off. A password

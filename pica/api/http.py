@@ -62,7 +62,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def register(request: web.Request) -> web.Response:
     body = await json_body(request)
     user_id = await services(request).accounts.register(body.get("username"), body.get("password"),
-                                                        client_address(request))
+                                                        client_address(request), invite=body.get("invite"))
     return json_response({"user_id": user_id}, status=201)
 
 

@@ -66,6 +66,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("name")
     p.add_argument("--unban", action="store_true", help="lift the ban")
 
+    invite = sub.add_parser("invite", help="invite codes for auth.registration = \"invite\"")
+    invites = invite.add_subparsers(dest="action", required=True)
+    p = invites.add_parser("create", parents=[common], help="make an invite code (shown once)")
+    p.add_argument("--uses", type=_positive, default=1, help="registrations it allows (default 1)")
+    p.add_argument("--days", type=float, default=7.0, help="days it stays valid (default 7)")
+
     group = sub.add_parser("group", help="manage groups (directly in the store)")
     groups = group.add_subparsers(dest="action", required=True)
     p = groups.add_parser("create", parents=[common], help="create a group")
@@ -117,7 +123,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 async def _dispatch(args: argparse.Namespace, config: Config, password: str) -> str:
-    creating = (args.command, args.action) == ("user", "create")
+    creating = (args.command, args.action) in {("user", "create"), ("invite", "create")}
     if not is_postgres(config.store):
         path = sqlite_path(config)
         if not creating and not path.exists():
@@ -131,6 +137,8 @@ async def _dispatch(args: argparse.Namespace, config: Config, password: str) -> 
             if args.action == "list":
                 return await user_list(store, args.limit, args.after, args.banned)
             return await user_ban(store, args.name, not args.unban)
+        if args.command == "invite":
+            return await invite_create(store, config, args.uses, args.days)
         if args.action == "create":
             return await group_create(store, config, args.name, args.owner, args.members.split(","))
         if args.action == "add":
@@ -159,8 +167,19 @@ async def user_create(store: Store, config: Config, name: str, password: str) ->
                             parallelism=auth.argon2_parallelism, concurrency=1)
     # Registration issues no token; a throwaway secret keeps the node's own secret file out of this.
     tokens = TokenService(secrets.token_urlsafe(48), auth.token_ttl, auth.token_algorithm)
-    user_id = await AccountService(store, hasher, tokens, SystemClock(), auth).register(name, password)
+    user_id = await AccountService(store, hasher, tokens, SystemClock(), auth).register(name, password,
+                                                                                        by_admin=True)
     return f"created user {name.lower()} (#{user_id})"
+
+
+async def invite_create(store: Store, config: Config, uses: int, days: float) -> str:
+    auth = config.auth
+    hasher = PasswordHasher(time_cost=auth.argon2_time_cost, memory_kib=auth.argon2_memory_kib,
+                            parallelism=auth.argon2_parallelism, concurrency=1)
+    tokens = TokenService(secrets.token_urlsafe(48), auth.token_ttl, auth.token_algorithm)
+    code = await AccountService(store, hasher, tokens, SystemClock(), auth).create_invite(uses, days * 86400)
+    note = "" if auth.registration == "invite" else f" (note: auth.registration is {auth.registration!r})"
+    return f"{code}\ngood for {uses} registration(s) during {days:g} day(s){note}"
 
 
 async def user_list(store: Store, limit: int, after: int, banned_only: bool) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import secrets
 from dataclasses import dataclass
 
 from pica.config import AuthConfig
@@ -11,9 +13,15 @@ from pica.core.ports import Clock
 from pica.core.ratelimit import RateLimits
 from pica.core.tokens import TokenClaims, TokenService
 from pica.core.validation import check_password, check_password_guessability, normalize_username
-from pica.errors import Banned, InvalidCredentials, InvalidToken, InvalidUsername, RateLimited
+from pica.errors import Banned, Forbidden, InvalidCredentials, InvalidToken, InvalidUsername, RateLimited
 from pica.logs import audit
 from pica.store.base import Store, UserRecord
+
+
+def invite_hash(code: str) -> str:
+    """What the store keeps of an invite code: a copy of the database hands out no invitations. The code has 96
+    random bits, so a plain SHA-256 (no salt, no stretching) is enough."""
+    return hashlib.sha256(code.strip().encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +43,15 @@ class AccountService:
         self._clock = clock
         self._config = config
 
-    async def register(self, username: object, password: object, address: str = "") -> int:
-        """``address``: the client's, for the per-address registration limit."""
+    async def register(self, username: object, password: object, address: str = "", *, invite: object = None,
+                       by_admin: bool = False) -> int:
+        """``address``: the client's, for the per-address registration limit. ``invite``: the code, when
+        ``auth.registration`` is "invite". ``by_admin``: ``pica user create``, which every mode allows."""
+        mode = "open" if by_admin else self._config.registration
+        if mode == "closed":
+            raise Forbidden("registration is closed: an administrator creates accounts")
+        if mode == "invite" and (not isinstance(invite, str) or not invite):
+            raise Forbidden("registration needs an invite code ('invite')")
         if self._rates is not None:
             try:
                 await self._rates.check_register(address)
@@ -47,9 +62,27 @@ class AccountService:
         secret = check_password(password, self._config.min_password_length)
         await asyncio.to_thread(check_password_guessability, secret, name, self._config.min_password_score)
         password_hash = await self._hasher.hash(secret)
-        user_id = await self._store.create_user(name, password_hash, self._clock.now_ms())
-        audit("account_created", user_id=user_id, username=name, address=address)
+        if mode == "invite":
+            assert isinstance(invite, str)
+            try:
+                user_id = await self._store.register_with_invite(invite_hash(invite), name, password_hash,
+                                                                 self._clock.now_ms())
+            except Forbidden:
+                audit("register_refused", address=address, reason="invalid_invite")
+                raise
+        else:
+            user_id = await self._store.create_user(name, password_hash, self._clock.now_ms())
+        audit("account_created", user_id=user_id, username=name, address=address, invited=mode == "invite")
         return user_id
+
+    async def create_invite(self, uses: int, valid_for_s: float) -> str:
+        """A new invite code, good for ``uses`` registrations during ``valid_for_s`` seconds. Only its hash is
+        stored: the code is shown once, here."""
+        code = secrets.token_urlsafe(12)
+        now = self._clock.now_ms()
+        await self._store.create_invite(invite_hash(code), uses, now + int(valid_for_s * 1000), now)
+        audit("invite_created", uses=uses, expires_at=now + int(valid_for_s * 1000))
+        return code
 
     async def login(self, username: object, password: object, address: str = "") -> LoginResult:
         """``address``: the client's, for the login limits (checked before any hashing, so that a flood of

@@ -196,6 +196,15 @@ class Store(abc.ABC):
         """Raises UsernameTaken."""
 
     @abc.abstractmethod
+    async def create_invite(self, code_hash: str, uses: int, expires_at: int, now_ms: int) -> None:
+        """An invite code (its SHA-256) good for ``uses`` registrations until ``expires_at`` (ms)."""
+
+    @abc.abstractmethod
+    async def register_with_invite(self, code_hash: str, username: str, password_hash: str, now_ms: int) -> int:
+        """Spend one use of the invite and create the account, or neither. Raises Forbidden (unknown, used up or
+        expired invite) or UsernameTaken."""
+
+    @abc.abstractmethod
     async def get_user_by_name(self, username: str) -> UserRecord | None: ...
 
     @abc.abstractmethod

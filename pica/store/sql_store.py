@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TypeVar
 
-from pica.store import groups, messages, social
+from pica.store import groups, invites, messages, social
 from pica.store.base import (
     ContactRecord,
     ConversationSummary,
@@ -119,6 +119,12 @@ class SqlStore(Store):
 
     async def create_user(self, username: str, password_hash: str, now_ms: int) -> int:
         return await self._write_txn(partial(social.create_user, username, password_hash, now_ms))
+
+    async def create_invite(self, code_hash: str, uses: int, expires_at: int, now_ms: int) -> None:
+        await self._write_txn(partial(invites.create_invite, code_hash, uses, expires_at, now_ms))
+
+    async def register_with_invite(self, code_hash: str, username: str, password_hash: str, now_ms: int) -> int:
+        return await self._write_txn(partial(invites.register_with_invite, code_hash, username, password_hash, now_ms))
 
     async def get_user_by_name(self, username: str) -> UserRecord | None:
         return await self._read_txn(partial(social.get_user_by_name, username))

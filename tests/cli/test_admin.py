@@ -1,17 +1,20 @@
-"""``pica user`` and ``pica group``: run as processes on the data directory of a running (or stopped) server."""
+"""``pica user``, ``pica group`` and ``pica invite``: run as processes on the data directory of a running (or
+stopped) server."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
+from pica.app import PicaServer
 from pica.client import PicaConnection, PicaHttp, PicaHttpError, ServerClosed
 from pica.protocol.close_codes import CloseCode
 from tests.cli.conftest import pica
-from tests.conftest import PASSWORD, ServerProcess, start_server_process
+from tests.conftest import PASSWORD, TEST_AUTH, ServerProcess, make_config, start_server_process
 
 
 async def run(*args: str, data_dir: Path, stdin: str | None = None) -> tuple[int, str, str]:
@@ -143,3 +146,26 @@ async def test_usage_and_setup_errors(tmp_path: Path) -> None:
     assert (await asyncio.to_thread(pica, "user", "create", "viaconf", "--password", PASSWORD,
                                     "--config", str(config))).returncode == 0
     assert "viaconf" in (await run("user", "list", data_dir=data))[1]
+
+
+async def test_an_invite_made_with_the_cli_lets_one_person_register(tmp_path: Path) -> None:
+    """`pica invite create` before the first start (it creates the database), then a server in invite mode."""
+    data = tmp_path / "data"
+    code, out, _ = await run("invite", "create", "--uses", "1", "--days", "2", data_dir=data)
+    invite, detail = out.splitlines()
+    assert code == 0 and len(invite) >= 16 and detail.startswith("good for 1 registration(s) during 2 day(s)")
+    assert "auth.registration is 'open'" in detail  # a reminder: this server is not in invite mode yet
+    server = PicaServer(dataclasses.replace(make_config(tmp_path), data_dir=data,
+                                            auth=dataclasses.replace(TEST_AUTH, registration="invite")))
+    await server.start()
+    try:
+        async with PicaHttp(f"http://127.0.0.1:{server.http_port}") as http:
+            user_id = await http.request("POST", "/v1/auth/register",
+                                         json={"username": "invited", "password": PASSWORD, "invite": invite})
+            assert user_id["user_id"] > 0
+            with pytest.raises(PicaHttpError) as again:
+                await http.request("POST", "/v1/auth/register",
+                                   json={"username": "second", "password": PASSWORD, "invite": invite})
+            assert (again.value.status, again.value.code) == (403, "forbidden")
+    finally:
+        await server.stop()

@@ -860,3 +860,19 @@ async def test_sqlite_without_the_checkpoint_thread_leaves_a_small_wal_to_sqlite
     store = await fifty_messages_then_wait(path, checkpoint_interval=0, wait=0.3)
     assert messages_in_main_file(path) == 0
     await store.close()
+
+
+async def test_an_invite_pays_for_its_uses_until_it_expires_and_a_refused_registration_spends_nothing(
+    store: Store,
+) -> None:
+    await store.create_invite("hash-a", uses=2, expires_at=10_000, now_ms=0)
+    await store.create_invite("hash-old", uses=5, expires_at=1_000, now_ms=0)
+    first = await store.register_with_invite("hash-a", "alice", "h", 100)
+    with pytest.raises(UsernameTaken):
+        await store.register_with_invite("hash-a", "alice", "h", 200)  # refused: the invite keeps its use
+    second = await store.register_with_invite("hash-a", "bob", "h", 300)
+    assert second > first
+    for code, name, now in [("hash-a", "carol", 400), ("hash-old", "dave", 2_000), ("unknown", "erin", 0)]:
+        with pytest.raises(Forbidden, match="invite"):
+            await store.register_with_invite(code, name, "h", now)  # used up, expired, unknown
+    assert await store.get_user_by_name("carol") is None and await store.get_user_by_name("dave") is None

@@ -57,10 +57,16 @@ RELEASED = {
     "0001_init.postgres.sql": "ce754ef4edaaf4a66f2cd0c049e94abfec17b688581caf68eacebc7997be0cf4",
     "0002_groups_contacts.postgres.sql": "daef1c3e447bc5628d91efd6ae16a8695ca48b7423f65f592523fa01206a2a12",
     "0003_bans.postgres.sql": "f11836bc6e6733138c7cf7c76c4ef965c15ac59a4f8e469675c7a471aee72355",
+    "0004_invites.sqlite.sql": "a838093fa5c83dd2dd663ad085e41612af402fb79d9b5d6d8afcf51a8eecaa4d",
+    "0004_invites.postgres.sql": "fabd06b9744a9f5e024ba47eae6acdb6fef580f92d3daac49b35a6f4b08b7fd0",
 }
-NOTES = {  # a migration 0004 as a later release adds it: one file per dialect
-    "0004_notes.sqlite.sql": b"-- notes\nCREATE TABLE notes (note_id INTEGER PRIMARY KEY, text TEXT NOT NULL);\n",
-    "0004_notes.postgres.sql": b"-- notes\nCREATE TABLE notes (note_id BIGINT PRIMARY KEY, text TEXT NOT NULL);\n",
+NEXT = bundled().latest + 1
+"""The version a later release adds next."""
+NOTES = {  # a migration as a later release adds it: one file per dialect
+    f"{NEXT:04d}_notes.sqlite.sql":
+        b"-- notes\nCREATE TABLE notes (note_id INTEGER PRIMARY KEY, text TEXT NOT NULL);\n",
+    f"{NEXT:04d}_notes.postgres.sql":
+        b"-- notes\nCREATE TABLE notes (note_id BIGINT PRIMARY KEY, text TEXT NOT NULL);\n",
 }
 
 
@@ -262,22 +268,22 @@ def test_sqlite_applies_a_new_pair_of_files_and_refuses_to_go_back(tmp_path: Pat
     sqlite_migrate(db)
     later = load(package_files() + list(NOTES.items()))
     version, applied = sqlite_migrate(db, later)
-    assert (version, applied) == (later.latest, [(4, "0004_notes.sqlite.sql")])
+    assert (version, applied) == (later.latest, [(NEXT, f"{NEXT:04d}_notes.sqlite.sql")])
     assert sqlite_rows(db, "SELECT count(*) FROM notes") == [(0,)]
-    assert sqlite_rows(db, "SELECT checksum FROM schema_migrations WHERE version = 4") == [
-        (checksum(NOTES["0004_notes.sqlite.sql"]),)]
-    with pytest.raises(MigrationError, match="at schema version 4, newer than this Pica knows"):
+    assert sqlite_rows(db, f"SELECT checksum FROM schema_migrations WHERE version = {NEXT}") == [
+        (checksum(NOTES[f"{NEXT:04d}_notes.sqlite.sql"]),)]
+    with pytest.raises(MigrationError, match=f"at schema version {NEXT}, newer than this Pica knows"):
         sqlite_migrate(db)
 
 
 def test_a_failing_sqlite_migration_leaves_the_previous_version(tmp_path: Path) -> None:
     db = tmp_path / "pica.db"
     sqlite_migrate(db)
-    broken = load([*package_files(), ("0004_bad.sqlite.sql", b"CREATE TABLE ok (x INTEGER);\nNOT SQL;\n"),
-                   ("0004_bad.postgres.sql", b"SELECT 1;\n")])
+    broken = load([*package_files(), (f"{NEXT:04d}_bad.sqlite.sql", b"CREATE TABLE ok (x INTEGER);\nNOT SQL;\n"),
+                   (f"{NEXT:04d}_bad.postgres.sql", b"SELECT 1;\n")])
     with pytest.raises(sqlite3.OperationalError):
         sqlite_migrate(db, broken)
-    assert sqlite_rows(db, "SELECT max(version) FROM schema_migrations") == [(3,)]
+    assert sqlite_rows(db, "SELECT max(version) FROM schema_migrations") == [(NEXT - 1,)]
     assert sqlite_rows(db, "SELECT count(*) FROM sqlite_master WHERE name = 'ok'") == [(0,)]
 
 
@@ -344,9 +350,9 @@ async def test_postgres_store_refuses_a_changed_migration(pg_schema: str) -> Non
 async def test_postgres_applies_a_new_pair_of_files_and_refuses_to_go_back(pg_schema: str) -> None:
     await pg_migrate(pg_schema)
     later = load(package_files() + list(NOTES.items()))
-    assert await pg_migrate(pg_schema, later) == (later.latest, [(4, "0004_notes.postgres.sql")])
+    assert await pg_migrate(pg_schema, later) == (later.latest, [(NEXT, f"{NEXT:04d}_notes.postgres.sql")])
     assert await pg_rows(pg_schema, "SELECT count(*) FROM notes") == [(0,)]
-    with pytest.raises(MigrationError, match="at schema version 4, newer than this Pica knows"):
+    with pytest.raises(MigrationError, match=f"at schema version {NEXT}, newer than this Pica knows"):
         await pg_migrate(pg_schema)
     store = PostgresStore(PG_DSN, pg_config(pg_schema))
     with pytest.raises(MigrationError, match="newer than this Pica knows"):
