@@ -26,6 +26,8 @@ from pica.core.ratelimit import RateLimits
 from pica.core.social import SocialService
 from pica.core.tokens import TokenService
 from pica.errors import Banned, PicaError
+from pica.gateway.admission import AddressSlots
+from pica.gateway.http_socket import http_socket_factory
 from pica.gateway.hub import ConnectionHandle, Hub
 from pica.gateway.services import GatewayServices
 from pica.gateway.tcp import start_tcp_server
@@ -90,6 +92,7 @@ class PicaServer:
         self.tcp_port = 0
         self._runner: web.AppRunner | None = None
         self._tcp_server: asyncio.Server | None = None
+        self._http_server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._ban_sweeper: asyncio.Task[None] | None = None
         self.services: GatewayServices | None = None
@@ -143,6 +146,9 @@ class PicaServer:
             allowed_origins=config.allowed_origins,
             rates=rates,
             trusted_proxies=frozenset(config.trusted_proxies),
+            # Caps on sockets, lifted with the rate limits (benchmarks hold thousands from one address and user).
+            address_slots=AddressSlots(config.limits.max_connections_per_address if rates.enabled else 0),
+            max_sessions_per_user=config.limits.max_sessions_per_user if rates.enabled else 0,
             live_nodes=self._live_nodes,
             before_ready=self.cluster.before_ready if self.cluster is not None else None,
             cluster_stats=self.cluster.stats if self.cluster is not None else None,
@@ -150,9 +156,18 @@ class PicaServer:
         )
         if self.cluster is not None:
             await self.cluster.start()
-        self._runner = web.AppRunner(build_app(services), access_log=None, handle_signals=False)
+        # aiohttp's keep-alive timer is the request-head deadline (pica.gateway.http_socket says why it fits).
+        self._runner = web.AppRunner(build_app(services), access_log=None, handle_signals=False,
+                                     keepalive_timeout=config.limits.http_header_timeout)
         await self._runner.setup()
-        await web.SockSite(self._runner, http_socket, backlog=4096).start()
+        handlers = self._runner.server
+        assert handlers is not None
+        # Our own listener rather than a web.SockSite: its protocol factory wraps each aiohttp handler (the
+        # per-address cap and the WebSocket masking rule, pica.gateway.http_socket). The runner still tracks every
+        # handler, so its cleanup closes them as before.
+        self._http_server = await asyncio.get_running_loop().create_server(
+            http_socket_factory(handlers, services.address_slots), sock=http_socket, backlog=4096
+        )
         if tcp_socket is not None:
             self._tcp_server = await start_tcp_server(services, sock=tcp_socket)
         limits = config.limits
@@ -243,6 +258,8 @@ class PicaServer:
         closing = [t for t in services.tasks if not t.done()]
         if closing:
             await asyncio.wait(closing, timeout=2.0)
+        if self._http_server is not None:
+            self._http_server.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.cluster is not None:

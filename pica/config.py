@@ -79,6 +79,21 @@ class LimitsConfig:
     """Seconds after sending during which the author may recall a message."""
     typing_interval: float = 1.0
     """Least seconds between two typing notices of one connection in one conversation; more are dropped."""
+    max_connections_per_address: int = 256
+    """Sockets one client address may hold open at once, on the HTTP/WebSocket and TCP ports together (keep-alive
+    HTTP connections included); more are refused at once (HTTP 429, TCP ``close`` 4005). The address is the TCP peer's:
+    behind a reverse proxy every client is the proxy, so raise it there (or limit at the proxy). 0: no limit; lifted
+    with ``rate_limits = "off"``."""
+    max_sessions_per_user: int = 20
+    """Authenticated sockets one user may hold on this node (each node counts its own); see ``session_overflow``.
+    0: no limit; lifted with ``rate_limits = "off"``."""
+    session_overflow: Literal["oldest", "refuse"] = "oldest"
+    """Past ``max_sessions_per_user``: "oldest" closes the user's oldest session on this node (``error``
+    ``too_many_sessions``, close 4505) to make room; "refuse" fails the new one's authentication the same way."""
+    http_header_timeout: float = 10.0
+    """Seconds an HTTP request head (request line and headers, WebSocket upgrades included) may take to arrive,
+    counted from the connection's opening or from the previous response on a keep-alive connection; then the socket
+    is closed. Also how long an idle keep-alive connection is kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +237,9 @@ class Config:
     allowed_origins: tuple[str, ...] = ()
     """WebSocket ``Origin`` values accepted at the handshake; empty accepts any (and requests without Origin)."""
     rate_limits: Literal["on", "off"] = "on"
-    """"off" turns every rate limit (``rates``) off: for benchmarks and trusted internal deployments only; the node
-    logs a warning at start."""
+    """"off" turns every rate limit (``rates``) off, and the caps on connections per address and sessions per user
+    (``limits.max_connections_per_address``, ``limits.max_sessions_per_user``): for benchmarks and trusted internal
+    deployments only; the node logs a warning at start."""
     trusted_proxies: tuple[str, ...] = ()
     """Addresses of reverse proxies in front of the node: for a request from one of them, the client's address (what
     per-address limits count) is the last one in its ``X-Forwarded-For``. Empty: the peer's address."""
@@ -421,6 +437,8 @@ def _validate(obj: Any, section: str) -> None:
         ):
             if getattr(obj, name) < 1:
                 raise ConfigError(f"limits.{name}: must be at least 1")
+        if obj.http_header_timeout <= 0:
+            raise ConfigError("limits.http_header_timeout: must be more than 0")
         if obj.idle_timeout <= obj.heartbeat_interval:
             raise ConfigError("limits.idle_timeout: must be longer than limits.heartbeat_interval")
     if isinstance(obj, RatesConfig):

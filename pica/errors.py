@@ -26,7 +26,8 @@ redis) are wrapped at the store/cluster boundary; only these classes reach the w
     │   ├── GroupNotFound          404  group_not_found
     │   └── MessageNotFound        404  message_not_found
     ├── Conflict                   409  conflict
-    │   └── UsernameTaken          409  username_taken
+    │   ├── UsernameTaken          409  username_taken
+    │   └── TooManySessions        409  too_many_sessions
     ├── RateLimited                429  rate_limited        (retryable)
     ├── Unavailable                503  unavailable         (retryable)
     │   └── StoreUnavailable       503  store_unavailable   (retryable)
@@ -165,6 +166,13 @@ class Conflict(PicaError):
 
 class UsernameTaken(Conflict):
     code = "username_taken"
+
+
+class TooManySessions(Conflict):
+    """The user holds ``limits.max_sessions_per_user`` sessions on this node already: sent to the session closed to
+    make room (``session_overflow = "oldest"``) or to the one refused (``"refuse"``), before close 4505."""
+
+    code = "too_many_sessions"
 
 
 class RateLimited(PicaError):

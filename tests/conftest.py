@@ -24,7 +24,7 @@ import pytest
 
 from pica.app import PicaServer
 from pica.client import Login, PicaConnection, PicaHttp, PicaHttpError
-from pica.config import Config, LimitsConfig, load_config
+from pica.config import Config, load_config
 from pica.core.ports import SystemClock
 
 PASSWORD = "correct horse battery"
@@ -60,6 +60,16 @@ for _key, _value in TEST_RATES_ENV.items():
     os.environ.setdefault(_key, _value)
 TEST_RATES = load_config(env={key: os.environ[key] for key in TEST_RATES_ENV}).rates
 
+TEST_LIMITS_ENV = {
+    "PICA_LIMITS_MAX_CONNECTIONS_PER_ADDRESS": "100000",
+}
+"""Limits the suite raises like ``TEST_RATES_ENV``: every test connects from 127.0.0.1, and the load, crash and
+slow-loris stories hold hundreds of sockets at once (the default allows 256 per address). The cap itself is tested
+at its default in tests/gateway/test_connection_limits.py. Inherited by subprocesses."""
+for _key, _value in TEST_LIMITS_ENV.items():
+    os.environ.setdefault(_key, _value)
+TEST_LIMITS = load_config(env={key: os.environ[key] for key in TEST_LIMITS_ENV}).limits
+
 
 @dataclass
 class Node:
@@ -79,7 +89,7 @@ def make_config(tmp_path: Path, **limits: object) -> Config:
         port=0,
         tcp_port=0,
         data_dir=tmp_path / "data",
-        limits=dataclasses.replace(LimitsConfig(), **limits),  # type: ignore[arg-type]
+        limits=dataclasses.replace(TEST_LIMITS, **limits),  # type: ignore[arg-type]
         auth=TEST_AUTH,
         rates=TEST_RATES,
     )

@@ -83,6 +83,8 @@ async def metrics(request: web.Request) -> web.Response:
         ("pica_frames_in_total", "counter", m.frames_in),
         ("pica_messages_acked_total", "counter", m.messages_acked),
         ("pica_slow_consumers_total", "counter", m.slow_consumers),
+        ("pica_connections_refused_total", "counter", node.address_slots.refused),
+        ("pica_sessions_over_limit_total", "counter", m.sessions_over_limit),
     ]
     if node.cluster_stats is not None:
         stats = node.cluster_stats()

@@ -27,6 +27,7 @@ from pica.errors import (
     PicaError,
     RateLimited,
     TokenExpired,
+    TooManySessions,
     Unauthenticated,
     UnknownFrame,
     UnsupportedVersion,
@@ -355,7 +356,15 @@ class Connection:
         return self.state is State.CLOSED
 
     def accept(self, user_id: int, device: str | None, token_expires_at: int) -> None:
-        """Authentication succeeded: register with the hub and tell the client."""
+        """Authentication succeeded: register with the hub and tell the client (unless the user's sessions are at
+        ``max_sessions_per_user`` and the policy is to refuse)."""
+        services = self.services
+        cap = services.max_sessions_per_user
+        if cap and services.limits.session_overflow == "refuse" and services.hub.devices(user_id) >= cap:
+            services.metrics.sessions_over_limit += 1
+            self.fail(TooManySessions(f"this user has {cap} sessions on this server already; close one first"),
+                      CloseCode.TOO_MANY_SESSIONS)
+            return
         self.user_id = user_id
         self.device = device or "dev-" + secrets.token_hex(4)
         self.session_id = secrets.token_hex(8)
@@ -378,6 +387,21 @@ class Connection:
                 recall_window=limits.recall_window,
             )
         )
+        if cap:
+            self._evict_oldest_sessions(cap)
+
+    def _evict_oldest_sessions(self, cap: int) -> None:
+        """``session_overflow = "oldest"``: make room by closing the user's oldest sessions on this node. Done after
+        the new one registered, so that a user at the cap never looks offline for a moment."""
+        hub = self.services.hub
+        for _ in range(hub.devices(self.user_id) - cap):
+            oldest = hub.oldest(self.user_id)
+            if oldest is None or oldest is self:
+                return
+            self.services.metrics.sessions_over_limit += 1
+            log.info("closing the oldest session over the limit", extra={"user_id": self.user_id, "limit": cap})
+            oldest.fail(TooManySessions(f"this user opened more than {cap} sessions on this server; this one, the "
+                                        "oldest, was closed"), CloseCode.TOO_MANY_SESSIONS)
 
     def _submit(self, ref: int | None, submit: Callable[[Reply], None]) -> None:
         """The hot path: no task per message; the commit callback writes the ack (or the error)."""

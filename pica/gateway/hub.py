@@ -107,6 +107,11 @@ class Hub:
     def devices(self, user_id: int) -> int:
         return len(self._by_user.get(user_id, ()))
 
+    def oldest(self, user_id: int) -> ConnectionHandle | None:
+        """The user's READY connection on this node that authenticated first (they are kept in that order)."""
+        devices = self._by_user.get(user_id)
+        return devices[0] if devices else None
+
     @property
     def connection_count(self) -> int:
         return len(self._all)

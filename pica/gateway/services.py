@@ -15,6 +15,7 @@ from pica.core.placement import NodeAddress
 from pica.core.ports import Clock
 from pica.core.ratelimit import RateLimits
 from pica.core.social import SocialService
+from pica.gateway.admission import AddressSlots
 from pica.gateway.hub import Hub
 
 
@@ -26,6 +27,8 @@ class Metrics:
     messages_acked: int = 0
     slow_consumers: int = 0
     connections_opened: int = 0
+    sessions_over_limit: int = 0
+    """Sessions closed (``session_overflow = "oldest"``) or refused (``"refuse"``) by ``max_sessions_per_user``."""
 
 
 @dataclass(slots=True)
@@ -50,6 +53,10 @@ class GatewayServices:
     cluster_stats: Callable[[], dict[str, int]] | None = None
     """The cluster bus's counters and gauges for /metrics (None outside a cluster)."""
     cluster_healthy: Callable[[], bool] | None = None
+    address_slots: AddressSlots = field(default_factory=lambda: AddressSlots(0))
+    """Open sockets per client address on both ports (``limits.max_connections_per_address``; 0: none)."""
+    max_sessions_per_user: int = 0
+    """``limits.max_sessions_per_user`` as this node applies it (0: none, as when ``rate_limits = "off"``)."""
     metrics: Metrics = field(default_factory=Metrics)
     tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     """Request tasks and in-flight send futures: what a drain waits for."""

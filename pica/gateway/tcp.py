@@ -9,7 +9,8 @@ import socket
 import struct
 from typing import Final, cast
 
-from pica.errors import FrameTooLarge, InvalidFrame
+from pica.errors import FrameTooLarge, InvalidFrame, RateLimited
+from pica.gateway.admission import REFUSED_RETRY_AFTER, peer_address, refuse
 from pica.gateway.connection import Connection, State
 from pica.gateway.services import GatewayServices
 from pica.protocol import frames as f
@@ -47,17 +48,27 @@ def reset(transport: asyncio.Transport) -> None:
 
 class TcpConnection(Connection, asyncio.Protocol):
     transport_name = "tcp"
-    __slots__ = ("_reader", "_reset_timer", "_transport")
+    __slots__ = ("_address", "_reader", "_reset_timer", "_transport")
 
     def __init__(self, services: GatewayServices) -> None:
         super().__init__(services, Encoding.MSGPACK)
         self._reader = FrameReader(services.limits.max_frame_bytes)
         self._transport: asyncio.Transport | None = None
         self._reset_timer: asyncio.TimerHandle | None = None
+        self._address: str | None = None
+        """The peer's address while this socket holds one of its slots (``max_connections_per_address``)."""
 
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        address = peer_address(transport)
+        slots = self.services.address_slots
+        if not slots.admit(address):
+            # Refused before it is anything: not tracked, not counted as opened; the socket is handed over.
+            self.state = State.CLOSED
+            refuse(cast(asyncio.Transport, transport), _refusal(slots.limit))
+            return
+        self._address = address
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -91,6 +102,9 @@ class TcpConnection(Connection, asyncio.Protocol):
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:  # type: ignore[override]
+        if self._address is not None:
+            self.services.address_slots.release(self._address)
+            self._address = None
         Connection.connection_lost(self)
         if self._reset_timer is not None:
             self._reset_timer.cancel()  # the socket is gone; the timer must not hold the transport and its buffer
@@ -136,6 +150,15 @@ class TcpConnection(Connection, asyncio.Protocol):
     def _transport_resume(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.resume_reading()
+
+
+def _refusal(limit: int) -> bytes:
+    error = RateLimited(f"too many connections from this address (at most {limit})", REFUSED_RETRY_AFTER)
+    code = CloseCode.TOO_MANY_CONNECTIONS
+    return b"".join(OutboundFrame(frame).tcp_bytes() for frame in (
+        f.Error(code=error.code, message=error.message, retryable=True, retry_after=error.retry_after),
+        f.Close(code=int(code), reason="too many connections from this address"),
+    ))
 
 
 async def start_tcp_server(services: GatewayServices, sock: socket.socket) -> asyncio.Server:

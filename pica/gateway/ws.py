@@ -3,7 +3,8 @@
 Frames to the client are written straight to the socket as pre-built WebSocket frames (see OutboundFrame.ws_bytes):
 a push never awaits, so fan-out never waits on one slow socket, and the unsent-bytes check cuts slow readers.
 aiohttp still parses incoming frames, answers control frames and enforces ``max_msg_size`` from the frame header
-before reading the payload (close 1009).
+before reading the payload (close 1009); the socket below it (pica.gateway.http_socket) fails unmasked client
+frames with 1002, which aiohttp accepts.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiohttp import WSMsgType, web
 
 from pica.errors import Forbidden, InvalidToken
 from pica.gateway.connection import Connection, State
+from pica.gateway.http_socket import HttpSocket
 from pica.gateway.services import GatewayServices
 from pica.gateway.tcp import SLOW_CONSUMER_LINGER, reset
 from pica.protocol.close_codes import CloseCode
@@ -107,9 +109,19 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         autoping=True, heartbeat=None, compress=False
     )
     ws.headers.update(request.get(RESPONSE_HEADERS_KEY, {}))
-    await ws.prepare(request)
     transport = request.transport
     assert transport is not None
+    # Armed before the 101 leaves, so that the check starts exactly at the first frame the client may send.
+    below = transport.get_protocol()
+    masks = below if isinstance(below, HttpSocket) else None  # None: a server built without pica.app's listener
+    if masks is not None:
+        masks.expect_websocket_frames()
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        if masks is not None:
+            masks.expect_websocket_frames(False)  # not upgraded after all: the socket goes on speaking HTTP
+        raise
     conn = WsConnection(services, ws, transport, encoding)
     services.metrics.connections_opened += 1
     if not services.accepting:
@@ -123,7 +135,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     else:
         services.hub.track(conn)
     # This frame lives as long as the socket: drop what is no longer needed (idle memory per connection matters).
-    del origin, token, claims
+    del origin, token, claims, below, masks
     try:
         while True:
             await conn.wait_readable()

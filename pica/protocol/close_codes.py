@@ -18,11 +18,16 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 4002
     AUTH_TIMEOUT = 4003
     INTERNAL_ERROR = 4004
+    TOO_MANY_CONNECTIONS = 4005
+    """TCP only: the client's address holds ``limits.max_connections_per_address`` sockets already."""
     PROTOCOL_ERROR = 4500
     AUTH_FAILED = 4501
     TOKEN_EXPIRED = 4502
     FRAME_TOO_LARGE = 4503
     UNSUPPORTED_VERSION = 4504
+    TOO_MANY_SESSIONS = 4505
+    """The user's sessions passed ``limits.max_sessions_per_user``: this one was the oldest, or the refused new one.
+    In the no-reconnect range: reconnecting by itself would only close another session of the same user."""
 
     @property
     def should_reconnect(self) -> bool:

@@ -56,9 +56,10 @@ export function wsUrl() {
 }
 
 // Close codes (section 20): 4501/4502 need a new login; 4500, 4503, 4504 mean this client is wrong: retrying the same
-// way fails again. Everything else (4000-4499, 1000, 1006, 1009, ...) is reconnect-with-backoff.
+// way fails again; 4505 (too many sessions) must wait for the user, or reconnecting would close another of their
+// sessions. Everything else (4000-4499, 1000, 1006, 1009, ...) is reconnect-with-backoff.
 const AUTH_CLOSE = new Set([4501, 4502]);
-const FINAL_CLOSE = new Set([4500, 4503, 4504]);
+const FINAL_CLOSE = new Set([4500, 4503, 4504, 4505]);
 const RESPONSE_TYPES = new Set(["sent", "synced", "page", "done", "pong"]);
 
 /**
