@@ -201,6 +201,9 @@ class RatesConfig:
     """Frames of any kind from one socket after its authentication."""
     presence_queries_per_user: str = "20/min"
     """Presence look-ups (``GET /v1/presence``) of one user."""
+    user_lookups_per_user: str = "600/h"
+    """User look-ups (``GET /v1/users?username=``, ``GET /v1/users/{id}``) of one user: clients resolve each name once
+    and cache it; a script walking the directory is slowed to a crawl."""
     max_keys: int = 100_000
     """Most clients (addresses, users, accounts) one rule remembers; the least recently seen are forgotten first."""
 

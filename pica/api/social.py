@@ -11,9 +11,9 @@ from pica.errors import BadRequest, UserNotFound
 
 async def find_user(request: web.Request) -> web.Response:
     """GET /v1/users?username=NAME -> {"user_id", "username"} (404 user_not_found)."""
-    await caller(request)
+    viewer = await caller(request)
     name = normalize_username(request.query.get("username", ""))
-    user = await services(request).accounts.find(name)
+    user = await services(request).accounts.look_up(viewer, username=name)
     if user is None:
         raise UserNotFound()
     return json_response({"user_id": user.user_id, "username": user.username})
@@ -22,8 +22,8 @@ async def find_user(request: web.Request) -> web.Response:
 async def user_by_id(request: web.Request) -> web.Response:
     """GET /v1/users/{user_id} -> {"user_id", "username"}: usernames are public handles, so any signed-in user may
     turn an id (a group member, a message's sender) into a name."""
-    await caller(request)
-    user = await services(request).accounts.get(path_int(request, "user_id"))
+    viewer = await caller(request)
+    user = await services(request).accounts.look_up(viewer, user_id=path_int(request, "user_id"))
     if user is None:
         raise UserNotFound()
     return json_response({"user_id": user.user_id, "username": user.username})

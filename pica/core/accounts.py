@@ -122,6 +122,17 @@ class AccountService:
     async def get(self, user_id: int) -> UserRecord | None:
         return await self._store.get_user(user_id)
 
+    async def look_up(self, viewer: int, *, username: str | None = None, user_id: int | None = None
+                      ) -> UserRecord | None:
+        """A user's public record as another user asks for it (``rates.user_lookups_per_user``: the directory must
+        not be scraped)."""
+        if self._rates is not None:
+            self._rates.check(self._rates.lookups, viewer, "user look-ups")
+        if username is not None:
+            return await self._store.get_user_by_name(username)
+        assert user_id is not None
+        return await self._store.get_user(user_id)
+
     async def authenticate(self, token: str) -> TokenClaims:
         """Verify a token and that its user still exists and is not banned. Raises InvalidToken / TokenExpired /
         Banned."""

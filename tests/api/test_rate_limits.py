@@ -214,3 +214,22 @@ async def test_the_sdk_waits_out_a_rate_limit_by_itself(tmp_path: Path) -> None:
         async with PicaHttp(url, token=bob.token) as http:
             page = await http.history(acks[0].conversation_id, after_seq=0, limit=20)
         assert [m["body"]["text"] for m in page["messages"]] == [f"m{i}" for i in range(6)]
+
+
+async def test_the_user_directory_cannot_be_walked(tmp_path: Path) -> None:
+    """Looking users up by id or name is limited per user: a client resolving the names it meets is fine, a
+    script walking ids is refused."""
+    async with node_with(tmp_path, user_lookups_per_user="5/1s") as (_, url):
+        alice, bob = await new_user(url), await new_user(url)
+        async with PicaHttp(url, token=alice.token) as http:
+            assert (await http.request("GET", f"/v1/users/{bob.user_id}"))["user_id"] == bob.user_id
+            statuses = []
+            for probe in range(1, 8):
+                try:
+                    await http.request("GET", f"/v1/users/{probe}")
+                    statuses.append(200)
+                except PicaHttpError as exc:
+                    statuses.append(exc.status)
+            assert 429 in statuses and statuses.index(429) <= 4
+            async with PicaHttp(url, token=bob.token) as bobs:  # another user has a bucket of their own
+                assert (await bobs.request("GET", f"/v1/users/{alice.user_id}"))["user_id"] == alice.user_id
