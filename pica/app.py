@@ -9,6 +9,7 @@ import os
 import secrets
 import socket
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -286,9 +287,10 @@ class PicaServer:
                 log.warning("ban sweep failed", exc_info=True)
                 continue
             if banned:
-                closed = [conn for conn in self.hub.connections() if conn.user_id in banned]
-                for conn in closed:
-                    conn.fail(Banned("this account is banned"), CloseCode.AUTH_FAILED)
-                for user_id in banned:
-                    audit("banned_user_disconnected", user_id=user_id,
-                          connections=sum(1 for c in closed if c.user_id == user_id))
+                closed: Counter[int] = Counter()
+                for conn in self.hub.connections():
+                    if conn.user_id in banned:
+                        conn.fail(Banned("this account is banned"), CloseCode.AUTH_FAILED)
+                        closed[conn.user_id] += 1
+                for user_id, connections in closed.items():
+                    audit("banned_user_disconnected", user_id=user_id, connections=connections)

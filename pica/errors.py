@@ -37,6 +37,7 @@ redis) are wrapped at the store/cluster boundary; only these classes reach the w
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 
@@ -189,6 +190,11 @@ class RateLimited(PicaError):
 
     def to_dict(self) -> dict[str, object]:
         return {**super().to_dict(), "retry_after": self.retry_after}
+
+    @property
+    def retry_after_header(self) -> str:
+        """The HTTP ``Retry-After`` value: whole seconds (RFC 9110 allows no fraction), rounded up, never 0."""
+        return str(max(1, math.ceil(self.retry_after)))
 
 
 class Unavailable(PicaError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 from typing import Any, Final
 
@@ -34,7 +33,7 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 def error_response(error: PicaError) -> web.Response:
     response = json_response(error.to_dict(), status=error.http_status)
     if isinstance(error, RateLimited):
-        response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))  # whole seconds (RFC 9110)
+        response.headers["Retry-After"] = error.retry_after_header
     return response
 
 

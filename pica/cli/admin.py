@@ -161,24 +161,25 @@ async def _user(store: Store, name: str) -> UserRecord:
 # ---------------------------------------------------------------------------------------------------------- users
 
 
-async def user_create(store: Store, config: Config, name: str, password: str) -> str:
+def _accounts(store: Store, config: Config) -> AccountService:
+    """The account service as an administrator's command uses it: it issues no token, so a throwaway secret keeps
+    the node's own secret file out of this."""
     auth = config.auth
     hasher = PasswordHasher(time_cost=auth.argon2_time_cost, memory_kib=auth.argon2_memory_kib,
                             parallelism=auth.argon2_parallelism, concurrency=1)
-    # Registration issues no token; a throwaway secret keeps the node's own secret file out of this.
     tokens = TokenService(secrets.token_urlsafe(48), auth.token_ttl, auth.token_algorithm)
-    user_id = await AccountService(store, hasher, tokens, SystemClock(), auth).register(name, password,
-                                                                                        by_admin=True)
+    return AccountService(store, hasher, tokens, SystemClock(), auth)
+
+
+async def user_create(store: Store, config: Config, name: str, password: str) -> str:
+    user_id = await _accounts(store, config).register(name, password, by_admin=True)
     return f"created user {name.lower()} (#{user_id})"
 
 
 async def invite_create(store: Store, config: Config, uses: int, days: float) -> str:
-    auth = config.auth
-    hasher = PasswordHasher(time_cost=auth.argon2_time_cost, memory_kib=auth.argon2_memory_kib,
-                            parallelism=auth.argon2_parallelism, concurrency=1)
-    tokens = TokenService(secrets.token_urlsafe(48), auth.token_ttl, auth.token_algorithm)
-    code = await AccountService(store, hasher, tokens, SystemClock(), auth).create_invite(uses, days * 86400)
-    note = "" if auth.registration == "invite" else f" (note: auth.registration is {auth.registration!r})"
+    code = await _accounts(store, config).create_invite(uses, days * 86400)
+    mode = config.auth.registration
+    note = "" if mode == "invite" else f" (note: auth.registration is {mode!r})"
     return f"{code}\ngood for {uses} registration(s) during {days:g} day(s){note}"
 
 

@@ -116,9 +116,6 @@ class AccountService:
         token, expires_at = self._tokens.issue(user.user_id, self._clock.now_ms() / 1000)
         return LoginResult(token=token, user_id=user.user_id, expires_at=expires_at)
 
-    async def find(self, username: str) -> UserRecord | None:
-        return await self._store.get_user_by_name(username)
-
     async def get(self, user_id: int) -> UserRecord | None:
         return await self._store.get_user(user_id)
 

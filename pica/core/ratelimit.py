@@ -71,11 +71,9 @@ class Bucket:
         minus a full bucket) and the answer is the seconds until the debt is repaid and ``cost`` is there again. For a
         socket that keeps sending while refused: the caller stops reading it that long, so a flood is held back by
         TCP flow control instead of costing a refusal per frame (a shaper, as ejabberd's)."""
-        self._refill(rate, now)
-        cost = min(cost, rate.count)
-        if self.tokens >= cost:
-            self.tokens -= cost
+        if self.take(rate, now, cost) == 0.0:
             return 0.0
+        cost = min(cost, rate.count)
         self.tokens = max(self.tokens - cost, -rate.count)
         return (cost - self.tokens) / rate.per_second
 
@@ -127,8 +125,8 @@ class Buckets:
 def refused(wait: float, what: str) -> RateLimited:
     """The error for a refused request: ``retry_after`` rounded up to a tenth of a second, so that a client that
     waits exactly that long finds the token there."""
-    return RateLimited(f"too many {what}; retry after {math.ceil(wait * 10) / 10:g} s",
-                       retry_after=math.ceil(wait * 10) / 10)
+    retry_after = math.ceil(wait * 10) / 10
+    return RateLimited(f"too many {what}; retry after {retry_after:g} s", retry_after=retry_after)
 
 
 class RateLimits:

@@ -43,6 +43,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+
+def error_frame(error: PicaError, ref: int | None = None) -> f.Error:
+    """The ``error`` frame telling a client of ``error`` (with ``retry_after`` for ``rate_limited``)."""
+    retry_after = error.retry_after if isinstance(error, RateLimited) else None
+    return f.Error(code=error.code, message=error.message, ref=ref, retryable=error.retryable, retry_after=retry_after)
+
 class State(enum.Enum):
     AWAIT_AUTH = "await_auth"
     AUTHENTICATING = "authenticating"
@@ -160,9 +166,7 @@ class Connection:
         self.push(OutboundFrame(frame))
 
     def send_error(self, error: PicaError, ref: int | None = None) -> None:
-        retry_after = error.retry_after if isinstance(error, RateLimited) else None
-        self.send(f.Error(code=error.code, message=error.message, ref=ref, retryable=error.retryable,
-                          retry_after=retry_after))
+        self.send(error_frame(error, ref))
 
     def close(self, code: CloseCode, reason: str) -> None:
         if self.state is State.CLOSED:

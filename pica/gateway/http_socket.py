@@ -25,6 +25,7 @@ from typing import cast
 import msgspec
 
 from pica.errors import RateLimited
+from pica.gateway import http_headers
 from pica.gateway.admission import REFUSED_RETRY_AFTER, AddressSlots, peer_address, refuse
 from pica.protocol.wsmask import MaskCheck, fail_frame
 
@@ -35,17 +36,14 @@ def refusal_response(limit: int) -> bytes:
     """The whole HTTP answer to a socket over the per-address cap: a JSON 429 like any other ``rate_limited``."""
     error = RateLimited(f"too many connections from this address (at most {limit})", REFUSED_RETRY_AFTER)
     body = msgspec.json.encode(error.to_dict())
-    head = (
-        "HTTP/1.1 429 Too Many Requests\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        f"Retry-After: {int(REFUSED_RETRY_AFTER)}\r\n"
-        "Connection: close\r\n"
-        "Cache-Control: no-store\r\n"
-        "X-Content-Type-Options: nosniff\r\n"
-        "Server: Pica\r\n"
-        "\r\n"
-    )
+    headers = {
+        "Content-Type": "application/json",
+        "Content-Length": str(len(body)),
+        "Retry-After": error.retry_after_header,
+        "Connection": "close",
+        **http_headers.API,
+    }
+    head = "HTTP/1.1 429 Too Many Requests\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
     return head.encode() + body
 
 

@@ -11,7 +11,7 @@ from typing import Final, cast
 
 from pica.errors import FrameTooLarge, InvalidFrame, RateLimited
 from pica.gateway.admission import REFUSED_RETRY_AFTER, peer_address, refuse
-from pica.gateway.connection import Connection, State
+from pica.gateway.connection import Connection, State, error_frame
 from pica.gateway.services import GatewayServices
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
@@ -156,7 +156,7 @@ def _refusal(limit: int) -> bytes:
     error = RateLimited(f"too many connections from this address (at most {limit})", REFUSED_RETRY_AFTER)
     code = CloseCode.TOO_MANY_CONNECTIONS
     return b"".join(OutboundFrame(frame).tcp_bytes() for frame in (
-        f.Error(code=error.code, message=error.message, retryable=True, retry_after=error.retry_after),
+        error_frame(error),
         f.Close(code=int(code), reason="too many connections from this address"),
     ))
 

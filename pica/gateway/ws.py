@@ -15,6 +15,7 @@ import logging
 from aiohttp import WSMsgType, web
 
 from pica.errors import Forbidden, InvalidToken
+from pica.gateway import http_headers
 from pica.gateway.connection import Connection, State
 from pica.gateway.http_socket import HttpSocket
 from pica.gateway.services import GatewayServices
@@ -26,9 +27,6 @@ from pica.protocol.outbound import OutboundFrame
 log = logging.getLogger(__name__)
 
 SERVICES_KEY = web.AppKey("gateway_services", GatewayServices)
-RESPONSE_HEADERS_KEY = web.RequestKey("response_headers", dict[str, str])
-"""Headers the HTTP layer puts on every response (pica.api.headers). The upgrade response is sent from inside the
-handler, where a middleware cannot add to it any more, so the handler adds them before the handshake."""
 
 
 class WsConnection(Connection):
@@ -108,7 +106,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         max_msg_size=services.limits.max_frame_bytes + 1,  # aiohttp rejects length >= max; ours is > max
         autoping=True, heartbeat=None, compress=False
     )
-    ws.headers.update(request.get(RESPONSE_HEADERS_KEY, {}))
+    ws.headers.update(http_headers.API)  # prepared here, before the API's middleware could add them
     transport = request.transport
     assert transport is not None
     # Armed before the 101 leaves, so that the check starts exactly at the first frame the client may send.

@@ -290,13 +290,18 @@ class _Channel:
         self._eof = False
 
     def send(self, message: object) -> None:
+        self._send(_frame(message))
+
+    def send_outcomes(self, outcomes: list[Outcome]) -> None:
         try:
-            data = _frame(message)
+            data = _frame(("done", outcomes))
         except Exception as exc:  # a result pickle cannot carry: fail those operations, not the writer
             log.exception("cannot send outcomes to the server")
-            kind, body = message if isinstance(message, tuple) else ("", [])
             failure = InternalError(f"store error: {type(exc).__name__}")
-            data = _frame((kind, [(number, None, failure) for number, _, _ in body]))
+            data = _frame(("done", [(number, None, failure) for number, _, _ in outcomes]))
+        self._send(data)
+
+    def _send(self, data: bytes) -> None:
         with contextlib.suppress(OSError):  # the server is gone; the loop ends at the next read
             self._sock.sendall(data)
 
@@ -346,7 +351,7 @@ def main(argv: list[str]) -> int:
     stop_checkpoints = start_checkpoints(path, config)
     channel.send(("ready", None))
     try:
-        write_loop(conn, config, channel.take, lambda outcomes: channel.send(("done", outcomes)))
+        write_loop(conn, config, channel.take, channel.send_outcomes)
     finally:
         conn.close()
         stop_checkpoints()
