@@ -24,12 +24,14 @@ from pica.core.passwords import PasswordHasher
 from pica.core.placement import NodeAddress
 from pica.core.ports import Delivery, GroupRouter, Presence, SystemClock
 from pica.core.ratelimit import RateLimits
+from pica.core.sessions import SessionService
 from pica.core.social import SocialService
-from pica.core.tokens import TokenService
+from pica.core.tokens import RefreshTokens, TokenService
 from pica.errors import Banned, PicaError
 from pica.gateway.admission import AddressSlots
 from pica.gateway.http_socket import http_socket_factory
 from pica.gateway.hub import ConnectionHandle, Hub
+from pica.gateway.revocation import RevocationSweep
 from pica.gateway.services import GatewayServices
 from pica.gateway.tcp import start_tcp_server
 from pica.logs import audit
@@ -96,6 +98,7 @@ class PicaServer:
         self._http_server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._ban_sweeper: asyncio.Task[None] | None = None
+        self._revocation_sweeper: asyncio.Task[None] | None = None
         self.services: GatewayServices | None = None
 
     async def start(self) -> None:
@@ -108,11 +111,13 @@ class PicaServer:
             parallelism=auth.argon2_parallelism,
             concurrency=auth.hash_concurrency,
         )
-        tokens = TokenService(token_secret(config), auth.token_ttl, auth.token_algorithm)
+        secret = token_secret(config)
+        sessions = SessionService(self.store, TokenService(secret, auth.token_ttl, auth.token_algorithm),
+                                  RefreshTokens(secret), self.clock, auth)
         rates = RateLimits(config.rates, enabled=config.rate_limits == "on", clock=self.clock.monotonic)
         if not rates.enabled:
             log.warning("rate limits are off (rate_limits = off): for benchmarks and trusted deployments only")
-        accounts = AccountService(self.store, hasher, tokens, self.clock, auth, rates)
+        accounts = AccountService(self.store, hasher, sessions, self.clock, auth, rates)
         # Bind first: the cluster registry advertises the real ports.
         http_socket = bind_socket(config.host, config.port, reuse_port=self.reuse_port)
         self.http_port = http_socket.getsockname()[1]
@@ -177,6 +182,8 @@ class PicaServer:
             self.hub.run_sweeper(interval, self.clock.monotonic, time.time)
         )
         self._ban_sweeper = asyncio.get_running_loop().create_task(self._sweep_bans(interval))
+        revocations = RevocationSweep(self.store, self.hub, self.clock, auth.revocation_poll)
+        self._revocation_sweeper = asyncio.get_running_loop().create_task(revocations.run())
         log.info(
             "pica node started",
             extra={"node": self.node_id, "http_port": self.http_port, "tcp_port": self.tcp_port,
@@ -245,8 +252,9 @@ class PicaServer:
             self._tcp_server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        if self._ban_sweeper is not None:
-            self._ban_sweeper.cancel()
+        for sweeper in (self._ban_sweeper, self._revocation_sweeper):
+            if sweeper is not None:
+                sweeper.cancel()
         for task in list(self._background):
             task.cancel()
         pending = [t for t in services.tasks if not t.done()]

@@ -127,6 +127,7 @@ class PicaClient:
         username: str | None = None,
         password: str | None = None,
         token: str | None = None,
+        refresh_token: str | None = None,
         transport: Transport = "ws",
         tcp_port: int | None = None,
         device: str | None = None,
@@ -145,7 +146,7 @@ class PicaClient:
         if token is None and (username is None or password is None):
             raise ValueError("give a token, or a username and password")
         self.url = url.rstrip("/")
-        self.http = PicaHttp(self.url, token=token)
+        self.http = PicaHttp(self.url, token=token, refresh_token=refresh_token)
         self.seeds = tuple(seed_url.rstrip("/") for seed_url in seeds)
         self.dispatch = dispatch
         self.connect_timeout = connect_timeout
@@ -200,6 +201,13 @@ class PicaClient:
             self._conn = None
         await self.http.close()
         self._save_cursors()
+
+    async def logout(self) -> None:
+        """End this session on the server (its tokens stop working), then close."""
+        try:
+            await self.http.logout()
+        finally:
+            await self.close()
 
     async def wait_connected(self, timeout: float = 30.0) -> None:
         async with asyncio.timeout(timeout):
@@ -362,9 +370,22 @@ class PicaClient:
                 failures += 1
 
     async def _recoverable(self, closed: ServerClosed) -> bool:
-        """Whether to reconnect after this close; an expired or refused token is renewed when we can log in."""
+        """Whether to reconnect after this close. An expired access token is renewed with the refresh token; when
+        that fails, or the session ended, or the token was refused, we log in again if we can."""
         code = closed.code
-        if code in (CloseCode.TOKEN_EXPIRED, CloseCode.AUTH_FAILED) or "token" in closed.reason:
+        if code == CloseCode.TOKEN_EXPIRED and self.http.refresh_token:
+            try:
+                await self.http.refresh()
+                return True
+            except PicaHttpError as exc:
+                if exc.status >= 500 or exc.status == 429:
+                    return True
+                log.info("refresh refused (%s), logging in again", exc.code)
+            except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+                log.info("refresh failed, will retry: %s", exc)
+                return True
+        if code in (CloseCode.TOKEN_EXPIRED, CloseCode.AUTH_FAILED, CloseCode.SESSION_ENDED) \
+                or "token" in closed.reason:
             if self._username is None:
                 self.failure = GaveUp(f"authentication failed ({code}: {closed.reason})")
                 return False

@@ -12,7 +12,7 @@ import abc
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,52 @@ class UserRecord:
     created_at: int
     banned: bool = False
     """Set by an administrator: no login, tokens refused (a default, so records built without it stay valid)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A signed-in session (one login: a device or a browser), as its user lists it. Times in ms."""
+
+    session_id: str
+    user_id: int
+    created_at: int
+    last_used_at: int
+    """The login or the last refresh of its access token."""
+    expires_at: int
+    """When its refresh token stops working unless used before (each refresh moves it on)."""
+    address: str
+    user_agent: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What accepting an access token needs to know of its session."""
+
+    user_id: int
+    expires_at: int
+    revoked: bool
+    banned: bool
+
+
+RefreshOutcome = Literal["rotated", "reused", "revoked", "banned", "expired", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """The answer to a refresh (see :func:`pica.store.sessions.refresh_decision`). ``rotated``: ``generation`` is
+    the new refresh token's; ``reused``: an old refresh token came back, and the session was revoked."""
+
+    outcome: RefreshOutcome
+    user_id: int = 0
+    generation: int = 0
+    expires_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedSession:
+    session_id: str
+    user_id: int
+    revoked_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +255,47 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def get_user(self, user_id: int) -> UserRecord | None: ...
+
+    # sessions (pica/store/sessions.py)
+    @abc.abstractmethod
+    async def create_session(self, session: SessionRecord, max_live: int, forget_before: int) -> None:
+        """Store a new session (generation 0). Beyond ``max_live`` live sessions the user's least recently used are
+        revoked; the user's rows revoked or expired before ``forget_before`` are deleted."""
+
+    @abc.abstractmethod
+    async def session_state(self, session_id: str) -> SessionState | None: ...
+
+    @abc.abstractmethod
+    async def refresh_session(self, session_id: str, generation: int, now_ms: int, ttl_ms: int,
+                              grace_ms: int) -> Refreshed:
+        """Rotate the session's refresh token if ``generation`` is its current one (or the one before, within
+        ``grace_ms`` of the rotation: a client that lost the answer); revoke the session if an older one came
+        back."""
+
+    @abc.abstractmethod
+    async def list_sessions(self, user_id: int, now_ms: int) -> list[SessionRecord]:
+        """The user's live sessions, most recently used first."""
+
+    @abc.abstractmethod
+    async def revoke_session(self, user_id: int, session_id: str, now_ms: int, reason: str) -> bool:
+        """Whether a live session of this user was revoked."""
+
+    @abc.abstractmethod
+    async def revoke_user_sessions(self, user_id: int, now_ms: int, reason: str, *, keep: str | None = None) -> int:
+        """Revoke every live session of the user but ``keep``; how many were revoked."""
+
+    @abc.abstractmethod
+    async def set_password(self, user_id: int, password_hash: str, now_ms: int, *, keep: str | None = None) -> int:
+        """Replace the password and revoke every live session but ``keep``, in one transaction; how many were
+        revoked. Raises UserNotFound."""
+
+    @abc.abstractmethod
+    async def revoked_sessions(self, since_ms: int) -> list[RevokedSession]:
+        """Sessions revoked at or after ``since_ms`` (every node polls this to close their sockets)."""
+
+    @abc.abstractmethod
+    async def forget_sessions(self, before_ms: int) -> int:
+        """Delete the rows of sessions revoked or expired before ``before_ms``; how many."""
 
     # administration (the ``pica user`` / ``pica group`` commands)
     @abc.abstractmethod

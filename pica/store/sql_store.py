@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TypeVar
 
-from pica.store import groups, invites, messages, social
+from pica.store import groups, invites, messages, sessions, social
 from pica.store.base import (
     ContactRecord,
     ConversationSummary,
@@ -24,6 +24,10 @@ from pica.store.base import (
     MessageRecord,
     Page,
     PresenceRecord,
+    Refreshed,
+    RevokedSession,
+    SessionRecord,
+    SessionState,
     Store,
     UserRecord,
 )
@@ -119,6 +123,37 @@ class SqlStore(Store):
 
     async def create_user(self, username: str, password_hash: str, now_ms: int) -> int:
         return await self._write_txn(partial(social.create_user, username, password_hash, now_ms))
+
+    # ------------------------------------------------------------------------------------------------ sessions
+
+    async def create_session(self, session: SessionRecord, max_live: int, forget_before: int) -> None:
+        await self._write_txn(partial(sessions.create_session, session, max_live, forget_before))
+
+    async def session_state(self, session_id: str) -> SessionState | None:
+        return await self._read_txn(partial(sessions.session_state, session_id))
+
+    async def refresh_session(self, session_id: str, generation: int, now_ms: int, ttl_ms: int,
+                              grace_ms: int) -> Refreshed:
+        return await self._write_txn(partial(sessions.refresh_session, session_id, generation, now_ms, ttl_ms,
+                                             grace_ms))
+
+    async def list_sessions(self, user_id: int, now_ms: int) -> list[SessionRecord]:
+        return await self._read_txn(partial(sessions.list_sessions, user_id, now_ms))
+
+    async def revoke_session(self, user_id: int, session_id: str, now_ms: int, reason: str) -> bool:
+        return await self._write_txn(partial(sessions.revoke_session, user_id, session_id, now_ms, reason))
+
+    async def revoke_user_sessions(self, user_id: int, now_ms: int, reason: str, *, keep: str | None = None) -> int:
+        return await self._write_txn(partial(sessions.revoke_user_sessions, user_id, now_ms, reason, keep))
+
+    async def set_password(self, user_id: int, password_hash: str, now_ms: int, *, keep: str | None = None) -> int:
+        return await self._write_txn(partial(sessions.set_password, user_id, password_hash, now_ms, keep))
+
+    async def revoked_sessions(self, since_ms: int) -> list[RevokedSession]:
+        return await self._read_txn(partial(sessions.revoked_sessions, since_ms))
+
+    async def forget_sessions(self, before_ms: int) -> int:
+        return await self._write_txn(partial(sessions.forget_sessions, before_ms))
 
     async def create_invite(self, code_hash: str, uses: int, expires_at: int, now_ms: int) -> None:
         await self._write_txn(partial(invites.create_invite, code_hash, uses, expires_at, now_ms))

@@ -59,6 +59,8 @@ RELEASED = {
     "0003_bans.postgres.sql": "f11836bc6e6733138c7cf7c76c4ef965c15ac59a4f8e469675c7a471aee72355",
     "0004_invites.sqlite.sql": "a838093fa5c83dd2dd663ad085e41612af402fb79d9b5d6d8afcf51a8eecaa4d",
     "0004_invites.postgres.sql": "fabd06b9744a9f5e024ba47eae6acdb6fef580f92d3daac49b35a6f4b08b7fd0",
+    "0005_sessions.sqlite.sql": "b16947753bd0d247e446ce8e3747a199ab7cb59b7a90c96d76efcec7e3b35da1",
+    "0005_sessions.postgres.sql": "75adf06050bdde7832d77f24a32be396bbeb0d77285d9e4310a1758370adc526",
 }
 NEXT = bundled().latest + 1
 """The version a later release adds next."""
