@@ -20,13 +20,14 @@ from pica.core.accounts import AccountService
 from pica.core.chat import ChatService
 from pica.core.fanout import GroupFanout
 from pica.core.groups import GroupService
+from pica.core.lifecycle import LifecycleService
 from pica.core.passwords import PasswordHasher
 from pica.core.placement import NodeAddress
 from pica.core.ports import Delivery, GroupRouter, Presence, SystemClock
 from pica.core.ratelimit import RateLimits
 from pica.core.social import SocialService
 from pica.core.tokens import TokenService
-from pica.errors import Banned, PicaError
+from pica.errors import Banned, InvalidToken, PicaError
 from pica.gateway.admission import AddressSlots
 from pica.gateway.http_socket import http_socket_factory
 from pica.gateway.hub import ConnectionHandle, Hub
@@ -46,6 +47,11 @@ log = logging.getLogger(__name__)
 
 _RESYNC_RATE = 4_000
 """Connections per second a node tells to resync after a bus interruption (spreads the syncs' load on the store)."""
+
+DELETION_SWEEP_WINDOW_MS = 3_600_000
+"""How far back the account sweep looks for deletions: far longer than a sweep interval, so that a node whose store
+reads failed for a while still closes the sockets of an account deleted meanwhile; short enough that the poll reads
+a handful of rows (the partial index users_deleted)."""
 
 
 def token_secret(config: Config) -> str:
@@ -139,8 +145,9 @@ class PicaServer:
         self.services = services = GatewayServices(
             chat=chat,
             accounts=accounts,
-            groups=GroupService(self.store, fanout, self.clock, config.limits),
+            groups=GroupService(self.store, fanout, self.clock, config.limits, delivery),
             social=social,
+            lifecycle=LifecycleService(self.store, hasher, self.clock, fanout, rates, self._close_deleted),
             hub=self.hub,
             limits=config.limits,
             clock=self.clock,
@@ -176,7 +183,7 @@ class PicaServer:
         self._sweeper = asyncio.get_running_loop().create_task(
             self.hub.run_sweeper(interval, self.clock.monotonic, time.time)
         )
-        self._ban_sweeper = asyncio.get_running_loop().create_task(self._sweep_bans(interval))
+        self._ban_sweeper = asyncio.get_running_loop().create_task(self._sweep_accounts(interval))
         log.info(
             "pica node started",
             extra={"node": self.node_id, "http_port": self.http_port, "tcp_port": self.tcp_port,
@@ -272,9 +279,11 @@ class PicaServer:
         self.services = None
         log.info("pica node stopped", extra={"node": self.node_id})
 
-    async def _sweep_bans(self, interval: float) -> None:
-        """Close the connections of users banned while connected. Bans are written by ``pica user ban``, usually
-        from another process, so the store is polled; the poll reads only banned users (a partial index)."""
+    async def _sweep_accounts(self, interval: float) -> None:
+        """Close the connections of users banned or deleted while connected. Bans are written by ``pica user ban``,
+        usually from another process, and an account may be deleted through another node of a cluster (which closes
+        its own sockets at once), so the store is polled; each poll reads only banned users and accounts deleted
+        within ``DELETION_SWEEP_WINDOW_MS`` (two partial indexes)."""
         while True:
             await asyncio.sleep(interval)
             try:
@@ -283,14 +292,31 @@ class PicaServer:
                 while page := await self.store.list_users(1000, after, banned_only=True):
                     banned.update(u.user_id for u in page if self.hub.is_online(u.user_id))
                     after = page[-1].user_id
+                deleted: set[int] = set()
+                since, after = self.clock.now_ms() - DELETION_SWEEP_WINDOW_MS, 0
+                while ids := await self.store.recently_deleted(since, after, 1000):
+                    deleted.update(u for u in ids if self.hub.is_online(u))
+                    after = ids[-1]
             except PicaError:
-                log.warning("ban sweep failed", exc_info=True)
+                log.warning("account sweep failed", exc_info=True)
                 continue
-            if banned:
-                closed: Counter[int] = Counter()
-                for conn in self.hub.connections():
-                    if conn.user_id in banned:
-                        conn.fail(Banned("this account is banned"), CloseCode.AUTH_FAILED)
-                        closed[conn.user_id] += 1
-                for user_id, connections in closed.items():
-                    audit("banned_user_disconnected", user_id=user_id, connections=connections)
+            self._close_users(banned, Banned("this account is banned"), "banned_user_disconnected")
+            self._close_users(deleted, InvalidToken("this account was deleted"), "deleted_user_disconnected")
+
+    def _close_deleted(self, user_id: int) -> None:
+        """The account was deleted through this node: its sockets here close at once (4501, like a refused
+        token); other nodes close theirs at their next account sweep."""
+        self._close_users({user_id}, InvalidToken("this account was deleted"), "deleted_user_disconnected")
+
+    def _close_users(self, users: set[int], error: PicaError, event: str) -> None:
+        """Fail every READY connection of ``users`` on this node with ``error`` and close 4501; one audit line
+        per user."""
+        if not users:
+            return
+        closed: Counter[int] = Counter()
+        for conn in self.hub.connections():
+            if conn.user_id in users and not conn.closed:
+                conn.fail(error, CloseCode.AUTH_FAILED)
+                closed[conn.user_id] += 1
+        for user_id, connections in closed.items():
+            audit(event, user_id=user_id, connections=connections)
