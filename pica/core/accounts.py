@@ -135,7 +135,7 @@ class AccountService:
         Banned."""
         claims = self._tokens.verify(token)
         user = await self._store.get_user(claims.user_id)
-        if user is None:
+        if user is None or user.deleted:
             raise InvalidToken("invalid token")
         if user.banned:
             raise Banned("this account is banned")
