@@ -63,7 +63,7 @@ async def test_a_deleted_account_is_gone_but_its_messages_stay_as_from_a_deleted
             assert closed.value.code == 4501
 
         # The group passed to Bob (the admin) and Alice left it; Bob saw both notices live.
-        events = []
+        events: list[tuple[int, str]] = []
         while len(events) < 2:
             msg = await watcher.next_message(WAIT)
             if msg.conversation_id == group["conversation_id"] and msg.seq > 2:  # after "created", "role_changed"
