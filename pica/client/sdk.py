@@ -534,7 +534,7 @@ class PicaClient:
         return list(data["messages"])
 
     async def user(self, user_id: int) -> dict[str, Any]:
-        """{"user_id", "username"} of a user id."""
+        """{"user_id", "username", "deleted"} of a user id (a deleted account: no name, "deleted" true)."""
         data: dict[str, Any] = await self.http.request("GET", f"/v1/users/{user_id}")
         return data
 
