@@ -59,8 +59,8 @@ RELEASED = {
     "0003_bans.postgres.sql": "f11836bc6e6733138c7cf7c76c4ef965c15ac59a4f8e469675c7a471aee72355",
     "0004_invites.sqlite.sql": "a838093fa5c83dd2dd663ad085e41612af402fb79d9b5d6d8afcf51a8eecaa4d",
     "0004_invites.postgres.sql": "fabd06b9744a9f5e024ba47eae6acdb6fef580f92d3daac49b35a6f4b08b7fd0",
-    "0005_privacy.sqlite.sql": "4c7338bd7eb6a6eb2477367ce32c2e1f53d77ef549cc87d13da2985523cf791f",
-    "0005_privacy.postgres.sql": "41ebe7553cf5149e0a512a16fcd5e399a82cacfcee31d7c1c8c2868dfa6b8c56",
+    "0006_privacy.sqlite.sql": "4c7338bd7eb6a6eb2477367ce32c2e1f53d77ef549cc87d13da2985523cf791f",
+    "0006_privacy.postgres.sql": "41ebe7553cf5149e0a512a16fcd5e399a82cacfcee31d7c1c8c2868dfa6b8c56",
 }
 NEXT = bundled().latest + 1
 """The version a later release adds next."""
