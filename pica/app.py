@@ -20,6 +20,7 @@ from pica.core.accounts import AccountService
 from pica.core.chat import ChatService
 from pica.core.fanout import GroupFanout
 from pica.core.groups import GroupService
+from pica.core.lifecycle import LifecycleService
 from pica.core.passwords import PasswordHasher
 from pica.core.placement import NodeAddress
 from pica.core.ports import Delivery, GroupRouter, Presence, SystemClock
@@ -27,7 +28,7 @@ from pica.core.ratelimit import RateLimits
 from pica.core.sessions import SessionService
 from pica.core.social import SocialService
 from pica.core.tokens import RefreshTokens, TokenService
-from pica.errors import Banned, PicaError
+from pica.errors import Banned, PicaError, SessionEnded
 from pica.gateway.admission import AddressSlots
 from pica.gateway.http_socket import http_socket_factory
 from pica.gateway.hub import ConnectionHandle, Hub
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 _RESYNC_RATE = 4_000
 """Connections per second a node tells to resync after a bus interruption (spreads the syncs' load on the store)."""
+
 
 
 def token_secret(config: Config) -> str:
@@ -144,8 +146,9 @@ class PicaServer:
         self.services = services = GatewayServices(
             chat=chat,
             accounts=accounts,
-            groups=GroupService(self.store, fanout, self.clock, config.limits),
+            groups=GroupService(self.store, fanout, self.clock, config.limits, delivery),
             social=social,
+            lifecycle=LifecycleService(self.store, accounts, self.clock, fanout, rates, self._close_deleted),
             hub=self.hub,
             limits=config.limits,
             clock=self.clock,
@@ -282,7 +285,9 @@ class PicaServer:
 
     async def _sweep_bans(self, interval: float) -> None:
         """Close the connections of users banned while connected. Bans are written by ``pica user ban``, usually
-        from another process, so the store is polled; the poll reads only banned users (a partial index)."""
+        from another process, so the store is polled; the poll reads only banned users (a partial index). (Deleted
+        accounts need no sweep: the deletion ends their sessions, whose sockets every node's revocation sweep
+        closes, pica/gateway/revocation.py.)"""
         while True:
             await asyncio.sleep(interval)
             try:
@@ -294,11 +299,24 @@ class PicaServer:
             except PicaError:
                 log.warning("ban sweep failed", exc_info=True)
                 continue
-            if banned:
-                closed: Counter[int] = Counter()
-                for conn in self.hub.connections():
-                    if conn.user_id in banned:
-                        conn.fail(Banned("this account is banned"), CloseCode.AUTH_FAILED)
-                        closed[conn.user_id] += 1
-                for user_id, connections in closed.items():
-                    audit("banned_user_disconnected", user_id=user_id, connections=connections)
+            self._close_users(banned, Banned("this account is banned"), CloseCode.AUTH_FAILED,
+                              "banned_user_disconnected")
+
+    def _close_deleted(self, user_id: int) -> None:
+        """The account was deleted through this node: its sockets here close at once; other nodes close theirs at
+        their next revocation sweep (the deletion ended every session of the account), with the same code."""
+        self._close_users({user_id}, SessionEnded("this account was deleted"), CloseCode.SESSION_ENDED,
+                          "deleted_user_disconnected")
+
+    def _close_users(self, users: set[int], error: PicaError, code: CloseCode, event: str) -> None:
+        """Fail every READY connection of ``users`` on this node with ``error`` and close ``code``; one audit line
+        per user."""
+        if not users:
+            return
+        closed: Counter[int] = Counter()
+        for conn in self.hub.connections():
+            if conn.user_id in users and not conn.closed:
+                conn.fail(error, code)
+                closed[conn.user_id] += 1
+        for user_id, connections in closed.items():
+            audit(event, user_id=user_id, connections=connections)

@@ -216,6 +216,8 @@ class RatesConfig:
     user_lookups_per_user: str = "600/h"
     """User look-ups (``GET /v1/users?username=``, ``GET /v1/users/{id}``) of one user: clients resolve each name once
     and cache it; a script walking the directory is slowed to a crawl."""
+    exports_per_user: str = "3/h"
+    """Data exports (``GET /v1/me/export``) of one user: each reads every message the user ever sent."""
     max_keys: int = 100_000
     """Most clients (addresses, users, accounts) one rule remembers; the least recently seen are forgotten first."""
 

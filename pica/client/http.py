@@ -198,6 +198,15 @@ class PicaHttp:
         )
         return data
 
+    async def export(self) -> dict[str, Any]:
+        """``GET /v1/me/export``: my data as one JSON object (read whole; it is as big as everything I sent)."""
+        data: dict[str, Any] = await self.request("GET", "/v1/me/export")
+        return data
+
+    async def delete_account(self, password: str) -> None:
+        """``DELETE /v1/me``: the account is deleted; its token is refused from then on."""
+        await self.request("DELETE", "/v1/me", json={"password": password})
+
     async def gateway(self, *, base_url: str | None = None) -> list[GatewayNode]:
         """The live nodes of the cluster, the one preferred for this token's user first (``GET /v1/gateway``)."""
         data = await self.request("GET", "/v1/gateway", base_url=base_url)

@@ -115,16 +115,28 @@ class AccountService:
         user = await self._store.get_user(who.user_id)
         if user is None:
             raise InvalidCredentials("wrong password")
-        if self._rates is not None:
-            await self._rates.check_login(address, user.username)
-        if not isinstance(old_password, str) or not await self._hasher.verify(user.password_hash, old_password):
-            if self._rates is not None:
-                await self._rates.login_failed(address, user.username)
-            audit("password_change_refused", user_id=user.user_id, address=address, reason="wrong_password")
-            raise InvalidCredentials("wrong password")
+        await self.confirm_password(user, old_password, address, "password_change")
         ended = await self._set_password(user.user_id, user.username, new_password, keep=who.session_id)
         audit("password_changed", user_id=user.user_id, address=address, sessions_ended=ended)
         return ended
+
+    async def confirm_password(self, user: UserRecord, password: object, address: str, action: str) -> None:
+        """A signed-in user proves their password again before a sensitive ``action`` (a password change, deleting
+        the account). It pays like a login (``rates.login_*``: checked first, a wrong password counted as a failed
+        login), so that a stolen access token is no side door for guessing the password. Raises
+        InvalidCredentials or RateLimited, with an audit record ``<action>_refused``."""
+        if self._rates is not None:
+            try:
+                await self._rates.check_login(address, user.username)
+            except RateLimited as exc:
+                audit(f"{action}_refused", user_id=user.user_id, address=address, reason="rate_limited",
+                      retry_after=exc.retry_after)
+                raise
+        if not isinstance(password, str) or not await self._hasher.verify(user.password_hash, password):
+            if self._rates is not None:
+                await self._rates.login_failed(address, user.username)
+            audit(f"{action}_refused", user_id=user.user_id, address=address, reason="wrong_password")
+            raise InvalidCredentials("wrong password")
 
     async def reset_password(self, user_id: int, new_password: object) -> int:
         """An administrator's reset: a new password and every session ended; how many ended."""

@@ -257,6 +257,8 @@ class Connection:
             self._spawn(frame.id, self._do_sync(frame))
         elif isinstance(frame, f.History):
             self._spawn(frame.id, self._do_history(frame))
+        elif isinstance(frame, f.Answer):
+            self._spawn(frame.id, self._done(frame.id, self._answer(frame)))
         elif isinstance(frame, f.Ping):
             self.send(f.Pong(ref=frame.id))
         elif isinstance(frame, f.Pong):
@@ -449,6 +451,9 @@ class Connection:
                 duplicate=ack.duplicate,
             )
         )
+
+    async def _answer(self, frame: f.Answer) -> None:
+        await self.services.groups.answer(self.user_id, frame.group_id, frame.accept)
 
     async def _do_sync(self, frame: f.Sync) -> None:
         page = await self.services.chat.sync(self.user_id, frame.cursors, frame.limit)

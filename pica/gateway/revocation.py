@@ -24,6 +24,15 @@ LOOK_BACK_MS: Final = 10_000
 one stamped it with its own clock, which may run behind this node's, and its commit may land a moment after the
 stamp. Reading one twice is harmless: its sockets are gone."""
 
+_ENDED: Final = "this session has ended: log in again"
+_WHY: Final = {
+    "logout": "logged out",
+    "password_changed": "the password was changed: log in again",
+    "refresh_reuse": "this session's refresh token was used twice: log in again",
+    "account_deleted": "this account was deleted",
+}
+"""The ``session_ended`` message a closed socket is given, by the reason its session ended."""
+
 FORGET_EVERY: Final = 3600.0
 """Seconds between two clean-ups of long-ended sessions' rows."""
 
@@ -54,7 +63,7 @@ class RevocationSweep:
         for session in ended:
             for conn in self._hub.of_user(session.user_id):
                 if conn.login_session == session.session_id and not conn.closed:
-                    conn.fail(SessionEnded("this session has ended: log in again"), CloseCode.SESSION_ENDED)
+                    conn.fail(SessionEnded(_WHY.get(session.reason, _ENDED)), CloseCode.SESSION_ENDED)
                     closed += 1
                     audit("session_disconnected", user_id=session.user_id, session_id=session.session_id)
         return closed

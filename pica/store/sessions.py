@@ -94,7 +94,7 @@ def set_password(user_id: int, password_hash: str, now_ms: int, keep: str | None
 
 def revoked_sessions(since_ms: int) -> Txn[list[RevokedSession]]:
     rows = yield Read("revoked_since", (since_ms,))
-    return [RevokedSession(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+    return [RevokedSession(str(r[0]), int(r[1]), int(r[2]), str(r[3] or "")) for r in rows]
 
 
 def forget_sessions(before_ms: int) -> Txn[int]:
@@ -149,7 +149,8 @@ SQLITE: Final[Dialect] = {
     ),
     "set_password": Statement("UPDATE users SET password_hash = ?2 WHERE user_id = ?1"),
     "revoked_since": Statement(
-        "SELECT session_id, user_id, revoked_at FROM sessions WHERE revoked_at >= ?1 ORDER BY revoked_at"
+        "SELECT session_id, user_id, revoked_at, revoked_reason FROM sessions WHERE revoked_at >= ?1"
+        " ORDER BY revoked_at"
     ),
     "forget_revoked_sessions": Statement("DELETE FROM sessions WHERE revoked_at < ?1"),
     "forget_expired_sessions": Statement("DELETE FROM sessions WHERE expires_at < ?1"),
@@ -211,7 +212,8 @@ POSTGRES: Final[Dialect] = {
         " WHERE u.user_id = k.uid"
     ),
     "revoked_since": Statement(
-        "SELECT session_id, user_id, revoked_at FROM sessions WHERE revoked_at >= $1 ORDER BY revoked_at"
+        "SELECT session_id, user_id, revoked_at, revoked_reason FROM sessions WHERE revoked_at >= $1"
+        " ORDER BY revoked_at"
     ),
     "forget_revoked_sessions": Statement(
         "DELETE FROM sessions s USING unnest($1::bigint[]) AS k(before) WHERE s.revoked_at < k.before"

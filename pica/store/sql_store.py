@@ -13,16 +13,18 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TypeVar
 
-from pica.store import groups, invites, messages, sessions, social
+from pica.store import groups, invites, lifecycle, messages, sessions, social
 from pica.store.base import (
     ContactRecord,
     ConversationSummary,
     GroupAction,
     GroupChange,
     GroupRecord,
+    InvitationRecord,
     MemberRecord,
     MessageRecord,
     Page,
+    PresenceAudience,
     PresenceRecord,
     Refreshed,
     RevokedSession,
@@ -30,6 +32,7 @@ from pica.store.base import (
     SessionState,
     Store,
     UserRecord,
+    UserSettings,
 )
 from pica.store.txn import Txn
 
@@ -201,11 +204,37 @@ class SqlStore(Store):
     async def get_only_contacts(self, user_id: int) -> bool:
         return await self._read_txn(partial(social.get_only_contacts, user_id))
 
-    async def presence_audience(self, user_id: int) -> list[int]:
-        return await self._read_txn(partial(social.presence_audience, user_id))
+    async def get_settings(self, user_id: int) -> UserSettings:
+        return await self._read_txn(partial(social.get_settings, user_id))
+
+    async def set_privacy(self, user_id: int, *, group_add: str | None = None, presence: str | None = None) -> None:
+        await self._write_txn(partial(social.set_privacy, user_id, group_add, presence))
+
+    async def presence_audience(self, user_id: int) -> PresenceAudience:
+        return await self._read_txn(partial(social.presence_audience, user_id), snapshot=True)
 
     async def presence_of(self, viewer: int, user_ids: list[int]) -> list[PresenceRecord]:
         return await self._read_txn(partial(social.presence_of, viewer, user_ids), snapshot=True)
 
     async def set_last_seen(self, user_id: int, ts: int) -> None:
         await self._write_txn(partial(social.set_last_seen, user_id, ts))
+
+    # ------------------------------------------------------------------------------------------------ invitations
+
+    async def list_invitations(self, user_id: int) -> list[InvitationRecord]:
+        return await self._read_txn(partial(groups.list_invitations, user_id))
+
+    async def accept_invitation(self, user_id: int, group_id: int, ts: int, max_members: int) -> GroupChange:
+        return await self._write_txn(partial(groups.accept_invitation, user_id, group_id, ts, max_members))
+
+    async def decline_invitation(self, user_id: int, group_id: int) -> None:
+        await self._write_txn(partial(groups.decline_invitation, user_id, group_id))
+
+    # ------------------------------------------------------------------------------------------------ lifecycle
+
+    async def delete_account(self, user_id: int, ts: int) -> list[GroupChange]:
+        return await self._write_txn(partial(lifecycle.delete_account, user_id, ts))
+
+    async def sent_messages(self, user_id: int, after_client_msg_id: str, limit: int) -> list[MessageRecord]:
+        return await self._read_txn(partial(lifecycle.sent_messages, user_id, after_client_msg_id, limit))
+

@@ -41,7 +41,8 @@ from tests.conftest import PASSWORD, Node, api, new_user, started
 @dataclass(frozen=True)
 class World:
     """What every route's test starts from: alice and bob share a 1:1 conversation whose seq 1 is alice's "hello";
-    alice owns a group with bob and carol; bob has asked alice to be contacts; dave is in nothing yet."""
+    alice owns a group with bob and carol; bob has asked alice to be contacts; dave is in nothing yet, but alice
+    invited him to the group (he asks for consent to group adds); erin is there to delete her account."""
 
     node: Node
     alice: Login
@@ -50,6 +51,7 @@ class World:
     bob: Login
     carol: Login
     dave: Login
+    erin: Login
     alice_name: str
     bob_name: str
     conversation_id: str
@@ -61,16 +63,19 @@ class World:
 
 
 async def make_world(node: Node) -> World:
-    alice, bob, carol, dave = [await new_user(node.url, prefix) for prefix in ("alice", "bob", "carol", "dave")]
+    alice, bob, carol, dave, erin = [await new_user(node.url, prefix)
+                                     for prefix in ("alice", "bob", "carol", "dave", "erin")]
     ack = await api(node, alice, "POST", "/v1/messages",
                     json={"to": bob.user_id, "client_msg_id": "m1", "body": {"text": "hello"}})
     group = await api(node, alice, "POST", "/v1/groups", json={"name": "team", "members": [bob.user_id, carol.user_id]})
     await api(node, bob, "POST", "/v1/contacts/requests", json={"user_id": alice.user_id})
+    await api(node, dave, "PATCH", "/v1/me", json={"group_add": "nobody"})
+    await api(node, alice, "POST", f"/v1/groups/{group['group_id']}/members", json={"user_ids": [dave.user_id]})
     alice_name = (await api(node, alice, "GET", "/v1/me"))["username"]
     bob_name = (await api(node, bob, "GET", "/v1/me"))["username"]
     async with PicaHttp(node.url) as http:
         alice_phone = await http.login(alice_name, PASSWORD)
-    return World(node, alice, alice_phone, bob, carol, dave, alice_name, bob_name, ack["conversation_id"],
+    return World(node, alice, alice_phone, bob, carol, dave, erin, alice_name, bob_name, ack["conversation_id"],
                  group["group_id"])
 
 
@@ -188,6 +193,13 @@ ROUTES: Final = [
     Route("PUT", "/v1/blocks/{user_id}"),
     Route("DELETE", "/v1/blocks/{user_id}"),
     Route("GET", "/v1/presence", query={"user_ids": Query("{w.bob.user_id}", "ids", required=True)}),
+    Route("PATCH", "/v1/me", note="privacy", body=lambda w: {"group_add": "contacts", "presence": "nobody"}),
+    Route("GET", "/v1/me/export"),
+    Route("GET", "/v1/invitations"),
+    Route("POST", "/v1/invitations/{group_id}/accept", caller="dave"),
+    Route("POST", "/v1/invitations/{group_id}/decline", caller="dave"),
+    # The valid request deletes erin: her token is refused (401) in every variant that passes the body's parsing.
+    Route("DELETE", "/v1/me", caller="erin", status=204, invalid=401, body=lambda w: {"password": PASSWORD}),
 ]
 
 

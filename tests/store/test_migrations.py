@@ -61,6 +61,8 @@ RELEASED = {
     "0004_invites.postgres.sql": "fabd06b9744a9f5e024ba47eae6acdb6fef580f92d3daac49b35a6f4b08b7fd0",
     "0005_sessions.sqlite.sql": "b16947753bd0d247e446ce8e3747a199ab7cb59b7a90c96d76efcec7e3b35da1",
     "0005_sessions.postgres.sql": "75adf06050bdde7832d77f24a32be396bbeb0d77285d9e4310a1758370adc526",
+    "0006_privacy.sqlite.sql": "3d3ed92ddadd6108956925045838bde90089cdecfea63150b8ae720d50a3d41c",
+    "0006_privacy.postgres.sql": "33702745fb3b9f7ea01b8bd68e8408eab1ceb25d20ddf2c9b1980f68e2cb73c3",
 }
 NEXT = bundled().latest + 1
 """The version a later release adds next."""

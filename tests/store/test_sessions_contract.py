@@ -63,7 +63,8 @@ async def test_the_refresh_token_rotates_and_an_old_one_coming_back_ends_the_ses
     # The current token is refused now too: the thief and the owner both log in again.
     assert (await store.refresh_session("s1", 2, 200_001, DAY, 10_000)).outcome == "revoked"
     assert (await store.refresh_session("nope", 0, 200_001, DAY, 10_000)).outcome == "unknown"
-    assert [(r.session_id, r.user_id) for r in await store.revoked_sessions(200_000)] == [("s1", alice)]
+    assert [(r.session_id, r.user_id, r.reason) for r in await store.revoked_sessions(200_000)] == [
+        ("s1", alice, "refresh_reuse")]
 
 
 async def test_a_lapsed_session_cannot_be_refreshed_and_a_banned_user_cannot_refresh(store: Store) -> None:
