@@ -35,6 +35,7 @@ from pica.gateway.hub import ConnectionHandle, Hub
 from pica.gateway.revocation import RevocationSweep
 from pica.gateway.services import GatewayServices
 from pica.gateway.tcp import start_tcp_server
+from pica.gateway.tls import ServerTls, server_tls
 from pica.logs import audit
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
@@ -102,9 +103,11 @@ class PicaServer:
         self._ban_sweeper: asyncio.Task[None] | None = None
         self._revocation_sweeper: asyncio.Task[None] | None = None
         self.services: GatewayServices | None = None
+        self.tls: ServerTls | None = None
 
     async def start(self) -> None:
         config = self.config
+        self.tls = server_tls(config.tls)  # before anything opens: a bad certificate stops the start here
         await self.store.open()
         auth = config.auth
         hasher = PasswordHasher(
@@ -174,11 +177,13 @@ class PicaServer:
         # Our own listener rather than a web.SockSite: its protocol factory wraps each aiohttp handler (the
         # per-address cap and the WebSocket masking rule, pica.gateway.http_socket). The runner still tracks every
         # handler, so its cleanup closes them as before.
+        tls = self.tls
         self._http_server = await asyncio.get_running_loop().create_server(
-            http_socket_factory(handlers, services.address_slots), sock=http_socket, backlog=4096
+            http_socket_factory(handlers, services.address_slots), sock=http_socket, backlog=4096,
+            ssl=tls.http if tls else None, ssl_handshake_timeout=tls.handshake_timeout if tls else None,
         )
         if tcp_socket is not None:
-            self._tcp_server = await start_tcp_server(services, sock=tcp_socket)
+            self._tcp_server = await start_tcp_server(services, sock=tcp_socket, tls=tls)
         limits = config.limits
         interval = max(0.05, min(5.0, limits.auth_timeout / 4, limits.heartbeat_interval / 4))
         self._sweeper = asyncio.get_running_loop().create_task(
@@ -198,10 +203,11 @@ class PicaServer:
         host = self.config.advertise_host or self.config.host
         if ":" in host:
             host = f"[{host}]"
+        secure = "s" if self.config.tls.cert else ""
         return NodeAddress(
             node_id=self.node_id,
-            http=f"http://{host}:{self.http_port}",
-            ws=f"ws://{host}:{self.http_port}/v1/ws",
+            http=f"http{secure}://{host}:{self.http_port}",
+            ws=f"ws{secure}://{host}:{self.http_port}/v1/ws",
             tcp=f"{host}:{self.tcp_port}" if self.config.tcp_port >= 0 else "",
             connections=self.hub.connection_count,
         )
@@ -243,6 +249,10 @@ class PicaServer:
             for conn in targets[start:start + step]:
                 if not conn.closed:
                     conn.push(frame)
+
+    def reload_tls(self) -> bool:
+        """SIGHUP: read the TLS certificate and key again (renewal) without dropping connections."""
+        return self.tls.reload() if self.tls is not None else False
 
     async def stop(self) -> None:
         """Drain: stop accepting, let in-flight requests (and so their commits) finish, tell every client to

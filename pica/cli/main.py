@@ -37,6 +37,9 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--workers", type=int, help="processes sharing the ports via SO_REUSEPORT (default 1; >1 needs "
                                                "--cluster)")
     p.add_argument("--advertise-host", help="host name GET /v1/gateway gives clients (default: --host)")
+    p.add_argument("--tls-cert", help="PEM certificate chain: every listener speaks TLS (needs --tls-key; SIGHUP "
+                                      "reloads both)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set by the --workers supervisor
 
 
@@ -68,6 +71,8 @@ def _config_from_args(args: argparse.Namespace) -> Config:
             "cluster": args.cluster,
             "workers": args.workers,
             "advertise_host": args.advertise_host,
+            "tls.cert": args.tls_cert,
+            "tls.key": args.tls_key,
         },
     )
 
@@ -100,9 +105,10 @@ async def _serve(config: Config, ready_file: str | None, reuse_port: bool = Fals
     tcp = f"tcp {config.host}:{server.tcp_port}" if config.tcp_port >= 0 else "tcp off"
     store = config.store or f"sqlite in {config.data_dir}"
     cluster = f", cluster {redact_url(config.cluster)} as {server.node_id}" if config.cluster else ""
+    scheme = "https" if config.tls.cert else "http"
     print(
-        f"pica serving http://{config.host}:{server.http_port} (WebSocket /v1/ws, web chat at /), "
-        f"{tcp}, store {redact_url(store)}{cluster}",
+        f"pica serving {scheme}://{config.host}:{server.http_port} (WebSocket /v1/ws, web chat at /), "
+        f"{tcp}{' (TLS)' if config.tls.cert and config.tcp_port >= 0 else ''}, store {redact_url(store)}{cluster}",
         file=sys.stderr,
         flush=True,
     )
@@ -114,6 +120,7 @@ async def _serve(config: Config, ready_file: str | None, reuse_port: bool = Fals
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     await stop.wait()
     log.info("signal received, draining")
     await server.stop()

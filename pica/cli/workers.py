@@ -30,7 +30,7 @@ _MAX_RESTARTS = 5
 _START_TIMEOUT = 60.0
 # serve flags handed on to every worker unchanged (ports, node id, workers and the ready file are set per worker)
 _PASSED_ON = ("config", "host", "data_dir", "log_level", "log_format", "synchronous", "store", "cluster",
-              "advertise_host")
+              "advertise_host", "tls_cert", "tls_key")
 
 
 @dataclass
@@ -83,8 +83,14 @@ def supervise(config: Config, args: argparse.Namespace) -> int:
         nonlocal stopping
         stopping = True
 
+    def reload(signum: int, _frame: object) -> None:  # certificate renewal: every worker reloads its TLS files
+        for worker in workers:
+            if worker.alive() and worker.proc is not None:
+                worker.proc.send_signal(signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     for worker in workers:
         worker.start()
     deadline = time.monotonic() + _START_TIMEOUT
@@ -99,7 +105,8 @@ def supervise(config: Config, args: argparse.Namespace) -> int:
             held.close()
     if args.ready_file:
         Path(args.ready_file).write_text(f"{http_port} {tcp_port}\n", encoding="utf-8")
-    print(f"pica: {len(workers)} workers serving http://{config.host}:{http_port}, tcp {tcp_port}", file=sys.stderr,
+    scheme = "https" if config.tls.cert else "http"
+    print(f"pica: {len(workers)} workers serving {scheme}://{config.host}:{http_port}, tcp {tcp_port}", file=sys.stderr,
           flush=True)
     status = 0
     while not stopping:
