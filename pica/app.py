@@ -4,13 +4,17 @@ node's lifecycle (start, SIGTERM drain, stop). Nothing else constructs these obj
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import secrets
 import socket
+import ssl
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
@@ -28,7 +32,7 @@ from pica.core.ratelimit import RateLimits
 from pica.core.sessions import SessionService
 from pica.core.social import SocialService
 from pica.core.tokens import RefreshTokens, TokenService
-from pica.errors import Banned, PicaError, SessionEnded
+from pica.errors import Banned, PicaError, SessionEnded, StartupError
 from pica.gateway.admission import AddressSlots
 from pica.gateway.http_socket import http_socket_factory
 from pica.gateway.hub import ConnectionHandle, Hub
@@ -81,6 +85,35 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
     return sock
 
 
+T = TypeVar("T")
+
+
+def _checked(step: Callable[[], T], what: str) -> T:
+    """Run a start-up step; an OS or TLS error becomes a StartupError naming ``what``."""
+    try:
+        return step()
+    except ssl.SSLError as exc:
+        raise StartupError(f"{what}: OpenSSL cannot load them ({exc.reason or exc}): they must be PEM files, the "
+                           "key the certificate's") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            reason += " (another pica serve, or another program, listens there: choose another port)"
+        elif exc.errno == errno.EACCES and "port" in what:
+            reason += " (ports below 1024 need privileges)"
+        elif exc.filename:
+            reason += f": {exc.filename}"
+        raise StartupError(f"{what}: {reason}") from None
+
+
+def _writable(directory: Path) -> None:
+    """Create the data directory if needed and prove it can be written (an error names the path)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    probe = directory / f".write-test-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 class PicaServer:
     """One node. ``start()`` binds the listeners; ``http_port``/``tcp_port`` then hold the real ports."""
 
@@ -106,9 +139,34 @@ class PicaServer:
         self.tls: ServerTls | None = None
 
     async def start(self) -> None:
+        """Raises StartupError for what the operator must fix (a port in use, a data directory that cannot be
+        written, a certificate that does not load), before anything is opened."""
         config = self.config
-        self.tls = server_tls(config.tls)  # before anything opens: a bad certificate stops the start here
-        await self.store.open()
+        # Everything that can refuse the start comes before the store opens (its writer process, its pool): a
+        # refused start leaves nothing running behind it.
+        self.tls = _checked(lambda: server_tls(config.tls), "TLS certificate and key")
+        if not config.store or config.store.startswith("sqlite:"):
+            _checked(lambda: _writable(config.data_dir), f"data directory {config.data_dir}")
+        # Bind first: the cluster registry advertises the real ports.
+        http_socket = _checked(lambda: bind_socket(config.host, config.port, reuse_port=self.reuse_port),
+                               f"HTTP port {config.host}:{config.port}")
+        self.http_port = http_socket.getsockname()[1]
+        tcp_socket = None
+        if config.tcp_port >= 0:
+            try:
+                tcp_socket = _checked(lambda: bind_socket(config.host, config.tcp_port, reuse_port=self.reuse_port),
+                                      f"TCP port {config.host}:{config.tcp_port}")
+            except StartupError:
+                http_socket.close()
+                raise
+            self.tcp_port = tcp_socket.getsockname()[1]
+        try:
+            await self.store.open()
+        except BaseException:
+            for sock in (http_socket, tcp_socket):
+                if sock is not None:
+                    sock.close()
+            raise
         auth = config.auth
         hasher = PasswordHasher(
             time_cost=auth.argon2_time_cost,
@@ -123,13 +181,6 @@ class PicaServer:
         if not rates.enabled:
             log.warning("rate limits are off (rate_limits = off): for benchmarks and trusted deployments only")
         accounts = AccountService(self.store, hasher, sessions, self.clock, auth, rates)
-        # Bind first: the cluster registry advertises the real ports.
-        http_socket = bind_socket(config.host, config.port, reuse_port=self.reuse_port)
-        self.http_port = http_socket.getsockname()[1]
-        tcp_socket = None
-        if config.tcp_port >= 0:
-            tcp_socket = bind_socket(config.host, config.tcp_port, reuse_port=self.reuse_port)
-            self.tcp_port = tcp_socket.getsockname()[1]
         delivery: Delivery = self.hub
         presence: Presence = self.hub
         fanout: GroupRouter

@@ -14,7 +14,7 @@ from typing import Any
 
 from pica.cli import admin, chat
 from pica.config import Config, ConfigError, load_config
-from pica.errors import PicaError
+from pica.errors import PicaError, StartupError
 from pica.logs import configure, redact_url
 
 log = logging.getLogger("pica")
@@ -172,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             with contextlib.suppress(KeyboardInterrupt):
                 _run(_serve(config, args.ready_file, args.reuse_port))
+        except StartupError as exc:  # a port in use, a data directory that cannot be written, a bad certificate
+            print(f"pica: cannot start: {exc}", file=sys.stderr)
+            return 2
         except PicaError as exc:  # the store could not be opened (unreachable, or a schema this code refuses)
             print(f"pica: cannot start: {exc}", file=sys.stderr)
             return 1

@@ -24,6 +24,9 @@ TLS12_CIPHERS: Final = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNU
 
 
 def _context(config: TlsConfig, *, client_certificates: bool) -> ssl.SSLContext:
+    for path in (config.cert, config.key, config.client_ca if client_certificates else ""):
+        if path:
+            open(path, "rb").close()  # an OSError naming the file, which OpenSSL's own errors do not
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
