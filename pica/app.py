@@ -4,6 +4,7 @@ node's lifecycle (start, SIGTERM drain, stop). Nothing else constructs these obj
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -45,7 +46,8 @@ from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.outbound import OutboundFrame
 from pica.store.base import Store
-from pica.store.factory import build_store
+from pica.store.factory import build_store, sqlite_path
+from pica.store.sqlite_files import server_lock
 
 if TYPE_CHECKING:
     from pica.cluster import Cluster
@@ -122,6 +124,9 @@ class PicaServer:
         self.node_id = config.node_id or f"{socket.gethostname()}-{os.getpid()}"
         self.clock = SystemClock()
         self.store: Store = store or build_store(config)
+        self._owns_store = store is None
+        self._lock = contextlib.ExitStack()
+        """Holds the SQLite database's server lock from start to stop."""
         self.hub = Hub()
         self.reuse_port = reuse_port
         """Workers of ``pica serve --workers N`` share the listening ports (SO_REUSEPORT)."""
@@ -147,9 +152,16 @@ class PicaServer:
         self.tls = _checked(lambda: server_tls(config.tls), "TLS certificate and key")
         if not config.store or config.store.startswith("sqlite:"):
             _checked(lambda: _writable(config.data_dir), f"data directory {config.data_dir}")
+            if self._owns_store:  # one server per database file (a test may hand in a store of its own)
+                database = sqlite_path(config)
+                self._lock.enter_context(_checked(lambda: server_lock(database), f"database {database}"))
         # Bind first: the cluster registry advertises the real ports.
-        http_socket = _checked(lambda: bind_socket(config.host, config.port, reuse_port=self.reuse_port),
-                               f"HTTP port {config.host}:{config.port}")
+        try:
+            http_socket = _checked(lambda: bind_socket(config.host, config.port, reuse_port=self.reuse_port),
+                                   f"HTTP port {config.host}:{config.port}")
+        except StartupError:
+            self._lock.close()
+            raise
         self.http_port = http_socket.getsockname()[1]
         tcp_socket = None
         if config.tcp_port >= 0:
@@ -158,6 +170,7 @@ class PicaServer:
                                       f"TCP port {config.host}:{config.tcp_port}")
             except StartupError:
                 http_socket.close()
+                self._lock.close()
                 raise
             self.tcp_port = tcp_socket.getsockname()[1]
         try:
@@ -166,6 +179,7 @@ class PicaServer:
             for sock in (http_socket, tcp_socket):
                 if sock is not None:
                     sock.close()
+            self._lock.close()
             raise
         auth = config.auth
         hasher = PasswordHasher(
@@ -341,6 +355,7 @@ class PicaServer:
             await self.cluster.stop()
         await services.social.drain()
         await self.store.close()
+        self._lock.close()
         self.services = None
         log.info("pica node stopped", extra={"node": self.node_id})
 
