@@ -6,13 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pica.cli import admin, chat
+from pica.cli import admin, chat, systemd
 from pica.config import Config, ConfigError, load_config
 from pica.errors import PicaError, StartupError
 from pica.logs import configure, redact_url
@@ -120,10 +121,23 @@ async def _serve(config: Config, ready_file: str | None, reuse_port: bool = Fals
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
+
+    def reload() -> None:
+        systemd.notify("RELOADING=1")
+        server.reload_tls()
+        systemd.notify("READY=1")
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    systemd.notify("READY=1", f"STATUS=serving on ports {server.http_port} and {server.tcp_port}",
+                   f"MAINPID={os.getpid()}")
+    interval = systemd.watchdog_interval()
+    pinger = loop.create_task(systemd.watchdog(interval)) if interval else None
     await stop.wait()
     log.info("signal received, draining")
+    systemd.notify("STOPPING=1", "STATUS=draining")
     await server.stop()
+    if pinger is not None:
+        pinger.cancel()
 
 
 def _run(coro: Any) -> Any:

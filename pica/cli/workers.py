@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pica.app import bind_socket
+from pica.cli import systemd
 from pica.config import Config
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class _Worker:
 
     def start(self) -> None:
         self.ready_file.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(self.argv)
+        self.proc = subprocess.Popen(self.argv, env=systemd.child_environment())
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -108,9 +109,15 @@ def supervise(config: Config, args: argparse.Namespace) -> int:
     scheme = "https" if config.tls.cert else "http"
     print(f"pica: {len(workers)} workers serving {scheme}://{config.host}:{http_port}, tcp {tcp_port}", file=sys.stderr,
           flush=True)
+    systemd.notify("READY=1", f"STATUS={len(workers)} workers serving", f"MAINPID={os.getpid()}")
+    ping_every = systemd.watchdog_interval()
+    pinged = 0.0
     status = 0
     while not stopping:
         time.sleep(0.2)
+        if ping_every is not None and time.monotonic() - pinged >= ping_every:
+            systemd.notify("WATCHDOG=1")  # the supervisor's loop turns; each worker's health is its restart
+            pinged = time.monotonic()
         for worker in workers:
             if stopping or worker.alive():
                 continue
@@ -123,6 +130,7 @@ def supervise(config: Config, args: argparse.Namespace) -> int:
                 break
             log.warning("worker exited; starting it again", extra={"worker": worker.index, "exit_code": code})
             worker.start()
+    systemd.notify("STOPPING=1")
     _stop_all(workers, config.limits.shutdown_grace)
     return status
 
