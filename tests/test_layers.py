@@ -45,7 +45,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "client": frozenset({"errors", "protocol"}),
     # The composition root wires everything but the clients.
     "app": FOUNDATION | {"protocol", "store.base", "store", "core", "cluster", "gateway", "api", "web"},
-    "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app"},
+    "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app", "cluster"},  # cluster: doctor
     "__main__": frozenset({"cli"}),
 }
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pica.cli import admin, chat, systemd
+from pica.cli import admin, chat, doctor, systemd
 from pica.config import Config, ConfigError, load_config
 from pica.errors import PicaError, StartupError
 from pica.logs import configure, redact_url
@@ -155,11 +155,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _migrate_parser(sub)
     chat.add_parser(sub)
     admin.add_parsers(sub)
+    doctor.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "chat":
         return chat.run(args)
     if args.command in ("user", "group", "invite", "backup", "restore"):
         return admin.run(args)
+    if args.command == "doctor":
+        return doctor.run(args)
     if args.command == "migrate":
         try:
             config = load_config(config_file=args.config, overrides={"store": args.store, "data_dir": args.data_dir})

@@ -17,6 +17,7 @@ against both), for several nodes writing to one database at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import zlib
@@ -39,6 +40,7 @@ from pica.store.base import (
 from pica.store.postgres_lanes import DISCONNECTS, RETRYABLE, Lane, LaneOp
 from pica.store.schema import POSTGRES, Applied, Migrations, Progress, announce, bundled, plan
 from pica.store.sql_store import SqlStore
+from pica.store.sqlite_files import Probe
 from pica.store.txn import Txn
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,27 @@ async def _apply_migrations(conn: Any, schema: str, report: Progress | None, mig
         if not todo.pending:
             return todo.version
         announce(report, step, time.perf_counter() - started, schema=schema)
+
+
+async def probe(dsn: str, config: PostgresConfig) -> Probe:
+    """Connect and look, changing nothing: the server's version and clock, and the schema version (``pica doctor``).
+    Raises StoreUnavailable when the database cannot be reached."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=config.connect_timeout)
+    except (*DISCONNECTS, asyncpg.PostgresError) as exc:
+        raise StoreUnavailable(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
+    try:
+        version = await conn.fetchval("SHOW server_version")
+        now_ms = int(await conn.fetchval("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"))
+        table = f"{config.schema}.schema_migrations"
+        exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
+        schema = int(await conn.fetchval(f"SELECT COALESCE(MAX(version), 0) FROM {table}")) if exists else 0
+    except (*DISCONNECTS, asyncpg.PostgresError) as exc:
+        raise StoreUnavailable(f"PostgreSQL answered badly: {type(exc).__name__}: {exc}") from exc
+    finally:
+        with contextlib.suppress(*DISCONNECTS, asyncpg.PostgresError):
+            await conn.close(timeout=config.connect_timeout)
+    return Probe(schema, f"PostgreSQL {version}, schema {config.schema!r}", now_ms=now_ms)
 
 
 async def migrate(dsn: str, config: PostgresConfig, report: Progress | None = None,

@@ -51,6 +51,49 @@ def _check(path: Path) -> BackupInfo:
     return BackupInfo(path, path.stat().st_size, messages, version)
 
 
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What ``pica doctor`` learns of a database without changing it."""
+
+    schema_version: int
+    """0: no schema yet (the server creates it at its first start)."""
+    detail: str
+    """One line: the engine's version, the size, the check made."""
+    now_ms: int | None = None
+    """The database server's clock (PostgreSQL), to compare with this machine's."""
+    held_by: str = ""
+    """SQLite: the pid of the server holding the database's lock, if one runs."""
+
+
+def probe(database: Path) -> Probe:
+    """Look at an embedded database without writing to it: its schema version, a quick integrity check, and whether
+    a server holds it. ValueError says what is wrong."""
+    if not database.exists():
+        return Probe(0, f"no database yet at {database} (created at the first start)")
+    lock = Path(f"{database}.lock")
+    held_by = ""
+    if lock.exists():
+        with open(lock) as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held_by = handle.read().strip() or "?"
+    try:
+        with contextlib.closing(sqlite3.connect(database)) as db:
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+            if verdict != "ok":
+                raise ValueError(f"{database} is damaged: {verdict}")
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = 0
+            if "schema_migrations" in tables:
+                version = int(db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{database} is not a Pica database: {exc}") from None
+    size = database.stat().st_size + (Path(f"{database}-wal").stat().st_size
+                                      if Path(f"{database}-wal").exists() else 0)
+    return Probe(version, f"SQLite {sqlite3.sqlite_version}, {size:,} bytes, quick_check ok", held_by=held_by)
+
+
 def backup(database: Path, destination: Path) -> BackupInfo:
     """Copy a live database to ``destination`` (a new file), consistently, while the server runs."""
     if not database.exists():
