@@ -19,7 +19,7 @@ from pica.config import LimitsConfig
 from pica.core.fanout import GroupFanout
 from pica.core.ports import Clock, Delivery, GroupRouter
 from pica.core.ratelimit import RateLimits
-from pica.core.validation import check_client_msg_id, search_text, validate_body
+from pica.core.validation import check_client_msg_id, validate_body
 from pica.core.wire import message_frame
 from pica.errors import BadRequest, ConversationNotFound
 from pica.protocol import frames as f
@@ -31,6 +31,7 @@ from pica.protocol.ids import (
     names_nothing,
 )
 from pica.protocol.outbound import OutboundFrame
+from pica.protocol.text import search_text
 from pica.store.base import (
     AppendResult,
     ConversationSummary,

@@ -38,7 +38,7 @@ from pica.store.base import (
     MessageRecord,
     Page,
 )
-from pica.store.event_rules import Target, plan_event
+from pica.store.event_rules import Target, plan_event, scrub_edits
 from pica.store.txn import Dialect, Read, Retry, Statement, Txn, Write
 
 _json_encode: Final = msgspec.json.Encoder().encode
@@ -166,9 +166,17 @@ def append_event(request: EventAppend, search_value: Any) -> Txn[tuple[AppendRes
     plan = plan_event(request, joined_seq=member[0][0], dissolved=bool(member[0][1]),
                       target=None if not target else Target(target[0][0], target[0][1], target[0][2],
                                                             _json_decode_body(target[0][3])))
+    scrubbed: list[tuple[int, dict[str, Any]]] = []
+    if plan.state == "recalled":
+        # The author's later messages hold the target's edit events; the recall window bounds how many there are.
+        later = yield Read("later_messages_of", (conversation_id, request.target_seq, request.user_id))
+        scrubbed = scrub_edits(request.target_seq, [(row[0], _json_decode_body(row[1])) for row in later])
     new_body = RECALLED_BODY_JSON if plan.body is None else _json_encode(plan.body)
     search = None if plan.search_text is None else search_value(plan.search_text)
     yield Write("change_message", ([conversation_id], [request.target_seq], [plan.state], [new_body], [search]))
+    if scrubbed:  # edit events are never indexed for search: their bodies are all there is to rewrite
+        yield Write("replace_bodies", ([conversation_id] * len(scrubbed), [seq for seq, _ in scrubbed],
+                                       [_json_encode(body) for _, body in scrubbed]))
     yield Write("unindex_search", ([conversation_id], [request.target_seq]))
     if search is not None:
         yield Write("index_search", ([search], [conversation_id], [request.target_seq]))
@@ -411,6 +419,12 @@ SQLITE: Final[Dialect] = {
         "UPDATE messages SET state = ?3, body = CAST(?4 AS TEXT) WHERE conversation_id = ?1 AND seq = ?2",
         pick=(0, 1, 2, 3),
     ),
+    "later_messages_of": Statement(
+        "SELECT seq, body FROM messages WHERE conversation_id = ?1 AND seq > ?2 AND sender = ?3"
+    ),
+    "replace_bodies": Statement(
+        "UPDATE messages SET body = CAST(?3 AS TEXT) WHERE conversation_id = ?1 AND seq = ?2"
+    ),
     "insert_hidden": Statement(
         "INSERT INTO hidden (user_id, conversation_id, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING"
     ),
@@ -570,6 +584,13 @@ POSTGRES: Final[Dialect] = {
         " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bytea[], $5::text[])"
         " AS k(conversation_id, seq, state, body, search)"
         " WHERE m.conversation_id = k.conversation_id AND m.seq = k.seq"
+    ),
+    "later_messages_of": Statement(
+        "SELECT seq, body FROM messages WHERE conversation_id = $1 AND seq > $2 AND sender = $3"
+    ),
+    "replace_bodies": Statement(
+        "UPDATE messages m SET body = k.body FROM unnest($1::text[], $2::bigint[], $3::bytea[])"
+        " AS k(conversation_id, seq, body) WHERE m.conversation_id = k.conversation_id AND m.seq = k.seq"
     ),
     "insert_hidden": Statement(
         "INSERT INTO hidden (user_id, conversation_id, seq)"

@@ -28,6 +28,8 @@ def test_notices() -> None:
     assert notice("alice", {"text": "hi"}, name_of) is None
     assert notice("alice", {"recall": {"seq": 4}}, name_of) == "* alice recalled message #4"
     assert notice("alice", {"edit": {"seq": 4, "text": "new"}}, name_of) == "* alice edited message #4: new"
+    assert notice("alice", {"edit": {"seq": 4, "recalled": True}}, name_of) == (
+        "* alice edited message #4 (recalled since)")
     created = {"system": {"event": "created", "by": 1, "name": "club", "user_ids": [1, 2, 3]}}
     assert notice("alice", created, name_of) == '* alice created the group "club" with alice, bob, user#3'
     assert notice("x", {"system": {"event": "members_added", "by": 2, "count": 500}}, name_of) == (

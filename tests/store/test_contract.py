@@ -508,6 +508,43 @@ async def test_edit_keeps_other_keys_and_search_follows_the_new_text(store: Stor
     assert edited.body == {"text": "mango", "reply_to": 7, "edited": 90}
 
 
+async def test_a_recall_scrubs_the_text_of_every_earlier_edit(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    await store.append_direct(smsg("d:1:2", alice, bob, "a", "papaya secret", ts=50))
+    await store.append_direct(smsg("d:1:2", alice, bob, "b", "kiwi", ts=51))
+    await store.append_event(event("edit", "d:1:2", alice, 1, "e1", ts=60, text="guava secret"))
+    await store.append_event(event("edit", "d:1:2", alice, 2, "e2", ts=61, text="kiwi fruit"))
+    await store.append_event(event("edit", "d:1:2", alice, 1, "e3", ts=62, text="mango secret"))
+    await store.append_direct(smsg("d:1:2", bob, alice, "c", "what secret?", ts=63))
+    await store.append_event(event("recall", "d:1:2", alice, 1, "r1", ts=70))
+    expected = [{"recalled": True}, {"text": "kiwi fruit", "edited": 61}, {"edit": {"seq": 1, "recalled": True}},
+                {"edit": {"seq": 2, "text": "kiwi fruit"}}, {"edit": {"seq": 1, "recalled": True}},
+                {"text": "what secret?"}, {"recall": {"seq": 1}}]
+    for reader in (alice, bob):  # history and sync, for every reader
+        assert [m.body for m in (await store.history(reader, "d:1:2", after=None, before=None, limit=10)).messages
+                ] == expected
+        assert [m.body for m in (await store.sync(reader, {}, 20)).messages] == expected
+    for word in ("papaya", "guava", "mango"):
+        assert await store.search(bob, word, conversation_id=None, limit=10) == []
+    assert [m.client_msg_id for m in await store.search(bob, "secret", conversation_id=None, limit=10)] == ["c"]
+    assert [m.client_msg_id for m in await store.search(bob, "fruit", conversation_id=None, limit=10)] == ["b"]
+
+
+async def test_editing_a_caption_keeps_the_file_name_searchable(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    file = {"file": {"id": "f1", "name": "budget-2027.xlsx", "mime": "application/vnd.ms-excel", "size": 9},
+            "text": "draft"}
+    await store.append_direct(DirectAppend("d:1:2", alice, bob, "f", json.dumps(file).encode(), 50,
+                                           "draft budget-2027.xlsx"))
+    await store.append_event(event("edit", "d:1:2", alice, 1, "e1", ts=60, text="final numbers"))
+
+    async def found(query: str) -> list[str]:
+        return [m.client_msg_id for m in await store.search(bob, query, conversation_id=None, limit=10)]
+
+    assert await found("budget") == await found("xlsx final") == await found("numbers") == ["f"]
+    assert await found("draft") == []
+
+
 # ------------------------------------------------------------------------------------------------ groups
 
 
