@@ -245,9 +245,11 @@ class ChatService:
         """Read up to ``seq``: my other devices and the peer of a 1:1 learn it live; group cursors are pulled
         (GET /v1/conversations/{id}/receipts), since pushing every read to every member costs O(members²)."""
         _must_name_one(conversation_id)
-        read = await self._store.mark_read(user_id, conversation_id, seq)
-        if read is not None:
-            receipt = f.Receipt(conversation_id=conversation_id, user_id=user_id, read=read)
+        cursors = await self._store.mark_read(user_id, conversation_id, seq)
+        if cursors is not None:
+            # Reading moved the delivered cursor too (protocol 11): say both, so no client has to infer it.
+            receipt = f.Receipt(conversation_id=conversation_id, user_id=user_id, delivered=cursors.delivered,
+                                read=cursors.read)
             self._delivery.deliver((user_id,), OutboundFrame(receipt), exclude=origin)
             self._announce(user_id, conversation_id, receipt)
 

@@ -197,7 +197,9 @@ class Page(_Frame, tag="page"):
 
 class Receipt(_Frame, tag="receipt"):
     """``user_id`` has received (``delivered``) or read (``read``) ``conversation_id`` up to that seq. Sent to the
-    other member of a 1:1 conversation and to the user's own other devices; group cursors are read over HTTP."""
+    other member of a 1:1 conversation and to the user's own other devices; group cursors are read over HTTP. A
+    receipt of a ``read`` carries both cursors (reading moves the delivered cursor too), one of a ``recv`` only
+    ``delivered``."""
 
     conversation_id: str
     user_id: int

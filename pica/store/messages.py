@@ -37,6 +37,7 @@ from pica.store.base import (
     MemberRecord,
     MessageRecord,
     Page,
+    ReadCursors,
 )
 from pica.store.event_rules import Target, plan_event, scrub_edits
 from pica.store.txn import Dialect, Read, Retry, Statement, Txn, Write
@@ -214,11 +215,12 @@ def mark_delivered(user_id: int, conversation_id: str, seq: int) -> Txn[int | No
     return int(rows[0][0]) if rows else None
 
 
-def mark_read(user_id: int, conversation_id: str, seq: int) -> Txn[int | None]:
-    """Advance the read (and delivered) cursor, clamped; the new read cursor when it moved. Non-members: not found."""
+def mark_read(user_id: int, conversation_id: str, seq: int) -> Txn[ReadCursors | None]:
+    """Advance the read (and delivered) cursor, clamped; both cursors when the read cursor moved. Non-members: not
+    found."""
     rows = yield Read("advance_read", (conversation_id, user_id, seq))
     if rows:
-        return int(rows[0][0])
+        return ReadCursors(delivered=int(rows[0][1]), read=int(rows[0][0]))
     if not (yield Read("member_range", (conversation_id, user_id))):
         raise ConversationNotFound()
     return None
@@ -438,7 +440,7 @@ SQLITE: Final[Dialect] = {
         "UPDATE members SET read_seq = min(?3, c.last_seq), delivered_seq = max(delivered_seq, min(?3, c.last_seq))"
         " FROM conversations c WHERE c.conversation_id = members.conversation_id"
         " AND members.conversation_id = ?1 AND members.user_id = ?2 AND members.read_seq < min(?3, c.last_seq)"
-        " RETURNING members.read_seq"
+        " RETURNING members.read_seq, members.delivered_seq"
     ),
     "messages_after": Statement(_SQLITE_AFTER),
     "messages_before": Statement(
@@ -606,7 +608,7 @@ POSTGRES: Final[Dialect] = {
         " delivered_seq = greatest(m.delivered_seq, least($3::bigint, c.last_seq))"
         " FROM conversations c WHERE c.conversation_id = m.conversation_id"
         " AND m.conversation_id = $1 AND m.user_id = $2 AND m.read_seq < least($3::bigint, c.last_seq)"
-        " RETURNING m.read_seq"
+        " RETURNING m.read_seq, m.delivered_seq"
     ),
     "messages_after": Statement(
         f"SELECT {_visible('$1')} FROM messages m WHERE m.conversation_id = $2 AND m.seq > $3 ORDER BY m.seq LIMIT $4"

@@ -39,6 +39,7 @@ from pica.store.base import (
     Page,
     PresenceAudience,
     PresenceRecord,
+    ReadCursors,
     SessionRecord,
     Store,
     UserSettings,
@@ -356,11 +357,12 @@ async def test_read_cursor_moves_forward_clamped_and_carries_delivered(store: St
     alice, bob, eve = await users(store, "alice", "bob", "eve")
     for i in range(4):
         await store.append_direct(msg("d:1:2", alice, bob, f"m{i}"))
-    assert await store.mark_read(bob, "d:1:2", 2) == 2
+    assert await store.mark_read(bob, "d:1:2", 2) == ReadCursors(delivered=2, read=2)
     assert await cursors_of(store, bob, "d:1:2") == {alice: (4, 4), bob: (2, 2)}
     assert await store.mark_read(bob, "d:1:2", 1) is None
-    assert await store.mark_delivered(bob, "d:1:2", 3) == 3
-    assert await store.mark_read(bob, "d:1:2", 99) == 4
+    assert await store.mark_delivered(bob, "d:1:2", 4) == 4
+    assert await store.mark_read(bob, "d:1:2", 3) == ReadCursors(delivered=4, read=3)
+    assert await store.mark_read(bob, "d:1:2", 99) == ReadCursors(delivered=4, read=4)
     assert await store.mark_read(bob, "d:1:2", 99) is None
     assert await cursors_of(store, bob, "d:1:2") == {alice: (4, 4), bob: (4, 4)}
     with pytest.raises(ConversationNotFound):
