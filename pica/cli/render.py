@@ -115,6 +115,7 @@ def notice(sender: str, body: dict[str, Any], name_of: NameOf) -> str | None:
         "group_unmuted": lambda: f"{by} unmuted the group",
         "dissolved": lambda: f"{by} dissolved the group",
         "deleted": lambda: f"you deleted message #{event.get('seq')} of {event.get('conversation_id')}",
+        "removed_from_group": lambda: f'{by} removed you from the group "{event.get("name", "")}"',
     }
     sentence = sentences.get(kind)
     return "* " + (sentence() if sentence else f"{kind} ({json.dumps(event, ensure_ascii=False)[:200]})")

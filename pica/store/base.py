@@ -224,6 +224,8 @@ class GroupChange:
     actor, for whom no invitation was stored: the actor cannot tell them apart (a block is not disclosed)."""
     invitations: tuple[int, ...] = ()
     """The invitations actually stored (``invited`` without those who blocked the actor): who is told of one."""
+    told: tuple[tuple[int, MessageRecord], ...] = ()
+    """A removal: (removed user, the ``removed_from_group`` notice appended to their own timeline ``u:<id>``)."""
 
 
 @dataclass(frozen=True, slots=True)

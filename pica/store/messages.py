@@ -18,7 +18,7 @@ from typing import Any, Final
 import msgspec
 
 from pica.errors import ConversationNotFound, MessageNotFound
-from pica.protocol.ids import direct_peer
+from pica.protocol.ids import direct_peer, own_conversation_id
 from pica.store.append_rules import (
     Append,
     AppendPlan,
@@ -194,16 +194,23 @@ def hide_message(user_id: int, conversation_id: str, seq: int, ts: int) -> Txn[M
     joined, last_seq = rows[0]
     if not joined < seq <= last_seq:
         raise MessageNotFound()
-    own = f"u:{user_id}"
     client_msg_id = f"~d:{conversation_id}:{seq}"
     event = {"system": {"event": "deleted", "conversation_id": conversation_id, "seq": seq}}
     existing = yield from _original(user_id, client_msg_id)
     if existing is not None:
-        return MessageRecord(own, existing.seq, user_id, client_msg_id, existing.ts, event)
+        return MessageRecord(own_conversation_id(user_id), existing.seq, user_id, client_msg_id, existing.ts, event)
     yield Write("insert_hidden", ([user_id], [conversation_id], [seq]))
+    return (yield from append_own_notice(user_id, user_id, client_msg_id, event, ts))
+
+
+def append_own_notice(user_id: int, sender: int, client_msg_id: str | None, event: dict[str, Any],
+                      ts: int) -> Txn[MessageRecord]:
+    """A notice in the user's own timeline ``u:<id>`` (created on first use), which every device of theirs syncs:
+    the way to tell a user something that happened outside any conversation they can still read."""
+    own = own_conversation_id(user_id)
     yield Write("create_self_conversations", ([own], [ts]))
     yield Write("insert_members", ([own], [user_id]))
-    return (yield from _append_one(own, user_id, client_msg_id, ts, event))
+    return (yield from _append_one(own, sender, client_msg_id, ts, event))
 
 
 # --------------------------------------------------------------------------------------------------------- cursors

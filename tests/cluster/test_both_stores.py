@@ -3,6 +3,7 @@ PostgreSQL. What a user is promised must not depend on the store the operator ch
 
 - A recall hides the text: the recalled message's earlier edit events lose their text for every reader, in history
   and sync, and search finds none of its words (protocol 13.1).
+- A member removed from a group while offline learns of it at their next sync, from their own timeline (12.2).
 """
 
 from __future__ import annotations
@@ -52,3 +53,29 @@ async def a_recall_hides_the_text(url: str, tcp_port: int) -> None:
             assert [m["seq"] for m in found["messages"]] == [kept.seq]
         async with await PicaConnection.open(url, reader.token, transport="ws", device="new") as fresh:
             assert [m.body for m in await fresh.sync_all() if m.conversation_id == conversation_id] == expected
+
+
+async def test_an_offline_member_learns_of_their_removal_on_the_embedded_store(node: Node) -> None:
+    await an_offline_member_learns_of_their_removal(node.url, node.tcp_port)
+
+
+async def test_an_offline_member_learns_of_their_removal_on_postgresql(cluster: Cluster) -> None:
+    (n1,) = cluster.start("n1")
+    await an_offline_member_learns_of_their_removal(n1.url, n1.tcp_port)
+
+
+async def an_offline_member_learns_of_their_removal(url: str, tcp_port: int) -> None:
+    owner, bob = await register(url, "owner"), await register(url, "bob")
+    async with PicaHttp(url, token=owner.token) as http:
+        group = await http.request("POST", "/v1/groups", json={"name": "book club", "members": [bob.user_id]})
+        gid, cid = group["group_id"], group["conversation_id"]
+    async with await PicaConnection.open(url, bob.token, transport="tcp", tcp_port=tcp_port) as b:
+        seen = {m.conversation_id: m.seq for m in await b.sync_all()}  # bob's device holds the group up to here
+    async with PicaHttp(url, token=owner.token) as http:  # while bob is offline
+        await http.request("DELETE", f"/v1/groups/{gid}/members/{bob.user_id}")
+    async with await PicaConnection.open(url, bob.token, transport="ws") as b:
+        synced = (await b.sync(seen)).msgs
+    assert [(m.conversation_id, m.sender, m.body) for m in synced] == [
+        (f"u:{bob.user_id}", owner.user_id, {"system": {"event": "removed_from_group", "group_id": gid,
+                                                        "conversation_id": cid, "name": "book club",
+                                                        "by": owner.user_id, "seq": 2}})]

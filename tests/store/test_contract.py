@@ -627,6 +627,11 @@ async def test_new_members_see_from_their_notice_and_removed_ones_lose_access(st
     removed = await store.group_action(action("remove", alice, group.group_id, user_ids=(carol,)))
     assert (removed.removed, notice(removed).seq, removed.group.members_version) == ((carol,), 3, 2)
     assert notice(removed).body == {"system": {"event": "members_removed", "by": alice, "user_ids": [carol]}}
+    ((told_user, told),) = removed.told  # carol's own timeline says so, for a device of hers that was offline
+    removal = {"system": {"event": "removed_from_group", "group_id": group.group_id, "conversation_id": conv,
+                          "name": "team", "by": alice, "seq": 3}}
+    assert (told_user, told.conversation_id, told.seq, told.sender, told.body) == (carol, f"u:{carol}", 1, alice,
+                                                                                   removal)
     added = await store.group_action(action("add", alice, group.group_id, user_ids=(dan, bob), max_members=3))
     assert (added.added, notice(added).seq, added.group.members_version, added.group.member_count) == (
         (dan,), 4, 3, 3)
@@ -648,7 +653,9 @@ async def test_new_members_see_from_their_notice_and_removed_ones_lose_access(st
     with pytest.raises(GroupNotFound):
         await store.group_members(carol, group.group_id)
     assert await store.list_groups(carol) == []
-    assert (await store.sync(carol, {}, 10)).messages == []
+    assert [(m.conversation_id, m.body) for m in (await store.sync(carol, {}, 10)).messages] == [
+        (f"u:{carol}", removal)]
+    assert (await store.sync(carol, {f"u:{carol}": 1}, 10)).messages == []
 
 
 async def test_roles_transfer_leave_and_rename_follow_the_rules(store: Store) -> None:

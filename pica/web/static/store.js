@@ -275,9 +275,10 @@ export class Store {
   /** A message handed over in order (NEW): timeline, conversation line, events, read state. */
   ingest(msg) {
     if (msg.conversation_id.startsWith("u:")) {
-      // My own timeline: "delete for me" notices from my other devices.
+      // My own timeline: "delete for me" notices from my other devices, and my removals from groups.
       const event = msg.body?.system;
       if (event && event.event === "deleted") this.patch(event.conversation_id, event.seq, { kind: "deleted", seq: msg.seq });
+      if (event && event.event === "removed_from_group") this.removedFrom(event);
       return;
     }
     const conv = this.conversation(msg.conversation_id);
@@ -293,6 +294,16 @@ export class Store {
     this.insert(msg);
     const typers = this.typing.get(conv.id);
     if (typers && typers.delete(msg.sender)) this.changed.header = true;
+    this.touch(conv.id);
+  }
+
+  /** I was removed from a group (told in my own timeline, 12.2): it stays listed, as left. */
+  removedFrom(event) {
+    const conv = this.conversations.get(event.conversation_id);
+    if (!conv || conv.left) return;
+    conv.left = true;
+    this.cursors.delete(conv.id);
+    this.persistSoon();
     this.touch(conv.id);
   }
 
