@@ -153,6 +153,9 @@ class Ready(_Frame, tag="ready"):
     time: int
     recall_window: float = 0.0
     """Seconds after sending during which a message may be recalled (0: not announced)."""
+    page_size: int = 0
+    """The server's ``history_page_size``: most items one page of sync, history, the conversation list or search
+    holds, whatever ``limit`` asked for (0: not announced)."""
 
 
 class Sent(_Frame, tag="sent"):
