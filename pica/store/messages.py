@@ -277,25 +277,20 @@ def list_conversations(
     user_id: int, limit: int, before_ts: int | None, before_id: str
 ) -> Txn[list[ConversationSummary]]:
     """Most recently active first (ties by id); the page after (before_ts, before_id). Without before_id, nothing at
-    before_ts itself qualifies."""
-    rows = yield Read("conversation_list", (user_id, before_ts, before_id, limit))
-    peer_ids = {r[0]: direct_peer(r[0], user_id) or 0 for r in rows if r[1] == "direct"}
-    peers: dict[str, Any] = {}
-    if peer_ids:
-        peers = {p[0]: p for p in (yield Read("peer_cursors", (list(peer_ids), list(peer_ids.values()))))}
+    before_ts itself qualifies. One statement per page, whatever the number of conversations (see the SQL)."""
     result = []
     for (conversation_id, kind, last_seq, last_ts, delivered, read, name, group_id, sender, client_msg_id, ts, body,
-         hidden) in rows:
-        peer_id = peer_delivered = peer_read = 0
+         hidden, peer_delivered, peer_read, peer_name) in (
+            (yield Read("conversation_list", (user_id, before_ts, before_id, limit)))):
+        peer_id = 0
         if kind == "direct":
-            peer_id = peer_ids[conversation_id]
-            peer = peers.get(conversation_id)
-            peer_delivered, peer_read, name = (peer[1] or 0, peer[2] or 0, peer[3] or "") if peer else (0, 0, "")
+            peer_id = direct_peer(conversation_id, user_id) or 0
+            name = peer_name or ""
         last = None
         if sender is not None:
             last = message_row((conversation_id, last_seq, sender, client_msg_id, ts, body, hidden))
         result.append(ConversationSummary(conversation_id, kind, last_seq, last_ts, delivered, read, name, peer_id,
-                                          peer_delivered, peer_read, group_id, last))
+                                          peer_delivered or 0, peer_read or 0, group_id, last))
     return result
 
 
@@ -357,8 +352,30 @@ _SQLITE_INSERT_MEMBER: Final = (
 )
 
 
-_PEER_NAME: Final = "CASE WHEN u.deleted_at > 0 THEN '' ELSE u.username END"
-"""A deleted peer has no name (their row keeps a placeholder that must not be shown)."""
+def _conversation_list(me: str, before_ts: str, before_id: str, limit: str) -> str:
+    """One page of a user's conversation list in one statement, in either dialect (placeholders as arguments). The
+    page is cut first, on the members and conversations rows alone, so that the last message, the group, the
+    "hidden" check and the 1:1 peer's cursors and name are looked up for the page's rows only, not for every
+    conversation of the user. The peer is the conversation's other member, or the user in their own ``d:<id>:<id>``.
+    A deleted peer has no name (their row keeps a placeholder that must not be shown)."""
+    return (
+        "WITH page AS (SELECT c.conversation_id, c.kind, c.last_seq, c.last_ts, me.delivered_seq, me.read_seq"
+        " FROM members me JOIN conversations c ON c.conversation_id = me.conversation_id"
+        f" WHERE me.user_id = {me} AND c.kind <> 'self' AND ({before_ts} IS NULL OR c.last_ts < {before_ts}"
+        f" OR (c.last_ts = {before_ts} AND {before_id} <> '' AND c.conversation_id > {before_id}))"
+        f" ORDER BY c.last_ts DESC, c.conversation_id LIMIT {limit})"
+        " SELECT p.conversation_id, p.kind, p.last_seq, p.last_ts, p.delivered_seq, p.read_seq,"
+        " coalesce(g.name, ''), coalesce(g.group_id, 0), m.sender, m.client_msg_id, m.ts, m.body,"
+        f" EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = {me} AND h.conversation_id = m.conversation_id"
+        " AND h.seq = m.seq),"
+        " peer.delivered_seq, peer.read_seq, CASE WHEN u.deleted_at > 0 THEN '' ELSE u.username END"
+        " FROM page p LEFT JOIN groups g ON g.conversation_id = p.conversation_id"
+        " LEFT JOIN messages m ON m.conversation_id = p.conversation_id AND m.seq = p.last_seq"
+        " LEFT JOIN members peer ON p.kind = 'direct' AND peer.conversation_id = p.conversation_id"
+        f" AND (peer.user_id <> {me} OR p.conversation_id = 'd:' || {me} || ':' || {me})"
+        " LEFT JOIN users u ON u.user_id = peer.user_id"
+        " ORDER BY p.last_ts DESC, p.conversation_id"
+    )
 
 SQLITE: Final[Dialect] = {
     # The writer thread holds the database's write lock for the whole transaction: reading is locking.
@@ -464,24 +481,7 @@ SQLITE: Final[Dialect] = {
         " WHERE conversation_id = ?1 ORDER BY user_id"
     ),
     "member_ids": Statement("SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY user_id"),
-    "conversation_list": Statement(
-        "SELECT c.conversation_id, c.kind, c.last_seq, c.last_ts, me.delivered_seq, me.read_seq,"
-        " coalesce(g.name, ''), coalesce(g.group_id, 0), m.sender, m.client_msg_id, m.ts, m.body,"
-        " EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ?1 AND h.conversation_id = m.conversation_id"
-        " AND h.seq = m.seq)"
-        " FROM members me JOIN conversations c ON c.conversation_id = me.conversation_id"
-        " LEFT JOIN groups g ON g.conversation_id = c.conversation_id"
-        " LEFT JOIN messages m ON m.conversation_id = c.conversation_id AND m.seq = c.last_seq"
-        " WHERE me.user_id = ?1 AND c.kind <> 'self'"
-        " AND (?2 IS NULL OR c.last_ts < ?2 OR (c.last_ts = ?2 AND ?3 <> '' AND c.conversation_id > ?3))"
-        " ORDER BY c.last_ts DESC, c.conversation_id LIMIT ?4"
-    ),
-    "peer_cursors": Statement(
-        f"SELECT j.value ->> 0, m.delivered_seq, m.read_seq, {_PEER_NAME} FROM json_each(?1) j"
-        " LEFT JOIN members m ON m.conversation_id = j.value ->> 0 AND m.user_id = j.value ->> 1"
-        " LEFT JOIN users u ON u.user_id = j.value ->> 1",
-        rows=True,
-    ),
+    "conversation_list": Statement(_conversation_list("?1", "?2", "?3", "?4")),
     "search_messages": Statement(
         "SELECT m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body FROM messages_fts f"
         " JOIN members mem ON mem.conversation_id = f.conversation_id AND mem.user_id = ?1"
@@ -638,24 +638,7 @@ POSTGRES: Final[Dialect] = {
         " WHERE conversation_id = $1 ORDER BY user_id"
     ),
     "member_ids": Statement("SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY user_id"),
-    "conversation_list": Statement(
-        "SELECT c.conversation_id, c.kind, c.last_seq, c.last_ts, me.delivered_seq, me.read_seq,"
-        " coalesce(g.name, ''), coalesce(g.group_id, 0), m.sender, m.client_msg_id, m.ts, m.body,"
-        " EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = $1 AND h.conversation_id = m.conversation_id"
-        " AND h.seq = m.seq)"
-        " FROM members me JOIN conversations c ON c.conversation_id = me.conversation_id"
-        " LEFT JOIN groups g ON g.conversation_id = c.conversation_id"
-        " LEFT JOIN messages m ON m.conversation_id = c.conversation_id AND m.seq = c.last_seq"
-        " WHERE me.user_id = $1 AND c.kind <> 'self'"
-        " AND ($2::bigint IS NULL OR c.last_ts < $2 OR (c.last_ts = $2 AND $3 <> '' AND c.conversation_id > $3))"
-        " ORDER BY c.last_ts DESC, c.conversation_id LIMIT $4"
-    ),
-    "peer_cursors": Statement(
-        f"SELECT p.conversation_id, m.delivered_seq, m.read_seq, {_PEER_NAME}"
-        " FROM unnest($1::text[], $2::bigint[]) AS p(conversation_id, user_id)"
-        " LEFT JOIN members m ON m.conversation_id = p.conversation_id AND m.user_id = p.user_id"
-        " LEFT JOIN users u ON u.user_id = p.user_id"
-    ),
+    "conversation_list": Statement(_conversation_list("$1", "$2::bigint", "$3", "$4")),
     "search_messages": Statement(
         "SELECT m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body FROM messages m"
         " JOIN members mem ON mem.conversation_id = m.conversation_id AND mem.user_id = $1"
