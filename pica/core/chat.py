@@ -310,13 +310,16 @@ class ChatService:
             if peer != user_id and await self._store.presence_of(user_id, [peer]):
                 self._delivery.deliver((peer,), frame)
             return
-        members = self.fanout.members(conversation_id)
-        if members is None:
-            members = await self._store.conversation_members(conversation_id)
+        cached = self.fanout.membership(conversation_id)
+        if cached is None:
+            version, joined = await self._store.group_fanout(conversation_id)
+            cached = (version, joined.keys())
+        version, members = cached
         if user_id not in members:
             raise ConversationNotFound()
-        # Through the group router: in a cluster, one bus message per group rather than one per member.
-        self.fanout.deliver_ephemeral(conversation_id, frame, user_id)
+        # Through the group router: in a cluster, one bus message per group rather than one per member. The version
+        # the check saw travels with it, so that no node serves it from a member list older than that.
+        self.fanout.deliver_ephemeral(conversation_id, frame, user_id, version)
 
 
 
