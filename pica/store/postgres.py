@@ -230,7 +230,7 @@ class PostgresStore(SqlStore):
     async def _call(self, fn: Callable[[Any], Awaitable[T]], *, write: bool = False, snapshot: bool = False) -> T:
         """Run ``fn`` on a pooled connection: in a transaction (``write``), in a read-only snapshot (``snapshot``) or
         as it is. Driver errors become StoreUnavailable or InternalError; reads are retried once after a lost
-        connection (they change nothing), writes never (their outcome is unknown)."""
+        connection (they change nothing), on a fresh one, writes never (their outcome is unknown)."""
         if self._closed or self._pool is None:
             raise StoreUnavailable("store is closed")
         pool = self._pool
@@ -238,13 +238,18 @@ class PostgresStore(SqlStore):
         while True:
             try:
                 async with pool.acquire(timeout=self.config.command_timeout) as conn:
-                    if write:
-                        async with conn.transaction():
-                            return await fn(conn)
-                    if snapshot:
-                        async with conn.transaction(isolation="repeatable_read", readonly=True):
-                            return await fn(conn)
-                    return await fn(conn)
+                    try:
+                        if write:
+                            async with conn.transaction():
+                                return await fn(conn)
+                        if snapshot:
+                            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                                return await fn(conn)
+                        return await fn(conn)
+                    except DISCONNECTS:
+                        # Never hand a broken connection back to the pool: its reset could fail the same way.
+                        conn.terminate()
+                        raise
             except PicaError:
                 raise
             except RETRYABLE as exc:
@@ -253,6 +258,9 @@ class PostgresStore(SqlStore):
             except DISCONNECTS as exc:
                 if write or attempt > 1:
                     raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+                # What cut this connection (a restart, a failover, backends terminated) most likely cut its idle
+                # siblings too: the retry must not take one of them.
+                await pool.expire_connections()
             except asyncpg.PostgresError as exc:
                 log.exception("store operation failed")
                 raise InternalError(f"store error: {type(exc).__name__}") from exc
