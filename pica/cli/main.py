@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "chat":
         return chat.run(args)
-    if args.command in ("user", "group", "invite"):
+    if args.command in ("user", "group", "invite", "search"):
         return admin.run(args)
     if args.command == "migrate":
         try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pica.errors import BadRequest, Forbidden, MessageNotFound
+from pica.protocol.tokens import document
 from pica.store.base import EventAppend
 
 
@@ -32,7 +33,8 @@ class EventPlan:
     body: dict[str, Any] | None
     """The target's new body; None for a recall (the backend stores its tombstone body)."""
     search_text: str | None
-    """What search indexes for the target from now on; None: nothing (a recalled message is not searchable)."""
+    """The search document (:func:`pica.protocol.tokens.document`) of the target from now on; None: nothing (a
+    recalled message is not searchable)."""
     event: dict[str, Any]
     """The body of the event message appended to the conversation."""
 
@@ -57,4 +59,4 @@ def plan_event(request: EventAppend, *, joined_seq: int, dissolved: bool, target
     if "text" not in body:
         raise BadRequest("only text messages can be edited")
     edited = {**body, "text": request.text, "edited": request.ts}
-    return EventPlan("edited", edited, request.text, {"edit": {"seq": request.target_seq, "text": request.text}})
+    return EventPlan("edited", edited, document(edited), {"edit": {"seq": request.target_seq, "text": request.text}})
