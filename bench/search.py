@@ -10,6 +10,8 @@ Then, for each query of a fixed set, as the server answers ``GET /v1/search`` mi
 200 newest matches the searcher may see, then ``pica.core.search.rank_page`` (ranking and highlights) -- p50, p99
 and max over ``--reps`` runs, after one warm-up. The searcher is a member of ``--searcher-share`` of the
 conversations. Index size: SQLite's FTS5 tables (``dbstat``), PostgreSQL's ``search`` column plus its GIN index.
+Last, the rate of a full rebuild (``Store.reindex_search``, what ``pica search reindex`` and the first open after
+migration 0007 do).
 
     .venv/bin/python bench/search.py                                  # SQLite, up to 1,000,000 messages
     .venv/bin/python bench/search.py --backend postgres --messages 200000
@@ -170,6 +172,9 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             seeded = await seed(store, args)
             rows = await measure(store, seeded, args.reps)
             size = await index_size(store, backend, path, schema, args.dsn)
+            started = time.perf_counter()
+            assert await store.reindex_search() == seeded["messages"]
+            seeded["reindex_msgs_per_s"] = round(seeded["messages"] / (time.perf_counter() - started))
         finally:
             await store.close()
             if path is None:
@@ -198,9 +203,11 @@ async def main() -> None:
     if args.quick:
         args.messages, args.users, args.conversations, args.reps, args.searcher_share = 3_000, 50, 100, 3, 0.2
     result = await run(args.backend, args)
-    print(markdown_table(["backend", "messages", "seed msg/s", "index bytes/message", "searcher conversations"],
+    print(markdown_table(["backend", "messages", "seed msg/s", "reindex msg/s", "index bytes/message",
+                          "searcher conversations"],
                          [[result["backend"], result["messages"], result["seed_msgs_per_s"],
-                           result["index_bytes_per_message"], result["searcher_conversations"]]]))
+                           result["reindex_msgs_per_s"], result["index_bytes_per_message"],
+                           result["searcher_conversations"]]]))
     print()
     columns = ["query", "matches (of 200)", "p50", "p99", "max"]
     print(markdown_table(columns, [[row.get(c) for c in columns] for row in result["queries"]]))

@@ -126,7 +126,7 @@ def reindex_batch(after: tuple[str, int], limit: int,
         return 0, None
     keys = [(row[0], row[1]) for row in rows]
     values = [None if row[2] == "recalled" else value(document(_json_decode_body(row[3]))) for row in rows]
-    yield Write("reindex_messages", ([v for v in values], [k[0] for k in keys], [k[1] for k in keys]))
+    yield Write("reindex_messages", (values, [k[0] for k in keys], [k[1] for k in keys]))
     return len(rows), keys[-1]
 
 

@@ -117,6 +117,6 @@ def test_fairness_benchmark_quick(tmp_path: Path) -> None:
 def test_search_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "search.json"
     result = run_quick("search.py", out)
-    assert_ok(result, ["| backend | messages | seed msg/s | index bytes/message |", "| query | matches (of 200) |"])
+    assert_ok(result, ["| backend | messages | seed msg/s | reindex msg/s |", "| query | matches (of 200) |"])
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["messages"] == 3_000 and len(data["queries"]) >= 10
