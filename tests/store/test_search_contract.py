@@ -4,13 +4,17 @@ expectations, so the backends give the same results for the same data."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pica.config import SqliteConfig
 from pica.errors import BadRequest
 from pica.protocol.tokens import document
+from pica.store import search
 from pica.store.base import DirectAppend, EventAppend, GroupAction, Store
+from pica.store.sqlite import SqliteStore
 from tests.store.test_contract import gmsg, store, users
 
 __all__ = ["store"]  # the fixture, run for every backend
@@ -89,6 +93,7 @@ async def test_search_filters_by_sender_conversation_time_and_kind(store: Store)
     assert await _found(store, alice, "plan", kind="link") == ["c1", "b1"]
     assert await _found(store, alice, "计划", kind="file") == ["b2"]  # the file's name is indexed too
     assert await _found(store, alice, "file") == []  # a kind is not a word
+    assert await _found(store, alice, "d") == await _found(store, alice, "1") == []  # nor a conversation id's part
     with pytest.raises(BadRequest):
         await store.search(alice, "plan", conversation_id=None, limit=5, kind="video")
 
@@ -129,3 +134,20 @@ async def test_reindex_rebuilds_the_index_from_the_bodies(store: Store) -> None:
     assert await _found(store, bob, "开会") == ["old"]
     assert await store.reindex_search() == 3  # again: no duplicates
     assert await _found(store, bob, "开会") == ["old"]
+
+
+async def test_sqlite_without_narrowing_the_match_finds_the_same(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user in more conversations than SQLite narrows the match to (pica/store/search.py) gets the same results."""
+    sqlite = SqliteStore(tmp_path / "pica.db", SqliteConfig(writer="thread"))
+    await sqlite.open()
+    try:
+        alice, bob, carol = await users(sqlite, "alice", "bob", "carol")
+        await sqlite.append_direct(_append("d:1:2", alice, bob, "a", {"text": "开会 d1"}, 1))
+        await sqlite.append_direct(_append("d:2:3", bob, carol, "b", {"text": "开会"}, 2))
+        narrowed = [await _found(sqlite, bob, q) for q in ("开会", "d1", "d")]
+        monkeypatch.setattr(search, "_SQLITE_SCOPE_MAX", 1)
+        assert [await _found(sqlite, bob, q) for q in ("开会", "d1", "d")] == narrowed == [["b", "a"], ["a"], ["a"]]
+        assert await _found(sqlite, alice, "开会") == ["a"]
+    finally:
+        await sqlite.close()
