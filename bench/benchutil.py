@@ -5,6 +5,7 @@ Imported as a sibling module (``python bench/chat.py`` puts ``bench/`` first on 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import json
@@ -15,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -293,3 +294,13 @@ def write_json(path: str | None, data: dict[str, Any]) -> None:
 def log(message: str) -> None:
     """Progress goes to stderr, so that stdout holds only the tables."""
     print(message, file=sys.stderr, flush=True)
+
+
+def run_on_uvloop(main: Coroutine[Any, Any, None]) -> None:
+    """Run a benchmark's main coroutine on uvloop, the loop `pica serve` runs on (asyncio's without it)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)

@@ -125,13 +125,21 @@ async def delete_for_me(request: web.Request) -> web.Response:
 
 
 async def search(request: web.Request) -> web.Response:
-    """GET /v1/search?q=&conversation_id=&limit= : in the caller's current conversations only."""
+    """GET /v1/search?q=&conversation_id=&limit=&offset=&sender=&since=&until=&kind= : in the caller's current
+    conversations only; ``messages`` ranked, ``highlights`` beside them in the same order (protocol section 15)."""
     user_id = await caller(request)
     query = request.query.get("q", "")
-    results = await services(request).chat.search(
+    page = await services(request).chat.search(
         user_id, query, conversation_id=request.query.get("conversation_id") or None,
-        limit=int_param(request, "limit", minimum=1))
-    return json_response({"messages": [message_json(m) for m in results]})
+        limit=int_param(request, "limit", minimum=1), offset=int_param(request, "offset") or 0,
+        sender=int_param(request, "sender", minimum=1), since=int_param(request, "since"),
+        until=int_param(request, "until"), kind=request.query.get("kind") or None)
+    return json_response({
+        "messages": [message_json(hit.message) for hit in page.hits],
+        "highlights": [{"text": [list(span) for span in hit.text], "name": [list(span) for span in hit.name]}
+                       for hit in page.hits],
+        "next_offset": page.next_offset,
+    })
 
 
 def add_routes(app: web.Application) -> None:

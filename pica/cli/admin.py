@@ -1,5 +1,5 @@
-"""``pica user create|list|ban|sessions|revoke|reset-password``, ``pica invite create`` and ``pica group
-create|add|list``: administration straight on the store.
+"""``pica user create|list|ban|sessions|revoke|reset-password``, ``pica invite create``, ``pica group
+create|add|list`` and ``pica search reindex``: administration straight on the store.
 
 They open the node's SQLite database themselves, so they work whether the server runs or not (WAL lets a second
 process read and write beside it). What they change reaches a running server through the database: a new user can
@@ -105,6 +105,11 @@ def add_parsers(sub: Any) -> None:
     p = groups.add_parser("list", parents=[common], help="list groups")
     p.add_argument("--user", metavar="NAME", help="only the groups of this user")
 
+    search = sub.add_parser("search", help="the full-text search index (directly in the store)")
+    searches = search.add_subparsers(dest="action", required=True)
+    searches.add_parser("reindex", parents=[common],
+                        help="rebuild the search index with this release's tokenizer (searches stay answered)")
+
 
 # ---------------------------------------------------------------------------------------------------------- running
 
@@ -190,6 +195,8 @@ async def _dispatch(args: argparse.Namespace, config: Config, password: str) -> 
             return await user_ban(store, args.name, not args.unban)
         if args.command == "invite":
             return await invite_create(store, config, args.uses, args.days)
+        if args.command == "search":
+            return await search_reindex(store)
         if args.action == "create":
             return await group_create(store, config, args.name, args.owner, args.members.split(","))
         if args.action == "add":
@@ -197,6 +204,13 @@ async def _dispatch(args: argparse.Namespace, config: Config, password: str) -> 
         return await group_list(store, args.user)
     finally:
         await store.close()
+
+
+async def search_reindex(store: Store) -> str:
+    """Rebuild the index in batches beside a running server (its appends keep indexing meanwhile); searches miss
+    messages not re-indexed yet while it runs."""
+    count = await store.reindex_search()
+    return f"re-indexed {count} messages"
 
 
 async def _user(store: Store, name: str) -> UserRecord:

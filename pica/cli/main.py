@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "chat":
         return chat.run(args)
-    if args.command in ("user", "group", "invite", "backup", "restore"):
+    if args.command in ("user", "group", "invite", "backup", "restore", "search"):
         return admin.run(args)
     if args.command == "doctor":
         return doctor.run(args)

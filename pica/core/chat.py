@@ -19,6 +19,7 @@ from pica.config import LimitsConfig
 from pica.core.fanout import GroupFanout
 from pica.core.ports import Clock, Delivery, GroupRouter
 from pica.core.ratelimit import RateLimits
+from pica.core.search import WINDOW, SearchPage, phrases_of, rank_page
 from pica.core.validation import check_client_msg_id, validate_body
 from pica.core.wire import message_frame
 from pica.errors import BadRequest, ConversationNotFound
@@ -31,7 +32,7 @@ from pica.protocol.ids import (
     names_nothing,
 )
 from pica.protocol.outbound import OutboundFrame
-from pica.protocol.text import search_text
+from pica.protocol.tokens import document
 from pica.store.base import (
     AppendResult,
     ConversationSummary,
@@ -130,7 +131,7 @@ class ChatService:
             self._rates.check(self._rates.sends, sender, "messages")
         client_msg_id = check_client_msg_id(client_msg_id)
         checked, body_json = validate_body(body, self._limits)
-        words = search_text(checked)
+        words = document(checked)
         ts = self._clock.now_ms()
         if to is not None:
             conversation_id = direct_conversation_id(sender, to)
@@ -289,12 +290,18 @@ class ChatService:
                                                     before_ts=before_ts, before_id=before_id)
 
     async def search(self, user_id: int, query: str, *, conversation_id: str | None = None,
-                     limit: int | None = None) -> list[MessageRecord]:
+                     limit: int | None = None, offset: int = 0, sender: int | None = None,
+                     since: int | None = None, until: int | None = None, kind: str | None = None) -> SearchPage:
+        """A page of ranked, highlighted matches (:mod:`pica.core.search`); ``offset + limit`` at most WINDOW."""
         if conversation_id is not None:
             _must_name_one(conversation_id)
-        page_size = self._limits.history_page_size
-        return await self._store.search(user_id, query, conversation_id=conversation_id,
-                                        limit=min(limit or page_size, page_size))
+        phrases = phrases_of(query)
+        size = min(limit or self._limits.history_page_size, self._limits.history_page_size, WINDOW)
+        if offset + size > WINDOW:
+            raise BadRequest(f"offset + limit must be at most {WINDOW}: narrow the search (until) instead")
+        found = await self._store.search(user_id, query, conversation_id=conversation_id, limit=WINDOW,
+                                         sender=sender, since=since, until=until, kind=kind)
+        return rank_page(found, phrases, offset, size)
 
     # ------------------------------------------------------------------------------------------ typing
 

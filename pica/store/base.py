@@ -124,7 +124,8 @@ class DirectAppend:
     """The body, already validated and JSON-encoded."""
     ts: int
     search_text: str = ""
-    """What full-text search indexes (the text, or a file's name); empty: not searchable."""
+    """What full-text search indexes: the body's document (:func:`pica.protocol.tokens.document`), its tokens;
+    empty: not searchable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,9 +445,17 @@ class Store(abc.ABC):
         The next page starts after (before_ts, before_id): the last item of the previous page."""
 
     @abc.abstractmethod
-    async def search(self, user_id: int, query: str, *, conversation_id: str | None, limit: int) -> list[MessageRecord]:
-        """Messages matching ``query`` (words, all required) in the user's current conversations and visible part
-        of each timeline, newest first; recalled and hidden messages excluded."""
+    async def search(self, user_id: int, query: str, *, conversation_id: str | None, limit: int,
+                     sender: int | None = None, since: int | None = None, until: int | None = None,
+                     kind: str | None = None) -> list[MessageRecord]:
+        """The ``limit`` newest messages matching ``query`` (words, all required; docs/protocol.md section 15) in
+        the user's current conversations and visible part of each timeline; recalled and hidden messages excluded.
+        Narrowed to one conversation, one sender, ``since <= ts < until``, a kind (``file``, ``link``)."""
+
+    @abc.abstractmethod
+    async def reindex_search(self, *, only_if_stale: bool = False) -> int:
+        """Rebuild the search index with the current tokenizer; how many messages were read. ``only_if_stale``:
+        only when the index was built by an older tokenizer (0 when it was not)."""
 
     # groups
     @abc.abstractmethod

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pica.errors import BadRequest, Forbidden, MessageNotFound
-from pica.protocol.text import search_text
+from pica.protocol.tokens import document
 from pica.store.base import EventAppend
 
 
@@ -35,7 +35,8 @@ class EventPlan:
     body: dict[str, Any] | None
     """The target's new body; None for a recall (the backend stores its tombstone body)."""
     search_text: str | None
-    """What search indexes for the target from now on; None: nothing (a recalled message is not searchable)."""
+    """The search document (:func:`pica.protocol.tokens.document`) of the target from now on; None: nothing (a
+    recalled message is not searchable)."""
     event: dict[str, Any]
     """The body of the event message appended to the conversation."""
 
@@ -61,8 +62,7 @@ def plan_event(request: EventAppend, *, joined_seq: int, dissolved: bool, target
         raise BadRequest("only text messages can be edited")
     edited = {**body, "text": request.text, "edited": request.ts}
     # The same words as when the message was stored: a file's or image's name stays searchable beside its caption.
-    return EventPlan("edited", edited, search_text(edited),
-                     {"edit": {"seq": request.target_seq, "text": request.text}})
+    return EventPlan("edited", edited, document(edited), {"edit": {"seq": request.target_seq, "text": request.text}})
 
 
 def scrub_edits(target_seq: int, later: Iterable[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:

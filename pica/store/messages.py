@@ -294,13 +294,6 @@ def list_conversations(
     return result
 
 
-def search(user_id: int, terms: str | None, conversation_id: str | None, limit: int) -> Txn[list[MessageRecord]]:
-    """``terms``: the dialect's query for the words (None: no word holds a token, nothing can match)."""
-    if terms is None:
-        return []
-    return [message_row(r) for r in (yield Read("search_messages", (user_id, terms, conversation_id, limit)))]
-
-
 # --------------------------------------------------------------------------------------------------------- SQL
 # SQLite: reads over a whole batch bind their keys as one JSON array of rows and join ``json_each`` to an index, so a
 # batch of any size is one statement; writes run as one ``executemany``; bodies arrive as the exact JSON bytes the
@@ -482,16 +475,6 @@ SQLITE: Final[Dialect] = {
     ),
     "member_ids": Statement("SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY user_id"),
     "conversation_list": Statement(_conversation_list("?1", "?2", "?3", "?4")),
-    "search_messages": Statement(
-        "SELECT m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body FROM messages_fts f"
-        " JOIN members mem ON mem.conversation_id = f.conversation_id AND mem.user_id = ?1"
-        " JOIN messages m ON m.conversation_id = f.conversation_id AND m.seq = f.seq"
-        " WHERE messages_fts MATCH ?2 AND f.seq > mem.joined_seq AND m.state <> 'recalled'"
-        " AND (?3 IS NULL OR f.conversation_id = ?3)"
-        " AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ?1"
-        " AND h.conversation_id = f.conversation_id AND h.seq = f.seq)"
-        " ORDER BY m.ts DESC, m.seq DESC LIMIT ?4"
-    ),
 }
 
 
@@ -639,13 +622,4 @@ POSTGRES: Final[Dialect] = {
     ),
     "member_ids": Statement("SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY user_id"),
     "conversation_list": Statement(_conversation_list("$1", "$2::bigint", "$3", "$4")),
-    "search_messages": Statement(
-        "SELECT m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body FROM messages m"
-        " JOIN members mem ON mem.conversation_id = m.conversation_id AND mem.user_id = $1"
-        " WHERE m.search @@ $2::text::tsquery AND m.seq > mem.joined_seq AND m.state <> 'recalled'"
-        " AND ($3::text IS NULL OR m.conversation_id = $3)"
-        " AND NOT EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = $1"
-        " AND h.conversation_id = m.conversation_id AND h.seq = m.seq)"
-        " ORDER BY m.ts DESC, m.seq DESC LIMIT $4"
-    ),
 }

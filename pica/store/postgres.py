@@ -188,6 +188,7 @@ class PostgresStore(SqlStore):
         except (*DISCONNECTS, asyncpg.PostgresError) as exc:
             await self._release()
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
+        await self.reindex_search(only_if_stale=True)
         log.info("postgresql store open", extra={"schema": self.config.schema, "version": version,
                                                  "write_lanes": len(self._lanes)})
 

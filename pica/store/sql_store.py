@@ -9,11 +9,13 @@ and whatever it has not moved here yet.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import TypeVar
 
-from pica.store import groups, invites, lifecycle, messages, sessions, social
+from pica.protocol.tokens import Phrase
+from pica.store import groups, invites, lifecycle, messages, search, sessions, social
 from pica.store.base import (
     ContactRecord,
     ConversationSummary,
@@ -37,6 +39,8 @@ from pica.store.base import (
 )
 from pica.store.txn import Txn
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
 
@@ -57,8 +61,8 @@ class SqlStore(Store):
 
     @staticmethod
     @abc.abstractmethod
-    def _search_terms(query: str) -> str | None:
-        """The dialect's query for a search (None: nothing can match). Raises BadRequest for a query out of bounds."""
+    def _search_terms(phrases: Sequence[Phrase]) -> str | None:
+        """The dialect's query for a search's phrases (None: nothing can match)."""
 
     # ------------------------------------------------------------------------------------------------ messages
 
@@ -92,11 +96,29 @@ class SqlStore(Store):
         return await self._read_txn(partial(messages.list_conversations, user_id, limit, before_ts, before_id),
                                     snapshot=True)
 
-    async def search(
-        self, user_id: int, query: str, *, conversation_id: str | None, limit: int
-    ) -> list[MessageRecord]:
-        terms = self._search_terms(query)
-        return await self._read_txn(partial(messages.search, user_id, terms, conversation_id, limit))
+    async def search(self, user_id: int, query: str, *, conversation_id: str | None, limit: int,
+                     sender: int | None = None, since: int | None = None, until: int | None = None,
+                     kind: str | None = None) -> list[MessageRecord]:
+        terms = self._search_terms(search.phrases(query, kind))
+        where = search.SearchFilter(conversation_id, sender, since, until)
+        return await self._read_txn(partial(search.search, user_id, terms, where, limit))
+
+    async def reindex_search(self, *, only_if_stale: bool = False) -> int:
+        if only_if_stale and await self._read_txn(search.index_version) >= search.TOKENIZER_VERSION:
+            return 0
+        log.info("rebuilding the search index", extra={"tokenizer": search.TOKENIZER_VERSION})
+        await self._write_txn(search.clear_index)
+        total, after = 0, ("", 0)
+        while True:
+            count, last = await self._write_txn(partial(search.reindex_batch, after, search.REINDEX_BATCH,
+                                                        self._search_value))
+            total += count
+            if last is None:
+                break
+            after = last
+        await self._write_txn(partial(search.mark_index, search.TOKENIZER_VERSION))
+        log.info("search index rebuilt", extra={"messages": total})
+        return total
 
     async def group_fanout(self, conversation_id: str) -> tuple[int, dict[int, int]]:
         return await self._read_txn(partial(groups.members_with_version, conversation_id), snapshot=True)

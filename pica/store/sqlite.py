@@ -64,6 +64,7 @@ class SqliteStore(SqlStore):
             self._writer = WriterThread(self.path, self.config)
         await self._writer.start()
         self._readers = ThreadPoolExecutor(max_workers=self.config.read_threads, thread_name_prefix="pica-sqlite-read")
+        await self.reindex_search(only_if_stale=True)
 
     async def close(self) -> None:
         if self._closed:

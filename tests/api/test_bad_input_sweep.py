@@ -165,7 +165,10 @@ ROUTES: Final = [
     Route("DELETE", CONVERSATION + "/messages/{seq}"),
     Route("GET", "/v1/search", query={"q": Query("hello", "text", required=True),
                                       "conversation_id": Query("{w.conversation_id}", "text"),
-                                      "limit": Query("10", "limit")}),
+                                      "limit": Query("10", "limit"), "offset": Query("0", "cursor"),
+                                      "sender": Query("{w.bob.user_id}", "limit"),
+                                      "since": Query("0", "cursor"), "until": Query("99999999999999", "cursor"),
+                                      "kind": Query("file", "text")}),
     # groups
     Route("POST", "/v1/groups", status=201, body=lambda w: {"name": "g2", "members": [w.bob.user_id]}),
     Route("GET", "/v1/groups"),

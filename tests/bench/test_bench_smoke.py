@@ -112,3 +112,11 @@ def test_fairness_benchmark_quick(tmp_path: Path) -> None:
     on, off = results
     assert on["flooder_refused_per_s"] > 0 and off["flooder_refused_per_s"] == 0  # the limits were really on/off
     assert off["flooder_acked_per_s"] > on["flooder_acked_per_s"]
+
+
+def test_search_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "search.json"
+    result = run_quick("search.py", out)
+    assert_ok(result, ["| backend | messages | seed msg/s | reindex msg/s |", "| query | matches (of 200) |"])
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["messages"] == 3_000 and len(data["queries"]) >= 10

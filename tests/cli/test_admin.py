@@ -217,3 +217,20 @@ async def test_an_invite_made_with_the_cli_lets_one_person_register(tmp_path: Pa
             assert (again.value.status, again.value.code) == (403, "forbidden")
     finally:
         await server.stop()
+
+
+async def test_search_reindex_beside_a_running_server(server: ServerProcess) -> None:
+    data = server.data_dir
+    for name in ("alice", "bob"):
+        assert (await run("user", "create", name, "--password", PASSWORD, data_dir=data))[0] == 0
+    async with PicaHttp(server.url) as http:
+        alice = await http.login("alice", PASSWORD)
+        bob = await http.login("bob", PASSWORD)
+    async with PicaHttp(server.url, token=alice.token) as http:
+        await http.request("POST", "/v1/messages", json={"to": bob.user_id, "client_msg_id": "m1",
+                                                         "body": {"text": "我们明天开会"}})
+    code, out, _ = await run("search", "reindex", data_dir=data)
+    assert (code, out) == (0, "re-indexed 1 messages\n")
+    async with PicaHttp(server.url, token=bob.token) as http:
+        found = await http.request("GET", "/v1/search", params={"q": "开会"})
+    assert [m["body"]["text"] for m in found["messages"]] == ["我们明天开会"]  # once, not twice

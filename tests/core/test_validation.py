@@ -10,7 +10,7 @@ import pytest
 from pica.config import LimitsConfig
 from pica.core.validation import check_client_msg_id, validate_body
 from pica.errors import BadRequest
-from pica.protocol.text import search_text
+from pica.protocol.tokens import document
 
 LIMITS = LimitsConfig()
 FILE = {"id": "f1", "name": "q3 report.pdf", "mime": "application/pdf", "size": 1024}
@@ -105,13 +105,13 @@ def test_text_and_body_size_limits() -> None:
 
 @pytest.mark.parametrize(("body", "words"), [
     ({"text": "hello world"}, "hello world"),
-    ({"file": FILE}, "q3 report.pdf"),
-    ({"file": FILE, "text": "the report"}, "the report q3 report.pdf"),
-    ({"image": IMAGE, "text": "my cat"}, "my cat cat.png"),
+    ({"file": FILE}, "q3 report pdf _file"),
+    ({"file": FILE, "text": "the report"}, "the report q3 report pdf _file"),
+    ({"image": IMAGE, "text": "my cat https://cats.example"}, "my cat https cats example cat png _file _link"),
     ({"custom": {"text": "not indexed"}, "type": "note"}, ""),
 ])
-def test_search_text_is_the_text_and_file_names(body: dict[str, Any], words: str) -> None:
-    assert search_text(body) == words
+def test_the_search_document_is_the_text_and_file_names(body: dict[str, Any], words: str) -> None:
+    assert document(body) == words
 
 
 @pytest.mark.parametrize("client_msg_id", ["a", "x" * 64, "msg~1", "5f0c-uuid"])

@@ -130,7 +130,7 @@ PLAIN = 'she said "hello" (twice) near the door'
 
 @pytest.mark.parametrize(("query", "found"), [
     ('"hello"', 1), ("(twice)", 1), ("NEAR door", 1), ("^hello", 1), ("hello*", 1),
-    ("hel*", 0),  # no prefix search
+    ("hel*", 1), ("hel", 1),  # the last token of a word is a prefix (the * is not syntax, it separates)
     ("hello OR nothing", 0), ("hello AND", 0), ("hello NOT door", 0),  # operators are plain words
     ("NEAR(hello door)", 0), ("text:hello", 0), ('"she', 1), ("said\"", 1),
     ('"', 0), ("*", 0), ("(", 0), (")", 0), ('""', 0), (":", 0), ("-", 0), ("+", 0), ("{x}", 0),
@@ -145,7 +145,65 @@ async def test_query_syntax_characters_are_plain_text(node: Node, query: str, fo
 @pytest.mark.parametrize("params", [
     {}, {"q": ""}, {"q": "   "}, {"q": "\x00"}, {"q": " ".join(["w"] * 13)}, {"q": "x" * 201},
     {"q": "fine", "limit": 0}, {"q": "fine", "limit": "many"},
+    {"q": "fine", "kind": "video"}, {"q": "fine", "sender": 0}, {"q": "fine", "since": -1}, {"q": "fine", "until": "x"},
+    {"q": "fine", "offset": -1}, {"q": "fine", "offset": 200}, {"q": "fine", "offset": 150, "limit": 51},
 ])
 async def test_empty_or_oversized_query_is_a_bad_request(node: Node, params: dict[str, Any]) -> None:
     alice = await new_user(node.url)
     assert await search_error(node, alice, params) == (400, "bad_request")
+
+
+async def test_search_in_chinese_japanese_korean_and_accented_latin(node: Node) -> None:
+    alice, bob = await new_user(node.url), await new_user(node.url)
+    for text in ("我们明天开会讨论千万级系统", "明日の会議は東京で", "내일 회의를 합시다", "Die Bücher der Straße",
+                 "Crème brûlée", "Ёлка в Москве", "Meeting notes"):
+        await post(node, alice, text, to=bob)
+    for query, found in [("开会", "我们明天开会讨论千万级系统"), ("系统", "我们明天开会讨论千万级系统"),
+                         ("会議", "明日の会議は東京で"), ("회의", "내일 회의를 합시다"),
+                         ("bucher strasse", "Die Bücher der Straße"), ("CREME", "Crème brûlée"),
+                         ("елка москв", "Ёлка в Москве"), ("meet", "Meeting notes")]:
+        assert await texts(node, bob, query) == [found], query
+
+
+async def test_hits_are_ranked_highlighted_and_paged(node: Node) -> None:
+    alice, bob = await new_user(node.url), await new_user(node.url)
+    await post(node, alice, "会议 meet at noon", to=bob)  # oldest, and holds "meet" whole
+    for n in range(4):
+        await post(node, alice, f"meeting {n}", to=bob)
+    page = await api(node, bob, "GET", "/v1/search", params={"q": "meet", "limit": 2})
+    assert [m["body"]["text"] for m in page["messages"]] == ["会议 meet at noon", "meeting 3"]
+    assert page["highlights"] == [{"text": [[3, 7]], "name": []}, {"text": [[0, 7]], "name": []}]
+    assert page["next_offset"] == 2
+    rest = await api(node, bob, "GET", "/v1/search", params={"q": "meet", "limit": 2, "offset": 2})
+    assert [m["body"]["text"] for m in rest["messages"]] == ["meeting 2", "meeting 1"]
+    last = await api(node, bob, "GET", "/v1/search", params={"q": "meet", "limit": 2, "offset": 4})
+    assert [m["body"]["text"] for m in last["messages"]] == ["meeting 0"] and last["next_offset"] is None
+    (hit,) = (await api(node, bob, "GET", "/v1/search", params={"q": "议"}))["highlights"]
+    assert hit == {"text": [[1, 2]], "name": []}
+
+
+async def test_search_by_sender_date_and_kind(node: Node) -> None:
+    alice, bob = await new_user(node.url), await new_user(node.url)
+    first = await post(node, alice, "plan one", to=bob)
+    link = await post(node, bob, "plan at https://example.org", to=alice)
+    pdf = {"id": "f", "name": "计划书.pdf", "mime": "application/pdf", "size": 3}
+    await post(node, bob, {"file": pdf, "text": "plan attached"}, to=alice)
+    assert await texts(node, alice, "plan", sender=bob.user_id) == ["plan attached", "plan at https://example.org"]
+    assert await texts(node, alice, "plan", kind="link") == ["plan at https://example.org"]
+    assert await texts(node, alice, "plan", kind="file") == ["plan attached"]
+    assert await texts(node, alice, "plan", until=link["ts"]) == ["plan one"]
+    assert await texts(node, alice, "plan", since=link["ts"], until=link["ts"] + 1) == ["plan at https://example.org"]
+    assert first["ts"] < link["ts"]
+    (hit,) = (await api(node, alice, "GET", "/v1/search", params={"q": "计划"}))["highlights"]
+    assert hit == {"text": [], "name": [[0, 2]]}
+
+
+async def test_a_removed_member_finds_nothing_new_over_http(node: Node) -> None:
+    alice, bob, carol = [await new_user(node.url) for _ in range(3)]
+    group_id = await make_group(node, alice, bob, carol)
+    await post(node, alice, "开会 before", group_id=group_id)
+    assert await texts(node, carol, "开会") == ["开会 before"]
+    await api(node, alice, "DELETE", f"/v1/groups/{group_id}/members/{carol.user_id}")
+    await post(node, alice, "开会 after", group_id=group_id)
+    assert await texts(node, carol, "开会") == []
+    assert await texts(node, bob, "开会") == ["开会 after", "开会 before"]

@@ -14,6 +14,7 @@ import pytest
 
 from pica.config import PostgresConfig
 from pica.errors import Forbidden, StoreUnavailable
+from pica.protocol.tokens import document
 from pica.store.base import AppendResult, DirectAppend, EventAppend, GroupAction, GroupAppend
 from pica.store.postgres import PostgresStore, migrate
 from tests.store.conftest import PG_DSN, connect_admin, pg_config, pg_store
@@ -22,7 +23,8 @@ DEADLINE = 15.0
 
 
 def msg(conversation: str, sender: int, recipient: int, cmid: str, text: str = "hi") -> DirectAppend:
-    return DirectAppend(conversation, sender, recipient, cmid, json.dumps({"text": text}).encode(), 1, text)
+    return DirectAppend(conversation, sender, recipient, cmid, json.dumps({"text": text}).encode(), 1,
+                        document({"text": text}))
 
 
 def gmsg(conversation: str, sender: int, cmid: str) -> GroupAppend:

@@ -111,7 +111,7 @@ def event(kind: str, *, user: int = 1, seq: int = 5, ts: int = 10_000, text: str
 def test_an_author_edits_text_keeping_the_rest_of_the_body() -> None:
     target = Target(sender=1, ts=9_000, state="", body={"text": "helo", "mentions": [2]})
     plan = plan_event(event("edit", text="hello"), joined_seq=0, dissolved=False, target=target)
-    assert plan.state == "edited" and plan.search_text == "hello"
+    assert plan.state == "edited" and plan.search_text == "hello"  # the document of "hello"
     assert plan.body == {"text": "hello", "mentions": [2], "edited": 10_000}
     assert plan.event == {"edit": {"seq": 5, "text": "hello"}}
     assert target.body == {"text": "helo", "mentions": [2]}  # the stored body is not changed in place
@@ -120,7 +120,7 @@ def test_an_author_edits_text_keeping_the_rest_of_the_body() -> None:
 def test_editing_a_caption_keeps_the_file_name_in_the_search_text() -> None:
     body = {"image": {"id": "i", "name": "beach.png", "mime": "image/png", "size": 1}, "text": "old"}
     plan = plan_event(event("edit", text="sunset"), joined_seq=0, dissolved=False, target=Target(1, 9_000, "", body))
-    assert plan.search_text == "sunset beach.png"
+    assert plan.search_text == "sunset beach png _file"  # the document: the caption, the file's name, its kind
 
 
 def test_a_recall_scrubs_only_the_edit_events_of_its_target() -> None:
