@@ -11,12 +11,13 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from pica.store import groups, invites, messages, social
+from pica.store import groups, invites, jobs, messages, social
 from pica.store.txn import Dialect, Read, Statement, Step, Txn, drive, merge
 
 T = TypeVar("T")
 
-STATEMENTS: Final[Dialect] = merge(messages.SQLITE, groups.SQLITE, social.SQLITE, invites.SQLITE)
+STATEMENTS: Final[Dialect] = merge(messages.SQLITE, groups.SQLITE, social.SQLITE, invites.SQLITE,
+                                   jobs.SQLITE)
 """Every statement SQLite knows, gathered from the modules that write transactions."""
 _json_encode: Final = msgspec.json.Encoder().encode
 

@@ -1,0 +1,166 @@
+"""Which jobs a committed write makes: the one rule, pure, used by both backends' transactions (pica/store/jobs.py).
+
+Given the webhook subscriptions (:class:`~pica.store.base.JobRules`) and what a transaction stored (a batch of
+messages, a recall or edit, a group change, a new account), :func:`rows_for` lists the job rows to insert in the same
+transaction: one per (event, subscribed endpoint). A row's payload is the event as the endpoint receives it (docs/
+webhooks.md): ``{"type", "timestamp", "data"}``, JSON, built here once per event and shared by its endpoints' rows.
+
+The job's key is its idempotency key and the webhook's ``webhook-id``: derived from the endpoint and the event
+(conversation and seq, or user id), so the same event for the same endpoint always has the same id, and a receiver
+that de-duplicates by it sees every event once, however many times it was delivered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Final
+
+import msgspec
+
+from pica.protocol.ids import direct_peer, group_id_of
+from pica.store.base import AppendResult, DirectAppend, GroupAppend, GroupChange, JobRules, MessageRecord
+
+WEBHOOK: Final = "webhook"
+"""The kind of a webhook delivery job (the only kind so far; the worker dispatches on it)."""
+
+EVENT_TYPES: Final = (
+    "message.created", "message.recalled", "message.edited", "user.created",
+    "group.created", "group.members_added", "group.members_removed", "group.member_left", "group.role_changed",
+    "group.owner_changed", "group.renamed", "group.muted", "group.unmuted", "group.group_muted",
+    "group.group_unmuted", "group.dissolved",
+)
+"""Every event type a webhook can subscribe to (docs/webhooks.md); group.* are the group notices' events."""
+
+_encode: Final = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    key: str
+    kind: str
+    target: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event, before it is addressed to endpoints. ``ident``: what makes it unique (with its type)."""
+
+    type: str
+    ident: str
+    ts: int
+    data: dict[str, Any]
+    body_json: bytes | None = None
+    """A message body already encoded (spliced into ``data`` as ``body``, not decoded and encoded again)."""
+
+
+def matches(pattern: str, event_type: str) -> bool:
+    if pattern == "*" or pattern == event_type:
+        return True
+    return pattern.endswith(".*") and event_type.startswith(pattern[:-1])
+
+
+def valid_pattern(pattern: str) -> bool:
+    """A subscription pattern that can match something: an event type, a family ``x.*`` of them, or ``*``."""
+    return any(matches(pattern, t) for t in EVENT_TYPES)
+
+
+@lru_cache(maxsize=256)
+def targets(rules: JobRules, event_type: str) -> tuple[str, ...]:
+    """The endpoints subscribed to an event type (cached: rules change rarely, events are many)."""
+    return tuple(s.endpoint_id for s in rules.subscriptions if any(matches(p, event_type) for p in s.events))
+
+
+def wants(rules: JobRules | None, prefix: str) -> bool:
+    """Whether any endpoint subscribes to an event type starting with ``prefix`` (skips building events)."""
+    if rules is None:
+        return False
+    return any(targets(rules, t) for t in EVENT_TYPES if t.startswith(prefix))
+
+
+def webhook_id(endpoint_id: str, event: Event) -> str:
+    digest = hashlib.sha256(f"{endpoint_id}\n{event.type}\n{event.ident}".encode()).hexdigest()
+    return f"msg_{digest[:32]}"
+
+
+def payload(event: Event) -> bytes:
+    stamp = datetime.fromtimestamp(event.ts / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    data = _encode(event.data)
+    if event.body_json is not None:  # {...} + ,"body":<json>}
+        data = data[:-1] + (b',"body":' if len(data) > 2 else b'"body":') + event.body_json + b"}"
+    return b'{"type":' + _encode(event.type) + b',"timestamp":"' + stamp.encode() + b'","data":' + data + b"}"
+
+
+def rows_for(rules: JobRules | None, events: Sequence[Event]) -> list[JobRow]:
+    """The job rows of some events: one per event and subscribed endpoint."""
+    if rules is None:
+        return []
+    rows: list[JobRow] = []
+    for event in events:
+        endpoints = targets(rules, event.type)
+        if endpoints:
+            body = payload(event)
+            rows.extend(JobRow(webhook_id(e, event), WEBHOOK, e, body) for e in endpoints)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------- events
+
+
+def created(requests: Sequence[DirectAppend | GroupAppend], outcomes: Sequence[Any]) -> list[Event]:
+    """``message.created`` for every message a batch stored (not the repeats of an id, not the refusals)."""
+    events = []
+    for request, outcome in zip(requests, outcomes, strict=True):
+        if not isinstance(outcome, AppendResult) or outcome.duplicate:
+            continue
+        data: dict[str, Any] = {"conversation_id": request.conversation_id, "seq": outcome.seq,
+                                "sender": request.sender}
+        if isinstance(request, DirectAppend):
+            data["to"] = request.recipient
+        else:
+            data["group_id"] = group_id_of(request.conversation_id)
+        data["client_msg_id"] = request.client_msg_id
+        data["ts"] = outcome.ts
+        events.append(Event("message.created", f"{request.conversation_id}/{outcome.seq}", outcome.ts, data,
+                            request.body_json))
+    return events
+
+
+def changed(result: AppendResult, record: MessageRecord) -> list[Event]:
+    """``message.recalled`` or ``message.edited`` from the event message a recall or edit appended."""
+    if result.duplicate:
+        return []
+    body = record.body
+    kind, detail = ("message.recalled", body["recall"]) if "recall" in body else ("message.edited", body["edit"])
+    data = {"conversation_id": record.conversation_id, "seq": detail["seq"], "event_seq": record.seq,
+            "sender": record.sender, "ts": record.ts, **({"text": detail["text"]} if "text" in detail else {})}
+    _peer(data, record)
+    return [Event(kind, f"{record.conversation_id}/{record.seq}", record.ts, data)]
+
+
+def group_changed(change: GroupChange) -> list[Event]:
+    """``group.<event>`` from the notice a group change appended (its body is group_rules' notice)."""
+    notice = change.notice
+    system = dict(notice.body.get("system", {}))
+    event = str(system.pop("event", "changed"))
+    data = {"group_id": change.group.group_id, "conversation_id": notice.conversation_id, "seq": notice.seq,
+            "ts": notice.ts, **system}
+    return [Event(f"group.{event}", f"{notice.conversation_id}/{notice.seq}", notice.ts, data)]
+
+
+def user_created(user_id: int, username: str, ts: int) -> list[Event]:
+    return [Event("user.created", str(user_id), ts, {"user_id": user_id, "username": username, "ts": ts})]
+
+
+def _peer(data: dict[str, Any], record: MessageRecord) -> None:
+    group = group_id_of(record.conversation_id)
+    if group is not None:
+        data["group_id"] = group
+    else:
+        peer = direct_peer(record.conversation_id, record.sender)
+        if peer is not None:
+            data["to"] = peer
