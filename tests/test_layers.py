@@ -41,11 +41,16 @@ ALLOWED: dict[str, frozenset[str]] = {
     "gateway": FOUNDATION | {"protocol", "store.base", "core"},
     "web": FOUNDATION,
     "api": FOUNDATION | {"protocol", "store.base", "core", "gateway", "web"},
+    # The job queue's workers, against the Store interface; webhooks are one kind of job (and the before-send hook,
+    # the core's BeforeSend port).
+    "jobs": FOUNDATION | {"store.base"},
+    "webhooks": FOUNDATION | {"protocol", "store.base", "core", "jobs"},
     # The Python SDK: could be split into a distribution of its own.
     "client": frozenset({"errors", "protocol"}),
     # The composition root wires everything but the clients.
-    "app": FOUNDATION | {"protocol", "store.base", "store", "core", "cluster", "gateway", "api", "web"},
-    "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app"},
+    "app": FOUNDATION | {"protocol", "store.base", "store", "core", "cluster", "gateway", "api", "web", "jobs",
+                         "webhooks"},
+    "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app", "jobs", "webhooks"},
     "__main__": frozenset({"cli"}),
 }
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pica.cli import admin, chat
+from pica.cli import admin, chat, jobs
 from pica.config import Config, ConfigError, load_config
 from pica.errors import PicaError
 from pica.logs import configure, redact_url
@@ -134,11 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _migrate_parser(sub)
     chat.add_parser(sub)
     admin.add_parsers(sub)
+    jobs.add_parsers(sub, admin.common_arguments())
     args = parser.parse_args(argv)
     if args.command == "chat":
         return chat.run(args)
     if args.command in ("user", "group", "invite"):
         return admin.run(args)
+    if args.command in jobs.COMMANDS:
+        return jobs.run(args, _run)
     if args.command == "migrate":
         try:
             config = load_config(config_file=args.config, overrides={"store": args.store, "data_dir": args.data_dir})
