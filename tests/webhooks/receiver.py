@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +35,13 @@ def verify(secret: str, headers: dict[str, str], body: bytes, tolerance: float =
         if version == "v1" and hmac.compare_digest(sig.encode(), expected):
             return
     raise ValueError("no matching signature")
+
+
+def write_config(path: Path, url: str, events: str = '["message.created"]', **jobs: float) -> Path:
+    """A node's TOML file: one ``[[webhooks]]`` endpoint (as an operator writes it) and some ``[jobs]`` settings."""
+    settings = "\n".join(f"{key} = {value}" for key, value in jobs.items())
+    path.write_text(f'[jobs]\n{settings}\n\n[[webhooks]]\nurl = "{url}"\nsecret = "{SECRET}"\nevents = {events}\n')
+    return path
 
 
 @dataclass
