@@ -112,3 +112,12 @@ def test_fairness_benchmark_quick(tmp_path: Path) -> None:
     on, off = results
     assert on["flooder_refused_per_s"] > 0 and off["flooder_refused_per_s"] == 0  # the limits were really on/off
     assert off["flooder_acked_per_s"] > on["flooder_acked_per_s"]
+
+
+def test_webhooks_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "webhooks.json"
+    result = run_quick("webhooks.py", out)
+    assert_ok(result, ["| webhooks | acked msg/s | ratio to off |", "| phase | acked msg/s | ack p50 ms |"])
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["mode"] for r in data["results"]] == ["off", "rows", "deliver"]
+    assert data["results"][2]["job_ms"]["count"] > 0
