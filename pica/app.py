@@ -32,20 +32,21 @@ from pica.gateway.http_socket import http_socket_factory
 from pica.gateway.hub import ConnectionHandle, Hub
 from pica.gateway.services import GatewayServices
 from pica.gateway.tcp import start_tcp_server
-from pica.jobs.worker import JobWorker, wall_ms
+from pica.jobs.worker import Handler, JobWorker, wall_ms
 from pica.logs import audit
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.outbound import OutboundFrame
 from pica.store.base import JobRules, Store
 from pica.store.factory import build_store
-from pica.store.job_rules import WEBHOOK, valid_pattern
+from pica.store.job_rules import STREAM, WEBHOOK, valid_pattern
 from pica.webhooks.before_send import BeforeSendHook
 from pica.webhooks.delivery import WebhookSender
 from pica.webhooks.endpoints import Endpoints
 
 if TYPE_CHECKING:
     from pica.cluster import Cluster
+    from pica.stream.nats import NatsPublisher
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +88,28 @@ class SideWork:
     """
 
     def __init__(self, config: Config, store: Store, *, write_jobs: bool, run_worker: bool) -> None:
-        for i, hook in enumerate(config.webhooks):
-            for pattern in hook.events:
+        patterns = {f"webhooks[{i}].events": hook.events for i, hook in enumerate(config.webhooks)}
+        stream = config.event_stream.events if config.event_stream.url else ()
+        patterns["event_stream.events"] = stream
+        for key, events in patterns.items():
+            for pattern in events:
                 if not valid_pattern(pattern):
-                    raise BadRequest(f"webhooks[{i}].events: no event type matches {pattern!r} (docs/webhooks.md)")
+                    raise BadRequest(f"{key}: no event type matches {pattern!r} (docs/webhooks.md)")
         self.config = config
         self.store = store
         self.worker: JobWorker | None = None
-        self.endpoints = Endpoints(config.webhooks, store, self._rules_changed if write_jobs else lambda rules: None)
+        self.endpoints = Endpoints(config.webhooks, store, self._rules_changed if write_jobs else lambda rules: None,
+                                   stream)
         self.sender = WebhookSender(self.endpoints, config.jobs)
+        self.publisher: NatsPublisher | None = None
+        handlers: dict[str, Handler] = {WEBHOOK: self.sender}
+        if config.event_stream.url:
+            from pica.stream.nats import NatsPublisher  # nats is imported only when a stream is configured
+
+            self.publisher = NatsPublisher(config.event_stream)
+            handlers[STREAM] = self.publisher
         if run_worker:
-            self.worker = JobWorker(store, {WEBHOOK: self.sender}, config.jobs)
+            self.worker = JobWorker(store, handlers, config.jobs)
 
     def _rules_changed(self, rules: JobRules | None) -> None:
         self.store.set_job_rules(rules, self.worker.wake if self.worker is not None else None)
@@ -113,6 +125,8 @@ class SideWork:
         if self.worker is not None:
             await self.worker.stop()
         await self.sender.close()
+        if self.publisher is not None:
+            await self.publisher.close()
 
     async def stats(self) -> dict[str, float]:
         """For /metrics: the queue as the store has it, and this process's worker's counters."""

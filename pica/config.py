@@ -251,6 +251,27 @@ class JobsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EventStreamConfig:
+    """Every stored message and group change published to NATS JetStream, in commit order per conversation
+    (docs/webhooks.md, "The event stream")."""
+
+    url: str = ""
+    """NATS server URL (``nats://host:4222``); empty: no event stream."""
+    subject_prefix: str = "pica"
+    """Events are published on ``<subject_prefix>.<event type>`` (``pica.message.created``)."""
+    events: tuple[str, ...] = ("message.*", "group.*")
+    """Event types or families published (as in ``[[webhooks]]``)."""
+    stream: str = ""
+    """A JetStream stream to create over ``<subject_prefix>.>`` when it does not exist (empty: the operator makes
+    one; publishing waits for it)."""
+    duplicate_window: float = 600.0
+    """Seconds JetStream remembers a message id (``<conversation_id>:<seq>``) of the stream it creates, so a
+    publication repeated after a crash within it is stored once. Consumers de-duplicate by the same id beyond it."""
+    publish_timeout: float = 5.0
+    """Seconds to wait for JetStream's acknowledgement of one publication before the attempt fails and is retried."""
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookConfig:
     """One ``[[webhooks]]`` entry: an endpoint of the operator's, which may point anywhere (loopback included)."""
 
@@ -318,6 +339,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     before_send: BeforeSendConfig = field(default_factory=BeforeSendConfig)
+    event_stream: EventStreamConfig = field(default_factory=EventStreamConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
     """``[[webhooks]]`` tables of the TOML file (not settable from the environment or flags)."""
 
@@ -332,6 +354,7 @@ _SECTIONS: Final = {
     "log": LogConfig,
     "jobs": JobsConfig,
     "before_send": BeforeSendConfig,
+    "event_stream": EventStreamConfig,
 }
 
 
@@ -587,6 +610,13 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError("before_send.secret: expected whsec_ followed by base64")
         if obj.timeout <= 0:
             raise ConfigError("before_send.timeout: must be more than 0")
+    if isinstance(obj, EventStreamConfig) and obj.url:
+        if not obj.url.startswith(("nats://", "tls://")):
+            raise ConfigError(f"event_stream.url: expected a nats:// URL, got {obj.url!r}")
+        if not obj.events:
+            raise ConfigError("event_stream.events: expected at least one event type")
+        if obj.publish_timeout <= 0:
+            raise ConfigError("event_stream.publish_timeout: must be more than 0")
     if isinstance(obj, RedisConfig) and obj.node_ttl <= obj.heartbeat_interval:
         raise ConfigError("redis.node_ttl: must be longer than redis.heartbeat_interval")
     if isinstance(obj, AuthConfig):

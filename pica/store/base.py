@@ -201,6 +201,12 @@ class JobRules:
     subscriptions: no job is written and the hot path costs one branch."""
 
     subscriptions: tuple[Subscription, ...] = ()
+    stream: tuple[str, ...] = ()
+    """Event patterns published to the event stream (``[event_stream]``), in commit order per conversation."""
+
+    @property
+    def empty(self) -> bool:
+        return not self.subscriptions and not self.stream
 
 
 @dataclass(frozen=True, slots=True)

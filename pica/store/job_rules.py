@@ -25,7 +25,11 @@ from pica.protocol.ids import direct_peer, group_id_of
 from pica.store.base import AppendResult, DirectAppend, GroupAppend, GroupChange, JobRules, MessageRecord
 
 WEBHOOK: Final = "webhook"
-"""The kind of a webhook delivery job (the only kind so far; the worker dispatches on it)."""
+"""The kind of a webhook delivery job (the worker dispatches on the kind)."""
+STREAM: Final = "stream"
+"""The kind of an event-stream publication. Its target is its *chain*: the conversation (or ``user:<id>``), whose
+jobs are claimed one at a time, in the order they were written (pica/store/jobs.py), so that a conversation's events
+reach the broker in commit order. Its key, the broker's de-duplication id, is ``<conversation_id>:<seq>``."""
 
 EVENT_TYPES: Final = (
     "message.created", "message.recalled", "message.edited", "user.created",
@@ -56,6 +60,9 @@ class Event:
     data: dict[str, Any]
     body_json: bytes | None = None
     """A message body already encoded (spliced into ``data`` as ``body``, not decoded and encoded again)."""
+    conversation_id: str = ""
+    seq: int = 0
+    """The timeline position this event was committed at (its own message, notice or event); 0: none (users)."""
 
 
 def matches(pattern: str, event_type: str) -> bool:
@@ -75,13 +82,6 @@ def targets(rules: JobRules, event_type: str) -> tuple[str, ...]:
     return tuple(s.endpoint_id for s in rules.subscriptions if any(matches(p, event_type) for p in s.events))
 
 
-def wants(rules: JobRules | None, prefix: str) -> bool:
-    """Whether any endpoint subscribes to an event type starting with ``prefix`` (skips building events)."""
-    if rules is None:
-        return False
-    return any(targets(rules, t) for t in EVENT_TYPES if t.startswith(prefix))
-
-
 def webhook_id(endpoint_id: str, event: Event) -> str:
     digest = hashlib.sha256(f"{endpoint_id}\n{event.type}\n{event.ident}".encode()).hexdigest()
     return f"msg_{digest[:32]}"
@@ -95,16 +95,30 @@ def payload(event: Event) -> bytes:
     return b'{"type":' + _encode(event.type) + b',"timestamp":"' + stamp.encode() + b'","data":' + data + b"}"
 
 
+@lru_cache(maxsize=256)
+def streamed(rules: JobRules, event_type: str) -> bool:
+    return any(matches(p, event_type) for p in rules.stream)
+
+
+def stream_row(event: Event, body: bytes) -> JobRow:
+    if event.conversation_id:
+        return JobRow(f"{event.conversation_id}:{event.seq}", STREAM, event.conversation_id, body)
+    return JobRow(f"{event.type}:{event.ident}", STREAM, f"{event.type}:{event.ident}", body)
+
+
 def rows_for(rules: JobRules | None, events: Sequence[Event]) -> list[JobRow]:
-    """The job rows of some events: one per event and subscribed endpoint."""
+    """The job rows of some events: one per event and subscribed endpoint, and one per event for the stream."""
     if rules is None:
         return []
     rows: list[JobRow] = []
     for event in events:
         endpoints = targets(rules, event.type)
-        if endpoints:
+        publish = bool(rules.stream) and streamed(rules, event.type)
+        if endpoints or publish:
             body = payload(event)
             rows.extend(JobRow(webhook_id(e, event), WEBHOOK, e, body) for e in endpoints)
+            if publish:
+                rows.append(stream_row(event, body))
     return rows
 
 
@@ -126,7 +140,7 @@ def created(requests: Sequence[DirectAppend | GroupAppend], outcomes: Sequence[A
         data["client_msg_id"] = request.client_msg_id
         data["ts"] = outcome.ts
         events.append(Event("message.created", f"{request.conversation_id}/{outcome.seq}", outcome.ts, data,
-                            request.body_json))
+                            request.body_json, request.conversation_id, outcome.seq))
     return events
 
 
@@ -139,7 +153,8 @@ def changed(result: AppendResult, record: MessageRecord) -> list[Event]:
     data = {"conversation_id": record.conversation_id, "seq": detail["seq"], "event_seq": record.seq,
             "sender": record.sender, "ts": record.ts, **({"text": detail["text"]} if "text" in detail else {})}
     _peer(data, record)
-    return [Event(kind, f"{record.conversation_id}/{record.seq}", record.ts, data)]
+    return [Event(kind, f"{record.conversation_id}/{record.seq}", record.ts, data, None, record.conversation_id,
+                  record.seq)]
 
 
 def group_changed(change: GroupChange) -> list[Event]:
@@ -149,7 +164,8 @@ def group_changed(change: GroupChange) -> list[Event]:
     event = str(system.pop("event", "changed"))
     data = {"group_id": change.group.group_id, "conversation_id": notice.conversation_id, "seq": notice.seq,
             "ts": notice.ts, **system}
-    return [Event(f"group.{event}", f"{notice.conversation_id}/{notice.seq}", notice.ts, data)]
+    return [Event(f"group.{event}", f"{notice.conversation_id}/{notice.seq}", notice.ts, data, None,
+                  notice.conversation_id, notice.seq)]
 
 
 def user_created(user_id: int, username: str, ts: int) -> list[Event]:

@@ -6,6 +6,9 @@ either keeps the message and its jobs or neither; a message that was acked alway
 rows a write makes is :mod:`pica.store.job_rules`; with no rules the wrappers are not used at all (the hot path pays
 one branch).
 
+**Order.** Jobs run concurrently and in no particular order, except ``stream`` jobs (the event stream), which run
+one at a time per conversation, in commit order (see ``_DUE``).
+
 **The queue.** A job is ``queued`` (due at ``run_at``), ``running`` (claimed; ``run_at`` is then the lease's end, after
 which another worker may claim it again) or ``dead`` (out of attempts: an operator retries or drops it). A job that
 succeeds is deleted. Every claim counts an attempt, and the attempt number fences the outcome: a worker whose lease
@@ -164,7 +167,13 @@ def disable_webhook(endpoint_id: str) -> Txn[None]:
 
 
 _COLUMNS: Final = "job_id, key, kind, target, payload, state, attempts, run_at, created_at, last_error"
-_DUE: Final = "state <> 'dead' AND run_at <= {now}"
+_DUE: Final = (
+    "state <> 'dead' AND run_at <= {now} AND (kind <> 'stream' OR NOT EXISTS (SELECT 1 FROM jobs p"
+    " WHERE p.kind = 'stream' AND p.target = jobs.target AND p.job_id < jobs.job_id))"
+)
+"""Due jobs. A stream job is due only at the head of its chain (no older job of its conversation left, dead ones
+included): a conversation's events are published one at a time, in the order their commits wrote them (on both
+backends a conversation's rows are inserted under its lock, so job_id order is commit order)."""
 
 SQLITE: Final[Dialect] = {
     "insert_jobs": Statement(

@@ -44,7 +44,7 @@ class SqlStore(Store):
     _on_jobs: Callable[[], None] | None = None
 
     def set_job_rules(self, rules: JobRules | None, on_jobs: Callable[[], None] | None = None) -> None:
-        self._job_rules = rules if rules is not None and rules.subscriptions else None
+        self._job_rules = rules if rules is not None and not rules.empty else None
         self._on_jobs = on_jobs
 
     def _jobs_written(self, _: object = None) -> None:

@@ -329,7 +329,7 @@ class _Channel:
                 for payload in self._frames.feed(data):
                     message = pickle.loads(payload)
                     if isinstance(message, base.JobRules):
-                        self.rules = message if message.subscriptions else None
+                        self.rules = None if message.empty else message
                         continue
                     ops.extend(WriteOp(number, make, append) for number, make, append in message)
                 try:

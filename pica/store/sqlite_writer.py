@@ -320,7 +320,7 @@ class WriterThread:
                 return []
             if not isinstance(item, JobRules):
                 return item
-            self._rules = item if item.subscriptions else None
+            self._rules = None if item.empty else item
 
     def _current_rules(self) -> JobRules | None:
         return self._rules

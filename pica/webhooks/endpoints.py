@@ -41,7 +41,10 @@ def configured_id(url: str) -> str:
 
 class Endpoints:
     def __init__(self, configured: tuple[WebhookConfig, ...], store: Store,
-                 on_rules: Callable[[JobRules | None], None] = lambda rules: None) -> None:
+                 on_rules: Callable[[JobRules | None], None] = lambda rules: None,
+                 stream: tuple[str, ...] = ()) -> None:
+        """``stream``: the event patterns of the event stream, part of the rules the store applies."""
+        self._stream = stream
         self._configured = {
             configured_id(w.url): Endpoint(configured_id(w.url), w.url, w.secret, w.events, trusted=True)
             for w in configured
@@ -68,7 +71,7 @@ class Endpoints:
                                                 disabled=w.disabled)
         self._all = endpoints
         subscriptions = tuple(Subscription(e.endpoint_id, e.events) for e in endpoints.values() if not e.disabled)
-        rules = JobRules(subscriptions) if subscriptions else None
+        rules = JobRules(subscriptions, self._stream) if subscriptions or self._stream else None
         if rules != self._rules:
             self._rules = rules
             log.info("webhook endpoints changed", extra={"endpoints": len(subscriptions)})

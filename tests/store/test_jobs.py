@@ -130,3 +130,27 @@ def test_webhook_ids_are_stable_per_endpoint_and_event() -> None:
 
     event = Event("message.created", "d:1:2/5", 0, {})
     assert webhook_id("e1", event) == webhook_id("e1", event) != webhook_id("e2", event)
+
+
+async def test_stream_jobs_run_one_at_a_time_per_conversation_in_commit_order(store: Store) -> None:
+    a, b, c = await users(store, "alice", "bob", "carol")
+    store.set_job_rules(JobRules((), ("message.*",)))
+    ab, ac = f"d:{a}:{b}", f"d:{a}:{c}"
+    await asyncio.gather(*(store.append_direct(msg(ab, a, b, f"x{i}")) for i in range(3)),
+                         *(store.append_direct(msg(ac, a, c, f"y{i}")) for i in range(2)))
+    order: dict[str, list[int]] = {ab: [], ac: []}
+    now = 10**13
+    while True:
+        claimed = await asyncio.gather(*(store.claim_jobs(now, 60_000, 10) for _ in range(3)))
+        jobs = [j for batch in claimed for j in batch]
+        if not jobs:
+            break
+        assert len({j.target for j in jobs}) == len(jobs)  # never two of one conversation at once
+        for job in jobs:
+            assert job.kind == "stream" and job.key == f"{job.target}:{json.loads(job.payload)['data']['seq']}"
+            order[job.target].append(json.loads(job.payload)["data"]["seq"])
+        # the first attempt fails: the conversation waits for its retry, it does not skip ahead
+        failed = [j for j in jobs if j.attempts == 1]
+        await store.finish_jobs([JobOutcome(j.job_id, j.attempts, done=False, run_at=now) for j in failed] +
+                                [JobOutcome(j.job_id, j.attempts, done=True) for j in jobs if j.attempts > 1])
+    assert order == {ab: [1, 1, 2, 2, 3, 3], ac: [1, 1, 2, 2]}

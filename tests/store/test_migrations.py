@@ -59,8 +59,8 @@ RELEASED = {
     "0003_bans.postgres.sql": "f11836bc6e6733138c7cf7c76c4ef965c15ac59a4f8e469675c7a471aee72355",
     "0004_invites.sqlite.sql": "a838093fa5c83dd2dd663ad085e41612af402fb79d9b5d6d8afcf51a8eecaa4d",
     "0004_invites.postgres.sql": "fabd06b9744a9f5e024ba47eae6acdb6fef580f92d3daac49b35a6f4b08b7fd0",
-    "0005_jobs.sqlite.sql": "12c43ffb1f6778b189d0c031c2dacdee84f3ffdff776dd6ec5c71ccfb5eee76e",
-    "0005_jobs.postgres.sql": "f0a3993ac3dc1dab3ab2630f16ef57e76917bffa9832018a86e9a65f6ca03edd",
+    "0005_jobs.sqlite.sql": "534be4a72cbf7d861bb293ec67c5f0f7f32eb1a9a1a242ef2ebf25fa00f33afe",
+    "0005_jobs.postgres.sql": "b7cdf00617620e3064caa988e91580d29fc073ec781a99517218f0dc8521926a",
 }
 NEXT = bundled().latest + 1
 """The version a later release adds next."""

@@ -13,6 +13,8 @@ CREATE TABLE jobs (
     last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX jobs_due ON jobs (run_at, job_id) WHERE state <> 'dead';
+-- Event-stream jobs run one at a time per conversation (target), oldest first: the claim looks for an older one.
+CREATE INDEX jobs_chain ON jobs (target, job_id) WHERE kind = 'stream';
 -- Webhook endpoints registered with `pica webhook add` (those of the TOML file are configuration, not rows).
 CREATE TABLE webhook_endpoints (
     endpoint_id TEXT PRIMARY KEY,
