@@ -5,14 +5,15 @@ messages, a recall or edit, a group change, a new account), :func:`rows_for` lis
 transaction: one per (event, subscribed endpoint). A row's payload is the event as the endpoint receives it (docs/
 webhooks.md): ``{"type", "timestamp", "data"}``, JSON, built here once per event and shared by its endpoints' rows.
 
-The job's key is its idempotency key and the webhook's ``webhook-id``: derived from the endpoint and the event
-(conversation and seq, or user id), so the same event for the same endpoint always has the same id, and a receiver
-that de-duplicates by it sees every event once, however many times it was delivered.
+A webhook job's key names its event (``<type>:<conversation>/<seq>``, ``user.created:<id>``); with the endpoint (the
+job's target) it makes the delivery's idempotency key, the ``webhook-id`` (pica/webhooks/signing.py), so the same
+event for the same endpoint always has the same id, and a receiver that de-duplicates by it sees every event once,
+however many times it was delivered. This code runs inside the writer's transaction, on the hot path when webhooks
+are configured: it builds each payload once, with no date formatting or hashing per message.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,7 +58,8 @@ class Event:
     type: str
     ident: str
     ts: int
-    data: dict[str, Any]
+    data: dict[str, Any] | bytes
+    """The event's fields, or already their JSON object (the messages of a batch: built as text, cheaper)."""
     body_json: bytes | None = None
     """A message body already encoded (spliced into ``data`` as ``body``, not decoded and encoded again)."""
     conversation_id: str = ""
@@ -82,14 +84,15 @@ def targets(rules: JobRules, event_type: str) -> tuple[str, ...]:
     return tuple(s.endpoint_id for s in rules.subscriptions if any(matches(p, event_type) for p in s.events))
 
 
-def webhook_id(endpoint_id: str, event: Event) -> str:
-    digest = hashlib.sha256(f"{endpoint_id}\n{event.type}\n{event.ident}".encode()).hexdigest()
-    return f"msg_{digest[:32]}"
+@lru_cache(maxsize=16)
+def _second(epoch_s: int) -> str:
+    """ISO 8601 of a second: a batch's events share a few, and formatting a date is most of a payload's cost."""
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def payload(event: Event) -> bytes:
-    stamp = datetime.fromtimestamp(event.ts / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    data = _encode(event.data)
+    stamp = f"{_second(event.ts // 1000)}.{event.ts % 1000:03d}Z"
+    data = event.data if isinstance(event.data, bytes) else _encode(event.data)
     if event.body_json is not None:  # {...} + ,"body":<json>}
         data = data[:-1] + (b',"body":' if len(data) > 2 else b'"body":') + event.body_json + b"}"
     return b'{"type":' + _encode(event.type) + b',"timestamp":"' + stamp.encode() + b'","data":' + data + b"}"
@@ -111,12 +114,17 @@ def rows_for(rules: JobRules | None, events: Sequence[Event]) -> list[JobRow]:
     if rules is None:
         return []
     rows: list[JobRow] = []
+    decided: dict[str, tuple[tuple[str, ...], bool]] = {}  # per event type, once per call (hashing rules costs)
     for event in events:
-        endpoints = targets(rules, event.type)
-        publish = bool(rules.stream) and streamed(rules, event.type)
+        decision = decided.get(event.type)
+        if decision is None:
+            decision = decided[event.type] = (targets(rules, event.type),
+                                              bool(rules.stream) and streamed(rules, event.type))
+        endpoints, publish = decision
         if endpoints or publish:
             body = payload(event)
-            rows.extend(JobRow(webhook_id(e, event), WEBHOOK, e, body) for e in endpoints)
+            key = f"{event.type}:{event.ident}"
+            rows.extend(JobRow(key, WEBHOOK, e, body) for e in endpoints)
             if publish:
                 rows.append(stream_row(event, body))
     return rows
@@ -131,14 +139,11 @@ def created(requests: Sequence[DirectAppend | GroupAppend], outcomes: Sequence[A
     for request, outcome in zip(requests, outcomes, strict=True):
         if not isinstance(outcome, AppendResult) or outcome.duplicate:
             continue
-        data: dict[str, Any] = {"conversation_id": request.conversation_id, "seq": outcome.seq,
-                                "sender": request.sender}
-        if isinstance(request, DirectAppend):
-            data["to"] = request.recipient
-        else:
-            data["group_id"] = group_id_of(request.conversation_id)
-        data["client_msg_id"] = request.client_msg_id
-        data["ts"] = outcome.ts
+        # Conversation ids are made by pica.protocol.ids (ASCII letters, digits, colons): no JSON escaping needed.
+        peer = (f'"to":{request.recipient}' if isinstance(request, DirectAppend)
+                else f'"group_id":{group_id_of(request.conversation_id)}')
+        data = (f'{{"conversation_id":"{request.conversation_id}","seq":{outcome.seq},"sender":{request.sender},'
+                f'{peer},"client_msg_id":').encode() + _encode(request.client_msg_id) + f',"ts":{outcome.ts}}}'.encode()
         events.append(Event("message.created", f"{request.conversation_id}/{outcome.seq}", outcome.ts, data,
                             request.body_json, request.conversation_id, outcome.seq))
     return events

@@ -75,7 +75,8 @@ class WebhookSender:
         checked = not endpoint.trusted and not self._config.webhook_allow_private
         if checked and literal_refused(endpoint.url):
             return Verdict("dead", "SSRF check: the endpoint's address may not be reached")
-        headers = signing.headers(endpoint.secret, job.key, int(time.time()), job.payload)
+        headers = signing.headers(endpoint.secret, signing.webhook_id(endpoint.endpoint_id, job.key), int(time.time()),
+                                  job.payload)
         started = time.monotonic()
         try:
             async with self._session(endpoint.trusted).post(endpoint.url, data=job.payload, headers=headers,

@@ -14,6 +14,11 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+def webhook_id(endpoint_id: str, event_key: str) -> str:
+    """A delivery's ``webhook-id``: the same for every attempt of one event (a job's key) to one endpoint."""
+    return "msg_" + hashlib.sha256(f"{endpoint_id}\n{event_key}".encode()).hexdigest()[:32]
+
+
 def signature(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
     key = base64.b64decode(secret.removeprefix("whsec_"))
     mac = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()

@@ -16,7 +16,6 @@ from pica.store.base import (
     Subscription,
     WebhookEndpoint,
 )
-from pica.store.job_rules import webhook_id
 from tests.store.test_contract import msg, store, users
 
 __all__ = ["store"]
@@ -46,7 +45,8 @@ async def test_every_stored_message_makes_one_job_per_endpoint(store: Store) -> 
     jobs = await store.list_jobs("queued", 100)
     assert len(jobs) == 10
     assert {j.target for j in jobs} == {"e1", "e2"}
-    assert len({j.key for j in jobs}) == 10
+    assert len({(j.target, j.key) for j in jobs}) == 10
+    assert jobs[0].key == f"message.created:{conversation}/1"
     payloads = [json.loads(j.payload) for j in jobs if j.target == "e1"]
     assert [p["data"]["seq"] for p in payloads] == [1, 2, 3, 4, 5]
     first = payloads[0]
@@ -126,10 +126,11 @@ async def test_drop_dead_jobs_and_webhook_endpoints(store: Store) -> None:
 
 
 def test_webhook_ids_are_stable_per_endpoint_and_event() -> None:
-    from pica.store.job_rules import Event
+    from pica.webhooks.signing import webhook_id
 
-    event = Event("message.created", "d:1:2/5", 0, {})
-    assert webhook_id("e1", event) == webhook_id("e1", event) != webhook_id("e2", event)
+    key = "message.created:d:1:2/5"
+    assert webhook_id("e1", key) == webhook_id("e1", key) != webhook_id("e2", key)
+    assert webhook_id("e1", key) != webhook_id("e1", "message.created:d:1:2/6")
 
 
 async def test_stream_jobs_run_one_at_a_time_per_conversation_in_commit_order(store: Store) -> None:
