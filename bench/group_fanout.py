@@ -27,20 +27,26 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.benchutil import HOST, ServerProcess, cpu_sample, latency_summary_ms, markdown_table
-from pica.config import SqliteConfig
-from pica.core.tokens import TokenService
+from pica.config import AuthConfig, SqliteConfig
+from pica.core.ports import SystemClock
+from pica.core.sessions import SessionService
+from pica.core.tokens import RefreshTokens, TokenService
 from pica.protocol import frames as f
 from pica.protocol.codec import Encoding, decode_server_frame, encode
 from pica.protocol.framing import FrameReader, frame_bytes
 from pica.store.sqlite import SqliteStore
 
 
-async def _seed_users(data_dir: Path, count: int) -> list[int]:
+async def _seed_users(data_dir: Path, count: int, secret: str) -> tuple[list[int], list[str]]:
+    """The accounts, and a session each with its access token."""
     store = SqliteStore(data_dir / "pica.db", SqliteConfig())
     await store.open()
+    sessions = SessionService(store, TokenService(secret, 3600), RefreshTokens(secret), SystemClock(), AuthConfig())
     try:
         shared_hash = "$argon2id$v=19$m=19456,t=2,p=1$bm90LXVzZWQ$bm90LXVzZWQtZm9yLWxvZ2lu"  # never logged in with
-        return [await store.create_user(f"fan{i}", shared_hash, 0) for i in range(count)]
+        user_ids = [await store.create_user(f"fan{i}", shared_hash, 0) for i in range(count)]
+        opened = await asyncio.gather(*(sessions.open(user_id, HOST, "bench") for user_id in user_ids))
+        return user_ids, [s.token for s in opened]
     finally:
         await store.close()
 
@@ -143,9 +149,7 @@ def run(members: int, messages: int, rate: float, receivers: int, window: int) -
     data_dir.mkdir()
     secret = secrets.token_urlsafe(48)
     (data_dir / "token_secret").write_text(secret)
-    user_ids = asyncio.run(_seed_users(data_dir, members))
-    tokens_service = TokenService(secret, 3600)
-    tokens = [tokens_service.issue(uid, time.time())[0] for uid in user_ids]
+    user_ids, tokens = asyncio.run(_seed_users(data_dir, members, secret))
     server = ServerProcess(
         [sys.executable, "-m", "pica", "serve", "--port", "0", "--tcp-port", "0", "--data-dir", str(data_dir),
          "--ready-file", str(work / "ready"), "--log-level", "WARNING"],

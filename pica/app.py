@@ -20,16 +20,19 @@ from pica.core.accounts import AccountService
 from pica.core.chat import ChatService
 from pica.core.fanout import GroupFanout
 from pica.core.groups import GroupService
+from pica.core.lifecycle import LifecycleService
 from pica.core.passwords import PasswordHasher
 from pica.core.placement import NodeAddress
 from pica.core.ports import Delivery, GroupRouter, Presence, SystemClock
 from pica.core.ratelimit import RateLimits
+from pica.core.sessions import SessionService
 from pica.core.social import SocialService
-from pica.core.tokens import TokenService
-from pica.errors import BadRequest, Banned, PicaError
+from pica.core.tokens import RefreshTokens, TokenService
+from pica.errors import BadRequest, Banned, PicaError, SessionEnded
 from pica.gateway.admission import AddressSlots
 from pica.gateway.http_socket import http_socket_factory
 from pica.gateway.hub import ConnectionHandle, Hub
+from pica.gateway.revocation import RevocationSweep
 from pica.gateway.services import GatewayServices
 from pica.gateway.tcp import start_tcp_server
 from pica.jobs.worker import Handler, JobWorker, wall_ms
@@ -52,6 +55,7 @@ log = logging.getLogger(__name__)
 
 _RESYNC_RATE = 4_000
 """Connections per second a node tells to resync after a bus interruption (spreads the syncs' load on the store)."""
+
 
 
 def token_secret(config: Config) -> str:
@@ -176,6 +180,7 @@ class PicaServer:
         self._http_server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._ban_sweeper: asyncio.Task[None] | None = None
+        self._revocation_sweeper: asyncio.Task[None] | None = None
         self.services: GatewayServices | None = None
         self.side_work: SideWork | None = None
         self._before_send: BeforeSendHook | None = None
@@ -194,11 +199,13 @@ class PicaServer:
             parallelism=auth.argon2_parallelism,
             concurrency=auth.hash_concurrency,
         )
-        tokens = TokenService(token_secret(config), auth.token_ttl, auth.token_algorithm)
+        secret = token_secret(config)
+        sessions = SessionService(self.store, TokenService(secret, auth.token_ttl, auth.token_algorithm),
+                                  RefreshTokens(secret), self.clock, auth)
         rates = RateLimits(config.rates, enabled=config.rate_limits == "on", clock=self.clock.monotonic)
         if not rates.enabled:
             log.warning("rate limits are off (rate_limits = off): for benchmarks and trusted deployments only")
-        accounts = AccountService(self.store, hasher, tokens, self.clock, auth, rates)
+        accounts = AccountService(self.store, hasher, sessions, self.clock, auth, rates)
         # Bind first: the cluster registry advertises the real ports.
         http_socket = bind_socket(config.host, config.port, reuse_port=self.reuse_port)
         self.http_port = http_socket.getsockname()[1]
@@ -225,8 +232,9 @@ class PicaServer:
         self.services = services = GatewayServices(
             chat=chat,
             accounts=accounts,
-            groups=GroupService(self.store, fanout, self.clock, config.limits),
+            groups=GroupService(self.store, fanout, self.clock, config.limits, delivery),
             social=social,
+            lifecycle=LifecycleService(self.store, accounts, self.clock, fanout, rates, self._close_deleted),
             hub=self.hub,
             limits=config.limits,
             clock=self.clock,
@@ -264,6 +272,8 @@ class PicaServer:
             self.hub.run_sweeper(interval, self.clock.monotonic, time.time)
         )
         self._ban_sweeper = asyncio.get_running_loop().create_task(self._sweep_bans(interval))
+        revocations = RevocationSweep(self.store, self.hub, self.clock, auth.revocation_poll)
+        self._revocation_sweeper = asyncio.get_running_loop().create_task(revocations.run())
         log.info(
             "pica node started",
             extra={"node": self.node_id, "http_port": self.http_port, "tcp_port": self.tcp_port,
@@ -332,8 +342,9 @@ class PicaServer:
             self._tcp_server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        if self._ban_sweeper is not None:
-            self._ban_sweeper.cancel()
+        for sweeper in (self._ban_sweeper, self._revocation_sweeper):
+            if sweeper is not None:
+                sweeper.cancel()
         for task in list(self._background):
             task.cancel()
         pending = [t for t in services.tasks if not t.done()]
@@ -365,7 +376,9 @@ class PicaServer:
 
     async def _sweep_bans(self, interval: float) -> None:
         """Close the connections of users banned while connected. Bans are written by ``pica user ban``, usually
-        from another process, so the store is polled; the poll reads only banned users (a partial index)."""
+        from another process, so the store is polled; the poll reads only banned users (a partial index). (Deleted
+        accounts need no sweep: the deletion ends their sessions, whose sockets every node's revocation sweep
+        closes, pica/gateway/revocation.py.)"""
         while True:
             await asyncio.sleep(interval)
             try:
@@ -377,11 +390,24 @@ class PicaServer:
             except PicaError:
                 log.warning("ban sweep failed", exc_info=True)
                 continue
-            if banned:
-                closed: Counter[int] = Counter()
-                for conn in self.hub.connections():
-                    if conn.user_id in banned:
-                        conn.fail(Banned("this account is banned"), CloseCode.AUTH_FAILED)
-                        closed[conn.user_id] += 1
-                for user_id, connections in closed.items():
-                    audit("banned_user_disconnected", user_id=user_id, connections=connections)
+            self._close_users(banned, Banned("this account is banned"), CloseCode.AUTH_FAILED,
+                              "banned_user_disconnected")
+
+    def _close_deleted(self, user_id: int) -> None:
+        """The account was deleted through this node: its sockets here close at once; other nodes close theirs at
+        their next revocation sweep (the deletion ended every session of the account), with the same code."""
+        self._close_users({user_id}, SessionEnded("this account was deleted"), CloseCode.SESSION_ENDED,
+                          "deleted_user_disconnected")
+
+    def _close_users(self, users: set[int], error: PicaError, code: CloseCode, event: str) -> None:
+        """Fail every READY connection of ``users`` on this node with ``error`` and close ``code``; one audit line
+        per user."""
+        if not users:
+            return
+        closed: Counter[int] = Counter()
+        for conn in self.hub.connections():
+            if conn.user_id in users and not conn.closed:
+                conn.fail(error, code)
+                closed[conn.user_id] += 1
+        for user_id, connections in closed.items():
+            audit(event, user_id=user_id, connections=connections)

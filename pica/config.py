@@ -102,8 +102,20 @@ class LimitsConfig:
 class AuthConfig:
     token_secret: str = ""
     """HMAC secret for access tokens. Empty: a random secret is created once in ``<data_dir>/token_secret``."""
-    token_ttl: float = 7 * 24 * 3600.0
-    """Seconds an access token stays valid."""
+    token_ttl: float = 900.0
+    """Seconds an access token stays valid. Short, because a stolen one works until then for HTTP requests; clients
+    renew it with their refresh token. A socket it opened lives on until its session ends."""
+    session_ttl: float = 30 * 24 * 3600.0
+    """Seconds a session (a login and its refresh tokens) lives without being used: each refresh moves the end
+    on, so a device in use stays signed in, and one left alone for this long must log in again."""
+    max_sessions: int = 50
+    """Live sessions a user keeps; a login beyond them ends the least recently used."""
+    refresh_grace: float = 10.0
+    """Seconds after a refresh during which the refresh token before it is still accepted (once more), for a client
+    whose answer was lost; after that, a reused refresh token ends its session."""
+    revocation_poll: float = 0.5
+    """Seconds between two looks at the sessions revoked (logout, revoke, password change, refresh-token reuse) by
+    any node or admin command, to close their sockets on this node."""
     token_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     """The one algorithm accepted for tokens (pinned; never taken from the token's header)."""
     argon2_time_cost: int = 2
@@ -206,6 +218,8 @@ class RatesConfig:
     user_lookups_per_user: str = "600/h"
     """User look-ups (``GET /v1/users?username=``, ``GET /v1/users/{id}``) of one user: clients resolve each name once
     and cache it; a script walking the directory is slowed to a crawl."""
+    exports_per_user: str = "3/h"
+    """Data exports (``GET /v1/me/export``) of one user: each reads every message the user ever sent."""
     max_keys: int = 100_000
     """Most clients (addresses, users, accounts) one rule remembers; the least recently seen are forgotten first."""
 
@@ -622,6 +636,13 @@ def _validate(obj: Any, section: str) -> None:
     if isinstance(obj, AuthConfig):
         if obj.hash_concurrency < 1:
             raise ConfigError("auth.hash_concurrency: must be at least 1")
+        if obj.max_sessions < 1:
+            raise ConfigError("auth.max_sessions: must be at least 1")
+        for name in ("token_ttl", "session_ttl", "revocation_poll"):
+            if getattr(obj, name) <= 0:
+                raise ConfigError(f"auth.{name}: must be more than 0")
+        if obj.refresh_grace < 0:
+            raise ConfigError("auth.refresh_grace: must be at least 0")
         # Argon2's own floors (RFC 9106), checked here so that a bad value names its key instead of failing the
         # first hash at start-up.
         if obj.argon2_time_cost < 1:

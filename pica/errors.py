@@ -16,6 +16,7 @@ redis) are wrapped at the store/cluster boundary; only these classes reach the w
     │   ├── InvalidCredentials     401  invalid_credentials
     │   ├── InvalidToken           401  invalid_token
     │   ├── TokenExpired           401  token_expired
+    │   ├── SessionEnded           401  session_ended
     │   └── Banned                 403  banned
     ├── PayloadTooLarge            413  payload_too_large
     ├── MethodNotAllowed           405  method_not_allowed
@@ -120,6 +121,13 @@ class InvalidToken(Unauthenticated):
 
 class TokenExpired(Unauthenticated):
     code = "token_expired"
+
+
+class SessionEnded(Unauthenticated):
+    """The token's session was ended (logout, revoked from another device, password change, a reused refresh token,
+    or lapsed): only a new login helps."""
+
+    code = "session_ended"
 
 
 class Banned(Unauthenticated):

@@ -9,6 +9,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
+from pica.core.sessions import Identity
 from pica.errors import BadRequest, PicaError, RateLimited, Unauthenticated
 from pica.gateway.services import GatewayServices
 from pica.gateway.ws import SERVICES_KEY
@@ -86,15 +87,19 @@ def services(request: web.Request) -> GatewayServices:
     return request.app[SERVICES_KEY]
 
 
-async def caller(request: web.Request) -> int:
-    """The authenticated user of a request (``Authorization: Bearer <token>``)."""
+async def identity(request: web.Request) -> Identity:
+    """Who sends a request (``Authorization: Bearer <token>``), and in which session."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
-    claims = await services(request).accounts.authenticate(token)
-    return claims.user_id
+    return await services(request).accounts.authenticate(token)
+
+
+async def caller(request: web.Request) -> int:
+    """The authenticated user of a request."""
+    return (await identity(request)).user_id
 
 
 def int_param(request: web.Request, name: str, *, minimum: int = 0) -> int | None:

@@ -27,8 +27,8 @@ async def create_group(request: web.Request) -> web.Response:
     """POST /v1/groups {"name", "members": [user_id, ...]} -> 201 group."""
     user_id = await caller(request)
     body = await json_body(request)
-    group = await services(request).groups.create(user_id, body.get("name"), body.get("members", []))
-    return json_response(group_json(group), status=201)
+    change = await services(request).groups.create(user_id, body.get("name"), body.get("members", []))
+    return json_response({**group_json(change.group), "invited": list(change.invited)}, status=201)
 
 
 async def my_groups(request: web.Request) -> web.Response:
@@ -49,14 +49,18 @@ async def members(request: web.Request) -> web.Response:
 
 async def _act(request: web.Request, kind: str, **kwargs: Any) -> web.Response:
     user_id = await caller(request)
-    group = await services(request).groups.act(kind, user_id, path_int(request, "group_id"), **kwargs)
-    return json_response(group_json(group))
+    change = await services(request).groups.act(kind, user_id, path_int(request, "group_id"), **kwargs)
+    return json_response(group_json(change.group))
 
 
 async def add_members(request: web.Request) -> web.Response:
-    """POST /v1/groups/{id}/members {"user_ids": [...]}: owner or admin."""
+    """POST /v1/groups/{id}/members {"user_ids": [...]}: owner or admin. Says who was added and who was invited
+    (their ``group_add`` setting asks for their consent)."""
     body = await json_body(request)
-    return await _act(request, "add", user_ids=body.get("user_ids"))
+    user_id = await caller(request)
+    change = await services(request).groups.act("add", user_id, path_int(request, "group_id"),
+                                                user_ids=body.get("user_ids"))
+    return json_response({**group_json(change.group), "added": list(change.added), "invited": list(change.invited)})
 
 
 async def remove_member(request: web.Request) -> web.Response:

@@ -1,7 +1,7 @@
 """The HTTP API (JSON in, JSON out). Every error is ``{"code", "message"}`` with a fitting status.
 
-This module builds the application: error mapping, accounts, health and metrics; :mod:`pica.api.messages`,
-:mod:`pica.api.groups` and :mod:`pica.api.social` add their routes.
+This module builds the application: error mapping, health and metrics; :mod:`pica.api.auth`,
+:mod:`pica.api.messages`, :mod:`pica.api.groups` and :mod:`pica.api.social` add their routes.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from pica.api import dispatch, groups, messages, social
-from pica.api.common import check_http_rate, client_address, error_response, json_body, json_response, services
+from pica.api import auth, dispatch, groups, me, messages, social
+from pica.api.common import check_http_rate, error_response, json_response, services
 from pica.errors import BadRequest, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, PicaError
 from pica.gateway.services import GatewayServices
 from pica.gateway.ws import SERVICES_KEY, websocket_handler
@@ -59,20 +59,6 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-async def register(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    user_id = await services(request).accounts.register(body.get("username"), body.get("password"),
-                                                        client_address(request), invite=body.get("invite"))
-    return json_response({"user_id": user_id}, status=201)
-
-
-async def login(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    result = await services(request).accounts.login(body.get("username"), body.get("password"),
-                                                     client_address(request))
-    return json_response({"token": result.token, "user_id": result.user_id, "expires_at": result.expires_at})
-
-
 async def metrics(request: web.Request) -> web.Response:
     node = services(request)
     m = node.metrics
@@ -117,12 +103,12 @@ def build_app(node: GatewayServices) -> web.Application:
     app[SERVICES_KEY] = node
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_post("/v1/auth/register", register)
-    app.router.add_post("/v1/auth/login", login)
+    auth.add_routes(app)
     app.router.add_get("/v1/ws", websocket_handler)
     messages.add_routes(app)
     groups.add_routes(app)
     social.add_routes(app)
+    me.add_routes(app)
     dispatch.add_routes(app)
     add_chat_page_routes(app)  # the web chat page: / and /static/<name>
     return app

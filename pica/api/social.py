@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from pica.api.common import body_bool, body_int, caller, id_list_param, json_body, json_response, path_int, services
 from pica.core.validation import normalize_username
 from pica.errors import BadRequest, UserNotFound
+from pica.store.base import PRIVACY_LEVELS, UserRecord
+
+
+def user_json(user: UserRecord) -> dict[str, Any]:
+    """A user as look-ups show them: a deleted account keeps its id, with no name and ``deleted: true``."""
+    return {"user_id": user.user_id, "username": user.username, "deleted": user.deleted}
 
 
 async def find_user(request: web.Request) -> web.Response:
@@ -16,7 +24,7 @@ async def find_user(request: web.Request) -> web.Response:
     user = await services(request).accounts.look_up(viewer, username=name)
     if user is None:
         raise UserNotFound()
-    return json_response({"user_id": user.user_id, "username": user.username})
+    return json_response(user_json(user))
 
 
 async def user_by_id(request: web.Request) -> web.Response:
@@ -26,22 +34,37 @@ async def user_by_id(request: web.Request) -> web.Response:
     user = await services(request).accounts.look_up(viewer, user_id=path_int(request, "user_id"))
     if user is None:
         raise UserNotFound()
-    return json_response({"user_id": user.user_id, "username": user.username})
+    return json_response(user_json(user))
 
 
 async def me(request: web.Request) -> web.Response:
     user_id = await caller(request)
     node = services(request)
     user = await node.accounts.get(user_id)
+    settings = await node.social.settings(user_id)
     return json_response({"user_id": user_id, "username": user.username if user else "",
-                          "only_contacts": await node.social.only_contacts(user_id)})
+                          "only_contacts": settings.only_contacts, "group_add": settings.group_add,
+                          "presence": settings.presence})
 
 
 async def update_settings(request: web.Request) -> web.Response:
-    """PATCH /v1/me {"only_contacts": bool}: when true, only accepted contacts may message you."""
+    """PATCH /v1/me {"only_contacts"?: bool, "group_add"?: level, "presence"?: level}, at least one. Nothing is
+    changed unless every field is valid: ``only_contacts`` is type-checked here, the levels by the store before it
+    writes, and they are written first."""
     user_id = await caller(request)
     body = await json_body(request)
-    await services(request).social.set_only_contacts(user_id, body_bool(body, "only_contacts"))
+    if not {"only_contacts", "group_add", "presence"} & body.keys():
+        raise BadRequest("nothing to change: give 'only_contacts', 'group_add' and/or 'presence'")
+    only_contacts = body_bool(body, "only_contacts") if "only_contacts" in body else None
+    for name in ("group_add", "presence"):
+        if name in body and not isinstance(body[name], str):
+            raise BadRequest(f"'{name}' must be one of {', '.join(PRIVACY_LEVELS)}")
+    group_add, presence = body.get("group_add"), body.get("presence")
+    social = services(request).social
+    if group_add is not None or presence is not None:
+        await social.set_privacy(user_id, group_add=group_add, presence=presence)
+    if only_contacts is not None:
+        await social.set_only_contacts(user_id, only_contacts)
     return await me(request)
 
 

@@ -1,9 +1,12 @@
-"""``pica user create|list|ban`` and ``pica group create|add|list``: administration straight on the store.
+"""``pica user create|list|ban|sessions|revoke|reset-password``, ``pica invite create`` and ``pica group
+create|add|list``: administration straight on the store.
 
 They open the node's SQLite database themselves, so they work whether the server runs or not (WAL lets a second
 process read and write beside it). What they change reaches a running server through the database: a new user can
 log in at once; a ban refuses logins and tokens at once, and the server's ban sweep closes the user's open
-connections within a few seconds; group changes reach members' devices by sync (this process cannot push to them).
+connections within a few seconds, as every node's revocation sweep closes those of sessions ended here (revoke,
+reset-password) within ``auth.revocation_poll``; group changes reach members' devices by sync (this process cannot
+push to them).
 Registration's own validation and Argon2 hashing are used for new users, the store's own checks for groups.
 """
 
@@ -24,7 +27,8 @@ from pica.config import Config, ConfigError, load_config
 from pica.core.accounts import AccountService
 from pica.core.passwords import PasswordHasher
 from pica.core.ports import SystemClock
-from pica.core.tokens import TokenService
+from pica.core.sessions import SessionService
+from pica.core.tokens import RefreshTokens, TokenService
 from pica.core.validation import normalize_username
 from pica.errors import GroupNotFound, PicaError, UserNotFound
 from pica.logs import audit, configure
@@ -73,6 +77,14 @@ def add_parsers(sub: Any) -> None:
     p = users.add_parser("ban", parents=[common], help="ban an account (no login, tokens refused)")
     p.add_argument("name")
     p.add_argument("--unban", action="store_true", help="lift the ban")
+    p = users.add_parser("sessions", parents=[common], help="list an account's signed-in sessions (devices)")
+    p.add_argument("name")
+    p = users.add_parser("revoke", parents=[common], help="end an account's sessions (all, or one)")
+    p.add_argument("name")
+    p.add_argument("--session", metavar="SESSION_ID", help="only this session (ids: 'pica user sessions')")
+    p = users.add_parser("reset-password", parents=[common], help="set a new password and end every session")
+    p.add_argument("name")
+    p.add_argument("--password", help="default: env PICA_PASSWORD, else asked for (or read from stdin)")
 
     invite = sub.add_parser("invite", help="invite codes for auth.registration = \"invite\"")
     invites = invite.add_subparsers(dest="action", required=True)
@@ -106,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     # administrator's action leaves, in the node's log format.
     configure("WARNING", config.log.format)
     try:
-        password = _password(args) if (args.command, args.action) == ("user", "create") else ""
+        asks = (args.command, args.action) in {("user", "create"), ("user", "reset-password")}
+        password = _password(args) if asks else ""
         out = asyncio.run(_dispatch(args, config, password))
     except (AdminError, PicaError) as exc:
         print(f"pica: {exc}", file=sys.stderr)
@@ -153,6 +166,12 @@ async def _dispatch(args: argparse.Namespace, config: Config, password: str) -> 
                 return await user_create(store, config, args.name, password)
             if args.action == "list":
                 return await user_list(store, args.limit, args.after, args.banned)
+            if args.action == "sessions":
+                return await user_sessions(store, args.name)
+            if args.action == "revoke":
+                return await user_revoke(store, config, args.name, args.session)
+            if args.action == "reset-password":
+                return await user_reset_password(store, config, args.name, password)
             return await user_ban(store, args.name, not args.unban)
         if args.command == "invite":
             return await invite_create(store, config, args.uses, args.days)
@@ -182,8 +201,11 @@ def _accounts(store: Store, config: Config) -> AccountService:
     auth = config.auth
     hasher = PasswordHasher(time_cost=auth.argon2_time_cost, memory_kib=auth.argon2_memory_kib,
                             parallelism=auth.argon2_parallelism, concurrency=1)
-    tokens = TokenService(secrets.token_urlsafe(48), auth.token_ttl, auth.token_algorithm)
-    return AccountService(store, hasher, tokens, SystemClock(), auth)
+    secret = secrets.token_urlsafe(48)
+    clock = SystemClock()
+    sessions = SessionService(store, TokenService(secret, auth.token_ttl, auth.token_algorithm),
+                              RefreshTokens(secret), clock, auth)
+    return AccountService(store, hasher, sessions, clock, auth)
 
 
 async def user_create(store: Store, config: Config, name: str, password: str) -> str:
@@ -218,6 +240,36 @@ async def user_ban(store: Store, name: str, banned: bool) -> str:
         return (f"banned {user.username} (#{user.user_id}): logins and tokens are refused; a running server closes "
                 "their connections within seconds")
     return f"unbanned {user.username} (#{user.user_id})"
+
+
+async def user_sessions(store: Store, name: str) -> str:
+    user = await _user(store, name)
+    sessions = await store.list_sessions(user.user_id, SystemClock().now_ms())
+    if not sessions:
+        return f"{user.username} has no live session"
+    rows = [(s.session_id, stamp(s.created_at), stamp(s.last_used_at), s.address or "-", s.user_agent[:40] or "-")
+            for s in sessions]
+    return table(("SESSION", "CREATED", "LAST USED", "ADDRESS", "USER AGENT"), rows)
+
+
+async def user_revoke(store: Store, config: Config, name: str, session_id: str | None) -> str:
+    user = await _user(store, name)
+    sessions = _accounts(store, config).sessions
+    if session_id is not None:
+        try:
+            await sessions.end(user.user_id, session_id, "revoked_by_admin")
+        except PicaError:
+            raise AdminError(f"{user.username} has no live session {session_id!r}") from None
+        return f"ended session {session_id} of {user.username}: a running server closes its connections within seconds"
+    ended = await sessions.end_all(user.user_id, "revoked_by_admin")
+    return (f"ended {ended} session(s) of {user.username} (#{user.user_id}): their tokens are refused, and a running "
+            "server closes their connections within seconds")
+
+
+async def user_reset_password(store: Store, config: Config, name: str, password: str) -> str:
+    user = await _user(store, name)
+    ended = await _accounts(store, config).reset_password(user.user_id, password)
+    return f"new password set for {user.username} (#{user.user_id}); {ended} session(s) ended"
 
 
 # ---------------------------------------------------------------------------------------------------------- groups

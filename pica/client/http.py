@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -22,9 +23,22 @@ class PicaHttpError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Login:
+    """A session's tokens, from a login or a refresh (docs/protocol.md section 23.1)."""
+
     token: str
     user_id: int
     expires_at: int
+    """When ``token`` expires, seconds since the epoch; renew it with the refresh token before or after."""
+    refresh_token: str = ""
+    refresh_expires_at: int = 0
+    session_id: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Login:
+        return cls(token=str(data["token"]), user_id=int(data["user_id"]), expires_at=int(data["expires_at"]),
+                   refresh_token=str(data.get("refresh_token") or ""),
+                   refresh_expires_at=int(data.get("refresh_expires_at") or 0),
+                   session_id=str(data.get("session_id") or ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +79,14 @@ class GatewayNode:
 
 
 class PicaHttp:
-    def __init__(self, base_url: str, token: str | None = None) -> None:
+    def __init__(self, base_url: str, token: str | None = None, refresh_token: str | None = None) -> None:
+        """With a ``refresh_token`` (which ``login`` also keeps), an expired access token is renewed by itself:
+        a request answered 401 ``token_expired`` is sent again once with the new token."""
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self.refresh_token = refresh_token
         self._session: aiohttp.ClientSession | None = None
+        self._refreshing: asyncio.Task[Login] | None = None
 
     async def __aenter__(self) -> PicaHttp:
         return self
@@ -86,10 +104,42 @@ class PicaHttp:
     async def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
                       token: str | None = None, base_url: str | None = None) -> Any:
         """``base_url`` sends this one request to another node than ``self.base_url``."""
+        sent = self.token
+        try:
+            return await self._request(method, path, json, params, token, base_url)
+        except PicaHttpError as exc:
+            if exc.code != "token_expired" or token is not None or not self.refresh_token:
+                raise
+        if self.token == sent:  # else another request renewed it meanwhile
+            await self.refresh(base_url=base_url)
+        return await self._request(method, path, json, params, None, base_url)
+
+    async def refresh(self, *, base_url: str | None = None) -> Login:
+        """New tokens for the refresh token kept (``POST /v1/auth/refresh``; the old refresh token is spent). Calls
+        made at once share one refresh: a second use of the same refresh token would end the session."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh(base_url))
+        return await asyncio.shield(self._refreshing)
+
+    async def _refresh(self, base_url: str | None) -> Login:
+        if not self.refresh_token:
+            raise PicaHttpError(401, "invalid_token", "no refresh token: log in")
+        data = await self._request("POST", "/v1/auth/refresh", {"refresh_token": self.refresh_token}, None, "",
+                                   base_url)
+        return self._keep(data)
+
+    def _keep(self, data: dict[str, Any]) -> Login:
+        login = Login.from_json(data)
+        self.token, self.refresh_token = login.token, login.refresh_token or None
+        return login
+
+    async def _request(self, method: str, path: str, json: Any, params: dict[str, Any] | None, token: str | None,
+                       base_url: str | None) -> Any:
+        """``token`` "": send none."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
         headers = {}
-        bearer = token or self.token
+        bearer = self.token if token is None else token
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         clean = {k: str(v) for k, v in (params or {}).items() if v is not None}
@@ -108,10 +158,30 @@ class PicaHttp:
         return int(data["user_id"])
 
     async def login(self, username: str, password: str, *, base_url: str | None = None) -> Login:
-        data = await self.request("POST", "/v1/auth/login", json={"username": username, "password": password},
-                                  base_url=base_url)
-        self.token = data["token"]
-        return Login(token=data["token"], user_id=int(data["user_id"]), expires_at=int(data["expires_at"]))
+        """A new session; its tokens are kept for the next requests."""
+        data = await self._request("POST", "/v1/auth/login", {"username": username, "password": password}, None,
+                                   "", base_url)
+        return self._keep(data)
+
+    async def logout(self) -> None:
+        """End this session (its tokens stop working, its sockets are closed) and forget its tokens."""
+        await self.request("POST", "/v1/auth/logout")
+        self.token = self.refresh_token = None
+
+    async def sessions(self) -> list[dict[str, Any]]:
+        """My signed-in sessions (devices), the most recently used first; ``current`` marks this one."""
+        data = await self.request("GET", "/v1/sessions")
+        return list(data["sessions"])
+
+    async def end_session(self, session_id: str) -> None:
+        """End another of my sessions (a lost phone)."""
+        await self.request("DELETE", f"/v1/sessions/{session_id}")
+
+    async def change_password(self, old_password: str, new_password: str) -> int:
+        """Change my password; every other session is ended (how many is answered)."""
+        data = await self.request("PUT", "/v1/me/password",
+                                  json={"old_password": old_password, "new_password": new_password})
+        return int(data["sessions_ended"])
 
     async def send(self, to: int, client_msg_id: str, body: dict[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = await self.request(
@@ -127,6 +197,15 @@ class PicaHttp:
             params={"after_seq": after_seq, "before_seq": before_seq, "limit": limit},
         )
         return data
+
+    async def export(self) -> dict[str, Any]:
+        """``GET /v1/me/export``: my data as one JSON object (read whole; it is as big as everything I sent)."""
+        data: dict[str, Any] = await self.request("GET", "/v1/me/export")
+        return data
+
+    async def delete_account(self, password: str) -> None:
+        """``DELETE /v1/me``: the account is deleted; its token is refused from then on."""
+        await self.request("DELETE", "/v1/me", json={"password": password})
 
     async def gateway(self, *, base_url: str | None = None) -> list[GatewayNode]:
         """The live nodes of the cluster, the one preferred for this token's user first (``GET /v1/gateway``)."""

@@ -98,7 +98,15 @@ class ContactEvent:
     contact: f.Contact
 
 
-Event = Connected | Disconnected | MessageEvent | ReceiptEvent | PresenceEvent | TypingEvent | ContactEvent
+@dataclass(frozen=True, slots=True)
+class InvitationEvent:
+    """An invitation to a group (``state`` "pending"), or one answered on another device."""
+
+    invitation: f.Invitation
+
+
+Event = (Connected | Disconnected | MessageEvent | ReceiptEvent | PresenceEvent | TypingEvent | ContactEvent
+         | InvitationEvent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +135,7 @@ class PicaClient:
         username: str | None = None,
         password: str | None = None,
         token: str | None = None,
+        refresh_token: str | None = None,
         transport: Transport = "ws",
         tcp_port: int | None = None,
         device: str | None = None,
@@ -145,7 +154,7 @@ class PicaClient:
         if token is None and (username is None or password is None):
             raise ValueError("give a token, or a username and password")
         self.url = url.rstrip("/")
-        self.http = PicaHttp(self.url, token=token)
+        self.http = PicaHttp(self.url, token=token, refresh_token=refresh_token)
         self.seeds = tuple(seed_url.rstrip("/") for seed_url in seeds)
         self.dispatch = dispatch
         self.connect_timeout = connect_timeout
@@ -200,6 +209,13 @@ class PicaClient:
             self._conn = None
         await self.http.close()
         self._save_cursors()
+
+    async def logout(self) -> None:
+        """End this session on the server (its tokens stop working), then close."""
+        try:
+            await self.http.logout()
+        finally:
+            await self.close()
 
     async def wait_connected(self, timeout: float = 30.0) -> None:
         async with asyncio.timeout(timeout):
@@ -362,9 +378,22 @@ class PicaClient:
                 failures += 1
 
     async def _recoverable(self, closed: ServerClosed) -> bool:
-        """Whether to reconnect after this close; an expired or refused token is renewed when we can log in."""
+        """Whether to reconnect after this close. An expired access token is renewed with the refresh token; when
+        that fails, or the session ended, or the token was refused, we log in again if we can."""
         code = closed.code
-        if code in (CloseCode.TOKEN_EXPIRED, CloseCode.AUTH_FAILED) or "token" in closed.reason:
+        if code == CloseCode.TOKEN_EXPIRED and self.http.refresh_token:
+            try:
+                await self.http.refresh()
+                return True
+            except PicaHttpError as exc:
+                if exc.status >= 500 or exc.status == 429:
+                    return True
+                log.info("refresh refused (%s), logging in again", exc.code)
+            except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+                log.info("refresh failed, will retry: %s", exc)
+                return True
+        if code in (CloseCode.TOKEN_EXPIRED, CloseCode.AUTH_FAILED, CloseCode.SESSION_ENDED) \
+                or "token" in closed.reason:
             if self._username is None:
                 self.failure = GaveUp(f"authentication failed ({code}: {closed.reason})")
                 return False
@@ -526,7 +555,7 @@ class PicaClient:
         return list(data["messages"])
 
     async def user(self, user_id: int) -> dict[str, Any]:
-        """{"user_id", "username"} of a user id."""
+        """{"user_id", "username", "deleted"} of a user id (a deleted account: no name, "deleted" true)."""
         data: dict[str, Any] = await self.http.request("GET", f"/v1/users/{user_id}")
         return data
 
@@ -574,6 +603,39 @@ class PicaClient:
         data = await self.http.request("GET", "/v1/presence", params={"user_ids": ",".join(map(str, user_ids))})
         return list(data["presence"])
 
+    # ------------------------------------------------------------------------------------------ privacy, account
+
+    async def settings(self) -> dict[str, Any]:
+        """``{"user_id", "username", "only_contacts", "group_add", "presence"}``."""
+        data: dict[str, Any] = await self.http.request("GET", "/v1/me")
+        return data
+
+    async def update_settings(self, *, only_contacts: bool | None = None, group_add: str | None = None,
+                              presence: str | None = None) -> dict[str, Any]:
+        """Change the given settings; ``group_add`` and ``presence`` are "everyone", "contacts" or "nobody"."""
+        wanted = {"only_contacts": only_contacts, "group_add": group_add, "presence": presence}
+        data: dict[str, Any] = await self.http.request(
+            "PATCH", "/v1/me", json={k: v for k, v in wanted.items() if v is not None})
+        return data
+
+    async def invitations(self) -> list[dict[str, Any]]:
+        """My pending group invitations."""
+        data = await self.http.request("GET", "/v1/invitations")
+        return list(data["invitations"])
+
+    async def answer_invitation(self, group_id: int, accept: bool) -> None:
+        """Accept (join the group) or decline an invitation, over the socket."""
+        await self._request(f.Answer(group_id=group_id, accept=accept))
+
+    async def export(self) -> dict[str, Any]:
+        """My data (profile, contacts, blocks, groups, invitations, every message I sent), as one JSON object."""
+        return await self.http.export()
+
+    async def delete_account(self, password: str) -> None:
+        """Delete my account for good, then close this client (the server closes its sockets anyway)."""
+        await self.http.delete_account(password)
+        await self.close()
+
     # ------------------------------------------------------------------------------------------ cursors
 
     def _load_cursors(self) -> dict[str, int]:
@@ -603,4 +665,6 @@ def _wrap(frame: Any) -> Event | None:
         return TypingEvent(frame)
     if isinstance(frame, f.Contact):
         return ContactEvent(frame)
+    if isinstance(frame, f.Invitation):
+        return InvitationEvent(frame)
     return None  # msg frames come ordered through next_message; others are not events

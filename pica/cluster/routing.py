@@ -144,7 +144,10 @@ class ClusterFanout:
         self._publish(conversation_id, version, seq, also, frame)
 
     def apply(self, change: GroupChange, exclude: object | None = None) -> None:
-        conversation_id, seq = change.group.conversation_id, change.notice.seq
+        record = change.notice
+        if record is None:  # an add that only invited: nothing changed in the timeline
+            return
+        conversation_id, seq = change.group.conversation_id, record.seq
         self.local.apply(change, exclude)
         # The index first, synchronously: a frame committed after this change and delivered by this node finds the
         # channel already wanted. The local fan-out above served the local added users their notice.
@@ -158,7 +161,7 @@ class ClusterFanout:
             self._leave(user_id, conversation_id)
         # Nodes holding a member get the notice as an ordinary group frame under the new version: their caches are
         # older, so they reload the members (the added included) and reach the removed through ``also``.
-        notice = OutboundFrame(message_frame(change.notice))
+        notice = OutboundFrame(message_frame(record))
         self._publish(conversation_id, change.group.members_version, seq, change.removed, notice)
         if not change.added:
             return

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from dataclasses import dataclass
 
 from pica.config import AuthConfig
 from pica.core.passwords import PasswordHasher
 from pica.core.ports import Clock
 from pica.core.ratelimit import RateLimits
-from pica.core.tokens import TokenClaims, TokenService
+from pica.core.sessions import Identity, SessionService, SessionTokens
 from pica.core.validation import check_password, check_password_guessability, normalize_username
-from pica.errors import Banned, Forbidden, InvalidCredentials, InvalidToken, InvalidUsername, RateLimited
+from pica.errors import Banned, Forbidden, InvalidCredentials, InvalidUsername, RateLimited, UserNotFound
 from pica.logs import audit
 from pica.store.base import Store, UserRecord
 
@@ -24,22 +23,15 @@ def invite_hash(code: str) -> str:
     return hashlib.sha256(code.strip().encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class LoginResult:
-    token: str
-    user_id: int
-    expires_at: int
-
-
 class AccountService:
     def __init__(
-        self, store: Store, hasher: PasswordHasher, tokens: TokenService, clock: Clock, config: AuthConfig,
+        self, store: Store, hasher: PasswordHasher, sessions: SessionService, clock: Clock, config: AuthConfig,
         rates: RateLimits | None = None,
     ) -> None:
         self._rates = rates
         self._store = store
         self._hasher = hasher
-        self._tokens = tokens
+        self.sessions = sessions
         self._clock = clock
         self._config = config
 
@@ -84,9 +76,10 @@ class AccountService:
         audit("invite_created", uses=uses, expires_at=now + int(valid_for_s * 1000))
         return code
 
-    async def login(self, username: object, password: object, address: str = "") -> LoginResult:
-        """``address``: the client's, for the login limits (checked before any hashing, so that a flood of
-        attempts costs no Argon2 time)."""
+    async def login(self, username: object, password: object, address: str = "", user_agent: str = ""
+                    ) -> SessionTokens:
+        """A new session. ``address``: the client's, for the login limits (checked before any hashing, so that a
+        flood of attempts costs no Argon2 time) and the session list, as is ``user_agent``."""
         if not isinstance(username, str) or not isinstance(password, str):
             raise InvalidCredentials("username and password must be strings")
         try:
@@ -113,8 +106,52 @@ class AccountService:
         if user.banned:  # checked after the password, so that a ban is not disclosed to someone guessing
             audit("login_refused", account=account, user_id=user.user_id, address=address, reason="banned")
             raise Banned("this account is banned")
-        token, expires_at = self._tokens.issue(user.user_id, self._clock.now_ms() / 1000)
-        return LoginResult(token=token, user_id=user.user_id, expires_at=expires_at)
+        return await self.sessions.open(user.user_id, address, user_agent)
+
+    async def change_password(self, who: Identity, old_password: object, new_password: object,
+                              address: str = "") -> int:
+        """Replace the caller's password, proven by the old one (counted as a login attempt, so that a stolen
+        access token cannot be used to guess it), and end every other session; how many ended."""
+        user = await self._store.get_user(who.user_id)
+        if user is None:
+            raise InvalidCredentials("wrong password")
+        await self.confirm_password(user, old_password, address, "password_change")
+        ended = await self._set_password(user.user_id, user.username, new_password, keep=who.session_id)
+        audit("password_changed", user_id=user.user_id, address=address, sessions_ended=ended)
+        return ended
+
+    async def confirm_password(self, user: UserRecord, password: object, address: str, action: str) -> None:
+        """A signed-in user proves their password again before a sensitive ``action`` (a password change, deleting
+        the account). It pays like a login (``rates.login_*``: checked first, a wrong password counted as a failed
+        login), so that a stolen access token is no side door for guessing the password. Raises
+        InvalidCredentials or RateLimited, with an audit record ``<action>_refused``."""
+        if self._rates is not None:
+            try:
+                await self._rates.check_login(address, user.username)
+            except RateLimited as exc:
+                audit(f"{action}_refused", user_id=user.user_id, address=address, reason="rate_limited",
+                      retry_after=exc.retry_after)
+                raise
+        if not isinstance(password, str) or not await self._hasher.verify(user.password_hash, password):
+            if self._rates is not None:
+                await self._rates.login_failed(address, user.username)
+            audit(f"{action}_refused", user_id=user.user_id, address=address, reason="wrong_password")
+            raise InvalidCredentials("wrong password")
+
+    async def reset_password(self, user_id: int, new_password: object) -> int:
+        """An administrator's reset: a new password and every session ended; how many ended."""
+        user = await self._store.get_user(user_id)
+        if user is None:
+            raise UserNotFound(f"user {user_id} does not exist")
+        ended = await self._set_password(user_id, user.username, new_password, keep=None)
+        audit("password_reset", user_id=user_id, sessions_ended=ended)
+        return ended
+
+    async def _set_password(self, user_id: int, username: str, new_password: object, *, keep: str | None) -> int:
+        secret = check_password(new_password, self._config.min_password_length)
+        await asyncio.to_thread(check_password_guessability, secret, username, self._config.min_password_score)
+        password_hash = await self._hasher.hash(secret)
+        return await self._store.set_password(user_id, password_hash, self._clock.now_ms(), keep=keep)
 
     async def get(self, user_id: int) -> UserRecord | None:
         return await self._store.get_user(user_id)
@@ -130,13 +167,7 @@ class AccountService:
         assert user_id is not None
         return await self._store.get_user(user_id)
 
-    async def authenticate(self, token: str) -> TokenClaims:
-        """Verify a token and that its user still exists and is not banned. Raises InvalidToken / TokenExpired /
-        Banned."""
-        claims = self._tokens.verify(token)
-        user = await self._store.get_user(claims.user_id)
-        if user is None:
-            raise InvalidToken("invalid token")
-        if user.banned:
-            raise Banned("this account is banned")
-        return claims
+    async def authenticate(self, token: str) -> Identity:
+        """Who a token speaks for: its session must be live and its user not banned. Raises InvalidToken /
+        TokenExpired / Banned."""
+        return await self.sessions.authenticate(token)

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 from pica.core.ports import Delivery
 from pica.core.wire import message_frame
-from pica.protocol import frames as f
 from pica.protocol.outbound import OutboundFrame
 from pica.store.base import GroupChange, Store
 
@@ -111,19 +110,22 @@ class GroupFanout:
 
     def apply(self, change: GroupChange, exclude: object | None = None) -> None:
         """A membership change committed: deliver its notice to everyone concerned, then update the cache."""
+        record = change.notice
+        if record is None:  # an add that only invited: nothing changed in the timeline
+            return
         conversation_id = change.group.conversation_id
-        notice = OutboundFrame(_notice_frame(change))
+        notice = OutboundFrame(message_frame(record))
         members = self._cache.get(conversation_id)
         if members is None or conversation_id in self._waiting:
-            self.deliver(conversation_id, change.group.members_version, change.notice.seq, notice, exclude,
+            self.deliver(conversation_id, change.group.members_version, record.seq, notice, exclude,
                          also=change.removed)
             return
         for user_id in change.added:
-            members.joined[user_id] = change.notice.seq - 1
+            members.joined[user_id] = record.seq - 1
         for user_id in change.removed:  # reached through ``also`` below: once, not twice
             members.joined.pop(user_id, None)
         members.recompute()
-        self._send(members, change.notice.seq, notice, exclude, change.removed)
+        self._send(members, record.seq, notice, exclude, change.removed)
         members.version = change.group.members_version
 
     def _send(self, members: _Members, seq: int, frame: OutboundFrame, exclude: object | None,
@@ -154,6 +156,3 @@ class GroupFanout:
             else:
                 self._send(members, item.seq, item.frame, item.exclude, item.also)
 
-
-def _notice_frame(change: GroupChange) -> f.Msg:
-    return message_frame(change.notice)

@@ -1,7 +1,8 @@
 """Contacts, blocks, the "only contacts may message me" setting, and presence.
 
-Presence is pushed to a user's audience (accepted contacts and 1:1 peers, minus users they blocked) when their
-first device connects or their last one leaves; ``last_seen`` is stored when they go offline.
+Presence is pushed to a user's audience (accepted contacts and 1:1 peers, minus users they blocked, narrowed by their
+``presence`` setting: pica/core/privacy.py) when their first device connects or their last one leaves; ``last_seen``
+is stored when they go offline.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import logging
 from dataclasses import dataclass
 
 from pica.core.ports import Clock, Delivery, Presence
+from pica.core.privacy import viewers, visible_records
 from pica.core.ratelimit import RateLimits
 from pica.protocol import frames as f
 from pica.protocol.outbound import OutboundFrame
-from pica.store.base import ContactRecord, Store
+from pica.store.base import ContactRecord, Store, UserSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,28 @@ class SocialService:
     async def only_contacts(self, user_id: int) -> bool:
         return await self._store.get_only_contacts(user_id)
 
+    async def settings(self, user_id: int) -> UserSettings:
+        return await self._store.get_settings(user_id)
+
+    async def set_privacy(self, user_id: int, *, group_add: str | None = None, presence: str | None = None) -> None:
+        """Change who may add the user to groups and who sees their presence. Those who can no longer see it are
+        told "offline" with no last seen (as if it had never been shown), those who now can are told the current
+        state, so that nobody is left showing a state they may no longer know."""
+        before = viewers(await self._store.presence_audience(user_id)) if presence is not None else []
+        await self._store.set_privacy(user_id, group_add=group_add, presence=presence)
+        if presence is None:
+            return
+        after = viewers(await self._store.presence_audience(user_id))
+        lost = sorted(set(before) - set(after))
+        if lost:
+            self._delivery.deliver(lost, OutboundFrame(f.Presence(user_id=user_id, online=False, last_seen=0)))
+        gained = sorted(set(after) - set(before))
+        if gained:
+            (record,) = await self._store.presence_of(user_id, [user_id])
+            online = user_id in await self._presence.online((user_id,))
+            frame = f.Presence(user_id=user_id, online=online, last_seen=0 if online else record.last_seen)
+            self._delivery.deliver(gained, OutboundFrame(frame))
+
     # ------------------------------------------------------------------------------------------ presence
 
     def on_presence_change(self, user_id: int, online: bool) -> None:
@@ -91,7 +115,7 @@ class SocialService:
         try:
             if not online:
                 await self._store.set_last_seen(user_id, now)
-            audience = await self._store.presence_audience(user_id)
+            audience = viewers(await self._store.presence_audience(user_id))
         except Exception:
             log.exception("presence announcement failed", extra={"user_id": user_id})
             return
@@ -104,7 +128,7 @@ class SocialService:
         """Presence of those users the viewer may see; the others are left out (no error, nothing leaked)."""
         if self._rates is not None:
             self._rates.check(self._rates.presence, viewer, "presence queries")
-        records = await self._store.presence_of(viewer, user_ids)
+        records = visible_records(viewer, await self._store.presence_of(viewer, user_ids))
         online = await self._presence.online(r.user_id for r in records)
         return [PresenceInfo(r.user_id, r.user_id in online, r.last_seen) for r in records]
 

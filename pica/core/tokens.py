@@ -1,7 +1,11 @@
-"""Signed access tokens (JWT), one pinned HMAC algorithm, ``exp`` required."""
+"""Signed access tokens (JWT, one pinned HMAC algorithm, ``exp`` required) and refresh tokens (a MAC over their
+session and generation). Both name a session (:mod:`pica.store.sessions`): revoking it refuses them."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -15,6 +19,7 @@ _ISSUER = "pica"
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
     user_id: int
+    session_id: str
     expires_at: int
     """Seconds since the epoch."""
     token_id: str
@@ -28,10 +33,11 @@ class TokenService:
         self._ttl = ttl_seconds
         self._algorithm = algorithm
 
-    def issue(self, user_id: int, now_seconds: float) -> tuple[str, int]:
+    def issue(self, user_id: int, session_id: str, now_seconds: float) -> tuple[str, int]:
         expires_at = int(now_seconds + self._ttl)
         claims = {
             "sub": str(user_id),
+            "sid": session_id,
             "iss": _ISSUER,
             "iat": int(now_seconds),
             "exp": expires_at,
@@ -51,7 +57,7 @@ class TokenService:
                 self._secret,
                 algorithms=[self._algorithm],
                 issuer=_ISSUER,
-                options={"require": ["exp", "sub", "iss", "jti"]},
+                options={"require": ["exp", "sub", "iss", "jti", "sid"]},
             )
         except jwt.ExpiredSignatureError:
             raise TokenExpired("token expired") from None
@@ -63,4 +69,44 @@ class TokenService:
             raise InvalidToken("invalid token") from None
         if not 0 < user_id < 2**53:  # only the secret's holder could sign one, but no store could look it up
             raise InvalidToken("invalid token")
-        return TokenClaims(user_id=user_id, expires_at=int(claims["exp"]), token_id=str(claims["jti"]))
+        session_id = claims["sid"]
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidToken("invalid token")
+        return TokenClaims(user_id=user_id, session_id=session_id, expires_at=int(claims["exp"]),
+                           token_id=str(claims["jti"]))
+
+
+def new_session_id() -> str:
+    """128 random bits, URL-safe (no dots: refresh tokens use them as separators)."""
+    return secrets.token_urlsafe(16)
+
+
+class RefreshTokens:
+    """``r1.<session>.<generation>.<mac>``: the store keeps no secret of a session, only its current generation, and
+    any token this server ever issued can be recognised as such, so that an old one coming back is known to be a
+    reuse (revoke the family) and not a forgery (refuse it, nothing more). The key is derived from the token
+    secret: rotating that secret ends every session."""
+
+    _PREFIX = "r1"
+
+    def __init__(self, secret: str) -> None:
+        self._key = hmac.new(secret.encode(), b"pica refresh token v1", hashlib.sha256).digest()
+
+    def _mac(self, session_id: str, generation: int) -> str:
+        digest = hmac.new(self._key, f"{session_id}.{generation}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def issue(self, session_id: str, generation: int) -> str:
+        return f"{self._PREFIX}.{session_id}.{generation}.{self._mac(session_id, generation)}"
+
+    def parse(self, token: object) -> tuple[str, int]:
+        """The (session, generation) a genuine refresh token names; InvalidToken for anything else."""
+        if not isinstance(token, str) or len(token) > 200 or not token.isascii():
+            raise InvalidToken("invalid refresh token")
+        parts = token.split(".")
+        if len(parts) != 4 or parts[0] != self._PREFIX or not parts[2].isdigit() or len(parts[2]) > 9:
+            raise InvalidToken("invalid refresh token")
+        session_id, generation = parts[1], int(parts[2])
+        if not session_id or not hmac.compare_digest(parts[3], self._mac(session_id, generation)):
+            raise InvalidToken("invalid refresh token")
+        return session_id, generation

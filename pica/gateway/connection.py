@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pica.core.chat import Reply, SendAck
 from pica.core.ratelimit import Bucket, refused
+from pica.core.sessions import Identity
 from pica.core.wire import message_frame
 from pica.errors import (
     BadRequest,
@@ -26,6 +27,7 @@ from pica.errors import (
     InvalidFrame,
     PicaError,
     RateLimited,
+    SessionEnded,
     TokenExpired,
     TooManySessions,
     Unauthenticated,
@@ -74,11 +76,12 @@ class Connection:
         "inflight",
         "last_recv",
         "last_send",
+        "login_session",
         "opened_at",
         "services",
+        "session_expires_at",
         "session_id",
         "state",
-        "token_expires_at",
         "user_id",
     )
 
@@ -93,7 +96,9 @@ class Connection:
         self.opened_at = now
         self.last_recv = now
         self.last_send = now
-        self.token_expires_at = 0
+        self.login_session = ""
+        """The session (a login) whose token authenticated this connection: revoking it closes the connection."""
+        self.session_expires_at = 0
         self.inflight = 0
         self._paused = False
         self._outbox: list[bytes] | None = None
@@ -252,6 +257,8 @@ class Connection:
             self._spawn(frame.id, self._do_sync(frame))
         elif isinstance(frame, f.History):
             self._spawn(frame.id, self._do_history(frame))
+        elif isinstance(frame, f.Answer):
+            self._spawn(frame.id, self._done(frame.id, self._answer(frame)))
         elif isinstance(frame, f.Ping):
             self.send(f.Pong(ref=frame.id))
         elif isinstance(frame, f.Pong):
@@ -337,9 +344,12 @@ class Connection:
 
     async def _do_auth(self, token: str, device: str | None) -> None:
         try:
-            claims = await self.services.accounts.authenticate(token)
+            who = await self.services.accounts.authenticate(token)
         except TokenExpired as exc:
             self.fail(exc, CloseCode.TOKEN_EXPIRED)
+            return
+        except SessionEnded as exc:
+            self.fail(exc, CloseCode.SESSION_ENDED)
             return
         except Unauthenticated as exc:
             self.fail(exc, CloseCode.AUTH_FAILED)
@@ -350,19 +360,21 @@ class Connection:
         if self.state is State.CLOSED:
             return
         if self.services.before_ready is not None:
-            await self.services.before_ready(claims.user_id)
+            await self.services.before_ready(who.user_id)
             if self.closed:  # the client left, or the node began to drain, while we waited
                 return
-        self.accept(claims.user_id, device, claims.expires_at)
+        self.accept(who, device)
 
     @property
     def closed(self) -> bool:
         return self.state is State.CLOSED
 
-    def accept(self, user_id: int, device: str | None, token_expires_at: int) -> None:
+    def accept(self, who: Identity, device: str | None) -> None:
         """Authentication succeeded: register with the hub and tell the client (unless the user's sessions are at
-        ``max_sessions_per_user`` and the policy is to refuse)."""
+        ``max_sessions_per_user`` and the policy is to refuse). The connection lasts as long as the session, not
+        the access token that opened it (:mod:`pica.core.sessions`)."""
         services = self.services
+        user_id = who.user_id
         cap = services.max_sessions_per_user
         if cap and services.limits.session_overflow == "refuse" and services.hub.devices(user_id) >= cap:
             services.metrics.sessions_over_limit += 1
@@ -372,7 +384,8 @@ class Connection:
         self.user_id = user_id
         self.device = device or "dev-" + secrets.token_hex(4)
         self.session_id = secrets.token_hex(8)
-        self.token_expires_at = token_expires_at
+        self.login_session = who.session_id
+        self.session_expires_at = who.session_expires_at
         self.state = State.READY
         rates = self.services.rates
         self._rate = rates.connection_bucket() if rates is not None else None
@@ -439,6 +452,9 @@ class Connection:
             )
         )
 
+    async def _answer(self, frame: f.Answer) -> None:
+        await self.services.groups.answer(self.user_id, frame.group_id, frame.accept)
+
     async def _do_sync(self, frame: f.Sync) -> None:
         page = await self.services.chat.sync(self.user_id, frame.cursors, frame.limit)
         self.send(f.Synced(msgs=[message_frame(m) for m in page.messages], more=page.more, ref=frame.id))
@@ -459,7 +475,7 @@ class Connection:
     # ------------------------------------------------------------------------------------------ timers
 
     def check_timers(self, now: float, now_s: float) -> None:
-        """Called periodically by the hub's sweeper: auth deadline, idle timeout, heartbeat, token expiry."""
+        """Called periodically by the hub's sweeper: auth deadline, idle timeout, heartbeat, session expiry."""
         limits = self.services.limits
         if self.state in (State.AWAIT_AUTH, State.AUTHENTICATING):
             if now - self.opened_at > limits.auth_timeout:
@@ -469,7 +485,7 @@ class Connection:
             return
         if now - self.last_recv > limits.idle_timeout:
             self.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
-        elif self.token_expires_at and now_s >= self.token_expires_at:
-            self.fail(TokenExpired("token expired"), CloseCode.TOKEN_EXPIRED)
+        elif self.session_expires_at and now_s >= self.session_expires_at:
+            self.fail(SessionEnded("the session expired: log in again"), CloseCode.SESSION_ENDED)
         elif now - self.last_send >= limits.heartbeat_interval:
             self.send(f.Ping())

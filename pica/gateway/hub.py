@@ -32,6 +32,10 @@ class ConnectionHandle(Protocol):
         """0 until the connection is authenticated."""
 
     @property
+    def login_session(self) -> str:
+        """The session whose token authenticated the connection ("" until then)."""
+
+    @property
     def closed(self) -> bool: ...
 
     def push(self, frame: OutboundFrame) -> None: ...
@@ -106,6 +110,9 @@ class Hub:
 
     def devices(self, user_id: int) -> int:
         return len(self._by_user.get(user_id, ()))
+
+    def of_user(self, user_id: int) -> tuple[ConnectionHandle, ...]:
+        return tuple(self._by_user.get(user_id, ()))
 
     def oldest(self, user_id: int) -> ConnectionHandle | None:
         """The user's READY connection on this node that authenticated first (they are kept in that order)."""

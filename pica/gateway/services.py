@@ -11,6 +11,7 @@ from pica.config import LimitsConfig
 from pica.core.accounts import AccountService
 from pica.core.chat import ChatService
 from pica.core.groups import GroupService
+from pica.core.lifecycle import LifecycleService
 from pica.core.placement import NodeAddress
 from pica.core.ports import Clock
 from pica.core.ratelimit import RateLimits
@@ -37,6 +38,7 @@ class GatewayServices:
     accounts: AccountService
     groups: GroupService
     social: SocialService
+    lifecycle: LifecycleService
     hub: Hub
     limits: LimitsConfig
     clock: Clock

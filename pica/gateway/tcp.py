@@ -21,8 +21,9 @@ from pica.protocol.outbound import OutboundFrame
 
 log = logging.getLogger(__name__)
 
-SLOW_CONSUMER_LINGER = 2.0
-"""Seconds a cut slow consumer gets to read its backlog and the close notice before the socket is reset."""
+CLOSE_LINGER = 2.0
+"""Seconds a closed connection gets to read what it was sent (a cut slow consumer: its backlog) and the close notice
+before the socket is reset."""
 
 _RESET_ON_CLOSE: Final = struct.pack("ii", 1, 0)
 """``struct linger {l_onoff = 1, l_linger = 0}``: close() discards the unsent bytes and sends RST."""
@@ -80,6 +81,8 @@ class TcpConnection(Connection, asyncio.Protocol):
         self.services.hub.track(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return  # lingering after our close notice: what the client still sends is read only to be dropped
         try:
             payloads = self._reader.feed(data)
         except FrameTooLarge as exc:
@@ -95,7 +98,7 @@ class TcpConnection(Connection, asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self._reset_timer is not None and self._transport is not None:
-            # A cut slow consumer closed its side: it reads no more, so what it has not read is dropped now.
+            # A closed connection's client closed its side: it reads no more, so what it has not read is dropped.
             self._reset_timer.cancel()
             self._reset_timer = None
             reset(self._transport)
@@ -128,15 +131,19 @@ class TcpConnection(Connection, asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         transport.write(OutboundFrame(f.Close(code=int(code), reason=reason)).tcp_bytes())
-        if code is not CloseCode.SLOW_CONSUMER or not transport.can_write_eof():
-            transport.close()
+        if code is CloseCode.SERVER_SHUTDOWN or not transport.can_write_eof():
+            transport.close()  # a drain closes everything at once; the client reconnects whatever it read
             return
-        # The notice queues behind what the client has not read. Half-close rather than close: FIN follows the
-        # backlog, so a client that catches up sees 4002 and EOF, while the descriptor stays ours until the linger
-        # ends (close() would let it go as soon as the kernel took the last byte, leaving those bytes to the
-        # kernel); then whatever is still unread is dropped with a reset.
+        # Half-close and linger rather than close. Two reasons. Closing a socket whose client is still sending
+        # (a slow loris trickling a frame, a flood refused mid-way) while its bytes sit unread in our kernel makes
+        # the kernel answer with RST, and the client's kernel then throws away the error and close frames it had
+        # received but not yet handed to the client. And a cut slow consumer's notice queues behind what it has
+        # not read: FIN follows that backlog, so a client that catches up sees the code and EOF, while the
+        # descriptor stays ours (close() would leave those bytes to the kernel). Meanwhile what the client sends
+        # is read and dropped; at its EOF, or when the linger ends, whatever is still unread is dropped too.
         transport.write_eof()
-        self._reset_timer = asyncio.get_running_loop().call_later(SLOW_CONSUMER_LINGER, self._reset_now)
+        self._transport_resume()
+        self._reset_timer = asyncio.get_running_loop().call_later(CLOSE_LINGER, self._reset_now)
 
     def _reset_now(self) -> None:
         self._reset_timer = None

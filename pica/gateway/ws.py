@@ -19,7 +19,7 @@ from pica.gateway import http_headers
 from pica.gateway.connection import Connection, State
 from pica.gateway.http_socket import HttpSocket
 from pica.gateway.services import GatewayServices
-from pica.gateway.tcp import SLOW_CONSUMER_LINGER, reset
+from pica.gateway.tcp import CLOSE_LINGER, reset
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.codec import Encoding
 from pica.protocol.outbound import OutboundFrame
@@ -56,7 +56,7 @@ class WsConnection(Connection):
         if code is CloseCode.SLOW_CONSUMER:
             # aiohttp keeps the socket open until the handler returns, after the client's close reply; one that
             # reads nothing never replies, and its unread bytes are dropped with a reset (tcp.reset) at the end.
-            asyncio.get_running_loop().call_later(SLOW_CONSUMER_LINGER, reset, self._transport)
+            asyncio.get_running_loop().call_later(CLOSE_LINGER, reset, self._transport)
         # A separate task: close() may be called while the handler is blocked in receive(); aiohttp wakes it.
         self.closing_task = asyncio.get_running_loop().create_task(self._close(code, reason))
         self.services.track(self.closing_task)
@@ -97,9 +97,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     if services.allowed_origins and origin not in services.allowed_origins:
         raise Forbidden("origin not allowed")
     token = _bearer(request)
-    claims = await services.accounts.authenticate(token) if token else None
-    if claims is not None and services.before_ready is not None:
-        await services.before_ready(claims.user_id)
+    who = await services.accounts.authenticate(token) if token else None
+    if who is not None and services.before_ready is not None:
+        await services.before_ready(who.user_id)
     encoding = Encoding.MSGPACK if request.query.get("encoding") == "msgpack" else Encoding.JSON
 
     ws = web.WebSocketResponse(
@@ -125,15 +125,15 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     if not services.accepting:
         conn.close(CloseCode.SERVER_SHUTDOWN, "server shutting down")
         return ws
-    if claims is not None:
+    if who is not None:
         device = request.query.get("device") or None
         if device is not None and len(device) > 64:
             device = device[:64]
-        conn.accept(claims.user_id, device, claims.expires_at)
+        conn.accept(who, device)
     else:
         services.hub.track(conn)
     # This frame lives as long as the socket: drop what is no longer needed (idle memory per connection matters).
-    del origin, token, claims, below, masks
+    del origin, token, who, below, masks
     try:
         while True:
             await conn.wait_readable()

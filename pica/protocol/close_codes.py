@@ -28,6 +28,8 @@ class CloseCode(IntEnum):
     TOO_MANY_SESSIONS = 4505
     """The user's sessions passed ``limits.max_sessions_per_user``: this one was the oldest, or the refused new one.
     In the no-reconnect range: reconnecting by itself would only close another session of the same user."""
+    SESSION_ENDED = 4506
+    """The socket's session was ended (logout, revoked, password change, a reused refresh token): log in again."""
 
     @property
     def should_reconnect(self) -> bool:

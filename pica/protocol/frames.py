@@ -125,6 +125,14 @@ class Ping(_Frame, tag="ping"):
     id: RequestId | None = None
 
 
+class Answer(_Frame, tag="answer"):
+    """Accept or decline my pending invitation to group ``group_id`` (answered with ``done``, or an ``error``)."""
+
+    group_id: UserIdField
+    accept: bool
+    id: RequestId | None = None
+
+
 class Pong(_Frame, tag="pong"):
     ref: RequestId | None = None
 
@@ -229,6 +237,16 @@ class Error(_Frame, tag="error"):
     """With ``rate_limited``: seconds after which the same request will be accepted."""
 
 
+class Invitation(_Frame, tag="invitation"):
+    """An invitation of mine to a group: ``pending`` (someone wants to add me and my ``group_add`` setting asks for
+    my consent), or ``accepted`` / ``declined`` by one of my devices."""
+
+    group_id: int
+    name: str
+    inviter_id: int
+    state: str
+
+
 class Resync(_Frame, tag="resync"):
     """Live frames may have been missed (the cluster bus was interrupted): sync every conversation now. Nothing
     acked is lost; it is only not pushed."""
@@ -243,16 +261,17 @@ class Close(_Frame, tag="close"):
     reason: str
 
 
-ClientFrame = Auth | Send | Recv | Read | Typing | Recall | Edit | Delete | Sync | History | Ping | Pong
+ClientFrame = Auth | Send | Recv | Read | Typing | Recall | Edit | Delete | Sync | History | Answer | Ping | Pong
 ServerFrame = (
-    Ready | Sent | Msg | Synced | Page | Receipt | Done | Presence | Contact | Typing | Error | Resync | Close | Ping
-    | Pong
+    Ready | Sent | Msg | Synced | Page | Receipt | Done | Presence | Contact | Invitation | Typing | Error | Resync
+    | Close | Ping | Pong
 )
 
 CLIENT_FRAME_TYPES: Final = frozenset(
-    {"auth", "send", "recv", "read", "typing", "recall", "edit", "delete", "sync", "history", "ping", "pong"}
+    {"auth", "send", "recv", "read", "typing", "recall", "edit", "delete", "sync", "history", "answer", "ping",
+     "pong"}
 )
 SERVER_FRAME_TYPES: Final = frozenset(
-    {"ready", "sent", "msg", "synced", "page", "receipt", "done", "presence", "contact", "typing", "error", "resync",
-     "close", "ping", "pong"}
+    {"ready", "sent", "msg", "synced", "page", "receipt", "done", "presence", "contact", "invitation", "typing",
+     "error", "resync", "close", "ping", "pong"}
 )

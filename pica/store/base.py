@@ -12,7 +12,7 @@ import abc
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,70 @@ class UserRecord:
     created_at: int
     banned: bool = False
     """Set by an administrator: no login, tokens refused (a default, so records built without it stay valid)."""
+    deleted: bool = False
+    """The account was deleted: a tombstone whose id still resolves, with no username, password or settings."""
+
+
+PRIVACY_LEVELS: Final = ("everyone", "contacts", "nobody")
+"""The values of the ``group_add`` and ``presence`` settings."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserSettings:
+    only_contacts: bool = False
+    group_add: str = "everyone"
+    """Who may add the user to a group; the others' adds become invitations (group_rules.add_outcome)."""
+    presence: str = "everyone"
+    """Who sees the user's online state and last seen, among those related to them (pica/core/privacy.py)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A signed-in session (one login: a device or a browser), as its user lists it. Times in ms."""
+
+    session_id: str
+    user_id: int
+    created_at: int
+    last_used_at: int
+    """The login or the last refresh of its access token."""
+    expires_at: int
+    """When its refresh token stops working unless used before (each refresh moves it on)."""
+    address: str
+    user_agent: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What accepting an access token needs to know of its session."""
+
+    user_id: int
+    expires_at: int
+    revoked: bool
+    banned: bool
+
+
+RefreshOutcome = Literal["rotated", "reused", "revoked", "banned", "expired", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """The answer to a refresh (see :func:`pica.store.sessions.refresh_decision`). ``rotated``: ``generation`` is
+    the new refresh token's; ``reused``: an old refresh token came back, and the session was revoked."""
+
+    outcome: RefreshOutcome
+    user_id: int = 0
+    generation: int = 0
+    expires_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedSession:
+    session_id: str
+    user_id: int
+    revoked_at: int
+    reason: str = ""
+    """Why it ended: ``logout``, ``revoked_by_user``, ``revoked_by_admin``, ``password_changed``, ``refresh_reuse``,
+    ``too_many_sessions``, ``account_deleted``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +203,29 @@ class GroupAction:
 
 @dataclass(frozen=True, slots=True)
 class GroupChange:
-    """What a committed GroupAction did: the system notice it appended, and who joined or left the timeline."""
+    """What a committed GroupAction did: the system notice it appended, and who joined or left the timeline.
+    ``notice`` None: an add that only invited (``invited``: users whose consent is needed), so nothing changed in
+    the timeline."""
 
     group: GroupRecord
-    notice: MessageRecord
+    notice: MessageRecord | None
     added: tuple[int, ...]
     removed: tuple[int, ...]
+    invited: tuple[int, ...] = ()
+    """Users the add or creation invited rather than added, as the actor is told. Includes those who blocked the
+    actor, for whom no invitation was stored: the actor cannot tell them apart (a block is not disclosed)."""
+    invitations: tuple[int, ...] = ()
+    """The invitations actually stored (``invited`` without those who blocked the actor): who is told of one."""
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationRecord:
+    """A pending invitation to a group, as the invitee lists it."""
+
+    group_id: int
+    name: str
+    inviter_id: int
+    created_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +252,29 @@ class ContactRecord:
 
 @dataclass(frozen=True, slots=True)
 class PresenceRecord:
+    """A user related to the viewer (contact or 1:1 peer) who has not blocked them, with what the presence rule
+    (pica/core/privacy.py) needs: their ``presence`` setting and whether the two are accepted contacts."""
+
     user_id: int
     last_seen: int
+    presence: str = "everyone"
+    contact: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    user_id: int
+    contact: bool
+    """An accepted contact (rather than only a 1:1 peer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceAudience:
+    """Who is related to a user and not blocked by them (``viewers``), and the user's ``presence`` setting: the
+    facts from which the presence rule picks who is told."""
+
+    presence: str
+    viewers: tuple[Viewer, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +392,47 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def get_user(self, user_id: int) -> UserRecord | None: ...
+
+    # sessions (pica/store/sessions.py)
+    @abc.abstractmethod
+    async def create_session(self, session: SessionRecord, max_live: int, forget_before: int) -> None:
+        """Store a new session (generation 0). Beyond ``max_live`` live sessions the user's least recently used are
+        revoked; the user's rows revoked or expired before ``forget_before`` are deleted."""
+
+    @abc.abstractmethod
+    async def session_state(self, session_id: str) -> SessionState | None: ...
+
+    @abc.abstractmethod
+    async def refresh_session(self, session_id: str, generation: int, now_ms: int, ttl_ms: int,
+                              grace_ms: int) -> Refreshed:
+        """Rotate the session's refresh token if ``generation`` is its current one (or the one before, within
+        ``grace_ms`` of the rotation: a client that lost the answer); revoke the session if an older one came
+        back."""
+
+    @abc.abstractmethod
+    async def list_sessions(self, user_id: int, now_ms: int) -> list[SessionRecord]:
+        """The user's live sessions, most recently used first."""
+
+    @abc.abstractmethod
+    async def revoke_session(self, user_id: int, session_id: str, now_ms: int, reason: str) -> bool:
+        """Whether a live session of this user was revoked."""
+
+    @abc.abstractmethod
+    async def revoke_user_sessions(self, user_id: int, now_ms: int, reason: str, *, keep: str | None = None) -> int:
+        """Revoke every live session of the user but ``keep``; how many were revoked."""
+
+    @abc.abstractmethod
+    async def set_password(self, user_id: int, password_hash: str, now_ms: int, *, keep: str | None = None) -> int:
+        """Replace the password and revoke every live session but ``keep``, in one transaction; how many were
+        revoked. Raises UserNotFound."""
+
+    @abc.abstractmethod
+    async def revoked_sessions(self, since_ms: int) -> list[RevokedSession]:
+        """Sessions revoked at or after ``since_ms`` (every node polls this to close their sockets)."""
+
+    @abc.abstractmethod
+    async def forget_sessions(self, before_ms: int) -> int:
+        """Delete the rows of sessions revoked or expired before ``before_ms``; how many."""
 
     # administration (the ``pica user`` / ``pica group`` commands)
     @abc.abstractmethod
@@ -422,12 +565,51 @@ class Store(abc.ABC):
     async def get_only_contacts(self, user_id: int) -> bool: ...
 
     @abc.abstractmethod
-    async def presence_audience(self, user_id: int) -> list[int]:
-        """Who may see this user's presence: accepted contacts and 1:1 peers, minus users this user blocked."""
+    async def get_settings(self, user_id: int) -> UserSettings: ...
+
+    @abc.abstractmethod
+    async def set_privacy(self, user_id: int, *, group_add: str | None = None, presence: str | None = None) -> None:
+        """Change the given privacy settings (None: unchanged); values from PRIVACY_LEVELS, else BadRequest."""
+
+    @abc.abstractmethod
+    async def presence_audience(self, user_id: int) -> PresenceAudience:
+        """Who is related to this user (accepted contacts and 1:1 peers) minus users this user blocked, and the
+        user's presence setting."""
 
     @abc.abstractmethod
     async def presence_of(self, viewer: int, user_ids: list[int]) -> list[PresenceRecord]:
-        """last_seen of those of ``user_ids`` whose presence the viewer may see (others are left out)."""
+        """Those of ``user_ids`` related to the viewer and not blocking them (and the viewer), with last_seen and
+        the facts of the presence rule; others are left out."""
+
+    # group invitations
+    @abc.abstractmethod
+    async def list_invitations(self, user_id: int) -> list[InvitationRecord]:
+        """The user's pending invitations that are still valid (group not dissolved, inviter still its owner or an
+        admin, the user not a member), by group id."""
+
+    @abc.abstractmethod
+    async def accept_invitation(self, user_id: int, group_id: int, ts: int, max_members: int) -> GroupChange:
+        """Join the group the invitation is for, re-checked now: NotFound without a valid invitation (none, or its
+        inviter is no longer the group's owner or an admin), Forbidden for a dissolved group, BadRequest when the
+        user is a member already or the group is full."""
+
+    @abc.abstractmethod
+    async def decline_invitation(self, user_id: int, group_id: int) -> None:
+        """Drop the invitation; NotFound when there is none."""
+
+    # account lifecycle
+    @abc.abstractmethod
+    async def delete_account(self, user_id: int, ts: int) -> list[GroupChange]:
+        """Delete the account in one transaction, per docs/protocol.md "Deleting an account": the user row becomes
+        a tombstone (username freed, password and settings erased), contacts, blocks, hidden messages, cursors,
+        invitations and the user's own timeline go, every group is left (an owner's passes to the next member by
+        group_rules.successor, or is dissolved when nobody remains). Returns the group changes, in commit order,
+        for the fan-out. UserNotFound when there is no such (undeleted) user."""
+
+    @abc.abstractmethod
+    async def sent_messages(self, user_id: int, after_client_msg_id: str, limit: int) -> list[MessageRecord]:
+        """Messages the user sent, in ``client_msg_id`` order after ``after_client_msg_id`` (keyset paging over the
+        idempotency index), at most ``limit``: for the data export."""
 
     @abc.abstractmethod
     async def set_last_seen(self, user_id: int, ts: int) -> None: ...

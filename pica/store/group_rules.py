@@ -9,9 +9,10 @@ protocol documents (docs/protocol.md, "Groups"), in the order the checks are lis
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
-from pica.errors import BadRequest, Forbidden, GroupNotFound, UserNotFound
+from pica.errors import BadRequest, Forbidden, GroupNotFound, NotFound, UserNotFound
 from pica.protocol.text import has_control_chars
 
 RANK: Final = {"owner": 3, "admin": 2, "member": 1}
@@ -37,14 +38,24 @@ def listed(user_ids: list[int] | tuple[int, ...]) -> dict[str, Any]:
     return {"count": len(user_ids)}
 
 
-def plan_create(owner: int, name: str, members: Iterable[int], max_members: int) -> tuple[str, tuple[int, ...], Event]:
-    """A new group's name, its members (the owner first, then the others in request order, once each) and the
-    notice."""
+def plan_create(owner: int, name: str, members: Iterable[int], max_members: int) -> tuple[str, tuple[int, ...]]:
+    """A new group's name and everyone named (the owner first, then the others in request order, once each)."""
     name = check_name(name)
     everyone = tuple(dict.fromkeys([owner, *members]))
     if len(everyone) > max_members:
         raise BadRequest(f"a group has at most {max_members} members")
-    return name, everyone, {"event": "created", "by": owner, "name": name, **listed(everyone)}
+    return name, everyone
+
+
+def plan_founders(owner: int, name: str, everyone: tuple[int, ...], consent: Mapping[int, Consent]) -> AddPlan:
+    """Who of those named at creation joins (the owner and whoever's consent allows it) and who is invited, by
+    the rule of adds; the ``created`` notice lists those who joined."""
+    check_users_found(len(everyone), sum(1 for u in everyone if u in consent))
+    outcome = {u: ADD if u == owner else add_outcome(consent[u]) for u in everyone}
+    joined = tuple(u for u in everyone if outcome[u] == ADD)
+    return AddPlan(joined, tuple(u for u in everyone if outcome[u] != ADD),
+                   tuple(u for u in everyone if outcome[u] == INVITE),
+                   {"event": "created", "by": owner, "name": name, **listed(joined)})
 
 
 def check_users_found(wanted: int, found: int) -> None:
@@ -79,16 +90,85 @@ def require_rank(actor_role: str, needed: str, what: str) -> None:
         raise Forbidden(f"only the {'owner' if needed == 'owner' else 'owner or an admin'} can {what}")
 
 
-def plan_add(actor: int, actor_role: str, requested: Iterable[int], existing: set[int],
-             max_members: int) -> tuple[tuple[int, ...], Event]:
-    """Who joins (the requested users not yet members, in request order) and the notice."""
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """What a group add may do to one user, read inside the add's transaction."""
+
+    group_add: str
+    """Their setting: "everyone", "contacts" or "nobody"."""
+    contact: bool
+    """They and the actor are accepted contacts."""
+    blocked: bool
+    """They blocked the actor."""
+
+
+ADD: Final = "add"
+INVITE: Final = "invite"
+DROP: Final = "drop"
+
+
+def add_outcome(consent: Consent) -> str:
+    """The consent rule of group adds: ADD (they become a member), INVITE (a pending invitation they may accept) or
+    DROP (nothing is stored; the actor is told "invited" all the same, so that a block is not disclosed)."""
+    if consent.blocked:
+        return DROP
+    if consent.group_add == "everyone" or (consent.group_add == "contacts" and consent.contact):
+        return ADD
+    return INVITE
+
+
+@dataclass(frozen=True, slots=True)
+class AddPlan:
+    added: tuple[int, ...]
+    invited: tuple[int, ...]
+    """Told "invited": those to store an invitation for and the dropped."""
+    invitations: tuple[int, ...]
+    """The invitations to store."""
+    event: Event | None
+    """The notice, when somebody was added."""
+
+
+def plan_add(actor: int, actor_role: str, requested: Iterable[int], existing: set[int], max_members: int,
+             consent: Mapping[int, Consent]) -> AddPlan:
+    """Who joins (the requested users not yet members whose consent allows it, in request order), who is invited,
+    and the notice. ``consent``: every requested non-member's (a missing one does not exist: UserNotFound)."""
     require_rank(actor_role, "admin", "add members")
-    added = tuple(u for u in dict.fromkeys(requested) if u not in existing)
-    if not added:
+    wanted = tuple(u for u in dict.fromkeys(requested) if u not in existing)
+    if not wanted:
         raise BadRequest("everyone named is a member already")
-    if len(existing) + len(added) > max_members:
+    outcome = {u: add_outcome(consent[u]) for u in wanted if u in consent}
+    # The size first (users that do not exist counted as joining), then their existence: the order of the checks
+    # the protocol lists.
+    if len(existing) + sum(1 for u in wanted if outcome.get(u, ADD) == ADD) > max_members:
         raise BadRequest(f"a group has at most {max_members} members")
-    return added, {"event": "members_added", "by": actor, **listed(added)}
+    check_users_found(len(wanted), len(outcome))
+    added = tuple(u for u in wanted if outcome[u] == ADD)
+    return AddPlan(added, tuple(u for u in wanted if outcome[u] != ADD),
+                   tuple(u for u in wanted if outcome[u] == INVITE),
+                   {"event": "members_added", "by": actor, **listed(added)} if added else None)
+
+
+def check_invitation(inviter_role: str | None, dissolved: bool, already_member: bool, members: int,
+                     max_members: int) -> None:
+    """Accepting an invitation, checked again at that moment: it is valid while its inviter is still the group's
+    owner or an admin (an inviter who left or was demoted no longer vouches for it)."""
+    if inviter_role is None or RANK[inviter_role] < RANK["admin"]:
+        raise NotFound("no valid invitation to this group")
+    if dissolved:
+        raise Forbidden("the group was dissolved")
+    if already_member:
+        raise BadRequest("you are a member of this group already")
+    if members + 1 > max_members:
+        raise BadRequest(f"a group has at most {max_members} members")
+
+
+def successor(members: Mapping[int, tuple[str, int]]) -> int | None:
+    """Who becomes owner when the owner's account is deleted: among the other members (``members``: id → (role,
+    joined_seq)), the highest ranked, then the longest in the group, then the lowest id; None when nobody is left
+    (the group is then dissolved)."""
+    if not members:
+        return None
+    return min(members, key=lambda u: (-RANK[members[u][0]], members[u][1], u))
 
 
 def plan_leave(kind: str, actor: int, actor_role: str, roles: Mapping[int, str]) -> tuple[tuple[int, ...], Event]:

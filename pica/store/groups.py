@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from pica.errors import BadRequest, GroupNotFound
+from pica.errors import BadRequest, GroupNotFound, NotFound
 from pica.protocol.ids import group_conversation_id
 from pica.store import group_rules as rules
 from pica.store import messages
-from pica.store.base import GroupAction, GroupChange, GroupRecord, MemberRecord
+from pica.store.base import GroupAction, GroupChange, GroupRecord, InvitationRecord, MemberRecord
 from pica.store.txn import Dialect, Read, Statement, Txn, Write
 
 
@@ -30,16 +30,24 @@ def _group(row: Sequence[Any]) -> GroupRecord:
     return GroupRecord(row[0], row[1], row[2], row[3], bool(row[4]), bool(row[5]), row[6], int(row[7]), row[8])
 
 
-def _load(group_id: int) -> Txn[GroupRecord]:
+def load_group(group_id: int) -> Txn[GroupRecord]:
     rows = yield Read("group_by_id", (group_id,))
     if not rows:
         raise GroupNotFound()
     return _group(rows[0])
 
 
-def _check_users(user_ids: Sequence[int]) -> Txn[None]:
-    rows = yield Read("group_users_found", (list(user_ids),))
-    rules.check_users_found(len(user_ids), rows[0][0])
+def _consent(actor: int, user_ids: Sequence[int]) -> Txn[dict[int, rules.Consent]]:
+    """What the consent rule of group adds needs to know about each of ``user_ids`` (existing, undeleted users;
+    the others are missing from the answer)."""
+    rows = yield Read("group_add_consent", (actor, list(user_ids)))
+    return {int(r[0]): rules.Consent(str(r[1]), bool(r[2]), bool(r[3])) for r in rows}
+
+
+def _invite(group_id: int, user_ids: Sequence[int], inviter: int, ts: int) -> Write:
+    """Pending invitations (a repeated one keeps its first inviter and time)."""
+    n = len(user_ids)
+    return Write("insert_group_invites", (list(user_ids), [group_id] * n, [inviter] * n, [ts] * n))
 
 
 def _member_roles(conversation_id: str, user_ids: Sequence[int]) -> Txn[dict[int, str]]:
@@ -57,37 +65,53 @@ def _insert_members(conversation_id: str, user_ids: Sequence[int], roles: Sequen
 
 
 def create_group(owner: int, name: str, members: list[int], ts: int, max_members: int) -> Txn[GroupChange]:
-    name, everyone, event = rules.plan_create(owner, name, members, max_members)
-    yield from _check_users(everyone)
+    """A new group; those named who do not consent to being added by the owner (their ``group_add``) are invited
+    instead (GroupChange.invited)."""
+    name, everyone = rules.plan_create(owner, name, members, max_members)
+    plan = rules.plan_founders(owner, name, everyone, (yield from _consent(owner, everyone)))
+    assert plan.event is not None
     # PostgreSQL derives conversation_id from the identity column; SQLite's AUTOINCREMENT id is known only now.
     group_id = int((yield Read("insert_group", (name, owner, ts)))[0][0])
     conversation_id = group_conversation_id(group_id)
     yield Write("name_group_conversation", ([group_id], [conversation_id]))
     yield Write("create_group_conversation", ([conversation_id], [ts]))
-    yield _insert_members(conversation_id, everyone, ["owner" if u == owner else "member" for u in everyone], 0)
-    notice = yield from messages.append_notice(conversation_id, owner, event, ts)
-    group = yield from _load(group_id)
-    return GroupChange(group, notice, added=everyone, removed=())
+    yield _insert_members(conversation_id, plan.added, ["owner" if u == owner else "member" for u in plan.added], 0)
+    yield _invite(group_id, plan.invitations, owner, ts)
+    notice = yield from messages.append_notice(conversation_id, owner, plan.event, ts)
+    group = yield from load_group(group_id)
+    return GroupChange(group, notice, added=plan.added, removed=(), invited=plan.invited,
+                       invitations=plan.invitations)
 
 
 def group_action(action: GroupAction) -> Txn[GroupChange]:
     """One change: the conversation row first (see the module's locking note), the rules, the writes, the notice."""
     conversation_id = group_conversation_id(action.group_id)
     locked = yield Read("lock_conversations", ([conversation_id],))
-    group = yield from _load(action.group_id)
+    group = yield from load_group(action.group_id)
     group_id = group.group_id
     actor = yield Read("group_member_roles", (conversation_id, [action.actor]))
     actor_role = rules.acting_role(str(actor[0][1]) if actor else None, group.dissolved)
     kind = action.kind
     added: tuple[int, ...] = ()
     removed: tuple[int, ...] = ()
+    event: rules.Event | None
 
     if kind == "add":
         existing = {int(row[0]) for row in (yield Read("group_member_ids", (conversation_id,)))}
-        added, event = rules.plan_add(action.actor, actor_role, action.user_ids, existing, action.max_members)
-        yield from _check_users(added)
+        wanted = [u for u in action.user_ids if u not in existing]
+        plan = rules.plan_add(action.actor, actor_role, action.user_ids, existing, action.max_members,
+                              (yield from _consent(action.actor, wanted)))
+        added, event = plan.added, plan.event
         last_seq = locked[0][1]
         yield _insert_members(conversation_id, added, ["member"] * len(added), last_seq)
+        yield _invite(group_id, plan.invitations, action.actor, action.ts)
+        if event is None:  # everyone named was invited: nothing changed in the timeline
+            return GroupChange(group, None, added=(), removed=(), invited=plan.invited,
+                               invitations=plan.invitations)
+        notice = yield from messages.append_notice(conversation_id, action.actor, event, action.ts)
+        yield Write("bump_members_version", ([group_id],))
+        return GroupChange((yield from load_group(group_id)), notice, added=added, removed=(), invited=plan.invited,
+                           invitations=plan.invitations)
     elif kind in ("remove", "leave"):
         targets = [action.actor] if kind == "leave" else list(action.user_ids)
         removed, event = rules.plan_leave(kind, action.actor, actor_role,
@@ -101,9 +125,7 @@ def group_action(action: GroupAction) -> Txn[GroupChange]:
         rules.check_transfer_request(actor_role, action.user_ids)
         (target,) = yield from _member_roles(conversation_id, action.user_ids)
         event = rules.plan_transfer(action.actor, target)
-        yield Write("set_member_roles", ([conversation_id] * 2, [action.actor, target], ["admin", "owner"]))
-        yield Write("set_member_muted", ([conversation_id], [target], [False]))
-        yield Write("set_group_owner", ([group_id], [target]))
+        yield from transfer_writes(group_id, conversation_id, action.actor, target)
     elif kind == "rename":
         name, event = rules.plan_rename(action.actor, actor_role, action.name)
         yield Write("rename_group", ([group_id], [name]))
@@ -121,13 +143,58 @@ def group_action(action: GroupAction) -> Txn[GroupChange]:
     else:
         raise BadRequest(f"unknown group action {kind!r}")
 
-    # The notice goes in before the removed leave, so that they see it; after the added join.
+    # The notice goes in before the removed leave, so that they see it.
     notice = yield from messages.append_notice(conversation_id, action.actor, event, action.ts)
     if removed:
-        yield Write("delete_group_members", ([conversation_id] * len(removed), list(removed)))
-    if added or removed:
-        yield Write("bump_members_version", ([group_id],))
-    return GroupChange((yield from _load(group_id)), notice, added=added, removed=removed)
+        yield from remove_members(group_id, conversation_id, removed)
+    return GroupChange((yield from load_group(group_id)), notice, added=added, removed=removed)
+
+
+def transfer_writes(group_id: int, conversation_id: str, owner: int, target: int) -> Txn[None]:
+    """Ownership passes from ``owner`` (who becomes an admin) to ``target`` (unmuted)."""
+    yield Write("set_member_roles", ([conversation_id] * 2, [owner, target], ["admin", "owner"]))
+    yield Write("set_member_muted", ([conversation_id], [target], [False]))
+    yield Write("set_group_owner", ([group_id], [target]))
+
+
+def remove_members(group_id: int, conversation_id: str, user_ids: Sequence[int]) -> Txn[None]:
+    """End memberships (after the notice of it, so that the removed see it) and bump the membership version."""
+    yield Write("delete_group_members", ([conversation_id] * len(user_ids), list(user_ids)))
+    yield Write("bump_members_version", ([group_id],))
+
+
+# --------------------------------------------------------------------------------------------------------- invitations
+
+
+def accept_invitation(user_id: int, group_id: int, ts: int, max_members: int) -> Txn[GroupChange]:
+    """Join by an invitation, re-checked now (group_rules.check_invitation), under the group's conversation lock
+    like any group change; the ``members_added`` notice names the invitee as ``by`` and the inviter as
+    ``invited_by``."""
+    conversation_id = group_conversation_id(group_id)
+    locked = yield Read("lock_conversations", ([conversation_id],))
+    invite = yield Read("group_invite", (user_id, group_id))
+    if not invite or not locked:
+        raise NotFound("no valid invitation to this group")
+    inviter = int(invite[0][0])
+    group = yield from load_group(group_id)
+    roles = {int(r[0]): str(r[1]) for r in (yield Read("group_member_roles", (conversation_id, [inviter, user_id])))}
+    rules.check_invitation(roles.get(inviter), group.dissolved, user_id in roles, group.member_count, max_members)
+    yield Write("delete_group_invites", ([user_id], [group_id]))
+    yield _insert_members(conversation_id, (user_id,), ("member",), locked[0][1])
+    event = {"event": "members_added", "by": user_id, "invited_by": inviter, **rules.listed((user_id,))}
+    notice = yield from messages.append_notice(conversation_id, user_id, event, ts)
+    yield Write("bump_members_version", ([group_id],))
+    return GroupChange((yield from load_group(group_id)), notice, added=(user_id,), removed=())
+
+
+def decline_invitation(user_id: int, group_id: int) -> Txn[None]:
+    if (yield Write("delete_group_invites", ([user_id], [group_id]))) == 0:  # nothing was written
+        raise NotFound("no pending invitation to this group")
+
+
+def list_invitations(user_id: int) -> Txn[list[InvitationRecord]]:
+    rows = yield Read("valid_group_invites", (user_id,))
+    return [InvitationRecord(int(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
 
 
 # --------------------------------------------------------------------------------------------------------- reads
@@ -175,8 +242,32 @@ _COLUMNS: Final = (
 )
 _MEMBER_COLUMNS: Final = "m.user_id, m.role, m.muted, m.joined_seq, m.delivered_seq, m.read_seq, u.username"
 
+# An invitation is valid while its group is not dissolved, its inviter is still the group's owner or an admin and the
+# invitee is not a member (group_rules.check_invitation says the same when one is accepted).
+_VALID_INVITES: Final = (
+    "SELECT i.group_id, g.name, i.inviter, i.created_at FROM group_invites i"
+    " JOIN groups g ON g.group_id = i.group_id AND NOT g.dissolved"
+    " JOIN members a ON a.conversation_id = g.conversation_id AND a.user_id = i.inviter"
+    " AND a.role IN ('owner', 'admin')"
+    " WHERE i.user_id = ?1"
+    " AND NOT EXISTS (SELECT 1 FROM members x WHERE x.conversation_id = g.conversation_id AND x.user_id = ?1)"
+    " ORDER BY i.group_id"
+)
+
 SQLITE: Final[Dialect] = {
-    "group_users_found": Statement("SELECT count(*) FROM users WHERE user_id IN (SELECT value FROM json_each(?1))"),
+    "group_add_consent": Statement(
+        "SELECT u.user_id, u.group_add,"
+        " EXISTS (SELECT 1 FROM contacts c WHERE c.user_id = u.user_id AND c.peer_id = ?1 AND c.state = 'accepted'),"
+        " EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.user_id AND b.blocked_id = ?1)"
+        " FROM users u WHERE u.user_id IN (SELECT value FROM json_each(?2)) AND u.deleted_at = 0"
+    ),
+    "insert_group_invites": Statement(
+        "INSERT INTO group_invites (user_id, group_id, inviter, created_at) VALUES (?1, ?2, ?3, ?4)"
+        " ON CONFLICT DO NOTHING"
+    ),
+    "group_invite": Statement("SELECT inviter FROM group_invites WHERE user_id = ?1 AND group_id = ?2"),
+    "delete_group_invites": Statement("DELETE FROM group_invites WHERE user_id = ?1 AND group_id = ?2"),
+    "valid_group_invites": Statement(_VALID_INVITES),
     # The conversation id is set once the id is known (name_group_conversation); members_version starts at 1.
     "insert_group": Statement(
         "INSERT INTO groups (conversation_id, name, owner_id, created_at, members_version)"
@@ -222,7 +313,22 @@ SQLITE: Final[Dialect] = {
 }
 
 POSTGRES: Final[Dialect] = {
-    "group_users_found": Statement("SELECT count(*) FROM users WHERE user_id = ANY($1::bigint[])"),
+    "group_add_consent": Statement(
+        "SELECT u.user_id, u.group_add,"
+        " EXISTS (SELECT 1 FROM contacts c WHERE c.user_id = u.user_id AND c.peer_id = $1 AND c.state = 'accepted'),"
+        " EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.user_id AND b.blocked_id = $1)"
+        " FROM users u WHERE u.user_id = ANY($2::bigint[]) AND u.deleted_at = 0"
+    ),
+    "insert_group_invites": Statement(
+        "INSERT INTO group_invites (user_id, group_id, inviter, created_at)"
+        " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) ON CONFLICT DO NOTHING"
+    ),
+    "group_invite": Statement("SELECT inviter FROM group_invites WHERE user_id = $1 AND group_id = $2"),
+    "delete_group_invites": Statement(
+        "DELETE FROM group_invites i USING unnest($1::bigint[], $2::bigint[]) AS k(user_id, group_id)"
+        " WHERE i.user_id = k.user_id AND i.group_id = k.group_id"
+    ),
+    "valid_group_invites": Statement(_VALID_INVITES.replace("?1", "$1")),
     # conversation_id is GENERATED ALWAYS AS ('g:' || group_id): nothing to name afterwards.
     "insert_group": Statement("INSERT INTO groups (name, owner_id, created_at) VALUES ($1, $2, $3) RETURNING group_id"),
     "name_group_conversation": Statement(None),

@@ -163,8 +163,11 @@ def changed(result: AppendResult, record: MessageRecord) -> list[Event]:
 
 
 def group_changed(change: GroupChange) -> list[Event]:
-    """``group.<event>`` from the notice a group change appended (its body is group_rules' notice)."""
+    """``group.<event>`` from the notice a group change appended (its body is group_rules' notice); none for an add
+    that only invited (no notice: nothing changed in the group yet)."""
     notice = change.notice
+    if notice is None:
+        return []
     system = dict(notice.body.get("system", {}))
     event = str(system.pop("event", "changed"))
     data = {"group_id": change.group.group_id, "conversation_id": notice.conversation_id, "seq": notice.seq,

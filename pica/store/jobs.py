@@ -87,6 +87,11 @@ def group_events(change: GroupChange) -> list[Event]:
     return job_rules.group_changed(change)
 
 
+def group_list_events(changes: list[GroupChange]) -> list[Event]:
+    """A deleted account leaving its groups: each group's notices (owner changed, dissolved, member left)."""
+    return [event for change in changes for event in job_rules.group_changed(change)]
+
+
 def user_events(username: str, ts: int, user_id: int) -> list[Event]:
     return job_rules.user_created(user_id, username, ts)
 

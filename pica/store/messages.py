@@ -340,6 +340,9 @@ _SQLITE_INSERT_MEMBER: Final = (
 )
 
 
+_PEER_NAME: Final = "CASE WHEN u.deleted_at > 0 THEN '' ELSE u.username END"
+"""A deleted peer has no name (their row keeps a placeholder that must not be shown)."""
+
 SQLITE: Final[Dialect] = {
     # The writer thread holds the database's write lock for the whole transaction: reading is locking.
     "lock_conversations": Statement(
@@ -356,7 +359,7 @@ SQLITE: Final[Dialect] = {
         " EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.user_id AND b.blocked_id = j.value ->> 1),"
         " u.only_contacts AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.user_id = u.user_id"
         " AND c.peer_id = j.value ->> 1 AND c.state = 'accepted')"
-        " FROM json_each(?1) j JOIN users u ON u.user_id = j.value ->> 0",
+        " FROM json_each(?1) j JOIN users u ON u.user_id = j.value ->> 0 AND u.deleted_at = 0",
         rows=True,
     ),
     "group_senders": Statement(
@@ -451,7 +454,7 @@ SQLITE: Final[Dialect] = {
         " ORDER BY c.last_ts DESC, c.conversation_id LIMIT ?4"
     ),
     "peer_cursors": Statement(
-        "SELECT j.value ->> 0, m.delivered_seq, m.read_seq, u.username FROM json_each(?1) j"
+        f"SELECT j.value ->> 0, m.delivered_seq, m.read_seq, {_PEER_NAME} FROM json_each(?1) j"
         " LEFT JOIN members m ON m.conversation_id = j.value ->> 0 AND m.user_id = j.value ->> 1"
         " LEFT JOIN users u ON u.user_id = j.value ->> 1",
         rows=True,
@@ -484,7 +487,8 @@ POSTGRES: Final[Dialect] = {
         " EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.user_id AND b.blocked_id = k.sender),"
         " u.only_contacts AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.user_id = u.user_id"
         " AND c.peer_id = k.sender AND c.state = 'accepted')"
-        " FROM unnest($1::bigint[], $2::bigint[]) AS k(recipient, sender) JOIN users u ON u.user_id = k.recipient"
+        " FROM unnest($1::bigint[], $2::bigint[]) AS k(recipient, sender)"
+        " JOIN users u ON u.user_id = k.recipient AND u.deleted_at = 0"
     ),
     "group_senders": Statement(
         "SELECT m.conversation_id, m.user_id, m.role, m.muted, g.muted_all, g.dissolved, g.members_version"
@@ -617,7 +621,7 @@ POSTGRES: Final[Dialect] = {
         " ORDER BY c.last_ts DESC, c.conversation_id LIMIT $4"
     ),
     "peer_cursors": Statement(
-        "SELECT p.conversation_id, m.delivered_seq, m.read_seq, u.username"
+        f"SELECT p.conversation_id, m.delivered_seq, m.read_seq, {_PEER_NAME}"
         " FROM unnest($1::text[], $2::bigint[]) AS p(conversation_id, user_id)"
         " LEFT JOIN members m ON m.conversation_id = p.conversation_id AND m.user_id = p.user_id"
         " LEFT JOIN users u ON u.user_id = p.user_id"

@@ -13,13 +13,23 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from pica.errors import BadRequest, Forbidden, NotFound, UsernameTaken, UserNotFound
-from pica.store.base import ContactRecord, PresenceRecord, UserRecord
+from pica.store.base import (
+    PRIVACY_LEVELS,
+    ContactRecord,
+    PresenceAudience,
+    PresenceRecord,
+    UserRecord,
+    UserSettings,
+    Viewer,
+)
 from pica.store.txn import Dialect, Read, Statement, Txn, Write
 
 
 def _user_row(row: Sequence[Any]) -> UserRecord:
-    """A user from (user_id, username, password_hash, created_at, banned)."""
-    return UserRecord(int(row[0]), str(row[1]), str(row[2]), int(row[3]), bool(row[4]))
+    """A user from (user_id, username, password_hash, created_at, banned, deleted_at). A deleted account reads with
+    no username: its row keeps a placeholder only because the column is unique and required."""
+    deleted = bool(row[5])
+    return UserRecord(int(row[0]), "" if deleted else str(row[1]), str(row[2]), int(row[3]), bool(row[4]), deleted)
 
 
 # --------------------------------------------------------------------------------------------------------- accounts
@@ -147,29 +157,45 @@ def set_only_contacts(user_id: int, only_contacts: bool) -> Txn[None]:
 
 
 def get_only_contacts(user_id: int) -> Txn[bool]:
-    rows = yield Read("only_contacts", (user_id,))
-    return bool(rows and rows[0][0])
+    return (yield from get_settings(user_id)).only_contacts
+
+
+def get_settings(user_id: int) -> Txn[UserSettings]:
+    rows = yield Read("user_settings", (user_id,))
+    return UserSettings(bool(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else UserSettings()
+
+
+def set_privacy(user_id: int, group_add: str | None, presence: str | None) -> Txn[None]:
+    for name, value in (("group_add", group_add), ("presence", presence)):
+        if value is not None and value not in PRIVACY_LEVELS:
+            raise BadRequest(f"'{name}' must be one of {', '.join(PRIVACY_LEVELS)}")
+    if group_add is not None:
+        yield Write("set_group_add", ([user_id], [group_add]))
+    if presence is not None:
+        yield Write("set_presence", ([user_id], [presence]))
 
 
 # --------------------------------------------------------------------------------------------------------- presence
 
 
-def presence_audience(user_id: int) -> Txn[list[int]]:
-    """Who may see ``user_id``: their contacts and 1:1 peers, except those they blocked."""
+def presence_audience(user_id: int) -> Txn[PresenceAudience]:
+    """Who is related to ``user_id``: their contacts and 1:1 peers, except those they blocked; and their setting.
+    Two reads: the backend runs this in one snapshot."""
     rows = yield Read("presence_audience", (user_id,))
-    return [int(r[0]) for r in rows]
+    settings = yield from get_settings(user_id)
+    return PresenceAudience(settings.presence, tuple(Viewer(int(r[0]), bool(r[1])) for r in rows))
 
 
 def presence_of(viewer: int, user_ids: list[int]) -> Txn[list[PresenceRecord]]:
-    """Relations are symmetric, so the users the viewer may see are the viewer's peers who did not block them.
+    """Relations are symmetric, so the users related to the viewer are the viewer's peers who did not block them.
     Two reads: the backend runs this in one snapshot."""
-    visible = {int(r[0]) for r in (yield Read("presence_visible", (viewer,)))}
-    visible.add(viewer)
-    wanted = [u for u in dict.fromkeys(user_ids) if u in visible]
+    related = {int(r[0]): bool(r[1]) for r in (yield Read("presence_visible", (viewer,)))}
+    related[viewer] = False
+    wanted = [u for u in dict.fromkeys(user_ids) if u in related]
     if not wanted:
         return []
-    seen = {int(r[0]): int(r[1]) for r in (yield Read("last_seen", (wanted,)))}
-    return [PresenceRecord(u, seen[u]) for u in wanted if u in seen]
+    seen = {int(r[0]): (int(r[1]), str(r[2])) for r in (yield Read("last_seen", (wanted,)))}
+    return [PresenceRecord(u, seen[u][0], seen[u][1], related[u]) for u in wanted if u in seen]
 
 
 def set_last_seen(user_id: int, ts: int) -> Txn[None]:
@@ -180,7 +206,13 @@ def set_last_seen(user_id: int, ts: int) -> Txn[None]:
 # Usernames compare byte for byte in both: SQLite's default BINARY collation, PostgreSQL's column COLLATE "C" (which
 # also orders contact lists by bytes). Booleans are 0/1 on SQLite, bool on PostgreSQL: the transactions take bool().
 
-_USER_COLUMNS: Final = "user_id, username, password_hash, created_at, banned"
+_USER_COLUMNS: Final = "user_id, username, password_hash, created_at, banned, deleted_at"
+
+# Whether the user ?1 and uid are accepted contacts (contact rows come in pairs, so one direction is enough).
+_SQLITE_IS_CONTACT: Final = (
+    "EXISTS (SELECT 1 FROM contacts k WHERE k.user_id = ?1 AND k.peer_id = uid AND k.state = 'accepted')"
+)
+_POSTGRES_IS_CONTACT: Final = _SQLITE_IS_CONTACT.replace("?1", "$1")
 
 # Accepted contacts and 1:1 peers of the first parameter.
 _SQLITE_PEERS: Final = (
@@ -206,7 +238,8 @@ SQLITE: Final[Dialect] = {
     ),
     "set_banned": Statement("UPDATE users SET banned = ?2 WHERE user_id = ?1"),
     "peer_blocks": Statement(
-        "SELECT EXISTS (SELECT 1 FROM blocks WHERE user_id = ?1 AND blocked_id = ?2) FROM users WHERE user_id = ?1"
+        "SELECT EXISTS (SELECT 1 FROM blocks WHERE user_id = ?1 AND blocked_id = ?2) FROM users"
+        " WHERE user_id = ?1 AND deleted_at = 0"
     ),
     "lock_pair": Statement(None),  # the writer thread holds the database's write lock
     "contact_state": Statement("SELECT state FROM contacts WHERE user_id = ?1 AND peer_id = ?2"),
@@ -225,18 +258,22 @@ SQLITE: Final[Dialect] = {
     "delete_block": Statement("DELETE FROM blocks WHERE user_id = ?1 AND blocked_id = ?2"),
     "list_blocked": Statement("SELECT blocked_id FROM blocks WHERE user_id = ?1 ORDER BY blocked_id"),
     "set_only_contacts": Statement("UPDATE users SET only_contacts = ?2 WHERE user_id = ?1"),
-    "only_contacts": Statement("SELECT only_contacts FROM users WHERE user_id = ?1"),
+    "user_settings": Statement("SELECT only_contacts, group_add, presence FROM users WHERE user_id = ?1"),
+    "set_group_add": Statement("UPDATE users SET group_add = ?2 WHERE user_id = ?1"),
+    "set_presence": Statement("UPDATE users SET presence = ?2 WHERE user_id = ?1"),
     "presence_audience": Statement(
-        f"SELECT uid FROM ({_SQLITE_PEERS}) WHERE uid NOT IN (SELECT blocked_id FROM blocks WHERE user_id = ?1)"
-        " ORDER BY uid"
+        f"SELECT uid, {_SQLITE_IS_CONTACT} FROM ({_SQLITE_PEERS})"
+        " WHERE uid NOT IN (SELECT blocked_id FROM blocks WHERE user_id = ?1) ORDER BY uid"
     ),
     "presence_visible": Statement(
-        f"SELECT uid FROM ({_SQLITE_PEERS}) WHERE uid NOT IN (SELECT user_id FROM blocks WHERE blocked_id = ?1)"
+        f"SELECT uid, {_SQLITE_IS_CONTACT} FROM ({_SQLITE_PEERS})"
+        " WHERE uid NOT IN (SELECT user_id FROM blocks WHERE blocked_id = ?1)"
     ),
     "last_seen": Statement(
-        "SELECT u.user_id, u.last_seen FROM json_each(?1) j JOIN users u ON u.user_id = j.value"
+        "SELECT u.user_id, u.last_seen, u.presence FROM json_each(?1) j JOIN users u ON u.user_id = j.value"
     ),
-    "set_last_seen": Statement("UPDATE users SET last_seen = ?2 WHERE user_id = ?1"),
+    # Not on a tombstone: the deleted account's sockets closing must not write a last seen back.
+    "set_last_seen": Statement("UPDATE users SET last_seen = ?2 WHERE user_id = ?1 AND deleted_at = 0"),
 }
 
 POSTGRES: Final[Dialect] = {
@@ -257,7 +294,8 @@ POSTGRES: Final[Dialect] = {
         " WHERE u.user_id = k.user_id"
     ),
     "peer_blocks": Statement(
-        "SELECT EXISTS (SELECT 1 FROM blocks WHERE user_id = $1 AND blocked_id = $2) FROM users WHERE user_id = $1"
+        "SELECT EXISTS (SELECT 1 FROM blocks WHERE user_id = $1 AND blocked_id = $2) FROM users"
+        " WHERE user_id = $1 AND deleted_at = 0"
     ),
     # Takes (low, high): the same key whichever of the two acts.
     "lock_pair": Statement(
@@ -291,17 +329,26 @@ POSTGRES: Final[Dialect] = {
         "UPDATE users u SET only_contacts = k.only_contacts"
         " FROM unnest($1::bigint[], $2::boolean[]) AS k(user_id, only_contacts) WHERE u.user_id = k.user_id"
     ),
-    "only_contacts": Statement("SELECT only_contacts FROM users WHERE user_id = $1"),
+    "user_settings": Statement("SELECT only_contacts, group_add, presence FROM users WHERE user_id = $1"),
+    "set_group_add": Statement(
+        "UPDATE users u SET group_add = k.v FROM unnest($1::bigint[], $2::text[]) AS k(user_id, v)"
+        " WHERE u.user_id = k.user_id"
+    ),
+    "set_presence": Statement(
+        "UPDATE users u SET presence = k.v FROM unnest($1::bigint[], $2::text[]) AS k(user_id, v)"
+        " WHERE u.user_id = k.user_id"
+    ),
     "presence_audience": Statement(
-        f"SELECT uid FROM ({_POSTGRES_PEERS}) p WHERE uid NOT IN (SELECT blocked_id FROM blocks WHERE user_id = $1)"
-        " ORDER BY uid"
+        f"SELECT uid, {_POSTGRES_IS_CONTACT} FROM ({_POSTGRES_PEERS}) p"
+        " WHERE uid NOT IN (SELECT blocked_id FROM blocks WHERE user_id = $1) ORDER BY uid"
     ),
     "presence_visible": Statement(
-        f"SELECT uid FROM ({_POSTGRES_PEERS}) p WHERE uid NOT IN (SELECT user_id FROM blocks WHERE blocked_id = $1)"
+        f"SELECT uid, {_POSTGRES_IS_CONTACT} FROM ({_POSTGRES_PEERS}) p"
+        " WHERE uid NOT IN (SELECT user_id FROM blocks WHERE blocked_id = $1)"
     ),
-    "last_seen": Statement("SELECT user_id, last_seen FROM users WHERE user_id = ANY($1::bigint[])"),
+    "last_seen": Statement("SELECT user_id, last_seen, presence FROM users WHERE user_id = ANY($1::bigint[])"),
     "set_last_seen": Statement(
         "UPDATE users u SET last_seen = k.ts FROM unnest($1::bigint[], $2::bigint[]) AS k(user_id, ts)"
-        " WHERE u.user_id = k.user_id"
+        " WHERE u.user_id = k.user_id AND u.deleted_at = 0"
     ),
 }

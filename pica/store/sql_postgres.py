@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from typing import Any, Final, TypeVar
 
-from pica.store import groups, invites, jobs, messages, social
+from pica.store import groups, invites, jobs, lifecycle, messages, sessions, social
 from pica.store.txn import Dialect, Read, Txn, merge
 
 T = TypeVar("T")
 
-STATEMENTS: Final[Dialect] = merge(messages.POSTGRES, groups.POSTGRES, social.POSTGRES, invites.POSTGRES,
-                                   jobs.POSTGRES)
+STATEMENTS: Final[Dialect] = merge(
+    messages.POSTGRES, groups.POSTGRES, social.POSTGRES, invites.POSTGRES, sessions.POSTGRES, lifecycle.POSTGRES,
+    jobs.POSTGRES,
+)
 """Every statement PostgreSQL knows, gathered from the modules that write transactions."""
 
 

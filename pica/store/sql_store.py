@@ -13,13 +13,14 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TypeVar
 
-from pica.store import groups, invites, jobs, messages, social
+from pica.store import groups, invites, jobs, lifecycle, messages, sessions, social
 from pica.store.base import (
     ContactRecord,
     ConversationSummary,
     GroupAction,
     GroupChange,
     GroupRecord,
+    InvitationRecord,
     JobOutcome,
     JobRecord,
     JobRules,
@@ -27,9 +28,15 @@ from pica.store.base import (
     MemberRecord,
     MessageRecord,
     Page,
+    PresenceAudience,
     PresenceRecord,
+    Refreshed,
+    RevokedSession,
+    SessionRecord,
+    SessionState,
     Store,
     UserRecord,
+    UserSettings,
     WebhookEndpoint,
 )
 from pica.store.job_rules import Event
@@ -150,6 +157,37 @@ class SqlStore(Store):
         return await self._write_jobs(partial(social.create_user, username, password_hash, now_ms),
                                       partial(jobs.user_events, username, now_ms), now_ms)
 
+    # ------------------------------------------------------------------------------------------------ sessions
+
+    async def create_session(self, session: SessionRecord, max_live: int, forget_before: int) -> None:
+        await self._write_txn(partial(sessions.create_session, session, max_live, forget_before))
+
+    async def session_state(self, session_id: str) -> SessionState | None:
+        return await self._read_txn(partial(sessions.session_state, session_id))
+
+    async def refresh_session(self, session_id: str, generation: int, now_ms: int, ttl_ms: int,
+                              grace_ms: int) -> Refreshed:
+        return await self._write_txn(partial(sessions.refresh_session, session_id, generation, now_ms, ttl_ms,
+                                             grace_ms))
+
+    async def list_sessions(self, user_id: int, now_ms: int) -> list[SessionRecord]:
+        return await self._read_txn(partial(sessions.list_sessions, user_id, now_ms))
+
+    async def revoke_session(self, user_id: int, session_id: str, now_ms: int, reason: str) -> bool:
+        return await self._write_txn(partial(sessions.revoke_session, user_id, session_id, now_ms, reason))
+
+    async def revoke_user_sessions(self, user_id: int, now_ms: int, reason: str, *, keep: str | None = None) -> int:
+        return await self._write_txn(partial(sessions.revoke_user_sessions, user_id, now_ms, reason, keep))
+
+    async def set_password(self, user_id: int, password_hash: str, now_ms: int, *, keep: str | None = None) -> int:
+        return await self._write_txn(partial(sessions.set_password, user_id, password_hash, now_ms, keep))
+
+    async def revoked_sessions(self, since_ms: int) -> list[RevokedSession]:
+        return await self._read_txn(partial(sessions.revoked_sessions, since_ms))
+
+    async def forget_sessions(self, before_ms: int) -> int:
+        return await self._write_txn(partial(sessions.forget_sessions, before_ms))
+
     async def create_invite(self, code_hash: str, uses: int, expires_at: int, now_ms: int) -> None:
         await self._write_txn(partial(invites.create_invite, code_hash, uses, expires_at, now_ms))
 
@@ -197,14 +235,40 @@ class SqlStore(Store):
     async def get_only_contacts(self, user_id: int) -> bool:
         return await self._read_txn(partial(social.get_only_contacts, user_id))
 
-    async def presence_audience(self, user_id: int) -> list[int]:
-        return await self._read_txn(partial(social.presence_audience, user_id))
+    async def get_settings(self, user_id: int) -> UserSettings:
+        return await self._read_txn(partial(social.get_settings, user_id))
+
+    async def set_privacy(self, user_id: int, *, group_add: str | None = None, presence: str | None = None) -> None:
+        await self._write_txn(partial(social.set_privacy, user_id, group_add, presence))
+
+    async def presence_audience(self, user_id: int) -> PresenceAudience:
+        return await self._read_txn(partial(social.presence_audience, user_id), snapshot=True)
 
     async def presence_of(self, viewer: int, user_ids: list[int]) -> list[PresenceRecord]:
         return await self._read_txn(partial(social.presence_of, viewer, user_ids), snapshot=True)
 
     async def set_last_seen(self, user_id: int, ts: int) -> None:
         await self._write_txn(partial(social.set_last_seen, user_id, ts))
+
+    # ------------------------------------------------------------------------------------------------ invitations
+
+    async def list_invitations(self, user_id: int) -> list[InvitationRecord]:
+        return await self._read_txn(partial(groups.list_invitations, user_id))
+
+    async def accept_invitation(self, user_id: int, group_id: int, ts: int, max_members: int) -> GroupChange:
+        return await self._write_jobs(partial(groups.accept_invitation, user_id, group_id, ts, max_members),
+                                      jobs.group_events, ts)
+
+    async def decline_invitation(self, user_id: int, group_id: int) -> None:
+        await self._write_txn(partial(groups.decline_invitation, user_id, group_id))
+
+    # ------------------------------------------------------------------------------------------------ lifecycle
+
+    async def delete_account(self, user_id: int, ts: int) -> list[GroupChange]:
+        return await self._write_jobs(partial(lifecycle.delete_account, user_id, ts), jobs.group_list_events, ts)
+
+    async def sent_messages(self, user_id: int, after_client_msg_id: str, limit: int) -> list[MessageRecord]:
+        return await self._read_txn(partial(lifecycle.sent_messages, user_id, after_client_msg_id, limit))
 
     # ------------------------------------------------------------------------------------------------ jobs
 

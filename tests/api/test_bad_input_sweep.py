@@ -29,7 +29,7 @@ import pytest
 
 from pica.api.http import build_app
 from pica.app import token_secret
-from pica.client import Login
+from pica.client import Login, PicaHttp
 from pica.core.tokens import TokenService
 from pica.errors import PicaError
 from tests.api.test_http import raw
@@ -41,13 +41,17 @@ from tests.conftest import PASSWORD, Node, api, new_user, started
 @dataclass(frozen=True)
 class World:
     """What every route's test starts from: alice and bob share a 1:1 conversation whose seq 1 is alice's "hello";
-    alice owns a group with bob and carol; bob has asked alice to be contacts; dave is in nothing yet."""
+    alice owns a group with bob and carol; bob has asked alice to be contacts; dave is in nothing yet, but alice
+    invited him to the group (he asks for consent to group adds); erin is there to delete her account."""
 
     node: Node
     alice: Login
+    alice_phone: Login
+    """A second session of alice's (the one the session list's DELETE ends)."""
     bob: Login
     carol: Login
     dave: Login
+    erin: Login
     alice_name: str
     bob_name: str
     conversation_id: str
@@ -55,18 +59,24 @@ class World:
 
     def path_params(self) -> dict[str, str]:
         return {"conversation_id": self.conversation_id, "seq": "1", "group_id": str(self.group_id),
-                "user_id": str(self.bob.user_id), "name": "app.js"}
+                "user_id": str(self.bob.user_id), "name": "app.js", "session_id": self.alice_phone.session_id}
 
 
 async def make_world(node: Node) -> World:
-    alice, bob, carol, dave = [await new_user(node.url, prefix) for prefix in ("alice", "bob", "carol", "dave")]
+    alice, bob, carol, dave, erin = [await new_user(node.url, prefix)
+                                     for prefix in ("alice", "bob", "carol", "dave", "erin")]
     ack = await api(node, alice, "POST", "/v1/messages",
                     json={"to": bob.user_id, "client_msg_id": "m1", "body": {"text": "hello"}})
     group = await api(node, alice, "POST", "/v1/groups", json={"name": "team", "members": [bob.user_id, carol.user_id]})
     await api(node, bob, "POST", "/v1/contacts/requests", json={"user_id": alice.user_id})
+    await api(node, dave, "PATCH", "/v1/me", json={"group_add": "nobody"})
+    await api(node, alice, "POST", f"/v1/groups/{group['group_id']}/members", json={"user_ids": [dave.user_id]})
     alice_name = (await api(node, alice, "GET", "/v1/me"))["username"]
     bob_name = (await api(node, bob, "GET", "/v1/me"))["username"]
-    return World(node, alice, bob, carol, dave, alice_name, bob_name, ack["conversation_id"], group["group_id"])
+    async with PicaHttp(node.url) as http:
+        alice_phone = await http.login(alice_name, PASSWORD)
+    return World(node, alice, alice_phone, bob, carol, dave, erin, alice_name, bob_name, ack["conversation_id"],
+                 group["group_id"])
 
 
 # ------------------------------------------------------------------------------------------------------ the routes
@@ -97,8 +107,8 @@ class Route:
     caller: str = "alice"
     status: int = 200
     """The status of the valid request."""
-    invalid: int = 400
-    """The status for a body field of a wrong type or value (login: 401 invalid_credentials)."""
+    invalid: int | frozenset[int] = 400
+    """The status for a body field of a wrong type or value (login: 401 invalid_credentials), or the statuses."""
     json: bool = True
     """Whether the valid request's answer is JSON."""
     note: str = ""
@@ -106,6 +116,10 @@ class Route:
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}" + (f" ({self.note})" if self.note else "")
+
+    @property
+    def refusals(self) -> frozenset[int]:
+        return self.invalid if isinstance(self.invalid, frozenset) else frozenset({self.invalid})
 
 
 CONVERSATION: Final = "/v1/conversations/{conversation_id}"
@@ -119,6 +133,16 @@ ROUTES: Final = [
           body=lambda w: {"username": "newcomer", "password": PASSWORD}),
     Route("POST", "/v1/auth/login", auth="none", invalid=401,
           body=lambda w: {"username": w.alice_name, "password": PASSWORD}),
+    # The valid request spends the refresh token: later ones with it are reuses (401 session_ended).
+    Route("POST", "/v1/auth/refresh", auth="none", invalid=401,
+          body=lambda w: {"refresh_token": w.alice.refresh_token}),
+    Route("POST", "/v1/auth/logout", status=204),
+    Route("GET", "/v1/sessions"),
+    Route("DELETE", "/v1/sessions/{session_id}", status=204),
+    # Refusals: a wrong old password (401), a weak new one (400), and, as the wrong old passwords add up, the
+    # failed-login limit of the account (429).
+    Route("PUT", "/v1/me/password", invalid=frozenset({400, 401, 429}),
+          body=lambda w: {"old_password": PASSWORD, "new_password": PASSWORD}),
     Route("GET", "/v1/gateway"),
     Route("GET", "/v1/ws", auth="optional", status=400),  # a plain GET is not an upgrade
     Route("GET", "/", auth="none", json=False),
@@ -169,6 +193,13 @@ ROUTES: Final = [
     Route("PUT", "/v1/blocks/{user_id}"),
     Route("DELETE", "/v1/blocks/{user_id}"),
     Route("GET", "/v1/presence", query={"user_ids": Query("{w.bob.user_id}", "ids", required=True)}),
+    Route("PATCH", "/v1/me", note="privacy", body=lambda w: {"group_add": "contacts", "presence": "nobody"}),
+    Route("GET", "/v1/me/export"),
+    Route("GET", "/v1/invitations"),
+    Route("POST", "/v1/invitations/{group_id}/accept", caller="dave"),
+    Route("POST", "/v1/invitations/{group_id}/decline", caller="dave"),
+    # The valid request deletes erin: her token is refused (401) in every variant that passes the body's parsing.
+    Route("DELETE", "/v1/me", caller="erin", status=204, invalid=401, body=lambda w: {"password": PASSWORD}),
 ]
 
 
@@ -230,6 +261,7 @@ INT_PATH: Final = [str(2**70), str(2**53), "-5", "--5", "0", "abc", "1.5", "%00"
                    quote(SUPERSCRIPT_TWO), "1" * 4000, "%201", "0x10", "1e3", "+1", "%FF"]
 CONVERSATION_PATH: Final = [str(2**70), "-5", "abc", "%00", quote("é中"), "x" * 4000, "%FF", f"g:{2**70}", "g:-1",
                             "g:abc", "g:", "g:%00", "d:1", "d:%00:1", "d:--1:1"]
+SESSION_PATH: Final = ["%00", "x" * 4000, quote("é"), "abc", "-1", "%FF", "a" * 65, "..", "%2F"]
 STATIC_PATH: Final = ["%00", "x" * 4000, quote("é"), "index.html%00.js", ".hidden", "app.py", "%FF", "APP.JS"]
 
 
@@ -386,7 +418,7 @@ class Sweep:
             ("true", b"true"),
         ]:
             yield self.case(f"body {label}", BAD, body=data)
-        yield self.case("body empty", frozenset({self.route.invalid}), body=b"")
+        yield self.case("body empty", self.route.refusals, body=b"")
         yield self.case("body over max_http_body_bytes", frozenset({413}), body=io.BytesIO(huge))
         yield self.case("body over max_http_body_bytes, chunked", frozenset({413}), body=chunks(huge))
         yield self.case("body gzip that is not gzip", BAD, body=b"not gzip at all", Content_Encoding="gzip")
@@ -401,7 +433,7 @@ class Sweep:
     def fields(self) -> Iterator[Case]:
         assert self.route.body is not None
         for label, body, refused in field_variants(self.route.body(self.world)):
-            expect = BAD if refused is None else frozenset({self.route.invalid}) if refused else ANSWER
+            expect = BAD if refused is None else self.route.refusals if refused else ANSWER
             yield self.case(f"body.{label}", expect, body=encode_json(body))
 
     def paths(self) -> Iterator[Case]:
@@ -415,6 +447,8 @@ class Sweep:
                 expect = frozenset({400, 404})
             elif name == "name":
                 values, expect = STATIC_PATH, frozenset({404})
+            elif name == "session_id":
+                values, expect = SESSION_PATH, frozenset({400, 404})
             else:
                 values, expect = INT_PATH, BAD
             for value in values:
@@ -433,11 +467,11 @@ class Sweep:
 
     def authorizations(self) -> Iterator[Case]:
         refused = frozenset({401}) if self.route.auth == "required" else frozenset({400, 401})
-        token, user, now = self.login.token, self.login.user_id, int(time.time())
+        token, user, session, now = self.login.token, self.login.user_id, self.login.session_id, int(time.time())
         secret = token_secret(self.world.node.server.config)
 
         def signed(key: str = secret, algorithm: str = "HS256", **claims: Any) -> str:
-            base = {"sub": str(user), "iss": "pica", "iat": now, "exp": now + 3600, "jti": "x"}
+            base = {"sub": str(user), "sid": session, "iss": "pica", "iat": now, "exp": now + 3600, "jti": "x"}
             return jwt.encode({k: v for k, v in {**base, **claims}.items() if v is not None}, key, algorithm=algorithm)
 
         headers = {
@@ -452,11 +486,14 @@ class Sweep:
             "two tokens": f"Bearer {token} {token}",
             "a 7 KB token": "Bearer " + "a" * 7000,
             "non-ASCII (UTF-8)": "Bearer é中",
-            "a token signed with another key": f"Bearer {TokenService('k' * 40, 3600).issue(user, now)[0]}",
+            "a token signed with another key": f"Bearer {TokenService('k' * 40, 3600).issue(user, session, now)[0]}",
             "an unsigned token (alg none)": f"Bearer {jwt.encode({'sub': str(user)}, None, algorithm='none')}",
             "a token signed with HS512": f"Bearer {signed(algorithm='HS512')}",
             "an expired token": f"Bearer {signed(exp=now - 10)}",
             "a token without exp": f"Bearer {signed(exp=None)}",
+            "a token without a session": f"Bearer {signed(sid=None)}",
+            "a token of no session": f"Bearer {signed(sid='nosuchsession')}",
+            "a token whose session is a number": f"Bearer {signed(sid=5)}",
             "a token of no user": f"Bearer {signed(sub='999999')}",
             "a token whose sub is not a number": f"Bearer {signed(sub='abc')}",
             "a token whose sub is a list": f"Bearer {signed(sub=[1])}",

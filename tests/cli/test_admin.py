@@ -88,6 +88,54 @@ async def test_user_create_list_ban(server: ServerProcess) -> None:
     assert await run("user", "ban", "zed", data_dir=data) == (1, "", "pica: no user named 'zed'\n")
 
 
+async def test_user_sessions_revoke_and_reset_password(server: ServerProcess) -> None:
+    """An administrator sees a user's devices, ends one or all, and resets a password: the tokens of the ended
+    sessions are refused at once, and the running server closes their sockets within a second or so."""
+    data = server.data_dir
+    assert (await run("user", "create", "alice", "--password", PASSWORD, data_dir=data))[0] == 0
+    logins = []
+    for _ in range(3):  # a phone, a laptop, a tablet
+        async with PicaHttp(server.url) as http:
+            logins.append(await http.login("alice", PASSWORD))
+    code, out, _ = await run("user", "sessions", "alice", data_dir=data)
+    rows = out.splitlines()
+    assert code == 0 and rows[0].split()[:3] == ["SESSION", "CREATED", "LAST"] and len(rows) == 4
+    assert {login.session_id for login in logins} == {row.split()[0] for row in rows[1:]}
+
+    phone, laptop, _ = logins
+    sockets = [await PicaConnection.open(server.url, login.token) for login in logins]
+    code, out, _ = await run("user", "revoke", "alice", "--session", phone.session_id, data_dir=data)
+    assert code == 0 and out.startswith(f"ended session {phone.session_id} of alice")
+    async with asyncio.timeout(10):
+        while sockets[0].closed is None:
+            await asyncio.sleep(0.05)
+    assert sockets[0].closed.code == CloseCode.SESSION_ENDED
+    assert sockets[1].closed is None and sockets[2].closed is None
+    assert await run("user", "revoke", "alice", "--session", "nope", data_dir=data) == (
+        1, "", "pica: alice has no live session 'nope'\n")
+
+    new_password = "a much better passphrase 2026"
+    code, out, _ = await run("user", "reset-password", "alice", "--password", new_password, data_dir=data)
+    assert (code, out) == (0, "new password set for alice (#1); 2 session(s) ended\n")
+    async with asyncio.timeout(10):
+        while sockets[1].closed is None or sockets[2].closed is None:
+            await asyncio.sleep(0.05)
+    async with PicaHttp(server.url) as http:
+        with pytest.raises(PicaHttpError) as refused:
+            await http.request("GET", "/v1/me", token=laptop.token)
+        assert (refused.value.status, refused.value.code) == (401, "session_ended")
+        with pytest.raises(PicaHttpError) as refused:
+            await http.login("alice", PASSWORD)
+        assert refused.value.code == "invalid_credentials"
+        await http.login("alice", new_password)
+    code, out, _ = await run("user", "revoke", "alice", data_dir=data)
+    assert code == 0 and out.startswith("ended 1 session(s) of alice (#1)")
+    code, out, _ = await run("user", "sessions", "alice", data_dir=data)
+    assert out == "alice has no live session\n"
+    for sock in sockets:
+        await sock.close()
+
+
 async def test_groups_with_the_server_stopped(tmp_path: Path, server_process_factory: list[ServerProcess]) -> None:
     data = tmp_path / "data"
     for name in ("owner1", "member1", "member2", "member3"):  # a fresh data directory: no server ever ran

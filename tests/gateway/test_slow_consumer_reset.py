@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pica.client import Login
-from pica.gateway.tcp import SLOW_CONSUMER_LINGER
+from pica.gateway.tcp import CLOSE_LINGER
 from pica.protocol import frames as f
 from pica.protocol.codec import Encoding, encode
 from pica.protocol.framing import frame_bytes
@@ -88,8 +88,8 @@ async def test_a_client_that_never_reads_is_reset_after_the_linger_and_nothing_o
         held = kernel_socket(server_port, bob_port)
         assert held is not None and held[1] > 0, held
         # ...and when the linger ends it is reset: gone from the kernel's table, no FIN-WAIT-1 holding the bytes.
-        await wait_for(lambda: kernel_socket(server_port, bob_port) is None, timeout=SLOW_CONSUMER_LINGER + 3)
-        assert time.monotonic() - cut_at > SLOW_CONSUMER_LINGER / 2
+        await wait_for(lambda: kernel_socket(server_port, bob_port) is None, timeout=CLOSE_LINGER + 3)
+        assert time.monotonic() - cut_at > CLOSE_LINGER / 2
 
         # Bob finds a reset, not his backlog, once he reads the little his own buffer held.
         received = 0
@@ -99,6 +99,10 @@ async def test_a_client_that_never_reads_is_reset_after_the_linger_and_nothing_o
                     received += len(data)
         assert received < 1 << 16
 
-        # The node let go of the connection, and with it of the backlog it had buffered.
-        gc.collect()
-        assert bob_on_the_node() is None
+        # The node lets go of the connection, and with it of the backlog it had buffered (on a loaded machine the
+        # WebSocket handler may take a few loop turns to return after the reset).
+        def released() -> bool:
+            gc.collect()
+            return bob_on_the_node() is None
+
+        await wait_for(released, timeout=5)

@@ -22,7 +22,10 @@ import pytest
 from argon2 import PasswordHasher
 
 from pica.client import PicaHttp
-from pica.core.tokens import TokenService
+from pica.config import AuthConfig
+from pica.core.ports import SystemClock
+from pica.core.sessions import SessionService
+from pica.core.tokens import RefreshTokens, TokenService
 from pica.protocol import frames as f
 from pica.protocol.codec import Encoding, decode_server_frame, encode
 from pica.protocol.framing import FrameReader, frame_bytes
@@ -83,19 +86,24 @@ class Member(asyncio.Protocol):
             self.ready.set_exception(ConnectionError(f"closed before ready: {self.other}"))
 
 
-async def seed_users(data_dir: Path, count: int) -> list[int]:
+async def seed_users(data_dir: Path, count: int, secret: str) -> tuple[list[int], list[str]]:
     """Create the accounts in the server's database with the real store (schema, migrations, insert), one shared
-    password hash for all."""
+    password hash for all, and a session each with its access token (signed with the server's secret)."""
     password_hash = PasswordHasher().hash(PASSWORD)
     now = int(time.time() * 1000)
     store = SqliteStore(data_dir / "pica.db")
     await store.open()
+    sessions = SessionService(store, TokenService(secret, 3600), RefreshTokens(secret), SystemClock(), AuthConfig())
     try:
-        ids = []
+        ids: list[int] = []
+        tokens: list[str] = []
         for start in range(0, count, 1000):  # the writer commits each wave in a few group-commit batches
-            ids.extend(await asyncio.gather(*(store.create_user(f"big{i:05d}", password_hash, now)
-                                              for i in range(start, min(count, start + 1000)))))
-        return ids
+            wave = await asyncio.gather(*(store.create_user(f"big{i:05d}", password_hash, now)
+                                          for i in range(start, min(count, start + 1000))))
+            opened = await asyncio.gather(*(sessions.open(user_id, "127.0.0.1", "seed") for user_id in wave))
+            ids.extend(wave)
+            tokens.extend(s.token for s in opened)
+        return ids, tokens
     finally:
         await store.close()
 
@@ -121,10 +129,8 @@ async def test_ten_thousand_member_group(tmp_path: Path) -> None:
     (data_dir / "token_secret").write_text(secret)
     timings: dict[str, float] = {}
     started = time.monotonic()
-    user_ids = await seed_users(data_dir, MEMBERS)
+    user_ids, minted = await seed_users(data_dir, MEMBERS, secret)
     assert len(set(user_ids)) == MEMBERS
-    tokens = TokenService(secret, 3600)
-    minted = [tokens.issue(user_id, time.time())[0] for user_id in user_ids]
     timings["seed users and tokens"] = time.monotonic() - started
 
     with open_files_limit():

@@ -256,7 +256,7 @@ async def test_find_user_by_username(node: Node) -> None:
     alice, bob = await new_user(node.url, "alice"), await new_user(node.url, "bob")
     name = (await api(node, bob, "GET", "/v1/me"))["username"]
     found = await api(node, alice, "GET", "/v1/users", params={"username": name.upper()})
-    assert found == {"user_id": bob.user_id, "username": name}
+    assert found == {"user_id": bob.user_id, "username": name, "deleted": False}
     assert await api_error(node, alice, "GET", "/v1/users", params={"username": "nobody_like_this"}) == (
         404, "user_not_found")
     assert await api_error(node, alice, "GET", "/v1/users", params={"username": "no spaces"}) == (

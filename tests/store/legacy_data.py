@@ -77,6 +77,13 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=dataclasses.asdict))
 
 
+def _audience(audience: Any) -> list[int]:
+    """The ids told of a user's presence: a list of them in releases before the presence setting, a
+    ``PresenceAudience`` since (this file runs with both)."""
+    viewers = getattr(audience, "viewers", None)
+    return sorted(audience if viewers is None else (v.user_id for v in viewers))
+
+
 async def snapshot(store: Store) -> dict[str, Any]:
     """Everything the users of :func:`populate` can read, as plain JSON values."""
     users = {name: await store.get_user_by_name(name) for name in NAMES}
@@ -99,7 +106,7 @@ async def snapshot(store: Store) -> dict[str, Any]:
             "contacts": await store.list_contacts(me),
             "blocked": await store.list_blocked(me),
             "only_contacts": await store.get_only_contacts(me),
-            "audience": sorted(await store.presence_audience(me)),
+            "audience": _audience(await store.presence_audience(me)),
             "presence": await store.presence_of(me, ids),
             "search": await store.search(me, "hello", conversation_id=None, limit=50),
         }

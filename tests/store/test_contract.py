@@ -28,15 +28,21 @@ from pica.errors import (
     UsernameTaken,
     UserNotFound,
 )
+from pica.protocol.ids import direct_conversation_id
 from pica.store.base import (
     DirectAppend,
     EventAppend,
     GroupAction,
     GroupAppend,
+    GroupChange,
     MessageRecord,
     Page,
+    PresenceAudience,
     PresenceRecord,
+    SessionRecord,
     Store,
+    UserSettings,
+    Viewer,
 )
 from pica.store.sqlite import SqliteStore
 from pica.store.sqlite_process import WriterProcess
@@ -61,6 +67,12 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 async def users(store: Store, *names: str) -> list[int]:
     return [await store.create_user(name, "hash", 0) for name in names]
+
+
+def notice(change: GroupChange) -> MessageRecord:
+    """The notice of a change that has one (every change but an add that only invited)."""
+    assert change.notice is not None
+    return change.notice
 
 
 def msg(conversation: str, sender: int, recipient: int, cmid: str, text: str = "hi", ts: int = 1) -> DirectAppend:
@@ -508,9 +520,9 @@ async def test_group_creation_posts_a_notice_and_counts_members(store: Store) ->
     assert (group.member_count, group.members_version, group.conversation_id) == (
         3, 1, f"g:{group.group_id}")
     assert change.added == (alice, bob, carol) and change.removed == ()
-    assert (change.notice.seq, change.notice.sender, change.notice.client_msg_id) == (
+    assert (notice(change).seq, notice(change).sender, notice(change).client_msg_id) == (
         1, alice, f"~n:{group.conversation_id}:1")
-    assert change.notice.body == {"system": {"event": "created", "by": alice, "name": "team",
+    assert notice(change).body == {"system": {"event": "created", "by": alice, "name": "team",
                                              "user_ids": [alice, bob, carol]}}
     assert await store.group_fanout(group.conversation_id) == (1, {alice: 0, bob: 0, carol: 0})
     assert await store.get_group(bob, group.group_id) == group
@@ -574,10 +586,10 @@ async def test_new_members_see_from_their_notice_and_removed_ones_lose_access(st
     with pytest.raises(Forbidden):
         await store.group_action(action("add", bob, group.group_id, user_ids=(dan,), max_members=10))
     removed = await store.group_action(action("remove", alice, group.group_id, user_ids=(carol,)))
-    assert (removed.removed, removed.notice.seq, removed.group.members_version) == ((carol,), 3, 2)
-    assert removed.notice.body == {"system": {"event": "members_removed", "by": alice, "user_ids": [carol]}}
+    assert (removed.removed, notice(removed).seq, removed.group.members_version) == ((carol,), 3, 2)
+    assert notice(removed).body == {"system": {"event": "members_removed", "by": alice, "user_ids": [carol]}}
     added = await store.group_action(action("add", alice, group.group_id, user_ids=(dan, bob), max_members=3))
-    assert (added.added, added.notice.seq, added.group.members_version, added.group.member_count) == (
+    assert (added.added, notice(added).seq, added.group.members_version, added.group.member_count) == (
         (dan,), 4, 3, 3)
     assert await store.group_fanout(conv) == (3, {alice: 0, bob: 0, dan: 3})
     await store.append_group(gmsg(conv, bob, "b1", "after dan"))
@@ -624,18 +636,18 @@ async def test_roles_transfer_leave_and_rename_follow_the_rules(store: Store) ->
     assert (await store.get_group(alice, gid)).members_version == 1
 
     promoted = await store.group_action(action("role", alice, gid, user_ids=(bob,), role="admin"))
-    assert promoted.notice.body == {"system": {"event": "role_changed", "by": alice, "role": "admin",
+    assert notice(promoted).body == {"system": {"event": "role_changed", "by": alice, "role": "admin",
                                                "user_ids": [bob]}}
     with pytest.raises(Forbidden, match="ranked below"):
         await store.group_action(action("remove", bob, gid, user_ids=(bob,)))
     renamed = await store.group_action(action("rename", bob, gid, name=" crew "))
-    assert renamed.group.name == "crew" and renamed.notice.body["system"]["name"] == "crew"
+    assert renamed.group.name == "crew" and notice(renamed).body["system"]["name"] == "crew"
     moved = await store.group_action(action("transfer", alice, gid, user_ids=(carol,)))
     assert moved.group.owner_id == carol
     roles = {m.user_id: m.role for m in await store.group_members(alice, gid)}
     assert roles == {alice: "admin", bob: "admin", carol: "owner", dan: "member"}
     left = await store.group_action(action("leave", dan, gid))
-    assert (left.removed, left.notice.body) == ((dan,), {"system": {"event": "member_left", "by": dan,
+    assert (left.removed, notice(left).body) == ((dan,), {"system": {"event": "member_left", "by": dan,
                                                                     "user_ids": [dan]}})
     assert [n.seq for n in (await store.history(alice, group.conversation_id, after=None, before=None,
                                                 limit=10)).messages] == [1, 2, 3, 4, 5]
@@ -793,13 +805,130 @@ async def test_presence_is_for_contacts_and_peers_minus_blocks(store: Store) -> 
     await store.create_group(alice, "team", [eve], 4, 10)  # groups do not share presence
     for user, ts in ((alice, 100), (bob, 200), (carol, 300), (dan, 400)):
         await store.set_last_seen(user, ts)
-    assert await store.presence_audience(alice) == [bob, carol]
+    assert await store.presence_audience(alice) == PresenceAudience("everyone", (Viewer(bob, True),
+                                                                                 Viewer(carol, False)))
     assert await store.presence_of(alice, [bob, carol, dan, eve, alice, bob, 999]) == [
-        PresenceRecord(bob, 200), PresenceRecord(carol, 300), PresenceRecord(alice, 100)]
+        PresenceRecord(bob, 200, "everyone", True), PresenceRecord(carol, 300), PresenceRecord(alice, 100)]
+    await store.set_privacy(bob, presence="contacts")
+    assert await store.presence_of(alice, [bob]) == [PresenceRecord(bob, 200, "contacts", True)]
+    await store.set_privacy(alice, presence="nobody")
+    assert (await store.presence_audience(alice)).presence == "nobody"
     await store.set_blocked(alice, carol, True, 5)
-    assert await store.presence_audience(alice) == [bob]
+    assert (await store.presence_audience(alice)).viewers == (Viewer(bob, True),)
     assert await store.presence_of(carol, [alice]) == []  # alice blocked carol: carol cannot see her
     assert await store.presence_of(alice, [carol]) == [PresenceRecord(carol, 300)]
+
+
+async def test_privacy_settings_are_checked_and_kept(store: Store) -> None:
+    (alice,) = await users(store, "alice")
+    assert await store.get_settings(alice) == UserSettings()
+    await store.set_privacy(alice, group_add="contacts")
+    await store.set_privacy(alice, presence="nobody")
+    await store.set_only_contacts(alice, True)
+    assert await store.get_settings(alice) == UserSettings(True, "contacts", "nobody")
+    with pytest.raises(BadRequest):
+        await store.set_privacy(alice, group_add="friends", presence="everyone")
+    assert await store.get_settings(alice) == UserSettings(True, "contacts", "nobody")  # nothing half-done
+
+
+async def test_group_adds_follow_consent_and_invitations_are_rechecked(store: Store) -> None:
+    owner, admin, open_, friend, shy, blocker, late = await users(
+        store, "owner", "admin", "open", "friend", "shy", "blocker", "late")
+    await store.set_privacy(friend, group_add="contacts")
+    await store.set_privacy(shy, group_add="nobody")
+    await store.set_privacy(late, group_add="nobody")
+    await store.contact_request(owner, friend, 1)
+    await store.contact_respond(friend, owner, True, 2)
+    await store.set_blocked(blocker, owner, True, 3)
+    created = await store.create_group(owner, "team", [admin, shy], 4, 10)
+    assert (created.added, created.invited, created.invitations) == ((owner, admin), (shy,), (shy,))
+    group = created.group.group_id
+    await store.group_action(GroupAction("role", owner, group, 5, (admin,), role="admin"))
+    change = await store.group_action(GroupAction("add", owner, group, 6, (open_, friend, blocker, shy, admin),
+                                                  max_members=10))
+    assert change.added == (open_, friend) and change.invited == (blocker, shy)
+    assert change.invitations == (shy,)  # the blocker's is not stored, and the owner cannot tell
+    assert change.notice is not None and notice(change).body["system"]["user_ids"] == [open_, friend]
+    only_invited = await store.group_action(GroupAction("add", admin, group, 7, (late,), max_members=10))
+    assert only_invited.notice is None and only_invited.invited == (late,) and only_invited.added == ()
+    assert [(i.group_id, i.inviter_id) for i in await store.list_invitations(shy)] == [(group, owner)]
+    assert await store.list_invitations(blocker) == []
+
+    joined = await store.accept_invitation(shy, group, 8, 10)
+    assert joined.added == (shy,) and joined.notice is not None
+    assert joined.notice.body == {"system": {"event": "members_added", "by": shy, "invited_by": owner,
+                                             "user_ids": [shy]}}
+    assert shy in [m.user_id for m in await store.group_members(owner, group)]
+    assert await store.list_invitations(shy) == []
+    with pytest.raises(NotFound):
+        await store.accept_invitation(shy, group, 9, 10)  # used up
+
+    # The admin who invited "late" is demoted: the invitation no longer holds.
+    await store.group_action(GroupAction("role", owner, group, 10, (admin,), role="member"))
+    assert await store.list_invitations(late) == []
+    with pytest.raises(NotFound):
+        await store.accept_invitation(late, group, 11, 10)
+    await store.decline_invitation(late, group)
+    with pytest.raises(NotFound):
+        await store.decline_invitation(late, group)
+
+
+async def test_account_deletion_leaves_a_tombstone_and_hands_groups_on(store: Store) -> None:
+    alice, bob, carol, dan = await users(store, "alice", "bob", "carol", "dan")
+    await store.contact_request(alice, bob, 1)
+    await store.contact_respond(bob, alice, True, 2)
+    await store.set_blocked(dan, alice, True, 3)
+    sent = await store.append_direct(msg(direct_conversation_id(alice, bob), alice, bob, "a1", "hello bob"))
+    await store.append_direct(msg(direct_conversation_id(alice, bob), bob, alice, "b1", "hi alice"))
+    await store.hide_message(alice, sent.conversation_id, 2, 4)
+    team = await store.create_group(alice, "team", [bob, carol], 5, 10)
+    await store.group_action(GroupAction("role", alice, team.group.group_id, 6, (carol,), role="admin"))
+    solo = await store.create_group(alice, "solo", [], 7, 10)
+    await store.append_group(GroupAppend(team.group.conversation_id, alice, "g1", b'{"text":"bye"}', 8))
+    await store.set_privacy(alice, presence="nobody")
+    await store.create_session(SessionRecord("s-alice", alice, 1, 1, 10**13, "", ""), max_live=10, forget_before=0)
+
+    changes = await store.delete_account(alice, 9)
+    events = [(c.group.group_id, c.notice.body["system"]["event"] if c.notice else None, c.removed)
+              for c in changes]
+    assert events == [(team.group.group_id, "owner_changed", ()), (team.group.group_id, "member_left", (alice,)),
+                      (solo.group.group_id, "dissolved", (alice,))]
+    team_now = await store.get_group(carol, team.group.group_id)
+    assert team_now.owner_id == carol  # the admin, ranked above bob
+    assert (await store.get_group(bob, team.group.group_id)).member_count == 2
+
+    tombstone = await store.get_user(alice)
+    assert tombstone is not None and tombstone.deleted and tombstone.username == "" and tombstone.password_hash == ""
+    assert await store.get_user_by_name("alice") is None
+    assert await store.create_user("alice", "new", 10) != alice  # the name is free again
+    assert await store.get_settings(alice) == UserSettings()
+    assert await store.list_contacts(bob) == []
+    assert await store.list_blocked(dan) == []
+    # What alice sent stays in bob's timeline, from her id; bob can no longer write to her.
+    page = await store.history(bob, sent.conversation_id, after=None, before=None, limit=10)
+    assert [(m.sender, m.body) for m in page.messages] == [(alice, {"text": "hello bob"}), (bob, {"text": "hi alice"})]
+    (summary,) = [c for c in await store.list_conversations(bob, limit=10, before_ts=None) if c.kind == "direct"]
+    assert (summary.peer_id, summary.name) == (alice, "")
+    with pytest.raises(UserNotFound):
+        await store.append_direct(msg(sent.conversation_id, bob, alice, "b2"))
+    with pytest.raises(UserNotFound):
+        await store.contact_request(bob, alice, 11)
+    with pytest.raises(UserNotFound):
+        await store.delete_account(alice, 12)
+    assert [(r.session_id, r.reason) for r in await store.revoked_sessions(0)] == [("s-alice", "account_deleted")]
+
+
+async def test_sent_messages_page_through_everything_a_user_sent(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    conversation = direct_conversation_id(alice, bob)
+    for i in range(7):
+        await store.append_direct(msg(conversation, alice, bob, f"a{i}", f"text {i}"))
+    await store.append_direct(msg(conversation, bob, alice, "b0"))
+    pages, after = [], ""
+    while page := await store.sent_messages(alice, after, 3):
+        pages.append([m.client_msg_id for m in page])
+        after = page[-1].client_msg_id
+    assert pages == [["a0", "a1", "a2"], ["a3", "a4", "a5"], ["a6"]]
 
 
 async def test_sqlite_commit_delay_still_commits_everything_in_order_and_closes(tmp_path: Path) -> None:

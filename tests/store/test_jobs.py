@@ -67,9 +67,10 @@ async def test_edits_groups_and_users_make_jobs(store: Store) -> None:
     await store.group_action(GroupAction("rename", a, group.group_id, 6, name="crew"))
     await store.append_group(GroupAppend(group.conversation_id, b, "g1", b'{"text":"yo"}', 7))
     await store.append_event(EventAppend("edit", group.conversation_id, b, 3, "e1", 8, "yo!", 120_000))
+    await store.delete_account(b, 9)  # leaving the group is a group change like any other
     types = [json.loads(j.payload)["type"] for j in await store.list_jobs(None, 100)]
     assert types == ["user.created", "user.created", "group.created", "group.renamed", "message.created",
-                     "message.edited"]
+                     "message.edited", "group.member_left"]
 
 
 async def test_claim_fence_retry_dead_and_replay(store: Store) -> None:

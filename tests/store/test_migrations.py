@@ -59,8 +59,12 @@ RELEASED = {
     "0003_bans.postgres.sql": "f11836bc6e6733138c7cf7c76c4ef965c15ac59a4f8e469675c7a471aee72355",
     "0004_invites.sqlite.sql": "a838093fa5c83dd2dd663ad085e41612af402fb79d9b5d6d8afcf51a8eecaa4d",
     "0004_invites.postgres.sql": "fabd06b9744a9f5e024ba47eae6acdb6fef580f92d3daac49b35a6f4b08b7fd0",
-    "0005_jobs.sqlite.sql": "534be4a72cbf7d861bb293ec67c5f0f7f32eb1a9a1a242ef2ebf25fa00f33afe",
-    "0005_jobs.postgres.sql": "b7cdf00617620e3064caa988e91580d29fc073ec781a99517218f0dc8521926a",
+    "0005_sessions.sqlite.sql": "b16947753bd0d247e446ce8e3747a199ab7cb59b7a90c96d76efcec7e3b35da1",
+    "0005_sessions.postgres.sql": "75adf06050bdde7832d77f24a32be396bbeb0d77285d9e4310a1758370adc526",
+    "0006_privacy.sqlite.sql": "3d3ed92ddadd6108956925045838bde90089cdecfea63150b8ae720d50a3d41c",
+    "0006_privacy.postgres.sql": "33702745fb3b9f7ea01b8bd68e8408eab1ceb25d20ddf2c9b1980f68e2cb73c3",
+    "0007_jobs.sqlite.sql": "534be4a72cbf7d861bb293ec67c5f0f7f32eb1a9a1a242ef2ebf25fa00f33afe",
+    "0007_jobs.postgres.sql": "b7cdf00617620e3064caa988e91580d29fc073ec781a99517218f0dc8521926a",
 }
 NEXT = bundled().latest + 1
 """The version a later release adds next."""

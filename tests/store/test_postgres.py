@@ -198,6 +198,7 @@ async def test_a_member_removed_through_another_node_never_posts_after_the_notic
     refused = [o for o in outcomes if not isinstance(o, AppendResult)]
     assert all(isinstance(o, Forbidden) for o in refused)
     assert accepted and refused
+    assert change.notice is not None
     assert accepted == list(range(2, change.notice.seq))  # all before the notice, in order, no gap
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pica.errors import BadRequest, Forbidden, MessageNotFound
+from pica.errors import BadRequest, Forbidden, MessageNotFound, NotFound, UserNotFound
 from pica.store import group_rules as rules
 from pica.store.base import EventAppend
 from pica.store.event_rules import Target, plan_event
@@ -31,20 +31,64 @@ def test_anyone_but_the_owner_may_leave() -> None:
         rules.plan_leave("leave", 1, "owner", {1: "owner"})
 
 
+OPEN = rules.Consent("everyone", contact=False, blocked=False)
+
+
+def everyone_consents(*user_ids: int) -> dict[int, rules.Consent]:
+    return dict.fromkeys(user_ids, OPEN)
+
+
 def test_adding_checks_rank_then_newcomers_then_size() -> None:
     with pytest.raises(Forbidden, match="owner or an admin can add members"):
-        rules.plan_add(2, "member", [9], {1, 2}, 10)
+        rules.plan_add(2, "member", [9], {1, 2}, 10, everyone_consents(9))
     with pytest.raises(BadRequest, match="member already"):
-        rules.plan_add(1, "owner", [2, 2], {1, 2}, 10)
+        rules.plan_add(1, "owner", [2, 2], {1, 2}, 10, {})
+    with pytest.raises(UserNotFound):
+        rules.plan_add(1, "owner", [3, 4], {1, 2}, 10, everyone_consents(3))  # 4 does not exist
     with pytest.raises(BadRequest, match="at most 3 members"):
-        rules.plan_add(1, "owner", [3, 4], {1, 2}, 3)
-    added, event = rules.plan_add(1, "admin", [4, 3, 4, 2], {1, 2}, 10)
-    assert added == (4, 3) and event["user_ids"] == [4, 3]
+        rules.plan_add(1, "owner", [3, 4], {1, 2}, 3, everyone_consents(3, 4))
+    plan = rules.plan_add(1, "admin", [4, 3, 4, 2], {1, 2}, 10, everyone_consents(3, 4))
+    assert plan.added == (4, 3) and plan.event is not None and plan.event["user_ids"] == [4, 3]
+
+
+def test_consent_decides_add_invite_or_a_silent_drop() -> None:
+    def outcome(group_add: str, contact: bool = False, blocked: bool = False) -> str:
+        return rules.add_outcome(rules.Consent(group_add, contact, blocked))
+
+    assert [outcome("everyone"), outcome("contacts"), outcome("contacts", contact=True), outcome("nobody"),
+            outcome("nobody", contact=True)] == ["add", "invite", "add", "invite", "invite"]
+    assert outcome("everyone", contact=True, blocked=True) == "drop"  # a block applies to group adds
+    plan = rules.plan_add(1, "owner", [5, 6, 7], {1}, 2, {5: OPEN, 6: rules.Consent("nobody", False, False),
+                                                          7: rules.Consent("everyone", True, True)})
+    # Invitations do not count against the size until accepted; the blocker is "invited" as far as 1 can tell.
+    assert (plan.added, plan.invited, plan.invitations) == ((5,), (6, 7), (6,))
+    nobody_added = rules.plan_add(1, "owner", [6], {1}, 10, {6: rules.Consent("nobody", False, False)})
+    assert nobody_added.event is None and nobody_added.invited == (6,)
+
+
+def test_an_owners_successor_is_the_highest_ranked_then_the_longest_in_the_group() -> None:
+    assert rules.successor({}) is None
+    assert rules.successor({5: ("member", 0), 6: ("admin", 9), 7: ("admin", 3), 8: ("admin", 3)}) == 7
+    assert rules.successor({5: ("member", 4), 4: ("member", 4)}) == 4
+
+
+def test_an_invitation_is_rechecked_when_accepted() -> None:
+    rules.check_invitation("admin", dissolved=False, already_member=False, members=3, max_members=4)
+    with pytest.raises(NotFound):
+        rules.check_invitation("member", dissolved=False, already_member=False, members=3, max_members=4)
+    with pytest.raises(NotFound):
+        rules.check_invitation(None, dissolved=False, already_member=False, members=3, max_members=4)
+    with pytest.raises(Forbidden):
+        rules.check_invitation("owner", dissolved=True, already_member=False, members=3, max_members=4)
+    with pytest.raises(BadRequest, match="already"):
+        rules.check_invitation("owner", dissolved=False, already_member=True, members=3, max_members=4)
+    with pytest.raises(BadRequest, match="at most 3"):
+        rules.check_invitation("owner", dissolved=False, already_member=False, members=3, max_members=3)
 
 
 def test_big_changes_are_counted_not_listed() -> None:
-    added, event = rules.plan_add(1, "owner", range(100, 301), {1}, 1000)
-    assert len(added) == 201 and event == {"event": "members_added", "by": 1, "count": 201}
+    plan = rules.plan_add(1, "owner", range(100, 301), {1}, 1000, everyone_consents(*range(100, 301)))
+    assert len(plan.added) == 201 and plan.event == {"event": "members_added", "by": 1, "count": 201}
 
 
 def test_names_are_trimmed_and_bounded() -> None:

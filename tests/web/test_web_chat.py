@@ -660,3 +660,40 @@ async def test_a_held_push_no_sync_can_place_is_dropped_after_one_sync(browser: 
         await asyncio.sleep(1.5)  # seven times the page's wait
     assert len(wire.syncs) == syncs_before + 1, wire.syncs
     bob.assert_no_errors()
+
+
+async def test_a_short_access_token_is_renewed_and_signing_out_ends_the_session(
+    browser: Browser, tmp_path: Path, server_process_factory: list[ServerProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With 2 s access tokens the page goes on working long after: its socket lasts as long as its session, and
+    it renews the token with the refresh token when the server says it expired (HTTP 401 token_expired; close 4502
+    on the reconnect after a reload). Signing out ends the session on the server, as alice's other device sees."""
+    monkeypatch.setenv("PICA_AUTH_TOKEN_TTL", "2")
+    server = await asyncio.to_thread(start_server_process, tmp_path / "data")
+    server_process_factory.append(server)
+    bob_name, _, _ = await http_user(server.url, "bob")
+    alice = await Person.open(browser, server.url, "alice")
+    await alice.register()
+    await alice.page.wait_for_timeout(3_000)  # the first access token has expired
+    await alice.start_chat(bob_name)  # looks bob up over HTTP: refused as expired, renewed, asked again
+    await alice.send("after the token expired")
+    await alice.page.reload()  # a new socket, authenticated with the expired token: 4502, renewed, back
+    await alice.open_conversation(bob_name)
+    await alice.sees("after the token expired")
+    await _expect(alice.page.get_by_test_id("conn-banner")).to_be_hidden()
+    stored = json.loads(await alice.page.evaluate("localStorage.getItem('pica.session')"))
+    assert stored["refresh_token"].startswith("r1.")
+
+    async with PicaHttp(server.url) as laptop:  # alice's other device watches her session list
+        await laptop.login(alice.name, PASSWORD)
+        assert stored["session_id"] in {s["session_id"] for s in await laptop.sessions()}
+        await alice.page.get_by_test_id("logout").click()
+        await _expect(alice.page.get_by_test_id("auth-submit")).to_be_visible()
+        for _ in range(50):  # the page does not wait for its logout request: give it a moment
+            if stored["session_id"] not in {s["session_id"] for s in await laptop.sessions()}:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the page's session is still live after signing out")
+    # Chromium logs every 401 answer as a console error: those are the expired tokens the page then renewed.
+    assert [e for e in alice.errors if "status of 401" not in e] == []

@@ -11,7 +11,8 @@ const TYPING_SEND_EVERY_MS = 2000; // at most one per second (the server drops m
 const HISTORY_PAGE = 50;
 const GAP_WAIT_MS = 200; // a push ahead of its turn waits this long for the late one before a sync (protocol 8.6)
 
-let session = null; // {token, user_id, username, expires_at}
+let session = null; // {token, user_id, username, expires_at, refresh_token, refresh_expires_at}
+let renewing = null; // the refresh in flight: requests that find their token expired share it
 let store = null;
 let conn = null;
 let activeId = null;
@@ -33,7 +34,7 @@ const view = new View({
   onNewChat: newChat,
   onNewGroup: newGroup,
   onAddMember: addMember,
-  onLogout: () => logout(),
+  onLogout: () => signOut(),
   onBack: () => openConversation(null),
   onOpen: (id) => openConversation(id),
   onSend: sendText,
@@ -82,7 +83,9 @@ function errorText(exc) {
 function loadSession() {
   try {
     const saved = JSON.parse(localStorage.getItem(SESSION_KEY) || "null");
-    if (saved && saved.token && saved.user_id && (!saved.expires_at || saved.expires_at * 1000 > Date.now() + 60000)) {
+    if (saved && saved.token && saved.user_id && (saved.refresh_token
+      ? saved.refresh_expires_at * 1000 > Date.now() + 60000
+      : saved.expires_at * 1000 > Date.now() + 60000)) {
       return saved;
     }
   } catch {
@@ -102,8 +105,8 @@ async function authenticate(mode, username, password) {
   try {
     if (mode === "register") await api("/v1/auth/register", { method: "POST", body: { username, password } });
     const login = await api("/v1/auth/login", { method: "POST", body: { username, password } });
-    session = { token: login.token, user_id: login.user_id, username: username.toLowerCase(), expires_at: login.expires_at };
-    localStorage.setItem(SESSION_KEY, JSON.stringify(session));
+    session = { user_id: login.user_id, username: username.toLowerCase() };
+    keepTokens(login);
     startApp();
   } catch (exc) {
     const messages = {
@@ -116,6 +119,47 @@ async function authenticate(mode, username, password) {
     view.authError(messages[exc.code] || errorText(exc));
     view.authBusy(false);
   }
+}
+
+function keepTokens(tokens) {
+  Object.assign(session, {
+    token: tokens.token, expires_at: tokens.expires_at,
+    refresh_token: tokens.refresh_token, refresh_expires_at: tokens.refresh_expires_at,
+    session_id: tokens.session_id,
+  });
+  localStorage.setItem(SESSION_KEY, JSON.stringify(session));
+}
+
+// A fresh access token from the refresh token (which the server rotates: the old one is spent). Another tab of this
+// page may have rotated it already, so the stored session is read first: presenting a spent refresh token would end
+// the session everywhere.
+function renewToken() {
+  if (renewing) return renewing;
+  const mine = session;
+  renewing = (async () => {
+    const stored = loadSession();
+    if (stored && stored.user_id === mine.user_id && stored.refresh_token !== mine.refresh_token) {
+      Object.assign(mine, stored);
+      return mine.token;
+    }
+    if (!mine.refresh_token) return null;
+    try {
+      const tokens = await api("/v1/auth/refresh", { method: "POST", body: { refresh_token: mine.refresh_token } });
+      if (session !== mine) return null; // logged out meanwhile
+      keepTokens(tokens);
+      return tokens.token;
+    } catch (exc) {
+      if (exc instanceof ApiError && exc.status === 401) return null;
+      throw exc;
+    }
+  })().finally(() => { renewing = null; });
+  return renewing;
+}
+
+function signOut() {
+  // End the session on the server too (its tokens stop working, its other sockets close); leave either way.
+  if (session && session.token) api("/v1/auth/logout", { method: "POST", token: session.token }).catch(() => {});
+  logout();
 }
 
 function logout(message = "") {
@@ -160,6 +204,7 @@ function startApp() {
     onFrame,
     onStatus: (state, detail) => view.setConnection(state, detail),
     onAuthLost: () => logout("Your session has ended. Please sign in again."),
+    renewToken,
   });
   conn.start();
   const remembered = sessionStorage.getItem("pica.active");
@@ -172,7 +217,7 @@ function startApp() {
 
 async function loadMe() {
   try {
-    const me = await api("/v1/me", { token: session.token });
+    const me = await call("/v1/me");
     if (store && me.username) {
       store.me.username = me.username;
       session.username = me.username;
@@ -180,8 +225,8 @@ async function loadMe() {
       store.learnName(me.user_id, me.username);
       view.showApp(session);
     }
-  } catch (exc) {
-    authFailure(exc);
+  } catch {
+    // call() has signed out if the session is over
   }
 }
 
@@ -195,7 +240,13 @@ function authFailure(exc) {
 
 async function call(path, options = {}) {
   try {
-    return await api(path, { ...options, token: session.token });
+    try {
+      return await api(path, { ...options, token: session.token });
+    } catch (exc) {
+      if (!(exc instanceof ApiError && exc.code === "token_expired") || !session) throw exc;
+      if (!(await renewToken())) throw exc;
+      return await api(path, { ...options, token: session.token });
+    }
   } catch (exc) {
     authFailure(exc);
     throw exc;

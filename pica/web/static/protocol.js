@@ -55,10 +55,12 @@ export function wsUrl() {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`;
 }
 
-// Close codes (section 20): 4501/4502 need a new login; 4500, 4503, 4504 mean this client is wrong: retrying the same
-// way fails again; 4505 (too many sessions) must wait for the user, or reconnecting would close another of their
-// sessions. Everything else (4000-4499, 1000, 1006, 1009, ...) is reconnect-with-backoff.
-const AUTH_CLOSE = new Set([4501, 4502]);
+// Close codes (section 20): 4502 needs a renewed access token (the refresh token gives one); 4501 and 4506 need a new
+// login; 4500, 4503, 4504 mean this client is wrong: retrying the same way fails again; 4505 (too many sessions) must
+// wait for the user, or reconnecting would close another of their sessions. Everything else (4000-4499, 1000, 1006,
+// 1009, ...) is reconnect-with-backoff.
+const TOKEN_EXPIRED = 4502;
+const AUTH_CLOSE = new Set([4501, 4502, 4506]);
 const FINAL_CLOSE = new Set([4500, 4503, 4504, 4505]);
 const RESPONSE_TYPES = new Set(["sent", "synced", "page", "done", "pong"]);
 
@@ -67,13 +69,15 @@ const RESPONSE_TYPES = new Set(["sent", "synced", "page", "done", "pong"]);
  *   onReady(readyFrame)        after every successful auth (first connect and each reconnect)
  *   onFrame(frame)             server frames that are not responses (msg, receipt, typing, presence, contact, ...)
  *   onStatus(state, detail)    "connecting" | "ready" | "reconnecting" | "failed" | "stopped"
- *   onAuthLost(code)           the token was refused (4501/4502): log in again
+ *   onAuthLost(code)           the session is over (4501, 4506, or 4502 that renewToken could not fix): log in again
+ *   renewToken()               async: a fresh access token after 4502, or null when the session cannot be renewed
  */
 export class Connection {
-  constructor({ url = wsUrl(), token, device = "web", onReady, onFrame, onStatus, onAuthLost,
+  constructor({ url = wsUrl(), token, device = "web", onReady, onFrame, onStatus, onAuthLost, renewToken,
     backoffBase = 500, backoffCap = 15000, requestTimeoutMs = 20000 }) {
     this.url = url;
     this.token = token;
+    this.renewToken = renewToken || (async () => null);
     this.device = device;
     this.onReady = onReady || (() => {});
     this.onFrame = onFrame || (() => {});
@@ -260,10 +264,21 @@ export class Connection {
   _dropped(code, reason) {
     this._teardown(code, reason);
     if (this.stopped) return;
+    if (code === TOKEN_EXPIRED) {
+      this.onStatus("reconnecting");
+      this.renewToken().then((token) => {
+        if (this.stopped) return;
+        if (token) {
+          this.token = token;
+          this._connect();
+        } else {
+          this._authLost(code);
+        }
+      }, () => this._scheduleReconnect()); // the server could not be reached: try again later
+      return;
+    }
     if (AUTH_CLOSE.has(code)) {
-      this.stopped = true;
-      this.onStatus("failed", "signed out");
-      this.onAuthLost(code);
+      this._authLost(code);
       return;
     }
     if (FINAL_CLOSE.has(code)) {
@@ -272,6 +287,12 @@ export class Connection {
       return;
     }
     this._scheduleReconnect();
+  }
+
+  _authLost(code) {
+    this.stopped = true;
+    this.onStatus("failed", "signed out");
+    this.onAuthLost(code);
   }
 
   _scheduleReconnect() {
