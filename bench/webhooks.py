@@ -12,9 +12,10 @@ Same load as ``bench/chat.py`` (its load-generator processes, TCP + MessagePack,
   on uvloop, answering 200 at once): the whole cost on the node.
 
 Job latency (``deliver`` only, before its saturation phase): open-loop sends at ``--job-rate`` msg/s; the receiver
-records, for each delivery, its arrival (wall clock) minus the event's ``data.ts`` (the server's timestamp of the
-message, taken just before it is queued for the commit), so the figure is submit → delivered, an upper bound of
-commit → delivered by the ack latency (a few ms at that rate; the table shows it too). Usage:
+(its CPU is counted with the load generator's) records, for each delivery, its arrival (wall clock) minus the
+event's ``data.ts`` (the server's timestamp of the message, taken just before it is queued for the commit), so the
+figure is submit → delivered, an upper bound of commit → delivered by the ack latency (a few ms at that rate; the
+table shows it too). Usage:
 ``python bench/webhooks.py [--quick] [--json out.json]``.
 """
 
@@ -110,7 +111,7 @@ def start_server(work: Path, mode: str, receiver_port: int) -> bu.ServerProcess:
     return server
 
 
-def run_mode(args: argparse.Namespace, work: Path, mode: str, receiver_port: int) -> dict[str, Any]:
+def run_mode(args: argparse.Namespace, work: Path, mode: str, receiver_port: int, receiver_pid: int) -> dict[str, Any]:
     with start_server(work, mode, receiver_port) as server:
         http_port, tcp_port = server.ports
         accounts = uvloop.run(chat.register_users(f"http://{bu.HOST}:{http_port}", args.users))
@@ -119,12 +120,13 @@ def run_mode(args: argparse.Namespace, work: Path, mode: str, receiver_port: int
         try:
             if mode == "deliver":
                 receiver_stats(receiver_port)  # forget the user.created-free warm-up, if any
-                latency = chat.run_phase(workers, server.pid, f"rate {args.job_rate:,.0f}", args.job_rate, args)
+                latency = chat.run_phase(workers, server.pid, f"rate {args.job_rate:,.0f}", args.job_rate, args,
+                                         (receiver_pid,))
                 time.sleep(args.settle)  # the last jobs of the phase arrive
                 result["latency_phase"] = latency
                 result["job_ms"] = receiver_stats(receiver_port)
                 bu.log(f"{mode}: job latency p50 {result['job_ms']['p50']} ms, p99 {result['job_ms']['p99']} ms")
-            result["saturation"] = chat.run_phase(workers, server.pid, "saturation", None, args)
+            result["saturation"] = chat.run_phase(workers, server.pid, "saturation", None, args, (receiver_pid,))
             bu.log(f"{mode}: {result['saturation']['acked_per_s']:,.0f} acked/s")
         finally:
             chat.stop_workers(workers)
@@ -168,9 +170,10 @@ def table(results: list[dict[str, Any]]) -> str:
         sat = r["saturation"]
         ratio = f"{sat['acked_per_s'] / base:.2f}" if base else "n/a"
         rows.append([r["mode"], sat["acked_per_s"], ratio, sat["ack_ms"]["p50"], sat["ack_ms"]["p99"],
-                     sat["server_cpu_us_per_msg"], sat["server_cpu_pct"], sat["other_cpu_pct"]])
+                     sat["server_cpu_us_per_msg"], sat["server_cpu_pct"], sat["loadgen_cpu_pct"],
+                     sat["other_cpu_pct"]])
     return bu.markdown_table(["webhooks", "acked msg/s", "ratio to off", "ack p50 ms", "ack p99 ms",
-                              "server CPU µs/msg", "server CPU %", "other CPU %"], rows)
+                              "server CPU µs/msg", "server CPU %", "loadgen + receiver CPU %", "other CPU %"], rows)
 
 
 def latency_table(results: list[dict[str, Any]]) -> str:
@@ -200,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError("the webhook receiver did not start")
                 time.sleep(0.05)
             receiver_port = int(port_file.read_text())
-            results = [run_mode(args, work, mode, receiver_port) for mode in args.modes]
+            results = [run_mode(args, work, mode, receiver_port, receiver.pid or 0) for mode in args.modes]
         finally:
             receiver.terminate()
             receiver.join(10)
