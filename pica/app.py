@@ -4,13 +4,18 @@ node's lifecycle (start, SIGTERM drain, stop). Nothing else constructs these obj
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import os
 import secrets
 import socket
+import ssl
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
@@ -28,21 +33,23 @@ from pica.core.ratelimit import RateLimits
 from pica.core.sessions import SessionService
 from pica.core.social import SocialService
 from pica.core.tokens import RefreshTokens, TokenService
-from pica.errors import BadRequest, Banned, PicaError, SessionEnded
+from pica.errors import Banned, PicaError, SessionEnded, StartupError
 from pica.gateway.admission import AddressSlots
 from pica.gateway.http_socket import http_socket_factory
 from pica.gateway.hub import ConnectionHandle, Hub
 from pica.gateway.revocation import RevocationSweep
 from pica.gateway.services import GatewayServices
 from pica.gateway.tcp import start_tcp_server
+from pica.gateway.tls import ServerTls, server_tls
 from pica.jobs.worker import Handler, JobWorker, wall_ms
 from pica.logs import audit
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.outbound import OutboundFrame
 from pica.store.base import JobRules, Store
-from pica.store.factory import build_store
+from pica.store.factory import build_store, sqlite_path
 from pica.store.job_rules import STREAM, WEBHOOK, valid_pattern
+from pica.store.sqlite_files import server_lock
 from pica.webhooks.before_send import BeforeSendHook
 from pica.webhooks.delivery import WebhookSender
 from pica.webhooks.endpoints import Endpoints
@@ -86,6 +93,35 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
     return sock
 
 
+T = TypeVar("T")
+
+
+def _checked(step: Callable[[], T], what: str) -> T:
+    """Run a start-up step; an OS or TLS error becomes a StartupError naming ``what``."""
+    try:
+        return step()
+    except ssl.SSLError as exc:
+        raise StartupError(f"{what}: OpenSSL cannot load them ({exc.reason or exc}): they must be PEM files, the "
+                           "key the certificate's") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            reason += " (another pica serve, or another program, listens there: choose another port)"
+        elif exc.errno == errno.EACCES and "port" in what:
+            reason += " (ports below 1024 need privileges)"
+        elif exc.filename:
+            reason += f": {exc.filename}"
+        raise StartupError(f"{what}: {reason}") from None
+
+
+def _writable(directory: Path) -> None:
+    """Create the data directory if needed and prove it can be written (an error names the path)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    probe = directory / f".write-test-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 class SideWork:
     """The job queue's side of a node or of a ``pica worker`` process: the webhook endpoints in force (whose job
     rules a node's store writes with every commit, ``write_jobs``) and a worker delivering the jobs (``run_worker``).
@@ -98,7 +134,7 @@ class SideWork:
         for key, events in patterns.items():
             for pattern in events:
                 if not valid_pattern(pattern):
-                    raise BadRequest(f"{key}: no event type matches {pattern!r} (docs/webhooks.md)")
+                    raise StartupError(f"{key}: no event type matches {pattern!r} (docs/webhooks.md)")
         self.config = config
         self.store = store
         self.worker: JobWorker | None = None
@@ -148,9 +184,9 @@ async def run_worker(config: Config, stop: asyncio.Event) -> None:
     """``pica worker``: a process that only runs jobs, beside the nodes of a cluster (or of one SQLite node), until
     ``stop`` is set."""
     store = build_store(config)
+    side = SideWork(config, store, write_jobs=False, run_worker=True)  # refuses bad patterns before opening
     await store.open()
     try:
-        side = SideWork(config, store, write_jobs=False, run_worker=True)
         await side.start()
         log.info("pica worker started", extra={"concurrency": config.jobs.concurrency})
         await stop.wait()
@@ -168,6 +204,9 @@ class PicaServer:
         self.node_id = config.node_id or f"{socket.gethostname()}-{os.getpid()}"
         self.clock = SystemClock()
         self.store: Store = store or build_store(config)
+        self._owns_store = store is None
+        self._lock = contextlib.ExitStack()
+        """Holds the SQLite database's server lock from start to stop."""
         self.hub = Hub()
         self.reuse_port = reuse_port
         """Workers of ``pica serve --workers N`` share the listening ports (SO_REUSEPORT)."""
@@ -184,11 +223,48 @@ class PicaServer:
         self.services: GatewayServices | None = None
         self.side_work: SideWork | None = None
         self._before_send: BeforeSendHook | None = None
+        self.tls: ServerTls | None = None
 
     async def start(self) -> None:
+        """Raises StartupError for what the operator must fix (a port in use, a data directory that cannot be
+        written, a certificate that does not load), before anything is opened."""
         config = self.config
-        await self.store.open()
+        # The job queue's side first: a webhook pattern that matches nothing refuses the start.
         self.side_work = side = SideWork(config, self.store, write_jobs=True, run_worker=config.jobs.run_in_node)
+        # Everything that can refuse the start comes before the store opens (its writer process, its pool): a
+        # refused start leaves nothing running behind it.
+        self.tls = _checked(lambda: server_tls(config.tls), "TLS certificate and key")
+        if not config.store or config.store.startswith("sqlite:"):
+            _checked(lambda: _writable(config.data_dir), f"data directory {config.data_dir}")
+            if self._owns_store:  # one server per database file (a test may hand in a store of its own)
+                database = sqlite_path(config)
+                self._lock.enter_context(_checked(lambda: server_lock(database), f"database {database}"))
+        # Bind first: the cluster registry advertises the real ports.
+        try:
+            http_socket = _checked(lambda: bind_socket(config.host, config.port, reuse_port=self.reuse_port),
+                                   f"HTTP port {config.host}:{config.port}")
+        except StartupError:
+            self._lock.close()
+            raise
+        self.http_port = http_socket.getsockname()[1]
+        tcp_socket = None
+        if config.tcp_port >= 0:
+            try:
+                tcp_socket = _checked(lambda: bind_socket(config.host, config.tcp_port, reuse_port=self.reuse_port),
+                                      f"TCP port {config.host}:{config.tcp_port}")
+            except StartupError:
+                http_socket.close()
+                self._lock.close()
+                raise
+            self.tcp_port = tcp_socket.getsockname()[1]
+        try:
+            await self.store.open()
+        except BaseException:
+            for sock in (http_socket, tcp_socket):
+                if sock is not None:
+                    sock.close()
+            self._lock.close()
+            raise
         await side.start()
         if config.before_send.url:
             self._before_send = BeforeSendHook(config.before_send)
@@ -206,13 +282,6 @@ class PicaServer:
         if not rates.enabled:
             log.warning("rate limits are off (rate_limits = off): for benchmarks and trusted deployments only")
         accounts = AccountService(self.store, hasher, sessions, self.clock, auth, rates)
-        # Bind first: the cluster registry advertises the real ports.
-        http_socket = bind_socket(config.host, config.port, reuse_port=self.reuse_port)
-        self.http_port = http_socket.getsockname()[1]
-        tcp_socket = None
-        if config.tcp_port >= 0:
-            tcp_socket = bind_socket(config.host, config.tcp_port, reuse_port=self.reuse_port)
-            self.tcp_port = tcp_socket.getsockname()[1]
         delivery: Delivery = self.hub
         presence: Presence = self.hub
         fanout: GroupRouter
@@ -261,11 +330,13 @@ class PicaServer:
         # Our own listener rather than a web.SockSite: its protocol factory wraps each aiohttp handler (the
         # per-address cap and the WebSocket masking rule, pica.gateway.http_socket). The runner still tracks every
         # handler, so its cleanup closes them as before.
+        tls = self.tls
         self._http_server = await asyncio.get_running_loop().create_server(
-            http_socket_factory(handlers, services.address_slots), sock=http_socket, backlog=4096
+            http_socket_factory(handlers, services.address_slots), sock=http_socket, backlog=4096,
+            ssl=tls.http if tls else None, ssl_handshake_timeout=tls.handshake_timeout if tls else None,
         )
         if tcp_socket is not None:
-            self._tcp_server = await start_tcp_server(services, sock=tcp_socket)
+            self._tcp_server = await start_tcp_server(services, sock=tcp_socket, tls=tls)
         limits = config.limits
         interval = max(0.05, min(5.0, limits.auth_timeout / 4, limits.heartbeat_interval / 4))
         self._sweeper = asyncio.get_running_loop().create_task(
@@ -285,10 +356,11 @@ class PicaServer:
         host = self.config.advertise_host or self.config.host
         if ":" in host:
             host = f"[{host}]"
+        secure = "s" if self.config.tls.cert else ""
         return NodeAddress(
             node_id=self.node_id,
-            http=f"http://{host}:{self.http_port}",
-            ws=f"ws://{host}:{self.http_port}/v1/ws",
+            http=f"http{secure}://{host}:{self.http_port}",
+            ws=f"ws{secure}://{host}:{self.http_port}/v1/ws",
             tcp=f"{host}:{self.tcp_port}" if self.config.tcp_port >= 0 else "",
             connections=self.hub.connection_count,
         )
@@ -331,6 +403,10 @@ class PicaServer:
                 if not conn.closed:
                     conn.push(frame)
 
+    def reload_tls(self) -> bool:
+        """SIGHUP: read the TLS certificate and key again (renewal) without dropping connections."""
+        return self.tls.reload() if self.tls is not None else False
+
     async def stop(self) -> None:
         """Drain: stop accepting, let in-flight requests (and so their commits) finish, tell every client to
         reconnect (close 4000), then close the store."""
@@ -371,6 +447,7 @@ class PicaServer:
         if self._before_send is not None:
             await self._before_send.close()
         await self.store.close()
+        self._lock.close()
         self.services = None
         log.info("pica node stopped", extra={"node": self.node_id})
 

@@ -233,6 +233,21 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    cert: str = ""
+    """PEM certificate chain (the server's certificate first). With ``key``, every listener (HTTP and WebSocket, the
+    framed TCP gateway) speaks TLS only; SIGHUP reloads both files without dropping connections. Empty: plaintext
+    (terminate TLS in a proxy in front, or keep the node on a private network)."""
+    key: str = ""
+    """PEM private key of ``cert``."""
+    client_ca: str = ""
+    """PEM bundle of the CAs whose client certificates the TCP gateway requires (mutual TLS: a device without one is
+    refused at the handshake; it still authenticates with a token). Empty: no client certificates asked for."""
+    handshake_timeout: float = 10.0
+    """Seconds a client gets to complete the TLS handshake; then the socket is closed."""
+
+
+@dataclass(frozen=True, slots=True)
 class JobsConfig:
     """The durable job queue (webhook deliveries): where it runs, how often it retries, when it gives up."""
 
@@ -351,6 +366,7 @@ class Config:
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     before_send: BeforeSendConfig = field(default_factory=BeforeSendConfig)
     event_stream: EventStreamConfig = field(default_factory=EventStreamConfig)
@@ -366,6 +382,7 @@ _SECTIONS: Final = {
     "postgres": PostgresConfig,
     "redis": RedisConfig,
     "log": LogConfig,
+    "tls": TlsConfig,
     "jobs": JobsConfig,
     "before_send": BeforeSendConfig,
     "event_stream": EventStreamConfig,
@@ -608,6 +625,13 @@ def _validate(obj: Any, section: str) -> None:
         for name in ("pool_size", "write_lanes", "max_batch"):
             if getattr(obj, name) < 1:
                 raise ConfigError(f"postgres.{name}: must be at least 1")
+    if isinstance(obj, TlsConfig):
+        if bool(obj.cert) != bool(obj.key):
+            raise ConfigError("tls.cert and tls.key: give both (or neither)")
+        if obj.client_ca and not obj.cert:
+            raise ConfigError("tls.client_ca: needs tls.cert and tls.key")
+        if obj.handshake_timeout <= 0:
+            raise ConfigError("tls.handshake_timeout: must be more than 0")
     if isinstance(obj, JobsConfig):
         for name in ("concurrency", "max_attempts"):
             if getattr(obj, name) < 1:

@@ -242,3 +242,9 @@ class InternalError(PicaError):
     code = "internal"
     http_status = 500
     retryable = True
+
+
+class StartupError(Exception):
+    """A node cannot start for a reason its operator must fix (a port in use, a data directory that cannot be
+    written, a certificate that does not load); the message says which and why, in one line. Not a PicaError: it
+    never reaches a client."""

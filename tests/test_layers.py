@@ -52,7 +52,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     # The composition root wires everything but the clients.
     "app": FOUNDATION | {"protocol", "store.base", "store", "core", "cluster", "gateway", "api", "web", "jobs",
                          "webhooks", "stream"},
-    "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app", "jobs", "webhooks"},
+    "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app", "cluster", "jobs",
+                         "webhooks"},  # cluster: doctor
     "__main__": frozenset({"cli"}),
 }
 

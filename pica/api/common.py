@@ -28,7 +28,8 @@ _json_decode: Final = msgspec.json.Decoder().decode
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=_json_encode(data), status=status, content_type="application/json")
+    # A newline at the end, as command-line tools expect (curl's output then ends its line before the prompt).
+    return web.Response(body=_json_encode(data) + b"\n", status=status, content_type="application/json")
 
 
 def error_response(error: PicaError) -> web.Response:

@@ -46,7 +46,7 @@ async def export_me(request: web.Request) -> web.StreamResponse:
                                    "client_msg_id": m.client_msg_id, "body": m.body}) for m in page)
         await response.write(chunk if first else b"," + chunk)
         first = False
-    await response.write(b"]}")
+    await response.write(b"]}\n")
     await response.write_eof()
     return response
 

@@ -20,6 +20,7 @@ import os
 import secrets
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from pica.cli.render import stamp, table
@@ -30,8 +31,9 @@ from pica.core.ports import SystemClock
 from pica.core.sessions import SessionService
 from pica.core.tokens import RefreshTokens, TokenService
 from pica.core.validation import normalize_username
-from pica.errors import GroupNotFound, PicaError, UserNotFound
+from pica.errors import GroupNotFound, PicaError, StartupError, UserNotFound
 from pica.logs import audit, configure
+from pica.store import sqlite_files
 from pica.store.base import GroupAction, GroupRecord, Store, UserRecord
 from pica.store.factory import build_store, is_postgres, sqlite_path
 
@@ -92,6 +94,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--uses", type=_positive, default=1, help="registrations it allows (default 1)")
     p.add_argument("--days", type=float, default=7.0, help="days it stays valid (default 7)")
 
+    p = sub.add_parser("backup", parents=[common], help="copy the embedded database to a new file, consistently, "
+                                                      "while the server runs")
+    p.add_argument("file", help="the backup file to write (must not exist)")
+    p = sub.add_parser("restore", parents=[common], help="replace the embedded database with a backup (the server "
+                                                       "must be stopped)")
+    p.add_argument("file", help="a file written by 'pica backup'")
+
     group = sub.add_parser("group", help="manage groups (directly in the store)")
     groups = group.add_subparsers(dest="action", required=True)
     p = groups.add_parser("create", parents=[common], help="create a group")
@@ -118,10 +127,13 @@ def run(args: argparse.Namespace) -> int:
     # administrator's action leaves, in the node's log format.
     configure("WARNING", config.log.format)
     try:
-        asks = (args.command, args.action) in {("user", "create"), ("user", "reset-password")}
+        asks = (args.command, getattr(args, "action", None)) in {("user", "create"), ("user", "reset-password")}
         password = _password(args) if asks else ""
-        out = asyncio.run(_dispatch(args, config, password))
-    except (AdminError, PicaError) as exc:
+        if args.command in ("backup", "restore"):
+            out = _files(args, config)
+        else:
+            out = asyncio.run(_dispatch(args, config, password))
+    except (AdminError, PicaError, StartupError) as exc:
         print(f"pica: {exc}", file=sys.stderr)
         return 1
     print(out)
@@ -141,6 +153,26 @@ def _password(args: argparse.Namespace) -> str:
     except (EOFError, KeyboardInterrupt):
         raise AdminError("no password given") from None
     return password
+
+
+def _files(args: argparse.Namespace, config: Config) -> str:
+    """``pica backup`` and ``pica restore``: whole files of the embedded store (pica/store/sqlite_files.py)."""
+    if is_postgres(config.store):
+        raise AdminError(f"pica {args.command} is for the embedded SQLite store; for PostgreSQL use pg_dump and "
+                         "pg_restore (docs/operations.md, Backups)")
+    database = sqlite_path(config)
+    target = Path(args.file)
+    try:
+        if args.command == "backup":
+            info = sqlite_files.backup(database, target)
+            return (f"backed up {database} to {info.path}: {info.size:,} bytes, {info.messages:,} messages, schema "
+                    f"version {info.schema_version} (keep the token secret too: {config.data_dir / 'token_secret'}, "
+                    "or auth.token_secret)")
+        info = sqlite_files.restore(target, database)
+    except (ValueError, OSError) as exc:
+        raise AdminError(str(exc)) from None
+    return (f"restored {database} from {target}: {info.messages:,} messages, schema version {info.schema_version}; "
+            "start the server")
 
 
 @contextlib.asynccontextmanager

@@ -212,15 +212,16 @@ class ChatApp:
         opened = self.opened
         if receipt.user_id == self.dir.me or opened is None or opened.conv.conversation_id != receipt.conversation_id:
             return
-        if receipt.delivered is not None and receipt.delivered > opened.delivered:
-            if any(opened.delivered < s <= receipt.delivered for s in opened.mine) and receipt.delivered > opened.read:
-                self.say(f"✓ delivered up to #{receipt.delivered}")
-            opened.delivered = receipt.delivered
+        # Read first: a read receipt carries the delivered cursor too, and what is read needs no "delivered" line.
         if receipt.read is not None and receipt.read > opened.read:
             if any(opened.read < s <= receipt.read for s in opened.mine):
                 self.say(f"✓✓ read up to #{receipt.read}")
             opened.read = receipt.read
             opened.delivered = max(opened.delivered, receipt.read)
+        if receipt.delivered is not None and receipt.delivered > opened.delivered:
+            if any(opened.delivered < s <= receipt.delivered for s in opened.mine) and receipt.delivered > opened.read:
+                self.say(f"✓ delivered up to #{receipt.delivered}")
+            opened.delivered = receipt.delivered
 
     async def _on_typing(self, typing: f.Typing) -> None:
         user_id = typing.user_id

@@ -24,7 +24,7 @@ from typing import Any
 from pica.cli.admin import AdminError, open_store
 from pica.cli.render import stamp, table
 from pica.config import Config, ConfigError, load_config, valid_secret
-from pica.errors import PicaError
+from pica.errors import PicaError, StartupError
 from pica.logs import audit, configure
 from pica.store.base import Store, WebhookEndpoint
 from pica.store.job_rules import valid_pattern
@@ -96,6 +96,9 @@ def _worker(config: Config, runner: Callable[[Coroutine[Any, Any, None]], Any]) 
     try:
         with contextlib.suppress(KeyboardInterrupt):
             runner(main())
+    except StartupError as exc:  # a setting the operator must fix, in one line
+        print(f"pica: cannot start: {exc}", file=sys.stderr)
+        return 2
     except PicaError as exc:
         print(f"pica: cannot start: {exc}", file=sys.stderr)
         return 1

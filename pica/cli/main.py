@@ -6,15 +6,16 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pica.cli import admin, chat, jobs
+from pica.cli import admin, chat, doctor, jobs, systemd
 from pica.config import Config, ConfigError, load_config
-from pica.errors import PicaError
+from pica.errors import PicaError, StartupError
 from pica.logs import configure, redact_url
 
 log = logging.getLogger("pica")
@@ -37,6 +38,9 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--workers", type=int, help="processes sharing the ports via SO_REUSEPORT (default 1; >1 needs "
                                                "--cluster)")
     p.add_argument("--advertise-host", help="host name GET /v1/gateway gives clients (default: --host)")
+    p.add_argument("--tls-cert", help="PEM certificate chain: every listener speaks TLS (needs --tls-key; SIGHUP "
+                                      "reloads both)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set by the --workers supervisor
 
 
@@ -68,6 +72,8 @@ def _config_from_args(args: argparse.Namespace) -> Config:
             "cluster": args.cluster,
             "workers": args.workers,
             "advertise_host": args.advertise_host,
+            "tls.cert": args.tls_cert,
+            "tls.key": args.tls_key,
         },
     )
 
@@ -100,9 +106,10 @@ async def _serve(config: Config, ready_file: str | None, reuse_port: bool = Fals
     tcp = f"tcp {config.host}:{server.tcp_port}" if config.tcp_port >= 0 else "tcp off"
     store = config.store or f"sqlite in {config.data_dir}"
     cluster = f", cluster {redact_url(config.cluster)} as {server.node_id}" if config.cluster else ""
+    scheme = "https" if config.tls.cert else "http"
     print(
-        f"pica serving http://{config.host}:{server.http_port} (WebSocket /v1/ws, web chat at /), "
-        f"{tcp}, store {redact_url(store)}{cluster}",
+        f"pica serving {scheme}://{config.host}:{server.http_port} (WebSocket /v1/ws, web chat at /), "
+        f"{tcp}{' (TLS)' if config.tls.cert and config.tcp_port >= 0 else ''}, store {redact_url(store)}{cluster}",
         file=sys.stderr,
         flush=True,
     )
@@ -114,9 +121,23 @@ async def _serve(config: Config, ready_file: str | None, reuse_port: bool = Fals
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def reload() -> None:
+        systemd.notify("RELOADING=1")
+        server.reload_tls()
+        systemd.notify("READY=1")
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    systemd.notify("READY=1", f"STATUS=serving on ports {server.http_port} and {server.tcp_port}",
+                   f"MAINPID={os.getpid()}")
+    interval = systemd.watchdog_interval()
+    pinger = loop.create_task(systemd.watchdog(interval)) if interval else None
     await stop.wait()
     log.info("signal received, draining")
+    systemd.notify("STOPPING=1", "STATUS=draining")
     await server.stop()
+    if pinger is not None:
+        pinger.cancel()
 
 
 def _run(coro: Any) -> Any:
@@ -134,14 +155,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     _migrate_parser(sub)
     chat.add_parser(sub)
     admin.add_parsers(sub)
+    doctor.add_parser(sub)
     jobs.add_parsers(sub, admin.common_arguments())
     args = parser.parse_args(argv)
     if args.command == "chat":
         return chat.run(args)
-    if args.command in ("user", "group", "invite"):
+    if args.command in ("user", "group", "invite", "backup", "restore"):
         return admin.run(args)
     if args.command in jobs.COMMANDS:
         return jobs.run(args, _run)
+    if args.command == "doctor":
+        return doctor.run(args)
     if args.command == "migrate":
         try:
             config = load_config(config_file=args.config, overrides={"store": args.store, "data_dir": args.data_dir})
@@ -168,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             with contextlib.suppress(KeyboardInterrupt):
                 _run(_serve(config, args.ready_file, args.reuse_port))
+        except StartupError as exc:  # a port in use, a data directory that cannot be written, a bad certificate
+            print(f"pica: cannot start: {exc}", file=sys.stderr)
+            return 2
         except PicaError as exc:  # the store could not be opened (unreachable, or a schema this code refuses)
             print(f"pica: cannot start: {exc}", file=sys.stderr)
             return 1

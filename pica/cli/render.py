@@ -93,7 +93,9 @@ def notice(sender: str, body: dict[str, Any], name_of: NameOf) -> str | None:
         return f"* {sender} recalled message #{body['recall'].get('seq')}"
     if isinstance(body.get("edit"), dict):
         edit = body["edit"]
-        return f"* {sender} edited message #{edit.get('seq')}: {edit.get('text', '')}"
+        if not isinstance(edit.get("text"), str):  # the edit of a message recalled since: its text is gone
+            return f"* {sender} edited message #{edit.get('seq')} (recalled since)"
+        return f"* {sender} edited message #{edit.get('seq')}: {edit['text']}"
     event = body.get("system")
     if not isinstance(event, dict):
         return None
@@ -113,6 +115,7 @@ def notice(sender: str, body: dict[str, Any], name_of: NameOf) -> str | None:
         "group_unmuted": lambda: f"{by} unmuted the group",
         "dissolved": lambda: f"{by} dissolved the group",
         "deleted": lambda: f"you deleted message #{event.get('seq')} of {event.get('conversation_id')}",
+        "removed_from_group": lambda: f'{by} removed you from the group "{event.get("name", "")}"',
     }
     sentence = sentences.get(kind)
     return "* " + (sentence() if sentence else f"{kind} ({json.dumps(event, ensure_ascii=False)[:200]})")

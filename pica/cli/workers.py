@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pica.app import bind_socket
+from pica.cli import systemd
 from pica.config import Config
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ _MAX_RESTARTS = 5
 _START_TIMEOUT = 60.0
 # serve flags handed on to every worker unchanged (ports, node id, workers and the ready file are set per worker)
 _PASSED_ON = ("config", "host", "data_dir", "log_level", "log_format", "synchronous", "store", "cluster",
-              "advertise_host")
+              "advertise_host", "tls_cert", "tls_key")
 
 
 @dataclass
@@ -43,7 +44,7 @@ class _Worker:
 
     def start(self) -> None:
         self.ready_file.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(self.argv)
+        self.proc = subprocess.Popen(self.argv, env=systemd.child_environment())
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -83,8 +84,14 @@ def supervise(config: Config, args: argparse.Namespace) -> int:
         nonlocal stopping
         stopping = True
 
+    def reload(signum: int, _frame: object) -> None:  # certificate renewal: every worker reloads its TLS files
+        for worker in workers:
+            if worker.alive() and worker.proc is not None:
+                worker.proc.send_signal(signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     for worker in workers:
         worker.start()
     deadline = time.monotonic() + _START_TIMEOUT
@@ -99,11 +106,18 @@ def supervise(config: Config, args: argparse.Namespace) -> int:
             held.close()
     if args.ready_file:
         Path(args.ready_file).write_text(f"{http_port} {tcp_port}\n", encoding="utf-8")
-    print(f"pica: {len(workers)} workers serving http://{config.host}:{http_port}, tcp {tcp_port}", file=sys.stderr,
+    scheme = "https" if config.tls.cert else "http"
+    print(f"pica: {len(workers)} workers serving {scheme}://{config.host}:{http_port}, tcp {tcp_port}", file=sys.stderr,
           flush=True)
+    systemd.notify("READY=1", f"STATUS={len(workers)} workers serving", f"MAINPID={os.getpid()}")
+    ping_every = systemd.watchdog_interval()
+    pinged = 0.0
     status = 0
     while not stopping:
         time.sleep(0.2)
+        if ping_every is not None and time.monotonic() - pinged >= ping_every:
+            systemd.notify("WATCHDOG=1")  # the supervisor's loop turns; each worker's health is its restart
+            pinged = time.monotonic()
         for worker in workers:
             if stopping or worker.alive():
                 continue
@@ -116,6 +130,7 @@ def supervise(config: Config, args: argparse.Namespace) -> int:
                 break
             log.warning("worker exited; starting it again", extra={"worker": worker.index, "exit_code": code})
             worker.start()
+    systemd.notify("STOPPING=1")
     _stop_all(workers, config.limits.shutdown_grace)
     return status
 

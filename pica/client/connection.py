@@ -13,6 +13,7 @@ import collections
 import contextlib
 import itertools
 import uuid
+from ssl import SSLContext, create_default_context
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -180,13 +181,17 @@ class PicaConnection:
         ws_url: str | None = None,
         tcp_host: str | None = None,
         gap_wait: float = GAP_WAIT,
+        ssl: SSLContext | None = None,
     ) -> PicaConnection:
         """``url`` is the server's HTTP base URL; for ``tcp`` give ``tcp_port`` (host taken from the URL unless
         ``tcp_host`` is given). ``ws_url`` overrides the WebSocket URL derived from ``url`` (``GET /v1/gateway``
         gives it). ``cursors`` carries per-conversation positions over from an earlier connection. ``gap_wait``: how
-        long a live message that skips ahead waits for the missing ones before a sync (0: sync at once)."""
+        long a live message that skips ahead waits for the missing ones before a sync (0: sync at once).
+
+        An ``https://`` URL means TLS on both transports (``wss://``, and TLS on the TCP gateway), with the server's
+        certificate verified: against ``ssl``'s CAs if given, else the system's (``SSL_CERT_FILE`` adds one)."""
         wire = await cls.dial(url, transport=transport, tcp_port=tcp_port, max_frame=max_frame, ws_url=ws_url,
-                              tcp_host=tcp_host)
+                              tcp_host=tcp_host, ssl=ssl)
         try:
             await wire.write(f.Auth(token=token, device=device))
             first = await wire.read()
@@ -213,22 +218,26 @@ class PicaConnection:
     @staticmethod
     async def dial(
         url: str, *, transport: Transport = "ws", tcp_port: int | None = None, max_frame: int = 1 << 24,
-        ws_url: str | None = None, tcp_host: str | None = None,
+        ws_url: str | None = None, tcp_host: str | None = None, ssl: SSLContext | None = None,
     ) -> Any:
         """An unauthenticated wire (tests use it to speak raw frames)."""
         parts = urlsplit(url)
         host = tcp_host or parts.hostname or "127.0.0.1"
+        secure = parts.scheme == "https"
         if transport == "tcp":
             if tcp_port is None:
                 raise ValueError("tcp transport needs tcp_port")
-            reader, writer = await asyncio.open_connection(host, tcp_port)
+            tls: SSLContext | None = (ssl or create_default_context()) if secure else None
+            reader, writer = await asyncio.open_connection(host, tcp_port, ssl=tls,
+                                                           server_hostname=host if tls else None)
             return _TcpWire(reader, writer, max_frame)
         encoding = Encoding.MSGPACK if transport == "ws-msgpack" else Encoding.JSON
         session = aiohttp.ClientSession()
-        scheme = "wss" if parts.scheme == "https" else "ws"
+        scheme = "wss" if secure else "ws"
         target = ws_url or f"{scheme}://{parts.netloc}/v1/ws"
         try:
-            ws = await session.ws_connect(target, max_msg_size=max_frame, autoping=True)
+            ws = await session.ws_connect(target, max_msg_size=max_frame, autoping=True,
+                                          ssl=ssl if ssl is not None else True)
         except BaseException:
             await session.close()
             raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,7 +80,8 @@ class GatewayNode:
 
 
 class PicaHttp:
-    def __init__(self, base_url: str, token: str | None = None, refresh_token: str | None = None) -> None:
+    def __init__(self, base_url: str, token: str | None = None, refresh_token: str | None = None,
+                 ssl: SSLContext | None = None) -> None:
         """With a ``refresh_token`` (which ``login`` also keeps), an expired access token is renewed by itself:
         a request answered 401 ``token_expired`` is sent again once with the new token."""
         self.base_url = base_url.rstrip("/")
@@ -87,6 +89,8 @@ class PicaHttp:
         self.refresh_token = refresh_token
         self._session: aiohttp.ClientSession | None = None
         self._refreshing: asyncio.Task[Login] | None = None
+        self.ssl = ssl
+        """For ``https://``: the CAs to verify the server against (None: the system's)."""
 
     async def __aenter__(self) -> PicaHttp:
         return self
@@ -137,7 +141,8 @@ class PicaHttp:
                        base_url: str | None) -> Any:
         """``token`` "": send none."""
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            connector = aiohttp.TCPConnector(ssl=self.ssl) if self.ssl is not None else None
+            self._session = aiohttp.ClientSession(connector=connector)
         headers = {}
         bearer = self.token if token is None else token
         if bearer:

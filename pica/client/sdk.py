@@ -28,6 +28,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -146,6 +147,7 @@ class PicaClient:
         dispatch: bool = False,
         connect_timeout: float = 10.0,
         gap_wait: float = GAP_WAIT,
+        ssl: SSLContext | None = None,
     ) -> None:
         """``seeds``: HTTP base URLs of other nodes, asked for the gateway list (and logins) when ``url`` does not
         answer. ``dispatch``: choose the node by ``GET /v1/gateway`` before each (re)connect. ``connect_timeout``:
@@ -154,7 +156,9 @@ class PicaClient:
         if token is None and (username is None or password is None):
             raise ValueError("give a token, or a username and password")
         self.url = url.rstrip("/")
-        self.http = PicaHttp(self.url, token=token, refresh_token=refresh_token)
+        self.http = PicaHttp(self.url, token=token, refresh_token=refresh_token, ssl=ssl)
+        self.ssl = ssl
+        """For ``https://`` servers: the CAs their certificates are verified against (None: the system's)."""
         self.seeds = tuple(seed_url.rstrip("/") for seed_url in seeds)
         self.dispatch = dispatch
         self.connect_timeout = connect_timeout
@@ -311,7 +315,8 @@ class PicaClient:
                     conn = await PicaConnection.open(
                         node.http, self.http.token or "", transport=self.transport,
                         tcp_port=address[1] if address else None, tcp_host=address[0] if address else None,
-                        ws_url=node.ws, device=self.device, cursors=self.cursors, gap_wait=self.gap_wait)
+                        ws_url=node.ws, device=self.device, cursors=self.cursors, gap_wait=self.gap_wait,
+                        ssl=self.ssl)
             except (OSError, TimeoutError, aiohttp.ClientError) as exc:
                 log.info("connect to %s failed: %s", node.node_id or node.http, exc)
                 failure = exc

@@ -21,7 +21,8 @@ something may have been lost", never at durability: Redis runs without persisten
   member*, not per node nor per member; a node caches only the groups it holds members of (and those its own
   senders write to); membership changes committed on any node reach those caches through the version.
   *Ephemeral* group frames (typing) take the same channel as an envelope of their own kind (origin, conversation,
-  the typist to skip, frame): no seq, so they never count as proof that the channel was live (joins, below).
+  the typist to skip and the membership version the typist's node checked, frame): no seq, so they never count as
+  proof that the channel was live (joins, below); the version makes an older member cache reload first.
 
 **Keeping the group subscriptions right.** The index maps local users to their groups and groups to their local
 users; a group channel is wanted while its set is non-empty, through the same subscriber as user channels (merged
@@ -100,10 +101,9 @@ and the batched publish script becomes per-shard batches of SPUBLISH.
   announced when it returns. They can repeat in rare cases (a reply lost after the script ran is retried), never
   go missing once Redis answers. A node paused longer than ``node_ttl`` is reaped: its users are announced offline,
   then online again when it resumes.
-- Group typing notices travel on the group channel (one publish per notice, not per member) without seq or
-  membership version: a receiving node serves them from its member cache as it stands, so a membership change not
-  yet applied there can make a notice reach a just-removed member or miss a just-added one. Lost ones are not
-  recovered (nothing to sync); a node whose group cache is absent loads it first.
+- Group typing notices travel on the group channel (one publish per notice, not per member) without seq, with the
+  membership version: a receiving node whose member cache is older (or absent) loads it first, so a change the
+  typist's node had applied is applied before the notice is served. Lost ones are not recovered (nothing to sync).
 - A user's first connection to a node costs one store read (their group list) and a second Redis round trip;
   a user in many groups adds one channel subscription per group per node holding them.
 - A user added to a group on a node that held no member of it gets a ``resync`` once the new subscription is

@@ -13,8 +13,9 @@ Shapes (positional, to stay small):
   joined a group: ``frame`` is the notice of seq ``seq``; see :mod:`pica.cluster.groups`)
 - group channel ``{prefix}g:{conversation_id}``, two kinds told apart by their length (the first byte of the
   envelope, a MessagePack fixarray header): ``[origin, conversation_id, version, seq, also, frame]`` (a frame of the
-  group's timeline) and ``["e", origin, conversation_id, skip_user, frame]`` (an ephemeral frame such as a typing
-  notice, for every member but ``skip_user``: no seq, no membership version, never stored)
+  group's timeline) and ``["e", origin, conversation_id, [skip_user, version], frame]`` (an ephemeral frame such as
+  a typing notice, for every member but ``skip_user`` as of membership ``version`` or later: no seq, never stored;
+  the pair keeps the envelope at five elements, so that its length still tells it from a timeline envelope)
 - ``{prefix}control``: ``[origin, kind, reason]`` (``kind`` is ``"resync"``)
 
 A join carries neither the membership version nor the list of users added: the receiving node never consults its
@@ -61,7 +62,8 @@ class EphemeralEnvelope(msgspec.Struct, array_like=True, frozen=True, tag="e"):
 
     origin: str
     conversation_id: str
-    skip_user: int
+    audience: tuple[int, int]
+    """(skip_user, version): every member but ``skip_user``, as of membership ``version`` or later."""
     frame: f.ServerFrame
 
 
@@ -100,8 +102,8 @@ def encode_group(origin: str, conversation_id: str, version: int, seq: int, also
     return _encoder.encode((origin, conversation_id, version, seq, also, msgspec.Raw(frame_payload)))
 
 
-def encode_ephemeral(origin: str, conversation_id: str, skip_user: int, frame_payload: bytes) -> bytes:
-    return _encoder.encode(("e", origin, conversation_id, skip_user, msgspec.Raw(frame_payload)))
+def encode_ephemeral(origin: str, conversation_id: str, skip_user: int, version: int, frame_payload: bytes) -> bytes:
+    return _encoder.encode(("e", origin, conversation_id, (skip_user, version), msgspec.Raw(frame_payload)))
 
 
 def encode_control(origin: str, kind: str, reason: str = "") -> bytes:

@@ -105,8 +105,9 @@ class ClusterFanout:
     envelope carries the membership version: a node whose member cache is older reloads it from the store before
     delivering (the fan-out's own rule), so changes committed elsewhere apply.
 
-    Ephemeral frames (typing) take the same channel without seq or version: each receiving node serves them from its
-    member cache as it stands (loading it if absent).
+    Ephemeral frames (typing) take the same channel without seq, with the membership version the typist's node
+    checked: each receiving node serves them from its member cache once it is at least that new (loading it first
+    otherwise).
 
     The node's :class:`GroupIndex` decides which group channels it subscribes to; see the package docstring for
     how it is kept up to date (store reads on connect, join envelopes on user channels, removals in notices)."""
@@ -176,15 +177,17 @@ class ClusterFanout:
         for user_id in change.added:
             publish(prefix + str(user_id).encode(), data)
 
-    def members(self, conversation_id: str) -> Iterable[int] | None:
-        return self.local.members(conversation_id)
+    def membership(self, conversation_id: str) -> tuple[int, Collection[int]] | None:
+        return self.local.membership(conversation_id)
 
-    def deliver_ephemeral(self, conversation_id: str, frame: OutboundFrame, skip_user: int) -> None:
+    def deliver_ephemeral(self, conversation_id: str, frame: OutboundFrame, skip_user: int, version: int) -> None:
         """This node's members, then one envelope on the group channel for the nodes holding the others (one
-        publish per group, not per member); each of them serves its local members but ``skip_user``."""
-        self.local.deliver_ephemeral(conversation_id, frame, skip_user)
+        publish per group, not per member); each of them serves its local members but ``skip_user``, from a member
+        list of at least ``version`` (reloading a staler one: a just-removed member must not get the notice)."""
+        self.local.deliver_ephemeral(conversation_id, frame, skip_user, version)
         try:
-            data = encode_ephemeral(self._node_id, conversation_id, skip_user, frame.payload(Encoding.MSGPACK))
+            data = encode_ephemeral(self._node_id, conversation_id, skip_user, version,
+                                    frame.payload(Encoding.MSGPACK))
         except Exception:
             log.exception("cluster bus: could not encode an ephemeral group frame for the bus")
             return
@@ -275,7 +278,7 @@ class ClusterFanout:
         if isinstance(envelope, EphemeralEnvelope):
             # No seq: it says nothing of which timeline frames reached this node, so ``_seen`` is left alone.
             if envelope.origin != self._node_id:
-                self.local.deliver_ephemeral(conversation_id, OutboundFrame(envelope.frame), envelope.skip_user)
+                self.local.deliver_ephemeral(conversation_id, OutboundFrame(envelope.frame), *envelope.audience)
             return
         if envelope.seq > self._seen.get(conversation_id, 0):
             self._seen[conversation_id] = envelope.seq

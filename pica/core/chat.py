@@ -19,7 +19,7 @@ from pica.config import LimitsConfig
 from pica.core.fanout import GroupFanout
 from pica.core.ports import BeforeSend, Clock, Delivery, GroupRouter
 from pica.core.ratelimit import RateLimits
-from pica.core.validation import check_client_msg_id, search_text, validate_body
+from pica.core.validation import check_client_msg_id, validate_body
 from pica.core.wire import message_frame
 from pica.errors import BadRequest, ConversationNotFound
 from pica.protocol import frames as f
@@ -31,6 +31,7 @@ from pica.protocol.ids import (
     names_nothing,
 )
 from pica.protocol.outbound import OutboundFrame
+from pica.protocol.text import search_text
 from pica.store.base import (
     AppendResult,
     ConversationSummary,
@@ -294,9 +295,11 @@ class ChatService:
         """Read up to ``seq``: my other devices and the peer of a 1:1 learn it live; group cursors are pulled
         (GET /v1/conversations/{id}/receipts), since pushing every read to every member costs O(members²)."""
         _must_name_one(conversation_id)
-        read = await self._store.mark_read(user_id, conversation_id, seq)
-        if read is not None:
-            receipt = f.Receipt(conversation_id=conversation_id, user_id=user_id, read=read)
+        cursors = await self._store.mark_read(user_id, conversation_id, seq)
+        if cursors is not None:
+            # Reading moved the delivered cursor too (protocol 11): say both, so no client has to infer it.
+            receipt = f.Receipt(conversation_id=conversation_id, user_id=user_id, delivered=cursors.delivered,
+                                read=cursors.read)
             self._delivery.deliver((user_id,), OutboundFrame(receipt), exclude=origin)
             self._announce(user_id, conversation_id, receipt)
 
@@ -357,13 +360,16 @@ class ChatService:
             if peer != user_id and await self._store.presence_of(user_id, [peer]):
                 self._delivery.deliver((peer,), frame)
             return
-        members = self.fanout.members(conversation_id)
-        if members is None:
-            members = await self._store.conversation_members(conversation_id)
+        cached = self.fanout.membership(conversation_id)
+        if cached is None:
+            version, joined = await self._store.group_fanout(conversation_id)
+            cached = (version, joined.keys())
+        version, members = cached
         if user_id not in members:
             raise ConversationNotFound()
-        # Through the group router: in a cluster, one bus message per group rather than one per member.
-        self.fanout.deliver_ephemeral(conversation_id, frame, user_id)
+        # Through the group router: in a cluster, one bus message per group rather than one per member. The version
+        # the check saw travels with it, so that no node serves it from a member list older than that.
+        self.fanout.deliver_ephemeral(conversation_id, frame, user_id, version)
 
 
 

@@ -6,17 +6,18 @@ receiving at once and a new member receives nothing older than their join. A mes
 it was committed under; a cache entry older than that (changed elsewhere, evicted, or never loaded) is reloaded while
 later frames for the same group queue behind it, keeping their order.
 
-Ephemeral frames (typing notices: no seq, no version) go to the cached members. When the group is not cached they
-are loaded first, as for a timeline frame, rather than dropping the notice: a node then keeps serving the group from
-its cache, and a single node behaves as when typing read the members itself. While a load is in progress they wait
-behind it (order does not matter for them, but the load brings the newest members).
+Ephemeral frames (typing notices: no seq) carry the membership version the typist's node checked them against,
+and go to the cached members when the cache is at least that new. When the group is not cached, or its entry is
+older (in a cluster: a change committed elsewhere that this node has not applied yet, so a just-removed member could
+still be in it), the members are loaded first, as for a timeline frame, rather than dropping the notice. While a load
+is in progress they wait behind it (order does not matter for them, but the load brings the newest members).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from pica.core.ports import Delivery
@@ -78,16 +79,16 @@ class GroupFanout:
             return
         self._start_load(conversation_id, _Queued(version, seq, frame, exclude, also))
 
-    def deliver_ephemeral(self, conversation_id: str, frame: OutboundFrame, skip_user: int) -> None:
-        """Deliver a frame that is not part of the timeline to every cached member but ``skip_user`` (loading the
-        members first when they are not cached; see the module docstring)."""
-        item = _Queued(0, 0, frame, None, skip=skip_user)
+    def deliver_ephemeral(self, conversation_id: str, frame: OutboundFrame, skip_user: int, version: int) -> None:
+        """Deliver a frame that is not part of the timeline to every member but ``skip_user``, from a cache entry of
+        at least membership ``version`` (loading the members first otherwise; see the module docstring)."""
+        item = _Queued(version, 0, frame, None, skip=skip_user)
         queued = self._waiting.get(conversation_id)
         if queued is not None:
             queued.append(item)
             return
         members = self._cache.get(conversation_id)
-        if members is None:
+        if members is None or members.version < version:
             self._start_load(conversation_id, item)
             return
         self._send_ephemeral(members, frame, skip_user)
@@ -98,10 +99,10 @@ class GroupFanout:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def members(self, conversation_id: str) -> Iterable[int] | None:
-        """Cached member ids (the typing membership check uses them; None when not cached)."""
+    def membership(self, conversation_id: str) -> tuple[int, Collection[int]] | None:
+        """Cached (version, member ids): the typing membership check uses them; None when not cached."""
         members = self._cache.get(conversation_id)
-        return None if members is None else members.joined.keys()
+        return None if members is None else (members.version, members.joined.keys())
 
     def forget(self, conversation_id: str) -> None:
         """Drop a group's cached members (the cluster's node no longer holds any of them). A load in progress

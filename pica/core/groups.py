@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pica.config import LimitsConfig
 from pica.core.ports import Clock, Delivery, GroupRouter
+from pica.core.wire import message_frame
 from pica.errors import BadRequest
 from pica.protocol import frames as f
 from pica.protocol.outbound import OutboundFrame
@@ -44,6 +45,9 @@ class GroupService:
         change = await self._store.group_action(action)
         self._fanout.apply(change)
         self._tell_invited(change, actor)
+        if self._delivery is not None:
+            for user_id, told in change.told:  # the removed member's devices, live; offline ones sync it
+                self._delivery.deliver((user_id,), OutboundFrame(message_frame(told)))
         return change
 
     def _tell_invited(self, change: GroupChange, inviter: int) -> None:

@@ -7,7 +7,7 @@ neither imports :mod:`pica.gateway` (``tests/test_layers.py`` keeps it so).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pica.protocol.outbound import OutboundFrame
@@ -70,12 +70,13 @@ class GroupRouter(Protocol):
 
     def apply(self, change: GroupChange, exclude: object | None = None) -> None: ...
 
-    def members(self, conversation_id: str) -> Iterable[int] | None: ...
+    def membership(self, conversation_id: str) -> tuple[int, Collection[int]] | None:
+        """This node's cached (membership version, member ids) of a group; None when not cached."""
 
-    def deliver_ephemeral(self, conversation_id: str, frame: OutboundFrame, skip_user: int) -> None:
+    def deliver_ephemeral(self, conversation_id: str, frame: OutboundFrame, skip_user: int, version: int) -> None:
         """Deliver a frame that is not part of the timeline (no seq; a typing notice) to the connected devices of
-        the group's current members, except ``skip_user``'s devices. Best effort: never blocks, never raises, and
-        what is lost is not recovered by sync."""
+        the group's members as of membership ``version`` or later, except ``skip_user``'s devices. Best effort:
+        never blocks, never raises, and what is lost is not recovered by sync."""
 
 
 class Clock(Protocol):

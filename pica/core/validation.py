@@ -120,16 +120,6 @@ def _check_file(ref: object, kind: str) -> None:
         raise BadRequest(f"body.{kind}.size must not be negative")
 
 
-def search_text(body: dict[str, Any]) -> str:
-    """The words full-text search indexes for a body: its text (or caption) and a file's name."""
-    parts = [body["text"]] if isinstance(body.get("text"), str) else []
-    for kind in ("file", "image"):
-        ref = body.get(kind)
-        if isinstance(ref, dict) and isinstance(ref.get("name"), str):
-            parts.append(ref["name"])
-    return " ".join(parts)
-
-
 def check_client_msg_id(client_msg_id: object) -> str:
     """1-64 characters; ids starting with ``~`` are the server's own (notices, deletions)."""
     if not isinstance(client_msg_id, str) or not 1 <= len(client_msg_id) <= 64:

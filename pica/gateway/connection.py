@@ -402,6 +402,7 @@ class Connection:
                 max_frame=limits.max_frame_bytes,
                 time=self.services.clock.now_ms(),
                 recall_window=limits.recall_window,
+                page_size=limits.history_page_size,
             )
         )
         if cap:

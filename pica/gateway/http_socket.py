@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 def refusal_response(limit: int) -> bytes:
     """The whole HTTP answer to a socket over the per-address cap: a JSON 429 like any other ``rate_limited``."""
     error = RateLimited(f"too many connections from this address (at most {limit})", REFUSED_RETRY_AFTER)
-    body = msgspec.json.encode(error.to_dict())
+    body = msgspec.json.encode(error.to_dict()) + b"\n"
     headers = {
         "Content-Type": "application/json",
         "Content-Length": str(len(body)),

@@ -13,6 +13,7 @@ from pica.errors import FrameTooLarge, InvalidFrame, RateLimited
 from pica.gateway.admission import REFUSED_RETRY_AFTER, peer_address, refuse
 from pica.gateway.connection import Connection, State, error_frame
 from pica.gateway.services import GatewayServices
+from pica.gateway.tls import ServerTls
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.codec import Encoding
@@ -168,6 +169,11 @@ def _refusal(limit: int) -> bytes:
     ))
 
 
-async def start_tcp_server(services: GatewayServices, sock: socket.socket) -> asyncio.Server:
-    """Listen on an already bound socket (the composition root binds it, to learn the port and set SO_REUSEPORT)."""
-    return await asyncio.get_running_loop().create_server(lambda: TcpConnection(services), sock=sock, backlog=4096)
+async def start_tcp_server(services: GatewayServices, sock: socket.socket, tls: ServerTls | None = None
+                           ) -> asyncio.Server:
+    """Listen on an already bound socket (the composition root binds it, to learn the port and set SO_REUSEPORT).
+    With ``tls``, the socket speaks TLS only (and asks for client certificates if ``tls.client_ca`` is set)."""
+    return await asyncio.get_running_loop().create_server(
+        lambda: TcpConnection(services), sock=sock, backlog=4096,
+        ssl=tls.tcp if tls else None, ssl_handshake_timeout=tls.handshake_timeout if tls else None,
+    )

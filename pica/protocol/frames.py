@@ -153,6 +153,9 @@ class Ready(_Frame, tag="ready"):
     time: int
     recall_window: float = 0.0
     """Seconds after sending during which a message may be recalled (0: not announced)."""
+    page_size: int = 0
+    """The server's ``history_page_size``: most items one page of sync, history, the conversation list or search
+    holds, whatever ``limit`` asked for (0: not announced)."""
 
 
 class Sent(_Frame, tag="sent"):
@@ -197,7 +200,9 @@ class Page(_Frame, tag="page"):
 
 class Receipt(_Frame, tag="receipt"):
     """``user_id`` has received (``delivered``) or read (``read``) ``conversation_id`` up to that seq. Sent to the
-    other member of a 1:1 conversation and to the user's own other devices; group cursors are read over HTTP."""
+    other member of a 1:1 conversation and to the user's own other devices; group cursors are read over HTTP. A
+    receipt of a ``read`` carries both cursors (reading moves the delivered cursor too), one of a ``recv`` only
+    ``delivered``."""
 
     conversation_id: str
     user_id: int

@@ -36,6 +36,11 @@ def group_conversation_id(group_id: int) -> str:
     return f"g:{group_id}"
 
 
+def own_conversation_id(user_id: int) -> str:
+    """A user's own timeline of personal events (delete-for-me, removal from a group): ``u:<user id>``."""
+    return f"u:{user_id}"
+
+
 def group_id_of(conversation_id: str) -> int | None:
     """The group id of a ``g:<id>`` conversation, else None."""
     if conversation_id.startswith("g:"):

@@ -175,6 +175,14 @@ class GroupRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadCursors:
+    """A member's two cursors right after a ``read`` moved them (the read cursor carries the delivered one)."""
+
+    delivered: int
+    read: int
+
+
+@dataclass(frozen=True, slots=True)
 class MemberRecord:
     user_id: int
     role: str
@@ -216,6 +224,8 @@ class GroupChange:
     actor, for whom no invitation was stored: the actor cannot tell them apart (a block is not disclosed)."""
     invitations: tuple[int, ...] = ()
     """The invitations actually stored (``invited`` without those who blocked the actor): who is told of one."""
+    told: tuple[tuple[int, MessageRecord], ...] = ()
+    """A removal: (removed user, the ``removed_from_group`` notice appended to their own timeline ``u:<id>``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,9 +497,9 @@ class Store(abc.ABC):
         it moved, None otherwise (including when the user is not a member)."""
 
     @abc.abstractmethod
-    async def mark_read(self, user_id: int, conversation_id: str, seq: int) -> int | None:
-        """Advance the user's read (and delivered) cursor, clamped; the new read cursor when it moved, else None.
-        Raises ConversationNotFound for a non-member."""
+    async def mark_read(self, user_id: int, conversation_id: str, seq: int) -> ReadCursors | None:
+        """Advance the user's read (and delivered) cursor, clamped; both cursors when the read cursor moved, else
+        None. Raises ConversationNotFound for a non-member."""
 
     @abc.abstractmethod
     async def hide_message(self, user_id: int, conversation_id: str, seq: int, ts: int) -> MessageRecord:

@@ -1,17 +1,20 @@
 """Recall and edit rules, shared by every store backend.
 
 Pure: a backend reads the member row and the target message inside its transaction, asks :func:`plan_event`, and
-writes the plan (the target's new state, body and search text, and the event message appended after it). Keeping
+writes the plan (the target's new state, body and search text, and the event message appended after it); a recall
+also asks :func:`scrub_edits` which earlier edit events to rewrite. Keeping
 the rules here means SQLite and PostgreSQL cannot drift apart on what may be recalled or edited (docs/protocol.md,
 "Recall, edit and delete for me"; the contract suite checks the outcome on both).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from pica.errors import BadRequest, Forbidden, MessageNotFound
+from pica.protocol.text import search_text
 from pica.store.base import EventAppend
 
 
@@ -57,4 +60,14 @@ def plan_event(request: EventAppend, *, joined_seq: int, dissolved: bool, target
     if "text" not in body:
         raise BadRequest("only text messages can be edited")
     edited = {**body, "text": request.text, "edited": request.ts}
-    return EventPlan("edited", edited, request.text, {"edit": {"seq": request.target_seq, "text": request.text}})
+    # The same words as when the message was stored: a file's or image's name stays searchable beside its caption.
+    return EventPlan("edited", edited, search_text(edited),
+                     {"edit": {"seq": request.target_seq, "text": request.text}})
+
+
+def scrub_edits(target_seq: int, later: Iterable[tuple[int, dict[str, Any]]]) -> list[tuple[int, dict[str, Any]]]:
+    """The edit events of a message being recalled, each with its new body; ``later``: (seq, body) of the author's
+    messages after the target. An edit event carries the text it set, so leaving it would keep the recalled words
+    readable in history and sync: its body becomes ``{"edit": {"seq": N, "recalled": true}}`` (protocol 13.1)."""
+    return [(seq, {"edit": {"seq": target_seq, "recalled": True}}) for seq, body in later
+            if isinstance(body.get("edit"), dict) and body["edit"].get("seq") == target_seq]

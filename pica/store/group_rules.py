@@ -185,6 +185,13 @@ def plan_leave(kind: str, actor: int, actor_role: str, roles: Mapping[int, str])
                      **listed(removed)}
 
 
+def removed_notice(group_id: int, conversation_id: str, name: str, actor: int, notice_seq: int) -> Event:
+    """The notice a removed member finds in their own timeline: which group (named as it was: they can no longer
+    read it), who removed them, and the seq of the group's ``members_removed`` notice, the last they could see."""
+    return {"system": {"event": "removed_from_group", "group_id": group_id, "conversation_id": conversation_id,
+                       "name": name, "by": actor, "seq": notice_seq}}
+
+
 def check_role_request(actor_role: str, role: str) -> None:
     require_rank(actor_role, "owner", "change roles")
     if role not in ("admin", "member"):

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from pica.errors import BadRequest, GroupNotFound, NotFound
-from pica.protocol.ids import group_conversation_id
+from pica.protocol.ids import group_conversation_id, own_conversation_id
 from pica.store import group_rules as rules
 from pica.store import messages
-from pica.store.base import GroupAction, GroupChange, GroupRecord, InvitationRecord, MemberRecord
+from pica.store.base import GroupAction, GroupChange, GroupRecord, InvitationRecord, MemberRecord, MessageRecord
 from pica.store.txn import Dialect, Read, Statement, Txn, Write
 
 
@@ -145,9 +145,17 @@ def group_action(action: GroupAction) -> Txn[GroupChange]:
 
     # The notice goes in before the removed leave, so that they see it.
     notice = yield from messages.append_notice(conversation_id, action.actor, event, action.ts)
+    told: list[tuple[int, MessageRecord]] = []
     if removed:
         yield from remove_members(group_id, conversation_id, removed)
-    return GroupChange((yield from load_group(group_id)), notice, added=added, removed=removed)
+    if kind == "remove":
+        # The group's timeline is closed to them from now on: a device offline now learns of the removal from their
+        # own timeline, which it syncs. Own timelines locked in id order, after the group's, like every writer.
+        told_event = rules.removed_notice(group_id, conversation_id, group.name, action.actor, notice.seq)
+        for user_id in sorted(removed, key=own_conversation_id):
+            told.append((user_id, (yield from messages.append_own_notice(user_id, action.actor, None, told_event,
+                                                                         action.ts))))
+    return GroupChange((yield from load_group(group_id)), notice, added=added, removed=removed, told=tuple(told))
 
 
 def transfer_writes(group_id: int, conversation_id: str, owner: int, target: int) -> Txn[None]:

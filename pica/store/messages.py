@@ -18,7 +18,7 @@ from typing import Any, Final
 import msgspec
 
 from pica.errors import ConversationNotFound, MessageNotFound
-from pica.protocol.ids import direct_peer
+from pica.protocol.ids import direct_peer, own_conversation_id
 from pica.store.append_rules import (
     Append,
     AppendPlan,
@@ -37,8 +37,9 @@ from pica.store.base import (
     MemberRecord,
     MessageRecord,
     Page,
+    ReadCursors,
 )
-from pica.store.event_rules import Target, plan_event
+from pica.store.event_rules import Target, plan_event, scrub_edits
 from pica.store.txn import Dialect, Read, Retry, Statement, Txn, Write
 
 _json_encode: Final = msgspec.json.Encoder().encode
@@ -166,9 +167,17 @@ def append_event(request: EventAppend, search_value: Any) -> Txn[tuple[AppendRes
     plan = plan_event(request, joined_seq=member[0][0], dissolved=bool(member[0][1]),
                       target=None if not target else Target(target[0][0], target[0][1], target[0][2],
                                                             _json_decode_body(target[0][3])))
+    scrubbed: list[tuple[int, dict[str, Any]]] = []
+    if plan.state == "recalled":
+        # The author's later messages hold the target's edit events; the recall window bounds how many there are.
+        later = yield Read("later_messages_of", (conversation_id, request.target_seq, request.user_id))
+        scrubbed = scrub_edits(request.target_seq, [(row[0], _json_decode_body(row[1])) for row in later])
     new_body = RECALLED_BODY_JSON if plan.body is None else _json_encode(plan.body)
     search = None if plan.search_text is None else search_value(plan.search_text)
     yield Write("change_message", ([conversation_id], [request.target_seq], [plan.state], [new_body], [search]))
+    if scrubbed:  # edit events are never indexed for search: their bodies are all there is to rewrite
+        yield Write("replace_bodies", ([conversation_id] * len(scrubbed), [seq for seq, _ in scrubbed],
+                                       [_json_encode(body) for _, body in scrubbed]))
     yield Write("unindex_search", ([conversation_id], [request.target_seq]))
     if search is not None:
         yield Write("index_search", ([search], [conversation_id], [request.target_seq]))
@@ -185,16 +194,23 @@ def hide_message(user_id: int, conversation_id: str, seq: int, ts: int) -> Txn[M
     joined, last_seq = rows[0]
     if not joined < seq <= last_seq:
         raise MessageNotFound()
-    own = f"u:{user_id}"
     client_msg_id = f"~d:{conversation_id}:{seq}"
     event = {"system": {"event": "deleted", "conversation_id": conversation_id, "seq": seq}}
     existing = yield from _original(user_id, client_msg_id)
     if existing is not None:
-        return MessageRecord(own, existing.seq, user_id, client_msg_id, existing.ts, event)
+        return MessageRecord(own_conversation_id(user_id), existing.seq, user_id, client_msg_id, existing.ts, event)
     yield Write("insert_hidden", ([user_id], [conversation_id], [seq]))
+    return (yield from append_own_notice(user_id, user_id, client_msg_id, event, ts))
+
+
+def append_own_notice(user_id: int, sender: int, client_msg_id: str | None, event: dict[str, Any],
+                      ts: int) -> Txn[MessageRecord]:
+    """A notice in the user's own timeline ``u:<id>`` (created on first use), which every device of theirs syncs:
+    the way to tell a user something that happened outside any conversation they can still read."""
+    own = own_conversation_id(user_id)
     yield Write("create_self_conversations", ([own], [ts]))
     yield Write("insert_members", ([own], [user_id]))
-    return (yield from _append_one(own, user_id, client_msg_id, ts, event))
+    return (yield from _append_one(own, sender, client_msg_id, ts, event))
 
 
 # --------------------------------------------------------------------------------------------------------- cursors
@@ -206,11 +222,12 @@ def mark_delivered(user_id: int, conversation_id: str, seq: int) -> Txn[int | No
     return int(rows[0][0]) if rows else None
 
 
-def mark_read(user_id: int, conversation_id: str, seq: int) -> Txn[int | None]:
-    """Advance the read (and delivered) cursor, clamped; the new read cursor when it moved. Non-members: not found."""
+def mark_read(user_id: int, conversation_id: str, seq: int) -> Txn[ReadCursors | None]:
+    """Advance the read (and delivered) cursor, clamped; both cursors when the read cursor moved. Non-members: not
+    found."""
     rows = yield Read("advance_read", (conversation_id, user_id, seq))
     if rows:
-        return int(rows[0][0])
+        return ReadCursors(delivered=int(rows[0][1]), read=int(rows[0][0]))
     if not (yield Read("member_range", (conversation_id, user_id))):
         raise ConversationNotFound()
     return None
@@ -260,25 +277,20 @@ def list_conversations(
     user_id: int, limit: int, before_ts: int | None, before_id: str
 ) -> Txn[list[ConversationSummary]]:
     """Most recently active first (ties by id); the page after (before_ts, before_id). Without before_id, nothing at
-    before_ts itself qualifies."""
-    rows = yield Read("conversation_list", (user_id, before_ts, before_id, limit))
-    peer_ids = {r[0]: direct_peer(r[0], user_id) or 0 for r in rows if r[1] == "direct"}
-    peers: dict[str, Any] = {}
-    if peer_ids:
-        peers = {p[0]: p for p in (yield Read("peer_cursors", (list(peer_ids), list(peer_ids.values()))))}
+    before_ts itself qualifies. One statement per page, whatever the number of conversations (see the SQL)."""
     result = []
     for (conversation_id, kind, last_seq, last_ts, delivered, read, name, group_id, sender, client_msg_id, ts, body,
-         hidden) in rows:
-        peer_id = peer_delivered = peer_read = 0
+         hidden, peer_delivered, peer_read, peer_name) in (
+            (yield Read("conversation_list", (user_id, before_ts, before_id, limit)))):
+        peer_id = 0
         if kind == "direct":
-            peer_id = peer_ids[conversation_id]
-            peer = peers.get(conversation_id)
-            peer_delivered, peer_read, name = (peer[1] or 0, peer[2] or 0, peer[3] or "") if peer else (0, 0, "")
+            peer_id = direct_peer(conversation_id, user_id) or 0
+            name = peer_name or ""
         last = None
         if sender is not None:
             last = message_row((conversation_id, last_seq, sender, client_msg_id, ts, body, hidden))
         result.append(ConversationSummary(conversation_id, kind, last_seq, last_ts, delivered, read, name, peer_id,
-                                          peer_delivered, peer_read, group_id, last))
+                                          peer_delivered or 0, peer_read or 0, group_id, last))
     return result
 
 
@@ -340,8 +352,30 @@ _SQLITE_INSERT_MEMBER: Final = (
 )
 
 
-_PEER_NAME: Final = "CASE WHEN u.deleted_at > 0 THEN '' ELSE u.username END"
-"""A deleted peer has no name (their row keeps a placeholder that must not be shown)."""
+def _conversation_list(me: str, before_ts: str, before_id: str, limit: str) -> str:
+    """One page of a user's conversation list in one statement, in either dialect (placeholders as arguments). The
+    page is cut first, on the members and conversations rows alone, so that the last message, the group, the
+    "hidden" check and the 1:1 peer's cursors and name are looked up for the page's rows only, not for every
+    conversation of the user. The peer is the conversation's other member, or the user in their own ``d:<id>:<id>``.
+    A deleted peer has no name (their row keeps a placeholder that must not be shown)."""
+    return (
+        "WITH page AS (SELECT c.conversation_id, c.kind, c.last_seq, c.last_ts, me.delivered_seq, me.read_seq"
+        " FROM members me JOIN conversations c ON c.conversation_id = me.conversation_id"
+        f" WHERE me.user_id = {me} AND c.kind <> 'self' AND ({before_ts} IS NULL OR c.last_ts < {before_ts}"
+        f" OR (c.last_ts = {before_ts} AND {before_id} <> '' AND c.conversation_id > {before_id}))"
+        f" ORDER BY c.last_ts DESC, c.conversation_id LIMIT {limit})"
+        " SELECT p.conversation_id, p.kind, p.last_seq, p.last_ts, p.delivered_seq, p.read_seq,"
+        " coalesce(g.name, ''), coalesce(g.group_id, 0), m.sender, m.client_msg_id, m.ts, m.body,"
+        f" EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = {me} AND h.conversation_id = m.conversation_id"
+        " AND h.seq = m.seq),"
+        " peer.delivered_seq, peer.read_seq, CASE WHEN u.deleted_at > 0 THEN '' ELSE u.username END"
+        " FROM page p LEFT JOIN groups g ON g.conversation_id = p.conversation_id"
+        " LEFT JOIN messages m ON m.conversation_id = p.conversation_id AND m.seq = p.last_seq"
+        " LEFT JOIN members peer ON p.kind = 'direct' AND peer.conversation_id = p.conversation_id"
+        f" AND (peer.user_id <> {me} OR p.conversation_id = 'd:' || {me} || ':' || {me})"
+        " LEFT JOIN users u ON u.user_id = peer.user_id"
+        " ORDER BY p.last_ts DESC, p.conversation_id"
+    )
 
 SQLITE: Final[Dialect] = {
     # The writer thread holds the database's write lock for the whole transaction: reading is locking.
@@ -411,6 +445,12 @@ SQLITE: Final[Dialect] = {
         "UPDATE messages SET state = ?3, body = CAST(?4 AS TEXT) WHERE conversation_id = ?1 AND seq = ?2",
         pick=(0, 1, 2, 3),
     ),
+    "later_messages_of": Statement(
+        "SELECT seq, body FROM messages WHERE conversation_id = ?1 AND seq > ?2 AND sender = ?3"
+    ),
+    "replace_bodies": Statement(
+        "UPDATE messages SET body = CAST(?3 AS TEXT) WHERE conversation_id = ?1 AND seq = ?2"
+    ),
     "insert_hidden": Statement(
         "INSERT INTO hidden (user_id, conversation_id, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING"
     ),
@@ -424,7 +464,7 @@ SQLITE: Final[Dialect] = {
         "UPDATE members SET read_seq = min(?3, c.last_seq), delivered_seq = max(delivered_seq, min(?3, c.last_seq))"
         " FROM conversations c WHERE c.conversation_id = members.conversation_id"
         " AND members.conversation_id = ?1 AND members.user_id = ?2 AND members.read_seq < min(?3, c.last_seq)"
-        " RETURNING members.read_seq"
+        " RETURNING members.read_seq, members.delivered_seq"
     ),
     "messages_after": Statement(_SQLITE_AFTER),
     "messages_before": Statement(
@@ -441,24 +481,7 @@ SQLITE: Final[Dialect] = {
         " WHERE conversation_id = ?1 ORDER BY user_id"
     ),
     "member_ids": Statement("SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY user_id"),
-    "conversation_list": Statement(
-        "SELECT c.conversation_id, c.kind, c.last_seq, c.last_ts, me.delivered_seq, me.read_seq,"
-        " coalesce(g.name, ''), coalesce(g.group_id, 0), m.sender, m.client_msg_id, m.ts, m.body,"
-        " EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = ?1 AND h.conversation_id = m.conversation_id"
-        " AND h.seq = m.seq)"
-        " FROM members me JOIN conversations c ON c.conversation_id = me.conversation_id"
-        " LEFT JOIN groups g ON g.conversation_id = c.conversation_id"
-        " LEFT JOIN messages m ON m.conversation_id = c.conversation_id AND m.seq = c.last_seq"
-        " WHERE me.user_id = ?1 AND c.kind <> 'self'"
-        " AND (?2 IS NULL OR c.last_ts < ?2 OR (c.last_ts = ?2 AND ?3 <> '' AND c.conversation_id > ?3))"
-        " ORDER BY c.last_ts DESC, c.conversation_id LIMIT ?4"
-    ),
-    "peer_cursors": Statement(
-        f"SELECT j.value ->> 0, m.delivered_seq, m.read_seq, {_PEER_NAME} FROM json_each(?1) j"
-        " LEFT JOIN members m ON m.conversation_id = j.value ->> 0 AND m.user_id = j.value ->> 1"
-        " LEFT JOIN users u ON u.user_id = j.value ->> 1",
-        rows=True,
-    ),
+    "conversation_list": Statement(_conversation_list("?1", "?2", "?3", "?4")),
     "search_messages": Statement(
         "SELECT m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body FROM messages_fts f"
         " JOIN members mem ON mem.conversation_id = f.conversation_id AND mem.user_id = ?1"
@@ -571,6 +594,13 @@ POSTGRES: Final[Dialect] = {
         " AS k(conversation_id, seq, state, body, search)"
         " WHERE m.conversation_id = k.conversation_id AND m.seq = k.seq"
     ),
+    "later_messages_of": Statement(
+        "SELECT seq, body FROM messages WHERE conversation_id = $1 AND seq > $2 AND sender = $3"
+    ),
+    "replace_bodies": Statement(
+        "UPDATE messages m SET body = k.body FROM unnest($1::text[], $2::bigint[], $3::bytea[])"
+        " AS k(conversation_id, seq, body) WHERE m.conversation_id = k.conversation_id AND m.seq = k.seq"
+    ),
     "insert_hidden": Statement(
         "INSERT INTO hidden (user_id, conversation_id, seq)"
         " SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING"
@@ -585,7 +615,7 @@ POSTGRES: Final[Dialect] = {
         " delivered_seq = greatest(m.delivered_seq, least($3::bigint, c.last_seq))"
         " FROM conversations c WHERE c.conversation_id = m.conversation_id"
         " AND m.conversation_id = $1 AND m.user_id = $2 AND m.read_seq < least($3::bigint, c.last_seq)"
-        " RETURNING m.read_seq"
+        " RETURNING m.read_seq, m.delivered_seq"
     ),
     "messages_after": Statement(
         f"SELECT {_visible('$1')} FROM messages m WHERE m.conversation_id = $2 AND m.seq > $3 ORDER BY m.seq LIMIT $4"
@@ -608,24 +638,7 @@ POSTGRES: Final[Dialect] = {
         " WHERE conversation_id = $1 ORDER BY user_id"
     ),
     "member_ids": Statement("SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY user_id"),
-    "conversation_list": Statement(
-        "SELECT c.conversation_id, c.kind, c.last_seq, c.last_ts, me.delivered_seq, me.read_seq,"
-        " coalesce(g.name, ''), coalesce(g.group_id, 0), m.sender, m.client_msg_id, m.ts, m.body,"
-        " EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = $1 AND h.conversation_id = m.conversation_id"
-        " AND h.seq = m.seq)"
-        " FROM members me JOIN conversations c ON c.conversation_id = me.conversation_id"
-        " LEFT JOIN groups g ON g.conversation_id = c.conversation_id"
-        " LEFT JOIN messages m ON m.conversation_id = c.conversation_id AND m.seq = c.last_seq"
-        " WHERE me.user_id = $1 AND c.kind <> 'self'"
-        " AND ($2::bigint IS NULL OR c.last_ts < $2 OR (c.last_ts = $2 AND $3 <> '' AND c.conversation_id > $3))"
-        " ORDER BY c.last_ts DESC, c.conversation_id LIMIT $4"
-    ),
-    "peer_cursors": Statement(
-        f"SELECT p.conversation_id, m.delivered_seq, m.read_seq, {_PEER_NAME}"
-        " FROM unnest($1::text[], $2::bigint[]) AS p(conversation_id, user_id)"
-        " LEFT JOIN members m ON m.conversation_id = p.conversation_id AND m.user_id = p.user_id"
-        " LEFT JOIN users u ON u.user_id = p.user_id"
-    ),
+    "conversation_list": Statement(_conversation_list("$1", "$2::bigint", "$3", "$4")),
     "search_messages": Statement(
         "SELECT m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body FROM messages m"
         " JOIN members mem ON mem.conversation_id = m.conversation_id AND mem.user_id = $1"

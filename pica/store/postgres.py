@@ -17,6 +17,7 @@ against both), for several nodes writing to one database at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import zlib
@@ -41,6 +42,7 @@ from pica.store.base import (
 from pica.store.postgres_lanes import DISCONNECTS, RETRYABLE, Lane, LaneOp
 from pica.store.schema import POSTGRES, Applied, Migrations, Progress, announce, bundled, plan
 from pica.store.sql_store import SqlStore
+from pica.store.sqlite_files import Probe
 from pica.store.txn import Txn
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,27 @@ async def _apply_migrations(conn: Any, schema: str, report: Progress | None, mig
         if not todo.pending:
             return todo.version
         announce(report, step, time.perf_counter() - started, schema=schema)
+
+
+async def probe(dsn: str, config: PostgresConfig) -> Probe:
+    """Connect and look, changing nothing: the server's version and clock, and the schema version (``pica doctor``).
+    Raises StoreUnavailable when the database cannot be reached."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=config.connect_timeout)
+    except (*DISCONNECTS, asyncpg.PostgresError) as exc:
+        raise StoreUnavailable(f"cannot connect to PostgreSQL: {type(exc).__name__}: {exc}") from exc
+    try:
+        version = await conn.fetchval("SHOW server_version")
+        now_ms = int(await conn.fetchval("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"))
+        table = f"{config.schema}.schema_migrations"
+        exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
+        schema = int(await conn.fetchval(f"SELECT COALESCE(MAX(version), 0) FROM {table}")) if exists else 0
+    except (*DISCONNECTS, asyncpg.PostgresError) as exc:
+        raise StoreUnavailable(f"PostgreSQL answered badly: {type(exc).__name__}: {exc}") from exc
+    finally:
+        with contextlib.suppress(*DISCONNECTS, asyncpg.PostgresError):
+            await conn.close(timeout=config.connect_timeout)
+    return Probe(schema, f"PostgreSQL {version}, schema {config.schema!r}", now_ms=now_ms)
 
 
 async def migrate(dsn: str, config: PostgresConfig, report: Progress | None = None,
@@ -210,7 +233,7 @@ class PostgresStore(SqlStore):
     async def _call(self, fn: Callable[[Any], Awaitable[T]], *, write: bool = False, snapshot: bool = False) -> T:
         """Run ``fn`` on a pooled connection: in a transaction (``write``), in a read-only snapshot (``snapshot``) or
         as it is. Driver errors become StoreUnavailable or InternalError; reads are retried once after a lost
-        connection (they change nothing), writes never (their outcome is unknown)."""
+        connection (they change nothing), on a fresh one, writes never (their outcome is unknown)."""
         if self._closed or self._pool is None:
             raise StoreUnavailable("store is closed")
         pool = self._pool
@@ -218,13 +241,18 @@ class PostgresStore(SqlStore):
         while True:
             try:
                 async with pool.acquire(timeout=self.config.command_timeout) as conn:
-                    if write:
-                        async with conn.transaction():
-                            return await fn(conn)
-                    if snapshot:
-                        async with conn.transaction(isolation="repeatable_read", readonly=True):
-                            return await fn(conn)
-                    return await fn(conn)
+                    try:
+                        if write:
+                            async with conn.transaction():
+                                return await fn(conn)
+                        if snapshot:
+                            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                                return await fn(conn)
+                        return await fn(conn)
+                    except DISCONNECTS:
+                        # Never hand a broken connection back to the pool: its reset could fail the same way.
+                        conn.terminate()
+                        raise
             except PicaError:
                 raise
             except RETRYABLE as exc:
@@ -233,6 +261,9 @@ class PostgresStore(SqlStore):
             except DISCONNECTS as exc:
                 if write or attempt > 1:
                     raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+                # What cut this connection (a restart, a failover, backends terminated) most likely cut its idle
+                # siblings too: the retry must not take one of them.
+                await pool.expire_connections()
             except asyncpg.PostgresError as exc:
                 log.exception("store operation failed")
                 raise InternalError(f"store error: {type(exc).__name__}") from exc

@@ -48,9 +48,13 @@ DISCONNECTS: Final = (
     asyncpg.InterfaceError,  # closed connection or pool, protocol state lost
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, restart, cancelled statement
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, out of memory or disk
+    # The driver's own state is lost: "cannot switch to state ...; another operation is in progress" when the
+    # server ended the backend mid-query, protocol errors, a type cache outdated by a schema change.
+    asyncpg.exceptions.InternalClientError,
     OSError,  # sockets, refused connections, and TimeoutError (command or connect timeout)
 )
-"""Errors after which a connection cannot be trusted: the store cannot answer now, a retry later can succeed."""
+"""Errors after which a connection cannot be trusted: the store cannot answer now, a retry later can succeed. The
+one list both the pool's callers (postgres.py) and the write lanes use."""
 
 RETRYABLE: Final = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError, Retry)
 """Errors that roll a transaction back through no fault of its own: running it again can succeed (Retry: a
@@ -117,7 +121,7 @@ async def _commit(conn: Any, ops: list[LaneOp], rules: JobRules | None) -> None:
         op.result = op.error = None
     try:
         await conn.execute("BEGIN")
-    except (*DISCONNECTS, asyncpg.exceptions.InternalClientError) as exc:
+    except DISCONNECTS as exc:
         # BEGIN alone changes nothing: whatever became of it, none of the batch ran.
         raise _NotStarted(str(exc)) from exc
     start = 0

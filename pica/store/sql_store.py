@@ -30,6 +30,7 @@ from pica.store.base import (
     Page,
     PresenceAudience,
     PresenceRecord,
+    ReadCursors,
     Refreshed,
     RevokedSession,
     SessionRecord,
@@ -95,7 +96,7 @@ class SqlStore(Store):
     async def mark_delivered(self, user_id: int, conversation_id: str, seq: int) -> int | None:
         return await self._write_txn(partial(messages.mark_delivered, user_id, conversation_id, seq))
 
-    async def mark_read(self, user_id: int, conversation_id: str, seq: int) -> int | None:
+    async def mark_read(self, user_id: int, conversation_id: str, seq: int) -> ReadCursors | None:
         return await self._write_txn(partial(messages.mark_read, user_id, conversation_id, seq))
 
     async def history(

@@ -487,7 +487,7 @@ class Sweep:
             "a 7 KB token": "Bearer " + "a" * 7000,
             "non-ASCII (UTF-8)": "Bearer é中",
             "a token signed with another key": f"Bearer {TokenService('k' * 40, 3600).issue(user, session, now)[0]}",
-            "an unsigned token (alg none)": f"Bearer {jwt.encode({'sub': str(user)}, None, algorithm='none')}",
+            "an unsigned token (alg none)": f"Bearer {jwt.encode({'sub': str(user)}, '', algorithm='none')}",
             "a token signed with HS512": f"Bearer {signed(algorithm='HS512')}",
             "an expired token": f"Bearer {signed(exp=now - 10)}",
             "a token without exp": f"Bearer {signed(exp=None)}",

@@ -155,3 +155,12 @@ async def test_user_ids_turn_into_names(node: Node) -> None:
     assert (missing.value.status, missing.value.code) == (404, "user_not_found")
     status, body = await raw(node, "GET", f"/v1/users/{bob.user_id}")
     assert (status, body["code"]) == (401, "unauthenticated")
+
+
+async def test_json_answers_end_with_a_newline(node: Node) -> None:
+    """What curl prints ends its line: the shell prompt does not stick to the JSON."""
+    async with aiohttp.ClientSession() as session:
+        for method, path in (("GET", "/healthz"), ("GET", "/v1/me"), ("POST", "/v1/auth/login")):
+            async with session.request(method, node.url + path) as resp:
+                body = await resp.read()
+                assert body.endswith(b"}\n"), (path, body)

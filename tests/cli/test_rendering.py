@@ -28,6 +28,10 @@ def test_notices() -> None:
     assert notice("alice", {"text": "hi"}, name_of) is None
     assert notice("alice", {"recall": {"seq": 4}}, name_of) == "* alice recalled message #4"
     assert notice("alice", {"edit": {"seq": 4, "text": "new"}}, name_of) == "* alice edited message #4: new"
+    assert notice("alice", {"edit": {"seq": 4, "recalled": True}}, name_of) == (
+        "* alice edited message #4 (recalled since)")
+    removal = {"system": {"event": "removed_from_group", "by": 1, "name": "club", "group_id": 4, "seq": 9}}
+    assert notice("bob", removal, name_of) == '* alice removed you from the group "club"'
     created = {"system": {"event": "created", "by": 1, "name": "club", "user_ids": [1, 2, 3]}}
     assert notice("alice", created, name_of) == '* alice created the group "club" with alice, bob, user#3'
     assert notice("x", {"system": {"event": "members_added", "by": 2, "count": 500}}, name_of) == (

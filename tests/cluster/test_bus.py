@@ -346,11 +346,11 @@ def resyncs_of(device: Device) -> int:
 
 def test_group_channel_envelopes_of_both_kinds_decode_and_garbage_is_refused() -> None:
     typing = OutboundFrame(f.Typing(conversation_id="g:1", user_id=3)).payload(Encoding.MSGPACK)
-    ephemeral = decode_group(encode_ephemeral("node-a", "g:1", 3, typing))
-    assert ephemeral == EphemeralEnvelope("node-a", "g:1", 3, f.Typing(conversation_id="g:1", user_id=3))
+    ephemeral = decode_group(encode_ephemeral("node-a", "g:1", 3, 7, typing))
+    assert ephemeral == EphemeralEnvelope("node-a", "g:1", (3, 7), f.Typing(conversation_id="g:1", user_id=3))
     timeline = decode_group(encode_group("node-a", "g:1", 2, 7, (4,), msg(7, "g:1").payload(Encoding.MSGPACK)))
     assert isinstance(timeline, GroupEnvelope) and (timeline.version, timeline.seq, timeline.also) == (2, 7, (4,))
-    for bad in (b"\x95", b"\x95\xa1e", encode_ephemeral("node-a", "g:1", 3, typing)[:-1], b"\x96\x01", b""):
+    for bad in (b"\x95", b"\x95\xa1e", encode_ephemeral("node-a", "g:1", 3, 7, typing)[:-1], b"\x96\x01", b""):
         with pytest.raises(BadEnvelope):
             decode_group(bad)
 
@@ -384,7 +384,7 @@ async def test_a_node_without_a_member_of_a_group_receives_nothing_of_it(prefix:
         await eventually(lambda: member.seqs() == list(range(1, 21)), 5, "20 group frames on B")
         await asyncio.sleep(0.2)
         assert c.cluster.received == received  # not one envelope reached C
-        assert c.cluster.fanout.members("g:1") is None  # and C cached nothing of the group
+        assert c.cluster.fanout.membership("g:1") is None  # and C cached nothing of the group
         assert bystander.frames == [] and author.frames == []
         # The broadcast channel of the old design is gone.
         client = redis.Redis(host="127.0.0.1", port=SHARED_PORT, socket_timeout=5)
@@ -415,7 +415,7 @@ async def test_a_member_connecting_subscribes_before_ready_and_releases_on_leavi
         b.disconnect(second)
         await eventually(lambda: subscribers(f"{prefix}g:g:1") == 1 and subscribers(f"{prefix}g:g:2") == 0, 5,
                          "B unsubscribed from both groups")
-        assert b.cluster.fanout.members("g:1") is None  # its member cache went with them
+        assert b.cluster.fanout.membership("g:1") is None  # its member cache went with them
 
 
 async def test_a_member_added_where_the_group_had_no_member_gets_it_live_from_then_on(prefix: str) -> None:
@@ -486,6 +486,33 @@ async def test_a_removed_member_s_node_unsubscribes_unless_it_holds_another(pref
         assert b.cluster.received == received
 
 
+async def test_a_typing_notice_never_reaches_a_member_removed_where_the_typist_typed(prefix: str) -> None:
+    """The typist's node has applied a removal that another node has not yet: the notice carries the membership
+    version the typist's node checked, and the other node reloads its older member list before serving it."""
+    table = MemberTable()
+    table.groups["g:1"] = (1, {1: 0, 2: 0, 3: 0})
+    async with nodes(shared_url(), bus_config(prefix), 2, store=table) as (a, b):
+        await a.connect(1)
+        on_b, removed_on_b = await b.connect(2), await b.connect(3)
+        chat = ChatService(table, a.cluster.delivery, SystemClock(), LimitsConfig(),  # type: ignore[arg-type]
+                           a.cluster.fanout)
+        await chat.typing(1, "g:1")  # both nodes now cache version 1
+        await eventually(lambda: on_b.typists() == [1] and removed_on_b.typists() == [1], 5, "the first notice")
+        assert b.cluster.fanout.membership("g:1") is not None
+
+        # Member 3 is removed (version 2). A learns of it; B's notice of it is still on its way.
+        table.groups["g:1"] = (2, {1: 0, 2: 0})
+        a.cluster.fanout.local.forget("g:1")
+        loads = table.loads
+        await chat.typing(1, "g:1")
+        await eventually(lambda: on_b.typists() == [1, 1], 5, "the second notice, for member 2")
+        await asyncio.sleep(0.2)
+        assert removed_on_b.typists() == [1]  # served from B's reloaded list, not from its cached version 1
+        assert table.loads >= loads + 2  # A checked against the store, B reloaded
+        version, members = b.cluster.fanout.membership("g:1") or (0, ())
+        assert (version, sorted(members)) == (2, [1, 2])
+
+
 async def test_a_group_typing_notice_is_one_publish_and_reaches_each_other_member_once(prefix: str) -> None:
     table = MemberTable()
     table.groups["g:1"] = (1, {1: 0, 2: 0, 3: 0, 4: 0})
@@ -512,7 +539,7 @@ async def test_a_group_typing_notice_is_one_publish_and_reaches_each_other_membe
         assert typist.frames == typist_other.frames == typist_on_b.frames == []  # not the typist's devices
         assert a.cluster.published - published == 1  # one envelope for the group, not one per member
         assert d.cluster.received == received_d and bystander.frames == []
-        assert d.cluster.fanout.members("g:1") is None
+        assert d.cluster.fanout.membership("g:1") is None
         # No seq: the group channel's "highest seq received" (joins rely on it) is untouched.
         assert "g:1" not in b.cluster.fanout._seen and "g:1" not in c.cluster.fanout._seen
 

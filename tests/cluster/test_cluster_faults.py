@@ -12,10 +12,11 @@ import asyncio
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pica.client import Backoff, Login, PicaClient, PicaConnection, PicaHttp, RequestFailed
+from pica.client import Backoff, Login, PicaClient, PicaConnection, PicaHttp, PicaHttpError, RequestFailed
 from pica.protocol import frames as f
 from tests.cluster.conftest import (
     REDIS_PORT,
@@ -31,6 +32,7 @@ from tests.cluster.conftest import (
     cluster_on,
     eventually,
     pairs_and_group,
+    pg_execute,
     register,
     register_many,
     require_postgres,
@@ -231,3 +233,52 @@ async def test_postgres_restarted_mid_load(tmp_path: Path, private_postgres: Pri
         finally:
             await probe.close()
             await close_all(chatters)
+
+
+async def test_backends_terminated_during_reads_and_writes_answer_store_unavailable(cluster: Cluster) -> None:
+    """Protocol 19: a node whose PostgreSQL connections are cut mid-query answers ``store_unavailable`` (retryable)
+    on every path, sockets and HTTP, reads and writes, and logs no error; its clients never see ``internal``."""
+    (n1,) = cluster.start("n1")
+    alice, bob = await register(n1.url, "alice"), await register(n1.url, "bob")
+    codes: Counter[str] = Counter()
+    stop = asyncio.Event()
+
+    async def attempt(op: Any) -> None:
+        try:
+            await op
+        except (RequestFailed, PicaHttpError) as exc:
+            codes[exc.code] += 1
+            if isinstance(exc, RequestFailed):
+                assert exc.retryable, exc
+        else:
+            codes["ok"] += 1
+
+    async with await PicaConnection.open(n1.url, alice.token, transport="tcp", tcp_port=n1.tcp_port) as a, \
+            PicaHttp(n1.url, token=bob.token) as http:
+        conversation_id = (await a.send(bob.user_id, {"text": "first"})).conversation_id
+        history = f"/v1/conversations/{conversation_id}/messages"
+
+        async def load() -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                await asyncio.gather(
+                    attempt(a.send(bob.user_id, {"text": f"m{i}"})),
+                    attempt(a.history(conversation_id)),
+                    attempt(a.sync({})),
+                    attempt(http.request("GET", "/v1/conversations")),
+                    attempt(http.request("GET", history)),
+                    attempt(http.request("POST", f"/v1/conversations/{conversation_id}/read", json={"seq": i})),
+                )
+
+        loader = asyncio.create_task(load())
+        for _ in range(6):
+            await asyncio.sleep(0.2)
+            await pg_execute(SHARED_PG, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                        f" WHERE application_name LIKE 'pica-% {cluster.spec.schema}'")
+        stop.set()
+        await loader
+        assert set(codes) <= {"ok", "store_unavailable"}, codes
+        assert codes["store_unavailable"], f"no request was caught by a kill: the test proved nothing ({codes})"
+        await a.send(bob.user_id, {"text": "after"})  # and the node works again by itself
+    assert "Traceback" not in n1.log_tail(2_000) and "internal" not in n1.log_tail(2_000)

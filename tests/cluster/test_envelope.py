@@ -74,7 +74,7 @@ def valid_envelopes(draw: st.DrawFn) -> bytes:
                             payload(msg(cid, seq, body)))
     if kind == "ephemeral":
         typing = f.Typing(conversation_id=cid, user_id=3)
-        return encode_ephemeral(origin, cid, draw(st.integers(1, 99)), payload(typing))
+        return encode_ephemeral(origin, cid, draw(st.integers(1, 99)), draw(st.integers(0, 2**31)), payload(typing))
     return encode_control(origin, "resync", draw(st.text(max_size=30)))
 
 
@@ -103,6 +103,6 @@ def test_every_envelope_round_trips(origin: str, cid: str, seq: int, body: dict[
     assert decode_user(encode_join(origin, cid, seq, payload(m))) == JoinEnvelope(origin, cid, seq, m)
     assert decode_group(encode_group(origin, cid, version, seq, tuple(also), payload(m))) == GroupEnvelope(
         origin, cid, version, seq, tuple(also), m)
-    assert decode_group(encode_ephemeral(origin, cid, skip, payload(typing))) == EphemeralEnvelope(
-        origin, cid, skip, typing)
+    assert decode_group(encode_ephemeral(origin, cid, skip, version, payload(typing))) == EphemeralEnvelope(
+        origin, cid, (skip, version), typing)
     assert decode_control(encode_control(origin, "resync", "why")) == ControlEnvelope(origin, "resync", "why")

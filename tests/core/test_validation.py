@@ -8,8 +8,9 @@ import msgspec
 import pytest
 
 from pica.config import LimitsConfig
-from pica.core.validation import check_client_msg_id, search_text, validate_body
+from pica.core.validation import check_client_msg_id, validate_body
 from pica.errors import BadRequest
+from pica.protocol.text import search_text
 
 LIMITS = LimitsConfig()
 FILE = {"id": "f1", "name": "q3 report.pdf", "mime": "application/pdf", "size": 1024}

@@ -49,6 +49,7 @@ class Scene:
     authored: int
     """Seq of "bravo": the intruder's own message when they were a member, else the member's."""
     last_seq: int
+    removed: bool = False
 
     @property
     def missing_group(self) -> int:
@@ -73,7 +74,7 @@ async def scene(node: Node, request: pytest.FixtureRequest) -> Scene:
         last = await http_send(node, owner, gid, "charlie")
         # Every live delivery of the setup is over: connections the tests open now see only what they cause.
         assert seqs_of(await frames(watch, group["conversation_id"], last["seq"])) == list(range(1, last["seq"] + 1))
-    return Scene(owner, member, intruder, gid, group["conversation_id"], authored["seq"], last["seq"])
+    return Scene(owner, member, intruder, gid, group["conversation_id"], authored["seq"], last["seq"], removed)
 
 
 async def timeline_unchanged(node: Node, scene: Scene) -> None:
@@ -104,7 +105,9 @@ async def test_cannot_recall_edit_or_delete(node: Node, scene: Scene, transport:
                       f.Edit(conversation_id=cid, seq=seq, text="rewritten", client_msg_id="e1"),
                       f.Delete(conversation_id=cid, seq=seq)):
             assert (await socket_error(x.request(frame)))[0] == "conversation_not_found"
-        assert seqs_of(await x.sync_all()) == []  # not even a "deleted" record of their own
+        # Not even a "deleted" record of their own: only, for the removed, the notice of their removal.
+        own = [m.body["system"]["event"] for m in await x.sync_all()]
+        assert own == (["removed_from_group"] if scene.removed else [])
     c = f"/v1/conversations/{cid}/messages/{seq}"
     for method, path, body in [("POST", f"{c}/recall", {"client_msg_id": "r2"}),
                                ("POST", f"{c}/edit", {"client_msg_id": "e2", "text": "rewritten"}),

@@ -340,15 +340,19 @@ async def test_removed_member_stops_receiving_at_once(node: Node, first: str) ->
         for conn in (b, c):
             await receives(conn, cid, [1, 2])
         await ok(node, owner, "DELETE", f"/v1/groups/{gid}/members/{bob.user_id}")
+        own = f"u:{bob.user_id}"
+        (notice, told) = await frames(b, cid, 1) + await frames(b, own, 1)  # in this order
+        assert (told.seq, told.body["system"]["event"], told.body["system"]["seq"]) == (1, "removed_from_group", 3)
         for conn in (a, b, c):  # the removed member sees the notice of the removal, live
-            (notice,) = await receives(conn, cid, [3])
+            if conn is not b:
+                (notice,) = await receives(conn, cid, [3])
             assert notice.body == {"system": {"event": "members_removed", "by": owner.user_id,
                                               "user_ids": [bob.user_id]}}
         await gsend(a, gid, "after")
         await receives(c, cid, [4])
         assert await rest(b, cid) == []  # and nothing after it
         assert [m for m in (await b.sync({})).msgs if m.conversation_id == cid] == []
-        assert (await b.sync({cid: 3})).msgs == []
+        assert (await b.sync({cid: 3, own: 1})).msgs == []
         assert await socket_error(b.history(cid, after=3)) == ("conversation_not_found", "conversation not found")
     assert await refused(node, bob, "GET", f"/v1/conversations/{cid}/messages") == (404, "conversation_not_found")
 

@@ -195,14 +195,14 @@ async def test_read_receipt_reaches_the_peer_and_my_other_device(node: Node) -> 
         for i in range(3):
             conversation_id = (await b.send(alice.user_id, {"text": f"m{i}"})).conversation_id
 
-        await read(phone, conversation_id, 2)
-        assert await receipt(b) == (alice.user_id, None, 2)
-        assert await receipt(laptop) == (alice.user_id, None, 2)
+        await read(phone, conversation_id, 2)  # a read receipt carries both cursors: reading moved delivered too
+        assert await receipt(b) == (alice.user_id, 2, 2)
+        assert await receipt(laptop) == (alice.user_id, 2, 2)
         assert await pushed(phone, f.Receipt) == []  # the reading device knows already
 
         await read(phone, conversation_id, 99)  # more than exists: clamped to the last message
-        assert await receipt(b) == (alice.user_id, None, 3)
-        assert await receipt(laptop) == (alice.user_id, None, 3)
+        assert await receipt(b) == (alice.user_id, 3, 3)
+        assert await receipt(laptop) == (alice.user_id, 3, 3)
         await read(phone, conversation_id, 99)  # nothing moved: done, and no receipt
         await read(laptop, conversation_id, 1)  # cursors never go back
         assert await pushed(b, f.Receipt) == []
@@ -224,8 +224,8 @@ async def test_read_over_http_reaches_every_device_and_the_peer(node: Node) -> N
     async with a, b:
         assert await api(node, bob, "POST", f"/v1/conversations/{conversation_id}/read", json={"seq": 1}) == {
             "ok": True}
-        assert await receipt(a) == (bob.user_id, None, 1)
-        assert await receipt(b) == (bob.user_id, None, 1)
+        assert await receipt(a) == (bob.user_id, 1, 1)
+        assert await receipt(b) == (bob.user_id, 1, 1)
     assert await api_error(node, bob, "POST", f"/v1/conversations/{conversation_id}/read", json={"seq": 0}) == (
         400, "bad_request")
 
@@ -243,6 +243,8 @@ async def test_delivered_receipts_come_from_recv_and_never_go_back(node: Node) -
         await b.ack_received(conversation_id, 3)
         assert await receipt(a) == (bob.user_id, 3, None)  # the stale ack announced nothing
         assert (await conversation(node, alice, conversation_id))["peer_delivered_seq"] == 3
+        await read(b, conversation_id, 2)  # reading behind what was delivered: the receipt says both as they are
+        assert await receipt(a) == (bob.user_id, 3, 2)
 
 
 async def test_offline_sender_finds_the_peer_cursors_in_the_conversation_list(node: Node) -> None:
@@ -273,7 +275,7 @@ async def test_group_cursors_are_read_per_member_over_http(node: Node) -> None:
     a = await connect(node.url, alice)
     async with c, phone, laptop, a:
         await read(phone, conversation_id, 3)
-        assert await receipt(laptop) == (bob.user_id, None, 3)  # my own devices learn it live
+        assert await receipt(laptop) == (bob.user_id, 3, 3)  # my own devices learn it live
         await a.ack_received(conversation_id, 2)
         await read(a, conversation_id, 1)  # its Done comes after the ack is committed too
         assert await pushed(c, f.Receipt) == []  # group members pull cursors; nothing is pushed to them

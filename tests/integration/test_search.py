@@ -107,6 +107,13 @@ async def test_recalled_edited_and_deleted_messages_are_found_as_they_now_read(n
     assert await texts(node, bob, "papaya") == []
     assert await texts(node, bob, "guava") == ["guava smoothie"]
 
+    sheet = {"id": "f", "name": "budget-2027.xlsx", "mime": "application/x", "size": 1}
+    report = await post(node, alice, {"file": sheet, "text": "draft"}, to=bob)
+    await api(node, alice, "POST", f"{messages}/{report['seq']}/edit", json={"client_msg_id": "e2",
+                                                                             "text": "final numbers"})
+    assert await texts(node, bob, "budget") == await texts(node, bob, "xlsx final") == ["final numbers"]
+    assert await texts(node, bob, "draft") == []
+
 
 async def test_messages_i_deleted_do_not_crowd_out_older_matches(node: Node) -> None:
     alice, bob = await new_user(node.url), await new_user(node.url)

@@ -39,6 +39,7 @@ from pica.store.base import (
     Page,
     PresenceAudience,
     PresenceRecord,
+    ReadCursors,
     SessionRecord,
     Store,
     UserSettings,
@@ -356,11 +357,12 @@ async def test_read_cursor_moves_forward_clamped_and_carries_delivered(store: St
     alice, bob, eve = await users(store, "alice", "bob", "eve")
     for i in range(4):
         await store.append_direct(msg("d:1:2", alice, bob, f"m{i}"))
-    assert await store.mark_read(bob, "d:1:2", 2) == 2
+    assert await store.mark_read(bob, "d:1:2", 2) == ReadCursors(delivered=2, read=2)
     assert await cursors_of(store, bob, "d:1:2") == {alice: (4, 4), bob: (2, 2)}
     assert await store.mark_read(bob, "d:1:2", 1) is None
-    assert await store.mark_delivered(bob, "d:1:2", 3) == 3
-    assert await store.mark_read(bob, "d:1:2", 99) == 4
+    assert await store.mark_delivered(bob, "d:1:2", 4) == 4
+    assert await store.mark_read(bob, "d:1:2", 3) == ReadCursors(delivered=4, read=3)
+    assert await store.mark_read(bob, "d:1:2", 99) == ReadCursors(delivered=4, read=4)
     assert await store.mark_read(bob, "d:1:2", 99) is None
     assert await cursors_of(store, bob, "d:1:2") == {alice: (4, 4), bob: (4, 4)}
     with pytest.raises(ConversationNotFound):
@@ -508,6 +510,43 @@ async def test_edit_keeps_other_keys_and_search_follows_the_new_text(store: Stor
     assert edited.body == {"text": "mango", "reply_to": 7, "edited": 90}
 
 
+async def test_a_recall_scrubs_the_text_of_every_earlier_edit(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    await store.append_direct(smsg("d:1:2", alice, bob, "a", "papaya secret", ts=50))
+    await store.append_direct(smsg("d:1:2", alice, bob, "b", "kiwi", ts=51))
+    await store.append_event(event("edit", "d:1:2", alice, 1, "e1", ts=60, text="guava secret"))
+    await store.append_event(event("edit", "d:1:2", alice, 2, "e2", ts=61, text="kiwi fruit"))
+    await store.append_event(event("edit", "d:1:2", alice, 1, "e3", ts=62, text="mango secret"))
+    await store.append_direct(smsg("d:1:2", bob, alice, "c", "what secret?", ts=63))
+    await store.append_event(event("recall", "d:1:2", alice, 1, "r1", ts=70))
+    expected = [{"recalled": True}, {"text": "kiwi fruit", "edited": 61}, {"edit": {"seq": 1, "recalled": True}},
+                {"edit": {"seq": 2, "text": "kiwi fruit"}}, {"edit": {"seq": 1, "recalled": True}},
+                {"text": "what secret?"}, {"recall": {"seq": 1}}]
+    for reader in (alice, bob):  # history and sync, for every reader
+        assert [m.body for m in (await store.history(reader, "d:1:2", after=None, before=None, limit=10)).messages
+                ] == expected
+        assert [m.body for m in (await store.sync(reader, {}, 20)).messages] == expected
+    for word in ("papaya", "guava", "mango"):
+        assert await store.search(bob, word, conversation_id=None, limit=10) == []
+    assert [m.client_msg_id for m in await store.search(bob, "secret", conversation_id=None, limit=10)] == ["c"]
+    assert [m.client_msg_id for m in await store.search(bob, "fruit", conversation_id=None, limit=10)] == ["b"]
+
+
+async def test_editing_a_caption_keeps_the_file_name_searchable(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    file = {"file": {"id": "f1", "name": "budget-2027.xlsx", "mime": "application/vnd.ms-excel", "size": 9},
+            "text": "draft"}
+    await store.append_direct(DirectAppend("d:1:2", alice, bob, "f", json.dumps(file).encode(), 50,
+                                           "draft budget-2027.xlsx"))
+    await store.append_event(event("edit", "d:1:2", alice, 1, "e1", ts=60, text="final numbers"))
+
+    async def found(query: str) -> list[str]:
+        return [m.client_msg_id for m in await store.search(bob, query, conversation_id=None, limit=10)]
+
+    assert await found("budget") == await found("xlsx final") == await found("numbers") == ["f"]
+    assert await found("draft") == []
+
+
 # ------------------------------------------------------------------------------------------------ groups
 
 
@@ -588,6 +627,11 @@ async def test_new_members_see_from_their_notice_and_removed_ones_lose_access(st
     removed = await store.group_action(action("remove", alice, group.group_id, user_ids=(carol,)))
     assert (removed.removed, notice(removed).seq, removed.group.members_version) == ((carol,), 3, 2)
     assert notice(removed).body == {"system": {"event": "members_removed", "by": alice, "user_ids": [carol]}}
+    ((told_user, told),) = removed.told  # carol's own timeline says so, for a device of hers that was offline
+    removal = {"system": {"event": "removed_from_group", "group_id": group.group_id, "conversation_id": conv,
+                          "name": "team", "by": alice, "seq": 3}}
+    assert (told_user, told.conversation_id, told.seq, told.sender, told.body) == (carol, f"u:{carol}", 1, alice,
+                                                                                   removal)
     added = await store.group_action(action("add", alice, group.group_id, user_ids=(dan, bob), max_members=3))
     assert (added.added, notice(added).seq, added.group.members_version, added.group.member_count) == (
         (dan,), 4, 3, 3)
@@ -609,7 +653,9 @@ async def test_new_members_see_from_their_notice_and_removed_ones_lose_access(st
     with pytest.raises(GroupNotFound):
         await store.group_members(carol, group.group_id)
     assert await store.list_groups(carol) == []
-    assert (await store.sync(carol, {}, 10)).messages == []
+    assert [(m.conversation_id, m.body) for m in (await store.sync(carol, {}, 10)).messages] == [
+        (f"u:{carol}", removal)]
+    assert (await store.sync(carol, {f"u:{carol}": 1}, 10)).messages == []
 
 
 async def test_roles_transfer_leave_and_rename_follow_the_rules(store: Store) -> None:

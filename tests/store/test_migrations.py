@@ -25,7 +25,7 @@ import pytest
 from pica.errors import MigrationError
 from pica.store import postgres as pg
 from pica.store import sqlite_writer as sq
-from pica.store.base import DirectAppend, GroupAppend, Store
+from pica.store.base import DirectAppend, GroupAppend, ReadCursors, Store
 from pica.store.postgres import PostgresStore
 from pica.store.schema import (
     FOLDER,
@@ -424,7 +424,7 @@ async def check_upgraded(store: Store, before: dict[str, Any]) -> None:
     posted = await store.append_group(GroupAppend(group["conversation_id"], bob, "g-after", legacy_data.body("hi"),
                                                   9_002))
     assert posted.seq == group_last + 1
-    assert await store.mark_read(alice, direct, last + 1) == last + 1
+    assert await store.mark_read(alice, direct, last + 1) == ReadCursors(delivered=last + 1, read=last + 1)
 
 
 async def test_a_sqlite_file_of_the_previous_release_is_upgraded_in_place(tmp_path: Path, old_release: Path) -> None:

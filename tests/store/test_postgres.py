@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -205,7 +206,7 @@ async def test_a_member_removed_through_another_node_never_posts_after_the_notic
 # ------------------------------------------------------------------------------------------------ lost connections
 
 
-async def kill(pids: list[int | None]) -> None:
+async def kill(pids: Sequence[int | None]) -> None:
     admin = await connect_admin()
     try:
         await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid",
@@ -336,3 +337,54 @@ async def test_close_commits_everything_already_submitted(pg_schema: str) -> Non
     with pytest.raises(StoreUnavailable):
         store.append_direct(msg(conv, alice, bob, "late"))
     assert len(await stored(pg_schema, conv)) == 500
+
+
+async def test_backends_terminated_during_reads_and_writes_answer_store_unavailable_or_succeed(
+        pg_schema: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Protocol 19: a broken connection is ``store_unavailable`` (retryable), never ``internal``, whatever state the
+    driver was caught in; a read is retried once on a fresh connection, so one kill between reads costs nothing."""
+    async with pg_store(pg_schema, pool_size=4) as store:
+        alice, bob = await store.create_user("alice", "h", 0), await store.create_user("bob", "h", 0)
+        conv = f"d:{alice}:{bob}"
+        for i in range(20):
+            await store.append_direct(msg(conv, alice, bob, f"seed{i}"))
+        outcomes: list[BaseException | None] = []
+        stop = asyncio.Event()
+
+        async def attempt(op: Any) -> None:
+            try:
+                await op
+            except Exception as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+
+        async def worker(n: int) -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                await asyncio.gather(
+                    attempt(store.history(bob, conv, after=None, before=None, limit=50)),
+                    attempt(store.sync(bob, {}, 50)),
+                    attempt(store.list_conversations(bob, limit=10, before_ts=None)),
+                    attempt(store.search(bob, "hi", conversation_id=None, limit=10)),
+                    attempt(store.mark_read(bob, conv, i)),
+                    attempt(store.append_direct(msg(conv, alice, bob, f"w{n}-{i}"))),
+                )
+
+        workers = [asyncio.create_task(worker(n)) for n in range(3)]
+        with caplog.at_level(logging.ERROR, logger="pica"):
+            for _ in range(8):
+                await asyncio.sleep(0.05)
+                await kill([*store.lane_backend_pids(), *await pool_pids(pg_schema)])
+            stop.set()
+            await asyncio.gather(*workers)
+        failures = [o for o in outcomes if o is not None]
+        assert failures, "no operation was caught by a kill: the test proved nothing"
+        assert all(isinstance(o, StoreUnavailable) for o in failures), {type(o).__name__ for o in failures}
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a lost connection is not a bug"
+
+        # Idle connections killed between reads: the next read retries on a fresh connection and succeeds.
+        await kill(await pool_pids(pg_schema))
+        page = await store.history(bob, conv, after=None, before=None, limit=1)
+        assert page.messages and await store.list_conversations(bob, limit=10, before_ts=None)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pica.errors import BadRequest, Forbidden, MessageNotFound, NotFound, UserNotFound
 from pica.store import group_rules as rules
 from pica.store.base import EventAppend
-from pica.store.event_rules import Target, plan_event
+from pica.store.event_rules import Target, plan_event, scrub_edits
 
 
 @pytest.mark.parametrize(
@@ -113,6 +115,22 @@ def test_an_author_edits_text_keeping_the_rest_of_the_body() -> None:
     assert plan.body == {"text": "hello", "mentions": [2], "edited": 10_000}
     assert plan.event == {"edit": {"seq": 5, "text": "hello"}}
     assert target.body == {"text": "helo", "mentions": [2]}  # the stored body is not changed in place
+
+
+def test_editing_a_caption_keeps_the_file_name_in_the_search_text() -> None:
+    body = {"image": {"id": "i", "name": "beach.png", "mime": "image/png", "size": 1}, "text": "old"}
+    plan = plan_event(event("edit", text="sunset"), joined_seq=0, dissolved=False, target=Target(1, 9_000, "", body))
+    assert plan.search_text == "sunset beach.png"
+
+
+def test_a_recall_scrubs_only_the_edit_events_of_its_target() -> None:
+    later: list[tuple[int, dict[str, Any]]] = [
+        (6, {"edit": {"seq": 5, "text": "secret"}}), (7, {"text": "unrelated"}),
+        (8, {"edit": {"seq": 4, "text": "another message"}}), (9, {"recall": {"seq": 4}}),
+        (10, {"edit": {"seq": 5, "text": "more secret"}})]
+    scrubbed = {"edit": {"seq": 5, "recalled": True}}
+    assert scrub_edits(5, later) == [(6, scrubbed), (10, scrubbed)]
+    assert scrub_edits(5, []) == []
 
 
 @pytest.mark.parametrize(

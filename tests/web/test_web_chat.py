@@ -697,3 +697,40 @@ async def test_a_short_access_token_is_renewed_and_signing_out_ends_the_session(
             pytest.fail("the page's session is still live after signing out")
     # Chromium logs every 401 answer as a console error: those are the expired tokens the page then renewed.
     assert [e for e in alice.errors if "status of 401" not in e] == []
+
+
+async def test_the_page_follows_the_servers_limits(browser: Browser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   server_process_factory: list[ServerProcess]) -> None:
+    """A server with a 60 s recall window and pages of 20: the page lists every conversation (walking the list to an
+    empty page, however many pages that takes: 21 here) and stops offering "Recall" once 60 s have passed, not 120."""
+    monkeypatch.setenv("PICA_LIMITS_RECALL_WINDOW", "60")
+    monkeypatch.setenv("PICA_LIMITS_HISTORY_PAGE_SIZE", "20")
+    server = await asyncio.to_thread(start_server_process, tmp_path / "data")
+    server_process_factory.append(server)
+    name, _, token = await http_user(server.url, "alice")
+    async with PicaHttp(server.url, token) as http:
+        for i in range(410):  # 20 full pages and a bit, newest last
+            await http.request("POST", "/v1/groups", json={"name": f"club {i:03}", "members": []})
+
+    alice = await Person.open(browser, server.url, "alice")
+    alice.name = name
+    await alice.login()
+    await _expect(alice.page.get_by_test_id("conversation-item")).to_have_count(410)
+    await _expect(alice.conversation("club 000")).to_have_count(1)
+
+    await alice.open_conversation("club 409")
+    await alice.send("still mine to take back")
+    bubble = alice.own_message("still mine to take back")
+
+    async def offered() -> list[str]:
+        await bubble.hover()
+        await bubble.get_by_test_id("message-menu").click()
+        items = await alice.page.locator('[role="menuitem"]').evaluate_all("nodes => nodes.map(n => n.dataset.testid)")
+        await alice.page.keyboard.press("Escape")
+        return [str(item) for item in items]
+
+    assert "menu-recall" in await offered()
+    # 90 s later on the page's clock: past this server's window, within the protocol's default of 120 s.
+    await alice.page.evaluate("() => { const real = Date.now; Date.now = () => real() + 90_000; }")
+    assert "menu-recall" not in await offered()
+    alice.assert_no_errors()

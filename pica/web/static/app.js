@@ -8,7 +8,7 @@ import { View } from "./ui.js";
 const SESSION_KEY = "pica.session";
 const TYPING_SHOW_MS = 3000;
 const TYPING_SEND_EVERY_MS = 2000; // at most one per second (the server drops more), "every few seconds" (14.4)
-const HISTORY_PAGE = 50;
+let historyPage = 50; // messages per history request: the server's page size once `ready` announced it
 const GAP_WAIT_MS = 200; // a push ahead of its turn waits this long for the late one before a sync (protocol 8.6)
 
 let session = null; // {token, user_id, username, expires_at, refresh_token, refresh_expires_at}
@@ -256,7 +256,9 @@ async function call(path, options = {}) {
 // ------------------------------------------------------------------------------------------------ catching up
 
 async function onReady(ready) {
+  // The server's limits, not this page's guesses: another deployment may have other settings (6.1).
   setRecallWindow(ready.recall_window);
+  if (ready.page_size > 0) historyPage = ready.page_size;
   const myStore = store;
   if (!myStore) return;
   myStore.clockSkew = (Number(ready.time) || Date.now()) - Date.now();
@@ -282,19 +284,22 @@ async function refreshList() {
   let query = "";
   const listed = new Set();
   let complete = false;
-  for (let page = 0; page < 20; page += 1) {
+  for (;;) {
     const data = await call(`/v1/conversations${query}`);
     if (store !== myStore) return;
+    let fresh = 0;
     for (const summary of data.conversations) {
       myStore.mergeSummary(summary);
+      if (!listed.has(summary.conversation_id)) fresh += 1;
       listed.add(summary.conversation_id);
     }
     const last = data.conversations[data.conversations.length - 1];
     if (!last) {
-      // Only an empty page ends the list: the server's page size is its own (limits.history_page_size).
+      // Only an empty page ends the list (23.3), whatever the server's page size.
       complete = true;
       break;
     }
+    if (!fresh) break; // a page of nothing new: the walk is not advancing, so it proves nothing about the rest
     query = `?before_ts=${last.last_ts}&before_id=${encodeURIComponent(last.conversation_id)}`;
   }
   if (complete) {
@@ -577,7 +582,7 @@ async function loadLatest(conv) {
   conv.historyState = "loading";
   store.touch(conv.id, { list: false });
   try {
-    const page = await conn.request({ t: "history", conversation_id: conv.id, limit: HISTORY_PAGE });
+    const page = await conn.request({ t: "history", conversation_id: conv.id, limit: historyPage });
     for (const msg of page.msgs) store.insert(msg);
     conv.historyState = page.more ? "partial" : "complete";
   } catch (exc) {
@@ -599,7 +604,7 @@ async function loadOlder() {
   conv.historyState = "loading";
   store.touch(conv.id, { list: false });
   try {
-    const page = await conn.request({ t: "history", conversation_id: conv.id, before, limit: HISTORY_PAGE });
+    const page = await conn.request({ t: "history", conversation_id: conv.id, before, limit: historyPage });
     for (const msg of page.msgs) store.insert(msg);
     conv.historyState = page.more ? "partial" : "complete";
   } catch {

@@ -275,9 +275,10 @@ export class Store {
   /** A message handed over in order (NEW): timeline, conversation line, events, read state. */
   ingest(msg) {
     if (msg.conversation_id.startsWith("u:")) {
-      // My own timeline: "delete for me" notices from my other devices.
+      // My own timeline: "delete for me" notices from my other devices, and my removals from groups.
       const event = msg.body?.system;
       if (event && event.event === "deleted") this.patch(event.conversation_id, event.seq, { kind: "deleted", seq: msg.seq });
+      if (event && event.event === "removed_from_group") this.removedFrom(event);
       return;
     }
     const conv = this.conversation(msg.conversation_id);
@@ -293,6 +294,16 @@ export class Store {
     this.insert(msg);
     const typers = this.typing.get(conv.id);
     if (typers && typers.delete(msg.sender)) this.changed.header = true;
+    this.touch(conv.id);
+  }
+
+  /** I was removed from a group (told in my own timeline, 12.2): it stays listed, as left. */
+  removedFrom(event) {
+    const conv = this.conversations.get(event.conversation_id);
+    if (!conv || conv.left) return;
+    conv.left = true;
+    this.cursors.delete(conv.id);
+    this.persistSoon();
     this.touch(conv.id);
   }
 
@@ -333,8 +344,14 @@ export class Store {
     if (msg.conversation_id.startsWith("u:")) return;
     const conv = this.conversation(msg.conversation_id);
     const body = msg.body || {};
-    if (body.recall) this.patch(conv.id, body.recall.seq, { kind: "recall", seq: msg.seq, ts: msg.ts });
-    if (body.edit) this.patch(conv.id, body.edit.seq, { kind: "edit", seq: msg.seq, ts: msg.ts, text: body.edit.text });
+    if (body.recall) {
+      this.patch(conv.id, body.recall.seq, { kind: "recall", seq: msg.seq, ts: msg.ts });
+      scrubEdits(conv, body.recall.seq);
+    }
+    // An edit of a message recalled since has no text (protocol 13.1): the recall it precedes is what applies.
+    if (body.edit && typeof body.edit.text === "string") {
+      this.patch(conv.id, body.edit.seq, { kind: "edit", seq: msg.seq, ts: msg.ts, text: body.edit.text });
+    }
     const existing = conv.messages.get(msg.seq);
     const copy = { ...msg, body: { ...body } };
     if (existing && existing.body.recalled) copy.body = existing.body; // recall is final
@@ -451,6 +468,13 @@ export class Store {
   }
 }
 
+/** A recall hides the text of the target's earlier edit events too, as the server's copies read afterwards. */
+function scrubEdits(conv, targetSeq) {
+  for (const held of conv.messages.values()) {
+    if (held.body.edit && held.body.edit.seq === targetSeq) held.body = { edit: { seq: targetSeq, recalled: true } };
+  }
+}
+
 function applyPatch(msg, patch) {
   if (patch.kind === "deleted") {
     msg.body = { deleted: true };
@@ -468,7 +492,7 @@ export function describe(store, msg, { preview = false } = {}) {
   if (body.deleted) return "message deleted";
   if (body.recalled) return "message recalled";
   if (body.recall) return "message recalled";
-  if (body.edit) return preview ? `✎ ${body.edit.text}` : "";
+  if (body.edit) return preview ? (typeof body.edit.text === "string" ? `✎ ${body.edit.text}` : "message recalled") : "";
   if (body.system) return noticeText(store, msg.sender, body.system);
   const attachment = body.file || body.image;
   if (attachment && typeof attachment === "object") {
