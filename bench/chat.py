@@ -381,8 +381,10 @@ def recv(worker: Worker, timeout: float) -> Any:
 
 
 def run_phase(
-    workers: list[Worker], server_pid: int, name: str, rate: float | None, args: argparse.Namespace
+    workers: list[Worker], server_pid: int, name: str, rate: float | None, args: argparse.Namespace,
+    helper_pids: tuple[int, ...] = (),
 ) -> dict[str, Any]:
+    """``helper_pids``: other processes of the benchmark (a webhook receiver), counted with the load generator."""
     if args.quiet_wait > 0:
         bu.wait_for_quiet(limit_pct=10.0, max_wait=args.quiet_wait)
     start_at = time.monotonic() + 0.3
@@ -391,7 +393,7 @@ def run_phase(
     for worker in workers:
         worker.pipe.send(phase)
     time.sleep(max(0.0, phase.measure_from - time.monotonic()))
-    pids = [server_pid, *(w.process.pid or 0 for w in workers)]
+    pids = [server_pid, *(w.process.pid or 0 for w in workers), *helper_pids]
     first = bu.snapshot(pids)
     time.sleep(max(0.0, phase.measure_to - time.monotonic()))
     last = bu.snapshot(pids)

@@ -13,6 +13,7 @@ event loop and, for SQLite, the writer thread) per message; PostgreSQL's own CPU
     .venv/bin/python bench/store.py --backend postgres --lanes 8 --max-batch 512
     .venv/bin/python bench/store.py --quick                                # smoke run of both
     .venv/bin/python bench/store.py --backend sqlite --procs 2             # two writer processes, one file
+    .venv/bin/python bench/store.py --backend sqlite --webhooks 1          # a job row per message too
 
 ``--procs N`` (SQLite): N processes, each with its own store on the same file, append to the same conversations at
 once (as SO_REUSEPORT workers writing one database would); the row gives their total rate and CPU, after checking
@@ -40,15 +41,17 @@ import asyncpg
 
 from bench.benchutil import markdown_table
 from pica.config import PostgresConfig, SqliteConfig
-from pica.store.base import DirectAppend, Store
+from pica.store.base import DirectAppend, JobRules, Store, Subscription
 from pica.store.postgres import PostgresStore, quote_ident
 from pica.store.sqlite import SqliteStore
 
 DEFAULT_DSN = os.environ.get("PICA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-async def run(store: Store, messages: int, conversations: int) -> dict[str, Any]:
+async def run(store: Store, messages: int, conversations: int, webhooks: int = 0) -> dict[str, Any]:
     await store.open()
+    if webhooks:  # every message also writes a job row per endpoint, in its transaction (pica/store/jobs.py)
+        store.set_job_rules(JobRules(tuple(Subscription(f"e{i}", ("message.created",)) for i in range(webhooks))))
     try:
         users = [await store.create_user(f"u{i}", "x", 0) for i in range(conversations + 1)]
         hub, peers = users[0], users[1:]
@@ -132,6 +135,8 @@ async def main() -> None:
     parser.add_argument("--max-batch", type=int, help="default: the backend's own default")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--procs", type=int, default=1, help="SQLite: writer processes sharing one file")
+    parser.add_argument("--webhooks", type=int, default=0,
+                        help="webhook endpoints subscribed to message.created: job rows per message (default 0)")
     parser.add_argument("--quick", action="store_true", help="a small run (CI smoke test)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -143,26 +148,29 @@ async def main() -> None:
         for _ in range(args.runs):
             if backend == "sqlite" and args.procs > 1:
                 row = await run_processes(args.procs, args.messages, args.conversations)
-                rows.append({"backend": f"sqlite x{args.procs} processes", "lanes": args.procs,
+                rows.append({"backend": f"sqlite x{args.procs} processes", "webhooks": 0, "lanes": args.procs,
                              "max_batch": SqliteConfig().max_batch, **row})
                 continue
             if backend == "sqlite":
                 config = SqliteConfig(**({"max_batch": args.max_batch} if args.max_batch else {}))
                 with tempfile.TemporaryDirectory(prefix="pica-bench-") as folder:
-                    row = await run(SqliteStore(Path(folder) / "pica.db", config), args.messages, args.conversations)
-                rows.append({"backend": backend, "lanes": 1, "max_batch": config.max_batch, **row})
+                    row = await run(SqliteStore(Path(folder) / "pica.db", config), args.messages, args.conversations,
+                                    args.webhooks)
+                rows.append({"backend": backend, "webhooks": args.webhooks, "lanes": 1,
+                             "max_batch": config.max_batch, **row})
                 continue
             schema = f"bench_{uuid.uuid4().hex}"
             pg = PostgresConfig(schema=schema, write_lanes=args.lanes,
                                 **({"max_batch": args.max_batch} if args.max_batch else {}))
             admin = await asyncpg.connect(args.dsn)
             try:
-                row = await run(PostgresStore(args.dsn, pg), args.messages, args.conversations)
+                row = await run(PostgresStore(args.dsn, pg), args.messages, args.conversations, args.webhooks)
             finally:
                 await admin.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
                 await admin.close()
-            rows.append({"backend": backend, "lanes": pg.write_lanes, "max_batch": pg.max_batch, **row})
-    columns = ["backend", "messages", "conversations", "lanes", "max_batch", "seconds", "msgs_per_s",
+            rows.append({"backend": backend, "webhooks": args.webhooks, "lanes": pg.write_lanes,
+                         "max_batch": pg.max_batch, **row})
+    columns = ["backend", "webhooks", "messages", "conversations", "lanes", "max_batch", "seconds", "msgs_per_s",
                "cpu_us_per_msg"]
     print(markdown_table(columns, [[r[c] for c in columns] for r in rows]))
     if args.json:

@@ -41,16 +41,22 @@ from pica.gateway.revocation import RevocationSweep
 from pica.gateway.services import GatewayServices
 from pica.gateway.tcp import start_tcp_server
 from pica.gateway.tls import ServerTls, server_tls
+from pica.jobs.worker import Handler, JobWorker, wall_ms
 from pica.logs import audit
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.outbound import OutboundFrame
-from pica.store.base import Store
+from pica.store.base import JobRules, Store
 from pica.store.factory import build_store, sqlite_path
+from pica.store.job_rules import STREAM, WEBHOOK, valid_pattern
 from pica.store.sqlite_files import server_lock
+from pica.webhooks.before_send import BeforeSendHook
+from pica.webhooks.delivery import WebhookSender
+from pica.webhooks.endpoints import Endpoints
 
 if TYPE_CHECKING:
     from pica.cluster import Cluster
+    from pica.stream.nats import NatsPublisher
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +122,80 @@ def _writable(directory: Path) -> None:
     probe.unlink()
 
 
+class SideWork:
+    """The job queue's side of a node or of a ``pica worker`` process: the webhook endpoints in force (whose job
+    rules a node's store writes with every commit, ``write_jobs``) and a worker delivering the jobs (``run_worker``).
+    """
+
+    def __init__(self, config: Config, store: Store, *, write_jobs: bool, run_worker: bool) -> None:
+        patterns = {f"webhooks[{i}].events": hook.events for i, hook in enumerate(config.webhooks)}
+        stream = config.event_stream.events if config.event_stream.url else ()
+        patterns["event_stream.events"] = stream
+        for key, events in patterns.items():
+            for pattern in events:
+                if not valid_pattern(pattern):
+                    raise StartupError(f"{key}: no event type matches {pattern!r} (docs/webhooks.md)")
+        self.config = config
+        self.store = store
+        self.worker: JobWorker | None = None
+        self.endpoints = Endpoints(config.webhooks, store, self._rules_changed if write_jobs else lambda rules: None,
+                                   stream)
+        self.sender = WebhookSender(self.endpoints, config.jobs)
+        self.publisher: NatsPublisher | None = None
+        handlers: dict[str, Handler] = {WEBHOOK: self.sender}
+        if config.event_stream.url:
+            from pica.stream.nats import NatsPublisher  # nats is imported only when a stream is configured
+
+            self.publisher = NatsPublisher(config.event_stream)
+            handlers[STREAM] = self.publisher
+        if run_worker:
+            self.worker = JobWorker(store, handlers, config.jobs)
+
+    def _rules_changed(self, rules: JobRules | None) -> None:
+        self.store.set_job_rules(rules, self.worker.wake if self.worker is not None else None)
+
+    async def start(self) -> None:
+        await self.endpoints.refresh()
+        self.endpoints.start(self.config.jobs.endpoint_refresh)
+        if self.worker is not None:
+            self.worker.start()
+
+    async def stop(self) -> None:
+        await self.endpoints.stop()
+        if self.worker is not None:
+            await self.worker.stop()
+        await self.sender.close()
+        if self.publisher is not None:
+            await self.publisher.close()
+
+    async def stats(self) -> dict[str, float]:
+        """For /metrics: the queue as the store has it, and this process's worker's counters."""
+        queue = await self.store.job_stats()
+        oldest = 0.0 if queue.oldest_queued_at is None else max(0.0, (wall_ms() - queue.oldest_queued_at) / 1000)
+        values: dict[str, float] = {"queued": queue.queued, "running": queue.running, "dead": queue.dead,
+                                    "oldest_queued_seconds": round(oldest, 3)}
+        if self.worker is not None:
+            counters = self.worker.counters
+            values.update(done_total=counters.done, retried_total=counters.retried, dead_total=counters.dead)
+        return values
+
+
+async def run_worker(config: Config, stop: asyncio.Event) -> None:
+    """``pica worker``: a process that only runs jobs, beside the nodes of a cluster (or of one SQLite node), until
+    ``stop`` is set."""
+    store = build_store(config)
+    side = SideWork(config, store, write_jobs=False, run_worker=True)  # refuses bad patterns before opening
+    await store.open()
+    try:
+        await side.start()
+        log.info("pica worker started", extra={"concurrency": config.jobs.concurrency})
+        await stop.wait()
+        await side.stop()
+    finally:
+        await store.close()
+    log.info("pica worker stopped")
+
+
 class PicaServer:
     """One node. ``start()`` binds the listeners; ``http_port``/``tcp_port`` then hold the real ports."""
 
@@ -141,12 +221,16 @@ class PicaServer:
         self._ban_sweeper: asyncio.Task[None] | None = None
         self._revocation_sweeper: asyncio.Task[None] | None = None
         self.services: GatewayServices | None = None
+        self.side_work: SideWork | None = None
+        self._before_send: BeforeSendHook | None = None
         self.tls: ServerTls | None = None
 
     async def start(self) -> None:
         """Raises StartupError for what the operator must fix (a port in use, a data directory that cannot be
         written, a certificate that does not load), before anything is opened."""
         config = self.config
+        # The job queue's side first: a webhook pattern that matches nothing refuses the start.
+        self.side_work = side = SideWork(config, self.store, write_jobs=True, run_worker=config.jobs.run_in_node)
         # Everything that can refuse the start comes before the store opens (its writer process, its pool): a
         # refused start leaves nothing running behind it.
         self.tls = _checked(lambda: server_tls(config.tls), "TLS certificate and key")
@@ -181,6 +265,9 @@ class PicaServer:
                     sock.close()
             self._lock.close()
             raise
+        await side.start()
+        if config.before_send.url:
+            self._before_send = BeforeSendHook(config.before_send)
         auth = config.auth
         hasher = PasswordHasher(
             time_cost=auth.argon2_time_cost,
@@ -204,7 +291,7 @@ class PicaServer:
             rates.shared = cluster.buckets
         else:
             fanout = GroupFanout(self.store, self.hub)
-        chat = ChatService(self.store, delivery, self.clock, config.limits, fanout, rates)
+        chat = ChatService(self.store, delivery, self.clock, config.limits, fanout, rates, self._before_send)
         social = SocialService(self.store, delivery, self.clock, presence, rates)
         if self.cluster is not None:
             self.cluster.set_presence_listener(social.on_presence_change)
@@ -230,6 +317,7 @@ class PicaServer:
             before_ready=self.cluster.before_ready if self.cluster is not None else None,
             cluster_stats=self.cluster.stats if self.cluster is not None else None,
             cluster_healthy=self._cluster_healthy if self.cluster is not None else None,
+            job_stats=side.stats,
         )
         if self.cluster is not None:
             await self.cluster.start()
@@ -354,6 +442,10 @@ class PicaServer:
             # held alone (through the social service), so it runs before that service drains and the store closes.
             await self.cluster.stop()
         await services.social.drain()
+        if self.side_work is not None:
+            await self.side_work.stop()
+        if self._before_send is not None:
+            await self._before_send.close()
         await self.store.close()
         self._lock.close()
         self.services = None

@@ -8,6 +8,8 @@ Every default is documented next to its field and in the README's configuration 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import os
 import re
@@ -246,6 +248,88 @@ class TlsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class JobsConfig:
+    """The durable job queue (webhook deliveries): where it runs, how often it retries, when it gives up."""
+
+    run_in_node: bool = True
+    """Run a worker inside each node (``pica serve``). In a cluster, turn it off on the nodes and run ``pica worker``
+    processes instead, or keep both: workers share the queue safely."""
+    poll_interval: float = 1.0
+    """Seconds between two looks at the queue when nothing woke the worker (a node wakes its own worker after a
+    commit that queued jobs; jobs queued by other nodes, retries and replays are found by polling)."""
+    concurrency: int = 32
+    """Jobs one worker runs at once."""
+    lease: float = 60.0
+    """Seconds a claimed job belongs to its worker; a worker that crashed leaves it to be claimed again after this.
+    Longer than ``webhook_timeout``."""
+    max_attempts: int = 8
+    """Attempts before a job is dead (kept for ``pica jobs list|retry|drop``)."""
+    backoff_base: float = 1.0
+    """Seconds before the second attempt at most; doubled per attempt, with full jitter (a random wait between 0 and
+    the bound)."""
+    backoff_max: float = 3600.0
+    """Longest wait between two attempts, in seconds."""
+    endpoint_refresh: float = 5.0
+    """Seconds between two reads of the webhook endpoints registered with ``pica webhook add`` (how soon a node sees
+    an endpoint added or removed elsewhere)."""
+    webhook_timeout: float = 10.0
+    """Seconds one webhook delivery may take, connection included; past it the attempt failed and is retried."""
+    webhook_allow_private: bool = False
+    """Let endpoints registered with ``pica webhook add`` reach private, loopback, link-local and other non-public
+    addresses (refused by default: SSRF). Endpoints of the TOML file may always point anywhere."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventStreamConfig:
+    """Every stored message and group change published to NATS JetStream, in commit order per conversation
+    (docs/webhooks.md, "The event stream")."""
+
+    url: str = ""
+    """NATS server URL (``nats://host:4222``); empty: no event stream."""
+    subject_prefix: str = "pica"
+    """Events are published on ``<subject_prefix>.<event type>`` (``pica.message.created``)."""
+    events: tuple[str, ...] = ("message.*", "group.*")
+    """Event types or families published (as in ``[[webhooks]]``)."""
+    stream: str = ""
+    """A JetStream stream to create over ``<subject_prefix>.>`` when it does not exist (empty: the operator makes
+    one; publishing waits for it)."""
+    duplicate_window: float = 600.0
+    """Seconds JetStream remembers a message id (``<conversation_id>:<seq>``) of the stream it creates, so a
+    publication repeated after a crash within it is stored once. Consumers de-duplicate by the same id beyond it."""
+    publish_timeout: float = 5.0
+    """Seconds to wait for JetStream's acknowledgement of one publication before the attempt fails and is retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """One ``[[webhooks]]`` entry: an endpoint of the operator's, which may point anywhere (loopback included)."""
+
+    url: str = ""
+    """http:// or https:// URL the events are POSTed to."""
+    secret: str = ""
+    """``whsec_<base64>``: the key of the Standard Webhooks signature."""
+    events: tuple[str, ...] = ()
+    """Event types (``message.created``), families (``group.*``) or ``*``."""
+
+
+@dataclass(frozen=True, slots=True)
+class BeforeSendConfig:
+    """A synchronous hook asked before a message is stored; it may allow, reject or rewrite it (docs/webhooks.md)."""
+
+    url: str = ""
+    """Where the hook is POSTed; empty: no hook."""
+    secret: str = ""
+    """``whsec_<base64>``: the hook's request is signed like a webhook."""
+    timeout: float = 2.0
+    """Seconds to wait for the hook's answer before ``on_failure`` decides."""
+    on_failure: Literal["allow", "reject"] = "allow"
+    """When the hook times out, fails or answers nonsense: "allow" stores the message as sent (fail open), "reject"
+    refuses it with the retryable ``policy_unavailable`` (fail closed)."""
+    max_response_bytes: int = 65_536
+    """Largest answer read from the hook."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     host: str = "127.0.0.1"
     """Address every listener binds."""
@@ -283,6 +367,11 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     log: LogConfig = field(default_factory=LogConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    before_send: BeforeSendConfig = field(default_factory=BeforeSendConfig)
+    event_stream: EventStreamConfig = field(default_factory=EventStreamConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
+    """``[[webhooks]]`` tables of the TOML file (not settable from the environment or flags)."""
 
 
 _SECTIONS: Final = {
@@ -294,6 +383,9 @@ _SECTIONS: Final = {
     "redis": RedisConfig,
     "log": LogConfig,
     "tls": TlsConfig,
+    "jobs": JobsConfig,
+    "before_send": BeforeSendConfig,
+    "event_stream": EventStreamConfig,
 }
 
 
@@ -342,7 +434,9 @@ def _merge_toml(values: dict[str, dict[str, Any]], path: Path) -> None:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from exc
     for key, value in data.items():
-        if key in _SECTIONS:
+        if key == "webhooks":
+            values[""][key] = _webhooks(value)
+        elif key in _SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(f"{key}: expected a table")
             for name, inner in value.items():
@@ -353,6 +447,40 @@ def _merge_toml(values: dict[str, dict[str, Any]], path: Path) -> None:
             values[""][key] = value
 
 
+def _webhooks(value: Any) -> tuple[WebhookConfig, ...]:
+    """``[[webhooks]]``: an array of tables with ``url``, ``secret`` and ``events``."""
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError("webhooks: expected an array of tables ([[webhooks]])")
+    hooks = []
+    for i, table in enumerate(value):
+        unknown = set(table) - {"url", "secret", "events"}
+        if unknown:
+            raise ConfigError(f"webhooks[{i}]: unknown key {sorted(unknown)[0]!r}")
+        hook = WebhookConfig(url=_coerce(table.get("url", ""), str, f"webhooks[{i}].url"),
+                             secret=_coerce(table.get("secret", ""), str, f"webhooks[{i}].secret"),
+                             events=_coerce(table.get("events", []), tuple[str, ...], f"webhooks[{i}].events"))
+        if not hook.url.startswith(("http://", "https://")):
+            raise ConfigError(f"webhooks[{i}].url: expected an http:// or https:// URL, got {hook.url!r}")
+        if not valid_secret(hook.secret):
+            raise ConfigError(f"webhooks[{i}].secret: expected whsec_ followed by base64")
+        if not hook.events:
+            raise ConfigError(f"webhooks[{i}].events: expected at least one event type")
+        hooks.append(hook)
+    if len({h.url for h in hooks}) != len(hooks):
+        raise ConfigError("webhooks: two entries with the same url")
+    return tuple(hooks)
+
+
+def valid_secret(secret: str) -> bool:
+    """A Standard Webhooks secret: ``whsec_`` and the base64 of at least 16 bytes."""
+    if not secret.startswith("whsec_"):
+        return False
+    try:
+        return len(base64.b64decode(secret[6:], validate=True)) >= 16
+    except (binascii.Error, ValueError):
+        return False
+
+
 def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
     for f in dataclasses.fields(Config):
         if f.name in _SECTIONS:
@@ -360,7 +488,7 @@ def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str]) -> Non
                 raw = env.get(f"{ENV_PREFIX}{f.name}_{inner.name}".upper())
                 if raw is not None:
                     values[f.name][inner.name] = raw
-        else:
+        elif f.name != "webhooks":
             raw = env.get(f"{ENV_PREFIX}{f.name}".upper())
             if raw is not None:
                 values[""][f.name] = raw
@@ -425,6 +553,8 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected one of {', '.join(map(str, choices))}, got {value!r}")
         return candidate
     if origin is tuple:
+        if typing.get_args(hint)[0] is WebhookConfig:  # parsed by _webhooks already
+            return value
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
@@ -502,6 +632,29 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError("tls.client_ca: needs tls.cert and tls.key")
         if obj.handshake_timeout <= 0:
             raise ConfigError("tls.handshake_timeout: must be more than 0")
+    if isinstance(obj, JobsConfig):
+        for name in ("concurrency", "max_attempts"):
+            if getattr(obj, name) < 1:
+                raise ConfigError(f"jobs.{name}: must be at least 1")
+        for name in ("poll_interval", "lease", "webhook_timeout", "endpoint_refresh"):
+            if getattr(obj, name) <= 0:
+                raise ConfigError(f"jobs.{name}: must be more than 0")
+        if obj.lease <= obj.webhook_timeout:
+            raise ConfigError("jobs.lease: must be longer than jobs.webhook_timeout")
+    if isinstance(obj, BeforeSendConfig) and obj.url:
+        if not obj.url.startswith(("http://", "https://")):
+            raise ConfigError(f"before_send.url: expected an http:// or https:// URL, got {obj.url!r}")
+        if not valid_secret(obj.secret):
+            raise ConfigError("before_send.secret: expected whsec_ followed by base64")
+        if obj.timeout <= 0:
+            raise ConfigError("before_send.timeout: must be more than 0")
+    if isinstance(obj, EventStreamConfig) and obj.url:
+        if not obj.url.startswith(("nats://", "tls://")):
+            raise ConfigError(f"event_stream.url: expected a nats:// URL, got {obj.url!r}")
+        if not obj.events:
+            raise ConfigError("event_stream.events: expected at least one event type")
+        if obj.publish_timeout <= 0:
+            raise ConfigError("event_stream.publish_timeout: must be more than 0")
     if isinstance(obj, RedisConfig) and obj.node_ttl <= obj.heartbeat_interval:
         raise ConfigError("redis.node_ttl: must be longer than redis.heartbeat_interval")
     if isinstance(obj, AuthConfig):

@@ -21,6 +21,7 @@ redis) are wrapped at the store/cluster boundary; only these classes reach the w
     ├── PayloadTooLarge            413  payload_too_large
     ├── MethodNotAllowed           405  method_not_allowed
     ├── Forbidden                  403  forbidden
+    │   └── RejectedByPolicy       403  rejected_by_policy
     ├── NotFound                   404  not_found
     │   ├── UserNotFound           404  user_not_found
     │   ├── ConversationNotFound   404  conversation_not_found
@@ -31,6 +32,7 @@ redis) are wrapped at the store/cluster boundary; only these classes reach the w
     │   └── TooManySessions        409  too_many_sessions
     ├── RateLimited                429  rate_limited        (retryable)
     ├── Unavailable                503  unavailable         (retryable)
+    │   ├── PolicyUnavailable      503  policy_unavailable  (retryable)
     │   └── StoreUnavailable       503  store_unavailable   (retryable)
     │       └── MigrationError     503  store_unavailable   (only when a store is opened; never on the wire)
     └── InternalError              500  internal            (retryable)
@@ -142,6 +144,12 @@ class Forbidden(PicaError):
     http_status = 403
 
 
+class RejectedByPolicy(Forbidden):
+    """The before-send hook vetoed the message; its reason, if it gave one, is the message."""
+
+    code = "rejected_by_policy"
+
+
 class NotFound(PicaError):
     code = "not_found"
     http_status = 404
@@ -209,6 +217,12 @@ class Unavailable(PicaError):
     code = "unavailable"
     http_status = 503
     retryable = True
+
+
+class PolicyUnavailable(Unavailable):
+    """The before-send hook could not be asked (timeout, error) and ``before_send.on_failure`` is "reject"."""
+
+    code = "policy_unavailable"
 
 
 class StoreUnavailable(Unavailable):

@@ -41,11 +41,19 @@ ALLOWED: dict[str, frozenset[str]] = {
     "gateway": FOUNDATION | {"protocol", "store.base", "core"},
     "web": FOUNDATION,
     "api": FOUNDATION | {"protocol", "store.base", "core", "gateway", "web"},
+    # The job queue's workers, against the Store interface; webhooks are one kind of job (and the before-send hook,
+    # the core's BeforeSend port).
+    "jobs": FOUNDATION | {"store.base"},
+    "webhooks": FOUNDATION | {"protocol", "store.base", "core", "jobs"},
+    # The event stream: another kind of job (publishing to NATS JetStream).
+    "stream": FOUNDATION | {"store.base", "jobs"},
     # The Python SDK: could be split into a distribution of its own.
     "client": frozenset({"errors", "protocol"}),
     # The composition root wires everything but the clients.
-    "app": FOUNDATION | {"protocol", "store.base", "store", "core", "cluster", "gateway", "api", "web"},
-    "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app", "cluster"},  # cluster: doctor
+    "app": FOUNDATION | {"protocol", "store.base", "store", "core", "cluster", "gateway", "api", "web", "jobs",
+                         "webhooks", "stream"},
+    "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app", "cluster", "jobs",
+                         "webhooks"},  # cluster: doctor
     "__main__": frozenset({"cli"}),
 }
 
@@ -53,6 +61,7 @@ THIRD_PARTY: dict[str, frozenset[str]] = {
     # library -> the only layers that may import it
     "redis": frozenset({"cluster"}),
     "asyncpg": frozenset({"store"}),
+    "nats": frozenset({"stream"}),
     "sqlite3": frozenset({"store"}),
 }
 FORBIDDEN_THIRD_PARTY: dict[str, frozenset[str]] = {

@@ -62,7 +62,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     node = services(request)
     m = node.metrics
-    values = [
+    values: list[tuple[str, str, float]] = [
         ("pica_connections", "gauge", node.hub.connection_count),
         ("pica_online_users", "gauge", node.hub.online_users),
         ("pica_connections_opened_total", "counter", m.connections_opened),
@@ -83,6 +83,12 @@ async def metrics(request: web.Request) -> web.Response:
             ("pica_cluster_resyncs_total", "counter", stats.get("resyncs", 0)),
             ("pica_cluster_presence_fallbacks_total", "counter", stats.get("presence_fallbacks", 0)),
         ]
+    if node.job_stats is not None:
+        try:
+            values += [(f"pica_jobs_{name}", "counter" if name.endswith("_total") else "gauge", value)
+                       for name, value in (await node.job_stats()).items()]
+        except PicaError:  # the store cannot answer now: the other metrics still can
+            log.warning("job metrics unavailable", exc_info=True)
     lines = []
     for name, kind, value in values:
         lines += [f"# TYPE {name} {kind}", f"{name} {value}"]

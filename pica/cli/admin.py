@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import os
 import secrets
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +55,17 @@ def _positive(raw: str) -> int:
     return value
 
 
-def add_parsers(sub: Any) -> None:
+def common_arguments() -> argparse.ArgumentParser:
+    """--config, --data-dir, --store: how every command that works on the store finds it."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="TOML configuration file (env: PICA_CONFIG), as for 'pica serve'")
     common.add_argument("--data-dir", help="the node's data directory (default ./pica-data)")
     common.add_argument("--store", help="the store's URL, as for 'pica serve' (default: SQLite in --data-dir)")
+    return common
+
+
+def add_parsers(sub: Any) -> None:
+    common = common_arguments()
 
     user = sub.add_parser("user", help="manage accounts (directly in the store)")
     users = user.add_subparsers(dest="action", required=True)
@@ -172,8 +180,9 @@ def _files(args: argparse.Namespace, config: Config) -> str:
             "start the server")
 
 
-async def _dispatch(args: argparse.Namespace, config: Config, password: str) -> str:
-    creating = (args.command, args.action) in {("user", "create"), ("invite", "create")}
+@contextlib.asynccontextmanager
+async def open_store(config: Config, *, creating: bool) -> AsyncIterator[Store]:
+    """The store the configuration names, opened for one command (``creating``: a new SQLite file is fine)."""
     if not is_postgres(config.store):
         path = sqlite_path(config)
         if not creating and not path.exists():
@@ -181,6 +190,14 @@ async def _dispatch(args: argparse.Namespace, config: Config, password: str) -> 
     store = build_store(config, one_shot=True)
     await store.open()
     try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def _dispatch(args: argparse.Namespace, config: Config, password: str) -> str:
+    creating = (args.command, args.action) in {("user", "create"), ("invite", "create")}
+    async with open_store(config, creating=creating) as store:
         if args.command == "user":
             if args.action == "create":
                 return await user_create(store, config, args.name, password)
@@ -202,8 +219,6 @@ async def _dispatch(args: argparse.Namespace, config: Config, password: str) -> 
         if args.action == "add":
             return await group_add(store, config, args.group_id, args.users)
         return await group_list(store, args.user)
-    finally:
-        await store.close()
 
 
 async def search_reindex(store: Store) -> str:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from pica.config import LimitsConfig
 from pica.core.fanout import GroupFanout
-from pica.core.ports import Clock, Delivery, GroupRouter
+from pica.core.ports import BeforeSend, Clock, Delivery, GroupRouter
 from pica.core.ratelimit import RateLimits
 from pica.core.search import WINDOW, SearchPage, phrases_of, rank_page
 from pica.core.validation import check_client_msg_id, validate_body
@@ -102,8 +102,12 @@ def _resolving(future: asyncio.Future[SendAck]) -> Reply:
 
 class ChatService:
     def __init__(self, store: Store, delivery: Delivery, clock: Clock, limits: LimitsConfig,
-                 fanout: GroupRouter | None = None, rates: RateLimits | None = None) -> None:
+                 fanout: GroupRouter | None = None, rates: RateLimits | None = None,
+                 before_send: BeforeSend | None = None) -> None:
         self._rates = rates
+        self._before_send = before_send
+        self._reviews: dict[int, asyncio.Task[None]] = {}
+        """Per sender, the last send still with the before-send hook: the next one enters the store after it."""
         self._store = store
         self._delivery = delivery
         self._clock = clock
@@ -131,6 +135,52 @@ class ChatService:
             self._rates.check(self._rates.sends, sender, "messages")
         client_msg_id = check_client_msg_id(client_msg_id)
         checked, body_json = validate_body(body, self._limits)
+        if self._before_send is not None:
+            self._review(sender, client_msg_id, checked, body_json, reply, to, group_id, origin)
+            return
+        self._append(sender, client_msg_id, checked, body_json, reply, to, group_id, origin)
+
+    def _review(self, sender: int, client_msg_id: str, checked: dict[str, Any], body_json: bytes, reply: Reply,
+                to: int | None, group_id: int | None, origin: object | None) -> None:
+        """Ask the before-send hook, then append. Hooks of one sender's sends run concurrently, but each send enters
+        the store only after the previous one did (or failed), so a sender's messages keep their order."""
+        previous = self._reviews.get(sender)
+        task = asyncio.get_running_loop().create_task(
+            self._reviewed(previous, sender, client_msg_id, checked, body_json, reply, to, group_id, origin))
+        self._reviews[sender] = task
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            if self._reviews.get(sender) is finished:
+                del self._reviews[sender]
+
+        task.add_done_callback(done)
+
+    async def _reviewed(self, previous: asyncio.Task[None] | None, sender: int, client_msg_id: str,
+                        checked: dict[str, Any], body_json: bytes, reply: Reply, to: int | None,
+                        group_id: int | None, origin: object | None) -> None:
+        assert self._before_send is not None
+        conversation_id = direct_conversation_id(sender, to) if to is not None else group_conversation_id(
+            group_id or 0)
+        try:
+            reviewed = await self._before_send.review(sender, conversation_id, client_msg_id, checked)
+            if reviewed is not checked:  # rewritten: the hook's body obeys the same rules as the client's
+                checked, body_json = validate_body(reviewed, self._limits)
+        except Exception as exc:
+            if previous is not None:
+                await asyncio.wait([previous])
+            reply(None, exc)
+            return
+        if previous is not None:
+            await asyncio.wait([previous])
+        try:
+            self._append(sender, client_msg_id, checked, body_json, reply, to, group_id, origin)
+        except Exception as exc:
+            reply(None, exc)
+
+    def _append(self, sender: int, client_msg_id: str, checked: dict[str, Any], body_json: bytes, reply: Reply,
+                to: int | None, group_id: int | None, origin: object | None) -> None:
         words = document(checked)
         ts = self._clock.now_ms()
         if to is not None:

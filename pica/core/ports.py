@@ -8,7 +8,7 @@ neither imports :mod:`pica.gateway` (``tests/test_layers.py`` keeps it so).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pica.protocol.outbound import OutboundFrame
 
@@ -113,3 +113,13 @@ class SharedBuckets(Protocol):
 
     async def charge(self, bucket: str, count: float, per: float, cost: float) -> None:
         """Spend ``cost`` tokens whatever is left (down to empty)."""
+
+
+class BeforeSend(Protocol):
+    """A policy asked before a message is stored (the ``[before_send]`` hook): it may let it through, veto it or
+    rewrite its body. Called outside any store transaction, before the append."""
+
+    async def review(self, sender: int, conversation_id: str, client_msg_id: str,
+                     body: dict[str, Any]) -> dict[str, Any]:
+        """The body to store (``body`` itself, or a rewritten one, which the core validates again). Raises
+        RejectedByPolicy to veto, PolicyUnavailable when the policy could not decide and fails closed."""

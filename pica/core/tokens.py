@@ -77,8 +77,9 @@ class TokenService:
 
 
 def new_session_id() -> str:
-    """128 random bits, URL-safe (no dots: refresh tokens use them as separators)."""
-    return secrets.token_urlsafe(16)
+    """128 random bits in hex: no dots (refresh tokens use them as separators), and no leading '-', which a
+    command line would read as an option (``pica user revoke --session <id>``), as a URL-safe id would 1 time in 64."""
+    return secrets.token_hex(16)
 
 
 class RefreshTokens:

@@ -55,6 +55,8 @@ class GatewayServices:
     cluster_stats: Callable[[], dict[str, int]] | None = None
     """The cluster bus's counters and gauges for /metrics (None outside a cluster)."""
     cluster_healthy: Callable[[], bool] | None = None
+    job_stats: Callable[[], Awaitable[dict[str, float]]] | None = None
+    """The job queue's gauges for /metrics (``pica_jobs_*``; None: not shown)."""
     address_slots: AddressSlots = field(default_factory=lambda: AddressSlots(0))
     """Open sockets per client address on both ports (``limits.max_connections_per_address``; 0: none)."""
     max_sessions_per_user: int = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -294,6 +294,87 @@ class Page:
     more: bool
 
 
+# ---------------------------------------------------------------------------------------------------------- jobs
+# Side work written in the same transaction as the message it follows (the transactional outbox; pica/store/jobs.py,
+# pica/jobs). The records cross the SQLite writer's socket like every record of this module.
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A webhook endpoint and the event types it wants: exact names (``message.created``) or a family
+    (``group.*``; ``*`` is everything)."""
+
+    endpoint_id: str
+    events: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRules:
+    """What the store's write transactions turn into job rows (:mod:`pica.store.job_rules`). None or no
+    subscriptions: no job is written and the hot path costs one branch."""
+
+    subscriptions: tuple[Subscription, ...] = ()
+    stream: tuple[str, ...] = ()
+    """Event patterns published to the event stream (``[event_stream]``), in commit order per conversation."""
+
+    @property
+    def empty(self) -> bool:
+        return not self.subscriptions and not self.stream
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job of the durable queue. ``key`` is its idempotency key (a webhook's ``webhook-id``); ``attempts`` counts
+    claims, and is the fencing token a worker finishes the job with (a worker whose lease ran out and whose job was
+    claimed again cannot finish it any more). ``state``: queued, running (``run_at`` is then the lease's end) or
+    dead."""
+
+    job_id: int
+    key: str
+    kind: str
+    target: str
+    payload: bytes
+    state: str
+    attempts: int
+    run_at: int
+    created_at: int
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """How a claimed job ended: ``done`` (deleted), else queued again at ``run_at`` or, with ``dead``, kept for an
+    operator (``pica jobs list|retry|drop``)."""
+
+    job_id: int
+    attempts: int
+    done: bool
+    run_at: int = 0
+    dead: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobStats:
+    queued: int
+    running: int
+    dead: int
+    oldest_queued_at: int | None
+    """created_at (ms) of the oldest queued job."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    """An endpoint registered through the admin command (those of the TOML file live in the configuration)."""
+
+    endpoint_id: str
+    url: str
+    secret: str
+    events: tuple[str, ...]
+    created_at: int
+    disabled: bool = False
+
+
 class Store(abc.ABC):
     @abc.abstractmethod
     async def open(self) -> None:
@@ -551,3 +632,48 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def set_last_seen(self, user_id: int, ts: int) -> None: ...
+
+    # jobs (the durable queue of side work: pica/jobs) and webhook endpoints
+    @abc.abstractmethod
+    def set_job_rules(self, rules: JobRules | None, on_jobs: Callable[[], None] | None = None) -> None:
+        """From now on, write transactions add the job rows ``rules`` says (None: none), and ``on_jobs`` is called
+        after a commit that may have added some (the in-node worker's waker)."""
+
+    @abc.abstractmethod
+    async def claim_jobs(self, now_ms: int, lease_ms: int, limit: int) -> list[JobRecord]:
+        """Up to ``limit`` jobs due at ``now_ms`` (queued, or running with a lease that ran out), oldest due first,
+        marked running until ``now_ms + lease_ms`` with one more attempt. Concurrent claimers never get the same
+        job (SKIP LOCKED on PostgreSQL, the one writer on SQLite)."""
+
+    @abc.abstractmethod
+    async def finish_jobs(self, outcomes: list[JobOutcome]) -> int:
+        """Apply outcomes of claimed jobs; one whose job was claimed again since (another attempt) is ignored.
+        Returns how many applied."""
+
+    @abc.abstractmethod
+    async def list_jobs(self, state: str | None, limit: int, after_id: int = 0) -> list[JobRecord]:
+        """Jobs (of one state, or all) with job_id > after_id, ascending."""
+
+    @abc.abstractmethod
+    async def retry_jobs(self, job_ids: list[int] | None, now_ms: int) -> int:
+        """Queue dead jobs again with their attempts reset (None: every dead job). Returns how many."""
+
+    @abc.abstractmethod
+    async def drop_jobs(self, job_ids: list[int] | None) -> int:
+        """Delete dead jobs (None: every dead job). Returns how many."""
+
+    @abc.abstractmethod
+    async def job_stats(self) -> JobStats: ...
+
+    @abc.abstractmethod
+    async def add_webhook(self, endpoint: WebhookEndpoint) -> None: ...
+
+    @abc.abstractmethod
+    async def list_webhooks(self) -> list[WebhookEndpoint]: ...
+
+    @abc.abstractmethod
+    async def remove_webhook(self, endpoint_id: str) -> bool:
+        """False when there was no such endpoint."""
+
+    @abc.abstractmethod
+    async def disable_webhook(self, endpoint_id: str) -> None: ...

@@ -22,19 +22,21 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Final, TypeVar
 
 import asyncpg
 
 from pica.config import PostgresConfig
 from pica.errors import InternalError, PicaError, StoreUnavailable
-from pica.store import messages, sql_postgres
+from pica.store import jobs, messages, sql_postgres
 from pica.store import search as fts
 from pica.store.base import (
     AppendResult,
     DirectAppend,
     EventAppend,
     GroupAppend,
+    JobRules,
     MessageRecord,
 )
 from pica.store.postgres_lanes import DISCONNECTS, RETRYABLE, Lane, LaneOp
@@ -181,7 +183,8 @@ class PostgresStore(SqlStore):
                 command_timeout=self.config.command_timeout,
                 server_settings=self._server_settings("pool"),
             )
-            lanes = [Lane(i, self._connect_lane, self.config.max_batch) for i in range(self.config.write_lanes)]
+            lanes = [Lane(i, self._connect_lane, self.config.max_batch, self._current_rules)
+                     for i in range(self.config.write_lanes)]
             for lane in lanes:
                 await lane.start()
                 self._lanes.append(lane)
@@ -284,20 +287,31 @@ class PostgresStore(SqlStore):
 
     # ------------------------------------------------------------------------------------------------ messages
 
+    def _current_rules(self) -> JobRules | None:
+        return self._job_rules
+
     def append_direct(self, request: DirectAppend) -> asyncio.Future[AppendResult]:
         future = self._future()
         self._submit(LaneOp(request.conversation_id, future, append=request,
                             search=self._search_value(request.search_text)))
+        if self._job_rules is not None:
+            future.add_done_callback(self._jobs_written)
         return future
 
     def append_group(self, request: GroupAppend) -> asyncio.Future[AppendResult]:
         future = self._future()
         self._submit(LaneOp(request.conversation_id, future, append=request,
                             search=self._search_value(request.search_text)))
+        if self._job_rules is not None:
+            future.add_done_callback(self._jobs_written)
         return future
 
     def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
         future = self._future()
-        txn = lambda conn: sql_postgres.run(conn, messages.append_event(request, self._search_value))  # noqa: E731
+        make = jobs.with_jobs(partial(messages.append_event, request, self._search_value), self._job_rules,
+                              jobs.event_events, request.ts)
+        txn = lambda conn: sql_postgres.run(conn, make())  # noqa: E731
         self._submit(LaneOp(request.conversation_id, future, run=txn))
+        if self._job_rules is not None:
+            future.add_done_callback(self._jobs_written)
         return future

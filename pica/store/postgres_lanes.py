@@ -36,9 +36,9 @@ from pica.errors import (
     PicaError,
     StoreUnavailable,
 )
-from pica.store import messages
+from pica.store import jobs
 from pica.store import sql_postgres as sql
-from pica.store.base import DirectAppend, GroupAppend
+from pica.store.base import DirectAppend, GroupAppend, JobRules
 from pica.store.txn import Retry
 
 log = logging.getLogger(__name__)
@@ -94,13 +94,13 @@ def resolve(op: LaneOp) -> None:
         future.set_result(op.result)
 
 
-async def _append_run(conn: Any, ops: list[LaneOp]) -> None:
-    """Plain appends as one batch transaction (messages.append_batch): a round trip per kind of fact and per table,
-    however many there are."""
+async def _append_run(conn: Any, ops: list[LaneOp], rules: JobRules | None) -> None:
+    """Plain appends as one batch transaction (messages.append_batch, and their jobs: jobs.appends): a round trip
+    per kind of fact and per table, however many there are."""
     requests = [op.append for op in ops if op.append is not None]
     if len(requests) != len(ops):
         raise RuntimeError("an op without an append in a run of appends")
-    outcomes = await sql.run(conn, messages.append_batch(requests, [op.search for op in ops]))
+    outcomes = await sql.run(conn, jobs.appends(requests, [op.search for op in ops], rules))
     for op, outcome in zip(ops, outcomes, strict=True):
         if isinstance(outcome, PicaError):
             op.error = outcome
@@ -115,7 +115,7 @@ class _NotStarted(Exception):
 _LOST: Final = (*DISCONNECTS, _NotStarted)
 
 
-async def _commit(conn: Any, ops: list[LaneOp]) -> None:
+async def _commit(conn: Any, ops: list[LaneOp], rules: JobRules | None) -> None:
     """Run ``ops`` (already in lock order) in one transaction and commit; outcomes land on the ops."""
     for op in ops:
         op.result = op.error = None
@@ -130,7 +130,7 @@ async def _commit(conn: Any, ops: list[LaneOp]) -> None:
             end = start
             while end < len(ops) and ops[end].run is None:
                 end += 1
-            await _append_run(conn, ops[start:end])
+            await _append_run(conn, ops[start:end], rules)
             start = end
             continue
         op = ops[start]
@@ -151,13 +151,13 @@ async def _rollback(conn: Any) -> None:
             await conn.execute("ROLLBACK")
 
 
-async def _transact(conn: Any, ops: list[LaneOp]) -> None:
+async def _transact(conn: Any, ops: list[LaneOp], rules: JobRules | None = None) -> None:
     """Commit ``ops`` in one transaction, retrying deadlocks and serialization failures; other errors propagate after
     a rollback."""
     attempt = 1
     while True:
         try:
-            await _commit(conn, ops)
+            await _commit(conn, ops, rules)
             return
         except RETRYABLE:
             await _rollback(conn)
@@ -174,8 +174,10 @@ async def _transact(conn: Any, ops: list[LaneOp]) -> None:
 class Lane:
     """One write lane. ``submit`` queues an op; the lane's task commits queued ops in batches."""
 
-    def __init__(self, index: int, connect: Connect, max_batch: int) -> None:
+    def __init__(self, index: int, connect: Connect, max_batch: int,
+                 rules: Callable[[], JobRules | None] = lambda: None) -> None:
         self.index = index
+        self._rules = rules
         self._connect = connect
         self._max_batch = max_batch
         self._queue: collections.deque[LaneOp] = collections.deque()
@@ -294,13 +296,13 @@ class Lane:
         try:
             try:
                 try:
-                    await _transact(conn, ordered)
+                    await _transact(conn, ordered, self._rules())
                 except _NotStarted as exc:
                     # Safe to run on a new connection: the server saw nothing of this batch.
                     log.info("write lane %d connection was gone before its batch (%s); reconnecting", self.index, exc)
                     conn.terminate()
                     self._conn = conn = await self._connect(self.index)
-                    await _transact(conn, ordered)
+                    await _transact(conn, ordered, self._rules())
             except _LOST:
                 raise
             except Exception:
@@ -324,7 +326,7 @@ class Lane:
     async def _run_alone(self, conn: Any, op: LaneOp) -> None:
         """Commit one op on its own; an unexpected error fails it alone (a lost connection propagates)."""
         try:
-            await _transact(conn, [op])
+            await _transact(conn, [op], self._rules())
         except _LOST:
             raise
         except Exception as exc:

@@ -15,7 +15,7 @@ from functools import partial
 from typing import TypeVar
 
 from pica.protocol.tokens import Phrase
-from pica.store import groups, invites, lifecycle, messages, search, sessions, social
+from pica.store import groups, invites, jobs, lifecycle, messages, search, sessions, social
 from pica.store.base import (
     ContactRecord,
     ConversationSummary,
@@ -23,6 +23,10 @@ from pica.store.base import (
     GroupChange,
     GroupRecord,
     InvitationRecord,
+    JobOutcome,
+    JobRecord,
+    JobRules,
+    JobStats,
     MemberRecord,
     MessageRecord,
     Page,
@@ -36,7 +40,9 @@ from pica.store.base import (
     Store,
     UserRecord,
     UserSettings,
+    WebhookEndpoint,
 )
+from pica.store.job_rules import Event
 from pica.store.txn import Txn
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,28 @@ T = TypeVar("T")
 
 
 class SqlStore(Store):
+    _job_rules: JobRules | None = None
+    """What write transactions turn into job rows (None: nothing; see :mod:`pica.store.jobs`)."""
+    _on_jobs: Callable[[], None] | None = None
+
+    def set_job_rules(self, rules: JobRules | None, on_jobs: Callable[[], None] | None = None) -> None:
+        self._job_rules = rules if rules is not None and not rules.empty else None
+        self._on_jobs = on_jobs
+
+    def _jobs_written(self, _: object = None) -> None:
+        """After a commit that may have queued jobs: wake the in-node worker (cheap; it coalesces)."""
+        if self._on_jobs is not None:
+            self._on_jobs()
+
+    async def _write_jobs(self, make: Callable[[], Txn[T]], events: Callable[[T], list[Event]],
+                          now_ms: int) -> T:
+        """A write transaction followed, in the same transaction, by the jobs of what it did."""
+        rules = self._job_rules
+        result = await self._write_txn(jobs.with_jobs(make, rules, events, now_ms))
+        if rules is not None:
+            self._jobs_written()
+        return result
+
     @abc.abstractmethod
     async def _read_txn(self, make: Callable[[], Txn[T]], *, snapshot: bool = False) -> T:
         """Run a read-only transaction. ``make`` builds it afresh for every attempt. ``snapshot``: the reads must
@@ -128,10 +156,11 @@ class SqlStore(Store):
     async def create_group(
         self, owner: int, name: str, members: list[int], ts: int, max_members: int
     ) -> GroupChange:
-        return await self._write_txn(partial(groups.create_group, owner, name, members, ts, max_members))
+        return await self._write_jobs(partial(groups.create_group, owner, name, members, ts, max_members),
+                                      jobs.group_events, ts)
 
     async def group_action(self, action: GroupAction) -> GroupChange:
-        return await self._write_txn(partial(groups.group_action, action))
+        return await self._write_jobs(partial(groups.group_action, action), jobs.group_events, action.ts)
 
     async def get_group(self, user_id: int, group_id: int) -> GroupRecord:
         return await self._read_txn(partial(groups.get_group, user_id, group_id))
@@ -148,7 +177,8 @@ class SqlStore(Store):
     # ------------------------------------------------------------------------------------------------ accounts
 
     async def create_user(self, username: str, password_hash: str, now_ms: int) -> int:
-        return await self._write_txn(partial(social.create_user, username, password_hash, now_ms))
+        return await self._write_jobs(partial(social.create_user, username, password_hash, now_ms),
+                                      partial(jobs.user_events, username, now_ms), now_ms)
 
     # ------------------------------------------------------------------------------------------------ sessions
 
@@ -185,7 +215,8 @@ class SqlStore(Store):
         await self._write_txn(partial(invites.create_invite, code_hash, uses, expires_at, now_ms))
 
     async def register_with_invite(self, code_hash: str, username: str, password_hash: str, now_ms: int) -> int:
-        return await self._write_txn(partial(invites.register_with_invite, code_hash, username, password_hash, now_ms))
+        return await self._write_jobs(partial(invites.register_with_invite, code_hash, username, password_hash, now_ms),
+                                      partial(jobs.user_events, username, now_ms), now_ms)
 
     async def get_user_by_name(self, username: str) -> UserRecord | None:
         return await self._read_txn(partial(social.get_user_by_name, username))
@@ -248,7 +279,8 @@ class SqlStore(Store):
         return await self._read_txn(partial(groups.list_invitations, user_id))
 
     async def accept_invitation(self, user_id: int, group_id: int, ts: int, max_members: int) -> GroupChange:
-        return await self._write_txn(partial(groups.accept_invitation, user_id, group_id, ts, max_members))
+        return await self._write_jobs(partial(groups.accept_invitation, user_id, group_id, ts, max_members),
+                                      jobs.group_events, ts)
 
     async def decline_invitation(self, user_id: int, group_id: int) -> None:
         await self._write_txn(partial(groups.decline_invitation, user_id, group_id))
@@ -256,8 +288,39 @@ class SqlStore(Store):
     # ------------------------------------------------------------------------------------------------ lifecycle
 
     async def delete_account(self, user_id: int, ts: int) -> list[GroupChange]:
-        return await self._write_txn(partial(lifecycle.delete_account, user_id, ts))
+        return await self._write_jobs(partial(lifecycle.delete_account, user_id, ts), jobs.group_list_events, ts)
 
     async def sent_messages(self, user_id: int, after_client_msg_id: str, limit: int) -> list[MessageRecord]:
         return await self._read_txn(partial(lifecycle.sent_messages, user_id, after_client_msg_id, limit))
 
+    # ------------------------------------------------------------------------------------------------ jobs
+
+    async def claim_jobs(self, now_ms: int, lease_ms: int, limit: int) -> list[JobRecord]:
+        return await self._write_txn(partial(jobs.claim, now_ms, lease_ms, limit))
+
+    async def finish_jobs(self, outcomes: list[JobOutcome]) -> int:
+        return await self._write_txn(partial(jobs.finish, outcomes))
+
+    async def list_jobs(self, state: str | None, limit: int, after_id: int = 0) -> list[JobRecord]:
+        return await self._read_txn(partial(jobs.list_jobs, state, limit, after_id))
+
+    async def retry_jobs(self, job_ids: list[int] | None, now_ms: int) -> int:
+        return await self._write_txn(partial(jobs.retry_dead, job_ids, now_ms))
+
+    async def drop_jobs(self, job_ids: list[int] | None) -> int:
+        return await self._write_txn(partial(jobs.drop_dead, job_ids))
+
+    async def job_stats(self) -> JobStats:
+        return await self._read_txn(jobs.stats)
+
+    async def add_webhook(self, endpoint: WebhookEndpoint) -> None:
+        await self._write_txn(partial(jobs.add_webhook, endpoint))
+
+    async def list_webhooks(self) -> list[WebhookEndpoint]:
+        return await self._read_txn(jobs.list_webhooks)
+
+    async def remove_webhook(self, endpoint_id: str) -> bool:
+        return await self._write_txn(partial(jobs.remove_webhook, endpoint_id))
+
+    async def disable_webhook(self, endpoint_id: str) -> None:
+        await self._write_txn(partial(jobs.disable_webhook, endpoint_id))

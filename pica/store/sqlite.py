@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from pica.config import SqliteConfig
 from pica.errors import StoreUnavailable
-from pica.store import messages, sql_sqlite
+from pica.store import jobs, messages, sql_sqlite
 from pica.store import search as fts
 from pica.store.append_rules import Append
 from pica.store.base import (
@@ -28,6 +28,7 @@ from pica.store.base import (
     DirectAppend,
     EventAppend,
     GroupAppend,
+    JobRules,
     MessageRecord,
 )
 from pica.store.sql_store import SqlStore
@@ -63,6 +64,8 @@ class SqliteStore(SqlStore):
         else:
             self._writer = WriterThread(self.path, self.config)
         await self._writer.start()
+        if self._job_rules is not None:
+            self._writer.set_rules(self._job_rules)
         self._readers = ThreadPoolExecutor(max_workers=self.config.read_threads, thread_name_prefix="pica-sqlite-read")
         await self.reindex_search(only_if_stale=True)
 
@@ -138,12 +141,29 @@ class SqliteStore(SqlStore):
 
     # ------------------------------------------------------------------------------------------------ messages
 
+    def set_job_rules(self, rules: JobRules | None, on_jobs: Callable[[], None] | None = None) -> None:
+        super().set_job_rules(rules, on_jobs)
+        # Not before open(): then open() hands them to the writer it starts.
+        if self._writer is not None:
+            self._writer.set_rules(self._job_rules)
+
     def append_direct(self, request: DirectAppend) -> asyncio.Future[AppendResult]:
-        return self._write(None, request)
+        future: asyncio.Future[AppendResult] = self._write(None, request)
+        if self._job_rules is not None:
+            future.add_done_callback(self._jobs_written)
+        return future
 
     def append_group(self, request: GroupAppend) -> asyncio.Future[AppendResult]:
-        return self._write(None, request)
+        future: asyncio.Future[AppendResult] = self._write(None, request)
+        if self._job_rules is not None:
+            future.add_done_callback(self._jobs_written)
+        return future
 
     def append_event(self, request: EventAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
-        return self._write(partial(messages.append_event, request, search_value))
+        rules = self._job_rules
+        future = self._write(jobs.with_jobs(partial(messages.append_event, request, search_value), rules,
+                                            jobs.event_events, request.ts))
+        if rules is not None:
+            future.add_done_callback(self._jobs_written)
+        return future
 

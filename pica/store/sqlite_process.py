@@ -128,6 +128,7 @@ class WriterProcess:
         self._closing = False
         self._restart: asyncio.Task[None] | None = None
         self._last_start = 0.0
+        self._rules: base.JobRules | None = None
         self.starts = 0
         """Writer processes started so far (more than one: a writer died and was replaced)."""
 
@@ -162,6 +163,15 @@ class WriterProcess:
             await self._reap()
             raise
         log.info("SQLite writer process %d is ready", self._proc.pid)
+        if self._rules is not None:  # a new writer after one died: it starts with none
+            link.send(_frame(self._rules))
+
+    def set_rules(self, rules: base.JobRules | None) -> None:
+        """The job rules the writer's batch transactions apply from now on: a frame of their own, so in order with
+        the operations."""
+        self._rules = rules
+        if self._link is not None and self._link.connected:
+            self._link.send(_frame(rules if rules is not None else base.JobRules()))
 
     def submit(self, ops: list[WriteOp]) -> None:
         link = self._link
@@ -288,6 +298,7 @@ class _Channel:
         self._sock = sock
         self._frames = _Frames()
         self._eof = False
+        self.rules: base.JobRules | None = None
 
     def send(self, message: object) -> None:
         self._send(_frame(message))
@@ -316,12 +327,19 @@ class _Channel:
             data = self._recv(0)
             while data:  # and whatever else is already there, without waiting
                 for payload in self._frames.feed(data):
-                    ops.extend(WriteOp(number, make, append) for number, make, append in pickle.loads(payload))
+                    message = pickle.loads(payload)
+                    if isinstance(message, base.JobRules):
+                        self.rules = None if message.empty else message
+                        continue
+                    ops.extend(WriteOp(number, make, append) for number, make, append in message)
                 try:
                     data = self._recv(socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     break
         return ops
+
+    def current_rules(self) -> base.JobRules | None:
+        return self.rules
 
     def _recv(self, flags: int) -> bytes:
         try:
@@ -351,7 +369,7 @@ def main(argv: list[str]) -> int:
     stop_checkpoints = start_checkpoints(path, config)
     channel.send(("ready", None))
     try:
-        write_loop(conn, config, channel.take, channel.send_outcomes)
+        write_loop(conn, config, channel.take, channel.send_outcomes, channel.current_rules)
     finally:
         conn.close()
         stop_checkpoints()

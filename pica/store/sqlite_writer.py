@@ -24,8 +24,9 @@ from typing import Any, Final
 
 from pica.config import SqliteConfig
 from pica.errors import InternalError, PicaError, StoreUnavailable
-from pica.store import messages, sql_sqlite
+from pica.store import jobs, sql_sqlite
 from pica.store.append_rules import Append
+from pica.store.base import JobRules
 from pica.store.schema import SQLITE, Applied, Migrations, Progress, announce, bundled, legacy_sqlite_rows, plan
 from pica.store.txn import Txn
 
@@ -177,9 +178,17 @@ Take = Callable[[float | None], list[WriteOp] | None]
 """The writer's source of operations: waits up to the given seconds (None: for ever) for what was submitted, and
 returns it ([] when nothing came in time), or None once the store is closing and everything was taken."""
 
+Rules = Callable[[], JobRules | None]
+"""The job rules in force (set by the server through the same channel as the operations, so in order with them)."""
+
+
+def _no_rules() -> JobRules | None:
+    return None
+
 
 def write_loop(
-    conn: sqlite3.Connection, config: SqliteConfig, take: Take, emit: Callable[[list[Outcome]], None]
+    conn: sqlite3.Connection, config: SqliteConfig, take: Take, emit: Callable[[list[Outcome]], None],
+    rules: Rules = _no_rules,
 ) -> None:
     """The writer: take what was submitted, commit it in batches of at most ``max_batch``, emit each batch's
     outcomes after its commit. Returns once ``take`` says the store is closing."""
@@ -205,23 +214,23 @@ def write_loop(
                 break
             waiting.extend(more)
         for start in range(0, len(waiting), max_batch):
-            emit(run_batch(conn, waiting[start : start + max_batch]))
+            emit(run_batch(conn, waiting[start : start + max_batch], rules()))
         last_commit = time.monotonic()
 
 
-def run_batch(conn: sqlite3.Connection, batch: list[WriteOp]) -> list[Outcome]:
+def run_batch(conn: sqlite3.Connection, batch: list[WriteOp], rules: JobRules | None = None) -> list[Outcome]:
     """Run a batch in one transaction. Operations raise domain errors (PicaError) only before their first write, so
     the fast path needs no savepoints; any other error in one operation rolls the batch back and replays it with a
     savepoint around each operation, so that only the faulty one fails. Never raises: the writer must outlive any
     operation."""
     try:
-        return _commit(conn, batch, isolate=False)
+        return _commit(conn, batch, rules, isolate=False)
     except Exception:
         log.warning("batch of %d failed; replaying with one savepoint per operation", len(batch), exc_info=True)
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
     try:
-        return _commit(conn, batch, isolate=True)
+        return _commit(conn, batch, rules, isolate=True)
     except Exception as exc:
         log.error("commit failed; failing %d operations", len(batch), exc_info=True)
         with contextlib.suppress(sqlite3.Error):
@@ -230,7 +239,7 @@ def run_batch(conn: sqlite3.Connection, batch: list[WriteOp]) -> list[Outcome]:
         return [(op.token, None, failure) for op in batch]
 
 
-def _commit(conn: sqlite3.Connection, batch: list[WriteOp], *, isolate: bool) -> list[Outcome]:
+def _commit(conn: sqlite3.Connection, batch: list[WriteOp], rules: JobRules | None, *, isolate: bool) -> list[Outcome]:
     """One transaction for the batch. Consecutive appends run as one batch transaction (one query per kind of fact,
     one executemany per table); other operations run one by one in between, in submission order. With ``isolate``
     every operation (every append too) runs alone under a savepoint."""
@@ -250,7 +259,7 @@ def _commit(conn: sqlite3.Connection, batch: list[WriteOp], *, isolate: bool) ->
             if ops[0].append is not None:
                 requests = [op.append for op in ops if op.append is not None]
                 searches = [search_value(r.search_text) for r in requests]
-                results = sql_sqlite.run(conn, messages.append_batch(requests, searches))
+                results = sql_sqlite.run(conn, jobs.appends(requests, searches, rules))
                 outcomes.extend((op.token, None, r) if isinstance(r, PicaError) else (op.token, r, None)
                                 for op, r in zip(ops, results, strict=True))
             else:
@@ -277,7 +286,9 @@ class WriterThread:
     def __init__(self, path: Path, config: SqliteConfig) -> None:
         self._path = path
         self._config = config
-        self._queue: queue.SimpleQueue[list[WriteOp] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[WriteOp] | JobRules | None] = queue.SimpleQueue()
+        self._rules: JobRules | None = None
+        """Read by the writer thread only, set from the queue: in order with the operations."""
         self._thread: threading.Thread | None = None
         self._stop_checkpoints: Callable[[], None] = lambda: None
 
@@ -292,6 +303,9 @@ class WriterThread:
     def submit(self, ops: list[WriteOp]) -> None:
         self._queue.put(ops)
 
+    def set_rules(self, rules: JobRules | None) -> None:
+        self._queue.put(rules if rules is not None else JobRules())
+
     async def close(self) -> None:
         self._queue.put(None)
         if self._thread is not None:
@@ -299,10 +313,17 @@ class WriterThread:
         await asyncio.get_running_loop().run_in_executor(None, self._stop_checkpoints)
 
     def _take(self, timeout: float | None) -> list[WriteOp] | None:
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return []
+        while True:
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                return []
+            if not isinstance(item, JobRules):
+                return item
+            self._rules = None if item.empty else item
+
+    def _current_rules(self) -> JobRules | None:
+        return self._rules
 
     def _main(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
         try:
@@ -317,6 +338,6 @@ class WriterThread:
                 loop.call_soon_threadsafe(_resolve_batch, outcomes)
 
         try:
-            write_loop(conn, self._config, self._take, emit)
+            write_loop(conn, self._config, self._take, emit, self._current_rules)
         finally:
             conn.close()

@@ -120,3 +120,12 @@ def test_search_benchmark_quick(tmp_path: Path) -> None:
     assert_ok(result, ["| backend | messages | seed msg/s | reindex msg/s |", "| query | matches (of 200) |"])
     data = json.loads(out.read_text(encoding="utf-8"))
     assert data["messages"] == 3_000 and len(data["queries"]) >= 10
+
+
+def test_webhooks_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "webhooks.json"
+    result = run_quick("webhooks.py", out)
+    assert_ok(result, ["| webhooks | acked msg/s | ratio to off |", "| phase | acked msg/s | ack p50 ms |"])
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["mode"] for r in data["results"]] == ["off", "rows", "deliver"]
+    assert data["results"][2]["job_ms"]["count"] > 0

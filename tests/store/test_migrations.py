@@ -63,6 +63,8 @@ RELEASED = {
     "0005_sessions.postgres.sql": "75adf06050bdde7832d77f24a32be396bbeb0d77285d9e4310a1758370adc526",
     "0006_privacy.sqlite.sql": "3d3ed92ddadd6108956925045838bde90089cdecfea63150b8ae720d50a3d41c",
     "0006_privacy.postgres.sql": "33702745fb3b9f7ea01b8bd68e8408eab1ceb25d20ddf2c9b1980f68e2cb73c3",
+    "0008_jobs.sqlite.sql": "534be4a72cbf7d861bb293ec67c5f0f7f32eb1a9a1a242ef2ebf25fa00f33afe",
+    "0008_jobs.postgres.sql": "b7cdf00617620e3064caa988e91580d29fc073ec781a99517218f0dc8521926a",
 }
 NEXT = bundled().latest + 1
 """The version a later release adds next."""

@@ -1,0 +1,190 @@
+"""Which jobs a committed write makes: the one rule, pure, used by both backends' transactions (pica/store/jobs.py).
+
+Given the webhook subscriptions (:class:`~pica.store.base.JobRules`) and what a transaction stored (a batch of
+messages, a recall or edit, a group change, a new account), :func:`rows_for` lists the job rows to insert in the same
+transaction: one per (event, subscribed endpoint). A row's payload is the event as the endpoint receives it (docs/
+webhooks.md): ``{"type", "timestamp", "data"}``, JSON, built here once per event and shared by its endpoints' rows.
+
+A webhook job's key names its event (``<type>:<conversation>/<seq>``, ``user.created:<id>``); with the endpoint (the
+job's target) it makes the delivery's idempotency key, the ``webhook-id`` (pica/webhooks/signing.py), so the same
+event for the same endpoint always has the same id, and a receiver that de-duplicates by it sees every event once,
+however many times it was delivered. This code runs inside the writer's transaction, on the hot path when webhooks
+are configured: it builds each payload once, with no date formatting or hashing per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Final
+
+import msgspec
+
+from pica.protocol.ids import direct_peer, group_id_of
+from pica.store.base import AppendResult, DirectAppend, GroupAppend, GroupChange, JobRules, MessageRecord
+
+WEBHOOK: Final = "webhook"
+"""The kind of a webhook delivery job (the worker dispatches on the kind)."""
+STREAM: Final = "stream"
+"""The kind of an event-stream publication. Its target is its *chain*: the conversation (or ``user:<id>``), whose
+jobs are claimed one at a time, in the order they were written (pica/store/jobs.py), so that a conversation's events
+reach the broker in commit order. Its key, the broker's de-duplication id, is ``<conversation_id>:<seq>``."""
+
+EVENT_TYPES: Final = (
+    "message.created", "message.recalled", "message.edited", "user.created",
+    "group.created", "group.members_added", "group.members_removed", "group.member_left", "group.role_changed",
+    "group.owner_changed", "group.renamed", "group.muted", "group.unmuted", "group.group_muted",
+    "group.group_unmuted", "group.dissolved",
+)
+"""Every event type a webhook can subscribe to (docs/webhooks.md); group.* are the group notices' events."""
+
+_encode: Final = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    key: str
+    kind: str
+    target: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event, before it is addressed to endpoints. ``ident``: what makes it unique (with its type)."""
+
+    type: str
+    ident: str
+    ts: int
+    data: dict[str, Any] | bytes
+    """The event's fields, or already their JSON object (the messages of a batch: built as text, cheaper)."""
+    body_json: bytes | None = None
+    """A message body already encoded (spliced into ``data`` as ``body``, not decoded and encoded again)."""
+    conversation_id: str = ""
+    seq: int = 0
+    """The timeline position this event was committed at (its own message, notice or event); 0: none (users)."""
+
+
+def matches(pattern: str, event_type: str) -> bool:
+    if pattern == "*" or pattern == event_type:
+        return True
+    return pattern.endswith(".*") and event_type.startswith(pattern[:-1])
+
+
+def valid_pattern(pattern: str) -> bool:
+    """A subscription pattern that can match something: an event type, a family ``x.*`` of them, or ``*``."""
+    return any(matches(pattern, t) for t in EVENT_TYPES)
+
+
+@lru_cache(maxsize=256)
+def targets(rules: JobRules, event_type: str) -> tuple[str, ...]:
+    """The endpoints subscribed to an event type (cached: rules change rarely, events are many)."""
+    return tuple(s.endpoint_id for s in rules.subscriptions if any(matches(p, event_type) for p in s.events))
+
+
+@lru_cache(maxsize=16)
+def _second(epoch_s: int) -> str:
+    """ISO 8601 of a second: a batch's events share a few, and formatting a date is most of a payload's cost."""
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def payload(event: Event) -> bytes:
+    stamp = f"{_second(event.ts // 1000)}.{event.ts % 1000:03d}Z"
+    data = event.data if isinstance(event.data, bytes) else _encode(event.data)
+    if event.body_json is not None:  # {...} + ,"body":<json>}
+        data = data[:-1] + (b',"body":' if len(data) > 2 else b'"body":') + event.body_json + b"}"
+    return b'{"type":' + _encode(event.type) + b',"timestamp":"' + stamp.encode() + b'","data":' + data + b"}"
+
+
+@lru_cache(maxsize=256)
+def streamed(rules: JobRules, event_type: str) -> bool:
+    return any(matches(p, event_type) for p in rules.stream)
+
+
+def stream_row(event: Event, body: bytes) -> JobRow:
+    if event.conversation_id:
+        return JobRow(f"{event.conversation_id}:{event.seq}", STREAM, event.conversation_id, body)
+    return JobRow(f"{event.type}:{event.ident}", STREAM, f"{event.type}:{event.ident}", body)
+
+
+def rows_for(rules: JobRules | None, events: Sequence[Event]) -> list[JobRow]:
+    """The job rows of some events: one per event and subscribed endpoint, and one per event for the stream."""
+    if rules is None:
+        return []
+    rows: list[JobRow] = []
+    decided: dict[str, tuple[tuple[str, ...], bool]] = {}  # per event type, once per call (hashing rules costs)
+    for event in events:
+        decision = decided.get(event.type)
+        if decision is None:
+            decision = decided[event.type] = (targets(rules, event.type),
+                                              bool(rules.stream) and streamed(rules, event.type))
+        endpoints, publish = decision
+        if endpoints or publish:
+            body = payload(event)
+            key = f"{event.type}:{event.ident}"
+            rows.extend(JobRow(key, WEBHOOK, e, body) for e in endpoints)
+            if publish:
+                rows.append(stream_row(event, body))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------- events
+
+
+def created(requests: Sequence[DirectAppend | GroupAppend], outcomes: Sequence[Any]) -> list[Event]:
+    """``message.created`` for every message a batch stored (not the repeats of an id, not the refusals)."""
+    events = []
+    for request, outcome in zip(requests, outcomes, strict=True):
+        if not isinstance(outcome, AppendResult) or outcome.duplicate:
+            continue
+        # Conversation ids are made by pica.protocol.ids (ASCII letters, digits, colons): no JSON escaping needed.
+        peer = (f'"to":{request.recipient}' if isinstance(request, DirectAppend)
+                else f'"group_id":{group_id_of(request.conversation_id)}')
+        data = (f'{{"conversation_id":"{request.conversation_id}","seq":{outcome.seq},"sender":{request.sender},'
+                f'{peer},"client_msg_id":').encode() + _encode(request.client_msg_id) + f',"ts":{outcome.ts}}}'.encode()
+        events.append(Event("message.created", f"{request.conversation_id}/{outcome.seq}", outcome.ts, data,
+                            request.body_json, request.conversation_id, outcome.seq))
+    return events
+
+
+def changed(result: AppendResult, record: MessageRecord) -> list[Event]:
+    """``message.recalled`` or ``message.edited`` from the event message a recall or edit appended."""
+    if result.duplicate:
+        return []
+    body = record.body
+    kind, detail = ("message.recalled", body["recall"]) if "recall" in body else ("message.edited", body["edit"])
+    data = {"conversation_id": record.conversation_id, "seq": detail["seq"], "event_seq": record.seq,
+            "sender": record.sender, "ts": record.ts, **({"text": detail["text"]} if "text" in detail else {})}
+    _peer(data, record)
+    return [Event(kind, f"{record.conversation_id}/{record.seq}", record.ts, data, None, record.conversation_id,
+                  record.seq)]
+
+
+def group_changed(change: GroupChange) -> list[Event]:
+    """``group.<event>`` from the notice a group change appended (its body is group_rules' notice); none for an add
+    that only invited (no notice: nothing changed in the group yet)."""
+    notice = change.notice
+    if notice is None:
+        return []
+    system = dict(notice.body.get("system", {}))
+    event = str(system.pop("event", "changed"))
+    data = {"group_id": change.group.group_id, "conversation_id": notice.conversation_id, "seq": notice.seq,
+            "ts": notice.ts, **system}
+    return [Event(f"group.{event}", f"{notice.conversation_id}/{notice.seq}", notice.ts, data, None,
+                  notice.conversation_id, notice.seq)]
+
+
+def user_created(user_id: int, username: str, ts: int) -> list[Event]:
+    return [Event("user.created", str(user_id), ts, {"user_id": user_id, "username": username, "ts": ts})]
+
+
+def _peer(data: dict[str, Any], record: MessageRecord) -> None:
+    group = group_id_of(record.conversation_id)
+    if group is not None:
+        data["group_id"] = group
+    else:
+        peer = direct_peer(record.conversation_id, record.sender)
+        if peer is not None:
+            data["to"] = peer
