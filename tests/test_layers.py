@@ -41,10 +41,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "gateway": FOUNDATION | {"protocol", "store.base", "core"},
     "web": FOUNDATION,
     "api": FOUNDATION | {"protocol", "store.base", "core", "gateway", "web"},
+    # The MQTT gateway: a transport of the gateway's Connection, beside TCP and WebSocket.
+    "mqtt": FOUNDATION | {"protocol", "store.base", "core", "gateway"},
     # The Python SDK: could be split into a distribution of its own.
     "client": frozenset({"errors", "protocol"}),
     # The composition root wires everything but the clients.
-    "app": FOUNDATION | {"protocol", "store.base", "store", "core", "cluster", "gateway", "api", "web"},
+    "app": FOUNDATION | {"protocol", "store.base", "store", "core", "cluster", "gateway", "api", "web", "mqtt"},
     "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app", "cluster"},  # cluster: doctor
     "__main__": frozenset({"cli"}),
 }

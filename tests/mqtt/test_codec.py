@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pica.errors import FrameTooLarge, InvalidFrame
 from pica.protocol import mqtt as m
 
-text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
+text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=30)
 topic = text.filter(lambda t: t and "+" not in t and "#" not in t)
 ident = st.integers(1, 65535)
 
