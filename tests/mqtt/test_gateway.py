@@ -4,28 +4,12 @@ their PUBACK, subscriptions and their limits, an MQTT user and a WebSocket user 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import socket
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from pica.app import PicaServer
-from pica.config import MqttConfig
-from tests.conftest import PASSWORD, Node, api, connect, make_config
+from tests.conftest import PASSWORD, Node, api, connect
 from tests.mqtt.paho_client import Paho, User, new_user
-
-
-@pytest.fixture
-async def mqtt_node(tmp_path: Path) -> AsyncIterator[Node]:
-    config = dataclasses.replace(make_config(tmp_path), mqtt=MqttConfig(port=0))
-    server = PicaServer(config)
-    await server.start()
-    try:
-        yield Node(server)
-    finally:
-        await server.stop()
 
 
 async def connected(node: Node, who: User, password: str = PASSWORD, **kwargs: object) -> Paho:
