@@ -10,7 +10,7 @@ from pica import config
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = {"limits": config.LimitsConfig, "auth": config.AuthConfig, "sqlite": config.SqliteConfig,
             "postgres": config.PostgresConfig, "redis": config.RedisConfig,
-            "log": config.LogConfig, "tls": config.TlsConfig}
+            "log": config.LogConfig, "tls": config.TlsConfig, "mqtt": config.MqttConfig}
 
 
 def test_every_config_key_is_in_the_readme() -> None:
