@@ -27,6 +27,8 @@ import asyncio
 import logging
 import secrets
 import socket
+from collections import deque
+from collections.abc import Coroutine
 from typing import Any, Final
 
 import msgspec
@@ -36,13 +38,11 @@ from pica.core.sessions import Identity
 from pica.core.validation import normalize_username
 from pica.core.wire import message_frame
 from pica.errors import (
-    BadRequest,
     Banned,
     FrameTooLarge,
     InvalidFrame,
     InvalidUsername,
     PicaError,
-    RateLimited,
     Unauthenticated,
 )
 from pica.gateway.connection import State
@@ -118,6 +118,7 @@ class MqttConnection(TcpConnection):
         "_inflight_out",
         "_keep_alive",
         "_next_id",
+        "_own_session",
         "_packets",
         "_persistent",
         "_replayed",
@@ -131,6 +132,8 @@ class MqttConnection(TcpConnection):
         self._config = config
         self._packets = m.PacketReader(config.max_packet_bytes)
         self._client_id = ""
+        self._own_session = False
+        """The session was opened by this connection's password CONNECT: it ends with the connection."""
         self._persistent = False
         self._connacked = False
         self._keep_alive = float(config.max_keep_alive) * 1.5
@@ -147,7 +150,7 @@ class MqttConnection(TcpConnection):
         self._flush_scheduled = False
         self._replaying = False
         self._replayed = False
-        self._held: list[f.Msg] = []
+        self._held: deque[f.Msg] = deque()
         """Live messages that arrived while the store was being replayed: sent after it, unless replayed already."""
         self._window: asyncio.Event | None = None
 
@@ -175,7 +178,15 @@ class MqttConnection(TcpConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:  # type: ignore[override]
         super().connection_lost(exc)
+        if self._window is not None:
+            self._window.set()  # a replay waiting for acknowledgements ends
         self._flush_cursors()
+        if self._own_session and self.user_id:
+            # The session a password CONNECT opened belongs to this connection alone (nobody holds its tokens):
+            # ended with it, so that a device reconnecting with its password does not pile up sessions until
+            # auth.max_sessions ends the user's other ones.
+            self._own_session = False
+            self._spawn_store_call(self.services.accounts.sessions.end(self.user_id, self.login_session, "mqtt"))
 
     # ------------------------------------------------------------------------------------------ inbound
 
@@ -252,6 +263,7 @@ class MqttConnection(TcpConnection):
                 # A login like POST /v1/auth/login: the same rate limits and audit lines, and a session of its own
                 # (listed, revocable: revoking it closes this socket).
                 tokens = await accounts.login(username, password, self._address or "", "mqtt")
+                self._own_session = True
                 who = await accounts.authenticate(tokens.token)
         except PicaError as exc:
             self._connack(_connack_code(exc), exc.message)
@@ -338,8 +350,17 @@ class MqttConnection(TcpConnection):
         acked, self._acked = self._acked, {}
         chat, user_id = self.services.chat, self.user_id
         for conversation_id, seq in acked.items():
-            task = asyncio.get_running_loop().create_task(chat.mark_received(user_id, conversation_id, seq))
-            self.services.track(task)
+            self._spawn_store_call(chat.mark_received(user_id, conversation_id, seq))
+
+    def _spawn_store_call(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a store call no client waits for; a failure is logged (the cursor or the session stays as it was)."""
+        async def guarded() -> None:
+            try:
+                await work
+            except PicaError as exc:
+                log.warning("mqtt store call failed", extra={"user_id": self.user_id, "code": exc.code})
+
+        self.services.track(asyncio.get_running_loop().create_task(guarded()))
 
     # ------------------------------------------------------------------------------------------ the store replay
 
@@ -365,19 +386,22 @@ class MqttConnection(TcpConnection):
                     cursors[record.conversation_id] = max(cursors.get(record.conversation_id, 0), record.seq)
                     await self._send_when_window_open(message_frame(record))
                     if self.closed:
-                        return
+                        break
                 more = synced.more and bool(synced.messages)
+            # Then the live messages held meanwhile, still in replay mode (new ones queue behind them) and through
+            # the window: published at once, they could overrun it and cut a client that is only catching up.
+            while self._held and not self.closed:
+                msg = self._held.popleft()
+                if msg.seq > cursors.get(msg.conversation_id, 0):
+                    cursors[msg.conversation_id] = msg.seq
+                    await self._send_when_window_open(msg)
         except PicaError as exc:
             log.warning("mqtt replay failed", extra={"user_id": self.user_id, "code": exc.code})
             self.close(CloseCode.INTERNAL_ERROR, "replay failed")
-            return
         finally:
             self._replaying = False
             self._replayed = True
-        held, self._held = self._held, []
-        for msg in held:
-            if msg.seq > cursors.get(msg.conversation_id, 0):
-                self._publish(msg)
+            self._held.clear()
 
     async def _send_when_window_open(self, msg: f.Msg) -> None:
         while len(self._inflight_out) >= self._config.max_inflight_messages and not self.closed:
@@ -450,9 +474,8 @@ class MqttConnection(TcpConnection):
         if not self._connacked:
             self._connack(_connack_code(error), error.message)
             return
-        level = logging.INFO if isinstance(error, BadRequest | RateLimited) else logging.DEBUG
-        log.log(level, "closing mqtt connection: %s", error.code,
-                extra={"user_id": self.user_id, "code": error.code, "packet_id": ref})
+        log.info("closing mqtt connection: %s", error.code,
+                 extra={"user_id": self.user_id, "code": error.code, "packet_id": ref})
         self.close(CloseCode.PROTOCOL_ERROR, error.code)
 
     def _refuse(self, reason: str, code: CloseCode) -> None:

@@ -141,3 +141,42 @@ async def test_revoking_the_mqtt_login_session_closes_the_socket(mqtt_node: Node
         assert await asyncio.to_thread(a.disconnected.wait, 10)
     finally:
         a.client.loop_stop()
+
+
+async def test_the_session_a_password_connect_opened_ends_with_the_connection(mqtt_node: Node) -> None:
+    alice = await new_user(mqtt_node.url, "a")
+    for _ in range(3):  # a device reconnecting with its password does not pile up sessions
+        a = Paho(mqtt_node.server.mqtt_port, alice.username, PASSWORD)
+        assert await asyncio.to_thread(a.connect) == 0
+        await asyncio.to_thread(a.close)
+
+    async def mqtt_sessions() -> int:
+        sessions = (await api(mqtt_node, alice, "GET", "/v1/sessions"))["sessions"]
+        return sum(s["user_agent"] == "mqtt" for s in sessions)
+
+    for _ in range(50):
+        if await mqtt_sessions() == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await mqtt_sessions() == 0
+
+
+async def test_a_replay_longer_than_the_window_waits_for_acknowledgements(tmp_path: Path) -> None:
+    async with mqtt_node_with(tmp_path, max_inflight_messages=4) as node:
+        alice, bob = await new_user(node.url, "a"), await new_user(node.url, "b")
+        a = Paho(node.server.mqtt_port, alice.username, PASSWORD)
+        assert await asyncio.to_thread(a.connect) == 0
+        for i in range(15):  # bob is offline
+            await asyncio.to_thread(a.send, f"send/u/{bob.user_id}", {"text": str(i)}, f"w-{i}")
+        b = Paho(node.server.mqtt_port, bob.username, PASSWORD, client_id="bob-1", clean_session=False)
+        assert await asyncio.to_thread(b.connect) == 0
+        try:
+            assert await asyncio.to_thread(b.subscribe, "msg/#") == [1]
+            for i in range(15, 20):  # live, during or after the replay: after it in seq order either way
+                await asyncio.to_thread(a.send, f"send/u/{bob.user_id}", {"text": str(i)}, f"w-{i}")
+            got = await asyncio.to_thread(b.receive, 20)
+            assert [frame["seq"] for _, frame in got] == list(range(1, 21))
+            assert not b.disconnected.is_set()
+        finally:
+            a.close()
+            b.close()
