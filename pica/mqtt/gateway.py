@@ -13,8 +13,10 @@ in-flight limit on sends, the per-connection request rate, the slow-consumer cut
 - errors into what 3.1.1 can say: a CONNACK code before the session is accepted, closing the socket after (3.1.1 has
   no negative acknowledgement), with a log line naming the reason.
 
-Two small seams of :class:`Connection` exist for this class: ``idle_limit()`` (the keep-alive's 1.5x rule instead of
-``limits.idle_timeout``) and ``within_rate()`` (the request rate, which ``on_payload`` applies to decoded frames).
+Small seams of the base classes exist for this one: ``Connection.idle_limit()`` (the keep-alive's 1.5x rule instead
+of ``limits.idle_timeout``), ``Connection.within_rate()`` (the request rate, which ``on_payload`` applies to decoded
+Pica frames) and ``TcpConnection._refusal()`` (what a socket over the per-address cap is told: nothing, in MQTT);
+``push`` and ``send_error`` are overridden (docs/architecture.md, "The MQTT gateway").
 
 A persistent session (clean session 0) keeps its state in the store, not in memory: its position is the user's
 delivered cursor of each conversation, moved by this client's PUBACKs. When it subscribes, it is sent everything
@@ -65,7 +67,6 @@ NO_CURSOR: Final = 2**62
 CURSOR_FLUSH_DELAY: Final = 0.2
 """Seconds PUBACKs are gathered before the delivered cursors they move are written: one store write per
 conversation per interval instead of one per message. A crash in between re-sends those messages (at least once)."""
-
 
 MAX_EARLY_PACKETS: Final = 16
 """Packets a client may send after CONNECT before its CONNACK; more close the connection."""
