@@ -226,7 +226,8 @@ class MqttConnection(TcpConnection):
 
     def _on_connect(self, packet: m.Connect) -> None:
         if packet.level != m.PROTOCOL_LEVEL:
-            self._connack(m.UNACCEPTABLE_PROTOCOL_VERSION, f"protocol level {packet.level} (MQTT 3.1.1 only)")
+            self._connack(m.UNACCEPTABLE_PROTOCOL_VERSION, f"protocol level {packet.level} (MQTT 3.1.1 only)",
+                          m.MQTT5_UNSUPPORTED_VERSION_CONNACK if packet.level == m.MQTT5_LEVEL else None)
             return
         if not packet.client_id and not packet.clean_session:  # MQTT-3.1.3-8
             self._connack(m.IDENTIFIER_REJECTED, "a persistent session needs a client id")
@@ -460,9 +461,11 @@ class MqttConnection(TcpConnection):
 
     def _write(self, packet: m.Packet) -> None:
         """Queue a packet in Connection's outbox (one write per loop turn, the slow-consumer check on flush)."""
+        self._write_bytes(m.encode(packet))
+
+    def _write_bytes(self, data: bytes) -> None:
         if self.closed:
             return
-        data = m.encode(packet)
         if self._outbox is None:
             self._outbox = [data]
             asyncio.get_running_loop().call_soon(self.flush)
@@ -483,11 +486,12 @@ class MqttConnection(TcpConnection):
         log.info("closing mqtt connection: %s", reason, extra={"user_id": self.user_id})
         self.close(code, reason[:120])
 
-    def _connack(self, return_code: int, reason: str) -> None:
-        """A refused CONNECT: CONNACK with the code, then close (MQTT-3.2.2-5)."""
+    def _connack(self, return_code: int, reason: str, raw: bytes | None = None) -> None:
+        """A refused CONNECT: CONNACK with the code (or the ``raw`` CONNACK of another protocol version), then close
+        (MQTT-3.2.2-5)."""
         if return_code != m.ACCEPTED:
             log.info("mqtt connect refused: %s", reason, extra={"code": return_code})
-        self._write(m.ConnAck(return_code))
+        self._write_bytes(raw if raw is not None else m.encode(m.ConnAck(return_code)))
         self._connacked = True
         self.close(CloseCode.AUTH_FAILED, reason[:120])
 

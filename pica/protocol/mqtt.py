@@ -2,8 +2,8 @@
 
 The gateway (:mod:`pica.mqtt.gateway`) feeds bytes to :class:`PacketReader` and writes what :func:`encode` returns;
 nothing here touches a socket. Only protocol level 4 (MQTT 3.1.1) is spoken: a CONNECT of any other level is still
-decoded far enough (name, level) for the server to answer CONNACK 1 "unacceptable protocol version", as the spec
-asks (MQTT-3.1.2-2).
+decoded far enough (name, level) for the server to refuse it: CONNACK 1 "unacceptable protocol version" as 3.1.1 asks
+(MQTT-3.1.2-2), or for MQTT 5.0 the 5.0-format CONNACK ``MQTT5_UNSUPPORTED_VERSION_CONNACK``.
 
 Whatever the bytes, :meth:`PacketReader.feed` and :func:`decode` return packets or raise :class:`InvalidFrame` (a
 malformed packet) or :class:`FrameTooLarge` (a declared remaining length over the limit, raised before the body is
@@ -33,6 +33,12 @@ BAD_USERNAME_OR_PASSWORD: Final = 4
 NOT_AUTHORIZED: Final = 5
 
 SUBACK_FAILURE: Final = 0x80
+
+MQTT5_LEVEL: Final = 5
+MQTT5_UNSUPPORTED_VERSION_CONNACK: Final = bytes.fromhex("2003008400")
+"""The refusal of an MQTT 5.0 CONNECT in MQTT 5.0's own CONNACK format: flags 0, reason code 0x84 "Unsupported
+Protocol Version", no properties (MQTT 5.0, 3.1.2.2). A 5.0 client reads a CONNACK as 5.0, where 3.1.1's code 0x01
+would mean nothing; the codec otherwise encodes 3.1.1 only."""
 
 CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 8, 9, 10, 11
@@ -272,7 +278,7 @@ def decode(first: int, data: bytes) -> Packet:
     elif kind == CONNECT:
         packet = _decode_connect(body)
         if packet.level != PROTOCOL_LEVEL:
-            return packet  # the rest follows another level's rules (MQTT 5: properties); the answer is CONNACK 1
+            return packet  # the rest follows another level's rules (MQTT 5: properties); the answer is a refusal
     elif kind == CONNACK:
         ack_flags, code = body.u8(), body.u8()
         if ack_flags & 0xFE:

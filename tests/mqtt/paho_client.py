@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from pica.client import Login, PicaHttp
 from tests.conftest import PASSWORD
@@ -36,9 +36,10 @@ async def new_user(url: str, prefix: str = "u") -> User:
 
 class Paho:
     def __init__(self, port: int, username: str, password: str, *, client_id: str = "",
-                 clean_session: bool = True) -> None:
+                 clean_session: bool = True, protocol: MQTTProtocolVersion = mqtt.MQTTv311) -> None:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or "t-" + uuid.uuid4().hex[:8],
-                                  clean_session=clean_session, protocol=mqtt.MQTTv311)
+                                  clean_session=clean_session if protocol != mqtt.MQTTv5 else None,
+                                  protocol=protocol)
         self.client.username_pw_set(username, password)
         self.port = port
         self.connack: queue.Queue[int] = queue.Queue()

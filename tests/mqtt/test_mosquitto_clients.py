@@ -52,3 +52,12 @@ async def test_mosquitto_pub_with_a_wrong_password(mqtt_node: Node) -> None:
                              "-u", alice.username, "-P", "not it", "-q", "1", "-t", "send/u/1", "-m", "{}")
     assert code != 0
     assert "bad user name or password" in err.lower()
+
+
+async def test_mosquitto_pub_speaking_mqtt5_is_told_the_version_is_unsupported(mqtt_node: Node) -> None:
+    alice = await new_user(mqtt_node.url, "a")
+    code, _, err = await run("mosquitto_pub", "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(mqtt_node.server.mqtt_port),
+                             "-u", alice.username, "-P", PASSWORD, "-q", "1", "-t", "send/u/1", "-m", "{}")
+    assert code != 0
+    assert "unsupported protocol version" in err.lower()
+
