@@ -182,3 +182,33 @@ async def test_a_replay_longer_than_the_window_waits_for_acknowledgements(tmp_pa
         finally:
             a.close()
             b.close()
+
+
+def connect_once(port: int, who: User, password: bytes) -> m.Packet:
+    raw = Raw(port)
+    raw.send(m.Connect("", True, 30, who.username, password))
+    return raw.read()
+
+
+async def test_failed_logins_are_counted_by_the_login_limits(mqtt_node: Node) -> None:
+    alice = await new_user(mqtt_node.url, "a")
+    port = mqtt_node.server.mqtt_port
+    codes = [(await asyncio.to_thread(connect_once, port, alice, b"wrong")) for _ in range(12)]
+    # rates.login_failures_per_account (10 per 15 min): then "server unavailable", even for the right password
+    assert codes[:10] == [m.ConnAck(m.BAD_USERNAME_OR_PASSWORD)] * 10
+    assert codes[10:] == [m.ConnAck(m.SERVER_UNAVAILABLE)] * 2
+    assert await asyncio.to_thread(connect_once, port, alice, PASSWORD.encode()) == m.ConnAck(m.SERVER_UNAVAILABLE)
+
+
+async def test_a_ban_closes_the_connection_and_refuses_the_next_connect(mqtt_node: Node) -> None:
+    alice = await new_user(mqtt_node.url, "a")
+    a = Paho(mqtt_node.server.mqtt_port, alice.username, PASSWORD)
+    assert await asyncio.to_thread(a.connect) == 0
+    a.client.reconnect_delay_set(60, 60)
+    try:
+        await mqtt_node.server.store.set_banned(alice.user_id, True)
+        assert await asyncio.to_thread(a.disconnected.wait, 10)  # by the ban sweep
+    finally:
+        a.client.loop_stop()
+    assert await asyncio.to_thread(connect_once, mqtt_node.server.mqtt_port, alice, PASSWORD.encode()) == \
+        m.ConnAck(m.NOT_AUTHORIZED)
