@@ -43,6 +43,7 @@ from pica.gateway.tcp import start_tcp_server
 from pica.gateway.tls import ServerTls, server_tls
 from pica.jobs.worker import Handler, JobWorker, wall_ms
 from pica.logs import audit
+from pica.mqtt import start_mqtt_server
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.outbound import OutboundFrame
@@ -214,6 +215,9 @@ class PicaServer:
         self._background: set[asyncio.Task[None]] = set()
         self.http_port = 0
         self.tcp_port = 0
+        self.mqtt_port = 0
+        """The MQTT gateway's port once started (``mqtt.port``; stays 0 when it is off)."""
+        self._mqtt_server: asyncio.Server | None = None
         self._runner: web.AppRunner | None = None
         self._tcp_server: asyncio.Server | None = None
         self._http_server: asyncio.Server | None = None
@@ -257,10 +261,22 @@ class PicaServer:
                 self._lock.close()
                 raise
             self.tcp_port = tcp_socket.getsockname()[1]
+        mqtt_socket = None
+        if config.mqtt.port >= 0:
+            try:
+                mqtt_socket = _checked(lambda: bind_socket(config.host, config.mqtt.port, reuse_port=self.reuse_port),
+                                       f"MQTT port {config.host}:{config.mqtt.port}")
+            except StartupError:
+                for sock in (http_socket, tcp_socket):
+                    if sock is not None:
+                        sock.close()
+                self._lock.close()
+                raise
+            self.mqtt_port = mqtt_socket.getsockname()[1]
         try:
             await self.store.open()
         except BaseException:
-            for sock in (http_socket, tcp_socket):
+            for sock in (http_socket, tcp_socket, mqtt_socket):
                 if sock is not None:
                     sock.close()
             self._lock.close()
@@ -337,6 +353,8 @@ class PicaServer:
         )
         if tcp_socket is not None:
             self._tcp_server = await start_tcp_server(services, sock=tcp_socket, tls=tls)
+        if mqtt_socket is not None:
+            self._mqtt_server = await start_mqtt_server(services, config.mqtt, sock=mqtt_socket, tls=tls)
         limits = config.limits
         interval = max(0.05, min(5.0, limits.auth_timeout / 4, limits.heartbeat_interval / 4))
         self._sweeper = asyncio.get_running_loop().create_task(
@@ -348,6 +366,7 @@ class PicaServer:
         log.info(
             "pica node started",
             extra={"node": self.node_id, "http_port": self.http_port, "tcp_port": self.tcp_port,
+                   "mqtt_port": self.mqtt_port,
                    "cluster": bool(self.cluster)},
         )
 
@@ -414,8 +433,9 @@ class PicaServer:
         if services is None:
             return
         services.accepting = False
-        if self._tcp_server is not None:
-            self._tcp_server.close()
+        for server in (self._tcp_server, self._mqtt_server):
+            if server is not None:
+                server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for sweeper in (self._ban_sweeper, self._revocation_sweeper):

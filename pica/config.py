@@ -330,6 +330,28 @@ class BeforeSendConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MqttConfig:
+    port: int = -1
+    """MQTT 3.1.1 gateway port (docs/protocol.md, MQTT); 0 picks a free one; -1 (the default) disables it."""
+    max_packet_bytes: int = 65_536
+    """Largest MQTT packet a client may send (its remaining length, checked before the body is read); a larger one
+    closes the connection."""
+    min_keep_alive: int = 5
+    """Seconds: a CONNECT keep-alive below this is raised to it for the server's 1.5x timeout."""
+    max_keep_alive: int = 600
+    """Seconds: a CONNECT keep-alive above this, or 0 (none), is lowered to it for the server's 1.5x timeout, so that
+    a dead client's socket is always closed in the end."""
+    max_topic_length: int = 128
+    """Longest topic name or filter, in UTF-8 bytes; a longer one is refused (SUBACK 0x80, or a closed connection
+    for a PUBLISH)."""
+    max_subscriptions: int = 16
+    """Topic filters one connection may hold; more are refused in SUBACK (0x80)."""
+    max_inflight_messages: int = 100
+    """QoS 1 messages sent to a client and not yet acknowledged (PUBACK); a client past it is cut as a slow
+    consumer, and gets the rest from the store when it reconnects with a persistent session."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     host: str = "127.0.0.1"
     """Address every listener binds."""
@@ -372,6 +394,7 @@ class Config:
     event_stream: EventStreamConfig = field(default_factory=EventStreamConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
     """``[[webhooks]]`` tables of the TOML file (not settable from the environment or flags)."""
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
 
 _SECTIONS: Final = {
@@ -386,6 +409,7 @@ _SECTIONS: Final = {
     "jobs": JobsConfig,
     "before_send": BeforeSendConfig,
     "event_stream": EventStreamConfig,
+    "mqtt": MqttConfig,
 }
 
 
@@ -655,6 +679,15 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError("event_stream.events: expected at least one event type")
         if obj.publish_timeout <= 0:
             raise ConfigError("event_stream.publish_timeout: must be more than 0")
+    if isinstance(obj, MqttConfig):
+        if not -1 <= obj.port <= 65535:
+            raise ConfigError(f"mqtt.port: must be -1..65535, got {obj.port}")
+        for name in ("max_packet_bytes", "min_keep_alive", "max_topic_length", "max_subscriptions",
+                     "max_inflight_messages"):
+            if getattr(obj, name) < 1:
+                raise ConfigError(f"mqtt.{name}: must be at least 1")
+        if obj.max_keep_alive < obj.min_keep_alive:
+            raise ConfigError("mqtt.max_keep_alive: must be at least mqtt.min_keep_alive")
     if isinstance(obj, RedisConfig) and obj.node_ttl <= obj.heartbeat_interval:
         raise ConfigError("redis.node_ttl: must be longer than redis.heartbeat_interval")
     if isinstance(obj, AuthConfig):

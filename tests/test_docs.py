@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = {"limits": config.LimitsConfig, "auth": config.AuthConfig, "sqlite": config.SqliteConfig,
             "postgres": config.PostgresConfig, "redis": config.RedisConfig,
             "log": config.LogConfig, "tls": config.TlsConfig, "jobs": config.JobsConfig,
-            "before_send": config.BeforeSendConfig, "event_stream": config.EventStreamConfig}
+            "before_send": config.BeforeSendConfig, "event_stream": config.EventStreamConfig,
+            "mqtt": config.MqttConfig}
 
 
 def test_every_config_key_is_in_the_readme() -> None:

@@ -212,13 +212,8 @@ class Connection:
             self.send_error(exc)
             return
         if self.state is State.READY:
-            if self._rate is not None and self.services.rates is not None:
-                wait = self._rate.spend(self.services.rates.connection_rate, self.last_recv)
-                if wait > 0:  # refused, and the stream goes on once the client has slowed down
-                    self.send_error(refused(wait, "requests on this connection"), getattr(frame, "id", None))
-                    self._throttle(wait)
-                    return
-            self._dispatch(frame)
+            if self.within_rate(getattr(frame, "id", None)):
+                self._dispatch(frame)
         elif self.state is State.AWAIT_AUTH:
             if isinstance(frame, f.Auth):
                 self.encoding = encoding
@@ -227,6 +222,17 @@ class Connection:
                 self.fail(Unauthenticated("the first frame must be 'auth'"), CloseCode.PROTOCOL_ERROR)
         else:  # AUTHENTICATING: the client must wait for 'ready'
             self.fail(Unauthenticated("wait for 'ready' before sending"), CloseCode.PROTOCOL_ERROR)
+
+    def within_rate(self, ref: int | None) -> bool:
+        """Spend one request of ``rates.requests_per_connection``; past it, refuse (``rate_limited``, with ``ref``)
+        and stop reading for a while. Called for every request a READY connection reads, whatever its protocol."""
+        if self._rate is not None and self.services.rates is not None:
+            wait = self._rate.spend(self.services.rates.connection_rate, self.last_recv)
+            if wait > 0:  # refused, and the stream goes on once the client has slowed down
+                self.send_error(refused(wait, "requests on this connection"), ref)
+                self._throttle(wait)
+                return False
+        return True
 
     def on_oversized(self, error: FrameTooLarge) -> None:
         self.fail(error, CloseCode.FRAME_TOO_LARGE)
@@ -475,6 +481,11 @@ class Connection:
 
     # ------------------------------------------------------------------------------------------ timers
 
+    def idle_limit(self) -> float:
+        """Seconds of silence from a READY client before it is closed (``limits.idle_timeout``; the MQTT gateway
+        derives it from the client's keep-alive instead)."""
+        return self.services.limits.idle_timeout
+
     def check_timers(self, now: float, now_s: float) -> None:
         """Called periodically by the hub's sweeper: auth deadline, idle timeout, heartbeat, session expiry."""
         limits = self.services.limits
@@ -484,7 +495,7 @@ class Connection:
             return
         if self.state is not State.READY:
             return
-        if now - self.last_recv > limits.idle_timeout:
+        if now - self.last_recv > self.idle_limit():
             self.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
         elif self.session_expires_at and now_s >= self.session_expires_at:
             self.fail(SessionEnded("the session expired: log in again"), CloseCode.SESSION_ENDED)

@@ -68,7 +68,7 @@ class TcpConnection(Connection, asyncio.Protocol):
         if not slots.admit(address):
             # Refused before it is anything: not tracked, not counted as opened; the socket is handed over.
             self.state = State.CLOSED
-            refuse(cast(asyncio.Transport, transport), _refusal(slots.limit))
+            refuse(cast(asyncio.Transport, transport), self._refusal(slots.limit))
             return
         self._address = address
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
@@ -80,6 +80,10 @@ class TcpConnection(Connection, asyncio.Protocol):
             self.close(CloseCode.SERVER_SHUTDOWN, "server shutting down")
             return
         self.services.hub.track(self)
+
+    def _refusal(self, limit: int) -> bytes:
+        """What a socket over the per-address cap is told before it is closed (the MQTT gateway says nothing)."""
+        return _refusal(limit)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:

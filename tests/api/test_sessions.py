@@ -36,8 +36,8 @@ async def node_with(tmp_path: Path, **auth: object) -> AsyncIterator[Node]:
 
 @pytest.fixture
 async def short_tokens(tmp_path: Path) -> AsyncIterator[Node]:
-    """A node whose access tokens live 1 s."""
-    async with node_with(tmp_path, token_ttl=1.0) as node:
+    """A node whose access tokens live 2 s (long enough to open a socket with one on a loaded machine)."""
+    async with node_with(tmp_path, token_ttl=2.0) as node:
         yield node
 
 
@@ -216,7 +216,7 @@ async def test_an_expired_access_token_is_renewed_and_a_socket_outlives_it(short
     node = short_tokens
     alice = await new_user(node.url, "alice")
     conn = await PicaConnection.open(node.url, alice.token)
-    await asyncio.sleep(1.5)  # the access token has expired
+    await asyncio.sleep(2.5)  # the access token has expired
     assert await refused(node, "GET", "/v1/me", alice.token) == (401, "token_expired")
     assert conn.closed is None  # the socket lasts as long as the session
     await conn.ping()
@@ -228,7 +228,7 @@ async def test_an_expired_access_token_is_renewed_and_a_socket_outlives_it(short
         me = await http.request("GET", "/v1/me")  # 401 token_expired, renewed, asked again
         assert me["user_id"] == alice.user_id and http.token != alice.token
         # Requests that find the token expired at once are all answered (they share one refresh).
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(2.5)
         await asyncio.gather(*(http.request("GET", "/v1/me") for _ in range(5)))
         await http.request("GET", "/v1/me")
     await conn.close()
