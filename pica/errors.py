@@ -29,6 +29,7 @@ redis) are wrapped at the store/cluster boundary; only these classes reach the w
     │   └── MessageNotFound        404  message_not_found
     ├── Conflict                   409  conflict
     │   ├── UsernameTaken          409  username_taken
+    │   ├── IdempotencyConflict    409  idempotency_conflict
     │   └── TooManySessions        409  too_many_sessions
     ├── RateLimited                429  rate_limited        (retryable)
     ├── Unavailable                503  unavailable         (retryable)
@@ -183,6 +184,13 @@ class Conflict(PicaError):
 
 class UsernameTaken(Conflict):
     code = "username_taken"
+
+
+class IdempotencyConflict(Conflict):
+    """A ``client_msg_id`` the sender used before, for another message (another destination or body): a retry must
+    repeat its request exactly; a new message needs a new id."""
+
+    code = "idempotency_conflict"
 
 
 class TooManySessions(Conflict):

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
-from pica.errors import Forbidden, PicaError, UserNotFound
+import msgspec
+
+from pica.errors import Forbidden, IdempotencyConflict, PicaError, UserNotFound
 from pica.store.base import AppendResult, DirectAppend, GroupAppend
 
 BLOCKED_MESSAGE: Final = "this user does not accept messages from you"
@@ -32,6 +34,23 @@ class Original:
     conversation_id: str
     seq: int
     ts: int
+    body: dict[str, Any] | None = None
+    """As stored, if it can still be compared with a retry's (None once edited or recalled: then any retry to the
+    same conversation is taken for one)."""
+
+
+REUSED_ID_MESSAGE: Final = "this client_msg_id was used for another message: a retry repeats its request exactly"
+
+
+def repeats(request: Append, conversation_id: str, body: dict[str, Any] | None) -> bool:
+    """Whether a request with a known (sender, client_msg_id) is a retry of the message stored under it (or sent
+    earlier in the batch): same destination, same body (compared as JSON values, so key order does not matter)."""
+    if request.conversation_id != conversation_id:
+        return False
+    return body is None or _decode(request.body_json) == body
+
+
+_decode: Final = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +119,20 @@ def plan_appends(
     transaction creates it)."""
     plan = AppendPlan([])
     seen: dict[tuple[int, str], AppendResult] = {}
+    seen_requests: dict[tuple[int, str], Append] = {}
     for request, search in zip(requests, searches, strict=True):
         key = (request.sender, request.client_msg_id)
         original = originals.get(key)
         if original is not None:
-            plan.outcomes.append(AppendResult(original.conversation_id, original.seq, original.ts, duplicate=True))
+            same = repeats(request, original.conversation_id, original.body)
+            plan.outcomes.append(AppendResult(original.conversation_id, original.seq, original.ts, duplicate=True)
+                                 if same else IdempotencyConflict(REUSED_ID_MESSAGE))
             continue
         earlier = seen.get(key)
-        if earlier is not None:  # the same id twice in one batch: the second is a repeat of the first
-            plan.outcomes.append(AppendResult(earlier.conversation_id, earlier.seq, earlier.ts, duplicate=True))
+        if earlier is not None:  # the same id twice in one batch: the second is a repeat of the first, or a misuse
+            same = repeats(request, earlier.conversation_id, _decode(seen_requests[key].body_json))
+            plan.outcomes.append(AppendResult(earlier.conversation_id, earlier.seq, earlier.ts, duplicate=True)
+                                 if same else IdempotencyConflict(REUSED_ID_MESSAGE))
             continue
         conversation_id = request.conversation_id
         version = 0
@@ -136,5 +160,6 @@ def plan_appends(
         plan.read[read_key] = max(seq, plan.read.get(read_key, 0))
         result = AppendResult(conversation_id, seq, request.ts, duplicate=False, members_version=version)
         seen[key] = result
+        seen_requests[key] = request
         plan.outcomes.append(result)
     return plan

@@ -66,7 +66,7 @@ def append_batch(requests: Sequence[Append], searches: Sequence[str | None]) -> 
     # that the conversations' row locks are held for as few round trips as possible: lock, store, commit.
     keys = sorted({(r.sender, r.client_msg_id) for r in requests})
     originals = {
-        (row[0], row[1]): Original(row[2], row[3], row[4])
+        (row[0], row[1]): Original(row[2], row[3], row[4], _json_decode_body(row[5]) if row[6] == "" else None)
         for row in (yield Read("find_originals", ([k[0] for k in keys], [k[1] for k in keys])))
     }
     recipients: dict[tuple[int, int], Recipient] = {}
@@ -377,7 +377,7 @@ SQLITE: Final[Dialect] = {
         " JOIN conversations c ON c.conversation_id = j.value"
     ),
     "find_originals": Statement(
-        "SELECT m.sender, m.client_msg_id, m.conversation_id, m.seq, m.ts FROM json_each(?1) j"
+        "SELECT m.sender, m.client_msg_id, m.conversation_id, m.seq, m.ts, m.body, m.state FROM json_each(?1) j"
         " JOIN messages m ON m.sender = j.value ->> 0 AND m.client_msg_id = j.value ->> 1",
         rows=True,
     ),
@@ -484,7 +484,7 @@ POSTGRES: Final[Dialect] = {
         " ORDER BY conversation_id FOR UPDATE"
     ),
     "find_originals": Statement(
-        "SELECT m.sender, m.client_msg_id, m.conversation_id, m.seq, m.ts"
+        "SELECT m.sender, m.client_msg_id, m.conversation_id, m.seq, m.ts, m.body, m.state"
         " FROM unnest($1::bigint[], $2::text[]) AS k(sender, client_msg_id)"
         " JOIN messages m ON m.sender = k.sender AND m.client_msg_id = k.client_msg_id"
     ),

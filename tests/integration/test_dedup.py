@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pica.client import PicaConnection, PicaHttp
+import pytest
+
+from pica.client import PicaConnection, PicaHttp, PicaHttpError
+from pica.client.connection import RequestFailed
 from pica.protocol import frames as f
 from tests.conftest import Node, connect, new_user
 
@@ -67,20 +70,45 @@ async def test_a_resent_id_is_pushed_again_to_devices_that_missed_it(node: Node)
                                                                       {"text": "did you get this?"})
 
 
-async def test_a_resent_id_with_another_recipient_pushes_only_the_original(node: Node) -> None:
-    """The first write wins (protocol 8.2): the copy goes to the original conversation, never to the retry's."""
+async def test_an_id_reused_for_another_recipient_is_refused_and_pushes_nothing(node: Node) -> None:
+    """Not a retry (protocol 8.2): the new recipient gets nothing, the original's recipient no copy."""
     alice, bob, carol = await new_user(node.url), await new_user(node.url), await new_user(node.url)
     a = await connect(node.url, alice, "tcp", node.tcp_port)
     b, c = await connect(node.url, bob), await connect(node.url, carol)
     async with a, b, c:
         await a.send(carol.user_id, {"text": "hi carol"}, client_msg_id="earlier")
-        first = await a.send(bob.user_id, {"text": "for bob"}, client_msg_id="one-id")
+        await a.send(bob.user_id, {"text": "for bob"}, client_msg_id="one-id")
         assert (await b.next_message()).body == {"text": "for bob"}
         assert (await c.next_message()).body == {"text": "hi carol"}
         drain(b), drain(c)
-        again = await a.send(carol.user_id, {"text": "for carol?"}, client_msg_id="one-id")
-        assert again.duplicate and (again.conversation_id, again.seq) == (first.conversation_id, first.seq)
-        copy = await asyncio.wait_for(b.events.get(), 5)  # read back from the store in the background
-        assert (copy.conversation_id, copy.seq, copy.body) == (first.conversation_id, first.seq, {"text": "for bob"})
+        with pytest.raises(RequestFailed) as refused:
+            await a.send(carol.user_id, {"text": "for carol?"}, client_msg_id="one-id")
+        assert refused.value.code == "idempotency_conflict"
+        await b.ping()
         await c.ping()
-        assert not any(isinstance(e, f.Msg) for e in drain(c))
+        assert not any(isinstance(e, f.Msg) for e in drain(b) + drain(c))
+
+
+async def test_an_id_reused_for_another_message_is_refused_on_every_path(node: Node) -> None:
+    """A client bug (an id generator that repeats) must not make a new message vanish behind an old ack: the same
+    id with another body or destination gets 409 idempotency_conflict, and an exact retry still gets the ack."""
+    alice, bob, carol = await new_user(node.url), await new_user(node.url), await new_user(node.url)
+    async with PicaHttp(node.url, token=alice.token) as http:
+        first = await http.send(bob.user_id, "id-1", {"text": "hello"})
+        with pytest.raises(PicaHttpError) as refused:
+            await http.send(bob.user_id, "id-1", {"text": "something else"})
+        assert (refused.value.status, refused.value.code) == (409, "idempotency_conflict")
+        with pytest.raises(PicaHttpError) as refused:
+            await http.send(carol.user_id, "id-1", {"text": "hello"})
+        assert refused.value.code == "idempotency_conflict"
+        assert (await http.send(bob.user_id, "id-1", {"text": "hello"}))["duplicate"] is True
+    a = await connect(node.url, alice, "tcp", node.tcp_port)
+    async with a:
+        with pytest.raises(RequestFailed) as failed:
+            await a.send(bob.user_id, {"text": "not the same"}, client_msg_id="id-1")
+        assert failed.value.code == "idempotency_conflict" and not failed.value.retryable
+        again = await a.send(bob.user_id, {"text": "hello"}, client_msg_id="id-1")
+        assert (again.seq, again.duplicate) == (first["seq"], True)
+    async with PicaHttp(node.url, token=alice.token) as http:
+        history = await http.history(first["conversation_id"])
+    assert [m["body"] for m in history["messages"]] == [{"text": "hello"}]

@@ -22,6 +22,7 @@ from pica.errors import (
     ConversationNotFound,
     Forbidden,
     GroupNotFound,
+    IdempotencyConflict,
     MessageNotFound,
     NotFound,
     PicaError,
@@ -102,10 +103,29 @@ async def test_concurrent_appends_get_gap_free_seqs_in_submission_order(store: S
 async def test_duplicate_returns_original_and_stores_nothing(store: Store) -> None:
     alice, bob = await users(store, "alice", "bob")
     first = await store.append_direct(msg("d:1:2", alice, bob, "x", "first", ts=10))
-    again = await store.append_direct(msg("d:1:2", alice, bob, "x", "changed", ts=20))
+    again = await store.append_direct(msg("d:1:2", alice, bob, "x", "first", ts=20))
     assert (again.seq, again.ts, again.duplicate, first.duplicate) == (first.seq, 10, True, False)
+    # The same id for another body is no retry: refused, and nothing is stored.
+    with pytest.raises(IdempotencyConflict):
+        await store.append_direct(msg("d:1:2", alice, bob, "x", "changed", ts=30))
     page = await store.history(alice, "d:1:2", after=None, before=None, limit=10)
     assert [m.body for m in page.messages] == [{"text": "first"}]
+
+
+async def test_a_retry_matches_by_value_and_an_edited_original_takes_any_retry(store: Store) -> None:
+    alice, bob = await users(store, "alice", "bob")
+    body = b'{"text":"hi","mentions":[2]}'
+    first = await store.append_direct(DirectAppend("d:1:2", alice, bob, "k", body, 1))
+    reordered = await store.append_direct(DirectAppend("d:1:2", alice, bob, "k", b'{"mentions":[2],"text":"hi"}', 2))
+    assert (reordered.seq, reordered.duplicate) == (first.seq, True)  # JSON values compared, not bytes
+    await store.append_event(EventAppend("edit", "d:1:2", alice, first.seq, "e1", 3, text="hi!"))
+    # Once edited, the stored body no longer says what was sent: a retry to the same conversation gets the ack.
+    late = await store.append_direct(DirectAppend("d:1:2", alice, bob, "k", body, 4))
+    assert (late.seq, late.duplicate) == (first.seq, True)
+    racing = await asyncio.gather(store.append_direct(msg("d:1:2", alice, bob, "twin", "one")),
+                                  store.append_direct(msg("d:1:2", alice, bob, "twin", "two")),
+                                  return_exceptions=True)
+    assert sum(isinstance(r, IdempotencyConflict) for r in racing) == 1  # in one batch or two, one of them wins
 
 
 async def test_failed_operation_does_not_undo_its_batch(store: Store) -> None:
@@ -128,7 +148,7 @@ async def test_one_batch_answers_each_send_as_if_sent_alone(store: Store) -> Non
     await store.set_blocked(carol, alice, True, 1)
     first, repeat, blocked, bob_starts, alice_answers, after = await asyncio.gather(
         store.append_direct(msg("d:1:2", alice, bob, "same", "one")),
-        store.append_direct(msg("d:1:2", alice, bob, "same", "two")),
+        store.append_direct(msg("d:1:2", alice, bob, "same", "one")),
         store.append_direct(msg("d:1:3", alice, carol, "refused")),
         store.append_direct(msg("d:2:3", bob, carol, "b1")),
         store.append_direct(msg("d:1:2", alice, bob, "a2")),
@@ -292,7 +312,9 @@ async def test_a_user_can_write_to_themself(store: Store) -> None:
 async def test_duplicates_are_per_sender_forever_and_across_conversations(store: Store) -> None:
     alice, bob, carol = await users(store, "alice", "bob", "carol")
     first = await store.append_direct(msg("d:1:2", alice, bob, "same", ts=3))
-    again = await store.append_direct(msg("d:1:3", alice, carol, "same", ts=9))
+    with pytest.raises(IdempotencyConflict):  # the id is alice's forever: not reusable for another conversation
+        await store.append_direct(msg("d:1:3", alice, carol, "same", ts=9))
+    again = await store.append_direct(msg("d:1:2", alice, bob, "same", ts=9))
     assert (again.conversation_id, again.seq, again.ts, again.duplicate) == ("d:1:2", first.seq, 3, True)
     assert await store.conversation_members("d:1:3") == []
     other = await store.append_direct(msg("d:1:2", bob, alice, "same"))  # another sender may use the same id
