@@ -106,9 +106,10 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
 
 
 @contextlib.asynccontextmanager
-async def started(tmp_path: Path, clock: SystemClock | None = None, **limits: object) -> AsyncIterator[Node]:
-    """A node with some limits changed (and optionally another clock: the one port a test may swap)."""
-    server = PicaServer(make_config(tmp_path, **limits))
+async def running(config: Config, clock: SystemClock | None = None) -> AsyncIterator[Node]:
+    """A node of this configuration, started, and stopped at the end (optionally with another clock: the one port a
+    test may swap)."""
+    server = PicaServer(config)
     if clock is not None:
         server.clock = clock
     await server.start()
@@ -116,6 +117,13 @@ async def started(tmp_path: Path, clock: SystemClock | None = None, **limits: ob
         yield Node(server)
     finally:
         await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def started(tmp_path: Path, clock: SystemClock | None = None, **limits: object) -> AsyncIterator[Node]:
+    """A node with some limits changed (and optionally another clock)."""
+    async with running(make_config(tmp_path, **limits), clock) as node:
+        yield node
 
 
 async def api(node: Node, who: Login, method: str, path: str, **kwargs: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -126,7 +127,7 @@ def restore(backup_file: Path, database: Path) -> BackupInfo:
     database.parent.mkdir(parents=True, exist_ok=True)
     with server_lock(database):
         partial = database.with_name(database.name + ".restoring")
-        partial.write_bytes(backup_file.read_bytes())
+        shutil.copyfile(backup_file, partial)  # streamed: a database may be larger than memory
         with open(partial, "rb") as handle:
             os.fsync(handle.fileno())
         for stale in (Path(f"{database}-wal"), Path(f"{database}-shm")):

@@ -14,24 +14,18 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from pica.app import PicaServer
 from pica.client import Login, PicaClient, PicaConnection, PicaHttp, PicaHttpError, ServerClosed
 from pica.protocol.close_codes import CloseCode
-from tests.conftest import PASSWORD, TEST_AUTH, Node, make_config, new_user
+from tests.conftest import PASSWORD, TEST_AUTH, Node, make_config, new_user, running
 
 CLOSE_WITHIN = 1.5
 """Seconds an ended session's socket may stay open: the revocation poll runs every 0.5 s (auth.revocation_poll)."""
 
 
-@contextlib.asynccontextmanager
-async def node_with(tmp_path: Path, **auth: object) -> AsyncIterator[Node]:
-    config = dataclasses.replace(make_config(tmp_path), auth=dataclasses.replace(TEST_AUTH, **auth))  # type: ignore[arg-type]
-    server = PicaServer(config)
-    await server.start()
-    try:
-        yield Node(server)
-    finally:
-        await server.stop()
+def node_with(tmp_path: Path, **auth: object) -> contextlib.AbstractAsyncContextManager[Node]:
+    """A node with some ``auth`` settings changed."""
+    auth_config = dataclasses.replace(TEST_AUTH, **auth)  # type: ignore[arg-type]
+    return running(dataclasses.replace(make_config(tmp_path), auth=auth_config))
 
 
 @pytest.fixture

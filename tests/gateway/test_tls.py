@@ -9,18 +9,16 @@ import contextlib
 import dataclasses
 import signal
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 import trustme
 
-from pica.app import PicaServer
 from pica.client import PicaClient, PicaConnection, PicaHttp, ServerClosed
 from pica.config import TlsConfig
 from pica.protocol import frames as f
-from tests.conftest import PASSWORD, Node, ServerProcess, make_config, start_server_process
+from tests.conftest import PASSWORD, Node, ServerProcess, make_config, running, start_server_process
 
 
 @dataclasses.dataclass
@@ -47,14 +45,8 @@ def pki(tmp_path: Path) -> Pki:
     return Pki(trustme.CA(), tmp_path)
 
 
-@contextlib.asynccontextmanager
-async def tls_node(tmp_path: Path, tls: TlsConfig) -> AsyncIterator[Node]:
-    server = PicaServer(dataclasses.replace(make_config(tmp_path), tls=tls))
-    await server.start()
-    try:
-        yield Node(server)
-    finally:
-        await server.stop()
+def tls_node(tmp_path: Path, tls: TlsConfig) -> contextlib.AbstractAsyncContextManager[Node]:
+    return running(dataclasses.replace(make_config(tmp_path), tls=tls))
 
 
 def https(node: Node) -> str:

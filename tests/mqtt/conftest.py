@@ -8,16 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pica.app import PicaServer
 from pica.config import MqttConfig
-from tests.conftest import Node, make_config
+from tests.conftest import Node, make_config, running
 
 
 @pytest.fixture
 async def mqtt_node(tmp_path: Path) -> AsyncIterator[Node]:
-    server = PicaServer(dataclasses.replace(make_config(tmp_path), mqtt=MqttConfig(port=0)))
-    await server.start()
-    try:
-        yield Node(server)
-    finally:
-        await server.stop()
+    async with running(dataclasses.replace(make_config(tmp_path), mqtt=MqttConfig(port=0))) as node:
+        yield node

@@ -7,26 +7,17 @@ import asyncio
 import dataclasses
 import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-from pica.app import PicaServer
 from pica.config import MqttConfig
 from pica.protocol import mqtt as m
-from tests.conftest import PASSWORD, Node, api, api_error, make_config
+from tests.conftest import PASSWORD, Node, api, api_error, make_config, running
 from tests.mqtt.paho_client import Paho, User, new_user
 
 
-@asynccontextmanager
-async def mqtt_node_with(tmp_path: Path, **mqtt: int) -> AsyncIterator[Node]:
-    server = PicaServer(dataclasses.replace(make_config(tmp_path, auth_timeout=2.0),
-                                            mqtt=MqttConfig(port=0, **mqtt)))
-    await server.start()
-    try:
-        yield Node(server)
-    finally:
-        await server.stop()
+def mqtt_node_with(tmp_path: Path, **mqtt: int) -> AbstractAsyncContextManager[Node]:
+    return running(dataclasses.replace(make_config(tmp_path, auth_timeout=2.0), mqtt=MqttConfig(port=0, **mqtt)))
 
 
 class Raw:

@@ -18,8 +18,8 @@ import pytest
 
 from pica.client import PicaHttp
 from pica.config import EventStreamConfig
-from tests.conftest import new_user
-from tests.webhooks.test_webhooks import FAST_JOBS, config, running
+from tests.conftest import new_user, running
+from tests.webhooks.test_webhooks import FAST_JOBS, config
 
 NATS_URL = "nats://127.0.0.1:4222"
 

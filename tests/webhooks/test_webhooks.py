@@ -20,12 +20,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from pica.app import PicaServer
 from pica.client import PicaHttp
 from pica.client.http import PicaHttpError
 from pica.config import BeforeSendConfig, Config, JobsConfig, WebhookConfig
 from pica.store.base import WebhookEndpoint
-from tests.conftest import Node, connect, make_config, new_user
+from tests.conftest import Node, connect, make_config, new_user, running
 from tests.webhooks.receiver import SECRET, Receiver, verify
 
 FAST_JOBS = JobsConfig(poll_interval=0.2, backoff_base=0.05, backoff_max=0.2, max_attempts=3, webhook_timeout=2.0,
@@ -36,16 +35,6 @@ def config(tmp_path: Path, receiver: Receiver | None = None, events: tuple[str, 
            **changes: Any) -> Config:
     hooks = (WebhookConfig(receiver.url, SECRET, events),) if receiver is not None else ()
     return dataclasses.replace(make_config(tmp_path), **{"webhooks": hooks, "jobs": FAST_JOBS, **changes})
-
-
-@contextlib.asynccontextmanager
-async def running(cfg: Config) -> AsyncIterator[Node]:
-    server = PicaServer(cfg)
-    await server.start()
-    try:
-        yield Node(server)
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
