@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any, Final
 
 import msgspec
 from aiohttp import web
 
+from pica.api.spec import read_body
 from pica.core.sessions import Identity
 from pica.errors import BadRequest, PicaError, RateLimited, Unauthenticated
 from pica.gateway.services import GatewayServices
@@ -64,15 +64,7 @@ def check_http_rate(request: web.Request) -> None:
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    timeout = services(request).limits.http_body_timeout
-    try:
-        async with asyncio.timeout(timeout):
-            raw = await request.read()
-    except web.RequestPayloadError:
-        # The framing or the Content-Encoding is broken (gzip that is not gzip, a bad chunk size after a good chunk).
-        raise BadRequest("request body could not be read: bad Content-Encoding or chunked framing") from None
-    except TimeoutError:
-        raise BadRequest(f"request body not received within {timeout:g} s") from None
+    raw = await read_body(request, timeout=services(request).limits.http_body_timeout)
     if not raw:
         return {}
     try:
