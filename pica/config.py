@@ -347,8 +347,10 @@ class MqttConfig:
     max_subscriptions: int = 16
     """Topic filters one connection may hold; more are refused in SUBACK (0x80)."""
     max_inflight_messages: int = 100
-    """QoS 1 messages sent to a client and not yet acknowledged (PUBACK); a client past it is cut as a slow
-    consumer, and gets the rest from the store when it reconnects with a persistent session."""
+    """QoS 1 messages sent to a client and not yet acknowledged (PUBACK); more wait in the queue below."""
+    max_queued_messages: int = 1_000
+    """QoS 1 messages waiting behind a full in-flight window (sent as PUBACKs open it); a client with more waiting
+    is cut as a slow consumer, and gets the rest from the store when it reconnects with a persistent session."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from pica.app import PicaServer
 from pica.client import Login, PicaConnection, PicaHttp, PicaHttpError
@@ -69,6 +70,11 @@ at its default in tests/gateway/test_connection_limits.py. Inherited by subproce
 for _key, _value in TEST_LIMITS_ENV.items():
     os.environ.setdefault(_key, _value)
 TEST_LIMITS = load_config(env={key: os.environ[key] for key in TEST_LIMITS_ENV}).limits
+
+# Hypothesis times each example against its deadline (200 ms) on a machine shared with the rest of the suite (two
+# xdist workers on two cores, cluster processes beside them): there a deadline measures the neighbours, not the code.
+settings.register_profile("pica", deadline=None)
+settings.load_profile("pica")
 
 
 @dataclass

@@ -152,7 +152,8 @@ class MqttConnection(TcpConnection):
         self._replaying = False
         self._replayed = False
         self._held: deque[f.Msg] = deque()
-        """Live messages that arrived while the store was being replayed: sent after it, unless replayed already."""
+        """Live messages waiting: those that arrived while the store was being replayed (sent after it, unless
+        replayed already), and those behind a full in-flight window (sent as PUBACKs open it)."""
         self._window: asyncio.Event | None = None
 
     # ------------------------------------------------------------------------------------------ asyncio.Protocol
@@ -342,6 +343,8 @@ class MqttConnection(TcpConnection):
             self._acked[conversation_id] = seq
         if self._window is not None and len(self._inflight_out) < self._config.max_inflight_messages:
             self._window.set()
+        if not self._replaying:  # a replay sends what is held itself, after the store's messages
+            self._send_held()
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_later(CURSOR_FLUSH_DELAY, self._flush_cursors)
@@ -422,24 +425,40 @@ class MqttConnection(TcpConnection):
         if isinstance(payload, f.Msg):
             if self.closed or self._qos_for(payload.conversation_id) is None:
                 return
-            if self._replaying:
-                self._held.append(payload)
+            if self._replaying or self._held or self._window_full():
+                self._hold(payload)
             else:
                 self._publish(payload)
         elif isinstance(payload, f.Ready | f.Sent):
             super().push(frame)
 
+    def _window_full(self) -> bool:
+        return len(self._inflight_out) >= self._config.max_inflight_messages
+
+    def _hold(self, msg: f.Msg) -> None:
+        """Keep a live message until the replay or the window lets it go; past the queue's bound the client is
+        cut as a slow consumer (what it missed is in the store, for its persistent session)."""
+        if len(self._held) >= self._config.max_queued_messages:
+            log.info("cutting slow mqtt subscriber", extra={"user_id": self.user_id, "conn": "mqtt"})
+            self.services.metrics.slow_consumers += 1
+            self._held.clear()
+            self.close(CloseCode.SLOW_CONSUMER, "too many unacknowledged messages")
+            return
+        self._held.append(msg)
+
+    def _send_held(self) -> None:
+        """Publish held messages, in the order they arrived, while the in-flight window has room."""
+        while self._held and not self.closed and not self._window_full():
+            self._publish(self._held.popleft())
+
     def _publish(self, msg: f.Msg) -> None:
+        """Write one message: with a packet id in the in-flight window for QoS 1 (the callers make sure it has
+        room)."""
         qos = self._qos_for(msg.conversation_id)
         if qos is None or self.closed:
             return
         packet_id = None
         if qos:
-            if len(self._inflight_out) >= self._config.max_inflight_messages:
-                log.info("cutting slow mqtt subscriber", extra={"user_id": self.user_id, "conn": "mqtt"})
-                self.services.metrics.slow_consumers += 1
-                self.close(CloseCode.SLOW_CONSUMER, "too many unacknowledged messages")
-                return
             packet_id = self._packet_id()
             self._inflight_out[packet_id] = (msg.conversation_id, msg.seq)
         payload = OutboundFrame(msg).payload(Encoding.JSON)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import socket
 import time
 from contextlib import AbstractAsyncContextManager
@@ -76,17 +77,40 @@ async def test_pipelined_packets_before_connack_are_handled_after_it(mqtt_node: 
     assert await asyncio.to_thread(raw.read) == m.PingResp()
 
 
-async def test_a_subscriber_past_the_inflight_window_is_cut(tmp_path: Path) -> None:
-    async with mqtt_node_with(tmp_path, max_inflight_messages=3) as node:
-        alice, bob = await new_user(node.url, "a"), await new_user(node.url, "b")
-        raw = Raw(node.server.mqtt_port)
-        raw.send(connect_packet(bob), m.Subscribe(1, (("msg/#", 1),)))
-        assert await asyncio.to_thread(raw.read) == m.ConnAck(0)
-        assert await asyncio.to_thread(raw.read) == m.SubAck(1, (1,))
-        a = Paho(node.server.mqtt_port, alice.username, PASSWORD)
-        assert await asyncio.to_thread(a.connect) == 0
+async def sender_and_raw_subscriber(node: Node) -> tuple[Paho, User, Raw]:
+    """Alice on paho, and bob on a raw socket subscribed to all his messages at QoS 1 (acknowledging nothing)."""
+    alice, bob = await new_user(node.url, "a"), await new_user(node.url, "b")
+    raw = Raw(node.server.mqtt_port)
+    raw.send(connect_packet(bob), m.Subscribe(1, (("msg/#", 1),)))
+    assert await asyncio.to_thread(raw.read) == m.ConnAck(0)
+    assert await asyncio.to_thread(raw.read) == m.SubAck(1, (1,))
+    a = Paho(node.server.mqtt_port, alice.username, PASSWORD)
+    assert await asyncio.to_thread(a.connect) == 0
+    return a, bob, raw
+
+
+async def test_a_subscriber_a_little_behind_gets_the_queued_messages_as_it_acknowledges(tmp_path: Path) -> None:
+    async with mqtt_node_with(tmp_path, max_inflight_messages=3, max_queued_messages=2) as node:
+        a, bob, raw = await sender_and_raw_subscriber(node)
         try:
-            for i in range(4):  # never acknowledged by bob
+            for i in range(5):  # three in flight, two waiting behind them
+                await asyncio.to_thread(a.send, f"send/u/{bob.user_id}", {"text": str(i)})
+            first = [await asyncio.to_thread(raw.read) for _ in range(3)]
+            assert all(isinstance(p, m.Publish) for p in first)
+            raw.send(*(m.PubAck(p.packet_id) for p in first if isinstance(p, m.Publish) and p.packet_id))
+            rest = [await asyncio.to_thread(raw.read) for _ in range(2)]
+            texts = [json.loads(p.payload)["body"]["text"] for p in first + rest if isinstance(p, m.Publish)]
+            assert texts == ["0", "1", "2", "3", "4"]
+            assert node.server.services is not None and node.server.services.metrics.slow_consumers == 0
+        finally:
+            a.close()
+
+
+async def test_a_subscriber_past_the_window_and_the_queue_is_cut(tmp_path: Path) -> None:
+    async with mqtt_node_with(tmp_path, max_inflight_messages=3, max_queued_messages=2) as node:
+        a, bob, raw = await sender_and_raw_subscriber(node)
+        try:
+            for i in range(6):  # never acknowledged by bob: three in flight, two queued, one too many
                 await asyncio.to_thread(a.send, f"send/u/{bob.user_id}", {"text": str(i)})
             assert await asyncio.to_thread(raw.closed_within, 5) < 5
             assert node.server.services is not None and node.server.services.metrics.slow_consumers == 1
