@@ -122,8 +122,64 @@ def tokenize(text: str, *, query: bool = False) -> list[Token]:
     return out
 
 
+_CACHED_CHUNK: Final = 24
+"""Whitespace-separated chunks up to this many characters have their terms cached (words recur: Zipf); longer ones
+(a CJK sentence, a link) are tokenized each time, so the cache's memory stays bounded."""
+
+
 def terms(text: str) -> list[str]:
-    return [token.term for token in tokenize(text)]
+    """The terms ``tokenize`` gives, without spans: what a sent message's document is made of, so the cheap path.
+
+    Whitespace always separates tokens (no character ``str.split`` splits on folds to a letter or digit, and none is
+    CJK), so a text's terms are its chunks' terms in order, and a chunk's terms can be cached."""
+    if text.isascii():
+        return _ASCII_WORD.findall(text.lower())
+    out: list[str] = []
+    for chunk in text.split():
+        out.extend(_chunk_terms(chunk) if len(chunk) <= _CACHED_CHUNK else _terms_of(chunk))
+    return out
+
+
+@functools.lru_cache(maxsize=32768)
+def _chunk_terms(chunk: str) -> tuple[str, ...]:
+    return tuple(_terms_of(chunk))
+
+
+def _terms_of(text: str) -> list[str]:
+    """``tokenize``'s rules on strings alone (no spans, no Token objects)."""
+    if text.isascii():
+        return _ASCII_WORD.findall(text.lower())
+    out: list[str] = []
+    word: list[str] = []
+    run: list[str] = []
+    for ch in text:
+        folded, cjk = _fold(ch)
+        if cjk:
+            if word:
+                out.append("".join(word))
+                word = []
+            run.append(folded)
+            continue
+        if run:
+            _bigrams(run, out)
+            run = []
+        if folded:
+            word.append(folded)
+        elif word:
+            out.append("".join(word))
+            word = []
+    if word:
+        out.append("".join(word))
+    if run:
+        _bigrams(run, out)
+    return out
+
+
+def _bigrams(run: list[str], out: list[str]) -> None:
+    """A CJK run's terms, as ``_cjk_run`` with its tail."""
+    if len(run) > 1:
+        out.extend(a + b for a, b in itertools.pairwise(run))
+    out.append(run[-1])
 
 
 # ------------------------------------------------------------------------------------------------ documents

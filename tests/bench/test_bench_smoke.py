@@ -129,3 +129,10 @@ def test_webhooks_benchmark_quick(tmp_path: Path) -> None:
     data = json.loads(out.read_text(encoding="utf-8"))
     assert [r["mode"] for r in data["results"]] == ["off", "rows", "deliver"]
     assert data["results"][2]["job_ms"]["count"] > 0
+
+
+def test_tokenizer_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "tokenizer.json"
+    result = run_quick("tokenizer.py", out)
+    assert_ok(result, ["| text (500 messages each) | document() µs of CPU per message |"])
+    assert len(json.loads(out.read_text(encoding="utf-8"))["rows"]) == 4

@@ -105,6 +105,16 @@ def test_the_tokenizer_never_crashes_and_spans_are_in_bounds(text: str) -> None:
     assert "'" not in document({"text": text}) and '"' not in document({"text": text})
 
 
+MIXED = st.one_of(st.text(), st.text(st.sampled_from("aé Z1ß²_,\u3000\u2028\x1c明天开会がｶ회의 \t\n½ǅ"), max_size=40))
+
+
+@given(st.lists(MIXED, max_size=5).map(" ".join))
+def test_the_indexing_path_gives_the_tokenizers_terms(text: str) -> None:
+    # terms() is a faster path (strings only, chunks cached) to what the highlights see: they must agree
+    assert terms(text) == [token.term for token in tokenize(text)]
+    assert terms(text) == terms(text)  # a second time, from the chunk cache
+
+
 @given(st.lists(st.one_of(st.text(CJK, min_size=1, max_size=12), st.text(max_size=6)), min_size=1, max_size=6),
        st.data())
 def test_any_substring_of_two_or_more_cjk_characters_is_found(parts: list[str], data: st.DataObject) -> None:
