@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
+from pica.api.files import MEDIA_KEY
 from pica.api.http import build_app
 from pica.config import Config
 from pica.core.accounts import AccountService
@@ -43,6 +44,7 @@ from pica.gateway.tcp import start_tcp_server
 from pica.gateway.tls import ServerTls, server_tls
 from pica.jobs.worker import Handler, JobWorker, wall_ms
 from pica.logs import audit
+from pica.media.service import MediaService, open_blobs
 from pica.mqtt import start_mqtt_server
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
@@ -224,6 +226,8 @@ class PicaServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._ban_sweeper: asyncio.Task[None] | None = None
         self._revocation_sweeper: asyncio.Task[None] | None = None
+        self._media_sweeper: asyncio.Task[None] | None = None
+        self.media: MediaService | None = None
         self.services: GatewayServices | None = None
         self.side_work: SideWork | None = None
         self._before_send: BeforeSendHook | None = None
@@ -338,7 +342,15 @@ class PicaServer:
         if self.cluster is not None:
             await self.cluster.start()
         # aiohttp's keep-alive timer is the request-head deadline (pica.gateway.http_socket says why it fits).
-        self._runner = web.AppRunner(build_app(services), access_log=None, handle_signals=False,
+        app = build_app(services)
+        if self.cluster is not None and not config.media.storage:
+            log.warning("files are kept in this node's data directory (media.storage is empty): in a cluster set "
+                        "media.storage = \"s3://...\" so that every node serves every file")
+        self.media = media = MediaService(self.store, await open_blobs(config.media, config.data_dir), config.media,
+                                          config.data_dir, self.clock)
+        await media.start()
+        app[MEDIA_KEY] = media
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                      keepalive_timeout=config.limits.http_header_timeout)
         await self._runner.setup()
         handlers = self._runner.server
@@ -363,6 +375,7 @@ class PicaServer:
         self._ban_sweeper = asyncio.get_running_loop().create_task(self._sweep_bans(interval))
         revocations = RevocationSweep(self.store, self.hub, self.clock, auth.revocation_poll)
         self._revocation_sweeper = asyncio.get_running_loop().create_task(revocations.run())
+        self._media_sweeper = asyncio.get_running_loop().create_task(media.run_sweeps())
         log.info(
             "pica node started",
             extra={"node": self.node_id, "http_port": self.http_port, "tcp_port": self.tcp_port,
@@ -438,7 +451,7 @@ class PicaServer:
                 server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for sweeper in (self._ban_sweeper, self._revocation_sweeper):
+        for sweeper in (self._ban_sweeper, self._revocation_sweeper, self._media_sweeper):
             if sweeper is not None:
                 sweeper.cancel()
         for task in list(self._background):
@@ -466,6 +479,8 @@ class PicaServer:
             await self.side_work.stop()
         if self._before_send is not None:
             await self._before_send.close()
+        if self.media is not None:
+            await self.media.stop()
         await self.store.close()
         self._lock.close()
         self.services = None

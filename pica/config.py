@@ -354,6 +354,37 @@ class MqttConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaConfig:
+    storage: str = ""
+    """Where uploaded files' bytes live: empty (a content-addressed directory, ``<data_dir>/files``) or
+    ``s3://bucket/prefix`` (any S3-compatible store; the cluster setting)."""
+    s3_endpoint: str = ""
+    """The S3 API's URL (MinIO, Ceph, a local test server); empty: AWS's, from the usual AWS configuration."""
+    s3_region: str = "us-east-1"
+    """The bucket's region."""
+    max_file_bytes: int = 104_857_600
+    """Largest file one upload may hold (100 MiB): checked against ``Content-Length`` before reading, and again while
+    the bytes arrive (413)."""
+    quota_bytes: int = 2_147_483_648
+    """Bytes of files one user may have uploaded (2 GiB); an upload past it is refused (413 ``quota_exceeded``)."""
+    upload_timeout: float = 3_600.0
+    """Seconds one upload request may take to arrive (a slow phone uploads 100 MiB in well under an hour)."""
+    resumable_ttl: float = 86_400.0
+    """Seconds an unfinished resumable upload is kept from its last progress before it is deleted."""
+    max_open_uploads: int = 10
+    """Unfinished resumable uploads one user may hold at a time."""
+    unreferenced_grace: float = 86_400.0
+    """Seconds an uploaded file may stay unsent; then it is deleted. A send must reference it well within this."""
+    sweep_interval: float = 600.0
+    """Seconds between housekeeping passes (unreferenced files, abandoned uploads, unused bytes)."""
+    max_image_pixels: int = 40_000_000
+    """Largest image (width x height) the server decodes for thumbnails; a larger one is stored but not decoded, so
+    a decompression bomb costs nothing."""
+    thumbnail_sizes: tuple[int, ...] = (96, 320, 800)
+    """Longest side, in pixels, of the thumbnails made of each image."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     host: str = "127.0.0.1"
     """Address every listener binds."""
@@ -397,6 +428,7 @@ class Config:
     webhooks: tuple[WebhookConfig, ...] = ()
     """``[[webhooks]]`` tables of the TOML file (not settable from the environment or flags)."""
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
 
 
 _SECTIONS: Final = {
@@ -412,6 +444,7 @@ _SECTIONS: Final = {
     "before_send": BeforeSendConfig,
     "event_stream": EventStreamConfig,
     "mqtt": MqttConfig,
+    "media": MediaConfig,
 }
 
 
@@ -583,6 +616,11 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
             return value
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
+        item = typing.get_args(hint)[0]
+        if item is int:  # a list of integers: from TOML as integers, from the environment as "96,320"
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{path}: expected a list of integers, got {value!r}")
+            return tuple(_coerce(v, int, path) for v in value)
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{path}: expected a list of strings, got {value!r}")
         return tuple(value)
@@ -631,6 +669,15 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError("limits.http_header_timeout: must be more than 0")
         if obj.idle_timeout <= obj.heartbeat_interval:
             raise ConfigError("limits.idle_timeout: must be longer than limits.heartbeat_interval")
+    if isinstance(obj, MediaConfig):
+        if obj.storage and not obj.storage.startswith("s3://"):
+            raise ConfigError(f"media.storage: expected empty (the data directory) or s3://bucket/prefix, got "
+                              f"{obj.storage!r}")
+        if not obj.thumbnail_sizes or not all(16 <= size <= 4096 for size in obj.thumbnail_sizes):
+            raise ConfigError("media.thumbnail_sizes: expected sizes from 16 to 4096 pixels")
+        for name in ("max_file_bytes", "max_image_pixels", "sweep_interval", "upload_timeout"):
+            if getattr(obj, name) <= 0:
+                raise ConfigError(f"media.{name}: must be more than 0")
     if isinstance(obj, RatesConfig):
         for f in dataclasses.fields(obj):
             if f.type == "str" or f.type is str:

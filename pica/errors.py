@@ -102,6 +102,12 @@ class PayloadTooLarge(PicaError):
     http_status = 413
 
 
+class QuotaExceeded(PayloadTooLarge):
+    """An upload that would take the user's files past ``media.quota_bytes``."""
+
+    code = "quota_exceeded"
+
+
 class MethodNotAllowed(PicaError):
     code = "method_not_allowed"
     http_status = 405
@@ -175,6 +181,12 @@ class GroupNotFound(NotFound):
 
 class MessageNotFound(NotFound):
     code = "message_not_found"
+
+
+class FileNotFound(NotFound):
+    """For a file that does not exist and for one the caller may not read, alike (ids cannot be probed)."""
+
+    code = "file_not_found"
 
 
 class Conflict(PicaError):

@@ -144,6 +144,12 @@ async def api_error(node: Node, who: Login, method: str, path: str, **kwargs: An
     return failed.value.status, failed.value.code
 
 
+async def uploaded(node: Node, who: Login, data: bytes, filename: str) -> str:
+    """The id of a file ``who`` uploads (``POST /v1/files``), for a message to reference."""
+    async with PicaHttp(node.url, token=who.token) as http:
+        return str((await http.upload(data, filename=filename))["file_id"])
+
+
 async def new_user(url: str, prefix: str = "u") -> Login:
     name = f"{prefix}{uuid.uuid4().hex[:10]}"
     async with PicaHttp(url) as http:

@@ -40,7 +40,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "cluster": FOUNDATION | {"protocol", "store.base", "core"},
     "gateway": FOUNDATION | {"protocol", "store.base", "core"},
     "web": FOUNDATION,
-    "api": FOUNDATION | {"protocol", "store.base", "core", "gateway", "web"},
+    "api": FOUNDATION | {"protocol", "store.base", "core", "gateway", "web", "media"},
+    # Files: blob storage, uploads, thumbnails and housekeeping, against the Store interface.
+    "media": FOUNDATION | {"store.base"},
     # The job queue's workers, against the Store interface; webhooks are one kind of job (and the before-send hook,
     # the core's BeforeSend port).
     "jobs": FOUNDATION | {"store.base"},
@@ -53,7 +55,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "client": frozenset({"errors", "protocol"}),
     # The composition root wires everything but the clients.
     "app": FOUNDATION | {"protocol", "store.base", "store", "core", "cluster", "gateway", "api", "web", "jobs",
-                         "webhooks", "stream", "mqtt"},
+                         "webhooks", "stream", "mqtt", "media"},
     "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app", "cluster", "jobs",
                          "webhooks"},  # cluster: doctor
     "__main__": frozenset({"cli"}),

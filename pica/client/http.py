@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from ssl import SSLContext
 from types import TracebackType
 from typing import Any
@@ -140,16 +143,14 @@ class PicaHttp:
     async def _request(self, method: str, path: str, json: Any, params: dict[str, Any] | None, token: str | None,
                        base_url: str | None) -> Any:
         """``token`` "": send none."""
-        if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=self.ssl) if self.ssl is not None else None
-            self._session = aiohttp.ClientSession(connector=connector)
+        session = self._client()
         headers = {}
         bearer = self.token if token is None else token
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         clean = {k: str(v) for k, v in (params or {}).items() if v is not None}
         base = (base_url or self.base_url).rstrip("/")
-        async with self._session.request(method, base + path, json=json, params=clean,
+        async with session.request(method, base + path, json=json, params=clean,
                                          headers=headers) as resp:
             data = await resp.json(content_type=None)
             if resp.status >= 400:
@@ -216,3 +217,132 @@ class PicaHttp:
         """The live nodes of the cluster, the one preferred for this token's user first (``GET /v1/gateway``)."""
         data = await self.request("GET", "/v1/gateway", base_url=base_url)
         return [GatewayNode.from_json(node) for node in data["nodes"]]
+
+    # ------------------------------------------------------------------------------------------ files
+
+    async def upload(self, source: bytes | Path, *, filename: str | None = None,
+                     progress: Progress | None = None) -> dict[str, Any]:
+        """``POST /v1/files``: the bytes of ``source`` (a file is streamed, never read whole) -> the file's
+        ``{"file_id", "size", "content_type", "sha256", "name", ...}``. ``progress(sent, total)`` after each chunk."""
+        total = len(source) if isinstance(source, bytes) else (await asyncio.to_thread(source.stat)).st_size
+        name = filename if filename is not None else (source.name if isinstance(source, Path) else None)
+        params = {"filename": name} if name else None
+        answer: dict[str, Any] = await self._send_bytes(
+            "POST", "/v1/files", _chunks_of(source, 0, total, progress), total, params,
+            {"Content-Type": "application/octet-stream"})
+        return answer
+
+    async def upload_resumable(self, path: Path, *, filename: str | None = None, part_bytes: int = 4 << 20,
+                               progress: Progress | None = None, attempts: int = 5) -> dict[str, Any]:
+        """The same through the resumable protocol (tus 1.0.0): a broken connection resumes where the server's
+        bytes end, up to ``attempts`` times in a row."""
+        total = (await asyncio.to_thread(path.stat)).st_size
+        name = base64.b64encode((filename or path.name).encode()).decode()
+        tus = {"Tus-Resumable": "1.0.0"}
+        created = await self._send_bytes("POST", "/v1/uploads", None, 0, None,
+                                         {**tus, "Upload-Length": str(total), "Upload-Metadata": f"filename {name}"})
+        location = created["location"]
+        offset, failures = 0, 0
+        while True:
+            end = min(total, offset + part_bytes)
+            try:
+                answer = await self._send_bytes(
+                    "PATCH", location, _chunks_of(path, offset, end, progress, total), end - offset, None,
+                    {**tus, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
+            except (TimeoutError, aiohttp.ClientError):
+                failures += 1
+                if failures >= attempts:
+                    raise
+                head = await self._raw("HEAD", location, None, None, tus)
+                offset = int(head["Upload-Offset"])
+                continue
+            failures = 0
+            if isinstance(answer, dict) and "file_id" in answer:
+                return answer
+            offset = end
+
+    async def download(self, file_id: str, target: Path | None = None, *, thumbnail: int | None = None,
+                       progress: Progress | None = None) -> bytes:
+        """``GET /v1/files/{file_id}``: the bytes (also written to ``target`` as they arrive, when given)."""
+        session = self._client()
+        params = {"thumbnail": str(thumbnail)} if thumbnail else None
+        async with session.get(f"{self.base_url}/v1/files/{file_id}", params=params,
+                               headers=self._auth_headers()) as resp:
+            if resp.status >= 400:
+                data = await resp.json(content_type=None)
+                raise PicaHttpError(resp.status, str(data.get("code")), str(data.get("message")))
+            total = int(resp.headers.get("Content-Length", "0"))
+            parts: list[bytes] = []
+            received = 0
+            handle = target.open("wb") if target is not None else None
+            try:
+                async for chunk in resp.content.iter_chunked(256 * 1024):
+                    parts.append(chunk)
+                    received += len(chunk)
+                    if handle is not None:
+                        handle.write(chunk)
+                    if progress is not None:
+                        progress(received, total)
+            finally:
+                if handle is not None:
+                    handle.close()
+            return b"".join(parts)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(ssl=self.ssl) if self.ssl is not None else None
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def _send_bytes(self, method: str, path: str, body: AsyncIterator[bytes] | None, length: int,
+                          params: dict[str, str] | None, headers: dict[str, str]) -> Any:
+        session = self._client()
+        sent_headers = {**self._auth_headers(), **headers}
+        if body is not None:
+            sent_headers["Content-Length"] = str(length)
+        async with session.request(method, self.base_url + path, data=body, params=params,
+                                   headers=sent_headers) as resp:
+            if resp.status == 204:
+                return dict(resp.headers)
+            data = await resp.json(content_type=None)
+            if resp.status >= 400:
+                raise PicaHttpError(resp.status, str(data.get("code")), str(data.get("message")))
+            return data
+
+    async def _raw(self, method: str, path: str, body: bytes | None, params: dict[str, str] | None,
+                   headers: dict[str, str]) -> dict[str, str]:
+        async with self._client().request(method, self.base_url + path, data=body, params=params,
+                                          headers={**self._auth_headers(), **headers}) as resp:
+            if resp.status >= 400:
+                raise PicaHttpError(resp.status, "http_error", f"{method} {path}: {resp.status}")
+            return dict(resp.headers)
+
+
+Progress = Callable[[int, int], None]
+"""``progress(bytes so far, total bytes)``."""
+
+
+async def _chunks_of(source: bytes | Path, start: int, end: int, progress: Progress | None,
+                     total: int | None = None) -> AsyncIterator[bytes]:
+    step = 256 * 1024
+    whole = end if total is None else total
+    if isinstance(source, bytes):
+        for at in range(start, end, step):
+            yield source[at:min(end, at + step)]
+            if progress is not None:
+                progress(min(end, at + step), whole)
+        return
+    with source.open("rb") as handle:
+        handle.seek(start)
+        at = start
+        while at < end:
+            chunk = await asyncio.to_thread(handle.read, min(step, end - at))
+            if not chunk:
+                break
+            at += len(chunk)
+            yield chunk
+            if progress is not None:
+                progress(at, whole)

@@ -17,12 +17,13 @@ from typing import Any, TypeVar
 
 from pica.config import LimitsConfig
 from pica.core.fanout import GroupFanout
+from pica.core.files import referenced_file, with_truth
 from pica.core.ports import BeforeSend, Clock, Delivery, GroupRouter
 from pica.core.ratelimit import RateLimits
 from pica.core.search import WINDOW, SearchPage, phrases_of, rank_page
 from pica.core.validation import check_client_msg_id, validate_body
 from pica.core.wire import message_frame
-from pica.errors import BadRequest, ConversationNotFound
+from pica.errors import BadRequest, ConversationNotFound, FileNotFound
 from pica.protocol import frames as f
 from pica.protocol.ids import (
     direct_conversation_id,
@@ -135,15 +136,17 @@ class ChatService:
             self._rates.check(self._rates.sends, sender, "messages")
         client_msg_id = check_client_msg_id(client_msg_id)
         checked, body_json = validate_body(body, self._limits)
-        if self._before_send is not None:
+        # A send behind one still under review waits for it too, so that a sender's messages keep their order.
+        if self._before_send is not None or referenced_file(checked) is not None or sender in self._reviews:
             self._review(sender, client_msg_id, checked, body_json, reply, to, group_id, origin)
             return
         self._append(sender, client_msg_id, checked, body_json, reply, to, group_id, origin)
 
     def _review(self, sender: int, client_msg_id: str, checked: dict[str, Any], body_json: bytes, reply: Reply,
                 to: int | None, group_id: int | None, origin: object | None) -> None:
-        """Ask the before-send hook, then append. Hooks of one sender's sends run concurrently, but each send enters
-        the store only after the previous one did (or failed), so a sender's messages keep their order."""
+        """Read the file the body references and ask the before-send hook, then append. Reviews of one sender's
+        sends run concurrently, but each send enters the store only after the previous one did (or failed), so a
+        sender's messages keep their order."""
         previous = self._reviews.get(sender)
         task = asyncio.get_running_loop().create_task(
             self._reviewed(previous, sender, client_msg_id, checked, body_json, reply, to, group_id, origin))
@@ -160,13 +163,14 @@ class ChatService:
     async def _reviewed(self, previous: asyncio.Task[None] | None, sender: int, client_msg_id: str,
                         checked: dict[str, Any], body_json: bytes, reply: Reply, to: int | None,
                         group_id: int | None, origin: object | None) -> None:
-        assert self._before_send is not None
         conversation_id = direct_conversation_id(sender, to) if to is not None else group_conversation_id(
             group_id or 0)
         try:
-            reviewed = await self._before_send.review(sender, conversation_id, client_msg_id, checked)
-            if reviewed is not checked:  # rewritten: the hook's body obeys the same rules as the client's
-                checked, body_json = validate_body(reviewed, self._limits)
+            checked, body_json = await self._with_file(sender, checked, body_json)
+            if self._before_send is not None:
+                reviewed = await self._before_send.review(sender, conversation_id, client_msg_id, checked)
+                if reviewed is not checked:  # rewritten: the hook's body obeys the same rules as the client's
+                    checked, body_json = await self._with_file(sender, *validate_body(reviewed, self._limits))
         except Exception as exc:
             if previous is not None:
                 await asyncio.wait([previous])
@@ -179,19 +183,34 @@ class ChatService:
         except Exception as exc:
             reply(None, exc)
 
+    async def _with_file(self, sender: int, checked: dict[str, Any], body_json: bytes) -> tuple[dict[str, Any], bytes]:
+        """The body with the truth about the file it references (docs/protocol.md, "Files"): the sender must be
+        able to read it (their upload, or a file of a message they can see: a forward copies no bytes)."""
+        reference = referenced_file(checked)
+        if reference is None:
+            return checked, body_json
+        kind, file_id = reference
+        record = await self._store.readable_file(file_id, sender)
+        if record is None:
+            raise FileNotFound(f"no file {file_id!r} that you can send: upload it first (POST /v1/files)")
+        return validate_body(with_truth(checked, kind, record), self._limits)
+
     def _append(self, sender: int, client_msg_id: str, checked: dict[str, Any], body_json: bytes, reply: Reply,
                 to: int | None, group_id: int | None, origin: object | None) -> None:
         words = document(checked)
         ts = self._clock.now_ms()
+        reference = referenced_file(checked)
+        file_ids = (reference[1],) if reference is not None else ()
         if to is not None:
             conversation_id = direct_conversation_id(sender, to)
             stored = self._store.append_direct(
-                DirectAppend(conversation_id, sender, to, client_msg_id, body_json, ts, words)
+                DirectAppend(conversation_id, sender, to, client_msg_id, body_json, ts, words, file_ids)
             )
         else:
             assert group_id is not None
             conversation_id = group_conversation_id(group_id)
-            stored = self._store.append_group(GroupAppend(conversation_id, sender, client_msg_id, body_json, ts, words))
+            stored = self._store.append_group(
+                GroupAppend(conversation_id, sender, client_msg_id, body_json, ts, words, file_ids))
 
         def committed(result: AppendResult) -> SendAck:
             if not result.duplicate:

@@ -59,17 +59,21 @@ def check_password_guessability(password: str, username: str, min_score: int) ->
         raise WeakPassword(f"password is too easy to guess: {warning.rstrip('.')}")
 
 
-CONTENT_KINDS: Final = ("text", "file", "image", "custom")
+CONTENT_KINDS: Final = ("text", "file", "image", "voice", "custom")
+FILE_KINDS: Final = ("file", "image", "voice")
+"""Bodies that reference an uploaded file (``{"<kind>": {"id": <file_id>, ...}}``)."""
+MAX_VOICE_MS: Final = 3_600_000
+MAX_WAVEFORM: Final = 100
 SERVER_ONLY_KEYS: Final = ("system", "recall", "edit", "deleted", "recalled", "edited")
-_FILE_FIELDS: Final = {"id": str, "name": str, "mime": str, "size": int}
 
 
 def validate_body(body: object, limits: LimitsConfig) -> tuple[dict[str, Any], bytes]:
     """A message body is a JSON object with exactly one content key (docs/protocol.md, "Message bodies"):
 
     - ``{"text": str, "mentions"?: [user_id, ...]}``: text, optionally mentioning users;
-    - ``{"file": {"id", "name", "mime", "size", "url"?}, "text"?: caption}``: a reference to an uploaded file;
-    - ``{"image": {... as file, "width"?, "height"?}, "text"?: caption}``: an uploaded image;
+    - ``{"file": {"id"}, "text"?: caption}``: an uploaded file (the server fills in its name, type and size);
+    - ``{"image": {"id"}, "text"?: caption}``: an uploaded image (and its dimensions, placeholder, thumbnails);
+    - ``{"voice": {"id", "duration_ms", "waveform"?}}``: a recorded voice note;
     - ``{"custom": <any JSON>, "type"?: str}``: application data.
 
     ``system``, ``recall``, ``edit`` and the state markers are the server's; other top-level keys are kept as
@@ -81,11 +85,11 @@ def validate_body(body: object, limits: LimitsConfig) -> tuple[dict[str, Any], b
     for key in SERVER_ONLY_KEYS:
         if key in body:
             raise BadRequest(f"body.{key} is set by the server only")
-    kinds = [k for k in ("file", "image", "custom") if k in body]
-    if len(kinds) > 1 or ("custom" in body and "text" in body):
-        raise BadRequest("body needs exactly one of 'text', 'file', 'image', 'custom'")
+    kinds = [k for k in (*FILE_KINDS, "custom") if k in body]
+    if len(kinds) > 1 or (("custom" in body or "voice" in body) and "text" in body):
+        raise BadRequest("body needs exactly one of 'text', 'file', 'image', 'voice', 'custom'")
     if not kinds and "text" not in body:
-        raise BadRequest("body needs 'text', 'file', 'image' or 'custom'")
+        raise BadRequest("body needs 'text', 'file', 'image', 'voice' or 'custom'")
     if "text" in body:
         text = body["text"]
         if not isinstance(text, str) or not text.strip():
@@ -98,7 +102,7 @@ def validate_body(body: object, limits: LimitsConfig) -> tuple[dict[str, Any], b
             isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in mentions
         ):
             raise BadRequest("body.mentions must be a list of at most 100 user ids")
-    for kind in ("file", "image"):
+    for kind in FILE_KINDS:
         if kind in body:
             _check_file(body[kind], kind)
     if "type" in body and not isinstance(body["type"], str):
@@ -110,14 +114,22 @@ def validate_body(body: object, limits: LimitsConfig) -> tuple[dict[str, Any], b
 
 
 def _check_file(ref: object, kind: str) -> None:
+    """The client's part of a file reference: the id (what the file is, the server fills in), and for a voice note
+    what only the recording device knows: its duration and a waveform summary."""
     if not isinstance(ref, dict):
         raise BadRequest(f"body.{kind} must be an object")
-    for name, kind_type in _FILE_FIELDS.items():
-        value = ref.get(name)
-        if not isinstance(value, kind_type) or isinstance(value, bool):
-            raise BadRequest(f"body.{kind}.{name} must be a {kind_type.__name__}")
-    if ref["size"] < 0:
-        raise BadRequest(f"body.{kind}.size must not be negative")
+    file_id = ref.get("id")
+    if not isinstance(file_id, str) or not 1 <= len(file_id) <= 64:
+        raise BadRequest(f"body.{kind}.id must be the id of an uploaded file (POST /v1/files)")
+    if kind != "voice":
+        return
+    duration = ref.get("duration_ms")
+    if not isinstance(duration, int) or isinstance(duration, bool) or not 0 < duration <= MAX_VOICE_MS:
+        raise BadRequest(f"body.voice.duration_ms must be an integer from 1 to {MAX_VOICE_MS}")
+    waveform = ref.get("waveform", [])
+    if not isinstance(waveform, list) or len(waveform) > MAX_WAVEFORM or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in waveform):
+        raise BadRequest(f"body.voice.waveform must be a list of at most {MAX_WAVEFORM} integers from 0 to 255")
 
 
 def check_client_msg_id(client_msg_id: object) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 
@@ -126,6 +126,8 @@ class DirectAppend:
     search_text: str = ""
     """What full-text search indexes: the body's document (:func:`pica.protocol.tokens.document`), its tokens;
     empty: not searchable."""
+    file_ids: tuple[str, ...] = ()
+    """Uploaded files the body references (checked to be the sender's): stored as references with the message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,7 @@ class GroupAppend:
     body_json: bytes
     ts: int
     search_text: str = ""
+    file_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +355,46 @@ class JobOutcome:
     run_at: int = 0
     dead: bool = False
     error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """An uploaded file (docs/protocol.md, "Files"): its bytes are the blob ``sha256``."""
+
+    file_id: str
+    owner: int
+    sha256: str
+    size: int
+    content_type: str
+    """What the server found the bytes to be (sniffed), never what the client said."""
+    name: str
+    created_at: int
+    meta: dict[str, Any] = field(default_factory=dict)
+    """What the server learned of the content: ``width``, ``height``, ``placeholder``, ``thumbnails`` (sizes made)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    """A resumable upload not finished yet (the tus protocol); its bytes so far are in the node's upload directory."""
+
+    upload_id: str
+    owner: int
+    length: int
+    received: int
+    """Bytes received and synced: where the next PATCH must start."""
+    name: str
+    created_at: int
+    touched_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileSweep:
+    """What one housekeeping pass removed from the store: the files' rows, and the blobs no row uses any more (whose
+    bytes the caller deletes), and the abandoned uploads (whose partial bytes the caller deletes)."""
+
+    files: int
+    blobs: list[str]
+    uploads: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -638,6 +681,45 @@ class Store(abc.ABC):
     def set_job_rules(self, rules: JobRules | None, on_jobs: Callable[[], None] | None = None) -> None:
         """From now on, write transactions add the job rows ``rules`` says (None: none), and ``on_jobs`` is called
         after a commit that may have added some (the in-node worker's waker)."""
+
+    # media (docs/protocol.md, "Files")
+    @abc.abstractmethod
+    async def reserve_blob(self, sha256: str, now_ms: int) -> None:
+        """Mark content as being put now, before its bytes are written: the sweep leaves it alone for a grace."""
+
+    @abc.abstractmethod
+    async def add_file(self, record: FileRecord, quota_bytes: int) -> None:
+        """Store an uploaded file's row; QuotaExceeded when the owner's files would pass ``quota_bytes``."""
+
+    @abc.abstractmethod
+    async def file_usage(self, owner: int) -> int:
+        """Bytes of the files an owner has (each upload counted, even of the same content)."""
+
+    @abc.abstractmethod
+    async def readable_file(self, file_id: str, user_id: int) -> FileRecord | None:
+        """The file, if ``user_id`` may read it: its owner, or a member who can see a message that references it
+        (the timeline rule; a recall removes the reference). None for everyone else, existing or not."""
+
+    @abc.abstractmethod
+    async def open_upload(self, record: UploadRecord, max_open: int) -> None:
+        """Start a resumable upload; Forbidden past ``max_open`` unfinished ones of the owner."""
+
+    @abc.abstractmethod
+    async def get_upload(self, upload_id: str, owner: int) -> UploadRecord | None:
+        """The owner's unfinished upload, or None (another user's reads as absent)."""
+
+    @abc.abstractmethod
+    async def touch_upload(self, upload_id: str, received: int, now_ms: int) -> None:
+        """Record progress (``received`` bytes are durable): the upload's expiry counts from now."""
+
+    @abc.abstractmethod
+    async def end_upload(self, upload_id: str) -> None:
+        """Forget an upload (finished or cancelled)."""
+
+    @abc.abstractmethod
+    async def sweep_files(self, unreferenced_before: int, abandoned_before: int, limit: int) -> FileSweep:
+        """Delete up to ``limit`` files made before ``unreferenced_before`` that no message references, the blobs
+        no file uses that were not put since then, and the uploads untouched since ``abandoned_before``."""
 
     @abc.abstractmethod
     async def claim_jobs(self, now_ms: int, lease_ms: int, limit: int) -> list[JobRecord]:

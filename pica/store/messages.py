@@ -19,6 +19,7 @@ import msgspec
 
 from pica.errors import ConversationNotFound, MessageNotFound
 from pica.protocol.ids import direct_peer, own_conversation_id
+from pica.store import media
 from pica.store.append_rules import (
     Append,
     AppendPlan,
@@ -111,6 +112,9 @@ def append_batch(requests: Sequence[Append], searches: Sequence[str | None]) -> 
         # A concurrent transaction (another node or lane) committed one of these client ids while we waited on its
         # index entry: run again, and the new attempt reads it as an original.
         raise Retry()
+    refs = [(file_id, r.conversation_id, seq) for r, seq, _ in decided.messages for file_id in r.file_ids]
+    if refs:
+        yield from media.refs_of(refs)
     return decided.outcomes
 
 
@@ -172,6 +176,7 @@ def append_event(request: EventAppend, search_value: Any) -> Txn[tuple[AppendRes
         # The author's later messages hold the target's edit events; the recall window bounds how many there are.
         later = yield Read("later_messages_of", (conversation_id, request.target_seq, request.user_id))
         scrubbed = scrub_edits(request.target_seq, [(row[0], _json_decode_body(row[1])) for row in later])
+        yield from media.drop_refs(conversation_id, request.target_seq)  # its files are no longer readable through it
     new_body = RECALLED_BODY_JSON if plan.body is None else _json_encode(plan.body)
     search = None if plan.search_text is None else search_value(plan.search_text)
     yield Write("change_message", ([conversation_id], [request.target_seq], [plan.state], [new_body], [search]))

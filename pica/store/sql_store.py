@@ -15,10 +15,12 @@ from functools import partial
 from typing import TypeVar
 
 from pica.protocol.tokens import Phrase
-from pica.store import groups, invites, jobs, lifecycle, messages, search, sessions, social
+from pica.store import groups, invites, jobs, lifecycle, media, messages, search, sessions, social
 from pica.store.base import (
     ContactRecord,
     ConversationSummary,
+    FileRecord,
+    FileSweep,
     GroupAction,
     GroupChange,
     GroupRecord,
@@ -38,6 +40,7 @@ from pica.store.base import (
     SessionRecord,
     SessionState,
     Store,
+    UploadRecord,
     UserRecord,
     UserSettings,
     WebhookEndpoint,
@@ -292,6 +295,35 @@ class SqlStore(Store):
 
     async def sent_messages(self, user_id: int, after_client_msg_id: str, limit: int) -> list[MessageRecord]:
         return await self._read_txn(partial(lifecycle.sent_messages, user_id, after_client_msg_id, limit))
+
+    # ------------------------------------------------------------------------------------------------ media
+
+    async def reserve_blob(self, sha256: str, now_ms: int) -> None:
+        await self._write_txn(partial(media.reserve_blob, sha256, now_ms))
+
+    async def add_file(self, record: FileRecord, quota_bytes: int) -> None:
+        await self._write_txn(partial(media.add_file, record, quota_bytes))
+
+    async def file_usage(self, owner: int) -> int:
+        return await self._read_txn(partial(media.file_usage, owner))
+
+    async def readable_file(self, file_id: str, user_id: int) -> FileRecord | None:
+        return await self._read_txn(partial(media.readable_file, file_id, user_id))
+
+    async def open_upload(self, record: UploadRecord, max_open: int) -> None:
+        await self._write_txn(partial(media.open_upload, record, max_open))
+
+    async def get_upload(self, upload_id: str, owner: int) -> UploadRecord | None:
+        return await self._read_txn(partial(media.get_upload, upload_id, owner))
+
+    async def touch_upload(self, upload_id: str, received: int, now_ms: int) -> None:
+        await self._write_txn(partial(media.touch_upload, upload_id, received, now_ms))
+
+    async def end_upload(self, upload_id: str) -> None:
+        await self._write_txn(partial(media.end_upload, upload_id))
+
+    async def sweep_files(self, unreferenced_before: int, abandoned_before: int, limit: int) -> FileSweep:
+        return await self._write_txn(partial(media.sweep, unreferenced_before, abandoned_before, limit))
 
     # ------------------------------------------------------------------------------------------------ jobs
 

@@ -56,10 +56,15 @@ class World:
     bob_name: str
     conversation_id: str
     group_id: int
+    file_id: str
+    """A file alice uploaded."""
+    upload_id: str
+    """A resumable upload alice started."""
 
     def path_params(self) -> dict[str, str]:
         return {"conversation_id": self.conversation_id, "seq": "1", "group_id": str(self.group_id),
-                "user_id": str(self.bob.user_id), "name": "app.js", "session_id": self.alice_phone.session_id}
+                "user_id": str(self.bob.user_id), "name": "app.js", "session_id": self.alice_phone.session_id,
+                "file_id": self.file_id, "upload_id": self.upload_id}
 
 
 async def make_world(node: Node) -> World:
@@ -75,8 +80,17 @@ async def make_world(node: Node) -> World:
     bob_name = (await api(node, bob, "GET", "/v1/me"))["username"]
     async with PicaHttp(node.url) as http:
         alice_phone = await http.login(alice_name, PASSWORD)
+    async with PicaHttp(node.url, token=alice.token) as http:
+        file_id = (await http.upload(b"hello, file\n", filename="hello.txt"))["file_id"]
     return World(node, alice, alice_phone, bob, carol, dave, erin, alice_name, bob_name, ack["conversation_id"],
-                 group["group_id"])
+                 group["group_id"], file_id, await start_upload(node, alice))
+
+
+async def start_upload(node: Node, who: Login) -> str:
+    async with aiohttp.ClientSession() as session, session.post(
+            node.url + "/v1/uploads", headers={"Authorization": f"Bearer {who.token}", "Tus-Resumable": "1.0.0",
+                                               "Upload-Length": "10"}) as resp:
+        return str((await resp.json())["upload_id"])
 
 
 # ------------------------------------------------------------------------------------------------------ the routes
@@ -201,6 +215,14 @@ ROUTES: Final = [
     Route("GET", "/v1/invitations"),
     Route("POST", "/v1/invitations/{group_id}/accept", caller="dave"),
     Route("POST", "/v1/invitations/{group_id}/decline", caller="dave"),
+    # files (the body of an upload is the file: any bytes are valid, so no body variants)
+    Route("POST", "/v1/files", status=201, query={"filename": Query("notes.txt", "text")}),
+    Route("GET", "/v1/files/{file_id}", json=False),
+    Route("OPTIONS", "/v1/uploads", auth="none", status=204, json=False),
+    # The sweep sends no Tus-Resumable header: the tus routes refuse it (412) before anything else.
+    Route("POST", "/v1/uploads", status=412),
+    Route("PATCH", "/v1/uploads/{upload_id}", status=412),
+    Route("DELETE", "/v1/uploads/{upload_id}", status=204),
     # The valid request deletes erin: her token is refused (401) in every variant that passes the body's parsing.
     Route("DELETE", "/v1/me", caller="erin", status=204, invalid=401, body=lambda w: {"password": PASSWORD}),
 ]
@@ -450,7 +472,7 @@ class Sweep:
                 expect = frozenset({400, 404})
             elif name == "name":
                 values, expect = STATIC_PATH, frozenset({404})
-            elif name == "session_id":
+            elif name in ("session_id", "file_id", "upload_id"):
                 values, expect = SESSION_PATH, frozenset({400, 404})
             else:
                 values, expect = INT_PATH, BAD
@@ -611,7 +633,8 @@ async def test_malformed_input_gets_a_json_4xx(node: Node, route: Route) -> None
         failed = await problem(node, valid)
         assert failed is None, f"{route}: the valid request failed: {failed}"
     else:
-        async with aiohttp.ClientSession() as session, session.get(node.url + valid.path) as resp:
+        async with aiohttp.ClientSession() as session, session.request(valid.method, node.url + valid.path,
+                                                                       **valid.kwargs) as resp:
             assert resp.status == route.status
     problems = []
     for case in sweep.variants():

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pica.client import Login, PicaHttp, PicaHttpError
-from tests.conftest import Node, new_user
+from tests.conftest import Node, new_user, uploaded
 
 
 async def api(node: Node, who: Login, method: str, path: str, **kwargs: Any) -> Any:
@@ -55,8 +55,8 @@ async def test_search_finds_my_messages_by_every_word_across_my_conversations(no
     await post(node, carol, "a quick grey wolf", to=alice)
     group_id = await make_group(node, alice, bob, carol)
     bread = await post(node, alice, "Brown bread is QUICK", group_id=group_id)
-    await post(node, bob, {"file": {"id": "f", "name": "quarterly-report.pdf", "mime": "application/pdf",
-                                    "size": 9}, "text": "see attached"}, to=alice)
+    report = await uploaded(node, bob, b"%PDF-1.4 figures", "quarterly-report.pdf")
+    await post(node, bob, {"file": {"id": report}, "text": "see attached"}, to=alice)
 
     assert await texts(node, alice, "quick") == ["Brown bread is QUICK", "a quick grey wolf", "the quick brown fox"]
     assert await texts(node, alice, "quick brown") == ["Brown bread is QUICK", "the quick brown fox"]
@@ -107,7 +107,7 @@ async def test_recalled_edited_and_deleted_messages_are_found_as_they_now_read(n
     assert await texts(node, bob, "papaya") == []
     assert await texts(node, bob, "guava") == ["guava smoothie"]
 
-    sheet = {"id": "f", "name": "budget-2027.xlsx", "mime": "application/x", "size": 1}
+    sheet = {"id": await uploaded(node, alice, b"1,2,3\n", "budget-2027.xlsx")}
     report = await post(node, alice, {"file": sheet, "text": "draft"}, to=bob)
     await api(node, alice, "POST", f"{messages}/{report['seq']}/edit", json={"client_msg_id": "e2",
                                                                              "text": "final numbers"})
@@ -186,7 +186,7 @@ async def test_search_by_sender_date_and_kind(node: Node) -> None:
     alice, bob = await new_user(node.url), await new_user(node.url)
     first = await post(node, alice, "plan one", to=bob)
     link = await post(node, bob, "plan at https://example.org", to=alice)
-    pdf = {"id": "f", "name": "计划书.pdf", "mime": "application/pdf", "size": 3}
+    pdf = {"id": await uploaded(node, bob, b"%PDF-1.4 plan", "计划书.pdf")}
     await post(node, bob, {"file": pdf, "text": "plan attached"}, to=alice)
     assert await texts(node, alice, "plan", sender=bob.user_id) == ["plan attached", "plan at https://example.org"]
     assert await texts(node, alice, "plan", kind="link") == ["plan at https://example.org"]

@@ -65,6 +65,8 @@ RELEASED = {
     "0006_privacy.postgres.sql": "33702745fb3b9f7ea01b8bd68e8408eab1ceb25d20ddf2c9b1980f68e2cb73c3",
     "0008_jobs.sqlite.sql": "534be4a72cbf7d861bb293ec67c5f0f7f32eb1a9a1a242ef2ebf25fa00f33afe",
     "0008_jobs.postgres.sql": "b7cdf00617620e3064caa988e91580d29fc073ec781a99517218f0dc8521926a",
+    "0009_media.sqlite.sql": "8622b84ae684a492e811c0508a2ff4704f6fa5b255e8547d227ba2d229309ce7",
+    "0009_media.postgres.sql": "9b1f334fdc60c10c5af42283e8540361a2d3c618469f13f28540b6c300236e1f",
 }
 NEXT = bundled().latest + 1
 """The version a later release adds next."""
