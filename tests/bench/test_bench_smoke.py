@@ -136,3 +136,10 @@ def test_tokenizer_benchmark_quick(tmp_path: Path) -> None:
     result = run_quick("tokenizer.py", out)
     assert_ok(result, ["| text (500 messages each) | document() µs of CPU per message |"])
     assert len(json.loads(out.read_text(encoding="utf-8"))["rows"]) == 4
+
+
+def test_media_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "media.json"
+    result = run_quick("media.py", out)
+    assert_ok(result, ["| phase | requests | MB/s |"])
+    assert [r["phase"] for r in json.loads(out.read_text(encoding="utf-8"))["rows"]] == ["upload", "download"]
