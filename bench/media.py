@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -37,10 +38,8 @@ def rss_bytes(pid: int) -> int:
     proc = psutil.Process(pid)
     total = proc.memory_info().rss
     for child in proc.children(recursive=True):
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):  # it ended between the listing and the reading
             total += child.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total
 
 
