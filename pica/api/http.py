@@ -2,7 +2,8 @@
 
 This module builds the application: error mapping, health and metrics; :mod:`pica.api.auth`,
 :mod:`pica.api.messages`, :mod:`pica.api.groups`, :mod:`pica.api.social`, :mod:`pica.api.me` and
-:mod:`pica.api.dispatch` add their routes, each declared with :func:`pica.api.spec.route`.
+:mod:`pica.api.dispatch` add their routes, each declared with :func:`pica.api.spec.route`, and
+:mod:`pica.api.openapi` the document built from those declarations and its page.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from aiohttp import web
 
-from pica.api import auth, dispatch, groups, me, messages, social
+from pica.api import auth, dispatch, groups, me, messages, openapi, social
 from pica.api.common import check_http_rate, error_response, json_response, services
 from pica.api.spec import route
 from pica.errors import BadRequest, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, PicaError
@@ -132,5 +133,6 @@ def build_app(node: GatewayServices) -> web.Application:
     social.add_routes(app)
     me.add_routes(app)
     dispatch.add_routes(app)
+    openapi.add_routes(app)  # /openapi.json and its page, /docs
     add_chat_page_routes(app)  # the web chat page: / and /static/<name>
     return app
