@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
+from pica.api.checks import ResponseCheck
 from pica.api.http import build_app
 from pica.config import Config
 from pica.core.accounts import AccountService
@@ -228,6 +229,8 @@ class PicaServer:
         self.side_work: SideWork | None = None
         self._before_send: BeforeSendHook | None = None
         self.tls: ServerTls | None = None
+        self.response_check: ResponseCheck | None = None
+        """Set before ``start`` by the test suite: every HTTP answer is checked against its route's declaration."""
 
     async def start(self) -> None:
         """Raises StartupError for what the operator must fix (a port in use, a data directory that cannot be
@@ -338,7 +341,7 @@ class PicaServer:
         if self.cluster is not None:
             await self.cluster.start()
         # aiohttp's keep-alive timer is the request-head deadline (pica.gateway.http_socket says why it fits).
-        self._runner = web.AppRunner(build_app(services), access_log=None, handle_signals=False,
+        self._runner = web.AppRunner(build_app(services, self.response_check), access_log=None, handle_signals=False,
                                      keepalive_timeout=config.limits.http_header_timeout)
         await self._runner.setup()
         handlers = self._runner.server

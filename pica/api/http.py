@@ -15,6 +15,7 @@ import msgspec
 from aiohttp import web
 
 from pica.api import auth, dispatch, groups, me, messages, openapi, social
+from pica.api.checks import ResponseCheck, response_check_middleware
 from pica.api.common import check_http_rate, error_response, json_response, services
 from pica.api.spec import route
 from pica.errors import BadRequest, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, PicaError
@@ -115,11 +116,14 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
-def build_app(node: GatewayServices) -> web.Application:
+def build_app(node: GatewayServices, check: ResponseCheck | None = None) -> web.Application:
+    """``check``: compare every success answer with its route's declared type (the test suite's check)."""
     from pica.api.headers import security_headers
 
-    app = web.Application(middlewares=[security_headers, error_middleware],
-                          client_max_size=node.limits.max_http_body_bytes)
+    middlewares = [security_headers, error_middleware]
+    if check is not None:
+        middlewares.append(response_check_middleware)  # inside error_middleware: a mismatch answers 500
+    app = web.Application(middlewares=middlewares, client_max_size=node.limits.max_http_body_bytes)
     app[SERVICES_KEY] = node
     route(app, "GET", "/healthz", healthz, summary="Is this node up (for load balancers)", response=Health,
           responses={503: Health}, auth="none", tag="operations")
@@ -135,4 +139,6 @@ def build_app(node: GatewayServices) -> web.Application:
     dispatch.add_routes(app)
     openapi.add_routes(app)  # /openapi.json and its page, /docs
     add_chat_page_routes(app)  # the web chat page: / and /static/<name>
+    if check is not None:
+        check.watch(app)
     return app
