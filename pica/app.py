@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
+from pica.api.checks import ResponseCheck
 from pica.api.files import MEDIA_KEY
 from pica.api.http import build_app
 from pica.config import Config
@@ -232,6 +233,8 @@ class PicaServer:
         self.side_work: SideWork | None = None
         self._before_send: BeforeSendHook | None = None
         self.tls: ServerTls | None = None
+        self.response_check: ResponseCheck | None = None
+        """Set before ``start`` by the test suite: every HTTP answer is checked against its route's declaration."""
 
     async def start(self) -> None:
         """Raises StartupError for what the operator must fix (a port in use, a data directory that cannot be
@@ -342,7 +345,7 @@ class PicaServer:
         if self.cluster is not None:
             await self.cluster.start()
         # aiohttp's keep-alive timer is the request-head deadline (pica.gateway.http_socket says why it fits).
-        app = build_app(services)
+        app = build_app(services, self.response_check)
         if self.cluster is not None and not config.media.storage:
             log.warning("files are kept in this node's data directory (media.storage is empty): in a cluster set "
                         "media.storage = \"s3://...\" so that every node serves every file")

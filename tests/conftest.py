@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from pica.api.checks import ResponseCheck
 from pica.app import PicaServer
 from pica.client import Login, PicaConnection, PicaHttp, PicaHttpError
 from pica.config import Config, load_config
@@ -103,26 +104,25 @@ def make_config(tmp_path: Path, **limits: object) -> Config:
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    server = PicaServer(make_config(tmp_path))
-    await server.start()
-    try:
-        yield Node(server)
-    finally:
-        await server.stop()
+    async with running(make_config(tmp_path)) as started_node:
+        yield started_node
 
 
 @contextlib.asynccontextmanager
 async def running(config: Config, clock: SystemClock | None = None) -> AsyncIterator[Node]:
     """A node of this configuration, started, and stopped at the end (optionally with another clock: the one port a
-    test may swap)."""
+    test may swap). Every HTTP answer it gives is checked against its route's declaration (pica/api/checks.py): an
+    answer that is not what the OpenAPI document says is a 500 during the test and fails it at the end."""
     server = PicaServer(config)
     if clock is not None:
         server.clock = clock
+    server.response_check = check = ResponseCheck()
     await server.start()
     try:
         yield Node(server)
     finally:
         await server.stop()
+    assert not check.mismatches, "answers that are not what their routes declare:\n" + "\n".join(check.mismatches)
 
 
 @contextlib.asynccontextmanager

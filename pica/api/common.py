@@ -1,30 +1,21 @@
-"""Helpers shared by the HTTP handlers: JSON in and out, the caller's identity, parameter parsing."""
+"""Helpers shared by the HTTP handlers: JSON out, the caller's identity, path parameters."""
 
 from __future__ import annotations
 
-import re
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 from aiohttp import web
 
-from pica.api.spec import read_body
+from pica.api.spec import parse_int, struct_body
 from pica.core.sessions import Identity
-from pica.errors import BadRequest, PicaError, RateLimited, Unauthenticated
+from pica.errors import PicaError, RateLimited, Unauthenticated
 from pica.gateway.services import GatewayServices
 from pica.gateway.ws import SERVICES_KEY
-from pica.protocol.codec import MALFORMED
-
-MAX_ID: Final = 2**53 - 1
-"""Largest id, seq or count accepted from a client: what every client (JavaScript included) can represent, and well
-inside SQLite's and PostgreSQL's 64-bit integers."""
-
-_INTEGER: Final = re.compile(r"-?[0-9]{1,20}")
-"""A path or query integer: ASCII digits only (``str.isdigit`` also takes '²' and other scripts' digits), at most one
-minus sign (which the range check then refuses)."""
 
 _json_encode: Final = msgspec.json.Encoder().encode
-_json_decode: Final = msgspec.json.Decoder().decode
+
+T = TypeVar("T")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -63,21 +54,13 @@ def check_http_rate(request: web.Request) -> None:
         rates.check(rates.http_address, client_address(request), "requests from this address")
 
 
-async def json_body(request: web.Request) -> dict[str, Any]:
-    raw = await read_body(request, timeout=services(request).limits.http_body_timeout)
-    if not raw:
-        return {}
-    try:
-        data = _json_decode(raw)
-    except MALFORMED:
-        raise BadRequest("request body must be JSON") from None
-    if not isinstance(data, dict):
-        raise BadRequest("request body must be a JSON object")
-    return data
-
-
 def services(request: web.Request) -> GatewayServices:
     return request.app[SERVICES_KEY]
+
+
+async def body_of(request: web.Request, kind: type[T]) -> T:
+    """The request's JSON body as ``kind`` (``spec.struct_body`` within ``limits.http_body_timeout``)."""
+    return await struct_body(request, kind, timeout=services(request).limits.http_body_timeout)
 
 
 async def identity(request: web.Request) -> Identity:
@@ -95,45 +78,10 @@ async def caller(request: web.Request) -> int:
     return (await identity(request)).user_id
 
 
-def int_param(request: web.Request, name: str, *, minimum: int = 0) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return None
-    return _to_int(raw, name, minimum)
+PATH_PARAMETERS: Final[dict[str, type]] = {"group_id": int, "user_id": int, "seq": int}
+"""The path parameters that are integers (from 1 to 2^53 - 1, read by ``path_int``), as the OpenAPI document
+declares them; any other is a string. A route with an integer parameter of a new name adds it here."""
 
 
 def path_int(request: web.Request, name: str) -> int:
-    return _to_int(request.match_info[name], name, 1)
-
-
-def id_list_param(request: web.Request, name: str) -> list[int]:
-    """A query parameter listing ids, ``1,2,3`` (blanks around and empty items ignored), each one checked like a
-    path id: a decimal integer from 1 to MAX_ID."""
-    parts = [part.strip() for part in request.query.get(name, "").split(",")]
-    try:
-        return [_to_int(part, name, 1) for part in parts if part]
-    except BadRequest:
-        raise BadRequest(f"{name} must be comma-separated integers from 1 to 2^53 - 1") from None
-
-
-def _to_int(raw: str, name: str, minimum: int) -> int:
-    if not _INTEGER.fullmatch(raw):
-        raise BadRequest(f"{name} must be an integer")
-    value = int(raw)
-    if value < minimum or value > MAX_ID:
-        raise BadRequest(f"{name} is out of range")
-    return value
-
-
-def body_int(body: dict[str, Any], name: str) -> int:
-    value = body.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_ID:
-        raise BadRequest(f"'{name}' must be a positive integer")
-    return value
-
-
-def body_bool(body: dict[str, Any], name: str) -> bool:
-    value = body.get(name)
-    if not isinstance(value, bool):
-        raise BadRequest(f"'{name}' must be true or false")
-    return value
+    return parse_int(request.match_info[name], name, 1)

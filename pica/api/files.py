@@ -6,13 +6,13 @@ import asyncio
 import base64
 import binascii
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 from aiohttp import web
 
-from pica.api.common import caller, int_param, json_response
-from pica.api.spec import route
+from pica.api.common import caller, json_response
+from pica.api.spec import route, struct_query
 from pica.errors import BadRequest, PicaError, Unavailable
 from pica.gateway.http_headers import EVERYWHERE
 from pica.media.ranges import Unsatisfiable, byte_range
@@ -50,11 +50,13 @@ class UploadInfo(msgspec.Struct):
 
 
 class DownloadQuery(msgspec.Struct):
-    thumbnail: int | None = None
+    thumbnail: Annotated[int, msgspec.Meta(ge=1, le=2**53 - 1)] | None = None
+    """The longest side of one of the image's thumbnails (its body's ``thumbnails``)."""
 
 
 class UploadQuery(msgspec.Struct):
     filename: str | None = None
+    """The file's name, as people will see it (directories and control characters are dropped)."""
 
 
 def file_info(record: FileRecord) -> FileInfo:
@@ -85,7 +87,7 @@ async def upload(request: web.Request) -> web.Response:
     try:
         async with asyncio.timeout(service.config.upload_timeout):
             record = await service.upload(owner, _chunks(request), request.content_length,
-                                          request.query.get("filename"))
+                                          struct_query(request, UploadQuery).filename)
     except (ConnectionResetError, web.RequestPayloadError):
         raise BadRequest("the request body broke off") from None
     except TimeoutError:
@@ -100,7 +102,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     user_id = await caller(request)
     service = media(request)
     record = await service.readable(user_id, request.match_info["file_id"])
-    size = int_param(request, "thumbnail", minimum=1)
+    size = struct_query(request, DownloadQuery).thumbnail
     if size is None:
         key, length, content_type = record.sha256, record.size, record.content_type
     else:
@@ -254,7 +256,7 @@ def add_routes(app: web.Application) -> None:
     route(app, "GET", "/v1/files/{file_id}", download, summary="Download a file or one of its thumbnails",
           query=DownloadQuery, tag="files")
     route(app, "OPTIONS", "/v1/uploads", tus_options, summary="Resumable uploads: what the server supports (tus)",
-          auth="none", tag="files")
+          status=204, auth="none", tag="files")
     route(app, "POST", "/v1/uploads", tus_create, summary="Start a resumable upload (tus creation)",
           response=UploadInfo, status=201, tag="files")
     route(app, "HEAD", "/v1/uploads/{upload_id}", tus_head, summary="How much of a resumable upload arrived",

@@ -5,66 +5,115 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
-from pica.api.common import body_bool, body_int, caller, json_body, json_response, path_int, services
+from pica.api.bodies import Group, PositiveId
+from pica.api.common import body_of, caller, json_response, path_int, services
+from pica.api.spec import route
 from pica.errors import BadRequest
-from pica.store.base import GroupRecord, MemberRecord
 
 
-def group_json(g: GroupRecord) -> dict[str, Any]:
-    return {"group_id": g.group_id, "conversation_id": g.conversation_id, "name": g.name, "owner_id": g.owner_id,
-            "muted_all": g.muted_all, "dissolved": g.dissolved, "created_at": g.created_at,
-            "member_count": g.member_count}
+class NewGroup(msgspec.Struct):
+    name: str
+    """1-100 characters."""
+    members: list[PositiveId] = []
+    """Users to add (or invite, where their ``group_add`` setting asks for consent); the caller is the owner."""
 
 
-def member_json(m: MemberRecord) -> dict[str, Any]:
-    return {"user_id": m.user_id, "username": m.username, "role": m.role, "muted": m.muted,
-            "joined_seq": m.joined_seq}
+class CreatedGroup(Group):
+    invited: list[int]
+    """Those named who were invited rather than added (protocol section 12.6)."""
+
+
+class Groups(msgspec.Struct):
+    groups: list[Group]
+
+
+class Member(msgspec.Struct):
+    user_id: int
+    username: str
+    role: str
+    """``owner``, ``admin`` or ``member``."""
+    muted: bool
+    joined_seq: int
+
+
+class Members(msgspec.Struct):
+    members: list[Member]
+
+
+class AddMembers(msgspec.Struct):
+    user_ids: list[PositiveId]
+
+
+class MembersAdded(Group):
+    added: list[int]
+    invited: list[int]
+
+
+class GroupChange(msgspec.Struct):
+    """At least one field."""
+
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    muted_all: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class Role(msgspec.Struct):
+    role: str
+    """``admin`` or ``member``."""
+
+
+class Mute(msgspec.Struct):
+    muted: bool
+
+
+class Transfer(msgspec.Struct):
+    user_id: PositiveId
 
 
 async def create_group(request: web.Request) -> web.Response:
-    """POST /v1/groups {"name", "members": [user_id, ...]} -> 201 group."""
     user_id = await caller(request)
-    body = await json_body(request)
-    change = await services(request).groups.create(user_id, body.get("name"), body.get("members", []))
-    return json_response({**group_json(change.group), "invited": list(change.invited)}, status=201)
+    body = await body_of(request, NewGroup)
+    change = await services(request).groups.create(user_id, body.name, body.members)
+    return json_response(CreatedGroup(**Group.fields_of(change.group), invited=list(change.invited)), status=201)
 
 
 async def my_groups(request: web.Request) -> web.Response:
     user_id = await caller(request)
-    return json_response({"groups": [group_json(g) for g in await services(request).groups.of_user(user_id)]})
+    return json_response(Groups([Group.of(g) for g in await services(request).groups.of_user(user_id)]))
 
 
 async def get_group(request: web.Request) -> web.Response:
     user_id = await caller(request)
-    return json_response(group_json(await services(request).groups.get(user_id, path_int(request, "group_id"))))
+    return json_response(Group.of(await services(request).groups.get(user_id, path_int(request, "group_id"))))
 
 
 async def members(request: web.Request) -> web.Response:
     user_id = await caller(request)
     listed = await services(request).groups.members(user_id, path_int(request, "group_id"))
-    return json_response({"members": [member_json(m) for m in listed]})
+    return json_response(Members([Member(m.user_id, m.username, m.role, m.muted, m.joined_seq) for m in listed]))
 
 
 async def _act(request: web.Request, kind: str, **kwargs: Any) -> web.Response:
     user_id = await caller(request)
     change = await services(request).groups.act(kind, user_id, path_int(request, "group_id"), **kwargs)
-    return json_response(group_json(change.group))
+    return json_response(Group.of(change.group))
 
 
 async def add_members(request: web.Request) -> web.Response:
-    """POST /v1/groups/{id}/members {"user_ids": [...]}: owner or admin. Says who was added and who was invited
-    (their ``group_add`` setting asks for their consent)."""
-    body = await json_body(request)
+    """Owner or admin. Says who was added and who was invited (their ``group_add`` setting asks for their
+    consent)."""
+    body = await body_of(request, AddMembers)
     user_id = await caller(request)
     change = await services(request).groups.act("add", user_id, path_int(request, "group_id"),
-                                                user_ids=body.get("user_ids"))
-    return json_response({**group_json(change.group), "added": list(change.added), "invited": list(change.invited)})
+                                                user_ids=body.user_ids)
+    return json_response(MembersAdded(**Group.fields_of(change.group), added=list(change.added),
+                                      invited=list(change.invited)))
 
 
 async def remove_member(request: web.Request) -> web.Response:
-    """DELETE /v1/groups/{id}/members/{user_id}: owner or admin removes a lower-ranked member; yourself = leave."""
+    """Owner or admin removes a lower-ranked member; yourself = leave."""
     target = path_int(request, "user_id")
     if target == await caller(request):
         return await _act(request, "leave")
@@ -76,59 +125,60 @@ async def leave(request: web.Request) -> web.Response:
 
 
 async def update_group(request: web.Request) -> web.Response:
-    """PATCH /v1/groups/{id} {"name"?, "muted_all"?}."""
-    body = await json_body(request)
-    if not {"name", "muted_all"} & body.keys():
+    # Both fields are checked (decoded) before either change is made: a 400 must not leave the rename done.
+    body = await body_of(request, GroupChange)
+    if body.name is msgspec.UNSET and body.muted_all is msgspec.UNSET:
         raise BadRequest("nothing to change: give 'name' and/or 'muted_all'")
-    # Both fields are checked before either change is made: a 400 must not leave the rename done.
-    if "name" in body and not isinstance(body["name"], str):
-        raise BadRequest("'name' must be a string")
-    muted_all = body_bool(body, "muted_all") if "muted_all" in body else None
     response = None
-    if "name" in body:
-        response = await _act(request, "rename", name=body["name"])
-    if muted_all is not None:
-        response = await _act(request, "mute_all", flag=muted_all)
+    if body.name is not msgspec.UNSET:
+        response = await _act(request, "rename", name=body.name)
+    if body.muted_all is not msgspec.UNSET:
+        response = await _act(request, "mute_all", flag=body.muted_all)
     assert response is not None
     return response
 
 
 async def set_role(request: web.Request) -> web.Response:
-    """POST /v1/groups/{id}/members/{user_id}/role {"role": "admin" | "member"}: owner only."""
-    body = await json_body(request)
-    role = body.get("role")
-    if not isinstance(role, str):
-        raise BadRequest("'role' must be 'admin' or 'member'")
-    return await _act(request, "role", user_ids=[path_int(request, "user_id")], role=role)
+    """Owner only."""
+    body = await body_of(request, Role)
+    return await _act(request, "role", user_ids=[path_int(request, "user_id")], role=body.role)
 
 
 async def mute_member(request: web.Request) -> web.Response:
-    """POST /v1/groups/{id}/members/{user_id}/mute {"muted": bool}."""
-    body = await json_body(request)
-    return await _act(request, "mute", user_ids=[path_int(request, "user_id")], flag=body_bool(body, "muted"))
+    body = await body_of(request, Mute)
+    return await _act(request, "mute", user_ids=[path_int(request, "user_id")], flag=body.muted)
 
 
 async def transfer(request: web.Request) -> web.Response:
-    """POST /v1/groups/{id}/transfer {"user_id"}: the owner hands over and becomes an admin."""
-    body = await json_body(request)
-    return await _act(request, "transfer", user_ids=[body_int(body, "user_id")])
+    """The owner hands over and becomes an admin."""
+    body = await body_of(request, Transfer)
+    return await _act(request, "transfer", user_ids=[body.user_id])
 
 
 async def dissolve(request: web.Request) -> web.Response:
-    """DELETE /v1/groups/{id}: owner only; the group turns read-only."""
+    """Owner only; the group turns read-only."""
     return await _act(request, "dissolve")
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/groups", create_group)
-    app.router.add_get("/v1/groups", my_groups)
-    app.router.add_get("/v1/groups/{group_id}", get_group)
-    app.router.add_patch("/v1/groups/{group_id}", update_group)
-    app.router.add_delete("/v1/groups/{group_id}", dissolve)
-    app.router.add_get("/v1/groups/{group_id}/members", members)
-    app.router.add_post("/v1/groups/{group_id}/members", add_members)
-    app.router.add_delete("/v1/groups/{group_id}/members/{user_id}", remove_member)
-    app.router.add_post("/v1/groups/{group_id}/members/{user_id}/role", set_role)
-    app.router.add_post("/v1/groups/{group_id}/members/{user_id}/mute", mute_member)
-    app.router.add_post("/v1/groups/{group_id}/leave", leave)
-    app.router.add_post("/v1/groups/{group_id}/transfer", transfer)
+    group = "/v1/groups/{group_id}"
+    tag = "groups"
+    route(app, "POST", "/v1/groups", create_group, summary="Create a group", request=NewGroup,
+          response=CreatedGroup, status=201, tag=tag)
+    route(app, "GET", "/v1/groups", my_groups, summary="The caller's groups", response=Groups, tag=tag)
+    route(app, "GET", group, get_group, summary="A group", response=Group, tag=tag)
+    route(app, "PATCH", group, update_group, summary="Rename a group or mute all (owner or admin)",
+          request=GroupChange, response=Group, tag=tag)
+    route(app, "DELETE", group, dissolve, summary="Dissolve a group (owner)", response=Group, tag=tag)
+    route(app, "GET", group + "/members", members, summary="A group's members", response=Members, tag=tag)
+    route(app, "POST", group + "/members", add_members, summary="Add or invite members (owner or admin)",
+          request=AddMembers, response=MembersAdded, tag=tag)
+    route(app, "DELETE", group + "/members/{user_id}", remove_member,
+          summary="Remove a member (owner or admin); the caller's own id leaves", response=Group, tag=tag)
+    route(app, "POST", group + "/members/{user_id}/role", set_role, summary="Make a member admin or not (owner)",
+          request=Role, response=Group, tag=tag)
+    route(app, "POST", group + "/members/{user_id}/mute", mute_member, summary="Mute or unmute a member",
+          request=Mute, response=Group, tag=tag)
+    route(app, "POST", group + "/leave", leave, summary="Leave a group", response=Group, tag=tag)
+    route(app, "POST", group + "/transfer", transfer, summary="Hand the group over (owner)", request=Transfer,
+          response=Group, tag=tag)

@@ -1,7 +1,9 @@
 """The HTTP API (JSON in, JSON out). Every error is ``{"code", "message"}`` with a fitting status.
 
 This module builds the application: error mapping, health and metrics; :mod:`pica.api.auth`,
-:mod:`pica.api.messages`, :mod:`pica.api.groups` and :mod:`pica.api.social` add their routes.
+:mod:`pica.api.messages`, :mod:`pica.api.groups`, :mod:`pica.api.social`, :mod:`pica.api.me` and
+:mod:`pica.api.dispatch` add their routes, each declared with :func:`pica.api.spec.route`, and
+:mod:`pica.api.openapi` the document built from those declarations and its page.
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+import msgspec
 from aiohttp import web
 
-from pica.api import auth, dispatch, files, groups, me, messages, social
+from pica.api import auth, dispatch, files, groups, me, messages, openapi, social
+from pica.api.checks import ResponseCheck, response_check_middleware
 from pica.api.common import check_http_rate, error_response, json_response, services
+from pica.api.spec import route
 from pica.errors import BadRequest, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, PicaError
 from pica.gateway.services import GatewayServices
 from pica.gateway.ws import SERVICES_KEY, websocket_handler
@@ -48,15 +53,31 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(InternalError("internal error"))
 
 
+class Health(msgspec.Struct, omit_defaults=True):
+    status: str
+    """``ok``; ``draining`` (503) during a graceful shutdown."""
+    cluster: str | msgspec.UnsetType = msgspec.UNSET
+    """Cluster mode only: ``ok``, or ``degraded`` while the node is cut off from the bus."""
+
+
+class WsQuery(msgspec.Struct):
+    """The upgrade request's parameters (protocol section 2.1)."""
+
+    encoding: str | None = None
+    """``msgpack``: answer in binary MessagePack frames until an ``auth`` frame says otherwise; else JSON."""
+    device: str | None = None
+    """Device label, with header authentication only (cut to 64 characters)."""
+
+
 async def healthz(request: web.Request) -> web.Response:
     node = services(request)
     if not node.accepting:
-        return json_response({"status": "draining"}, status=503)
+        return json_response(Health("draining"), status=503)
     if node.cluster_healthy is not None:
         # A node cut off from the bus still takes sends (the store is the record) and is still worth routing to,
         # so it stays 200; the field is for monitoring.
-        return json_response({"status": "ok", "cluster": "ok" if node.cluster_healthy() else "degraded"})
-    return json_response({"status": "ok"})
+        return json_response(Health("ok", "ok" if node.cluster_healthy() else "degraded"))
+    return json_response(Health("ok"))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -95,21 +116,30 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 
-def build_app(node: GatewayServices) -> web.Application:
+def build_app(node: GatewayServices, check: ResponseCheck | None = None) -> web.Application:
+    """``check``: compare every success answer with its route's declared type (the test suite's check)."""
     from pica.api.headers import security_headers
 
-    app = web.Application(middlewares=[security_headers, error_middleware],
-                          client_max_size=node.limits.max_http_body_bytes)
+    middlewares = [security_headers, error_middleware]
+    if check is not None:
+        middlewares.append(response_check_middleware)  # inside error_middleware: a mismatch answers 500
+    app = web.Application(middlewares=middlewares, client_max_size=node.limits.max_http_body_bytes)
     app[SERVICES_KEY] = node
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
+    route(app, "GET", "/healthz", healthz, summary="Is this node up (for load balancers)", response=Health,
+          responses={503: Health}, auth="none", tag="operations")
+    route(app, "GET", "/metrics", metrics, summary="Prometheus metrics", auth="none", tag="operations",
+          content_type="text/plain")
     auth.add_routes(app)
-    app.router.add_get("/v1/ws", websocket_handler)
+    route(app, "GET", "/v1/ws", websocket_handler, summary="The WebSocket gateway (protocol section 2.1)",
+          query=WsQuery, status=101, auth="none", tag="operations")
     messages.add_routes(app)
     groups.add_routes(app)
     social.add_routes(app)
     me.add_routes(app)
     dispatch.add_routes(app)
     files.add_routes(app)
+    openapi.add_routes(app)  # /openapi.json and its page, /docs
     add_chat_page_routes(app)  # the web chat page: / and /static/<name>
+    if check is not None:
+        check.watch(app)
     return app

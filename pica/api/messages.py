@@ -7,148 +7,234 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from pica.api.common import body_int, caller, int_param, json_body, json_response, path_int, services
-from pica.core.wire import message_frame
-from pica.errors import BadRequest
-from pica.store.base import ConversationSummary, MessageRecord
+from pica.api.bodies import Ack, Cursor, Message, Ok, PositiveId
+from pica.api.common import body_of, caller, json_response, path_int, services
+from pica.api.spec import route, struct_query
+from pica.core.chat import SendAck
+from pica.store.base import ConversationSummary
+
+UNSET: Any = msgspec.UNSET
 
 
-def message_json(record: MessageRecord) -> dict[str, Any]:
-    data = msgspec.structs.asdict(message_frame(record))
-    data.pop("t", None)
-    return data
+class Send(msgspec.Struct):
+    """Exactly one of ``to`` and ``group_id``. Any sender or time the client gives is ignored."""
+
+    client_msg_id: str
+    """1-64 characters, not starting with '~'; a retry sends the same one (protocol section 8.2)."""
+    body: dict[str, Any]
+    """The message's content (protocol section 7)."""
+    to: PositiveId | msgspec.UnsetType = msgspec.UNSET
+    group_id: PositiveId | msgspec.UnsetType = msgspec.UNSET
 
 
-def summary_json(c: ConversationSummary) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "conversation_id": c.conversation_id,
-        "kind": c.kind,
-        "name": c.name,
-        "last_seq": c.last_seq,
-        "last_ts": c.last_ts,
-        "unread": c.unread,
-        "delivered_seq": c.delivered_seq,
-        "read_seq": c.read_seq,
-        "last_message": message_json(c.last_message) if c.last_message else None,
-    }
-    if c.kind == "direct":
-        data.update(peer_id=c.peer_id, peer_delivered_seq=c.peer_delivered_seq, peer_read_seq=c.peer_read_seq)
-    if c.kind == "group":
-        data["group_id"] = c.group_id
-    return data
+class Conversation(msgspec.Struct, omit_defaults=True):
+    """One line of the conversation list. ``peer_*``: direct conversations only; ``group_id``: groups only."""
+
+    conversation_id: str
+    kind: str
+    """``direct`` or ``group``."""
+    name: str
+    last_seq: int
+    last_ts: int
+    unread: int
+    delivered_seq: int
+    read_seq: int
+    last_message: Message | None
+    peer_id: int | msgspec.UnsetType = msgspec.UNSET
+    peer_delivered_seq: int | msgspec.UnsetType = msgspec.UNSET
+    peer_read_seq: int | msgspec.UnsetType = msgspec.UNSET
+    group_id: int | msgspec.UnsetType = msgspec.UNSET
+
+    @classmethod
+    def of(cls, c: ConversationSummary) -> Conversation:
+        direct, group = c.kind == "direct", c.kind == "group"
+        return cls(c.conversation_id, c.kind, c.name, c.last_seq, c.last_ts, c.unread, c.delivered_seq, c.read_seq,
+                   Message.of(c.last_message) if c.last_message else None,
+                   peer_id=c.peer_id if direct else UNSET,
+                   peer_delivered_seq=c.peer_delivered_seq if direct else UNSET,
+                   peer_read_seq=c.peer_read_seq if direct else UNSET,
+                   group_id=c.group_id if group else UNSET)
+
+
+class ConversationsQuery(msgspec.Struct):
+    limit: PositiveId | None = None
+    """Capped at ``history_page_size``."""
+    before_ts: Cursor | None = None
+    """With ``before_id``: the ``last_ts`` and ``conversation_id`` of the previous page's last item."""
+    before_id: str = ""
+
+
+class Conversations(msgspec.Struct):
+    conversations: list[Conversation]
+
+
+class HistoryQuery(msgspec.Struct):
+    after_seq: Cursor | None = None
+    before_seq: Cursor | None = None
+    limit: PositiveId | None = None
+
+
+class History(msgspec.Struct):
+    """Messages ascending by seq; ``more``: older (or, with ``after_seq``, newer) ones exist."""
+
+    conversation_id: str
+    messages: list[Message]
+    more: bool
+
+
+class Receipt(msgspec.Struct):
+    user_id: int
+    delivered_seq: int
+    read_seq: int
+
+
+class Receipts(msgspec.Struct):
+    members: list[Receipt]
+
+
+class Read(msgspec.Struct):
+    seq: PositiveId
+
+
+class Recall(msgspec.Struct):
+    client_msg_id: str
+
+
+class Edit(msgspec.Struct):
+    client_msg_id: str
+    text: str
+
+
+class SearchQuery(msgspec.Struct):
+    q: str
+    """1-12 words, at most 200 characters (protocol section 15)."""
+    conversation_id: str | None = None
+    limit: PositiveId | None = None
+    offset: Cursor = 0
+    """``offset + limit`` at most 200."""
+    sender: PositiveId | None = None
+    since: Cursor | None = None
+    until: Cursor | None = None
+    kind: str | None = None
+    """``file`` or ``link``."""
+
+
+class Highlight(msgspec.Struct):
+    """Matched spans, [start, end) in code points, of the message's ``body.text`` and of its file's ``name``."""
+
+    text: list[tuple[int, int]]
+    name: list[tuple[int, int]]
+
+
+class SearchResults(msgspec.Struct):
+    """``messages`` ranked, ``highlights`` beside them in the same order; ``next_offset`` null on the last page."""
+
+    messages: list[Message]
+    highlights: list[Highlight]
+    next_offset: int | None
+
+
+def _ack(ack: SendAck) -> Ack:
+    return Ack(ack.conversation_id, ack.seq, ack.ts, ack.client_msg_id, ack.duplicate)
 
 
 async def send_message(request: web.Request) -> web.Response:
-    """POST /v1/messages {"to" | "group_id", "client_msg_id", "body"}. Any client-sent sender or time is ignored."""
     user_id = await caller(request)
-    body = await json_body(request)
-    to = body_int(body, "to") if "to" in body else None
-    group_id = body_int(body, "group_id") if "group_id" in body else None
-    client_msg_id = body.get("client_msg_id")
-    if not isinstance(client_msg_id, str):
-        raise BadRequest("'client_msg_id' must be a string of 1-64 characters")
+    body = await body_of(request, Send)
     node = services(request)
-    ack = await node.chat.send(user_id, client_msg_id, body.get("body"), to=to, group_id=group_id)
+    ack = await node.chat.send(user_id, body.client_msg_id, body.body,
+                               to=None if body.to is msgspec.UNSET else body.to,
+                               group_id=None if body.group_id is msgspec.UNSET else body.group_id)
     node.metrics.messages_acked += 1
-    return json_response({"conversation_id": ack.conversation_id, "seq": ack.seq, "ts": ack.ts,
-                          "client_msg_id": ack.client_msg_id, "duplicate": ack.duplicate})
+    return json_response(_ack(ack))
 
 
 async def conversations(request: web.Request) -> web.Response:
-    """GET /v1/conversations?limit=&before_ts=&before_id= : most recently active first, with unread counts. The
-    next page: before_ts and before_id of the last item (ties in last_ts are ordered by conversation_id)."""
+    """Most recently active first, with unread counts; ties in last_ts are ordered by conversation_id."""
     user_id = await caller(request)
-    items = await services(request).chat.conversations(
-        user_id, limit=int_param(request, "limit", minimum=1), before_ts=int_param(request, "before_ts"),
-        before_id=request.query.get("before_id", ""))
-    return json_response({"conversations": [summary_json(c) for c in items]})
+    query = struct_query(request, ConversationsQuery)
+    items = await services(request).chat.conversations(user_id, limit=query.limit, before_ts=query.before_ts,
+                                                       before_id=query.before_id)
+    return json_response(Conversations([Conversation.of(c) for c in items]))
 
 
 async def conversation_messages(request: web.Request) -> web.Response:
     user_id = await caller(request)
     conversation_id = request.match_info["conversation_id"]
-    page = await services(request).chat.history(
-        user_id, conversation_id, after=int_param(request, "after_seq"), before=int_param(request, "before_seq"),
-        limit=int_param(request, "limit", minimum=1))
-    return json_response({"conversation_id": conversation_id, "messages": [message_json(m) for m in page.messages],
-                          "more": page.more})
+    query = struct_query(request, HistoryQuery)
+    page = await services(request).chat.history(user_id, conversation_id, after=query.after_seq,
+                                                 before=query.before_seq, limit=query.limit)
+    return json_response(History(conversation_id, [Message.of(m) for m in page.messages], page.more))
 
 
 async def receipts(request: web.Request) -> web.Response:
-    """GET /v1/conversations/{id}/receipts: every member's delivered and read cursor (members only)."""
     user_id = await caller(request)
     members = await services(request).chat.receipts(user_id, request.match_info["conversation_id"])
-    return json_response({"members": [{"user_id": m.user_id, "delivered_seq": m.delivered_seq,
-                                       "read_seq": m.read_seq} for m in members]})
+    return json_response(Receipts([Receipt(m.user_id, m.delivered_seq, m.read_seq) for m in members]))
 
 
 async def mark_read(request: web.Request) -> web.Response:
-    """POST /v1/conversations/{id}/read {"seq"}."""
     user_id = await caller(request)
-    body = await json_body(request)
-    await services(request).chat.mark_read(user_id, request.match_info["conversation_id"], body_int(body, "seq"))
-    return json_response({"ok": True})
-
-
-async def _event(request: web.Request, kind: str) -> web.Response:
-    user_id = await caller(request)
-    body = await json_body(request)
-    seq = path_int(request, "seq")
-    client_msg_id = body.get("client_msg_id")
-    if not isinstance(client_msg_id, str):
-        raise BadRequest("'client_msg_id' must be a string of 1-64 characters")
-    text = body.get("text", "")
-    if kind == "edit" and not isinstance(text, str):
-        raise BadRequest("'text' must be a string")
-    ack = await services(request).chat.event(kind, user_id, request.match_info["conversation_id"], seq,
-                                             client_msg_id, text)
-    return json_response({"conversation_id": ack.conversation_id, "seq": ack.seq, "ts": ack.ts,
-                          "client_msg_id": ack.client_msg_id, "duplicate": ack.duplicate})
+    body = await body_of(request, Read)
+    await services(request).chat.mark_read(user_id, request.match_info["conversation_id"], body.seq)
+    return json_response(Ok(True))
 
 
 async def recall(request: web.Request) -> web.Response:
-    """POST /v1/conversations/{id}/messages/{seq}/recall {"client_msg_id"}."""
-    return await _event(request, "recall")
+    user_id = await caller(request)
+    body = await body_of(request, Recall)
+    return await _event(request, "recall", user_id, body.client_msg_id, "")
 
 
 async def edit(request: web.Request) -> web.Response:
-    """POST /v1/conversations/{id}/messages/{seq}/edit {"client_msg_id", "text"}."""
-    return await _event(request, "edit")
+    user_id = await caller(request)
+    body = await body_of(request, Edit)
+    return await _event(request, "edit", user_id, body.client_msg_id, body.text)
+
+
+async def _event(request: web.Request, kind: str, user_id: int, client_msg_id: str, text: str) -> web.Response:
+    seq = path_int(request, "seq")
+    ack = await services(request).chat.event(kind, user_id, request.match_info["conversation_id"], seq,
+                                             client_msg_id, text)
+    return json_response(_ack(ack))
 
 
 async def delete_for_me(request: web.Request) -> web.Response:
-    """DELETE /v1/conversations/{id}/messages/{seq}: hide it for the caller only."""
     user_id = await caller(request)
     seq = path_int(request, "seq")
     await services(request).chat.delete_for_me(user_id, request.match_info["conversation_id"], seq)
-    return json_response({"ok": True})
+    return json_response(Ok(True))
 
 
 async def search(request: web.Request) -> web.Response:
-    """GET /v1/search?q=&conversation_id=&limit=&offset=&sender=&since=&until=&kind= : in the caller's current
-    conversations only; ``messages`` ranked, ``highlights`` beside them in the same order (protocol section 15)."""
+    """In the caller's current conversations only (protocol section 15)."""
     user_id = await caller(request)
-    query = request.query.get("q", "")
+    query = struct_query(request, SearchQuery)
     page = await services(request).chat.search(
-        user_id, query, conversation_id=request.query.get("conversation_id") or None,
-        limit=int_param(request, "limit", minimum=1), offset=int_param(request, "offset") or 0,
-        sender=int_param(request, "sender", minimum=1), since=int_param(request, "since"),
-        until=int_param(request, "until"), kind=request.query.get("kind") or None)
-    return json_response({
-        "messages": [message_json(hit.message) for hit in page.hits],
-        "highlights": [{"text": [list(span) for span in hit.text], "name": [list(span) for span in hit.name]}
-                       for hit in page.hits],
-        "next_offset": page.next_offset,
-    })
+        user_id, query.q, conversation_id=query.conversation_id, limit=query.limit, offset=query.offset,
+        sender=query.sender, since=query.since, until=query.until, kind=query.kind)
+    return json_response(SearchResults([Message.of(hit.message) for hit in page.hits],
+                                       [Highlight(hit.text, hit.name) for hit in page.hits], page.next_offset))
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/messages", send_message)
-    app.router.add_get("/v1/conversations", conversations)
-    app.router.add_get("/v1/conversations/{conversation_id}/messages", conversation_messages)
-    app.router.add_get("/v1/conversations/{conversation_id}/receipts", receipts)
-    app.router.add_post("/v1/conversations/{conversation_id}/read", mark_read)
-    app.router.add_post("/v1/conversations/{conversation_id}/messages/{seq}/recall", recall)
-    app.router.add_post("/v1/conversations/{conversation_id}/messages/{seq}/edit", edit)
-    app.router.add_delete("/v1/conversations/{conversation_id}/messages/{seq}", delete_for_me)
-    app.router.add_get("/v1/search", search)
+    conversation = "/v1/conversations/{conversation_id}"
+    tag = "messages"
+    route(app, "POST", "/v1/messages", send_message, summary="Send a message (like the send frame)",
+          request=Send, response=Ack, tag=tag)
+    route(app, "GET", "/v1/conversations", conversations, summary="The caller's conversations, most recent first",
+          query=ConversationsQuery, response=Conversations, tag=tag)
+    route(app, "GET", conversation + "/messages", conversation_messages, summary="A page of history",
+          query=HistoryQuery, response=History, tag=tag)
+    route(app, "GET", conversation + "/receipts", receipts, summary="Every member's delivered and read cursors",
+          response=Receipts, tag=tag)
+    route(app, "POST", conversation + "/read", mark_read, summary="Move the caller's read cursor", request=Read,
+          response=Ok, tag=tag)
+    route(app, "POST", conversation + "/messages/{seq}/recall", recall, summary="Recall a message of mine",
+          request=Recall, response=Ack, tag=tag)
+    route(app, "POST", conversation + "/messages/{seq}/edit", edit, summary="Edit a message of mine", request=Edit,
+          response=Ack, tag=tag)
+    route(app, "DELETE", conversation + "/messages/{seq}", delete_for_me, summary="Delete a message for me only",
+          response=Ok, tag=tag)
+    route(app, "GET", "/v1/search", search, summary="Search the caller's conversations", query=SearchQuery,
+          response=SearchResults, tag=tag)

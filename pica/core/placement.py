@@ -29,10 +29,6 @@ class NodeAddress:
     """``host:port`` of the framed TCP gateway; empty when it is off."""
     connections: int = 0
 
-    def as_json(self) -> dict[str, object]:
-        return {"node_id": self.node_id, "http": self.http, "ws": self.ws, "tcp": self.tcp,
-                "connections": self.connections}
-
 
 def _weight(node_id: str, user_id: int) -> int:
     digest = hashlib.blake2b(f"{node_id}\x00{user_id}".encode(), digest_size=8).digest()

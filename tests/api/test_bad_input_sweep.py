@@ -63,8 +63,8 @@ class World:
 
     def path_params(self) -> dict[str, str]:
         return {"conversation_id": self.conversation_id, "seq": "1", "group_id": str(self.group_id),
-                "user_id": str(self.bob.user_id), "name": "app.js", "session_id": self.alice_phone.session_id,
-                "file_id": self.file_id, "upload_id": self.upload_id}
+                "user_id": str(self.bob.user_id), "name": "app.js", "file": "docs.js",
+                "session_id": self.alice_phone.session_id, "file_id": self.file_id, "upload_id": self.upload_id}
 
 
 async def make_world(node: Node) -> World:
@@ -161,6 +161,9 @@ ROUTES: Final = [
     Route("GET", "/v1/ws", auth="optional", status=400),  # a plain GET is not an upgrade
     Route("GET", "/", auth="none", json=False),
     Route("GET", "/static/{name}", auth="none", json=False),
+    Route("GET", "/openapi.json", auth="none"),
+    Route("GET", "/docs", auth="none", json=False),
+    Route("GET", "/docs/{file}", auth="none", json=False),
     # messages and conversations
     Route("POST", "/v1/messages", body=lambda w: {"to": w.bob.user_id, "client_msg_id": "s1",
                                                   "body": {"text": "hi", "mentions": [w.bob.user_id]}}),
@@ -470,7 +473,7 @@ class Sweep:
                 values = [*CONVERSATION_PATH, f"d:{alice}:{2**70}", f"d:-5:{alice}", f"d:{alice}:{bob}:x",
                           f"d:{bob}:{alice}", f"u:{bob}"]
                 expect = frozenset({400, 404})
-            elif name == "name":
+            elif name in ("name", "file"):
                 values, expect = STATIC_PATH, frozenset({404})
             elif name in ("session_id", "file_id", "upload_id"):
                 values, expect = SESSION_PATH, frozenset({400, 404})
