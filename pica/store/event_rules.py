@@ -72,9 +72,3 @@ def scrub_edits(target_seq: int, later: Iterable[tuple[int, dict[str, Any]]]) ->
     return [(seq, {"edit": {"seq": target_seq, "recalled": True}}) for seq, body in later
             if isinstance(body.get("edit"), dict) and body["edit"].get("seq") == target_seq]
 
-
-def stands_for_conversation(body: dict[str, Any]) -> bool:
-    """Whether a message, as its reader sees it, may stand for its conversation in the list (``last_message``):
-    not a recall or edit event (the message it changed is what the reader sees), not recalled, not deleted for the
-    reader. A list that shows the newest such message shows what the timeline's last bubble says."""
-    return not any(key in body for key in ("recall", "edit", "recalled", "deleted"))

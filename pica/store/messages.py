@@ -19,6 +19,7 @@ from typing import Any, Final
 import msgspec
 
 from pica.errors import ConversationNotFound, MessageNotFound
+from pica.protocol.bodies import stands_for_conversation
 from pica.protocol.ids import direct_peer, own_conversation_id
 from pica.store.append_rules import (
     Append,
@@ -40,7 +41,7 @@ from pica.store.base import (
     Page,
     ReadCursors,
 )
-from pica.store.event_rules import Target, plan_event, scrub_edits, stands_for_conversation
+from pica.store.event_rules import Target, plan_event, scrub_edits
 from pica.store.txn import Dialect, Read, Retry, Statement, Txn, Write
 
 _json_encode: Final = msgspec.json.Encoder().encode
