@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pica.client import PicaHttp
+from pica.protocol.bodies import stands_for_conversation
 from tests.conftest import ServerProcess
+from tests.protocol.test_bodies import PASSED_OVER, SHOWN
 from tests.web.conftest import Person, http_user, registered
 from tests.web.conftest import expect as _expect
 
@@ -149,6 +151,17 @@ async def test_the_list_preview_shows_the_last_message_still_there(browser: Brow
         await _expect(preview).to_have_text(text)
     alice.assert_no_errors()
     bob.assert_no_errors()
+
+
+async def test_the_page_and_the_server_agree_on_what_stands_for_a_conversation(
+        browser: Browser, server: ServerProcess) -> None:
+    """store.js mirrors pica/protocol/bodies.py: the same bodies, the same verdicts."""
+    person = await Person.open(browser, server.url, "reader")
+    bodies = SHOWN + PASSED_OVER
+    verdicts = await person.page.evaluate(
+        "async (bodies) => { const { standsForConversation } = await import('/static/store.js');"
+        " return bodies.map((body) => standsForConversation(body)); }", bodies)
+    assert verdicts == [stands_for_conversation(body) for body in bodies]
 
 
 async def test_one_typing_indicator(browser: Browser, server: ServerProcess) -> None:
