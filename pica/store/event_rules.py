@@ -71,4 +71,3 @@ def scrub_edits(target_seq: int, later: Iterable[tuple[int, dict[str, Any]]]) ->
     readable in history and sync: its body becomes ``{"edit": {"seq": N, "recalled": true}}`` (protocol 13.1)."""
     return [(seq, {"edit": {"seq": target_seq, "recalled": True}}) for seq, body in later
             if isinstance(body.get("edit"), dict) and body["edit"].get("seq") == target_seq]
-
