@@ -67,6 +67,7 @@ THIRD_PARTY: dict[str, frozenset[str]] = {
     "asyncpg": frozenset({"store"}),
     "nats": frozenset({"stream"}),
     "sqlite3": frozenset({"store"}),
+    "prompt_toolkit": frozenset({"cli"}),  # the terminal chat's input line; never the server's
 }
 FORBIDDEN_THIRD_PARTY: dict[str, frozenset[str]] = {
     # layer -> libraries (and standard modules) it must not import

@@ -43,6 +43,7 @@ from pica.client import (
     TypingEvent,
 )
 from pica.protocol import frames as f
+from pica.protocol.bodies import counts_as_unread
 
 PAGE: Final = 20
 """Messages shown by /open and each /more."""
@@ -65,6 +66,8 @@ class ChatApp:
         self._done = asyncio.Event()
         self._outbox: asyncio.Queue[tuple[Conv, str]] = asyncio.Queue()
         self._received: dict[str, int] = {}
+        self._read_sent: dict[str, int] = {}
+        """Per conversation, the seq up to which this chat has marked it read (or the server did, for a send)."""
         self._presence: dict[int, bool] = {}
         self._typing_sent = 0.0
         self._typing_seen: dict[tuple[str, int], float] = {}
@@ -86,7 +89,7 @@ class ChatApp:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.client.close()
-            self.term.stop()
+            await self.term.stop()
 
     async def _run(self) -> int:
         try:
@@ -108,7 +111,7 @@ class ChatApp:
         except (GaveUp, TimeoutError) as exc:
             return self.fail(f"cannot connect: {exc or 'timed out'}")
         self.say(f"connected to {self.client.url} as {self.username} (#{self.dir.me}); /help lists the commands")
-        self._show_list(conversations[:PAGE])
+        await self._show_list(conversations[:PAGE])
         for job in (self._events(), self._input(), self._sender(), self._flush_received()):
             self._spawn(job)
         await self._done.wait()
@@ -191,18 +194,30 @@ class ChatApp:
         self._typing_seen.pop((cid, msg.sender), None)
         conv = await self.dir.conv(cid)
         system = msg.body.get("system")
-        if isinstance(system, dict):
-            await self.dir.resolve([i for i in system.get("user_ids", []) if isinstance(i, int)])
-            if system.get("event") in ("created", "renamed") and conv.kind == "group":
-                conv.name = f"#{conv.group_id} {system.get('name', '')}"
-        await self.dir.resolve([msg.sender])
+        if isinstance(system, dict) and system.get("event") in ("created", "renamed") and conv.kind == "group":
+            conv.name = f"#{conv.group_id} {system.get('name', '')}"
+        await self._resolve([msg])
         opened = self.opened
         if opened is not None and opened.conv.conversation_id == cid:
             self.term.set_prompt(f"[{conv.name}]> ")  # a rename shows at once
             opened.last_seq = max(opened.last_seq, msg.seq)
             if msg.sender == self.dir.me:
                 opened.mine.add(msg.seq)
-        self.say(f"[{conv.name}] {self._line(msg)}")
+                self._read_sent[cid] = max(self._read_sent.get(cid, 0), msg.seq)  # sending marks read
+        # The time as history shows it: a line read later in the scrollback still says when it came.
+        self.say(f"{clock(msg.ts)} [{conv.name}] {self._line(msg)}")
+
+    async def _resolve(self, messages: list[f.Msg]) -> None:
+        """Learn the names of everyone these messages name (senders, and the people of group notices), so that no
+        line shows a ``user#ID`` the server could have named."""
+        ids: list[int] = []
+        for msg in messages:
+            ids.append(msg.sender)
+            event = msg.body.get("system")
+            if isinstance(event, dict):
+                named = [event.get("by"), event.get("user_id"), *(event.get("user_ids") or [])]
+                ids.extend(i for i in named if isinstance(i, int) and not isinstance(i, bool))
+        await self.dir.resolve(ids)
 
     def _line(self, msg: f.Msg) -> str:
         sender = self.dir.name_of(msg.sender)
@@ -249,14 +264,30 @@ class ChatApp:
         self._spawn(self.client.typing(opened.conv.conversation_id))
 
     async def _flush_received(self) -> None:
-        """Delivery receipts, batched: one ``recv`` per conversation for what arrived in the last moment."""
+        """Receipts, batched: one ``recv`` per conversation for what arrived in the last moment, and ``read`` for the
+        open conversation, whose lines are on the screen the user is looking at."""
         while True:
             await asyncio.sleep(0.3)
-            if not self._received or not self.client.connected:
+            if not self.client.connected:
                 continue  # kept for after the reconnection
             pending, self._received = self._received, {}
             for cid, seq in pending.items():
                 await self.client.mark_received(cid, seq)
+            await self._mark_open_read()
+
+    async def _mark_open_read(self) -> None:
+        opened = self.opened
+        if opened is None:
+            return
+        cid, seq = opened.conv.conversation_id, opened.last_seq
+        if seq <= self._read_sent.get(cid, 0):
+            return
+        try:
+            async with asyncio.timeout(5):  # the delivery receipts wait for this loop
+                await self.client.mark_read(cid, seq)
+        except (RequestFailed, TimeoutError, GaveUp):
+            return  # tried again at the next flush
+        self._read_sent[cid] = max(self._read_sent.get(cid, 0), seq)
 
     # ------------------------------------------------------------------------------------------ sending
 
@@ -278,6 +309,8 @@ class ChatApp:
                 if opened is not None and here:
                     opened.mine.add(sent.seq)
                     opened.last_seq = max(opened.last_seq, sent.seq)
+                cid = conv.conversation_id
+                self._read_sent[cid] = max(self._read_sent.get(cid, 0), sent.seq)  # sending marks read
                 self.say(f"  ✓ sent #{sent.seq}" + ("" if here else f" to [{conv.name}]"))
             finally:
                 self._sending = 0
@@ -335,25 +368,43 @@ class ChatApp:
         self.say(HELP)
 
     async def cmd_list(self, _: str) -> None:
-        self._show_list((await self.dir.all_conversations())[:50])
+        await self._show_list((await self.dir.all_conversations())[:50])
 
-    def _show_list(self, conversations: list[dict[str, Any]]) -> None:
+    async def _show_list(self, conversations: list[dict[str, Any]]) -> None:
         self.listed = [str(c["conversation_id"]) for c in conversations]
         if not conversations:
             self.say("no conversations yet: /open NAME starts one")
             return
+        lasts = {str(c["conversation_id"]): _msg(c["last_message"]) for c in conversations if c.get("last_message")}
+        await self._resolve(list(lasts.values()))
         rows = []
         for n, c in enumerate(conversations, 1):
-            last = c.get("last_message")
+            cid = str(c["conversation_id"])
+            last = lasts.get(cid)
             text = ""
-            if last:
-                msg = f.Msg(conversation_id=str(last["conversation_id"]), seq=int(last["seq"]),
-                            sender=int(last["sender"]), client_msg_id=str(last["client_msg_id"]),
-                            ts=int(last["ts"]), body=dict(last["body"]))
-                text = f"{clock(msg.ts)} {self._line(msg)}"
+            if last is not None:
+                text = f"{clock(last.ts)} {self._line(last)}"
                 text = text if len(text) <= 60 else text[:59] + "…"
-            rows.append((n, self.dir.convs[str(c["conversation_id"])].name, c.get("unread", 0), text))
+            rows.append((n, self.dir.convs[cid].name, await self._unread(c), text))
         self.say(table(("#", "CONVERSATION", "UNREAD", "LAST MESSAGE"), rows))
+
+    async def _unread(self, summary: dict[str, Any]) -> str:
+        """What is new to read in a conversation: its messages after my read cursor that count
+        (:func:`counts_as_unread`: not my own, not an edit or a recall). The server's ``unread`` counts every seq,
+        so the messages after the cursor are read (one page; beyond it, "N+"); the open one is being read."""
+        cid = str(summary["conversation_id"])
+        opened = self.opened
+        read = max(int(summary.get("read_seq") or 0), self._read_sent.get(cid, 0))
+        if opened is not None and opened.conv.conversation_id == cid:
+            read = max(read, opened.last_seq)
+        if read >= int(summary["last_seq"]):
+            return "0"
+        try:
+            page = await self.client.http.history(cid, after_seq=read, limit=100)
+        except PicaHttpError:
+            return str(max(0, int(summary["last_seq"]) - read))
+        count = sum(counts_as_unread(m["body"], int(m["sender"]), self.dir.me) for m in page["messages"])
+        return f"{count}+" if page.get("more") else str(count)
 
     async def cmd_open(self, arg: str) -> None:
         if not arg:
@@ -395,11 +446,12 @@ class ChatApp:
                 raise
             self.say("(no messages yet)")
             return
-        self._show_page(opened, page)
+        await self._show_page(opened, page)
         if not page.msgs:
             self.say("(no messages yet)")
 
-    def _show_page(self, opened: Opened, page: f.Page) -> None:
+    async def _show_page(self, opened: Opened, page: f.Page) -> None:
+        await self._resolve(page.msgs)
         for msg in page.msgs:
             if msg.sender == self.dir.me:
                 opened.mine.add(msg.seq)
@@ -420,9 +472,8 @@ class ChatApp:
             self.say("(no older messages)")
             return
         page = await self.client.history(opened.conv.conversation_id, before=opened.oldest or None, limit=PAGE)
-        await self.dir.resolve(sorted({m.sender for m in page.msgs}))
         self.say(f"── older messages of [{opened.conv.name}] ──")
-        self._show_page(opened, page)
+        await self._show_page(opened, page)
         if not page.more:
             self.say("  (beginning of the conversation)")
 
@@ -478,7 +529,15 @@ class ChatApp:
             self.say("! nothing to mark read")
             return
         await self.client.mark_read(opened.conv.conversation_id, opened.last_seq)
+        cid = opened.conv.conversation_id
+        self._read_sent[cid] = max(self._read_sent.get(cid, 0), opened.last_seq)
         self.say(f"marked read up to #{opened.last_seq}")
+
+
+def _msg(data: dict[str, Any]) -> f.Msg:
+    """A message as the HTTP API gives it (the conversation list's ``last_message``)."""
+    return f.Msg(conversation_id=str(data["conversation_id"]), seq=int(data["seq"]), sender=int(data["sender"]),
+                 client_msg_id=str(data["client_msg_id"]), ts=int(data["ts"]), body=dict(data["body"]))
 
 
 # ---------------------------------------------------------------------------------------------------------- command

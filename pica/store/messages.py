@@ -12,12 +12,14 @@ deadlock.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
 
 from pica.errors import ConversationNotFound, MessageNotFound
+from pica.protocol.bodies import stands_for_conversation
 from pica.protocol.ids import direct_peer, own_conversation_id
 from pica.store import media
 from pica.store.append_rules import (
@@ -282,10 +284,13 @@ def list_conversations(
     user_id: int, limit: int, before_ts: int | None, before_id: str
 ) -> Txn[list[ConversationSummary]]:
     """Most recently active first (ties by id); the page after (before_ts, before_id). Without before_id, nothing at
-    before_ts itself qualifies. One statement per page, whatever the number of conversations (see the SQL)."""
+    before_ts itself qualifies. One statement per page, whatever the number of conversations (see the SQL), and,
+    when some of the page's newest messages cannot stand for their conversation (a recall or edit event, a recalled
+    message, one deleted for the reader), one more per round of reading back for all of them at once."""
     result = []
+    floors: dict[str, int] = {}
     for (conversation_id, kind, last_seq, last_ts, delivered, read, name, group_id, sender, client_msg_id, ts, body,
-         hidden, peer_delivered, peer_read, peer_name) in (
+         hidden, peer_delivered, peer_read, peer_name, joined_seq) in (
             (yield Read("conversation_list", (user_id, before_ts, before_id, limit)))):
         peer_id = 0
         if kind == "direct":
@@ -294,9 +299,45 @@ def list_conversations(
         last = None
         if sender is not None:
             last = message_row((conversation_id, last_seq, sender, client_msg_id, ts, body, hidden))
+        if last is not None and not stands_for_conversation(last.body):
+            floors[conversation_id] = joined_seq
+            last = None
         result.append(ConversationSummary(conversation_id, kind, last_seq, last_ts, delivered, read, name, peer_id,
                                           peer_delivered or 0, peer_read or 0, group_id, last))
+    if floors:
+        found = yield from _last_standing(user_id, {c.conversation_id: (c.last_seq, floors[c.conversation_id])
+                                                    for c in result if c.conversation_id in floors})
+        result = [dataclasses.replace(c, last_message=found.get(c.conversation_id)) if c.conversation_id in floors
+                  else c for c in result]
     return result
+
+
+PREVIEW_SCAN: Final = 20
+"""Messages read back per conversation and round when its newest one cannot stand for it in the list."""
+
+
+def _last_standing(user_id: int, spans: dict[str, tuple[int, int]]) -> Txn[dict[str, MessageRecord]]:
+    """The newest message of each conversation that may stand for it (:func:`stands_for_conversation`), read back
+    from before ``spans[c][0]`` down to the reader's floor ``spans[c][1]`` (their joining: never a message from
+    before it), a few at a time for all the conversations at once; none when nothing after the floor qualifies."""
+    found: dict[str, MessageRecord] = {}
+    while spans:
+        ids = sorted(spans)
+        rows = yield Read("messages_before_each", (user_id, ids, [spans[c][0] for c in ids],
+                                                   [spans[c][1] for c in ids], PREVIEW_SCAN))
+        seen: dict[str, list[MessageRecord]] = {c: [] for c in ids}
+        for row in rows:
+            seen[row[0]].append(message_row(row))
+        for conversation_id in ids:
+            page = seen[conversation_id]  # newest first
+            standing = next((m for m in page if stands_for_conversation(m.body)), None)
+            if standing is not None:
+                found[conversation_id] = standing
+            if standing is not None or len(page) < PREVIEW_SCAN:
+                del spans[conversation_id]
+            else:
+                spans[conversation_id] = (page[-1].seq, spans[conversation_id][1])
+    return found
 
 
 # --------------------------------------------------------------------------------------------------------- SQL
@@ -329,6 +370,19 @@ def _sqlite_after_each(conn: Any, args: tuple[Any, ...]) -> list[Any]:
     return rows
 
 
+_SQLITE_BEFORE: Final = (f"SELECT {_visible('?1')} FROM messages m WHERE m.conversation_id = ?2 AND m.seq < ?3"
+                         " AND m.seq > ?4 ORDER BY m.seq DESC LIMIT ?5")
+
+
+def _sqlite_before_each(conn: Any, args: tuple[Any, ...]) -> list[Any]:
+    """Up to ``limit`` messages of each conversation before its seq and after its floor, newest first."""
+    user_id, conversations, befores, floors, limit = args
+    rows: list[Any] = []
+    for conversation_id, before, floor in zip(conversations, befores, floors, strict=True):
+        rows.extend(conn.execute(_SQLITE_BEFORE, (user_id, conversation_id, before, floor, limit)).fetchall())
+    return rows
+
+
 def _sqlite_store_messages(conn: Any, args: tuple[Any, ...]) -> list[Any]:
     """``store_messages`` on SQLite: one executemany per table (PostgreSQL does it in one statement)."""
     conn.executemany(SQLITE["advance_conversations"].sql, zip(*args[0:3], strict=True))
@@ -357,7 +411,8 @@ def _conversation_list(me: str, before_ts: str, before_id: str, limit: str) -> s
     conversation of the user. The peer is the conversation's other member, or the user in their own ``d:<id>:<id>``.
     A deleted peer has no name (their row keeps a placeholder that must not be shown)."""
     return (
-        "WITH page AS (SELECT c.conversation_id, c.kind, c.last_seq, c.last_ts, me.delivered_seq, me.read_seq"
+        "WITH page AS (SELECT c.conversation_id, c.kind, c.last_seq, c.last_ts, me.delivered_seq, me.read_seq,"
+        " me.joined_seq"
         " FROM members me JOIN conversations c ON c.conversation_id = me.conversation_id"
         f" WHERE me.user_id = {me} AND c.kind <> 'self' AND ({before_ts} IS NULL OR c.last_ts < {before_ts}"
         f" OR (c.last_ts = {before_ts} AND {before_id} <> '' AND c.conversation_id > {before_id}))"
@@ -366,7 +421,7 @@ def _conversation_list(me: str, before_ts: str, before_id: str, limit: str) -> s
         " coalesce(g.name, ''), coalesce(g.group_id, 0), m.sender, m.client_msg_id, m.ts, m.body,"
         f" EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = {me} AND h.conversation_id = m.conversation_id"
         " AND h.seq = m.seq),"
-        " peer.delivered_seq, peer.read_seq, CASE WHEN u.deleted_at > 0 THEN '' ELSE u.username END"
+        " peer.delivered_seq, peer.read_seq, CASE WHEN u.deleted_at > 0 THEN '' ELSE u.username END, p.joined_seq"
         " FROM page p LEFT JOIN groups g ON g.conversation_id = p.conversation_id"
         " LEFT JOIN messages m ON m.conversation_id = p.conversation_id AND m.seq = p.last_seq"
         " LEFT JOIN members peer ON p.kind = 'direct' AND peer.conversation_id = p.conversation_id"
@@ -474,6 +529,7 @@ SQLITE: Final[Dialect] = {
         " JOIN conversations c ON c.conversation_id = m.conversation_id WHERE m.user_id = ?1 ORDER BY m.conversation_id"
     ),
     "messages_after_each": Statement(_SQLITE_AFTER, run=_sqlite_after_each),
+    "messages_before_each": Statement(_SQLITE_BEFORE, run=_sqlite_before_each),
     "member_cursors": Statement(
         "SELECT user_id, role, muted, joined_seq, delivered_seq, read_seq FROM members"
         " WHERE conversation_id = ?1 ORDER BY user_id"
@@ -620,6 +676,12 @@ POSTGRES: Final[Dialect] = {
         "SELECT v.* FROM unnest($2::text[], $3::bigint[]) AS p(conversation_id, start) CROSS JOIN LATERAL"
         f" (SELECT {_visible('$1')} FROM messages m WHERE m.conversation_id = p.conversation_id AND m.seq > p.start"
         " ORDER BY m.seq LIMIT $4) v ORDER BY v.conversation_id, v.seq LIMIT $4"
+    ),
+    "messages_before_each": Statement(
+        "SELECT v.* FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS p(conversation_id, before, floor)"
+        f" CROSS JOIN LATERAL (SELECT {_visible('$1')} FROM messages m WHERE m.conversation_id = p.conversation_id"
+        " AND m.seq < p.before AND m.seq > p.floor ORDER BY m.seq DESC LIMIT $5) v"
+        " ORDER BY v.conversation_id, v.seq DESC"
     ),
     "member_cursors": Statement(
         "SELECT user_id, role, muted, joined_seq, delivered_seq, read_seq FROM members"

@@ -11,7 +11,7 @@ import pytest
 
 from tests.api.test_openapi import fetch_document
 from tests.conftest import Node
-from tests.web.test_web_chat import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, _require_browser
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, require_browser
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
@@ -23,7 +23,7 @@ NO_NETWORK: Final = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    _require_browser()
+    require_browser()
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:

@@ -32,8 +32,8 @@ def test_two_chats_message_typing_receipts_presence(server: ServerProcess, chat:
 
     alice.sendline("hello bob")
     alice.expect_exact("✓ sent #1")
-    bob.expect_exact("[alice] alice: hello bob")
-    alice.expect_exact("✓ delivered up to #1")  # bob's chat acknowledged it
+    bob.expect(r"\d\d:\d\d \[alice\] alice: hello bob")  # a live line has its time, as history lines do
+    alice.expect_exact("✓✓ read up to #1")  # bob has the conversation open: his chat marks it read
 
     # Typing: announced while the line is being typed, before Enter. The server passes one notice a second per
     # conversation, and alice's first key (before the conversation existed) used this second's.
@@ -44,16 +44,16 @@ def test_two_chats_message_typing_receipts_presence(server: ServerProcess, chat:
     alice.expect_exact("✓ sent #2")
     bob.expect_exact("[alice] alice: are you there?")
 
+    alice.expect_exact("✓✓ read up to #2")
     bob.sendline("/read")
     bob.expect_exact("marked read up to #2")
-    alice.expect_exact("✓✓ read up to #2")
     bob.sendline("yes! ünïcödé ✓")
     alice.expect_exact("[bob] bob: yes! ünïcödé ✓")
 
     alice.sendline("/who")
     alice.expect_exact("● bob online")
     alice.sendline("/list")
-    alice.expect(r"1\s+bob\s+1\s+\d\d:\d\d bob: yes!")  # one unread: bob's reply
+    alice.expect(r"1\s+bob\s+0\s+\d\d:\d\d bob: yes!")  # bob's reply came into the open conversation: read
 
     bob.sendcontrol("d")  # end of input: leave with status 0
     bob.expect(pexpect.EOF)
@@ -138,7 +138,7 @@ def test_groups_in_chat(server: ServerProcess, chat: Callable[..., Chat]) -> Non
     gina.expect(r"created group #(\d+) book club \(2 members\)")
     assert isinstance(gina.match, re.Match)
     group_id = gina.match.group(1)
-    gina.expect_exact(f"[#{group_id} book club]> ")
+    gina.expect_exact(f"[#{group_id} book club]>")
     hank.expect_exact(f'[#{group_id} book club] * gina created the group "book club" with gina, hank')
     gina.sendline("/add ivan")
     gina.expect_exact("now 3 members")
@@ -161,6 +161,18 @@ def test_groups_in_chat(server: ServerProcess, chat: Callable[..., Chat]) -> Non
     gina.sendline("//slash at the start")
     gina.expect_exact("✓ sent #4")
     hank.expect_exact(f"[#{group_id} book club] gina: /slash at the start")
+
+    # Ivan shares no conversation with gina or hank: his chat asks the server for their names before it shows a
+    # notice, in the list, in history and live alike.
+    hank.sendline("/quit")
+    hank.expect(pexpect.EOF)
+    ivan = chat(server.url, "ivan")
+    ivan.expect(rf"1\s+#{group_id} book club\s+\d+\s+\d\d:\d\d gina: /slash at the start")
+    ivan.sendline(f"/open #{group_id}")
+    ivan.expect_exact("* gina added ivan")
+    ivan.expect_exact("hank: chapter 3 tonight?")
+    gina.sendline("/group reading circle hank,ivan")
+    ivan.expect_exact('* gina created the group "reading circle" with gina, hank, ivan')
 
 
 def test_piped_input_and_failures(server: ServerProcess) -> None:
@@ -205,3 +217,80 @@ def test_banned_user_is_cut_off(server: ServerProcess, chat: Callable[..., Chat]
     lena.expect(pexpect.EOF)
     lena.close()
     assert lena.exitstatus == 1
+
+
+def test_unread_counts_what_is_new_to_read(server: ServerProcess, chat: Callable[..., Chat]) -> None:
+    """The terminal's unread rules: an edit or a recall is no new message, a recalled message is nothing to read, and
+    the open conversation is read as it arrives; the list shows the last message still there to see."""
+    ids = register(server.url, "olga", "pete", "quinn")
+
+    async def olga_writes() -> None:
+        async with PicaHttp(server.url) as http:
+            await http.login("olga", PASSWORD)
+            for text in ("one", "two", "three"):
+                await http.send(ids["pete"], f"o-{text}", {"text": text})
+            conversation = f"d:{ids['olga']}:{ids['pete']}"
+            await http.request("POST", f"/v1/conversations/{conversation}/messages/2/edit", json={
+                "client_msg_id": "o-edit", "text": "two, edited"})
+            await http.request("POST", f"/v1/conversations/{conversation}/messages/3/recall", json={
+                "client_msg_id": "o-recall"})
+
+    asyncio.run(olga_writes())  # seqs 1-3, the edit #4 and the recall #5
+    pete = chat(server.url, "pete")
+    pete.expect(r"1\s+olga\s+2\s+\d\d:\d\d olga: two, edited \(edited\)\r?\n")
+    open_conversation(pete, "olga")
+    pete.expect_exact("* olga recalled message #3")
+    olga = chat(server.url, "olga")
+    open_conversation(olga, "pete")
+    olga.sendline("four")
+    pete.expect(r"\d\d:\d\d \[olga\] olga: four")
+    olga.expect_exact("✓✓ read up to #6")  # pete's chat marked it read: it was on his screen
+    pete.sendline("/list")
+    pete.expect(r"1\s+olga\s+0\s+\d\d:\d\d olga: four\r?\n")
+
+    # Olga edits while pete looks at another conversation: still nothing new for him to read there.
+    open_conversation(pete, "quinn")
+    olga.sendline("five")
+    pete.expect_exact("[olga] olga: five")
+    time.sleep(0.5)
+    olga.sendline("/quit")
+    olga.expect(pexpect.EOF)
+
+    async def olga_edits() -> None:
+        async with PicaHttp(server.url) as http:
+            await http.login("olga", PASSWORD)
+            await http.request("POST", f"/v1/conversations/d:{ids['olga']}:{ids['pete']}/messages/7/edit", json={
+                "client_msg_id": "o-edit-2", "text": "five, edited"})
+
+    asyncio.run(olga_edits())
+    pete.expect_exact("* olga edited message #7: five, edited")
+    pete.sendline("/list")
+    pete.expect(r"olga\s+1\s+\d\d:\d\d olga: five, edited \(edited\)\r?\n")  # "five", not its edit
+
+
+def test_line_editing_and_history_on_a_terminal(server: ServerProcess, chat: Callable[..., Chat]) -> None:
+    register(server.url, "rosa", "sam")
+    rosa = chat(server.url, "rosa")
+    sam = chat(server.url, "sam")
+    open_conversation(rosa, "sam")
+    open_conversation(sam, "rosa")
+    rosa.send("see you at noon\r")
+    sam.expect_exact("[rosa] rosa: see you at noon")
+    rosa.send("yes at non")
+    rosa.send("\x1b[D\x1b[D")  # Left twice, then the missing letter in the middle of the line
+    rosa.send("o\x01I said \r")  # and Ctrl-A to its start
+    sam.expect_exact("[rosa] rosa: I said yes at noon")
+    rosa.send("\x1b[A\x1b[A\r")  # Up twice: the line before last, again
+    rosa.expect_exact("✓ sent #3")
+    sam.expect_exact("[rosa] rosa: see you at noon")
+
+    # A message arriving while a line is half typed goes above it; the line is kept.
+    rosa.send("half a li")
+    sam.sendline("interrupting")
+    rosa.expect_exact("[sam] sam: interrupting")
+    rosa.send("ne\r")
+    sam.expect_exact("[rosa] rosa: half a line")
+    rosa.sendcontrol("d")
+    rosa.expect(pexpect.EOF)
+    rosa.close()
+    assert rosa.exitstatus == 0

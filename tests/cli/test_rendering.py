@@ -1,8 +1,14 @@
-"""Unit tests of the chat's text rendering and line editor (no server, no terminal)."""
+"""Unit tests of the chat's text rendering and line input (no server; the prompt is driven through a pipe)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prompt_toolkit.input import PipeInput, create_pipe_input
+from prompt_toolkit.output import DummyOutput
 
 from pica.cli.render import content, notice, table
 from pica.cli.terminal import EOF, INTERRUPT, Terminal
@@ -46,53 +52,45 @@ def test_table() -> None:
     assert table(("ID", "NAME"), [(1, "alice"), (10, "bob")]) == "ID  NAME\n1   alice\n10  bob"
 
 
-def editor() -> tuple[Terminal, io.StringIO, list[str]]:
-    out = io.StringIO()
+@asynccontextmanager
+async def prompt(edits: list[str]) -> AsyncIterator[tuple[Terminal, PipeInput]]:
+    """A terminal whose keys come from a pipe, as prompt-toolkit reads them from a real one."""
+    with create_pipe_input() as keys:
+        term = Terminal(edits.append, pt_input=keys, pt_output=DummyOutput())
+        term.start()
+        term.set_prompt("> ")
+        try:
+            yield term, keys
+        finally:
+            await term.stop()
+
+
+async def next_line(term: Terminal) -> str:
+    return await asyncio.wait_for(term.lines.get(), 5)
+
+
+async def test_line_editing_and_history() -> None:
     edits: list[str] = []
-    term = Terminal(edits.append, stdout=out)
-    term.interactive = True  # as on a terminal: keys one by one, echo and redraw by us
-    return term, out, edits
+    async with prompt(edits) as (term, keys):
+        keys.send_text("helo\x7flo wold\x1b[D\x1b[Dr\r")  # a backspace; two Left arrows, then a key in between
+        assert await next_line(term) == "hello world"
+        keys.send_text("world\x01hello \r")  # Ctrl-A: to the start of the line
+        assert await next_line(term) == "hello world"
+        keys.send_text("some words\x17\x17again\x15x\r")  # Ctrl-W twice, Ctrl-U
+        assert await next_line(term) == "x"
+        keys.send_text("\x1b[A\x1b[A\x1b[A\r")  # Up three times: the line typed three lines ago
+        assert await next_line(term) == "hello world"
+        keys.send_text("ünï\r")
+        assert await next_line(term) == "ünï"
+        keys.send_text("abc\x04\x15\x04")  # Ctrl-D on a non-empty line does nothing; on an empty one: end of input
+        assert await next_line(term) == EOF
+    assert edits[:5] == ["h", "he", "hel", "helo", "hel"]  # every change, with the line so far (the user is typing)
 
 
-def lines(term: Terminal) -> list[str]:
-    found = []
-    while not term.lines.empty():
-        found.append(term.lines.get_nowait())
-    return found
-
-
-def test_line_editing_keys() -> None:
-    term, out, edits = editor()
-    term.set_prompt("> ")
-    term._feed(b"helo\x7flo w\x1b[Dorld\r")  # a backspace, an arrow key (ignored)
-    assert lines(term) == ["hello world"]
-    assert edits[-1] == "hello world"
-    term._feed(b"some words\x17\x17again\x15x\n")  # Ctrl-W twice, Ctrl-U
-    assert lines(term) == ["x"]
-    term._feed("ünï".encode()[:3])  # a character split across reads
-    term._feed("ünï".encode()[3:] + b"\r")
-    assert lines(term) == ["ünï"]
-    term._feed(b"abc\x04\x03")  # Ctrl-D on a non-empty line does nothing; Ctrl-C interrupts
-    assert lines(term) == [INTERRUPT]
-    term._feed(b"\x04")
-    assert lines(term) == [EOF]
-    assert "> hello world" in out.getvalue()
-
-
-def test_typing_is_reported_per_key_with_the_line_so_far() -> None:
-    term, _, edits = editor()
-    term._feed(b"/more\rhi\r")
-    assert edits == ["/", "/m", "/mo", "/mor", "/more", "h", "hi"]
-
-
-def test_output_goes_above_the_input_line() -> None:
-    term, out, _ = editor()
-    term.set_prompt("[bob]> ")
-    term._feed(b"half a li")
-    out.truncate(0)
-    out.seek(0)
-    term.print("[bob] bob: hi")
-    assert out.getvalue() == "\r\x1b[J[bob] bob: hi\n[bob]> half a li"
+async def test_ctrl_c_interrupts() -> None:
+    async with prompt([]) as (term, keys):
+        keys.send_text("half a line\x03")
+        assert await next_line(term) == INTERRUPT
 
 
 def test_plain_input_when_not_a_terminal() -> None:
@@ -102,6 +100,9 @@ def test_plain_input_when_not_a_terminal() -> None:
     term._feed(b"one\r\ntw")
     term._feed(b"o\nthree")
     term._feed(b"")
-    assert lines(term) == ["one", "two", "three", EOF]
+    lines = []
+    while not term.lines.empty():
+        lines.append(term.lines.get_nowait())
+    assert lines == ["one", "two", "three", EOF]
     term.print("shown")
     assert out.getvalue() == "shown\n"

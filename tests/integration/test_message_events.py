@@ -300,5 +300,5 @@ async def test_delete_for_me_hides_a_message_on_all_my_devices_only(node: Node) 
     assert await synced_bodies(node, bob) == {(conversation_id, 1): {"text": "one"},
                                              (conversation_id, 2): {"text": "two"}}
     listed = (await api(node, alice, "GET", "/v1/conversations"))["conversations"]
-    assert [(c["conversation_id"], c["last_message"]["body"]) for c in listed] == [
-        (conversation_id, {"deleted": True})]
+    assert [(c["conversation_id"], c["last_message"]) for c in listed] == [
+        (conversation_id, None)]  # both deleted for alice: nothing left to stand for the conversation

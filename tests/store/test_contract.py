@@ -430,6 +430,47 @@ async def test_conversation_list_is_newest_first_with_peer_and_last_message(stor
     assert await store.list_conversations(999, limit=10, before_ts=None) == []
 
 
+async def test_the_list_shows_the_last_message_its_reader_can_see(store: Store) -> None:
+    """Recall and edit events, recalled messages and messages deleted for the reader never stand for a conversation
+    in the list: the newest message the timeline shows does, and never one from before the reader joined."""
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    await store.append_direct(msg("d:1:2", alice, bob, "a1", "see you at 6", ts=10))
+    await store.append_direct(msg("d:1:2", alice, bob, "a2", "wrong chat", ts=11))
+    await store.append_event(event("recall", "d:1:2", alice, 2, "r1", ts=12))
+
+    async def last_of(user: int, conversation: str) -> MessageRecord | None:
+        listed = {c.conversation_id: c for c in await store.list_conversations(user, limit=10, before_ts=None)}
+        return listed[conversation].last_message
+
+    for reader in (alice, bob):
+        last = await last_of(reader, "d:1:2")
+        assert last is not None and (last.seq, last.body) == (1, {"text": "see you at 6"})
+
+    # Edits are events too: the edited message stands, with its new text, however many edits came after it.
+    for n in range(25):
+        await store.append_event(event("edit", "d:1:2", alice, 1, f"e{n}", ts=20 + n, text=f"see you at {n}"))
+    last = await last_of(bob, "d:1:2")
+    assert last is not None and last.seq == 1 and last.body["text"] == "see you at 24"
+    await store.hide_message(bob, "d:1:2", 1, 60)
+    assert await last_of(bob, "d:1:2") is None  # nothing left that bob can see
+    last = await last_of(alice, "d:1:2")
+    assert last is not None and last.seq == 1  # deleted for bob only
+
+    # A group: carol joins after a message she must never see, even in the list.
+    team = await store.create_group(alice, "team", [bob], 5, 100)
+    conversation, group_id = team.group.conversation_id, team.group.group_id
+    await store.append_group(gmsg(conversation, alice, "g1", "before carol", ts=6))
+    added = notice(await store.group_action(action("add", alice, group_id, ts=7, user_ids=(carol,), max_members=10)))
+    await store.append_group(gmsg(conversation, alice, "g2", "welcome carol", ts=8))
+    await store.append_event(event("recall", conversation, alice, added.seq + 1, "r2", ts=9))
+    last = await last_of(carol, conversation)
+    assert last is not None and last.seq == added.seq and last.body["system"]["event"] == "members_added"
+    await store.hide_message(carol, conversation, added.seq, 10)
+    assert await last_of(carol, conversation) is None
+    last = await last_of(bob, conversation)
+    assert last is not None and last.seq == added.seq  # the notice is still bob's to see
+
+
 # ------------------------------------------------------------------------------------------------ delete for me
 
 
@@ -452,7 +493,7 @@ async def test_hidden_messages_read_as_tombstones_for_that_user_only(store: Stor
     alices = await store.history(alice, "d:1:2", after=None, before=None, limit=10)
     assert await texts(alices) == ["text0", "text1", "text2"]
     (summary,) = await store.list_conversations(bob, limit=10, before_ts=None)  # the u: timeline is not listed
-    assert summary.last_message is not None and summary.last_message.body == {"deleted": True}
+    assert summary.last_message is not None and summary.last_message.body == {"text": "text1"}  # not the hidden #3
     synced = await store.sync(bob, {}, 100)
     assert [(m.conversation_id, m.seq) for m in synced.messages] == [
         ("d:1:2", 1), ("d:1:2", 2), ("d:1:2", 3), (f"u:{bob}", 1), (f"u:{bob}", 2)]

@@ -28,6 +28,11 @@ let recvTimer = null;
 const gapTimers = new Map(); // conversation_id -> timeout waiting for a late push
 let readTimer = null;
 let lastTypingSent = new Map();
+let findQuery = ""; // what the find field holds: filters the list, and names someone to look up
+let findLookup = null; // {query, state, user}: the look-up of findQuery as a username (view.renderFind)
+let findTimer = null;
+const FIND_DELAY_MS = 250; // a look-up once typing pauses, not one per key
+const USERNAME = /^[a-z0-9_][a-z0-9_.-]{2,31}$/; // what a username may be (protocol 23.2): nothing else is looked up
 
 const view = new View({
   onAuth: authenticate,
@@ -40,6 +45,8 @@ const view = new View({
   onSend: sendText,
   onTyping: typing,
   onNearTop: () => loadOlder(),
+  onFind: find,
+  onFindSubmit: findSubmit,
   menuFor,
 });
 
@@ -60,7 +67,7 @@ function render() {
     const changes = store.takeChanges();
     const force = forceRender;
     forceRender = false;
-    if (force || changes.list) view.renderList(store, activeId);
+    if (force || changes.list) view.renderList(store, activeId, findQuery);
     const conv = activeId ? store.conversations.get(activeId) : null;
     if (force || changes.header || (conv && changes.conversations.has(conv.id))) view.renderChat(store, conv);
     if (conv && (changes.conversations.has(conv.id) || force)) markReadSoon();
@@ -176,6 +183,11 @@ function logout(message = "") {
   recvQueue.clear();
   recvSent.clear();
   lastTypingSent = new Map();
+  clearTimeout(findTimer);
+  findQuery = "";
+  findLookup = null;
+  view.clearFind();
+  view.renderFind(null);
   localStorage.removeItem(SESSION_KEY);
   sessionStorage.removeItem("pica.active");
   view.renderChat(null, null);
@@ -187,6 +199,7 @@ function logout(message = "") {
 function startApp() {
   store = new Store(session);
   store.onChange = render;
+  store.needList = refreshListSoon;
   const asked = new Set();
   store.resolveName = (userId) => {
     if (asked.has(userId)) return;
@@ -620,12 +633,20 @@ async function loadGroupInfo(conv) {
     conv.name = group.name;
     conv.memberCount = group.member_count;
     conv.dissolved = group.dissolved;
+    conv.myRole = group.owner_id === store?.me.user_id ? "owner" : await myRole(conv);
   } catch (exc) {
     if (exc.code === "group_not_found") conv.left = true;
   }
   if (!store) return;
   store.changed.header = true;
   store.touch(conv.id);
+}
+
+/** My role in a group I do not own: "admin" or "member", from its member list. */
+async function myRole(conv) {
+  const data = await call(`/v1/groups/${conv.groupId}/members`);
+  const me = data.members.find((m) => m.user_id === store?.me.user_id);
+  return me ? me.role : "";
 }
 
 async function findUser(username) {
@@ -648,16 +669,80 @@ function newChat() {
     title: "New chat",
     fields: [{ name: "username", label: "Username", placeholder: "e.g. bob" }],
     submit: "Start chat",
-    onSubmit: async ({ username }) => {
-      const user = await findUser(username);
-      const conv = store.conversation(directId(store.me.user_id, user.user_id));
-      if (!conv.lastTs) {
-        conv.localCreated = true;
-        conv.lastTs = store.serverNow();
-      }
-      openConversation(conv.id);
-    },
+    onSubmit: async ({ username }) => chatWith(await findUser(username)),
   });
+}
+
+function chatWith(user) {
+  const conv = store.conversation(directId(store.me.user_id, user.user_id));
+  if (!conv.lastTs) {
+    conv.localCreated = true;
+    conv.lastTs = store.serverNow();
+  }
+  openConversation(conv.id);
+}
+
+// ------------------------------------------------------------------------------------------------ finding people
+
+/**
+ * The find field: the list shows the conversations whose name holds what was typed, and a name that could be a
+ * username is looked up (GET /v1/users?username=, exact: the server has no directory to browse), unless a 1:1 with
+ * that person is listed already.
+ */
+function find(query) {
+  findQuery = query;
+  clearTimeout(findTimer);
+  rerender();
+  const name = query.trim().replace(/^@/, "").toLowerCase();
+  const listed = store && [...store.conversations.values()].some((c) => c.kind === "direct" && c.peerId !== store.me.user_id
+    && (c.known || c.lastSeq > 0) && store.displayName(c).toLowerCase() === name);
+  if (!store || !USERNAME.test(name) || name === store.me.username || listed) {
+    findLookup = null;
+    view.renderFind(null);
+    return;
+  }
+  findLookup = { query: name, state: "looking" };
+  view.renderFind(findLookup);
+  findTimer = setTimeout(async () => {
+    let found;
+    try {
+      const user = await call(`/v1/users?username=${encodeURIComponent(name)}`);
+      found = user.deleted ? { query: name, state: "none" } : { query: name, state: "found", user };
+      if (!user.deleted) store?.learnName(user.user_id, user.username);
+    } catch (exc) {
+      found = { query: name, state: exc.code === "user_not_found" ? "none" : "error" };
+    }
+    if (findLookup && findLookup.query === name && findQuery === query) {
+      findLookup = found;
+      // "No one is called …" under conversations that match says nothing useful: they are what was looked for.
+      const listedMatch = store && store.ordered().some((c) => store.displayName(c).toLowerCase().includes(name));
+      view.renderFind(found.state === "none" && listedMatch ? null : found);
+    }
+  }, FIND_DELAY_MS);
+}
+
+/** Enter in the find field (or a click on the person found): chat with them, or open the first conversation. */
+async function findSubmit(query) {
+  if (!store || !query.trim()) return;
+  const name = query.trim().replace(/^@/, "").toLowerCase();
+  const shown = store.ordered().filter((c) => store.displayName(c).toLowerCase().includes(query.trim().toLowerCase()));
+  const exact = shown.find((c) => store.displayName(c).toLowerCase() === name);
+  try {
+    if (exact || (shown.length && !(findLookup && findLookup.state === "found"))) {
+      openConversation((exact || shown[0]).id);
+    } else if (USERNAME.test(name) && name !== store.me.username) {
+      chatWith(await findUser(name));
+    } else {
+      return;
+    }
+  } catch (exc) {
+    findLookup = { query: name, state: "none" };
+    view.renderFind(findLookup);
+    return;
+  }
+  findLookup = null;
+  view.renderFind(null);
+  view.clearFind();
 }
 
 function newGroup() {
@@ -687,7 +772,7 @@ function newGroup() {
 
 function addMember() {
   const conv = activeId ? store.conversations.get(activeId) : null;
-  if (!conv || conv.kind !== "group") return;
+  if (!conv || !store.mayAddMembers(conv)) return;
   view.form({
     title: `Add people to ${store.displayName(conv)}`,
     fields: [{ name: "usernames", label: "Usernames, separated by commas", placeholder: "dave" }],

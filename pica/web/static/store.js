@@ -48,6 +48,15 @@ export function isEvent(body) {
   return Boolean(body && (body.recall || body.edit));
 }
 
+/**
+ * Whether a message, as this user sees it, may stand for its conversation (the list's preview): not a recall or
+ * edit event, not recalled, not deleted for me. The server's list applies the same rule to `last_message`
+ * (pica/protocol/bodies.py, `stands_for_conversation`): the two change together.
+ */
+export function standsForConversation(body) {
+  return Boolean(body) && !("recall" in body || "edit" in body || "recalled" in body || "deleted" in body);
+}
+
 export class Store {
   constructor(me) {
     this.me = me; // {user_id, username, token}
@@ -141,6 +150,7 @@ export class Store {
         historyState: "none", // none | loading | partial | complete
         known: false, // listed by GET /v1/conversations
         memberCount: 0,
+        myRole: "", // a group: mine ("owner", "admin", "member"), read with the group; "" until then
       };
       this.conversations.set(id, conv);
     }
@@ -157,6 +167,10 @@ export class Store {
 
   unread(conv) {
     return Math.max(0, conv.lastSeq - conv.readSeq);
+  }
+
+  mayAddMembers(conv) {
+    return conv.kind === "group" && !conv.left && !conv.dissolved && (conv.myRole === "owner" || conv.myRole === "admin");
   }
 
   /** Conversations by last activity, newest first. */
@@ -183,7 +197,7 @@ export class Store {
     if (s.last_seq >= conv.lastSeq) {
       conv.lastSeq = s.last_seq;
       conv.lastTs = s.last_ts;
-      if (s.last_message) conv.lastMessage = s.last_message;
+      conv.lastMessage = s.last_message || null; // the newest one I can see, or none (23.3)
     }
     conv.readSeq = Math.max(conv.readSeq, s.read_seq || 0);
     // A conversation this page has no cursor for starts at its current end: older messages come by history on
@@ -285,8 +299,8 @@ export class Store {
     if (msg.seq >= conv.lastSeq) {
       conv.lastSeq = msg.seq;
       conv.lastTs = msg.ts;
-      conv.lastMessage = msg;
     }
+    if (standsForConversation(msg.body) && msg.seq >= (conv.lastMessage?.seq || 0)) conv.lastMessage = msg;
     // Sending (a message, an event, a group action) marks the conversation read for the sender (server rule).
     if (msg.sender === this.me.user_id) conv.readSeq = Math.max(conv.readSeq, msg.seq);
     const system = msg.body?.system;
@@ -333,6 +347,10 @@ export class Store {
       case "dissolved":
         conv.dissolved = true;
         break;
+      case "role_changed":
+      case "owner_changed":
+        conv.staleInfo = true; // my role may be another now: it is re-read with the group
+        break;
       default:
         break; // unknown events are ignored
     }
@@ -375,7 +393,10 @@ export class Store {
     if (conv.lastMessage && conv.lastMessage.seq === targetSeq) {
       const copy = { ...conv.lastMessage, body: { ...conv.lastMessage.body } };
       applyPatch(copy, patch);
-      conv.lastMessage = copy;
+      // Recalled or deleted for me: the message before it stands for the conversation now, if this page has it;
+      // otherwise the server's list says which (the app asks for it).
+      conv.lastMessage = standsForConversation(copy.body) ? copy : this.lastStanding(conv, targetSeq);
+      if (!conv.lastMessage) this.needList();
     }
     this.touch(conversationId);
   }
@@ -388,6 +409,18 @@ export class Store {
     while (start > 0 && seqs[start - 1] === seqs[start] - 1) start -= 1;
     return seqs.slice(start).map((seq) => conv.messages.get(seq));
   }
+
+  /** The newest loaded message before `seq` that may stand for the conversation, if it is contiguous with it. */
+  lastStanding(conv, seq) {
+    for (let at = seq - 1; conv.messages.has(at); at -= 1) {
+      const msg = conv.messages.get(at);
+      if (standsForConversation(msg.body)) return msg;
+    }
+    return null;
+  }
+
+  // Replaced by the app: refresh the conversation list from the server soon.
+  needList() {}
 
   oldestLoaded(conv) {
     const shown = this.timeline(conv);

@@ -115,6 +115,18 @@ export class View {
     $("logout").addEventListener("click", () => this.handlers.onLogout());
     $("back").addEventListener("click", () => this.handlers.onBack());
     $("add-member").addEventListener("click", () => this.handlers.onAddMember());
+    const find = $("find");
+    find.addEventListener("input", () => this.handlers.onFind(find.value));
+    find.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && find.value) {
+        event.preventDefault();
+        this.clearFind();
+      }
+    });
+    $("find-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.handlers.onFindSubmit(find.value);
+    });
     $("toast").addEventListener("click", () => this.hideToast());
 
     const input = $("composer-input");
@@ -239,10 +251,42 @@ export class View {
 
   // ---------------------------------------------------------------------------------------------- list
 
-  renderList(store, activeId) {
-    const conversations = store.ordered();
-    $("list-empty").hidden = conversations.length > 0;
+  renderList(store, activeId, query = "") {
+    const all = store.ordered();
+    const wanted = query.trim().toLowerCase();
+    const conversations = wanted ? all.filter((conv) => store.displayName(conv).toLowerCase().includes(wanted)) : all;
+    $("list-empty").hidden = all.length > 0;
     $("conversation-list").replaceChildren(...conversations.map((conv) => this._listItem(store, conv, conv.id === activeId)));
+  }
+
+  clearFind() {
+    $("find").value = "";
+    this.handlers.onFind("");
+  }
+
+  /**
+   * What the find field found beyond the list: `found` is {query, state: "looking" | "found" | "none" | "error",
+   * user} or null (nothing to say).
+   */
+  renderFind(found) {
+    const box = $("find-results");
+    box.hidden = !found;
+    if (!found) {
+      box.replaceChildren();
+      return;
+    }
+    if (found.state === "found") {
+      const avatar = h("div", { class: "avatar", "aria-hidden": "true" });
+      paintAvatar(avatar, found.user.username, found.user.user_id);
+      const button = h("button", { type: "button", class: "text-button find-person", testid: "find-person",
+        "data-username": found.user.username }, avatar, h("span", { text: `Chat with ${found.user.username}` }));
+      button.addEventListener("click", () => this.handlers.onFindSubmit(found.query));
+      box.replaceChildren(button);
+      return;
+    }
+    const note = { looking: "Looking…", none: `No one is called “${found.query}”.`,
+      error: "Cannot look people up right now." }[found.state];
+    box.replaceChildren(h("p", { class: "find-note", testid: "find-note", text: note }));
   }
 
   _listItem(store, conv, active) {
@@ -255,7 +299,8 @@ export class View {
       avatar.append(h("span", { class: `dot${online ? " online" : ""}`, testid: "presence-dot", "data-online": String(online),
         title: online ? "online" : "offline" }));
     }
-    const typers = store.typers(conv.id);
+    // The open conversation says who is typing under its messages: one indicator, not one per pane.
+    const typers = active ? [] : store.typers(conv.id);
     let preview;
     if (typers.length) {
       preview = h("span", { class: "conv-preview typing", testid: "conv-preview",
@@ -329,14 +374,12 @@ export class View {
     $("chat").dataset.conversationId = conv.id;
     paintAvatar($("chat-avatar"), name, conv.kind === "group" ? conv.id : conv.peerId);
     $("chat-avatar").classList.toggle("group", conv.kind === "group");
-    $("add-member").hidden = conv.kind !== "group" || Boolean(conv.left || conv.dissolved);
+    // Only owners and admins may add members (docs/protocol.md 12.1): nobody else is offered a button that fails.
+    $("add-member").hidden = !store.mayAddMembers(conv);
     const typers = store.typers(conv.id);
     const status = $("chat-status");
-    status.classList.remove("online", "typing");
-    if (typers.length) {
-      status.textContent = conv.kind === "group" ? typingText(store, typers) : "typing…";
-      status.classList.add("typing");
-    } else if (conv.kind === "group") {
+    status.classList.remove("online");
+    if (conv.kind === "group") {
       status.textContent = conv.memberCount ? `${conv.memberCount} members` : "Group";
     } else if (conv.peerId === store.me.user_id) {
       status.textContent = "Notes to yourself";
