@@ -65,6 +65,8 @@ RELEASED = {
     "0006_privacy.postgres.sql": "33702745fb3b9f7ea01b8bd68e8408eab1ceb25d20ddf2c9b1980f68e2cb73c3",
     "0008_jobs.sqlite.sql": "534be4a72cbf7d861bb293ec67c5f0f7f32eb1a9a1a242ef2ebf25fa00f33afe",
     "0008_jobs.postgres.sql": "b7cdf00617620e3064caa988e91580d29fc073ec781a99517218f0dc8521926a",
+    "0009_bots.sqlite.sql": "cd78458b0777fd59acdf94838cbfd4ab880d9b7c53f646968d837f4703f56025",
+    "0009_bots.postgres.sql": "3742b1bc931310a286ed0c4dd2b8cdadc7a88c7c33605a924c6b63e4a4a1cf3d",
 }
 NEXT = bundled().latest + 1
 """The version a later release adds next."""
