@@ -352,6 +352,15 @@ class MqttConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BotsConfig:
+    """Bot accounts (docs/bots.md)."""
+
+    rate_multiplier: float = 1.0
+    """A bot's per-user rate limits (``rates.sends_per_user`` and the other ``*_per_user``) and its per-connection
+    limit (``rates.requests_per_connection``) are this many times a user's: 1 treats bots like users."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     host: str = "127.0.0.1"
     """Address every listener binds."""
@@ -395,6 +404,7 @@ class Config:
     webhooks: tuple[WebhookConfig, ...] = ()
     """``[[webhooks]]`` tables of the TOML file (not settable from the environment or flags)."""
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    bots: BotsConfig = field(default_factory=BotsConfig)
 
 
 _SECTIONS: Final = {
@@ -410,6 +420,7 @@ _SECTIONS: Final = {
     "before_send": BeforeSendConfig,
     "event_stream": EventStreamConfig,
     "mqtt": MqttConfig,
+    "bots": BotsConfig,
 }
 
 
@@ -688,6 +699,8 @@ def _validate(obj: Any, section: str) -> None:
                 raise ConfigError(f"mqtt.{name}: must be at least 1")
         if obj.max_keep_alive < obj.min_keep_alive:
             raise ConfigError("mqtt.max_keep_alive: must be at least mqtt.min_keep_alive")
+    if isinstance(obj, BotsConfig) and obj.rate_multiplier <= 0:
+        raise ConfigError("bots.rate_multiplier: must be more than 0")
     if isinstance(obj, RedisConfig) and obj.node_ttl <= obj.heartbeat_interval:
         raise ConfigError("redis.node_ttl: must be longer than redis.heartbeat_interval")
     if isinstance(obj, AuthConfig):
