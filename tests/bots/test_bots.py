@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 
 from pica.client import PicaConnection, PicaHttp, PicaHttpError, ServerClosed
-from pica.config import BotsConfig, Config, ConfigError, load_config
+from pica.config import BotsConfig, Config, ConfigError, MqttConfig, load_config
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
 from tests.api.test_sessions import closed_with
 from tests.conftest import TEST_AUTH, Node, make_config, new_user, running
+from tests.mqtt.paho_client import Paho
 from tests.webhooks.receiver import SECRET, Receiver, verify
 from tests.webhooks.test_webhooks import FAST_JOBS, receiver
 
@@ -206,3 +207,23 @@ def test_the_multiplier_must_be_positive() -> None:
     with pytest.raises(ConfigError, match=r"bots\.rate_multiplier"):
         load_config(env={"PICA_BOTS_RATE_MULTIPLIER": "0"})
     assert load_config(env={"PICA_BOTS_RATE_MULTIPLIER": "2.5"}).bots.rate_multiplier == 2.5
+
+
+async def test_a_bot_key_is_an_mqtt_password(tmp_path: Path) -> None:
+    async with running(config(tmp_path, mqtt=MqttConfig(port=0))) as node:
+        assert node.server.services is not None
+        made = await node.server.services.accounts.bots.create("sensor")
+        alice = await new_user(node.url, "alice")
+        client = Paho(node.server.mqtt_port, "sensor", made.key)
+        assert await asyncio.to_thread(client.connect) == 0
+        try:
+            await asyncio.to_thread(client.send, f"send/u/{alice.user_id}", {"text": "21.5 °C"})
+        finally:
+            await asyncio.to_thread(client.close)
+        async with PicaHttp(node.url, token=alice.token) as http:
+            [conversation] = (await http.request("GET", "/v1/conversations"))["conversations"]
+        assert conversation["last_message"]["body"] == {"text": "21.5 °C"}
+        assert conversation["last_message"]["sender"] == made.user_id
+        wrong_name = Paho(node.server.mqtt_port, "alice", made.key)  # the key is the bot's, not alice's
+        assert await asyncio.to_thread(wrong_name.connect) != 0
+        await asyncio.to_thread(wrong_name.close)
