@@ -270,8 +270,8 @@ class JobsConfig:
     backoff_max: float = 3600.0
     """Longest wait between two attempts, in seconds."""
     endpoint_refresh: float = 5.0
-    """Seconds between two reads of the webhook endpoints registered with ``pica webhook add`` (how soon a node sees
-    an endpoint added or removed elsewhere)."""
+    """Seconds between two reads of the webhook endpoints registered with ``pica webhook add`` and of the bots'
+    webhooks (how soon a node sees an endpoint or a bot added or removed elsewhere)."""
     webhook_timeout: float = 10.0
     """Seconds one webhook delivery may take, connection included; past it the attempt failed and is retried."""
     webhook_allow_private: bool = False

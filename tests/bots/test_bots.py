@@ -110,8 +110,9 @@ async def test_a_rotated_key_is_refused_and_its_sockets_closed(tmp_path: Path) -
         assert await refused(node, old) == (401, "invalid_token")
         assert await closed_with(ws) == CloseCode.SESSION_ENDED
         assert await closed_with(tcp) == CloseCode.SESSION_ENDED
-        with pytest.raises(ServerClosed):
+        with pytest.raises(ServerClosed) as at_connect:
             await PicaConnection.open(node.url, old)
+        assert at_connect.value.code == CloseCode.AUTH_FAILED
         async with PicaHttp(node.url, token=new) as http:
             assert (await http.request("GET", "/v1/me"))["username"] == "helper"
         again = await PicaConnection.open(node.url, new)
