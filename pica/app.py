@@ -301,7 +301,8 @@ class PicaServer:
         secret = token_secret(config)
         sessions = SessionService(self.store, TokenService(secret, auth.token_ttl, auth.token_algorithm),
                                   RefreshTokens(secret), self.clock, auth)
-        rates = RateLimits(config.rates, enabled=config.rate_limits == "on", clock=self.clock.monotonic)
+        rates = RateLimits(config.rates, enabled=config.rate_limits == "on", clock=self.clock.monotonic,
+                           bot_multiplier=config.bots.rate_multiplier)
         if not rates.enabled:
             log.warning("rate limits are off (rate_limits = off): for benchmarks and trusted deployments only")
         accounts = AccountService(self.store, hasher, sessions, self.clock, auth, rates)

@@ -270,8 +270,8 @@ class JobsConfig:
     backoff_max: float = 3600.0
     """Longest wait between two attempts, in seconds."""
     endpoint_refresh: float = 5.0
-    """Seconds between two reads of the webhook endpoints registered with ``pica webhook add`` (how soon a node sees
-    an endpoint added or removed elsewhere)."""
+    """Seconds between two reads of the webhook endpoints registered with ``pica webhook add`` and of the bots'
+    webhooks (how soon a node sees an endpoint or a bot added or removed elsewhere)."""
     webhook_timeout: float = 10.0
     """Seconds one webhook delivery may take, connection included; past it the attempt failed and is retried."""
     webhook_allow_private: bool = False
@@ -385,6 +385,15 @@ class MediaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BotsConfig:
+    """Bot accounts (docs/bots.md)."""
+
+    rate_multiplier: float = 1.0
+    """A bot's per-user rate limits (``rates.sends_per_user`` and the other ``*_per_user``) and its per-connection
+    limit (``rates.requests_per_connection``) are this many times a user's: 1 treats bots like users."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     host: str = "127.0.0.1"
     """Address every listener binds."""
@@ -429,6 +438,7 @@ class Config:
     """``[[webhooks]]`` tables of the TOML file (not settable from the environment or flags)."""
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    bots: BotsConfig = field(default_factory=BotsConfig)
 
 
 _SECTIONS: Final = {
@@ -445,6 +455,7 @@ _SECTIONS: Final = {
     "event_stream": EventStreamConfig,
     "mqtt": MqttConfig,
     "media": MediaConfig,
+    "bots": BotsConfig,
 }
 
 
@@ -737,6 +748,8 @@ def _validate(obj: Any, section: str) -> None:
                 raise ConfigError(f"mqtt.{name}: must be at least 1")
         if obj.max_keep_alive < obj.min_keep_alive:
             raise ConfigError("mqtt.max_keep_alive: must be at least mqtt.min_keep_alive")
+    if isinstance(obj, BotsConfig) and obj.rate_multiplier <= 0:
+        raise ConfigError("bots.rate_multiplier: must be more than 0")
     if isinstance(obj, RedisConfig) and obj.node_ttl <= obj.heartbeat_interval:
         raise ConfigError("redis.node_ttl: must be longer than redis.heartbeat_interval")
     if isinstance(obj, AuthConfig):

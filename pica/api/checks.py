@@ -43,12 +43,12 @@ class ResponseCheck:
         op = self._declared.get((method, resource.canonical)) if resource is not None else None
         if op is None or response.prepared or request.method == "HEAD":
             return None  # not an API route, or already sent (a stream, an upgrade)
-        if 200 <= response.status < 300:
-            if response.status != op.status:
-                return f"status {response.status}, declared {op.status}"
+        if response.status == op.status:
             kind = op.response
         elif op.responses and response.status in op.responses:
             kind = op.responses[response.status]
+        elif 200 <= response.status < 300:
+            return f"status {response.status}, declared {op.status}"
         else:
             return f"status {response.status} returned (errors are raised), declared {op.status}"
         return _body_problem(response, kind, op.content_type)

@@ -254,7 +254,8 @@ def add_routes(app: web.Application) -> None:
     route(app, "POST", "/v1/files", upload, summary="Upload a file (the raw bytes as the body)", query=UploadQuery,
           response=FileInfo, status=201, tag="files")
     route(app, "GET", "/v1/files/{file_id}", download, summary="Download a file or one of its thumbnails",
-          query=DownloadQuery, tag="files")
+          query=DownloadQuery, content_type="application/octet-stream", responses={304: None, 416: None},
+          tag="files")
     route(app, "OPTIONS", "/v1/uploads", tus_options, summary="Resumable uploads: what the server supports (tus)",
           status=204, auth="none", tag="files")
     route(app, "POST", "/v1/uploads", tus_create, summary="Start a resumable upload (tus creation)",
@@ -262,7 +263,7 @@ def add_routes(app: web.Application) -> None:
     route(app, "HEAD", "/v1/uploads/{upload_id}", tus_head, summary="How much of a resumable upload arrived",
           tag="files")
     route(app, "PATCH", "/v1/uploads/{upload_id}", tus_patch, summary="Send more of a resumable upload",
-          response=FileInfo, tag="files")
+          status=204, responses={200: FileInfo}, tag="files")
     route(app, "DELETE", "/v1/uploads/{upload_id}", tus_delete, summary="Cancel a resumable upload", status=204,
           tag="files")
 

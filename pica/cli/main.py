@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pica.cli import admin, chat, doctor, jobs, systemd
+from pica.cli import admin, bots, chat, doctor, jobs, systemd
 from pica.config import Config, ConfigError, load_config
 from pica.errors import PicaError, StartupError
 from pica.logs import configure, redact_url
@@ -161,11 +161,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     admin.add_parsers(sub)
     doctor.add_parser(sub)
     jobs.add_parsers(sub, admin.common_arguments())
+    bots.add_parsers(sub, admin.common_arguments())
     args = parser.parse_args(argv)
     if args.command == "chat":
         return chat.run(args)
     if args.command in ("user", "group", "invite", "backup", "restore", "search"):
         return admin.run(args)
+    if args.command in bots.COMMANDS:
+        return bots.run(args)
     if args.command in jobs.COMMANDS:
         return jobs.run(args, _run)
     if args.command == "doctor":

@@ -7,6 +7,7 @@ import hashlib
 import secrets
 
 from pica.config import AuthConfig
+from pica.core.bots import BotService, is_bot_key
 from pica.core.passwords import PasswordHasher
 from pica.core.ports import Clock
 from pica.core.ratelimit import RateLimits
@@ -34,6 +35,7 @@ class AccountService:
         self.sessions = sessions
         self._clock = clock
         self._config = config
+        self.bots = BotService(store, clock, rates)
 
     async def register(self, username: object, password: object, address: str = "", *, invite: object = None,
                        by_admin: bool = False) -> int:
@@ -168,6 +170,8 @@ class AccountService:
         return await self._store.get_user(user_id)
 
     async def authenticate(self, token: str) -> Identity:
-        """Who a token speaks for: its session must be live and its user not banned. Raises InvalidToken /
-        TokenExpired / Banned."""
+        """Who a token (or a bot's API key) speaks for: its session must be live and its user not banned. Raises
+        InvalidToken / TokenExpired / SessionEnded / Banned."""
+        if is_bot_key(token):
+            return await self.bots.authenticate(token)
         return await self.sessions.authenticate(token)

@@ -138,8 +138,13 @@ class RateLimits:
     fails (Redis away) falls back to this node's buckets: logins go on during an outage, limited per node."""
 
     def __init__(self, config: RatesConfig, *, enabled: bool, clock: Callable[[], float],
-                 shared: SharedBuckets | None = None) -> None:
+                 shared: SharedBuckets | None = None, bot_multiplier: float = 1.0) -> None:
         self.enabled = enabled
+        self.bot_multiplier = bot_multiplier
+        """``bots.rate_multiplier``: a bot's per-user and per-connection buckets are this many times larger and
+        refill this many times faster (each request costs 1/multiplier of a token)."""
+        self._bots: set[int] = set()
+        """Bots that authenticated on this node (only they get the multiplier; a user id is never an address)."""
         self.config = config
         self.shared = shared
         self._clock = clock
@@ -156,8 +161,18 @@ class RateLimits:
         self.shared_failures = 0
         """Shared checks answered by this node's buckets because the shared store failed."""
 
+    def mark_bot(self, user_id: int) -> None:
+        if self.bot_multiplier != 1.0:
+            self._bots.add(user_id)
+
+    def cost_of(self, user_id: int) -> float:
+        """What one request of this user costs in their buckets: 1, or less for a bot (``bots.rate_multiplier``)."""
+        return 1.0 / self.bot_multiplier if self._bots and user_id in self._bots else 1.0
+
     def check(self, buckets: Buckets, key: Hashable, what: str, cost: float = 1.0) -> None:
         """Take ``cost`` from ``key``'s bucket or raise RateLimited."""
+        if self._bots and key in self._bots:
+            cost /= self.bot_multiplier
         if self.enabled:
             wait = buckets.take(key, self._clock(), cost)
             if wait > 0:

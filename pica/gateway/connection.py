@@ -226,8 +226,9 @@ class Connection:
     def within_rate(self, ref: int | None) -> bool:
         """Spend one request of ``rates.requests_per_connection``; past it, refuse (``rate_limited``, with ``ref``)
         and stop reading for a while. Called for every request a READY connection reads, whatever its protocol."""
-        if self._rate is not None and self.services.rates is not None:
-            wait = self._rate.spend(self.services.rates.connection_rate, self.last_recv)
+        rates = self.services.rates
+        if self._rate is not None and rates is not None:
+            wait = self._rate.spend(rates.connection_rate, self.last_recv, rates.cost_of(self.user_id))
             if wait > 0:  # refused, and the stream goes on once the client has slowed down
                 self.send_error(refused(wait, "requests on this connection"), ref)
                 self._throttle(wait)

@@ -36,6 +36,7 @@ from typing import Any, Final
 import msgspec
 
 from pica.config import MqttConfig
+from pica.core.bots import is_bot_key
 from pica.core.sessions import Identity
 from pica.core.validation import normalize_username
 from pica.core.wire import message_frame
@@ -99,11 +100,11 @@ def _connack_code(error: PicaError) -> int:
 
 
 def _looks_like_token(password: str) -> bool:
-    """An access token (a JWT: three base64url parts) rather than a password. A password that happens to look like
-    one is still tried as a token only; users who chose such a password log in over HTTP and connect with the
-    token."""
+    """An access token (a JWT: three base64url parts) or a bot's key (``pica_bot_...``) rather than a password. A
+    password that happens to look like one is still tried as a token only; users who chose such a password log in
+    over HTTP and connect with the token."""
     parts = password.split(".")
-    return len(parts) == 3 and password.startswith("eyJ") and all(parts)
+    return (len(parts) == 3 and password.startswith("eyJ") and all(parts)) or is_bot_key(password)
 
 
 class MqttConnection(TcpConnection):

@@ -319,10 +319,12 @@ class JobRules:
     subscriptions: tuple[Subscription, ...] = ()
     stream: tuple[str, ...] = ()
     """Event patterns published to the event stream (``[event_stream]``), in commit order per conversation."""
+    bots: frozenset[int] = frozenset()
+    """Bots with a webhook: each gets ``message.created`` for the messages of its conversations (pica/store/bots.py)."""
 
     @property
     def empty(self) -> bool:
-        return not self.subscriptions and not self.stream
+        return not self.subscriptions and not self.stream and not self.bots
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +418,45 @@ class WebhookEndpoint:
     events: tuple[str, ...]
     created_at: int
     disabled: bool = False
+
+
+# ---------------------------------------------------------------------------------------------------------- bots
+# Bot accounts (pica/store/bots.py, pica/core/bots.py): a user signing in with an API key, of which the store keeps the
+# SHA-256 and the session it opens.
+
+
+@dataclass(frozen=True, slots=True)
+class BotRecord:
+    user_id: int
+    username: str
+    webhook_url: str
+    created_at: int
+    key_created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class BotKeyState:
+    """What a bot key's hash finds: the bot, its key's session, and whether that session still works."""
+
+    user_id: int
+    session_id: str
+    expires_at: int
+    revoked: bool
+    banned: bool
+
+
+def bot_endpoint_id(user_id: int) -> str:
+    """The webhook endpoint a bot's deliveries go to (a job's target; with the event, its ``webhook-id``)."""
+    return f"bot_{user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class BotWebhook:
+    """Where a bot with a webhook receives its messages (an endpoint of the operator's: ``pica bot create``)."""
+
+    user_id: int
+    url: str
+    secret: str
 
 
 class Store(abc.ABC):
@@ -759,3 +800,28 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def disable_webhook(self, endpoint_id: str) -> None: ...
+
+    # bots (pica/store/bots.py)
+    @abc.abstractmethod
+    async def create_bot(self, username: str, key_hash: str, session: SessionRecord, webhook_url: str,
+                         webhook_secret: str) -> int:
+        """A bot account (a user that cannot log in with a password) and its key's session (``session.user_id`` is
+        ignored); the new user id. Raises UsernameTaken."""
+
+    @abc.abstractmethod
+    async def rotate_bot_key(self, user_id: int, key_hash: str, session: SessionRecord) -> None:
+        """Replace the bot's key: the old key's session is revoked (its sockets close), the new one opened. Raises
+        UserNotFound when the user is not a bot."""
+
+    @abc.abstractmethod
+    async def delete_bot(self, user_id: int, ts: int) -> list[GroupChange]:
+        """Delete the bot's account (as ``delete_account``) and its key. Raises UserNotFound when not a bot."""
+
+    @abc.abstractmethod
+    async def list_bots(self) -> list[BotRecord]: ...
+
+    @abc.abstractmethod
+    async def bot_key_state(self, key_hash: str) -> BotKeyState | None: ...
+
+    @abc.abstractmethod
+    async def bot_webhooks(self) -> list[BotWebhook]: ...

@@ -65,6 +65,8 @@ class Event:
     conversation_id: str = ""
     seq: int = 0
     """The timeline position this event was committed at (its own message, notice or event); 0: none (users)."""
+    sender: int = 0
+    """Who sent the message (``message.created``; bots are not sent their own: pica/store/bots.py)."""
 
 
 def matches(pattern: str, event_type: str) -> bool:
@@ -145,7 +147,7 @@ def created(requests: Sequence[DirectAppend | GroupAppend], outcomes: Sequence[A
         data = (f'{{"conversation_id":"{request.conversation_id}","seq":{outcome.seq},"sender":{request.sender},'
                 f'{peer},"client_msg_id":').encode() + _encode(request.client_msg_id) + f',"ts":{outcome.ts}}}'.encode()
         events.append(Event("message.created", f"{request.conversation_id}/{outcome.seq}", outcome.ts, data,
-                            request.body_json, request.conversation_id, outcome.seq))
+                            request.body_json, request.conversation_id, outcome.seq, request.sender))
     return events
 
 

@@ -24,7 +24,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from pica.store import job_rules, messages
+from pica.store import bots, job_rules, messages
 from pica.store.append_rules import Append, Outcome
 from pica.store.base import (
     AppendResult,
@@ -59,7 +59,11 @@ def appends(requests: Sequence[Append], searches: Sequence[str | None], rules: J
 def _appends_with_jobs(requests: Sequence[Append], searches: Sequence[str | None],
                        rules: JobRules) -> Txn[list[Outcome]]:
     outcomes = yield from messages.append_batch(requests, searches)
-    yield from insert(job_rules.rows_for(rules, job_rules.created(requests, outcomes)), requests[0].ts)
+    events = job_rules.created(requests, outcomes)
+    rows = job_rules.rows_for(rules, events)
+    if rules.bots and events:
+        rows += yield from bots.bot_rows(rules.bots, events)
+    yield from insert(rows, requests[0].ts)
     return outcomes
 
 

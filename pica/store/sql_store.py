@@ -15,8 +15,11 @@ from functools import partial
 from typing import TypeVar
 
 from pica.protocol.tokens import Phrase
-from pica.store import groups, invites, jobs, lifecycle, media, messages, search, sessions, social
+from pica.store import bots, groups, invites, jobs, lifecycle, media, messages, search, sessions, social
 from pica.store.base import (
+    BotKeyState,
+    BotRecord,
+    BotWebhook,
     ContactRecord,
     ConversationSummary,
     FileRecord,
@@ -356,3 +359,26 @@ class SqlStore(Store):
 
     async def disable_webhook(self, endpoint_id: str) -> None:
         await self._write_txn(partial(jobs.disable_webhook, endpoint_id))
+
+    # ------------------------------------------------------------------------------------------------ bots
+
+    async def create_bot(self, username: str, key_hash: str, session: SessionRecord, webhook_url: str,
+                         webhook_secret: str) -> int:
+        now = session.created_at
+        return await self._write_jobs(partial(bots.create_bot, username, key_hash, session, webhook_url,
+                                              webhook_secret), partial(jobs.user_events, username, now), now)
+
+    async def rotate_bot_key(self, user_id: int, key_hash: str, session: SessionRecord) -> None:
+        await self._write_txn(partial(bots.rotate_bot_key, user_id, key_hash, session))
+
+    async def delete_bot(self, user_id: int, ts: int) -> list[GroupChange]:
+        return await self._write_jobs(partial(bots.delete_bot, user_id, ts), jobs.group_list_events, ts)
+
+    async def list_bots(self) -> list[BotRecord]:
+        return await self._read_txn(bots.list_bots)
+
+    async def bot_key_state(self, key_hash: str) -> BotKeyState | None:
+        return await self._read_txn(partial(bots.bot_key_state, key_hash))
+
+    async def bot_webhooks(self) -> list[BotWebhook]:
+        return await self._read_txn(bots.bot_webhooks)

@@ -1,5 +1,6 @@
-"""The webhook endpoints in force: those of the TOML file (``[[webhooks]]``, the operator's, trusted) and those
-registered with ``pica webhook add`` (rows of the store, SSRF-checked), and the job rules they make.
+"""The webhook endpoints in force: those of the TOML file (``[[webhooks]]``, the operator's, trusted), those
+registered with ``pica webhook add`` (rows of the store, SSRF-checked) and those of bots (``pica bot create
+--webhook``, the operator's), and the job rules they make.
 
 The store's rows are read at start and every ``jobs.endpoint_refresh`` seconds, so an endpoint added, removed or
 disabled from any host reaches every node and worker within that time. Each change hands the new
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from pica.config import WebhookConfig
 from pica.errors import PicaError
-from pica.store.base import JobRules, Store, Subscription
+from pica.store.base import JobRules, Store, Subscription, bot_endpoint_id
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,20 @@ class Endpoints:
     async def refresh(self) -> None:
         """Read the registered endpoints; tell ``on_rules`` when the subscriptions changed."""
         registered = await self._store.list_webhooks()
+        bots = await self._store.bot_webhooks()
         endpoints = dict(self._configured)
         for w in registered:
             endpoints[w.endpoint_id] = Endpoint(w.endpoint_id, w.url, w.secret, w.events, trusted=False,
                                                 disabled=w.disabled)
-        self._all = endpoints
         subscriptions = tuple(Subscription(e.endpoint_id, e.events) for e in endpoints.values() if not e.disabled)
-        rules = JobRules(subscriptions, self._stream) if subscriptions or self._stream else None
+        # A bot's webhook was set by the operator (pica bot create), so it is trusted like the TOML file's; it is
+        # subscribed through JobRules.bots, to its own conversations' messages only (pica/store/bots.py).
+        for b in bots:
+            endpoints[bot_endpoint_id(b.user_id)] = Endpoint(bot_endpoint_id(b.user_id), b.url, b.secret,
+                                                         ("message.created",), trusted=True)
+        self._all = endpoints
+        bot_ids = frozenset(b.user_id for b in bots)
+        rules = JobRules(subscriptions, self._stream, bot_ids) if subscriptions or self._stream or bot_ids else None
         if rules != self._rules:
             self._rules = rules
             log.info("webhook endpoints changed", extra={"endpoints": len(subscriptions)})

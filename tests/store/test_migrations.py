@@ -67,6 +67,8 @@ RELEASED = {
     "0008_jobs.postgres.sql": "b7cdf00617620e3064caa988e91580d29fc073ec781a99517218f0dc8521926a",
     "0009_media.sqlite.sql": "8622b84ae684a492e811c0508a2ff4704f6fa5b255e8547d227ba2d229309ce7",
     "0009_media.postgres.sql": "9b1f334fdc60c10c5af42283e8540361a2d3c618469f13f28540b6c300236e1f",
+    "0010_bots.sqlite.sql": "cd78458b0777fd59acdf94838cbfd4ab880d9b7c53f646968d837f4703f56025",
+    "0010_bots.postgres.sql": "3742b1bc931310a286ed0c4dd2b8cdadc7a88c7c33605a924c6b63e4a4a1cf3d",
 }
 NEXT = bundled().latest + 1
 """The version a later release adds next."""
