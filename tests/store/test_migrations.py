@@ -65,6 +65,8 @@ RELEASED = {
     "0006_privacy.postgres.sql": "33702745fb3b9f7ea01b8bd68e8408eab1ceb25d20ddf2c9b1980f68e2cb73c3",
     "0008_jobs.sqlite.sql": "534be4a72cbf7d861bb293ec67c5f0f7f32eb1a9a1a242ef2ebf25fa00f33afe",
     "0008_jobs.postgres.sql": "b7cdf00617620e3064caa988e91580d29fc073ec781a99517218f0dc8521926a",
+    "0009_push.sqlite.sql": "0704a7e53431e7faa76ae5bae0cd454965e225a381b6a86a8d41d7f2f7852172",
+    "0009_push.postgres.sql": "7b6c182890c3ac665171ba642456fa42d2b31b83c24a91f231edb142fa3fe14c",
 }
 NEXT = bundled().latest + 1
 """The version a later release adds next."""
