@@ -42,9 +42,11 @@ def configured_id(url: str) -> str:
 class Endpoints:
     def __init__(self, configured: tuple[WebhookConfig, ...], store: Store,
                  on_rules: Callable[[JobRules | None], None] = lambda rules: None,
-                 stream: tuple[str, ...] = ()) -> None:
-        """``stream``: the event patterns of the event stream, part of the rules the store applies."""
+                 stream: tuple[str, ...] = (), push_delay_ms: int | None = None) -> None:
+        """``stream``: the event patterns of the event stream, part of the rules the store applies; so is
+        ``push_delay_ms`` (push on: a push job per message, due that long after its commit)."""
         self._stream = stream
+        self._push_delay_ms = push_delay_ms
         self._configured = {
             configured_id(w.url): Endpoint(configured_id(w.url), w.url, w.secret, w.events, trusted=True)
             for w in configured
@@ -71,7 +73,8 @@ class Endpoints:
                                                 disabled=w.disabled)
         self._all = endpoints
         subscriptions = tuple(Subscription(e.endpoint_id, e.events) for e in endpoints.values() if not e.disabled)
-        rules = JobRules(subscriptions, self._stream) if subscriptions or self._stream else None
+        made = JobRules(subscriptions, self._stream, self._push_delay_ms)
+        rules = None if made.empty else made
         if rules != self._rules:
             self._rules = rules
             log.info("webhook endpoints changed", extra={"endpoints": len(subscriptions)})
