@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,39 @@ def shown(subscription: Subscription, received: list[Got]) -> dict[str, str]:
     return by_id
 
 
+@dataclass
+class Story:
+    config: Path
+    data: Path
+    server: ServerProcess
+    subscription: Subscription
+    sender: PicaConnection
+    recipient: int
+
+    def restart(self, factory: list[ServerProcess]) -> None:
+        factory.append(start_server_process(self.data, extra=["--config", str(self.config)]))
+
+
+async def bob_offline_with_a_device(tmp_path: Path, service: FakeWebPush, delay: float,
+                                    factory: list[ServerProcess]) -> Story:
+    """A node, alice connected over TCP, bob signed in elsewhere with one Web Push subscription and no socket."""
+    config = write_config(tmp_path / "pica.toml", delay)
+    data = tmp_path / "data"
+    server = start_server_process(data, extra=["--config", str(config)])
+    factory.append(server)
+    alice, bob = await new_user(server.url, "a"), await new_user(server.url, "b")
+    subscription = service.subscribe()
+    async with PicaHttp(server.url, token=bob.token) as http:
+        await http.request("POST", "/v1/devices", json={"platform": "webpush", "subscription": subscription.json()})
+    conn = await PicaConnection.open(server.url, alice.token, transport="tcp", tcp_port=server.tcp_port)
+    return Story(config, data, server, subscription, conn, bob.user_id)
+
+
+async def send_all(story: Story) -> None:
+    await asyncio.gather(*(story.sender.send(story.recipient, {"text": f"n{i}"}, client_msg_id=f"m{i}")
+                           for i in range(MESSAGES)))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_kill_9_after_the_ack_and_before_the_push_job_ran_pushes_each_message_once(
@@ -41,26 +75,16 @@ async def test_kill_9_after_the_ack_and_before_the_push_job_ran_pushes_each_mess
     service = FakeWebPush()
     await service.start()
     try:
-        config = write_config(tmp_path / "pica.toml", delay=2.0)
-        data = tmp_path / "data"
-        server = start_server_process(data, extra=["--config", str(config)])
-        server_process_factory.append(server)
-        alice, bob = await new_user(server.url, "a"), await new_user(server.url, "b")
-        subscription = service.subscribe()
-        async with PicaHttp(server.url, token=bob.token) as http:
-            await http.request("POST", "/v1/devices", json={"platform": "webpush",
-                                                            "subscription": subscription.json()})
-        conn = await PicaConnection.open(server.url, alice.token, transport="tcp", tcp_port=server.tcp_port)
+        story = await bob_offline_with_a_device(tmp_path, service, 2.0, server_process_factory)
+        subscription = story.subscription
         started = time.monotonic()
-        await asyncio.gather(*(conn.send(bob.user_id, {"text": f"n{i}"}, client_msg_id=f"m{i}")
-                               for i in range(MESSAGES)))
-        server.kill9()
+        await send_all(story)
+        story.server.kill9()
         assert time.monotonic() - started < 2.0, "the jobs may have run before the kill: the story is void"
-        await conn.close()
+        await story.sender.close()
         assert service.received == []
 
-        restarted = start_server_process(data, extra=["--config", str(config)])
-        server_process_factory.append(restarted)
+        story.restart(server_process_factory)
         await wait_for(lambda: len(shown(subscription, service.received)) == MESSAGES, timeout=30)
         await asyncio.sleep(1.0)  # nothing more arrives
     finally:
@@ -82,26 +106,16 @@ async def test_kill_9_with_pushes_in_flight_sends_them_again_with_the_same_ids(
     service = FakeWebPush(answer=hold)
     await service.start()
     try:
-        config = write_config(tmp_path / "pica.toml", delay=0.2)
-        data = tmp_path / "data"
-        server = start_server_process(data, extra=["--config", str(config)])
-        server_process_factory.append(server)
-        alice, bob = await new_user(server.url, "a"), await new_user(server.url, "b")
-        subscription = service.subscribe()
-        async with PicaHttp(server.url, token=bob.token) as http:
-            await http.request("POST", "/v1/devices", json={"platform": "webpush",
-                                                            "subscription": subscription.json()})
-        conn = await PicaConnection.open(server.url, alice.token, transport="tcp", tcp_port=server.tcp_port)
-        await asyncio.gather(*(conn.send(bob.user_id, {"text": f"n{i}"}, client_msg_id=f"m{i}")
-                               for i in range(MESSAGES)))
+        story = await bob_offline_with_a_device(tmp_path, service, 0.2, server_process_factory)
+        subscription = story.subscription
+        await send_all(story)
         await wait_for(lambda: len(service.received) >= 1)  # a push is in flight
-        server.kill9()
-        await conn.close()
+        story.server.kill9()
+        await story.sender.close()
         in_flight = len(service.received)
         released.set()
 
-        restarted = start_server_process(data, extra=["--config", str(config)])
-        server_process_factory.append(restarted)
+        story.restart(server_process_factory)
         await wait_for(lambda: len(shown(subscription, service.received)) == MESSAGES, timeout=30)
         await asyncio.sleep(1.0)
     finally:
