@@ -171,7 +171,15 @@ class SideWork:
             self.worker = JobWorker(store, handlers, config.jobs)
 
     def _rules_changed(self, rules: JobRules | None) -> None:
-        self.store.set_job_rules(rules, self.worker.wake if self.worker is not None else None)
+        self.store.set_job_rules(rules, self._jobs_written if self.worker is not None else None)
+
+    def _jobs_written(self) -> None:
+        """After a commit that may have queued jobs: webhooks are due now, a message's push job ``push.delay``
+        later (this node's worker looks then, not at its next poll)."""
+        assert self.worker is not None
+        self.worker.wake()
+        if self.pusher is not None:
+            self.worker.wake_later(self.config.push.delay)
 
     async def start(self) -> None:
         await self.endpoints.refresh()

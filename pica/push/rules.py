@@ -56,6 +56,8 @@ class Notification:
     ``apns-id``; ``push_id`` in FCM's data and in the Web Push payload)."""
     conversation_id: str
     seq: int
+    ts: int
+    """The message's time (ms since the epoch)."""
     title: str
     body: str
     badge: int
@@ -75,7 +77,8 @@ class Notification:
 
     def data(self) -> dict[str, str]:
         """What the app needs to open the conversation; strings only (FCM's ``data`` takes nothing else)."""
-        return {"push_id": self.push_id, "conversation_id": self.conversation_id, "seq": str(self.seq)}
+        return {"push_id": self.push_id, "conversation_id": self.conversation_id, "seq": str(self.seq),
+                "ts": str(self.ts)}
 
 
 def push_id(conversation_id: str, seq: int, device_id: str) -> str:
@@ -101,13 +104,13 @@ def notification(message: PushMessage, device: DeviceRecord, privacy: bool, badg
     record = message.message
     ident = push_id(record.conversation_id, record.seq, device.device_id)
     if privacy:
-        return Notification(ident, record.conversation_id, record.seq, PRIVATE_TITLE, "", badge)
+        return Notification(ident, record.conversation_id, record.seq, record.ts, PRIVATE_TITLE, "", badge)
     sender = message.sender_name or "Someone"
     if group_id_of(record.conversation_id) is not None:
         title = f"{sender} in {message.group_name}" if message.group_name else sender
     else:
         title = sender
-    return Notification(ident, record.conversation_id, record.seq, title, preview(record.body), badge)
+    return Notification(ident, record.conversation_id, record.seq, record.ts, title, preview(record.body), badge)
 
 
 Outcome = Literal["sent", "gone", "retry", "failed"]

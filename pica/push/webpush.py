@@ -73,7 +73,8 @@ def encrypt(plain: bytes, p256dh: str, auth: str) -> bytes:
 def payload(note: Notification) -> bytes:
     """What the service worker receives (pica/web/static/sw.js shows it)."""
     return _encode({"push_id": note.push_id, "conversation_id": note.conversation_id, "seq": note.seq,
-                    "title": note.title, "body": note.body, "badge": note.badge, "tag": note.collapse_id})
+                    "ts": note.ts, "title": note.title, "body": note.body, "badge": note.badge,
+                    "tag": note.collapse_id})
 
 
 class WebPushProvider:

@@ -42,7 +42,7 @@ def test_what_a_push_says() -> None:
     note = notification(message({"text": "  see\nyou  at 5 "}), device, privacy=False, badge=3)
     assert (note.title, note.body, note.badge) == ("alice", "see you at 5", 3)
     assert note.push_id == push_id("d:1:2", 10, "dev_1") != push_id("d:1:2", 10, "dev_2")
-    assert note.data() == {"push_id": note.push_id, "conversation_id": "d:1:2", "seq": "10"}
+    assert note.data() == {"push_id": note.push_id, "conversation_id": "d:1:2", "seq": "10", "ts": str(NOW)}
     group = notification(message({"text": "hi"}, conversation="g:7", group="team"), device, False, 1)
     assert group.title == "alice in team"
     private = notification(message({"text": "the plan"}, conversation="g:7", group="team"), device, True, 1)
@@ -59,8 +59,8 @@ def test_previews_of_every_kind_fit_a_lock_screen() -> None:
 
 
 def test_collapse_keys_are_per_conversation_within_each_services_limits() -> None:
-    a = Notification("id", "d:123456789:987654321", 1, "t", "b", 0)
-    b = Notification("id2", "d:123456789:987654321", 2, "t", "b", 0)
+    a = Notification("id", "d:123456789:987654321", 1, NOW, "t", "b", 0)
+    b = Notification("id2", "d:123456789:987654321", 2, NOW, "t", "b", 0)
     assert a.topic == b.topic and re.fullmatch(r"[A-Za-z0-9_-]{1,32}", a.topic)
     assert a.collapse_id == "d:123456789:987654321" and len(a.collapse_id.encode()) <= 64
 
