@@ -184,13 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "max ms"],
                                     [[phase["phase"], phase["sent_per_s"], jobs["count"], jobs["p50"], jobs["p99"],
                                       jobs["max"]]]) + "\n")
-    machine = bu.machine_info()
-    print(f"machine: {machine['nproc']} CPUs ({machine['cpu_model']}); pica {machine['pica_revision']}; rate limits "
-          f"{bu.RATE_LIMITS}")
-    bu.write_json(args.json, {"machine": machine, "args": vars(args), "results": results,
-                              "elapsed_s": time.monotonic() - started})
-    bu.log(f"done in {time.monotonic() - started:.1f} s")
-    return 0
+    return webhooks.finish(args, results, started)
 
 
 if __name__ == "__main__":

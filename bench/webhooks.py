@@ -222,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results) + "\n")
     if any("job_ms" in r for r in results):
         print(latency_table(results) + "\n")
+    return finish(args, results, started)
+
+
+def finish(args: argparse.Namespace, results: list[dict[str, Any]], started: float) -> int:
+    """The machine line, the JSON file, the time taken (shared with bench/push.py)."""
     machine = bu.machine_info()
     print(f"machine: {machine['nproc']} CPUs ({machine['cpu_model']}); pica {machine['pica_revision']}; rate limits "
           f"{bu.RATE_LIMITS}")
