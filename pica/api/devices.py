@@ -54,7 +54,7 @@ class PushConfigOut(msgspec.Struct):
 
 
 class NotificationsIn(msgspec.Struct, forbid_unknown_fields=True):
-    level: str = "all"
+    level: str
     """``all``, ``mentions`` (only messages whose ``mentions`` name me) or ``none``."""
     mute_until: int | None = None
     """No push before this time (ms since the epoch); null: not muted."""

@@ -20,6 +20,8 @@ from typing import Any, Final
 import httpx
 import jwt
 import msgspec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from pica.config import PushConfig
 from pica.push.rules import Notification, Sent
@@ -41,7 +43,11 @@ def payload(note: Notification) -> bytes:
 class ApnsProvider:
     def __init__(self, config: PushConfig) -> None:
         self._config = config
-        self._key = Path(config.apns_key_file).read_text(encoding="ascii")
+        # Loaded now: a file that is not an EC private key refuses the start instead of failing every push.
+        key = serialization.load_pem_private_key(Path(config.apns_key_file).read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{config.apns_key_file}: not an ES256 (P-256) key")
+        self._key = key
         self._token = ""
         self._token_at = 0.0
         self._client: httpx.AsyncClient | None = None

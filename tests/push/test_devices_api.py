@@ -6,10 +6,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from pica.client import PicaHttp
 from pica.config import PushConfig
+from pica.errors import StartupError
 from tests.conftest import PASSWORD, api, api_error, make_config, new_user, running
-from tests.push.services import Subscription, vapid_key
+from tests.push.services import FakeApns, Subscription, vapid_key
 
 APNS_TOKEN = "0123456789abcdef" * 4
 
@@ -19,8 +22,6 @@ def subscription() -> dict[str, object]:
 
 
 async def test_a_device_is_registered_checked_capped_listed_and_removed(tmp_path: Path) -> None:
-    key = tmp_path / "key.p8"
-    key.write_text("not read before a push")  # the platform is on as soon as its key is named
     push = PushConfig(vapid_private_key=vapid_key(), fcm_service_account_file="", max_devices_per_user=2,
                       max_token_bytes=200)
     async with running(dataclasses.replace(make_config(tmp_path), push=push)) as node:
@@ -56,8 +57,8 @@ async def test_a_device_is_registered_checked_capped_listed_and_removed(tmp_path
 
 
 async def test_logging_out_removes_the_sessions_devices_only(tmp_path: Path) -> None:
-    push = PushConfig(apns_key_file=str(tmp_path / "unused.p8"), apns_key_id="K", apns_team_id="T", apns_topic="app")
-    (tmp_path / "unused.p8").write_text("x")
+    apns = FakeApns(tmp_path)  # for its key file only: nothing is pushed here
+    push = PushConfig(apns_key_file=str(apns.key_file), apns_key_id="K", apns_team_id="T", apns_topic="app")
     async with running(dataclasses.replace(make_config(tmp_path), push=push)) as node:
         phone = await new_user(node.url, "a")
         async with PicaHttp(node.url) as http:
@@ -88,7 +89,9 @@ async def test_notification_settings_are_per_conversation_and_privacy_per_user(t
         assert (await api(node, bob, "GET", path))["level"] == "none"
         assert (await api(node, alice, "GET", path))["level"] == "all"  # bob's setting is bob's
         assert await api_error(node, bob, "PUT", path, json={"level": "loud"}) == (400, "bad_request")
-        assert await api_error(node, bob, "PUT", path, json={"mute_until": -1}) == (400, "bad_request")
+        assert await api_error(node, bob, "PUT", path, json={"level": "all", "mute_until": -1}) == (
+            400, "bad_request")
+        assert await api_error(node, bob, "PUT", path, json={}) == (400, "bad_request")  # the level is required
         assert await api_error(node, eve, "PUT", path, json={"level": "none"}) == (404, "conversation_not_found")
         assert await api_error(node, eve, "GET", path) == (404, "conversation_not_found")
 
@@ -100,3 +103,11 @@ async def test_notification_settings_are_per_conversation_and_privacy_per_user(t
             assert await http.request("GET", "/v1/push/config") == {"platforms": [], "vapid_public_key": None}
         assert await api_error(node, bob, "POST", "/v1/devices", json={"platform": "apns", "token": "ab"}) == (
             400, "bad_request")
+
+
+async def test_a_key_file_that_is_no_key_refuses_the_start(tmp_path: Path) -> None:
+    (tmp_path / "AuthKey.p8").write_text("not a key")
+    push = PushConfig(apns_key_file=str(tmp_path / "AuthKey.p8"), apns_key_id="K", apns_team_id="T", apns_topic="a")
+    with pytest.raises(StartupError, match="push: cannot load the credentials"):
+        async with running(dataclasses.replace(make_config(tmp_path), push=push)):
+            pass
