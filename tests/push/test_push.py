@@ -251,3 +251,15 @@ async def test_apns_over_http2_with_a_provider_token_and_bad_tokens_removed(tmp_
     assert first.headers["apns-push-type"] == "alert"
     assert first.json["aps"]["alert"] == {"title": alice_name, "body": "over h2"}
     assert first.json["aps"]["badge"] == 1
+
+
+async def test_a_push_runs_when_it_comes_due_not_at_the_workers_next_poll(tmp_path: Path,
+                                                                           webpush: FakeWebPush) -> None:
+    slow_polling = dataclasses.replace(FAST_JOBS, poll_interval=60.0)  # only a wake-up can run the job in time
+    settings = dataclasses.replace(config(tmp_path, vapid_private_key=vapid_key()), jobs=slow_polling)
+    async with running(settings) as node:
+        alice, bob = await new_user(node.url, "a"), await new_user(node.url, "b")
+        await api(node, bob, "POST", "/v1/devices", json={"platform": "webpush",
+                                                         "subscription": webpush.subscribe().json()})
+        await send(node, alice, bob.user_id, {"text": "due in 0.2 s"})
+        await wait_for(lambda: len(webpush.received) == 1, timeout=20)
