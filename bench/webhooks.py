@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,21 +46,24 @@ MODES = ("off", "rows", "deliver")
 
 def receiver_main(port_file: str) -> None:
     bu.exit_on_sigterm()
-    uvloop.run(_receiver(Path(port_file)))
+    uvloop.run(serve_latencies(Path(port_file), "/hook", lambda body: json.loads(body)["data"]["ts"], 200))
 
 
-async def _receiver(port_file: Path) -> None:
+async def serve_latencies(port_file: Path, path: str, sent_ms: Callable[[bytes], float], status: int) -> None:
+    """An HTTP receiver answering ``status`` to every POST to ``path`` and keeping, for each, its arrival (wall
+    clock) minus ``sent_ms(body)``; ``POST /stats`` answers their count and percentiles and forgets them. Its port
+    is written to ``port_file``. Shared with bench/push.py."""
     from aiohttp import web
 
     latencies: list[float] = []
     counted = [0]
 
-    async def hook(request: web.Request) -> web.Response:
+    async def receive(request: web.Request) -> web.Response:
         body = await request.read()
         now_ms = time.time() * 1000
         counted[0] += 1
-        latencies.append(now_ms - json.loads(body)["data"]["ts"])
-        return web.Response(text="ok")
+        latencies.append(now_ms - sent_ms(body))
+        return web.Response(status=status)
 
     async def stats(request: web.Request) -> web.Response:
         values = sorted(latencies)
@@ -70,7 +74,7 @@ async def _receiver(port_file: Path) -> None:
                                   "max": values[-1] if values else None})
 
     app = web.Application()
-    app.router.add_post("/hook", hook)
+    app.router.add_post(path, receive)
     app.router.add_post("/stats", stats)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -78,6 +82,20 @@ async def _receiver(port_file: Path) -> None:
     await site.start()
     await asyncio.to_thread(port_file.write_text, f"{runner.addresses[0][1]}\n")
     await asyncio.Event().wait()
+
+
+def start_receiver(work: Path, target: Callable[..., None], *args: Any) -> tuple[mp.process.BaseProcess, int]:
+    """``target(port_file, *args)`` in a process of its own; returns it and its port once it listens."""
+    port_file = work / "receiver-port"
+    receiver = mp.get_context("spawn").Process(target=target, args=(str(port_file), *args), daemon=True)
+    receiver.start()
+    deadline = time.monotonic() + 30
+    while not (port_file.exists() and port_file.read_text().endswith("\n")):
+        if time.monotonic() > deadline:
+            receiver.terminate()
+            raise RuntimeError("the receiver did not start")
+        time.sleep(0.05)
+    return receiver, int(port_file.read_text())
 
 
 def receiver_stats(port: int) -> dict[str, Any]:
@@ -163,7 +181,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def table(results: list[dict[str, Any]]) -> str:
+def table(results: list[dict[str, Any]], label: str = "webhooks") -> str:
     base = next((r["saturation"]["acked_per_s"] for r in results if r["mode"] == "off"), None)
     rows = []
     for r in results:
@@ -172,18 +190,18 @@ def table(results: list[dict[str, Any]]) -> str:
         rows.append([r["mode"], sat["acked_per_s"], ratio, sat["ack_ms"]["p50"], sat["ack_ms"]["p99"],
                      sat["server_cpu_us_per_msg"], sat["server_cpu_pct"], sat["loadgen_cpu_pct"],
                      sat["other_cpu_pct"]])
-    return bu.markdown_table(["webhooks", "acked msg/s", "ratio to off", "ack p50 ms", "ack p99 ms",
+    return bu.markdown_table([label, "acked msg/s", "ratio to off", "ack p50 ms", "ack p99 ms",
                               "server CPU µs/msg", "server CPU %", "loadgen + receiver CPU %", "other CPU %"], rows)
 
 
-def latency_table(results: list[dict[str, Any]]) -> str:
+def latency_table(results: list[dict[str, Any]], received: str = "webhooks received") -> str:
     rows = []
     for r in results:
         if "job_ms" in r:
             jobs, phase = r["job_ms"], r["latency_phase"]
             rows.append([phase["phase"], phase["acked_per_s"], phase["ack_ms"]["p50"], phase["ack_ms"]["p99"],
                          jobs["count"], jobs["p50"], jobs["p99"], jobs["max"], phase["other_cpu_pct"]])
-    return bu.markdown_table(["phase", "acked msg/s", "ack p50 ms", "ack p99 ms", "webhooks received",
+    return bu.markdown_table(["phase", "acked msg/s", "ack p50 ms", "ack p99 ms", received,
                               "job p50 ms", "job p99 ms", "job max ms", "other CPU %"], rows)
 
 
@@ -193,16 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pica-bench-webhooks-") as tmp:
         work = Path(tmp)
-        port_file = work / "receiver-port"
-        receiver = mp.get_context("spawn").Process(target=receiver_main, args=(str(port_file),), daemon=True)
-        receiver.start()
+        receiver, receiver_port = start_receiver(work, receiver_main)
         try:
-            deadline = time.monotonic() + 30
-            while not (port_file.exists() and port_file.read_text().endswith("\n")):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the webhook receiver did not start")
-                time.sleep(0.05)
-            receiver_port = int(port_file.read_text())
             results = [run_mode(args, work, mode, receiver_port, receiver.pid or 0) for mode in args.modes]
         finally:
             receiver.terminate()
@@ -212,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results) + "\n")
     if any("job_ms" in r for r in results):
         print(latency_table(results) + "\n")
+    return finish(args, results, started)
+
+
+def finish(args: argparse.Namespace, results: list[dict[str, Any]], started: float) -> int:
+    """The machine line, the JSON file, the time taken (shared with bench/push.py)."""
     machine = bu.machine_info()
     print(f"machine: {machine['nproc']} CPUs ({machine['cpu_model']}); pica {machine['pica_revision']}; rate limits "
           f"{bu.RATE_LIMITS}")

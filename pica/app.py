@@ -25,6 +25,7 @@ from pica.api.http import build_app
 from pica.config import Config
 from pica.core.accounts import AccountService
 from pica.core.chat import ChatService
+from pica.core.devices import DeviceService
 from pica.core.fanout import GroupFanout
 from pica.core.groups import GroupService
 from pica.core.lifecycle import LifecycleService
@@ -50,9 +51,10 @@ from pica.mqtt import start_mqtt_server
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.outbound import OutboundFrame
+from pica.push.sender import PushSender, build_providers
 from pica.store.base import JobRules, Store
 from pica.store.factory import build_store, sqlite_path
-from pica.store.job_rules import STREAM, WEBHOOK, valid_pattern
+from pica.store.job_rules import PUSH, STREAM, WEBHOOK, valid_pattern
 from pica.store.sqlite_files import server_lock
 from pica.webhooks.before_send import BeforeSendHook
 from pica.webhooks.delivery import WebhookSender
@@ -126,6 +128,14 @@ def _writable(directory: Path) -> None:
     probe.unlink()
 
 
+def _vapid_public_key(config: Config) -> str:
+    if not config.push.vapid_private_key:
+        return ""
+    from pica.push.webpush import public_key
+
+    return public_key(config.push)
+
+
 class SideWork:
     """The job queue's side of a node or of a ``pica worker`` process: the webhook endpoints in force (whose job
     rules a node's store writes with every commit, ``write_jobs``) and a worker delivering the jobs (``run_worker``).
@@ -142,11 +152,19 @@ class SideWork:
         self.config = config
         self.store = store
         self.worker: JobWorker | None = None
+        push_on = bool(config.push.platforms)
         self.endpoints = Endpoints(config.webhooks, store, self._rules_changed if write_jobs else lambda rules: None,
-                                   stream)
+                                   stream, int(config.push.delay * 1000) if push_on else None)
         self.sender = WebhookSender(self.endpoints, config.jobs)
         self.publisher: NatsPublisher | None = None
         handlers: dict[str, Handler] = {WEBHOOK: self.sender}
+        self.pusher: PushSender | None = None
+        if push_on:
+            try:
+                self.pusher = PushSender(store, build_providers(config.push))
+            except (OSError, ValueError) as exc:  # a key file missing or not a key
+                raise StartupError(f"push: cannot load the credentials: {exc}") from exc
+            handlers[PUSH] = self.pusher
         if config.event_stream.url:
             from pica.stream.nats import NatsPublisher  # nats is imported only when a stream is configured
 
@@ -156,7 +174,15 @@ class SideWork:
             self.worker = JobWorker(store, handlers, config.jobs)
 
     def _rules_changed(self, rules: JobRules | None) -> None:
-        self.store.set_job_rules(rules, self.worker.wake if self.worker is not None else None)
+        self.store.set_job_rules(rules, self._jobs_written if self.worker is not None else None)
+
+    def _jobs_written(self) -> None:
+        """After a commit that may have queued jobs: webhooks are due now, a message's push job ``push.delay``
+        later (this node's worker looks then, not at its next poll)."""
+        assert self.worker is not None
+        self.worker.wake()
+        if self.pusher is not None:
+            self.worker.wake_later(self.config.push.delay)
 
     async def start(self) -> None:
         await self.endpoints.refresh()
@@ -169,6 +195,8 @@ class SideWork:
         if self.worker is not None:
             await self.worker.stop()
         await self.sender.close()
+        if self.pusher is not None:
+            await self.pusher.close()
         if self.publisher is not None:
             await self.publisher.close()
 
@@ -342,6 +370,7 @@ class PicaServer:
             cluster_stats=self.cluster.stats if self.cluster is not None else None,
             cluster_healthy=self._cluster_healthy if self.cluster is not None else None,
             job_stats=side.stats,
+            devices=DeviceService(self.store, config.push, self.clock, _vapid_public_key(config)),
         )
         if self.cluster is not None:
             await self.cluster.start()

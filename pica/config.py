@@ -394,6 +394,55 @@ class BotsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PushConfig:
+    """Push notifications to devices without a live connection (docs/push.md). A platform is on when its credentials
+    are set; with none set, no push job is written and ``POST /v1/devices`` refuses every platform."""
+
+    delay: float = 3.0
+    """Seconds after a message's commit before its push job runs; a recipient whose delivered cursor (``recv``) has
+    reached the message by then got it live, and is not pushed to."""
+    timeout: float = 10.0
+    """Seconds one request to a push service may take, connection included; past it the attempt is retried."""
+    max_devices_per_user: int = 10
+    """Push targets one user may register (over all their sessions); one more is refused (409 ``too_many_devices``)."""
+    max_token_bytes: int = 1024
+    """Longest APNs or FCM token, or Web Push endpoint URL, accepted by ``POST /v1/devices`` (UTF-8 bytes)."""
+    apns_key_file: str = ""
+    """APNs provider token key (the ``.p8`` file, PEM, ES256); empty: APNs off."""
+    apns_key_id: str = ""
+    """The key's id (10 characters, from the Apple developer account)."""
+    apns_team_id: str = ""
+    """The team id the provider token is issued for."""
+    apns_topic: str = ""
+    """The app's bundle id (``apns-topic``)."""
+    apns_url: str = "https://api.push.apple.com"
+    """APNs over HTTP/2; ``https://api.sandbox.push.apple.com`` for development builds."""
+    apns_ca_file: str = ""
+    """A PEM bundle to trust for ``apns_url`` instead of the system's (a test server); empty: the system's."""
+    fcm_service_account_file: str = ""
+    """The Firebase service account's JSON key file (its ``token_uri`` is where access tokens come from); empty:
+    FCM off."""
+    fcm_project: str = ""
+    """The Firebase project id; empty: the service account's ``project_id``."""
+    fcm_url: str = "https://fcm.googleapis.com"
+    """FCM HTTP v1 (``<fcm_url>/v1/projects/<project>/messages:send``)."""
+    vapid_private_key: str = ""
+    """Web Push VAPID private key: base64url of the raw 32-byte P-256 key, or a path to a PEM file; empty: Web Push
+    off. Its public key is served to browsers by ``GET /v1/push/config``."""
+    vapid_subject: str = "mailto:admin@localhost"
+    """The VAPID ``sub`` claim: a ``mailto:`` or ``https:`` contact for the push services."""
+    webpush_allow_private: bool = False
+    """Let Web Push endpoints (URLs a browser registers) be ``http://`` and reach private, loopback and other
+    non-public addresses (refused by default: SSRF). For tests and closed networks."""
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """The platforms whose credentials are set, in the order of the protocol's list."""
+        return tuple(name for name, on in (("apns", self.apns_key_file), ("fcm", self.fcm_service_account_file),
+                                           ("webpush", self.vapid_private_key)) if on)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     host: str = "127.0.0.1"
     """Address every listener binds."""
@@ -439,6 +488,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     bots: BotsConfig = field(default_factory=BotsConfig)
+    push: PushConfig = field(default_factory=PushConfig)
 
 
 _SECTIONS: Final = {
@@ -456,6 +506,7 @@ _SECTIONS: Final = {
     "mqtt": MqttConfig,
     "media": MediaConfig,
     "bots": BotsConfig,
+    "push": PushConfig,
 }
 
 
@@ -750,6 +801,15 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError("mqtt.max_keep_alive: must be at least mqtt.min_keep_alive")
     if isinstance(obj, BotsConfig) and obj.rate_multiplier <= 0:
         raise ConfigError("bots.rate_multiplier: must be more than 0")
+    if isinstance(obj, PushConfig):
+        for name in ("timeout", "max_devices_per_user", "max_token_bytes"):
+            if getattr(obj, name) <= 0:
+                raise ConfigError(f"push.{name}: must be more than 0")
+        if obj.apns_key_file and not (obj.apns_key_id and obj.apns_team_id and obj.apns_topic):
+            raise ConfigError("push.apns_key_file: needs push.apns_key_id, push.apns_team_id and push.apns_topic")
+        for name in ("apns_url", "fcm_url"):
+            if not getattr(obj, name).startswith(("https://", "http://")):
+                raise ConfigError(f"push.{name}: expected an https:// URL")
     if isinstance(obj, RedisConfig) and obj.node_ttl <= obj.heartbeat_interval:
         raise ConfigError("redis.node_ttl: must be longer than redis.heartbeat_interval")
     if isinstance(obj, AuthConfig):

@@ -212,6 +212,12 @@ class TooManySessions(Conflict):
     code = "too_many_sessions"
 
 
+class TooManyDevices(Conflict):
+    """The user has ``push.max_devices_per_user`` push targets registered already (``POST /v1/devices``)."""
+
+    code = "too_many_devices"
+
+
 class RateLimited(PicaError):
     """Too many requests: ``retry_after`` seconds from now the same request will be accepted (HTTP ``Retry-After``,
     and ``retry_after`` in the JSON body and in the ``error`` frame)."""

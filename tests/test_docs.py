@@ -12,7 +12,8 @@ SECTIONS = {"limits": config.LimitsConfig, "auth": config.AuthConfig, "sqlite": 
             "postgres": config.PostgresConfig, "redis": config.RedisConfig,
             "log": config.LogConfig, "tls": config.TlsConfig, "jobs": config.JobsConfig,
             "before_send": config.BeforeSendConfig, "event_stream": config.EventStreamConfig,
-            "mqtt": config.MqttConfig, "media": config.MediaConfig, "bots": config.BotsConfig}
+            "mqtt": config.MqttConfig, "media": config.MediaConfig, "bots": config.BotsConfig,
+            "push": config.PushConfig}
 
 
 def test_every_config_key_is_in_the_readme() -> None:

@@ -49,13 +49,15 @@ ALLOWED: dict[str, frozenset[str]] = {
     "webhooks": FOUNDATION | {"protocol", "store.base", "core", "jobs"},
     # The event stream: another kind of job (publishing to NATS JetStream).
     "stream": FOUNDATION | {"store.base", "jobs"},
+    # Push notifications: another kind of job; Web Push endpoints reach the network through the webhooks' SSRF rule.
+    "push": FOUNDATION | {"protocol", "store.base", "jobs", "webhooks"},
     # The MQTT gateway: a transport of the gateway's Connection, beside TCP and WebSocket.
     "mqtt": FOUNDATION | {"protocol", "store.base", "core", "gateway"},
     # The Python SDK: could be split into a distribution of its own.
     "client": frozenset({"errors", "protocol"}),
     # The composition root wires everything but the clients.
     "app": FOUNDATION | {"protocol", "store.base", "store", "core", "cluster", "gateway", "api", "web", "jobs",
-                         "webhooks", "stream", "mqtt", "media"},
+                         "webhooks", "stream", "mqtt", "media", "push"},
     "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app", "cluster", "jobs",
                          "webhooks"},  # cluster: doctor
     "__main__": frozenset({"cli"}),

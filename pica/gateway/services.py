@@ -10,6 +10,7 @@ from typing import Any
 from pica.config import LimitsConfig
 from pica.core.accounts import AccountService
 from pica.core.chat import ChatService
+from pica.core.devices import DeviceService
 from pica.core.groups import GroupService
 from pica.core.lifecycle import LifecycleService
 from pica.core.placement import NodeAddress
@@ -57,6 +58,8 @@ class GatewayServices:
     cluster_healthy: Callable[[], bool] | None = None
     job_stats: Callable[[], Awaitable[dict[str, float]]] | None = None
     """The job queue's gauges for /metrics (``pica_jobs_*``; None: not shown)."""
+    devices: DeviceService | None = None
+    """Push targets and notification settings (None: a bundle built without them, as in a unit test)."""
     address_slots: AddressSlots = field(default_factory=lambda: AddressSlots(0))
     """Open sockets per client address on both ports (``limits.max_connections_per_address``; 0: none)."""
     max_sessions_per_user: int = 0

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from pica.config import JobsConfig
 from pica.errors import PicaError
@@ -26,6 +28,9 @@ from pica.jobs.policy import Verdict, outcome
 from pica.store.base import JobOutcome, JobRecord, Store
 
 log = logging.getLogger(__name__)
+
+_WAKE_GRAIN: Final = 0.02
+"""Seconds: delayed wake-ups (:meth:`JobWorker.wake_later`) are rounded up to this."""
 
 Handler = Callable[[JobRecord], Awaitable[Verdict]]
 """Runs one attempt of a job of its kind; never raises on purpose (see the module's docstring)."""
@@ -58,10 +63,25 @@ class JobWorker:
         self._flushing: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._wake_slots: set[int] = set()
         self.counters = WorkerCounters()
 
     def wake(self) -> None:
         """Look at the queue now (cheap and idempotent: called after every commit that may have queued jobs)."""
+        self._wake.set()
+
+    def wake_later(self, delay: float) -> None:
+        """Look at the queue in ``delay`` seconds, when a job written now with that delay comes due (push jobs), rather
+        than at the next poll. Wake-ups are rounded up to ``_WAKE_GRAIN`` so that a burst of commits schedules one
+        timer per grain, not one per commit."""
+        loop = asyncio.get_running_loop()
+        slot = math.ceil((loop.time() + delay) / _WAKE_GRAIN)
+        if slot not in self._wake_slots:
+            self._wake_slots.add(slot)
+            loop.call_at(slot * _WAKE_GRAIN, self._woken_at, slot)
+
+    def _woken_at(self, slot: int) -> None:
+        self._wake_slots.discard(slot)
         self._wake.set()
 
     def start(self) -> None:

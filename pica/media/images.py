@@ -163,9 +163,13 @@ def thumbnails(path: Path, sizes: Sequence[int], max_pixels: int) -> dict[int, b
     return made
 
 
-def placeholder(path: Path, max_pixels: int) -> str:
-    """A blurhash of the image: a few dozen characters a client paints while the thumbnail loads."""
-    small = _upright(path, 64, max_pixels).convert("RGB")
+def placeholder(path: Path, max_pixels: int) -> str | None:
+    """A blurhash of the image: a few dozen characters a client paints while the thumbnail loads. None when its
+    pixels do not decode (a header that promises an image the rest of the file does not hold)."""
+    try:
+        small = _upright(path, 64, max_pixels).convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
     small.thumbnail((32, 32))
     raw = small.tobytes()  # RGB, row by row
     pixels = [raw[i:i + 3] for i in range(0, len(raw), 3)]

@@ -133,9 +133,11 @@ class MediaService:
             if found is not None:
                 meta = {"width": found[0], "height": found[1]}
                 if found[0] * found[1] <= self.config.max_image_pixels:
-                    meta["placeholder"] = await asyncio.to_thread(images.placeholder, spooled.path,
-                                                                  self.config.max_image_pixels)
-                    meta["thumbnails"] = list(self.config.thumbnail_sizes)
+                    placeholder = await asyncio.to_thread(images.placeholder, spooled.path,
+                                                          self.config.max_image_pixels)
+                    if placeholder is not None:  # None: the pixels do not decode (a truncated or corrupt image)
+                        meta["placeholder"] = placeholder
+                        meta["thumbnails"] = list(self.config.thumbnail_sizes)
         if spooled.size + await self._store.file_usage(owner) > self.config.quota_bytes:
             raise QuotaExceeded(f"this file would take your files past your quota of {self.config.quota_bytes} bytes")
         now = self._clock.now_ms()

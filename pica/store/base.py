@@ -321,10 +321,13 @@ class JobRules:
     """Event patterns published to the event stream (``[event_stream]``), in commit order per conversation."""
     bots: frozenset[int] = frozenset()
     """Bots with a webhook: each gets ``message.created`` for the messages of its conversations (pica/store/bots.py)."""
+    push_delay_ms: int | None = None
+    """Push on (``[push]`` has a platform): every stored message also queues one ``push`` job, due this many ms
+    after its commit. None: off."""
 
     @property
     def empty(self) -> bool:
-        return not self.subscriptions and not self.stream and not self.bots
+        return not self.subscriptions and not self.stream and not self.bots and self.push_delay_ms is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +409,69 @@ class JobStats:
     dead: int
     oldest_queued_at: int | None
     """created_at (ms) of the oldest queued job."""
+
+
+# ---------------------------------------------------------------------------------------------------------- push
+# Push targets and notification settings (pica/store/devices.py); the job that pushes a message reads them (pica/push).
+
+PUSH_PLATFORMS: Final = ("apns", "fcm", "webpush")
+NOTIFICATION_LEVELS: Final = ("all", "mentions", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A push target of one session. ``token``: the APNs device token, the FCM registration token, or the Web Push
+    subscription's endpoint URL (whose ``p256dh`` and ``auth`` keys are then set, base64url)."""
+
+    device_id: str
+    user_id: int
+    session_id: str
+    platform: str
+    token: str
+    p256dh: str = ""
+    auth: str = ""
+    created_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationSetting:
+    conversation_id: str
+    level: str = "all"
+    mute_until: int | None = None
+    """ms since the epoch; None: not muted."""
+
+
+@dataclass(frozen=True, slots=True)
+class PushMessage:
+    """A message as its push job sees it: the message (None when it is gone), its sender's name, its group's name."""
+
+    message: MessageRecord
+    state: str
+    """``normal``, ``recalled``, ..."""
+    sender_name: str
+    group_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PushCandidate:
+    """A member of the message's conversation with at least one device: the facts of the push rule."""
+
+    user_id: int
+    joined_seq: int
+    delivered_seq: int
+    level: str
+    mute_until: int | None
+    privacy: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PushAudience:
+    devices: list[DeviceRecord]
+    """Of sessions still live."""
+    badges: dict[int, int]
+    """Per user: unread messages over all their conversations."""
+    ended: list[str]
+    """Devices of ended sessions, to delete."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -825,3 +891,42 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def bot_webhooks(self) -> list[BotWebhook]: ...
+    # push targets and notification settings (pica/store/devices.py)
+    @abc.abstractmethod
+    async def register_device(self, device: DeviceRecord, max_per_user: int, now_ms: int) -> DeviceRecord:
+        """Register (or move here) a push target: the same platform and token registered before, by any session, is
+        replaced. The user's devices of ended sessions are deleted first; TooManyDevices when ``max_per_user``
+        remain."""
+
+    @abc.abstractmethod
+    async def list_devices(self, user_id: int, now_ms: int) -> list[DeviceRecord]:
+        """The user's devices whose session is live, oldest first."""
+
+    @abc.abstractmethod
+    async def remove_device(self, user_id: int, device_id: str) -> bool:
+        """False when the user has no such device."""
+
+    @abc.abstractmethod
+    async def drop_devices(self, device_ids: list[str]) -> int:
+        """Delete devices whoever owns them (a push service said they are gone, or their session ended)."""
+
+    @abc.abstractmethod
+    async def set_notification_setting(self, user_id: int, setting: NotificationSetting) -> None:
+        """ConversationNotFound unless the user is a member of the conversation."""
+
+    @abc.abstractmethod
+    async def get_notification_setting(self, user_id: int, conversation_id: str) -> NotificationSetting:
+        """ConversationNotFound unless the user is a member of the conversation."""
+
+    @abc.abstractmethod
+    async def set_push_privacy(self, user_id: int, privacy: bool) -> None: ...
+
+    @abc.abstractmethod
+    async def get_push_privacy(self, user_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    async def push_candidates(self, conversation_id: str, seq: int) -> tuple[PushMessage | None, list[PushCandidate]]:
+        """The message at ``seq`` and the conversation's members but its sender who have a device."""
+
+    @abc.abstractmethod
+    async def push_audience(self, user_ids: list[int], now_ms: int) -> PushAudience: ...

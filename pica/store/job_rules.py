@@ -32,6 +32,11 @@ STREAM: Final = "stream"
 jobs are claimed one at a time, in the order they were written (pica/store/jobs.py), so that a conversation's events
 reach the broker in commit order. Its key, the broker's de-duplication id, is ``<conversation_id>:<seq>``."""
 
+PUSH: Final = "push"
+"""The kind of a push notification job: one per stored message, due ``push.delay`` after its commit (pica/push). Its
+key is ``<conversation_id>/<seq>``, its target the conversation, its payload the ``message.created`` event's data
+(without the body: the job reads the message when it runs, so a recall in between is seen)."""
+
 EVENT_TYPES: Final = (
     "message.created", "message.recalled", "message.edited", "user.created",
     "group.created", "group.members_added", "group.members_removed", "group.member_left", "group.role_changed",
@@ -49,6 +54,8 @@ class JobRow:
     kind: str
     target: str
     payload: bytes
+    delay_ms: int = 0
+    """Due this long after the commit (0: at once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +118,12 @@ def stream_row(event: Event, body: bytes) -> JobRow:
     return JobRow(f"{event.type}:{event.ident}", STREAM, f"{event.type}:{event.ident}", body)
 
 
+def push_row(event: Event, delay_ms: int) -> JobRow:
+    # The event's data is built already (bytes, for a batch's messages): the push job costs the writer one row.
+    data = event.data if isinstance(event.data, bytes) else _encode(event.data)
+    return JobRow(event.ident, PUSH, event.conversation_id, data, delay_ms)
+
+
 def rows_for(rules: JobRules | None, events: Sequence[Event]) -> list[JobRow]:
     """The job rows of some events: one per event and subscribed endpoint, and one per event for the stream."""
     if rules is None:
@@ -123,6 +136,8 @@ def rows_for(rules: JobRules | None, events: Sequence[Event]) -> list[JobRow]:
             decision = decided[event.type] = (targets(rules, event.type),
                                               bool(rules.stream) and streamed(rules, event.type))
         endpoints, publish = decision
+        if rules.push_delay_ms is not None and event.type == "message.created":
+            rows.append(push_row(event, rules.push_delay_ms))
         if endpoints or publish:
             body = payload(event)
             key = f"{event.type}:{event.ident}"

@@ -104,7 +104,7 @@ def insert(rows: Sequence[JobRow], now_ms: int) -> Txn[None]:
     if rows:
         n = len(rows)
         yield Write("insert_jobs", ([r.key for r in rows], [r.kind for r in rows], [r.target for r in rows],
-                                    [r.payload for r in rows], [now_ms] * n, [now_ms] * n))
+                                    [r.payload for r in rows], [now_ms + r.delay_ms for r in rows], [now_ms] * n))
 
 
 # --------------------------------------------------------------------------------------------------------- queue

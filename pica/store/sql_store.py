@@ -15,13 +15,14 @@ from functools import partial
 from typing import TypeVar
 
 from pica.protocol.tokens import Phrase
-from pica.store import bots, groups, invites, jobs, lifecycle, media, messages, search, sessions, social
+from pica.store import bots, devices, groups, invites, jobs, lifecycle, media, messages, search, sessions, social
 from pica.store.base import (
     BotKeyState,
     BotRecord,
     BotWebhook,
     ContactRecord,
     ConversationSummary,
+    DeviceRecord,
     FileRecord,
     FileSweep,
     GroupAction,
@@ -34,9 +35,13 @@ from pica.store.base import (
     JobStats,
     MemberRecord,
     MessageRecord,
+    NotificationSetting,
     Page,
     PresenceAudience,
     PresenceRecord,
+    PushAudience,
+    PushCandidate,
+    PushMessage,
     ReadCursors,
     Refreshed,
     RevokedSession,
@@ -382,3 +387,34 @@ class SqlStore(Store):
 
     async def bot_webhooks(self) -> list[BotWebhook]:
         return await self._read_txn(bots.bot_webhooks)
+    # ------------------------------------------------------------------------------------------------ push
+
+    async def register_device(self, device: DeviceRecord, max_per_user: int, now_ms: int) -> DeviceRecord:
+        return await self._write_txn(partial(devices.register_device, device, max_per_user, now_ms))
+
+    async def list_devices(self, user_id: int, now_ms: int) -> list[DeviceRecord]:
+        return await self._read_txn(partial(devices.list_devices, user_id, now_ms))
+
+    async def remove_device(self, user_id: int, device_id: str) -> bool:
+        return await self._write_txn(partial(devices.remove_device, user_id, device_id))
+
+    async def drop_devices(self, device_ids: list[str]) -> int:
+        return await self._write_txn(partial(devices.drop_devices, device_ids)) if device_ids else 0
+
+    async def set_notification_setting(self, user_id: int, setting: NotificationSetting) -> None:
+        await self._write_txn(partial(devices.set_notification_setting, user_id, setting))
+
+    async def get_notification_setting(self, user_id: int, conversation_id: str) -> NotificationSetting:
+        return await self._read_txn(partial(devices.get_notification_setting, user_id, conversation_id))
+
+    async def set_push_privacy(self, user_id: int, privacy: bool) -> None:
+        await self._write_txn(partial(devices.set_push_privacy, user_id, privacy))
+
+    async def get_push_privacy(self, user_id: int) -> bool:
+        return await self._read_txn(partial(devices.get_push_privacy, user_id))
+
+    async def push_candidates(self, conversation_id: str, seq: int) -> tuple[PushMessage | None, list[PushCandidate]]:
+        return await self._read_txn(partial(devices.push_candidates, conversation_id, seq), snapshot=True)
+
+    async def push_audience(self, user_ids: list[int], now_ms: int) -> PushAudience:
+        return await self._read_txn(partial(devices.push_audience, user_ids, now_ms), snapshot=True)

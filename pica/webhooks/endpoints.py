@@ -43,9 +43,11 @@ def configured_id(url: str) -> str:
 class Endpoints:
     def __init__(self, configured: tuple[WebhookConfig, ...], store: Store,
                  on_rules: Callable[[JobRules | None], None] = lambda rules: None,
-                 stream: tuple[str, ...] = ()) -> None:
-        """``stream``: the event patterns of the event stream, part of the rules the store applies."""
+                 stream: tuple[str, ...] = (), push_delay_ms: int | None = None) -> None:
+        """``stream``: the event patterns of the event stream, part of the rules the store applies; so is
+        ``push_delay_ms`` (push on: a push job per message, due that long after its commit)."""
         self._stream = stream
+        self._push_delay_ms = push_delay_ms
         self._configured = {
             configured_id(w.url): Endpoint(configured_id(w.url), w.url, w.secret, w.events, trusted=True)
             for w in configured
@@ -79,7 +81,8 @@ class Endpoints:
                                                          ("message.created",), trusted=True)
         self._all = endpoints
         bot_ids = frozenset(b.user_id for b in bots)
-        rules = JobRules(subscriptions, self._stream, bot_ids) if subscriptions or self._stream or bot_ids else None
+        made = JobRules(subscriptions, self._stream, bots=bot_ids, push_delay_ms=self._push_delay_ms)
+        rules = None if made.empty else made
         if rules != self._rules:
             self._rules = rules
             log.info("webhook endpoints changed", extra={"endpoints": len(subscriptions)})

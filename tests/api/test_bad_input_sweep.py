@@ -30,10 +30,12 @@ import pytest
 from pica.api.http import build_app
 from pica.app import token_secret
 from pica.client import Login, PicaHttp
+from pica.config import PushConfig
 from pica.core.tokens import TokenService
 from pica.errors import PicaError
 from tests.api.test_http import raw
-from tests.conftest import PASSWORD, Node, api, new_user, started
+from tests.conftest import PASSWORD, Node, api, make_config, new_user, running, started
+from tests.push.services import Subscription, vapid_key
 
 # ------------------------------------------------------------------------------------------------------ the world
 
@@ -60,11 +62,28 @@ class World:
     """A file alice uploaded."""
     upload_id: str
     """A resumable upload alice started."""
+    device_id: str
+    """Alice's Web Push device."""
 
     def path_params(self) -> dict[str, str]:
         return {"conversation_id": self.conversation_id, "seq": "1", "group_id": str(self.group_id),
                 "user_id": str(self.bob.user_id), "name": "app.js", "file": "docs.js",
-                "session_id": self.alice_phone.session_id, "file_id": self.file_id, "upload_id": self.upload_id}
+                "session_id": self.alice_phone.session_id, "file_id": self.file_id, "upload_id": self.upload_id,
+                "device_id": self.device_id}
+
+
+def push_subscription(n: int) -> dict[str, Any]:
+    """A browser's Web Push subscription (without the optional expirationTime, which the server ignores)."""
+    keys = Subscription(f"https://push.example.net/s/{n}").json()["keys"]
+    return {"endpoint": f"https://push.example.net/s/{n}", "keys": keys}
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    """A node as tests/conftest.py's, with Web Push on: the push routes' valid requests need a platform."""
+    push = PushConfig(vapid_private_key=vapid_key())
+    async with running(replace(make_config(tmp_path), push=push)) as started_node:
+        yield started_node
 
 
 async def make_world(node: Node) -> World:
@@ -82,8 +101,10 @@ async def make_world(node: Node) -> World:
         alice_phone = await http.login(alice_name, PASSWORD)
     async with PicaHttp(node.url, token=alice.token) as http:
         file_id = (await http.upload(b"hello, file\n", filename="hello.txt"))["file_id"]
+    device = await api(node, alice, "POST", "/v1/devices", json={"platform": "webpush",
+                                                                  "subscription": push_subscription(0)})
     return World(node, alice, alice_phone, bob, carol, dave, erin, alice_name, bob_name, ack["conversation_id"],
-                 group["group_id"], file_id, await start_upload(node, alice))
+                 group["group_id"], file_id, await start_upload(node, alice), device["device_id"])
 
 
 async def start_upload(node: Node, who: Login) -> str:
@@ -226,6 +247,16 @@ ROUTES: Final = [
     Route("POST", "/v1/uploads", status=412),
     Route("PATCH", "/v1/uploads/{upload_id}", status=412),
     Route("DELETE", "/v1/uploads/{upload_id}", status=204),
+    # push notifications
+    Route("GET", "/v1/push/config", auth="none"),
+    Route("POST", "/v1/devices", status=201, body=lambda w: {"platform": "webpush",
+                                                             "subscription": push_subscription(1)}),
+    Route("GET", "/v1/devices"),
+    Route("DELETE", "/v1/devices/{device_id}", status=204),
+    Route("PUT", CONVERSATION + "/notifications", body=lambda w: {"level": "mentions"}),
+    Route("GET", CONVERSATION + "/notifications"),
+    Route("PUT", "/v1/me/push", body=lambda w: {"privacy": True}),
+    Route("GET", "/v1/me/push"),
     # The valid request deletes erin: her token is refused (401) in every variant that passes the body's parsing.
     Route("DELETE", "/v1/me", caller="erin", status=204, invalid=401, body=lambda w: {"password": PASSWORD}),
 ]
@@ -475,7 +506,7 @@ class Sweep:
                 expect = frozenset({400, 404})
             elif name in ("name", "file"):
                 values, expect = STATIC_PATH, frozenset({404})
-            elif name in ("session_id", "file_id", "upload_id"):
+            elif name in ("session_id", "file_id", "upload_id", "device_id"):
                 values, expect = SESSION_PATH, frozenset({400, 404})
             else:
                 values, expect = INT_PATH, BAD

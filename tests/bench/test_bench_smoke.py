@@ -143,3 +143,10 @@ def test_media_benchmark_quick(tmp_path: Path) -> None:
     result = run_quick("media.py", out)
     assert_ok(result, ["| phase | requests | MB/s |"])
     assert [r["phase"] for r in json.loads(out.read_text(encoding="utf-8"))["rows"]] == ["upload", "download"]
+def test_push_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "push.json"
+    result = run_quick("push.py", out)
+    assert_ok(result, ["| push | acked msg/s | ratio to off |", "| phase | sent msg/s | pushes received |"])
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["mode"] for r in data["results"]] == ["off", "rows", "deliver"]
+    assert data["results"][2]["job_ms"]["count"] > 0

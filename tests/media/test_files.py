@@ -174,6 +174,20 @@ async def test_a_decompression_bomb_is_stored_but_never_decoded(tmp_path: Path) 
         assert status == 404 and b"file_not_found" in body
 
 
+async def test_a_corrupt_image_is_stored_without_thumbnails(node: Node) -> None:
+    alice = await new_user(node.url, "alice")
+    broken = png(300, 200)[:200]  # the header is whole, the pixels are cut off
+    info = await upload(node, alice, broken, "broken.png")
+    assert (info["content_type"], info["width"], info["height"]) == ("image/png", 300, 200)
+    bob = await new_user(node.url, "bob")
+    ack = await api(node, alice, "POST", "/v1/messages", json={
+        "to": bob.user_id, "client_msg_id": "x", "body": {"image": {"id": info["file_id"]}}})
+    page = await api(node, bob, "GET", f"/v1/conversations/{ack['conversation_id']}/messages")
+    image = page["messages"][-1]["body"]["image"]
+    assert "thumbnails" not in image and "placeholder" not in image
+    assert await download(node, bob, info["file_id"]) == broken
+
+
 async def test_size_limit_and_quota(tmp_path: Path) -> None:
     config = dataclasses.replace(make_config(tmp_path), media=MediaConfig(max_file_bytes=10_000, quota_bytes=25_000))
     async with running(config) as node:

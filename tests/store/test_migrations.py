@@ -69,6 +69,8 @@ RELEASED = {
     "0009_media.postgres.sql": "9b1f334fdc60c10c5af42283e8540361a2d3c618469f13f28540b6c300236e1f",
     "0010_bots.sqlite.sql": "cd78458b0777fd59acdf94838cbfd4ab880d9b7c53f646968d837f4703f56025",
     "0010_bots.postgres.sql": "3742b1bc931310a286ed0c4dd2b8cdadc7a88c7c33605a924c6b63e4a4a1cf3d",
+    "0011_push.sqlite.sql": "0704a7e53431e7faa76ae5bae0cd454965e225a381b6a86a8d41d7f2f7852172",
+    "0011_push.postgres.sql": "7b6c182890c3ac665171ba642456fa42d2b31b83c24a91f231edb142fa3fe14c",
 }
 NEXT = bundled().latest + 1
 """The version a later release adds next."""

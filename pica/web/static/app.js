@@ -226,6 +226,7 @@ function startApp() {
   // Names and the conversation list can load before the socket is up.
   refreshList().catch(() => {});
   loadMe();
+  import("./push.js").then((push) => push.startPush(call)).catch(() => {}); // Web Push: push.js, sw.js
 }
 
 async function loadMe() {
