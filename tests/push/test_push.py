@@ -5,8 +5,8 @@ push services speaking APNs (HTTP/2 over TLS), FCM HTTP v1 (OAuth token endpoint
 from __future__ import annotations
 
 import asyncio
-import io
 import dataclasses
+import io
 import time
 import uuid
 from collections.abc import AsyncIterator
