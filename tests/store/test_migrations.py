@@ -65,6 +65,8 @@ RELEASED = {
     "0006_privacy.postgres.sql": "33702745fb3b9f7ea01b8bd68e8408eab1ceb25d20ddf2c9b1980f68e2cb73c3",
     "0008_jobs.sqlite.sql": "534be4a72cbf7d861bb293ec67c5f0f7f32eb1a9a1a242ef2ebf25fa00f33afe",
     "0008_jobs.postgres.sql": "b7cdf00617620e3064caa988e91580d29fc073ec781a99517218f0dc8521926a",
+    "0009_admin.sqlite.sql": "6fd430f7588971893f90ca3a78495856b19f8f30163f0fa4dded54429bc17f22",
+    "0009_admin.postgres.sql": "b49e6bc71c599eab810a1867f0fb62709ffeb32b55bb46cb06061ed6a32b006a",
 }
 NEXT = bundled().latest + 1
 """The version a later release adds next."""
