@@ -22,6 +22,7 @@ from aiohttp import web
 from pica.api.http import build_app
 from pica.config import Config
 from pica.core.accounts import AccountService
+from pica.core.admin import AdminService
 from pica.core.chat import ChatService
 from pica.core.fanout import GroupFanout
 from pica.core.groups import GroupService
@@ -334,6 +335,8 @@ class PicaServer:
             cluster_stats=self.cluster.stats if self.cluster is not None else None,
             cluster_healthy=self._cluster_healthy if self.cluster is not None else None,
             job_stats=side.stats,
+            admin=AdminService(self.store, accounts, self.clock, config.limits, chat=chat, fanout=fanout,
+                               disconnect=self._close_deleted, rates=rates),
         )
         if self.cluster is not None:
             await self.cluster.start()

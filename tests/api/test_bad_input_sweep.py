@@ -30,6 +30,7 @@ import pytest
 from pica.api.http import build_app
 from pica.app import token_secret
 from pica.client import Login, PicaHttp
+from pica.core.admin import CLI
 from pica.core.tokens import TokenService
 from pica.errors import PicaError
 from tests.api.test_http import raw
@@ -56,10 +57,15 @@ class World:
     bob_name: str
     conversation_id: str
     group_id: int
+    root: Login
+    """An administrator (the admin API's caller)."""
+    report_id: int
+    """bob's report of alice's "hello"."""
 
     def path_params(self) -> dict[str, str]:
         return {"conversation_id": self.conversation_id, "seq": "1", "group_id": str(self.group_id),
-                "user_id": str(self.bob.user_id), "name": "app.js", "session_id": self.alice_phone.session_id}
+                "user_id": str(self.bob.user_id), "name": "app.js", "session_id": self.alice_phone.session_id,
+                "report_id": str(self.report_id)}
 
 
 async def make_world(node: Node) -> World:
@@ -75,8 +81,13 @@ async def make_world(node: Node) -> World:
     bob_name = (await api(node, bob, "GET", "/v1/me"))["username"]
     async with PicaHttp(node.url) as http:
         alice_phone = await http.login(alice_name, PASSWORD)
+    root = await new_user(node.url, "root")
+    assert node.server.services is not None and node.server.services.admin is not None
+    await node.server.services.admin.set_admin(CLI, root.user_id, True)
+    report = await api(node, bob, "POST", "/v1/reports",
+                       json={"conversation_id": ack["conversation_id"], "seq": 1, "reason": "spam"})
     return World(node, alice, alice_phone, bob, carol, dave, erin, alice_name, bob_name, ack["conversation_id"],
-                 group["group_id"])
+                 group["group_id"], root, report["report_id"])
 
 
 # ------------------------------------------------------------------------------------------------------ the routes
@@ -113,6 +124,8 @@ class Route:
     """Whether the valid request's answer is JSON."""
     note: str = ""
     """Tells apart two entries of one route."""
+    params: Callable[[World], dict[str, str]] | None = None
+    """Path parameters of this route that differ from World.path_params."""
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}" + (f" ({self.note})" if self.note else "")
@@ -124,6 +137,7 @@ class Route:
 
 CONVERSATION: Final = "/v1/conversations/{conversation_id}"
 GROUP: Final = "/v1/groups/{group_id}"
+ADMIN_USER: Final = "/v1/admin/users/{user_id}"
 
 ROUTES: Final = [
     # health, metrics, accounts, dispatch, the socket, the page
@@ -203,6 +217,36 @@ ROUTES: Final = [
     Route("POST", "/v1/invitations/{group_id}/decline", caller="dave"),
     # The valid request deletes erin: her token is refused (401) in every variant that passes the body's parsing.
     Route("DELETE", "/v1/me", caller="erin", status=204, invalid=401, body=lambda w: {"password": PASSWORD}),
+    # reports, and the admin API (docs/admin.md), called by an administrator
+    Route("POST", "/v1/reports", caller="bob", status=201,
+          body=lambda w: {"conversation_id": w.conversation_id, "seq": 1, "reason": "spam"}),
+    Route("GET", "/v1/admin/users", caller="root", query={"limit": Query("10", "limit"), "after": Query("0", "cursor"),
+                                                          "q": Query("a", "text"), "banned": Query("false", "text")}),
+    Route("POST", "/v1/admin/users", caller="root", status=201,
+          body=lambda w: {"username": "newcomer", "password": PASSWORD, "admin": False}),
+    Route("DELETE", ADMIN_USER, caller="root", status=204),
+    Route("POST", ADMIN_USER + "/ban", caller="root", status=204),
+    Route("DELETE", ADMIN_USER + "/ban", caller="root", status=204),
+    Route("POST", ADMIN_USER + "/admin", caller="root", status=204),
+    Route("DELETE", ADMIN_USER + "/admin", caller="root", status=204),
+    Route("POST", ADMIN_USER + "/reset-password", caller="root", body=lambda w: {"password": PASSWORD}),
+    Route("GET", ADMIN_USER + "/sessions", caller="root"),
+    Route("DELETE", ADMIN_USER + "/sessions", caller="root"),
+    Route("DELETE", "/v1/admin/users/{user_id}/sessions/{session_id}", caller="root",
+          params=lambda w: {"user_id": str(w.alice.user_id)}),  # the session is alice's phone
+    Route("GET", "/v1/admin/groups", caller="root", query={"limit": Query("10", "limit"),
+                                                           "after": Query("0", "cursor")}),
+    Route("GET", "/v1/admin/groups/{group_id}", caller="root"),
+    Route("GET", "/v1/admin/groups/{group_id}/members", caller="root"),
+    Route("POST", "/v1/admin/groups/{group_id}/dissolve", caller="root"),
+    Route("DELETE", "/v1/admin/messages/{conversation_id}/{seq}", caller="root"),
+    Route("GET", "/v1/admin/reports", caller="root", query={"limit": Query("10", "limit"),
+                                                            "after": Query("0", "cursor"),
+                                                            "state": Query("open", "text")}),
+    Route("POST", "/v1/admin/reports/{report_id}/resolve", caller="root", body=lambda w: {"action": "dismiss"}),
+    Route("GET", "/v1/admin/audit", caller="root", query={"limit": Query("10", "limit"),
+                                                          "before": Query("99999", "limit")}),
+    Route("GET", "/v1/admin/stats", caller="root"),
 ]
 
 
@@ -361,7 +405,7 @@ class Sweep:
         self.world = world
         self.methods = methods
         self.login: Login = getattr(world, route.caller)
-        self.params = world.path_params()
+        self.params = {**world.path_params(), **(route.params(world) if route.params else {})}
         self.query = {name: q.valid.format(w=world) for name, q in route.query.items()}
 
     def target(self, query: dict[str, str | None] | None = None, params: dict[str, str] | None = None) -> str:
