@@ -24,6 +24,7 @@ from pica.core.validation import normalize_username
 from pica.errors import BadRequest, Forbidden, MessageNotFound, UserNotFound
 from pica.logs import audit as audit_log
 from pica.protocol.ids import names_nothing
+from pica.protocol.text import has_control_chars
 from pica.store.base import (
     AdminStats,
     AdminUser,
@@ -112,6 +113,8 @@ class AdminService:
 
     async def users(self, limit: int, after_id: int = 0, query: str = "", banned: bool | None = None
                     ) -> list[AdminUser]:
+        if has_control_chars(query):  # PostgreSQL text cannot even hold a NUL: refused like any bad parameter
+            raise BadRequest("q must not hold control characters")
         return await self._store.admin_users(limit, after_id, query.strip(), banned)
 
     async def create_user(self, actor: Actor, username: object, password: object, *, admin: bool = False) -> int:
@@ -167,6 +170,8 @@ class AdminService:
     async def end_sessions(self, actor: Actor, user_id: int, session_id: str | None = None) -> int:
         """End one session of the user, or all of them; how many ended. Every node closes their sockets at its next
         revocation sweep."""
+        if session_id is not None and has_control_chars(session_id):
+            raise BadRequest("session_id must not hold control characters")
         user = await self._user(user_id)
         details: dict[str, Any] = {"username": user.username}
         if session_id is not None:
@@ -244,6 +249,8 @@ class AdminService:
             raise BadRequest("'reason' must be a non-empty string")
         if len(reason) > self._limits.max_report_reason_chars:
             raise BadRequest(f"'reason' is longer than {self._limits.max_report_reason_chars} characters")
+        if has_control_chars(reason.replace("\n", "").replace("\t", "")):
+            raise BadRequest("'reason' must not hold control characters other than newlines and tabs")
         if names_nothing(conversation_id):
             raise MessageNotFound()
         page = await self._store.history(reporter, conversation_id, after=seq - 1, before=None, limit=1)
