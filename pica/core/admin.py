@@ -46,8 +46,6 @@ from pica.store.base import (
 REPORT_ACTIONS: Final = ("dismiss", "remove_message", "ban_sender")
 """How an administrator resolves a report: nothing to do, remove the message for everyone, ban its sender."""
 
-REPORT_STATES: Final = ("open", "resolved")
-
 
 @dataclass(frozen=True, slots=True)
 class Actor:
