@@ -24,6 +24,7 @@ from pica.api.files import MEDIA_KEY
 from pica.api.http import build_app
 from pica.config import Config
 from pica.core.accounts import AccountService
+from pica.core.admin import AdminService
 from pica.core.chat import ChatService
 from pica.core.devices import DeviceService
 from pica.core.fanout import GroupFanout
@@ -371,6 +372,8 @@ class PicaServer:
             cluster_healthy=self._cluster_healthy if self.cluster is not None else None,
             job_stats=side.stats,
             devices=DeviceService(self.store, config.push, self.clock, _vapid_public_key(config)),
+            admin=AdminService(self.store, accounts, self.clock, config.limits, chat=chat, fanout=fanout,
+                               disconnect=self._close_deleted, rates=rates),
         )
         if self.cluster is not None:
             await self.cluster.start()

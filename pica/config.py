@@ -96,6 +96,8 @@ class LimitsConfig:
     """Seconds an HTTP request head (request line and headers, WebSocket upgrades included) may take to arrive,
     counted from the connection's opening or from the previous response on a keep-alive connection; then the socket
     is closed. Also how long an idle keep-alive connection is kept."""
+    max_report_reason_chars: int = 1000
+    """Longest ``reason`` of a user's report of a message (``POST /v1/reports``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +222,8 @@ class RatesConfig:
     and cache it; a script walking the directory is slowed to a crawl."""
     exports_per_user: str = "3/h"
     """Data exports (``GET /v1/me/export``) of one user: each reads every message the user ever sent."""
+    reports_per_user: str = "10/h"
+    """Reports of messages (``POST /v1/reports``) by one user: every report lands in an administrator's queue."""
     max_keys: int = 100_000
     """Most clients (addresses, users, accounts) one rule remembers; the least recently seen are forgotten first."""
 
@@ -724,6 +728,7 @@ def _validate(obj: Any, section: str) -> None:
             "history_page_size",
             "max_inflight_requests",
             "max_outbound_bytes",
+            "max_report_reason_chars",
         ):
             if getattr(obj, name) < 1:
                 raise ConfigError(f"limits.{name}: must be at least 1")

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from pica.api.spec import parse_int, struct_body
 from pica.core.sessions import Identity
-from pica.errors import PicaError, RateLimited, Unauthenticated
+from pica.errors import PicaError, RateLimited, Unauthenticated, Unavailable
 from pica.gateway.services import GatewayServices
 from pica.gateway.ws import SERVICES_KEY
 
@@ -71,6 +71,17 @@ async def identity(request: web.Request) -> Identity:
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
     return await services(request).accounts.authenticate(token)
+
+
+async def admin_caller(request: web.Request) -> Identity:
+    """The authenticated administrator of a request (``auth="admin"`` routes): 401 without a valid token, 403
+    ``forbidden`` for a user without the admin role."""
+    who = await identity(request)
+    admin = services(request).admin
+    if admin is None:
+        raise Unavailable("administration is not available on this node")
+    await admin.require_admin(who.user_id)
+    return who
 
 
 async def caller(request: web.Request) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from aiohttp import web
 
-from pica.api import auth, devices, dispatch, files, groups, me, messages, openapi, social
+from pica.api import admin, auth, devices, dispatch, files, groups, me, messages, openapi, social
 from pica.api.checks import ResponseCheck, response_check_middleware
 from pica.api.common import check_http_rate, error_response, json_response, services
 from pica.api.spec import route
@@ -140,6 +140,7 @@ def build_app(node: GatewayServices, check: ResponseCheck | None = None) -> web.
     dispatch.add_routes(app)
     files.add_routes(app)
     openapi.add_routes(app)  # /openapi.json and its page, /docs
+    admin.add_routes(app)
     add_chat_page_routes(app)  # the web chat page: / and /static/<name>
     if check is not None:
         check.watch(app)

@@ -54,8 +54,15 @@ def document(app: web.Application) -> dict[str, Any]:
     _describe_fields(bodies, components)
     schema_of = dict(zip(map(_key, bodies), refs, strict=True))
     paths: dict[str, dict[str, Any]] = {}
+    used: dict[str, int] = {}
     for op in declared:
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, schema_of)
+        described = _operation(op, schema_of)
+        # One handler may serve several routes (a ban and its lifting): later ones get a number.
+        name = described["operationId"]
+        used[name] = used.get(name, 0) + 1
+        if used[name] > 1:
+            described["operationId"] = f"{name}.{used[name]}"
+        paths.setdefault(op.path, {})[op.method.lower()] = described
     return {
         "openapi": "3.1.0",
         "info": {

@@ -156,6 +156,10 @@ def _query_value(raw: str, info: msgspec.inspect.Type, name: str) -> Any:
         info = info.type
     if isinstance(info, msgspec.inspect.IntType):
         return parse_int(raw, name, minimum=-MAX_ID)  # the range is the field's own constraint
+    if isinstance(info, msgspec.inspect.BoolType):
+        if raw not in ("true", "false"):
+            raise BadRequest(f"{name} must be true or false")
+        return raw == "true"
     if isinstance(info, msgspec.inspect.ListType):
         parts = [part.strip() for part in raw.split(",")]
         try:

@@ -1,13 +1,13 @@
-"""``pica user create|list|ban|sessions|revoke|reset-password``, ``pica invite create``, ``pica group
-create|add|list`` and ``pica search reindex``: administration straight on the store.
+"""``pica user create|list|ban|admin|delete|sessions|revoke|reset-password``, ``pica invite create``, ``pica group
+create|add|list|dissolve`` and ``pica search reindex``: administration straight on the store.
 
-They open the node's SQLite database themselves, so they work whether the server runs or not (WAL lets a second
-process read and write beside it). What they change reaches a running server through the database: a new user can
-log in at once; a ban refuses logins and tokens at once, and the server's ban sweep closes the user's open
-connections within a few seconds, as every node's revocation sweep closes those of sessions ended here (revoke,
-reset-password) within ``auth.revocation_poll``; group changes reach members' devices by sync (this process cannot
-push to them).
-Registration's own validation and Argon2 hashing are used for new users, the store's own checks for groups.
+They open the node's store themselves, so they work whether the server runs or not (WAL lets a second process read
+and write beside it). The user and group commands run :class:`pica.core.admin.AdminService`, the code of the admin
+HTTP API, as the actor ``cli``: the same checks, and the same audit rows, written in the transaction of each change.
+What they change reaches a running server through the database: a new user can log in at once; a ban refuses logins
+and tokens at once, and the server's ban sweep closes the user's open connections within a few seconds, as every
+node's revocation sweep closes those of sessions ended here (revoke, reset-password, delete) within
+``auth.revocation_poll``; group changes reach members' devices by sync (this process cannot push to them).
 """
 
 from __future__ import annotations
@@ -26,15 +26,16 @@ from typing import Any
 from pica.cli.render import stamp, table
 from pica.config import Config, ConfigError, load_config
 from pica.core.accounts import AccountService
+from pica.core.admin import CLI, AdminService
 from pica.core.passwords import PasswordHasher
 from pica.core.ports import SystemClock
 from pica.core.sessions import SessionService
 from pica.core.tokens import RefreshTokens, TokenService
 from pica.core.validation import normalize_username
-from pica.errors import GroupNotFound, PicaError, StartupError, UserNotFound
-from pica.logs import audit, configure
+from pica.errors import GroupNotFound, NotFound, PicaError, StartupError, UserNotFound
+from pica.logs import configure
 from pica.store import sqlite_files
-from pica.store.base import GroupAction, GroupRecord, Store, UserRecord
+from pica.store.base import Store, UserRecord
 from pica.store.factory import build_store, is_postgres, sqlite_path
 
 
@@ -72,13 +73,20 @@ def add_parsers(sub: Any) -> None:
     p = users.add_parser("create", parents=[common], help="create an account")
     p.add_argument("name")
     p.add_argument("--password", help="default: env PICA_PASSWORD, else asked for (or read from stdin)")
+    p.add_argument("--admin", action="store_true", help="with the admin role (the /v1/admin API)")
     p = users.add_parser("list", parents=[common], help="list accounts")
     p.add_argument("--limit", type=_positive, default=100, help="most rows (default 100)")
     p.add_argument("--after", type=int, default=0, metavar="USER_ID", help="start after this user id (paging)")
     p.add_argument("--banned", action="store_true", help="only banned accounts")
+    p.add_argument("--search", default="", metavar="TEXT", help="only names containing TEXT")
     p = users.add_parser("ban", parents=[common], help="ban an account (no login, tokens refused)")
     p.add_argument("name")
     p.add_argument("--unban", action="store_true", help="lift the ban")
+    p = users.add_parser("admin", parents=[common], help="grant an account the admin role (the /v1/admin API)")
+    p.add_argument("name")
+    p.add_argument("--revoke", action="store_true", help="take the role back")
+    p = users.add_parser("delete", parents=[common], help="delete an account (as DELETE /v1/me does)")
+    p.add_argument("name")
     p = users.add_parser("sessions", parents=[common], help="list an account's signed-in sessions (devices)")
     p.add_argument("name")
     p = users.add_parser("revoke", parents=[common], help="end an account's sessions (all, or one)")
@@ -112,6 +120,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("users", nargs="+", metavar="USER")
     p = groups.add_parser("list", parents=[common], help="list groups")
     p.add_argument("--user", metavar="NAME", help="only the groups of this user")
+    p = groups.add_parser("dissolve", parents=[common], help="dissolve a group (it becomes read-only)")
+    p.add_argument("group_id", type=_positive)
 
     search = sub.add_parser("search", help="the full-text search index (directly in the store)")
     searches = search.add_subparsers(dest="action", required=True)
@@ -198,26 +208,33 @@ async def open_store(config: Config, *, creating: bool) -> AsyncIterator[Store]:
 async def _dispatch(args: argparse.Namespace, config: Config, password: str) -> str:
     creating = (args.command, args.action) in {("user", "create"), ("invite", "create")}
     async with open_store(config, creating=creating) as store:
-        if args.command == "user":
-            if args.action == "create":
-                return await user_create(store, config, args.name, password)
-            if args.action == "list":
-                return await user_list(store, args.limit, args.after, args.banned)
-            if args.action == "sessions":
-                return await user_sessions(store, args.name)
-            if args.action == "revoke":
-                return await user_revoke(store, config, args.name, args.session)
-            if args.action == "reset-password":
-                return await user_reset_password(store, config, args.name, password)
-            return await user_ban(store, args.name, not args.unban)
         if args.command == "invite":
             return await invite_create(store, config, args.uses, args.days)
         if args.command == "search":
             return await search_reindex(store)
+        admin = _admin(store, config)
+        if args.command == "user":
+            if args.action == "create":
+                return await user_create(admin, args.name, password, args.admin)
+            if args.action == "list":
+                return await user_list(admin, args.limit, args.after, args.banned, args.search)
+            if args.action == "sessions":
+                return await user_sessions(store, admin, args.name)
+            if args.action == "revoke":
+                return await user_revoke(store, admin, args.name, args.session)
+            if args.action == "reset-password":
+                return await user_reset_password(store, admin, args.name, password)
+            if args.action == "admin":
+                return await user_admin(store, admin, args.name, not args.revoke)
+            if args.action == "delete":
+                return await user_delete(store, admin, args.name)
+            return await user_ban(store, admin, args.name, not args.unban)
         if args.action == "create":
-            return await group_create(store, config, args.name, args.owner, args.members.split(","))
+            return await group_create(store, admin, args.name, args.owner, args.members.split(","))
         if args.action == "add":
-            return await group_add(store, config, args.group_id, args.users)
+            return await group_add(store, admin, args.group_id, args.users)
+        if args.action == "dissolve":
+            return await group_dissolve(admin, args.group_id)
         return await group_list(store, args.user)
 
 
@@ -254,9 +271,15 @@ def _accounts(store: Store, config: Config) -> AccountService:
     return AccountService(store, hasher, sessions, clock, auth)
 
 
-async def user_create(store: Store, config: Config, name: str, password: str) -> str:
-    user_id = await _accounts(store, config).register(name, password, by_admin=True)
-    return f"created user {name.lower()} (#{user_id})"
+def _admin(store: Store, config: Config) -> AdminService:
+    """The admin API's service, acting as ``cli``: the same checks and audit rows; no sockets to reach, so devices
+    learn of a change by sync and the server's sweeps (bans, ended sessions)."""
+    return AdminService(store, _accounts(store, config), SystemClock(), config.limits)
+
+
+async def user_create(admin: AdminService, name: str, password: str, grant_admin: bool) -> str:
+    user_id = await admin.create_user(CLI, name, password, admin=grant_admin)
+    return f"created {'administrator' if grant_admin else 'user'} {name.lower()} (#{user_id})"
 
 
 async def invite_create(store: Store, config: Config, uses: int, days: float) -> str:
@@ -266,31 +289,45 @@ async def invite_create(store: Store, config: Config, uses: int, days: float) ->
     return f"{code}\ngood for {uses} registration(s) during {days:g} day(s){note}"
 
 
-async def user_list(store: Store, limit: int, after: int, banned_only: bool) -> str:
-    users = await store.list_users(limit, after, banned_only=banned_only)
+async def user_list(admin: AdminService, limit: int, after: int, banned_only: bool, search: str) -> str:
+    users = await admin.users(limit, after, search, True if banned_only else None)
     if not users:
         return "no users"
-    rows = [(u.user_id, u.username, stamp(u.created_at), "banned" if u.banned else "active") for u in users]
+    rows = [(u.user.user_id, u.user.username, stamp(u.user.created_at),
+             "banned" if u.user.banned else "admin" if u.admin else "active") for u in users]
     out = table(("ID", "USERNAME", "CREATED", "STATUS"), rows)
     if len(users) == limit:
-        out += f"\n(more: --after {users[-1].user_id})"
+        out += f"\n(more: --after {users[-1].user.user_id})"
     return out
 
 
-async def user_ban(store: Store, name: str, banned: bool) -> str:
+async def user_ban(store: Store, admin: AdminService, name: str, banned: bool) -> str:
     user = await _user(store, name)
-    await store.set_banned(user.user_id, banned)
-    audit("user_banned" if banned else "user_unbanned", user_id=user.user_id, username=user.username,
-          by="pica user ban")
+    await admin.set_banned(CLI, user.user_id, banned)
     if banned:
         return (f"banned {user.username} (#{user.user_id}): logins and tokens are refused; a running server closes "
                 "their connections within seconds")
     return f"unbanned {user.username} (#{user.user_id})"
 
 
-async def user_sessions(store: Store, name: str) -> str:
+async def user_admin(store: Store, admin: AdminService, name: str, grant: bool) -> str:
     user = await _user(store, name)
-    sessions = await store.list_sessions(user.user_id, SystemClock().now_ms())
+    await admin.set_admin(CLI, user.user_id, grant)
+    if grant:
+        return f"{user.username} (#{user.user_id}) is an administrator: the /v1/admin API answers their tokens"
+    return f"{user.username} (#{user.user_id}) is no longer an administrator"
+
+
+async def user_delete(store: Store, admin: AdminService, name: str) -> str:
+    user = await _user(store, name)
+    await admin.delete_user(CLI, user.user_id)
+    return (f"deleted {user.username} (#{user.user_id}): their sessions ended, their groups passed on or dissolved; "
+            "a running server closes their connections within seconds")
+
+
+async def user_sessions(store: Store, admin: AdminService, name: str) -> str:
+    user = await _user(store, name)
+    sessions = await admin.sessions(user.user_id)
     if not sessions:
         return f"{user.username} has no live session"
     rows = [(s.session_id, stamp(s.created_at), stamp(s.last_used_at), s.address or "-", s.user_agent[:40] or "-")
@@ -298,57 +335,51 @@ async def user_sessions(store: Store, name: str) -> str:
     return table(("SESSION", "CREATED", "LAST USED", "ADDRESS", "USER AGENT"), rows)
 
 
-async def user_revoke(store: Store, config: Config, name: str, session_id: str | None) -> str:
+async def user_revoke(store: Store, admin: AdminService, name: str, session_id: str | None) -> str:
     user = await _user(store, name)
-    sessions = _accounts(store, config).sessions
     if session_id is not None:
         try:
-            await sessions.end(user.user_id, session_id, "revoked_by_admin")
-        except PicaError:
+            await admin.end_sessions(CLI, user.user_id, session_id)
+        except NotFound:
             raise AdminError(f"{user.username} has no live session {session_id!r}") from None
         return f"ended session {session_id} of {user.username}: a running server closes its connections within seconds"
-    ended = await sessions.end_all(user.user_id, "revoked_by_admin")
+    ended = await admin.end_sessions(CLI, user.user_id)
     return (f"ended {ended} session(s) of {user.username} (#{user.user_id}): their tokens are refused, and a running "
             "server closes their connections within seconds")
 
 
-async def user_reset_password(store: Store, config: Config, name: str, password: str) -> str:
+async def user_reset_password(store: Store, admin: AdminService, name: str, password: str) -> str:
     user = await _user(store, name)
-    ended = await _accounts(store, config).reset_password(user.user_id, password)
+    ended = await admin.reset_password(CLI, user.user_id, password)
     return f"new password set for {user.username} (#{user.user_id}); {ended} session(s) ended"
 
 
 # ---------------------------------------------------------------------------------------------------------- groups
 
 
-async def group_create(store: Store, config: Config, name: str, owner_name: str, member_names: list[str]) -> str:
+async def group_create(store: Store, admin: AdminService, name: str, owner_name: str, member_names: list[str]) -> str:
     owner = await _user(store, owner_name)
     members = [(await _user(store, m.strip())).user_id for m in member_names if m.strip()]
-    change = await store.create_group(owner.user_id, name, members, SystemClock().now_ms(),
-                                      config.limits.max_group_members)
-    group = change.group
+    group = (await admin.create_group(CLI, owner.user_id, name, members)).group
     return f"created group #{group.group_id} {group.name!r}: owner {owner.username}, {group.member_count} members"
 
 
-async def _group(store: Store, group_id: int) -> GroupRecord:
-    # Keyset paging from just below the id fetches exactly that group, if it exists.
-    found = await store.list_all_groups(1, group_id - 1)
-    if not found or found[0].group_id != group_id:
-        raise AdminError(f"no group #{group_id}")
-    return found[0]
-
-
-async def group_add(store: Store, config: Config, group_id: int, user_names: list[str]) -> str:
-    group = await _group(store, group_id)
+async def group_add(store: Store, admin: AdminService, group_id: int, user_names: list[str]) -> str:
     users = [await _user(store, n) for n in user_names]
-    action = GroupAction("add", group.owner_id, group_id, SystemClock().now_ms(),
-                         tuple(u.user_id for u in users), max_members=config.limits.max_group_members)
     try:
-        change = await store.group_action(action)  # role and size checks run in the store, as for the API
+        change = await admin.add_members(CLI, group_id, [u.user_id for u in users])
     except (GroupNotFound, UserNotFound) as exc:
-        raise AdminError(exc.message) from None
+        raise AdminError(f"no group #{group_id}" if isinstance(exc, GroupNotFound) else exc.message) from None
     added = ", ".join(u.username for u in users if u.user_id in change.added)
     return f"added {added} to group #{group_id} {change.group.name!r} ({change.group.member_count} members)"
+
+
+async def group_dissolve(admin: AdminService, group_id: int) -> str:
+    try:
+        change = await admin.dissolve_group(CLI, group_id)
+    except GroupNotFound:
+        raise AdminError(f"no group #{group_id}") from None
+    return f"dissolved group #{group_id} {change.group.name!r}: it is read-only now"
 
 
 async def group_list(store: Store, user_name: str | None) -> str:

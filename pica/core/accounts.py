@@ -53,9 +53,7 @@ class AccountService:
                 audit("register_refused", address=address, reason="rate_limited")
                 raise
         name = normalize_username(username)
-        secret = check_password(password, self._config.min_password_length)
-        await asyncio.to_thread(check_password_guessability, secret, name, self._config.min_password_score)
-        password_hash = await self._hasher.hash(secret)
+        password_hash = await self.new_password_hash(name, password)
         if mode == "invite":
             assert isinstance(invite, str)
             try:
@@ -150,10 +148,15 @@ class AccountService:
         return ended
 
     async def _set_password(self, user_id: int, username: str, new_password: object, *, keep: str | None) -> int:
-        secret = check_password(new_password, self._config.min_password_length)
-        await asyncio.to_thread(check_password_guessability, secret, username, self._config.min_password_score)
-        password_hash = await self._hasher.hash(secret)
+        password_hash = await self.new_password_hash(username, new_password)
         return await self._store.set_password(user_id, password_hash, self._clock.now_ms(), keep=keep)
+
+    async def new_password_hash(self, username: str, password: object) -> str:
+        """The Argon2id hash of a new password of ``username``, once it passes the password rules (length,
+        guessability); raises WeakPassword."""
+        secret = check_password(password, self._config.min_password_length)
+        await asyncio.to_thread(check_password_guessability, secret, username, self._config.min_password_score)
+        return await self._hasher.hash(secret)
 
     async def get(self, user_id: int) -> UserRecord | None:
         return await self._store.get_user(user_id)

@@ -290,6 +290,10 @@ class ChatService:
 
         _then(stored, committed, reply)
 
+    def deliver_event(self, record: MessageRecord, result: AppendResult) -> None:
+        """Deliver an event message committed outside this service (a moderated recall) as the author's own."""
+        self._route_record(record, result, record.sender, None)
+
     def _route_record(self, record: MessageRecord, result: AppendResult, sender: int, origin: object | None) -> None:
         frame = OutboundFrame(message_frame(record))
         peer = direct_peer(record.conversation_id, sender)

@@ -157,6 +157,7 @@ class RateLimits:
         self.presence = Buckets("presence", Rate.parse(config.presence_queries_per_user), keys)
         self.lookups = Buckets("lookups", Rate.parse(config.user_lookups_per_user), keys)
         self.exports = Buckets("exports", Rate.parse(config.exports_per_user), keys)
+        self.reports = Buckets("reports", Rate.parse(config.reports_per_user), keys)
         self.connection_rate = Rate.parse(config.requests_per_connection)
         self.shared_failures = 0
         """Shared checks answered by this node's buckets because the shared store failed."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from pica.config import LimitsConfig
 from pica.core.accounts import AccountService
+from pica.core.admin import AdminService
 from pica.core.chat import ChatService
 from pica.core.devices import DeviceService
 from pica.core.groups import GroupService
@@ -68,6 +69,8 @@ class GatewayServices:
     tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     """Request tasks and in-flight send futures: what a drain waits for."""
     accepting: bool = True
+    admin: AdminService | None = None
+    """Administration and users' reports (``/v1/admin/...``, ``/v1/reports``; None: those routes answer 503)."""
 
     sends_in_flight: int = 0
     """Socket sends submitted and not yet acked (they are callbacks, not tasks)."""

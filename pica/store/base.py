@@ -254,6 +254,9 @@ class EventAppend:
     ts: int
     text: str = ""
     window_ms: int = 0
+    moderated: bool = False
+    """A recall by an administrator (``DELETE /v1/admin/messages/...``): ``user_id`` is the author, whose message it
+    stays; membership, authorship and the recall window are not asked, and the event says ``"moderated": true``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,6 +526,71 @@ class BotWebhook:
     user_id: int
     url: str
     secret: str
+# ---------------------------------------------------------------------------------------------------- administration
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """An administrative action, written in the transaction of the change it records (pica/store/admin.py)."""
+
+    actor_id: int
+    """The administrator's user id; 0 for the ``pica`` command line."""
+    actor: str
+    """The administrator's username, or ``cli``."""
+    action: str
+    target: str
+    """``user:<id>``, ``group:<id>``, ``message:<conversation_id>:<seq>``, ``report:<id>``."""
+    details: dict[str, Any]
+    address: str
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    audit_id: int
+    entry: AuditEntry
+
+
+@dataclass(frozen=True, slots=True)
+class AdminUser:
+    """A user as the admin listing shows it."""
+
+    user: UserRecord
+    admin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecord:
+    report_id: int
+    reporter: int
+    conversation_id: str
+    seq: int
+    sender: int
+    body: dict[str, Any]
+    """The message as the reporter saw it when reporting."""
+    reason: str
+    state: str
+    """``open`` or ``resolved``."""
+    action: str
+    """How it was resolved (``dismiss``, ``remove_message``, ``ban_sender``); empty while open."""
+    resolved_by: int
+    resolved_at: int
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdminStats:
+    users: int
+    banned_users: int
+    deleted_users: int
+    admins: int
+    groups: int
+    dissolved_groups: int
+    conversations: int
+    messages: int
+    """Entries of every timeline, notices and events included (the sum of the conversations' last seqs)."""
+    open_reports: int
+    live_sessions: int
 
 
 class Store(abc.ABC):
@@ -607,6 +675,76 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_all_groups(self, limit: int, after_id: int = 0) -> list[GroupRecord]:
         """Every group (dissolved ones included) with group_id > after_id, ascending, at most ``limit``."""
+
+    # the admin role, the audit log and reports (pica/store/admin.py): every write takes the AuditEntry it records
+    @abc.abstractmethod
+    async def is_admin(self, user_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    async def admin_users(self, limit: int, after_id: int, query: str, banned: bool | None) -> list[AdminUser]:
+        """Live users with user_id > after_id whose name contains ``query`` (case-insensitive), ascending."""
+
+    @abc.abstractmethod
+    async def admin_create_user(self, username: str, password_hash: str, grant_admin: bool,
+                                audit: AuditEntry) -> int:
+        """Raises UsernameTaken. The audit row's target becomes ``user:<new id>``."""
+
+    @abc.abstractmethod
+    async def admin_create_group(self, owner: int, name: str, members: list[int], max_members: int,
+                                 audit: AuditEntry) -> GroupChange:
+        """``create_group`` with its audit row (whose target becomes ``group:<new id>``)."""
+
+    @abc.abstractmethod
+    async def admin_set_flag(self, user_id: int, flag: Literal["banned", "admin"], value: bool,
+                             audit: AuditEntry) -> None:
+        """Ban or unban, grant or revoke the admin role. Raises UserNotFound."""
+
+    @abc.abstractmethod
+    async def admin_set_password(self, user_id: int, password_hash: str, audit: AuditEntry) -> int:
+        """A new password; every session ended; how many ended."""
+
+    @abc.abstractmethod
+    async def admin_end_sessions(self, user_id: int, session_id: str | None, audit: AuditEntry) -> int:
+        """End one session (``session_id``) or all of the user's; how many ended."""
+
+    @abc.abstractmethod
+    async def admin_delete_user(self, user_id: int, audit: AuditEntry) -> list[GroupChange]:
+        """``delete_account`` with its audit row."""
+
+    @abc.abstractmethod
+    async def admin_group_action(self, action: GroupAction, audit: AuditEntry) -> GroupChange:
+        """``group_action`` with its audit row (the administrator acts as the group's owner)."""
+
+    @abc.abstractmethod
+    async def admin_group(self, group_id: int) -> tuple[GroupRecord, list[MemberRecord]]:
+        """Any group with its members; raises GroupNotFound."""
+
+    @abc.abstractmethod
+    async def moderate_message(self, request: EventAppend, audit: AuditEntry
+                               ) -> tuple[AppendResult, MessageRecord]:
+        """Remove a message for everyone: a moderated recall (``request.moderated``) with its audit row."""
+
+    @abc.abstractmethod
+    async def message_author(self, conversation_id: str, seq: int) -> int | None:
+        """The sender of a stored message, None when there is none."""
+
+    @abc.abstractmethod
+    async def create_report(self, reporter: int, message: MessageRecord, reason: str, ts: int) -> ReportRecord:
+        """A report of a message the reporter can see; a repeat by the same reporter answers the first."""
+
+    @abc.abstractmethod
+    async def list_reports(self, state: str | None, limit: int, after_id: int) -> list[ReportRecord]: ...
+
+    @abc.abstractmethod
+    async def resolve_report(self, report_id: int, action: str, audit: AuditEntry) -> ReportRecord:
+        """Raises NotFound; a resolved report is refused (Conflict)."""
+
+    @abc.abstractmethod
+    async def list_audit(self, limit: int, before_id: int | None) -> list[AuditRecord]:
+        """The newest first: entries with audit_id < before_id (None: from the newest)."""
+
+    @abc.abstractmethod
+    async def admin_stats(self, now_ms: int) -> AdminStats: ...
 
     # messages
     @abc.abstractmethod

@@ -42,19 +42,28 @@ class EventPlan:
 
 
 def plan_event(request: EventAppend, *, joined_seq: int, dissolved: bool, target: Target | None) -> EventPlan:
-    """Check a recall or edit of ``target`` by ``request.user_id`` (a member who joined after ``joined_seq``)."""
-    if target is None or request.target_seq <= joined_seq:
+    """Check a recall or edit of ``target`` by ``request.user_id`` (a member who joined after ``joined_seq``).
+
+    A moderated recall (``request.moderated``: an administrator removing a message for everyone) is the same rule
+    without the author's limits: it needs no membership, no authorship, no window, and works in a dissolved group;
+    what may be recalled at all (not a notice or an event, not recalled already) is the same."""
+    moderated = request.moderated
+    if target is None or (not moderated and request.target_seq <= joined_seq):
         raise MessageNotFound()
+    if moderated and request.kind != "recall":
+        raise BadRequest("moderation can only remove a message")
     if target.sender != request.user_id:
         raise Forbidden(f"only the author can {request.kind} a message")
     if target.state == "recalled":
         raise Forbidden("the message was recalled")
-    if dissolved:
+    if dissolved and not moderated:
         raise Forbidden("the group was dissolved")
     body = target.body
     if "system" in body or "recall" in body or "edit" in body:
         raise Forbidden(f"this message cannot be {request.kind}ed")
     if request.kind == "recall":
+        if moderated:
+            return EventPlan("recalled", None, None, {"recall": {"seq": request.target_seq, "moderated": True}})
         if request.ts - target.ts > request.window_ms:
             raise Forbidden("the recall window has passed")
         return EventPlan("recalled", None, None, {"recall": {"seq": request.target_seq}})

@@ -22,7 +22,7 @@ from pica.store.txn import Dialect, Read, Statement, Txn, Write
 DELETED_NAME_PREFIX: Final = "~deleted:"
 """The username a tombstone keeps (the column is unique and required): a name the username rules can never produce,
 so the deleted user's name is free for anyone to register, and this one can be neither registered nor logged in
-with. Reads show a deleted user's name as empty (social._user_row)."""
+with. Reads show a deleted user's name as empty (social.user_row)."""
 
 
 def delete_account(user_id: int, ts: int) -> Txn[list[GroupChange]]:

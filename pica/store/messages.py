@@ -42,7 +42,7 @@ from pica.store.base import (
     Page,
     ReadCursors,
 )
-from pica.store.event_rules import Target, plan_event, scrub_edits
+from pica.store.event_rules import EventPlan, Target, plan_event, scrub_edits
 from pica.store.txn import Dialect, Read, Retry, Statement, Txn, Write
 
 _json_encode: Final = msgspec.json.Encoder().encode
@@ -169,10 +169,23 @@ def append_event(request: EventAppend, search_value: Any) -> Txn[tuple[AppendRes
     existing = yield from _original(request.user_id, request.client_msg_id)
     if existing is not None:
         return AppendResult(existing.conversation_id, existing.seq, existing.ts, duplicate=True), existing
-    target = yield Read("message_for_event", (conversation_id, request.target_seq))
-    plan = plan_event(request, joined_seq=member[0][0], dissolved=bool(member[0][1]),
-                      target=None if not target else Target(target[0][0], target[0][1], target[0][2],
-                                                            _json_decode_body(target[0][3])))
+    target = yield from event_target(conversation_id, request.target_seq)
+    plan = plan_event(request, joined_seq=member[0][0], dissolved=bool(member[0][1]), target=target)
+    record = yield from apply_event(request, plan, search_value)
+    return AppendResult(conversation_id, record.seq, request.ts, duplicate=False), record
+
+
+def event_target(conversation_id: str, seq: int) -> Txn[Target | None]:
+    target = yield Read("message_for_event", (conversation_id, seq))
+    if not target:
+        return None
+    return Target(target[0][0], target[0][1], target[0][2], _json_decode_body(target[0][3]))
+
+
+def apply_event(request: EventAppend, plan: EventPlan, search_value: Any) -> Txn[MessageRecord]:
+    """Write a checked recall or edit: the target's new state, its edit events scrubbed (a recall), its search row,
+    then the event message, sent by ``request.user_id`` (the author, also for a moderated recall)."""
+    conversation_id = request.conversation_id
     scrubbed: list[tuple[int, dict[str, Any]]] = []
     if plan.state == "recalled":
         # The author's later messages hold the target's edit events; the recall window bounds how many there are.
@@ -188,8 +201,7 @@ def append_event(request: EventAppend, search_value: Any) -> Txn[tuple[AppendRes
     yield Write("unindex_search", ([conversation_id], [request.target_seq]))
     if search is not None:
         yield Write("index_search", ([search], [conversation_id], [request.target_seq]))
-    record = yield from _append_one(conversation_id, request.user_id, request.client_msg_id, request.ts, plan.event)
-    return AppendResult(conversation_id, record.seq, request.ts, duplicate=False), record
+    return (yield from _append_one(conversation_id, request.user_id, request.client_msg_id, request.ts, plan.event))
 
 
 def hide_message(user_id: int, conversation_id: str, seq: int, ts: int) -> Txn[MessageRecord]:

@@ -25,7 +25,7 @@ from pica.store.base import (
 from pica.store.txn import Dialect, Read, Statement, Txn, Write
 
 
-def _user_row(row: Sequence[Any]) -> UserRecord:
+def user_row(row: Sequence[Any]) -> UserRecord:
     """A user from (user_id, username, password_hash, created_at, banned, deleted_at). A deleted account reads with
     no username: its row keeps a placeholder only because the column is unique and required."""
     deleted = bool(row[5])
@@ -46,17 +46,17 @@ def create_user(username: str, password_hash: str, now_ms: int) -> Txn[int]:
 
 def get_user_by_name(username: str) -> Txn[UserRecord | None]:
     rows = yield Read("user_by_name", (username,))
-    return _user_row(rows[0]) if rows else None
+    return user_row(rows[0]) if rows else None
 
 
 def get_user(user_id: int) -> Txn[UserRecord | None]:
     rows = yield Read("user_by_id", (user_id,))
-    return _user_row(rows[0]) if rows else None
+    return user_row(rows[0]) if rows else None
 
 
 def list_users(limit: int, after_id: int, banned_only: bool) -> Txn[list[UserRecord]]:
     rows = yield Read("list_banned_users" if banned_only else "list_users", (after_id, limit))
-    return [_user_row(row) for row in rows]
+    return [user_row(row) for row in rows]
 
 
 def set_banned(user_id: int, banned: bool) -> Txn[None]:

@@ -12,17 +12,23 @@ import abc
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pica.protocol.tokens import Phrase
-from pica.store import bots, devices, groups, invites, jobs, lifecycle, media, messages, search, sessions, social
+from pica.store import admin, bots, devices, groups, invites, jobs, lifecycle, media, messages, search, sessions, social
 from pica.store.base import (
+    AdminStats,
+    AdminUser,
+    AppendResult,
+    AuditEntry,
+    AuditRecord,
     BotKeyState,
     BotRecord,
     BotWebhook,
     ContactRecord,
     ConversationSummary,
     DeviceRecord,
+    EventAppend,
     FileRecord,
     FileSweep,
     GroupAction,
@@ -44,6 +50,7 @@ from pica.store.base import (
     PushMessage,
     ReadCursors,
     Refreshed,
+    ReportRecord,
     RevokedSession,
     SessionRecord,
     SessionState,
@@ -242,6 +249,71 @@ class SqlStore(Store):
 
     async def set_banned(self, user_id: int, banned: bool) -> None:
         await self._write_txn(partial(social.set_banned, user_id, banned))
+
+    # ------------------------------------------------------------------------------------------------ admin role, audit
+
+    async def is_admin(self, user_id: int) -> bool:
+        return await self._read_txn(partial(admin.is_admin, user_id))
+
+    async def admin_users(self, limit: int, after_id: int, query: str, banned: bool | None) -> list[AdminUser]:
+        return await self._read_txn(partial(admin.admin_users, limit, after_id, query, banned))
+
+    async def admin_create_user(self, username: str, password_hash: str, grant_admin: bool,
+                                audit: AuditEntry) -> int:
+        return await self._write_jobs(partial(admin.create_user, username, password_hash, grant_admin, audit),
+                                      partial(jobs.user_events, username, audit.ts), audit.ts)
+
+    async def admin_create_group(self, owner: int, name: str, members: list[int], max_members: int,
+                                 audit: AuditEntry) -> GroupChange:
+        return await self._write_jobs(partial(admin.create_group, owner, name, members, max_members, audit),
+                                      jobs.group_events, audit.ts)
+
+    async def admin_set_flag(self, user_id: int, flag: Literal["banned", "admin"], value: bool,
+                             audit: AuditEntry) -> None:
+        await self._write_txn(partial(admin.audited, partial(admin.set_flag, user_id, flag, value), audit))
+
+    async def admin_set_password(self, user_id: int, password_hash: str, audit: AuditEntry) -> int:
+        return await self._write_txn(partial(admin.audited, partial(sessions.set_password, user_id, password_hash,
+                                                                    audit.ts, None), audit))
+
+    async def admin_end_sessions(self, user_id: int, session_id: str | None, audit: AuditEntry) -> int:
+        return await self._write_txn(partial(admin.audited, partial(admin.end_sessions, user_id, session_id,
+                                                                    audit.ts), audit))
+
+    async def admin_delete_user(self, user_id: int, audit: AuditEntry) -> list[GroupChange]:
+        return await self._write_jobs(partial(admin.audited, partial(lifecycle.delete_account, user_id, audit.ts),
+                                              audit), jobs.group_list_events, audit.ts)
+
+    async def admin_group_action(self, action: GroupAction, audit: AuditEntry) -> GroupChange:
+        return await self._write_jobs(partial(admin.audited, partial(groups.group_action, action), audit),
+                                      jobs.group_events, action.ts)
+
+    async def admin_group(self, group_id: int) -> tuple[GroupRecord, list[MemberRecord]]:
+        return await self._read_txn(partial(admin.group_with_members, group_id), snapshot=True)
+
+    async def moderate_message(self, request: EventAppend, audit: AuditEntry) -> tuple[AppendResult, MessageRecord]:
+        # Not on the hot path's queue: a moderation is rare, and its conversation's lock orders it among the appends.
+        return await self._write_jobs(partial(admin.audited, partial(admin.moderate, request, self._search_value),
+                                              audit), jobs.event_events, request.ts)
+
+    async def message_author(self, conversation_id: str, seq: int) -> int | None:
+        return await self._read_txn(partial(admin.message_author, conversation_id, seq))
+
+    async def create_report(self, reporter: int, message: MessageRecord, reason: str, ts: int) -> ReportRecord:
+        return await self._write_txn(partial(admin.create_report, reporter, message, reason, ts))
+
+    async def list_reports(self, state: str | None, limit: int, after_id: int) -> list[ReportRecord]:
+        return await self._read_txn(partial(admin.list_reports, state, limit, after_id))
+
+    async def resolve_report(self, report_id: int, action: str, audit: AuditEntry) -> ReportRecord:
+        return await self._write_txn(partial(admin.audited, partial(admin.resolve_report, report_id, action,
+                                                                    audit.actor_id, audit.ts), audit))
+
+    async def list_audit(self, limit: int, before_id: int | None) -> list[AuditRecord]:
+        return await self._read_txn(partial(admin.list_audit, limit, before_id))
+
+    async def admin_stats(self, now_ms: int) -> AdminStats:
+        return await self._read_txn(partial(admin.stats, now_ms), snapshot=True)
 
     # ------------------------------------------------------------------------------------------------ social
 

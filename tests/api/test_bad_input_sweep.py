@@ -31,6 +31,7 @@ from pica.api.http import build_app
 from pica.app import token_secret
 from pica.client import Login, PicaHttp
 from pica.config import PushConfig
+from pica.core.admin import CLI
 from pica.core.tokens import TokenService
 from pica.errors import PicaError
 from tests.api.test_http import raw
@@ -64,12 +65,16 @@ class World:
     """A resumable upload alice started."""
     device_id: str
     """Alice's Web Push device."""
+    root: Login
+    """An administrator (the admin API's caller)."""
+    report_id: int
+    """bob's report of alice's "hello"."""
 
     def path_params(self) -> dict[str, str]:
         return {"conversation_id": self.conversation_id, "seq": "1", "group_id": str(self.group_id),
                 "user_id": str(self.bob.user_id), "name": "app.js", "file": "docs.js",
                 "session_id": self.alice_phone.session_id, "file_id": self.file_id, "upload_id": self.upload_id,
-                "device_id": self.device_id}
+                "device_id": self.device_id, "report_id": str(self.report_id)}
 
 
 def push_subscription(n: int) -> dict[str, Any]:
@@ -103,8 +108,14 @@ async def make_world(node: Node) -> World:
         file_id = (await http.upload(b"hello, file\n", filename="hello.txt"))["file_id"]
     device = await api(node, alice, "POST", "/v1/devices", json={"platform": "webpush",
                                                                   "subscription": push_subscription(0)})
+    root = await new_user(node.url, "root")
+    assert node.server.services is not None and node.server.services.admin is not None
+    await node.server.services.admin.set_admin(CLI, root.user_id, True)
+    report = await api(node, bob, "POST", "/v1/reports",
+                       json={"conversation_id": ack["conversation_id"], "seq": 1, "reason": "spam"})
     return World(node, alice, alice_phone, bob, carol, dave, erin, alice_name, bob_name, ack["conversation_id"],
-                 group["group_id"], file_id, await start_upload(node, alice), device["device_id"])
+                 group["group_id"], file_id, await start_upload(node, alice), device["device_id"], root,
+                 report["report_id"])
 
 
 async def start_upload(node: Node, who: Login) -> str:
@@ -148,6 +159,8 @@ class Route:
     """Whether the valid request's answer is JSON."""
     note: str = ""
     """Tells apart two entries of one route."""
+    params: Callable[[World], dict[str, str]] | None = None
+    """Path parameters of this route that differ from World.path_params."""
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}" + (f" ({self.note})" if self.note else "")
@@ -159,6 +172,7 @@ class Route:
 
 CONVERSATION: Final = "/v1/conversations/{conversation_id}"
 GROUP: Final = "/v1/groups/{group_id}"
+ADMIN_USER: Final = "/v1/admin/users/{user_id}"
 
 ROUTES: Final = [
     # health, metrics, accounts, dispatch, the socket, the page
@@ -259,6 +273,36 @@ ROUTES: Final = [
     Route("GET", "/v1/me/push"),
     # The valid request deletes erin: her token is refused (401) in every variant that passes the body's parsing.
     Route("DELETE", "/v1/me", caller="erin", status=204, invalid=401, body=lambda w: {"password": PASSWORD}),
+    # reports, and the admin API (docs/admin.md), called by an administrator
+    Route("POST", "/v1/reports", caller="bob", status=201,
+          body=lambda w: {"conversation_id": w.conversation_id, "seq": 1, "reason": "spam"}),
+    Route("GET", "/v1/admin/users", caller="root", query={"limit": Query("10", "limit"), "after": Query("0", "cursor"),
+                                                          "q": Query("a", "text"), "banned": Query("false", "text")}),
+    Route("POST", "/v1/admin/users", caller="root", status=201,
+          body=lambda w: {"username": "newcomer", "password": PASSWORD, "admin": False}),
+    Route("DELETE", ADMIN_USER, caller="root", status=204),
+    Route("POST", ADMIN_USER + "/ban", caller="root", status=204),
+    Route("DELETE", ADMIN_USER + "/ban", caller="root", status=204),
+    Route("POST", ADMIN_USER + "/admin", caller="root", status=204),
+    Route("DELETE", ADMIN_USER + "/admin", caller="root", status=204),
+    Route("POST", ADMIN_USER + "/reset-password", caller="root", body=lambda w: {"password": PASSWORD}),
+    Route("GET", ADMIN_USER + "/sessions", caller="root"),
+    Route("DELETE", ADMIN_USER + "/sessions", caller="root"),
+    Route("DELETE", "/v1/admin/users/{user_id}/sessions/{session_id}", caller="root",
+          params=lambda w: {"user_id": str(w.alice.user_id)}),  # the session is alice's phone
+    Route("GET", "/v1/admin/groups", caller="root", query={"limit": Query("10", "limit"),
+                                                           "after": Query("0", "cursor")}),
+    Route("GET", "/v1/admin/groups/{group_id}", caller="root"),
+    Route("GET", "/v1/admin/groups/{group_id}/members", caller="root"),
+    Route("POST", "/v1/admin/groups/{group_id}/dissolve", caller="root"),
+    Route("DELETE", "/v1/admin/messages/{conversation_id}/{seq}", caller="root"),
+    Route("GET", "/v1/admin/reports", caller="root", query={"limit": Query("10", "limit"),
+                                                            "after": Query("0", "cursor"),
+                                                            "state": Query("open", "text")}),
+    Route("POST", "/v1/admin/reports/{report_id}/resolve", caller="root", body=lambda w: {"action": "dismiss"}),
+    Route("GET", "/v1/admin/audit", caller="root", query={"limit": Query("10", "limit"),
+                                                          "before": Query("99999", "limit")}),
+    Route("GET", "/v1/admin/stats", caller="root"),
 ]
 
 
@@ -417,7 +461,7 @@ class Sweep:
         self.world = world
         self.methods = methods
         self.login: Login = getattr(world, route.caller)
-        self.params = world.path_params()
+        self.params = {**world.path_params(), **(route.params(world) if route.params else {})}
         self.query = {name: q.valid.format(w=world) for name, q in route.query.items()}
 
     def target(self, query: dict[str, str | None] | None = None, params: dict[str, str] | None = None) -> str:

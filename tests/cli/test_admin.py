@@ -143,7 +143,8 @@ async def test_groups_with_the_server_stopped(tmp_path: Path, server_process_fac
 
     code, out, err = await run("group", "create", "book club", "--owner", "owner1", "--members", "member1,member2",
                                data_dir=data)
-    assert (code, out, err) == (0, "created group #1 'book club': owner owner1, 3 members\n", "")
+    assert (code, out) == (0, "created group #1 'book club': owner owner1, 3 members\n")
+    assert "group_created" in err and "actor=cli" in err and "target=group:1" in err  # the audit record
     code, out, _ = await run("group", "add", "1", "member3", data_dir=data)
     assert (code, out) == (0, "added member3 to group #1 'book club' (4 members)\n")
     assert (await run("group", "create", "solo", "--owner", "member3", data_dir=data))[0] == 0
@@ -234,3 +235,37 @@ async def test_search_reindex_beside_a_running_server(server: ServerProcess) -> 
     async with PicaHttp(server.url, token=bob.token) as http:
         found = await http.request("GET", "/v1/search", params={"q": "开会"})
     assert [m["body"]["text"] for m in found["messages"]] == ["我们明天开会"]  # once, not twice
+
+
+async def test_the_admin_role_deletion_and_dissolving_are_the_admin_apis_and_audited(server: ServerProcess) -> None:
+    """`pica user create --admin`, `pica user admin`, `pica user delete` and `pica group dissolve` run the code of
+    the admin HTTP API, as the actor "cli": the administrator they make sees their audit rows over HTTP."""
+    data = server.data_dir
+    code, out, err = await run("user", "create", "root", "--admin", "--password", PASSWORD, data_dir=data)
+    assert (code, out) == (0, "created administrator root (#1)\n") and "actor=cli" in err
+    for name in ("bob", "carol"):
+        assert (await run("user", "create", name, "--password", PASSWORD, data_dir=data))[0] == 0
+    assert (await run("group", "create", "club", "--owner", "bob", "--members", "carol", data_dir=data))[0] == 0
+
+    code, out, _ = await run("user", "admin", "carol", data_dir=data)
+    assert (code, out) == (0, "carol (#3) is an administrator: the /v1/admin API answers their tokens\n")
+    code, out, _ = await run("user", "list", data_dir=data)
+    assert [line.split()[-1] for line in out.splitlines()[1:]] == ["admin", "active", "admin"]
+    assert (await run("user", "admin", "carol", "--revoke", data_dir=data))[0] == 0
+    code, out, _ = await run("group", "dissolve", "1", data_dir=data)
+    assert (code, out) == (0, "dissolved group #1 'club': it is read-only now\n")
+    assert await run("group", "dissolve", "7", data_dir=data) == (1, "", "pica: no group #7\n")
+    code, out, _ = await run("user", "delete", "carol", data_dir=data)
+    assert code == 0 and out.startswith("deleted carol (#3)")
+
+    async with PicaHttp(server.url) as http:
+        await http.login("root", PASSWORD)
+        audit = await http.request("GET", "/v1/admin/audit")
+        with pytest.raises(PicaHttpError) as deleted:
+            await http.login("carol", PASSWORD)
+        assert deleted.value.code == "invalid_credentials"
+    assert [(e["actor"], e["action"], e["target"]) for e in reversed(audit["entries"])] == [
+        ("cli", "account_created", "user:1"), ("cli", "account_created", "user:2"),
+        ("cli", "account_created", "user:3"), ("cli", "group_created", "group:1"), ("cli", "admin_granted", "user:3"),
+        ("cli", "admin_revoked", "user:3"), ("cli", "group_dissolved", "group:1"),
+        ("cli", "account_deleted", "user:3")]

@@ -71,6 +71,8 @@ RELEASED = {
     "0010_bots.postgres.sql": "3742b1bc931310a286ed0c4dd2b8cdadc7a88c7c33605a924c6b63e4a4a1cf3d",
     "0011_push.sqlite.sql": "0704a7e53431e7faa76ae5bae0cd454965e225a381b6a86a8d41d7f2f7852172",
     "0011_push.postgres.sql": "7b6c182890c3ac665171ba642456fa42d2b31b83c24a91f231edb142fa3fe14c",
+    "0012_admin.sqlite.sql": "6fd430f7588971893f90ca3a78495856b19f8f30163f0fa4dded54429bc17f22",
+    "0012_admin.postgres.sql": "b49e6bc71c599eab810a1867f0fb62709ffeb32b55bb46cb06061ed6a32b006a",
 }
 NEXT = bundled().latest + 1
 """The version a later release adds next."""
