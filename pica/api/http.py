@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from pica.api import auth, dispatch, groups, me, messages, social
+from pica.api import auth, calls, dispatch, groups, me, messages, social
 from pica.api.common import check_http_rate, error_response, json_response, services
 from pica.errors import BadRequest, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, PicaError
 from pica.gateway.services import GatewayServices
@@ -109,6 +109,7 @@ def build_app(node: GatewayServices) -> web.Application:
     groups.add_routes(app)
     social.add_routes(app)
     me.add_routes(app)
+    calls.add_routes(app)
     dispatch.add_routes(app)
     add_chat_page_routes(app)  # the web chat page: / and /static/<name>
     return app

@@ -60,7 +60,7 @@ def check_password_guessability(password: str, username: str, min_score: int) ->
 
 
 CONTENT_KINDS: Final = ("text", "file", "image", "custom")
-SERVER_ONLY_KEYS: Final = ("system", "recall", "edit", "deleted", "recalled", "edited")
+SERVER_ONLY_KEYS: Final = ("system", "recall", "edit", "deleted", "recalled", "edited", "call")
 _FILE_FIELDS: Final = {"id": str, "name": str, "mime": str, "size": int}
 
 
