@@ -54,15 +54,24 @@ class Peer:
         self.messages: asyncio.Queue[str] = asyncio.Queue()
         self.tracks: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
         self.pc.on("track", self.tracks.put_nowait)
+        self.channel: asyncio.Future[RTCDataChannel] = asyncio.get_running_loop().create_future()
+        self.pc.on("datachannel", self._channel_opened)
+
+    def open_channel(self) -> None:
+        """The caller's data channel, made before the offer so that the offer negotiates it."""
+        channel = self.pc.createDataChannel("chat")
+        channel.on("open", lambda: self._channel_opened(channel))
+
+    def _channel_opened(self, channel: RTCDataChannel) -> None:
+        channel.on("message", self.messages.put_nowait)
+        if not self.channel.done():
+            self.channel.set_result(channel)
 
     async def call_event(self, kind: type[Any]) -> Any:
         while True:
             event = await self.client.next_event(CallEvent, WAIT)
             if isinstance(event.frame, kind):
                 return event.frame
-
-    def listen(self, channel: RTCDataChannel) -> None:
-        channel.on("message", self.messages.put_nowait)
 
     async def close(self) -> None:
         await self.pc.close()
@@ -110,26 +119,22 @@ async def place_call(alice: Peer, bob: Peer, media: str) -> str:
     return placed.call_id
 
 
+async def say(speaker: Peer, listener: Peer, text: str) -> None:
+    """A data channel message that crossed the peer connection."""
+    (await speaker.channel).send(text)
+    assert await listener.messages.get() == text
+
+
 async def test_two_aiortc_peers_talk_through_pica_signalling(tmp_path: Path) -> None:
     async with running(make_config(tmp_path)) as node, peers(node) as (alice, bob):
-        channel = alice.pc.createDataChannel("chat")
-        opened = asyncio.Event()
-        channel.on("open", opened.set)
-        alice.listen(channel)
+        alice.open_channel()
         alice.pc.addTrack(VideoStreamTrack())  # aiortc's synthetic camera
-        bob_channels: asyncio.Queue[RTCDataChannel] = asyncio.Queue()
-        bob.pc.on("datachannel", bob_channels.put_nowait)
 
         call_id = await place_call(alice, bob, "video")
 
         async with asyncio.timeout(WAIT):
-            await opened.wait()
-            channel.send("hello over WebRTC")
-            bobs = await bob_channels.get()
-            bob.listen(bobs)
-            assert await bob.messages.get() == "hello over WebRTC"
-            bobs.send("hello back")
-            assert await alice.messages.get() == "hello back"
+            await say(alice, bob, "hello over WebRTC")
+            await say(bob, alice, "hello back")
             # Media too: Bob decodes a frame of Alice's camera.
             track = await bob.tracks.get()
             frame = await track.recv()
@@ -194,12 +199,7 @@ async def test_a_call_relayed_by_coturn_with_pica_credentials(tmp_path: Path, co
     turn = TurnConfig(urls=(coturn,), secret=TURN_SECRET, ttl=600)
     config = dataclasses.replace(make_config(tmp_path), turn=turn)
     async with running(config) as node, peers(node, ice={}, relay=True) as (alice, bob):
-        channel = alice.pc.createDataChannel("chat")
-        opened = asyncio.Event()
-        channel.on("open", opened.set)
-        bob_channels: asyncio.Queue[RTCDataChannel] = asyncio.Queue()
-        bob.pc.on("datachannel", bob_channels.put_nowait)
-
+        alice.open_channel()
         call_id = await place_call(alice, bob, "audio")
         # Relay-only: every candidate either side offered is a relayed address of the coturn.
         for peer in (alice, bob):
@@ -207,11 +207,7 @@ async def test_a_call_relayed_by_coturn_with_pica_credentials(tmp_path: Path, co
             assert lines and all(" typ relay" in line for line in lines), lines
 
         async with asyncio.timeout(WAIT):
-            await opened.wait()
-            channel.send("relayed hello")
-            bobs = await bob_channels.get()
-            bob.listen(bobs)
-            assert await bob.messages.get() == "relayed hello"
+            await say(alice, bob, "relayed hello")
 
         await bob.client.hang_up(call_id)
         assert (await alice.call_event(f.CallEnded)).reason == "hung_up"
