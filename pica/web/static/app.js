@@ -4,6 +4,7 @@
 import { api, ApiError, Connection, Disconnected } from "./protocol.js";
 import { directId, isEvent, RECALL_WINDOW_MS, setRecallWindow, Store } from "./store.js";
 import { View } from "./ui.js";
+import { Calls } from "./calls.js"; // calls: hook (the call UI is calls.js)
 
 const SESSION_KEY = "pica.session";
 const TYPING_SHOW_MS = 3000;
@@ -28,6 +29,7 @@ let recvTimer = null;
 const gapTimers = new Map(); // conversation_id -> timeout waiting for a late push
 let readTimer = null;
 let lastTypingSent = new Map();
+let calls = null; // calls: hook
 
 const view = new View({
   onAuth: authenticate,
@@ -163,6 +165,7 @@ function signOut() {
 }
 
 function logout(message = "") {
+  if (calls) calls.hangUp(); // calls: hook
   if (conn) conn.stop();
   conn = null;
   if (store) {
@@ -207,6 +210,7 @@ function startApp() {
     renewToken,
   });
   conn.start();
+  calls ??= new Calls({ connection: () => conn, api: call, nameOf: (id) => store.nameOf(id) }); // calls: hook
   const remembered = sessionStorage.getItem("pica.active");
   if (remembered) openConversation(remembered);
   rerender();
@@ -394,6 +398,7 @@ function waitForLate(conversationId) {
 
 function onFrame(frame) {
   if (!store) return;
+  if (calls && calls.onFrame(frame)) return; // calls: hook (call_* frames)
   switch (frame.t) {
     case "msg": {
       const verdict = store.accept(frame);
@@ -568,6 +573,8 @@ function openConversation(id) {
   else sessionStorage.removeItem("pica.active");
   view.setChatOpen(Boolean(id));
   const conv = id ? store.conversation(id) : null;
+  // calls: hook (the call buttons are for a 1:1 with someone else)
+  if (calls) calls.setPeer(conv && conv.kind === "direct" && conv.peerId !== store.me.user_id ? conv.peerId : null);
   if (conv) {
     if (conv.historyState === "none" || conv.historyState === "failed") loadLatest(conv);
     if (conv.kind === "group") loadGroupInfo(conv);
