@@ -12,7 +12,7 @@ SECTIONS = {"limits": config.LimitsConfig, "auth": config.AuthConfig, "sqlite": 
             "postgres": config.PostgresConfig, "redis": config.RedisConfig,
             "log": config.LogConfig, "tls": config.TlsConfig, "jobs": config.JobsConfig,
             "before_send": config.BeforeSendConfig, "event_stream": config.EventStreamConfig,
-            "mqtt": config.MqttConfig}
+            "mqtt": config.MqttConfig, "calls": config.CallsConfig, "turn": config.TurnConfig}
 
 
 def test_every_config_key_is_in_the_readme() -> None:
