@@ -10,7 +10,7 @@ value as ``ref``. Optional fields that are absent/None are omitted on the wire.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -141,7 +141,7 @@ class CallInvite(_Frame, tag="call_invite"):
 
     to: UserIdField
     sdp: Annotated[str, msgspec.Meta(min_length=1)]
-    media: Annotated[str, msgspec.Meta(pattern="^(audio|video)$")] = "audio"
+    media: Literal["audio", "video"] = "audio"
     id: RequestId | None = None
 
 

@@ -199,6 +199,7 @@ ROUTES: Final = [
     Route("PATCH", "/v1/me", note="privacy", body=lambda w: {"group_add": "contacts", "presence": "nobody"}),
     Route("GET", "/v1/me/export"),
     Route("GET", "/v1/invitations"),
+    Route("GET", "/v1/turn", status=501, note="no [turn] on this node: not_configured"),  # credentials: tests/calls
     Route("POST", "/v1/invitations/{group_id}/accept", caller="dave"),
     Route("POST", "/v1/invitations/{group_id}/decline", caller="dave"),
     # The valid request deletes erin: her token is refused (401) in every variant that passes the body's parsing.
