@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from ssl import SSLContext
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import aiohttp
 
@@ -626,7 +626,7 @@ class PicaClient:
             raise ServerClosed(None, "not connected")
         return await conn.request(frame, timeout)
 
-    async def call(self, to: int, sdp: str, media: str = "audio") -> f.CallPlaced:
+    async def call(self, to: int, sdp: str, media: Literal["audio", "video"] = "audio") -> f.CallPlaced:
         """Ring every device of user ``to`` with a WebRTC offer; then wait for ``CallEvent``s."""
         placed: f.CallPlaced = await self._on_this_socket(f.CallInvite(to=to, sdp=sdp, media=media))
         return placed
