@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from aiortc import (
@@ -100,7 +100,7 @@ async def peers(node: Node, ice: dict[str, Any] | None = None, *, relay: bool = 
                 await peer.close()
 
 
-async def place_call(alice: Peer, bob: Peer, media: str) -> str:
+async def place_call(alice: Peer, bob: Peer, media: Literal["audio", "video"]) -> str:
     """Alice offers, Bob's device rings and answers: the whole negotiation goes through Pica. aiortc does not
     trickle: its descriptions carry their candidates, gathered before setLocalDescription returns."""
     await alice.pc.setLocalDescription(await alice.pc.createOffer())
