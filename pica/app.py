@@ -25,6 +25,7 @@ from pica.api.http import build_app
 from pica.config import Config
 from pica.core.accounts import AccountService
 from pica.core.admin import AdminService
+from pica.core.calls import CallService
 from pica.core.chat import ChatService
 from pica.core.devices import DeviceService
 from pica.core.fanout import GroupFanout
@@ -351,8 +352,11 @@ class PicaServer:
             self.cluster.on_resync = self._resync_clients
         else:
             self.hub.add_presence_listener(social.on_presence_change)
+        calls = CallService(self.store, chat, delivery, self.clock, config.calls, rates)
         self.services = services = GatewayServices(
             chat=chat,
+            calls=calls,
+            turn=config.turn,
             accounts=accounts,
             groups=GroupService(self.store, fanout, self.clock, config.limits, delivery),
             social=social,
@@ -497,6 +501,8 @@ class PicaServer:
             await asyncio.wait(pending, timeout=self.config.limits.shutdown_grace)
         await services.wait_for_sends(self.config.limits.shutdown_grace)
         await asyncio.sleep(0)  # let the ack callbacks of the last commits run
+        if services.calls is not None:  # before the sockets close: the parties are told, the records written
+            await services.calls.close()
         for conn in self.hub.connections():
             conn.close(CloseCode.SERVER_SHUTDOWN, "server shutting down")
         closing = [t for t in services.tasks if not t.done()]

@@ -447,6 +447,39 @@ class PushConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CallsConfig:
+    """1:1 voice and video calls: the WebRTC signalling the node relays (docs/protocol.md, "Calls")."""
+
+    enabled: bool = True
+    """Accept ``call_invite``; when off it is refused with ``not_configured``."""
+    ring_timeout: float = 45.0
+    """Seconds the callee's devices ring before the call ends unanswered (``timeout``; recorded as missed)."""
+    max_sdp_bytes: int = 32_768
+    """Largest SDP offer or answer, in UTF-8 bytes (a browser's video offer is 5 to 10 KiB)."""
+    max_candidate_bytes: int = 1_024
+    """Largest ICE candidate line, in UTF-8 bytes."""
+    max_candidates: int = 64
+    """ICE candidates one party may send in one call; the caller's sent before the answer are held for the device
+    that answers, up to this many."""
+    invites_per_user: str = "10/min"
+    """Calls one user may place (``call_invite``), a token bucket like ``[rates]``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    """TURN credentials for calls (``GET /v1/turn``), in coturn's shared-secret scheme (``use-auth-secret``)."""
+
+    urls: tuple[str, ...] = ()
+    """TURN/STUN URLs handed to clients (``turn:turn.example.com:3478?transport=udp``); empty: ``GET /v1/turn``
+    answers 501 ``not_configured``."""
+    secret: str = ""
+    """coturn's ``static-auth-secret``: the credential is the base64 HMAC-SHA1 of the username under it."""
+    ttl: int = 86_400
+    """Seconds a credential stays valid. A TURN allocation is refreshed with the same credential, so this bounds
+    how long a relayed call can last."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     host: str = "127.0.0.1"
     """Address every listener binds."""
@@ -493,6 +526,8 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     bots: BotsConfig = field(default_factory=BotsConfig)
     push: PushConfig = field(default_factory=PushConfig)
+    calls: CallsConfig = field(default_factory=CallsConfig)
+    turn: TurnConfig = field(default_factory=TurnConfig)
 
 
 _SECTIONS: Final = {
@@ -511,6 +546,8 @@ _SECTIONS: Final = {
     "media": MediaConfig,
     "bots": BotsConfig,
     "push": PushConfig,
+    "calls": CallsConfig,
+    "turn": TurnConfig,
 }
 
 
@@ -815,6 +852,23 @@ def _validate(obj: Any, section: str) -> None:
         for name in ("apns_url", "fcm_url"):
             if not getattr(obj, name).startswith(("https://", "http://")):
                 raise ConfigError(f"push.{name}: expected an https:// URL")
+    if isinstance(obj, CallsConfig):
+        for name in ("max_sdp_bytes", "max_candidate_bytes", "max_candidates"):
+            if getattr(obj, name) < 1:
+                raise ConfigError(f"calls.{name}: must be at least 1")
+        if obj.ring_timeout <= 0:
+            raise ConfigError("calls.ring_timeout: must be more than 0")
+        try:
+            parse_rate(obj.invites_per_user)
+        except ValueError as exc:
+            raise ConfigError(f"calls.invites_per_user: {exc}") from None
+    if isinstance(obj, TurnConfig) and obj.urls:
+        if not all(url.startswith(("turn:", "turns:", "stun:")) for url in obj.urls):
+            raise ConfigError("turn.urls: expected turn:, turns: or stun: URLs")
+        if not obj.secret:
+            raise ConfigError("turn.secret: needed with turn.urls (coturn's static-auth-secret)")
+        if obj.ttl < 60:
+            raise ConfigError("turn.ttl: must be at least 60")
     if isinstance(obj, RedisConfig) and obj.node_ttl <= obj.heartbeat_interval:
         raise ConfigError("redis.node_ttl: must be longer than redis.heartbeat_interval")
     if isinstance(obj, AuthConfig):

@@ -26,16 +26,20 @@ redis) are wrapped at the store/cluster boundary; only these classes reach the w
     │   ├── UserNotFound           404  user_not_found
     │   ├── ConversationNotFound   404  conversation_not_found
     │   ├── GroupNotFound          404  group_not_found
-    │   └── MessageNotFound        404  message_not_found
+    │   ├── MessageNotFound        404  message_not_found
+    │   └── CallNotFound           404  call_not_found
     ├── Conflict                   409  conflict
     │   ├── UsernameTaken          409  username_taken
     │   ├── IdempotencyConflict    409  idempotency_conflict
-    │   └── TooManySessions        409  too_many_sessions
+    │   ├── TooManySessions        409  too_many_sessions
+    │   ├── Busy                   409  busy
+    │   └── CallStateConflict      409  call_state
     ├── RateLimited                429  rate_limited        (retryable)
     ├── Unavailable                503  unavailable         (retryable)
     │   ├── PolicyUnavailable      503  policy_unavailable  (retryable)
     │   └── StoreUnavailable       503  store_unavailable   (retryable)
     │       └── MigrationError     503  store_unavailable   (only when a store is opened; never on the wire)
+    ├── NotConfigured              501  not_configured
     └── InternalError              500  internal            (retryable)
 """
 
@@ -187,6 +191,10 @@ class FileNotFound(NotFound):
     """For a file that does not exist and for one the caller may not read, alike (ids cannot be probed)."""
 
     code = "file_not_found"
+class CallNotFound(NotFound):
+    """No call of that id in which the caller takes part is in progress (on this node): never was, or is over."""
+
+    code = "call_not_found"
 
 
 class Conflict(PicaError):
@@ -216,6 +224,24 @@ class TooManyDevices(Conflict):
     """The user has ``push.max_devices_per_user`` push targets registered already (``POST /v1/devices``)."""
 
     code = "too_many_devices"
+class Busy(Conflict):
+    """One of the two users is in a call already (ringing, or answered): one call per user at a time."""
+
+    code = "busy"
+
+
+class CallStateConflict(Conflict):
+    """A call frame this party may not send in the call's present state (accepting a call answered on another
+    device, hanging up one not answered yet, the caller accepting)."""
+
+    code = "call_state"
+
+
+class NotConfigured(PicaError):
+    """A feature the operator has not configured (``GET /v1/turn`` without ``[turn]``): retrying will not help."""
+
+    code = "not_configured"
+    http_status = 501
 
 
 class RateLimited(PicaError):

@@ -13,7 +13,7 @@ SECTIONS = {"limits": config.LimitsConfig, "auth": config.AuthConfig, "sqlite": 
             "log": config.LogConfig, "tls": config.TlsConfig, "jobs": config.JobsConfig,
             "before_send": config.BeforeSendConfig, "event_stream": config.EventStreamConfig,
             "mqtt": config.MqttConfig, "media": config.MediaConfig, "bots": config.BotsConfig,
-            "push": config.PushConfig}
+            "push": config.PushConfig, "calls": config.CallsConfig, "turn": config.TurnConfig}
 
 
 def test_every_config_key_is_in_the_readme() -> None:

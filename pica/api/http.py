@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from aiohttp import web
 
-from pica.api import admin, auth, devices, dispatch, files, groups, me, messages, openapi, social
+from pica.api import admin, auth, calls, devices, dispatch, files, groups, me, messages, openapi, social
 from pica.api.checks import ResponseCheck, response_check_middleware
 from pica.api.common import check_http_rate, error_response, json_response, services
 from pica.api.spec import route
@@ -137,6 +137,7 @@ def build_app(node: GatewayServices, check: ResponseCheck | None = None) -> web.
     social.add_routes(app)
     me.add_routes(app)
     devices.add_routes(app)
+    calls.add_routes(app)
     dispatch.add_routes(app)
     files.add_routes(app)
     openapi.add_routes(app)  # /openapi.json and its page, /docs

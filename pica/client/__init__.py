@@ -16,6 +16,7 @@ from pica.client.cursors import CursorTracker
 from pica.client.http import GatewayNode, Login, PicaHttp, PicaHttpError
 from pica.client.sdk import (
     Backoff,
+    CallEvent,
     Connected,
     ContactEvent,
     Disconnected,
@@ -31,6 +32,7 @@ from pica.client.sdk import (
 
 __all__ = [
     "Backoff",
+    "CallEvent",
     "Connected",
     "ContactEvent",
     "CursorTracker",

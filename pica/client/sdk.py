@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from ssl import SSLContext
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import aiohttp
 
@@ -106,8 +106,16 @@ class InvitationEvent:
     invitation: f.Invitation
 
 
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """Call signalling for this device (docs/protocol.md, "Calls"): ``call_incoming``, ``call_ringing``,
+    ``call_accepted``, ``call_candidate`` or ``call_ended``."""
+
+    frame: f.CallIncoming | f.CallRinging | f.CallAccepted | f.CallCandidate | f.CallEnded
+
+
 Event = (Connected | Disconnected | MessageEvent | ReceiptEvent | PresenceEvent | TypingEvent | ContactEvent
-         | InvitationEvent)
+         | InvitationEvent | CallEvent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -608,6 +616,46 @@ class PicaClient:
         data = await self.http.request("GET", "/v1/presence", params={"user_ids": ",".join(map(str, user_ids))})
         return list(data["presence"])
 
+    # ------------------------------------------------------------------------------------------ calls
+
+    async def _on_this_socket(self, frame: Any, timeout: float = 10.0) -> Any:
+        """A call frame goes on the current connection only: a call belongs to the device (the socket) that
+        placed or answered it, so it is never re-sent on a new connection after a reconnect."""
+        conn = self._conn
+        if conn is None:
+            raise ServerClosed(None, "not connected")
+        return await conn.request(frame, timeout)
+
+    async def call(self, to: int, sdp: str, media: Literal["audio", "video"] = "audio") -> f.CallPlaced:
+        """Ring every device of user ``to`` with a WebRTC offer; then wait for ``CallEvent``s."""
+        placed: f.CallPlaced = await self._on_this_socket(f.CallInvite(to=to, sdp=sdp, media=media))
+        return placed
+
+    async def accept_call(self, call_id: str, sdp: str) -> None:
+        await self._on_this_socket(f.CallAccept(call_id=call_id, sdp=sdp))
+
+    async def ringing(self, call_id: str) -> None:
+        await self._on_this_socket(f.CallRinging(call_id=call_id))
+
+    async def decline_call(self, call_id: str) -> None:
+        await self._on_this_socket(f.CallDecline(call_id=call_id))
+
+    async def cancel_call(self, call_id: str) -> None:
+        await self._on_this_socket(f.CallCancel(call_id=call_id))
+
+    async def hang_up(self, call_id: str) -> None:
+        await self._on_this_socket(f.CallHangup(call_id=call_id))
+
+    async def send_candidate(self, call_id: str, candidate: str, sdp_mid: str | None = None,
+                             sdp_mline_index: int | None = None) -> None:
+        await self._on_this_socket(f.CallCandidate(call_id=call_id, candidate=candidate, sdp_mid=sdp_mid,
+                                                   sdp_mline_index=sdp_mline_index))
+
+    async def turn(self) -> dict[str, Any]:
+        """``{"urls", "username", "credential", "ttl"}`` for an ``RTCIceServer`` (``GET /v1/turn``)."""
+        data: dict[str, Any] = await self.http.request("GET", "/v1/turn")
+        return data
+
     # ------------------------------------------------------------------------------------------ privacy, account
 
     async def settings(self) -> dict[str, Any]:
@@ -672,4 +720,6 @@ def _wrap(frame: Any) -> Event | None:
         return ContactEvent(frame)
     if isinstance(frame, f.Invitation):
         return InvitationEvent(frame)
+    if isinstance(frame, f.CallIncoming | f.CallRinging | f.CallAccepted | f.CallCandidate | f.CallEnded):
+        return CallEvent(frame)
     return None  # msg frames come ordered through next_message; others are not events

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import msgspec
+
 from pica.config import LimitsConfig
 from pica.core.fanout import GroupFanout
 from pica.core.files import referenced_file, with_truth
@@ -141,6 +143,14 @@ class ChatService:
             self._review(sender, client_msg_id, checked, body_json, reply, to, group_id, origin)
             return
         self._append(sender, client_msg_id, checked, body_json, reply, to, group_id, origin)
+
+    async def append_server_body(self, sender: int, to: int, client_msg_id: str, body: dict[str, Any]) -> SendAck:
+        """Store and route a 1:1 message the server writes on ``sender``'s behalf (a call record, protocol 7.3):
+        the same append and delivery as a client's message, without the client's checks (rate, body kinds, the
+        before-send hook). ``client_msg_id`` is a server id (``~``), so writing it twice stores it once."""
+        acked: asyncio.Future[SendAck] = asyncio.get_running_loop().create_future()
+        self._append(sender, client_msg_id, body, msgspec.json.encode(body), _resolving(acked), to, None, None)
+        return await acked
 
     def _review(self, sender: int, client_msg_id: str, checked: dict[str, Any], body_json: bytes, reply: Reply,
                 to: int | None, group_id: int | None, origin: object | None) -> None:

@@ -25,6 +25,7 @@ from pica.errors import (
     FrameTooLarge,
     InternalError,
     InvalidFrame,
+    NotConfigured,
     PicaError,
     RateLimited,
     SessionEnded,
@@ -182,6 +183,7 @@ class Connection:
             self._outbox = None
         self.state = State.CLOSED
         self.services.hub.unregister(self)
+        self._left_calls()
         self._transport_close(code, reason)
 
     def fail(self, error: PicaError, code: CloseCode) -> None:
@@ -196,6 +198,11 @@ class Connection:
         if self.state is not State.CLOSED:
             self.state = State.CLOSED
             self.services.hub.unregister(self)
+            self._left_calls()
+
+    def _left_calls(self) -> None:
+        if self.user_id and self.services.calls is not None:
+            self.services.calls.disconnected(self.user_id, self)
 
     # ------------------------------------------------------------------------------------------ inbound
 
@@ -266,12 +273,34 @@ class Connection:
             self._spawn(frame.id, self._do_history(frame))
         elif isinstance(frame, f.Answer):
             self._spawn(frame.id, self._done(frame.id, self._answer(frame)))
+        elif isinstance(frame, f.CallInvite | f.CallAccept | f.CallDecline | f.CallCancel | f.CallHangup
+                        | f.CallRinging | f.CallCandidate):
+            self._call(frame)  # calls (protocol "Calls"): pica/core/calls.py
         elif isinstance(frame, f.Ping):
             self.send(f.Pong(ref=frame.id))
         elif isinstance(frame, f.Pong):
             pass
         elif isinstance(frame, f.Auth):
             self.send_error(BadRequest("already authenticated"))
+
+    def _call(self, frame: f.CallClientFrame) -> None:
+        calls = self.services.calls
+        if calls is None:
+            self.send_error(NotConfigured("calls are not available on this server"), frame.id)
+        elif isinstance(frame, f.CallInvite):
+            self._spawn(frame.id, self._invite(frame))
+        else:
+            try:
+                calls.handle(self.user_id, self, frame)
+            except PicaError as exc:
+                self.send_error(exc, frame.id)
+                return
+            if frame.id is not None:
+                self.send(f.Done(ref=frame.id))
+
+    async def _invite(self, frame: f.CallInvite) -> None:
+        assert self.services.calls is not None
+        self.send(await self.services.calls.invite(self.user_id, self, frame))
 
     def _typing_allowed(self, conversation_id: str) -> bool:
         """At most one typing notice per conversation per ``typing_interval``; the rest are dropped silently."""

@@ -7,9 +7,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pica.config import LimitsConfig
+from pica.config import LimitsConfig, TurnConfig
 from pica.core.accounts import AccountService
 from pica.core.admin import AdminService
+from pica.core.calls import CallService
 from pica.core.chat import ChatService
 from pica.core.devices import DeviceService
 from pica.core.groups import GroupService
@@ -45,6 +46,10 @@ class GatewayServices:
     limits: LimitsConfig
     clock: Clock
     allowed_origins: tuple[str, ...] = ()
+    calls: CallService | None = None
+    """1:1 call signalling (None: call frames are refused with ``not_configured``)."""
+    turn: TurnConfig = field(default_factory=TurnConfig)
+    """The TURN servers ``GET /v1/turn`` hands credentials for."""
     rates: RateLimits | None = None
     """The node's rate limits (None: none, as for a service built in a unit test)."""
     trusted_proxies: frozenset[str] = frozenset()

@@ -10,7 +10,7 @@ value as ``ref``. Optional fields that are absent/None are omitted on the wire.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -25,6 +25,7 @@ Seq = Annotated[int, msgspec.Meta(ge=0, le=2**62)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 DeviceName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+CallId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
 class _Frame(msgspec.Struct, tag_field="t", omit_defaults=True, forbid_unknown_fields=False):
@@ -130,6 +131,64 @@ class Answer(_Frame, tag="answer"):
 
     group_id: UserIdField
     accept: bool
+    id: RequestId | None = None
+
+
+class CallInvite(_Frame, tag="call_invite"):
+    """Call user ``to``: ``sdp`` is the caller's WebRTC offer. Answered with ``call_placed`` (or an ``error``:
+    ``busy``, ``forbidden``, ``user_not_found``, ``rate_limited``, ``bad_request``). Calls are section "Calls" of
+    docs/protocol.md."""
+
+    to: UserIdField
+    sdp: Annotated[str, msgspec.Meta(min_length=1)]
+    media: Literal["audio", "video"] = "audio"
+    id: RequestId | None = None
+
+
+class CallAccept(_Frame, tag="call_accept"):
+    """The callee's device answers (``sdp``: the WebRTC answer); the first device to accept wins."""
+
+    call_id: CallId
+    sdp: Annotated[str, msgspec.Meta(min_length=1)]
+    id: RequestId | None = None
+
+
+class CallDecline(_Frame, tag="call_decline"):
+    """The callee refuses a ringing call."""
+
+    call_id: CallId
+    id: RequestId | None = None
+
+
+class CallCancel(_Frame, tag="call_cancel"):
+    """The caller gives up before the call is answered."""
+
+    call_id: CallId
+    id: RequestId | None = None
+
+
+class CallHangup(_Frame, tag="call_hangup"):
+    """Either party ends an answered call."""
+
+    call_id: CallId
+    id: RequestId | None = None
+
+
+class CallRinging(_Frame, tag="call_ringing"):
+    """Client to server: this callee device is ringing. Server to client (the caller's device): the callee rings."""
+
+    call_id: CallId
+    id: RequestId | None = None
+
+
+class CallCandidate(_Frame, tag="call_candidate"):
+    """A trickled ICE candidate (RTCIceCandidate's fields), relayed to the other party's device in the call. An
+    empty ``candidate`` is the end of candidates."""
+
+    call_id: CallId
+    candidate: str
+    sdp_mid: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    sdp_mline_index: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
     id: RequestId | None = None
 
 
@@ -259,6 +318,41 @@ class Resync(_Frame, tag="resync"):
     reason: str = ""
 
 
+class CallPlaced(_Frame, tag="call_placed"):
+    """The reply to ``call_invite``: the call exists and the callee's devices are being rung (``timeout``: seconds
+    they ring before the call ends as missed)."""
+
+    call_id: str
+    timeout: float
+    ref: RequestId | None = None
+
+
+class CallIncoming(_Frame, tag="call_incoming"):
+    """To every device of the callee: ``caller`` calls (``sdp``: the offer). Answer with ``call_accept``, refuse
+    with ``call_decline``, or say ``call_ringing``."""
+
+    call_id: str
+    caller: int
+    media: str
+    sdp: str
+    timeout: float
+
+
+class CallAccepted(_Frame, tag="call_accepted"):
+    """To the caller's device: the callee answered (``sdp``: the answer)."""
+
+    call_id: str
+    sdp: str
+
+
+class CallEnded(_Frame, tag="call_ended"):
+    """The call is over for this device: ``reason`` is one of ``declined``, ``cancelled``, ``timeout``, ``hung_up``,
+    ``answered_elsewhere``, ``declined_elsewhere``, ``disconnected``, ``shutdown``."""
+
+    call_id: str
+    reason: str
+
+
 class Close(_Frame, tag="close"):
     """Last frame before the server closes a TCP connection; on WebSocket the close frame carries the same code."""
 
@@ -266,17 +360,24 @@ class Close(_Frame, tag="close"):
     reason: str
 
 
-ClientFrame = Auth | Send | Recv | Read | Typing | Recall | Edit | Delete | Sync | History | Answer | Ping | Pong
+CallControlFrame = CallAccept | CallDecline | CallCancel | CallHangup | CallRinging | CallCandidate
+CallClientFrame = CallInvite | CallControlFrame
+ClientFrame = (
+    Auth | Send | Recv | Read | Typing | Recall | Edit | Delete | Sync | History | Answer | Ping | Pong
+    | CallClientFrame
+)
 ServerFrame = (
     Ready | Sent | Msg | Synced | Page | Receipt | Done | Presence | Contact | Invitation | Typing | Error | Resync
-    | Close | Ping | Pong
+    | Close | Ping | Pong | CallPlaced | CallIncoming | CallRinging | CallAccepted | CallCandidate | CallEnded
 )
 
 CLIENT_FRAME_TYPES: Final = frozenset(
     {"auth", "send", "recv", "read", "typing", "recall", "edit", "delete", "sync", "history", "answer", "ping",
-     "pong"}
+     "pong", "call_invite", "call_accept", "call_decline", "call_cancel", "call_hangup", "call_ringing",
+     "call_candidate"}
 )
 SERVER_FRAME_TYPES: Final = frozenset(
     {"ready", "sent", "msg", "synced", "page", "receipt", "done", "presence", "contact", "invitation", "typing",
-     "error", "resync", "close", "ping", "pong"}
+     "error", "resync", "close", "ping", "pong", "call_placed", "call_incoming", "call_ringing", "call_accepted",
+     "call_candidate", "call_ended"}
 )

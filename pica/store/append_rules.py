@@ -88,9 +88,15 @@ class AppendPlan:
 
 
 def check_direct(request: DirectAppend, recipient: Recipient | None) -> PicaError | None:
+    return direct_refusal(request.sender, request.recipient, recipient)
+
+
+def direct_refusal(sender: int, recipient_id: int, recipient: Recipient | None) -> PicaError | None:
+    """Whether ``sender`` may reach ``recipient_id`` one to one: the rule of 1:1 messages, also asked before a call
+    rings (pica/core/calls.py)."""
     if recipient is None:
-        return UserNotFound(f"user {request.recipient} does not exist")
-    if request.sender != request.recipient and (recipient.blocks_sender or recipient.only_contacts_refuses):
+        return UserNotFound(f"user {recipient_id} does not exist")
+    if sender != recipient_id and (recipient.blocks_sender or recipient.only_contacts_refuses):
         return Forbidden(BLOCKED_MESSAGE)
     return None
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from pica.errors import PicaError
+
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
@@ -801,6 +803,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def group_fanout(self, conversation_id: str) -> tuple[int, dict[int, int]]:
         """(membership version, {member id: joined_seq}) of a group conversation, for the fan-out cache."""
+
+    @abc.abstractmethod
+    async def direct_refusal(self, sender: int, recipient: int) -> PicaError | None:
+        """Why ``sender`` may not message ``recipient`` one to one now (the send policy: UserNotFound, Forbidden),
+        or None. A read: the append checks again at commit time."""
 
     @abc.abstractmethod
     async def member_cursors(self, user_id: int, conversation_id: str) -> list[MemberRecord]:

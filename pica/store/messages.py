@@ -18,10 +18,10 @@ from typing import Any, Final
 
 import msgspec
 
-from pica.errors import ConversationNotFound, MessageNotFound
+from pica.errors import ConversationNotFound, MessageNotFound, PicaError
 from pica.protocol.bodies import stands_for_conversation
 from pica.protocol.ids import direct_peer, own_conversation_id
-from pica.store import media
+from pica.store import append_rules, media
 from pica.store.append_rules import (
     Append,
     AppendPlan,
@@ -286,6 +286,13 @@ def member_cursors(user_id: int, conversation_id: str) -> Txn[list[MemberRecord]
     if not any(r[0] == user_id for r in rows):
         raise ConversationNotFound()
     return [MemberRecord(r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in rows]
+
+
+def direct_refusal(sender: int, recipient: int) -> Txn[PicaError | None]:
+    """The send policy's answer for a 1:1 message from ``sender`` to ``recipient`` (None: allowed), read now."""
+    rows = yield Read("recipient_facts", ([recipient], [sender]))
+    facts = Recipient(bool(rows[0][2]), bool(rows[0][3])) if rows else None
+    return append_rules.direct_refusal(sender, recipient, facts)
 
 
 def conversation_members(conversation_id: str) -> Txn[list[int]]:

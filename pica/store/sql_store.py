@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Literal, TypeVar
 
+from pica.errors import PicaError
 from pica.protocol.tokens import Phrase
 from pica.store import admin, bots, devices, groups, invites, jobs, lifecycle, media, messages, search, sessions, social
 from pica.store.base import (
@@ -132,6 +133,9 @@ class SqlStore(Store):
 
     async def conversation_members(self, conversation_id: str) -> list[int]:
         return await self._read_txn(partial(messages.conversation_members, conversation_id))
+
+    async def direct_refusal(self, sender: int, recipient: int) -> PicaError | None:
+        return await self._read_txn(partial(messages.direct_refusal, sender, recipient))
 
     async def member_cursors(self, user_id: int, conversation_id: str) -> list[MemberRecord]:
         return await self._read_txn(partial(messages.member_cursors, user_id, conversation_id))

@@ -251,6 +251,7 @@ ROUTES: Final = [
     Route("PATCH", "/v1/me", note="privacy", body=lambda w: {"group_add": "contacts", "presence": "nobody"}),
     Route("GET", "/v1/me/export"),
     Route("GET", "/v1/invitations"),
+    Route("GET", "/v1/turn", status=501, note="no [turn] on this node: not_configured"),  # credentials: tests/calls
     Route("POST", "/v1/invitations/{group_id}/accept", caller="dave"),
     Route("POST", "/v1/invitations/{group_id}/decline", caller="dave"),
     # files (the body of an upload is the file: any bytes are valid, so no body variants)

@@ -69,6 +69,8 @@ def strategy_for(t: mi.Type) -> st.SearchStrategy[Any]:
         return st.floats(allow_nan=False, allow_infinity=False)
     if isinstance(t, mi.NoneType):
         return st.none()
+    if isinstance(t, mi.LiteralType):
+        return st.sampled_from(t.values)
     if isinstance(t, mi.AnyType):
         return json_values
     if isinstance(t, mi.UnionType):

@@ -4,6 +4,7 @@ process per test, and people who each drive the page in their own browser contex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import re
@@ -47,17 +48,25 @@ def expect(target: Any) -> Any:
 # ---------------------------------------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+@contextlib.asynccontextmanager
+async def chromium_browser(extra_args: tuple[str, ...] = ()) -> AsyncIterator[Browser]:
+    """Headless Chromium (skipped loudly without it); tests/calls adds fake camera and microphone flags."""
     require_browser()
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000)
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args],
+                                                    timeout=30_000)
         try:
             yield chromium
         finally:
             await chromium.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium_browser() as chromium:
+        yield chromium
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@
 import { api, ApiError, Connection, Disconnected } from "./protocol.js";
 import { directId, isEvent, RECALL_WINDOW_MS, setRecallWindow, Store } from "./store.js";
 import { View } from "./ui.js";
+import { Calls } from "./calls.js"; // calls: hook (the call UI is calls.js)
 
 const SESSION_KEY = "pica.session";
 const TYPING_SHOW_MS = 3000;
@@ -33,6 +34,7 @@ let findLookup = null; // {query, state, user}: the look-up of findQuery as a us
 let findTimer = null;
 const FIND_DELAY_MS = 250; // a look-up once typing pauses, not one per key
 const USERNAME = /^[a-z0-9_][a-z0-9_.-]{2,31}$/; // what a username may be (protocol 23.2): nothing else is looked up
+let calls = null; // calls: hook
 
 const view = new View({
   onAuth: authenticate,
@@ -170,6 +172,7 @@ function signOut() {
 }
 
 function logout(message = "") {
+  if (calls) calls.hangUp(); // calls: hook
   if (conn) conn.stop();
   conn = null;
   if (store) {
@@ -220,6 +223,7 @@ function startApp() {
     renewToken,
   });
   conn.start();
+  calls ??= new Calls({ connection: () => conn, api: call, nameOf: (id) => store.nameOf(id) }); // calls: hook
   const remembered = sessionStorage.getItem("pica.active");
   if (remembered) openConversation(remembered);
   rerender();
@@ -408,6 +412,7 @@ function waitForLate(conversationId) {
 
 function onFrame(frame) {
   if (!store) return;
+  if (calls && calls.onFrame(frame)) return; // calls: hook (call_* frames)
   switch (frame.t) {
     case "msg": {
       const verdict = store.accept(frame);
@@ -582,6 +587,8 @@ function openConversation(id) {
   else sessionStorage.removeItem("pica.active");
   view.setChatOpen(Boolean(id));
   const conv = id ? store.conversation(id) : null;
+  // calls: hook (the call buttons are for a 1:1 with someone else)
+  if (calls) calls.setPeer(conv && conv.kind === "direct" && conv.peerId !== store.me.user_id ? conv.peerId : null);
   if (conv) {
     if (conv.historyState === "none" || conv.historyState === "failed") loadLatest(conv);
     if (conv.kind === "group") loadGroupInfo(conv);

@@ -62,7 +62,7 @@ export function wsUrl() {
 const TOKEN_EXPIRED = 4502;
 const AUTH_CLOSE = new Set([4501, 4502, 4506]);
 const FINAL_CLOSE = new Set([4500, 4503, 4504, 4505]);
-const RESPONSE_TYPES = new Set(["sent", "synced", "page", "done", "pong"]);
+const RESPONSE_TYPES = new Set(["sent", "synced", "page", "done", "pong", "call_placed"]); // call_placed: calls hook
 
 /**
  * A connection that stays up. Callbacks:

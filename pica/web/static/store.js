@@ -2,6 +2,8 @@
 // pica/client/cursors.py and docs/protocol.md 8.5), names, presence, typing, and the outbox of unacknowledged sends.
 // No DOM here: the store says what changed, ui.js draws it.
 
+import { callRecordText } from "./calls.js"; // calls: hook
+
 // The server announces limits.recall_window in `ready`; a live binding, so importers see the update. The server
 // has the last word anyway: a late recall is refused.
 export let RECALL_WINDOW_MS = 120000;
@@ -527,6 +529,7 @@ export function describe(store, msg, { preview = false } = {}) {
   if (body.recall) return "message recalled";
   if (body.edit) return preview ? (typeof body.edit.text === "string" ? `✎ ${body.edit.text}` : "message recalled") : "";
   if (body.system) return noticeText(store, msg.sender, body.system);
+  if (body.call) return callRecordText(body, msg.sender === store.me.user_id); // calls: hook
   const attachment = body.file || body.image;
   if (attachment && typeof attachment === "object") {
     const line = `${body.image ? "🖼" : "📎"} ${typeof attachment.name === "string" ? attachment.name : "attachment"}`;
