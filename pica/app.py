@@ -224,6 +224,7 @@ class PicaServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._ban_sweeper: asyncio.Task[None] | None = None
         self._revocation_sweeper: asyncio.Task[None] | None = None
+        self._lag_sampler: asyncio.Task[None] | None = None
         self.services: GatewayServices | None = None
         self.side_work: SideWork | None = None
         self._before_send: BeforeSendHook | None = None
@@ -335,6 +336,8 @@ class PicaServer:
             cluster_healthy=self._cluster_healthy if self.cluster is not None else None,
             job_stats=side.stats,
         )
+        services.metrics.sources.store_backlog = self.store.write_backlog
+        self.store.observe_commits(services.metrics.observe_commit)
         if self.cluster is not None:
             await self.cluster.start()
         # aiohttp's keep-alive timer is the request-head deadline (pica.gateway.http_socket says why it fits).
@@ -363,6 +366,9 @@ class PicaServer:
         self._ban_sweeper = asyncio.get_running_loop().create_task(self._sweep_bans(interval))
         revocations = RevocationSweep(self.store, self.hub, self.clock, auth.revocation_poll)
         self._revocation_sweeper = asyncio.get_running_loop().create_task(revocations.run())
+        if config.metrics.loop_lag_interval > 0:
+            self._lag_sampler = asyncio.get_running_loop().create_task(
+                services.metrics.sample_loop_lag(config.metrics.loop_lag_interval))
         log.info(
             "pica node started",
             extra={"node": self.node_id, "http_port": self.http_port, "tcp_port": self.tcp_port,
@@ -438,7 +444,7 @@ class PicaServer:
                 server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for sweeper in (self._ban_sweeper, self._revocation_sweeper):
+        for sweeper in (self._ban_sweeper, self._revocation_sweeper, self._lag_sampler):
             if sweeper is not None:
                 sweeper.cancel()
         for task in list(self._background):

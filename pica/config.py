@@ -233,6 +233,15 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """What ``/metrics`` measures beyond counting (docs/operations.md, "Metrics")."""
+
+    loop_lag_interval: float = 0.5
+    """Seconds between two samples of the event loop's lag (how late a sleeping task is woken:
+    ``pica_event_loop_lag_seconds``); 0 turns the sampler off."""
+
+
+@dataclass(frozen=True, slots=True)
 class TlsConfig:
     cert: str = ""
     """PEM certificate chain (the server's certificate first). With ``key``, every listener (HTTP and WebSocket, the
@@ -388,6 +397,7 @@ class Config:
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     before_send: BeforeSendConfig = field(default_factory=BeforeSendConfig)
@@ -405,6 +415,7 @@ _SECTIONS: Final = {
     "postgres": PostgresConfig,
     "redis": RedisConfig,
     "log": LogConfig,
+    "metrics": MetricsConfig,
     "tls": TlsConfig,
     "jobs": JobsConfig,
     "before_send": BeforeSendConfig,
@@ -688,6 +699,8 @@ def _validate(obj: Any, section: str) -> None:
                 raise ConfigError(f"mqtt.{name}: must be at least 1")
         if obj.max_keep_alive < obj.min_keep_alive:
             raise ConfigError("mqtt.max_keep_alive: must be at least mqtt.min_keep_alive")
+    if isinstance(obj, MetricsConfig) and obj.loop_lag_interval < 0:
+        raise ConfigError("metrics.loop_lag_interval: must be at least 0 (0: off)")
     if isinstance(obj, RedisConfig) and obj.node_ttl <= obj.heartbeat_interval:
         raise ConfigError("redis.node_ttl: must be longer than redis.heartbeat_interval")
     if isinstance(obj, AuthConfig):

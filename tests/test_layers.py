@@ -28,6 +28,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "errors": frozenset(),
     "config": frozenset(),
     "logs": frozenset(),
+    # The node's metric definitions and their exposition (prometheus_client): instruments the edges write into.
+    # Not the store's (it reports commits through store.base.CommitObserver) nor the core's.
+    "metrics": frozenset({"errors"}),
     # Sans-I/O wire layer (also what the client SDK is built on).
     "protocol": frozenset({"errors"}),
     # pica/store/base.py: the Store ABC and its records, the interface the core and the cluster are written against.
@@ -38,9 +41,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "core": FOUNDATION | {"protocol", "store.base"},
     # The cluster bus reaches this node's connections through core.ports.LocalSessions, never through the gateway.
     "cluster": FOUNDATION | {"protocol", "store.base", "core"},
-    "gateway": FOUNDATION | {"protocol", "store.base", "core"},
+    "gateway": FOUNDATION | {"protocol", "store.base", "core", "metrics"},
     "web": FOUNDATION,
-    "api": FOUNDATION | {"protocol", "store.base", "core", "gateway", "web"},
+    "api": FOUNDATION | {"protocol", "store.base", "core", "gateway", "web", "metrics"},
     # The job queue's workers, against the Store interface; webhooks are one kind of job (and the before-send hook,
     # the core's BeforeSend port).
     "jobs": FOUNDATION | {"store.base"},
@@ -48,12 +51,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     # The event stream: another kind of job (publishing to NATS JetStream).
     "stream": FOUNDATION | {"store.base", "jobs"},
     # The MQTT gateway: a transport of the gateway's Connection, beside TCP and WebSocket.
-    "mqtt": FOUNDATION | {"protocol", "store.base", "core", "gateway"},
+    "mqtt": FOUNDATION | {"protocol", "store.base", "core", "gateway", "metrics"},
     # The Python SDK: could be split into a distribution of its own.
     "client": frozenset({"errors", "protocol"}),
     # The composition root wires everything but the clients.
     "app": FOUNDATION | {"protocol", "store.base", "store", "core", "cluster", "gateway", "api", "web", "jobs",
-                         "webhooks", "stream", "mqtt"},
+                         "webhooks", "stream", "mqtt", "metrics"},
     "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app", "cluster", "jobs",
                          "webhooks"},  # cluster: doctor
     "__main__": frozenset({"cli"}),
@@ -65,6 +68,7 @@ THIRD_PARTY: dict[str, frozenset[str]] = {
     "asyncpg": frozenset({"store"}),
     "nats": frozenset({"stream"}),
     "sqlite3": frozenset({"store"}),
+    "prometheus_client": frozenset({"metrics"}),
 }
 FORBIDDEN_THIRD_PARTY: dict[str, frozenset[str]] = {
     # layer -> libraries (and standard modules) it must not import

@@ -23,6 +23,10 @@ _INTEGER: Final = re.compile(r"-?[0-9]{1,20}")
 """A path or query integer: ASCII digits only (``str.isdigit`` also takes '²' and other scripts' digits), at most one
 minus sign (which the range check then refuses)."""
 
+STARTED_KEY: Final = web.RequestKey("pica_started", float)
+"""When the node began to handle the request (monotonic seconds; set by the metrics middleware in http.py): where
+its latency starts, an HTTP send's send→ack included."""
+
 _json_encode: Final = msgspec.json.Encoder().encode
 _json_decode: Final = msgspec.json.Decoder().decode
 

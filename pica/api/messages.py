@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from pica.api.common import body_int, caller, int_param, json_body, json_response, path_int, services
+from pica.api.common import STARTED_KEY, body_int, caller, int_param, json_body, json_response, path_int, services
 from pica.core.wire import message_frame
 from pica.errors import BadRequest
 from pica.store.base import ConversationSummary, MessageRecord
@@ -50,6 +51,7 @@ async def send_message(request: web.Request) -> web.Response:
     node = services(request)
     ack = await node.chat.send(user_id, client_msg_id, body.get("body"), to=to, group_id=group_id)
     node.metrics.messages_acked += 1
+    node.metrics.send_ack_for("http").observe(time.monotonic() - request[STARTED_KEY])
     return json_response({"conversation_id": ack.conversation_id, "seq": ack.seq, "ts": ack.ts,
                           "client_msg_id": ack.client_msg_id, "duplicate": ack.duplicate})
 
