@@ -9,6 +9,7 @@ import dataclasses
 import json
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -16,21 +17,23 @@ import pytest
 
 from pica.client import PicaHttp
 from pica.client.connection import RequestFailed
-from pica.config import MetricsConfig
+from pica.config import MetricsConfig, MqttConfig
 from pica.metrics import NodeMetrics
-from tests.conftest import TEST_RATES, Node, connect, make_config, new_user, running
+from tests.conftest import PASSWORD, TEST_RATES, Node, connect, make_config, new_user, running
+from tests.mqtt.paho_client import Paho
+from tests.mqtt.paho_client import new_user as mqtt_user
 from tests.prometheus import Scrape, parse, scrape
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 WAIT = 10.0
 
 
-async def until(node: Node, condition: str, check: object) -> Scrape:
-    """Scrape until ``check(scrape)`` holds (the figures of a write reach the loop just after its ack)."""
+async def until(node: Node, check: Callable[[Scrape], bool]) -> Scrape:
+    """Scrape until ``check(scrape)`` holds."""
     async with asyncio.timeout(WAIT):
         while True:
             metrics = await scrape(node.url)
-            if check(metrics):  # type: ignore[operator]
+            if check(metrics):
                 return metrics
             await asyncio.sleep(0.05)
 
@@ -66,7 +69,7 @@ async def test_messages_over_tcp_ws_and_http_move_the_send_commit_and_delivery_h
                 await http.send(bob.user_id, "http-1", {"text": "from a script"})
             await reader.next_message()
 
-            after = await until(node, "the commit figures", lambda m: m.value(
+            after = await until(node, lambda m: m.value(
                 "pica_store_commit_operations_sum") - before.value("pica_store_commit_operations_sum") >= 6)
         finally:
             await sender.close()
@@ -164,7 +167,7 @@ async def test_an_oversized_websocket_frame_is_a_refusal_of_max_frame_bytes(tmp_
             await ws.send_str(json.dumps({"t": "ping", "id": 1, "pad": "x" * 4096}))
             closed = await ws.receive()
             assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 1009
-        metrics = await until(node, "the refusal", lambda m: m.value("pica_refusals_total") > 0)
+        metrics = await until(node, lambda m: m.value("pica_refusals_total") > 0)
     assert metrics.value("pica_refusals_total", limit="limits.max_frame_bytes") == 1
 
 
@@ -196,3 +199,25 @@ async def test_the_grafana_dashboard_asks_only_for_metrics_that_exist(tmp_path: 
         names = set(re.findall(r"\b((?:pica|process|python)_[a-z_]+)\b", expr))
         assert names, f"no metric in {expr!r}"
         assert names <= exported, f"{expr!r} names {sorted(names - exported)}, which /metrics does not export"
+
+
+async def test_a_device_on_mqtt_is_counted_like_any_other(tmp_path: Path) -> None:
+    config = dataclasses.replace(make_config(tmp_path), mqtt=MqttConfig(port=0))
+    async with running(config) as node:
+        alice, bob = await mqtt_user(node.url, "alice"), await mqtt_user(node.url, "bob")
+        sensor = Paho(node.server.mqtt_port, alice.username, PASSWORD)
+        phone = Paho(node.server.mqtt_port, bob.username, PASSWORD)
+        assert await asyncio.to_thread(sensor.connect) == 0 and await asyncio.to_thread(phone.connect) == 0
+        try:
+            assert await asyncio.to_thread(phone.subscribe) == [1]
+            assert (await scrape(node.url)).value("pica_connections", transport="mqtt") == 2
+            for i in range(3):  # each waits for its PUBACK, written after the commit
+                await asyncio.to_thread(sensor.send, f"send/u/{bob.user_id}", {"text": f"reading {i}"})
+            assert len(await asyncio.to_thread(phone.receive, 3)) == 3
+            metrics = await scrape(node.url)
+        finally:
+            sensor.close()
+            phone.close()
+    assert metrics.value("pica_send_ack_seconds_count", transport="mqtt") == 3
+    assert metrics.value("pica_delivery_seconds_count") == 3
+    assert metrics.value("pica_frames_in_total") >= 5  # two CONNECTs, a SUBSCRIBE, three PUBLISHes
