@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import web
 
-from pica.api.http import build_app
+from pica.api.http import build_app, metrics_response
+from pica.api.spec import route
 from pica.config import Config
 from pica.core.accounts import AccountService
 from pica.core.chat import ChatService
@@ -43,6 +44,7 @@ from pica.gateway.tcp import start_tcp_server
 from pica.gateway.tls import ServerTls, server_tls
 from pica.jobs.worker import Handler, JobWorker, wall_ms
 from pica.logs import audit
+from pica.metrics import NodeMetrics
 from pica.mqtt import start_mqtt_server
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
@@ -186,15 +188,45 @@ async def run_worker(config: Config, stop: asyncio.Event) -> None:
     ``stop`` is set."""
     store = build_store(config)
     side = SideWork(config, store, write_jobs=False, run_worker=True)  # refuses bad patterns before opening
-    await store.open()
+    metrics_socket = None
+    if config.metrics.worker_port >= 0:  # bound first: a port in use is told before anything starts
+        metrics_socket = _checked(lambda: bind_socket(config.host, config.metrics.worker_port),
+                                  f"metrics.worker_port {config.metrics.worker_port}")
+    runner = None
     try:
-        await side.start()
-        log.info("pica worker started", extra={"concurrency": config.jobs.concurrency})
-        await stop.wait()
-        await side.stop()
+        await store.open()
+        try:
+            await side.start()
+            if metrics_socket is not None:
+                runner = await _serve_worker_metrics(metrics_socket, side)
+            port = metrics_socket.getsockname()[1] if metrics_socket is not None else None
+            log.info("pica worker started", extra={"concurrency": config.jobs.concurrency, "metrics_port": port})
+            await stop.wait()
+            await side.stop()
+        finally:
+            await store.close()
     finally:
-        await store.close()
+        if runner is not None:
+            await runner.cleanup()
+        elif metrics_socket is not None:
+            metrics_socket.close()
     log.info("pica worker stopped")
+
+
+async def _serve_worker_metrics(sock: socket.socket, side: SideWork) -> web.AppRunner:
+    """``GET /metrics`` of a ``pica worker`` (``metrics.worker_port``): its job counters, the queue, its process."""
+    metrics = NodeMetrics(gateway=False)
+
+    async def handler(request: web.Request) -> web.Response:
+        return await metrics_response(metrics.render, side.stats)
+
+    app = web.Application()
+    route(app, "GET", "/metrics", handler, summary="A pica worker's metrics (Prometheus text format)", auth="none",
+          tag="operations")
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return runner
 
 
 class PicaServer:

@@ -239,6 +239,9 @@ class MetricsConfig:
     loop_lag_interval: float = 0.5
     """Seconds between two samples of the event loop's lag (how late a sleeping task is woken:
     ``pica_event_loop_lag_seconds``); 0 turns the sampler off."""
+    worker_port: int = -1
+    """Port on which ``pica worker`` serves ``/metrics`` (its job counters and its process), on ``host``; 0 picks a
+    free one; -1 (the default): none. Flag ``pica worker --metrics-port``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,7 +609,7 @@ def _validate(obj: Any, section: str) -> None:
         path = _path(section, f.name)
         if isinstance(value, bool):
             continue
-        if isinstance(value, (int, float)) and f.name not in {"tcp_port", "port"} and value < 0:
+        if isinstance(value, (int, float)) and f.name not in {"tcp_port", "port", "worker_port"} and value < 0:
             raise ConfigError(f"{path}: must not be negative, got {value!r}")
     if isinstance(obj, Config):
         if not 0 <= obj.port <= 65535:
@@ -699,8 +702,11 @@ def _validate(obj: Any, section: str) -> None:
                 raise ConfigError(f"mqtt.{name}: must be at least 1")
         if obj.max_keep_alive < obj.min_keep_alive:
             raise ConfigError("mqtt.max_keep_alive: must be at least mqtt.min_keep_alive")
-    if isinstance(obj, MetricsConfig) and obj.loop_lag_interval < 0:
-        raise ConfigError("metrics.loop_lag_interval: must be at least 0 (0: off)")
+    if isinstance(obj, MetricsConfig):
+        if obj.loop_lag_interval < 0:
+            raise ConfigError("metrics.loop_lag_interval: must be at least 0 (0: off)")
+        if not -1 <= obj.worker_port <= 65535:
+            raise ConfigError(f"metrics.worker_port: must be -1..65535, got {obj.worker_port}")
     if isinstance(obj, RedisConfig) and obj.node_ttl <= obj.heartbeat_interval:
         raise ConfigError("redis.node_ttl: must be longer than redis.heartbeat_interval")
     if isinstance(obj, AuthConfig):

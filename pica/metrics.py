@@ -163,6 +163,8 @@ class NodeMetrics:
     """(method, route template) → request durations. Routes are the router's templates, never raw paths."""
     loop_lag: Histogram = field(default_factory=lambda: Histogram(LAG_BUCKETS))
     sources: Sources = field(default_factory=Sources)
+    gateway: bool = True
+    """False for a ``pica worker`` process (``metrics.worker_port``): its job figures and its process only."""
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=False))
     _jobs: Mapping[str, float] | None = None
 
@@ -226,11 +228,13 @@ class NodeMetrics:
             self._jobs = None
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._counters()
-        yield from self._histograms()
-        yield from self._gauges()
-        yield from self._cluster()
-        yield from self._job_metrics()
+        if self.gateway:
+            yield from self._counters()
+            yield from self._histograms()
+            yield from self._gauges()
+            yield from self._cluster()
+        if self._jobs is not None:
+            yield from job_families(self._jobs)
 
     def _counters(self) -> Iterator[Metric]:
         for name, doc, value in (
@@ -314,12 +318,14 @@ class NodeMetrics:
         for key, doc in _CLUSTER_COUNTERS.items():
             yield CounterMetricFamily(f"pica_cluster_{key}", doc, value=stats.get(key, 0))
 
-    def _job_metrics(self) -> Iterator[Metric]:
-        if self._jobs is None:
-            return
-        for key, value in self._jobs.items():
-            doc = _JOB_HELP.get(key, "The job queue.")
-            if key.endswith("_total"):
-                yield CounterMetricFamily(f"pica_jobs_{key.removesuffix('_total')}", doc, value=value)
-            else:
-                yield GaugeMetricFamily(f"pica_jobs_{key}", doc, value=value)
+
+def job_families(jobs: Mapping[str, float]) -> Iterator[Metric]:
+    """``pica_jobs_*``: the queue's gauges and a worker's counters (``*_total``), from ``SideWork.stats``."""
+    for key, value in jobs.items():
+        doc = _JOB_HELP.get(key, "The job queue.")
+        if key.endswith("_total"):
+            yield CounterMetricFamily(f"pica_jobs_{key.removesuffix('_total')}", doc, value=value)
+        else:
+            yield GaugeMetricFamily(f"pica_jobs_{key}", doc, value=value)
+
+

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 from aiohttp import web
@@ -90,13 +90,20 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     """The node's metrics (pica/metrics.py) in the Prometheus text format."""
     node = services(request)
+    return await metrics_response(node.metrics.render, node.job_stats)
+
+
+async def metrics_response(render: Callable[[Mapping[str, float] | None], bytes],
+                           job_stats: Callable[[], Awaitable[dict[str, float]]] | None) -> web.Response:
+    """``/metrics`` of a node or of a ``pica worker``: the job queue's figures read first (the store read is
+    asynchronous, the registry's collection is not), then everything rendered."""
     jobs = None
-    if node.job_stats is not None:
+    if job_stats is not None:
         try:
-            jobs = await node.job_stats()
+            jobs = await job_stats()
         except PicaError:  # the store cannot answer now: the other metrics still can
             log.warning("job metrics unavailable", exc_info=True)
-    response = web.Response(body=node.metrics.render(jobs))
+    response = web.Response(body=render(jobs))
     response.headers["Content-Type"] = CONTENT_TYPE
     return response
 

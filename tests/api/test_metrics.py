@@ -5,9 +5,13 @@ errors counter, a rate limit the refusals; the Grafana dashboard in docs/ asks o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import re
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +21,13 @@ import pytest
 
 from pica.client import PicaHttp
 from pica.client.connection import RequestFailed
-from pica.config import MetricsConfig, MqttConfig
+from pica.config import JobsConfig, MetricsConfig, MqttConfig, load_config
 from pica.metrics import NodeMetrics
 from tests.conftest import PASSWORD, TEST_RATES, Node, connect, make_config, new_user, running
 from tests.mqtt.paho_client import Paho
 from tests.mqtt.paho_client import new_user as mqtt_user
 from tests.prometheus import Scrape, parse, scrape
+from tests.webhooks.receiver import Receiver, write_config
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 WAIT = 10.0
@@ -221,3 +226,52 @@ async def test_a_device_on_mqtt_is_counted_like_any_other(tmp_path: Path) -> Non
     assert metrics.value("pica_send_ack_seconds_count", transport="mqtt") == 3
     assert metrics.value("pica_delivery_seconds_count") == 3
     assert metrics.value("pica_frames_in_total") >= 5  # two CONNECTs, a SUBSCRIBE, three PUBLISHes
+
+
+def start_worker(toml: Path, data_dir: Path, metrics_port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "pica", "worker", "--config", str(toml), "--data-dir",
+                             str(data_dir), "--metrics-port", str(metrics_port)])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_pica_worker_serves_its_job_metrics(tmp_path: Path) -> None:
+    """A node that leaves its webhooks to a ``pica worker`` process; the worker's own /metrics shows what it
+    delivered (its counters), the queue it shares, and its process, nothing of a gateway it does not have."""
+    receiver = Receiver()
+    await receiver.start()
+    toml = write_config(tmp_path / "pica.toml", receiver.url, poll_interval=0.1)
+    config = dataclasses.replace(load_config(config_file=toml), port=0, tcp_port=0, data_dir=tmp_path / "data",
+                                 auth=make_config(tmp_path).auth, rates=TEST_RATES,
+                                 jobs=JobsConfig(run_in_node=False, poll_interval=0.1))
+    port = free_port()
+    worker = None
+    try:
+        async with running(config) as node:
+            worker = start_worker(toml, tmp_path / "data", port)
+            alice, bob = await new_user(node.url, "alice"), await new_user(node.url, "bob")
+            async with PicaHttp(node.url, token=alice.token) as http:
+                await http.send(bob.user_id, "m1", {"text": "to the webhook"})
+            await receiver.wait_for(lambda: len(receiver.received) == 1)
+            url = f"http://127.0.0.1:{port}"
+            async with asyncio.timeout(WAIT):
+                while True:
+                    with contextlib.suppress(aiohttp.ClientConnectionError):
+                        metrics = await scrape(url)
+                        if metrics.value("pica_jobs_done_total") == 1:
+                            break
+                    await asyncio.sleep(0.1)
+        assert metrics.has("pica_jobs_queued") and metrics.value("pica_jobs_dead") == 0
+        assert metrics.value("process_cpu_seconds_total") > 0
+        assert not metrics.has("pica_connections") and not metrics.has("pica_send_ack_seconds_count")
+        worker.terminate()
+        assert await asyncio.to_thread(worker.wait, 15) == 0
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+        await receiver.stop()
