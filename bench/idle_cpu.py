@@ -35,6 +35,7 @@ from typing import Any
 import benchutil as bu
 import chat
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 TRANSPORTS = {"tcp": "TCP", "ws": "WebSocket"}
 
@@ -55,11 +56,10 @@ def server_metrics(http_port: int) -> dict[str, float]:
     """The server's /metrics counters and gauges (one cheap HTTP request, outside the measured window)."""
     with urllib.request.urlopen(f"http://{bu.HOST}:{http_port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.partition(" ")
-            values[name] = float(value)
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:  # labelled series (pica_connections by transport) are summed
+            values[sample.name] = values.get(sample.name, 0.0) + sample.value
     return values
 
 

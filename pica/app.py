@@ -21,7 +21,8 @@ from aiohttp import web
 
 from pica.api.checks import ResponseCheck
 from pica.api.files import MEDIA_KEY
-from pica.api.http import build_app
+from pica.api.http import build_app, metrics_response
+from pica.api.spec import route
 from pica.config import Config
 from pica.core.accounts import AccountService
 from pica.core.admin import AdminService
@@ -49,6 +50,7 @@ from pica.gateway.tls import ServerTls, server_tls
 from pica.jobs.worker import Handler, JobWorker, wall_ms
 from pica.logs import audit
 from pica.media.service import MediaService, open_blobs
+from pica.metrics import NodeMetrics
 from pica.mqtt import start_mqtt_server
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
@@ -219,15 +221,45 @@ async def run_worker(config: Config, stop: asyncio.Event) -> None:
     ``stop`` is set."""
     store = build_store(config)
     side = SideWork(config, store, write_jobs=False, run_worker=True)  # refuses bad patterns before opening
-    await store.open()
+    metrics_socket = None
+    if config.metrics.worker_port >= 0:  # bound first: a port in use is told before anything starts
+        metrics_socket = _checked(lambda: bind_socket(config.host, config.metrics.worker_port),
+                                  f"metrics.worker_port {config.metrics.worker_port}")
+    runner = None
     try:
-        await side.start()
-        log.info("pica worker started", extra={"concurrency": config.jobs.concurrency})
-        await stop.wait()
-        await side.stop()
+        await store.open()
+        try:
+            await side.start()
+            if metrics_socket is not None:
+                runner = await _serve_worker_metrics(metrics_socket, side)
+            port = metrics_socket.getsockname()[1] if metrics_socket is not None else None
+            log.info("pica worker started", extra={"concurrency": config.jobs.concurrency, "metrics_port": port})
+            await stop.wait()
+            await side.stop()
+        finally:
+            await store.close()
     finally:
-        await store.close()
+        if runner is not None:
+            await runner.cleanup()
+        elif metrics_socket is not None:
+            metrics_socket.close()
     log.info("pica worker stopped")
+
+
+async def _serve_worker_metrics(sock: socket.socket, side: SideWork) -> web.AppRunner:
+    """``GET /metrics`` of a ``pica worker`` (``metrics.worker_port``): its job counters, the queue, its process."""
+    metrics = NodeMetrics(gateway=False)
+
+    async def handler(request: web.Request) -> web.Response:
+        return await metrics_response(metrics.render, side.stats)
+
+    app = web.Application()
+    route(app, "GET", "/metrics", handler, summary="A pica worker's metrics (Prometheus text format)", auth="none",
+          tag="operations")
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return runner
 
 
 class PicaServer:
@@ -259,6 +291,7 @@ class PicaServer:
         self._revocation_sweeper: asyncio.Task[None] | None = None
         self._media_sweeper: asyncio.Task[None] | None = None
         self.media: MediaService | None = None
+        self._lag_sampler: asyncio.Task[None] | None = None
         self.services: GatewayServices | None = None
         self.side_work: SideWork | None = None
         self._before_send: BeforeSendHook | None = None
@@ -379,6 +412,8 @@ class PicaServer:
             admin=AdminService(self.store, accounts, self.clock, config.limits, chat=chat, fanout=fanout,
                                disconnect=self._close_deleted, rates=rates),
         )
+        services.metrics.sources.store_backlog = self.store.write_backlog
+        self.store.observe_commits(services.metrics.observe_commit)
         if self.cluster is not None:
             await self.cluster.start()
         # aiohttp's keep-alive timer is the request-head deadline (pica.gateway.http_socket says why it fits).
@@ -416,6 +451,9 @@ class PicaServer:
         revocations = RevocationSweep(self.store, self.hub, self.clock, auth.revocation_poll)
         self._revocation_sweeper = asyncio.get_running_loop().create_task(revocations.run())
         self._media_sweeper = asyncio.get_running_loop().create_task(media.run_sweeps())
+        if config.metrics.loop_lag_interval > 0:
+            self._lag_sampler = asyncio.get_running_loop().create_task(
+                services.metrics.sample_loop_lag(config.metrics.loop_lag_interval))
         log.info(
             "pica node started",
             extra={"node": self.node_id, "http_port": self.http_port, "tcp_port": self.tcp_port,
@@ -491,7 +529,7 @@ class PicaServer:
                 server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for sweeper in (self._ban_sweeper, self._revocation_sweeper, self._media_sweeper):
+        for sweeper in (self._ban_sweeper, self._revocation_sweeper, self._media_sweeper, self._lag_sampler):
             if sweeper is not None:
                 sweeper.cancel()
         for task in list(self._background):

@@ -237,6 +237,18 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """What ``/metrics`` measures beyond counting (docs/operations.md, "Metrics")."""
+
+    loop_lag_interval: float = 0.5
+    """Seconds between two samples of the event loop's lag (how late a sleeping task is woken:
+    ``pica_event_loop_lag_seconds``); 0 turns the sampler off."""
+    worker_port: int = -1
+    """Port on which ``pica worker`` serves ``/metrics`` (its job counters and its process), on ``host``; 0 picks a
+    free one; -1 (the default): none. Flag ``pica worker --metrics-port``."""
+
+
+@dataclass(frozen=True, slots=True)
 class TlsConfig:
     cert: str = ""
     """PEM certificate chain (the server's certificate first). With ``key``, every listener (HTTP and WebSocket, the
@@ -516,6 +528,7 @@ class Config:
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     jobs: JobsConfig = field(default_factory=JobsConfig)
     before_send: BeforeSendConfig = field(default_factory=BeforeSendConfig)
@@ -538,6 +551,7 @@ _SECTIONS: Final = {
     "postgres": PostgresConfig,
     "redis": RedisConfig,
     "log": LogConfig,
+    "metrics": MetricsConfig,
     "tls": TlsConfig,
     "jobs": JobsConfig,
     "before_send": BeforeSendConfig,
@@ -738,7 +752,7 @@ def _validate(obj: Any, section: str) -> None:
         path = _path(section, f.name)
         if isinstance(value, bool):
             continue
-        if isinstance(value, (int, float)) and f.name not in {"tcp_port", "port"} and value < 0:
+        if isinstance(value, (int, float)) and f.name not in {"tcp_port", "port", "worker_port"} and value < 0:
             raise ConfigError(f"{path}: must not be negative, got {value!r}")
     if isinstance(obj, Config):
         if not 0 <= obj.port <= 65535:
@@ -869,6 +883,11 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError("turn.secret: needed with turn.urls (coturn's static-auth-secret)")
         if obj.ttl < 60:
             raise ConfigError("turn.ttl: must be at least 60")
+    if isinstance(obj, MetricsConfig):
+        if obj.loop_lag_interval < 0:
+            raise ConfigError("metrics.loop_lag_interval: must be at least 0 (0: off)")
+        if not -1 <= obj.worker_port <= 65535:
+            raise ConfigError(f"metrics.worker_port: must be -1..65535, got {obj.worker_port}")
     if isinstance(obj, RedisConfig) and obj.node_ttl <= obj.heartbeat_interval:
         raise ConfigError("redis.node_ttl: must be longer than redis.heartbeat_interval")
     if isinstance(obj, AuthConfig):

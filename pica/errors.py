@@ -252,9 +252,11 @@ class RateLimited(PicaError):
     http_status = 429
     retryable = True
 
-    def __init__(self, message: str | None = None, retry_after: float = 1.0) -> None:
+    def __init__(self, message: str | None = None, retry_after: float = 1.0, limit: str = "") -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.limit = limit
+        """The configuration key of the limit that refused (``rates.sends_per_user``), for /metrics; not sent."""
 
     def to_dict(self) -> dict[str, object]:
         return {**super().to_dict(), "retry_after": self.retry_after}

@@ -10,7 +10,8 @@ from pica import config
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = {"limits": config.LimitsConfig, "auth": config.AuthConfig, "sqlite": config.SqliteConfig,
             "postgres": config.PostgresConfig, "redis": config.RedisConfig,
-            "log": config.LogConfig, "tls": config.TlsConfig, "jobs": config.JobsConfig,
+            "log": config.LogConfig, "metrics": config.MetricsConfig, "tls": config.TlsConfig,
+            "jobs": config.JobsConfig,
             "before_send": config.BeforeSendConfig, "event_stream": config.EventStreamConfig,
             "mqtt": config.MqttConfig, "media": config.MediaConfig, "bots": config.BotsConfig,
             "push": config.PushConfig, "calls": config.CallsConfig, "turn": config.TurnConfig}

@@ -28,6 +28,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "errors": frozenset(),
     "config": frozenset(),
     "logs": frozenset(),
+    # The node's metric definitions and their exposition (prometheus_client): instruments the edges write into.
+    # Not the store's (it reports commits through store.base.CommitObserver) nor the core's.
+    "metrics": frozenset({"errors"}),
     # Sans-I/O wire layer (also what the client SDK is built on).
     "protocol": frozenset({"errors"}),
     # pica/store/base.py: the Store ABC and its records, the interface the core and the cluster are written against.
@@ -38,9 +41,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "core": FOUNDATION | {"protocol", "store.base"},
     # The cluster bus reaches this node's connections through core.ports.LocalSessions, never through the gateway.
     "cluster": FOUNDATION | {"protocol", "store.base", "core"},
-    "gateway": FOUNDATION | {"protocol", "store.base", "core"},
+    "gateway": FOUNDATION | {"protocol", "store.base", "core", "metrics"},
     "web": FOUNDATION,
-    "api": FOUNDATION | {"protocol", "store.base", "core", "gateway", "web", "media"},
+    "api": FOUNDATION | {"protocol", "store.base", "core", "gateway", "web", "media", "metrics"},
     # Files: blob storage, uploads, thumbnails and housekeeping, against the Store interface.
     "media": FOUNDATION | {"store.base"},
     # The job queue's workers, against the Store interface; webhooks are one kind of job (and the before-send hook,
@@ -52,12 +55,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     # Push notifications: another kind of job; Web Push endpoints reach the network through the webhooks' SSRF rule.
     "push": FOUNDATION | {"protocol", "store.base", "jobs", "webhooks"},
     # The MQTT gateway: a transport of the gateway's Connection, beside TCP and WebSocket.
-    "mqtt": FOUNDATION | {"protocol", "store.base", "core", "gateway"},
+    "mqtt": FOUNDATION | {"protocol", "store.base", "core", "gateway", "metrics"},
     # The Python SDK: could be split into a distribution of its own.
     "client": frozenset({"errors", "protocol"}),
     # The composition root wires everything but the clients.
     "app": FOUNDATION | {"protocol", "store.base", "store", "core", "cluster", "gateway", "api", "web", "jobs",
-                         "webhooks", "stream", "mqtt", "media", "push"},
+                         "webhooks", "stream", "mqtt", "media", "push", "metrics"},
     "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app", "cluster", "jobs",
                          "webhooks"},  # cluster: doctor
     "__main__": frozenset({"cli"}),
@@ -70,6 +73,7 @@ THIRD_PARTY: dict[str, frozenset[str]] = {
     "nats": frozenset({"stream"}),
     "sqlite3": frozenset({"store"}),
     "prompt_toolkit": frozenset({"cli"}),  # the terminal chat's input line; never the server's
+    "prometheus_client": frozenset({"metrics"}),
 }
 FORBIDDEN_THIRD_PARTY: dict[str, frozenset[str]] = {
     # layer -> libraries (and standard modules) it must not import

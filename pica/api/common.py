@@ -13,6 +13,10 @@ from pica.errors import PicaError, RateLimited, Unauthenticated, Unavailable
 from pica.gateway.services import GatewayServices
 from pica.gateway.ws import SERVICES_KEY
 
+STARTED_KEY: Final = web.RequestKey("pica_started", float)
+"""When the node began to handle the request (monotonic seconds; set by the metrics middleware in http.py): where
+its latency starts, an HTTP send's send→ack included."""
+
 _json_encode: Final = msgspec.json.Encoder().encode
 
 T = TypeVar("T")

@@ -9,18 +9,21 @@ This module builds the application: error mapping, health and metrics; :mod:`pic
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
 
 import msgspec
 from aiohttp import web
 
 from pica.api import admin, auth, calls, devices, dispatch, files, groups, me, messages, openapi, social
 from pica.api.checks import ResponseCheck, response_check_middleware
-from pica.api.common import check_http_rate, error_response, json_response, services
+from pica.api.common import STARTED_KEY, check_http_rate, error_response, json_response, services
 from pica.api.spec import route
 from pica.errors import BadRequest, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, PicaError
 from pica.gateway.services import GatewayServices
 from pica.gateway.ws import SERVICES_KEY, websocket_handler
+from pica.metrics import CONTENT_TYPE
 from pica.web import add_routes as add_chat_page_routes
 
 log = logging.getLogger(__name__)
@@ -36,21 +39,46 @@ _STATUS_ERRORS: dict[int, type[PicaError]] = {
 }
 
 
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The latency of every request by method and route template (``/v1/groups/{group_id}``, never the raw path:
+    the label's values are bounded by the routes, whatever clients ask for). A WebSocket upgrade lasts as long as
+    its socket, so it is left out."""
+    request[STARTED_KEY] = started = time.monotonic()
+    response = await handler(request)
+    if response.status != 101:
+        resource = request.match_info.route.resource
+        if resource is not None:
+            method, route = request.match_info.route.method, resource.canonical
+        else:  # 404, 405: no route; the method is the client's, so only the standard ones are kept
+            method, route = (request.method if request.method in _METHODS else "other"), "unmatched"
+        services(request).metrics.observe_http(method, route, time.monotonic() - started)
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         check_http_rate(request)
         return await handler(request)
     except PicaError as exc:
-        return error_response(exc)
+        return _error(request, exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         error_class = _STATUS_ERRORS.get(exc.status, BadRequest if exc.status < 500 else InternalError)
-        return error_response(error_class(exc.reason))
+        return _error(request, error_class(exc.reason))
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(InternalError("internal error"))
+        return _error(request, InternalError("internal error"))
+
+
+def _error(request: web.Request, error: PicaError) -> web.Response:
+    services(request).metrics.error(error, "http")
+    return error_response(error)
 
 
 class Health(msgspec.Struct, omit_defaults=True):
@@ -81,46 +109,31 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """The node's metrics (pica/metrics.py) in the Prometheus text format."""
     node = services(request)
-    m = node.metrics
-    values: list[tuple[str, str, float]] = [
-        ("pica_connections", "gauge", node.hub.connection_count),
-        ("pica_online_users", "gauge", node.hub.online_users),
-        ("pica_connections_opened_total", "counter", m.connections_opened),
-        ("pica_frames_in_total", "counter", m.frames_in),
-        ("pica_messages_acked_total", "counter", m.messages_acked),
-        ("pica_slow_consumers_total", "counter", m.slow_consumers),
-        ("pica_connections_refused_total", "counter", node.address_slots.refused),
-        ("pica_sessions_over_limit_total", "counter", m.sessions_over_limit),
-    ]
-    if node.cluster_stats is not None:
-        stats = node.cluster_stats()
-        values += [
-            ("pica_cluster_live_nodes", "gauge", stats.get("live_nodes", 0)),
-            ("pica_cluster_outbox", "gauge", stats.get("outbox", 0)),
-            ("pica_cluster_published_total", "counter", stats.get("published", 0)),
-            ("pica_cluster_received_total", "counter", stats.get("received", 0)),
-            ("pica_cluster_dropped_total", "counter", stats.get("dropped", 0)),
-            ("pica_cluster_resyncs_total", "counter", stats.get("resyncs", 0)),
-            ("pica_cluster_presence_fallbacks_total", "counter", stats.get("presence_fallbacks", 0)),
-        ]
-    if node.job_stats is not None:
+    return await metrics_response(node.metrics.render, node.job_stats)
+
+
+async def metrics_response(render: Callable[[Mapping[str, float] | None], bytes],
+                           job_stats: Callable[[], Awaitable[dict[str, float]]] | None) -> web.Response:
+    """``/metrics`` of a node or of a ``pica worker``: the job queue's figures read first (the store read is
+    asynchronous, the registry's collection is not), then everything rendered."""
+    jobs = None
+    if job_stats is not None:
         try:
-            values += [(f"pica_jobs_{name}", "counter" if name.endswith("_total") else "gauge", value)
-                       for name, value in (await node.job_stats()).items()]
+            jobs = await job_stats()
         except PicaError:  # the store cannot answer now: the other metrics still can
             log.warning("job metrics unavailable", exc_info=True)
-    lines = []
-    for name, kind, value in values:
-        lines += [f"# TYPE {name} {kind}", f"{name} {value}"]
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+    response = web.Response(body=render(jobs))
+    response.headers["Content-Type"] = CONTENT_TYPE
+    return response
 
 
 def build_app(node: GatewayServices, check: ResponseCheck | None = None) -> web.Application:
     """``check``: compare every success answer with its route's declared type (the test suite's check)."""
     from pica.api.headers import security_headers
 
-    middlewares = [security_headers, error_middleware]
+    middlewares = [metrics_middleware, security_headers, error_middleware]
     if check is not None:
         middlewares.append(response_check_middleware)  # inside error_middleware: a mismatch answers 500
     app = web.Application(middlewares=middlewares, client_max_size=node.limits.max_http_body_bytes)

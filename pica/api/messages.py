@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from pica.api.bodies import Ack, Cursor, Message, Ok, PositiveId
-from pica.api.common import body_of, caller, json_response, path_int, services
+from pica.api.common import STARTED_KEY, body_of, caller, json_response, path_int, services
 from pica.api.spec import route, struct_query
 from pica.core.chat import SendAck
 from pica.store.base import ConversationSummary
@@ -146,6 +147,7 @@ async def send_message(request: web.Request) -> web.Response:
                                to=None if body.to is msgspec.UNSET else body.to,
                                group_id=None if body.group_id is msgspec.UNSET else body.group_id)
     node.metrics.messages_acked += 1
+    node.metrics.send_ack_for("http").observe(time.monotonic() - request[STARTED_KEY])
     return json_response(_ack(ack))
 
 

@@ -58,6 +58,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
     worker = sub.add_parser("worker", parents=[common], help="run a job worker (webhook deliveries) until SIGTERM")
     worker.add_argument("--concurrency", type=int, help="jobs run at once (default jobs.concurrency)")
+    worker.add_argument("--metrics-port", type=int, help="serve /metrics on this port (default metrics.worker_port: "
+                        "none)")
 
 
 def run(args: argparse.Namespace, runner: Callable[[Coroutine[Any, Any, None]], Any]) -> int:
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace, runner: Callable[[Coroutine[Any, Any, None]], 
     overrides = {"data_dir": args.data_dir, "store": args.store}
     if args.command == "worker":
         overrides["jobs.concurrency"] = args.concurrency
+        overrides["metrics.worker_port"] = args.metrics_port
     try:
         config = load_config(config_file=args.config, overrides=overrides)
     except ConfigError as exc:

@@ -226,7 +226,8 @@ class ChatService:
             if not result.duplicate:
                 frame = OutboundFrame(
                     f.Msg(conversation_id=conversation_id, seq=result.seq, sender=sender,
-                          client_msg_id=client_msg_id, ts=result.ts, body=checked)
+                          client_msg_id=client_msg_id, ts=result.ts, body=checked),
+                    self._clock.monotonic(),
                 )
                 self._route(conversation_id, result, frame, sender, to, origin)
             else:
@@ -305,7 +306,7 @@ class ChatService:
         self._route_record(record, result, record.sender, None)
 
     def _route_record(self, record: MessageRecord, result: AppendResult, sender: int, origin: object | None) -> None:
-        frame = OutboundFrame(message_frame(record))
+        frame = OutboundFrame(message_frame(record), self._clock.monotonic())
         peer = direct_peer(record.conversation_id, sender)
         self._route(record.conversation_id, result, frame, sender, peer, origin)
 

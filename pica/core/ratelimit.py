@@ -93,9 +93,11 @@ class Buckets:
     the key touched least recently is forgotten first, and a forgotten key starts again with a full bucket, an error
     only towards letting a request through. The bound keeps a spray of addresses from growing memory without end."""
 
-    def __init__(self, name: str, rate: Rate, max_keys: int) -> None:
+    def __init__(self, name: str, rate: Rate, max_keys: int, limit: str = "") -> None:
         self.name = name
         self.rate = rate
+        self.limit = limit
+        """The rule's configuration key (``rates.sends_per_user``), which a refusal names."""
         self._max_keys = max_keys
         self._buckets: dict[Hashable, Bucket] = {}
 
@@ -122,11 +124,11 @@ class Buckets:
         return len(self._buckets)
 
 
-def refused(wait: float, what: str) -> RateLimited:
+def refused(wait: float, what: str, limit: str = "") -> RateLimited:
     """The error for a refused request: ``retry_after`` rounded up to a tenth of a second, so that a client that
     waits exactly that long finds the token there."""
     retry_after = math.ceil(wait * 10) / 10
-    return RateLimited(f"too many {what}; retry after {retry_after:g} s", retry_after=retry_after)
+    return RateLimited(f"too many {what}; retry after {retry_after:g} s", retry_after=retry_after, limit=limit)
 
 
 class RateLimits:
@@ -149,15 +151,18 @@ class RateLimits:
         self.shared = shared
         self._clock = clock
         keys = config.max_keys
-        self.login_address = Buckets("login_address", Rate.parse(config.login_per_address), keys)
-        self.login_account = Buckets("login_account", Rate.parse(config.login_failures_per_account), keys)
-        self.register_address = Buckets("register_address", Rate.parse(config.register_per_address), keys)
-        self.http_address = Buckets("http_address", Rate.parse(config.http_per_address), keys)
-        self.sends = Buckets("sends", Rate.parse(config.sends_per_user), keys)
-        self.presence = Buckets("presence", Rate.parse(config.presence_queries_per_user), keys)
-        self.lookups = Buckets("lookups", Rate.parse(config.user_lookups_per_user), keys)
-        self.exports = Buckets("exports", Rate.parse(config.exports_per_user), keys)
-        self.reports = Buckets("reports", Rate.parse(config.reports_per_user), keys)
+        def rule(name: str, key: str) -> Buckets:
+            return Buckets(name, Rate.parse(getattr(config, key)), keys, f"rates.{key}")
+
+        self.login_address = rule("login_address", "login_per_address")
+        self.login_account = rule("login_account", "login_failures_per_account")
+        self.register_address = rule("register_address", "register_per_address")
+        self.http_address = rule("http_address", "http_per_address")
+        self.sends = rule("sends", "sends_per_user")
+        self.presence = rule("presence", "presence_queries_per_user")
+        self.lookups = rule("lookups", "user_lookups_per_user")
+        self.exports = rule("exports", "exports_per_user")
+        self.reports = rule("reports", "reports_per_user")
         self.connection_rate = Rate.parse(config.requests_per_connection)
         self.shared_failures = 0
         """Shared checks answered by this node's buckets because the shared store failed."""
@@ -177,7 +182,7 @@ class RateLimits:
         if self.enabled:
             wait = buckets.take(key, self._clock(), cost)
             if wait > 0:
-                raise refused(wait, what)
+                raise refused(wait, what, buckets.limit)
 
     async def _take(self, buckets: Buckets, key: str, cost: float) -> float:
         if self.shared is not None:
@@ -214,7 +219,7 @@ class RateLimits:
         if self.enabled:
             wait = await self._take(self.register_address, address, 1)
             if wait > 0:
-                raise refused(wait, "registrations from this address")
+                raise refused(wait, "registrations from this address", self.register_address.limit)
 
     async def check_login(self, address: str, account: str) -> None:
         """Before a password is checked: one attempt from ``address``, and the account must not be out of
@@ -223,10 +228,10 @@ class RateLimits:
             return
         wait = await self._wait(self.login_account, account)
         if wait > 0:
-            raise refused(wait, "failed logins for this account")
+            raise refused(wait, "failed logins for this account", self.login_account.limit)
         wait = await self._take(self.login_address, address, 1)
         if wait > 0:
-            raise refused(wait, "login attempts")
+            raise refused(wait, "login attempts", self.login_address.limit)
 
     async def login_failed(self, address: str, account: str) -> None:
         """A wrong password costs the account one attempt and the address ``login_failure_cost`` in all."""

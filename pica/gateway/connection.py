@@ -35,6 +35,7 @@ from pica.errors import (
     UnknownFrame,
     UnsupportedVersion,
 )
+from pica.metrics import Histogram
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.codec import Encoding, decode_client_frame
@@ -71,6 +72,7 @@ class Connection:
         "_paused",
         "_rate",
         "_throttled",
+        "_timed",
         "_typing",
         "device",
         "encoding",
@@ -103,6 +105,9 @@ class Connection:
         self.inflight = 0
         self._paused = False
         self._outbox: list[bytes] | None = None
+        self._timed: list[tuple[Histogram, float]] | None = None
+        """Frames in ``_outbox`` whose latency is measured up to their write: the histogram and the start (a
+        message's commit, a send's arrival), in monotonic seconds."""
         self._typing: dict[str, float] | None = None
         self._rate: Bucket | None = None
         """This socket's requests (``rates.requests_per_connection``), from its authentication on."""
@@ -137,17 +142,29 @@ class Connection:
     def ready(self) -> bool:
         return self.state is State.READY
 
+    def buffered(self) -> int:
+        return 0 if self.state is State.CLOSED else self._transport_buffered()
+
     def push(self, frame: OutboundFrame) -> None:
         """Queue a frame without waiting. Frames queued in one turn of the event loop leave in one write (one
         system call for a whole group commit's worth of acks and messages)."""
         if self.state is State.CLOSED:
             return
+        if frame.committed_at:
+            self._time(self.services.metrics.delivery, frame.committed_at)
         outbox = self._outbox
         if outbox is None:
             self._outbox = [self._transport_bytes(frame)]
             asyncio.get_running_loop().call_soon(self.flush)
         else:
             outbox.append(self._transport_bytes(frame))
+
+    def _time(self, histogram: Histogram, start: float) -> None:
+        """Observe, when the frame queued next is written, the seconds since ``start``."""
+        if self._timed is None:
+            self._timed = [(histogram, start)]
+        else:
+            self._timed.append((histogram, start))
 
     def flush(self) -> None:
         """Write what is queued. A connection whose unsent bytes pass the limit is cut (4002): it will reconnect
@@ -156,6 +173,7 @@ class Connection:
         if outbox is None:
             return
         self._outbox = None
+        timed, self._timed = self._timed, None
         if self.state is State.CLOSED:
             return
         # Judged before writing, so that one large reply (a full sync page) does not cut a healthy reader: a
@@ -166,12 +184,16 @@ class Connection:
             self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
             return
         self._transport_writelines(outbox)
-        self.last_send = self.services.clock.monotonic()
+        self.last_send = now = self.services.clock.monotonic()
+        if timed is not None:
+            for histogram, start in timed:
+                histogram.observe(now - start)
 
     def send(self, frame: Any) -> None:
         self.push(OutboundFrame(frame))
 
     def send_error(self, error: PicaError, ref: int | None = None) -> None:
+        self.services.metrics.error(error, self.transport_name)
         self.send(error_frame(error, ref))
 
     def close(self, code: CloseCode, reason: str) -> None:
@@ -180,7 +202,7 @@ class Connection:
         if code is not CloseCode.SLOW_CONSUMER:
             self.flush()  # an error frame queued just before must leave before the close notice
         else:
-            self._outbox = None
+            self._outbox = self._timed = None
         self.state = State.CLOSED
         self.services.hub.unregister(self)
         self._left_calls()
@@ -237,7 +259,7 @@ class Connection:
         if self._rate is not None and rates is not None:
             wait = self._rate.spend(rates.connection_rate, self.last_recv, rates.cost_of(self.user_id))
             if wait > 0:  # refused, and the stream goes on once the client has slowed down
-                self.send_error(refused(wait, "requests on this connection"), ref)
+                self.send_error(refused(wait, "requests on this connection", "rates.requests_per_connection"), ref)
                 self._throttle(wait)
                 return False
         return True
@@ -460,14 +482,15 @@ class Connection:
     def _submit(self, ref: int | None, submit: Callable[[Reply], None]) -> None:
         """The hot path: no task per message; the commit callback writes the ack (or the error)."""
         try:
-            submit(partial(self._sent, ref))
+            submit(partial(self._sent, ref, self.last_recv))
         except PicaError as exc:
             self.send_error(exc, ref)
             return
         self._begin_request()
         self.services.sends_started()
 
-    def _sent(self, ref: int | None, ack: SendAck | None, error: BaseException | None) -> None:
+    def _sent(self, ref: int | None, received: float, ack: SendAck | None, error: BaseException | None) -> None:
+        """The commit's answer to a send read at ``received`` (monotonic seconds): its ack, or its error."""
         self._end_request()
         self.services.sends_finished()
         if error is not None or ack is None:
@@ -477,7 +500,9 @@ class Connection:
                 error = InternalError("internal error")
             self.send_error(error, ref)
             return
-        self.services.metrics.messages_acked += 1
+        metrics = self.services.metrics
+        metrics.messages_acked += 1
+        self._time(metrics.send_ack_for(self.transport_name), received)
         self.send(
             f.Sent(
                 client_msg_id=ack.client_msg_id,

@@ -38,6 +38,13 @@ class ConnectionHandle(Protocol):
     @property
     def closed(self) -> bool: ...
 
+    @property
+    def transport_name(self) -> str:
+        """``ws``, ``tcp`` or ``mqtt`` (the ``transport`` label of /metrics)."""
+
+    def buffered(self) -> int:
+        """Bytes written to the socket and not yet taken by the kernel."""
+
     def push(self, frame: OutboundFrame) -> None: ...
 
     def close(self, code: CloseCode, reason: str) -> None: ...
@@ -129,6 +136,22 @@ class Hub:
 
     def connections(self) -> list[ConnectionHandle]:
         return list(self._all)
+
+    def connections_by_transport(self) -> dict[str, int]:
+        """For /metrics, at scrape time (a pass over the connections rather than a count kept on every change)."""
+        counts: dict[str, int] = {}
+        for conn in self._all:
+            counts[conn.transport_name] = counts.get(conn.transport_name, 0) + 1
+        return counts
+
+    def send_queue(self) -> tuple[int, int]:
+        """Bytes waiting in the connections' socket buffers: in all, and the largest one's (for /metrics)."""
+        total = largest = 0
+        for conn in self._all:
+            size = conn.buffered()
+            total += size
+            largest = max(largest, size)
+        return total, largest
 
     # ------------------------------------------------------------------------------------------ timers
 

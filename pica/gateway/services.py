@@ -21,18 +21,7 @@ from pica.core.ratelimit import RateLimits
 from pica.core.social import SocialService
 from pica.gateway.admission import AddressSlots
 from pica.gateway.hub import Hub
-
-
-@dataclass(slots=True)
-class Metrics:
-    """Counters exposed at /metrics."""
-
-    frames_in: int = 0
-    messages_acked: int = 0
-    slow_consumers: int = 0
-    connections_opened: int = 0
-    sessions_over_limit: int = 0
-    """Sessions closed (``session_overflow = "oldest"``) or refused (``"refuse"``) by ``max_sessions_per_user``."""
+from pica.metrics import NodeMetrics
 
 
 @dataclass(slots=True)
@@ -70,7 +59,8 @@ class GatewayServices:
     """Open sockets per client address on both ports (``limits.max_connections_per_address``; 0: none)."""
     max_sessions_per_user: int = 0
     """``limits.max_sessions_per_user`` as this node applies it (0: none, as when ``rate_limits = "off"``)."""
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: NodeMetrics = field(default_factory=NodeMetrics)
+    """This node's metrics (/metrics); the gauges this bundle owns are wired into it at construction."""
     tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     """Request tasks and in-flight send futures: what a drain waits for."""
     accepting: bool = True
@@ -80,6 +70,15 @@ class GatewayServices:
     sends_in_flight: int = 0
     """Socket sends submitted and not yet acked (they are callbacks, not tasks)."""
     _sends_done: asyncio.Event | None = None
+
+    def __post_init__(self) -> None:
+        sources = self.metrics.sources
+        sources.connections = self.hub.connections_by_transport
+        sources.online_users = lambda: self.hub.online_users
+        sources.send_queue = self.hub.send_queue
+        sources.sends_in_flight = lambda: self.sends_in_flight
+        sources.address_refusals = lambda: self.address_slots.refused
+        sources.cluster = self.cluster_stats
 
     def sends_started(self) -> None:
         self.sends_in_flight += 1

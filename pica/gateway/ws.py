@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from pica.errors import Forbidden, InvalidToken
 from pica.gateway import http_headers
@@ -143,6 +143,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             elif msg.type is WSMsgType.BINARY:
                 conn.on_payload(msg.data, Encoding.MSGPACK)
             else:  # CLOSE, CLOSING, CLOSED, ERROR (1009 for oversized frames is sent by aiohttp)
+                if msg.type is WSMsgType.ERROR and getattr(msg.data, "code", None) == WSCloseCode.MESSAGE_TOO_BIG:
+                    services.metrics.refused("limits.max_frame_bytes")
                 break
             if conn.state is State.CLOSED:
                 break

@@ -170,6 +170,8 @@ class MqttConnection(TcpConnection):
         try:
             packets = self._packets.feed(data)
         except (InvalidFrame, FrameTooLarge) as exc:
+            if isinstance(exc, FrameTooLarge):
+                self.services.metrics.refused("mqtt.max_packet_bytes")
             self._refuse(f"malformed packet: {exc.message}", CloseCode.PROTOCOL_ERROR)
             return
         self.last_recv = self.services.clock.monotonic()
@@ -429,6 +431,8 @@ class MqttConnection(TcpConnection):
             if self._replaying or self._held or self._window_full():
                 self._hold(payload)
             else:
+                if frame.committed_at:
+                    self._time(self.services.metrics.delivery, frame.committed_at)
                 self._publish(payload)
         elif isinstance(payload, f.Ready | f.Sent):
             super().push(frame)
@@ -495,6 +499,7 @@ class MqttConnection(TcpConnection):
     def send_error(self, error: PicaError, ref: int | None = None) -> None:
         """MQTT 3.1.1 cannot refuse one request: before CONNACK the error is a CONNACK code, after it the
         connection is closed (a refused send, a rate limit, a ban, an ended session), with a log line."""
+        self.services.metrics.error(error, self.transport_name)
         if not self._connacked:
             self._connack(_connack_code(error), error.message)
             return

@@ -30,10 +30,13 @@ def ws_frame(payload: bytes, opcode: int) -> bytes:
 
 
 class OutboundFrame:
-    __slots__ = ("_json", "_msgpack", "_tcp", "_ws_binary", "_ws_text", "frame")
+    __slots__ = ("_json", "_msgpack", "_tcp", "_ws_binary", "_ws_text", "committed_at", "frame")
 
-    def __init__(self, frame: msgspec.Struct) -> None:
+    def __init__(self, frame: msgspec.Struct, committed_at: float = 0.0) -> None:
         self.frame = frame
+        self.committed_at = committed_at
+        """For a stored message pushed after its commit: when the commit's answer reached the node (monotonic
+        seconds), which the gateway's delivery-latency histogram measures from; 0.0 for every other frame."""
         self._json: bytes | None = None
         self._msgpack: bytes | None = None
         self._tcp: bytes | None = None

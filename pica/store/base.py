@@ -593,9 +593,21 @@ class AdminStats:
     """Entries of every timeline, notices and events included (the sum of the conversations' last seqs)."""
     open_reports: int
     live_sessions: int
+CommitObserver = Callable[[int, float, float], None]
+"""Told, on the event loop, of each transaction of the store's writer (SQLite's writer, PostgreSQL's write lanes),
+before its operations are answered: how many operations it held, its seconds from BEGIN to the end of COMMIT, and
+the COMMIT's seconds alone (where SQLite's fsync or PostgreSQL's WAL flush is waited for)."""
 
 
 class Store(abc.ABC):
+    @abc.abstractmethod
+    def observe_commits(self, observer: CommitObserver | None) -> None:
+        """Report the writer's transactions to ``observer`` from now on (None: stop)."""
+
+    @abc.abstractmethod
+    def write_backlog(self) -> int:
+        """Write operations submitted and not yet answered (for /metrics)."""
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect and bring the schema up to date."""

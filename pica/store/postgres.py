@@ -33,6 +33,7 @@ from pica.store import jobs, messages, sql_postgres
 from pica.store import search as fts
 from pica.store.base import (
     AppendResult,
+    CommitObserver,
     DirectAppend,
     EventAppend,
     GroupAppend,
@@ -149,6 +150,7 @@ class PostgresStore(SqlStore):
         self._lanes: list[Lane] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._observer: CommitObserver | None = None
 
     # ------------------------------------------------------------------------------------------------ lifecycle
 
@@ -186,6 +188,7 @@ class PostgresStore(SqlStore):
             lanes = [Lane(i, self._connect_lane, self.config.max_batch, self._current_rules)
                      for i in range(self.config.write_lanes)]
             for lane in lanes:
+                lane.observer = self._observer
                 await lane.start()
                 self._lanes.append(lane)
         except (*DISCONNECTS, asyncpg.PostgresError) as exc:
@@ -211,6 +214,14 @@ class PostgresStore(SqlStore):
                 await asyncio.wait_for(pool.close(), self.config.command_timeout)
             except (TimeoutError, *DISCONNECTS):
                 pool.terminate()
+
+    def observe_commits(self, observer: CommitObserver | None) -> None:
+        self._observer = observer
+        for lane in self._lanes:
+            lane.observer = observer
+
+    def write_backlog(self) -> int:
+        return sum(lane.backlog for lane in self._lanes)
 
     def lane_backend_pids(self) -> list[int | None]:
         """Server process ids of the write lanes' connections (None while one is reconnecting)."""

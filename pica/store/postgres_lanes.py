@@ -25,6 +25,7 @@ import collections
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -38,7 +39,7 @@ from pica.errors import (
 )
 from pica.store import jobs
 from pica.store import sql_postgres as sql
-from pica.store.base import DirectAppend, GroupAppend, JobRules
+from pica.store.base import CommitObserver, DirectAppend, GroupAppend, JobRules
 from pica.store.txn import Retry
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,9 @@ class _NotStarted(Exception):
 _LOST: Final = (*DISCONNECTS, _NotStarted)
 
 
-async def _commit(conn: Any, ops: list[LaneOp], rules: JobRules | None) -> None:
-    """Run ``ops`` (already in lock order) in one transaction and commit; outcomes land on the ops."""
+async def _commit(conn: Any, ops: list[LaneOp], rules: JobRules | None) -> float:
+    """Run ``ops`` (already in lock order) in one transaction and commit; outcomes land on the ops. Returns the
+    COMMIT's seconds (the WAL flush, for /metrics)."""
     for op in ops:
         op.result = op.error = None
     try:
@@ -140,9 +142,12 @@ async def _commit(conn: Any, ops: list[LaneOp], rules: JobRules | None) -> None:
         except PicaError as exc:
             op.error = exc
         start += 1
+    committing = time.perf_counter()
     await conn.execute("COMMIT")
+    seconds = time.perf_counter() - committing
     for op in ops:
         op.committed = True
+    return seconds
 
 
 async def _rollback(conn: Any) -> None:
@@ -151,14 +156,13 @@ async def _rollback(conn: Any) -> None:
             await conn.execute("ROLLBACK")
 
 
-async def _transact(conn: Any, ops: list[LaneOp], rules: JobRules | None = None) -> None:
+async def _transact(conn: Any, ops: list[LaneOp], rules: JobRules | None = None) -> float:
     """Commit ``ops`` in one transaction, retrying deadlocks and serialization failures; other errors propagate after
-    a rollback."""
+    a rollback. Returns the COMMIT's seconds."""
     attempt = 1
     while True:
         try:
-            await _commit(conn, ops, rules)
-            return
+            return await _commit(conn, ops, rules)
         except RETRYABLE:
             await _rollback(conn)
             if attempt >= _RETRY_LIMIT:
@@ -187,6 +191,12 @@ class Lane:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._inflight: list[LaneOp] = []
+        self.observer: CommitObserver | None = None
+
+    @property
+    def backlog(self) -> int:
+        """Operations submitted and not yet answered."""
+        return len(self._queue) + len(self._inflight)
 
     @property
     def backend_pid(self) -> int | None:
@@ -293,16 +303,20 @@ class Lane:
         self._inflight = batch
         ordered = sorted(batch, key=_lock_order)
         conn = self._conn
+        began = time.perf_counter()
+        timing: tuple[int, float, float] | None = None
         try:
             try:
                 try:
-                    await _transact(conn, ordered, self._rules())
+                    fsync = await _transact(conn, ordered, self._rules())
                 except _NotStarted as exc:
                     # Safe to run on a new connection: the server saw nothing of this batch.
                     log.info("write lane %d connection was gone before its batch (%s); reconnecting", self.index, exc)
                     conn.terminate()
                     self._conn = conn = await self._connect(self.index)
-                    await _transact(conn, ordered, self._rules())
+                    began = time.perf_counter()
+                    fsync = await _transact(conn, ordered, self._rules())
+                timing = (len(batch), time.perf_counter() - began, fsync)
             except _LOST:
                 raise
             except Exception:
@@ -320,6 +334,11 @@ class Lane:
                 if not op.committed:
                     op.result, op.error = None, failure
         self._inflight = []
+        if timing is not None and self.observer is not None:
+            try:
+                self.observer(*timing)
+            except Exception:  # metrics must never fail a write
+                log.exception("commit observer failed")
         for op in batch:
             resolve(op)
 

@@ -25,6 +25,7 @@ from pica.store import search as fts
 from pica.store.append_rules import Append
 from pica.store.base import (
     AppendResult,
+    CommitObserver,
     DirectAppend,
     EventAppend,
     GroupAppend,
@@ -53,6 +54,7 @@ class SqliteStore(SqlStore):
         self._reader_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._observer: CommitObserver | None = None
 
     # ------------------------------------------------------------------------------------------------ lifecycle
 
@@ -63,6 +65,7 @@ class SqliteStore(SqlStore):
             self._writer = WriterProcess(self.path, self.config)
         else:
             self._writer = WriterThread(self.path, self.config)
+        self._writer.observer = self._observer
         await self._writer.start()
         if self._job_rules is not None:
             self._writer.set_rules(self._job_rules)
@@ -95,6 +98,14 @@ class SqliteStore(SqlStore):
             loop.call_soon(self._handoff)
         self._outgoing.append(WriteOp(future, make, append))
         return future
+
+    def observe_commits(self, observer: CommitObserver | None) -> None:
+        self._observer = observer
+        if self._writer is not None:
+            self._writer.observer = observer
+
+    def write_backlog(self) -> int:
+        return len(self._outgoing) + (self._writer.backlog if self._writer is not None else 0)
 
     def _handoff(self) -> None:
         if self._outgoing and self._writer is not None:

@@ -9,9 +9,10 @@ transactions, the same group commit. Each side now holds a GIL of its own.
 The two talk over a Unix socket pair made at start: length-prefixed (4 bytes, big-endian) pickles. The server sends
 one frame per event-loop turn, a list of ``(number, make, append)`` (``make`` a module-level transaction function or
 a partial of one, ``append`` a client's message); the writer answers, after each commit, with one frame
-``("done", [(number, result, error), ...])``. Its first frame is ``("ready", None)`` once the database is open and
-migrated, or ``("failed", error)``. Pickle is safe here: both ends are this code, and the socket pair is never
-reachable by anything else.
+``("done", ([(number, result, error), ...], timing))``, ``timing`` being the batch's size and durations for
+/metrics (:data:`pica.store.sqlite_writer.Timing`, or None). Its first frame is ``("ready", None)`` once the
+database is open and migrated, or ``("failed", error)``. Pickle is safe here: both ends are this code, and the
+socket pair is never reachable by anything else.
 
 The durability contract is unchanged: a result leaves the writer after the commit that holds it, and the server acks
 nothing before it reads that result. Failures:
@@ -50,7 +51,16 @@ from typing import Any, Final, cast
 from pica.config import SqliteConfig
 from pica.errors import InternalError, PicaError, StoreUnavailable
 from pica.store import base
-from pica.store.sqlite_writer import Outcome, WriteOp, open_writer, resolve, start_checkpoints, write_loop
+from pica.store.sqlite_writer import (
+    Outcome,
+    Timing,
+    WriteOp,
+    open_writer,
+    report,
+    resolve,
+    start_checkpoints,
+    write_loop,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +139,14 @@ class WriterProcess:
         self._restart: asyncio.Task[None] | None = None
         self._last_start = 0.0
         self._rules: base.JobRules | None = None
+        self.observer: base.CommitObserver | None = None
         self.starts = 0
         """Writer processes started so far (more than one: a writer died and was replaced)."""
+
+    @property
+    def backlog(self) -> int:
+        """Operations sent to the writer and not yet answered."""
+        return len(self._pending)
 
     @property
     def pid(self) -> int | None:
@@ -192,7 +208,8 @@ class WriterProcess:
             for number, _, _ in batch:
                 resolve(self._pending.pop(number), None, InternalError(f"store error: {type(exc).__name__}"))
 
-    def _outcomes(self, outcomes: list[Outcome]) -> None:
+    def _outcomes(self, outcomes: list[Outcome], timing: Timing | None) -> None:
+        report(self.observer, timing)
         for number, result, error in outcomes:
             future = self._pending.pop(number, None)
             if future is not None:
@@ -273,7 +290,7 @@ class _Link(asyncio.Protocol):
         for payload in self._frames.feed(data):
             kind, body = pickle.loads(payload)
             if kind == "done":
-                self._owner._outcomes(body)
+                self._owner._outcomes(*body)
             elif kind == "ready":
                 self.connected = self._was_ready = True
                 resolve(self._ready, None, None)
@@ -303,13 +320,13 @@ class _Channel:
     def send(self, message: object) -> None:
         self._send(_frame(message))
 
-    def send_outcomes(self, outcomes: list[Outcome]) -> None:
+    def send_outcomes(self, outcomes: list[Outcome], timing: Timing | None) -> None:
         try:
-            data = _frame(("done", outcomes))
+            data = _frame(("done", (outcomes, timing)))
         except Exception as exc:  # a result pickle cannot carry: fail those operations, not the writer
             log.exception("cannot send outcomes to the server")
             failure = InternalError(f"store error: {type(exc).__name__}")
-            data = _frame(("done", [(number, None, failure) for number, _, _ in outcomes]))
+            data = _frame(("done", ([(number, None, failure) for number, _, _ in outcomes], timing)))
         self._send(data)
 
     def _send(self, data: bytes) -> None:

@@ -26,7 +26,7 @@ from pica.config import SqliteConfig
 from pica.errors import InternalError, PicaError, StoreUnavailable
 from pica.store import jobs, sql_sqlite
 from pica.store.append_rules import Append
-from pica.store.base import JobRules
+from pica.store.base import CommitObserver, JobRules
 from pica.store.schema import SQLITE, Applied, Migrations, Progress, announce, bundled, legacy_sqlite_rows, plan
 from pica.store.txn import Txn
 
@@ -38,6 +38,14 @@ _BUSY_TIMEOUT_MS: Final = 10_000
 Outcome = tuple[Any, Any, BaseException | None]
 """A write operation's token (its caller's future, or its number across the writer process's socket), its result
 and its error."""
+
+Timing = tuple[int, float, float]
+"""A committed batch's operations, seconds from BEGIN to the end of COMMIT, and seconds of the COMMIT alone (the
+fsync): what :data:`pica.store.base.CommitObserver` is told. Three numbers, so that crossing the writer process's
+socket costs a few bytes per batch, nothing per message."""
+
+Emit = Callable[[list[Outcome], Timing | None], None]
+"""Where the writer hands a batch's outcomes after its commit, with its timing (None: the batch failed)."""
 
 
 @dataclass(slots=True)
@@ -63,6 +71,14 @@ def resolve(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 def _resolve_batch(outcomes: list[Outcome]) -> None:
     for future, result, error in outcomes:
         resolve(future, result, error)
+
+
+def report(observer: CommitObserver | None, timing: Timing | None) -> None:
+    if observer is not None and timing is not None:
+        try:
+            observer(*timing)
+        except Exception:  # metrics must never fail a write
+            log.exception("commit observer failed")
 
 
 def search_value(text: str) -> str | None:
@@ -187,8 +203,7 @@ def _no_rules() -> JobRules | None:
 
 
 def write_loop(
-    conn: sqlite3.Connection, config: SqliteConfig, take: Take, emit: Callable[[list[Outcome]], None],
-    rules: Rules = _no_rules,
+    conn: sqlite3.Connection, config: SqliteConfig, take: Take, emit: Emit, rules: Rules = _no_rules,
 ) -> None:
     """The writer: take what was submitted, commit it in batches of at most ``max_batch``, emit each batch's
     outcomes after its commit. Returns once ``take`` says the store is closing."""
@@ -214,11 +229,12 @@ def write_loop(
                 break
             waiting.extend(more)
         for start in range(0, len(waiting), max_batch):
-            emit(run_batch(conn, waiting[start : start + max_batch], rules()))
+            emit(*run_batch(conn, waiting[start : start + max_batch], rules()))
         last_commit = time.monotonic()
 
 
-def run_batch(conn: sqlite3.Connection, batch: list[WriteOp], rules: JobRules | None = None) -> list[Outcome]:
+def run_batch(conn: sqlite3.Connection, batch: list[WriteOp],
+              rules: JobRules | None = None) -> tuple[list[Outcome], Timing | None]:
     """Run a batch in one transaction. Operations raise domain errors (PicaError) only before their first write, so
     the fast path needs no savepoints; any other error in one operation rolls the batch back and replays it with a
     savepoint around each operation, so that only the faulty one fails. Never raises: the writer must outlive any
@@ -236,14 +252,16 @@ def run_batch(conn: sqlite3.Connection, batch: list[WriteOp], rules: JobRules | 
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
         failure = StoreUnavailable(f"commit failed: {type(exc).__name__}")
-        return [(op.token, None, failure) for op in batch]
+        return [(op.token, None, failure) for op in batch], None
 
 
-def _commit(conn: sqlite3.Connection, batch: list[WriteOp], rules: JobRules | None, *, isolate: bool) -> list[Outcome]:
+def _commit(conn: sqlite3.Connection, batch: list[WriteOp], rules: JobRules | None, *,
+            isolate: bool) -> tuple[list[Outcome], Timing]:
     """One transaction for the batch. Consecutive appends run as one batch transaction (one query per kind of fact,
     one executemany per table); other operations run one by one in between, in submission order. With ``isolate``
     every operation (every append too) runs alone under a savepoint."""
     outcomes: list[Outcome] = []
+    began = time.perf_counter()
     conn.execute("BEGIN IMMEDIATE")
     start = 0
     while start < len(batch):
@@ -276,8 +294,10 @@ def _commit(conn: sqlite3.Connection, batch: list[WriteOp], rules: JobRules | No
             outcomes.append((ops[0].token, None, InternalError(f"store error: {type(exc).__name__}")))
         if isolate:
             conn.execute("RELEASE op")
+    committing = time.perf_counter()
     conn.execute("COMMIT")
-    return outcomes
+    done = time.perf_counter()
+    return outcomes, (len(batch), done - began, done - committing)
 
 
 class WriterThread:
@@ -291,6 +311,9 @@ class WriterThread:
         """Read by the writer thread only, set from the queue: in order with the operations."""
         self._thread: threading.Thread | None = None
         self._stop_checkpoints: Callable[[], None] = lambda: None
+        self.observer: CommitObserver | None = None
+        self.backlog = 0
+        """Operations submitted and not yet answered (read and written on the event loop only)."""
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -301,7 +324,13 @@ class WriterThread:
         self._stop_checkpoints = start_checkpoints(self._path, self._config)
 
     def submit(self, ops: list[WriteOp]) -> None:
+        self.backlog += len(ops)
         self._queue.put(ops)
+
+    def _answer(self, outcomes: list[Outcome], timing: Timing | None) -> None:
+        self.backlog -= len(outcomes)
+        report(self.observer, timing)
+        _resolve_batch(outcomes)
 
     def set_rules(self, rules: JobRules | None) -> None:
         self._queue.put(rules if rules is not None else JobRules())
@@ -333,9 +362,9 @@ class WriterThread:
             return
         loop.call_soon_threadsafe(resolve, ready, None, None)
 
-        def emit(outcomes: list[Outcome]) -> None:
+        def emit(outcomes: list[Outcome], timing: Timing | None) -> None:
             with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
-                loop.call_soon_threadsafe(_resolve_batch, outcomes)
+                loop.call_soon_threadsafe(self._answer, outcomes, timing)
 
         try:
             write_loop(conn, self._config, self._take, emit, self._current_rules)

@@ -10,13 +10,13 @@ import dataclasses
 import json
 from pathlib import Path
 
-import aiohttp
 import msgspec
 
 from pica.app import PicaServer
 from pica.config import LimitsConfig
 from pica.protocol.framing import HEADER
 from tests.conftest import make_config
+from tests.prometheus import scrape
 
 WAIT = 5.0
 
@@ -91,11 +91,9 @@ async def test_one_address_gets_its_cap_of_sockets_on_both_ports_then_a_clear_re
         async with asyncio.timeout(WAIT):
             while services.address_slots.held("127.0.0.1") >= cap:
                 await asyncio.sleep(0.01)
-            async with aiohttp.ClientSession() as session, \
-                    session.get(f"http://127.0.0.1:{server.http_port}/metrics") as resp:
-                assert resp.status == 200
-                metrics = await resp.text()
-        assert "pica_connections_refused_total 2" in metrics.splitlines()
+            metrics = await scrape(f"http://127.0.0.1:{server.http_port}")
+        assert metrics.value("pica_connections_refused_total") == 2
+        assert metrics.value("pica_refusals_total", limit="limits.max_connections_per_address") == 2
     finally:
         for writer in held:
             writer.close()

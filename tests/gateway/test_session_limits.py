@@ -8,19 +8,17 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from pica.config import LimitsConfig
 from pica.protocol import frames as f
 from tests.conftest import Node, new_user, started
 from tests.integration.test_bad_input import dial, dial_ready, errors, read_until_closed
+from tests.prometheus import scrape
 
 WAIT = 5.0
 
 
-async def metric(node: Node, name: str) -> str:
-    async with aiohttp.ClientSession() as session, session.get(node.url + "/metrics") as resp:
-        return next(line.split()[1] for line in (await resp.text()).splitlines() if line.startswith(name + " "))
+async def metric(node: Node, name: str) -> float:
+    return (await scrape(node.url)).value(name)
 
 
 async def still_served(wire: Any) -> bool:
@@ -46,7 +44,7 @@ async def test_the_oldest_session_makes_room_for_a_new_one(tmp_path: Path) -> No
             assert await still_served(newest) and await still_served(wires[1])
             assert node.server.hub.devices(alice.user_id) == cap
             assert node.server.hub.is_online(alice.user_id)
-            assert await metric(node, "pica_sessions_over_limit_total") == "1"
+            assert await metric(node, "pica_sessions_over_limit_total") == 1
         finally:
             for wire in wires:
                 await wire.close()

@@ -1116,3 +1116,26 @@ async def test_an_invite_pays_for_its_uses_until_it_expires_and_a_refused_regist
         with pytest.raises(Forbidden, match="invite"):
             await store.register_with_invite(code, name, "h", now)  # used up, expired, unknown
     assert await store.get_user_by_name("carol") is None and await store.get_user_by_name("dave") is None
+
+
+async def test_the_writer_reports_each_commit_before_answering_it(store: Store) -> None:
+    """What /metrics shows of the store (pica_store_commit_*): every transaction of the writer (SQLite's, in a
+    thread or its own process; PostgreSQL's write lanes) with its operations and timings, told before its callers
+    are answered, and the operations still waiting."""
+    reports: list[tuple[int, float, float]] = []
+    store.observe_commits(lambda operations, seconds, commit: reports.append((operations, seconds, commit)))
+    alice, bob = await users(store, "alice", "bob")
+    reports.clear()
+    sends = [asyncio.ensure_future(store.append_direct(msg("d:1:2", alice, bob, f"m{i}"))) for i in range(200)]
+    await asyncio.sleep(0)
+    assert store.write_backlog() > 0
+    first = await sends[0]
+    assert reports, "the commit holding the first send was reported before its answer"
+    await asyncio.gather(*sends)
+    assert first.seq == 1 and store.write_backlog() == 0
+    assert sum(operations for operations, _, _ in reports) == 200
+    for operations, seconds, commit in reports:
+        assert 1 <= operations <= 64 and 0 < commit <= seconds < 30  # max_batch is 64 in these stores
+    store.observe_commits(None)
+    await store.append_direct(msg("d:1:2", alice, bob, "after"))
+    assert sum(operations for operations, _, _ in reports) == 200

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -25,6 +24,7 @@ from pica.client.http import PicaHttpError
 from pica.config import BeforeSendConfig, Config, JobsConfig, WebhookConfig
 from pica.store.base import WebhookEndpoint
 from tests.conftest import Node, connect, make_config, new_user, running
+from tests.prometheus import scrape
 from tests.webhooks.receiver import SECRET, Receiver, verify
 
 FAST_JOBS = JobsConfig(poll_interval=0.2, backoff_base=0.05, backoff_max=0.2, max_attempts=3, webhook_timeout=2.0,
@@ -82,13 +82,13 @@ async def test_a_500_is_retried_with_the_same_id_after_a_backoff(tmp_path: Path,
         await receiver.wait_for(lambda: len(receiver.received) == 2)
         await asyncio.sleep(0.5)
         stats = await node.server.store.job_stats()
-        async with aiohttp.ClientSession() as session, session.get(f"{node.url}/metrics") as response:
-            text = await response.text()
+        metrics = await scrape(node.url)
     first, second = receiver.received
     assert first.id == second.id and first.body == second.body
     verify(SECRET, second.headers, second.body)
     assert len(receiver.received) == 2 and (stats.queued, stats.running, stats.dead) == (0, 0, 0)
-    assert "pica_jobs_queued 0" in str(text) and "pica_jobs_retried_total 1" in str(text)
+    assert metrics.has("pica_jobs_queued") and metrics.value("pica_jobs_queued") == 0
+    assert metrics.value("pica_jobs_retried_total") == 1
 
 
 async def test_dead_after_max_attempts_then_replayed_by_pica_jobs_retry(tmp_path: Path, receiver: Receiver) -> None:
