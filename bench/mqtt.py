@@ -304,7 +304,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per phase (default 10)")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each phase (default 2)")
     p.add_argument("--window", type=int, default=16, help="saturation: unacknowledged sends per sender (default 16)")
-    p.add_argument("--rate", default="2000", help="offered msg/s of the latency phases, comma-separated (default 2000)")
+    p.add_argument("--rate", default="500", help="offered msg/s of the latency phases, comma-separated (default 500)")
     p.add_argument("--levels", default="4,5", help="MQTT protocol levels to run, 4 (3.1.1) and/or 5 (default 4,5)")
     p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for outstanding PUBACKs after a phase")
     p.add_argument("--quiet-wait", type=float, default=30.0, metavar="S",

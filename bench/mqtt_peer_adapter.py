@@ -8,13 +8,16 @@ its ``mqtt`` adapter speaks anonymous MQTT 3.1.1 on topics ``u/<i>``. Pica's gat
 differences; the accounts (harness user i = ``u<i>``, created over HTTP and cached) are peer-bench's ``pica``
 adapter's. Both sides use QoS 1; Pica's PUBACK leaves after the durable commit, mosquitto's from memory.
 
-Run from the repository root, with ``bench`` on the module path and the accounts made first (see BENCHMARKS.md,
-"MQTT")::
+``PICA_MQTT_SUB_QOS=0`` subscribes at QoS 0 instead (a diagnostic: no PUBACK from the receivers, hence none of the
+delivered-cursor writes they cause). Run from the repository root, with ``bench`` on the module path and the
+accounts made first (see BENCHMARKS.md, "MQTT")::
 
     PYTHONPATH=bench PICA_HTTP_PORT=18080 PICA_ACCOUNTS=/tmp/pm/accounts.json \\
         .venv/bin/python ../shared/peer-bench/loadgen.py --adapter mqtt_peer_adapter --port 18883 \\
         --server-pid PID pairs --duration 10
 """
+
+import os
 
 import mqtt as peer_mqtt  # peer-bench's MQTT adapter: its parser and packet helpers (loadgen's folder is first)
 from loadgen import open_conn
@@ -45,6 +48,7 @@ class Adapter(peer_pica.Adapter):
     def __init__(self, args):
         super().__init__(args)
         self._send_topic = {}
+        self._sub_qos = bytes((int(os.environ.get("PICA_MQTT_SUB_QOS", "1")),))
 
     async def connect(self, i, src=None):
         _, token, _ = await self.ensure(i)
@@ -54,9 +58,9 @@ class Adapter(peer_pica.Adapter):
         c.write(b"\x10" + peer_mqtt._varint(len(body)) + body)
         await c.expect(b"\x20\x02\x00\x00")
         pid = c.next_pid()
-        sub = pid + peer_mqtt._str(b"msg/#") + b"\x01"
+        sub = pid + peer_mqtt._str(b"msg/#") + self._sub_qos
         c.write(b"\x82" + peer_mqtt._varint(len(sub)) + sub)
-        await c.expect(b"\x90\x03" + pid + b"\x01")
+        await c.expect(b"\x90\x03" + pid + self._sub_qos)
         c.ready = True
         c.feed(b"")
         return c
