@@ -242,3 +242,40 @@ async def test_a_subscriber_past_the_window_and_the_queue_is_told_quota_exceeded
             assert isinstance(got[2], m.Disconnect) and got[2].reason_code == R.QUOTA_EXCEEDED
         finally:
             a.close()
+
+
+async def test_clean_start_0_is_persistent_only_with_a_session_expiry(mqtt_node: Node) -> None:
+    alice, bob = await new_user(mqtt_node.url, "a"), await new_user(mqtt_node.url, "b")
+    a = await connected5(mqtt_node, alice)
+    try:
+        await asyncio.to_thread(a.send, f"send/u/{bob.user_id}", {"text": "while bob was away"})
+    finally:
+        a.close()
+    for expiry, replayed in ((0, False), (3600, True)):
+        props = m.Properties(session_expiry=expiry) if expiry else m.NO_PROPERTIES
+        raw = Raw(mqtt_node.server.mqtt_port, V5)
+        raw.send(m.Connect(f"bob-{expiry}", False, 30, bob.username, PASSWORD.encode(), level=V5, properties=props),
+                 m.Subscribe(1, (("msg/#", 1),)), m.PingReq())
+        connack = await asyncio.to_thread(raw.read)
+        assert isinstance(connack, m.ConnAck) and connack.return_code == 0 and not connack.session_present
+        assert await asyncio.to_thread(raw.read) == m.SubAck(1, (1,))
+        assert await asyncio.to_thread(raw.read) == m.PingResp()
+        if replayed:
+            message = await asyncio.to_thread(raw.read)
+            assert isinstance(message, m.Publish) and json.loads(message.payload)["body"] == {
+                "text": "while bob was away"}
+        else:
+            raw.send(m.PingReq())  # the PINGRESP comes, and no message before it
+            assert await asyncio.to_thread(raw.read) == m.PingResp()
+        raw.send(m.Disconnect())
+
+
+async def test_no_reason_strings_when_the_client_asks_for_none(mqtt_node: Node) -> None:
+    alice = await new_user(mqtt_node.url, "a")
+    raw, _ = await raw5(mqtt_node, alice, properties=m.Properties(request_problem_info=0))
+    raw.send(m.Publish("send/u/1", b"not json", 1, 7))
+    assert await asyncio.to_thread(raw.read) == m.PubAck(7, R.PAYLOAD_FORMAT_INVALID)  # code, no Reason String
+    talkative, _ = await raw5(mqtt_node, alice, client_id="other")
+    talkative.send(m.Publish("send/u/1", b"not json", 1, 7))
+    puback = await asyncio.to_thread(talkative.read)
+    assert isinstance(puback, m.PubAck) and puback.properties.reason_string
