@@ -1,4 +1,4 @@
-"""The MQTT 3.1.1 transport: a :class:`Connection` whose wire is MQTT packets (docs/protocol.md, MQTT).
+"""The MQTT 3.1.1 and 5.0 transport: a :class:`Connection` whose wire is MQTT packets (docs/protocol.md, MQTT).
 
 Everything the other gateways enforce comes from :class:`Connection` unchanged: the auth deadline, registering with
 the hub (so cluster delivery, bans, session revocation and the session cap reach MQTT devices like any other), the
@@ -10,22 +10,26 @@ in-flight limit on sends, the per-connection request rate, the slow-consumer cut
 - outbound frames into packets: ``ready`` into CONNACK 0, ``sent`` into PUBACK, ``msg`` into a QoS 1 PUBLISH on
   ``msg/<conversation_id>`` when a subscription covers it; the rest (receipts, typing, presence, pings) has no MQTT
   form and is dropped;
-- errors into what 3.1.1 can say: a CONNACK code before the session is accepted, closing the socket after (3.1.1 has
-  no negative acknowledgement), with a log line naming the reason.
+- errors into what the client's MQTT level can say: a CONNACK code before the session is accepted; after it, in
+  3.1.1 closing the socket (it has no negative acknowledgement) with a log line naming the reason, in 5.0 a PUBACK
+  with a reason code for a refused send and a DISCONNECT with a reason code before the server closes
+  (:mod:`pica.mqtt.rules` holds which code for what).
 
 Small seams of the base classes exist for this one: ``Connection.idle_limit()`` (the keep-alive's 1.5x rule instead
 of ``limits.idle_timeout``), ``Connection.within_rate()`` (the request rate, which ``on_payload`` applies to decoded
 Pica frames) and ``TcpConnection._refusal()`` (what a socket over the per-address cap is told: nothing, in MQTT);
 ``push`` and ``send_error`` are overridden (docs/architecture.md, "The MQTT gateway").
 
-A persistent session (clean session 0) keeps its state in the store, not in memory: its position is the user's
-delivered cursor of each conversation, moved by this client's PUBACKs. When it subscribes, it is sent everything
-after those cursors, page by page through ``ChatService.sync``, before the live messages held back meanwhile.
+A persistent session (3.1.1's clean session 0; 5.0's Clean Start 0 with a Session Expiry Interval over 0) keeps its
+state in the store, not in memory: its position is the user's delivered cursor of each conversation, moved by this
+client's PUBACKs. When it subscribes, it is sent everything after those cursors, page by page through
+``ChatService.sync``, before the live messages held back meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import socket
@@ -41,7 +45,6 @@ from pica.core.sessions import Identity
 from pica.core.validation import normalize_username
 from pica.core.wire import message_frame
 from pica.errors import (
-    Banned,
     FrameTooLarge,
     InvalidFrame,
     InvalidUsername,
@@ -52,7 +55,7 @@ from pica.gateway.connection import State
 from pica.gateway.services import GatewayServices
 from pica.gateway.tcp import TcpConnection, reset
 from pica.gateway.tls import ServerTls
-from pica.mqtt import topics
+from pica.mqtt import rules, topics
 from pica.protocol import frames as f
 from pica.protocol import mqtt as m
 from pica.protocol.close_codes import CloseCode
@@ -90,13 +93,10 @@ class SendPayload(msgspec.Struct, forbid_unknown_fields=True):
 _decode_send = msgspec.json.Decoder(SendPayload).decode
 
 
-def _connack_code(error: PicaError) -> int:
-    """The 3.1.1 CONNACK code of a refused authentication."""
-    if isinstance(error, Banned):
-        return m.NOT_AUTHORIZED
-    if isinstance(error, Unauthenticated):
-        return m.BAD_USERNAME_OR_PASSWORD
-    return m.SERVER_UNAVAILABLE  # rate limited, sessions over the cap, the store failing: try again later
+MESSAGE_PROPERTIES: Final = m.Properties(payload_format=1, content_type="application/json")
+"""Of every message PUBLISH in 5.0: the payload is a UTF-8 JSON ``msg`` frame."""
+
+R = m.Reason
 
 
 def _looks_like_token(password: str) -> bool:
@@ -110,15 +110,22 @@ def _looks_like_token(password: str) -> bool:
 class MqttConnection(TcpConnection):
     transport_name = "mqtt"
     __slots__ = (
+        "_accepted",
         "_acked",
+        "_assigned_id",
+        "_client",
         "_client_id",
+        "_close_reason",
         "_config",
         "_connacked",
+        "_connect",
         "_early",
         "_flush_scheduled",
         "_held",
         "_inflight_out",
         "_keep_alive",
+        "_level",
+        "_max_inflight",
         "_next_id",
         "_own_session",
         "_packets",
@@ -126,6 +133,7 @@ class MqttConnection(TcpConnection):
         "_replayed",
         "_replaying",
         "_subs",
+        "_subscribing",
         "_window",
     )
 
@@ -156,6 +164,20 @@ class MqttConnection(TcpConnection):
         """Live messages waiting: those that arrived while the store was being replayed (sent after it, unless
         replayed already), and those behind a full in-flight window (sent as PUBACKs open it)."""
         self._window: asyncio.Event | None = None
+        self._level = m.PROTOCOL_LEVEL
+        self._connect: m.Connect | None = None
+        self._assigned_id: str | None = None
+        """The client id the server chose for a 5.0 client that sent none (announced in CONNACK)."""
+        self._client = rules.ClientLimits()
+        self._max_inflight = config.max_inflight_messages
+        """The window of unacknowledged QoS 1 messages to this client: lowered to a 5.0 client's Receive Maximum."""
+        self._accepted = False
+        """An accepting CONNACK was queued: from then on a 5.0 client is told why the server closes."""
+        self._close_reason: tuple[int, str | None] | None = None
+        """The 5.0 DISCONNECT reason (code, Reason String) of the close under way, when its close code does not say
+        enough."""
+        self._subscribing: m.Subscribe | None = None
+        """The SUBSCRIBE being checked against the request rate: a refusal answers it in SUBACK (5.0)."""
 
     # ------------------------------------------------------------------------------------------ asyncio.Protocol
     # connection_made (the per-address cap, the drain, the hub's timers), eof_received, connection_lost and the
@@ -172,7 +194,8 @@ class MqttConnection(TcpConnection):
         except (InvalidFrame, FrameTooLarge) as exc:
             if isinstance(exc, FrameTooLarge):
                 self.services.metrics.refused("mqtt.max_packet_bytes")
-            self._refuse(f"malformed packet: {exc.message}", CloseCode.PROTOCOL_ERROR)
+            self._refuse(f"malformed packet: {exc.message}", CloseCode.PROTOCOL_ERROR,
+                         R.PACKET_TOO_LARGE if isinstance(exc, FrameTooLarge) else R.MALFORMED_PACKET)
             return
         self.last_recv = self.services.clock.monotonic()
         for packet in packets:
@@ -215,44 +238,65 @@ class MqttConnection(TcpConnection):
             case m.PubAck():
                 self._on_puback(packet.packet_id)
             case m.Subscribe():
-                if self.within_rate(None):
+                self._subscribing = packet
+                allowed = self.within_rate(None)
+                self._subscribing = None
+                if allowed:
                     self._on_subscribe(packet)
             case m.Unsubscribe():
-                for topic_filter in packet.filters:
-                    self._subs.pop(topic_filter, None)
-                self._write(m.UnsubAck(packet.packet_id))
+                codes = tuple(R.SUCCESS if self._subs.pop(topic_filter, None) else R.NO_SUBSCRIPTION_EXISTED
+                              for topic_filter in packet.filters)
+                self._write(m.UnsubAck(packet.packet_id, codes if self._v5 else ()))
             case m.PingReq():
                 self._write(m.PingResp())
             case m.Disconnect():
+                self._close_reason = (R.SUCCESS, None)  # the client's: the server sends no DISCONNECT back
                 self.close(CloseCode.NORMAL, "disconnect")
+            case m.Auth():
+                self._refuse("AUTH without an authentication method", CloseCode.PROTOCOL_ERROR)  # MQTT-4.12.0-1
             case _:
                 self._refuse(f"unexpected {type(packet).__name__}", CloseCode.PROTOCOL_ERROR)  # a second CONNECT
 
+    @property
+    def _v5(self) -> bool:
+        return self._level == m.MQTT5_LEVEL
+
     def _on_connect(self, packet: m.Connect) -> None:
-        if packet.level != m.PROTOCOL_LEVEL:
-            self._connack(m.UNACCEPTABLE_PROTOCOL_VERSION, f"protocol level {packet.level} (MQTT 3.1.1 only)",
-                          m.MQTT5_UNSUPPORTED_VERSION_CONNACK if packet.level == m.MQTT5_LEVEL else None)
+        if packet.level not in (m.PROTOCOL_LEVEL, m.MQTT5_LEVEL):
+            self._connack(m.UNACCEPTABLE_PROTOCOL_VERSION, f"protocol level {packet.level} (MQTT 3.1.1 and 5.0 only)")
             return
-        if not packet.client_id and not packet.clean_session:  # MQTT-3.1.3-8
+        self._level = packet.level
+        self._connect = packet
+        if self._v5:
+            refusal = rules.connect_refusal(packet)
+            if refusal is not None:
+                self._connack(refusal[0], refusal[1])
+                return
+            self._client = rules.client_limits(packet.properties)
+            self._max_inflight = min(self._config.max_inflight_messages, self._client.receive_maximum)
+            if not packet.client_id:  # MQTT-3.2.2-16
+                self._assigned_id = "auto-" + secrets.token_hex(8)
+        elif not packet.client_id and not packet.clean_session:  # MQTT-3.1.3-8
             self._connack(m.IDENTIFIER_REJECTED, "a persistent session needs a client id")
             return
-        if len(packet.client_id) > 64:
+        elif len(packet.client_id) > rules.CLIENT_ID_CHARS:
             self._connack(m.IDENTIFIER_REJECTED, "client id over 64 characters")
             return
         if packet.username is None or packet.password is None:
-            self._connack(m.BAD_USERNAME_OR_PASSWORD, "no username or password")
+            self._connack(R.BAD_USER_NAME_OR_PASSWORD if self._v5 else m.BAD_USERNAME_OR_PASSWORD,
+                          "no username or password")
             return
         try:
             password = packet.password.decode("utf-8")
         except UnicodeDecodeError:
-            self._connack(m.BAD_USERNAME_OR_PASSWORD, "password is not UTF-8")
+            self._connack(R.BAD_USER_NAME_OR_PASSWORD if self._v5 else m.BAD_USERNAME_OR_PASSWORD,
+                          "password is not UTF-8")
             return
         # Will messages are accepted and never published (docs/protocol.md, MQTT): a chat message needs a
         # client_msg_id and a conversation, which a will cannot carry meaningfully.
-        self._client_id = packet.client_id
-        self._persistent = not packet.clean_session
-        keep_alive = packet.keep_alive or self._config.max_keep_alive
-        self._keep_alive = 1.5 * min(max(keep_alive, self._config.min_keep_alive), self._config.max_keep_alive)
+        self._client_id = packet.client_id or self._assigned_id or ""
+        self._persistent = rules.persistent(packet)
+        self._keep_alive = 1.5 * rules.applied_keep_alive(packet.keep_alive, self._config)
         self.state = State.AUTHENTICATING
         task = asyncio.get_running_loop().create_task(self._login(packet.username, password))
         self.services.track(task)
@@ -272,7 +316,7 @@ class MqttConnection(TcpConnection):
                 self._own_session = True
                 who = await accounts.authenticate(tokens.token)
         except PicaError as exc:
-            self._connack(_connack_code(exc), exc.message)
+            self._connack(rules.connack_code(exc, self._level), exc.message)
             return
         if self.closed:
             return
@@ -295,22 +339,38 @@ class MqttConnection(TcpConnection):
         for conn in self.services.hub.of_user(who.user_id):
             if isinstance(conn, MqttConnection) and conn is not self and conn._client_id == self._client_id:
                 log.info("mqtt client id taken over", extra={"user_id": who.user_id})
+                conn._close_reason = (R.SESSION_TAKEN_OVER, None)
                 conn.close(CloseCode.NORMAL, "client id taken over")
 
     def _on_publish(self, packet: m.Publish) -> None:
-        target = topics.send_target(packet.topic) if len(packet.topic) <= self._config.max_topic_length else None
-        if target is None:
-            self._refuse("PUBLISH to a topic other than send/u/<id> or send/g/<id>", CloseCode.PROTOCOL_ERROR)
-            return
+        if self._v5:
+            # What 5.0 answers with a DISCONNECT: what the CONNACK said the server does not take
+            if packet.retain:
+                self._refuse("a retained PUBLISH (Retain Available is 0)", CloseCode.PROTOCOL_ERROR,
+                             R.RETAIN_NOT_SUPPORTED)
+                return
+            if packet.qos == 2:
+                self._refuse("a QoS 2 PUBLISH (Maximum QoS is 1)", CloseCode.PROTOCOL_ERROR, R.QOS_NOT_SUPPORTED)
+                return
+            if packet.properties.topic_alias is not None:
+                self._refuse("a Topic Alias (Topic Alias Maximum is 0)", CloseCode.PROTOCOL_ERROR,
+                             R.TOPIC_ALIAS_INVALID)
+                return
         if packet.qos != 1 or packet.packet_id is None:
             # QoS 0 is refused: a send is acknowledged after its durable commit, and QoS 0 has no acknowledgement.
             # QoS 2's exactly-once is what client_msg_id already gives with QoS 1.
-            self._refuse(f"send with QoS {packet.qos} (only QoS 1)", CloseCode.PROTOCOL_ERROR)
+            self._refuse(f"send with QoS {packet.qos} (only QoS 1)", CloseCode.PROTOCOL_ERROR,
+                         R.IMPLEMENTATION_SPECIFIC_ERROR)
+            return
+        target = topics.send_target(packet.topic) if len(packet.topic) <= self._config.max_topic_length else None
+        if target is None:
+            self._refuse_send(packet.packet_id, R.TOPIC_NAME_INVALID,
+                              "PUBLISH to a topic other than send/u/<id> or send/g/<id>")
             return
         try:
             payload = _decode_send(packet.payload)
         except msgspec.DecodeError as exc:
-            self._refuse(f"malformed send payload: {exc}", CloseCode.PROTOCOL_ERROR)
+            self._refuse_send(packet.packet_id, R.PAYLOAD_FORMAT_INVALID, f"malformed send payload: {exc}")
             return
         kind, ident = target
         to, group_id = (ident, None) if kind == "user" else (None, ident)
@@ -319,16 +379,28 @@ class MqttConnection(TcpConnection):
             self.user_id, payload.client_msg_id, payload.body, reply, to=to, group_id=group_id, origin=self))
 
     def _on_subscribe(self, packet: m.Subscribe) -> None:
+        if packet.properties.subscription_ids:
+            self._refuse("a Subscription Identifier (not available)", CloseCode.PROTOCOL_ERROR,
+                         R.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED)
+            return
         codes = []
-        for topic_filter, qos in packet.filters:
+        for topic_filter, options in packet.filters:
             scope = None
-            if len(topic_filter.encode()) <= self._config.max_topic_length and (
-                    topic_filter in self._subs or len(self._subs) < self._config.max_subscriptions):
+            code: int = m.SUBACK_FAILURE
+            if len(topic_filter.encode()) > self._config.max_topic_length:
+                code = R.TOPIC_FILTER_INVALID if self._v5 else code
+            elif topic_filter not in self._subs and len(self._subs) >= self._config.max_subscriptions:
+                code = R.QUOTA_EXCEEDED if self._v5 else code
+            else:
                 scope = topics.filter_scope(topic_filter, self.user_id)
+                code = rules.suback_refusal(topic_filter) if self._v5 else code
             if scope is None:
-                codes.append(m.SUBACK_FAILURE)
+                codes.append(code)
                 continue
-            granted = min(qos, 1)  # QoS 2 is not spoken; 1 is what a Pica message needs
+            # QoS 2 is not spoken; 1 is what a Pica message needs. Of 5.0's options, No Local is what the server
+            # does anyway (a send is not published back to its connection), and the retain options mean nothing
+            # without retained messages.
+            granted = min(options & 0b11, 1)
             self._subs[topic_filter] = (scope, granted)
             codes.append(granted)
         self._write(m.SubAck(packet.packet_id, tuple(codes)))
@@ -344,7 +416,7 @@ class MqttConnection(TcpConnection):
         conversation_id, seq = sent
         if seq > self._acked.get(conversation_id, 0):
             self._acked[conversation_id] = seq
-        if self._window is not None and len(self._inflight_out) < self._config.max_inflight_messages:
+        if self._window is not None and len(self._inflight_out) < self._max_inflight:
             self._window.set()
         if not self._replaying:  # a replay sends what is held itself, after the store's messages
             self._send_held()
@@ -412,7 +484,7 @@ class MqttConnection(TcpConnection):
             self._held.clear()
 
     async def _send_when_window_open(self, msg: f.Msg) -> None:
-        while len(self._inflight_out) >= self._config.max_inflight_messages and not self.closed:
+        while len(self._inflight_out) >= self._max_inflight and not self.closed:
             if self._window is None:
                 self._window = asyncio.Event()
             self._window.clear()
@@ -438,7 +510,7 @@ class MqttConnection(TcpConnection):
             super().push(frame)
 
     def _window_full(self) -> bool:
-        return len(self._inflight_out) >= self._config.max_inflight_messages
+        return len(self._inflight_out) >= self._max_inflight
 
     def _hold(self, msg: f.Msg) -> None:
         """Keep a live message until the replay or the window lets it go; past the queue's bound the client is
@@ -447,6 +519,8 @@ class MqttConnection(TcpConnection):
             log.info("cutting slow mqtt subscriber", extra={"user_id": self.user_id, "conn": "mqtt"})
             self.services.metrics.slow_consumers += 1
             self._held.clear()
+            if self._v5:  # not cut for unread bytes: it can be told why, after what it was sent
+                self._close_reason = (R.QUOTA_EXCEEDED, "too many unacknowledged messages")
             self.close(CloseCode.SLOW_CONSUMER, "too many unacknowledged messages")
             return
         self._held.append(msg)
@@ -462,12 +536,19 @@ class MqttConnection(TcpConnection):
         qos = self._qos_for(msg.conversation_id)
         if qos is None or self.closed:
             return
+        payload = OutboundFrame(msg).payload(Encoding.JSON)
+        topic = topics.message_topic(msg.conversation_id)
+        if self._v5 and len(payload) + len(topic) + 40 > self._client.maximum_packet_size:
+            # MQTT-3.1.2-25: a message too large for the client is dropped as if sent (+40: header and properties)
+            log.info("mqtt message over the client's maximum packet size dropped",
+                     extra={"user_id": self.user_id, "conversation_id": msg.conversation_id, "seq": msg.seq})
+            return
         packet_id = None
         if qos:
             packet_id = self._packet_id()
             self._inflight_out[packet_id] = (msg.conversation_id, msg.seq)
-        payload = OutboundFrame(msg).payload(Encoding.JSON)
-        self._write(m.Publish(topics.message_topic(msg.conversation_id), payload, qos, packet_id))
+        self._write(m.Publish(topic, payload, qos, packet_id,
+                              properties=MESSAGE_PROPERTIES if self._v5 else m.NO_PROPERTIES))
 
     def _qos_for(self, conversation_id: str) -> int | None:
         """The highest QoS granted by a subscription covering the conversation, or None."""
@@ -485,7 +566,16 @@ class MqttConnection(TcpConnection):
 
     def _write(self, packet: m.Packet) -> None:
         """Queue a packet in Connection's outbox (one write per loop turn, the slow-consumer check on flush)."""
-        self._write_bytes(m.encode(packet))
+        self._write_bytes(self._encode(packet))
+
+    def _encode(self, packet: m.Packet) -> bytes:
+        """The packet in the client's level; a 5.0 acknowledgement loses its Reason String when the client asked
+        for none or cannot take the size (MQTT-3.1.2-29, -3.4.2-2)."""
+        data = m.encode(packet, self._level)
+        if isinstance(packet, m.PubAck | m.SubAck | m.UnsubAck) and packet.properties.reason_string is not None and (
+                not self._client.problem_information or len(data) > self._client.maximum_packet_size):
+            data = m.encode(dataclasses.replace(packet, properties=m.NO_PROPERTIES), self._level)
+        return data
 
     def _write_bytes(self, data: bytes) -> None:
         if self.closed:
@@ -497,26 +587,46 @@ class MqttConnection(TcpConnection):
             self._outbox.append(data)
 
     def send_error(self, error: PicaError, ref: int | None = None) -> None:
-        """MQTT 3.1.1 cannot refuse one request: before CONNACK the error is a CONNACK code, after it the
-        connection is closed (a refused send, a rate limit, a ban, an ended session), with a log line."""
+        """Before CONNACK the error is a CONNACK code. After it, MQTT 3.1.1 cannot refuse one request: the
+        connection is closed (a refused send, a rate limit, a ban, an ended session), with a log line. 5.0 refuses
+        a send in its PUBACK (``ref`` is its packet id) and a rate-limited SUBSCRIBE in its SUBACK; the rest closes
+        the connection after a DISCONNECT saying why."""
         self.services.metrics.error(error, self.transport_name)
         if not self._connacked:
-            self._connack(_connack_code(error), error.message)
+            self._connack(rules.connack_code(error, self._level), error.message)
             return
-        log.info("closing mqtt connection: %s", error.code,
-                 extra={"user_id": self.user_id, "code": error.code, "packet_id": ref})
-        self.close(CloseCode.PROTOCOL_ERROR, error.code)
+        if self._v5 and ref is not None:
+            self._refuse_send(ref, rules.puback_reason(error), rules.reason_text(error))
+            return
+        if self._v5 and self._subscribing is not None:
+            sub = self._subscribing
+            self._write(m.SubAck(sub.packet_id, (R.QUOTA_EXCEEDED,) * len(sub.filters),
+                                 m.Properties(reason_string=rules.reason_text(error))))
+            return
+        self._refuse(error.code, CloseCode.PROTOCOL_ERROR, rules.error_disconnect_reason(error),
+                     rules.reason_text(error))
 
-    def _refuse(self, reason: str, code: CloseCode) -> None:
-        log.info("closing mqtt connection: %s", reason, extra={"user_id": self.user_id})
-        self.close(code, reason[:120])
+    def _refuse_send(self, packet_id: int, reason: int, text: str) -> None:
+        """A send refused: in 5.0 its PUBACK says why; in 3.1.1 the connection is closed."""
+        if not self._v5:
+            self._refuse(text, CloseCode.PROTOCOL_ERROR)
+            return
+        log.info("mqtt send refused: %s", text, extra={"user_id": self.user_id, "code": reason})
+        self._write(m.PubAck(packet_id, reason, m.Properties(reason_string=text[:200])))
 
-    def _connack(self, return_code: int, reason: str, raw: bytes | None = None) -> None:
-        """A refused CONNECT: CONNACK with the code (or the ``raw`` CONNACK of another protocol version), then close
-        (MQTT-3.2.2-5)."""
+    def _refuse(self, text: str, code: CloseCode, reason: int | None = None, reason_text: str | None = None) -> None:
+        """Close the connection, with a log line; a 5.0 client is sent a DISCONNECT with ``reason`` first (else
+        the one of ``code``)."""
+        log.info("closing mqtt connection: %s", text, extra={"user_id": self.user_id})
+        self._close_reason = (rules.disconnect_reason(code) if reason is None else reason, reason_text or text[:200])
+        self.close(code, text[:120])
+
+    def _connack(self, return_code: int, reason: str) -> None:
+        """A refused CONNECT: CONNACK with the code, then close (MQTT-3.2.2-5)."""
         if return_code != m.ACCEPTED:
             log.info("mqtt connect refused: %s", reason, extra={"code": return_code})
-        self._write_bytes(raw if raw is not None else m.encode(m.ConnAck(return_code)))
+        props = m.Properties(reason_string=reason[:200]) if self._v5 else m.NO_PROPERTIES
+        self._write_bytes(m.encode(m.ConnAck(return_code, properties=props), self._level))
         self._connacked = True
         self.close(CloseCode.AUTH_FAILED, reason[:120])
 
@@ -525,20 +635,31 @@ class MqttConnection(TcpConnection):
     def _transport_bytes(self, frame: OutboundFrame) -> bytes:
         payload = frame.frame
         if isinstance(payload, f.Ready):
-            self._connacked = True
-            return m.encode(m.ConnAck(m.ACCEPTED, session_present=False))
+            self._connacked = self._accepted = True
+            props = m.NO_PROPERTIES
+            if self._v5 and self._connect is not None:
+                props = rules.connack_properties(self._config, self.services.limits.max_inflight_requests,
+                                                 self._connect, self._assigned_id)
+            return m.encode(m.ConnAck(m.ACCEPTED, session_present=False, properties=props), self._level)
         if isinstance(payload, f.Sent) and payload.ref is not None:
-            return m.encode(m.PubAck(payload.ref))  # after the durable commit: Connection._sent runs then
+            return m.encode(m.PubAck(payload.ref), self._level)  # after the durable commit: Connection._sent runs then
         return b""
 
     def _transport_close(self, code: CloseCode, reason: str) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if code is CloseCode.SLOW_CONSUMER:
-            reset(transport)  # what it has not read is dropped; it resumes from the store
+        told = self._close_reason
+        if code is CloseCode.SLOW_CONSUMER and told is None:
+            reset(transport)  # cut for unread bytes: what it has not read is dropped; it resumes from the store
         else:
-            transport.close()  # MQTT has no close notice: the server just closes (after what is queued)
+            # 3.1.1 has no close notice: the server just closes (after what is queued). 5.0 says why, once the
+            # session was accepted (MQTT-3.14.0-1), unless the client itself sent DISCONNECT.
+            if self._v5 and self._accepted and (told is None or told[0] != R.SUCCESS):
+                why, text = told if told is not None else (rules.disconnect_reason(code), None)
+                props = m.Properties(reason_string=text) if text else m.NO_PROPERTIES
+                transport.write(m.encode(m.Disconnect(why, props), self._level))
+            transport.close()
         if self._window is not None:
             self._window.set()  # a replay waiting for room ends
 

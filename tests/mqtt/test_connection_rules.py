@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import socket
 import time
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -15,46 +14,11 @@ from pica.config import MqttConfig
 from pica.protocol import mqtt as m
 from tests.conftest import PASSWORD, Node, api, api_error, make_config, running
 from tests.mqtt.paho_client import Paho, User, new_user
+from tests.mqtt.raw_client import Raw, connect_packet
 
 
 def mqtt_node_with(tmp_path: Path, **mqtt: int) -> AbstractAsyncContextManager[Node]:
     return running(dataclasses.replace(make_config(tmp_path, auth_timeout=2.0), mqtt=MqttConfig(port=0, **mqtt)))
-
-
-class Raw:
-    """A blocking raw MQTT socket for clients that misbehave on purpose."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.reader = m.PacketReader(1 << 20)
-        self.packets: list[m.Packet] = []
-
-    def send(self, *packets: m.Packet) -> None:
-        self.sock.sendall(b"".join(map(m.encode, packets)))
-
-    def read(self) -> m.Packet:
-        while not self.packets:
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("closed")
-            self.packets += self.reader.feed(data)
-        return self.packets.pop(0)
-
-    def closed_within(self, seconds: float, since: float | None = None) -> float:
-        """Seconds from ``since`` (default: now) until the server closed the socket (reading and dropping what it
-        sends meanwhile)."""
-        start = time.monotonic() if since is None else since
-        self.sock.settimeout(seconds)
-        try:
-            while self.sock.recv(65536):
-                pass
-        except ConnectionResetError:
-            pass  # a slow consumer's unread bytes are dropped with a reset
-        return time.monotonic() - start
-
-
-def connect_packet(who: User, keep_alive: int = 30, client_id: str = "raw") -> m.Connect:
-    return m.Connect(client_id, True, keep_alive, who.username, PASSWORD.encode())
 
 
 async def test_keep_alive_closes_after_one_and_a_half_times(tmp_path: Path) -> None:

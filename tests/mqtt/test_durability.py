@@ -1,6 +1,6 @@
 """The MQTT gateway against a real ``python -m pica serve`` process: a PUBACK means the message is stored (kill -9
-right after it loses nothing), and a persistent session gets what it missed, in order, from the store after a
-restart of the node."""
+right after it loses nothing), and a persistent session (3.1.1's clean session 0, 5.0's Clean Start 0 with a
+Session Expiry Interval) gets what it missed, in order, from the store after a restart of the node."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import socket
 import sqlite3
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from tests.conftest import PASSWORD, ServerProcess, start_server_process
@@ -55,14 +56,21 @@ async def test_kill_9_right_after_a_puback_loses_nothing(tmp_path: Path,
     assert stored_ids(data / "pica.db") == ids
 
 
+PERSISTENT = {
+    "3.1.1": {"clean_session": False},
+    "5.0": {"clean_session": False, "protocol": mqtt.MQTTv5, "session_expiry": 3600},
+}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("level", list(PERSISTENT))
 async def test_a_persistent_session_gets_what_it_missed_after_a_restart(
-        tmp_path: Path, server_process_factory: list[ServerProcess]) -> None:
+        tmp_path: Path, server_process_factory: list[ServerProcess], level: str) -> None:
     data = tmp_path / "data"
     server, port = serve(data, server_process_factory)
     alice, bob = await new_user(server.url, "a"), await new_user(server.url, "b")
     a = Paho(port, alice.username, PASSWORD)
-    b = Paho(port, bob.username, PASSWORD, client_id="bob-phone", clean_session=False)
+    b = Paho(port, bob.username, PASSWORD, client_id="bob-phone", **PERSISTENT[level])  # type: ignore[arg-type]
     assert await asyncio.to_thread(a.connect) == 0
     assert await asyncio.to_thread(b.connect) == 0
     assert await asyncio.to_thread(b.subscribe, "msg/#") == [1]
@@ -77,7 +85,7 @@ async def test_a_persistent_session_gets_what_it_missed_after_a_restart(
     server.kill9()
 
     server, port = serve(data, server_process_factory)
-    b = Paho(port, bob.username, PASSWORD, client_id="bob-phone", clean_session=False)
+    b = Paho(port, bob.username, PASSWORD, client_id="bob-phone", **PERSISTENT[level])  # type: ignore[arg-type]
     assert await asyncio.to_thread(b.connect) == 0
     try:
         assert await asyncio.to_thread(b.subscribe, "msg/#") == [1]
