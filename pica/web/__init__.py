@@ -23,10 +23,11 @@ _TYPES: Final = {
     ".css": "text/css",
     ".svg": "image/svg+xml",
 }
-# The page loads only its own files and talks only to its own origin ('self' covers ws:/wss: to the same host).
+# The page loads only its own files and talks only to its own origin ('self' covers ws:/wss: to the same host);
+# blob: is the object URLs of files it downloaded with its token (pica/web/static/files.js).
 _CSP: Final = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+    "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 _COMMON_HEADERS: Final = {
     "Cache-Control": "no-cache",  # revalidate (ETag / Last-Modified): an upgraded server serves its own page

@@ -3,6 +3,7 @@
 
 import { api, ApiError, Connection, Disconnected } from "./protocol.js";
 import { directId, isEvent, RECALL_WINDOW_MS, setRecallWindow, Store } from "./store.js";
+import { bodyFor, uploadFile, VoiceRecorder } from "./files.js";
 import { View } from "./ui.js";
 import { Calls } from "./calls.js"; // calls: hook (the call UI is calls.js)
 
@@ -45,6 +46,9 @@ const view = new View({
   onBack: () => openConversation(null),
   onOpen: (id) => openConversation(id),
   onSend: sendText,
+  onAttach: attach,
+  onRecord: record,
+  token: () => session?.token || "",
   onTyping: typing,
   onNearTop: () => loadOlder(),
   onFind: find,
@@ -517,13 +521,66 @@ async function refreshPresence() {
 // ------------------------------------------------------------------------------------------------ sending
 
 function sendText(text) {
+  sendBody({ text });
+}
+
+function sendBody(body) {
   const conv = activeId ? store.conversations.get(activeId) : null;
   if (!conv) return;
-  const item = { conversation_id: conv.id, client_msg_id: newClientMsgId(), body: { text }, ts: store.serverNow() };
+  const item = { conversation_id: conv.id, client_msg_id: newClientMsgId(), body, ts: store.serverNow() };
   if (conv.kind === "group") item.group_id = conv.groupId;
   else item.to = conv.peerId;
   store.queueSend(item);
   transmit(item);
+}
+
+// Files: uploaded first (with progress under the message box), then sent as a message naming the upload.
+async function attach(files) {
+  for (const file of files) {
+    const conversation = activeId;
+    try {
+      view.uploadProgress(`Sending ${file.name}…`);
+      const info = await uploadFile(session.token, file, (sent, total) => {
+        view.uploadProgress(`Sending ${file.name}… ${Math.round((100 * sent) / total)}%`);
+      });
+      if (activeId === conversation) sendBody(bodyFor(info));
+    } catch (exc) {
+      view.toast(`${file.name} not sent: ${exc.message}`);
+    } finally {
+      view.uploadProgress(null);
+    }
+  }
+}
+
+let recorder = null; // the voice note being recorded
+
+async function record() {
+  if (!recorder) {
+    const starting = new VoiceRecorder();
+    try {
+      await starting.start();
+    } catch (exc) {
+      view.toast(`No microphone: ${exc.message}`);
+      return;
+    }
+    recorder = starting;
+    view.recording(true);
+    return;
+  }
+  const done = recorder;
+  recorder = null;
+  view.recording(false);
+  const voice = await done.stop();
+  const file = new File([voice.blob], "voice-note.webm", { type: voice.blob.type });
+  try {
+    view.uploadProgress("Sending the voice note…");
+    const info = await uploadFile(session.token, file);
+    sendBody(bodyFor(info, { voice }));
+  } catch (exc) {
+    view.toast(`Voice note not sent: ${exc.message}`);
+  } finally {
+    view.uploadProgress(null);
+  }
 }
 
 function transmit(item) {

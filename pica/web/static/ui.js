@@ -2,6 +2,7 @@
 // markup. The view reads the store and calls the handlers app.js gives it; it keeps no chat state of its own beyond
 // DOM caches.
 
+import { attachmentNode, openViewer } from "./files.js";
 import { describe, isEvent, RECALL_WINDOW_MS } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
@@ -153,6 +154,28 @@ export class View {
       input.focus();
     });
 
+    // Files: the attach button, a file dropped on the conversation, an image pasted into the message box.
+    $("attach").addEventListener("click", () => $("attach-input").click());
+    $("attach-input").addEventListener("change", () => {
+      const picked = [...$("attach-input").files];
+      $("attach-input").value = "";
+      if (picked.length) this.handlers.onAttach(picked);
+    });
+    $("timeline").addEventListener("dragover", (event) => event.preventDefault());
+    $("timeline").addEventListener("drop", (event) => {
+      event.preventDefault();
+      const dropped = [...(event.dataTransfer?.files || [])];
+      if (dropped.length) this.handlers.onAttach(dropped);
+    });
+    input.addEventListener("paste", (event) => {
+      const pasted = [...(event.clipboardData?.files || [])];
+      if (pasted.length) {
+        event.preventDefault();
+        this.handlers.onAttach(pasted);
+      }
+    });
+    $("record").addEventListener("click", () => this.handlers.onRecord());
+
     $("timeline").addEventListener("scroll", () => {
       if (this.closeMenu) this.closeMenu();
       if ($("timeline").scrollTop < 150) this.handlers.onNearTop();
@@ -234,6 +257,19 @@ export class View {
     // The first connection usually takes a few milliseconds: do not flash a banner for it.
     if (state === "connecting") this.bannerTimer = setTimeout(show, 1500);
     else show();
+  }
+
+  /** The upload under the message box: "Sending cat.png… 40%", or hidden (null). */
+  uploadProgress(text) {
+    const line = $("upload-progress");
+    line.hidden = text === null;
+    line.textContent = text || "";
+  }
+
+  recording(on) {
+    $("record").setAttribute("aria-pressed", String(on));
+    $("record").classList.toggle("on", on);
+    $("record").title = on ? "Stop and send the voice note" : "Record a voice note";
   }
 
   toast(text) {
@@ -514,6 +550,9 @@ export class View {
     const bubble = h("div", { class: `bubble${gone ? " gone" : ""}` },
       h("span", { class: "text", testid: gone ? "message-gone" : "message-text", text: describe(store, msg) }),
       meta);
+    const attached = gone ? null : attachmentNode(body, this.handlers.token(), {
+      onOpenImage: (image) => openViewer(this.handlers.token(), image) });
+    if (attached) bubble.prepend(attached);
     const row = h("div", { class: "row" }, bubble);
     if (!pending && !gone) {
       row.append(h("button", { class: "menu-button", type: "button", testid: "message-menu", "data-menu-seq": msg.seq,
