@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
@@ -64,7 +65,7 @@ class ChatApp:
         self.opened: Opened | None = None
         self.exit_code = 0
         self._done = asyncio.Event()
-        self._outbox: asyncio.Queue[tuple[Conv, str]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[Conv, dict[str, Any]]] = asyncio.Queue()
         self._received: dict[str, int] = {}
         self._read_sent: dict[str, int] = {}
         """Per conversation, the seq up to which this chat has marked it read (or the server did, for a send)."""
@@ -293,12 +294,12 @@ class ChatApp:
 
     async def _sender(self) -> None:
         while True:
-            conv, text = await self._outbox.get()
+            conv, body = await self._outbox.get()
             self._sending = 1
             try:
                 sent = await self.client.send(to=conv.peer_id if conv.kind != "group" else None,
                                               group_id=conv.group_id if conv.kind == "group" else None,
-                                              text=text, timeout=SEND_TIMEOUT)
+                                              body=body, timeout=SEND_TIMEOUT)
             except RequestFailed as exc:
                 self.say(f"✗ not sent to [{conv.name}]: {exc.message} ({exc.code})")
             except (TimeoutError, OSError, GaveUp) as exc:
@@ -317,13 +318,16 @@ class ChatApp:
                 self._outbox.task_done()
 
     def _queue_send(self, text: str) -> None:
+        self._queue_body({"text": text})
+
+    def _queue_body(self, body: dict[str, Any]) -> None:
         opened = self.opened
         if opened is None:
             self.say("! no conversation is open: /open NAME first (/help for more)")
             return
         if not self.client.connected:
             self.say("… not connected: it will be sent after the reconnection")
-        self._outbox.put_nowait((opened.conv, text))
+        self._outbox.put_nowait((opened.conv, body))
         self._typing_sent = 0.0  # the message ends the peer's "is typing": the next key may announce a new one
 
     # ------------------------------------------------------------------------------------------ commands
@@ -362,7 +366,8 @@ class ChatApp:
 
     def _commands(self) -> dict[str, Callable[[str], Awaitable[None]]]:
         return {"list": self.cmd_list, "open": self.cmd_open, "more": self.cmd_more, "who": self.cmd_who,
-                "group": self.cmd_group, "add": self.cmd_add, "read": self.cmd_read, "help": self.cmd_help}
+                "group": self.cmd_group, "add": self.cmd_add, "read": self.cmd_read, "send": self.cmd_send,
+                "save": self.cmd_save, "help": self.cmd_help}
 
     async def cmd_help(self, _: str) -> None:
         self.say(HELP)
@@ -532,6 +537,47 @@ class ChatApp:
         cid = opened.conv.conversation_id
         self._read_sent[cid] = max(self._read_sent.get(cid, 0), opened.last_seq)
         self.say(f"marked read up to #{opened.last_seq}")
+
+
+    async def cmd_send(self, arg: str) -> None:
+        """/send PATH [caption]: upload a file (streamed from disk) and send it to the open conversation."""
+        if self.opened is None:
+            self.say("! no conversation is open: /open NAME first (/help for more)")
+            return
+        name, _, caption = arg.partition(" ")
+        path = Path(name)
+        if not name or not await asyncio.to_thread(path.is_file):
+            self.say("! usage: /send PATH [caption] (a file that exists)")
+            return
+        self.say(f"… uploading {path.name}")
+        info = await self.client.http.upload(path)
+        kind = "image" if str(info["content_type"]).startswith("image/") and info.get("width") else "file"
+        body: dict[str, Any] = {kind: {"id": info["file_id"]}}
+        if caption.strip():
+            body["text"] = caption.strip()
+        self._queue_body(body)
+
+    async def cmd_save(self, arg: str) -> None:
+        """/save SEQ [PATH]: save the file of message #SEQ of the open conversation (to its name, or PATH)."""
+        opened = self.opened
+        seq_text, _, target = arg.partition(" ")
+        if opened is None or not seq_text.lstrip("#").isdigit():
+            self.say("! usage: /save SEQ [PATH], in an open conversation (SEQ is the #number of the message)")
+            return
+        seq = int(seq_text.lstrip("#"))
+        page = await self.client.http.history(opened.conv.conversation_id, after_seq=seq - 1, limit=1)
+        found = [m for m in page["messages"] if int(m["seq"]) == seq]
+        ref = next((found[0]["body"][k] for k in ("file", "image", "voice") if found and k in found[0]["body"]), None)
+        if not isinstance(ref, dict):
+            self.say(f"! message #{seq} has no file")
+            return
+        # The sender's name, never a path of theirs: a name like "../x" is cut to its last part by the server too.
+        path = Path(target.strip() or Path(str(ref.get("name") or "file")).name)
+        if await asyncio.to_thread(path.exists):
+            self.say(f"! {path} exists already: /save {seq} OTHER_PATH")
+            return
+        data = await self.client.http.download(str(ref["id"]), path)
+        self.say(f"saved {path} ({len(data)} bytes)")
 
 
 def _msg(data: dict[str, Any]) -> f.Msg:

@@ -15,6 +15,8 @@ HELP: Final = """commands:
   /group NAME u1,u2     create a group with these users and open it
   /add USER...          add users to the open group
   /read                 mark the open conversation read
+  /send PATH [caption]  upload a file and send it to the open conversation
+  /save N [PATH]        save the file of message #N of the open conversation (to its own name, or PATH)
   /quit                 leave (also Ctrl-D)
 anything else is sent to the open conversation (start it with // to send a leading /)"""
 
@@ -66,6 +68,10 @@ def content(body: dict[str, Any]) -> str:
         item = body.get(kind)
         if isinstance(item, dict):
             parts.append(f"[{kind} {item.get('name', '?')} ({_size(item.get('size'))})]")
+    voice = body.get("voice")
+    if isinstance(voice, dict) and isinstance(voice.get("duration_ms"), int):
+        seconds = round(voice["duration_ms"] / 1000)
+        parts.append(f"[voice note {seconds // 60}:{seconds % 60:02d}]")
     if "custom" in body:
         data_type = body.get("type")
         parts.append(f"[custom{' ' + data_type if isinstance(data_type, str) else ''}] "

@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pexpect
 
@@ -294,3 +295,27 @@ def test_line_editing_and_history_on_a_terminal(server: ServerProcess, chat: Cal
     rosa.expect(pexpect.EOF)
     rosa.close()
     assert rosa.exitstatus == 0
+
+
+def test_send_and_save_a_file(server: ServerProcess, chat: Callable[..., Chat], tmp_path: Path) -> None:
+    register(server.url, "alice", "bob")
+    report = tmp_path / "report.txt"
+    report.write_bytes(b"quarterly figures\n" * 100)
+    alice = chat(server.url, "alice")
+    bob = chat(server.url, "bob")
+    open_conversation(alice, "bob")
+    open_conversation(bob, "alice")
+    alice.sendline(f"/send {report} the figures")
+    alice.expect_exact("✓ sent #1")
+    bob.expect_exact("[file report.txt (1.8 KB)] the figures")
+    saved = tmp_path / "copy.txt"
+    bob.sendline(f"/save 1 {saved}")
+    bob.expect_exact(f"saved {saved} (1800 bytes)")
+    assert saved.read_bytes() == report.read_bytes()
+    bob.sendline(f"/save 1 {saved}")
+    bob.expect_exact("exists already")  # never overwritten
+    alice.sendline("/send /no/such/file")
+    alice.expect_exact("! usage: /send PATH [caption]")
+    for person in (alice, bob):
+        person.sendline("/quit")
+        person.expect(pexpect.EOF)
