@@ -647,12 +647,15 @@ def measure_idle(args: argparse.Namespace, work: Path, accounts: list[Account], 
 # ====================================================================================================== server
 
 
-def start_server(work: Path, label: str) -> bu.ServerProcess:
+def start_server(work: Path, label: str, *extra: str, env: dict[str, str] | None = None) -> bu.ServerProcess:
+    """``pica serve`` on free ports with its data in ``work``, started; ``extra`` flags and ``env`` for the benchmarks
+    that configure it (webhooks, push, media)."""
     server = bu.ServerProcess(
         [sys.executable, "-m", "pica", "serve", "--port", "0", "--tcp-port", "0", "--host", bu.HOST,
-         "--data-dir", str(work / "data"), "--ready-file", str(work / "ready"), "--log-level", "WARNING"],
+         "--data-dir", str(work / "data"), "--ready-file", str(work / "ready"), "--log-level", "WARNING", *extra],
         work / "ready",
         work / f"server-{label}.log",
+        env=env,
     )
     server.start()
     return server

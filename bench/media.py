@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +28,7 @@ from typing import Any
 
 import aiohttp
 import benchutil as bu
+import chat
 import psutil
 
 CHUNK = 256 * 1024
@@ -105,12 +105,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="pica-bench-media-") as tmp:
         work = Path(tmp)
         env = {**os.environ, "PICA_MEDIA_QUOTA_BYTES": str(4 * size), "PICA_MEDIA_MAX_FILE_BYTES": str(2 * size)}
-        server = bu.ServerProcess(
-            [sys.executable, "-m", "pica", "serve", "--port", "0", "--tcp-port", "0", "--host", bu.HOST,
-             "--data-dir", str(work / "data"), "--ready-file", str(work / "ready"), "--log-level", "WARNING"],
-            work / "ready", work / "server.log", env=env)
-        with server:
-            (http_port, _) = server.start()
+        with chat.start_server(work, "media", env=env) as server:
+            http_port = server.ports[0]
             url = f"http://{bu.HOST}:{http_port}"
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector,

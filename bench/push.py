@@ -82,15 +82,7 @@ def start_server(work: Path, mode: str) -> bu.ServerProcess:
         text = (f"[jobs]\nrun_in_node = {'true' if mode == 'deliver' else 'false'}\n\n"
                 f'[push]\ndelay = {DELAY}\nvapid_private_key = "{vapid_key()}"\nwebpush_allow_private = true\n')
     config.write_text(text)
-    server = bu.ServerProcess(
-        [sys.executable, "-m", "pica", "serve", "--port", "0", "--tcp-port", "0", "--host", bu.HOST,
-         "--data-dir", str(home / "data"), "--ready-file", str(home / "ready"), "--log-level", "WARNING",
-         "--config", str(config)],
-        home / "ready",
-        home / "server.log",
-    )
-    server.start()
-    return server
+    return chat.start_server(home, mode, "--config", str(config))
 
 
 QUIET_USERS = 10

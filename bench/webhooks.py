@@ -118,15 +118,7 @@ def start_server(work: Path, mode: str, receiver_port: int) -> bu.ServerProcess:
                 f'[[webhooks]]\nurl = "http://{bu.HOST}:{receiver_port}/hook"\nsecret = "{SECRET}"\n'
                 'events = ["message.created"]\n')
     config.write_text(text)
-    server = bu.ServerProcess(
-        [sys.executable, "-m", "pica", "serve", "--port", "0", "--tcp-port", "0", "--host", bu.HOST,
-         "--data-dir", str(home / "data"), "--ready-file", str(home / "ready"), "--log-level", "WARNING",
-         "--config", str(config)],
-        home / "ready",
-        home / "server.log",
-    )
-    server.start()
-    return server
+    return chat.start_server(home, mode, "--config", str(config))
 
 
 def run_mode(args: argparse.Namespace, work: Path, mode: str, receiver_port: int, receiver_pid: int) -> dict[str, Any]:

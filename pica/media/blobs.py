@@ -20,7 +20,8 @@ class Blobs(Protocol):
     async def put(self, sha256: str, source: Path, size: int) -> None:
         """Store ``source``'s bytes as blob ``sha256`` (durably, before returning). Putting a blob again is harmless."""
 
-    async def exists(self, sha256: str) -> bool: ...
+    async def size(self, sha256: str) -> int | None:
+        """The blob's length in bytes, or None when there is no such blob."""
 
     def read(self, sha256: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes ``start`` to ``end`` (exclusive) of a blob, in chunks."""
@@ -60,8 +61,14 @@ class DirectoryBlobs:
         os.replace(source, target)  # the spool was fsynced by the upload; same content if it was there already
         fsync_dir(target.parent)
 
-    async def exists(self, sha256: str) -> bool:
-        return await asyncio.to_thread(self.path(sha256).exists)
+    async def size(self, sha256: str) -> int | None:
+        def stat() -> int | None:
+            try:
+                return self.path(sha256).stat().st_size
+            except FileNotFoundError:
+                return None
+
+        return await asyncio.to_thread(stat)
 
     async def read(self, sha256: str, start: int, end: int) -> AsyncIterator[bytes]:
         handle = await asyncio.to_thread(open, self.path(sha256), "rb")

@@ -69,14 +69,14 @@ class S3Blobs:
                     await self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
                 raise
 
-    async def exists(self, sha256: str) -> bool:
+    async def size(self, sha256: str) -> int | None:
         try:
-            await self._client.head_object(Bucket=self.bucket, Key=self.key(sha256))
+            head = await self._client.head_object(Bucket=self.bucket, Key=self.key(sha256))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+                return None
             raise
-        return True
+        return int(head["ContentLength"])
 
     async def read(self, sha256: str, start: int, end: int) -> AsyncIterator[bytes]:
         if end <= start:

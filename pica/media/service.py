@@ -238,24 +238,13 @@ class MediaService:
         if size not in record.meta.get("thumbnails", ()):
             raise FileNotFound(f"no thumbnail of {size} pixels for this file")
         key = thumbnail_key(record.sha256, size)
-        found = await self._blob_size(key)
+        found = await self.blobs.size(key)
         if found is None:
             await self._make_thumbnails(record)
-            found = await self._blob_size(key)
+            found = await self.blobs.size(key)
         if found is None:
             raise FileNotFound("this image has no thumbnails (it could not be decoded)")
         return key, found
-
-    async def _blob_size(self, key: str) -> int | None:
-        if isinstance(self.blobs, DirectoryBlobs):
-            path = self.blobs.path(key)
-            return path.stat().st_size if path.exists() else None
-        size = 0
-        if not await self.blobs.exists(key):
-            return None
-        async for chunk in self.blobs.read(key, 0, 1 << 40):
-            size += len(chunk)
-        return size
 
     async def _make_thumbnails(self, record: FileRecord) -> None:
         lock = self._thumbnailing.setdefault(record.sha256, asyncio.Lock())
@@ -269,7 +258,7 @@ class MediaService:
                 del self._thumbnailing[record.sha256]
 
     async def _thumbnails_once(self, record: FileRecord) -> None:
-        if await self.blobs.exists(thumbnail_key(record.sha256, max(self.config.thumbnail_sizes))):
+        if await self.blobs.size(thumbnail_key(record.sha256, max(self.config.thumbnail_sizes))) is not None:
             return
         source = self._spool / f"{secrets.token_hex(8)}.image"
         try:

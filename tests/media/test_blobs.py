@@ -76,16 +76,16 @@ async def read_all(blobs: Blobs, key: str, start: int, end: int) -> bytes:
 async def test_put_read_ranges_and_delete(blobs: Blobs, tmp_path: Path) -> None:
     data = os.urandom(300_000)
     path, key = spool(tmp_path, data)
-    assert not await blobs.exists(key)
+    assert await blobs.size(key) is None
     await blobs.put(key, path, len(data))
-    assert await blobs.exists(key)
+    assert await blobs.size(key) == len(data)
     assert await read_all(blobs, key, 0, len(data)) == data
     assert await read_all(blobs, key, 1000, 1010) == data[1000:1010]
     again, _ = spool(tmp_path, data)
     await blobs.put(key, again, len(data))  # the same content again: harmless
     assert await read_all(blobs, key, 0, len(data)) == data
     await blobs.delete(key)
-    assert not await blobs.exists(key)
+    assert await blobs.size(key) is None
     await blobs.delete(key)  # deleting what is gone is fine
 
 
