@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -124,14 +124,18 @@ class CpuSample:
     """user + system seconds of the main thread (the event loop)."""
 
 
-def cpu_sample(pid: int) -> CpuSample:
+def cpu_sample(pid: int, skip: Collection[int] = ()) -> CpuSample:
+    """CPU of ``pid`` and its descendants, but for the subtrees rooted at ``skip``: a load generator that started
+    the server it measures must not count the server as its own."""
     proc = psutil.Process(pid)
-    times = proc.cpu_times()
-    total = times.user + times.system
-    for child in proc.children(recursive=True):
+    total = 0.0
+    stack = [proc]
+    while stack:
+        current = stack.pop()
         with contextlib.suppress(psutil.NoSuchProcess):
-            child_times = child.cpu_times()
-            total += child_times.user + child_times.system
+            times = current.cpu_times()
+            total += times.user + times.system
+            stack.extend(child for child in current.children() if child.pid not in skip)
     main = 0.0
     for thread in proc.threads():
         if thread.id == pid:
@@ -165,7 +169,7 @@ class Snapshot:
 
 
 def snapshot(pids: list[int]) -> Snapshot:
-    return Snapshot(time.monotonic(), system_busy(), {pid: cpu_sample(pid) for pid in pids})
+    return Snapshot(time.monotonic(), system_busy(), {pid: cpu_sample(pid, set(pids) - {pid}) for pid in pids})
 
 
 def wait_for_quiet(limit_pct: float = 10.0, max_wait: float = 60.0, step: float = 1.0) -> float:
