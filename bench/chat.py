@@ -727,6 +727,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="before each load phase wait up to S s for the machine to be idle (default 30; 0: never)")
     p.add_argument("--skip-idle", action="store_true", help="skip the idle-connection memory phase")
     p.add_argument("--skip-latency", action="store_true", help="run the saturation phase only")
+    p.add_argument("--idle-only", action="store_true", help="run the idle-connection memory phase only")
     p.add_argument("--quick", action="store_true", help="tiny run for CI smoke tests (< 20 s)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
@@ -759,14 +760,16 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             accounts = uvloop.run(register_users(f"http://{bu.HOST}:{http_port}", args.users))
             registration_s = time.monotonic() - t0
-            load = run_load(args, tcp_port, server.pid, accounts)
+            load = [] if args.idle_only else run_load(args, tcp_port, server.pid, accounts)
         idle = [] if args.skip_idle else [measure_idle(args, work, accounts, t) for t in ("tcp", "ws")]
     print(f"## Pica chat benchmark: {args.users} users ({args.users // 2} pairs), TCP + MessagePack, "
           f"{args.procs} load-generator process(es), window {args.window}, {args.duration:g} s per phase\n")
-    print(load_table(load) + "\n")
+    if load:
+        print(load_table(load) + "\n")
     if idle:
         print(idle_table(idle) + "\n")
-    print(targets_table(load, idle) + "\n")
+    if load:
+        print(targets_table(load, idle) + "\n")
     calibration.append(bu.cpu_calibration_ms())
     machine = bu.machine_info()
     print(f"machine: {machine['nproc']} CPUs ({machine['cpu_model']}), {machine['memory_gib']} GiB, Python "

@@ -435,7 +435,7 @@ class PicaServer:
         # handler, so its cleanup closes them as before.
         tls = self.tls
         self._http_server = await asyncio.get_running_loop().create_server(
-            http_socket_factory(handlers, services.address_slots), sock=http_socket, backlog=4096,
+            http_socket_factory(handlers, services), sock=http_socket, backlog=4096,
             ssl=tls.http if tls else None, ssl_handshake_timeout=tls.handshake_timeout if tls else None,
         )
         if tcp_socket is not None:

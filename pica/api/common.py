@@ -11,6 +11,8 @@ from pica.api.spec import parse_int, struct_body
 from pica.core.sessions import Identity
 from pica.errors import PicaError, RateLimited, Unauthenticated, Unavailable
 from pica.gateway.services import GatewayServices
+from pica.gateway.upgrade import check_http_rate as check_address_rate
+from pica.gateway.upgrade import client_address as gateway_client_address
 from pica.gateway.ws import SERVICES_KEY
 
 STARTED_KEY: Final = web.RequestKey("pica_started", float)
@@ -35,27 +37,14 @@ def error_response(error: PicaError) -> web.Response:
 
 
 def client_address(request: web.Request) -> str:
-    """The client's address, as the per-address limits count it: the peer's, or, when the peer is one of
-    ``trusted_proxies``, the last address its ``X-Forwarded-For`` appended (the one the proxy saw; earlier entries
-    are whatever the client wrote)."""
-    peer = request.remote or ""
-    if peer in services(request).trusted_proxies:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        last = forwarded.rsplit(",", 1)[-1].strip()
-        if last:
-            return last
-    return peer
-
-
-_FREE_PATHS: Final = frozenset({"/healthz", "/metrics"})
-"""Monitoring is not counted against an address: a scraper behind the same address must never starve clients."""
+    """The client's address, as the per-address limits count it (pica.gateway.upgrade.client_address)."""
+    return gateway_client_address(request.remote or "", request.headers.get("X-Forwarded-For", ""),
+                                  services(request).trusted_proxies)
 
 
 def check_http_rate(request: web.Request) -> None:
     """The per-address HTTP limit (``rates.http_per_address``)."""
-    rates = services(request).rates
-    if rates is not None and request.path not in _FREE_PATHS:
-        rates.check(rates.http_address, client_address(request), "requests from this address")
+    check_address_rate(services(request), request.path, client_address(request))
 
 
 def services(request: web.Request) -> GatewayServices:

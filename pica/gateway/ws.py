@@ -1,4 +1,5 @@
-"""The WebSocket transport on aiohttp, at ``/v1/ws``.
+"""The WebSocket transport on aiohttp, at ``/v1/ws``, for an upgrade after other requests on a keep-alive socket
+(the usual upgrade, a socket's first request, takes the fast path of pica.gateway.ws_raw).
 
 Frames to the client are written straight to the socket as pre-built WebSocket frames (see OutboundFrame.ws_bytes):
 a push never awaits, so fan-out never waits on one slow socket, and the unsent-bytes check cuts slow readers.
@@ -14,12 +15,12 @@ import logging
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from pica.errors import Forbidden, InvalidToken
 from pica.gateway import http_headers
 from pica.gateway.connection import Connection, State
 from pica.gateway.http_socket import HttpSocket
 from pica.gateway.services import GatewayServices
 from pica.gateway.tcp import CLOSE_LINGER, reset
+from pica.gateway.upgrade import authorize, start
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.codec import Encoding
 from pica.protocol.outbound import OutboundFrame
@@ -81,27 +82,12 @@ class WsConnection(Connection):
             await self._resume.wait()
 
 
-def _bearer(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    if header:
-        raise InvalidToken("Authorization must be 'Bearer <token>'")
-    return None
-
-
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    """An upgrade that aiohttp parsed: one after other requests on a keep-alive socket (a socket whose first request
+    is the upgrade takes the fast path, pica.gateway.ws_raw). The per-address HTTP limit was checked by the API's
+    error middleware, as for every request."""
     services = request.app[SERVICES_KEY]
-    origin = request.headers.get("Origin")
-    if services.allowed_origins and origin not in services.allowed_origins:
-        raise Forbidden("origin not allowed")
-    token = _bearer(request)
-    who = await services.accounts.authenticate(token) if token else None
-    if who is not None and services.before_ready is not None:
-        await services.before_ready(who.user_id)
-    encoding = Encoding.MSGPACK if request.query.get("encoding") == "msgpack" else Encoding.JSON
-
+    upgrade = await authorize(services, request.headers.get, request.query)
     ws = web.WebSocketResponse(
         max_msg_size=services.limits.max_frame_bytes + 1,  # aiohttp rejects length >= max; ours is > max
         autoping=True, heartbeat=None, compress=False
@@ -120,20 +106,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         if masks is not None:
             masks.expect_websocket_frames(False)  # not upgraded after all: the socket goes on speaking HTTP
         raise
-    conn = WsConnection(services, ws, transport, encoding)
-    services.metrics.connections_opened += 1
-    if not services.accepting:
-        conn.close(CloseCode.SERVER_SHUTDOWN, "server shutting down")
-        return ws
-    if who is not None:
-        device = request.query.get("device") or None
-        if device is not None and len(device) > 64:
-            device = device[:64]
-        conn.accept(who, device)
-    else:
-        services.hub.track(conn)
+    conn = WsConnection(services, ws, transport, upgrade.encoding)
+    start(conn, services, upgrade)
     # This frame lives as long as the socket: drop what is no longer needed (idle memory per connection matters).
-    del origin, token, who, below, masks
+    del upgrade, below, masks
     try:
         while True:
             await conn.wait_readable()

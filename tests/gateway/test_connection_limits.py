@@ -72,7 +72,7 @@ async def test_one_address_gets_its_cap_of_sockets_on_both_ports_then_a_clear_re
             assert await reader.read() == b""  # closed after the answer
             writer.close()
         assert status == 429
-        assert headers["retry-after"] == "5" and headers["content-type"] == "application/json"
+        assert headers["retry-after"] == "5" and headers["content-type"] == "application/json; charset=utf-8"
         error = json.loads(body)
         assert error["code"] == "rate_limited" and error["retry_after"] == 5.0
         assert "too many connections from this address" in error["message"]

@@ -1,5 +1,7 @@
 """RFC 6455 §5.1 over a real upgrade: a client's frames must be masked. A masked frame is served; an unmasked one
-fails the WebSocket with close 1002 and the socket is dropped."""
+fails the WebSocket with close 1002 and the socket is dropped. Both ways a socket is upgraded are checked: as its
+first request (the fast path, pica.gateway.ws_raw) and after another request on the same keep-alive socket
+(aiohttp's upgrade, with pica.protocol.wsmask's check)."""
 
 from __future__ import annotations
 
@@ -12,13 +14,18 @@ import struct
 import pytest
 
 from tests.conftest import Node, new_user
+from tests.gateway.test_connection_limits import KEEP_ALIVE_GET, read_http_response
 from tests.protocol.test_wsmask import frame
 
 WAIT = 5.0
 
 
-async def upgrade(node: Node) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def upgrade(node: Node, after_request: bool = False) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", node.server.http_port)
+    if after_request:
+        writer.write(KEEP_ALIVE_GET)
+        status, _, _ = await read_http_response(reader)
+        assert status == 200
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write((f"GET /v1/ws HTTP/1.1\r\nHost: pica\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
@@ -46,10 +53,12 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return first & 0x0F, await reader.readexactly(length)
 
 
+@pytest.mark.parametrize("after_request", [False, True], ids=["first-request", "keep-alive"])
 @pytest.mark.parametrize("opcode", [0x1, 0x9], ids=["text", "ping"])
-async def test_an_unmasked_client_frame_closes_the_websocket_with_1002(node: Node, opcode: int) -> None:
+async def test_an_unmasked_client_frame_closes_the_websocket_with_1002(node: Node, opcode: int,
+                                                                       after_request: bool) -> None:
     alice = await new_user(node.url)
-    reader, writer = await upgrade(node)
+    reader, writer = await upgrade(node, after_request)
     try:
         async with asyncio.timeout(WAIT):
             writer.write(masked(json.dumps({"t": "auth", "v": 1, "token": alice.token}).encode()))
