@@ -32,3 +32,13 @@ def test_integration_tests_pass_against_real_servers(sdk_built: Path) -> None:
     done = node_test(sdk_built, "integration")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "pass 3" in done.stdout, done.stdout[-4000:]
+
+
+def test_the_page_bundle_is_what_the_sources_make(sdk_built: Path, tmp_path: Path) -> None:
+    """pica/web/static/pica-client.js is committed (no build step to run a server): it must be the current SDK."""
+    fresh = tmp_path / "pica-client.js"
+    done = subprocess.run([*node_args(), "scripts/bundle.mjs", str(fresh)], cwd=sdk_built, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    committed = sdk_built.parents[1] / "pica" / "web" / "static" / "pica-client.js"
+    assert committed.read_text() == fresh.read_text(), "out of date: run `npm run bundle` in sdk/js and commit"

@@ -233,6 +233,11 @@ export class PicaClient {
     }
   }
 
+  /** The socket underneath: requests that must fail at once while disconnected (call signalling), or null. */
+  get connection(): Connection | null {
+    return this.conn;
+  }
+
   get connected(): boolean {
     return this.ready !== null;
   }
