@@ -35,7 +35,7 @@ def _run(args: list[str]) -> None:
 
 @pytest.fixture(scope="session")
 def sdk_built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """sdk/js with its dependencies installed and its sources and tests compiled (build-test/)."""
+    """sdk/js with its dependencies installed, its sources and tests compiled (build-test/) and built (dist/)."""
     if NODE is None or NPM is None:
         pytest.skip("node and npm are not installed: the JS SDK's tests cannot run")
     lock_path = tmp_path_factory.getbasetemp().parent / "sdkjs-build.lock"
@@ -46,5 +46,6 @@ def sdk_built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         stamp = tmp_path_factory.getbasetemp().parent / "sdkjs-built"
         if not stamp.exists():
             _run([NPM, "run", "--silent", "build:test"])
+            _run([NPM, "run", "--silent", "build:dist"])  # dist/: what `import "@pica/client"` loads (docs examples)
             stamp.touch()
     yield SDK

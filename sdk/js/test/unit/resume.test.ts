@@ -4,8 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { Backoff } from "../../src/backoff.js";
-import { PicaClient } from "../../src/client.js";
-import { MemoryStorage } from "../../src/client.js";
+import { MemoryStorage, PicaClient } from "../../src/client.js";
 import { FakeServer } from "./fake-server.js";
 
 function client(server: FakeServer, storage = new MemoryStorage()): PicaClient {
@@ -13,7 +12,8 @@ function client(server: FakeServer, storage = new MemoryStorage()): PicaClient {
     backoff: new Backoff({ baseMs: 5, capMs: 20 }), gapWaitMs: 20 });
 }
 
-test("messages missed while disconnected arrive by sync, once each and in order", async () => {
+/** Alice connected, with seq 1 from user 8 received; `seen` records every seq handed to her. */
+async function chatting(): Promise<{ server: FakeServer; alice: PicaClient; seen: number[] }> {
   const server = new FakeServer();
   const alice = client(server);
   const seen: number[] = [];
@@ -21,6 +21,11 @@ test("messages missed while disconnected arrive by sync, once each and in order"
   await alice.start();
   server.deliver("d:7:8", 8, "one");
   await alice.next("message");
+  return { server, alice, seen };
+}
+
+test("messages missed while disconnected arrive by sync, once each and in order", async () => {
+  const { server, alice, seen } = await chatting();
   server.dropAll();
   await alice.next("disconnected");
   server.deliver("d:7:8", 8, "two", false);
@@ -53,13 +58,7 @@ test("a send whose ack was lost is re-sent with its id after the reconnect and s
 });
 
 test("a push that skips ahead waits for the late one, or a sync fills the hole", async () => {
-  const server = new FakeServer();
-  const alice = client(server);
-  const seen: number[] = [];
-  alice.on("message", ({ message }) => seen.push(message.seq));
-  await alice.start();
-  server.deliver("d:7:8", 8, "one");
-  await alice.next("message");
+  const { server, alice, seen } = await chatting();
   server.deliver("d:7:8", 8, "lost push", false);
   server.deliver("d:7:8", 8, "three");
   await alice.next("message", { filter: (e) => e.message.seq === 3 });
