@@ -634,6 +634,7 @@ var PicaClient = class {
     this.saveTimer = null;
     this.syncing = null;
     this.syncAgain = false;
+    this.lastSyncCompleted = false;
     this.everConnected = false;
     this.stopped = false;
     this.failure = null;
@@ -720,7 +721,7 @@ var PicaClient = class {
   /** Resolves when connected and synced; rejects if the client gave up or after `timeoutMs`. */
   waitConnected(timeoutMs = 3e4) {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.ready && !this.syncing) return Promise.resolve();
+    if (this.ready) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const done = (error) => {
         clearTimeout(timer);
@@ -942,7 +943,7 @@ var PicaClient = class {
   syncAll() {
     if (this.syncing) {
       this.syncAgain = true;
-      return this.syncing.then(() => true);
+      return this.syncing.then(() => this.lastSyncCompleted);
     }
     const conn = this.conn;
     const heldBefore = this.held.mark();
@@ -978,6 +979,7 @@ var PicaClient = class {
         completed = true;
       } catch {
       } finally {
+        this.lastSyncCompleted = completed;
         this.syncing = null;
         this.persist();
       }

@@ -153,6 +153,7 @@ export class PicaClient {
   private saveTimer: ReturnType<typeof setTimeout> | null = null;
   private syncing: Promise<void> | null = null;
   private syncAgain = false;
+  private lastSyncCompleted = false;
   private everConnected = false;
   private stopped = false;
   private failure: Error | null = null;
@@ -245,7 +246,7 @@ export class PicaClient {
   /** Resolves when connected and synced; rejects if the client gave up or after `timeoutMs`. */
   waitConnected(timeoutMs = 30_000): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.ready && !this.syncing) return Promise.resolve();
+    if (this.ready) return Promise.resolve(); // set once the first sync of this connection completed
     return new Promise((resolve, reject) => {
       const done = (error?: Error): void => {
         clearTimeout(timer);
@@ -493,8 +494,8 @@ export class PicaClient {
    */
   syncAll(): Promise<boolean> {
     if (this.syncing) {
-      this.syncAgain = true;
-      return this.syncing.then(() => true);
+      this.syncAgain = true; // the running sync goes round again, from the cursors as they are then
+      return this.syncing.then(() => this.lastSyncCompleted);
     }
     const conn = this.conn;
     const heldBefore = this.held.mark();
@@ -530,6 +531,7 @@ export class PicaClient {
       } catch {
         // dropped mid-way: the next ready syncs again
       } finally {
+        this.lastSyncCompleted = completed;
         this.syncing = null;
         this.persist();
       }

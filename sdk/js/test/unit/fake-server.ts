@@ -8,8 +8,13 @@ export class FakeServer {
   readonly messages = new Map<string, Stored[]>();
   readonly sockets = new Set<FakeSocket>();
   readonly received: any[] = [];
+  /** When each frame of `received` came (Date.now()). */
+  readonly receivedAt: number[] = [];
   /** While true, sends are stored but their `sent` is never written (the socket dies before the ack). */
   swallowAcks = false;
+  /** Sends to refuse with `rate_limited` before storing any, and the `retry_after` (seconds) they are told. */
+  rateLimited = 0;
+  retryAfter = 0.2;
   userId = 7;
 
   constructor() {
@@ -91,6 +96,7 @@ export class FakeSocket {
     const frame = JSON.parse(data);
     const server = this.server;
     server.received.push(frame);
+    server.receivedAt.push(Date.now());
     const ref = frame.id === undefined ? {} : { ref: frame.id };
     switch (frame.t) {
       case "auth":
@@ -107,6 +113,16 @@ export class FakeSocket {
         return;
       }
       case "send": {
+        if (server.rateLimited > 0) {
+          server.rateLimited -= 1;
+          this.push({ t: "error", code: "rate_limited", message: "slow down", retryable: true,
+            retry_after: server.retryAfter, ...ref });
+          return;
+        }
+        if (frame.client_msg_id.startsWith("~")) {
+          this.push({ t: "error", code: "bad_request", message: "client_msg_id must not start with '~'", ...ref });
+          return;
+        }
         const to = frame.to;
         const id = `d:${Math.min(to, server.userId)}:${Math.max(to, server.userId)}`;
         const { stored, duplicate } = server.store(id, server.userId, frame.client_msg_id, frame.body);

@@ -91,3 +91,30 @@ test("the outbox and the cursors survive a restart of the client", async () => {
   assert.equal(second.pending().length, 0);
   second.close();
 });
+
+test("a send refused by a rate limit is tried again after the retry_after the server gave, not sooner", async () => {
+  const server = new FakeServer();
+  const alice = client(server);
+  await alice.start();
+  server.rateLimited = 2;
+  const sent = await alice.send({ to: 8, text: "patient" });
+  const tries = server.received.filter((f) => f.t === "send");
+  const at = server.receivedAt.filter((_, i) => server.received[i].t === "send");
+  assert.equal(tries.length, 3);
+  assert.equal(new Set(tries.map((f) => f.client_msg_id)).size, 1, "the same id every time");
+  assert.ok(at[1] - at[0] >= 190 && at[2] - at[1] >= 190, `waited ${at[1] - at[0]} and ${at[2] - at[1]} ms`);
+  assert.equal(server.count(sent.client_msg_id), 1);
+  assert.equal(alice.pending().length, 0);
+  alice.close();
+});
+
+test("a send refused for good rejects, leaves the outbox and says so", async () => {
+  const server = new FakeServer();
+  const alice = client(server);
+  await alice.start();
+  const failed = alice.next("sendFailed");
+  await assert.rejects(alice.send({ to: 8, text: "x", clientMsgId: "~reserved" }), (exc: any) => exc.code === "bad_request");
+  assert.equal((await failed).item.client_msg_id, "~reserved");
+  assert.equal(alice.pending().length, 0);
+  alice.close();
+});
