@@ -84,11 +84,10 @@ def _comment(text: str, indent: str = "") -> str:
     )
 
 
-def _union(name: str, union: dict[str, Any]) -> tuple[str, list[str]]:
+def _union(name: str, union: dict[str, Any]) -> str:
     members = [_ts_type(option) for option in union["anyOf"]]
-    tags = sorted(union["discriminator"]["mapping"])
     text = f"export type {name} =\n" + "".join(f"  | {member}\n" for member in members)
-    return text.rstrip("\n") + ";\n", tags
+    return text.rstrip("\n") + ";\n"
 
 
 def types_text(schema: dict[str, Any] | None = None) -> str:
@@ -105,11 +104,11 @@ def types_text(schema: dict[str, Any] | None = None) -> str:
             optional = "" if field in required else "?"
             out.append(f"  {field}{optional}: {_ts_type(prop)};\n")
         out.append("}\n")
+    # Types only (no runtime values beyond the version): a new frame changes no JavaScript, so the web page's bundle
+    # stays what it is and regenerating is this one command.
     for name, key in (("ClientFrame", "client_frame"), ("ServerFrame", "server_frame")):
-        text, tags = _union(name, schema[key])
-        const = "CLIENT_FRAME_TYPES" if key == "client_frame" else "SERVER_FRAME_TYPES"
-        out.append("\n" + text)
-        out.append(f"\nexport const {const}: readonly string[] = {json.dumps(tags)};\n")
+        out.append("\n" + _union(name, schema[key]))
+        out.append(f"\nexport type {name}Type = {name}[\"t\"];\n")
     return "".join(out)
 
 

@@ -1251,12 +1251,9 @@ var PicaClient = class {
 
 // src/frames.ts
 var PROTOCOL_VERSION = 1;
-var CLIENT_FRAME_TYPES = ["answer", "auth", "call_accept", "call_cancel", "call_candidate", "call_decline", "call_hangup", "call_invite", "call_ringing", "delete", "edit", "history", "ping", "pong", "read", "recall", "recv", "send", "sync", "typing"];
-var SERVER_FRAME_TYPES = ["call_accepted", "call_candidate", "call_ended", "call_incoming", "call_placed", "call_ringing", "close", "contact", "done", "error", "invitation", "msg", "page", "ping", "pong", "presence", "ready", "receipt", "resync", "sent", "synced", "typing"];
 export {
   AUTH_CLOSES,
   Backoff,
-  CLIENT_FRAME_TYPES,
   Connection,
   CursorTracker,
   Disconnected,
@@ -1268,7 +1265,6 @@ export {
   PicaClient,
   PicaError,
   PicaHttp,
-  SERVER_FRAME_TYPES,
   TOKEN_EXPIRED,
   api,
   directId,

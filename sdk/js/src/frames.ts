@@ -357,7 +357,7 @@ export type ClientFrame =
   | CallRinging
   | CallCandidate;
 
-export const CLIENT_FRAME_TYPES: readonly string[] = ["answer", "auth", "call_accept", "call_cancel", "call_candidate", "call_decline", "call_hangup", "call_invite", "call_ringing", "delete", "edit", "history", "ping", "pong", "read", "recall", "recv", "send", "sync", "typing"];
+export type ClientFrameType = ClientFrame["t"];
 
 export type ServerFrame =
   | Ready
@@ -383,4 +383,4 @@ export type ServerFrame =
   | CallCandidate
   | CallEnded;
 
-export const SERVER_FRAME_TYPES: readonly string[] = ["call_accepted", "call_candidate", "call_ended", "call_incoming", "call_placed", "call_ringing", "close", "contact", "done", "error", "invitation", "msg", "page", "ping", "pong", "presence", "ready", "receipt", "resync", "sent", "synced", "typing"];
+export type ServerFrameType = ServerFrame["t"];
