@@ -1,5 +1,5 @@
 """What a message is to the person reading it, from its body alone: the rules every client and the server's
-conversation list share (the web page's ``store.js`` mirrors them; the two change together)."""
+conversation list share (the web page's ``model.js`` mirrors them; the two change together)."""
 
 from __future__ import annotations
 

@@ -333,21 +333,25 @@ async def test_page_is_served_safely(server: ServerProcess) -> None:
 
 
 async def test_client_ordering_rules(browser: Browser, server: ServerProcess) -> None:
-    """store.js follows docs/protocol.md 8.6 (pica/client/cursors.py): dedupe by (conversation, seq), gaps are
-    dropped for a sync, a synced page starts a conversation's cursor; recall/edit events patch their targets even when
-    the target arrives later; the timeline is the newest contiguous block."""
+    """The page's ordering is the SDK's (pica-client.js, docs/protocol.md 8.6 as in pica/client/cursors.py): dedupe
+    by (conversation, seq), gaps are dropped for a sync, a synced page starts a conversation's cursor. The page's
+    model (model.js): recall/edit events patch their targets even when the target arrives later; the timeline is the
+    newest contiguous block."""
     context = await browser.new_context()
     page = await context.new_page()
     await page.goto(server.url)
     result = await page.evaluate("""async () => {
-        const { Store, describe } = await import("/static/store.js");
+        const { PicaClient } = await import("/static/pica-client.js");
+        const { Store, describe } = await import("/static/model.js");
         localStorage.clear();
-        const s = new Store({ user_id: 7, username: "me", token: "t" });
+        const client = new PicaClient({ url: "", token: "t", userId: 7, storage: localStorage });
+        const s = new Store({ user_id: 7, username: "me", token: "t" }, client);
+        const c = client.cursors;
         const m = (c, seq, body = { text: `m${seq}` }, sender = 8) =>
             ({ conversation_id: c, seq, sender, client_msg_id: `${c}-${seq}`, ts: 1000 * seq, body });
         const verdicts = [
-            s.accept(m("d:7:8", 1)), s.accept(m("d:7:8", 1)), s.accept(m("d:7:8", 3)), s.accept(m("d:7:8", 2)),
-            s.accept(m("d:7:8", 3)), s.accept(m("g:4", 6)), s.acceptSynced(m("g:4", 6)), s.accept(m("g:4", 7)),
+            c.accept(m("d:7:8", 1)), c.accept(m("d:7:8", 1)), c.accept(m("d:7:8", 3)), c.accept(m("d:7:8", 2)),
+            c.accept(m("d:7:8", 3)), c.accept(m("g:4", 6)), c.acceptSynced(m("g:4", 6)), c.accept(m("g:4", 7)),
         ];
         // Events: an edit and a recall arrive before their targets are loaded (history comes later).
         const conv = s.conversation("d:7:8");
@@ -362,8 +366,8 @@ async def test_client_ordering_rules(browser: Browser, server: ServerProcess) ->
         s.ingest(m("d:7:8", 14));
         return {
             verdicts,
-            cursor: s.cursors.get("d:7:8"),
-            group: s.cursors.get("g:4"),
+            cursor: c.cursor("d:7:8"),
+            group: c.cursor("g:4"),
             four: describe(s, conv.messages.get(4)),
             fourEdited: Boolean(conv.messages.get(4).body.edited),
             five: describe(s, conv.messages.get(5)),

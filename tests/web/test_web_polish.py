@@ -155,11 +155,11 @@ async def test_the_list_preview_shows_the_last_message_still_there(browser: Brow
 
 async def test_the_page_and_the_server_agree_on_what_stands_for_a_conversation(
         browser: Browser, server: ServerProcess) -> None:
-    """store.js mirrors pica/protocol/bodies.py: the same bodies, the same verdicts."""
+    """model.js mirrors pica/protocol/bodies.py: the same bodies, the same verdicts."""
     person = await Person.open(browser, server.url, "reader")
     bodies = SHOWN + PASSED_OVER
     verdicts = await person.page.evaluate(
-        "async (bodies) => { const { standsForConversation } = await import('/static/store.js');"
+        "async (bodies) => { const { standsForConversation } = await import('/static/model.js');"
         " return bodies.map((body) => standsForConversation(body)); }", bodies)
     assert verdicts == [stands_for_conversation(body) for body in bodies]
 

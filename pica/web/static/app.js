@@ -1,8 +1,8 @@
-// Wiring: session, connection lifecycle (ready → list → sync → re-send → acks), the page's actions, and rendering on
-// change. Protocol details live in protocol.js, state and ordering in store.js, drawing in ui.js.
+// Wiring: the session, the SDK's client (pica-client.js, built from sdk/js: connection, sync, ordering, outbox), the
+// page's actions, and rendering on change. The page's state lives in model.js, drawing in ui.js.
 
-import { api, ApiError, Connection, Disconnected } from "./protocol.js";
-import { directId, isEvent, RECALL_WINDOW_MS, setRecallWindow, Store } from "./store.js";
+import { api, Disconnected, newClientMsgId as sdkClientMsgId, PicaClient, PicaError } from "./pica-client.js";
+import { directId, isEvent, RECALL_WINDOW_MS, setRecallWindow, Store } from "./model.js";
 import { bodyFor, uploadFile, VoiceRecorder } from "./files.js";
 import { View } from "./ui.js";
 import { Calls } from "./calls.js"; // calls: hook (the call UI is calls.js)
@@ -11,23 +11,14 @@ const SESSION_KEY = "pica.session";
 const TYPING_SHOW_MS = 3000;
 const TYPING_SEND_EVERY_MS = 2000; // at most one per second (the server drops more), "every few seconds" (14.4)
 let historyPage = 50; // messages per history request: the server's page size once `ready` announced it
-const GAP_WAIT_MS = 200; // a push ahead of its turn waits this long for the late one before a sync (protocol 8.6)
 
 let session = null; // {token, user_id, username, expires_at, refresh_token, refresh_expires_at}
-let renewing = null; // the refresh in flight: requests that find their token expired share it
 let store = null;
-let conn = null;
+let client = null; // the SDK's PicaClient of this session
 let activeId = null;
 let renderQueued = false;
 let forceRender = true;
-let syncing = null;
-let syncAgain = false;
 let listRefresh = null;
-const inflight = new Set(); // client_msg_ids sent on the current connection and not answered yet
-const recvQueue = new Set();
-const recvSent = new Map();
-let recvTimer = null;
-const gapTimers = new Map(); // conversation_id -> timeout waiting for a late push
 let readTimer = null;
 let lastTypingSent = new Map();
 let findQuery = ""; // what the find field holds: filters the list, and names someone to look up
@@ -59,9 +50,7 @@ const view = new View({
 // ------------------------------------------------------------------------------------------------ helpers
 
 function newClientMsgId() {
-  // crypto.randomUUID needs a secure context; getRandomValues works on plain http too.
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  return `w-${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+  return sdkClientMsgId("w-"); // getRandomValues: unlike crypto.randomUUID it works on plain http too
 }
 
 function render() {
@@ -143,42 +132,28 @@ function keepTokens(tokens) {
   localStorage.setItem(SESSION_KEY, JSON.stringify(session));
 }
 
-// A fresh access token from the refresh token (which the server rotates: the old one is spent). Another tab of this
-// page may have rotated it already, so the stored session is read first: presenting a spent refresh token would end
-// the session everywhere.
-function renewToken() {
-  if (renewing) return renewing;
-  const mine = session;
-  renewing = (async () => {
-    const stored = loadSession();
-    if (stored && stored.user_id === mine.user_id && stored.refresh_token !== mine.refresh_token) {
-      Object.assign(mine, stored);
-      return mine.token;
-    }
-    if (!mine.refresh_token) return null;
-    try {
-      const tokens = await api("/v1/auth/refresh", { method: "POST", body: { refresh_token: mine.refresh_token } });
-      if (session !== mine) return null; // logged out meanwhile
-      keepTokens(tokens);
-      return tokens.token;
-    } catch (exc) {
-      if (exc instanceof ApiError && exc.status === 401) return null;
-      throw exc;
-    }
-  })().finally(() => { renewing = null; });
-  return renewing;
+// The refresh token is rotated by the server (the old one is spent): another tab of this page may have rotated it
+// already, so the SDK asks for the stored session before refreshing (presenting a spent refresh token would end the
+// session everywhere).
+function newerTokens() {
+  const stored = loadSession();
+  if (!stored || !session || stored.user_id !== session.user_id || stored.refresh_token === session.refresh_token) {
+    return null;
+  }
+  Object.assign(session, stored);
+  return stored;
 }
 
 function signOut() {
   // End the session on the server too (its tokens stop working, its other sockets close); leave either way.
-  if (session && session.token) api("/v1/auth/logout", { method: "POST", token: session.token }).catch(() => {});
+  if (client) client.http.logout().catch(() => {});
   logout();
 }
 
 function logout(message = "") {
   if (calls) calls.hangUp(); // calls: hook
-  if (conn) conn.stop();
-  conn = null;
+  if (client) client.close();
+  client = null;
   if (store) {
     // Nothing of this account stays in the browser.
     for (const key of Object.keys(localStorage)) if (key.startsWith(store.prefix)) localStorage.removeItem(key);
@@ -186,9 +161,6 @@ function logout(message = "") {
   store = null;
   session = null;
   activeId = null;
-  inflight.clear();
-  recvQueue.clear();
-  recvSent.clear();
   lastTypingSent = new Map();
   clearTimeout(findTimer);
   findQuery = "";
@@ -204,7 +176,35 @@ function logout(message = "") {
 }
 
 function startApp() {
-  store = new Store(session);
+  client = new PicaClient({
+    url: "",
+    token: session.token,
+    refreshToken: session.refresh_token,
+    userId: session.user_id,
+    device: "web",
+    storage: localStorage, // cursors and unacknowledged sends under pica.<user_id>. (cleared at logout)
+    storagePrefix: "pica.",
+    onTokens: keepTokens,
+    newerTokens,
+    beforeSync: onReady,
+  });
+  const myClient = client;
+  const mine = (handler) => (event) => { if (client === myClient && store) handler(event); };
+  client.on("status", ({ state, detail }) => { if (client === myClient) view.setConnection(state, detail); });
+  client.on("authLost", mine(() => logout("Your session has ended. Please sign in again.")));
+  client.on("connected", mine(onConnected));
+  client.on("message", mine(onMessage));
+  client.on("ack", mine(({ message }) => store.ingest(message)));
+  client.on("sendFailed", mine(({ item, error }) => {
+    const failed = store.failPending(item.client_msg_id, error.message || error.code);
+    if (failed || item.frame.t === "send") view.toast(`Message not sent: ${error.message || error.code}`);
+  }));
+  client.on("receipt", mine((frame) => store.receipt(frame)));
+  client.on("presence", mine((frame) => store.setPresence(frame.user_id, Boolean(frame.online), frame.last_seen)));
+  client.on("typing", mine(onTyping));
+  client.on("call", mine((frame) => calls && calls.onFrame(frame))); // calls: hook (call_* frames)
+  client.on("error", mine((frame) => console.warn("server error", frame.code, frame.message)));
+  store = new Store(session, client);
   store.onChange = render;
   store.needList = refreshListSoon;
   const asked = new Set();
@@ -217,17 +217,8 @@ function startApp() {
   };
   view.showApp(session);
   activeId = null;
-  conn = new Connection({
-    token: session.token,
-    device: "web",
-    onReady,
-    onFrame,
-    onStatus: (state, detail) => view.setConnection(state, detail),
-    onAuthLost: () => logout("Your session has ended. Please sign in again."),
-    renewToken,
-  });
-  conn.start();
-  calls ??= new Calls({ connection: () => conn, api: call, nameOf: (id) => store.nameOf(id) }); // calls: hook
+  client.start().catch(() => {}); // the banner shows the connection's state; authLost signs out
+  calls ??= new Calls({ connection: () => client?.connection || OFFLINE, api: call, nameOf: (id) => store.nameOf(id) }); // calls: hook
   const remembered = sessionStorage.getItem("pica.active");
   if (remembered) openConversation(remembered);
   rerender();
@@ -253,22 +244,17 @@ async function loadMe() {
 }
 
 function authFailure(exc) {
-  if (exc instanceof ApiError && exc.status === 401) {
+  if (exc instanceof PicaError && exc.status === 401) {
     logout("Your session has ended. Please sign in again.");
     return true;
   }
   return false;
 }
 
+/** An authenticated HTTP call; the SDK renews an expired access token and tries again. */
 async function call(path, options = {}) {
   try {
-    try {
-      return await api(path, { ...options, token: session.token });
-    } catch (exc) {
-      if (!(exc instanceof ApiError && exc.code === "token_expired") || !session) throw exc;
-      if (!(await renewToken())) throw exc;
-      return await api(path, { ...options, token: session.token });
-    }
+    return await client.http.request(options.method || "GET", path, options.body);
   } catch (exc) {
     authFailure(exc);
     throw exc;
@@ -277,23 +263,22 @@ async function call(path, options = {}) {
 
 // ------------------------------------------------------------------------------------------------ catching up
 
+/** After each `ready`, before the SDK syncs: the server's limits, and the list (where new conversations start). */
 async function onReady(ready) {
   // The server's limits, not this page's guesses: another deployment may have other settings (6.1).
   setRecallWindow(ready.recall_window);
   if (ready.page_size > 0) historyPage = ready.page_size;
-  const myStore = store;
-  if (!myStore) return;
-  myStore.clockSkew = (Number(ready.time) || Date.now()) - Date.now();
-  inflight.clear();
-  recvSent.clear();
+  if (!store) return;
+  store.clockSkew = (Number(ready.time) || Date.now()) - Date.now();
   try {
     await refreshList(); // cursors for conversations new to this page; receipts and names missed while away
   } catch {
     // the socket may still work; sync from what we have
   }
-  if (store !== myStore) return;
-  await syncAll();
-  resendOutbox();
+}
+
+/** Connected and synced (the SDK re-sends what was not acknowledged): what the page shows catches up. */
+function onConnected() {
   refreshPresence();
   const conv = activeId ? store.conversations.get(activeId) : null;
   if (conv && (conv.historyState === "none" || conv.historyState === "failed")) loadLatest(conv);
@@ -330,7 +315,7 @@ async function refreshList() {
       if (conv.kind === "group" && conv.known && !listed.has(conv.id)) {
         conv.known = false;
         conv.left = true;
-        myStore.cursors.delete(conv.id);
+        myStore.dropCursor(conv.id);
         myStore.touch(conv.id);
       }
     }
@@ -345,135 +330,32 @@ function refreshListSoon() {
   }, 250);
 }
 
-/** Sync to completion from the cursors (docs/protocol.md section 9); one at a time, re-run if asked meanwhile. */
-async function syncAll() {
-  if (syncing) {
-    syncAgain = true;
-    return syncing;
-  }
-  const myStore = store;
-  const heldBefore = myStore.markHeld();
-  syncing = (async () => {
-    let unknown = false;
-    try {
-      do {
-        syncAgain = false;
-        for (let round = 0; round < 1000; round += 1) {
-          const page = await conn.request({ t: "sync", cursors: myStore.cursorSnapshot(), limit: 200 });
-          if (store !== myStore) return;
-          for (const msg of page.msgs) {
-            if (myStore.acceptSynced(msg) === "new") {
-              if (!myStore.conversations.has(msg.conversation_id) && !msg.conversation_id.startsWith("u:")) unknown = true;
-              myStore.ingest(msg);
-              queueRecv(msg.conversation_id);
-            }
-          }
-          if (!page.more) break;
-        }
-      } while (syncAgain);
-      if (store === myStore) {
-        for (const conversationId of [...myStore.held.keys()]) releaseHeld(conversationId);
-        myStore.forget(heldBefore);
-        for (const conversationId of heldBefore.keys()) releaseHeld(conversationId); // ends its wait once emptied
-      }
-    } catch (exc) {
-      if (!(exc instanceof Disconnected)) console.warn("sync failed", exc);
-    } finally {
-      syncing = null;
-    }
-    if (unknown) refreshListSoon();
-  })();
-  return syncing;
+/** A message from the SDK: once each, in seq order per conversation, never one this page sent (that is an ack). */
+function onMessage({ message }) {
+  const known = store.conversations.get(message.conversation_id);
+  if (!message.conversation_id.startsWith("u:") && (!known || (!known.known && !known.name))) refreshListSoon();
+  store.ingest(message);
 }
 
-/** A live message that is next in line (NEW): show it, and acknowledge its receipt. */
-function handLive(msg) {
-  const known = store.conversations.get(msg.conversation_id);
-  if (!msg.conversation_id.startsWith("u:") && (!known || (!known.known && !known.name))) refreshListSoon();
-  store.ingest(msg);
-  queueRecv(msg.conversation_id);
+/** A socket request that fails at once while disconnected (Disconnected) rather than waiting for the next ready. */
+function request(frame) {
+  const conn = client?.connection;
+  return conn && conn.ready ? conn.request(frame) : Promise.reject(new Disconnected());
 }
 
-/** Hand out the held messages that are next now; nothing left held: stop waiting, else wait (again). */
-function releaseHeld(conversationId) {
-  if (store.held.has(conversationId)) for (const msg of store.release(conversationId)) handLive(msg);
-  if (store.held.has(conversationId)) {
-    waitForLate(conversationId);
-  } else if (gapTimers.has(conversationId)) {
-    clearTimeout(gapTimers.get(conversationId));
-    gapTimers.delete(conversationId);
-  }
+const OFFLINE = { request: () => Promise.reject(new Disconnected()), send: () => false, ready: false };
+
+function onTyping(frame) {
+  store.setTyping(frame.conversation_id, frame.user_id, Date.now() + TYPING_SHOW_MS);
+  setTimeout(() => {
+    if (!store) return;
+    store.changed.list = true;
+    store.changed.header = true;
+    render();
+  }, TYPING_SHOW_MS + 50);
 }
 
-function waitForLate(conversationId) {
-  if (gapTimers.has(conversationId)) return;
-  const myStore = store;
-  gapTimers.set(conversationId, setTimeout(() => {
-    gapTimers.delete(conversationId);
-    if (store === myStore && myStore.held.has(conversationId)) syncAll(); // still a hole: the sync fills it
-  }, GAP_WAIT_MS));
-}
-
-function onFrame(frame) {
-  if (!store) return;
-  if (calls && calls.onFrame(frame)) return; // calls: hook (call_* frames)
-  switch (frame.t) {
-    case "msg": {
-      const verdict = store.accept(frame);
-      if (verdict === "new") {
-        handLive(frame);
-        releaseHeld(frame.conversation_id);
-      } else if (verdict === "gap") {
-        if (store.hold(frame)) waitForLate(frame.conversation_id);
-        else syncAll(); // the sync brings this message and the ones before it
-      }
-      return;
-    }
-    case "receipt":
-      store.receipt(frame);
-      return;
-    case "typing": {
-      store.setTyping(frame.conversation_id, frame.user_id, Date.now() + TYPING_SHOW_MS);
-      setTimeout(() => {
-        if (!store) return;
-        store.changed.list = true;
-        store.changed.header = true;
-        render();
-      }, TYPING_SHOW_MS + 50);
-      return;
-    }
-    case "presence":
-      store.setPresence(frame.user_id, Boolean(frame.online), frame.last_seen);
-      return;
-    case "contact":
-      return; // contacts are not shown by this page yet
-    case "resync":
-      syncAll(); // the cluster bus was interrupted: live frames may be missing, the sync brings them
-      return;
-    case "error":
-      console.warn("server error", frame.code, frame.message);
-      return;
-    default:
-      // unknown frame types are ignored (section 1, versioning)
-  }
-}
-
-// ------------------------------------------------------------------------------------------------ acks and reads
-
-function queueRecv(conversationId) {
-  if (conversationId.startsWith("u:")) return;
-  recvQueue.add(conversationId);
-  if (recvTimer) return;
-  recvTimer = setTimeout(() => {
-    recvTimer = null;
-    if (!store || !conn) return;
-    for (const id of recvQueue) {
-      const seq = store.cursors.get(id) || 0;
-      if (seq > (recvSent.get(id) || 0) && conn.send({ t: "recv", conversation_id: id, seq })) recvSent.set(id, seq);
-    }
-    recvQueue.clear();
-  }, 400);
-}
+// ------------------------------------------------------------------------------------------------ reads
 
 function markReadSoon() {
   if (readTimer) return;
@@ -485,7 +367,7 @@ function markReadSoon() {
 
 /** Read receipt for the open conversation, when it is actually on screen. */
 function markRead() {
-  if (!store || !conn || !activeId || document.visibilityState !== "visible" || !view.chatVisible()) return;
+  if (!store || !client?.connected || !activeId || document.visibilityState !== "visible" || !view.chatVisible()) return;
   const conv = store.conversations.get(activeId);
   if (!conv) return;
   let top = 0;
@@ -494,7 +376,7 @@ function markRead() {
   const previous = conv.readSeq;
   conv.readSeq = top;
   store.touch(conv.id);
-  conn.request({ t: "read", conversation_id: conv.id, seq: top }).catch(() => {
+  request({ t: "read", conversation_id: conv.id, seq: top }).catch(() => {
     if (store && conv.readSeq === top) conv.readSeq = previous; // try again on the next chance
   });
 }
@@ -528,10 +410,10 @@ function sendBody(body) {
   const conv = activeId ? store.conversations.get(activeId) : null;
   if (!conv) return;
   const item = { conversation_id: conv.id, client_msg_id: newClientMsgId(), body, ts: store.serverNow() };
-  if (conv.kind === "group") item.group_id = conv.groupId;
-  else item.to = conv.peerId;
-  store.queueSend(item);
-  transmit(item);
+  store.addPending(item);
+  // The SDK keeps it until its ack (also across reloads), re-sending it with this id; the ack event shows it sent.
+  const target = conv.kind === "group" ? { groupId: conv.groupId } : { to: conv.peerId };
+  client.send({ ...target, body, clientMsgId: item.client_msg_id }).catch(() => {}); // failures: sendFailed
 }
 
 // Files: uploaded first (with progress under the message box), then sent as a message naming the upload.
@@ -540,7 +422,7 @@ async function attach(files) {
     const conversation = activeId;
     try {
       view.uploadProgress(`Sending ${file.name}…`);
-      const info = await uploadFile(session.token, file, (sent, total) => {
+      const info = await uploadFile(client, file, (sent, total) => {
         view.uploadProgress(`Sending ${file.name}… ${Math.round((100 * sent) / total)}%`);
       });
       if (activeId === conversation) sendBody(bodyFor(info));
@@ -574,7 +456,7 @@ async function record() {
   const file = new File([voice.blob], "voice-note.webm", { type: voice.blob.type });
   try {
     view.uploadProgress("Sending the voice note…");
-    const info = await uploadFile(session.token, file);
+    const info = await uploadFile(client, file);
     sendBody(bodyFor(info, { voice }));
   } catch (exc) {
     view.toast(`Voice note not sent: ${exc.message}`);
@@ -583,56 +465,11 @@ async function record() {
   }
 }
 
-function transmit(item) {
-  if (!conn || inflight.has(item.client_msg_id)) return;
-  inflight.add(item.client_msg_id);
-  const frame = { t: "send", client_msg_id: item.client_msg_id, body: item.body };
-  if (item.group_id) frame.group_id = item.group_id;
-  else frame.to = item.to;
-  const myStore = store;
-  conn.request(frame).then((sent) => {
-    inflight.delete(item.client_msg_id);
-    if (store === myStore) acknowledged(item.body, sent);
-  }, (exc) => {
-    inflight.delete(item.client_msg_id);
-    if (store !== myStore) return;
-    if (exc instanceof Disconnected || exc.retryable) {
-      // Kept in the outbox: re-sent with the same client_msg_id after the next ready, or, if retryable, after the
-      // retry_after a rate limit gave (sooner is refused again) or 2 s.
-      const delayMs = exc.retryAfter ? Math.ceil(exc.retryAfter * 1000) : 2000;
-      if (!(exc instanceof Disconnected)) setTimeout(() => { if (store === myStore && conn?.ready) transmit(item); }, delayMs);
-      return;
-    }
-    item.failed = exc.message || exc.code;
-    myStore.dropFromOutbox(item.client_msg_id);
-    myStore.touch(item.conversation_id);
-    view.toast(`Message not sent: ${item.failed}`);
-  });
-}
-
-function resendOutbox() {
-  for (const item of store.outbox) transmit(item);
-}
-
-/** Our own send or event was stored: it counts as a live message of ours (docs/protocol.md 8.5). */
-function acknowledged(body, sent) {
-  const msg = { conversation_id: sent.conversation_id, seq: sent.seq, sender: store.me.user_id,
-    client_msg_id: sent.client_msg_id, ts: sent.ts, body };
-  const verdict = store.accept(msg);
-  if (verdict === "new") {
-    store.ingest(msg);
-  } else {
-    store.insert(msg); // ours, and authoritative: show it now; a gap before it is filled by sync
-    if (verdict === "gap") syncAll();
-  }
-  queueRecv(msg.conversation_id);
-}
-
 function typing() {
-  if (!conn || !activeId) return;
+  if (!client || !activeId) return;
   const now = Date.now();
   if (now - (lastTypingSent.get(activeId) || 0) < TYPING_SEND_EVERY_MS) return;
-  if (conn.send({ t: "typing", conversation_id: activeId })) lastTypingSent.set(activeId, now);
+  if (client.typing(activeId)) lastTypingSent.set(activeId, now);
 }
 
 // ------------------------------------------------------------------------------------------------ conversations
@@ -656,11 +493,11 @@ function openConversation(id) {
 }
 
 async function loadLatest(conv) {
-  if (!conn || !conn.ready) return; // after the next ready
+  if (!client?.connected) return; // after the next ready
   conv.historyState = "loading";
   store.touch(conv.id, { list: false });
   try {
-    const page = await conn.request({ t: "history", conversation_id: conv.id, limit: historyPage });
+    const page = await request({ t: "history", conversation_id: conv.id, limit: historyPage });
     for (const msg of page.msgs) store.insert(msg);
     conv.historyState = page.more ? "partial" : "complete";
   } catch (exc) {
@@ -672,7 +509,7 @@ async function loadLatest(conv) {
 
 async function loadOlder() {
   const conv = activeId ? store?.conversations.get(activeId) : null;
-  if (!conv || conv.historyState !== "partial" || !conn || !conn.ready) return;
+  if (!conv || conv.historyState !== "partial" || !client?.connected) return;
   const before = store.oldestLoaded(conv);
   if (!before || before <= 1) {
     conv.historyState = "complete";
@@ -682,7 +519,7 @@ async function loadOlder() {
   conv.historyState = "loading";
   store.touch(conv.id, { list: false });
   try {
-    const page = await conn.request({ t: "history", conversation_id: conv.id, before, limit: historyPage });
+    const page = await request({ t: "history", conversation_id: conv.id, before, limit: historyPage });
     for (const msg of page.msgs) store.insert(msg);
     conv.historyState = page.more ? "partial" : "complete";
   } catch {
@@ -876,11 +713,6 @@ function menuFor(seq) {
   return items;
 }
 
-async function sendEvent(conv, frame, body) {
-  const sent = await conn.request({ ...frame, conversation_id: conv.id, client_msg_id: newClientMsgId() });
-  acknowledged(body, sent);
-}
-
 function editMessage(conv, msg) {
   view.form({
     title: "Edit message",
@@ -890,7 +722,7 @@ function editMessage(conv, msg) {
       if (!text.trim()) throw new Error("A message cannot be empty.");
       if (text === msg.body.text) return;
       try {
-        await sendEvent(conv, { t: "edit", seq: msg.seq, text }, { edit: { seq: msg.seq, text } });
+        await client.edit(conv.id, msg.seq, text); // its ack event applies it
       } catch (exc) {
         throw new Error(errorText(exc));
       }
@@ -906,7 +738,7 @@ function recallMessage(conv, msg) {
     danger: true,
     onSubmit: async () => {
       try {
-        await sendEvent(conv, { t: "recall", seq: msg.seq }, { recall: { seq: msg.seq } });
+        await client.recall(conv.id, msg.seq); // its ack event applies it
       } catch (exc) {
         throw new Error(errorText(exc));
       }
@@ -916,7 +748,7 @@ function recallMessage(conv, msg) {
 
 async function deleteForMe(conv, msg) {
   try {
-    await conn.request({ t: "delete", conversation_id: conv.id, seq: msg.seq });
+    await request({ t: "delete", conversation_id: conv.id, seq: msg.seq });
     store.patch(conv.id, msg.seq, { kind: "deleted", seq: 0 });
   } catch (exc) {
     view.toast(`Could not delete: ${errorText(exc)}`);

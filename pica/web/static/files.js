@@ -6,23 +6,9 @@
 
 const objectUrls = new Map(); // "fileId/size" -> Promise<string>
 
-/** POST /v1/files with the file's bytes; onProgress(sent, total) as they go. Resolves to the file's JSON. */
-export function uploadFile(token, file, onProgress) {
-  return new Promise((resolve, reject) => {
-    const xhr = new XMLHttpRequest();
-    xhr.open("POST", `/v1/files?filename=${encodeURIComponent(file.name || "file")}`);
-    xhr.setRequestHeader("Authorization", `Bearer ${token}`);
-    xhr.setRequestHeader("Content-Type", "application/octet-stream");
-    xhr.upload.onprogress = (event) => { if (onProgress && event.lengthComputable) onProgress(event.loaded, event.total); };
-    xhr.onload = () => {
-      let data = null;
-      try { data = JSON.parse(xhr.responseText); } catch { /* not JSON: a proxy's page */ }
-      if (xhr.status === 201 && data) resolve(data);
-      else reject(new Error(data?.message || `upload failed (${xhr.status})`));
-    };
-    xhr.onerror = () => reject(new Error("upload failed: the connection broke"));
-    xhr.send(file);
-  });
+/** POST /v1/files through the SDK's client (its token, renewed if expired); onProgress(sent, total) as they go. */
+export function uploadFile(client, file, onProgress) {
+  return client.upload(file, file.name || "file", onProgress);
 }
 
 /** The message body that sends an uploaded file: an image, a voice note, or a file. */

@@ -3,7 +3,7 @@
 // DOM caches.
 
 import { attachmentNode, openViewer } from "./files.js";
-import { describe, isEvent, RECALL_WINDOW_MS } from "./store.js";
+import { describe, isEvent, RECALL_WINDOW_MS } from "./model.js";
 
 const $ = (id) => document.getElementById(id);
 

@@ -1,8 +1,12 @@
-// Client state: conversations, their messages, per-conversation cursors (the ordering algorithm of
-// pica/client/cursors.py and docs/protocol.md 8.5), names, presence, typing, and the outbox of unacknowledged sends.
-// No DOM here: the store says what changed, ui.js draws it.
+// The page's state: conversations, their messages (recalls, edits and deletions applied), names, presence, typing,
+// and the sends still waiting for their ack. No DOM here: the store says what changed, ui.js draws it. No protocol
+// either: ordering, cursors, sync and the outbox are the SDK's (pica-client.js, built from sdk/js), which hands this
+// module each message once and in order.
 
 import { callRecordText } from "./calls.js"; // calls: hook
+import { directId } from "./pica-client.js";
+
+export { directId };
 
 // The server announces limits.recall_window in `ready`; a live binding, so importers see the update. The server
 // has the last word anyway: a late recall is refused.
@@ -10,11 +14,6 @@ export let RECALL_WINDOW_MS = 120000;
 export function setRecallWindow(seconds) {
   if (seconds > 0) RECALL_WINDOW_MS = seconds * 1000;
 }
-
-const NEW = "new";
-const DUPLICATE = "duplicate";
-const GAP = "gap";
-const HOLD_LIMIT = 1000; // messages held per conversation while waiting for a late one (pica/client/cursors.py)
 
 function load(key, fallback) {
   try {
@@ -42,10 +41,6 @@ export function peerOf(conversationId, me) {
   return low === me ? high : low;
 }
 
-export function directId(a, b) {
-  return a <= b ? `d:${a}:${b}` : `d:${b}:${a}`;
-}
-
 export function isEvent(body) {
   return Boolean(body && (body.recall || body.edit));
 }
@@ -60,22 +55,25 @@ export function standsForConversation(body) {
 }
 
 export class Store {
-  constructor(me) {
+  /** `client`: the SDK's PicaClient, whose cursors a conversation's start (from the list) and its end (left) move. */
+  constructor(me, client) {
     this.me = me; // {user_id, username, token}
+    this.client = client;
     this.prefix = `pica.${me.user_id}.`;
-    this.cursors = new Map(Object.entries(load(this.prefix + "cursors", {})));
     this.names = new Map(Object.entries(load(this.prefix + "names", {})).map(([k, v]) => [Number(k), v]));
     this.names.set(me.user_id, me.username);
     this.conversations = new Map();
     this.presence = new Map(); // user_id -> {online, last_seen}
     this.typing = new Map(); // conversation_id -> Map(user_id -> expires_at ms)
-    this.held = new Map(); // conversation_id -> Map(seq -> msg): live messages waiting for a late one (hold())
-    this.outbox = load(this.prefix + "outbox", []); // unacknowledged sends, re-sent after every ready
     this.clockSkew = 0; // server time - local time, from ready.time
     this.changed = { list: false, conversations: new Set(), header: false };
     this.onChange = () => {};
     this._saveTimer = null;
-    for (const item of this.outbox) this.conversation(item.conversation_id).pending.set(item.client_msg_id, item);
+    // Sends the SDK kept from an earlier visit (re-sent after the next ready): shown as pending until acked.
+    for (const item of client.pending()) {
+      if (item.frame.t === "send") this.addPending({ conversation_id: item.conversation_id,
+        client_msg_id: item.client_msg_id, body: item.frame.body, ts: item.queued_at });
+    }
   }
 
   // ------------------------------------------------------------------------------------------------ change tracking
@@ -101,9 +99,13 @@ export class Store {
   }
 
   persistNow() {
-    save(this.prefix + "cursors", Object.fromEntries(this.cursors));
     save(this.prefix + "names", Object.fromEntries(this.names));
-    save(this.prefix + "outbox", this.outbox);
+  }
+
+  /** The user left a conversation (or was removed): the server no longer syncs it, so its cursor goes (8.6). */
+  dropCursor(conversationId) {
+    this.client.cursors.drop(conversationId);
+    this.client.persist();
   }
 
   // ------------------------------------------------------------------------------------------------ names
@@ -204,86 +206,8 @@ export class Store {
     conv.readSeq = Math.max(conv.readSeq, s.read_seq || 0);
     // A conversation this page has no cursor for starts at its current end: older messages come by history on
     // demand, not by a sync of the whole past.
-    if (!this.cursors.has(conv.id)) this.cursors.set(conv.id, s.last_seq);
+    this.client.cursors.startAt(conv.id, s.last_seq);
     this.touch(conv.id);
-  }
-
-  // ------------------------------------------------------------------------------------------------ ordering
-
-  /** A live message (or our own send's ack): NEW, DUPLICATE or GAP, advancing the cursor when NEW. */
-  accept(msg) {
-    let current = this.cursors.get(msg.conversation_id);
-    if (current === undefined) {
-      if (msg.seq !== 1) return GAP;
-      current = 0;
-    }
-    if (msg.seq <= current) return DUPLICATE;
-    if (msg.seq !== current + 1) return GAP;
-    this.cursors.set(msg.conversation_id, msg.seq);
-    this.persistSoon();
-    return NEW;
-  }
-
-  /** A message of a synced page: the first one of a conversation new to us sets where its cursor starts. */
-  acceptSynced(msg) {
-    if (!this.cursors.has(msg.conversation_id)) this.cursors.set(msg.conversation_id, msg.seq - 1);
-    return this.accept(msg);
-  }
-
-  cursorSnapshot() {
-    return Object.fromEntries(this.cursors);
-  }
-
-  /**
-   * Keep a live message that came ahead of its turn (GAP) for a moment: in a cluster, pushes committed on different
-   * nodes can swap places, and the late one usually follows within milliseconds (docs/protocol.md 8.6). False when
-   * waiting cannot help (no cursor yet: only a sync says where the conversation starts) or too many are held.
-   */
-  hold(msg) {
-    if (!this.cursors.has(msg.conversation_id)) return false;
-    let held = this.held.get(msg.conversation_id);
-    if (!held) {
-      held = new Map();
-      this.held.set(msg.conversation_id, held);
-    }
-    if (held.size >= HOLD_LIMIT && !held.has(msg.seq)) return false;
-    held.set(msg.seq, msg);
-    return true;
-  }
-
-  /** What is held now: give it to forget() once a sync that started after this has completed. */
-  markHeld() {
-    return new Map([...this.held].map(([id, held]) => [id, new Set(held.keys())]));
-  }
-
-  /**
-   * Drop what was held before a complete sync and is still not next: the sync returned neither it nor what is
-   * missing before it, so this user cannot see them (the notice of their own removal is pushed once, never synced).
-   */
-  forget(marked) {
-    for (const [id, seqs] of marked) {
-      const held = this.held.get(id);
-      if (!held) continue;
-      for (const seq of seqs) held.delete(seq);
-      if (held.size === 0) this.held.delete(id);
-    }
-  }
-
-  /** The held messages that are next in line now (accepted, in order); those the cursor passed are dropped. */
-  release(conversationId) {
-    const held = this.held.get(conversationId);
-    if (!held) return [];
-    const cursor = this.cursors.get(conversationId);
-    for (const seq of [...held.keys()]) if (seq <= cursor) held.delete(seq);
-    const out = [];
-    let next = held.get(this.cursors.get(conversationId) + 1);
-    while (next && this.accept(next) === NEW) {
-      held.delete(next.seq);
-      out.push(next);
-      next = held.get(next.seq + 1);
-    }
-    if (held.size === 0) this.held.delete(conversationId);
-    return out;
   }
 
   // ------------------------------------------------------------------------------------------------ messages
@@ -318,8 +242,7 @@ export class Store {
     const conv = this.conversations.get(event.conversation_id);
     if (!conv || conv.left) return;
     conv.left = true;
-    this.cursors.delete(conv.id);
-    this.persistSoon();
+    this.dropCursor(conv.id);
     this.touch(conv.id);
   }
 
@@ -342,8 +265,7 @@ export class Store {
         if (listed.includes(me)) {
           // Our access ends with this notice: the server no longer syncs this conversation (8.6).
           conv.left = true;
-          this.cursors.delete(conv.id);
-          this.persistSoon();
+          this.dropCursor(conv.id);
         }
         break;
       case "dissolved":
@@ -378,7 +300,7 @@ export class Store {
     const patch = conv.patches.get(msg.seq);
     if (patch) applyPatch(copy, patch);
     conv.messages.set(msg.seq, copy);
-    if (conv.pending.delete(msg.client_msg_id) && msg.sender === this.me.user_id) this.dropFromOutbox(msg.client_msg_id);
+    if (msg.sender === this.me.user_id) conv.pending.delete(msg.client_msg_id);
     this.changed.conversations.add(conv.id);
   }
 
@@ -429,19 +351,25 @@ export class Store {
     return shown.length ? shown[0].seq : null;
   }
 
-  // ------------------------------------------------------------------------------------------------ outbox
+  // ------------------------------------------------------------------------------------------------ pending sends
 
-  queueSend(item) {
-    this.outbox.push(item);
+  /** A send waiting for its ack (the SDK's outbox holds and re-sends it): shown in its conversation meanwhile. */
+  addPending(item) {
     this.conversation(item.conversation_id).pending.set(item.client_msg_id, item);
-    this.persistNow();
     this.touch(item.conversation_id);
   }
 
-  dropFromOutbox(clientMsgId) {
-    const before = this.outbox.length;
-    this.outbox = this.outbox.filter((item) => item.client_msg_id !== clientMsgId);
-    if (this.outbox.length !== before) this.persistNow();
+  /** A send refused for good: it stays shown, marked failed, until the page is reloaded. */
+  failPending(clientMsgId, reason) {
+    for (const conv of this.conversations.values()) {
+      const item = conv.pending.get(clientMsgId);
+      if (item) {
+        item.failed = reason;
+        this.touch(conv.id);
+        return item;
+      }
+    }
+    return null;
   }
 
   // ------------------------------------------------------------------------------------------------ receipts, presence, typing
