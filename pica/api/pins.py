@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import msgspec
 from aiohttp import web
 
-from pica.api.bodies import Ack, Cursor, Error, Message, PositiveId
+from pica.api.bodies import Ack, Error, Message, PositiveId
 from pica.api.common import body_of, caller, json_response, path_int, services
 from pica.api.spec import route
 from pica.core.forwarding import Copy, Destination, ForwardService
 from pica.core.pins import PinService, PrefsService
-from pica.errors import Unavailable
+from pica.errors import BadRequest, Unavailable
+from pica.protocol.frames import ConversationId
 from pica.store.base import ConversationPrefs
 
 UNSET = msgspec.UNSET
+T = TypeVar("T")
 _IdList = Annotated[list[PositiveId], msgspec.Meta(max_length=1000)]
 
 
 class ForwardIn(msgspec.Struct, forbid_unknown_fields=True):
     """Messages ``seqs`` of ``conversation_id`` to every user of ``to`` and every group of ``group_ids``."""
 
-    conversation_id: str
+    conversation_id: ConversationId
     seqs: _IdList
     client_msg_id: str
     """The forward's idempotency key: copy n (0, 1, ...) is sent with ``<client_msg_id>/<n>``."""
@@ -76,19 +78,19 @@ class PinChangeOut(msgspec.Struct):
 
 
 class DraftIn(msgspec.Struct, forbid_unknown_fields=True):
-    text: str
-    """Empty: no draft."""
+    text: Annotated[str, msgspec.Meta(min_length=1)]
+    """The draft (``DELETE`` clears it)."""
 
 
 class SettingsIn(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change."""
 
-    pinned: bool | None = None
+    pinned: bool | msgspec.UnsetType = UNSET
     """Pinned to the top of my conversation list."""
-    archived: bool | None = None
-    marked_unread: bool | None = None
-    muted_until: Cursor | None = None
-    """No push before this time (ms since the epoch); 0: not muted. The notification level stays."""
+    archived: bool | msgspec.UnsetType = UNSET
+    marked_unread: bool | msgspec.UnsetType = UNSET
+    muted_until: PositiveId | msgspec.UnsetType = UNSET
+    """No push before this time (ms since the epoch); a time already past unmutes. The notification level stays."""
 
 
 class Settings(msgspec.Struct):
@@ -176,13 +178,25 @@ async def put_draft(request: web.Request) -> web.Response:
     return json_response(Settings.of(prefs))
 
 
+async def delete_draft(request: web.Request) -> web.Response:
+    user_id = await caller(request)
+    prefs = await _prefs(request).save_draft(user_id, request.match_info["conversation_id"], "")
+    return json_response(Settings.of(prefs))
+
+
 async def patch_settings(request: web.Request) -> web.Response:
     user_id = await caller(request)
     body = await body_of(request, SettingsIn)
-    prefs = await _prefs(request).change(user_id, request.match_info["conversation_id"], pinned=body.pinned,
-                                         archived=body.archived, marked_unread=body.marked_unread,
-                                         muted_until=body.muted_until)
+    if body == SettingsIn():
+        raise BadRequest("name at least one of pinned, archived, marked_unread, muted_until")
+    prefs = await _prefs(request).change(user_id, request.match_info["conversation_id"], pinned=_given(body.pinned),
+                                         archived=_given(body.archived), marked_unread=_given(body.marked_unread),
+                                         muted_until=_given(body.muted_until))
     return json_response(Settings.of(prefs))
+
+
+def _given(value: T | msgspec.UnsetType) -> T | None:
+    return None if isinstance(value, msgspec.UnsetType) else value
 
 
 def add_routes(app: web.Application) -> None:
@@ -198,6 +212,8 @@ def add_routes(app: web.Application) -> None:
           tag=tag)
     route(app, "PUT", conversation + "/draft", put_draft, summary="Save (or clear) my draft of a conversation",
           request=DraftIn, response=Settings, tag=tag)
+    route(app, "DELETE", conversation + "/draft", delete_draft, summary="Clear my draft of a conversation",
+          response=Settings, tag=tag)
     route(app, "PATCH", conversation + "/settings", patch_settings,
           summary="Pin to top, archive, mark unread, mute: my own state of a conversation", request=SettingsIn,
           response=Settings, tag=tag)

@@ -101,17 +101,17 @@ class PrefsService:
     async def change(self, user_id: int, conversation_id: str, *, pinned: bool | None = None,
                      archived: bool | None = None, marked_unread: bool | None = None,
                      muted_until: int | None = None) -> ConversationPrefs:
-        """Change the list settings named (None: unchanged); ``muted_until`` 0 unmutes, and keeps the notification
-        level (protocol 23.7) as it is."""
+        """Change the list settings named (None: unchanged); a ``muted_until`` already past unmutes. The mute is the
+        notification setting's (protocol 23.7), whose level stays as it is."""
         if self._rates is not None:
             self._rates.check(self._settings, user_id, "settings changes")
         _must_name_one(conversation_id)
         if muted_until is not None:
             if not 0 <= muted_until <= _MAX_TS:
-                raise BadRequest("muted_until must be a time in ms since the epoch (0: not muted)")
+                raise BadRequest("muted_until must be a time in ms since the epoch")
             level = (await self._store.get_notification_setting(user_id, conversation_id)).level
-            await self._store.set_notification_setting(
-                user_id, NotificationSetting(conversation_id, level, muted_until or None))
+            mute = muted_until if muted_until > self._clock.now_ms() else None
+            await self._store.set_notification_setting(user_id, NotificationSetting(conversation_id, level, mute))
         prefs = await self._store.set_prefs(user_id, conversation_id,
                                             PrefsChange(pinned=pinned, archived=archived, marked_unread=marked_unread),
                                             self._clock.now_ms())
