@@ -6,6 +6,7 @@ import { directId, isEvent, RECALL_WINDOW_MS, setRecallWindow, Store } from "./s
 import { bodyFor, uploadFile, VoiceRecorder } from "./files.js";
 import { View } from "./ui.js";
 import { Calls } from "./calls.js"; // calls: hook (the call UI is calls.js)
+import { Organize } from "./forward.js"; // organize: hook (forwarding, pins, drafts, list settings)
 
 const SESSION_KEY = "pica.session";
 const TYPING_SHOW_MS = 3000;
@@ -36,6 +37,7 @@ let findTimer = null;
 const FIND_DELAY_MS = 250; // a look-up once typing pauses, not one per key
 const USERNAME = /^[a-z0-9_][a-z0-9_.-]{2,31}$/; // what a username may be (protocol 23.2): nothing else is looked up
 let calls = null; // calls: hook
+let organize = null; // organize: hook
 
 const view = new View({
   onAuth: authenticate,
@@ -228,6 +230,8 @@ function startApp() {
   });
   conn.start();
   calls ??= new Calls({ connection: () => conn, api: call, nameOf: (id) => store.nameOf(id) }); // calls: hook
+  organize ??= new Organize({ api: call, store: () => store, active: () => activeId, rerender, // organize: hook
+    toast: (text) => view.toast(text), newId: newClientMsgId });
   const remembered = sessionStorage.getItem("pica.active");
   if (remembered) openConversation(remembered);
   rerender();
@@ -388,6 +392,7 @@ async function syncAll() {
 
 /** A live message that is next in line (NEW): show it, and acknowledge its receipt. */
 function handLive(msg) {
+  if (organize) organize.onMessage(msg); // organize: hook (pin notices)
   const known = store.conversations.get(msg.conversation_id);
   if (!msg.conversation_id.startsWith("u:") && (!known || (!known.known && !known.name))) refreshListSoon();
   store.ingest(msg);
@@ -447,6 +452,9 @@ function onFrame(frame) {
       return;
     case "contact":
       return; // contacts are not shown by this page yet
+    case "conversation":
+      if (organize) organize.onState(frame); // organize: hook (my draft or list settings, from any device)
+      return;
     case "resync":
       syncAll(); // the cluster bus was interrupted: live frames may be missing, the sync brings them
       return;
@@ -521,6 +529,7 @@ async function refreshPresence() {
 // ------------------------------------------------------------------------------------------------ sending
 
 function sendText(text) {
+  if (organize && activeId) organize.sent(activeId); // organize: hook (the draft is sent)
   sendBody({ text });
 }
 
@@ -644,6 +653,7 @@ function openConversation(id) {
   else sessionStorage.removeItem("pica.active");
   view.setChatOpen(Boolean(id));
   const conv = id ? store.conversation(id) : null;
+  if (organize) organize.opened(conv); // organize: hook (drafts, pins, the unread mark)
   // calls: hook (the call buttons are for a 1:1 with someone else)
   if (calls) calls.setPeer(conv && conv.kind === "direct" && conv.peerId !== store.me.user_id ? conv.peerId : null);
   if (conv) {
@@ -862,7 +872,7 @@ function menuFor(seq) {
   const conv = activeId ? store.conversations.get(activeId) : null;
   const msg = conv?.messages.get(seq);
   if (!msg || msg.body.system || isEvent(msg.body)) return [];
-  const items = [];
+  const items = organize ? organize.menuItems(conv, msg) : []; // organize: hook (forward, pin)
   const mine = msg.sender === store.me.user_id;
   const gone = msg.body.recalled || msg.body.deleted;
   if (typeof msg.body.text === "string" && !gone) {
