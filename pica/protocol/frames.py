@@ -354,7 +354,7 @@ class CallEnded(_Frame, tag="call_ended"):
 
 
 class ConversationState(_Frame, tag="conversation"):
-    """My own state of a conversation changed, on one of my devices (protocol section 29.3): all of it. Absent
+    """My own state of a conversation changed, on one of my devices (protocol section 29.4): all of it. Absent
     fields have their defaults (no draft, not pinned to the top, not archived, not marked unread, not muted)."""
 
     conversation_id: str
