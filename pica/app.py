@@ -30,9 +30,11 @@ from pica.core.calls import CallService
 from pica.core.chat import ChatService
 from pica.core.devices import DeviceService
 from pica.core.fanout import GroupFanout
+from pica.core.forwarding import ForwardService
 from pica.core.groups import GroupService
 from pica.core.lifecycle import LifecycleService
 from pica.core.passwords import PasswordHasher
+from pica.core.pins import PinService, PrefsService
 from pica.core.placement import NodeAddress
 from pica.core.ports import Delivery, GroupRouter, Presence, SystemClock
 from pica.core.ratelimit import RateLimits
@@ -411,6 +413,9 @@ class PicaServer:
             devices=DeviceService(self.store, config.push, self.clock, _vapid_public_key(config)),
             admin=AdminService(self.store, accounts, self.clock, config.limits, chat=chat, fanout=fanout,
                                disconnect=self._close_deleted, rates=rates),
+            forwarding=ForwardService(self.store, chat, config.conversations),
+            pins=PinService(self.store, chat, self.clock, config.conversations, rates),
+            prefs=PrefsService(self.store, delivery, self.clock, config.conversations, rates),
         )
         services.metrics.sources.store_backlog = self.store.write_backlog
         self.store.observe_commits(services.metrics.observe_commit)

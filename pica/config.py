@@ -478,6 +478,27 @@ class CallsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationsConfig:
+    """Forwarding, pins, drafts and per-conversation settings (docs/protocol.md section 29)."""
+
+    max_forward_messages: int = 20
+    """Messages one forward request may name."""
+    max_forward_copies: int = 100
+    """Messages times destinations of one forward request: each copy is a message, counted by ``rates.sends_per_user``
+    like any other."""
+    max_pins: int = 50
+    """Messages pinned at once in one conversation; one more is refused (409 ``too_many_pins``) until one is
+    unpinned."""
+    max_draft_chars: int = 4_000
+    """Longest draft, in characters (Unicode code points)."""
+    drafts_per_user: str = "60/min"
+    """Draft saves (and clears) of one user, a token bucket like ``[rates]``: clients save a draft a moment after the
+    typing stops, not per key."""
+    settings_per_user: str = "60/min"
+    """Changes of per-conversation settings (pin to top, archive, mark unread) of one user, a token bucket."""
+
+
+@dataclass(frozen=True, slots=True)
 class TurnConfig:
     """TURN credentials for calls (``GET /v1/turn``), in coturn's shared-secret scheme (``use-auth-secret``)."""
 
@@ -541,6 +562,7 @@ class Config:
     push: PushConfig = field(default_factory=PushConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
+    conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
 
 
 _SECTIONS: Final = {
@@ -562,6 +584,7 @@ _SECTIONS: Final = {
     "push": PushConfig,
     "calls": CallsConfig,
     "turn": TurnConfig,
+    "conversations": ConversationsConfig,
 }
 
 
@@ -876,6 +899,15 @@ def _validate(obj: Any, section: str) -> None:
             parse_rate(obj.invites_per_user)
         except ValueError as exc:
             raise ConfigError(f"calls.invites_per_user: {exc}") from None
+    if isinstance(obj, ConversationsConfig):
+        for name in ("max_forward_messages", "max_forward_copies", "max_pins", "max_draft_chars"):
+            if getattr(obj, name) < 1:
+                raise ConfigError(f"conversations.{name}: must be at least 1")
+        for name in ("drafts_per_user", "settings_per_user"):
+            try:
+                parse_rate(getattr(obj, name))
+            except ValueError as exc:
+                raise ConfigError(f"conversations.{name}: {exc}") from None
     if isinstance(obj, TurnConfig) and obj.urls:
         if not all(url.startswith(("turn:", "turns:", "stun:")) for url in obj.urls):
             raise ConfigError("turn.urls: expected turn:, turns: or stun: URLs")

@@ -224,6 +224,13 @@ class TooManyDevices(Conflict):
     """The user has ``push.max_devices_per_user`` push targets registered already (``POST /v1/devices``)."""
 
     code = "too_many_devices"
+
+
+class TooManyPins(Conflict):
+    """The conversation has ``conversations.max_pins`` pinned messages already: unpin one first."""
+
+    code = "too_many_pins"
+
 class Busy(Conflict):
     """One of the two users is in a call already (ringing, or answered): one call per user at a time."""
 

@@ -123,6 +123,9 @@ async def put_notifications(request: web.Request) -> web.Response:
     user_id = await caller(request)
     setting = await _devices(request).set_notifications(user_id, request.match_info["conversation_id"], body.level,
                                                         body.mute_until)
+    prefs = services(request).prefs
+    if prefs is not None:  # the mute shows in the conversation list: the user's other devices learn it (29.3)
+        await prefs.announce_current(user_id, setting.conversation_id)
     return json_response(_notifications_out(setting))
 
 

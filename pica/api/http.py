@@ -16,7 +16,7 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from pica.api import admin, auth, calls, devices, dispatch, files, groups, me, messages, openapi, social
+from pica.api import admin, auth, calls, devices, dispatch, files, groups, me, messages, openapi, pins, social
 from pica.api.checks import ResponseCheck, response_check_middleware
 from pica.api.common import STARTED_KEY, check_http_rate, error_response, json_response, services
 from pica.api.spec import route
@@ -155,6 +155,7 @@ def build_app(node: GatewayServices, check: ResponseCheck | None = None) -> web.
     files.add_routes(app)
     openapi.add_routes(app)  # /openapi.json and its page, /docs
     admin.add_routes(app)
+    pins.add_routes(app)
     add_chat_page_routes(app)  # the web chat page: / and /static/<name>
     if check is not None:
         check.watch(app)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from pica.api.bodies import Ack, Cursor, Message, Ok, PositiveId
 from pica.api.common import STARTED_KEY, body_of, caller, json_response, path_int, services
+from pica.api.pins import Settings, settings_of
 from pica.api.spec import route, struct_query
 from pica.core.chat import SendAck
 from pica.store.base import ConversationSummary
@@ -45,16 +46,18 @@ class Conversation(msgspec.Struct, omit_defaults=True):
     peer_delivered_seq: int | msgspec.UnsetType = msgspec.UNSET
     peer_read_seq: int | msgspec.UnsetType = msgspec.UNSET
     group_id: int | msgspec.UnsetType = msgspec.UNSET
+    settings: Settings | msgspec.UnsetType = msgspec.UNSET
+    """My own state of it: draft, pin to top, archive, mark unread, mute (section 29.3); absent: none set."""
 
     @classmethod
-    def of(cls, c: ConversationSummary) -> Conversation:
+    def of(cls, c: ConversationSummary, settings: Settings | None = None) -> Conversation:
         direct, group = c.kind == "direct", c.kind == "group"
         return cls(c.conversation_id, c.kind, c.name, c.last_seq, c.last_ts, c.unread, c.delivered_seq, c.read_seq,
                    Message.of(c.last_message) if c.last_message else None,
                    peer_id=c.peer_id if direct else UNSET,
                    peer_delivered_seq=c.peer_delivered_seq if direct else UNSET,
                    peer_read_seq=c.peer_read_seq if direct else UNSET,
-                   group_id=c.group_id if group else UNSET)
+                   group_id=c.group_id if group else UNSET, settings=settings or UNSET)
 
 
 class ConversationsQuery(msgspec.Struct):
@@ -157,7 +160,8 @@ async def conversations(request: web.Request) -> web.Response:
     query = struct_query(request, ConversationsQuery)
     items = await services(request).chat.conversations(user_id, limit=query.limit, before_ts=query.before_ts,
                                                        before_id=query.before_id)
-    return json_response(Conversations([Conversation.of(c) for c in items]))
+    found = await settings_of(request, user_id, [c.conversation_id for c in items])
+    return json_response(Conversations([Conversation.of(c, found.get(c.conversation_id)) for c in items]))
 
 
 async def conversation_messages(request: web.Request) -> web.Response:

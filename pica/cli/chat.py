@@ -25,12 +25,14 @@ from typing import Any, Final
 import aiohttp
 
 from pica.cli.directory import Conv, Directory, Opened, UnknownUser, direct_id
+from pica.cli.organize import OrganizeCommands, flags, list_order
 from pica.cli.render import CONTACT_STATES, HELP, clock, content, notice, table
 from pica.cli.terminal import EOF, INTERRUPT, Terminal
 from pica.client import (
     Backoff,
     Connected,
     ContactEvent,
+    ConversationStateEvent,
     CursorTracker,
     Disconnected,
     Event,
@@ -55,7 +57,7 @@ TYPING_QUIET: Final = 5.0
 SEND_TIMEOUT: Final = 24 * 3600.0
 """A message typed while disconnected waits for the reconnection, however long it takes."""
 
-class ChatApp:
+class ChatApp(OrganizeCommands):
     def __init__(self, client: PicaClient, username: str, terminal: Terminal | None = None) -> None:
         self.client = client
         self.username = username.lower()
@@ -184,6 +186,8 @@ class ChatApp:
                 self.say(f"● {who} online" if p.online else f"○ {who} offline")
         elif isinstance(event, TypingEvent):
             await self._on_typing(event.typing)
+        elif isinstance(event, ConversationStateEvent):
+            await self.on_state(event.state)
         elif isinstance(event, ContactEvent):
             await self.dir.resolve([event.contact.user_id])
             who, state = self.dir.name_of(event.contact.user_id), event.contact.state
@@ -218,10 +222,16 @@ class ChatApp:
             if isinstance(event, dict):
                 named = [event.get("by"), event.get("user_id"), *(event.get("user_ids") or [])]
                 ids.extend(i for i in named if isinstance(i, int) and not isinstance(i, bool))
+            origin = msg.body.get("forwarded")
+            if isinstance(origin, dict) and isinstance(origin.get("sender"), int):
+                ids.append(origin["sender"])
         await self.dir.resolve(ids)
 
     def _line(self, msg: f.Msg) -> str:
         sender = self.dir.name_of(msg.sender)
+        origin = msg.body.get("forwarded")
+        if isinstance(origin, dict) and isinstance(origin.get("sender"), int):
+            sender = f"{sender} ↪ {self.dir.name_of(origin['sender'])}"  # forwarded: the first author after the arrow
         return notice(sender, msg.body, self.dir.name_of) or f"{sender}: {content(msg.body)}"
 
     def _on_receipt(self, receipt: f.Receipt) -> None:
@@ -367,13 +377,13 @@ class ChatApp:
     def _commands(self) -> dict[str, Callable[[str], Awaitable[None]]]:
         return {"list": self.cmd_list, "open": self.cmd_open, "more": self.cmd_more, "who": self.cmd_who,
                 "group": self.cmd_group, "add": self.cmd_add, "read": self.cmd_read, "send": self.cmd_send,
-                "save": self.cmd_save, "help": self.cmd_help}
+                "save": self.cmd_save, "help": self.cmd_help, **self.organize_commands()}
 
     async def cmd_help(self, _: str) -> None:
         self.say(HELP)
 
     async def cmd_list(self, _: str) -> None:
-        await self._show_list((await self.dir.all_conversations())[:50])
+        await self._show_list(list_order(await self.dir.all_conversations())[:50])
 
     async def _show_list(self, conversations: list[dict[str, Any]]) -> None:
         self.listed = [str(c["conversation_id"]) for c in conversations]
@@ -390,7 +400,8 @@ class ChatApp:
             if last is not None:
                 text = f"{clock(last.ts)} {self._line(last)}"
                 text = text if len(text) <= 60 else text[:59] + "…"
-            rows.append((n, self.dir.convs[cid].name, await self._unread(c), text))
+            rows.append((n, f"{self.dir.convs[cid].name} {flags(c.get('settings'), int(time.time() * 1000))}".strip(),
+                         await self._unread(c), text))
         self.say(table(("#", "CONVERSATION", "UNREAD", "LAST MESSAGE"), rows))
 
     async def _unread(self, summary: dict[str, Any]) -> str:

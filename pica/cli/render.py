@@ -17,6 +17,11 @@ HELP: Final = """commands:
   /read                 mark the open conversation read
   /send PATH [caption]  upload a file and send it to the open conversation
   /save N [PATH]        save the file of message #N of the open conversation (to its own name, or PATH)
+  /forward N[,M] TO     forward messages #N,#M to users or #GROUP_IDs (comma-separated)
+  /pin N  /unpin N      pin or unpin message #N (groups: owner and admins)      /pins   the pinned messages
+  /draft [TEXT]         save my draft here (my other devices see it); alone: clear it
+  /top /untop           pin to or unpin from the top of /list   /archive /unarchive   /unread   mark unread
+  /mute [HOURS] /unmute no notifications from here (default 8 hours)
   /quit                 leave (also Ctrl-D)
 anything else is sent to the open conversation (start it with // to send a leading /)"""
 
@@ -122,6 +127,8 @@ def notice(sender: str, body: dict[str, Any], name_of: NameOf) -> str | None:
         "dissolved": lambda: f"{by} dissolved the group",
         "deleted": lambda: f"you deleted message #{event.get('seq')} of {event.get('conversation_id')}",
         "removed_from_group": lambda: f'{by} removed you from the group "{event.get("name", "")}"',
+        "pinned": lambda: f"{by} pinned message #{event.get('seq')}",
+        "unpinned": lambda: f"{by} unpinned message #{event.get('seq')}",
     }
     sentence = sentences.get(kind)
     return "* " + (sentence() if sentence else f"{kind} ({json.dumps(event, ensure_ascii=False)[:200]})")

@@ -114,8 +114,16 @@ class CallEvent:
     frame: f.CallIncoming | f.CallRinging | f.CallAccepted | f.CallCandidate | f.CallEnded
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationStateEvent:
+    """My own state of a conversation (draft, pin to top, archive, unread mark, mute) changed on one of my devices
+    (docs/protocol.md section 29.4): all of it."""
+
+    state: f.ConversationState
+
+
 Event = (Connected | Disconnected | MessageEvent | ReceiptEvent | PresenceEvent | TypingEvent | ContactEvent
-         | InvitationEvent | CallEvent)
+         | InvitationEvent | CallEvent | ConversationStateEvent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -616,6 +624,47 @@ class PicaClient:
         data = await self.http.request("GET", "/v1/presence", params={"user_ids": ",".join(map(str, user_ids))})
         return list(data["presence"])
 
+    # ------------------------------------------------------------------------------------------ forwarding, pins,
+    # drafts and settings (docs/protocol.md section 29)
+
+    async def forward(self, conversation_id: str, seqs: list[int], *, to: list[int] | None = None,
+                      group_ids: list[int] | None = None, client_msg_id: str | None = None) -> list[dict[str, Any]]:
+        """Forward messages to users and groups: one answer per copy, each with ``ack`` or ``error``. A retry with
+        the same ``client_msg_id`` stores nothing twice."""
+        data = await self.http.request("POST", "/v1/forward", json={
+            "conversation_id": conversation_id, "seqs": seqs, "to": to or [], "group_ids": group_ids or [],
+            "client_msg_id": client_msg_id or uuid.uuid4().hex})
+        return list(data["copies"])
+
+    async def pin(self, conversation_id: str, seq: int, pinned: bool = True) -> dict[str, Any] | None:
+        """Pin (or unpin) a message; the timeline's notice of it, None when nothing changed."""
+        data = await self.http.request("PUT" if pinned else "DELETE", f"/v1/conversations/{conversation_id}/pins/{seq}")
+        notice: dict[str, Any] | None = data["notice"]
+        return notice
+
+    async def pins(self, conversation_id: str) -> list[dict[str, Any]]:
+        data = await self.http.request("GET", f"/v1/conversations/{conversation_id}/pins")
+        return list(data["pins"])
+
+    async def save_draft(self, conversation_id: str, text: str) -> dict[str, Any]:
+        """Save my draft of a conversation (an empty ``text`` clears it); my other devices get a ``conversation``
+        frame (:class:`ConversationStateEvent`)."""
+        path = f"/v1/conversations/{conversation_id}/draft"
+        state: dict[str, Any] = await (self.http.request("PUT", path, json={"text": text}) if text
+                                       else self.http.request("DELETE", path))
+        return state
+
+    async def conversation_settings(self, conversation_id: str, *, pinned: bool | None = None,
+                                    archived: bool | None = None, marked_unread: bool | None = None,
+                                    muted_until: int | None = None) -> dict[str, Any]:
+        """Change my list settings of a conversation (None: unchanged; ``muted_until`` a time already past
+        unmutes)."""
+        changes = {"pinned": pinned, "archived": archived, "marked_unread": marked_unread, "muted_until": muted_until}
+        state: dict[str, Any] = await self.http.request(
+            "PATCH", f"/v1/conversations/{conversation_id}/settings",
+            json={key: value for key, value in changes.items() if value is not None})
+        return state
+
     # ------------------------------------------------------------------------------------------ calls
 
     async def _on_this_socket(self, frame: Any, timeout: float = 10.0) -> Any:
@@ -722,4 +771,6 @@ def _wrap(frame: Any) -> Event | None:
         return InvitationEvent(frame)
     if isinstance(frame, f.CallIncoming | f.CallRinging | f.CallAccepted | f.CallCandidate | f.CallEnded):
         return CallEvent(frame)
+    if isinstance(frame, f.ConversationState):
+        return ConversationStateEvent(frame)
     return None  # msg frames come ordered through next_message; others are not events

@@ -27,6 +27,7 @@ from pica.core.validation import check_client_msg_id, validate_body
 from pica.core.wire import message_frame
 from pica.errors import BadRequest, ConversationNotFound, FileNotFound
 from pica.protocol import frames as f
+from pica.protocol.forwards import FORWARDED
 from pica.protocol.ids import (
     direct_conversation_id,
     direct_peer,
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-__all__ = ["ChatService", "Reply", "SendAck"]
+__all__ = ["ChatService", "Reply", "SendAck", "resolving"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ def _then(source: asyncio.Future[T], on_result: Callable[[T], SendAck], reply: R
     source.add_done_callback(done)
 
 
-def _resolving(future: asyncio.Future[SendAck]) -> Reply:
+def resolving(future: asyncio.Future[SendAck]) -> Reply:
     def reply(ack: SendAck | None, error: BaseException | None) -> None:
         if future.done():
             return
@@ -123,21 +124,23 @@ class ChatService:
     async def send(self, sender: int, client_msg_id: str, body: Any, *, to: int | None = None,
                    group_id: int | None = None, origin: object | None = None) -> SendAck:
         acked: asyncio.Future[SendAck] = asyncio.get_running_loop().create_future()
-        self.submit(sender, client_msg_id, body, _resolving(acked), to=to, group_id=group_id, origin=origin)
+        self.submit(sender, client_msg_id, body, resolving(acked), to=to, group_id=group_id, origin=origin)
         return await acked
 
     def submit(self, sender: int, client_msg_id: str, body: Any, reply: Reply, *, to: int | None = None,
-               group_id: int | None = None, origin: object | None = None) -> None:
+               group_id: int | None = None, origin: object | None = None,
+               forwarded: dict[str, Any] | None = None) -> None:
         """Store and route a message to a user (``to``) or a group; ``reply`` gets the ack after the durable
         commit. ``origin`` is the sending connection: it gets the ack, not a copy. Validation errors raise here,
         synchronously. No task and no await before the store call: sends submitted in one order are committed,
-        delivered and acked in that order."""
+        delivered and acked in that order. ``forwarded``: the server's mark of a forwarded copy
+        (pica/core/forwarding.py), added to the checked body."""
         if (to is None) == (group_id is None):
             raise BadRequest("a message goes to exactly one of 'to' (a user) or 'group_id'")
         if self._rates is not None:
             self._rates.check(self._rates.sends, sender, "messages")
         client_msg_id = check_client_msg_id(client_msg_id)
-        checked, body_json = validate_body(body, self._limits)
+        checked, body_json = self._validated(body, forwarded)
         # A send behind one still under review waits for it too, so that a sender's messages keep their order.
         if self._before_send is not None or referenced_file(checked) is not None or sender in self._reviews:
             self._review(sender, client_msg_id, checked, body_json, reply, to, group_id, origin)
@@ -149,7 +152,7 @@ class ChatService:
         the same append and delivery as a client's message, without the client's checks (rate, body kinds, the
         before-send hook). ``client_msg_id`` is a server id (``~``), so writing it twice stores it once."""
         acked: asyncio.Future[SendAck] = asyncio.get_running_loop().create_future()
-        self._append(sender, client_msg_id, body, msgspec.json.encode(body), _resolving(acked), to, None, None)
+        self._append(sender, client_msg_id, body, msgspec.json.encode(body), resolving(acked), to, None, None)
         return await acked
 
     def _review(self, sender: int, client_msg_id: str, checked: dict[str, Any], body_json: bytes, reply: Reply,
@@ -180,7 +183,8 @@ class ChatService:
             if self._before_send is not None:
                 reviewed = await self._before_send.review(sender, conversation_id, client_msg_id, checked)
                 if reviewed is not checked:  # rewritten: the hook's body obeys the same rules as the client's
-                    checked, body_json = await self._with_file(sender, *validate_body(reviewed, self._limits))
+                    checked, body_json = await self._with_file(
+                        sender, *self._validated(_without_mark(reviewed), checked.get(FORWARDED)))
         except Exception as exc:
             if previous is not None:
                 await asyncio.wait([previous])
@@ -203,7 +207,15 @@ class ChatService:
         record = await self._store.readable_file(file_id, sender)
         if record is None:
             raise FileNotFound(f"no file {file_id!r} that you can send: upload it first (POST /v1/files)")
-        return validate_body(with_truth(checked, kind, record), self._limits)
+        return self._validated(with_truth(_without_mark(checked), kind, record), checked.get(FORWARDED))
+
+    def _validated(self, body: Any, forwarded: Any = None) -> tuple[dict[str, Any], bytes]:
+        """:func:`validate_body`, then the server's forwarded mark (a key clients may not send) when there is one."""
+        checked, body_json = validate_body(body, self._limits)
+        if forwarded is None:
+            return checked, body_json
+        checked = {**checked, FORWARDED: forwarded}
+        return checked, msgspec.json.encode(checked)
 
     def _append(self, sender: int, client_msg_id: str, checked: dict[str, Any], body_json: bytes, reply: Reply,
                 to: int | None, group_id: int | None, origin: object | None) -> None:
@@ -275,7 +287,7 @@ class ChatService:
     async def event(self, kind: str, user_id: int, conversation_id: str, seq: int, client_msg_id: str,
                     text: str = "") -> SendAck:
         acked: asyncio.Future[SendAck] = asyncio.get_running_loop().create_future()
-        self.submit_event(kind, user_id, conversation_id, seq, client_msg_id, _resolving(acked), text)
+        self.submit_event(kind, user_id, conversation_id, seq, client_msg_id, resolving(acked), text)
         return await acked
 
     def submit_event(self, kind: str, user_id: int, conversation_id: str, seq: int, client_msg_id: str,
@@ -412,6 +424,13 @@ class ChatService:
         # the check saw travels with it, so that no node serves it from a member list older than that.
         self.fanout.deliver_ephemeral(conversation_id, frame, user_id, version)
 
+
+
+def _without_mark(body: Any) -> Any:
+    """A body without the server's forwarded mark, to be checked as a client's."""
+    if isinstance(body, dict) and FORWARDED in body:
+        return {key: value for key, value in body.items() if key != FORWARDED}
+    return body
 
 
 def _must_name_one(conversation_id: str) -> None:

@@ -13,8 +13,10 @@ from pica.core.admin import AdminService
 from pica.core.calls import CallService
 from pica.core.chat import ChatService
 from pica.core.devices import DeviceService
+from pica.core.forwarding import ForwardService
 from pica.core.groups import GroupService
 from pica.core.lifecycle import LifecycleService
+from pica.core.pins import PinService, PrefsService
 from pica.core.placement import NodeAddress
 from pica.core.ports import Clock
 from pica.core.ratelimit import RateLimits
@@ -66,6 +68,10 @@ class GatewayServices:
     accepting: bool = True
     admin: AdminService | None = None
     """Administration and users' reports (``/v1/admin/...``, ``/v1/reports``; None: those routes answer 503)."""
+    forwarding: ForwardService | None = None
+    pins: PinService | None = None
+    prefs: PrefsService | None = None
+    """Forwarding, pins, and drafts and list settings (protocol section 29; None: those routes answer 503)."""
 
     sends_in_flight: int = 0
     """Socket sends submitted and not yet acked (they are callbacks, not tasks)."""

@@ -353,6 +353,20 @@ class CallEnded(_Frame, tag="call_ended"):
     reason: str
 
 
+class ConversationState(_Frame, tag="conversation"):
+    """My own state of a conversation changed, on one of my devices (protocol section 29.4): all of it. Absent
+    fields have their defaults (no draft, not pinned to the top, not archived, not marked unread, not muted)."""
+
+    conversation_id: str
+    draft: str = ""
+    draft_ts: int = 0
+    pinned_at: int = 0
+    archived: bool = False
+    marked_unread: bool = False
+    muted_until: int | None = None
+    level: str = "all"
+
+
 class Close(_Frame, tag="close"):
     """Last frame before the server closes a TCP connection; on WebSocket the close frame carries the same code."""
 
@@ -369,6 +383,7 @@ ClientFrame = (
 ServerFrame = (
     Ready | Sent | Msg | Synced | Page | Receipt | Done | Presence | Contact | Invitation | Typing | Error | Resync
     | Close | Ping | Pong | CallPlaced | CallIncoming | CallRinging | CallAccepted | CallCandidate | CallEnded
+    | ConversationState
 )
 
 CLIENT_FRAME_TYPES: Final = frozenset(
@@ -379,5 +394,5 @@ CLIENT_FRAME_TYPES: Final = frozenset(
 SERVER_FRAME_TYPES: Final = frozenset(
     {"ready", "sent", "msg", "synced", "page", "receipt", "done", "presence", "contact", "invitation", "typing",
      "error", "resync", "close", "ping", "pong", "call_placed", "call_incoming", "call_ringing", "call_accepted",
-     "call_candidate", "call_ended"}
+     "call_candidate", "call_ended", "conversation"}
 )

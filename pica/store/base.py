@@ -447,6 +447,50 @@ class NotificationSetting:
 
 
 @dataclass(frozen=True, slots=True)
+class PinRecord:
+    """A pinned message of a conversation, as the reader sees it (docs/protocol.md section 29.2)."""
+
+    message: MessageRecord
+    pinned_by: int
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class PinChange:
+    """What a pin or unpin did: ``notice`` the timeline's pin notice (None: nothing changed, it was pinned, or not
+    pinned, already); ``members_version`` the group's membership version (0 for a 1:1), for its delivery."""
+
+    notice: MessageRecord | None
+    members_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PrefsChange:
+    """A change of a user's own state of a conversation; None leaves a field as it is."""
+
+    draft: str | None = None
+    pinned: bool | None = None
+    archived: bool | None = None
+    marked_unread: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationPrefs:
+    """A user's own state of a conversation (docs/protocol.md section 29.3-29.4); the defaults when they never set
+    any. ``mute_until`` and ``level`` are the notification setting's (section 23.7)."""
+
+    conversation_id: str
+    draft: str = ""
+    draft_ts: int = 0
+    pinned_at: int = 0
+    """0: not pinned to the top of the list; else when it was."""
+    archived: bool = False
+    marked_unread: bool = False
+    mute_until: int | None = None
+    level: str = "all"
+
+
+@dataclass(frozen=True, slots=True)
 class PushMessage:
     """A message as its push job sees it: the message (None when it is gone), its sender's name, its group's name."""
 
@@ -1087,3 +1131,22 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def push_audience(self, user_ids: list[int], now_ms: int) -> PushAudience: ...
+
+    # pins, drafts and per-conversation settings (pica/store/pins.py)
+    @abc.abstractmethod
+    async def set_pin(self, user_id: int, conversation_id: str, seq: int, pinned: bool, ts: int,
+                      max_pins: int) -> PinChange:
+        """Pin (or unpin) message ``seq``, with a notice in the timeline when that changed anything. Members of a
+        1:1, a group's owner and admins; ConversationNotFound, MessageNotFound, Forbidden, TooManyPins."""
+
+    @abc.abstractmethod
+    async def list_pins(self, user_id: int, conversation_id: str) -> list[PinRecord]:
+        """The conversation's pinned messages the user can see, most recently pinned first (recalled ones left out)."""
+
+    @abc.abstractmethod
+    async def set_prefs(self, user_id: int, conversation_id: str, change: PrefsChange, ts: int) -> ConversationPrefs:
+        """Apply ``change`` to the user's state of the conversation; ConversationNotFound unless a member."""
+
+    @abc.abstractmethod
+    async def prefs_of(self, user_id: int, conversation_ids: list[str]) -> dict[str, ConversationPrefs]:
+        """The user's state of each of these conversations that has one (a setting or a notification row)."""

@@ -16,7 +16,21 @@ from typing import Literal, TypeVar
 
 from pica.errors import PicaError
 from pica.protocol.tokens import Phrase
-from pica.store import admin, bots, devices, groups, invites, jobs, lifecycle, media, messages, search, sessions, social
+from pica.store import (
+    admin,
+    bots,
+    devices,
+    groups,
+    invites,
+    jobs,
+    lifecycle,
+    media,
+    messages,
+    pins,
+    search,
+    sessions,
+    social,
+)
 from pica.store.base import (
     AdminStats,
     AdminUser,
@@ -27,6 +41,7 @@ from pica.store.base import (
     BotRecord,
     BotWebhook,
     ContactRecord,
+    ConversationPrefs,
     ConversationSummary,
     DeviceRecord,
     EventAppend,
@@ -44,6 +59,9 @@ from pica.store.base import (
     MessageRecord,
     NotificationSetting,
     Page,
+    PinChange,
+    PinRecord,
+    PrefsChange,
     PresenceAudience,
     PresenceRecord,
     PushAudience,
@@ -77,6 +95,21 @@ class SqlStore(Store):
     def set_job_rules(self, rules: JobRules | None, on_jobs: Callable[[], None] | None = None) -> None:
         self._job_rules = rules if rules is not None and not rules.empty else None
         self._on_jobs = on_jobs
+
+    # ------------------------------------------------------------------------------------------------ pins, prefs
+
+    async def set_pin(self, user_id: int, conversation_id: str, seq: int, pinned: bool, ts: int,
+                      max_pins: int) -> PinChange:
+        return await self._write_txn(partial(pins.set_pin, user_id, conversation_id, seq, pinned, ts, max_pins))
+
+    async def list_pins(self, user_id: int, conversation_id: str) -> list[PinRecord]:
+        return await self._read_txn(partial(pins.list_pins, user_id, conversation_id), snapshot=True)
+
+    async def set_prefs(self, user_id: int, conversation_id: str, change: PrefsChange, ts: int) -> ConversationPrefs:
+        return await self._write_txn(partial(pins.set_prefs, user_id, conversation_id, change, ts))
+
+    async def prefs_of(self, user_id: int, conversation_ids: list[str]) -> dict[str, ConversationPrefs]:
+        return await self._read_txn(partial(pins.prefs_of, user_id, conversation_ids), snapshot=True)
 
     def _jobs_written(self, _: object = None) -> None:
         """After a commit that may have queued jobs: wake the in-node worker (cheap; it coalesces)."""

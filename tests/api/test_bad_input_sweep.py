@@ -221,6 +221,17 @@ ROUTES: Final = [
                                       "sender": Query("{w.bob.user_id}", "limit"),
                                       "since": Query("0", "cursor"), "until": Query("99999999999999", "cursor"),
                                       "kind": Query("file", "text")}),
+    # forwarding, pins, drafts, settings (protocol section 29)
+    Route("POST", "/v1/forward", body=lambda w: {"conversation_id": w.conversation_id, "seqs": [1],
+                                                 "to": [w.carol.user_id], "group_ids": [w.group_id],
+                                                 "client_msg_id": "f1"}),
+    Route("GET", CONVERSATION + "/pins"),
+    Route("PUT", CONVERSATION + "/pins/{seq}"),
+    Route("DELETE", CONVERSATION + "/pins/{seq}"),
+    Route("PUT", CONVERSATION + "/draft", body=lambda w: {"text": "half a thought"}),
+    Route("DELETE", CONVERSATION + "/draft"),
+    Route("PATCH", CONVERSATION + "/settings", body=lambda w: {"pinned": True, "archived": False,
+                                                                "marked_unread": True, "muted_until": 1}),
     # groups
     Route("POST", "/v1/groups", status=201, body=lambda w: {"name": "g2", "members": [w.bob.user_id]}),
     Route("GET", "/v1/groups"),

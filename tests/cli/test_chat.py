@@ -319,3 +319,42 @@ def test_send_and_save_a_file(server: ServerProcess, chat: Callable[..., Chat], 
     for person in (alice, bob):
         person.sendline("/quit")
         person.expect(pexpect.EOF)
+
+
+def test_forward_pin_draft_and_list_settings(server: ServerProcess, chat: Callable[..., Chat]) -> None:
+    register(server.url, "kate", "liam", "mona")
+    kate = chat(server.url, "kate")
+    liam = chat(server.url, "liam")
+    kate_laptop = chat(server.url, "kate", "--transport", "tcp", "--tcp-port", str(server.tcp_port))
+    open_conversation(liam, "kate")
+    liam.sendline("the door code is 4711")
+    liam.expect_exact("✓ sent #1")
+    open_conversation(kate, "liam")
+    kate.expect_exact("#1")
+
+    # Forwarded to mona: her line names kate, who sent the copy, and liam, who wrote it.
+    kate.sendline("/forward 1 mona")
+    kate.expect_exact("forwarded 1 of 1 copies")
+    mona = chat(server.url, "mona")
+    mona.expect(r"1\s+kate\s+1\s+\d\d:\d\d kate ↪ liam: the door code is 4711")
+
+    # A pin: both see the notice live, and /pins lists it.
+    kate.sendline("/pin 1")
+    liam.expect_exact("* kate pinned message #1")
+    liam.sendline("/pins")
+    liam.expect(r"📌 #1 liam: the door code is 4711 \(pinned by kate \d\d:\d\d\)")
+    kate.sendline("/pin 1")
+    kate.expect_exact("(message #1 was pinned already)")
+
+    # A draft and the list settings follow kate to her laptop, and /list shows their marks.
+    kate.sendline("/draft thanks, see you at")
+    kate.expect_exact("draft saved: thanks, see you at")
+    kate_laptop.expect_exact("✎ [liam] draft: thanks, see you at")
+    kate.sendline("/top")
+    kate.expect_exact("pinned: yes")
+    kate.sendline("/mute 2")
+    kate.expect_exact("muted until")
+    kate_laptop.sendline("/list")
+    kate_laptop.expect(r"1\s+liam ↑✎⊘\s+")
+    kate.sendline("/forward x mona")
+    kate.expect_exact("! usage: /forward N[,M...] USER|#GROUP_ID[,...]")

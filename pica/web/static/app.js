@@ -6,6 +6,7 @@ import { directId, isEvent, RECALL_WINDOW_MS, setRecallWindow, Store } from "./m
 import { bodyFor, uploadFile, VoiceRecorder } from "./files.js";
 import { View } from "./ui.js";
 import { Calls } from "./calls.js"; // calls: hook (the call UI is calls.js)
+import { Organize } from "./forward.js"; // organize: hook (forwarding, pins, drafts, list settings)
 
 const SESSION_KEY = "pica.session";
 const TYPING_SHOW_MS = 3000;
@@ -27,6 +28,7 @@ let findTimer = null;
 const FIND_DELAY_MS = 250; // a look-up once typing pauses, not one per key
 const USERNAME = /^[a-z0-9_][a-z0-9_.-]{2,31}$/; // what a username may be (protocol 23.2): nothing else is looked up
 let calls = null; // calls: hook
+let organize = null; // organize: hook
 
 const view = new View({
   onAuth: authenticate,
@@ -203,6 +205,9 @@ function startApp() {
   client.on("presence", mine((frame) => store.setPresence(frame.user_id, Boolean(frame.online), frame.last_seen)));
   client.on("typing", mine(onTyping));
   client.on("call", mine((frame) => calls && calls.onFrame(frame))); // calls: hook (call_* frames)
+  client.on("frame", mine((frame) => { // frames the SDK has no event of its own for
+    if (frame.t === "conversation" && organize) organize.onState(frame); // organize: hook (my draft or list settings)
+  }));
   client.on("error", mine((frame) => console.warn("server error", frame.code, frame.message)));
   store = new Store(session, client);
   store.onChange = render;
@@ -219,6 +224,8 @@ function startApp() {
   activeId = null;
   client.start().catch(() => {}); // the banner shows the connection's state; authLost signs out
   calls ??= new Calls({ connection: () => client?.connection || OFFLINE, api: call, nameOf: (id) => store.nameOf(id) }); // calls: hook
+  organize ??= new Organize({ api: call, store: () => store, active: () => activeId, rerender, // organize: hook
+    toast: (text) => view.toast(text), newId: newClientMsgId });
   const remembered = sessionStorage.getItem("pica.active");
   if (remembered) openConversation(remembered);
   rerender();
@@ -332,6 +339,7 @@ function refreshListSoon() {
 
 /** A message from the SDK: once each, in seq order per conversation, never one this page sent (that is an ack). */
 function onMessage({ message }) {
+  if (organize) organize.onMessage(message); // organize: hook (pin notices)
   const known = store.conversations.get(message.conversation_id);
   if (!message.conversation_id.startsWith("u:") && (!known || (!known.known && !known.name))) refreshListSoon();
   store.ingest(message);
@@ -403,6 +411,7 @@ async function refreshPresence() {
 // ------------------------------------------------------------------------------------------------ sending
 
 function sendText(text) {
+  if (organize && activeId) organize.sent(activeId); // organize: hook (the draft is sent)
   sendBody({ text });
 }
 
@@ -481,6 +490,7 @@ function openConversation(id) {
   else sessionStorage.removeItem("pica.active");
   view.setChatOpen(Boolean(id));
   const conv = id ? store.conversation(id) : null;
+  if (organize) organize.opened(conv); // organize: hook (drafts, pins, the unread mark)
   // calls: hook (the call buttons are for a 1:1 with someone else)
   if (calls) calls.setPeer(conv && conv.kind === "direct" && conv.peerId !== store.me.user_id ? conv.peerId : null);
   if (conv) {
@@ -699,7 +709,7 @@ function menuFor(seq) {
   const conv = activeId ? store.conversations.get(activeId) : null;
   const msg = conv?.messages.get(seq);
   if (!msg || msg.body.system || isEvent(msg.body)) return [];
-  const items = [];
+  const items = organize ? organize.menuItems(conv, msg) : []; // organize: hook (forward, pin)
   const mine = msg.sender === store.me.user_id;
   const gone = msg.body.recalled || msg.body.deleted;
   if (typeof msg.body.text === "string" && !gone) {

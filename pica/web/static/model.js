@@ -177,11 +177,12 @@ export class Store {
     return conv.kind === "group" && !conv.left && !conv.dissolved && (conv.myRole === "owner" || conv.myRole === "admin");
   }
 
-  /** Conversations by last activity, newest first. */
+  /** Conversations pinned to the top first (the latest pin first), then by last activity, newest first. */
   ordered() {
+    const top = (c) => (c.settings && c.settings.pinned_at) || 0;
     return [...this.conversations.values()]
       .filter((c) => !c.left && (c.known || c.lastSeq > 0 || c.pending.size > 0 || c.localCreated))
-      .sort((a, b) => (b.lastTs - a.lastTs) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      .sort((a, b) => (top(b) - top(a)) || (b.lastTs - a.lastTs) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   /** Merge one line of GET /v1/conversations. */
@@ -204,6 +205,7 @@ export class Store {
       conv.lastMessage = s.last_message || null; // the newest one I can see, or none (23.3)
     }
     conv.readSeq = Math.max(conv.readSeq, s.read_seq || 0);
+    conv.settings = s.settings || null; // my draft and list settings (forward.js, protocol 29.3)
     // A conversation this page has no cursor for starts at its current end: older messages come by history on
     // demand, not by a sync of the whole past.
     this.client.cursors.startAt(conv.id, s.last_seq);
@@ -449,6 +451,18 @@ function applyPatch(msg, patch) {
   }
 }
 
+/** The list's marks of my own state of a conversation (docs/protocol.md 29.3). */
+export function marksOf(conv, now = Date.now()) {
+  const s = conv.settings || {};
+  return {
+    top: Boolean(s.pinned_at),
+    archived: Boolean(s.archived),
+    unread: Boolean(s.marked_unread),
+    muted: typeof s.muted_until === "number" && s.muted_until > now,
+    draft: typeof s.draft === "string" ? s.draft : "",
+  };
+}
+
 /** One line of text for a message: timeline bubbles and conversation previews. */
 export function describe(store, msg, { preview = false } = {}) {
   const body = msg.body || {};
@@ -486,6 +500,8 @@ export function noticeText(store, actor, event) {
     case "group_muted": return `${by} muted the group`;
     case "group_unmuted": return `${by} unmuted the group`;
     case "dissolved": return `${by} dissolved the group`;
+    case "pinned": return `${by} pinned a message`;
+    case "unpinned": return `${by} unpinned a message`;
     default: return `${by}: ${String(event.event || "update")}`;
   }
 }

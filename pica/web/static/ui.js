@@ -3,7 +3,7 @@
 // DOM caches.
 
 import { attachmentNode, openViewer } from "./files.js";
-import { describe, isEvent, RECALL_WINDOW_MS } from "./model.js";
+import { describe, isEvent, marksOf, RECALL_WINDOW_MS } from "./model.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -292,7 +292,16 @@ export class View {
     const wanted = query.trim().toLowerCase();
     const conversations = wanted ? all.filter((conv) => store.displayName(conv).toLowerCase().includes(wanted)) : all;
     $("list-empty").hidden = all.length > 0;
-    $("conversation-list").replaceChildren(...conversations.map((conv) => this._listItem(store, conv, conv.id === activeId)));
+    // Archived conversations wait behind a toggle at the end (a search shows them all).
+    const archived = wanted ? [] : conversations.filter((conv) => marksOf(conv).archived);
+    const shown = wanted || this.showArchived ? conversations : conversations.filter((conv) => !marksOf(conv).archived);
+    const items = shown.map((conv) => this._listItem(store, conv, conv.id === activeId));
+    if (archived.length) {
+      items.push(h("li", { class: "archived-toggle", testid: "archived-toggle", role: "button", tabindex: "0",
+        text: this.showArchived ? "Hide archived" : `Archived (${archived.length})`,
+        onclick: () => { this.showArchived = !this.showArchived; this.renderList(store, activeId, query); } }));
+    }
+    $("conversation-list").replaceChildren(...items);
   }
 
   clearFind() {
@@ -349,8 +358,12 @@ export class View {
         if (last.sender === store.me.user_id && !last.body?.system) text = `You: ${text}`;
         else if (conv.kind === "group" && !last.body?.system) text = `${store.nameOf(last.sender)}: ${text}`;
       }
-      preview = h("span", { class: "conv-preview", testid: "conv-preview", text });
+      const draft = active ? "" : marksOf(conv).draft;
+      preview = draft
+        ? h("span", { class: "conv-preview draft", testid: "conv-preview", text: `Draft: ${draft.split("\n")[0]}` })
+        : h("span", { class: "conv-preview", testid: "conv-preview", text });
     }
+    const marks = marksOf(conv);
     // The open conversation, on screen, is being read right now: no badge flashing in and out.
     const unread = active && this.chatVisible() && document.visibilityState === "visible" ? 0 : store.unread(conv);
     const item = h("li", {
@@ -361,15 +374,22 @@ export class View {
       role: "button",
       tabindex: "0",
       "aria-current": active ? "true" : undefined,
+      "data-top": marks.top ? "true" : undefined,
+      "data-archived": marks.archived ? "true" : undefined,
+      "data-muted": marks.muted ? "true" : undefined,
+      "data-marked-unread": marks.unread ? "true" : undefined,
     },
     avatar,
     h("div", { class: "conv-main" },
       h("div", { class: "conv-top" },
         h("span", { class: "conv-name", testid: "conv-name", text: name }),
+        marks.muted ? h("span", { class: "conv-mark", testid: "muted-mark", title: "Muted", text: "🔕" }) : null,
+        marks.top ? h("span", { class: "conv-mark", testid: "top-mark", title: "Pinned to the top", text: "📌" }) : null,
         h("time", { class: "conv-time", text: conv.lastSeq ? listTime(conv.lastTs) : "" })),
       h("div", { class: "conv-bottom" },
         preview,
-        unread ? h("span", { class: "badge", testid: "unread-badge", text: unread > 99 ? "99+" : String(unread) }) : null)));
+        unread ? h("span", { class: "badge", testid: "unread-badge", text: unread > 99 ? "99+" : String(unread) })
+          : marks.unread ? h("span", { class: "badge", testid: "unread-mark", title: "Marked unread", text: "•" }) : null)));
     item.addEventListener("click", () => this.handlers.onOpen(conv.id));
     item.addEventListener("keydown", (event) => {
       if (event.key === "Enter" || event.key === " ") {
@@ -490,7 +510,7 @@ export class View {
       const text = describe(store, m);
       const canRecall = mine && !m.body.recalled && !m.body.deleted && store.serverNow() - m.ts < RECALL_WINDOW_MS;
       const sig = [text, m.body.edited || 0, m.body.recalled, m.body.deleted, status, showName, key === lastMine, canRecall,
-        store.nameOf(m.sender)].join("|");
+        store.nameOf(m.sender), m.body.forwarded ? store.nameOf(m.body.forwarded.sender) : ""].join("|");
       add(key, sig, () => this._messageNode(store, m, { mine, status, showName, isLastMine: key === lastMine }));
       previous = m;
     }
@@ -541,6 +561,11 @@ export class View {
       "data-status": status || undefined,
     });
     if (showName) node.append(h("div", { class: "sender", text: store.nameOf(msg.sender, { you: false }) }));
+    const origin = body.forwarded;
+    if (origin && typeof origin.sender === "number" && !gone) { // protocol 29.1: the first author, by the server
+      node.append(h("div", { class: "forwarded", testid: "forwarded-label",
+        text: `Forwarded from ${store.nameOf(origin.sender, { you: false })}` }));
+    }
     const meta = h("span", { class: "meta" });
     if (body.edited && !gone) meta.append(h("span", { class: "edited", testid: "message-edited", text: "(edited)" }));
     meta.append(h("time", { datetime: new Date(msg.ts).toISOString(), title: new Date(msg.ts).toLocaleString(), text: clock(msg.ts) }));
