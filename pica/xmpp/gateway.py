@@ -71,7 +71,7 @@ class XmppConnection(TcpConnection):
     transport_name = "xmpp"
     __slots__ = ("_bind_id", "_carbons", "_config", "_failures", "_handled", "_ids", "_in", "_in_task", "_names",
                  "_next_ref", "_opened", "_out", "_out_task", "_own_session", "_refs", "_resource", "_sasl_done",
-                 "_mine", "_sm", "_sm_done", "_tls", "_tls_on", "_who", "_xml")
+                 "_mine", "_unread", "_sm", "_sm_done", "_tls", "_tls_on", "_who", "_xml")
 
     def __init__(self, services: GatewayServices, config: XmppConfig, tls: ServerTls | None,
                  direct_tls: bool = False) -> None:
@@ -99,7 +99,9 @@ class XmppConnection(TcpConnection):
         self._refs: dict[int, tuple[Element, int]] = {}
         """Sends waiting for their commit: request ref → (the message stanza, its XEP-0198 index)."""
         self._mine: OrderedDict[tuple[str, int], str] = OrderedDict()
-        """My messages, by (conversation id, seq) → their stanza id: the receipts and markers they may get."""
+        """My messages, by (conversation id, seq) → their stanza id: what a correction or a retraction names."""
+        self._unread: OrderedDict[tuple[str, int], str] = OrderedDict()
+        """Those of them not yet read: the receipts and markers they may still get."""
         self._carbons = False
         self._sm = False
         self._handled = 0
@@ -580,13 +582,12 @@ class XmppConnection(TcpConnection):
         if name is None or user_id == self.user_id:
             return  # my own receipts, typing or presence from my other devices: nothing to tell this one
         if isinstance(frame, f.Receipt):
-            mine = [(seq, sid) for (cid, seq), sid in self._mine.items() if cid == frame.conversation_id]
-            for out in stanzas.receipts_out(frame, name, domain, mine):
+            waiting = [(seq, sid) for (cid, seq), sid in self._unread.items() if cid == frame.conversation_id]
+            for out in stanzas.receipts_out(frame, name, domain, waiting):
                 self._write(out)
-            covered = max(frame.delivered or 0, frame.read or 0)
-            for key in [k for k in self._mine if k[0] == frame.conversation_id and k[1] <= covered]:
-                if frame.read is not None and key[1] <= frame.read:
-                    del self._mine[key]
+            for seq, _ in waiting:  # told once: a read is the last thing a message of mine can be told of
+                if frame.read is not None and seq <= frame.read:
+                    del self._unread[(frame.conversation_id, seq)]
         elif isinstance(frame, f.Typing):
             if frame.conversation_id.startswith("d:"):
                 self._write(stanzas.typing_out(name, domain))
@@ -617,9 +618,11 @@ class XmppConnection(TcpConnection):
             sent = self._refs.pop(payload.ref, None)
             if sent is not None:
                 stanza, index = sent
-                self._mine[(payload.conversation_id, payload.seq)] = stanza.get("id") or payload.client_msg_id
-                while len(self._mine) > self._config.max_sent_tracked:
-                    self._mine.popitem(last=False)
+                key = (payload.conversation_id, payload.seq)
+                self._mine[key] = self._unread[key] = stanza.get("id") or payload.client_msg_id
+                for tracked in (self._mine, self._unread):
+                    while len(tracked) > self._config.max_sent_tracked:
+                        tracked.popitem(last=False)
                 self._done_in(index)
             return b""
         if isinstance(payload, f.Ping):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from pica.protocol import frames as f
 from tests.conftest import PASSWORD
 from tests.xmpp.conftest import XmppNode
 from tests.xmpp.slix import TIMEOUT, Slix
@@ -28,3 +29,95 @@ async def test_slixmpp_chats_with_a_websocket_user(xmpp_node: XmppNode) -> None:
     finally:
         await client.bye()
         await ws.close()
+
+
+async def test_receipts_markers_and_corrections_both_ways(xmpp_node: XmppNode) -> None:
+    alice, bob = await xmpp_node.user("a"), await xmpp_node.user("b")
+    await xmpp_node.befriend(alice, bob)
+    client = Slix(f"{alice.username}@localhost/phone", PASSWORD, xmpp_node.trust)
+    await client.login(xmpp_node.port)
+    ws = await xmpp_node.ws(bob)
+    bob_jid = f"{bob.username}@localhost"
+    try:
+        # Alice's message, read by Bob on the web page: a delivery receipt and a displayed marker for her id
+        sent = client.make_message(mto=bob_jid, mbody="did you get this?", mtype="chat")
+        sent["id"] = "alice-1"
+        sent.send()
+        pushed = await asyncio.wait_for(ws.next_message(), TIMEOUT)
+        assert pushed.client_msg_id == "alice-1"
+        await ws.request(f.Read(id=1, conversation_id=pushed.conversation_id, seq=pushed.seq))
+        assert await asyncio.wait_for(client.receipts.get(), TIMEOUT) == "alice-1"
+
+        # Bob's message and his edit of it reach Alice as a message and an XEP-0308 correction of it
+        await ws.send(alice.user_id, {"text": "helo"})
+        original = await client.next_message()
+        await ws.request(f.Edit(id=2, conversation_id=pushed.conversation_id, seq=int(original["id"].rsplit(":", 1)[1]), text="hello", client_msg_id="e-1"))
+        correction = await client.next_message()
+        assert correction["body"] == "hello" and correction["replace"]["id"] == original["id"]
+
+        # Alice's client marks Bob's message displayed: Bob is told she read it
+        shown = client.make_message(mto=bob_jid, mtype="chat")
+        shown["displayed"]["id"] = original["id"]
+        shown.send()
+        receipt = await ws.next_event(f.Receipt, TIMEOUT)
+        assert receipt.user_id == alice.user_id and receipt.read == int(original["id"].rsplit(":", 1)[1])
+        # Alice corrects her own message: Bob's page is sent the edit event
+        fix = client.make_message(mto=bob_jid, mbody="did you get this one?", mtype="chat")
+        fix["replace"]["id"] = "alice-1"
+        fix.send()
+        edit = await asyncio.wait_for(ws.next_message(), TIMEOUT)
+        while edit.sender != alice.user_id:  # Bob's page is sent its own events too
+            edit = await asyncio.wait_for(ws.next_message(), TIMEOUT)
+        assert edit.body == {"edit": {"seq": pushed.seq, "text": "did you get this one?"}}
+
+    finally:
+        await client.bye()
+        await ws.close()
+
+
+async def test_a_resent_message_is_stored_once(xmpp_node: XmppNode) -> None:
+    alice, bob = await xmpp_node.user("a"), await xmpp_node.user("b")
+    client = Slix(f"{alice.username}@localhost/phone", PASSWORD, xmpp_node.trust)
+    await client.login(xmpp_node.port)
+    ws = await xmpp_node.ws(bob)
+    try:
+        for _ in range(2):  # the same origin-id twice, as a client resending after a lost connection does
+            again = client.make_message(mto=f"{bob.username}@localhost", mbody="once", mtype="chat")
+            again["origin_id"]["id"] = "origin-7"
+            again.send()
+        client.send_message(mto=f"{bob.username}@localhost", mbody="then this", mtype="chat")
+        first = await asyncio.wait_for(ws.next_message(), TIMEOUT)
+        second = await asyncio.wait_for(ws.next_message(), TIMEOUT)
+        assert (first.body, first.client_msg_id) == ({"text": "once"}, "origin-7")
+        assert second.body == {"text": "then this"} and second.seq == first.seq + 1
+    finally:
+        await client.bye()
+        await ws.close()
+
+
+async def test_starttls_and_direct_tls(xmpp_tls_node: XmppNode) -> None:
+    alice, bob = await xmpp_tls_node.user("a"), await xmpp_tls_node.user("b")
+    over_starttls = Slix(f"{alice.username}@localhost/one", PASSWORD, xmpp_tls_node.trust)
+    await over_starttls.login(xmpp_tls_node.port)
+    direct = Slix(f"{bob.username}@localhost/two", PASSWORD, xmpp_tls_node.trust)
+    direct.enable_direct_tls, direct.enable_starttls = True, False
+    direct.connect("127.0.0.1", xmpp_tls_node.node.server.xmpp_tls_port)
+    await asyncio.wait_for(direct.started.wait(), TIMEOUT)
+    try:
+        over_starttls.send_message(mto=f"{bob.username}@localhost", mbody="over TLS", mtype="chat")
+        got = await direct.next_message()
+        assert got["body"] == "over TLS"
+    finally:
+        await over_starttls.bye()
+        await direct.bye()
+
+
+async def test_a_wrong_password_is_refused(xmpp_node: XmppNode) -> None:
+    alice = await xmpp_node.user("a")
+    client = Slix(f"{alice.username}@localhost/x", "not the password", xmpp_node.trust)
+    client.connect("127.0.0.1", xmpp_node.port)
+    try:
+        await asyncio.wait_for(client.failed.wait(), TIMEOUT)
+        assert not client.started.is_set()
+    finally:
+        await client.bye()
