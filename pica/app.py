@@ -14,6 +14,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -52,7 +53,6 @@ from pica.logs import audit
 from pica.media.service import MediaService, open_blobs
 from pica.metrics import NodeMetrics
 from pica.mqtt import start_mqtt_server
-from pica.xmpp import start_xmpp_server
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.outbound import OutboundFrame
@@ -64,6 +64,7 @@ from pica.store.sqlite_files import server_lock
 from pica.webhooks.before_send import BeforeSendHook
 from pica.webhooks.delivery import WebhookSender
 from pica.webhooks.endpoints import Endpoints
+from pica.xmpp import start_xmpp_server
 
 if TYPE_CHECKING:
     from pica.cluster import Cluster
@@ -354,7 +355,7 @@ class PicaServer:
             if port < 0 or (direct and not config.tls.cert):
                 continue
             try:
-                xmpp_sockets.append((_checked(lambda: bind_socket(config.host, port, reuse_port=self.reuse_port),
+                xmpp_sockets.append((_checked(partial(bind_socket, config.host, port, reuse_port=self.reuse_port),
                                               f"XMPP port {config.host}:{port}"), direct))
             except StartupError:
                 for sock in (http_socket, tcp_socket, mqtt_socket, *(s for s, _ in xmpp_sockets)):

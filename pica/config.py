@@ -777,7 +777,8 @@ def _validate(obj: Any, section: str) -> None:
         path = _path(section, f.name)
         if isinstance(value, bool):
             continue
-        if isinstance(value, (int, float)) and f.name not in {"tcp_port", "port", "worker_port", "tls_port"} and value < 0:
+        if isinstance(value, (int, float)) and f.name not in {"tcp_port", "port", "worker_port", "tls_port"} \
+                and value < 0:
             raise ConfigError(f"{path}: must not be negative, got {value!r}")
     if isinstance(obj, Config):
         if not 0 <= obj.port <= 65535:

@@ -1,4 +1,4 @@
-"""The XMPP client-to-server transport: a :class:`Connection` whose wire is an XML stream (docs/protocol.md, section 31).
+"""The XMPP client-to-server transport: a :class:`Connection` whose wire is an XML stream (docs/protocol.md, 31).
 
 As with MQTT, everything the other gateways enforce comes from :class:`Connection` unchanged: the auth deadline
 (from the TCP connect to resource binding, so a stream that sends nothing, or trickles its negotiation, is closed),
@@ -63,15 +63,44 @@ _ERROR_CONDITIONS: Final = {
 }
 
 
+_CURSOR_MARKS: Final = frozenset({(x.NS_RECEIPTS, "received"), (x.NS_MARKERS, "received"),
+                                   (x.NS_MARKERS, "displayed"), (x.NS_MARKERS, "acknowledged")})
+"""A receipt (XEP-0184) or a marker (XEP-0333): the delivered cursor, or the read one for displayed/acknowledged."""
+
+
 def _condition(error: PicaError) -> tuple[str, str]:
     return _ERROR_CONDITIONS.get(error.code, ("modify", "bad-request"))
 
 
 class XmppConnection(TcpConnection):
     transport_name = "xmpp"
-    __slots__ = ("_bind_id", "_carbons", "_config", "_failures", "_handled", "_ids", "_in", "_in_task", "_names",
-                 "_next_ref", "_opened", "_out", "_out_task", "_own_session", "_refs", "_resource", "_sasl_done",
-                 "_mine", "_unread", "_sm", "_sm_done", "_tls", "_tls_on", "_who", "_xml")
+    __slots__ = (
+        "_bind_id",
+        "_carbons",
+        "_config",
+        "_failures",
+        "_handled",
+        "_ids",
+        "_in",
+        "_in_task",
+        "_mine",
+        "_names",
+        "_next_ref",
+        "_opened",
+        "_out",
+        "_out_task",
+        "_own_session",
+        "_refs",
+        "_resource",
+        "_sasl_done",
+        "_sm",
+        "_sm_done",
+        "_tls",
+        "_tls_on",
+        "_unread",
+        "_who",
+        "_xml",
+    )
 
     def __init__(self, services: GatewayServices, config: XmppConfig, tls: ServerTls | None,
                  direct_tls: bool = False) -> None:
@@ -229,13 +258,13 @@ class XmppConnection(TcpConnection):
         try:
             new = await asyncio.get_running_loop().start_tls(
                 transport, self, self._tls.tcp, server_side=True, ssl_handshake_timeout=self._tls.handshake_timeout)
-        except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, OSError, ConnectionError) as exc:
             log.info("xmpp starttls failed: %s", exc)
             transport.abort()
             return
         if new is None or self.closed:
             return
-        self._transport = new  # type: ignore[assignment]
+        self._transport = new
         self._tls_on = True
         self._restart()
 
@@ -354,17 +383,15 @@ class XmppConnection(TcpConnection):
         conversation_id = direct_conversation_id(self.user_id, peer)
         kind = stanza.get("type", "normal")
         for child in stanza.children:
-            if child.ns == x.NS_RECEIPTS and child.name == "received" or child.ns == x.NS_MARKERS and \
-                    child.name in ("received", "displayed", "acknowledged"):
+            if (child.ns, child.name) in _CURSOR_MARKS:
                 place = stanzas.parse_stanza_id(child.get("id"))
                 if place is not None and place[0] == conversation_id:
                     if child.name in ("displayed", "acknowledged"):
                         self._spawn(None, chat.mark_read(self.user_id, conversation_id, place[1], origin=self))
                     else:
                         self._spawn(None, chat.mark_received(self.user_id, conversation_id, place[1]))
-            elif child.ns == x.NS_CHATSTATES and child.name == "composing":
-                if self._typing_allowed(conversation_id):
-                    self._spawn(None, chat.typing(self.user_id, conversation_id))
+            elif child.ns == x.NS_CHATSTATES and child.name == "composing" and self._typing_allowed(conversation_id):
+                self._spawn(None, chat.typing(self.user_id, conversation_id))
         body = stanza.child("body")
         replace, retract = stanza.child("replace", x.NS_CORRECT), stanza.child("retract", x.NS_RETRACT)
         if kind not in ("chat", "normal") or (body is None and retract is None):
@@ -405,9 +432,7 @@ class XmppConnection(TcpConnection):
             self._write(x.stanza_error(iq, "modify", "bad-request"))
             return
         query = iq.children[0]
-        if query.ns == x.NS_PING:
-            self._write(stanzas.iq_result(iq))
-        elif query.ns == x.NS_SESSION:
+        if query.ns == x.NS_PING or query.ns == x.NS_SESSION:
             self._write(stanzas.iq_result(iq))
         elif query.ns == x.NS_ROSTER and kind == "get":
             self._spawn(None, self._roster(iq))

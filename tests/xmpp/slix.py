@@ -13,7 +13,7 @@ from slixmpp.stanza import Message, Presence
 TIMEOUT = 10.0
 
 
-class Slix(slixmpp.ClientXMPP):  # type: ignore[misc]
+class Slix(slixmpp.ClientXMPP):
     def __init__(self, jid: str, password: str, trust: ssl.SSLContext | None, plugins: tuple[str, ...] = ()) -> None:
         super().__init__(jid, password, sasl_mech="PLAIN")
         if trust is not None:
@@ -44,10 +44,13 @@ class Slix(slixmpp.ClientXMPP):  # type: ignore[misc]
 
     async def login(self, port: int) -> None:
         self.connect("127.0.0.1", port)
-        done, _ = await asyncio.wait([asyncio.ensure_future(self.started.wait()),
+        await asyncio.wait([asyncio.ensure_future(self.started.wait()),
                                       asyncio.ensure_future(self.failed.wait())], timeout=TIMEOUT,
                                      return_when=asyncio.FIRST_COMPLETED)
         assert self.started.is_set(), "no session started"
+
+    def say(self, to: str, body: str) -> None:
+        self.send_message(mto=slixmpp.JID(to), mbody=body, mtype="chat")
 
     async def next_message(self, with_body: bool = True) -> Message:
         while True:

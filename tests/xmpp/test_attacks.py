@@ -49,7 +49,7 @@ async def test_xml_attacks_end_the_stream(xmpp_node: XmppNode, attack: bytes, co
 
 
 async def test_a_100_mb_stanza_is_cut_off_early(xmpp_node: XmppNode) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", xmpp_node.port)
+    _, writer = await asyncio.open_connection("127.0.0.1", xmpp_node.port)
     sent = 0
     try:
         writer.write(HEADER + b"<message to='x@localhost'><body>")

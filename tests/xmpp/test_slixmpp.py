@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from slixmpp import JID
+
 from pica.protocol import frames as f
 from tests.conftest import PASSWORD
 from tests.xmpp.conftest import XmppNode
@@ -19,7 +21,7 @@ async def test_slixmpp_chats_with_a_websocket_user(xmpp_node: XmppNode) -> None:
     ws = await xmpp_node.ws(bob)
     try:
         assert f"{bob.username}@localhost" in client.client_roster
-        client.send_message(mto=f"{bob.username}@localhost", mbody="hi from xmpp", mtype="chat")
+        client.say(f"{bob.username}@localhost", "hi from xmpp")
         pushed = await asyncio.wait_for(ws.next_message(), TIMEOUT)
         assert pushed.body == {"text": "hi from xmpp"} and pushed.sender == alice.user_id
 
@@ -51,7 +53,9 @@ async def test_receipts_markers_and_corrections_both_ways(xmpp_node: XmppNode) -
         # Bob's message and his edit of it reach Alice as a message and an XEP-0308 correction of it
         await ws.send(alice.user_id, {"text": "helo"})
         original = await client.next_message()
-        await ws.request(f.Edit(id=2, conversation_id=pushed.conversation_id, seq=int(original["id"].rsplit(":", 1)[1]), text="hello", client_msg_id="e-1"))
+        seq = int(original["id"].rsplit(":", 1)[1])
+        await ws.request(f.Edit(id=2, conversation_id=pushed.conversation_id, seq=seq, text="hello",
+                                client_msg_id="e-1"))
         correction = await client.next_message()
         assert correction["body"] == "hello" and correction["replace"]["id"] == original["id"]
 
@@ -82,10 +86,10 @@ async def test_a_resent_message_is_stored_once(xmpp_node: XmppNode) -> None:
     ws = await xmpp_node.ws(bob)
     try:
         for _ in range(2):  # the same origin-id twice, as a client resending after a lost connection does
-            again = client.make_message(mto=f"{bob.username}@localhost", mbody="once", mtype="chat")
+            again = client.make_message(mto=JID(f"{bob.username}@localhost"), mbody="once", mtype="chat")
             again["origin_id"]["id"] = "origin-7"
             again.send()
-        client.send_message(mto=f"{bob.username}@localhost", mbody="then this", mtype="chat")
+        client.say(f"{bob.username}@localhost", "then this")
         first = await asyncio.wait_for(ws.next_message(), TIMEOUT)
         second = await asyncio.wait_for(ws.next_message(), TIMEOUT)
         assert (first.body, first.client_msg_id) == ({"text": "once"}, "origin-7")
@@ -104,7 +108,7 @@ async def test_starttls_and_direct_tls(xmpp_tls_node: XmppNode) -> None:
     direct.connect("127.0.0.1", xmpp_tls_node.node.server.xmpp_tls_port)
     await asyncio.wait_for(direct.started.wait(), TIMEOUT)
     try:
-        over_starttls.send_message(mto=f"{bob.username}@localhost", mbody="over TLS", mtype="chat")
+        over_starttls.say(f"{bob.username}@localhost", "over TLS")
         got = await direct.next_message()
         assert got["body"] == "over TLS"
     finally:
