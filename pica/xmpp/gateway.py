@@ -32,6 +32,7 @@ from typing import Any, Final
 from pica.config import XmppConfig
 from pica.core.sessions import Identity
 from pica.core.validation import normalize_username
+from pica.core.wire import message_frame
 from pica.errors import FrameTooLarge, InvalidFrame, InvalidUsername, PicaError, RateLimited
 from pica.gateway.connection import State
 from pica.gateway.services import GatewayServices
@@ -449,11 +450,61 @@ class XmppConnection(TcpConnection):
             self._write(stanzas.iq_result(iq, stanzas.disco_info(self._config.domain)))
         elif query.ns == x.NS_DISCO_ITEMS and kind == "get":
             self._write(stanzas.iq_result(iq, el("query", x.NS_DISCO_ITEMS)))
-        elif query.ns == "urn:xmpp:carbons:2" and kind == "set" and query.name in ("enable", "disable"):
+        elif query.ns == x.NS_MAM and kind == "set" and query.name == "query":
+            self._spawn(None, self._mam(iq, query))
+        elif query.ns == x.NS_MAM and kind == "get":
+            self._write(stanzas.iq_result(iq, el("query", x.NS_MAM, "", el("x", x.NS_DATA, "", el(
+                "field", x.NS_DATA, "", el("value", x.NS_DATA, x.NS_MAM), var="FORM_TYPE", type_="hidden"),
+                el("field", x.NS_DATA, "", var="with", type_="jid-single"), type_="form"))))
+        elif query.ns == x.NS_CARBONS and kind == "set" and query.name in ("enable", "disable"):
             self._carbons = query.name == "enable"
             self._write(stanzas.iq_result(iq))
         else:
             self._write(x.stanza_error(iq, "cancel", "service-unavailable"))
+
+    async def _mam(self, iq: Element, query: Element) -> None:
+        """A MAM query (XEP-0313) on one 1:1 conversation's timeline (``with`` names the peer), paged by RSM
+        (XEP-0059) with archive ids that are places in the timeline. The archive is the store itself."""
+        fields = stanzas.form_fields(query.child("x", x.NS_DATA))
+        peer_jid = x.parse_jid(fields.get("with", ""))
+        if peer_jid is None or peer_jid.domain != self._config.domain or not peer_jid.local:
+            self._write(x.stanza_error(iq, "cancel", "feature-not-implemented",
+                                       "a query names one peer (with); the whole archive is read per peer"))
+            return
+        peer = await self.services.accounts.look_up(self.user_id, username=peer_jid.local)
+        if peer is None:
+            self._write(x.stanza_error(iq, "cancel", "item-not-found"))
+            return
+        self._remember(peer.user_id, peer.username)
+        conversation_id = direct_conversation_id(self.user_id, peer.user_id)
+        rsm = query.child("set", x.NS_RSM)
+        # Without <before/> a query reads forwards from the oldest message (after seq 0); an empty <before/> asks
+        # for the newest page.
+        after: int | None = 0 if rsm is None or rsm.child("before", x.NS_RSM) is None else None
+        before: int | None = None
+        limit = self.services.limits.history_page_size
+        if rsm is not None:
+            for name, value in ((c.name, c.text.strip()) for c in rsm.children):
+                place = stanzas.parse_stanza_id(value) if value else None
+                if name == "max" and value.isdigit():
+                    limit = max(1, min(limit, int(value)))
+                elif name in ("after", "before") and value and (place is None or place[0] != conversation_id):
+                    self._write(x.stanza_error(iq, "cancel", "item-not-found", "no such archive id"))
+                    return
+                elif name == "after" and place is not None:
+                    after = place[1]
+                elif name == "before" and place is not None:
+                    before = place[1]
+        page = await self.services.chat.history(self.user_id, conversation_id, after=after, before=before,
+                                                limit=limit)
+        full = f"{self._me}/{self._resource}"
+        for record in page.messages:
+            out = stanzas.archived(message_frame(record), self._names, self._config.domain, full, query.get("queryid"))
+            if out is not None:
+                self._write(out)
+        ids = [stanzas.stanza_id(conversation_id, m.seq) for m in page.messages]
+        self._write(stanzas.iq_result(iq, stanzas.mam_fin(ids[0] if ids else None, ids[-1] if ids else None,
+                                                          not page.more)))
 
     async def _roster(self, iq: Element) -> None:
         contacts = await self.services.social.contacts(self.user_id)

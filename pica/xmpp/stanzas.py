@@ -16,7 +16,7 @@ from pica.protocol.ids import direct_members
 from pica.protocol.xmpp import Element, el
 
 FEATURES: Final = (x.NS_DISCO_INFO, x.NS_DISCO_ITEMS, x.NS_PING, x.NS_RECEIPTS, x.NS_MARKERS, x.NS_CHATSTATES,
-                   x.NS_CORRECT, x.NS_RETRACT, x.NS_SID, "urn:xmpp:carbons:2", x.NS_SM)
+                   x.NS_CORRECT, x.NS_RETRACT, x.NS_SID, x.NS_CARBONS, x.NS_SM, x.NS_MAM, x.NS_MUC)
 """What the server says it speaks in disco#info (XEP-0030) and hashes into its caps (XEP-0115)."""
 
 RETRACT_FALLBACK: Final = "This person attempted to retract a previous message, but it's unsupported by your client."
@@ -96,9 +96,54 @@ def carbon(message: Element, me_bare: str) -> Element:
     """My own message from another device, wrapped as a sent carbon (XEP-0280)."""
     wrapper = el("message", x.NS_CLIENT, "", type_="chat", to=message.get("from"))
     wrapper.attrs["from"] = me_bare
-    sent = wrapper.add(el("sent", "urn:xmpp:carbons:2"))
-    sent.add(el("forwarded", "urn:xmpp:forward:0", "", message))
+    sent = wrapper.add(el("sent", x.NS_CARBONS))
+    sent.add(el("forwarded", x.NS_FORWARD, "", message))
     return wrapper
+
+
+def stamp(ts_ms: int) -> str:
+    """XEP-0082's date-time, UTC, with milliseconds."""
+    import datetime
+    when = datetime.datetime.fromtimestamp(ts_ms / 1000, datetime.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts_ms % 1000:03d}Z"
+
+
+def archived(msg: f.Msg, names: dict[int, str], domain: str, me_full: str, query_id: str) -> Element | None:
+    """One result of a MAM query (XEP-0313): the stored message, forwarded with its time, its archive id being
+    its place in the timeline."""
+    sender = names.get(msg.sender)
+    members = direct_members(msg.conversation_id)
+    if sender is None or members is None:
+        return None
+    peer = names.get(members[0] if members[1] == msg.sender else members[1])
+    original = message_out(msg, msg.sender, names, domain)
+    if original is None or peer is None:
+        return None
+    original.attrs["to"] = f"{peer}@{domain}"
+    sid = stanza_id(msg.conversation_id, msg.seq)
+    result = el("result", x.NS_MAM, "", id=sid, queryid=query_id or None)
+    result.add(el("forwarded", x.NS_FORWARD, "", el("delay", x.NS_DELAY, "", stamp=stamp(msg.ts)), original))
+    return el("message", x.NS_CLIENT, "", result, to=me_full)
+
+
+def mam_fin(first: str | None, last: str | None, complete: bool) -> Element:
+    rsm = el("set", x.NS_RSM)
+    if first is not None and last is not None:
+        rsm.add(el("first", x.NS_RSM, first))
+        rsm.add(el("last", x.NS_RSM, last))
+    return el("fin", x.NS_MAM, "", rsm, complete="true" if complete else "false")
+
+
+def form_fields(form: Element | None) -> dict[str, str]:
+    """A data form's (XEP-0004) fields: var → first value."""
+    if form is None:
+        return {}
+    out = {}
+    for field in form.children:
+        value = field.child("value", x.NS_DATA)
+        if field.name == "field" and field.get("var"):
+            out[field.get("var")] = value.text if value is not None else ""
+    return out
 
 
 def receipts_out(receipt: f.Receipt, peer: str, domain: str, sent: list[tuple[int, str]]) -> list[Element]:

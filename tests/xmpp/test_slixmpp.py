@@ -4,11 +4,14 @@ receipts and corrections."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from pathlib import Path
 
 from slixmpp import JID
 
 from pica.protocol import frames as f
-from tests.conftest import PASSWORD
+from pica.config import XmppConfig
+from tests.conftest import PASSWORD, make_config, running
 from tests.xmpp.conftest import XmppNode
 from tests.xmpp.slix import TIMEOUT, Slix
 
@@ -125,3 +128,26 @@ async def test_a_wrong_password_is_refused(xmpp_node: XmppNode) -> None:
         assert not client.started.is_set()
     finally:
         await client.bye()
+
+
+async def test_history_through_mam_after_a_node_restart(tmp_path: Path) -> None:
+    config = dataclasses.replace(make_config(tmp_path), xmpp=XmppConfig(port=0, plain_without_tls=True))
+    async with running(config) as node:
+        first = XmppNode(node, None)
+        alice, bob = await first.user("a"), await first.user("b")
+        ws = await first.ws(bob)
+        for i in range(5):
+            await ws.send(alice.user_id, {"text": f"stored {i}"})
+        await ws.close()
+    async with running(config) as node:  # the same data directory: a restarted node
+        again = XmppNode(node, None)
+        client = Slix(f"{alice.username}@localhost/phone", PASSWORD, None, plugins=("xep_0313",))
+        await client.login(again.port)
+        try:
+            texts = []
+            async for message in client.plugin["xep_0313"].iterate(with_jid=JID(f"{bob.username}@localhost"),
+                                                                    rsm={"max": 2}):
+                texts.append(message["mam_result"]["forwarded"]["stanza"]["body"])
+            assert texts == [f"stored {i}" for i in range(5)]
+        finally:
+            await client.bye()
