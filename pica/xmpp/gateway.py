@@ -92,6 +92,7 @@ class XmppConnection(TcpConnection):
         "_out_task",
         "_own_session",
         "_refs",
+        "_rooms",
         "_resource",
         "_sasl_done",
         "_sm",
@@ -133,6 +134,8 @@ class XmppConnection(TcpConnection):
         self._unread: OrderedDict[tuple[str, int], str] = OrderedDict()
         """Those of them not yet read: the receipts and markers they may still get."""
         self._carbons = False
+        self._rooms: dict[int, str] = {}
+        """Joined MUC rooms: group id → the nickname the client asked for (it is shown its username)."""
         self._sm = False
         self._handled = 0
         """XEP-0198's h: stanzas read and handled (a message: committed), counted in order."""
@@ -376,6 +379,9 @@ class XmppConnection(TcpConnection):
 
     def _on_message(self, stanza: Element, index: int) -> None:
         chat = self.services.chat
+        if stanza.get("type") == "groupchat":
+            self._on_room_message(stanza, index)
+            return
         peer = self._user_id_of(self._peer_name(stanza))
         if peer is None:
             self._write(x.stanza_error(stanza, "cancel", "item-not-found", "no such user on this server"))
@@ -416,6 +422,24 @@ class XmppConnection(TcpConnection):
         assert body is not None
         self._submit(ref, lambda reply: chat.submit(self.user_id, client_msg_id, {"text": body.text}, reply, to=peer,
                                                     origin=self))
+
+    def _on_room_message(self, stanza: Element, index: int) -> None:
+        target = x.parse_jid(stanza.get("to"))
+        group_id = stanzas.room_of(target, self._config.domain) if target is not None else None
+        body = stanza.child("body")
+        if group_id is None or group_id not in self._rooms:
+            self._write(x.stanza_error(stanza, "cancel", "not-acceptable", "join the room first"))
+            self._done_in(index)
+            return
+        if body is None:  # a chat state or a marker in a room: not carried (section 31.9)
+            self._done_in(index)
+            return
+        client_msg_id = stanzas.client_msg_id(stanza) or "x-" + secrets.token_hex(12)
+        ref = self._next_ref = self._next_ref + 1
+        self._refs[ref] = (stanza, index)
+        chat = self.services.chat
+        self._submit(ref, lambda reply: chat.submit(self.user_id, client_msg_id, {"text": body.text}, reply,
+                                                    group_id=group_id, origin=self))
 
     def _own_message(self, stanza_id: str, conversation_id: str) -> int | None:
         """The seq of my message named by ``stanza_id``: an id I sent it with (remembered), or a server id."""
@@ -533,6 +557,14 @@ class XmppConnection(TcpConnection):
             if kind == "":
                 self._spawn(None, self._initial_presence())
             return
+        target = x.parse_jid(presence.get("to"))
+        group_id = stanzas.room_of(target, self._config.domain) if target is not None else None
+        if group_id is not None:
+            if kind == "unavailable":
+                self._leave(group_id)
+            elif kind == "":
+                self._spawn(None, self._join(presence, group_id))
+            return
         peer = self._user_id_of(self._peer_name(presence))
         if peer is None:
             return  # presence to nobody we know: dropped, as RFC 6121 allows
@@ -544,6 +576,53 @@ class XmppConnection(TcpConnection):
             self._spawn(None, self._ignore(social.respond(self.user_id, peer, False)))
         elif kind == "unsubscribe":
             self._spawn(None, social.remove(self.user_id, peer))
+
+    async def _join(self, presence: Element, group_id: int) -> None:
+        """Enter a group's room: members only (anyone else is told ``registration-required``); the occupants are
+        the group's members; the history is the group's timeline."""
+        services, domain, me = self.services, self._config.domain, f"{self._me}/{self._resource}"
+        try:
+            group = await services.groups.get(self.user_id, group_id)
+            members = await services.groups.members(self.user_id, group_id)
+        except PicaError:
+            refusal = x.stanza_error(presence, "auth", "registration-required", "members only")
+            refusal.children.insert(0, el("x", x.NS_MUC))  # the join's element echoed, as XEP-0045 shows
+            self._write(refusal)
+            return
+        my_name = self._names.get(self.user_id, "")
+        for member in members:
+            if member.username:
+                self._remember(member.user_id, member.username)
+            if member.user_id != self.user_id and member.username:
+                self._write(stanzas.occupant(group_id, domain, member.username, member.role, me))
+        my_role = next((m.role for m in members if m.user_id == self.user_id), "member")
+        target = x.parse_jid(presence.get("to"))
+        codes = ("110",) if target is None or target.resource == my_name else ("110", "210")
+        self._write(stanzas.occupant(group_id, domain, my_name, my_role, me, codes))
+        self._rooms[group_id] = my_name
+        muc = presence.child("x", x.NS_MUC)
+        history = muc.child("history", x.NS_MUC) if muc is not None else None
+        wanted = history.get("maxstanzas") if history is not None else ""
+        limit = int(wanted) if wanted.isdigit() else services.limits.history_page_size
+        if limit:
+            page = await services.chat.history(self.user_id, group.conversation_id, after=None, before=None,
+                                               limit=limit)
+            for record in page.messages:
+                sender = self._names.get(record.sender)
+                old = stanzas.room_message(message_frame(record), group_id, sender, domain, me) if sender else None
+                if old is not None:
+                    old.add(el("delay", x.NS_DELAY, "", stamp=stanzas.stamp(record.ts),
+                               from_=stanzas.room_jid(group_id, domain)))
+                    self._write(old)
+        subject = el("message", x.NS_CLIENT, "", el("subject", x.NS_CLIENT, group.name), type_="groupchat", to=me)
+        subject.attrs["from"] = stanzas.room_jid(group_id, self._config.domain)
+        self._write(subject)
+
+    def _leave(self, group_id: int) -> None:
+        nick = self._rooms.pop(group_id, None)
+        if nick is not None:
+            self._write(stanzas.occupant(group_id, self._config.domain, self._names.get(self.user_id, nick), "member",
+                                         f"{self._me}/{self._resource}", ("110",), gone=True))
 
     async def _ignore(self, work: Coroutine[Any, Any, object]) -> None:
         await work
@@ -638,6 +717,14 @@ class XmppConnection(TcpConnection):
 
     def _deliver(self, frame: f.ServerFrame) -> None:
         domain = self._config.domain
+        if isinstance(frame, f.Msg) and frame.conversation_id.startswith("g:"):
+            group_id = int(frame.conversation_id[2:])
+            sender = self._names.get(frame.sender)
+            out = stanzas.room_message(frame, group_id, sender, domain, f"{self._me}/{self._resource}") \
+                if group_id in self._rooms and sender is not None else None
+            if out is not None:
+                self._write(out)
+            return
         if isinstance(frame, f.Msg):
             out = stanzas.message_out(frame, self.user_id, self._names, domain)
             if out is None:
@@ -692,6 +779,10 @@ class XmppConnection(TcpConnection):
             return el("iq", x.NS_CLIENT, "", bind, type_="result", id=self._bind_id).to_bytes()
         if isinstance(payload, f.Sent) and payload.ref is not None:
             sent = self._refs.pop(payload.ref, None)
+            if sent is not None and payload.conversation_id.startswith("g:"):
+                stanza, index = sent
+                self._done_in(index)
+                return self._reflection(stanza, payload)
             if sent is not None:
                 stanza, index = sent
                 key = (payload.conversation_id, payload.seq)
@@ -705,6 +796,17 @@ class XmppConnection(TcpConnection):
             return el("iq", x.NS_CLIENT, "", el("ping", x.NS_PING), type_="get", id="ping-" + secrets.token_hex(4),
                       to=self._config.domain).to_bytes()
         return b""
+
+    def _reflection(self, stanza: Element, sent: f.Sent) -> bytes:
+        """A room message is sent back to its sender once stored (XEP-0045 reflection), with the sender's id: the
+        client's confirmation that the room has it."""
+        body = stanza.child("body")
+        msg = f.Msg(conversation_id=sent.conversation_id, seq=sent.seq, sender=self.user_id,
+                    client_msg_id=sent.client_msg_id, ts=sent.ts, body={"text": body.text if body else ""})
+        group_id = int(sent.conversation_id[2:])
+        out = stanzas.room_message(msg, group_id, self._names.get(self.user_id, ""), self._config.domain,
+                                   f"{self._me}/{self._resource}", stanza.get("id") or None)
+        return out.to_bytes() if out is not None else b""
 
     def send_error(self, error: PicaError, ref: int | None = None) -> None:
         self.services.metrics.error(error, self.transport_name)

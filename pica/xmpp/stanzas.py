@@ -55,7 +55,7 @@ def text_of(body: dict[str, Any]) -> str:
     text = body.get("text")
     if isinstance(text, str):
         return text
-    for kind in ("file", "image", "voice", "video"):
+    for kind in ("file", "image", "voice", "video", "call"):
         if kind in body:
             return f"[{kind}]"
     return "[message]"
@@ -81,7 +81,7 @@ def message_out(msg: f.Msg, me: int, names: dict[int, str], domain: str) -> Elem
         out.add(el("body", x.NS_CLIENT, RETRACT_FALLBACK))
         out.add(el("retract", x.NS_RETRACT, "", id=stanza_id(msg.conversation_id, int(recall.get("seq", 0)))))
         out.add(el("store", "urn:xmpp:hints"))
-    elif "recalled" in body or "deleted" in body:
+    elif "recalled" in body or "deleted" in body or "system" in body:
         return None
     else:
         out.add(el("body", x.NS_CLIENT, text_of(body)))
@@ -89,6 +89,57 @@ def message_out(msg: f.Msg, me: int, names: dict[int, str], domain: str) -> Elem
         out.add(el("markable", x.NS_MARKERS))
     out.add(el("origin-id", x.NS_SID, "", id=msg.client_msg_id))
     out.add(el("stanza-id", x.NS_SID, "", id=sid, by=f"{names.get(me, '')}@{domain}"))
+    return out
+
+
+def room_jid(group_id: int, domain: str) -> str:
+    """A group's MUC room (XEP-0045): ``g<id>@conference.<domain>``."""
+    return f"g{group_id}@conference.{domain}"
+
+
+def room_of(jid: x.Jid, domain: str) -> int | None:
+    """The group id of a room JID, else None."""
+    if jid.domain != "conference." + domain or not jid.local.startswith("g") or not jid.local[1:].isdigit():
+        return None
+    return int(jid.local[1:])
+
+
+def room_message(msg: f.Msg, group_id: int, sender: str, domain: str, to: str, message_id: str | None = None
+                 ) -> Element | None:
+    """A group message as a ``groupchat`` message from the sender's occupant JID (their username as nickname);
+    ``message_id``: the sender's own id, in the reflection of their message back to them. None for a group notice
+    (section 31.9)."""
+    if "system" in msg.body or "recalled" in msg.body or "deleted" in msg.body:
+        return None
+    room = room_jid(group_id, domain)
+    sid = stanza_id(msg.conversation_id, msg.seq)
+    out = el("message", x.NS_CLIENT, "", id=message_id or sid, type_="groupchat", to=to)
+    out.attrs["from"] = f"{room}/{sender}"
+    body = msg.body
+    edit, recall = body.get("edit"), body.get("recall")
+    if isinstance(edit, dict):
+        out.add(el("body", x.NS_CLIENT, str(edit.get("text", ""))))
+        out.add(el("replace", x.NS_CORRECT, "", id=stanza_id(msg.conversation_id, int(edit.get("seq", 0)))))
+    elif isinstance(recall, dict):
+        out.add(el("body", x.NS_CLIENT, RETRACT_FALLBACK))
+        out.add(el("retract", x.NS_RETRACT, "", id=stanza_id(msg.conversation_id, int(recall.get("seq", 0)))))
+    else:
+        out.add(el("body", x.NS_CLIENT, text_of(body)))
+    out.add(el("origin-id", x.NS_SID, "", id=msg.client_msg_id))
+    out.add(el("stanza-id", x.NS_SID, "", id=sid, by=room))
+    return out
+
+
+def occupant(group_id: int, domain: str, nick: str, role: str, to: str, codes: tuple[str, ...] = (),
+             gone: bool = False) -> Element:
+    """An occupant's presence in a room; ``codes``: XEP-0045 status codes (110: this is you, 210: the server
+    chose your nickname)."""
+    affiliation = {"owner": "owner", "admin": "admin"}.get(role, "member")
+    item = el("item", x.NS_MUC_USER, "", affiliation=affiliation, role="none" if gone else
+              ("moderator" if affiliation != "member" else "participant"))
+    info = el("x", x.NS_MUC_USER, "", item, *(el("status", x.NS_MUC_USER, "", code=c) for c in codes))
+    out = el("presence", x.NS_CLIENT, "", info, to=to, type_="unavailable" if gone else None)
+    out.attrs["from"] = f"{room_jid(group_id, domain)}/{nick}"
     return out
 
 

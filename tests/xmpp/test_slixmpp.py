@@ -7,7 +7,9 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
+import pytest
 from slixmpp import JID
+from slixmpp.exceptions import PresenceError
 
 from pica.protocol import frames as f
 from pica.config import XmppConfig
@@ -151,3 +153,40 @@ async def test_history_through_mam_after_a_node_restart(tmp_path: Path) -> None:
             assert texts == [f"stored {i}" for i in range(5)]
         finally:
             await client.bye()
+
+
+async def test_a_group_as_a_muc_room(xmpp_node: XmppNode) -> None:
+    owner, member, stranger = [await xmpp_node.user(p) for p in ("o", "m", "s")]
+    group = await xmpp_node.api(owner, "POST", "/v1/groups", json={"name": "team", "members": [member.user_id]})
+    room = f"g{group['group_id']}@conference.localhost"
+    ws = await xmpp_node.ws(owner)
+    await ws.request(f.Send(id=1, client_msg_id="early", group_id=group["group_id"],
+                                body={"text": "before you came"}))
+    client = Slix(f"{member.username}@localhost/desk", PASSWORD, xmpp_node.trust, plugins=("xep_0045",))
+    outsider = Slix(f"{stranger.username}@localhost/desk", PASSWORD, xmpp_node.trust, plugins=("xep_0045",))
+    await client.login(xmpp_node.port)
+    await outsider.login(xmpp_node.port)
+    try:
+        await asyncio.wait_for(client.plugin["xep_0045"].join_muc_wait(JID(room), member.username, maxstanzas=10),
+                               TIMEOUT)
+        history = await client.next_message()
+        assert history["type"] == "groupchat" and history["body"] == "before you came"
+
+        client.send_message(mto=JID(room), mbody="hello room", mtype="groupchat")
+        reflected = await client.next_message()
+        assert reflected["body"] == "hello room" and reflected["from"].resource == member.username
+        pushed = await asyncio.wait_for(ws.next_message(), TIMEOUT)
+        while pushed.body != {"text": "hello room"}:
+            pushed = await asyncio.wait_for(ws.next_message(), TIMEOUT)
+        assert pushed.sender == member.user_id
+
+        await ws.request(f.Send(id=2, client_msg_id="late", group_id=group["group_id"], body={"text": "welcome"}))
+        welcome = await client.next_message()
+        assert welcome["body"] == "welcome" and welcome["from"].resource == owner.username
+
+        with pytest.raises(PresenceError):  # members only
+            await asyncio.wait_for(outsider.plugin["xep_0045"].join_muc_wait(JID(room), "me"), TIMEOUT)
+    finally:
+        await client.bye()
+        await outsider.bye()
+        await ws.close()
