@@ -65,6 +65,7 @@ from pica.webhooks.before_send import BeforeSendHook
 from pica.webhooks.delivery import WebhookSender
 from pica.webhooks.endpoints import Endpoints
 from pica.xmpp import start_xmpp_server
+from pica.xmpp.gateway import resumptions as xmpp_resumptions
 
 if TYPE_CHECKING:
     from pica.cluster import Cluster
@@ -467,8 +468,10 @@ class PicaServer:
             self._tcp_server = await start_tcp_server(services, sock=tcp_socket, tls=tls)
         if mqtt_socket is not None:
             self._mqtt_server = await start_mqtt_server(services, config.mqtt, sock=mqtt_socket, tls=tls)
+        lost_streams = xmpp_resumptions(services, config.xmpp)
         for sock, direct in xmpp_sockets:
-            self._xmpp_servers.append(await start_xmpp_server(services, config.xmpp, sock, tls, direct_tls=direct))
+            self._xmpp_servers.append(await start_xmpp_server(services, config.xmpp, sock, tls, direct_tls=direct,
+                                                              registry=lost_streams))
         limits = config.limits
         interval = max(0.05, min(5.0, limits.auth_timeout / 4, limits.heartbeat_interval / 4))
         self._sweeper = asyncio.get_running_loop().create_task(

@@ -387,6 +387,12 @@ class XmppConfig:
     plain_without_tls: bool = False
     """Allow SASL PLAIN on a stream without TLS. Off by default: the password would cross the network in clear.
     For a loopback test or a proxy that terminates TLS only."""
+    resume_window: float = 300.0
+    """Seconds a lost stream with XEP-0198 resumption enabled can be resumed (on the same node); 0 turns resumption
+    off (``<enabled/>`` without ``resume``)."""
+    max_unacked: int = 1_000
+    """Stanzas sent to a stream-management client and not yet acknowledged (kept to be sent again on resumption);
+    a client with more is cut as a slow consumer."""
     max_sent_tracked: int = 1_000
     """Messages this connection sent whose delivery receipts (XEP-0184) and read markers (XEP-0333) it may still be
     told of, by their stanza ids; the oldest are forgotten first (their receipts are then not sent)."""
@@ -885,7 +891,7 @@ def _validate(obj: Any, section: str) -> None:
         for name in ("port", "tls_port"):
             if not -1 <= getattr(obj, name) <= 65535:
                 raise ConfigError(f"xmpp.{name}: must be -1..65535, got {getattr(obj, name)}")
-        for name in ("max_stanza_bytes", "max_depth", "max_sent_tracked"):
+        for name in ("max_stanza_bytes", "max_depth", "max_sent_tracked", "max_unacked"):
             if getattr(obj, name) < 1:
                 raise ConfigError(f"xmpp.{name}: must be at least 1")
         if not obj.domain or "@" in obj.domain or "/" in obj.domain:

@@ -44,12 +44,18 @@ from pica.protocol.close_codes import CloseCode
 from pica.protocol.ids import direct_conversation_id, direct_peer
 from pica.protocol.outbound import OutboundFrame
 from pica.protocol.xmpp import Element, el
+from pica.store.base import MessageRecord
 from pica.xmpp import stanzas
+from pica.xmpp.resumption import Detached, Resumptions
 
 log = logging.getLogger(__name__)
 
 MAX_SASL_FAILURES: Final = 3
 """Failed SASL attempts on one stream before it is closed (the login rate limits apply to each one too)."""
+
+CATCH_UP_SLACK_MS: Final = 2_000
+"""A resumed stream catches up on conversations it was sent nothing of from this long before it was bound: a
+message committed just before the binding may have reached the hub before the stream registered."""
 
 MAX_NAMES: Final = 4_096
 """User names one connection remembers (user id → name); past it the cache starts again."""
@@ -76,9 +82,14 @@ def _condition(error: PicaError) -> tuple[str, str]:
 class XmppConnection(TcpConnection):
     transport_name = "xmpp"
     __slots__ = (
+        "_ask",
         "_bind_id",
+        "_bound_at",
         "_carbons",
+        "_catching_up",
+        "_clean_end",
         "_config",
+        "_delivered",
         "_failures",
         "_handled",
         "_ids",
@@ -92,21 +103,42 @@ class XmppConnection(TcpConnection):
         "_out_task",
         "_own_session",
         "_refs",
-        "_rooms",
         "_resource",
+        "_resuming",
+        "_resumptions",
+        "_rooms",
         "_sasl_done",
+        "_sent_count",
         "_sm",
         "_sm_done",
+        "_sm_id",
         "_tls",
         "_tls_on",
+        "_unacked",
         "_unread",
         "_who",
         "_xml",
     )
 
     def __init__(self, services: GatewayServices, config: XmppConfig, tls: ServerTls | None,
-                 direct_tls: bool = False) -> None:
+                 direct_tls: bool = False, resumptions: Resumptions | None = None) -> None:
         super().__init__(services)
+        self._resumptions = resumptions
+        self._sm_id = ""
+        """This stream's resumption id (XEP-0198), when the client enabled resumption."""
+        self._sent_count = 0
+        self._unacked: deque[tuple[int, bytes]] = deque()
+        """Stanzas sent since stream management was enabled and not acknowledged: (count, bytes)."""
+        self._ask = False
+        """An ``<r/>`` is due after what is queued."""
+        self._delivered: dict[str, int] = {}
+        """Conversation id → the highest seq written to this stream: never written twice, and where a resumed
+        stream catches up from."""
+        self._bound_at = 0
+        self._resuming: tuple[str, Detached, int] | None = None
+        """(id, state, the client's h) of the resumption under way."""
+        self._catching_up = False
+        self._clean_end = False
         self._config = config
         self._tls = tls
         self._tls_on = direct_tls
@@ -167,6 +199,7 @@ class XmppConnection(TcpConnection):
                 self.services.metrics.frames_in += 1
                 self._on_stanza(event.element)
             else:
+                self._clean_end = True
                 self.close(CloseCode.NORMAL, "stream closed by the client")
 
     def connection_lost(self, exc: Exception | None) -> None:  # type: ignore[override]
@@ -174,6 +207,15 @@ class XmppConnection(TcpConnection):
         for task in (self._in_task, self._out_task):
             if task is not None:
                 task.cancel()
+        if self._sm_id and self._resumptions is not None:
+            if self._clean_end or not self.user_id:
+                self._resumptions.forget(self._sm_id)
+            else:  # lost: resumable for the window, its login session with it
+                self._resumptions.detach(self._sm_id, Detached(
+                    self.user_id, self._resource, self._handled, self._sent_count, self._unacked,
+                    self._delivered, self._bound_at, dict(self._rooms), self._carbons,
+                    self.login_session if self._own_session else ""))
+                self._own_session = False
         if self._own_session and self.user_id:
             # The session of a SASL login belongs to this stream alone (nobody holds its tokens).
             self._own_session = False
@@ -242,6 +284,12 @@ class XmppConnection(TcpConnection):
         if stanza.ns == x.NS_SASL and stanza.name == "abort":
             self._sasl_failure("aborted", "")
             return
+        if stanza.ns == x.NS_SM and stanza.name == "resume" and self._sasl_done and self._who is not None:
+            self._resume(stanza)
+            return
+        if stanza.ns == x.NS_SM and stanza.name == "enable" and self._sasl_done:
+            self._write_raw(el("failed", x.NS_SM, "", el("unexpected-request", x.NS_STANZAS)).to_bytes())
+            return
         if stanza.name == "iq" and self._sasl_done and self._who is not None:
             bind = stanza.child("bind", x.NS_BIND)
             if bind is not None and stanza.get("type") == "set":
@@ -249,10 +297,93 @@ class XmppConnection(TcpConnection):
                 self._resource = (resource.text.strip() if resource is not None else "")[:64] or \
                     "pica-" + secrets.token_hex(4)
                 self._bind_id = stanza.get("id")
+                self._bound_at = self.services.clock.now_ms()
                 who, self._who = self._who, None
                 self.accept(who, "xmpp-" + self._resource)
                 return
         self._stream_error("not-authorized", "authenticate and bind a resource first")
+
+    def _resume(self, stanza: Element) -> None:
+        """Take up a lost stream (XEP-0198): its stanzas the client did not acknowledge again, then what the store
+        holds that it would have been sent since (held live messages after them)."""
+        assert self._who is not None
+        h = stanza.get("h")
+        state = self._resumptions.take(stanza.get("previd"), self._who.user_id) \
+            if self._resumptions is not None and h.isdigit() else None
+        if state is None:
+            self._write_raw(el("failed", x.NS_SM, "", el("item-not-found", x.NS_STANZAS)).to_bytes())
+            return
+        if state.login_session:  # this stream has a login of its own
+            self._store_call(self.services.accounts.sessions.end(state.user_id, state.login_session, "xmpp"))
+        assert self._resumptions is not None
+        self._sm_id = stanza.get("previd")
+        self._resumptions.claim(self._sm_id)  # the id stays this stream's, for its next resumption
+        self._sm, self._handled, self._sent_count = True, state.handled, state.sent
+        self._unacked = deque(item for item in state.unacked if item[0] > int(h))
+        self._delivered, self._rooms, self._carbons = state.delivered, state.rooms, state.carbons
+        self._bound_at = state.bound_at_ms
+        self._resource = state.resource
+        self._resuming = (self._sm_id, state, int(h))
+        self._catching_up = True  # from the hub's registration on, live messages wait behind the catch-up
+        who, self._who = self._who, None
+        self.accept(who, "xmpp-" + self._resource)
+        if self.state is not State.READY:
+            return
+        for _, data in self._unacked:
+            self._write_raw(data)
+        self._ask = bool(self._unacked)
+        task = asyncio.get_running_loop().create_task(self._catch_up(state.bound_at_ms - CATCH_UP_SLACK_MS))
+        self.services.track(task)
+
+    async def _catch_up(self, since_ms: int) -> None:
+        chat = self.services.chat
+        missed: list[f.Msg] = []
+        try:
+            conversations: list[str] = []
+            before_ts: int | None = None
+            before_id = ""
+            while True:
+                page = await chat.conversations(self.user_id, before_ts=before_ts, before_id=before_id)
+                recent = [c.conversation_id for c in page if c.last_ts >= since_ms]
+                conversations += recent
+                if len(recent) < len(page) or not page:
+                    break
+                before_ts, before_id = page[-1].last_ts, page[-1].conversation_id
+            for conversation_id in conversations:
+                if conversation_id.startswith("d:") or (conversation_id.startswith("g:") and
+                                                        int(conversation_id[2:]) in self._rooms):
+                    missed += [message_frame(r) for r in await self._missed(conversation_id, since_ms)]
+        except PicaError as exc:
+            log.warning("xmpp catch-up failed", extra={"user_id": self.user_id, "code": exc.code})
+            self.close(CloseCode.INTERNAL_ERROR, "catch-up failed")
+            return
+        finally:
+            self._catching_up = False
+        self._out.extendleft(reversed(missed))  # before the live messages held meanwhile (one is never written twice)
+        if self._out and self._out_task is None:
+            self._out_task = asyncio.get_running_loop().create_task(self._drain_out())
+            self.services.track(self._out_task)
+
+    async def _missed(self, conversation_id: str, since_ms: int) -> list[MessageRecord]:
+        """The messages of a conversation the lost stream was not sent: after what it was, or, for a conversation
+        it was sent nothing of, those stored since it was bound."""
+        chat, out = self.services.chat, []
+        after = self._delivered.get(conversation_id)
+        if after is not None:
+            while True:
+                page = await chat.history(self.user_id, conversation_id, after=after, before=None, limit=None)
+                out += page.messages
+                if not page.more or not page.messages:
+                    return out
+                after = page.messages[-1].seq
+        before: int | None = None
+        while True:
+            page = await chat.history(self.user_id, conversation_id, after=None, before=before, limit=None)
+            recent = [r for r in page.messages if r.ts >= since_ms]
+            out = recent + out
+            if len(recent) < len(page.messages) or not page.more or not page.messages:
+                return out
+            before = page.messages[0].seq
 
     async def _start_tls(self) -> None:
         assert self._tls is not None
@@ -644,11 +775,20 @@ class XmppConnection(TcpConnection):
     def _on_sm(self, stanza: Element) -> None:
         if stanza.name == "enable" and not self._sm:
             self._sm = True
-            self._write(el("enabled", x.NS_SM, "", id=secrets.token_hex(8)))
+            enabled = el("enabled", x.NS_SM)
+            if stanza.get("resume") in ("true", "1") and self._resumptions is not None and self._config.resume_window:
+                self._sm_id = self._resumptions.new_id()
+                enabled.attrs.update(id=self._sm_id, resume="true", max=str(int(self._config.resume_window)))
+            self._write_raw(enabled.to_bytes())
         elif stanza.name == "r":
-            self._write(el("a", x.NS_SM, "", h=str(self._handled % 2**32)))
+            self._write_raw(el("a", x.NS_SM, "", h=str(self._handled % 2**32)).to_bytes())
         elif stanza.name == "a":
-            pass  # the client's count of what we sent: kept for nothing, as resumption is not offered
+            h = stanza.get("h")
+            if not h.isdigit() or int(h) > self._sent_count:
+                self._stream_error("undefined-condition", "h is more than the server sent")  # handled-count-too-high
+                return
+            while self._unacked and self._unacked[0][0] <= int(h):
+                self._unacked.popleft()
         else:
             self._stream_error("unsupported-stanza-type", f"<{stanza.name}> of stream management")
 
@@ -682,9 +822,9 @@ class XmppConnection(TcpConnection):
             return
         if frame.committed_at:
             self._time(self.services.metrics.delivery, frame.committed_at)
-        if self._out or self._unknown_name(payload) is not None:
+        if self._out or self._catching_up or self._unknown_name(payload) is not None:
             self._out.append(payload)
-            if self._out_task is None:
+            if self._out_task is None and not self._catching_up:
                 self._out_task = asyncio.get_running_loop().create_task(self._drain_out())
                 self.services.track(self._out_task)
         else:
@@ -717,6 +857,10 @@ class XmppConnection(TcpConnection):
 
     def _deliver(self, frame: f.ServerFrame) -> None:
         domain = self._config.domain
+        if isinstance(frame, f.Msg):
+            if frame.seq <= self._delivered.get(frame.conversation_id, 0):
+                return  # written already (a live message the catch-up of a resumed stream also found)
+            self._delivered[frame.conversation_id] = frame.seq
         if isinstance(frame, f.Msg) and frame.conversation_id.startswith("g:"):
             group_id = int(frame.conversation_id[2:])
             sender = self._names.get(frame.sender)
@@ -761,7 +905,25 @@ class XmppConnection(TcpConnection):
                 self._write(out)
 
     def _write(self, stanza: Element) -> None:
-        self._write_raw(stanza.to_bytes())
+        self._write_raw(self._counted(stanza.to_bytes()))
+
+    def _counted(self, data: bytes) -> bytes:
+        """A stanza sent: counted, and kept until acknowledged, once stream management is on."""
+        if self._sm and data:
+            self._sent_count += 1
+            self._unacked.append((self._sent_count, data))
+            self._ask = True
+            if len(self._unacked) > self._config.max_unacked:
+                log.info("cutting xmpp client: too many unacknowledged stanzas", extra={"user_id": self.user_id})
+                self.services.metrics.slow_consumers += 1
+                asyncio.get_running_loop().call_soon(self.close, CloseCode.SLOW_CONSUMER, "too many unacknowledged")
+        return data
+
+    def flush(self) -> None:
+        if self._ask and self._outbox is not None and not self.closed:
+            self._ask = False
+            self._outbox.append(b"<r xmlns='urn:xmpp:sm:3'/>")
+        super().flush()
 
     def _write_raw(self, data: bytes) -> None:
         if self.closed:
@@ -774,6 +936,10 @@ class XmppConnection(TcpConnection):
 
     def _transport_bytes(self, frame: OutboundFrame) -> bytes:
         payload = frame.frame
+        if isinstance(payload, f.Ready) and self._resuming is not None:
+            sm_id, _, _ = self._resuming
+            self._resuming = None
+            return el("resumed", x.NS_SM, "", previd=sm_id, h=str(self._handled % 2**32)).to_bytes()
         if isinstance(payload, f.Ready):
             bind = el("bind", x.NS_BIND, "", el("jid", x.NS_BIND, f"{self._me}/{self._resource}"))
             return el("iq", x.NS_CLIENT, "", bind, type_="result", id=self._bind_id).to_bytes()
@@ -782,7 +948,7 @@ class XmppConnection(TcpConnection):
             if sent is not None and payload.conversation_id.startswith("g:"):
                 stanza, index = sent
                 self._done_in(index)
-                return self._reflection(stanza, payload)
+                return self._counted(self._reflection(stanza, payload))
             if sent is not None:
                 stanza, index = sent
                 key = (payload.conversation_id, payload.seq)
@@ -793,8 +959,9 @@ class XmppConnection(TcpConnection):
                 self._done_in(index)
             return b""
         if isinstance(payload, f.Ping):
-            return el("iq", x.NS_CLIENT, "", el("ping", x.NS_PING), type_="get", id="ping-" + secrets.token_hex(4),
-                      to=self._config.domain).to_bytes()
+            ping = el("iq", x.NS_CLIENT, "", el("ping", x.NS_PING), type_="get", id="ping-" + secrets.token_hex(4),
+                      to=self._config.domain)
+            return self._counted(ping.to_bytes())
         return b""
 
     def _reflection(self, stanza: Element, sent: f.Sent) -> bytes:
@@ -865,12 +1032,25 @@ class XmppConnection(TcpConnection):
         self.services.track(asyncio.get_running_loop().create_task(guarded()))
 
 
+def resumptions(services: GatewayServices, config: XmppConfig) -> Resumptions:
+    """The node's registry of lost streams, shared by its XMPP listeners; a state that expires ends its login."""
+    def expired(state: Detached) -> None:
+        if state.login_session:
+            task = asyncio.get_running_loop().create_task(
+                services.accounts.sessions.end(state.user_id, state.login_session, "xmpp"))
+            services.track(task)
+
+    return Resumptions(config.resume_window, expired)
+
+
 async def start_xmpp_server(services: GatewayServices, config: XmppConfig, sock: socket.socket,
-                            tls: ServerTls | None = None, direct_tls: bool = False) -> asyncio.Server:
+                            tls: ServerTls | None = None, direct_tls: bool = False,
+                            registry: Resumptions | None = None) -> asyncio.Server:
     """Listen on an already bound socket: STARTTLS offered when ``tls`` is set; ``direct_tls``: TLS from the first
-    byte (XEP-0368)."""
+    byte (XEP-0368). ``registry``: lost streams, shared with the node's other XMPP listener."""
+    shared = registry if registry is not None else resumptions(services, config)
     return await asyncio.get_running_loop().create_server(
-        lambda: XmppConnection(services, config, tls, direct_tls), sock=sock, backlog=4096,
+        lambda: XmppConnection(services, config, tls, direct_tls, shared), sock=sock, backlog=4096,
         ssl=tls.tcp if tls is not None and direct_tls else None,
         ssl_handshake_timeout=tls.handshake_timeout if tls is not None and direct_tls else None,
     )

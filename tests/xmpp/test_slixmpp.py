@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from slixmpp import JID
 from slixmpp.exceptions import PresenceError
 
-from pica.protocol import frames as f
 from pica.config import XmppConfig
+from pica.protocol import frames as f
 from tests.conftest import PASSWORD, make_config, running
 from tests.xmpp.conftest import XmppNode
 from tests.xmpp.slix import TIMEOUT, Slix
@@ -190,3 +191,39 @@ async def test_a_group_as_a_muc_room(xmpp_node: XmppNode) -> None:
         await client.bye()
         await outsider.bye()
         await ws.close()
+
+
+async def test_a_stream_resumed_after_a_dropped_connection_loses_and_doubles_nothing(xmpp_node: XmppNode) -> None:
+    alice, bob = await xmpp_node.user("a"), await xmpp_node.user("b")
+    client = Slix(f"{alice.username}@localhost/phone", PASSWORD, xmpp_node.trust, plugins=("xep_0198",))
+    resumed = asyncio.Event()
+    client.add_event_handler("session_resumed", lambda _: resumed.set())
+    await client.login(xmpp_node.port)
+    ws = await xmpp_node.ws(bob)
+    try:
+        await asyncio.wait_for(_until(lambda: bool(client.plugin["xep_0198"].sm_id)), TIMEOUT)
+        await ws.send(alice.user_id, {"text": "m1"})
+        assert (await client.next_message())["body"] == "m1"
+
+        assert client.transport is not None
+        client.transport.abort()  # the TCP connection drops: no </stream:stream>
+        for i in (2, 3, 4):  # stored while Alice is away
+            await ws.send(alice.user_id, {"text": f"m{i}"})
+        client.connect("127.0.0.1", xmpp_node.port)
+        await asyncio.wait_for(resumed.wait(), TIMEOUT)
+        await ws.send(alice.user_id, {"text": "m5"})
+        bodies = [(await client.next_message())["body"] for _ in range(4)]
+        assert bodies == ["m2", "m3", "m4", "m5"]
+        await asyncio.sleep(0.3)
+        assert client.messages.empty()  # nothing twice
+
+        client.say(f"{bob.username}@localhost", "back")
+        assert (await asyncio.wait_for(ws.next_message(), TIMEOUT)).body == {"text": "back"}
+    finally:
+        await client.bye()
+        await ws.close()
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    while not check():
+        await asyncio.sleep(0.02)
