@@ -42,6 +42,6 @@ async def test_profanity_exchanges_messages_with_a_pica_user(xmpp_node: XmppNode
         await asyncio.to_thread(term.expect, "hello from the web")
     finally:
         term.sendline("/quit")
-        await asyncio.to_thread(term.expect, [pexpect.EOF, pexpect.TIMEOUT], 5)
+        await asyncio.to_thread(lambda: term.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=5))
         term.close(force=True)
         await ws.close()
