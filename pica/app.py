@@ -37,6 +37,7 @@ from pica.core.passwords import PasswordHasher
 from pica.core.placement import NodeAddress
 from pica.core.ports import Delivery, GroupRouter, Presence, SystemClock
 from pica.core.ratelimit import RateLimits
+from pica.core.scram import ScramService
 from pica.core.sessions import SessionService
 from pica.core.social import SocialService
 from pica.core.tokens import RefreshTokens, TokenService
@@ -469,9 +470,10 @@ class PicaServer:
         if mqtt_socket is not None:
             self._mqtt_server = await start_mqtt_server(services, config.mqtt, sock=mqtt_socket, tls=tls)
         lost_streams = xmpp_resumptions(services, config.xmpp)
+        scram = ScramService(self.store, sessions, rates)
         for sock, direct in xmpp_sockets:
             self._xmpp_servers.append(await start_xmpp_server(services, config.xmpp, sock, tls, direct_tls=direct,
-                                                              registry=lost_streams))
+                                                              registry=lost_streams, scram=scram))
         limits = config.limits
         interval = max(0.05, min(5.0, limits.auth_timeout / 4, limits.heartbeat_interval / 4))
         self._sweeper = asyncio.get_running_loop().create_task(

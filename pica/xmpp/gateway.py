@@ -22,6 +22,8 @@ missed through its own means (docs/protocol.md, section 31.9, says what is left 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import secrets
 import socket
@@ -30,6 +32,7 @@ from collections.abc import Coroutine
 from typing import Any, Final
 
 from pica.config import XmppConfig
+from pica.core.scram import MECHANISMS, ClientFirst, ScramService, parse_client_first, server_first, verify
 from pica.core.sessions import Identity
 from pica.core.validation import normalize_username
 from pica.core.wire import message_frame
@@ -44,7 +47,7 @@ from pica.protocol.close_codes import CloseCode
 from pica.protocol.ids import direct_conversation_id, direct_peer
 from pica.protocol.outbound import OutboundFrame
 from pica.protocol.xmpp import Element, el
-from pica.store.base import MessageRecord
+from pica.store.base import MessageRecord, ScramKeyRecord, UserRecord
 from pica.xmpp import stanzas
 from pica.xmpp.resumption import Detached, Resumptions
 
@@ -108,6 +111,8 @@ class XmppConnection(TcpConnection):
         "_resumptions",
         "_rooms",
         "_sasl_done",
+        "_scram",
+        "_scram_state",
         "_sent_count",
         "_sm",
         "_sm_done",
@@ -121,8 +126,12 @@ class XmppConnection(TcpConnection):
     )
 
     def __init__(self, services: GatewayServices, config: XmppConfig, tls: ServerTls | None,
-                 direct_tls: bool = False, resumptions: Resumptions | None = None) -> None:
+                 direct_tls: bool = False, resumptions: Resumptions | None = None,
+                 scram: ScramService | None = None) -> None:
         super().__init__(services)
+        self._scram = scram
+        self._scram_state: tuple[str, UserRecord | None, ScramKeyRecord, ClientFirst, str, str] | None = None
+        """A SCRAM exchange under way: (mechanism, user, keys, client-first, server-first, nonce)."""
         self._resumptions = resumptions
         self._sm_id = ""
         """This stream's resumption id (XEP-0198), when the client enabled resumption."""
@@ -235,8 +244,14 @@ class XmppConnection(TcpConnection):
             features.add(el("starttls", x.NS_TLS, "", *([] if self._config.plain_without_tls
                                                         else [el("required", x.NS_TLS)])))
         if not self._sasl_done:
+            mechanisms = el("mechanisms", x.NS_SASL)
+            if self._scram is not None and (self._tls_on or self._tls is None):
+                for name in MECHANISMS:
+                    mechanisms.add(el("mechanism", x.NS_SASL, name))
             if self._tls_on or self._config.plain_without_tls:
-                features.add(el("mechanisms", x.NS_SASL, "", el("mechanism", x.NS_SASL, "PLAIN")))
+                mechanisms.add(el("mechanism", x.NS_SASL, "PLAIN"))
+            if mechanisms.children:
+                features.add(mechanisms)
         else:
             features.add(el("bind", x.NS_BIND))
             features.add(el("session", x.NS_SESSION, "", el("optional", x.NS_SESSION)))
@@ -271,6 +286,9 @@ class XmppConnection(TcpConnection):
         if stanza.ns == x.NS_SASL and stanza.name == "auth" and not self._sasl_done:
             if self.state is State.AUTHENTICATING:
                 self._stream_error("policy-violation", "one authentication at a time")
+            elif stanza.get("mechanism") in MECHANISMS and self._scram is not None and (self._tls_on or
+                                                                                      self._tls is None):
+                self._scram_first(stanza.get("mechanism"), stanza.text)
             elif stanza.get("mechanism") != "PLAIN" or not (self._tls_on or self._config.plain_without_tls):
                 self._sasl_failure("invalid-mechanism", "PLAIN only, and only over TLS")
             else:
@@ -282,7 +300,12 @@ class XmppConnection(TcpConnection):
                 self.services.track(asyncio.get_running_loop().create_task(self._login(*credentials)))
             return
         if stanza.ns == x.NS_SASL and stanza.name == "abort":
+            self._scram_state = None
+            self.state = State.AWAIT_AUTH
             self._sasl_failure("aborted", "")
+            return
+        if stanza.ns == x.NS_SASL and stanza.name == "response" and self._scram_state is not None:
+            self.services.track(asyncio.get_running_loop().create_task(self._scram_final(stanza.text)))
             return
         if stanza.ns == x.NS_SM and stanza.name == "resume" and self._sasl_done and self._who is not None:
             self._resume(stanza)
@@ -385,6 +408,53 @@ class XmppConnection(TcpConnection):
                 return out
             before = page.messages[0].seq
 
+    def _scram_first(self, mechanism: str, payload: str) -> None:
+        try:
+            client = parse_client_first(base64.b64decode(payload.strip(), validate=True).decode())
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            client = None
+        if client is None:
+            self._sasl_failure("malformed-request", "not a SCRAM client-first message")
+            return
+        self.state = State.AUTHENTICATING
+        self.services.track(asyncio.get_running_loop().create_task(self._scram_challenge(mechanism, client)))
+
+    async def _scram_challenge(self, mechanism: str, client: ClientFirst) -> None:
+        assert self._scram is not None
+        try:
+            user, key = await self._scram.credentials(client.username, mechanism, self._address or "")
+        except RateLimited as exc:
+            self.state = State.AWAIT_AUTH
+            self._sasl_failure("temporary-auth-failure", exc.message)
+            return
+        nonce = client.nonce + secrets.token_urlsafe(18)
+        first = server_first(nonce, key.salt, key.iterations)
+        self._scram_state = (mechanism, user, key, client, first, nonce)
+        self._write_raw(el("challenge", x.NS_SASL, base64.b64encode(first.encode()).decode()).to_bytes())
+
+    async def _scram_final(self, payload: str) -> None:
+        assert self._scram is not None and self._scram_state is not None
+        mechanism, user, key, client, first, nonce = self._scram_state
+        self._scram_state = None
+        try:
+            final = base64.b64decode(payload.strip(), validate=True).decode()
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            final = ""
+        answer = verify(mechanism, key, client, first, nonce, final) if user is not None else None
+        if user is None or answer is None:
+            await self._scram.failed(client.username, self._address or "")
+            self.state = State.AWAIT_AUTH
+            self._sasl_failure("not-authorized", "wrong username or password")
+            return
+        try:
+            who, session = await self._scram.login(user, self._address or "", "xmpp")
+        except PicaError as exc:
+            self.state = State.AWAIT_AUTH
+            self._sasl_failure("account-disabled" if exc.code == "banned" else "not-authorized", exc.message)
+            return
+        self.login_session, self._own_session = session, True
+        await self._authenticated(who, user.username, base64.b64encode(answer.encode()).decode())
+
     async def _start_tls(self) -> None:
         assert self._tls is not None
         transport = self._transport
@@ -409,6 +479,8 @@ class XmppConnection(TcpConnection):
             tokens = await accounts.login(username, password, self._address or "", "xmpp")
             self._own_session = True
             who = await accounts.authenticate(tokens.token)
+            if self._scram is not None:  # the keys a later SCRAM login needs (pica/core/scram.py)
+                self._store_call(self._scram.remember(who.user_id, password))
         except RateLimited as exc:
             self.state = State.AWAIT_AUTH
             self._sasl_failure("temporary-auth-failure", exc.message)
@@ -417,6 +489,10 @@ class XmppConnection(TcpConnection):
             self.state = State.AWAIT_AUTH
             self._sasl_failure("not-authorized", exc.message)
             return
+        await self._authenticated(who, normalize_username(username), "")
+
+    async def _authenticated(self, who: Identity, username: str, additional: str) -> None:
+        """SASL succeeded (PLAIN or SCRAM, whose server-final message is ``additional``): the stream restarts."""
         if self.closed:
             return
         if self.services.before_ready is not None:
@@ -425,8 +501,8 @@ class XmppConnection(TcpConnection):
                 return
         self._who = who
         self._sasl_done = True
-        self._remember(who.user_id, normalize_username(username))
-        self._write_raw(el("success", x.NS_SASL).to_bytes())
+        self._remember(who.user_id, username)
+        self._write_raw(el("success", x.NS_SASL, additional).to_bytes())
         self._restart()
 
     def _sasl_failure(self, condition: str, text: str) -> None:
@@ -1045,12 +1121,13 @@ def resumptions(services: GatewayServices, config: XmppConfig) -> Resumptions:
 
 async def start_xmpp_server(services: GatewayServices, config: XmppConfig, sock: socket.socket,
                             tls: ServerTls | None = None, direct_tls: bool = False,
-                            registry: Resumptions | None = None) -> asyncio.Server:
+                            registry: Resumptions | None = None, scram: ScramService | None = None
+                            ) -> asyncio.Server:
     """Listen on an already bound socket: STARTTLS offered when ``tls`` is set; ``direct_tls``: TLS from the first
     byte (XEP-0368). ``registry``: lost streams, shared with the node's other XMPP listener."""
     shared = registry if registry is not None else resumptions(services, config)
     return await asyncio.get_running_loop().create_server(
-        lambda: XmppConnection(services, config, tls, direct_tls, shared), sock=sock, backlog=4096,
+        lambda: XmppConnection(services, config, tls, direct_tls, shared, scram), sock=sock, backlog=4096,
         ssl=tls.tcp if tls is not None and direct_tls else None,
         ssl_handshake_timeout=tls.handshake_timeout if tls is not None and direct_tls else None,
     )

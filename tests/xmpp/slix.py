@@ -14,8 +14,9 @@ TIMEOUT = 10.0
 
 
 class Slix(slixmpp.ClientXMPP):
-    def __init__(self, jid: str, password: str, trust: ssl.SSLContext | None, plugins: tuple[str, ...] = ()) -> None:
-        super().__init__(jid, password, sasl_mech="PLAIN")
+    def __init__(self, jid: str, password: str, trust: ssl.SSLContext | None, plugins: tuple[str, ...] = (),
+                 mechanism: str = "PLAIN") -> None:
+        super().__init__(jid, password, sasl_mech=mechanism)
         if trust is not None:
             self.ssl_context = trust
         else:  # the loopback node without TLS (xmpp.plain_without_tls)

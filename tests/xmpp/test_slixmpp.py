@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -227,3 +227,37 @@ async def test_a_stream_resumed_after_a_dropped_connection_loses_and_doubles_not
 async def _until(check: Callable[[], bool]) -> None:
     while not check():
         await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-1"])
+async def test_scram_after_one_plain_login(xmpp_tls_node: XmppNode, mechanism: str) -> None:
+    alice = await xmpp_tls_node.user("a")
+    jid = f"{alice.username}@localhost/x"
+    early = Slix(jid, PASSWORD, xmpp_tls_node.trust, mechanism=mechanism)
+    early.connect("127.0.0.1", xmpp_tls_node.port)
+    try:  # no keys yet: refused like a wrong password
+        await asyncio.wait_for(early.failed.wait(), TIMEOUT)
+    finally:
+        await early.bye()
+
+    plain = Slix(jid, PASSWORD, xmpp_tls_node.trust)
+    await plain.login(xmpp_tls_node.port)  # derives the keys
+    await plain.bye()
+    store = xmpp_tls_node.node.server.store
+    await asyncio.wait_for(_until_async(lambda: store.scram_key(alice.user_id, mechanism)), TIMEOUT)
+
+    scram = Slix(jid, PASSWORD, xmpp_tls_node.trust, mechanism=mechanism)
+    await scram.login(xmpp_tls_node.port)
+    await scram.bye()
+    wrong = Slix(jid, "not the password", xmpp_tls_node.trust, mechanism=mechanism)
+    wrong.connect("127.0.0.1", xmpp_tls_node.port)
+    try:
+        await asyncio.wait_for(wrong.failed.wait(), TIMEOUT)
+        assert not wrong.started.is_set()
+    finally:
+        await wrong.bye()
+
+
+async def _until_async(check: Callable[[], Awaitable[object]]) -> None:
+    while not await check():
+        await asyncio.sleep(0.05)
