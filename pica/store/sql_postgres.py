@@ -7,21 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Final, TypeVar
 
-from pica.store import (
-    admin,
-    bots,
-    devices,
-    groups,
-    invites,
-    jobs,
-    lifecycle,
-    media,
-    messages,
-    scram,
-    search,
-    sessions,
-    social,
-)
+from pica.store import admin, bots, devices, groups, invites, jobs, lifecycle, media, messages, search, sessions, social
+from pica.store import scram as scram  # beside the line above, which is full
 from pica.store.txn import Dialect, Read, Txn, merge
 
 T = TypeVar("T")

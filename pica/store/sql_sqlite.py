@@ -11,21 +11,8 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from pica.store import (
-    admin,
-    bots,
-    devices,
-    groups,
-    invites,
-    jobs,
-    lifecycle,
-    media,
-    messages,
-    scram,
-    search,
-    sessions,
-    social,
-)
+from pica.store import admin, bots, devices, groups, invites, jobs, lifecycle, media, messages, search, sessions, social
+from pica.store import scram as scram  # beside the line above, which is full
 from pica.store.txn import Dialect, Read, Statement, Step, Txn, drive, merge
 
 T = TypeVar("T")

@@ -16,21 +16,8 @@ from typing import Literal, TypeVar
 
 from pica.errors import PicaError
 from pica.protocol.tokens import Phrase
-from pica.store import (
-    admin,
-    bots,
-    devices,
-    groups,
-    invites,
-    jobs,
-    lifecycle,
-    media,
-    messages,
-    scram,
-    search,
-    sessions,
-    social,
-)
+from pica.store import admin, bots, devices, groups, invites, jobs, lifecycle, media, messages, search, sessions, social
+from pica.store import scram as scram  # beside the line above, which is full
 from pica.store.base import (
     AdminStats,
     AdminUser,
