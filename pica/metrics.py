@@ -101,7 +101,7 @@ class Sources:
     composition root); the defaults describe a node with nothing connected."""
 
     connections: Callable[[], Mapping[str, int]] = dict
-    """Open sockets per transport (``ws``, ``tcp``, ``mqtt``), authenticated or not."""
+    """Open sockets per transport (``ws``, ``tcp``, ``mqtt``, ``xmpp``), authenticated or not."""
     online_users: Callable[[], int] = int
     send_queue: Callable[[], tuple[int, int]] = lambda: (0, 0)
     """Bytes written to sockets and not yet taken by the kernel: over every connection, and the largest one's."""
