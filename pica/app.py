@@ -395,7 +395,8 @@ class PicaServer:
                            bot_multiplier=config.bots.rate_multiplier)
         if not rates.enabled:
             log.warning("rate limits are off (rate_limits = off): for benchmarks and trusted deployments only")
-        accounts = AccountService(self.store, hasher, sessions, self.clock, auth, rates)
+        scram = ScramService(self.store, sessions, rates)
+        accounts = AccountService(self.store, hasher, sessions, self.clock, auth, rates, scram)
         delivery: Delivery = self.hub
         presence: Presence = self.hub
         fanout: GroupRouter
@@ -470,7 +471,6 @@ class PicaServer:
         if mqtt_socket is not None:
             self._mqtt_server = await start_mqtt_server(services, config.mqtt, sock=mqtt_socket, tls=tls)
         lost_streams = xmpp_resumptions(services, config.xmpp)
-        scram = ScramService(self.store, sessions, rates)
         for sock, direct in xmpp_sockets:
             self._xmpp_servers.append(await start_xmpp_server(services, config.xmpp, sock, tls, direct_tls=direct,
                                                               registry=lost_streams, scram=scram))

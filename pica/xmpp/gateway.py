@@ -267,7 +267,9 @@ class XmppConnection(TcpConnection):
         if self.state is not State.READY:
             self._negotiate(stanza)
             return
-        if not self.within_rate(None):
+        if not self.within_rate(None):  # reading pauses for a while (Connection._throttle)
+            if stanza.name in ("message", "iq") and stanza.get("type") != "error":
+                self._write(x.stanza_error(stanza, "wait", "resource-constraint", "too many requests: slow down"))
             return
         index = self._track_in(stanza)
         if self._in or self._needs_lookup(stanza):
@@ -479,8 +481,6 @@ class XmppConnection(TcpConnection):
             tokens = await accounts.login(username, password, self._address or "", "xmpp")
             self._own_session = True
             who = await accounts.authenticate(tokens.token)
-            if self._scram is not None:  # the keys a later SCRAM login needs (pica/core/scram.py)
-                self._store_call(self._scram.remember(who.user_id, password))
         except RateLimited as exc:
             self.state = State.AWAIT_AUTH
             self._sasl_failure("temporary-auth-failure", exc.message)
@@ -762,6 +762,10 @@ class XmppConnection(TcpConnection):
         social = self.services.social
         if kind in ("", "unavailable", "probe") and not presence.get("to"):
             if kind == "":
+                full = f"{self._me}/{self._resource}"
+                echo = el("presence", x.NS_CLIENT, "", to=full)
+                echo.attrs["from"] = full
+                self._write(echo)  # RFC 6121 4.2.2: the user's own resource is sent its available presence
                 self._spawn(None, self._initial_presence())
             return
         target = x.parse_jid(presence.get("to"))

@@ -81,14 +81,14 @@ async def test_a_silent_stream_is_closed(tmp_path: Path) -> None:
 
 
 async def test_plain_is_refused_without_tls(tmp_path: Path) -> None:
-    """A node without xmpp.plain_without_tls offers no mechanism in clear, and refuses a PLAIN attempt."""
+    """A node without TLS and without xmpp.plain_without_tls offers SCRAM only, and refuses a PLAIN attempt."""
     config = dataclasses.replace(make_config(tmp_path), xmpp=XmppConfig(port=0))
     async with running(config) as node:
         reader, writer = await asyncio.open_connection("127.0.0.1", node.server.xmpp_port)
         try:
             writer.write(HEADER)
-            features = await asyncio.wait_for(reader.readuntil(b"<stream:features/>"), TIMEOUT)
-            assert b"PLAIN" not in features
+            features = await asyncio.wait_for(reader.readuntil(b"</stream:features>"), TIMEOUT)
+            assert b"PLAIN" not in features and b"SCRAM-SHA-256" in features
             writer.write(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
                          + base64.b64encode(b"\0alice\0" + PASSWORD.encode()) + b"</auth>")
             answer = await asyncio.wait_for(reader.read(4096), TIMEOUT)

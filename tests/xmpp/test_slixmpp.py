@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from slixmpp.exceptions import PresenceError
 
 from pica.config import XmppConfig
 from pica.protocol import frames as f
+from pica.store.base import ScramKeyRecord
 from tests.conftest import PASSWORD, make_config, running
 from tests.xmpp.conftest import XmppNode
 from tests.xmpp.slix import TIMEOUT, Slix
@@ -230,22 +231,9 @@ async def _until(check: Callable[[], bool]) -> None:
 
 
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-1"])
-async def test_scram_after_one_plain_login(xmpp_tls_node: XmppNode, mechanism: str) -> None:
-    alice = await xmpp_tls_node.user("a")
+async def test_scram_with_keys_derived_from_the_password(xmpp_tls_node: XmppNode, mechanism: str) -> None:
+    alice = await xmpp_tls_node.user("a")  # registering derived the keys
     jid = f"{alice.username}@localhost/x"
-    early = Slix(jid, PASSWORD, xmpp_tls_node.trust, mechanism=mechanism)
-    early.connect("127.0.0.1", xmpp_tls_node.port)
-    try:  # no keys yet: refused like a wrong password
-        await asyncio.wait_for(early.failed.wait(), TIMEOUT)
-    finally:
-        await early.bye()
-
-    plain = Slix(jid, PASSWORD, xmpp_tls_node.trust)
-    await plain.login(xmpp_tls_node.port)  # derives the keys
-    await plain.bye()
-    store = xmpp_tls_node.node.server.store
-    await asyncio.wait_for(_until_async(lambda: store.scram_key(alice.user_id, mechanism)), TIMEOUT)
-
     scram = Slix(jid, PASSWORD, xmpp_tls_node.trust, mechanism=mechanism)
     await scram.login(xmpp_tls_node.port)
     await scram.bye()
@@ -257,7 +245,42 @@ async def test_scram_after_one_plain_login(xmpp_tls_node: XmppNode, mechanism: s
     finally:
         await wrong.bye()
 
+    # A new password: the change derived keys for it; the old password no longer passes SCRAM
+    new_password = PASSWORD + " and more"
+    await xmpp_tls_node.api(alice, "PUT", "/v1/me/password",
+                            json={"old_password": PASSWORD, "new_password": new_password})
+    old = Slix(jid, PASSWORD, xmpp_tls_node.trust, mechanism=mechanism)
+    old.connect("127.0.0.1", xmpp_tls_node.port)
+    try:
+        await asyncio.wait_for(old.failed.wait(), TIMEOUT)
+    finally:
+        await old.bye()
+    again = Slix(jid, new_password, xmpp_tls_node.trust, mechanism=mechanism)
+    await again.login(xmpp_tls_node.port)
+    await again.bye()
 
-async def _until_async(check: Callable[[], Awaitable[object]]) -> None:
-    while not await check():
-        await asyncio.sleep(0.05)
+
+async def test_keys_missing_until_a_plain_login(xmpp_tls_node: XmppNode) -> None:
+    """An account from before SCRAM keys existed (here: its keys removed) fails SCRAM like a wrong password, and
+    one PLAIN login over TLS derives them."""
+    alice = await xmpp_tls_node.user("a")
+    store = xmpp_tls_node.node.server.store
+    user = await store.get_user(alice.user_id)
+    assert user is not None
+    stale = ScramKeyRecord(alice.user_id, "SCRAM-SHA-256", "c2FsdA==", 4096, "eA==", "eA==", "not the hash's tag")
+    await store.set_scram_keys([stale])
+    jid = f"{alice.username}@localhost/x"
+    early = Slix(jid, PASSWORD, xmpp_tls_node.trust, mechanism="SCRAM-SHA-256")
+    early.connect("127.0.0.1", xmpp_tls_node.port)
+    try:
+        await asyncio.wait_for(early.failed.wait(), TIMEOUT)
+    finally:
+        await early.bye()
+    plain = Slix(jid, PASSWORD, xmpp_tls_node.trust)
+    await plain.login(xmpp_tls_node.port)
+    await plain.bye()
+    scram = Slix(jid, PASSWORD, xmpp_tls_node.trust, mechanism="SCRAM-SHA-256")
+    await scram.login(xmpp_tls_node.port)
+    await scram.bye()
+
+
