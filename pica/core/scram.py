@@ -5,8 +5,9 @@ Pica keeps passwords as Argon2id hashes, from which SCRAM's keys cannot be compu
 the password itself whenever the server sees it (``AccountService``: registration, every password login over HTTP or
 XMPP PLAIN, a password change or reset). They are stored per user and mechanism with the SHA-256 of the password hash
 they were derived under; a password hash changed since without them (an account older than the keys, or restored from
-a backup) makes them stale, and SCRAM is refused for that user until the next password login derives them again. A SCRAM attempt for a user without keys fails like a wrong password (with a made-up salt,
-so that the exchange does not tell which users exist), and every attempt goes through the login rate limits.
+a backup) makes them stale, and SCRAM is refused for that user until the next password login derives them again. A
+SCRAM attempt for a user without keys fails like a wrong password (with a made-up salt, so that the exchange does not
+tell which users exist), and every attempt goes through the login rate limits.
 """
 
 from __future__ import annotations
