@@ -14,6 +14,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -38,6 +39,7 @@ from pica.core.pins import PinService, PrefsService
 from pica.core.placement import NodeAddress
 from pica.core.ports import Delivery, GroupRouter, Presence, SystemClock
 from pica.core.ratelimit import RateLimits
+from pica.core.scram import ScramService
 from pica.core.sessions import SessionService
 from pica.core.social import SocialService
 from pica.core.tokens import RefreshTokens, TokenService
@@ -65,6 +67,8 @@ from pica.store.sqlite_files import server_lock
 from pica.webhooks.before_send import BeforeSendHook
 from pica.webhooks.delivery import WebhookSender
 from pica.webhooks.endpoints import Endpoints
+from pica.xmpp import start_xmpp_server
+from pica.xmpp.gateway import resumptions as xmpp_resumptions
 
 if TYPE_CHECKING:
     from pica.cluster import Cluster
@@ -285,6 +289,11 @@ class PicaServer:
         self.mqtt_port = 0
         """The MQTT gateway's port once started (``mqtt.port``; stays 0 when it is off)."""
         self._mqtt_server: asyncio.Server | None = None
+        self.xmpp_port = 0
+        """The XMPP gateway's port once started (``xmpp.port``; stays 0 when it is off)."""
+        self.xmpp_tls_port = 0
+        """The XMPP gateway's direct TLS port (``xmpp.tls_port``; stays 0 when it is off)."""
+        self._xmpp_servers: list[asyncio.Server] = []
         self._runner: web.AppRunner | None = None
         self._tcp_server: asyncio.Server | None = None
         self._http_server: asyncio.Server | None = None
@@ -345,10 +354,28 @@ class PicaServer:
                 self._lock.close()
                 raise
             self.mqtt_port = mqtt_socket.getsockname()[1]
+        xmpp_sockets: list[tuple[socket.socket, bool]] = []
+        for port, direct in ((config.xmpp.port, False), (config.xmpp.tls_port, True)):
+            if port < 0 or (direct and not config.tls.cert):
+                continue
+            try:
+                xmpp_sockets.append((_checked(partial(bind_socket, config.host, port, reuse_port=self.reuse_port),
+                                              f"XMPP port {config.host}:{port}"), direct))
+            except StartupError:
+                for sock in (http_socket, tcp_socket, mqtt_socket, *(s for s, _ in xmpp_sockets)):
+                    if sock is not None:
+                        sock.close()
+                self._lock.close()
+                raise
+        for sock, direct in xmpp_sockets:
+            if direct:
+                self.xmpp_tls_port = sock.getsockname()[1]
+            else:
+                self.xmpp_port = sock.getsockname()[1]
         try:
             await self.store.open()
         except BaseException:
-            for sock in (http_socket, tcp_socket, mqtt_socket):
+            for sock in (http_socket, tcp_socket, mqtt_socket, *(s for s, _ in xmpp_sockets)):
                 if sock is not None:
                     sock.close()
             self._lock.close()
@@ -370,7 +397,8 @@ class PicaServer:
                            bot_multiplier=config.bots.rate_multiplier)
         if not rates.enabled:
             log.warning("rate limits are off (rate_limits = off): for benchmarks and trusted deployments only")
-        accounts = AccountService(self.store, hasher, sessions, self.clock, auth, rates)
+        scram = ScramService(self.store, sessions, rates)
+        accounts = AccountService(self.store, hasher, sessions, self.clock, auth, rates, scram)
         delivery: Delivery = self.hub
         presence: Presence = self.hub
         fanout: GroupRouter
@@ -447,6 +475,10 @@ class PicaServer:
             self._tcp_server = await start_tcp_server(services, sock=tcp_socket, tls=tls)
         if mqtt_socket is not None:
             self._mqtt_server = await start_mqtt_server(services, config.mqtt, sock=mqtt_socket, tls=tls)
+        lost_streams = xmpp_resumptions(services, config.xmpp)
+        for sock, direct in xmpp_sockets:
+            self._xmpp_servers.append(await start_xmpp_server(services, config.xmpp, sock, tls, direct_tls=direct,
+                                                              registry=lost_streams, scram=scram))
         limits = config.limits
         interval = max(0.05, min(5.0, limits.auth_timeout / 4, limits.heartbeat_interval / 4))
         self._sweeper = asyncio.get_running_loop().create_task(
@@ -462,7 +494,7 @@ class PicaServer:
         log.info(
             "pica node started",
             extra={"node": self.node_id, "http_port": self.http_port, "tcp_port": self.tcp_port,
-                   "mqtt_port": self.mqtt_port,
+                   "mqtt_port": self.mqtt_port, "xmpp_port": self.xmpp_port,
                    "cluster": bool(self.cluster)},
         )
 
@@ -529,7 +561,7 @@ class PicaServer:
         if services is None:
             return
         services.accepting = False
-        for server in (self._tcp_server, self._mqtt_server):
+        for server in (self._tcp_server, self._mqtt_server, *self._xmpp_servers):
             if server is not None:
                 server.close()
         if self._sweeper is not None:

@@ -370,6 +370,35 @@ class MqttConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class XmppConfig:
+    port: int = -1
+    """XMPP client-to-server gateway port (docs/protocol.md, section 31); 0 picks a free one; -1 (the default)
+    disables it. It speaks STARTTLS with the TLS listeners' certificate when ``tls.cert`` is set."""
+    tls_port: int = -1
+    """Direct TLS (XEP-0368) port: TLS from the first byte, with the same certificate; -1 (the default) disables it.
+    Needs ``tls.cert``."""
+    domain: str = "localhost"
+    """The XMPP domain: users are ``username@domain``, groups are rooms on ``conference.<domain>``."""
+    max_stanza_bytes: int = 65_536
+    """Largest stanza a client may send, counted as its bytes arrive; a larger one ends the stream
+    (``policy-violation``)."""
+    max_depth: int = 16
+    """Deepest nesting of elements in a stanza (the stream's element is level 1); deeper ends the stream."""
+    plain_without_tls: bool = False
+    """Allow SASL PLAIN on a stream without TLS. Off by default: the password would cross the network in clear.
+    For a loopback test or a proxy that terminates TLS only."""
+    resume_window: float = 300.0
+    """Seconds a lost stream with XEP-0198 resumption enabled can be resumed (on the same node); 0 turns resumption
+    off (``<enabled/>`` without ``resume``)."""
+    max_unacked: int = 1_000
+    """Stanzas sent to a stream-management client and not yet acknowledged (kept to be sent again on resumption);
+    a client with more is cut as a slow consumer."""
+    max_sent_tracked: int = 1_000
+    """Messages this connection sent whose delivery receipts (XEP-0184) and read markers (XEP-0333) it may still be
+    told of, by their stanza ids; the oldest are forgotten first (their receipts are then not sent)."""
+
+
+@dataclass(frozen=True, slots=True)
 class MediaConfig:
     storage: str = ""
     """Where uploaded files' bytes live: empty (a content-addressed directory, ``<data_dir>/files``) or
@@ -557,6 +586,7 @@ class Config:
     webhooks: tuple[WebhookConfig, ...] = ()
     """``[[webhooks]]`` tables of the TOML file (not settable from the environment or flags)."""
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    xmpp: XmppConfig = field(default_factory=XmppConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     bots: BotsConfig = field(default_factory=BotsConfig)
     push: PushConfig = field(default_factory=PushConfig)
@@ -579,6 +609,7 @@ _SECTIONS: Final = {
     "before_send": BeforeSendConfig,
     "event_stream": EventStreamConfig,
     "mqtt": MqttConfig,
+    "xmpp": XmppConfig,
     "media": MediaConfig,
     "bots": BotsConfig,
     "push": PushConfig,
@@ -775,7 +806,8 @@ def _validate(obj: Any, section: str) -> None:
         path = _path(section, f.name)
         if isinstance(value, bool):
             continue
-        if isinstance(value, (int, float)) and f.name not in {"tcp_port", "port", "worker_port"} and value < 0:
+        if isinstance(value, (int, float)) and f.name not in {"tcp_port", "port", "worker_port", "tls_port"} \
+                and value < 0:
             raise ConfigError(f"{path}: must not be negative, got {value!r}")
     if isinstance(obj, Config):
         if not 0 <= obj.port <= 65535:
@@ -878,6 +910,15 @@ def _validate(obj: Any, section: str) -> None:
                 raise ConfigError(f"mqtt.{name}: must be at least 1")
         if obj.max_keep_alive < obj.min_keep_alive:
             raise ConfigError("mqtt.max_keep_alive: must be at least mqtt.min_keep_alive")
+    if isinstance(obj, XmppConfig):
+        for name in ("port", "tls_port"):
+            if not -1 <= getattr(obj, name) <= 65535:
+                raise ConfigError(f"xmpp.{name}: must be -1..65535, got {getattr(obj, name)}")
+        for name in ("max_stanza_bytes", "max_depth", "max_sent_tracked", "max_unacked"):
+            if getattr(obj, name) < 1:
+                raise ConfigError(f"xmpp.{name}: must be at least 1")
+        if not obj.domain or "@" in obj.domain or "/" in obj.domain:
+            raise ConfigError(f"xmpp.domain: expected a domain name, got {obj.domain!r}")
     if isinstance(obj, BotsConfig) and obj.rate_multiplier <= 0:
         raise ConfigError("bots.rate_multiplier: must be more than 0")
     if isinstance(obj, PushConfig):

@@ -47,8 +47,8 @@ BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 LAG_BUCKETS: Final = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 """Seconds the event loop was late to wake the lag sampler."""
 
-TRANSPORTS: Final = ("ws", "tcp", "mqtt", "http")
-"""Values of the ``transport`` label: the three socket gateways and the HTTP API."""
+TRANSPORTS: Final = ("ws", "tcp", "mqtt", "xmpp", "http")
+"""Values of the ``transport`` label: the four socket gateways and the HTTP API."""
 
 
 class Histogram:
@@ -101,7 +101,7 @@ class Sources:
     composition root); the defaults describe a node with nothing connected."""
 
     connections: Callable[[], Mapping[str, int]] = dict
-    """Open sockets per transport (``ws``, ``tcp``, ``mqtt``), authenticated or not."""
+    """Open sockets per transport (``ws``, ``tcp``, ``mqtt``, ``xmpp``), authenticated or not."""
     online_users: Callable[[], int] = int
     send_queue: Callable[[], tuple[int, int]] = lambda: (0, 0)
     """Bytes written to sockets and not yet taken by the kernel: over every connection, and the largest one's."""
@@ -294,7 +294,7 @@ class NodeMetrics:
         connections = GaugeMetricFamily("pica_connections", "Open socket connections, by transport.",
                                         labels=["transport"])
         counts = sources.connections()
-        for transport in TRANSPORTS[:3]:
+        for transport in TRANSPORTS[:4]:
             connections.add_metric([transport], counts.get(transport, 0))
         yield connections
         total, largest = sources.send_queue()

@@ -13,7 +13,8 @@ SECTIONS = {"limits": config.LimitsConfig, "auth": config.AuthConfig, "sqlite": 
             "log": config.LogConfig, "metrics": config.MetricsConfig, "tls": config.TlsConfig,
             "jobs": config.JobsConfig,
             "before_send": config.BeforeSendConfig, "event_stream": config.EventStreamConfig,
-            "mqtt": config.MqttConfig, "media": config.MediaConfig, "bots": config.BotsConfig,
+            "mqtt": config.MqttConfig, "xmpp": config.XmppConfig, "media": config.MediaConfig,
+            "bots": config.BotsConfig,
             "push": config.PushConfig, "calls": config.CallsConfig, "turn": config.TurnConfig,
             "conversations": config.ConversationsConfig}
 

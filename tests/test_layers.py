@@ -56,11 +56,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "push": FOUNDATION | {"protocol", "store.base", "jobs", "webhooks"},
     # The MQTT gateway: a transport of the gateway's Connection, beside TCP and WebSocket.
     "mqtt": FOUNDATION | {"protocol", "store.base", "core", "gateway", "metrics"},
+    "xmpp": FOUNDATION | {"protocol", "store.base", "core", "gateway", "metrics"},
     # The Python SDK: could be split into a distribution of its own.
     "client": frozenset({"errors", "protocol"}),
     # The composition root wires everything but the clients.
     "app": FOUNDATION | {"protocol", "store.base", "store", "core", "cluster", "gateway", "api", "web", "jobs",
-                         "webhooks", "stream", "mqtt", "media", "push", "metrics"},
+                         "webhooks", "stream", "mqtt", "xmpp", "media", "push", "metrics"},
     "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app", "cluster", "jobs",
                          "webhooks"},  # cluster: doctor
     "__main__": frozenset({"cli"}),

@@ -29,6 +29,7 @@ from pica.core.accounts import AccountService
 from pica.core.admin import CLI, AdminService
 from pica.core.passwords import PasswordHasher
 from pica.core.ports import SystemClock
+from pica.core.scram import ScramService
 from pica.core.sessions import SessionService
 from pica.core.tokens import RefreshTokens, TokenService
 from pica.core.validation import normalize_username
@@ -268,7 +269,8 @@ def _accounts(store: Store, config: Config) -> AccountService:
     clock = SystemClock()
     sessions = SessionService(store, TokenService(secret, auth.token_ttl, auth.token_algorithm),
                               RefreshTokens(secret), clock, auth)
-    return AccountService(store, hasher, sessions, clock, auth)
+    # SCRAM keys for the XMPP gateway come with the password an administrator sets (pica/core/scram.py).
+    return AccountService(store, hasher, sessions, clock, auth, scram=ScramService(store, sessions, None))
 
 
 def _admin(store: Store, config: Config) -> AdminService:

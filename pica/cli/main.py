@@ -28,6 +28,8 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--port", type=int, help="HTTP + WebSocket port (default 8080; 0 = any free port)")
     p.add_argument("--tcp-port", type=int, help="framed TCP port (default 8081; 0 = any; -1 = off)")
     p.add_argument("--mqtt-port", type=int, help="MQTT 3.1.1 gateway port (default -1 = off; 0 = any)")
+    p.add_argument("--xmpp-port", type=int, help="XMPP client gateway port, STARTTLS (default -1 = off; 0 = any)")
+    p.add_argument("--xmpp-domain", help="XMPP domain: users are username@domain (default localhost)")
     p.add_argument("--data-dir", help="directory for the embedded SQLite store (default ./pica-data)")
     p.add_argument("--node-id", help="name of this node in logs and the cluster")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
@@ -65,6 +67,8 @@ def _config_from_args(args: argparse.Namespace) -> Config:
             "port": args.port,
             "tcp_port": args.tcp_port,
             "mqtt.port": args.mqtt_port,
+            "xmpp.port": getattr(args, "xmpp_port", None),
+            "xmpp.domain": getattr(args, "xmpp_domain", None),
             "data_dir": args.data_dir,
             "node_id": args.node_id,
             "log.level": args.log_level,
@@ -108,6 +112,8 @@ async def _serve(config: Config, ready_file: str | None, reuse_port: bool = Fals
     tcp = f"tcp {config.host}:{server.tcp_port}" if config.tcp_port >= 0 else "tcp off"
     if config.mqtt.port >= 0:
         tcp += f", mqtt {config.host}:{server.mqtt_port}"
+    if config.xmpp.port >= 0:
+        tcp += f", xmpp {config.host}:{server.xmpp_port} ({config.xmpp.domain})"
     store = config.store or f"sqlite in {config.data_dir}"
     cluster = f", cluster {redact_url(config.cluster)} as {server.node_id}" if config.cluster else ""
     scheme = "https" if config.tls.cert else "http"

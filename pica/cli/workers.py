@@ -31,7 +31,8 @@ _MAX_RESTARTS = 5
 _START_TIMEOUT = 60.0
 # serve flags handed on to every worker unchanged (ports, node id, workers and the ready file are set per worker)
 _PASSED_ON = ("config", "host", "data_dir", "log_level", "log_format", "synchronous", "store", "cluster",
-              "advertise_host", "tls_cert", "tls_key", "mqtt_port")
+              "advertise_host", "tls_cert", "tls_key", "mqtt_port",
+              "xmpp_port", "xmpp_domain")
 
 
 @dataclass

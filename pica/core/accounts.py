@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
 
 from pica.config import AuthConfig
@@ -11,9 +12,18 @@ from pica.core.bots import BotService, is_bot_key
 from pica.core.passwords import PasswordHasher
 from pica.core.ports import Clock
 from pica.core.ratelimit import RateLimits
+from pica.core.scram import ScramService
 from pica.core.sessions import Identity, SessionService, SessionTokens
 from pica.core.validation import check_password, check_password_guessability, normalize_username
-from pica.errors import Banned, Forbidden, InvalidCredentials, InvalidUsername, RateLimited, UserNotFound
+from pica.errors import (
+    Banned,
+    Forbidden,
+    InvalidCredentials,
+    InvalidUsername,
+    PicaError,
+    RateLimited,
+    UserNotFound,
+)
 from pica.logs import audit
 from pica.store.base import Store, UserRecord
 
@@ -23,13 +33,17 @@ def invite_hash(code: str) -> str:
     random bits, so a plain SHA-256 (no salt, no stretching) is enough."""
     return hashlib.sha256(code.strip().encode()).hexdigest()
 
+log = logging.getLogger(__name__)
+
 
 class AccountService:
     def __init__(
         self, store: Store, hasher: PasswordHasher, sessions: SessionService, clock: Clock, config: AuthConfig,
-        rates: RateLimits | None = None,
+        rates: RateLimits | None = None, scram: ScramService | None = None,
     ) -> None:
         self._rates = rates
+        self._scram = scram
+        """Keeps the XMPP gateway's SCRAM keys current: derived whenever a password is seen in clear."""
         self._store = store
         self._hasher = hasher
         self.sessions = sessions
@@ -65,6 +79,7 @@ class AccountService:
         else:
             user_id = await self._store.create_user(name, password_hash, self._clock.now_ms())
         audit("account_created", user_id=user_id, username=name, address=address, invited=mode == "invite")
+        await self._password_seen(user_id, password)
         return user_id
 
     async def create_invite(self, uses: int, valid_for_s: float) -> str:
@@ -106,6 +121,7 @@ class AccountService:
         if user.banned:  # checked after the password, so that a ban is not disclosed to someone guessing
             audit("login_refused", account=account, user_id=user.user_id, address=address, reason="banned")
             raise Banned("this account is banned")
+        await self._password_seen(user.user_id, password)
         return await self.sessions.open(user.user_id, address, user_agent)
 
     async def change_password(self, who: Identity, old_password: object, new_password: object,
@@ -149,7 +165,19 @@ class AccountService:
 
     async def _set_password(self, user_id: int, username: str, new_password: object, *, keep: str | None) -> int:
         password_hash = await self.new_password_hash(username, new_password)
-        return await self._store.set_password(user_id, password_hash, self._clock.now_ms(), keep=keep)
+        ended = await self._store.set_password(user_id, password_hash, self._clock.now_ms(), keep=keep)
+        await self._password_seen(user_id, new_password)
+        return ended
+
+    async def _password_seen(self, user_id: int, password: object) -> None:
+        """The password was just proven or set: SCRAM keys derived for it unless current ones exist. A failure
+        costs the user SCRAM logins until the next time (logged), never this request."""
+        if self._scram is None or not isinstance(password, str):
+            return
+        try:
+            await self._scram.remember(user_id, password)
+        except PicaError as exc:
+            log.warning("scram keys not derived", extra={"user_id": user_id, "code": exc.code})
 
     async def new_password_hash(self, username: str, password: object) -> str:
         """The Argon2id hash of a new password of ``username``, once it passes the password rules (length,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -79,6 +79,20 @@ class Refreshed:
     user_id: int = 0
     generation: int = 0
     expires_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScramKeyRecord:
+    """A user's SCRAM credentials for one mechanism (RFC 5802; base64 fields), and the SHA-256 of the password hash
+    they were derived under (pica/core/scram.py)."""
+
+    user_id: int
+    mechanism: str
+    salt: str
+    iterations: int
+    stored_key: str
+    server_key: str
+    password_tag: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -712,6 +726,14 @@ class Store(abc.ABC):
     async def set_password(self, user_id: int, password_hash: str, now_ms: int, *, keep: str | None = None) -> int:
         """Replace the password and revoke every live session but ``keep``, in one transaction; how many were
         revoked. Raises UserNotFound."""
+
+    @abc.abstractmethod
+    async def scram_key(self, user_id: int, mechanism: str) -> ScramKeyRecord | None:
+        """The user's SCRAM credentials for ``mechanism`` (``SCRAM-SHA-1``, ``SCRAM-SHA-256``), if derived."""
+
+    @abc.abstractmethod
+    async def set_scram_keys(self, keys: Sequence[ScramKeyRecord]) -> None:
+        """Store (or replace) SCRAM credentials."""
 
     @abc.abstractmethod
     async def revoked_sessions(self, since_ms: int) -> list[RevokedSession]:

@@ -18,6 +18,7 @@ from pica.store import (
     media,
     messages,
     pins,
+    scram,
     search,
     sessions,
     social,
@@ -30,7 +31,7 @@ STATEMENTS: Final[Dialect] = merge(
     messages.POSTGRES, groups.POSTGRES, social.POSTGRES, invites.POSTGRES, sessions.POSTGRES, lifecycle.POSTGRES,
     search.POSTGRES,
     jobs.POSTGRES, media.POSTGRES, bots.POSTGRES, devices.POSTGRES, admin.POSTGRES,
-    pins.POSTGRES,
+    pins.POSTGRES, scram.POSTGRES,
 )
 """Every statement PostgreSQL knows, gathered from the modules that write transactions."""
 

@@ -22,6 +22,7 @@ from pica.store import (
     media,
     messages,
     pins,
+    scram,
     search,
     sessions,
     social,
@@ -33,7 +34,7 @@ T = TypeVar("T")
 STATEMENTS: Final[Dialect] = merge(
     messages.SQLITE, groups.SQLITE, social.SQLITE, invites.SQLITE, sessions.SQLITE, lifecycle.SQLITE, search.SQLITE,
     jobs.SQLITE, media.SQLITE, bots.SQLITE, devices.SQLITE, admin.SQLITE,
-    pins.SQLITE,
+    pins.SQLITE, scram.SQLITE,
 )
 """Every statement SQLite knows, gathered from the modules that write transactions."""
 _json_encode: Final = msgspec.json.Encoder().encode

@@ -27,6 +27,7 @@ from pica.store import (
     media,
     messages,
     pins,
+    scram,
     search,
     sessions,
     social,
@@ -71,6 +72,7 @@ from pica.store.base import (
     Refreshed,
     ReportRecord,
     RevokedSession,
+    ScramKeyRecord,
     SessionRecord,
     SessionState,
     Store,
@@ -265,6 +267,12 @@ class SqlStore(Store):
 
     async def forget_sessions(self, before_ms: int) -> int:
         return await self._write_txn(partial(sessions.forget_sessions, before_ms))
+
+    async def scram_key(self, user_id: int, mechanism: str) -> ScramKeyRecord | None:
+        return await self._read_txn(partial(scram.scram_key, user_id, mechanism))
+
+    async def set_scram_keys(self, keys: Sequence[ScramKeyRecord]) -> None:
+        await self._write_txn(partial(scram.set_scram_keys, tuple(keys)))
 
     async def create_invite(self, code_hash: str, uses: int, expires_at: int, now_ms: int) -> None:
         await self._write_txn(partial(invites.create_invite, code_hash, uses, expires_at, now_ms))
