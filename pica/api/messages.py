@@ -45,6 +45,8 @@ class Conversation(msgspec.Struct, omit_defaults=True):
     peer_delivered_seq: int | msgspec.UnsetType = msgspec.UNSET
     peer_read_seq: int | msgspec.UnsetType = msgspec.UNSET
     group_id: int | msgspec.UnsetType = msgspec.UNSET
+    unread_mentions: int = 0
+    """Of the unread messages, those that mention the caller (by id or @all; protocol section 28)."""
 
     @classmethod
     def of(cls, c: ConversationSummary) -> Conversation:
@@ -54,7 +56,7 @@ class Conversation(msgspec.Struct, omit_defaults=True):
                    peer_id=c.peer_id if direct else UNSET,
                    peer_delivered_seq=c.peer_delivered_seq if direct else UNSET,
                    peer_read_seq=c.peer_read_seq if direct else UNSET,
-                   group_id=c.group_id if group else UNSET)
+                   group_id=c.group_id if group else UNSET, unread_mentions=c.unread_mentions)
 
 
 class ConversationsQuery(msgspec.Struct):
