@@ -38,6 +38,8 @@ class Conversation(msgspec.Struct, omit_defaults=True):
     last_seq: int
     last_ts: int
     unread: int
+    unread_mentions: int
+    """Of the unread messages, those that mention the caller (by id or @all; protocol section 28)."""
     delivered_seq: int
     read_seq: int
     last_message: Message | None
@@ -45,18 +47,17 @@ class Conversation(msgspec.Struct, omit_defaults=True):
     peer_delivered_seq: int | msgspec.UnsetType = msgspec.UNSET
     peer_read_seq: int | msgspec.UnsetType = msgspec.UNSET
     group_id: int | msgspec.UnsetType = msgspec.UNSET
-    unread_mentions: int = 0
-    """Of the unread messages, those that mention the caller (by id or @all; protocol section 28)."""
 
     @classmethod
     def of(cls, c: ConversationSummary) -> Conversation:
         direct, group = c.kind == "direct", c.kind == "group"
-        return cls(c.conversation_id, c.kind, c.name, c.last_seq, c.last_ts, c.unread, c.delivered_seq, c.read_seq,
+        return cls(c.conversation_id, c.kind, c.name, c.last_seq, c.last_ts, c.unread, c.unread_mentions,
+                   c.delivered_seq, c.read_seq,
                    Message.of(c.last_message) if c.last_message else None,
                    peer_id=c.peer_id if direct else UNSET,
                    peer_delivered_seq=c.peer_delivered_seq if direct else UNSET,
                    peer_read_seq=c.peer_read_seq if direct else UNSET,
-                   group_id=c.group_id if group else UNSET, unread_mentions=c.unread_mentions)
+                   group_id=c.group_id if group else UNSET)
 
 
 class ConversationsQuery(msgspec.Struct):
