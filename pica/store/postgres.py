@@ -338,7 +338,7 @@ class PostgresStore(SqlStore):
 
     def append_reaction(self, request: ReactionAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
         return self._write_change(request.conversation_id, partial(reactions.append_reaction, request),
-                                  reactions.reaction_events, request.ts)
+                                  jobs.event_events, request.ts)
 
     def _write_change(self, conversation_id: str, make: Callable[[], Txn[T]], events: Callable[[T], list[Event]],
                       ts: int) -> asyncio.Future[T]:

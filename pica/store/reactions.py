@@ -87,18 +87,6 @@ def append_reaction(request: ReactionAppend) -> Txn[tuple[AppendResult, MessageR
     return AppendResult(conversation_id, record.seq, record.ts, duplicate=False), record
 
 
-def reaction_events(outcome: tuple[AppendResult, MessageRecord]) -> list[Event]:
-    """``message.reacted`` for webhooks and the event stream; a reaction pushes nobody."""
-    result, record = outcome
-    if result.duplicate:
-        return []
-    detail = record.body["reaction"]
-    data = {"conversation_id": record.conversation_id, "seq": detail["seq"], "event_seq": record.seq,
-            "sender": record.sender, "ts": record.ts, "emoji": detail["emoji"], "add": detail["add"]}
-    return [Event("message.reacted", f"{record.conversation_id}/{record.seq}", record.ts, data, None,
-                  record.conversation_id, record.seq)]
-
-
 # --------------------------------------------------------------------------------------------------------- linked
 
 

@@ -186,7 +186,7 @@ class SqliteStore(SqlStore):
                                   partial(reactions.linked_events, request.message), request.message.ts)
 
     def append_reaction(self, request: ReactionAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
-        return self._write_change(partial(reactions.append_reaction, request), reactions.reaction_events, request.ts)
+        return self._write_change(partial(reactions.append_reaction, request), jobs.event_events, request.ts)
 
     def _write_change(self, make: Callable[[], Txn[T]], events: Callable[[T], list[Event]],
                       ts: int) -> asyncio.Future[T]:

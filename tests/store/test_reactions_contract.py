@@ -16,9 +16,11 @@ from pica.store.base import (
     EventAppend,
     GroupAction,
     GroupAppend,
+    JobRules,
     LinkedAppend,
     ReactionAppend,
     Store,
+    Subscription,
 )
 from tests.store.test_contract import msg, store, users
 
@@ -203,3 +205,19 @@ async def test_mention_all_in_a_large_group_is_for_admins(store: Store) -> None:
                                      mention_all=True, mention_all_members=3))
     await store.append_linked(linked(said(group, alice, "a1", {"text": "@all", "mention_all": True}),
                                      mention_all=True, mention_all_members=2))
+
+
+async def test_replies_and_reactions_make_their_jobs(store: Store) -> None:
+    store.set_job_rules(JobRules((Subscription("e1", ("message.*",)),), push_delay_ms=0))
+    alice, bob = await users(store, "alice", "bob")
+    conversation = direct_conversation_id(alice, bob)
+    target = await store.append_direct(msg(conversation, alice, bob, "m1", "ship it"))
+    reply, _ = await store.append_linked(linked(msg(conversation, bob, alice, "m2", "done"), reply_seq=target.seq))
+    await store.append_reaction(react(conversation, alice, reply.seq, "🚀", "r1"))
+    jobs = [(j.kind, json.loads(j.payload)) for j in await store.list_jobs(None, 100)]
+    webhooks = [p for kind, p in jobs if kind == "webhook"]
+    assert [p["type"] for p in webhooks] == ["message.created", "message.created", "message.reacted"]
+    assert webhooks[1]["data"]["body"]["reply"]["text"] == "ship it"  # the body as stored, quote and all
+    assert {k: webhooks[2]["data"][k] for k in ("seq", "emoji", "add", "to")} == {"seq": reply.seq, "emoji": "🚀",
+                                                                                 "add": True, "to": bob}
+    assert [p["seq"] for kind, p in jobs if kind == "push"] == [target.seq, reply.seq]  # a reaction pushes nobody
