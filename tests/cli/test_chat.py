@@ -319,3 +319,42 @@ def test_send_and_save_a_file(server: ServerProcess, chat: Callable[..., Chat], 
     for person in (alice, bob):
         person.sendline("/quit")
         person.expect(pexpect.EOF)
+
+
+def test_react_reply_and_thread_in_chat(server: ServerProcess, chat: Callable[..., Chat]) -> None:
+    register(server.url, "lena", "mike")
+    lena = chat(server.url, "lena")
+    mike = chat(server.url, "mike")
+    lena.sendline("/group launch mike")
+    lena.expect(r"created group #(\d+) launch")
+    assert isinstance(lena.match, re.Match)
+    group = f"#{lena.match.group(1)} launch"
+    mike.expect_exact(f'[{group}] * lena created the group "launch"')
+    mike.sendline(f"/open {group.split()[0]}")
+    mike.expect_exact(f"── {group} ──")
+    lena.sendline("ship on friday?")
+    lena.expect_exact("✓ sent #2")
+    mike.expect_exact(f"[{group}] lena: ship on friday?")
+
+    mike.sendline("/react 2 👍")
+    lena.expect_exact(f"[{group}] * mike reacted 👍 to message #2")
+    mike.sendline("/reply 2 yes, after the review")
+    mike.expect_exact("✓ sent #4")
+    lena.expect_exact(f"[{group}] mike: [↪ #2 lena: ship on friday?] yes, after the review")
+    mike.sendline("/thread 2 checklist is in the doc")
+    mike.expect_exact("✓ sent #5")
+    lena.expect_exact(f"[{group}] mike: [thread #2] checklist is in the doc")
+    lena.sendline("/thread 2")
+    lena.expect_exact(f"── thread #2 of [{group}] ──")
+    lena.expect_exact("#5")
+    lena.sendline(f"/open {group.split()[0]}")
+    lena.expect_exact("lena: ship on friday? [1 in thread: /thread N] [👍 1]")
+    lena.sendline("/react 9 👍")
+    lena.expect_exact("(message_not_found)")
+    lena.sendline("/reply x")
+    lena.expect_exact("! usage: /reply N TEXT")
+    mike.sendline("/unreact 2 👍")
+    lena.expect_exact(f"[{group}] * mike took back 👍 on message #2")
+    for person in (lena, mike):
+        person.sendline("/quit")
+        person.expect(pexpect.EOF)
