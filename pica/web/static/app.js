@@ -6,6 +6,8 @@ import { directId, isEvent, RECALL_WINDOW_MS, setRecallWindow, Store } from "./s
 import { bodyFor, uploadFile, VoiceRecorder } from "./files.js";
 import { View } from "./ui.js";
 import { Calls } from "./calls.js"; // calls: hook (the call UI is calls.js)
+import { Extras, QUICK_EMOJI } from "./reactions.js"; // reactions, replies, threads, mentions: hook
+import { h } from "./ui.js";
 
 const SESSION_KEY = "pica.session";
 const TYPING_SHOW_MS = 3000;
@@ -36,6 +38,7 @@ let findTimer = null;
 const FIND_DELAY_MS = 250; // a look-up once typing pauses, not one per key
 const USERNAME = /^[a-z0-9_][a-z0-9_.-]{2,31}$/; // what a username may be (protocol 23.2): nothing else is looked up
 let calls = null; // calls: hook
+let extras = null; // reactions.js: the reply bar, mention suggestions and thread pane
 
 const view = new View({
   onAuth: authenticate,
@@ -54,6 +57,9 @@ const view = new View({
   onFind: find,
   onFindSubmit: findSubmit,
   menuFor,
+  onReact: (seq, emoji, mine) => react(seq, emoji, mine).catch((exc) => view.toast(`Could not react: ${errorText(exc)}`)),
+  onOpenThread: (seq) => activeConversation() && extras.openThread(activeConversation(), seq),
+  onQuote: (seq) => document.querySelector(`#messages [data-seq="${seq}"]`)?.scrollIntoView({ block: "center" }),
 });
 
 // ------------------------------------------------------------------------------------------------ helpers
@@ -75,7 +81,10 @@ function render() {
     forceRender = false;
     if (force || changes.list) view.renderList(store, activeId, findQuery);
     const conv = activeId ? store.conversations.get(activeId) : null;
-    if (force || changes.header || (conv && changes.conversations.has(conv.id))) view.renderChat(store, conv);
+    if (force || changes.header || (conv && changes.conversations.has(conv.id))) {
+      view.renderChat(store, conv);
+      extras?.renderThread();
+    }
     if (conv && (changes.conversations.has(conv.id) || force)) markReadSoon();
     if (conv && conv.kind === "group" && conv.staleInfo && !conv.left) loadGroupInfo(conv);
   }, 0);
@@ -228,6 +237,9 @@ function startApp() {
   });
   conn.start();
   calls ??= new Calls({ connection: () => conn, api: call, nameOf: (id) => store.nameOf(id) }); // calls: hook
+  extras ??= new Extras({ h, store: () => store, conn: () => conn, call, send: sendBody, toast: (text) => view.toast(text),
+    rerender, activeConversation, composer: document.getElementById("composer-input"),
+    composerForm: document.getElementById("composer") });
   const remembered = sessionStorage.getItem("pica.active");
   if (remembered) openConversation(remembered);
   rerender();
@@ -493,6 +505,7 @@ function markRead() {
   if (top <= conv.readSeq) return;
   const previous = conv.readSeq;
   conv.readSeq = top;
+  if (top >= conv.lastSeq) conv.unreadMentions = 0;
   store.touch(conv.id);
   conn.request({ t: "read", conversation_id: conv.id, seq: top }).catch(() => {
     if (store && conv.readSeq === top) conv.readSeq = previous; // try again on the next chance
@@ -521,7 +534,12 @@ async function refreshPresence() {
 // ------------------------------------------------------------------------------------------------ sending
 
 function sendText(text) {
-  sendBody({ text });
+  const conv = activeConversation();
+  if (conv) sendBody(extras.compose(conv, text)); // a reply, mentions: reactions.js
+}
+
+function activeConversation() {
+  return activeId && store ? store.conversations.get(activeId) || null : null;
 }
 
 function sendBody(body) {
@@ -643,6 +661,7 @@ function openConversation(id) {
   if (id) sessionStorage.setItem("pica.active", id);
   else sessionStorage.removeItem("pica.active");
   view.setChatOpen(Boolean(id));
+  extras?.switched(id);
   const conv = id ? store.conversation(id) : null;
   // calls: hook (the call buttons are for a 1:1 with someone else)
   if (calls) calls.setPeer(conv && conv.kind === "direct" && conv.peerId !== store.me.user_id ? conv.peerId : null);
@@ -872,8 +891,36 @@ function menuFor(seq) {
   if (mine && !gone && store.serverNow() - msg.ts < RECALL_WINDOW_MS) {
     items.push({ id: "recall", label: "Recall", danger: true, run: () => recallMessage(conv, msg) });
   }
+  if (!gone) {
+    items.push({ id: "reply", label: "Reply", run: () => extras.startReply(conv, msg) });
+    items.push({ id: "react", label: "React…", run: () => pickReaction(conv, msg) });
+    if (conv.kind === "group" && !msg.body.thread) {
+      items.push({ id: "thread", label: "Reply in thread", run: () => extras.openThread(conv, msg.seq) });
+    }
+  }
   if (!msg.body.deleted) items.push({ id: "delete", label: "Delete for me", danger: true, run: () => deleteForMe(conv, msg) });
   return items;
+}
+
+/** Reactions: one of a few common emoji, or any other typed in (docs/protocol.md section 28). */
+function pickReaction(conv, msg) {
+  view.form({
+    title: "React",
+    description: `${QUICK_EMOJI.join(" ")}, or any other emoji`,
+    fields: [{ name: "emoji", label: "Emoji", value: QUICK_EMOJI[0] }],
+    submit: "React",
+    onSubmit: async ({ emoji }) => {
+      const mine = (msg.body.reactions?.[emoji.trim()] || []).includes(store.me.user_id);
+      await react(msg.seq, emoji.trim(), mine, conv).catch((exc) => { throw new Error(errorText(exc)); });
+    },
+  });
+}
+
+/** Add my reaction, or take it back (`mine`): the event comes back as any message of ours does. */
+async function react(seq, emoji, mine, conv = activeConversation()) {
+  if (!conv || !conn) return;
+  const sent = await extras.react(conv, seq, emoji, mine);
+  acknowledged({ reaction: { seq, emoji, add: !mine } }, sent);
 }
 
 async function sendEvent(conv, frame, body) {
