@@ -22,6 +22,7 @@ from pica.store.base import (
     Store,
     Subscription,
 )
+from pica.store.bots import bot_endpoint_id
 from tests.store.test_contract import msg, store, users
 
 __all__ = ["store"]
@@ -221,3 +222,14 @@ async def test_replies_and_reactions_make_their_jobs(store: Store) -> None:
     assert {k: webhooks[2]["data"][k] for k in ("seq", "emoji", "add", "to")} == {"seq": reply.seq, "emoji": "🚀",
                                                                                  "add": True, "to": bob}
     assert [p["seq"] for kind, p in jobs if kind == "push"] == [target.seq, reply.seq]  # a reaction pushes nobody
+
+
+async def test_a_reply_to_a_bot_makes_its_webhook_job(store: Store) -> None:
+    alice, bot = await users(store, "alice", "helper")
+    store.set_job_rules(JobRules(bots=frozenset({bot})))
+    conversation = direct_conversation_id(alice, bot)
+    target = await store.append_direct(msg(conversation, bot, alice, "b1", "how can I help?"))
+    reply, _ = await store.append_linked(linked(msg(conversation, alice, bot, "a1", "weather?"), reply_seq=target.seq,
+                                                mentions=(bot,)))
+    jobs = [(j.target, json.loads(j.payload)) for j in await store.list_jobs(None, 100)]
+    assert [(target_, p["data"]["seq"]) for target_, p in jobs] == [(bot_endpoint_id(bot), reply.seq)]
