@@ -21,8 +21,8 @@ from pica.store.base import (
     ReactionAppend,
     Store,
     Subscription,
+    bot_endpoint_id,
 )
-from pica.store.bots import bot_endpoint_id
 from tests.store.test_contract import msg, store, users
 
 __all__ = ["store"]
