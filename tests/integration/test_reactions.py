@@ -56,7 +56,8 @@ async def test_a_reaction_reaches_every_device_and_a_device_that_was_away_syncs_
     alice, bob = await new_user(node.url, "alice"), await new_user(node.url, "bob")
     phone, laptop = await connect(node.url, alice, device="phone"), await connect(node.url, alice, device="laptop")
     b_phone = await connect(node.url, bob, "tcp", node.tcp_port, device="phone")
-    async with phone, laptop, b_phone:
+    b_desk = await connect(node.url, bob, "ws-msgpack", device="desk")
+    async with phone, laptop, b_phone, b_desk:
         sent = await phone.send(bob.user_id, {"text": "lunch at noon?"})
         conversation = sent.conversation_id
         assert (await next_in(b_phone, conversation)).seq == sent.seq
@@ -73,6 +74,9 @@ async def test_a_reaction_reaches_every_device_and_a_device_that_was_away_syncs_
         await react(phone, conversation, sent.seq, "👍")
         await react(phone, conversation, sent.seq, "🍕")
         await react(b_phone, conversation, sent.seq, "👍", remove=True)
+        seen = [(await next_in(b_desk, conversation)).body for _ in range(5)]  # bob's other device, live
+        assert [b.get("reaction", {}).get("emoji") for b in seen] == [None, "👍", "👍", "🍕", "👍"]
+        assert seen[-1]["reaction"]["add"] is False
         assert await refused(react(b_phone, conversation, sent.seq, "👍", remove=True)) == "conflict"
         assert await refused(react(b_phone, conversation, sent.seq, " ")) == "bad_request"
         assert await refused(react(b_phone, conversation, ack.seq, "🍕")) == "forbidden"  # an event
@@ -170,6 +174,9 @@ async def test_a_thread_under_a_group_message(node: Node) -> None:
 
         info = (await bodies(node, carol, group))[root.seq]["thread_info"]
         assert (info["count"], info["last_seq"]) == (2, second.seq)
+        away = await synced(node, bob, "tablet")  # a device of bob's that was away catches up by sync
+        assert away[root.seq]["thread_info"]["count"] == 2
+        assert [away[s]["thread"] for s in (first.seq, second.seq)] == [{"root": root.seq}] * 2
         assert await refused(b.request(f.Send(group_id=group_id, client_msg_id="t3",
                                               body={"text": "x", "thread": {"root": first.seq}}))) == "bad_request"
         direct = await a_phone.send(bob.user_id, {"text": "1:1"})
