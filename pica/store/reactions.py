@@ -132,7 +132,9 @@ def append_linked(request: LinkedAppend, search_value: Callable[[str], Any]
         yield Write("insert_thread_messages", ([conversation_id], [request.thread_root], [seq], [sender]))
         yield Write("replace_bodies", ([conversation_id], [request.thread_root],
                                        [_json_encode(rules.thread_info(root.body, seq, ts))]))
-        joining = sorted({(root.sender, request.thread_root), (sender, seq)})
+        # The root's author has read the thread up to its root, the writer up to their message: one row per user (a
+        # statement may not upsert one row twice).
+        joining = sorted({root.sender: request.thread_root, sender: seq}.items())
         yield Write("join_threads", ([conversation_id] * len(joining), [request.thread_root] * len(joining),
                                      [u for u, _ in joining], [s for _, s in joining]))
     named = sorted({*request.mentions, *((0,) if request.mention_all else ())} - {sender})

@@ -161,6 +161,10 @@ async def test_threads_count_unread_per_participant(store: Store) -> None:
     await store.mark_thread_read(alice, group, root.seq, 10**6)  # clamped to the conversation's end
     assert (await store.threads(alice, group, 10))[0].unread == 0
 
+    own, _ = await store.append_linked(linked(said(group, alice, "t3", {"text": "thanks"}), thread_root=root.seq))
+    [after_own] = await store.threads(alice, group, 10)  # writing in her own thread moved her cursor there
+    assert (after_own.read_seq, after_own.unread, after_own.count) == (own.seq, 0, 3)
+    assert (await store.threads(bob, group, 10))[0].unread == 2
     message, _ = await store.push_candidates(group, second.seq)
     assert message is not None and message.thread_participants == {alice, bob, carol}
     with pytest.raises(ConversationNotFound):
