@@ -408,7 +408,8 @@ class PicaServer:
             rates.shared = cluster.buckets
         else:
             fanout = GroupFanout(self.store, self.hub)
-        chat = ChatService(self.store, delivery, self.clock, config.limits, fanout, rates, self._before_send)
+        chat = ChatService(self.store, delivery, self.clock, config.limits, fanout, rates, self._before_send,
+                           config.annotations)
         social = SocialService(self.store, delivery, self.clock, presence, rates)
         if self.cluster is not None:
             self.cluster.set_presence_listener(social.on_presence_change)

@@ -542,6 +542,22 @@ class TurnConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AnnotationsConfig:
+    """Reactions, replies, threads and mentions (docs/protocol.md, "Reactions, replies, threads and mentions")."""
+
+    reactions_per_message: int = 20
+    """Distinct emoji one message may carry; a reaction with a new emoji beyond it is refused (``forbidden``)."""
+    reactions_per_user: int = 3
+    """Emoji one user may have on one message at a time."""
+    emoji_chars: int = 16
+    """Longest reaction, in code points (an emoji with skin tone and joiners is up to about 10)."""
+    quote_chars: int = 100
+    """Longest text excerpt the server writes into a reply's quote, in code points."""
+    mention_all_members: int = 20
+    """In a group of more members than this, only the owner and admins may mention ``@all``."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     host: str = "127.0.0.1"
     """Address every listener binds."""
@@ -593,6 +609,7 @@ class Config:
     calls: CallsConfig = field(default_factory=CallsConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
     conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
+    annotations: AnnotationsConfig = field(default_factory=AnnotationsConfig)
 
 
 _SECTIONS: Final = {
@@ -616,6 +633,7 @@ _SECTIONS: Final = {
     "calls": CallsConfig,
     "turn": TurnConfig,
     "conversations": ConversationsConfig,
+    "annotations": AnnotationsConfig,
 }
 
 

@@ -16,7 +16,21 @@ from typing import Final
 import msgspec
 from aiohttp import web
 
-from pica.api import admin, auth, calls, devices, dispatch, files, groups, me, messages, openapi, pins, social
+from pica.api import (
+    admin,
+    auth,
+    calls,
+    devices,
+    dispatch,
+    files,
+    groups,
+    me,
+    messages,
+    openapi,
+    pins,
+    reactions,
+    social,
+)
 from pica.api.checks import ResponseCheck, response_check_middleware
 from pica.api.common import STARTED_KEY, check_http_rate, error_response, json_response, services
 from pica.api.spec import route
@@ -146,6 +160,7 @@ def build_app(node: GatewayServices, check: ResponseCheck | None = None) -> web.
     route(app, "GET", "/v1/ws", websocket_handler, summary="The WebSocket gateway (protocol section 2.1)",
           query=WsQuery, status=101, auth="none", tag="operations")
     messages.add_routes(app)
+    reactions.add_routes(app)
     groups.add_routes(app)
     social.add_routes(app)
     me.add_routes(app)

@@ -39,6 +39,8 @@ class Conversation(msgspec.Struct, omit_defaults=True):
     last_seq: int
     last_ts: int
     unread: int
+    unread_mentions: int
+    """Of the unread messages, those that mention the caller (by id or @all; protocol section 28)."""
     delivered_seq: int
     read_seq: int
     last_message: Message | None
@@ -52,7 +54,8 @@ class Conversation(msgspec.Struct, omit_defaults=True):
     @classmethod
     def of(cls, c: ConversationSummary, settings: Settings | None = None) -> Conversation:
         direct, group = c.kind == "direct", c.kind == "group"
-        return cls(c.conversation_id, c.kind, c.name, c.last_seq, c.last_ts, c.unread, c.delivered_seq, c.read_seq,
+        return cls(c.conversation_id, c.kind, c.name, c.last_seq, c.last_ts, c.unread, c.unread_mentions,
+                   c.delivered_seq, c.read_seq,
                    Message.of(c.last_message) if c.last_message else None,
                    peer_id=c.peer_id if direct else UNSET,
                    peer_delivered_seq=c.peer_delivered_seq if direct else UNSET,

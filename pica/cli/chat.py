@@ -26,7 +26,7 @@ import aiohttp
 
 from pica.cli.directory import Conv, Directory, Opened, UnknownUser, direct_id
 from pica.cli.organize import OrganizeCommands, flags, list_order
-from pica.cli.render import CONTACT_STATES, HELP, clock, content, notice, table
+from pica.cli.render import CONTACT_STATES, HELP, clock, content, links, notice, table
 from pica.cli.terminal import EOF, INTERRUPT, Terminal
 from pica.client import (
     Backoff,
@@ -232,7 +232,8 @@ class ChatApp(OrganizeCommands):
         origin = msg.body.get("forwarded")
         if isinstance(origin, dict) and isinstance(origin.get("sender"), int):
             sender = f"{sender} ↪ {self.dir.name_of(origin['sender'])}"  # forwarded: the first author after the arrow
-        return notice(sender, msg.body, self.dir.name_of) or f"{sender}: {content(msg.body)}"
+        before, after = links(msg.body, self.dir.name_of)
+        return notice(sender, msg.body, self.dir.name_of) or f"{sender}: {before}{content(msg.body)}{after}"
 
     def _on_receipt(self, receipt: f.Receipt) -> None:
         opened = self.opened
@@ -377,7 +378,8 @@ class ChatApp(OrganizeCommands):
     def _commands(self) -> dict[str, Callable[[str], Awaitable[None]]]:
         return {"list": self.cmd_list, "open": self.cmd_open, "more": self.cmd_more, "who": self.cmd_who,
                 "group": self.cmd_group, "add": self.cmd_add, "read": self.cmd_read, "send": self.cmd_send,
-                "save": self.cmd_save, "help": self.cmd_help, **self.organize_commands()}
+                "save": self.cmd_save, "help": self.cmd_help, "react": self.cmd_react, "unreact": self.cmd_unreact,
+                "reply": self.cmd_reply, "thread": self.cmd_thread, **self.organize_commands()}
 
     async def cmd_help(self, _: str) -> None:
         self.say(HELP)
@@ -589,6 +591,57 @@ class ChatApp(OrganizeCommands):
             return
         data = await self.client.http.download(str(ref["id"]), path)
         self.say(f"saved {path} ({len(data)} bytes)")
+
+    # ------------------------------------------------------------------------------------------ reactions, threads
+
+    def _numbered(self, arg: str, usage: str) -> tuple[Opened, int, str] | None:
+        """The open conversation, message number N and the rest of ``/command N REST``; None (said why) otherwise."""
+        opened = self.opened
+        number, _, rest = arg.partition(" ")
+        if opened is None or not number.lstrip("#").isdigit():
+            self.say(f"! usage: {usage}, in an open conversation (N is the #number of the message)")
+            return None
+        return opened, int(number.lstrip("#")), rest.strip()
+
+    async def cmd_react(self, arg: str, *, remove: bool = False) -> None:
+        """/react N EMOJI: react to message #N of the open conversation."""
+        found = self._numbered(arg, "/unreact N EMOJI" if remove else "/react N EMOJI")
+        if found is None or not found[2]:
+            if found is not None:
+                self.say("! which emoji? /react N EMOJI")
+            return
+        opened, seq, emoji = found
+        await self.client.react(opened.conv.conversation_id, seq, emoji, remove=remove)
+
+    async def cmd_unreact(self, arg: str) -> None:
+        await self.cmd_react(arg, remove=True)
+
+    async def cmd_reply(self, arg: str) -> None:
+        """/reply N TEXT: send TEXT to the open conversation, quoting message #N."""
+        found = self._numbered(arg, "/reply N TEXT")
+        if found is not None and found[2]:
+            self._queue_body({"text": found[2], "reply": {"seq": found[1]}})
+        elif found is not None:
+            self.say("! what to reply? /reply N TEXT")
+
+    async def cmd_thread(self, arg: str) -> None:
+        """/thread N: show the thread under group message #N; /thread N TEXT: write TEXT in it."""
+        found = self._numbered(arg, "/thread N [TEXT]")
+        if found is None:
+            return
+        opened, root, text = found
+        if text:
+            self._queue_body({"text": text, "thread": {"root": root}})
+            return
+        page = await self.client.thread(opened.conv.conversation_id, root, limit=PAGE)
+        await self._resolve(page.msgs)
+        self.say(f"── thread #{root} of [{opened.conv.name}] ──")
+        for msg in page.msgs:
+            self.say(f"  #{msg.seq} {clock(msg.ts)} {self._line(msg)}")
+        if not page.msgs:
+            self.say("(no messages in this thread yet: /thread N TEXT starts it)")
+        else:
+            await self.client.mark_thread_read(opened.conv.conversation_id, root, page.msgs[-1].seq)
 
 
 def _msg(data: dict[str, Any]) -> f.Msg:

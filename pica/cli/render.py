@@ -22,6 +22,9 @@ HELP: Final = """commands:
   /draft [TEXT]         save my draft here (my other devices see it); alone: clear it
   /top /untop           pin to or unpin from the top of /list   /archive /unarchive   /unread   mark unread
   /mute [HOURS] /unmute no notifications from here (default 8 hours)
+  /react N EMOJI        react to message #N (/unreact N EMOJI takes it back)
+  /reply N TEXT         reply to message #N with a quote of it
+  /thread N [TEXT]      show the thread under group message #N, or write TEXT in it
   /quit                 leave (also Ctrl-D)
 anything else is sent to the open conversation (start it with // to send a leading /)"""
 
@@ -91,6 +94,30 @@ def content(body: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def links(body: dict[str, Any], name_of: NameOf) -> tuple[str, str]:
+    """(before, after) the content of a message: the quote it replies with, its thread, its reactions and who it
+    mentions (docs/protocol.md section 28)."""
+    before, after = "", []
+    quote = body.get("reply")
+    if isinstance(quote, dict):
+        who = name_of(quote["sender"]) if isinstance(quote.get("sender"), int) else "?"
+        said = "(recalled)" if quote.get("recalled") else str(quote.get("text") or f"[{quote.get('kind', '?')}]")
+        before = f"[↪ #{quote.get('seq')} {who}: {said}] "
+    thread = body.get("thread")
+    if isinstance(thread, dict):
+        before = f"[thread #{thread.get('root')}] " + before
+    if body.get("mention_all") is True:
+        after.append("@all")
+    info = body.get("thread_info")
+    if isinstance(info, dict):
+        after.append(f"[{info.get('count', 0)} in thread: /thread N]")
+    reactions = body.get("reactions")
+    if isinstance(reactions, dict) and reactions:
+        after.append("[" + " ".join(f"{emoji} {len(ids)}" for emoji, ids in reactions.items()
+                                    if isinstance(ids, list)) + "]")
+    return before, "".join(" " + part for part in after)
+
+
 def _people(event: dict[str, Any], name_of: NameOf) -> str:
     ids = event.get("user_ids")
     if isinstance(ids, list):
@@ -99,7 +126,11 @@ def _people(event: dict[str, Any], name_of: NameOf) -> str:
 
 
 def notice(sender: str, body: dict[str, Any], name_of: NameOf) -> str | None:
-    """A system notice, recall or edit as a sentence; None for an ordinary message."""
+    """A system notice, recall, edit or reaction as a sentence; None for an ordinary message."""
+    if isinstance(body.get("reaction"), dict):
+        reaction = body["reaction"]
+        verb = "reacted {} to" if reaction.get("add") else "took back {} on"
+        return f"* {sender} {verb.format(reaction.get('emoji'))} message #{reaction.get('seq')}"
     if isinstance(body.get("recall"), dict):
         return f"* {sender} recalled message #{body['recall'].get('seq')}"
     if isinstance(body.get("edit"), dict):

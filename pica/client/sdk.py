@@ -39,6 +39,7 @@ from pica.client.cursors import CursorTracker
 from pica.client.http import GatewayNode, Login, PicaHttp, PicaHttpError
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
+from pica.protocol.ids import direct_peer, group_id_of
 
 log = logging.getLogger(__name__)
 
@@ -564,6 +565,54 @@ class PicaClient:
         page: f.Page = await self._request(
             f.History(conversation_id=conversation_id, before=before, after=after, limit=limit))
         return page
+
+    # ------------------------------------------------------------------------------------------ reactions, threads
+    # docs/protocol.md section 28
+
+    async def react(self, conversation_id: str, seq: int, emoji: str, *, remove: bool = False) -> f.Sent:
+        """Add (``remove``: take back) my reaction ``emoji`` to message ``seq``; the ack of the reaction event."""
+        sent: f.Sent = await self._request(f.React(conversation_id=conversation_id, seq=seq, emoji=emoji,
+                                                   remove=remove, client_msg_id=uuid.uuid4().hex))
+        return sent
+
+    async def send_to(self, conversation_id: str, body: dict[str, Any], *, client_msg_id: str | None = None,
+                      timeout: float = 60.0) -> f.Sent:
+        """Send ``body`` to a conversation by its id (``d:`` or ``g:``) rather than by user or group id."""
+        group_id = group_id_of(conversation_id)
+        to = None if group_id is not None else direct_peer(conversation_id, self.user_id)
+        if group_id is None and to is None:
+            raise ValueError(f"not a conversation of mine: {conversation_id!r}")
+        return await self.send(to=to, group_id=group_id, body=body, client_msg_id=client_msg_id, timeout=timeout)
+
+    async def reply(self, conversation_id: str, seq: int, text: str, *, mentions: Sequence[int] = ()) -> f.Sent:
+        """Reply to message ``seq`` with a quote of it (the server writes the quote's truth)."""
+        body: dict[str, Any] = {"text": text, "reply": {"seq": seq}}
+        if mentions:
+            body["mentions"] = list(mentions)
+        return await self.send_to(conversation_id, body)
+
+    async def send_in_thread(self, conversation_id: str, root: int, text: str, *,
+                             mentions: Sequence[int] = ()) -> f.Sent:
+        """Write in the thread under group message ``root``."""
+        body: dict[str, Any] = {"text": text, "thread": {"root": root}}
+        if mentions:
+            body["mentions"] = list(mentions)
+        return await self.send_to(conversation_id, body)
+
+    async def thread(self, conversation_id: str, root: int, *, after: int = 0,
+                     limit: int | None = None) -> f.ThreadPage:
+        """A page of the thread under ``root``, oldest first, after seq ``after``."""
+        page: f.ThreadPage = await self._request(f.Thread(conversation_id=conversation_id, root=root, after=after,
+                                                          limit=limit))
+        return page
+
+    async def threads(self, conversation_id: str) -> list[dict[str, Any]]:
+        """The threads I take part in, with my unread count in each (HTTP)."""
+        data = await self.http.request("GET", f"/v1/conversations/{conversation_id}/threads")
+        return list(data["threads"])
+
+    async def mark_thread_read(self, conversation_id: str, root: int, seq: int) -> None:
+        await self.http.request("POST", f"/v1/conversations/{conversation_id}/threads/{root}/read", json={"seq": seq})
 
     # ------------------------------------------------------------------------------------------ HTTP helpers
 

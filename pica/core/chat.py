@@ -10,6 +10,7 @@ future instead of running a task per message, which also keeps commit order = de
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,11 +18,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from pica.config import LimitsConfig
+from pica.config import AnnotationsConfig, LimitsConfig
 from pica.core.fanout import GroupFanout
 from pica.core.files import referenced_file, with_truth
 from pica.core.ports import BeforeSend, Clock, Delivery, GroupRouter
 from pica.core.ratelimit import RateLimits
+from pica.core.reactions import Links, check_emoji, linked_body, links_of
 from pica.core.search import WINDOW, SearchPage, phrases_of, rank_page
 from pica.core.validation import check_client_msg_id, validate_body
 from pica.core.wire import message_frame
@@ -43,10 +45,13 @@ from pica.store.base import (
     DirectAppend,
     EventAppend,
     GroupAppend,
+    LinkedAppend,
     MemberRecord,
     MessageRecord,
     Page,
+    ReactionAppend,
     Store,
+    ThreadSummary,
 )
 
 log = logging.getLogger(__name__)
@@ -107,7 +112,8 @@ def resolving(future: asyncio.Future[SendAck]) -> Reply:
 class ChatService:
     def __init__(self, store: Store, delivery: Delivery, clock: Clock, limits: LimitsConfig,
                  fanout: GroupRouter | None = None, rates: RateLimits | None = None,
-                 before_send: BeforeSend | None = None) -> None:
+                 before_send: BeforeSend | None = None, annotations: AnnotationsConfig | None = None) -> None:
+        self._annotations = annotations or AnnotationsConfig()
         self._rates = rates
         self._before_send = before_send
         self._reviews: dict[int, asyncio.Task[None]] = {}
@@ -141,6 +147,7 @@ class ChatService:
             self._rates.check(self._rates.sends, sender, "messages")
         client_msg_id = check_client_msg_id(client_msg_id)
         checked, body_json = self._validated(body, forwarded)
+        links_of(checked)  # a malformed reply, thread or @all is refused now, before any review
         # A send behind one still under review waits for it too, so that a sender's messages keep their order.
         if self._before_send is not None or referenced_file(checked) is not None or sender in self._reviews:
             self._review(sender, client_msg_id, checked, body_json, reply, to, group_id, origin)
@@ -223,16 +230,20 @@ class ChatService:
         ts = self._clock.now_ms()
         reference = referenced_file(checked)
         file_ids = (reference[1],) if reference is not None else ()
+        request: DirectAppend | GroupAppend
         if to is not None:
             conversation_id = direct_conversation_id(sender, to)
-            stored = self._store.append_direct(
-                DirectAppend(conversation_id, sender, to, client_msg_id, body_json, ts, words, file_ids)
-            )
+            request = DirectAppend(conversation_id, sender, to, client_msg_id, body_json, ts, words, file_ids)
         else:
             assert group_id is not None
             conversation_id = group_conversation_id(group_id)
-            stored = self._store.append_group(
-                GroupAppend(conversation_id, sender, client_msg_id, body_json, ts, words, file_ids))
+            request = GroupAppend(conversation_id, sender, client_msg_id, body_json, ts, words, file_ids)
+        links = links_of(checked)
+        if links is not None:
+            self._append_linked(request, checked, links, reply, origin)
+            return
+        stored = (self._store.append_direct(request) if isinstance(request, DirectAppend)
+                  else self._store.append_group(request))
 
         def committed(result: AppendResult) -> SendAck:
             if not result.duplicate:
@@ -303,12 +314,16 @@ class ChatService:
             raise BadRequest(f"unknown event {kind!r}")
         request = EventAppend(kind, conversation_id, user_id, seq, client_msg_id, self._clock.now_ms(), text,
                               int(self._limits.recall_window * 1000))
-        stored = self._store.append_event(request)
+        self._then_route(self._store.append_event(request), user_id, client_msg_id, reply, origin)
+
+    def _then_route(self, stored: asyncio.Future[tuple[AppendResult, MessageRecord]], sender: int,
+                    client_msg_id: str, reply: Reply, origin: object | None) -> None:
+        """After the commit of a message the store wrote (an event, a linked message): deliver it as stored."""
 
         def committed(outcome: tuple[AppendResult, MessageRecord]) -> SendAck:
             result, record = outcome
             if not result.duplicate:
-                self._route_record(record, result, user_id, origin)
+                self._route_record(record, result, sender, origin)
             return SendAck(client_msg_id, result.conversation_id, result.seq, result.ts, result.duplicate)
 
         _then(stored, committed, reply)
@@ -382,8 +397,11 @@ class ChatService:
         if names_nothing(before_id):
             raise BadRequest("malformed paging cursor")
         page_size = self._limits.history_page_size
-        return await self._store.list_conversations(user_id, limit=min(limit or page_size, page_size),
-                                                    before_ts=before_ts, before_id=before_id)
+        items = await self._store.list_conversations(user_id, limit=min(limit or page_size, page_size),
+                                                     before_ts=before_ts, before_id=before_id)
+        mentioned = await self._store.unread_mentions(user_id, [c.conversation_id for c in items if c.unread])
+        return [dataclasses.replace(c, unread_mentions=mentioned[c.conversation_id])
+                if c.conversation_id in mentioned else c for c in items]
 
     async def search(self, user_id: int, query: str, *, conversation_id: str | None = None,
                      limit: int | None = None, offset: int = 0, sender: int | None = None,
@@ -424,6 +442,51 @@ class ChatService:
         # the check saw travels with it, so that no node serves it from a member list older than that.
         self.fanout.deliver_ephemeral(conversation_id, frame, user_id, version)
 
+
+    # ------------------------------------------------------------------------------------------ reactions, threads
+    # docs/protocol.md section 28: the rules are pica/core/reactions.py and pica/store/reaction_rules.py.
+
+    def _append_linked(self, request: DirectAppend | GroupAppend, body: dict[str, Any], links: Links, reply: Reply,
+                       origin: object | None) -> None:
+        config = self._annotations
+        linked = LinkedAppend(request, linked_body(body, links), links.reply_seq, links.thread_root, links.mentions,
+                              links.mention_all, config.quote_chars, config.mention_all_members)
+        self._then_route(self._store.append_linked(linked), request.sender, request.client_msg_id, reply, origin)
+
+    async def react(self, user_id: int, conversation_id: str, seq: int, emoji: str, client_msg_id: str, *,
+                    remove: bool = False) -> SendAck:
+        acked: asyncio.Future[SendAck] = asyncio.get_running_loop().create_future()
+        self.submit_reaction(user_id, conversation_id, seq, emoji, client_msg_id, resolving(acked), remove=remove)
+        return await acked
+
+    def submit_reaction(self, user_id: int, conversation_id: str, seq: int, emoji: str, client_msg_id: str,
+                        reply: Reply, *, remove: bool = False, origin: object | None = None) -> None:
+        """Add (or take back) a reaction to message ``seq``: an event message appended and delivered like an edit."""
+        if self._rates is not None:
+            self._rates.check(self._rates.sends, user_id, "messages")
+        client_msg_id = check_client_msg_id(client_msg_id)
+        _must_name_one(conversation_id)
+        config = self._annotations
+        request = ReactionAppend(conversation_id, user_id, seq, check_emoji(emoji, config.emoji_chars), remove,
+                                 client_msg_id, self._clock.now_ms(), config.reactions_per_message,
+                                 config.reactions_per_user)
+        self._then_route(self._store.append_reaction(request), user_id, client_msg_id, reply, origin)
+
+    async def thread_messages(self, user_id: int, conversation_id: str, root_seq: int, *, after: int = 0,
+                              limit: int | None = None) -> Page:
+        """A page of the thread under ``root_seq``, oldest first, after ``after``."""
+        _must_name_one(conversation_id)
+        page_size = self._limits.history_page_size
+        return await self._store.thread_messages(user_id, conversation_id, root_seq, after,
+                                                 min(limit or page_size, page_size))
+
+    async def threads(self, user_id: int, conversation_id: str) -> list[ThreadSummary]:
+        _must_name_one(conversation_id)
+        return await self._store.threads(user_id, conversation_id, self._limits.history_page_size)
+
+    async def mark_thread_read(self, user_id: int, conversation_id: str, root_seq: int, seq: int) -> None:
+        _must_name_one(conversation_id)
+        await self._store.mark_thread_read(user_id, conversation_id, root_seq, seq)
 
 
 def _without_mark(body: Any) -> Any:

@@ -298,6 +298,12 @@ class Connection:
         elif isinstance(frame, f.CallInvite | f.CallAccept | f.CallDecline | f.CallCancel | f.CallHangup
                         | f.CallRinging | f.CallCandidate):
             self._call(frame)  # calls (protocol "Calls"): pica/core/calls.py
+        elif isinstance(frame, f.React):
+            self._submit(frame.id, lambda reply: chat.submit_reaction(
+                self.user_id, frame.conversation_id, frame.seq, frame.emoji, frame.client_msg_id, reply,
+                remove=frame.remove, origin=self))
+        elif isinstance(frame, f.Thread):
+            self._spawn(frame.id, self._do_thread(frame))
         elif isinstance(frame, f.Ping):
             self.send(f.Pong(ref=frame.id))
         elif isinstance(frame, f.Pong):
@@ -533,6 +539,12 @@ class Connection:
                 ref=frame.id,
             )
         )
+
+    async def _do_thread(self, frame: f.Thread) -> None:
+        page = await self.services.chat.thread_messages(self.user_id, frame.conversation_id, frame.root,
+                                                        after=frame.after, limit=frame.limit)
+        self.send(f.ThreadPage(conversation_id=frame.conversation_id, root=frame.root,
+                               msgs=[message_frame(m) for m in page.messages], more=page.more, ref=frame.id))
 
     # ------------------------------------------------------------------------------------------ timers
 

@@ -374,25 +374,60 @@ class Close(_Frame, tag="close"):
     reason: str
 
 
+# ---------------------------------------------------------------- reactions and threads (docs/protocol.md section 28)
+
+
+class React(_Frame, tag="react"):
+    """Add (or, ``remove``, take back) an emoji reaction to a message; appends a reaction event."""
+
+    conversation_id: ConversationId
+    seq: Seq
+    emoji: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    client_msg_id: ClientMsgId
+    remove: bool = False
+    id: RequestId | None = None
+
+
+class Thread(_Frame, tag="thread"):
+    """Page through the thread under group message ``root``, oldest first, after ``after``."""
+
+    conversation_id: ConversationId
+    root: Seq
+    after: Seq = 0
+    limit: Limit | None = None
+    id: RequestId | None = None
+
+
+class ThreadPage(_Frame, tag="thread_page"):
+    """One page of a thread (answer to ``thread``)."""
+
+    conversation_id: str
+    root: int
+    msgs: list[Msg]
+    more: bool
+    ref: int | None = None
+
+
 CallControlFrame = CallAccept | CallDecline | CallCancel | CallHangup | CallRinging | CallCandidate
 CallClientFrame = CallInvite | CallControlFrame
 ClientFrame = (
     Auth | Send | Recv | Read | Typing | Recall | Edit | Delete | Sync | History | Answer | Ping | Pong
-    | CallClientFrame
+    | CallClientFrame | React | Thread
 )
 ServerFrame = (
     Ready | Sent | Msg | Synced | Page | Receipt | Done | Presence | Contact | Invitation | Typing | Error | Resync
     | Close | Ping | Pong | CallPlaced | CallIncoming | CallRinging | CallAccepted | CallCandidate | CallEnded
     | ConversationState
+    | ThreadPage
 )
 
 CLIENT_FRAME_TYPES: Final = frozenset(
     {"auth", "send", "recv", "read", "typing", "recall", "edit", "delete", "sync", "history", "answer", "ping",
      "pong", "call_invite", "call_accept", "call_decline", "call_cancel", "call_hangup", "call_ringing",
-     "call_candidate"}
+     "call_candidate", "react", "thread"}
 )
 SERVER_FRAME_TYPES: Final = frozenset(
     {"ready", "sent", "msg", "synced", "page", "receipt", "done", "presence", "contact", "invitation", "typing",
      "error", "resync", "close", "ping", "pong", "call_placed", "call_incoming", "call_ringing", "call_accepted",
-     "call_candidate", "call_ended", "conversation"}
+     "call_candidate", "call_ended", "conversation", "thread_page"}
 )

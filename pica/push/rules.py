@@ -29,19 +29,27 @@ def recipients(message: PushMessage, candidates: Sequence[PushCandidate], now_ms
     """The members to push ``message`` to: not the sender (not a candidate), a member when it was sent, whose
     delivered cursor has not reached it (no device of theirs received it live and said so within ``push.delay``), who
     did not mute the conversation (until a time still to come, or for good with level "none") and, at level
-    "mentions", whom the message mentions. A recalled message pushes nobody."""
+    "mentions", whom the message mentions (by id or ``@all``). A thread message goes only to the thread's participants
+    and whom it mentions. A recalled message pushes nobody."""
     record = message.message
     if message.state == "recalled":
         return []
     mentions = record.body.get("mentions")
     mentioned = set(mentions) if isinstance(mentions, list) else set()
+    everyone = record.body.get("mention_all") is True
+    # A thread message (docs/protocol.md section 28) is for the thread's participants and whom it mentions: the
+    # rest of the group sees the thread grow under its root without a push per message.
+    in_thread = isinstance(record.body.get("thread"), dict)
     chosen = []
     for c in candidates:
         if c.delivered_seq >= record.seq or c.joined_seq >= record.seq:
             continue
         if c.level == "none" or (c.mute_until is not None and c.mute_until > now_ms):
             continue
-        if c.level == "mentions" and c.user_id not in mentioned:
+        named = everyone or c.user_id in mentioned
+        if c.level == "mentions" and not named:
+            continue
+        if in_thread and not named and c.user_id not in message.thread_participants:
             continue
         chosen.append(c.user_id)
     return chosen

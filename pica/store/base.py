@@ -175,6 +175,8 @@ class ConversationSummary:
     peer_read_seq: int = 0
     group_id: int = 0
     last_message: MessageRecord | None = None
+    unread_mentions: int = 0
+    """Messages after the read cursor that mention the user (or @all); filled by the chat service."""
 
     @property
     def unread(self) -> int:
@@ -513,6 +515,8 @@ class PushMessage:
     """``normal``, ``recalled``, ..."""
     sender_name: str
     group_name: str
+    thread_participants: frozenset[int] = frozenset()
+    """For a thread message: who takes part in its thread (docs/protocol.md section 28)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -655,6 +659,55 @@ CommitObserver = Callable[[int, float, float], None]
 """Told, on the event loop, of each transaction of the store's writer (SQLite's writer, PostgreSQL's write lanes),
 before its operations are answered: how many operations it held, its seconds from BEGIN to the end of COMMIT, and
 the COMMIT's seconds alone (where SQLite's fsync or PostgreSQL's WAL flush is waited for)."""
+
+
+# ------------------------------------------------------------------------- reactions, replies, threads, mentions
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedAppend:
+    """A message that names another message or people (docs/protocol.md section 28): a reply (``reply_seq``), a
+    thread message (``thread_root``), mentions. Appended like ``message``, in one transaction that also writes the
+    quote's truth into the body and records the links; ``body`` is the validated body, ``message.body_json`` unused.
+    """
+
+    message: DirectAppend | GroupAppend
+    body: dict[str, Any]
+    reply_seq: int = 0
+    thread_root: int = 0
+    mentions: tuple[int, ...] = ()
+    mention_all: bool = False
+    quote_chars: int = 100
+    mention_all_members: int = 20
+    """Above this many members only the owner and admins may mention @all."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionAppend:
+    """``user_id`` adds (or, ``remove``, takes back) ``emoji`` on message ``target_seq``."""
+
+    conversation_id: str
+    user_id: int
+    target_seq: int
+    emoji: str
+    remove: bool
+    client_msg_id: str
+    ts: int
+    per_message: int = 20
+    """Distinct emoji a message may carry."""
+    per_user: int = 3
+    """Emoji one user may have on one message."""
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSummary:
+    """A thread the user takes part in: its size, its newest message and the user's unread messages in it."""
+
+    root_seq: int
+    count: int
+    last_seq: int
+    read_seq: int
+    unread: int
 
 
 class Store(abc.ABC):
@@ -1172,3 +1225,30 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def prefs_of(self, user_id: int, conversation_ids: list[str]) -> dict[str, ConversationPrefs]:
         """The user's state of each of these conversations that has one (a setting or a notification row)."""
+
+    # reactions, replies, threads, mentions (docs/protocol.md section 28; pica/store/annotations.py)
+    @abc.abstractmethod
+    def append_linked(self, request: LinkedAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
+        """Append a reply, thread message or message with mentions (checked against the messages it names), with
+        the quote's truth in its body; the stored message. A repeated client id answers the original."""
+
+    @abc.abstractmethod
+    def append_reaction(self, request: ReactionAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
+        """Change the target's reactions and append the reaction event; the event message."""
+
+    @abc.abstractmethod
+    async def thread_messages(self, user_id: int, conversation_id: str, root_seq: int, after: int,
+                              limit: int) -> Page:
+        """A thread's messages after ``after``, ascending; ConversationNotFound for a non-member."""
+
+    @abc.abstractmethod
+    async def threads(self, user_id: int, conversation_id: str, limit: int) -> list[ThreadSummary]:
+        """The threads of a conversation the user takes part in, most recently active first."""
+
+    @abc.abstractmethod
+    async def mark_thread_read(self, user_id: int, conversation_id: str, root_seq: int, seq: int) -> None:
+        """Move the user's read cursor in a thread they take part in (only forward)."""
+
+    @abc.abstractmethod
+    async def unread_mentions(self, user_id: int, conversation_ids: list[str]) -> dict[str, int]:
+        """Per conversation, the messages after the user's read cursor that mention them (only those with any)."""

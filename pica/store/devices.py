@@ -17,6 +17,7 @@ from typing import Any, Final
 import msgspec
 
 from pica.errors import ConversationNotFound, TooManyDevices
+from pica.store import reactions
 from pica.store.base import (
     DeviceRecord,
     MessageRecord,
@@ -93,8 +94,11 @@ def push_candidates(conversation_id: str, seq: int) -> Txn[tuple[PushMessage | N
     if not rows:
         return None, []
     c, s, sender, client_msg_id, ts, body, state, sender_name, group_name = rows[0]
-    message = PushMessage(MessageRecord(c, int(s), int(sender), client_msg_id, int(ts), _body(body)), state,
-                          sender_name or "", group_name or "")
+    record = MessageRecord(c, int(s), int(sender), client_msg_id, int(ts), _body(body))
+    thread = record.body.get("thread")
+    participants = (yield from reactions.thread_participants(c, thread["root"])) if isinstance(
+        thread, dict) and isinstance(thread.get("root"), int) else frozenset()
+    message = PushMessage(record, state, sender_name or "", group_name or "", participants)
     candidates = [PushCandidate(int(r[0]), int(r[1]), int(r[2]), r[3], None if r[4] is None else int(r[4]), bool(r[5]))
                   for r in (yield Read("push_candidates", (conversation_id, int(sender))))]
     return message, candidates

@@ -38,7 +38,7 @@ key is ``<conversation_id>/<seq>``, its target the conversation, its payload the
 (without the body: the job reads the message when it runs, so a recall in between is seen)."""
 
 EVENT_TYPES: Final = (
-    "message.created", "message.recalled", "message.edited", "user.created",
+    "message.created", "message.recalled", "message.edited", "message.reacted", "user.created",
     "group.created", "group.members_added", "group.members_removed", "group.member_left", "group.role_changed",
     "group.owner_changed", "group.renamed", "group.muted", "group.unmuted", "group.group_muted",
     "group.group_unmuted", "group.dissolved",
@@ -167,13 +167,17 @@ def created(requests: Sequence[DirectAppend | GroupAppend], outcomes: Sequence[A
 
 
 def changed(result: AppendResult, record: MessageRecord) -> list[Event]:
-    """``message.recalled`` or ``message.edited`` from the event message a recall or edit appended."""
+    """``message.recalled``, ``message.edited`` or ``message.reacted`` from the event message a recall, an edit or
+    a reaction appended."""
     if result.duplicate:
         return []
     body = record.body
-    kind, detail = ("message.recalled", body["recall"]) if "recall" in body else ("message.edited", body["edit"])
+    kind, key = next((k, key) for key, k in (("recall", "message.recalled"), ("edit", "message.edited"),
+                                              ("reaction", "message.reacted")) if key in body)
+    detail = body[key]
     data = {"conversation_id": record.conversation_id, "seq": detail["seq"], "event_seq": record.seq,
-            "sender": record.sender, "ts": record.ts, **({"text": detail["text"]} if "text" in detail else {})}
+            "sender": record.sender, "ts": record.ts,
+            **{name: detail[name] for name in ("text", "emoji", "add") if name in detail}}
     _peer(data, record)
     return [Event(kind, f"{record.conversation_id}/{record.seq}", record.ts, data, None, record.conversation_id,
                   record.seq)]

@@ -71,7 +71,12 @@ def after(make: Callable[[], Txn[T]], rules: JobRules, events: Callable[[T], lis
     """Run a write transaction, then insert the jobs of what it did, in the same transaction. ``events`` is a
     module-level function of its result (the whole thing is pickled to the SQLite writer process)."""
     result = yield from make()
-    yield from insert(job_rules.rows_for(rules, events(result)), now_ms)
+    happened = events(result)
+    rows = job_rules.rows_for(rules, happened)
+    created = [event for event in happened if event.type == "message.created"]  # a linked send (protocol 28)
+    if rules.bots and created:
+        rows += yield from bots.bot_rows(rules.bots, created)
+    yield from insert(rows, now_ms)
     return result
 
 

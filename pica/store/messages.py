@@ -21,7 +21,7 @@ import msgspec
 from pica.errors import ConversationNotFound, MessageNotFound, PicaError
 from pica.protocol.bodies import stands_for_conversation
 from pica.protocol.ids import direct_peer, own_conversation_id
-from pica.store import append_rules, media
+from pica.store import append_rules, links, media
 from pica.store.append_rules import (
     Append,
     AppendPlan,
@@ -146,6 +146,10 @@ def _append_one(conversation_id: str, sender: int, client_msg_id: str | None, ts
     return MessageRecord(conversation_id, seq, sender, cmid, ts, body)
 
 
+append_server_body: Final = _append_one
+"""A message the server writes in a conversation whose row the calling transaction holds (a reaction event)."""
+
+
 def append_notice(conversation_id: str, actor: int, event: dict[str, Any], ts: int) -> Txn[MessageRecord]:
     """A system notice ({"system": {...}}) in a conversation's timeline; its id is server-made (``~n:`` prefix)."""
     return _append_one(conversation_id, actor, None, ts, {"system": event})
@@ -192,6 +196,7 @@ def apply_event(request: EventAppend, plan: EventPlan, search_value: Any) -> Txn
         later = yield Read("later_messages_of", (conversation_id, request.target_seq, request.user_id))
         scrubbed = scrub_edits(request.target_seq, [(row[0], _json_decode_body(row[1])) for row in later])
         yield from media.drop_refs(conversation_id, request.target_seq)  # its files are no longer readable through it
+        yield from links.on_recall(conversation_id, request.target_seq)  # replies read "recalled" (section 28)
     new_body = RECALLED_BODY_JSON if plan.body is None else _json_encode(plan.body)
     search = None if plan.search_text is None else search_value(plan.search_text)
     yield Write("change_message", ([conversation_id], [request.target_seq], [plan.state], [new_body], [search]))
@@ -372,6 +377,9 @@ def _visible(me: str) -> str:
     return ("m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body,"
             f" EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = {me} AND h.conversation_id = m.conversation_id"
             " AND h.seq = m.seq)")
+
+
+visible_columns: Final = _visible
 
 
 _SQLITE_AFTER: Final = (f"SELECT {_visible('?1')} FROM messages m WHERE m.conversation_id = ?2 AND m.seq > ?3"

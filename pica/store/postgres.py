@@ -29,7 +29,7 @@ import asyncpg
 
 from pica.config import PostgresConfig
 from pica.errors import InternalError, PicaError, StoreUnavailable
-from pica.store import jobs, messages, sql_postgres
+from pica.store import jobs, messages, reactions, sql_postgres
 from pica.store import search as fts
 from pica.store.base import (
     AppendResult,
@@ -38,8 +38,11 @@ from pica.store.base import (
     EventAppend,
     GroupAppend,
     JobRules,
+    LinkedAppend,
     MessageRecord,
+    ReactionAppend,
 )
+from pica.store.job_rules import Event
 from pica.store.postgres_lanes import DISCONNECTS, RETRYABLE, Lane, LaneOp
 from pica.store.schema import POSTGRES, Applied, Migrations, Progress, announce, bundled, plan
 from pica.store.sql_store import SqlStore
@@ -323,6 +326,26 @@ class PostgresStore(SqlStore):
                               jobs.event_events, request.ts)
         txn = lambda conn: sql_postgres.run(conn, make())  # noqa: E731
         self._submit(LaneOp(request.conversation_id, future, run=txn))
+        if self._job_rules is not None:
+            future.add_done_callback(self._jobs_written)
+        return future
+
+    def append_linked(self, request: LinkedAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
+        message = request.message
+        return self._write_change(message.conversation_id,
+                                  partial(reactions.append_linked, request, self._search_value),
+                                  partial(reactions.linked_events, message), message.ts)
+
+    def append_reaction(self, request: ReactionAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
+        return self._write_change(request.conversation_id, partial(reactions.append_reaction, request),
+                                  jobs.event_events, request.ts)
+
+    def _write_change(self, conversation_id: str, make: Callable[[], Txn[T]], events: Callable[[T], list[Event]],
+                      ts: int) -> asyncio.Future[T]:
+        """A write on the conversation's lane, in order with its appends, followed by its jobs."""
+        future: asyncio.Future[T] = self._future()
+        with_jobs = jobs.with_jobs(make, self._job_rules, events, ts)
+        self._submit(LaneOp(conversation_id, future, run=lambda conn: sql_postgres.run(conn, with_jobs())))
         if self._job_rules is not None:
             future.add_done_callback(self._jobs_written)
         return future

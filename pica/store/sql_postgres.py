@@ -15,9 +15,11 @@ from pica.store import (
     invites,
     jobs,
     lifecycle,
+    links,
     media,
     messages,
     pins,
+    reactions,
     scram,
     search,
     sessions,
@@ -31,7 +33,7 @@ STATEMENTS: Final[Dialect] = merge(
     messages.POSTGRES, groups.POSTGRES, social.POSTGRES, invites.POSTGRES, sessions.POSTGRES, lifecycle.POSTGRES,
     search.POSTGRES,
     jobs.POSTGRES, media.POSTGRES, bots.POSTGRES, devices.POSTGRES, admin.POSTGRES,
-    pins.POSTGRES, scram.POSTGRES,
+    pins.POSTGRES, scram.POSTGRES, reactions.POSTGRES, links.POSTGRES,
 )
 """Every statement PostgreSQL knows, gathered from the modules that write transactions."""
 

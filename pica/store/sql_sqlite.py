@@ -19,9 +19,11 @@ from pica.store import (
     invites,
     jobs,
     lifecycle,
+    links,
     media,
     messages,
     pins,
+    reactions,
     scram,
     search,
     sessions,
@@ -34,7 +36,7 @@ T = TypeVar("T")
 STATEMENTS: Final[Dialect] = merge(
     messages.SQLITE, groups.SQLITE, social.SQLITE, invites.SQLITE, sessions.SQLITE, lifecycle.SQLITE, search.SQLITE,
     jobs.SQLITE, media.SQLITE, bots.SQLITE, devices.SQLITE, admin.SQLITE,
-    pins.SQLITE, scram.SQLITE,
+    pins.SQLITE, scram.SQLITE, reactions.SQLITE, links.SQLITE,
 )
 """Every statement SQLite knows, gathered from the modules that write transactions."""
 _json_encode: Final = msgspec.json.Encoder().encode

@@ -27,6 +27,7 @@ from pica.store import (
     media,
     messages,
     pins,
+    reactions,
     scram,
     search,
     sessions,
@@ -76,6 +77,7 @@ from pica.store.base import (
     SessionRecord,
     SessionState,
     Store,
+    ThreadSummary,
     UploadRecord,
     UserRecord,
     UserSettings,
@@ -535,3 +537,19 @@ class SqlStore(Store):
 
     async def push_audience(self, user_ids: list[int], now_ms: int) -> PushAudience:
         return await self._read_txn(partial(devices.push_audience, user_ids, now_ms), snapshot=True)
+
+    # ------------------------------------------------------------------------------------------------ threads, mentions
+
+    async def thread_messages(self, user_id: int, conversation_id: str, root_seq: int, after: int,
+                              limit: int) -> Page:
+        return await self._read_txn(partial(reactions.thread_messages, user_id, conversation_id, root_seq, after,
+                                            limit), snapshot=True)
+
+    async def threads(self, user_id: int, conversation_id: str, limit: int) -> list[ThreadSummary]:
+        return await self._read_txn(partial(reactions.threads, user_id, conversation_id, limit), snapshot=True)
+
+    async def mark_thread_read(self, user_id: int, conversation_id: str, root_seq: int, seq: int) -> None:
+        await self._write_txn(partial(reactions.mark_thread_read, user_id, conversation_id, root_seq, seq))
+
+    async def unread_mentions(self, user_id: int, conversation_ids: list[str]) -> dict[str, int]:
+        return await self._read_txn(partial(reactions.unread_mentions, user_id, conversation_ids), snapshot=True)

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from pica.config import SqliteConfig
 from pica.errors import StoreUnavailable
-from pica.store import jobs, messages, sql_sqlite
+from pica.store import jobs, messages, reactions, sql_sqlite
 from pica.store import search as fts
 from pica.store.append_rules import Append
 from pica.store.base import (
@@ -30,8 +30,11 @@ from pica.store.base import (
     EventAppend,
     GroupAppend,
     JobRules,
+    LinkedAppend,
     MessageRecord,
+    ReactionAppend,
 )
+from pica.store.job_rules import Event
 from pica.store.sql_store import SqlStore
 from pica.store.sqlite_process import WriterProcess
 from pica.store.sqlite_writer import WriteOp, WriterThread, connect, search_value
@@ -174,6 +177,22 @@ class SqliteStore(SqlStore):
         rules = self._job_rules
         future = self._write(jobs.with_jobs(partial(messages.append_event, request, search_value), rules,
                                             jobs.event_events, request.ts))
+        if rules is not None:
+            future.add_done_callback(self._jobs_written)
+        return future
+
+    def append_linked(self, request: LinkedAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
+        return self._write_change(partial(reactions.append_linked, request, search_value),
+                                  partial(reactions.linked_events, request.message), request.message.ts)
+
+    def append_reaction(self, request: ReactionAppend) -> asyncio.Future[tuple[AppendResult, MessageRecord]]:
+        return self._write_change(partial(reactions.append_reaction, request), jobs.event_events, request.ts)
+
+    def _write_change(self, make: Callable[[], Txn[T]], events: Callable[[T], list[Event]],
+                      ts: int) -> asyncio.Future[T]:
+        """A write in the writer's order with the appends, followed by its jobs."""
+        rules = self._job_rules
+        future: asyncio.Future[T] = self._write(jobs.with_jobs(make, rules, events, ts))
         if rules is not None:
             future.add_done_callback(self._jobs_written)
         return future

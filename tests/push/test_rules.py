@@ -37,6 +37,17 @@ def test_who_is_pushed_to() -> None:
     assert recipients(message({"text": "x"}, state="recalled"), candidates, NOW) == []
 
 
+def test_at_all_reaches_mention_only_members_and_threads_reach_their_participants() -> None:
+    candidates = [member(2), member(3, level="mentions"), member(4), member(5, level="mentions")]
+    everyone = message({"text": "@all standup", "mention_all": True}, conversation="g:7")
+    assert recipients(everyone, candidates, NOW) == [2, 3, 4, 5]
+    in_thread = PushMessage(MessageRecord("g:7", 10, 1, "c", NOW, {"text": "+1", "thread": {"root": 4},
+                                                                    "mentions": [5]}),
+                            "", "alice", "team", frozenset({1, 2, 3}))
+    # 2 takes part; 3 takes part but wants mentions only; 4 does not take part; 5 is mentioned
+    assert recipients(in_thread, candidates, NOW) == [2, 5]
+
+
 def test_what_a_push_says() -> None:
     device = DeviceRecord("dev_1", 2, "s", "webpush", "https://push/x")
     note = notification(message({"text": "  see\nyou  at 5 "}), device, privacy=False, badge=3)

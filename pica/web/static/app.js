@@ -7,6 +7,8 @@ import { bodyFor, uploadFile, VoiceRecorder } from "./files.js";
 import { View } from "./ui.js";
 import { Calls } from "./calls.js"; // calls: hook (the call UI is calls.js)
 import { Organize } from "./forward.js"; // organize: hook (forwarding, pins, drafts, list settings)
+import { Extras, QUICK_EMOJI } from "./reactions.js"; // reactions, replies, threads, mentions: hook
+import { h } from "./ui.js";
 
 const SESSION_KEY = "pica.session";
 const TYPING_SHOW_MS = 3000;
@@ -29,6 +31,7 @@ const FIND_DELAY_MS = 250; // a look-up once typing pauses, not one per key
 const USERNAME = /^[a-z0-9_][a-z0-9_.-]{2,31}$/; // what a username may be (protocol 23.2): nothing else is looked up
 let calls = null; // calls: hook
 let organize = null; // organize: hook
+let extras = null; // reactions.js: the reply bar, mention suggestions and thread pane
 
 const view = new View({
   onAuth: authenticate,
@@ -47,6 +50,9 @@ const view = new View({
   onFind: find,
   onFindSubmit: findSubmit,
   menuFor,
+  onReact: (seq, emoji, mine) => react(seq, emoji, mine).catch((exc) => view.toast(`Could not react: ${errorText(exc)}`)),
+  onOpenThread: (seq) => activeConversation() && extras.openThread(activeConversation(), seq),
+  onQuote: (seq) => document.querySelector(`#messages [data-seq="${seq}"]`)?.scrollIntoView({ block: "center" }),
 });
 
 // ------------------------------------------------------------------------------------------------ helpers
@@ -66,7 +72,10 @@ function render() {
     forceRender = false;
     if (force || changes.list) view.renderList(store, activeId, findQuery);
     const conv = activeId ? store.conversations.get(activeId) : null;
-    if (force || changes.header || (conv && changes.conversations.has(conv.id))) view.renderChat(store, conv);
+    if (force || changes.header || (conv && changes.conversations.has(conv.id))) {
+      view.renderChat(store, conv);
+      extras?.renderThread();
+    }
     if (conv && (changes.conversations.has(conv.id) || force)) markReadSoon();
     if (conv && conv.kind === "group" && conv.staleInfo && !conv.left) loadGroupInfo(conv);
   }, 0);
@@ -226,6 +235,9 @@ function startApp() {
   calls ??= new Calls({ connection: () => client?.connection || OFFLINE, api: call, nameOf: (id) => store.nameOf(id) }); // calls: hook
   organize ??= new Organize({ api: call, store: () => store, active: () => activeId, rerender, // organize: hook
     toast: (text) => view.toast(text), newId: newClientMsgId });
+  extras ??= new Extras({ h, store: () => store, client: () => client, call, send: sendBody,
+    toast: (text) => view.toast(text), rerender, activeConversation,
+    composer: document.getElementById("composer-input"), composerForm: document.getElementById("composer") });
   const remembered = sessionStorage.getItem("pica.active");
   if (remembered) openConversation(remembered);
   rerender();
@@ -383,6 +395,7 @@ function markRead() {
   if (top <= conv.readSeq) return;
   const previous = conv.readSeq;
   conv.readSeq = top;
+  if (top >= conv.lastSeq) conv.unreadMentions = 0;
   store.touch(conv.id);
   request({ t: "read", conversation_id: conv.id, seq: top }).catch(() => {
     if (store && conv.readSeq === top) conv.readSeq = previous; // try again on the next chance
@@ -412,7 +425,12 @@ async function refreshPresence() {
 
 function sendText(text) {
   if (organize && activeId) organize.sent(activeId); // organize: hook (the draft is sent)
-  sendBody({ text });
+  const conv = activeConversation();
+  if (conv) sendBody(extras.compose(conv, text)); // a reply, mentions: reactions.js
+}
+
+function activeConversation() {
+  return activeId && store ? store.conversations.get(activeId) || null : null;
 }
 
 function sendBody(body) {
@@ -489,6 +507,7 @@ function openConversation(id) {
   if (id) sessionStorage.setItem("pica.active", id);
   else sessionStorage.removeItem("pica.active");
   view.setChatOpen(Boolean(id));
+  extras?.switched(id);
   const conv = id ? store.conversation(id) : null;
   if (organize) organize.opened(conv); // organize: hook (drafts, pins, the unread mark)
   // calls: hook (the call buttons are for a 1:1 with someone else)
@@ -719,8 +738,35 @@ function menuFor(seq) {
   if (mine && !gone && store.serverNow() - msg.ts < RECALL_WINDOW_MS) {
     items.push({ id: "recall", label: "Recall", danger: true, run: () => recallMessage(conv, msg) });
   }
+  if (!gone) {
+    items.push({ id: "reply", label: "Reply", run: () => extras.startReply(conv, msg) });
+    items.push({ id: "react", label: "React…", run: () => pickReaction(conv, msg) });
+    if (conv.kind === "group" && !msg.body.thread) {
+      items.push({ id: "thread", label: "Reply in thread", run: () => extras.openThread(conv, msg.seq) });
+    }
+  }
   if (!msg.body.deleted) items.push({ id: "delete", label: "Delete for me", danger: true, run: () => deleteForMe(conv, msg) });
   return items;
+}
+
+/** Reactions: one of a few common emoji, or any other typed in (docs/protocol.md section 28). */
+function pickReaction(conv, msg) {
+  view.form({
+    title: "React",
+    description: `${QUICK_EMOJI.join(" ")}, or any other emoji`,
+    fields: [{ name: "emoji", label: "Emoji", value: QUICK_EMOJI[0] }],
+    submit: "React",
+    onSubmit: async ({ emoji }) => {
+      const mine = (msg.body.reactions?.[emoji.trim()] || []).includes(store.me.user_id);
+      await react(msg.seq, emoji.trim(), mine, conv).catch((exc) => { throw new Error(errorText(exc)); });
+    },
+  });
+}
+
+/** Add my reaction, or take it back (`mine`): the SDK re-sends it until acked, and its ack event applies it. */
+async function react(seq, emoji, mine, conv = activeConversation()) {
+  if (!conv || !client) return;
+  await extras.react(conv, seq, emoji, mine);
 }
 
 function editMessage(conv, msg) {

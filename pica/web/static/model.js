@@ -5,6 +5,7 @@
 
 import { callRecordText } from "./calls.js"; // calls: hook
 import { directId } from "./pica-client.js";
+import { applyInOrder } from "./reactions.js"; // reactions, replies, threads, mentions: hook
 
 export { directId };
 
@@ -42,16 +43,17 @@ export function peerOf(conversationId, me) {
 }
 
 export function isEvent(body) {
-  return Boolean(body && (body.recall || body.edit));
+  return Boolean(body && (body.recall || body.edit || body.reaction));
 }
 
 /**
- * Whether a message, as this user sees it, may stand for its conversation (the list's preview): not a recall or
- * edit event, not recalled, not deleted for me. The server's list applies the same rule to `last_message`
+ * Whether a message, as this user sees it, may stand for its conversation (the list's preview): not a recall, edit
+ * or reaction event, not recalled, not deleted for me. The server's list applies the same rule to `last_message`
  * (pica/protocol/bodies.py, `stands_for_conversation`): the two change together.
  */
 export function standsForConversation(body) {
-  return Boolean(body) && !("recall" in body || "edit" in body || "recalled" in body || "deleted" in body);
+  return Boolean(body) && !("recall" in body || "edit" in body || "reaction" in body || "recalled" in body
+    || "deleted" in body);
 }
 
 export class Store {
@@ -203,6 +205,7 @@ export class Store {
       conv.lastSeq = s.last_seq;
       conv.lastTs = s.last_ts;
       conv.lastMessage = s.last_message || null; // the newest one I can see, or none (23.3)
+      conv.unreadMentions = s.unread_mentions || 0;
     }
     conv.readSeq = Math.max(conv.readSeq, s.read_seq || 0);
     conv.settings = s.settings || null; // my draft and list settings (forward.js, protocol 29.3)
@@ -234,6 +237,7 @@ export class Store {
     const system = msg.body?.system;
     if (system) this.applyNotice(conv, system);
     this.insert(msg);
+    applyInOrder(this, conv, msg); // a reaction changes its target, a thread message its root
     const typers = this.typing.get(conv.id);
     if (typers && typers.delete(msg.sender)) this.changed.header = true;
     this.touch(conv.id);
@@ -381,6 +385,7 @@ export class Store {
     if (!conv) return;
     if (frame.user_id === this.me.user_id) {
       if (frame.read) conv.readSeq = Math.max(conv.readSeq, frame.read); // read on another of my devices
+      if (conv.readSeq >= conv.lastSeq) conv.unreadMentions = 0;
     } else if (conv.kind === "direct" && frame.user_id === conv.peerId) {
       if (frame.read) {
         conv.peerReadSeq = Math.max(conv.peerReadSeq, frame.read);

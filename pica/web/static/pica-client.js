@@ -1043,6 +1043,21 @@ var PicaClient = class {
       frame: { t: "edit", client_msg_id: id, conversation_id: conversationId, seq, text }
     });
   }
+  /** Add an emoji reaction to a message, or take mine back (`remove`; section 28); resolves on the reaction
+   * event's `sent`. */
+  react(conversationId, seq, emoji, remove = false) {
+    const id = newClientMsgId();
+    return this.enqueue({
+      client_msg_id: id,
+      conversation_id: conversationId,
+      queued_at: Date.now(),
+      frame: { t: "react", client_msg_id: id, conversation_id: conversationId, seq, emoji, remove }
+    });
+  }
+  /** One page of the thread under group message `root`, oldest first, after `after` (section 28). */
+  threadPage(conversationId, root, after = 0) {
+    return this.request({ t: "thread", conversation_id: conversationId, root, after });
+  }
   enqueue(item) {
     const promise = this.waitAck(item.client_msg_id);
     this.outbox.set(item.client_msg_id, item);
@@ -1086,7 +1101,8 @@ var PicaClient = class {
   /** Our own send or event was stored: it counts as a live message of ours (section 8.6). */
   acknowledged(item, sent) {
     if (!this.outbox.delete(item.client_msg_id)) return;
-    const body = item.frame.t === "send" ? item.frame.body : item.frame.t === "recall" ? { recall: { seq: item.frame.seq } } : { edit: { seq: item.frame.seq, text: item.frame.text } };
+    const frame = item.frame;
+    const body = frame.t === "send" ? frame.body : frame.t === "recall" ? { recall: { seq: frame.seq } } : frame.t === "react" ? { reaction: { seq: frame.seq, emoji: frame.emoji, add: !frame.remove } } : { edit: { seq: frame.seq, text: frame.text } };
     const message = {
       t: "msg",
       conversation_id: sent.conversation_id,

@@ -4,6 +4,7 @@
 
 import { attachmentNode, openViewer } from "./files.js";
 import { describe, isEvent, marksOf, RECALL_WINDOW_MS } from "./model.js";
+import { decorate, inThread, signature } from "./reactions.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -388,6 +389,7 @@ export class View {
         h("time", { class: "conv-time", text: conv.lastSeq ? listTime(conv.lastTs) : "" })),
       h("div", { class: "conv-bottom" },
         preview,
+        unread && conv.unreadMentions ? h("span", { class: "badge mention-badge", testid: "mention-badge", text: "@" }) : null,
         unread ? h("span", { class: "badge", testid: "unread-badge", text: unread > 99 ? "99+" : String(unread) })
           : marks.unread ? h("span", { class: "badge", testid: "unread-mark", title: "Marked unread", text: "•" }) : null)));
     item.addEventListener("click", () => this.handlers.onOpen(conv.id));
@@ -468,8 +470,9 @@ export class View {
     const oldestBefore = anchor ? Number(anchor.dataset.seq) : 0;
 
     const me = store.me.user_id;
-    const shown = store.timeline(conv).filter((m) => !isEvent(m.body));
-    const pending = [...conv.pending.values()].sort((a, b) => a.ts - b.ts);
+    // Thread messages are shown in the thread pane (reactions.js), under a link on their root.
+    const shown = store.timeline(conv).filter((m) => !isEvent(m.body) && !inThread(m.body));
+    const pending = [...conv.pending.values()].filter((item) => !inThread(item.body)).sort((a, b) => a.ts - b.ts);
     let lastMine = null;
     for (const m of shown) if (m.sender === me && !m.body.system) lastMine = `m:${m.seq}`;
     if (pending.length) lastMine = `p:${pending[pending.length - 1].client_msg_id}`;
@@ -510,7 +513,7 @@ export class View {
       const text = describe(store, m);
       const canRecall = mine && !m.body.recalled && !m.body.deleted && store.serverNow() - m.ts < RECALL_WINDOW_MS;
       const sig = [text, m.body.edited || 0, m.body.recalled, m.body.deleted, status, showName, key === lastMine, canRecall,
-        store.nameOf(m.sender), m.body.forwarded ? store.nameOf(m.body.forwarded.sender) : ""].join("|");
+        store.nameOf(m.sender), m.body.forwarded ? store.nameOf(m.body.forwarded.sender) : "", signature(m.body)].join("|");
       add(key, sig, () => this._messageNode(store, m, { mine, status, showName, isLastMine: key === lastMine }));
       previous = m;
     }
@@ -572,9 +575,8 @@ export class View {
     if (mine && !gone) {
       meta.append(h("span", { class: `tick ${status}`, testid: "message-tick", title: STATUS_LABEL[status], text: STATUS_TICK[status] }));
     }
-    const bubble = h("div", { class: `bubble${gone ? " gone" : ""}` },
-      h("span", { class: "text", testid: gone ? "message-gone" : "message-text", text: describe(store, msg) }),
-      meta);
+    const text = h("span", { class: "text", testid: gone ? "message-gone" : "message-text", text: describe(store, msg) });
+    const bubble = h("div", { class: `bubble${gone ? " gone" : ""}` }, text, meta);
     const attached = gone ? null : attachmentNode(body, this.handlers.token(), {
       onOpenImage: (image) => openViewer(this.handlers.token(), image) });
     if (attached) bubble.prepend(attached);
@@ -584,6 +586,7 @@ export class View {
         "aria-label": "Message actions", title: "More", text: "⋯" }));
     }
     node.append(row);
+    decorate(h, store, msg, { node, bubble, text }, this.handlers); // quote, mentions, thread link, reactions
     if (isLastMine) {
       node.append(h("div", { class: `receipt-label ${status}`, testid: "receipt-label", title: failed || undefined,
         text: STATUS_LABEL[status] }));

@@ -37,7 +37,7 @@ export class MemoryStorage implements KeyValueStorage {
 export interface OutboxItem {
   client_msg_id: string;
   /** The frame, without `id`: re-sent unchanged, so the server stores it once (section 8.2). */
-  frame: { t: "send" | "recall" | "edit"; client_msg_id: string; [field: string]: unknown };
+  frame: { t: "send" | "recall" | "edit" | "react"; client_msg_id: string; [field: string]: unknown };
   /** Where it goes (for a send to a user: `d:<low>:<high>`), known before the ack. */
   conversation_id: string;
   /** Local time it was queued, ms. */
@@ -597,6 +597,19 @@ export class PicaClient {
       frame: { t: "edit", client_msg_id: id, conversation_id: conversationId, seq, text } });
   }
 
+  /** Add an emoji reaction to a message, or take mine back (`remove`; section 28); resolves on the reaction
+   * event's `sent`. */
+  react(conversationId: string, seq: number, emoji: string, remove = false): Promise<Sent> {
+    const id = newClientMsgId();
+    return this.enqueue({ client_msg_id: id, conversation_id: conversationId, queued_at: Date.now(),
+      frame: { t: "react", client_msg_id: id, conversation_id: conversationId, seq, emoji, remove } });
+  }
+
+  /** One page of the thread under group message `root`, oldest first, after `after` (section 28). */
+  threadPage(conversationId: string, root: number, after = 0): Promise<AnyFrame> {
+    return this.request({ t: "thread", conversation_id: conversationId, root, after });
+  }
+
   private enqueue(item: OutboxItem): Promise<Sent> {
     const promise = this.waitAck(item.client_msg_id);
     this.outbox.set(item.client_msg_id, item);
@@ -645,9 +658,11 @@ export class PicaClient {
   /** Our own send or event was stored: it counts as a live message of ours (section 8.6). */
   private acknowledged(item: OutboxItem, sent: Sent): void {
     if (!this.outbox.delete(item.client_msg_id)) return; // acked already (a reply to an earlier connection's try)
-    const body = item.frame.t === "send" ? item.frame.body as Record<string, unknown>
-      : item.frame.t === "recall" ? { recall: { seq: item.frame.seq } }
-        : { edit: { seq: item.frame.seq, text: item.frame.text } };
+    const frame = item.frame;
+    const body = frame.t === "send" ? frame.body as Record<string, unknown>
+      : frame.t === "recall" ? { recall: { seq: frame.seq } }
+        : frame.t === "react" ? { reaction: { seq: frame.seq, emoji: frame.emoji, add: !frame.remove } }
+          : { edit: { seq: frame.seq, text: frame.text } };
     const message: Msg = { t: "msg", conversation_id: sent.conversation_id, seq: sent.seq, sender: this.userId,
       client_msg_id: sent.client_msg_id, ts: sent.ts, body };
     const verdict: Verdict = this.cursors.accept(message);

@@ -132,6 +132,21 @@ export interface Contact {
   state: string;
 }
 
+/** My own state of a conversation changed, on one of my devices (protocol section 29.4): all of it. Absent
+ * fields have their defaults (no draft, not pinned to the top, not archived, not marked unread, not muted).
+ */
+export interface ConversationState {
+  t: "conversation";
+  conversation_id: string;
+  draft?: string;
+  draft_ts?: number;
+  pinned_at?: number;
+  archived?: boolean;
+  marked_unread?: boolean;
+  muted_until?: number | null;
+  level?: string;
+}
+
 /** Delete a message for myself only: it reads as a tombstone on all my devices. */
 export interface Delete {
   t: "delete";
@@ -223,6 +238,17 @@ export interface Presence {
   user_id: number;
   online: boolean;
   last_seen: number;
+}
+
+/** Add (or, ``remove``, take back) an emoji reaction to a message; appends a reaction event. */
+export interface React {
+  t: "react";
+  conversation_id: string;
+  seq: number;
+  emoji: string;
+  client_msg_id: string;
+  remove?: boolean;
+  id?: number | null;
 }
 
 /** Read receipt: the user has read ``conversation_id`` up to and including ``seq`` (cumulative). */
@@ -326,6 +352,26 @@ export interface Synced {
   ref?: number | null;
 }
 
+/** Page through the thread under group message ``root``, oldest first, after ``after``. */
+export interface Thread {
+  t: "thread";
+  conversation_id: string;
+  root: number;
+  after?: number;
+  limit?: number | null;
+  id?: number | null;
+}
+
+/** One page of a thread (answer to ``thread``). */
+export interface ThreadPage {
+  t: "thread_page";
+  conversation_id: string;
+  root: number;
+  msgs: Array<Msg>;
+  more: boolean;
+  ref?: number | null;
+}
+
 /** Client to server: "I am typing in this conversation". Server to client: ``user_id`` is typing.
  * Ephemeral, rate-limited, never stored.
  */
@@ -355,7 +401,9 @@ export type ClientFrame =
   | CallCancel
   | CallHangup
   | CallRinging
-  | CallCandidate;
+  | CallCandidate
+  | React
+  | Thread;
 
 export type ClientFrameType = ClientFrame["t"];
 
@@ -381,6 +429,8 @@ export type ServerFrame =
   | CallRinging
   | CallAccepted
   | CallCandidate
-  | CallEnded;
+  | CallEnded
+  | ConversationState
+  | ThreadPage;
 
 export type ServerFrameType = ServerFrame["t"];
