@@ -14,7 +14,8 @@ SECTIONS = {"limits": config.LimitsConfig, "auth": config.AuthConfig, "sqlite": 
             "jobs": config.JobsConfig,
             "before_send": config.BeforeSendConfig, "event_stream": config.EventStreamConfig,
             "mqtt": config.MqttConfig, "media": config.MediaConfig, "bots": config.BotsConfig,
-            "push": config.PushConfig, "calls": config.CallsConfig, "turn": config.TurnConfig}
+            "push": config.PushConfig, "calls": config.CallsConfig, "turn": config.TurnConfig,
+            "previews": config.PreviewsConfig}
 
 
 def test_every_config_key_is_in_the_readme() -> None:

@@ -64,7 +64,8 @@ FILE_KINDS: Final = ("file", "image", "voice")
 """Bodies that reference an uploaded file (``{"<kind>": {"id": <file_id>, ...}}``)."""
 MAX_VOICE_MS: Final = 3_600_000
 MAX_WAVEFORM: Final = 100
-SERVER_ONLY_KEYS: Final = ("system", "recall", "edit", "deleted", "recalled", "edited", "call")
+SERVER_ONLY_KEYS: Final = ("system", "recall", "edit", "deleted", "recalled", "edited", "call", "preview",
+                           "link_preview")
 
 
 def validate_body(body: object, limits: LimitsConfig) -> tuple[dict[str, Any], bytes]:

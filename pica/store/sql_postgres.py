@@ -7,7 +7,21 @@ from __future__ import annotations
 
 from typing import Any, Final, TypeVar
 
-from pica.store import admin, bots, devices, groups, invites, jobs, lifecycle, media, messages, search, sessions, social
+from pica.store import (
+    admin,
+    bots,
+    devices,
+    groups,
+    invites,
+    jobs,
+    lifecycle,
+    media,
+    messages,
+    previews,
+    search,
+    sessions,
+    social,
+)
 from pica.store.txn import Dialect, Read, Txn, merge
 
 T = TypeVar("T")
@@ -16,6 +30,7 @@ STATEMENTS: Final[Dialect] = merge(
     messages.POSTGRES, groups.POSTGRES, social.POSTGRES, invites.POSTGRES, sessions.POSTGRES, lifecycle.POSTGRES,
     search.POSTGRES,
     jobs.POSTGRES, media.POSTGRES, bots.POSTGRES, devices.POSTGRES, admin.POSTGRES,
+    previews.POSTGRES,
 )
 """Every statement PostgreSQL knows, gathered from the modules that write transactions."""
 

@@ -11,7 +11,21 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from pica.store import admin, bots, devices, groups, invites, jobs, lifecycle, media, messages, search, sessions, social
+from pica.store import (
+    admin,
+    bots,
+    devices,
+    groups,
+    invites,
+    jobs,
+    lifecycle,
+    media,
+    messages,
+    previews,
+    search,
+    sessions,
+    social,
+)
 from pica.store.txn import Dialect, Read, Statement, Step, Txn, drive, merge
 
 T = TypeVar("T")
@@ -19,6 +33,7 @@ T = TypeVar("T")
 STATEMENTS: Final[Dialect] = merge(
     messages.SQLITE, groups.SQLITE, social.SQLITE, invites.SQLITE, sessions.SQLITE, lifecycle.SQLITE, search.SQLITE,
     jobs.SQLITE, media.SQLITE, bots.SQLITE, devices.SQLITE, admin.SQLITE,
+    previews.SQLITE,
 )
 """Every statement SQLite knows, gathered from the modules that write transactions."""
 _json_encode: Final = msgspec.json.Encoder().encode

@@ -213,6 +213,7 @@ ROUTES: Final = [
     Route("GET", CONVERSATION + "/receipts"),
     Route("POST", CONVERSATION + "/read", body=lambda w: {"seq": 1}),
     Route("POST", CONVERSATION + "/messages/{seq}/recall", body=lambda w: {"client_msg_id": "r1"}),
+    Route("POST", CONVERSATION + "/messages/{seq}/unpreview", body=lambda w: {"client_msg_id": "u1"}),
     Route("POST", CONVERSATION + "/messages/{seq}/edit", body=lambda w: {"client_msg_id": "e1", "text": "edited"}),
     Route("DELETE", CONVERSATION + "/messages/{seq}"),
     Route("GET", "/v1/search", query={"q": Query("hello", "text", required=True),
