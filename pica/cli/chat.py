@@ -367,7 +367,7 @@ class ChatApp:
     def _commands(self) -> dict[str, Callable[[str], Awaitable[None]]]:
         return {"list": self.cmd_list, "open": self.cmd_open, "more": self.cmd_more, "who": self.cmd_who,
                 "group": self.cmd_group, "add": self.cmd_add, "read": self.cmd_read, "send": self.cmd_send,
-                "save": self.cmd_save, "help": self.cmd_help}
+                "save": self.cmd_save, "unpreview": self.cmd_unpreview, "help": self.cmd_help}
 
     async def cmd_help(self, _: str) -> None:
         self.say(HELP)
@@ -578,6 +578,14 @@ class ChatApp:
             return
         data = await self.client.http.download(str(ref["id"]), path)
         self.say(f"saved {path} ({len(data)} bytes)")
+
+    async def cmd_unpreview(self, arg: str) -> None:
+        """/unpreview SEQ: remove the link preview of my message #SEQ of the open conversation."""
+        opened = self.opened
+        if opened is None or not arg.lstrip("#").isdigit():
+            self.say("! usage: /unpreview N, in an open conversation (N is the #number of my message)")
+            return
+        await self.client.remove_preview(opened.conv.conversation_id, int(arg.lstrip("#")))
 
 
 def _msg(data: dict[str, Any]) -> f.Msg:

@@ -17,6 +17,7 @@ HELP: Final = """commands:
   /read                 mark the open conversation read
   /send PATH [caption]  upload a file and send it to the open conversation
   /save N [PATH]        save the file of message #N of the open conversation (to its own name, or PATH)
+  /unpreview N          remove the link preview of my message #N
   /quit                 leave (also Ctrl-D)
 anything else is sent to the open conversation (start it with // to send a leading /)"""
 
@@ -83,7 +84,21 @@ def content(body: dict[str, Any]) -> str:
         parts.append(json.dumps(body, ensure_ascii=False)[:200])
     if body.get("edited"):
         parts.append("(edited)")
+    card = preview_card(body.get("link_preview"))
+    if card:
+        parts.append(card)
     return " ".join(parts)
+
+
+def preview_card(preview: object) -> str:
+    """A link preview on one line (docs/protocol.md section 30); empty for none or a removed one."""
+    if not isinstance(preview, dict) or preview.get("removed"):
+        return ""
+    words = [str(preview[k]) for k in ("title", "site_name") if isinstance(preview.get(k), str)]
+    description = preview.get("description")
+    if isinstance(description, str):
+        words.append(description if len(description) <= 80 else description[:79] + "…")
+    return f"[{' · '.join(words)}]" if words else ""
 
 
 def _people(event: dict[str, Any], name_of: NameOf) -> str:
@@ -102,6 +117,13 @@ def notice(sender: str, body: dict[str, Any], name_of: NameOf) -> str | None:
         if not isinstance(edit.get("text"), str):  # the edit of a message recalled since: its text is gone
             return f"* {sender} edited message #{edit.get('seq')} (recalled since)"
         return f"* {sender} edited message #{edit.get('seq')}: {edit['text']}"
+    if isinstance(body.get("preview"), dict):
+        preview = body["preview"]
+        if preview.get("removed"):
+            return f"* {sender} removed the link preview of message #{preview.get('seq')}"
+        if preview.get("recalled"):
+            return f"* link preview of message #{preview.get('seq')} (recalled since)"
+        return f"* link preview of message #{preview.get('seq')}: {preview_card(preview)}"
     event = body.get("system")
     if not isinstance(event, dict):
         return None
