@@ -5,6 +5,7 @@ import { api, ApiError, Connection, Disconnected } from "./protocol.js";
 import { directId, isEvent, RECALL_WINDOW_MS, setRecallWindow, Store } from "./store.js";
 import { bodyFor, uploadFile, VoiceRecorder } from "./files.js";
 import { View } from "./ui.js";
+import { SearchBox } from "./search.js";
 import { Calls } from "./calls.js"; // calls: hook (the call UI is calls.js)
 
 const SESSION_KEY = "pica.session";
@@ -53,8 +54,10 @@ const view = new View({
   onNearTop: () => loadOlder(),
   onFind: find,
   onFindSubmit: findSubmit,
+  onRemovePreview: removePreview,
   menuFor,
 });
+const searchBox = new SearchBox({ token: () => session?.token || "", store: () => store, open: openConversation });
 
 // ------------------------------------------------------------------------------------------------ helpers
 
@@ -177,6 +180,7 @@ function signOut() {
 
 function logout(message = "") {
   if (calls) calls.hangUp(); // calls: hook
+  searchBox.clear();
   if (conn) conn.stop();
   conn = null;
   if (store) {
@@ -879,6 +883,16 @@ function menuFor(seq) {
 async function sendEvent(conv, frame, body) {
   const sent = await conn.request({ ...frame, conversation_id: conv.id, client_msg_id: newClientMsgId() });
   acknowledged(body, sent);
+}
+
+async function removePreview(seq) {
+  const conv = activeId ? store.conversations.get(activeId) : null;
+  if (!conv || !conn) return;
+  try {
+    await sendEvent(conv, { t: "unpreview", seq }, { preview: { seq, removed: true } });
+  } catch (exc) {
+    view.toast(`Could not remove the preview: ${errorText(exc)}`);
+  }
 }
 
 function editMessage(conv, msg) {

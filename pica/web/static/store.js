@@ -3,6 +3,7 @@
 // No DOM here: the store says what changed, ui.js draws it.
 
 import { callRecordText } from "./calls.js"; // calls: hook
+import { applyPreviewEvent, withPreview } from "./previews.js";
 
 // The server announces limits.recall_window in `ready`; a live binding, so importers see the update. The server
 // has the last word anyway: a late recall is refused.
@@ -47,7 +48,7 @@ export function directId(a, b) {
 }
 
 export function isEvent(body) {
-  return Boolean(body && (body.recall || body.edit));
+  return Boolean(body && (body.recall || body.edit || body.preview));
 }
 
 /**
@@ -56,7 +57,8 @@ export function isEvent(body) {
  * (pica/protocol/bodies.py, `stands_for_conversation`): the two change together.
  */
 export function standsForConversation(body) {
-  return Boolean(body) && !("recall" in body || "edit" in body || "recalled" in body || "deleted" in body);
+  return Boolean(body) && !("recall" in body || "edit" in body || "preview" in body || "recalled" in body
+    || "deleted" in body);
 }
 
 export class Store {
@@ -372,11 +374,13 @@ export class Store {
     if (body.edit && typeof body.edit.text === "string") {
       this.patch(conv.id, body.edit.seq, { kind: "edit", seq: msg.seq, ts: msg.ts, text: body.edit.text });
     }
+    if (body.preview) applyPreviewEvent(conv, body.preview); // link previews: previews.js
     const existing = conv.messages.get(msg.seq);
     const copy = { ...msg, body: { ...body } };
     if (existing && existing.body.recalled) copy.body = existing.body; // recall is final
     const patch = conv.patches.get(msg.seq);
     if (patch) applyPatch(copy, patch);
+    withPreview(conv, copy);
     conv.messages.set(msg.seq, copy);
     if (conv.pending.delete(msg.client_msg_id) && msg.sender === this.me.user_id) this.dropFromOutbox(msg.client_msg_id);
     this.changed.conversations.add(conv.id);
@@ -528,6 +532,7 @@ export function describe(store, msg, { preview = false } = {}) {
   if (body.recalled) return "message recalled";
   if (body.recall) return "message recalled";
   if (body.edit) return preview ? (typeof body.edit.text === "string" ? `✎ ${body.edit.text}` : "message recalled") : "";
+  if (body.preview) return "";
   if (body.system) return noticeText(store, msg.sender, body.system);
   if (body.call) return callRecordText(body, msg.sender === store.me.user_id); // calls: hook
   const attachment = body.file || body.image;
