@@ -108,8 +108,10 @@ class PreviewJob:
             async with asyncio.timeout_at(deadline):
                 page = await self._fetcher.page(url)
         except (FetchError, TimeoutError) as exc:
+            # The reason names the link's host, part of what a user wrote: DEBUG only.
             refused = isinstance(exc, FetchError) and exc.refused
-            log.info("no link preview: %s", exc or "timed out", extra={"refused": refused})
+            log.info("no link preview", extra={"refused": refused, "timed_out": isinstance(exc, TimeoutError)})
+            log.debug("no link preview: %s", exc or "timed out")
             return {}
         meta = extract(page.body, page.content_type_header, page.url, max_title=config.max_title_chars,
                        max_description=config.max_description_chars)
@@ -125,7 +127,7 @@ class PreviewJob:
                     image = await self._fetcher.image(meta.image_url)
                 thumbnail = await asyncio.to_thread(data_uri_thumbnail, image.body, config.image_size)
             except (FetchError, TimeoutError) as exc:
-                log.info("link preview without its image: %s", exc or "timed out")
+                log.debug("link preview without its image: %s", exc or "timed out")
                 thumbnail = None
             if thumbnail is not None:
                 preview["image"] = thumbnail

@@ -41,8 +41,8 @@ key is ``<conversation_id>/<seq>``, its target the conversation, its payload the
 
 PREVIEW: Final = "preview"
 """The kind of a link preview job (pica/previews): one per stored message whose text has an http(s) link, when
-``previews.enabled``. Its key is ``<conversation_id>/<seq>``, its target the URL, its payload
-``{"conversation_id", "seq", "sender", "url"}``."""
+``previews.enabled``. Its key is ``<conversation_id>/<seq>``, its target the conversation (not the URL: targets are
+logged, and a link is part of what a user wrote), its payload ``{"conversation_id", "seq", "sender", "url"}``."""
 
 EVENT_TYPES: Final = (
     "message.created", "message.recalled", "message.edited", "user.created",
@@ -144,7 +144,8 @@ def preview_rows(requests: Sequence[DirectAppend | GroupAppend], outcomes: Seque
         if url is not None:
             data = {"conversation_id": request.conversation_id, "seq": outcome.seq, "sender": request.sender,
                     "url": url}
-            rows.append(JobRow(f"{request.conversation_id}/{outcome.seq}", PREVIEW, url[:1000], _encode(data)))
+            rows.append(JobRow(f"{request.conversation_id}/{outcome.seq}", PREVIEW, request.conversation_id,
+                               _encode(data)))
     return rows
 
 

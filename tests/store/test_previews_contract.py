@@ -41,7 +41,7 @@ async def test_a_message_with_a_link_queues_one_preview_job_when_previews_are_on
     await store.append_direct(said("d:1:2", alice, bob, "b", "look: https://example.org/a. and http://other.org"))
     await store.append_direct(said("d:1:2", alice, bob, "b", "look: https://example.org/a. and http://other.org"))
     jobs = await store.claim_jobs(10_000, 1_000, 10)
-    assert [(j.kind, j.key, j.target) for j in jobs] == [(PREVIEW, "d:1:2/2", "https://example.org/a")]
+    assert [(j.kind, j.key, j.target) for j in jobs] == [(PREVIEW, "d:1:2/2", "d:1:2")]
     assert msgspec.json.decode(jobs[0].payload) == {"conversation_id": "d:1:2", "seq": 2, "sender": alice,
                                                     "url": "https://example.org/a"}
     store.set_job_rules(JobRules())  # previews off: nothing more
