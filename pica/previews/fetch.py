@@ -16,7 +16,8 @@ reach (its loopback, the private network, a cloud metadata address at 169.254.16
   (Synapse CVE-2021-21273 was an SSRF through a redirect).
 - Limits: ``previews.connect_timeout`` per connection, ``previews.timeout`` for the whole fetch (the caller's
   deadline), at most ``max_page_bytes`` of a page read (then reading stops: the head comes first) and at most
-  ``max_image_bytes`` of an image (a larger one is refused), content types checked (HTML for a page, JPEG, PNG, GIF or
+  ``max_image_bytes`` of an image (a larger one is refused), counted after inflating gzip or deflate (a compression
+  bomb stops there too), content types checked (HTML for a page, JPEG, PNG, GIF or
   WebP for an image). No proxy from the environment, no cookies.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
@@ -170,11 +172,13 @@ class Fetcher:
                                             sock_connect=config.connect_timeout, sock_read=config.timeout)
             connector = aiohttp.TCPConnector(resolver=_Pinned(host, addresses), use_dns_cache=False,
                                              force_close=True, limit=1)
+            # auto_decompress off: _read inflates with a bound on what comes out (a gzip bomb stops at the limit).
             async with aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=False,
-                                             cookie_jar=aiohttp.DummyCookieJar()) as session:
+                                             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False) as session:
                 try:
                     async with session.get(url, allow_redirects=False, headers={
                         "User-Agent": _USER_AGENT, "Accept": ", ".join(types), "Accept-Language": "*",
+                        "Accept-Encoding": "gzip, deflate",
                     }) as response:
                         if response.status in _REDIRECTS:
                             location = response.headers.get("Location")
@@ -196,21 +200,35 @@ async def _read(response: aiohttp.ClientResponse, url: str, types: tuple[str, ..
     media_type = header.split(";")[0].strip().lower()
     if media_type not in types:
         raise FetchError(f"content type {media_type or 'none'!r} is not one of {', '.join(types)}")
-    declared = response.content_length
-    if not cut and declared is not None and declared > limit:
-        raise FetchError(f"{declared} bytes is more than {limit}")
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        inflater = None
+        declared = response.content_length
+        if not cut and declared is not None and declared > limit:
+            raise FetchError(f"{declared} bytes is more than {limit}")
+    elif encoding in ("gzip", "x-gzip", "deflate"):
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if "gzip" in encoding else zlib.MAX_WBITS)
+    else:
+        raise FetchError(f"content encoding {encoding!r} is not read")
     chunks: list[bytes] = []
     size = 0
-    truncated = False
-    while True:
-        chunk = await response.content.read(_CHUNK)
-        if not chunk:
+    while size <= limit:
+        pending = await response.content.read(_CHUNK)
+        if not pending:
             break
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:  # stop reading: the rest is never asked for, and the connection is closed
-            truncated = size > limit or not response.content.at_eof()
-            break
+        while pending and size <= limit:
+            if inflater is None:
+                data, pending = pending, b""
+            else:
+                try:  # never more out than the limit needs, however much the input would inflate to
+                    data = inflater.decompress(pending, limit + 1 - size)
+                except zlib.error as exc:
+                    raise FetchError(f"the {encoding} body does not inflate: {exc}") from None
+                pending = inflater.unconsumed_tail
+            chunks.append(data)
+            size += len(data)
+    # Past the limit, reading stops: the rest is never asked for, and the connection is closed.
+    truncated = size > limit
     if truncated and not cut:
         raise FetchError(f"more than {limit} bytes")
     return Fetched(url, media_type, header, b"".join(chunks)[:limit], truncated)

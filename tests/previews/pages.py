@@ -4,6 +4,7 @@ and a JSON document, served by aiohttp on 127.0.0.1 (or another loopback address
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 from collections import Counter
 
@@ -77,6 +78,13 @@ class Site:
                 await response.write(chunk)
                 self.huge_bytes_sent += len(chunk)
             return response
+        if name == "bomb":  # 64 MiB of HTML that travels as about 300 KiB of gzip
+            inflated = HEAD.replace("</body></html>", "").encode() + b" " * (64 * 1024 * 1024)
+            return web.Response(body=gzip.compress(inflated, 1), content_type="text/html",
+                                headers={"Content-Encoding": "gzip"})
+        if name == "gzipped":
+            return web.Response(body=gzip.compress(HEAD.encode()), content_type="text/html",
+                                headers={"Content-Encoding": "gzip"})
         if name == "huge.png":
             return web.Response(body=b"\x89PNG\r\n\x1a\n" + b"\0" * (5 * 1024 * 1024), content_type="image/png")
         if name == "bigimage":

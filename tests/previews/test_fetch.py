@@ -130,6 +130,15 @@ async def test_a_huge_page_is_cut_and_still_previewed(site: Site) -> None:
     assert preview["title"] == "Pica & friends"
 
 
+async def test_a_compressed_page_is_inflated_up_to_the_limit_only(site: Site) -> None:
+    config = strict(site, allowed_networks=("127.0.0.0/8",), max_page_bytes=65536)
+    fetcher = Fetcher(config)
+    bomb = await fetcher.page(site.url("/bomb"))
+    assert bomb.truncated and len(bomb.body) == 65536 and b"og:title" in bomb.body
+    gzipped = await fetcher.page(site.url("/gzipped"))
+    assert not gzipped.truncated and gzipped.body.endswith(b"</html>")
+
+
 async def test_a_huge_image_is_left_out(site: Site) -> None:
     config = strict(site, allowed_networks=("127.0.0.0/8",), max_image_bytes=1024 * 1024)
     with pytest.raises(FetchError, match="more than"):
