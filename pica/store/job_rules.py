@@ -132,13 +132,24 @@ def push_row(event: Event, delay_ms: int) -> JobRow:
     return JobRow(event.ident, PUSH, event.conversation_id, data, delay_ms)
 
 
+def has_link(search_text: str) -> bool:
+    """Whether a message's search document says its text has a link: its link marker, which
+    :func:`pica.protocol.tokens.document` puts last (no token of a user's can be ``_link``: ``_`` separates tokens)."""
+    return search_text.endswith(LINK_MARKER)
+
+
+def wakes(rules: JobRules | None, request: DirectAppend | GroupAppend) -> bool:
+    """Whether storing ``request`` may queue a job, so that the worker should look: always when events make jobs, only
+    for a message with a link when previews are the only rules (a claim costs the SQLite writer a transaction)."""
+    return rules is not None and (rules.events or has_link(request.search_text))
+
+
 def preview_rows(requests: Sequence[DirectAppend | GroupAppend], outcomes: Sequence[Any]) -> list[JobRow]:
     """A ``preview`` job for every message a batch stored whose text has a link. The search document already says
     whether it has one (its link marker): only those bodies are decoded again."""
     rows = []
     for request, outcome in zip(requests, outcomes, strict=True):
-        if (not isinstance(outcome, AppendResult) or outcome.duplicate
-                or LINK_MARKER not in request.search_text.split()):
+        if not isinstance(outcome, AppendResult) or outcome.duplicate or not has_link(request.search_text):
             continue
         url = link_of(_decode_body(request.body_json))
         if url is not None:

@@ -29,7 +29,7 @@ import asyncpg
 
 from pica.config import PostgresConfig
 from pica.errors import InternalError, PicaError, StoreUnavailable
-from pica.store import jobs, messages, sql_postgres
+from pica.store import job_rules, jobs, messages, sql_postgres
 from pica.store import search as fts
 from pica.store.base import (
     AppendResult,
@@ -305,7 +305,7 @@ class PostgresStore(SqlStore):
         future = self._future()
         self._submit(LaneOp(request.conversation_id, future, append=request,
                             search=self._search_value(request.search_text)))
-        if self._job_rules is not None:
+        if job_rules.wakes(self._job_rules, request):
             future.add_done_callback(self._jobs_written)
         return future
 
@@ -313,7 +313,7 @@ class PostgresStore(SqlStore):
         future = self._future()
         self._submit(LaneOp(request.conversation_id, future, append=request,
                             search=self._search_value(request.search_text)))
-        if self._job_rules is not None:
+        if job_rules.wakes(self._job_rules, request):
             future.add_done_callback(self._jobs_written)
         return future
 
@@ -323,6 +323,6 @@ class PostgresStore(SqlStore):
                               jobs.event_events, request.ts)
         txn = lambda conn: sql_postgres.run(conn, make())  # noqa: E731
         self._submit(LaneOp(request.conversation_id, future, run=txn))
-        if self._job_rules is not None:
+        if self._job_rules is not None and self._job_rules.events:  # previews alone make no job of an event
             future.add_done_callback(self._jobs_written)
         return future

@@ -36,16 +36,21 @@ async def bodies(store: Store, reader: int, conversation: str) -> dict[int, dict
 
 async def test_a_message_with_a_link_queues_one_preview_job_when_previews_are_on(store: Store) -> None:
     alice, bob = await users(store, "alice", "bob")
-    store.set_job_rules(JobRules(previews=True))
+    woken: list[int] = []
+    store.set_job_rules(JobRules(previews=True), lambda: woken.append(1))
     await store.append_direct(said("d:1:2", alice, bob, "a", "no link here"))
     await store.append_direct(said("d:1:2", alice, bob, "b", "look: https://example.org/a. and http://other.org"))
     await store.append_direct(said("d:1:2", alice, bob, "b", "look: https://example.org/a. and http://other.org"))
+    caption = {"file": {"id": "f1", "name": "plan.pdf"}, "text": "the plan, also at https://example.org/plan"}
+    await store.append_direct(DirectAppend("d:1:2", alice, bob, "c", json.dumps(caption).encode(), 1_000,
+                                           document(caption)))
     jobs = await store.claim_jobs(10_000, 1_000, 10)
-    assert [(j.kind, j.key, j.target) for j in jobs] == [(PREVIEW, "d:1:2/2", "d:1:2")]
+    assert [(j.kind, j.key, j.target) for j in jobs] == [(PREVIEW, "d:1:2/2", "d:1:2"), (PREVIEW, "d:1:2/3", "d:1:2")]
     assert msgspec.json.decode(jobs[0].payload) == {"conversation_id": "d:1:2", "seq": 2, "sender": alice,
                                                     "url": "https://example.org/a"}
+    assert len(woken) == 3  # the worker is woken for a message with a link only (and its repeat)
     store.set_job_rules(JobRules())  # previews off: nothing more
-    await store.append_direct(said("d:1:2", alice, bob, "c", "https://example.org/b"))
+    await store.append_direct(said("d:1:2", alice, bob, "d", "https://example.org/b"))
     assert await store.claim_jobs(10_500, 1_000, 10) == []  # (the first is still leased)
 
 
