@@ -56,13 +56,14 @@ from pica.logs import audit
 from pica.media.service import MediaService, open_blobs
 from pica.metrics import NodeMetrics
 from pica.mqtt import start_mqtt_server
+from pica.previews.job import PreviewJob
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
 from pica.protocol.outbound import OutboundFrame
 from pica.push.sender import PushSender, build_providers
 from pica.store.base import JobRules, Store
 from pica.store.factory import build_store, sqlite_path
-from pica.store.job_rules import PUSH, STREAM, WEBHOOK, valid_pattern
+from pica.store.job_rules import PREVIEW, PUSH, STREAM, WEBHOOK, valid_pattern
 from pica.store.sqlite_files import server_lock
 from pica.webhooks.before_send import BeforeSendHook
 from pica.webhooks.delivery import WebhookSender
@@ -164,7 +165,8 @@ class SideWork:
         self.worker: JobWorker | None = None
         push_on = bool(config.push.platforms)
         self.endpoints = Endpoints(config.webhooks, store, self._rules_changed if write_jobs else lambda rules: None,
-                                   stream, int(config.push.delay * 1000) if push_on else None)
+                                   stream, int(config.push.delay * 1000) if push_on else None,
+                                   previews=config.previews.enabled)
         self.sender = WebhookSender(self.endpoints, config.jobs)
         self.publisher: NatsPublisher | None = None
         handlers: dict[str, Handler] = {WEBHOOK: self.sender}
@@ -175,6 +177,9 @@ class SideWork:
             except (OSError, ValueError) as exc:  # a key file missing or not a key
                 raise StartupError(f"push: cannot load the credentials: {exc}") from exc
             handlers[PUSH] = self.pusher
+        self.previewer: PreviewJob | None = None
+        if config.previews.enabled:
+            self.previewer = handlers[PREVIEW] = PreviewJob(store, config.previews)
         if config.event_stream.url:
             from pica.stream.nats import NatsPublisher  # nats is imported only when a stream is configured
 
@@ -410,6 +415,8 @@ class PicaServer:
             fanout = GroupFanout(self.store, self.hub)
         chat = ChatService(self.store, delivery, self.clock, config.limits, fanout, rates, self._before_send,
                            config.annotations)
+        if side.previewer is not None:  # previews attached by this node's worker are delivered live
+            side.previewer.deliver = chat.deliver_event
         social = SocialService(self.store, delivery, self.clock, presence, rates)
         if self.cluster is not None:
             self.cluster.set_presence_listener(social.on_presence_change)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -488,6 +489,40 @@ class PushConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PreviewsConfig:
+    """Link previews (docs/protocol.md section 30): the server fetches the first http(s) link of a text message off
+    the send path and attaches its title, description and image to the message. Every fetch goes through the SSRF
+    rules of pica/previews/fetch.py."""
+
+    enabled: bool = True
+    """Off: no preview job is written and no page is fetched."""
+    allow_private: bool = False
+    """Let previews reach private, loopback, link-local and other non-public addresses (refused by default: SSRF)."""
+    allowed_networks: tuple[str, ...] = ()
+    """Networks (CIDR, e.g. ``10.1.0.0/16``) reachable although not public: an intranet wiki. Empty: none."""
+    allowed_ports: tuple[int, ...] = (80, 443)
+    """Ports a link may name; any other is refused."""
+    max_page_bytes: int = 1048576
+    """Most bytes of a page read; the page is cut there (the head, where the meta tags are, comes first)."""
+    max_image_bytes: int = 2097152
+    """Most bytes of a preview's image downloaded; a larger image is left out of the preview."""
+    image_size: int = 160
+    """Longest side, in pixels, of the thumbnail kept in the preview (a JPEG ``data:`` URI; 0: no image)."""
+    max_redirects: int = 3
+    """Redirects followed, each hop checked again; one more and the fetch fails."""
+    connect_timeout: float = 3.0
+    """Seconds to open a connection to one hop."""
+    timeout: float = 10.0
+    """Seconds a whole fetch (page and image, every hop) may take."""
+    cache_ttl: float = 86400.0
+    """Seconds a fetched preview (or a failure) of a URL is reused for another message naming it."""
+    max_title_chars: int = 300
+    """Longest title kept (cut with an ellipsis)."""
+    max_description_chars: int = 1000
+    """Longest description kept."""
+
+
+@dataclass(frozen=True, slots=True)
 class CallsConfig:
     """1:1 voice and video calls: the WebRTC signalling the node relays (docs/protocol.md, "Calls")."""
 
@@ -610,6 +645,7 @@ class Config:
     turn: TurnConfig = field(default_factory=TurnConfig)
     conversations: ConversationsConfig = field(default_factory=ConversationsConfig)
     annotations: AnnotationsConfig = field(default_factory=AnnotationsConfig)
+    previews: PreviewsConfig = field(default_factory=PreviewsConfig)
 
 
 _SECTIONS: Final = {
@@ -634,6 +670,7 @@ _SECTIONS: Final = {
     "turn": TurnConfig,
     "conversations": ConversationsConfig,
     "annotations": AnnotationsConfig,
+    "previews": PreviewsConfig,
 }
 
 
@@ -948,6 +985,21 @@ def _validate(obj: Any, section: str) -> None:
         for name in ("apns_url", "fcm_url"):
             if not getattr(obj, name).startswith(("https://", "http://")):
                 raise ConfigError(f"push.{name}: expected an https:// URL")
+    if isinstance(obj, PreviewsConfig):
+        for name in ("max_page_bytes", "max_image_bytes", "timeout", "connect_timeout", "max_title_chars",
+                     "max_description_chars"):
+            if getattr(obj, name) <= 0:
+                raise ConfigError(f"previews.{name}: must be more than 0")
+        for name in ("image_size", "max_redirects", "cache_ttl"):
+            if getattr(obj, name) < 0:
+                raise ConfigError(f"previews.{name}: must be at least 0")
+        if not all(1 <= port <= 65535 for port in obj.allowed_ports):
+            raise ConfigError("previews.allowed_ports: ports are 1..65535")
+        for network in obj.allowed_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(f"previews.allowed_networks: {network!r} is not a network (CIDR)") from None
     if isinstance(obj, CallsConfig):
         for name in ("max_sdp_bytes", "max_candidate_bytes", "max_candidates"):
             if getattr(obj, name) < 1:

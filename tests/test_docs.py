@@ -16,7 +16,8 @@ SECTIONS = {"limits": config.LimitsConfig, "auth": config.AuthConfig, "sqlite": 
             "mqtt": config.MqttConfig, "xmpp": config.XmppConfig, "media": config.MediaConfig,
             "bots": config.BotsConfig,
             "push": config.PushConfig, "calls": config.CallsConfig, "turn": config.TurnConfig,
-            "conversations": config.ConversationsConfig, "annotations": config.AnnotationsConfig}
+            "conversations": config.ConversationsConfig, "annotations": config.AnnotationsConfig,
+            "previews": config.PreviewsConfig}
 
 
 def test_every_config_key_is_in_the_readme() -> None:

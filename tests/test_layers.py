@@ -54,6 +54,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "stream": FOUNDATION | {"store.base", "jobs"},
     # Push notifications: another kind of job; Web Push endpoints reach the network through the webhooks' SSRF rule.
     "push": FOUNDATION | {"protocol", "store.base", "jobs", "webhooks"},
+    # Link previews: another kind of job; the SSRF rule shared with webhooks, thumbnails made like the media's.
+    "previews": FOUNDATION | {"protocol", "store.base", "jobs", "webhooks", "media"},
     # The MQTT gateway: a transport of the gateway's Connection, beside TCP and WebSocket.
     "mqtt": FOUNDATION | {"protocol", "store.base", "core", "gateway", "metrics"},
     "xmpp": FOUNDATION | {"protocol", "store.base", "core", "gateway", "metrics"},
@@ -61,7 +63,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "client": frozenset({"errors", "protocol"}),
     # The composition root wires everything but the clients.
     "app": FOUNDATION | {"protocol", "store.base", "store", "core", "cluster", "gateway", "api", "web", "jobs",
-                         "webhooks", "stream", "mqtt", "xmpp", "media", "push", "metrics"},
+                         "webhooks", "stream", "mqtt", "xmpp", "media", "push", "metrics", "previews"},
     "cli": FOUNDATION | {"protocol", "store.base", "store", "core", "client", "app", "cluster", "jobs",
                          "webhooks"},  # cluster: doctor
     "__main__": frozenset({"cli"}),

@@ -195,6 +195,12 @@ async def recall(request: web.Request) -> web.Response:
     return await _event(request, "recall", user_id, body.client_msg_id, "")
 
 
+async def unpreview(request: web.Request) -> web.Response:
+    user_id = await caller(request)
+    body = await body_of(request, Recall)  # the same body: a client_msg_id
+    return await _event(request, "unpreview", user_id, body.client_msg_id, "")
+
+
 async def edit(request: web.Request) -> web.Response:
     user_id = await caller(request)
     body = await body_of(request, Edit)
@@ -241,6 +247,9 @@ def add_routes(app: web.Application) -> None:
           response=Ok, tag=tag)
     route(app, "POST", conversation + "/messages/{seq}/recall", recall, summary="Recall a message of mine",
           request=Recall, response=Ack, tag=tag)
+    route(app, "POST", conversation + "/messages/{seq}/unpreview", unpreview,
+          summary="Remove the link preview of a message of mine (protocol section 30)", request=Recall, response=Ack,
+          tag=tag)
     route(app, "POST", conversation + "/messages/{seq}/edit", edit, summary="Edit a message of mine", request=Edit,
           response=Ack, tag=tag)
     route(app, "DELETE", conversation + "/messages/{seq}", delete_for_me, summary="Delete a message for me only",

@@ -379,7 +379,8 @@ class ChatApp(OrganizeCommands):
         return {"list": self.cmd_list, "open": self.cmd_open, "more": self.cmd_more, "who": self.cmd_who,
                 "group": self.cmd_group, "add": self.cmd_add, "read": self.cmd_read, "send": self.cmd_send,
                 "save": self.cmd_save, "help": self.cmd_help, "react": self.cmd_react, "unreact": self.cmd_unreact,
-                "reply": self.cmd_reply, "thread": self.cmd_thread, **self.organize_commands()}
+                "reply": self.cmd_reply, "thread": self.cmd_thread, "unpreview": self.cmd_unpreview,
+                **self.organize_commands()}
 
     async def cmd_help(self, _: str) -> None:
         self.say(HELP)
@@ -642,6 +643,14 @@ class ChatApp(OrganizeCommands):
             self.say("(no messages in this thread yet: /thread N TEXT starts it)")
         else:
             await self.client.mark_thread_read(opened.conv.conversation_id, root, page.msgs[-1].seq)
+
+    async def cmd_unpreview(self, arg: str) -> None:
+        """/unpreview SEQ: remove the link preview of my message #SEQ of the open conversation."""
+        opened = self.opened
+        if opened is None or not arg.lstrip("#").isdigit():
+            self.say("! usage: /unpreview N, in an open conversation (N is the #number of my message)")
+            return
+        await self.client.remove_preview(opened.conv.conversation_id, int(arg.lstrip("#")))
 
 
 def _msg(data: dict[str, Any]) -> f.Msg:

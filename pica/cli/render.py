@@ -25,6 +25,7 @@ HELP: Final = """commands:
   /react N EMOJI        react to message #N (/unreact N EMOJI takes it back)
   /reply N TEXT         reply to message #N with a quote of it
   /thread N [TEXT]      show the thread under group message #N, or write TEXT in it
+  /unpreview N          remove the link preview of my message #N
   /quit                 leave (also Ctrl-D)
 anything else is sent to the open conversation (start it with // to send a leading /)"""
 
@@ -91,6 +92,9 @@ def content(body: dict[str, Any]) -> str:
         parts.append(json.dumps(body, ensure_ascii=False)[:200])
     if body.get("edited"):
         parts.append("(edited)")
+    card = preview_card(body.get("link_preview"))
+    if card:
+        parts.append(card)
     return " ".join(parts)
 
 
@@ -118,6 +122,17 @@ def links(body: dict[str, Any], name_of: NameOf) -> tuple[str, str]:
     return before, "".join(" " + part for part in after)
 
 
+def preview_card(preview: object) -> str:
+    """A link preview on one line (docs/protocol.md section 30); empty for none or a removed one."""
+    if not isinstance(preview, dict) or preview.get("removed"):
+        return ""
+    words = [str(preview[k]) for k in ("title", "site_name") if isinstance(preview.get(k), str)]
+    description = preview.get("description")
+    if isinstance(description, str):
+        words.append(description if len(description) <= 80 else description[:79] + "…")
+    return f"[{' · '.join(words)}]" if words else ""
+
+
 def _people(event: dict[str, Any], name_of: NameOf) -> str:
     ids = event.get("user_ids")
     if isinstance(ids, list):
@@ -138,6 +153,13 @@ def notice(sender: str, body: dict[str, Any], name_of: NameOf) -> str | None:
         if not isinstance(edit.get("text"), str):  # the edit of a message recalled since: its text is gone
             return f"* {sender} edited message #{edit.get('seq')} (recalled since)"
         return f"* {sender} edited message #{edit.get('seq')}: {edit['text']}"
+    if isinstance(body.get("preview"), dict):
+        preview = body["preview"]
+        if preview.get("removed"):
+            return f"* {sender} removed the link preview of message #{preview.get('seq')}"
+        if preview.get("recalled"):
+            return f"* link preview of message #{preview.get('seq')} (recalled since)"
+        return f"* link preview of message #{preview.get('seq')}: {preview_card(preview)}"
     event = body.get("system")
     if not isinstance(event, dict):
         return None

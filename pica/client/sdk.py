@@ -557,6 +557,12 @@ class PicaClient:
             f.Edit(conversation_id=conversation_id, seq=seq, text=text, client_msg_id=uuid.uuid4().hex))
         return sent
 
+    async def remove_preview(self, conversation_id: str, seq: int) -> f.Sent:
+        """Remove the link preview of one of my messages (docs/protocol.md section 30)."""
+        sent: f.Sent = await self._request(
+            f.Unpreview(conversation_id=conversation_id, seq=seq, client_msg_id=uuid.uuid4().hex))
+        return sent
+
     async def delete_for_me(self, conversation_id: str, seq: int) -> None:
         await self._request(f.Delete(conversation_id=conversation_id, seq=seq))
 

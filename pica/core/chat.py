@@ -303,14 +303,15 @@ class ChatService:
 
     def submit_event(self, kind: str, user_id: int, conversation_id: str, seq: int, client_msg_id: str,
                      reply: Reply, text: str = "", origin: object | None = None) -> None:
-        """Recall or edit message ``seq``: an event message appended to the conversation, delivered like one."""
+        """Recall, edit or remove the link preview of message ``seq``: an event message appended to the
+        conversation, delivered like one."""
         if self._rates is not None:
             self._rates.check(self._rates.sends, user_id, "messages")
         client_msg_id = check_client_msg_id(client_msg_id)
         _must_name_one(conversation_id)
         if kind == "edit":
             validate_body({"text": text}, self._limits)
-        elif kind != "recall":
+        elif kind not in ("recall", "unpreview"):  # unpreview: the author removes a link preview (protocol 30)
             raise BadRequest(f"unknown event {kind!r}")
         request = EventAppend(kind, conversation_id, user_id, seq, client_msg_id, self._clock.now_ms(), text,
                               int(self._limits.recall_window * 1000))

@@ -65,7 +65,7 @@ FILE_KINDS: Final = ("file", "image", "voice")
 MAX_VOICE_MS: Final = 3_600_000
 MAX_WAVEFORM: Final = 100
 SERVER_ONLY_KEYS: Final = ("system", "recall", "edit", "deleted", "recalled", "edited", "call", "forwarded", "reaction",
-                            "reactions", "thread_info")
+                            "reactions", "thread_info", "preview", "link_preview")
 
 
 def validate_body(body: object, limits: LimitsConfig) -> tuple[dict[str, Any], bytes]:

@@ -281,8 +281,9 @@ class Connection:
         elif isinstance(frame, f.Typing):
             if self._typing_allowed(frame.conversation_id):
                 self._spawn(None, chat.typing(self.user_id, frame.conversation_id))
-        elif isinstance(frame, f.Recall | f.Edit):
-            kind, text = ("recall", "") if isinstance(frame, f.Recall) else ("edit", frame.text)
+        elif isinstance(frame, f.Recall | f.Edit | f.Unpreview):
+            kind, text = (("edit", frame.text) if isinstance(frame, f.Edit)
+                          else ("recall" if isinstance(frame, f.Recall) else "unpreview", ""))
             self._submit(frame.id, lambda reply: chat.submit_event(
                 kind, self.user_id, frame.conversation_id, frame.seq, frame.client_msg_id, reply, text,
                 origin=self))

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-_NOT_SHOWN: Final = ("recall", "edit", "reaction", "recalled", "deleted")
-"""Recall, edit and reaction events (their target shows the change), and the bodies of recalled messages and of
-messages deleted for the reader (docs/protocol.md sections 13 and 28)."""
+_NOT_SHOWN: Final = ("recall", "edit", "reaction", "preview", "recalled", "deleted")
+"""Recall, edit, reaction and link preview events (their target shows the change), and the bodies of recalled
+messages and of messages deleted for the reader (docs/protocol.md sections 13, 28 and 30)."""
 
 
 def stands_for_conversation(body: Mapping[str, Any]) -> bool:

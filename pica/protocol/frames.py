@@ -89,6 +89,15 @@ class Edit(_Frame, tag="edit"):
     id: RequestId | None = None
 
 
+class Unpreview(_Frame, tag="unpreview"):
+    """Remove the link preview of one of my messages (or refuse it before it comes); appends a preview event."""
+
+    conversation_id: ConversationId
+    seq: Seq
+    client_msg_id: ClientMsgId
+    id: RequestId | None = None
+
+
 class Delete(_Frame, tag="delete"):
     """Delete a message for myself only: it reads as a tombstone on all my devices."""
 
@@ -412,7 +421,7 @@ CallControlFrame = CallAccept | CallDecline | CallCancel | CallHangup | CallRing
 CallClientFrame = CallInvite | CallControlFrame
 ClientFrame = (
     Auth | Send | Recv | Read | Typing | Recall | Edit | Delete | Sync | History | Answer | Ping | Pong
-    | CallClientFrame | React | Thread
+    | CallClientFrame | React | Thread | Unpreview
 )
 ServerFrame = (
     Ready | Sent | Msg | Synced | Page | Receipt | Done | Presence | Contact | Invitation | Typing | Error | Resync
@@ -424,7 +433,7 @@ ServerFrame = (
 CLIENT_FRAME_TYPES: Final = frozenset(
     {"auth", "send", "recv", "read", "typing", "recall", "edit", "delete", "sync", "history", "answer", "ping",
      "pong", "call_invite", "call_accept", "call_decline", "call_cancel", "call_hangup", "call_ringing",
-     "call_candidate", "react", "thread"}
+     "call_candidate", "react", "thread", "unpreview"}
 )
 SERVER_FRAME_TYPES: Final = frozenset(
     {"ready", "sent", "msg", "synced", "page", "receipt", "done", "presence", "contact", "invitation", "typing",

@@ -199,7 +199,7 @@ def searchable_parts(body: Mapping[str, Any]) -> list[str]:
 def document(body: Mapping[str, Any]) -> str:
     """What both stores index for a message body: its tokens, space-separated, then its kind markers; empty when
     there is nothing to search."""
-    if any(key in body for key in ("system", "recall", "edit")):
+    if any(key in body for key in ("system", "recall", "edit", "preview")):
         return ""
     found = [token for part in searchable_parts(body) for token in terms(part)]
     if not found:

@@ -262,7 +262,8 @@ class InvitationRecord:
 
 @dataclass(frozen=True, slots=True)
 class EventAppend:
-    """A recall or edit of message ``target_seq`` by its author."""
+    """A recall, edit, link preview (``preview``) or preview removal (``unpreview``) of message ``target_seq`` by (or,
+    for ``preview``, on behalf of) its author."""
 
     kind: str
     conversation_id: str
@@ -272,6 +273,8 @@ class EventAppend:
     ts: int
     text: str = ""
     window_ms: int = 0
+    preview: dict[str, Any] | None = None
+    """``preview`` (a link preview attached by the server for the author): the preview's fields."""
     moderated: bool = False
     """A recall by an administrator (``DELETE /v1/admin/messages/...``): ``user_id`` is the author, whose message it
     stays; membership, authorship and the recall window are not asked, and the event says ``"moderated": true``."""
@@ -346,9 +349,18 @@ class JobRules:
     """Push on (``[push]`` has a platform): every stored message also queues one ``push`` job, due this many ms
     after its commit. None: off."""
 
+    previews: bool = False
+    """Link previews on (``previews.enabled``): a stored message whose text has a link also queues a ``preview``
+    job."""
+
+    @property
+    def events(self) -> bool:
+        """Whether any job is made of events (webhooks, the stream, bots, push); previews alone are not."""
+        return bool(self.subscriptions or self.stream or self.bots) or self.push_delay_ms is not None
+
     @property
     def empty(self) -> bool:
-        return not self.subscriptions and not self.stream and not self.bots and self.push_delay_ms is None
+        return not self.events and not self.previews
 
 
 @dataclass(frozen=True, slots=True)
@@ -1199,6 +1211,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def get_push_privacy(self, user_id: int) -> bool: ...
+
+    # ------------------------------------------------------------------------------------------ link previews
+
+    @abc.abstractmethod
+    async def cached_preview(self, url: str, since_ms: int) -> dict[str, Any] | None:
+        """What a fetch of ``url`` at or after ``since_ms`` gave (``{}``: nothing to show); None: not cached."""
+
+    @abc.abstractmethod
+    async def cache_preview(self, url: str, preview: dict[str, Any], now_ms: int, expired_before_ms: int) -> None:
+        """Remember a fetch of ``url``; rows older than ``expired_before_ms`` may be dropped."""
 
     @abc.abstractmethod
     async def push_candidates(self, conversation_id: str, seq: int) -> tuple[PushMessage | None, list[PushCandidate]]:

@@ -23,6 +23,8 @@ from typing import Any, Final
 import msgspec
 
 from pica.protocol.ids import direct_peer, group_id_of
+from pica.protocol.links import link_of
+from pica.protocol.tokens import LINK_MARKER
 from pica.store.base import AppendResult, DirectAppend, GroupAppend, GroupChange, JobRules, MessageRecord
 
 WEBHOOK: Final = "webhook"
@@ -37,6 +39,11 @@ PUSH: Final = "push"
 key is ``<conversation_id>/<seq>``, its target the conversation, its payload the ``message.created`` event's data
 (without the body: the job reads the message when it runs, so a recall in between is seen)."""
 
+PREVIEW: Final = "preview"
+"""The kind of a link preview job (pica/previews): one per stored message whose text has an http(s) link, when
+``previews.enabled``. Its key is ``<conversation_id>/<seq>``, its target the conversation (not the URL: targets are
+logged, and a link is part of what a user wrote), its payload ``{"conversation_id", "seq", "sender", "url"}``."""
+
 EVENT_TYPES: Final = (
     "message.created", "message.recalled", "message.edited", "message.reacted", "user.created",
     "group.created", "group.members_added", "group.members_removed", "group.member_left", "group.role_changed",
@@ -46,6 +53,7 @@ EVENT_TYPES: Final = (
 """Every event type a webhook can subscribe to (docs/webhooks.md); group.* are the group notices' events."""
 
 _encode: Final = msgspec.json.Encoder().encode
+_decode_body: Final = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +132,34 @@ def push_row(event: Event, delay_ms: int) -> JobRow:
     return JobRow(event.ident, PUSH, event.conversation_id, data, delay_ms)
 
 
+def has_link(search_text: str) -> bool:
+    """Whether a message's search document says its text has a link: its link marker, which
+    :func:`pica.protocol.tokens.document` puts last (no token of a user's can be ``_link``: ``_`` separates tokens)."""
+    return search_text.endswith(LINK_MARKER)
+
+
+def wakes(rules: JobRules | None, request: DirectAppend | GroupAppend) -> bool:
+    """Whether storing ``request`` may queue a job, so that the worker should look: always when events make jobs, only
+    for a message with a link when previews are the only rules (a claim costs the SQLite writer a transaction)."""
+    return rules is not None and (rules.events or has_link(request.search_text))
+
+
+def preview_rows(requests: Sequence[DirectAppend | GroupAppend], outcomes: Sequence[Any]) -> list[JobRow]:
+    """A ``preview`` job for every message a batch stored whose text has a link. The search document already says
+    whether it has one (its link marker): only those bodies are decoded again."""
+    rows = []
+    for request, outcome in zip(requests, outcomes, strict=True):
+        if not isinstance(outcome, AppendResult) or outcome.duplicate or not has_link(request.search_text):
+            continue
+        url = link_of(_decode_body(request.body_json))
+        if url is not None:
+            data = {"conversation_id": request.conversation_id, "seq": outcome.seq, "sender": request.sender,
+                    "url": url}
+            rows.append(JobRow(f"{request.conversation_id}/{outcome.seq}", PREVIEW, request.conversation_id,
+                               _encode(data)))
+    return rows
+
+
 def rows_for(rules: JobRules | None, events: Sequence[Event]) -> list[JobRow]:
     """The job rows of some events: one per event and subscribed endpoint, and one per event for the stream."""
     if rules is None:
@@ -172,6 +208,8 @@ def changed(result: AppendResult, record: MessageRecord) -> list[Event]:
     if result.duplicate:
         return []
     body = record.body
+    if "preview" in body:
+        return []  # a link preview is the server's doing, not an event of the author's
     kind, key = next((k, key) for key, k in (("recall", "message.recalled"), ("edit", "message.edited"),
                                               ("reaction", "message.reacted")) if key in body)
     detail = body[key]

@@ -59,8 +59,10 @@ def appends(requests: Sequence[Append], searches: Sequence[str | None], rules: J
 def _appends_with_jobs(requests: Sequence[Append], searches: Sequence[str | None],
                        rules: JobRules) -> Txn[list[Outcome]]:
     outcomes = yield from messages.append_batch(requests, searches)
-    events = job_rules.created(requests, outcomes)
+    events = job_rules.created(requests, outcomes) if rules.events else []
     rows = job_rules.rows_for(rules, events)
+    if rules.previews:
+        rows += job_rules.preview_rows(requests, outcomes)
     if rules.bots and events:
         rows += yield from bots.bot_rows(rules.bots, events)
     yield from insert(rows, requests[0].ts)

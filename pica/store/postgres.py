@@ -29,7 +29,7 @@ import asyncpg
 
 from pica.config import PostgresConfig
 from pica.errors import InternalError, PicaError, StoreUnavailable
-from pica.store import jobs, messages, reactions, sql_postgres
+from pica.store import job_rules, jobs, messages, reactions, sql_postgres
 from pica.store import search as fts
 from pica.store.base import (
     AppendResult,
@@ -308,7 +308,7 @@ class PostgresStore(SqlStore):
         future = self._future()
         self._submit(LaneOp(request.conversation_id, future, append=request,
                             search=self._search_value(request.search_text)))
-        if self._job_rules is not None:
+        if job_rules.wakes(self._job_rules, request):
             future.add_done_callback(self._jobs_written)
         return future
 
@@ -316,7 +316,7 @@ class PostgresStore(SqlStore):
         future = self._future()
         self._submit(LaneOp(request.conversation_id, future, append=request,
                             search=self._search_value(request.search_text)))
-        if self._job_rules is not None:
+        if job_rules.wakes(self._job_rules, request):
             future.add_done_callback(self._jobs_written)
         return future
 
@@ -326,7 +326,7 @@ class PostgresStore(SqlStore):
                               jobs.event_events, request.ts)
         txn = lambda conn: sql_postgres.run(conn, make())  # noqa: E731
         self._submit(LaneOp(request.conversation_id, future, run=txn))
-        if self._job_rules is not None:
+        if self._job_rules is not None and self._job_rules.events:  # previews alone make no job of an event
             future.add_done_callback(self._jobs_written)
         return future
 

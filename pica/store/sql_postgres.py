@@ -19,6 +19,7 @@ from pica.store import (
     media,
     messages,
     pins,
+    previews,
     reactions,
     scram,
     search,
@@ -33,7 +34,7 @@ STATEMENTS: Final[Dialect] = merge(
     messages.POSTGRES, groups.POSTGRES, social.POSTGRES, invites.POSTGRES, sessions.POSTGRES, lifecycle.POSTGRES,
     search.POSTGRES,
     jobs.POSTGRES, media.POSTGRES, bots.POSTGRES, devices.POSTGRES, admin.POSTGRES,
-    pins.POSTGRES, scram.POSTGRES, reactions.POSTGRES, links.POSTGRES,
+    pins.POSTGRES, scram.POSTGRES, reactions.POSTGRES, links.POSTGRES, previews.POSTGRES,
 )
 """Every statement PostgreSQL knows, gathered from the modules that write transactions."""
 

@@ -23,6 +23,7 @@ from pica.store import (
     media,
     messages,
     pins,
+    previews,
     reactions,
     scram,
     search,
@@ -36,7 +37,7 @@ T = TypeVar("T")
 STATEMENTS: Final[Dialect] = merge(
     messages.SQLITE, groups.SQLITE, social.SQLITE, invites.SQLITE, sessions.SQLITE, lifecycle.SQLITE, search.SQLITE,
     jobs.SQLITE, media.SQLITE, bots.SQLITE, devices.SQLITE, admin.SQLITE,
-    pins.SQLITE, scram.SQLITE, reactions.SQLITE, links.SQLITE,
+    pins.SQLITE, scram.SQLITE, reactions.SQLITE, links.SQLITE, previews.SQLITE,
 )
 """Every statement SQLite knows, gathered from the modules that write transactions."""
 _json_encode: Final = msgspec.json.Encoder().encode

@@ -12,7 +12,7 @@ import abc
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pica.errors import PicaError
 from pica.protocol.tokens import Phrase
@@ -27,6 +27,7 @@ from pica.store import (
     media,
     messages,
     pins,
+    previews,
     reactions,
     scram,
     search,
@@ -531,6 +532,12 @@ class SqlStore(Store):
 
     async def get_push_privacy(self, user_id: int) -> bool:
         return await self._read_txn(partial(devices.get_push_privacy, user_id))
+
+    async def cached_preview(self, url: str, since_ms: int) -> dict[str, Any] | None:
+        return await self._read_txn(partial(previews.cached, url, since_ms))
+
+    async def cache_preview(self, url: str, preview: dict[str, Any], now_ms: int, expired_before_ms: int) -> None:
+        await self._write_txn(partial(previews.save, url, preview, now_ms, expired_before_ms))
 
     async def push_candidates(self, conversation_id: str, seq: int) -> tuple[PushMessage | None, list[PushCandidate]]:
         return await self._read_txn(partial(devices.push_candidates, conversation_id, seq), snapshot=True)

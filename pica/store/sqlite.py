@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from pica.config import SqliteConfig
 from pica.errors import StoreUnavailable
-from pica.store import jobs, messages, reactions, sql_sqlite
+from pica.store import job_rules, jobs, messages, reactions, sql_sqlite
 from pica.store import search as fts
 from pica.store.append_rules import Append
 from pica.store.base import (
@@ -163,13 +163,13 @@ class SqliteStore(SqlStore):
 
     def append_direct(self, request: DirectAppend) -> asyncio.Future[AppendResult]:
         future: asyncio.Future[AppendResult] = self._write(None, request)
-        if self._job_rules is not None:
+        if job_rules.wakes(self._job_rules, request):
             future.add_done_callback(self._jobs_written)
         return future
 
     def append_group(self, request: GroupAppend) -> asyncio.Future[AppendResult]:
         future: asyncio.Future[AppendResult] = self._write(None, request)
-        if self._job_rules is not None:
+        if job_rules.wakes(self._job_rules, request):
             future.add_done_callback(self._jobs_written)
         return future
 
@@ -177,7 +177,7 @@ class SqliteStore(SqlStore):
         rules = self._job_rules
         future = self._write(jobs.with_jobs(partial(messages.append_event, request, search_value), rules,
                                             jobs.event_events, request.ts))
-        if rules is not None:
+        if rules is not None and rules.events:  # previews alone make no job of an event
             future.add_done_callback(self._jobs_written)
         return future
 

@@ -43,11 +43,13 @@ def configured_id(url: str) -> str:
 class Endpoints:
     def __init__(self, configured: tuple[WebhookConfig, ...], store: Store,
                  on_rules: Callable[[JobRules | None], None] = lambda rules: None,
-                 stream: tuple[str, ...] = (), push_delay_ms: int | None = None) -> None:
-        """``stream``: the event patterns of the event stream, part of the rules the store applies; so is
-        ``push_delay_ms`` (push on: a push job per message, due that long after its commit)."""
+                 stream: tuple[str, ...] = (), push_delay_ms: int | None = None, previews: bool = False) -> None:
+        """``stream``: the event patterns of the event stream, part of the rules the store applies; so are
+        ``push_delay_ms`` (push on: a push job per message, due that long after its commit) and ``previews`` (a
+        link preview job per message with a link)."""
         self._stream = stream
         self._push_delay_ms = push_delay_ms
+        self._previews = previews
         self._configured = {
             configured_id(w.url): Endpoint(configured_id(w.url), w.url, w.secret, w.events, trusted=True)
             for w in configured
@@ -81,7 +83,8 @@ class Endpoints:
                                                          ("message.created",), trusted=True)
         self._all = endpoints
         bot_ids = frozenset(b.user_id for b in bots)
-        made = JobRules(subscriptions, self._stream, bots=bot_ids, push_delay_ms=self._push_delay_ms)
+        made = JobRules(subscriptions, self._stream, bots=bot_ids, push_delay_ms=self._push_delay_ms,
+                        previews=self._previews)
         rules = None if made.empty else made
         if rules != self._rules:
             self._rules = rules

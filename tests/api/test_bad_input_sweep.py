@@ -43,9 +43,10 @@ from tests.push.services import Subscription, vapid_key
 
 @dataclass(frozen=True)
 class World:
-    """What every route's test starts from: alice and bob share a 1:1 conversation whose seq 1 is alice's "hello";
-    alice owns a group with bob and carol; bob has asked alice to be contacts; dave is in nothing yet, but alice
-    invited him to the group (he asks for consent to group adds); erin is there to delete her account."""
+    """What every route's test starts from: alice and bob share a 1:1 conversation whose seq 1 is alice's "hello"
+    (with a link: its preview can be removed); alice owns a group with bob and carol; bob has asked alice to be
+    contacts; dave is in nothing yet, but alice invited him to the group (he asks for consent to group adds); erin is
+    there to delete her account."""
 
     node: Node
     alice: Login
@@ -95,7 +96,7 @@ async def make_world(node: Node) -> World:
     alice, bob, carol, dave, erin = [await new_user(node.url, prefix)
                                      for prefix in ("alice", "bob", "carol", "dave", "erin")]
     ack = await api(node, alice, "POST", "/v1/messages",
-                    json={"to": bob.user_id, "client_msg_id": "m1", "body": {"text": "hello"}})
+                    json={"to": bob.user_id, "client_msg_id": "m1", "body": {"text": "hello https://pica.example"}})
     group = await api(node, alice, "POST", "/v1/groups", json={"name": "team", "members": [bob.user_id, carol.user_id]})
     await api(node, bob, "POST", "/v1/contacts/requests", json={"user_id": alice.user_id})
     await api(node, dave, "PATCH", "/v1/me", json={"group_add": "nobody"})
@@ -213,6 +214,7 @@ ROUTES: Final = [
     Route("GET", CONVERSATION + "/receipts"),
     Route("POST", CONVERSATION + "/read", body=lambda w: {"seq": 1}),
     Route("POST", CONVERSATION + "/messages/{seq}/recall", body=lambda w: {"client_msg_id": "r1"}),
+    Route("POST", CONVERSATION + "/messages/{seq}/unpreview", body=lambda w: {"client_msg_id": "u1"}),
     Route("POST", CONVERSATION + "/messages/{seq}/edit", body=lambda w: {"client_msg_id": "e1", "text": "edited"}),
     Route("DELETE", CONVERSATION + "/messages/{seq}"),
     Route("POST", CONVERSATION + "/messages/{seq}/reactions", body=lambda w: {"client_msg_id": "x1", "emoji": "👍"}),

@@ -48,6 +48,19 @@ def test_notices() -> None:
         '* brand_new ({"event": "brand_new", "by": 1})')
 
 
+def test_link_previews() -> None:
+    card = {"url": "https://pica.example", "title": "Pica", "site_name": "Pica site", "description": "Chat " * 30,
+            "image": "data:image/jpeg;base64,AAAA"}
+    shown = content({"text": "see https://pica.example", "link_preview": card})
+    assert shown.startswith("see https://pica.example [Pica · Pica site · Chat Chat") and shown.endswith("…]")
+    assert content({"text": "see https://pica.example", "link_preview": {"removed": True}}) == (
+        "see https://pica.example")
+    assert notice("alice", {"preview": {"seq": 3, "url": "https://pica.example", "title": "Pica"}}, name_of) == (
+        "* link preview of message #3: [Pica]")
+    assert notice("alice", {"preview": {"seq": 3, "removed": True}}, name_of) == (
+        "* alice removed the link preview of message #3")
+
+
 def test_table() -> None:
     assert table(("ID", "NAME"), [(1, "alice"), (10, "bob")]) == "ID  NAME\n1   alice\n10  bob"
 

@@ -11,11 +11,14 @@ SHOWN: list[dict[str, Any]] = [
     {"text": "fixed", "edited": 5},
     {"system": {"event": "renamed", "by": 1, "name": "x"}},
     {"file": {"id": "f", "name": "a.pdf", "mime": "application/pdf", "size": 1}},
+    {"text": "see https://pica.example", "link_preview": {"url": "https://pica.example", "title": "Pica"}},
 ]
 PASSED_OVER: list[dict[str, Any]] = [
     {"recall": {"seq": 1}},
     {"edit": {"seq": 1, "text": "new"}},
     {"edit": {"seq": 1, "recalled": True}},
+    {"preview": {"seq": 1, "url": "https://pica.example", "title": "Pica"}},
+    {"preview": {"seq": 1, "removed": True}},
     {"recalled": True},
     {"deleted": True},
 ]

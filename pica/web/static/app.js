@@ -5,6 +5,7 @@ import { api, Disconnected, newClientMsgId as sdkClientMsgId, PicaClient, PicaEr
 import { directId, isEvent, RECALL_WINDOW_MS, setRecallWindow, Store } from "./model.js";
 import { bodyFor, uploadFile, VoiceRecorder } from "./files.js";
 import { View } from "./ui.js";
+import { SearchBox } from "./search.js";
 import { Calls } from "./calls.js"; // calls: hook (the call UI is calls.js)
 import { Organize } from "./forward.js"; // organize: hook (forwarding, pins, drafts, list settings)
 import { Extras, QUICK_EMOJI } from "./reactions.js"; // reactions, replies, threads, mentions: hook
@@ -49,11 +50,13 @@ const view = new View({
   onNearTop: () => loadOlder(),
   onFind: find,
   onFindSubmit: findSubmit,
+  onRemovePreview: removePreview,
   menuFor,
   onReact: (seq, emoji, mine) => react(seq, emoji, mine).catch((exc) => view.toast(`Could not react: ${errorText(exc)}`)),
   onOpenThread: (seq) => activeConversation() && extras.openThread(activeConversation(), seq),
   onQuote: (seq) => document.querySelector(`#messages [data-seq="${seq}"]`)?.scrollIntoView({ block: "center" }),
 });
+const searchBox = new SearchBox({ token: () => session?.token || "", store: () => store, open: openConversation });
 
 // ------------------------------------------------------------------------------------------------ helpers
 
@@ -163,6 +166,7 @@ function signOut() {
 
 function logout(message = "") {
   if (calls) calls.hangUp(); // calls: hook
+  searchBox.clear();
   if (client) client.close();
   client = null;
   if (store) {
@@ -767,6 +771,16 @@ function pickReaction(conv, msg) {
 async function react(seq, emoji, mine, conv = activeConversation()) {
   if (!conv || !client) return;
   await extras.react(conv, seq, emoji, mine);
+}
+
+async function removePreview(seq) {
+  const conv = activeId ? store.conversations.get(activeId) : null;
+  if (!conv || !client) return;
+  try {
+    await client.removePreview(conv.id, seq); // its ack event applies it
+  } catch (exc) {
+    view.toast(`Could not remove the preview: ${errorText(exc)}`);
+  }
 }
 
 function editMessage(conv, msg) {

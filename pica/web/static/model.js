@@ -5,6 +5,7 @@
 
 import { callRecordText } from "./calls.js"; // calls: hook
 import { directId } from "./pica-client.js";
+import { applyPreviewEvent, withPreview } from "./previews.js";
 import { applyInOrder } from "./reactions.js"; // reactions, replies, threads, mentions: hook
 
 export { directId };
@@ -43,7 +44,7 @@ export function peerOf(conversationId, me) {
 }
 
 export function isEvent(body) {
-  return Boolean(body && (body.recall || body.edit || body.reaction));
+  return Boolean(body && (body.recall || body.edit || body.reaction || body.preview));
 }
 
 /**
@@ -52,7 +53,8 @@ export function isEvent(body) {
  * (pica/protocol/bodies.py, `stands_for_conversation`): the two change together.
  */
 export function standsForConversation(body) {
-  return Boolean(body) && !("recall" in body || "edit" in body || "reaction" in body || "recalled" in body
+  return Boolean(body) && !("recall" in body || "edit" in body || "reaction" in body || "preview" in body
+    || "recalled" in body
     || "deleted" in body);
 }
 
@@ -300,11 +302,13 @@ export class Store {
     if (body.edit && typeof body.edit.text === "string") {
       this.patch(conv.id, body.edit.seq, { kind: "edit", seq: msg.seq, ts: msg.ts, text: body.edit.text });
     }
+    if (body.preview) applyPreviewEvent(conv, body.preview); // link previews: previews.js
     const existing = conv.messages.get(msg.seq);
     const copy = { ...msg, body: { ...body } };
     if (existing && existing.body.recalled) copy.body = existing.body; // recall is final
     const patch = conv.patches.get(msg.seq);
     if (patch) applyPatch(copy, patch);
+    withPreview(conv, copy);
     conv.messages.set(msg.seq, copy);
     if (msg.sender === this.me.user_id) conv.pending.delete(msg.client_msg_id);
     this.changed.conversations.add(conv.id);
@@ -475,6 +479,7 @@ export function describe(store, msg, { preview = false } = {}) {
   if (body.recalled) return "message recalled";
   if (body.recall) return "message recalled";
   if (body.edit) return preview ? (typeof body.edit.text === "string" ? `✎ ${body.edit.text}` : "message recalled") : "";
+  if (body.preview) return "";
   if (body.system) return noticeText(store, msg.sender, body.system);
   if (body.call) return callRecordText(body, msg.sender === store.me.user_id); // calls: hook
   const attachment = body.file || body.image;

@@ -1054,6 +1054,17 @@ var PicaClient = class {
       frame: { t: "react", client_msg_id: id, conversation_id: conversationId, seq, emoji, remove }
     });
   }
+  /** Remove the link preview of one of my messages, or refuse it before it comes (section 30); resolves on the
+   * preview event's `sent`. */
+  removePreview(conversationId, seq) {
+    const id = newClientMsgId();
+    return this.enqueue({
+      client_msg_id: id,
+      conversation_id: conversationId,
+      queued_at: Date.now(),
+      frame: { t: "unpreview", client_msg_id: id, conversation_id: conversationId, seq }
+    });
+  }
   /** One page of the thread under group message `root`, oldest first, after `after` (section 28). */
   threadPage(conversationId, root, after = 0) {
     return this.request({ t: "thread", conversation_id: conversationId, root, after });
@@ -1102,7 +1113,7 @@ var PicaClient = class {
   acknowledged(item, sent) {
     if (!this.outbox.delete(item.client_msg_id)) return;
     const frame = item.frame;
-    const body = frame.t === "send" ? frame.body : frame.t === "recall" ? { recall: { seq: frame.seq } } : frame.t === "react" ? { reaction: { seq: frame.seq, emoji: frame.emoji, add: !frame.remove } } : { edit: { seq: frame.seq, text: frame.text } };
+    const body = frame.t === "send" ? frame.body : frame.t === "recall" ? { recall: { seq: frame.seq } } : frame.t === "react" ? { reaction: { seq: frame.seq, emoji: frame.emoji, add: !frame.remove } } : frame.t === "unpreview" ? { preview: { seq: frame.seq, removed: true } } : { edit: { seq: frame.seq, text: frame.text } };
     const message = {
       t: "msg",
       conversation_id: sent.conversation_id,

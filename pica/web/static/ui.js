@@ -5,6 +5,7 @@
 import { attachmentNode, openViewer } from "./files.js";
 import { describe, isEvent, marksOf, RECALL_WINDOW_MS } from "./model.js";
 import { decorate, inThread, signature } from "./reactions.js";
+import { previewNode, previewSig } from "./previews.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -513,7 +514,8 @@ export class View {
       const text = describe(store, m);
       const canRecall = mine && !m.body.recalled && !m.body.deleted && store.serverNow() - m.ts < RECALL_WINDOW_MS;
       const sig = [text, m.body.edited || 0, m.body.recalled, m.body.deleted, status, showName, key === lastMine, canRecall,
-        store.nameOf(m.sender), m.body.forwarded ? store.nameOf(m.body.forwarded.sender) : "", signature(m.body)].join("|");
+        store.nameOf(m.sender), m.body.forwarded ? store.nameOf(m.body.forwarded.sender) : "", signature(m.body),
+        previewSig(m.body)].join("|");
       add(key, sig, () => this._messageNode(store, m, { mine, status, showName, isLastMine: key === lastMine }));
       previous = m;
     }
@@ -580,6 +582,9 @@ export class View {
     const attached = gone ? null : attachmentNode(body, this.handlers.token(), {
       onOpenImage: (image) => openViewer(this.handlers.token(), image) });
     if (attached) bubble.prepend(attached);
+    const card = gone || pending ? null
+      : previewNode(body, { onRemove: mine ? () => this.handlers.onRemovePreview(msg.seq) : null });
+    if (card) bubble.insertBefore(card, meta);
     const row = h("div", { class: "row" }, bubble);
     if (!pending && !gone) {
       row.append(h("button", { class: "menu-button", type: "button", testid: "message-menu", "data-menu-seq": msg.seq,

@@ -37,7 +37,7 @@ export class MemoryStorage implements KeyValueStorage {
 export interface OutboxItem {
   client_msg_id: string;
   /** The frame, without `id`: re-sent unchanged, so the server stores it once (section 8.2). */
-  frame: { t: "send" | "recall" | "edit" | "react"; client_msg_id: string; [field: string]: unknown };
+  frame: { t: "send" | "recall" | "edit" | "react" | "unpreview"; client_msg_id: string; [field: string]: unknown };
   /** Where it goes (for a send to a user: `d:<low>:<high>`), known before the ack. */
   conversation_id: string;
   /** Local time it was queued, ms. */
@@ -605,6 +605,14 @@ export class PicaClient {
       frame: { t: "react", client_msg_id: id, conversation_id: conversationId, seq, emoji, remove } });
   }
 
+  /** Remove the link preview of one of my messages, or refuse it before it comes (section 30); resolves on the
+   * preview event's `sent`. */
+  removePreview(conversationId: string, seq: number): Promise<Sent> {
+    const id = newClientMsgId();
+    return this.enqueue({ client_msg_id: id, conversation_id: conversationId, queued_at: Date.now(),
+      frame: { t: "unpreview", client_msg_id: id, conversation_id: conversationId, seq } });
+  }
+
   /** One page of the thread under group message `root`, oldest first, after `after` (section 28). */
   threadPage(conversationId: string, root: number, after = 0): Promise<AnyFrame> {
     return this.request({ t: "thread", conversation_id: conversationId, root, after });
@@ -662,7 +670,8 @@ export class PicaClient {
     const body = frame.t === "send" ? frame.body as Record<string, unknown>
       : frame.t === "recall" ? { recall: { seq: frame.seq } }
         : frame.t === "react" ? { reaction: { seq: frame.seq, emoji: frame.emoji, add: !frame.remove } }
-          : { edit: { seq: frame.seq, text: frame.text } };
+          : frame.t === "unpreview" ? { preview: { seq: frame.seq, removed: true } }
+            : { edit: { seq: frame.seq, text: frame.text } };
     const message: Msg = { t: "msg", conversation_id: sent.conversation_id, seq: sent.seq, sender: this.userId,
       client_msg_id: sent.client_msg_id, ts: sent.ts, body };
     const verdict: Verdict = this.cursors.accept(message);

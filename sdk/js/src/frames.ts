@@ -381,6 +381,15 @@ export interface Typing {
   user_id?: number | null;
 }
 
+/** Remove the link preview of one of my messages (or refuse it before it comes); appends a preview event. */
+export interface Unpreview {
+  t: "unpreview";
+  conversation_id: string;
+  seq: number;
+  client_msg_id: string;
+  id?: number | null;
+}
+
 export type ClientFrame =
   | Auth
   | Send
@@ -403,7 +412,8 @@ export type ClientFrame =
   | CallRinging
   | CallCandidate
   | React
-  | Thread;
+  | Thread
+  | Unpreview;
 
 export type ClientFrameType = ClientFrame["t"];
 
