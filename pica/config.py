@@ -193,6 +193,9 @@ class RedisConfig:
     and every node's clients are told to resync."""
     timeout: float = 2.0
     """Seconds a Redis command may take before the node treats Redis as unreachable."""
+    channel_buckets: int = 256
+    """Hash-tag buckets the bus channels are spread over (a Redis Cluster spreads the buckets over its shards; a
+    publish batch and a resubscription take one call per bucket). Every node of a deployment must use the same."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,7 +510,8 @@ class Config:
     """Where messages are kept: empty (SQLite in ``data_dir``), ``sqlite:///path/to/file.db`` or
     ``postgresql://user@host:port/database`` (cluster mode)."""
     cluster: str = ""
-    """Redis URL (``redis://host:port/db``) of the cluster bus; empty: a single node with in-process delivery."""
+    """Redis URL (``redis://host:port/db``) of the cluster bus, or a Redis Cluster's seed nodes
+    (``redis+cluster://host:port,host:port``); empty: a single node with in-process delivery."""
     workers: int = 1
     """Processes sharing the listening ports (SO_REUSEPORT); more than 1 needs ``cluster``."""
     advertise_host: str = ""
@@ -761,8 +765,9 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError(f"tcp_port: must be -1..65535, got {obj.tcp_port}")
         if obj.store and not obj.store.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise ConfigError(f"store: expected sqlite:///path or postgresql://..., got {obj.store!r}")
-        if obj.cluster and not obj.cluster.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"cluster: expected a redis:// URL, got {obj.cluster!r}")
+        if obj.cluster and not obj.cluster.startswith(("redis://", "rediss://", "unix://", "redis+cluster://",
+                                                        "rediss+cluster://")):
+            raise ConfigError(f"cluster: expected a redis:// or redis+cluster:// URL, got {obj.cluster!r}")
         if obj.workers < 1:
             raise ConfigError("workers: must be at least 1")
         if obj.workers > 1 and not obj.cluster:
@@ -890,6 +895,10 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError(f"metrics.worker_port: must be -1..65535, got {obj.worker_port}")
     if isinstance(obj, RedisConfig) and obj.node_ttl <= obj.heartbeat_interval:
         raise ConfigError("redis.node_ttl: must be longer than redis.heartbeat_interval")
+    if isinstance(obj, RedisConfig) and ("{" in obj.prefix or "}" in obj.prefix):
+        raise ConfigError("redis.prefix: must not contain braces (they would change Redis Cluster's hash slots)")
+    if isinstance(obj, RedisConfig) and not 1 <= obj.channel_buckets <= 16384:
+        raise ConfigError(f"redis.channel_buckets: must be 1..16384, got {obj.channel_buckets}")
     if isinstance(obj, AuthConfig):
         if obj.hash_concurrency < 1:
             raise ConfigError("auth.hash_concurrency: must be at least 1")

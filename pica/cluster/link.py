@@ -37,17 +37,6 @@ def connection_kwargs(config: RedisConfig) -> dict[str, Any]:
     }
 
 
-async def probe(url: str, config: RedisConfig) -> tuple[str, int]:
-    """Redis's version and clock (ms), for ``pica doctor``; raises one of REDIS_ERRORS when it cannot be reached."""
-    client = command_client(url, config)
-    try:
-        info = await client.info("server")
-        seconds, micros = await client.time()
-        return str(info.get("redis_version", "?")), int(seconds) * 1000 + int(micros) // 1000
-    finally:
-        await client.aclose()
-
-
 def command_client(url: str, config: RedisConfig) -> Redis:
     return Redis.from_url(url, **connection_kwargs(config))
 
