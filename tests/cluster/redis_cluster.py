@@ -73,6 +73,18 @@ class PrivateRedisCluster:
         if result.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
         self.wait_healthy()
+        self.wait_replicas_synced()
+
+    def wait_replicas_synced(self, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        replicas = [n["port"] for n in self.nodes() if n["role"] == "replica"]
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                links = [self.client(port).info("replication").get("master_link_status") for port in replicas]
+                if links and all(link == "up" for link in links):
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"the replicas did not sync within {timeout} s")
 
     def _launch(self, port: int) -> None:
         home = self.directory / str(port)
@@ -81,7 +93,9 @@ class PrivateRedisCluster:
             self.procs[port] = subprocess.Popen(
                 ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                  "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                 "--save", "", "--appendonly", "no", "--dir", str(home)],
+                 "--save", "", "--appendonly", "no", "--dir", str(home),
+                 # Replicas sync at once (no 5 s wait for more replicas), and a replica may always take over.
+                 "--repl-diskless-sync-delay", "0", "--cluster-replica-validity-factor", "0"],
                 stdout=log, stderr=log,
             )
 

@@ -78,7 +78,11 @@ async def test_frames_presence_and_rate_limits_work_across_every_shard(redis_clu
         assert await a.cluster.presence.online(users) == set()
 
 
-async def test_a_failover_resubscribes_and_resyncs_and_delivery_goes_on(redis_cluster: PrivateRedisCluster) -> None:
+@pytest.mark.parametrize("how", ["failover", "kill -9"])
+async def test_a_failover_resubscribes_and_resyncs_and_delivery_goes_on(redis_cluster: PrivateRedisCluster,
+                                                                        how: str) -> None:
+    """An operator's ``CLUSTER FAILOVER`` (the demoted primary drops its shard subscribers with ``sunsubscribe``),
+    or a crash of the primary (its replica is promoted after the node timeout)."""
     config = bus_config(f"pica-test-{secrets.token_hex(4)}:", timeout=1.0)
     keys = Keys(config.prefix, config.channel_buckets)
     placed = users_on_every_shard(redis_cluster, keys)
@@ -88,10 +92,11 @@ async def test_a_failover_resubscribes_and_resyncs_and_delivery_goes_on(redis_cl
         a.cluster.delivery.deliver([user_id], msg(1))
         await eventually(lambda: device.seqs() == [1], 5, "the first frame")
         resyncs = b.resyncs
-        promoted = await asyncio.to_thread(redis_cluster.failover, victim)
+        move = redis_cluster.failover if how == "failover" else redis_cluster.kill_primary
+        promoted = await asyncio.to_thread(move, victim)
         assert redis_cluster.primary_of(keys.user_channel(user_id)) == promoted
-        # The demoted primary told B's subscriber its channels moved: B resubscribes on the new primary and
-        # tells its clients to resync (frames published meanwhile reached nobody).
+        # B's subscriber lost the shard (told so, or its connection died): B resubscribes on the new primary and
+        # tells its clients to resync (frames published meanwhile may have reached nobody).
         await eventually(lambda: b.resyncs > resyncs and b.cluster.healthy, 10, "B resubscribed and resynced")
         # A's command client learns the move on first use (MOVED, or a refused connection): its publisher retries.
         for seq in range(2, 22):
@@ -100,8 +105,12 @@ async def test_a_failover_resubscribes_and_resyncs_and_delivery_goes_on(redis_cl
         assert device.seqs() == sorted(set(device.seqs())), "frames reordered or repeated"
 
 
+@pytest.mark.parametrize("how", ["failover", "kill -9"])
 async def test_a_primary_failover_under_load_loses_nothing_and_clients_resync(
-        tmp_path: Path, redis_cluster: PrivateRedisCluster) -> None:
+        tmp_path: Path, redis_cluster: PrivateRedisCluster, how: str) -> None:
+    """Two Pica nodes on PostgreSQL chat over the Redis Cluster while the primary holding the watcher's channel is
+    replaced: every acked message stored once at its seq, every reader handed every message once in order (live,
+    or by the sync its resync triggers), and re-sending stores nothing new."""
     await require_postgres()
     async with cluster_on(tmp_path, SHARED_PG, redis_cluster.url, redis_port=0) as cluster:
         nodes_ = cluster.start("n1", "n2")
@@ -113,17 +122,19 @@ async def test_a_primary_failover_under_load_loses_nothing_and_clients_resync(
         watcher = await PicaConnection.open(nodes_[1].url, watcher_login.token)
         try:
             load = ChatLoad(chatters, pairs_and_group(chatters, group_id))
-            sending = asyncio.create_task(load.run(60, window=2, pause=0.05))
+            sending = asyncio.create_task(load.run(120, window=2, pause=0.05))
             await wait_acked(load, 100, 30.0)
             keys = Keys(cluster.spec.prefix, RedisConfig().channel_buckets)
             victim = redis_cluster.primary_of(keys.user_channel(watcher_login.user_id))
-            await asyncio.to_thread(redis_cluster.failover, victim)
+            move = redis_cluster.failover if how == "failover" else redis_cluster.kill_primary
+            moving = asyncio.create_task(asyncio.to_thread(move, victim))
             acked_at_failover = len(load.acked)
-            assert not sending.done(), "the failover came after the load"
+            await moving
+            assert not sending.done(), "the load ended before the new primary took over"
             resync = await watcher.next_event(f.Resync, timeout=10)
             assert resync.reason, "the watcher's node tells its clients to resync"
             await asyncio.wait_for(sending, 60)
-            print(f"failover of {victim} after {acked_at_failover} acks; {len(load.acked)} acked in all")
+            print(f"{how} of {victim} after {acked_at_failover} acks; {len(load.acked)} acked in all")
             assert all(n.alive for n in nodes_), cluster.logs()
             await verify(load, nodes_[0].url, cluster)
         finally:
