@@ -183,7 +183,8 @@ class PostgresConfig:
 @dataclass(frozen=True, slots=True)
 class RedisConfig:
     prefix: str = "pica:"
-    """Prefix of every Redis key and channel (several deployments, or tests, can share one Redis)."""
+    """Prefix of every Redis key and channel (several deployments, or tests, can share one Redis); no braces (they
+    would change Redis Cluster's hash slots)."""
     heartbeat_interval: float = 1.0
     """Seconds between a node's heartbeats in the node registry."""
     node_ttl: float = 5.0
@@ -767,7 +768,8 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError(f"store: expected sqlite:///path or postgresql://..., got {obj.store!r}")
         if obj.cluster and not obj.cluster.startswith(("redis://", "rediss://", "unix://", "redis+cluster://",
                                                         "rediss+cluster://")):
-            raise ConfigError(f"cluster: expected a redis:// or redis+cluster:// URL, got {obj.cluster!r}")
+            raise ConfigError(f"cluster: expected a redis:// URL (or redis+cluster://host:port,... for a Redis "
+                              f"Cluster), got {obj.cluster!r}")
         if obj.workers < 1:
             raise ConfigError("workers: must be at least 1")
         if obj.workers > 1 and not obj.cluster:

@@ -162,7 +162,9 @@ class ClusterFanout:
         if not change.added:
             return
         # Nodes holding an added user but no member are not subscribed: a join on each added user's channel, after
-        # the group envelope (same connection, so a node subscribed to both sees the group envelope first).
+        # the group envelope. On one Redis a node subscribed to both sees the group envelope first (one
+        # connection); on a Redis Cluster the two channels may live on different shards, and a join arriving first
+        # hands the added user the notice a second time, which the client drops as a seq it has.
         try:
             data = encode_join(self._node_id, conversation_id, seq, notice.payload(Encoding.MSGPACK))
         except Exception:
