@@ -114,6 +114,10 @@ the new topology, then resync the local clients.
 - A removal committed while a member's node was reading their group list, and published before that node's new
   subscription was confirmed, leaves the node subscribed to that group until the user disconnects: wasted
   envelopes, no wrong delivery (the member cache no longer lists them).
+- On a Redis Cluster, losing one shard (a failover) makes the subscriber reconnect to every shard and the node
+  resync all its clients, not only those whose channels lived on that shard: frames on the healthy shards
+  published while it resubscribed were missed too, and keeping those connections would need one subscription loop
+  and one confirmation count per shard. A failover is rare; its cost is one sync per connected client.
 - ``resync`` asks every client of a node to sync at once (a thundering herd on the store after a Redis restart);
   clients should add jitter before syncing.
 """

@@ -30,7 +30,7 @@ from tests.cluster.redis_cluster import PrivateRedisCluster
 from tests.cluster.test_bus import bus_config, eventually, msg, nodes
 from tests.cluster.test_cluster_faults import chatters_on, make_group, verify, wait_acked
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
