@@ -24,7 +24,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
 
-from pica.cluster.link import command_client, connection_kwargs, subscriber_pool
+from pica.cluster.link import REDIS_ERRORS, command_client, connection_kwargs, subscriber_pool
 from pica.config import RedisConfig
 
 CLUSTER_SCHEMES: Final = ("redis+cluster://", "rediss+cluster://")
@@ -151,11 +151,22 @@ class BusRedis:
 
 
 async def probe(url: str, config: RedisConfig) -> tuple[str, int]:
-    """Redis's version and clock (ms), for ``pica doctor`` (of the first seed of a cluster); raises one of
-    REDIS_ERRORS when it cannot be reached."""
-    if is_cluster_url(url):
-        parsed = ClusterUrl.parse(url)
-        url = parsed.node_url(*parsed.seeds[0])
+    """Redis's version and clock (ms), for ``pica doctor`` (of the first seed of a cluster that answers); raises one
+    of REDIS_ERRORS when it cannot be reached."""
+    if not is_cluster_url(url):
+        return await _probe_one(url, config)
+    parsed = ClusterUrl.parse(url)
+    failure: BaseException | None = None
+    for host, port in parsed.seeds:
+        try:
+            return await _probe_one(parsed.node_url(host, port), config)
+        except REDIS_ERRORS as exc:
+            failure = exc
+    assert failure is not None  # a parsed URL has a seed
+    raise failure
+
+
+async def _probe_one(url: str, config: RedisConfig) -> tuple[str, int]:
     client = command_client(url, config)
     try:
         info = await client.info("server")

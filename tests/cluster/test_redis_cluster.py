@@ -16,6 +16,8 @@ from pica.client import PicaConnection
 from pica.cluster.keys import Keys
 from pica.config import RedisConfig
 from pica.protocol import frames as f
+from tests.cli.conftest import pica
+from tests.cli.test_doctor import lines
 from tests.cluster.conftest import (
     SHARED_PG,
     ChatLoad,
@@ -29,6 +31,7 @@ from tests.cluster.conftest import (
 from tests.cluster.redis_cluster import PrivateRedisCluster
 from tests.cluster.test_bus import bus_config, eventually, msg, nodes
 from tests.cluster.test_cluster_faults import chatters_on, make_group, verify, wait_acked
+from tests.store.conftest import PG_DSN
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -140,3 +143,12 @@ async def test_a_primary_failover_under_load_loses_nothing_and_clients_resync(
         finally:
             await watcher.close()
             await close_all(chatters)
+
+
+def test_pica_doctor_reaches_the_cluster_through_any_live_seed(tmp_path: Path,
+                                                              redis_cluster: PrivateRedisCluster) -> None:
+    seeds = redis_cluster.url.removeprefix("redis+cluster://")
+    env = {"PICA_STORE": PG_DSN, "PICA_CLUSTER": f"redis+cluster://127.0.0.1:1,{seeds}",  # the first seed is down
+           "PICA_AUTH_TOKEN_SECRET": "s" * 40, "PICA_PORT": "0", "PICA_TCP_PORT": "0"}
+    found = lines(pica("doctor", data_dir=tmp_path / "data", env=env))
+    assert found["cluster bus (Redis)"].startswith("ok Redis 7"), found
