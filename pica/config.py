@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
+from urllib.parse import quote, unquote
 
 ENV_PREFIX: Final = "PICA_"
 
@@ -178,6 +179,53 @@ class PostgresConfig:
     """Seconds to wait for a new connection."""
     command_timeout: float = 10.0
     """Seconds a statement may run before the request fails with a retryable error."""
+
+
+CLUSTER_SCHEMES: Final = ("redis+cluster://", "rediss+cluster://")
+
+def is_cluster_url(url: str) -> bool:
+    return url.startswith(CLUSTER_SCHEMES)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterUrl:
+    """A Redis Cluster's bus URL, ``redis+cluster://[user:password@]host:port[,host:port...]`` (``rediss+cluster``
+    for TLS): the seed nodes, any of which tells a client the whole topology. Parsed here so that a malformed one is
+    a configuration error at start."""
+
+    tls: bool
+    seeds: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> ClusterUrl:
+        """``ValueError`` (naming what is wrong, never the password) on a malformed URL."""
+        if not is_cluster_url(url):
+            raise ValueError("expected redis+cluster://host:port[,host:port...]")
+        tls = url.startswith("rediss+")
+        rest = url.split("://", 1)[1].split("/", 1)[0]
+        userinfo, _, hosts = rest.rpartition("@")
+        username: str | None = None
+        password: str | None = None
+        if userinfo:
+            name, colon, secret = userinfo.partition(":")
+            username, password = (unquote(name) or None), (unquote(secret) if colon else None)
+        seeds: list[tuple[str, int]] = []
+        for item in hosts.split(","):
+            host, _, port = item.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"seed {item.strip()!r} is not host:port")
+            seeds.append((host.strip("[]"), int(port)))
+        return cls(tls, tuple(seeds), username, password)
+
+    def node_url(self, host: str, port: int) -> str:
+        """A plain URL of one node, with the cluster's credentials."""
+        auth = ""
+        if self.username or self.password:
+            auth = f"{quote(self.username or '', safe='')}:{quote(self.password or '', safe='')}@"
+        host = f"[{host}]" if ":" in host else host
+        return f"{'rediss' if self.tls else 'redis'}://{auth}{host}:{port}/0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -770,6 +818,11 @@ def _validate(obj: Any, section: str) -> None:
                                                         "rediss+cluster://")):
             raise ConfigError(f"cluster: expected a redis:// URL (or redis+cluster://host:port,... for a Redis "
                               f"Cluster), got {obj.cluster!r}")
+        if is_cluster_url(obj.cluster):
+            try:
+                ClusterUrl.parse(obj.cluster)
+            except ValueError as exc:
+                raise ConfigError(f"cluster: {exc}") from None
         if obj.workers < 1:
             raise ConfigError("workers: must be at least 1")
         if obj.workers > 1 and not obj.cluster:

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import quote, unquote
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -25,53 +23,10 @@ from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
 
 from pica.cluster.link import REDIS_ERRORS, command_client, connection_kwargs, subscriber_pool
-from pica.config import RedisConfig
-
-CLUSTER_SCHEMES: Final = ("redis+cluster://", "rediss+cluster://")
+from pica.config import ClusterUrl, RedisConfig, is_cluster_url
 
 Commands = Redis | RedisCluster
 """The command client: ``Redis`` or ``RedisCluster`` (same methods for what the bus uses)."""
-
-
-def is_cluster_url(url: str) -> bool:
-    return url.startswith(CLUSTER_SCHEMES)
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterUrl:
-    tls: bool
-    seeds: tuple[tuple[str, int], ...]
-    username: str | None
-    password: str | None
-
-    @classmethod
-    def parse(cls, url: str) -> ClusterUrl:
-        """``ValueError`` (naming what is wrong, never the password) on a malformed URL."""
-        if not is_cluster_url(url):
-            raise ValueError("expected redis+cluster://host:port[,host:port...]")
-        tls = url.startswith("rediss+")
-        rest = url.split("://", 1)[1].split("/", 1)[0]
-        userinfo, _, hosts = rest.rpartition("@")
-        username: str | None = None
-        password: str | None = None
-        if userinfo:
-            name, colon, secret = userinfo.partition(":")
-            username, password = (unquote(name) or None), (unquote(secret) if colon else None)
-        seeds: list[tuple[str, int]] = []
-        for item in hosts.split(","):
-            host, _, port = item.strip().rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"seed {item.strip()!r} is not host:port")
-            seeds.append((host.strip("[]"), int(port)))
-        return cls(tls, tuple(seeds), username, password)
-
-    def node_url(self, host: str, port: int) -> str:
-        """A plain URL of one node, with the cluster's credentials."""
-        auth = ""
-        if self.username or self.password:
-            auth = f"{quote(self.username or '', safe='')}:{quote(self.password or '', safe='')}@"
-        host = f"[{host}]" if ":" in host else host
-        return f"{'rediss' if self.tls else 'redis'}://{auth}{host}:{port}/0"
 
 
 class Topology:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
-from pica.cluster.driver import ClusterUrl, Topology, is_cluster_url
+from pica.cluster.driver import Topology
 from pica.cluster.keys import Keys
-from pica.config import ConfigError, load_config
+from pica.config import ClusterUrl, ConfigError, is_cluster_url, load_config
 
 CLUSTER_ENV = {"PICA_STORE": "postgresql://127.0.0.1/pica", "PICA_AUTH_TOKEN_SECRET": "s" * 32}
 
@@ -58,6 +58,8 @@ def test_a_cluster_url_names_its_seeds_and_credentials() -> None:
             ClusterUrl.parse(bad)
     config = load_config(env={**CLUSTER_ENV, "PICA_CLUSTER": "redis+cluster://127.0.0.1:7000,127.0.0.1:7001"})
     assert config.cluster.startswith("redis+cluster://")
+    with pytest.raises(ConfigError, match=r"cluster: seed 'db' is not host:port"):
+        load_config(env={**CLUSTER_ENV, "PICA_CLUSTER": "redis+cluster://127.0.0.1:7000,db"})
 
 
 def test_the_topology_finds_the_shard_of_a_slot_and_gaps() -> None:
