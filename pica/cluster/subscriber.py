@@ -198,12 +198,15 @@ class Subscriber:
             tasks += (loop.create_task(self._read(link)), loop.create_task(self._watch(link, serving)))
         self._check_subscribed()
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             serving[0] = False
             await cancel_and_wait(tasks, self._timeout)
-        for task in done:
-            task.result()
+            # Every task's exception is retrieved (several connections may fail together); the first is raised.
+            errors = [task.exception() for task in tasks if task.done() and not task.cancelled()]
+        for error in errors:
+            if error is not None:
+                raise error
 
     async def _moved_away(self) -> None:
         await self._moved.wait()

@@ -76,12 +76,15 @@ class PrivateRedisCluster:
         self.wait_replicas_synced()
 
     def wait_replicas_synced(self, timeout: float = START_TIMEOUT) -> None:
+        """Every replica (as many as asked for) is attached and has its primary's data: a primary killed before that
+        could not be replaced."""
         deadline = time.monotonic() + timeout
-        replicas = [n["port"] for n in self.nodes() if n["role"] == "replica"]
+        expected = len(self.ports) * self.replicas // (1 + self.replicas)
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
+                replicas = [n["port"] for n in self.nodes() if n["role"] == "replica"]
                 links = [self.client(port).info("replication").get("master_link_status") for port in replicas]
-                if links and all(link == "up" for link in links):
+                if len(links) == expected and all(link == "up" for link in links):
                     return
             time.sleep(0.05)
         raise AssertionError(f"the replicas did not sync within {timeout} s")
