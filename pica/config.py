@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
+from urllib.parse import quote, unquote
 
 ENV_PREFIX: Final = "PICA_"
 
@@ -181,10 +182,58 @@ class PostgresConfig:
     """Seconds a statement may run before the request fails with a retryable error."""
 
 
+CLUSTER_SCHEMES: Final = ("redis+cluster://", "rediss+cluster://")
+
+def is_cluster_url(url: str) -> bool:
+    return url.startswith(CLUSTER_SCHEMES)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterUrl:
+    """A Redis Cluster's bus URL, ``redis+cluster://[user:password@]host:port[,host:port...]`` (``rediss+cluster``
+    for TLS): the seed nodes, any of which tells a client the whole topology. Parsed here so that a malformed one is
+    a configuration error at start."""
+
+    tls: bool
+    seeds: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> ClusterUrl:
+        """``ValueError`` (naming what is wrong, never the password) on a malformed URL."""
+        if not is_cluster_url(url):
+            raise ValueError("expected redis+cluster://host:port[,host:port...]")
+        tls = url.startswith("rediss+")
+        rest = url.split("://", 1)[1].split("/", 1)[0]
+        userinfo, _, hosts = rest.rpartition("@")
+        username: str | None = None
+        password: str | None = None
+        if userinfo:
+            name, colon, secret = userinfo.partition(":")
+            username, password = (unquote(name) or None), (unquote(secret) if colon else None)
+        seeds: list[tuple[str, int]] = []
+        for item in hosts.split(","):
+            host, _, port = item.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"seed {item.strip()!r} is not host:port")
+            seeds.append((host.strip("[]"), int(port)))
+        return cls(tls, tuple(seeds), username, password)
+
+    def node_url(self, host: str, port: int) -> str:
+        """A plain URL of one node, with the cluster's credentials."""
+        auth = ""
+        if self.username or self.password:
+            auth = f"{quote(self.username or '', safe='')}:{quote(self.password or '', safe='')}@"
+        host = f"[{host}]" if ":" in host else host
+        return f"{'rediss' if self.tls else 'redis'}://{auth}{host}:{port}/0"
+
+
 @dataclass(frozen=True, slots=True)
 class RedisConfig:
     prefix: str = "pica:"
-    """Prefix of every Redis key and channel (several deployments, or tests, can share one Redis)."""
+    """Prefix of every Redis key and channel (several deployments, or tests, can share one Redis); no braces (they
+    would change Redis Cluster's hash slots)."""
     heartbeat_interval: float = 1.0
     """Seconds between a node's heartbeats in the node registry."""
     node_ttl: float = 5.0
@@ -194,6 +243,9 @@ class RedisConfig:
     and every node's clients are told to resync."""
     timeout: float = 2.0
     """Seconds a Redis command may take before the node treats Redis as unreachable."""
+    channel_buckets: int = 256
+    """Hash-tag buckets the bus channels are spread over (a Redis Cluster spreads the buckets over its shards; a
+    publish batch and a resubscription take one call per bucket). Every node of a deployment must use the same."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -608,7 +660,8 @@ class Config:
     """Where messages are kept: empty (SQLite in ``data_dir``), ``sqlite:///path/to/file.db`` or
     ``postgresql://user@host:port/database`` (cluster mode)."""
     cluster: str = ""
-    """Redis URL (``redis://host:port/db``) of the cluster bus; empty: a single node with in-process delivery."""
+    """Redis URL (``redis://host:port/db``) of the cluster bus, or a Redis Cluster's seed nodes
+    (``redis+cluster://host:port,host:port``); empty: a single node with in-process delivery."""
     workers: int = 1
     """Processes sharing the listening ports (SO_REUSEPORT); more than 1 needs ``cluster``."""
     advertise_host: str = ""
@@ -871,8 +924,15 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError(f"tcp_port: must be -1..65535, got {obj.tcp_port}")
         if obj.store and not obj.store.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise ConfigError(f"store: expected sqlite:///path or postgresql://..., got {obj.store!r}")
-        if obj.cluster and not obj.cluster.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"cluster: expected a redis:// URL, got {obj.cluster!r}")
+        if obj.cluster and not obj.cluster.startswith(("redis://", "rediss://", "unix://", "redis+cluster://",
+                                                        "rediss+cluster://")):
+            raise ConfigError(f"cluster: expected a redis:// URL (or redis+cluster://host:port,... for a Redis "
+                              f"Cluster), got {obj.cluster!r}")
+        if is_cluster_url(obj.cluster):
+            try:
+                ClusterUrl.parse(obj.cluster)
+            except ValueError as exc:
+                raise ConfigError(f"cluster: {exc}") from None
         if obj.workers < 1:
             raise ConfigError("workers: must be at least 1")
         if obj.workers > 1 and not obj.cluster:
@@ -1033,6 +1093,10 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError(f"metrics.worker_port: must be -1..65535, got {obj.worker_port}")
     if isinstance(obj, RedisConfig) and obj.node_ttl <= obj.heartbeat_interval:
         raise ConfigError("redis.node_ttl: must be longer than redis.heartbeat_interval")
+    if isinstance(obj, RedisConfig) and ("{" in obj.prefix or "}" in obj.prefix):
+        raise ConfigError("redis.prefix: must not contain braces (they would change Redis Cluster's hash slots)")
+    if isinstance(obj, RedisConfig) and not 1 <= obj.channel_buckets <= 16384:
+        raise ConfigError(f"redis.channel_buckets: must be 1..16384, got {obj.channel_buckets}")
     if isinstance(obj, AuthConfig):
         if obj.hash_concurrency < 1:
             raise ConfigError("auth.hash_concurrency: must be at least 1")

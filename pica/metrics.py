@@ -117,6 +117,8 @@ class Sources:
 _CLUSTER_GAUGES: Final = {
     "live_nodes": "Live nodes in the registry, as this node last read it.",
     "outbox": "Bus messages waiting for Redis (the cluster outbox's depth).",
+    "subscriber_shards": "Redis shards the bus subscriber holds a connection to (1 on a single Redis; 0 while it "
+                         "resubscribes).",
 }
 _CLUSTER_COUNTERS: Final = {
     "published": "Bus messages Redis accepted from this node.",

@@ -202,7 +202,8 @@ async def _store(config: Config) -> Finding:
 
 
 async def _redis(config: Config) -> Finding:
-    from pica.cluster.link import REDIS_ERRORS, probe
+    from pica.cluster.driver import probe
+    from pica.cluster.link import REDIS_ERRORS
 
     try:
         version, now_ms = await probe(config.cluster, config.redis)

@@ -60,9 +60,9 @@ node actually listens to. The cost is one SUBSCRIBE per connected user per node 
 channel); hundreds of thousands of channels are routine for Redis.
 
 **Ordering.** One publisher task per node sends in call order, one round trip at a time (a pipeline of scripts that
-each publish a few hundred envelopes in order, see :mod:`pica.cluster.outbox`); Redis delivers a
-connection's publishes in order to each subscriber; one subscriber connection per node reads them in order; the
-hub appends to each connection's outbox in call order. So the frames one node publishes for a user reach that
+each publish a few hundred envelopes of one slot in order, see :mod:`pica.cluster.outbox`); Redis delivers a
+connection's publishes in order to each subscriber; one subscriber connection per node and shard reads them in
+order; the hub appends to each connection's outbox in call order. So the frames one node publishes for a user reach that
 user's devices on other nodes in publish order. Frames from different origin nodes have no common order (they
 could not have one without a single sequencer), which is what per-conversation seqs and client-side ordering are
 for.
@@ -85,12 +85,14 @@ anywhere" / "last device anywhere" atomic across nodes and judge liveness with R
 that stops heartbeating is reaped by one survivor (lock ``{prefix}reap:{node}``), which announces "offline" for the
 users it held alone.
 
-**Redis Cluster.** Nothing here needs it at the sizes one Redis serves (one Redis 7 on the 2-core test box carried
-about 160,000 user envelopes per second from one node to another, both nodes in one process). To move to Redis
-Cluster: user channels become sharded pub/sub (SSUBSCRIBE/SPUBLISH, each channel living on its slot's shard, so the
-subscriber holds one connection per shard), group channels likewise; the scripts must then touch keys of one slot only,
-with hash tags (``{uid}``) for per-user keys and the registry moved to a single slot, or split into per-user calls,
-and the batched publish script becomes per-shard batches of SPUBLISH.
+**Redis Cluster.** The bus runs on one Redis 7 or on a Redis Cluster with the same code: sharded pub/sub
+(SSUBSCRIBE/SPUBLISH) on both, and every name laid out by hash tag (:mod:`pica.cluster.keys`): registry and presence
+keys in one slot (the scripts touch one slot), user and group channels spread over ``channel_buckets`` tags (so over
+the shards). The channel names below are written without their bucket tag (``u:{uid}`` is
+``{prefix}u:{{bucket}}{uid}``). What differs is the driver (:mod:`pica.cluster.driver`): the command client, the
+slot of a name, and one subscriber connection per primary; the publisher batches per slot. A failover (a demoted
+primary's ``sunsubscribe``, or a dead primary's closed connection) is a cut like any other: resubscribe everything on
+the new topology, then resync the local clients.
 
 **Known limits.**
 
@@ -112,6 +114,10 @@ and the batched publish script becomes per-shard batches of SPUBLISH.
 - A removal committed while a member's node was reading their group list, and published before that node's new
   subscription was confirmed, leaves the node subscribed to that group until the user disconnects: wasted
   envelopes, no wrong delivery (the member cache no longer lists them).
+- On a Redis Cluster, losing one shard (a failover) makes the subscriber reconnect to every shard and the node
+  resync all its clients, not only those whose channels lived on that shard: frames on the healthy shards
+  published while it resubscribed were missed too, and keeping those connections would need one subscription loop
+  and one confirmation count per shard. A failover is rare; its cost is one sync per connected client.
 - ``resync`` asks every client of a node to sync at once (a thundering herd on the store after a Redis restart);
   clients should add jitter before syncing.
 """

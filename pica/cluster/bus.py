@@ -13,13 +13,14 @@ It wires the parts together (see the package docstring for the design) and owns 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from pica.cluster.driver import BusRedis
 from pica.cluster.envelope import RESYNC, BadEnvelope, decode_control, encode_control
-from pica.cluster.link import Backoff, Outage, cancel_and_wait, command_client, subscriber_pool, supervise
+from pica.cluster.keys import Keys
+from pica.cluster.link import Backoff, Outage, cancel_and_wait, supervise
 from pica.cluster.node import NodeInfo
 from pica.cluster.outbox import Outbox
 from pica.cluster.presence import ClusterPresence
@@ -71,37 +72,36 @@ class Cluster:
         self._bad_control = 0
 
         prefix = config.prefix
-        self._group_prefix = f"{prefix}g:".encode()
-        self._channel_control = f"{prefix}control".encode()
-        self._user_prefix = f"{prefix}u:".encode()
+        self.keys = keys = Keys(prefix, config.channel_buckets)
+        self._channel_control = keys.control
         node_id = node.node_id
         cap = max(_BACKOFF_BASE, 2 * config.heartbeat_interval)
 
         # No I/O here: redis-py connects lazily, on first use.
-        self._redis = command_client(url, config)
-        self._pool = subscriber_pool(url, config)
+        self._bus = BusRedis(url, config)
+        self._redis = self._bus.commands
         self._outbox = Outbox(
-            self._redis, config.outbox_size, Backoff(_BACKOFF_BASE, cap),
+            self._bus, config.outbox_size, Backoff(_BACKOFF_BASE, cap),
             Outage(f"publishing of node {node_id}", clock),
             (self._channel_control, encode_control(node_id, RESYNC, "outbox overflow")),
         )
         self._subscriber = Subscriber(
-            self._pool, (self._channel_control,), self._on_message, self._on_subscribed,
+            self._bus, (self._channel_control,), self._on_message, self._on_subscribed,
             timeout=config.timeout, idle=max(config.heartbeat_interval, 0.05),
             backoff=Backoff(_BACKOFF_BASE, cap), outage=Outage(f"subscription of node {node_id}", clock),
         )
         self._presence = ClusterPresence(
-            self._redis, prefix, node_id, sessions, config.timeout, Backoff(_BACKOFF_BASE, cap),
+            self._redis, keys, node_id, sessions, config.timeout, Backoff(_BACKOFF_BASE, cap),
             Outage(f"presence writes of node {node_id}", clock),
         )
         self._registry = Registry(
-            self._redis, prefix, node, sessions, clock, config.heartbeat_interval, config.node_ttl,
+            self._redis, keys, node, sessions, clock, config.heartbeat_interval, config.node_ttl,
             Outage(f"heartbeat of node {node_id}", clock), on_lost=self._presence.reregister, on_gone=self._gone,
         )
         self._buckets = RedisBuckets(self._redis, prefix)
-        self._delivery = ClusterDelivery(sessions, self._outbox, node_id, self._user_prefix)
-        self._fanout = ClusterFanout(GroupFanout(store, sessions), self._outbox, node_id, self._group_prefix,
-                                     self._user_prefix, self._subscriber, sessions, config.timeout)
+        self._delivery = ClusterDelivery(sessions, self._outbox, node_id, keys)
+        self._fanout = ClusterFanout(GroupFanout(store, sessions), self._outbox, node_id, keys, self._subscriber,
+                                     sessions, config.timeout)
         self._fanout.is_local = self._is_local
         self._delivery.on_join = self._fanout.receive_join
         sessions.add_presence_listener(self._on_local_presence)
@@ -149,6 +149,7 @@ class Cluster:
             "outbox": len(self._outbox),
             "presence_fallbacks": self._presence.fallbacks,
             "live_nodes": len(self._registry.live_nodes()),
+            "subscriber_shards": self._subscriber.shards,
         }
 
     @property
@@ -228,10 +229,7 @@ class Cluster:
         self._presence.close()
         await cancel_and_wait(self._tasks, timeout)
         self._tasks.clear()
-        with contextlib.suppress(Exception):
-            await self._redis.aclose()
-        with contextlib.suppress(Exception):
-            await self._pool.aclose()
+        await self._bus.aclose()
         log.info("cluster bus: node %s left", self.node.node_id)
 
     def _running(self) -> bool:
@@ -331,13 +329,12 @@ class Cluster:
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
         self._received += 1
-        if channel.startswith(self._user_prefix):
-            try:
-                user_id = int(channel[len(self._user_prefix):])
-            except ValueError:
-                return
-            self._delivery.receive(user_id, data)
-        elif channel.startswith(self._group_prefix):
+        keys = self.keys
+        if channel.startswith(keys.user_prefix):
+            user_id = keys.user_of(channel)
+            if user_id is not None:
+                self._delivery.receive(user_id, data)
+        elif channel.startswith(keys.group_prefix):
             self._fanout.receive(data)
         elif channel == self._channel_control:
             self._control(data)

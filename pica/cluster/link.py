@@ -11,15 +11,17 @@ from typing import Any, Final
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from pica.config import RedisConfig
 from pica.core.ports import Clock
 
 log = logging.getLogger(__name__)
 
-REDIS_ERRORS: Final = (RedisError, OSError, TimeoutError, EOFError)
-"""What a Redis call can raise when Redis is down, slow or restarting (redis-py wraps most socket errors, not all)."""
+REDIS_ERRORS: Final = (RedisError, RedisClusterException, OSError, TimeoutError, EOFError)
+"""What a Redis call can raise when Redis is down, slow or restarting (redis-py wraps most socket errors, not all;
+on a Redis Cluster, no reachable seed or a slot without a primary raise ``RedisClusterException``, which is not a
+``RedisError``)."""
 
 
 def connection_kwargs(config: RedisConfig) -> dict[str, Any]:
@@ -35,17 +37,6 @@ def connection_kwargs(config: RedisConfig) -> dict[str, Any]:
         "retry": Retry(NoBackoff(), 0),
         "health_check_interval": 0,
     }
-
-
-async def probe(url: str, config: RedisConfig) -> tuple[str, int]:
-    """Redis's version and clock (ms), for ``pica doctor``; raises one of REDIS_ERRORS when it cannot be reached."""
-    client = command_client(url, config)
-    try:
-        info = await client.info("server")
-        seconds, micros = await client.time()
-        return str(info.get("redis_version", "?")), int(seconds) * 1000 + int(micros) // 1000
-    finally:
-        await client.aclose()
 
 
 def command_client(url: str, config: RedisConfig) -> Redis:

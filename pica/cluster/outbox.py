@@ -1,4 +1,4 @@
-"""The node's publisher: every PUBLISH goes through one ordered, bounded queue and one task.
+"""The node's publisher: every SPUBLISH goes through one ordered, bounded queue and one task.
 
 ``publish`` only appends (no await, no error: the caller is a delivery on the commit path). The task wakes once per
 loop turn with work, sends everything queued in one round trip (a whole group commit's worth of frames), and keeps
@@ -7,11 +7,16 @@ publishing a few hundred envelopes in order, rather than one PUBLISH per envelop
 microseconds of Python per pipelined command and per reply, which capped a node at about 60,000 envelopes per
 second; one call per 256 envelopes raised it to about 160,000 (measured with both nodes in one process). The script
 is sent with EVAL, not EVALSHA: no NOSCRIPT after a Redis restart, and no SCRIPT EXISTS round trip, which redis-py
-adds before every pipeline that holds registered scripts. When Redis fails, the batch goes back to the head of the
-queue and the task retries with backoff; new envelopes keep queuing up to ``limit``. Beyond it they are dropped and,
-once the queue has drained, a ``resync`` control envelope tells every other node that its clients may have missed
-frames. A batch whose fate is unknown (the connection died after sending it) is sent again: a duplicate push is
-harmless (clients de-duplicate by conversation and seq, protocol 8.6), a lost one costs a resync.
+adds before every pipeline that holds registered scripts. A script may publish to channels of one hash slot only on
+Redis Cluster, so the batch is split by slot (order kept within each slot, hence within each channel) and each
+script is routed by its first channel; channels share slots by bucket (:mod:`pica.cluster.keys`), so a batch of a
+few thousand envelopes still takes a few hundred calls at most, sent to every shard at once by the cluster
+pipeline. On a single Redis every channel is "slot 0": one group, as before. When Redis fails, the batch goes back
+to the head of the queue and the task retries with backoff; new envelopes keep queuing up to ``limit``. Beyond it
+they are dropped and, once the queue has drained, a ``resync`` control envelope tells every other node that its
+clients may have missed frames. A batch whose fate is unknown (the connection died after sending it; on Redis
+Cluster, one shard of several failed) is sent again whole: a duplicate push is harmless (clients de-duplicate by
+conversation and seq, protocol 8.6), a lost one costs a resync.
 """
 
 from __future__ import annotations
@@ -20,9 +25,8 @@ import asyncio
 import logging
 from collections import deque
 
-from redis.asyncio import Redis
-
 from pica.cluster import scripts
+from pica.cluster.driver import BusRedis
 from pica.cluster.link import REDIS_ERRORS, Backoff, Outage, WorkSignal
 
 log = logging.getLogger(__name__)
@@ -35,7 +39,7 @@ _PER_ROUND_TRIP = 4_096
 
 
 class Outbox:
-    def __init__(self, redis: Redis, limit: int, backoff: Backoff, outage: Outage,
+    def __init__(self, redis: BusRedis, limit: int, backoff: Backoff, outage: Outage,
                  resync_message: tuple[bytes, bytes]) -> None:
         self._redis = redis
         self._limit = limit
@@ -84,13 +88,7 @@ class Outbox:
                 continue
             batch = [queue.popleft() for _ in range(min(len(queue), _PER_ROUND_TRIP))]
             try:
-                pipe = self._redis.pipeline(transaction=False)
-                for start in range(0, len(batch), _PER_SCRIPT):
-                    args: list[bytes] = []
-                    for channel, data in batch[start:start + _PER_SCRIPT]:
-                        args += (channel, data)
-                    pipe.eval(scripts.PUBLISH_MANY, 0, *args)
-                await pipe.execute()
+                await self._send(batch)
             except asyncio.CancelledError:
                 queue.extendleft(reversed(batch))
                 raise
@@ -103,6 +101,21 @@ class Outbox:
             if self._outage.down:
                 self._outage.recovered()
                 self._backoff.reset()
+
+    async def _send(self, batch: list[tuple[bytes, bytes]]) -> None:
+        slot = self._redis.slot
+        by_slot: dict[int, list[tuple[bytes, bytes]]] = {}
+        for item in batch:
+            by_slot.setdefault(slot(item[0]), []).append(item)
+        pipe = self._redis.commands.pipeline(transaction=False)
+        for items in by_slot.values():
+            for start in range(0, len(items), _PER_SCRIPT):
+                chunk = items[start:start + _PER_SCRIPT]
+                args: list[bytes] = [chunk[0][0]]  # KEYS[1]: routes the call to the shard owning the slot
+                for channel, data in chunk:
+                    args += (channel, data)
+                pipe.eval(scripts.PUBLISH_MANY, 1, *args)
+        await pipe.execute()
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the queue is empty (at shutdown); False if it did not empty in time, or at once while Redis

@@ -24,9 +24,9 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-from redis.asyncio import Redis
-
 from pica.cluster import scripts
+from pica.cluster.driver import Commands
+from pica.cluster.keys import Keys
 from pica.cluster.link import REDIS_ERRORS, Backoff, Outage, WorkSignal
 from pica.core.ports import LocalSessions, PresenceListener
 
@@ -39,10 +39,12 @@ _BATCH = 500
 class ClusterPresence:
     """:class:`pica.core.ports.Presence` for the cluster."""
 
-    def __init__(self, redis: Redis, prefix: str, node_id: str, sessions: LocalSessions, timeout: float,
+    def __init__(self, redis: Commands, keys: Keys, node_id: str, sessions: LocalSessions, timeout: float,
                  backoff: Backoff, outage: Outage) -> None:
         self._redis = redis
-        self._prefix = prefix
+        self._prefix = keys.registry
+        self._route = [keys.nodes]
+        """KEYS of every script call: the slot of the registry, which holds every key the scripts touch."""
         self._node_id = node_id
         self._sessions = sessions
         self._timeout = timeout
@@ -97,7 +99,7 @@ class ClusterPresence:
             for user_id, online in batch:
                 args += (user_id, 1 if online else 0)
             try:
-                reply = await self._apply(keys=[], args=args)
+                reply = await self._apply(keys=self._route, args=args)
             except asyncio.CancelledError:
                 self._restore(batch)
                 raise
@@ -152,7 +154,7 @@ class ClusterPresence:
             return local
         try:
             async with asyncio.timeout(self._timeout):
-                reply = await self._online(keys=[], args=[self._prefix, self._node_id, *remote])
+                reply = await self._online(keys=self._route, args=[self._prefix, self._node_id, *remote])
         except asyncio.CancelledError:
             raise
         except (*REDIS_ERRORS, ValueError) as exc:

@@ -3,15 +3,14 @@ node spends from the same bucket and time comes from one clock (Redis's). Keys: 
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
 from pica.cluster import scripts
+from pica.cluster.driver import Commands
 
 
 class RedisBuckets:
     """:class:`pica.core.ports.SharedBuckets` on the cluster's Redis."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Commands, prefix: str) -> None:
         self._prefix = f"{prefix}rl:"
         self._script = redis.register_script(scripts.BUCKET)
 

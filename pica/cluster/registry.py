@@ -20,9 +20,9 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-
 from pica.cluster import scripts
+from pica.cluster.driver import Commands
+from pica.cluster.keys import Keys
 from pica.cluster.link import REDIS_ERRORS, Outage
 from pica.cluster.node import NodeInfo
 from pica.core.ports import Clock, LocalSessions
@@ -37,11 +37,13 @@ its TTL; the rest is taken up at the next beat."""
 
 
 class Registry:
-    def __init__(self, redis: Redis, prefix: str, node: NodeInfo, sessions: LocalSessions, clock: Clock,
+    def __init__(self, redis: Commands, keys: Keys, node: NodeInfo, sessions: LocalSessions, clock: Clock,
                  interval: float, ttl: float, outage: Outage, on_lost: Callable[[bool], None],
                  on_gone: Callable[[list[int]], None]) -> None:
         self._redis = redis
-        self._prefix = prefix
+        self._prefix = keys.registry
+        self._route = [keys.nodes]
+        """KEYS of every script call: the slot of the registry, which holds every key the scripts touch."""
         self._node = node
         self._sessions = sessions
         self._clock = clock
@@ -96,7 +98,7 @@ class Registry:
         args: list[str | int] = [self._prefix, node.node_id, self._ttl_ms]
         for field, value in node.to_fields().items():
             args += (field, value)
-        added, reaped, _ids, hashes, dead = await self._heartbeat(keys=[], args=args)
+        added, reaped, _ids, hashes, dead = await self._heartbeat(keys=self._route, args=args)
         live: list[NodeInfo] = []
         for flat in hashes:
             try:
@@ -122,7 +124,7 @@ class Registry:
         while calls < budget:
             calls += 1
             status, gone = await self._reap(
-                keys=[], args=[self._prefix, dead_id, self._node.node_id, REAP_CHUNK, self._ttl_ms * 2, 0]
+                keys=self._route, args=[self._prefix, dead_id, self._node.node_id, REAP_CHUNK, self._ttl_ms * 2, 0]
             )
             self._report_gone(gone)
             if status != 0:
@@ -134,7 +136,7 @@ class Registry:
     async def _reap_all(self, node_id: str, force: bool) -> None:
         while True:
             status, gone = await self._reap(
-                keys=[], args=[self._prefix, node_id, self._node.node_id, REAP_CHUNK, self._ttl_ms * 2,
+                keys=self._route, args=[self._prefix, node_id, self._node.node_id, REAP_CHUNK, self._ttl_ms * 2,
                                1 if force else 0]
             )
             self._report_gone(gone)

@@ -26,6 +26,7 @@ from pica.cluster.envelope import (
     encode_user,
 )
 from pica.cluster.groups import GroupIndex
+from pica.cluster.keys import Keys
 from pica.cluster.outbox import Outbox
 from pica.cluster.subscriber import Subscriber
 from pica.core.fanout import GroupFanout
@@ -40,21 +41,18 @@ log = logging.getLogger(__name__)
 
 
 class ClusterDelivery:
-    """:class:`pica.core.ports.Delivery` over the bus: per-user channels ``{prefix}u:{user_id}``, to which a node
-    subscribes while the user has a device there."""
+    """:class:`pica.core.ports.Delivery` over the bus: per-user channels (``{prefix}u:{{bucket}}{user_id}``, see
+    :mod:`pica.cluster.keys`), to which a node subscribes while the user has a device there."""
 
-    def __init__(self, sessions: LocalSessions, outbox: Outbox, node_id: str, user_prefix: bytes) -> None:
+    def __init__(self, sessions: LocalSessions, outbox: Outbox, node_id: str, keys: Keys) -> None:
         self._sessions = sessions
         self._outbox = outbox
         self._node_id = node_id
-        self._user_prefix = user_prefix
+        self.channel = keys.user_channel
         self._last: tuple[bytes, OutboundFrame] | None = None
         self.on_join: Callable[[int, JoinEnvelope], None] | None = None
         """Where joins received on a user channel go (the cluster's group router)."""
         self.dropped = 0
-
-    def channel(self, user_id: int) -> bytes:
-        return self._user_prefix + str(user_id).encode()
 
     def deliver(self, user_ids: Iterable[int], frame: OutboundFrame, exclude: object | None = None) -> None:
         ids = user_ids if isinstance(user_ids, Collection) else list(user_ids)
@@ -66,9 +64,9 @@ class ClusterDelivery:
         except Exception:
             log.exception("cluster bus: could not encode a frame for the bus")
             return
-        publish, prefix = self._outbox.publish, self._user_prefix
+        publish, channel = self._outbox.publish, self.channel
         for user_id in ids:
-            publish(prefix + str(user_id).encode(), data)
+            publish(channel(user_id), data)
 
     def is_online(self, user_id: int) -> bool:
         return self._sessions.is_online(user_id)
@@ -112,16 +110,16 @@ class ClusterFanout:
     The node's :class:`GroupIndex` decides which group channels it subscribes to; see the package docstring for
     how it is kept up to date (store reads on connect, join envelopes on user channels, removals in notices)."""
 
-    def __init__(self, local: GroupFanout, outbox: Outbox, node_id: str, group_prefix: bytes, user_prefix: bytes,
-                 subscriber: Subscriber, sessions: LocalSessions, timeout: float) -> None:
+    def __init__(self, local: GroupFanout, outbox: Outbox, node_id: str, keys: Keys, subscriber: Subscriber,
+                 sessions: LocalSessions, timeout: float) -> None:
         self.local = local
         self.index = GroupIndex()
         self.is_local: Callable[[int], bool] = sessions.is_online
         """Whether a user has a device here or about to be (the cluster adds users inside ``before_ready``)."""
         self._outbox = outbox
         self._node_id = node_id
-        self._group_prefix = group_prefix
-        self._user_prefix = user_prefix
+        self.channel = keys.group_channel
+        self._user_channel = keys.user_channel
         self._subscriber = subscriber
         self._sessions = sessions
         self._timeout = timeout
@@ -133,9 +131,6 @@ class ClusterFanout:
         self.dropped = 0
         self.join_resyncs = 0
         """Users told to resync because they joined a group whose channel was not yet live here."""
-
-    def channel(self, conversation_id: str) -> bytes:
-        return self._group_prefix + conversation_id.encode()
 
     # ------------------------------------------------------------------------------------------ GroupRouter
 
@@ -167,15 +162,17 @@ class ClusterFanout:
         if not change.added:
             return
         # Nodes holding an added user but no member are not subscribed: a join on each added user's channel, after
-        # the group envelope (same connection, so a node subscribed to both sees the group envelope first).
+        # the group envelope. On one Redis a node subscribed to both sees the group envelope first (one
+        # connection); on a Redis Cluster the two channels may live on different shards, and a join arriving first
+        # hands the added user the notice a second time, which the client drops as a seq it has.
         try:
             data = encode_join(self._node_id, conversation_id, seq, notice.payload(Encoding.MSGPACK))
         except Exception:
             log.exception("cluster bus: could not encode a join for the bus")
             return
-        publish, prefix = self._outbox.publish, self._user_prefix
+        publish, channel = self._outbox.publish, self._user_channel
         for user_id in change.added:
-            publish(prefix + str(user_id).encode(), data)
+            publish(channel(user_id), data)
 
     def membership(self, conversation_id: str) -> tuple[int, Collection[int]] | None:
         return self.local.membership(conversation_id)

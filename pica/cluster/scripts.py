@@ -8,10 +8,12 @@ Time comes from Redis (``TIME``), never from the nodes: the registry compares ev
 so clock skew between hosts cannot make a live node look dead. Redis 7 replicates script effects, so ``TIME``
 inside a writing script is allowed.
 
-Keys are built inside the scripts from ``ARGV[1]`` (the prefix). That is fine on a single Redis; on Redis Cluster
-the scripts would have to be split per slot (see the package docstring).
+Keys are built inside the scripts from ``ARGV[1]``, the prefix followed by the hash tag ``{r}``
+(:mod:`pica.cluster.keys`): every key a script touches is in that one slot, which Redis Cluster requires, and
+``KEYS[1]`` (the ``nodes`` key) routes the call to the shard owning it. Redis lets a script reach undeclared keys of
+its declared slot.
 
-Keys (``P`` = prefix):
+Keys (``P`` = prefix and tag, ``pica:{r}`` by default):
 
 - ``P nodes``: sorted set, member node id, score = expiry in ms (Redis time). Live = score > now.
 - ``P node:{id}``: hash, the node's :class:`~pica.cluster.node.NodeInfo`; PEXPIREs with the node.
@@ -146,9 +148,10 @@ return out
 """
 
 PUBLISH_MANY: Final = """
--- ARGV: channel, message, channel, message, ... Published in order; returns how many.
+-- KEYS[1]: a channel of the batch (routes the call on Redis Cluster; every channel must share its slot).
+-- ARGV: channel, message, channel, message, ... Published (sharded pub/sub) in order; returns how many.
 for i = 1, #ARGV, 2 do
-  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+  redis.call('SPUBLISH', ARGV[i], ARGV[i + 1])
 end
 return #ARGV / 2
 """

@@ -34,6 +34,7 @@ from pica.cluster.envelope import (
     encode_group,
 )
 from pica.cluster.groups import GroupIndex
+from pica.cluster.keys import Keys
 from pica.config import LimitsConfig, RedisConfig
 from pica.core.chat import ChatService
 from pica.core.ports import SystemClock
@@ -221,6 +222,14 @@ async def eventually_async(check: Callable[[], Any], timeout: float, what: str) 
         await asyncio.sleep(0.02)
 
 
+def user_channel(prefix: str, user_id: int) -> str:
+    return Keys(prefix, RedisConfig().channel_buckets).user_channel(user_id).decode()
+
+
+def group_channel(prefix: str, conversation_id: str) -> str:
+    return Keys(prefix, RedisConfig().channel_buckets).group_channel(conversation_id).decode()
+
+
 def shared_url() -> str:
     return f"redis://127.0.0.1:{SHARED_PORT}/0"
 
@@ -257,11 +266,11 @@ async def test_a_frame_to_several_users_is_decoded_once_per_node(prefix: str) ->
 
 
 async def test_the_channel_is_released_when_the_last_local_device_leaves(prefix: str) -> None:
-    channel = f"{prefix}u:42"
+    channel = user_channel(prefix, 42)
     client = redis.Redis(host="127.0.0.1", port=SHARED_PORT, socket_timeout=5)
 
     def subscribers() -> int:
-        return int(client.pubsub_numsub(channel)[0][1])
+        return int(client.pubsub_shardnumsub(channel)[0][1])
 
     async with nodes(shared_url(), bus_config(prefix), 2) as (a, b):
         first, second = await b.connect(42), await b.connect(42)
@@ -278,11 +287,11 @@ async def test_the_channel_is_released_when_the_last_local_device_leaves(prefix:
 
 
 async def test_before_ready_for_a_connection_that_never_registers_leaves_no_subscription(prefix: str) -> None:
-    channel = f"{prefix}u:43"
+    channel = user_channel(prefix, 43)
     client = redis.Redis(host="127.0.0.1", port=SHARED_PORT, socket_timeout=5)
     async with nodes(shared_url(), bus_config(prefix), 1) as (a,):
         await a.cluster.before_ready(43)  # the client then disconnects before its ready
-        await eventually(lambda: int(client.pubsub_numsub(channel)[0][1]) == 0, 5, "subscription released")
+        await eventually(lambda: int(client.pubsub_shardnumsub(channel)[0][1]) == 0, 5, "subscription released")
     client.close()
 
 
@@ -335,7 +344,7 @@ async def test_group_frames_reach_members_on_other_nodes_through_their_fanout(pr
 def subscribers(channel: str, port: int = SHARED_PORT) -> int:
     client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
     try:
-        return int(client.pubsub_numsub(channel)[0][1])
+        return int(client.pubsub_shardnumsub(channel)[0][1])
     finally:
         client.close()
 
@@ -373,7 +382,7 @@ def test_the_group_index_reports_first_and_last_local_members() -> None:
 async def test_a_node_without_a_member_of_a_group_receives_nothing_of_it(prefix: str) -> None:
     table = MemberTable()
     table.groups["g:1"] = (1, {1: 0, 2: 0})
-    channel = f"{prefix}g:g:1"
+    channel = group_channel(prefix, "g:1")
     async with nodes(shared_url(), bus_config(prefix), 3, store=table) as (a, b, c):
         author, member = await a.connect(1), await b.connect(2)
         bystander = await c.connect(3)  # connected, in no group
@@ -388,8 +397,8 @@ async def test_a_node_without_a_member_of_a_group_receives_nothing_of_it(prefix:
         assert bystander.frames == [] and author.frames == []
         # The broadcast channel of the old design is gone.
         client = redis.Redis(host="127.0.0.1", port=SHARED_PORT, socket_timeout=5)
-        assert client.pubsub_channels(f"{prefix}groups") == []
-        assert sorted(client.pubsub_channels(f"{prefix}g:*")) == [channel.encode()]
+        assert client.pubsub_shardchannels(f"{prefix}groups") == []
+        assert sorted(client.pubsub_shardchannels(f"{prefix}g:*")) == [channel.encode()]
         client.close()
 
 
@@ -399,10 +408,10 @@ async def test_a_member_connecting_subscribes_before_ready_and_releases_on_leavi
     table.groups["g:2"] = (1, {2: 0})
     async with nodes(shared_url(), bus_config(prefix), 2, store=table) as (a, b):
         await a.connect(1)
-        assert subscribers(f"{prefix}g:g:1") == 1
+        assert subscribers(group_channel(prefix, "g:1")) == 1
         first = await b.connect(2)
         # before_ready returned: Redis has B's subscriptions to both groups of user 2.
-        assert subscribers(f"{prefix}g:g:1") == 2 and subscribers(f"{prefix}g:g:2") == 1
+        assert subscribers(group_channel(prefix, "g:1")) == 2 and subscribers(group_channel(prefix, "g:2")) == 1
         a.cluster.fanout.deliver("g:1", 1, 1, msg(1, "g:1"))
         a.cluster.fanout.deliver("g:2", 1, 1, msg(1, "g:2"))
         await eventually(lambda: len(first.frames) == 2, 5, "both group frames on B")
@@ -411,17 +420,17 @@ async def test_a_member_connecting_subscribes_before_ready_and_releases_on_leavi
         assert table.group_lists == lists
         b.disconnect(first)
         await asyncio.sleep(0.1)
-        assert subscribers(f"{prefix}g:g:1") == 2  # the other device holds them
+        assert subscribers(group_channel(prefix, "g:1")) == 2  # the other device holds them
         b.disconnect(second)
-        await eventually(lambda: subscribers(f"{prefix}g:g:1") == 1 and subscribers(f"{prefix}g:g:2") == 0, 5,
-                         "B unsubscribed from both groups")
+        g1, g2 = group_channel(prefix, "g:1"), group_channel(prefix, "g:2")
+        await eventually(lambda: subscribers(g1) == 1 and subscribers(g2) == 0, 5, "B unsubscribed from both groups")
         assert b.cluster.fanout.membership("g:1") is None  # its member cache went with them
 
 
 async def test_a_member_added_where_the_group_had_no_member_gets_it_live_from_then_on(prefix: str) -> None:
     table = MemberTable()
     table.groups["g:1"] = (1, {1: 0, 2: 0})
-    channel = f"{prefix}g:g:1"
+    channel = group_channel(prefix, "g:1")
     async with nodes(shared_url(), bus_config(prefix), 3, store=table) as (a, b, c):
         owner = await a.connect(1)
         member = await b.connect(2)  # B holds a member already
@@ -449,7 +458,7 @@ async def test_a_member_added_where_the_group_had_no_member_gets_it_live_from_th
 async def test_a_member_added_on_the_origin_node_subscribes_there(prefix: str) -> None:
     table = MemberTable()
     table.groups["g:1"] = (1, {1: 0})
-    channel = f"{prefix}g:g:1"
+    channel = group_channel(prefix, "g:1")
     async with nodes(shared_url(), bus_config(prefix), 2, store=table) as (a, b):
         newcomer = await a.connect(9)  # A holds no member of the group
         owner = await b.connect(1)
@@ -467,7 +476,7 @@ async def test_a_member_added_on_the_origin_node_subscribes_there(prefix: str) -
 async def test_a_removed_member_s_node_unsubscribes_unless_it_holds_another(prefix: str) -> None:
     table = MemberTable()
     table.groups["g:1"] = (1, {1: 0, 2: 0, 3: 0, 4: 0})
-    channel = f"{prefix}g:g:1"
+    channel = group_channel(prefix, "g:1")
     async with nodes(shared_url(), bus_config(prefix), 3, store=table) as (a, b, c):
         owner = await a.connect(1)
         alone = await b.connect(2)
@@ -516,7 +525,7 @@ async def test_a_typing_notice_never_reaches_a_member_removed_where_the_typist_t
 async def test_a_group_typing_notice_is_one_publish_and_reaches_each_other_member_once(prefix: str) -> None:
     table = MemberTable()
     table.groups["g:1"] = (1, {1: 0, 2: 0, 3: 0, 4: 0})
-    channel = f"{prefix}g:g:1"
+    channel = group_channel(prefix, "g:1")
     async with nodes(shared_url(), bus_config(prefix), 4, store=table) as (a, b, c, d):
         typist, typist_other = await a.connect(1), await a.connect(1)
         local = await a.connect(4)
@@ -626,7 +635,7 @@ async def test_registry_lists_live_nodes_and_forgets_stopped_and_dead_ones(prefi
         assert info.http == "http://127.0.0.1:8001" and info.ws.endswith("/v1/ws")
 
         await b.cluster.stop()  # leaves at once
-        members = redis.Redis(host="127.0.0.1", port=SHARED_PORT).zrange(f"{prefix}nodes", 0, -1)
+        members = redis.Redis(host="127.0.0.1", port=SHARED_PORT).zrange(Keys(prefix, 1).nodes, 0, -1)
         assert b.node_id.encode() not in members
         await eventually_async(lambda: _has(a, {a.node_id, c.node_id}, exact=True), 1, "B gone from A's view")
 
@@ -640,7 +649,7 @@ async def test_registry_lists_live_nodes_and_forgets_stopped_and_dead_ones(prefi
         assert time.monotonic() - died <= config.node_ttl + 0.5
         await eventually(lambda: (9, False) in a.transitions, 3, "the reaper announced user 9 offline")
         assert await a.cluster.presence.online([9]) == set()
-        c_users = f"{prefix}node_users:{c.node_id}".encode()
+        c_users = f"{Keys(prefix, 1).registry}node_users:{c.node_id}".encode()
         await eventually(lambda: c_users not in keys_of(prefix, SHARED_PORT), 3, "C's user set deleted")
 
 
@@ -709,8 +718,8 @@ async def test_group_channels_are_resubscribed_after_a_redis_restart(prefix: str
         await eventually(lambda: not b.cluster.healthy, 5, "B notices the outage")
         own_redis.start()
         await eventually(lambda: b.resyncs > resyncs and a.cluster.healthy and b.cluster.healthy, 5, "back")
-        assert subscribers(f"{prefix}g:g:1", own_redis.port) == 2
-        assert subscribers(f"{prefix}g:g:2", own_redis.port) == 1
+        assert subscribers(group_channel(prefix, "g:1"), own_redis.port) == 2
+        assert subscribers(group_channel(prefix, "g:2"), own_redis.port) == 1
         a.cluster.fanout.deliver("g:1", 1, 1, msg(1, "g:1"))
         a.cluster.fanout.deliver("g:2", 1, 1, msg(1, "g:2"))
         await eventually(lambda: len(member.frames) == 2, 5, "group frames after the restart")
