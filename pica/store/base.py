@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -644,6 +644,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def session_state(self, session_id: str) -> SessionState | None: ...
+
+    @abc.abstractmethod
+    async def session_states(self, session_ids: Sequence[str]) -> dict[str, SessionState]:
+        """The state of each of ``session_ids`` that exists (one read for all)."""
 
     @abc.abstractmethod
     async def refresh_session(self, session_id: str, generation: int, now_ms: int, ttl_ms: int,

@@ -208,7 +208,10 @@ class SqlStore(Store):
         await self._write_txn(partial(sessions.create_session, session, max_live, forget_before))
 
     async def session_state(self, session_id: str) -> SessionState | None:
-        return await self._read_txn(partial(sessions.session_state, session_id))
+        return (await self.session_states([session_id])).get(session_id)
+
+    async def session_states(self, session_ids: Sequence[str]) -> dict[str, SessionState]:
+        return await self._read_txn(partial(sessions.session_states, session_ids))
 
     async def refresh_session(self, session_id: str, generation: int, now_ms: int, ttl_ms: int,
                               grace_ms: int) -> Refreshed:
