@@ -402,12 +402,18 @@ class Connection:
 
     async def _do_auth(self, token: str, device: str | None) -> None:
         try:
+            await self.services.connect_turn()
+            if self.closed:  # the client left while waiting for its turn
+                return
             who = await self.services.accounts.authenticate(token)
         except TokenExpired as exc:
             self.fail(exc, CloseCode.TOKEN_EXPIRED)
             return
         except SessionEnded as exc:
             self.fail(exc, CloseCode.SESSION_ENDED)
+            return
+        except RateLimited as exc:
+            self.fail(exc, CloseCode.SERVER_BUSY)
             return
         except Unauthenticated as exc:
             self.fail(exc, CloseCode.AUTH_FAILED)
