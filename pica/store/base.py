@@ -91,8 +91,12 @@ class RevokedSession:
     ``too_many_sessions``, ``account_deleted``."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageRecord:
+    """A stored message as a reader sees it. Not frozen, though nobody changes one: a frozen dataclass's
+    ``__init__`` sets each field through ``object.__setattr__`` and costs ten times as much (about 1.7 µs of the
+    3 µs a synced message cost, a million of them in a long catch-up). Treat it as immutable."""
+
     conversation_id: str
     seq: int
     sender: int
