@@ -5,9 +5,11 @@ store (users, a session, the first message of each 1:1 conversation through the 
 conversations and memberships are exactly what the server makes), then the rest of the messages are bulk-inserted
 into the ``messages`` table (SQLite ``executemany``, PostgreSQL ``COPY``) and each conversation's ``last_seq`` moved
 on. (Seeded messages are not in the search index: sync never reads it.) Then ``pica serve`` starts on that store and
-one client authenticates as the reader and syncs to the end: ``sync`` with its cursors, a ``synced`` page of at most
-``--page`` messages back, cursors moved to the page's last seqs, again until ``more`` is false. The client keeps no
-more than the page it is reading; it checks that every message came exactly once and in order.
+one client authenticates as the reader and syncs to the end, in each ``--mode``: ``paged``, a ``sync`` with its
+cursors, a ``synced`` page of at most ``--page`` messages back, cursors moved to the page's last seqs, again until
+``more`` is false; ``stream``, one ``sync`` with ``stream`` and every page sent by the server as the client reads
+(protocol 9.1). The client keeps no more than the page it is reading; it checks that every message came exactly once
+and in order.
 
 Reported: messages synced, pages, wall time of the whole sync, the server process's CPU time over it (user + system,
 every thread and child process, from /proc), CPU-µs and wall-µs per message. CPU time is the figure to compare (the
@@ -140,7 +142,7 @@ class Syncer(asyncio.Protocol):
                 raise RuntimeError(f"server error: {frame}")
 
 
-async def sync_all(tcp_port: int, token: str, page: int, server_pid: int) -> dict[str, Any]:
+async def sync_all(tcp_port: int, token: str, page: int, server_pid: int, stream: bool) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     _, client = await loop.create_connection(Syncer, bu.HOST, tcp_port)
     client.send(f.Auth(token=token, device="catchup"))
@@ -149,9 +151,12 @@ async def sync_all(tcp_port: int, token: str, page: int, server_pid: int) -> dic
     synced = pages = 0
     largest_page = 0
     before, started = bu.cpu_sample(server_pid), time.monotonic()
+    if stream:
+        client.send(f.Sync(limit=page, id=1, stream=True))
     while True:
         pages += 1
-        client.send(f.Sync(cursors=cursors, limit=page, id=pages))
+        if not stream:
+            client.send(f.Sync(cursors=cursors, limit=page, id=pages))
         answer = await client.answer(f.Synced)
         for msg in answer.msgs:
             expected = cursors.get(msg.conversation_id, 0) + 1
@@ -206,12 +211,13 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             bu.log(f"{backend}: seeded {total:,} messages in {time.monotonic() - began:.0f} s")
             results = []
             with start_server(work, backend, args.dsn, schema, args.page) as server:
-                for attempt in range(args.runs):
-                    result = await sync_all(server.ports[1], token, args.page, server.pid)
-                    if result["messages"] != total:
-                        raise RuntimeError(f"synced {result['messages']} of {total}")
-                    bu.log(f"{backend} run {attempt + 1}: {result}")
-                    results.append(result)
+                for mode in args.mode:
+                    for attempt in range(args.runs):
+                        result = await sync_all(server.ports[1], token, args.page, server.pid, mode == "stream")
+                        if result["messages"] != total:
+                            raise RuntimeError(f"synced {result['messages']} of {total}")
+                        bu.log(f"{backend} {mode} run {attempt + 1}: {result}")
+                        results.append({"mode": mode, **result})
         finally:
             if backend == "postgres":
                 conn = await asyncpg.connect(args.dsn)
@@ -219,9 +225,13 @@ async def run(backend: str, args: argparse.Namespace) -> dict[str, Any]:
                     await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
                 finally:
                     await conn.close()
-    best = min(results, key=lambda r: r["server_cpu_s"])
-    return {"backend": backend, "conversations": args.conversations, "page": args.page, **best,
-            "cpu_s_runs": [r["server_cpu_s"] for r in results], "seconds_runs": [r["seconds"] for r in results]}
+    rows = []
+    for mode in args.mode:
+        runs = [r for r in results if r["mode"] == mode]
+        best = min(runs, key=lambda r: r["server_cpu_s"])
+        rows.append({"backend": backend, "conversations": args.conversations, "page": args.page, **best,
+                     "cpu_s_runs": [r["server_cpu_s"] for r in runs], "seconds_runs": [r["seconds"] for r in runs]})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,20 +243,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-conversation", type=int, default=10_000, help="messages in each (default 10,000)")
     p.add_argument("--page", type=int, default=1_000, help="messages per synced page, the server's "
                    "limits.sync_page_size (default 1,000)")
-    p.add_argument("--runs", type=int, default=3, help="syncs from the start, on the same server (default 3)")
+    p.add_argument("--runs", type=int, default=3, help="syncs from the start per mode, on the same server (default 3)")
+    p.add_argument("--mode", choices=["paged", "stream"], action="append",
+                   help="paged (a sync per page) or stream (one sync, every page streamed); default both")
     p.add_argument("--quick", action="store_true", help="a small run for CI smoke tests")
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args(argv)
     if args.quick:
         args.conversations, args.per_conversation, args.runs = 5, 400, 1
     bu.exit_on_sigterm()
-    results = [asyncio.run(run(b, args)) for b in (args.backend or ["sqlite"])]
+    args.mode = args.mode or ["paged", "stream"]
+    results = [row for b in (args.backend or ["sqlite"]) for row in asyncio.run(run(b, args))]
     total = args.conversations * args.per_conversation
     print(f"## Catch-up: {total:,} messages across {args.conversations} conversations, one device, TCP\n")
     print(bu.markdown_table(
-        ["store", "page", "pages", "server CPU s (runs)", "server loop thread CPU s", "CPU µs/msg", "wall s (runs)",
-         "wall µs/msg"],
-        [[r["backend"], r["page"], r["pages"], " / ".join(f"{v:.2f}" for v in r["cpu_s_runs"]),
+        ["store", "sync", "page", "pages", "server CPU s (runs)", "server loop thread CPU s", "CPU µs/msg",
+         "wall s (runs)", "wall µs/msg"],
+        [[r["backend"], r["mode"], r["page"], r["pages"], " / ".join(f"{v:.2f}" for v in r["cpu_s_runs"]),
           r["server_loop_cpu_s"], r["cpu_us_per_msg"], " / ".join(f"{v:.2f}" for v in r["seconds_runs"]),
           r["wall_us_per_msg"]] for r in results]))
     info = bu.machine_info()

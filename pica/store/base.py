@@ -792,6 +792,17 @@ class Store(abc.ABC):
         ``limit``; conversations absent from ``cursors`` start from the beginning of the user's membership."""
 
     @abc.abstractmethod
+    async def sync_plan(self, user_id: int, cursors: Mapping[str, int]) -> list[tuple[str, int, int]]:
+        """A streamed sync's start: the user's conversations that have messages after the cursors (as for
+        :meth:`sync`), ordered by id, each as (id, the seq its messages start after, its last seq now). The stream
+        reads no further than that last seq: what the user could see when it began."""
+
+    @abc.abstractmethod
+    async def sync_after(self, user_id: int, pending: Sequence[tuple[str, int, int]], limit: int) -> Page:
+        """One page of a streamed sync: up to ``limit`` messages of each ``(conversation_id, after, until)`` of
+        ``pending`` in turn, by seq (hidden ones as tombstones, as in :meth:`sync`)."""
+
+    @abc.abstractmethod
     def append_group(self, request: GroupAppend) -> asyncio.Future[AppendResult]:
         """As append_direct, for a group. Fails with Forbidden for a non-member and for a group that does not exist
         (the same error, message included), and when the member may not speak. Returns the group's membership
