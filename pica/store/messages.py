@@ -288,11 +288,22 @@ def sync_plan(user_id: int, cursors: Mapping[str, int]) -> Txn[list[tuple[str, i
 
 def sync_after(user_id: int, pending: Sequence[tuple[str, int, int]], limit: int) -> Txn[Page]:
     """Up to ``limit`` messages of ``pending``'s conversations in its order, each after its start seq and up to its
-    last seq, by seq."""
-    if not pending:
-        return Page([], False)
-    rows = yield Read("messages_after_each", (user_id, [p[0] for p in pending], [p[1] for p in pending], limit + 1,
-                                              [p[2] for p in pending]))
+    last seq, by seq. Seqs have no gaps below a conversation's last seq (hidden messages read as tombstones), so
+    ``until - start`` says how many rows a conversation holds: each read names only as many conversations as should
+    fill the page (one or two, for a long catch-up), because PostgreSQL reads up to the limit in every conversation a
+    statement names before it sorts them. Another read follows if rows were missing after all."""
+    rows: list[Any] = []
+    taken = 0
+    while taken < len(pending) and len(rows) <= limit:
+        want = limit + 1 - len(rows)
+        batch: list[tuple[str, int, int]] = []
+        room = 0
+        while taken < len(pending) and room < want:
+            batch.append(pending[taken])
+            room += pending[taken][2] - pending[taken][1]
+            taken += 1
+        rows.extend((yield Read("messages_after_each", (user_id, [p[0] for p in batch], [p[1] for p in batch], want,
+                                                        [p[2] for p in batch]))))
     return Page([message_row(r) for r in rows[:limit]], len(rows) > limit)
 
 
