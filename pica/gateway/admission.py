@@ -107,16 +107,19 @@ class ConnectPace:
     ``limits.connect_burst``, each over-pace one waiting its turn for at most ``limits.connect_wait`` seconds.
 
     Virtual scheduling (GCRA): ``_next`` is when the next connect would be due at the steady pace; a connect may go
-    ``burst`` intervals before that. A connect whose turn is further off than the wait is refused, with a
-    ``retry_after`` around its turn (jittered, so that the refused do not come back together); the refused take no
-    turn. Pure arithmetic on times passed in; 0 connects per second: no pace."""
+    ``burst`` intervals before that. A connect whose turn is further off than the wait is refused and takes no turn;
+    its ``retry_after`` is a slot of a second schedule, ``_retry``, one interval after the previous refused one's, so
+    that the refused come back spread at the pace, in the order they came, rather than all together into the same
+    full queue (a first version told them all "in about a second" and each device of a 3,000-device storm was
+    refused eight times). Pure arithmetic on times passed in; 0 connects per second: no pace."""
 
-    __slots__ = ("_interval", "_next", "_tolerance", "max_wait", "refused", "waited")
+    __slots__ = ("_interval", "_next", "_retry", "_tolerance", "max_wait", "refused", "waited")
 
     def __init__(self, per_second: float, burst: int, max_wait: float) -> None:
         self._interval = 1.0 / per_second if per_second > 0 else 0.0
         self._tolerance = max(burst - 1, 0) * self._interval
         self._next = 0.0
+        self._retry = 0.0
         self.max_wait = max_wait
         self.refused = 0
         """Connects refused so far (``pica_connects_paced_total{outcome="refused"}``)."""
@@ -132,7 +135,9 @@ class ConnectPace:
         wait = due - self._tolerance - now
         if wait > self.max_wait:
             self.refused += 1
-            return -(wait - self.max_wait + random.uniform(0.0, max(self.max_wait, 1.0)))
+            # Back when the queue will have room (its turn minus the wait), at the earliest; after the refused before.
+            self._retry = max(self._retry, now + wait - self.max_wait) + self._interval
+            return -(self._retry - now + random.uniform(0.0, self._interval))
         self._next = due + self._interval
         if wait > 0.0:
             self.waited += 1
