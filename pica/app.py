@@ -44,7 +44,7 @@ from pica.core.sessions import SessionService
 from pica.core.social import SocialService
 from pica.core.tokens import RefreshTokens, TokenService
 from pica.errors import Banned, PicaError, SessionEnded, StartupError
-from pica.gateway.admission import AddressSlots
+from pica.gateway.admission import AddressSlots, ConnectPace
 from pica.gateway.http_socket import http_socket_factory
 from pica.gateway.hub import ConnectionHandle, Hub
 from pica.gateway.revocation import RevocationSweep
@@ -441,6 +441,8 @@ class PicaServer:
             # Caps on sockets, lifted with the rate limits (benchmarks hold thousands from one address and user).
             address_slots=AddressSlots(config.limits.max_connections_per_address if rates.enabled else 0),
             max_sessions_per_user=config.limits.max_sessions_per_user if rates.enabled else 0,
+            connect_pace=ConnectPace(config.limits.connects_per_second if rates.enabled else 0.0,
+                                     config.limits.connect_burst, config.limits.connect_wait),
             live_nodes=self._live_nodes,
             before_ready=self.cluster.before_ready if self.cluster is not None else None,
             cluster_stats=self.cluster.stats if self.cluster is not None else None,

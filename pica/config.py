@@ -100,6 +100,16 @@ class LimitsConfig:
     is closed. Also how long an idle keep-alive connection is kept."""
     max_report_reason_chars: int = 1000
     """Longest ``reason`` of a user's report of a message (``POST /v1/reports``)."""
+    connects_per_second: float = 2_000.0
+    """Socket authentications (TCP ``auth``, WebSocket upgrades carrying a token) this node starts per second, in
+    bursts of up to ``connect_burst``: after a restart every client reconnects at once, and this spreads them out so
+    that the connections already up keep being served. Over the pace a connect waits its turn (at most
+    ``connect_wait`` seconds), else it is refused (``rate_limited`` with ``retry_after``; TCP ``close`` 4006, HTTP
+    429). 0: no pace; lifted with ``rate_limits = "off"``."""
+    connect_burst: int = 500
+    """Connects admitted at once, beyond the steady ``connects_per_second``, when the node was quiet."""
+    connect_wait: float = 5.0
+    """Longest wait for a turn under ``connects_per_second``, in seconds; must be shorter than ``auth_timeout``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -950,6 +960,7 @@ def _validate(obj: Any, section: str) -> None:
             "max_inflight_requests",
             "max_outbound_bytes",
             "max_report_reason_chars",
+            "connect_burst",
         ):
             if getattr(obj, name) < 1:
                 raise ConfigError(f"limits.{name}: must be at least 1")
@@ -957,6 +968,8 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError("limits.http_header_timeout: must be more than 0")
         if obj.idle_timeout <= obj.heartbeat_interval:
             raise ConfigError("limits.idle_timeout: must be longer than limits.heartbeat_interval")
+        if obj.connect_wait >= obj.auth_timeout:
+            raise ConfigError("limits.connect_wait: must be shorter than limits.auth_timeout")
     if isinstance(obj, MediaConfig):
         if obj.storage and not obj.storage.startswith("s3://"):
             raise ConfigError(f"media.storage: expected empty (the data directory) or s3://bucket/prefix, got "

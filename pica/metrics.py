@@ -148,6 +148,8 @@ class NodeMetrics:
     connections_opened: int = 0
     sessions_over_limit: int = 0
     """Sessions closed (``session_overflow = "oldest"``) or refused (``"refuse"``) by ``max_sessions_per_user``."""
+    connects_waited: int = 0
+    """Socket authentications that waited for their turn under ``limits.connects_per_second``."""
     errors: dict[tuple[str, str], int] = field(default_factory=dict)
     """(error code, transport) → errors reported to clients: ``error`` frames and HTTP error responses."""
     refusals: dict[str, int] = field(default_factory=dict)
@@ -249,6 +251,8 @@ class NodeMetrics:
              self.sources.address_refusals()),
             ("pica_sessions_over_limit", "Sessions closed or refused at limits.max_sessions_per_user.",
              self.sessions_over_limit),
+            ("pica_connects_waited", "Socket authentications that waited for their turn under "
+             "limits.connects_per_second.", self.connects_waited),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         errors = CounterMetricFamily("pica_errors", "Errors told to clients, by code and transport.",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -379,10 +379,24 @@ class ChatService:
 
     async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int | None) -> Page:
         page_size = self._limits.sync_page_size
-        if any(names_nothing(conversation_id) for conversation_id in cursors):
-            # A cursor for a conversation the user is not in contributes nothing (protocol 9); neither does this.
-            cursors = {cid: seq for cid, seq in cursors.items() if not names_nothing(cid)}
-        return await self._store.sync(user_id, cursors, min(limit or page_size, page_size))
+        return await self._store.sync(user_id, _known(cursors), min(limit or page_size, page_size))
+
+    async def sync_stream(self, user_id: int, cursors: Mapping[str, int], limit: int | None) -> AsyncIterator[Page]:
+        """A sync's pages one after the other (protocol 9, ``stream``): the conversations to read are found once,
+        then each page starts where the previous one stopped, with no membership read per page. The stream ends at
+        what the user could see when it began (``Store.sync_plan``); newer messages come as live pushes."""
+        page_size = self._limits.sync_page_size
+        size = min(limit or page_size, page_size)
+        pending = await self._store.sync_plan(user_id, _known(cursors))
+        while True:
+            page = await self._store.sync_after(user_id, pending, size)
+            yield page
+            if not page.more:
+                return
+            # Pages follow (conversation, seq): the ones before the page's last conversation are done.
+            last = page.messages[-1]
+            done = next(i for i, p in enumerate(pending) if p[0] == last.conversation_id)
+            pending = [(last.conversation_id, last.seq, pending[done][2]), *pending[done + 1:]]
 
     async def history(
         self, user_id: int, conversation_id: str, *, after: int | None, before: int | None, limit: int | None
@@ -495,6 +509,14 @@ def _without_mark(body: Any) -> Any:
     if isinstance(body, dict) and FORWARDED in body:
         return {key: value for key, value in body.items() if key != FORWARDED}
     return body
+
+
+def _known(cursors: Mapping[str, int]) -> Mapping[str, int]:
+    """A cursor for a conversation the user is not in contributes nothing (protocol 9); neither does one that names
+    no conversation at all."""
+    if any(names_nothing(conversation_id) for conversation_id in cursors):
+        return {cid: seq for cid, seq in cursors.items() if not names_nothing(cid)}
+    return cursors
 
 
 def _must_name_one(conversation_id: str) -> None:

@@ -10,14 +10,17 @@ in :mod:`pica.app`).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from functools import partial
+from typing import Final
 
 from pica.config import AuthConfig
 from pica.core.ports import Clock
 from pica.core.tokens import RefreshTokens, TokenService, new_session_id
 from pica.errors import Banned, InvalidToken, NotFound, SessionEnded
 from pica.logs import audit
-from pica.store.base import SessionRecord, Store
+from pica.store.base import SessionRecord, SessionState, Store
 
 MAX_USER_AGENT = 256
 """Characters of a client's User-Agent kept with its session (for the session list; the rest is dropped)."""
@@ -51,6 +54,58 @@ class SessionTokens:
     """Seconds since the epoch: the session ends then unless refreshed before."""
 
 
+MAX_STATES_PER_READ: Final = 256
+"""Most sessions looked up in one store read: a reconnect storm's connects share reads this large."""
+
+
+class SessionStates:
+    """Session states asked for in one turn of the event loop, read from the store together.
+
+    Every socket authentication must see its session's state in the store (revocation is checked on each use, never
+    cached), and one read per connect costs a trip to a reader (a thread hop on SQLite, a round trip on PostgreSQL)
+    that dwarfs the lookup itself. Connects come in bursts (a node restarts, a load balancer reloads): those that
+    arrive together share one read of up to :data:`MAX_STATES_PER_READ` sessions. A lone connect waits no longer
+    than before: its read starts at the end of the loop turn it arrived in."""
+
+    __slots__ = ("_store", "_waiting")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._waiting: dict[str, list[asyncio.Future[SessionState | None]]] | None = None
+
+    def get(self, session_id: str) -> asyncio.Future[SessionState | None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[SessionState | None] = loop.create_future()
+        waiting = self._waiting
+        if waiting is None:
+            self._waiting = waiting = {}
+            loop.call_soon(self._read, waiting)
+        waiting.setdefault(session_id, []).append(future)
+        if len(waiting) >= MAX_STATES_PER_READ:
+            self._waiting = None  # full: the next connect starts a read of its own
+        return future
+
+    def _read(self, waiting: dict[str, list[asyncio.Future[SessionState | None]]]) -> None:
+        if self._waiting is waiting:
+            self._waiting = None
+        read = asyncio.ensure_future(self._store.session_states(list(waiting)))
+        read.add_done_callback(partial(_answer, waiting))
+
+
+def _answer(waiting: dict[str, list[asyncio.Future[SessionState | None]]],
+            read: asyncio.Future[dict[str, SessionState]]) -> None:
+    error = read.exception() if not read.cancelled() else asyncio.CancelledError()
+    states = read.result() if error is None else {}
+    for session_id, futures in waiting.items():
+        for future in futures:
+            if future.done():  # its caller gave up (the client left)
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(states.get(session_id))
+
+
 class SessionService:
     def __init__(self, store: Store, tokens: TokenService, refresh_tokens: RefreshTokens, clock: Clock,
                  config: AuthConfig) -> None:
@@ -59,6 +114,7 @@ class SessionService:
         self._refresh = refresh_tokens
         self._clock = clock
         self._config = config
+        self._states = SessionStates(store)
 
     def _issue(self, user_id: int, session_id: str, generation: int, session_expires_ms: int) -> SessionTokens:
         token, expires_at = self._tokens.issue(user_id, session_id, self._clock.now_ms() / 1000)
@@ -101,7 +157,7 @@ class SessionService:
         """The identity of a valid access token whose session is live and whose user is not banned. Raises
         InvalidToken / TokenExpired / SessionEnded / Banned."""
         claims = self._tokens.verify(token)
-        state = await self._store.session_state(claims.session_id)
+        state = await self._states.get(claims.session_id)
         if state is None or state.user_id != claims.user_id:
             raise InvalidToken("unknown session: log in again")
         if state.revoked:

@@ -1,13 +1,19 @@
-"""Who may hold a socket: the per-address connection cap, counted at accept on both listening ports.
+"""Who may hold a socket, and how fast sockets may authenticate.
 
-A refused socket is answered at once (the transport's own words: an HTTP 429, or a TCP ``error`` + ``close``) and
-closed after a short linger; it is never counted, never reaches aiohttp or the connection state machine.
+The per-address connection cap is counted at accept on both listening ports. A refused socket is answered at once
+(the transport's own words: an HTTP 429, or a TCP ``error`` + ``close``) and closed after a short linger; it is never
+counted, never reaches aiohttp or the connection state machine.
+
+The connect pace (:class:`ConnectPace`, ``limits.connects_per_second``) spreads a reconnect storm (every client of a
+restarted node, a load balancer that dropped everything) over time: authentications past the pace wait their turn,
+a bounded time, rather than all running at once and starving the connections already up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from typing import Final
 
 log = logging.getLogger(__name__)
@@ -94,3 +100,46 @@ def refuse(transport: asyncio.Transport, answer: bytes) -> None:
         transport.write_eof()
     else:  # pragma: no cover - TCP sockets can always half-close
         transport.close()
+
+
+class ConnectPace:
+    """Authentications admitted per second on this node: ``limits.connects_per_second`` with bursts of
+    ``limits.connect_burst``, each over-pace one waiting its turn for at most ``limits.connect_wait`` seconds.
+
+    Virtual scheduling (GCRA): ``_next`` is when the next connect would be due at the steady pace; a connect may go
+    ``burst`` intervals before that. A connect whose turn is further off than the wait is refused and takes no turn;
+    its ``retry_after`` is a slot of a second schedule, ``_retry``, one interval after the previous refused one's, so
+    that the refused come back spread at the pace, in the order they came, rather than all together into the same
+    full queue (a first version told them all "in about a second" and each device of a 3,000-device storm was
+    refused eight times). Pure arithmetic on times passed in; 0 connects per second: no pace."""
+
+    __slots__ = ("_interval", "_next", "_retry", "_tolerance", "max_wait", "refused", "waited")
+
+    def __init__(self, per_second: float, burst: int, max_wait: float) -> None:
+        self._interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._tolerance = max(burst - 1, 0) * self._interval
+        self._next = 0.0
+        self._retry = 0.0
+        self.max_wait = max_wait
+        self.refused = 0
+        """Connects refused so far (``pica_connects_paced_total{outcome="refused"}``)."""
+        self.waited = 0
+        """Connects that waited for their turn (``pica_connects_paced_total{outcome="waited"}``)."""
+
+    def turn(self, now: float) -> float:
+        """Seconds until this connect may authenticate (0.0: now), its turn taken; or, when that is more than
+        ``max_wait``, minus the seconds to retry after (nothing taken)."""
+        if not self._interval:
+            return 0.0
+        due = max(self._next, now)
+        wait = due - self._tolerance - now
+        if wait > self.max_wait:
+            self.refused += 1
+            # Back when the queue will have room (its turn minus the wait), at the earliest; after the refused before.
+            self._retry = max(self._retry, now + wait - self.max_wait) + self._interval
+            return -(self._retry - now + random.uniform(0.0, self._interval))
+        self._next = due + self._interval
+        if wait > 0.0:
+            self.waited += 1
+            return wait
+        return 0.0

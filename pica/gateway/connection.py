@@ -409,12 +409,18 @@ class Connection:
 
     async def _do_auth(self, token: str, device: str | None) -> None:
         try:
+            await self.services.connect_turn()
+            if self.closed:  # the client left while waiting for its turn
+                return
             who = await self.services.accounts.authenticate(token)
         except TokenExpired as exc:
             self.fail(exc, CloseCode.TOKEN_EXPIRED)
             return
         except SessionEnded as exc:
             self.fail(exc, CloseCode.SESSION_ENDED)
+            return
+        except RateLimited as exc:
+            self.fail(exc, CloseCode.SERVER_BUSY)
             return
         except Unauthenticated as exc:
             self.fail(exc, CloseCode.AUTH_FAILED)
@@ -525,8 +531,28 @@ class Connection:
         await self.services.groups.answer(self.user_id, frame.group_id, frame.accept)
 
     async def _do_sync(self, frame: f.Sync) -> None:
-        page = await self.services.chat.sync(self.user_id, frame.cursors, frame.limit)
-        self.send(f.Synced(msgs=[message_frame(m) for m in page.messages], more=page.more, ref=frame.id))
+        if not frame.stream:
+            page = await self.services.chat.sync(self.user_id, frame.cursors, frame.limit)
+            self.send(f.Synced(msgs=[message_frame(m) for m in page.messages], more=page.more, ref=frame.id))
+            return
+        async for page in self.services.chat.sync_stream(self.user_id, frame.cursors, frame.limit):
+            self.send(f.Synced(msgs=[message_frame(m) for m in page.messages], more=page.more, ref=frame.id))
+            if page.more and not await self._taken():
+                return
+
+    async def _taken(self) -> bool:
+        """Until the client has read most of what was written (a streamed sync's next page is read only then, so
+        that neither the server nor the client holds more than about a page); False once the connection is closed.
+        A client that stops reading stops the stream; its idle timeout ends it."""
+        backlog = self.services.limits.max_outbound_bytes // 2
+        pause = 0.001
+        await asyncio.sleep(0)  # the page leaves in this loop turn's flush
+        while not self.closed:
+            if self._transport_buffered() <= backlog:
+                return True
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        return False
 
     async def _do_history(self, frame: f.History) -> None:
         page = await self.services.chat.history(

@@ -21,7 +21,8 @@ from pica.core.placement import NodeAddress
 from pica.core.ports import Clock
 from pica.core.ratelimit import RateLimits
 from pica.core.social import SocialService
-from pica.gateway.admission import AddressSlots
+from pica.errors import RateLimited
+from pica.gateway.admission import AddressSlots, ConnectPace
 from pica.gateway.hub import Hub
 from pica.metrics import NodeMetrics
 
@@ -60,6 +61,8 @@ class GatewayServices:
     address_slots: AddressSlots = field(default_factory=lambda: AddressSlots(0))
     """Open sockets per client address on both ports (``limits.max_connections_per_address``; 0: none)."""
     max_sessions_per_user: int = 0
+    connect_pace: ConnectPace = field(default_factory=lambda: ConnectPace(0.0, 1, 0.0))
+    """Socket authentications started per second (``limits.connects_per_second``; 0: no pace)."""
     """``limits.max_sessions_per_user`` as this node applies it (0: none, as when ``rate_limits = "off"``)."""
     metrics: NodeMetrics = field(default_factory=NodeMetrics)
     """This node's metrics (/metrics); the gauges this bundle owns are wired into it at construction."""
@@ -105,6 +108,17 @@ class GatewayServices:
             pass
         finally:
             self._sends_done = None
+
+    async def connect_turn(self) -> None:
+        """Wait for this socket authentication's turn under ``limits.connects_per_second``; RateLimited when it is
+        more than ``limits.connect_wait`` away (the client is told when to come back)."""
+        wait = self.connect_pace.turn(self.clock.monotonic())
+        if wait < 0.0:  # counted in pica_refusals_total where the refusal is told (metrics.error)
+            raise RateLimited("the server is accepting connections at its pace; reconnect later", -wait,
+                              "limits.connects_per_second")
+        if wait > 0.0:
+            self.metrics.connects_waited += 1
+            await asyncio.sleep(wait)
 
     def track(self, task: asyncio.Future[Any]) -> None:
         """Keep a reference to a request task or send future until it finishes (and let shutdown wait for it)."""

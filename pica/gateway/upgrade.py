@@ -81,6 +81,8 @@ async def authorize(services: GatewayServices, header: Callable[[str], str | Non
     if services.allowed_origins and origin not in services.allowed_origins:
         raise Forbidden("origin not allowed")
     token = bearer(header("Authorization") or "")
+    if token:  # paced like a TCP auth; over the pace, answered 429 before the upgrade
+        await services.connect_turn()
     who = await services.accounts.authenticate(token) if token else None
     if who is not None and services.before_ready is not None:
         await services.before_ready(who.user_id)

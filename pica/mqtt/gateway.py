@@ -304,6 +304,9 @@ class MqttConnection(TcpConnection):
     async def _login(self, username: str, password: str) -> None:
         accounts = self.services.accounts
         try:
+            await self.services.connect_turn()
+            if self.closed:
+                return
             if _looks_like_token(password):
                 who = await accounts.authenticate(password)
                 user = await accounts.get(who.user_id)

@@ -20,6 +20,9 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 4004
     TOO_MANY_CONNECTIONS = 4005
     """TCP only: the client's address holds ``limits.max_connections_per_address`` sockets already."""
+    SERVER_BUSY = 4006
+    """The node is admitting connections at its pace (``limits.connects_per_second``) and this one's turn was too far
+    off: reconnect after the ``retry_after`` of the ``error`` before it."""
     PROTOCOL_ERROR = 4500
     AUTH_FAILED = 4501
     TOKEN_EXPIRED = 4502

@@ -119,6 +119,8 @@ class Sync(_Frame, tag="sync"):
     cursors: dict[ConversationId, Seq] = {}
     limit: Limit | None = None
     id: RequestId | None = None
+    stream: bool = False
+    """Send every page, one after the other as the client reads them, without a ``sync`` per page."""
 
 
 class History(_Frame, tag="history"):

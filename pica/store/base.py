@@ -105,8 +105,12 @@ class RevokedSession:
     ``too_many_sessions``, ``account_deleted``."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageRecord:
+    """A stored message as a reader sees it. Not frozen, though nobody changes one: a frozen dataclass's
+    ``__init__`` sets each field through ``object.__setattr__`` and costs ten times as much (about 1.7 µs of the
+    3 µs a synced message cost, a million of them in a long catch-up). Treat it as immutable."""
+
     conversation_id: str
     seq: int
     sender: int
@@ -769,6 +773,10 @@ class Store(abc.ABC):
     async def session_state(self, session_id: str) -> SessionState | None: ...
 
     @abc.abstractmethod
+    async def session_states(self, session_ids: Sequence[str]) -> dict[str, SessionState]:
+        """The state of each of ``session_ids`` that exists (one read for all)."""
+
+    @abc.abstractmethod
     async def refresh_session(self, session_id: str, generation: int, now_ms: int, ttl_ms: int,
                               grace_ms: int) -> Refreshed:
         """Rotate the session's refresh token if ``generation`` is its current one (or the one before, within
@@ -913,6 +921,17 @@ class Store(abc.ABC):
     async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int) -> Page:
         """Messages after the cursors in every conversation of the user, ordered by (conversation_id, seq), at most
         ``limit``; conversations absent from ``cursors`` start from the beginning of the user's membership."""
+
+    @abc.abstractmethod
+    async def sync_plan(self, user_id: int, cursors: Mapping[str, int]) -> list[tuple[str, int, int]]:
+        """A streamed sync's start: the user's conversations that have messages after the cursors (as for
+        :meth:`sync`), ordered by id, each as (id, the seq its messages start after, its last seq now). The stream
+        reads no further than that last seq: what the user could see when it began."""
+
+    @abc.abstractmethod
+    async def sync_after(self, user_id: int, pending: Sequence[tuple[str, int, int]], limit: int) -> Page:
+        """One page of a streamed sync: up to ``limit`` messages of each ``(conversation_id, after, until)`` of
+        ``pending`` in turn, by seq (hidden ones as tombstones, as in :meth:`sync`)."""
 
     @abc.abstractmethod
     def append_group(self, request: GroupAppend) -> asyncio.Future[AppendResult]:

@@ -275,14 +275,43 @@ def history(user_id: int, conversation_id: str, after: int | None, before: int |
 
 def sync(user_id: int, cursors: Mapping[str, int], limit: int) -> Txn[Page]:
     """Messages after max(joined_seq, cursor) in every conversation of the user, by (conversation, seq)."""
-    pending: list[tuple[str, int]] = []
+    pending = yield from sync_plan(user_id, cursors)
+    return (yield from sync_after(user_id, pending, limit))
+
+
+def sync_plan(user_id: int, cursors: Mapping[str, int]) -> Txn[list[tuple[str, int, int]]]:
+    """The user's conversations with messages after max(joined_seq, cursor), by id: (id, that seq, last seq now).
+    The last seq bounds what a streamed sync reads: the messages the user could see when it began, whatever
+    happens meanwhile (a removal from a group), and what was committed since arrives as live pushes."""
+    pending: list[tuple[str, int, int]] = []
     for conversation_id, joined, last_seq in (yield Read("memberships", (user_id,))):
         start = max(joined, cursors.get(conversation_id, 0))
         if last_seq > start:
-            pending.append((conversation_id, start))
-    if not pending:
-        return Page([], False)
-    rows = yield Read("messages_after_each", (user_id, [p[0] for p in pending], [p[1] for p in pending], limit + 1))
+            pending.append((conversation_id, start, last_seq))
+    return pending
+
+
+def sync_after(user_id: int, pending: Sequence[tuple[str, int, int]], limit: int) -> Txn[Page]:
+    """Up to ``limit`` messages of ``pending``'s conversations in its order, each after its start seq and up to its
+    last seq, by seq. Seqs have no gaps below a conversation's last seq (hidden messages read as tombstones), so
+    ``until - start`` says how many rows a conversation holds: each read names only as many conversations as should
+    fill the page (one or two, for a long catch-up), because PostgreSQL reads up to the limit in every conversation a
+    statement names before it sorts them. Another read follows if rows were missing after all."""
+    rows: list[Any] = []
+    taken = 0
+    while taken < len(pending) and len(rows) <= limit:
+        want = limit + 1 - len(rows)
+        batch: list[tuple[str, int, int]] = []
+        room = 0
+        while taken < len(pending) and room < want:
+            batch.append(pending[taken])
+            room += pending[taken][2] - pending[taken][1]
+            taken += 1
+        if len(batch) == 1:  # the common case, as a statement whose bounds the planner can see (BENCHMARKS.md)
+            rows.extend((yield Read("messages_after_one", (user_id, batch[0][0], batch[0][1], want, batch[0][2]))))
+        else:
+            rows.extend((yield Read("messages_after_each", (user_id, [p[0] for p in batch], [p[1] for p in batch],
+                                                            want, [p[2] for p in batch]))))
     return Page([message_row(r) for r in rows[:limit]], len(rows) > limit)
 
 
@@ -386,12 +415,17 @@ _SQLITE_AFTER: Final = (f"SELECT {_visible('?1')} FROM messages m WHERE m.conver
                         " ORDER BY m.seq LIMIT ?4")
 
 
+_SQLITE_AFTER_UNTIL: Final = (f"SELECT {_visible('?1')} FROM messages m WHERE m.conversation_id = ?2 AND m.seq > ?3"
+                              " AND m.seq <= ?5 ORDER BY m.seq LIMIT ?4")
+
+
 def _sqlite_after_each(conn: Any, args: tuple[Any, ...]) -> list[Any]:
     """The pages of several conversations in order, up to ``limit`` rows in all: a statement per conversation."""
-    user_id, conversations, starts, limit = args
+    user_id, conversations, starts, limit, untils = args
     rows: list[Any] = []
-    for conversation_id, start in zip(conversations, starts, strict=True):
-        rows.extend(conn.execute(_SQLITE_AFTER, (user_id, conversation_id, start, limit - len(rows))).fetchall())
+    for conversation_id, start, until in zip(conversations, starts, untils, strict=True):
+        rows.extend(conn.execute(_SQLITE_AFTER_UNTIL,
+                                 (user_id, conversation_id, start, limit - len(rows), until)).fetchall())
         if len(rows) >= limit:
             break
     return rows
@@ -555,7 +589,8 @@ SQLITE: Final[Dialect] = {
         "SELECT m.conversation_id, m.joined_seq, c.last_seq FROM members m"
         " JOIN conversations c ON c.conversation_id = m.conversation_id WHERE m.user_id = ?1 ORDER BY m.conversation_id"
     ),
-    "messages_after_each": Statement(_SQLITE_AFTER, run=_sqlite_after_each),
+    "messages_after_each": Statement(_SQLITE_AFTER_UNTIL, run=_sqlite_after_each),
+    "messages_after_one": Statement(_SQLITE_AFTER_UNTIL),
     "messages_before_each": Statement(_SQLITE_BEFORE, run=_sqlite_before_each),
     "member_cursors": Statement(
         "SELECT user_id, role, muted, joined_seq, delivered_seq, read_seq FROM members"
@@ -699,10 +734,15 @@ POSTGRES: Final[Dialect] = {
         "SELECT m.conversation_id, m.joined_seq, c.last_seq FROM members m"
         " JOIN conversations c ON c.conversation_id = m.conversation_id WHERE m.user_id = $1 ORDER BY m.conversation_id"
     ),
+    "messages_after_one": Statement(
+        f"SELECT {_visible('$1')} FROM messages m WHERE m.conversation_id = $2 AND m.seq > $3 AND m.seq <= $5"
+        " ORDER BY m.seq LIMIT $4"
+    ),
     "messages_after_each": Statement(
-        "SELECT v.* FROM unnest($2::text[], $3::bigint[]) AS p(conversation_id, start) CROSS JOIN LATERAL"
-        f" (SELECT {_visible('$1')} FROM messages m WHERE m.conversation_id = p.conversation_id AND m.seq > p.start"
-        " ORDER BY m.seq LIMIT $4) v ORDER BY v.conversation_id, v.seq LIMIT $4"
+        "SELECT v.* FROM unnest($2::text[], $3::bigint[], $5::bigint[]) AS p(conversation_id, start, until)"
+        f" CROSS JOIN LATERAL (SELECT {_visible('$1')} FROM messages m WHERE m.conversation_id = p.conversation_id"
+        " AND m.seq > p.start AND m.seq <= p.until ORDER BY m.seq LIMIT $4) v ORDER BY v.conversation_id, v.seq"
+        " LIMIT $4"
     ),
     "messages_before_each": Statement(
         "SELECT v.* FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS p(conversation_id, before, floor)"

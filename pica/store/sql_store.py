@@ -169,6 +169,12 @@ class SqlStore(Store):
     async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int) -> Page:
         return await self._read_txn(partial(messages.sync, user_id, cursors, limit), snapshot=True)
 
+    async def sync_plan(self, user_id: int, cursors: Mapping[str, int]) -> list[tuple[str, int, int]]:
+        return await self._read_txn(partial(messages.sync_plan, user_id, cursors))
+
+    async def sync_after(self, user_id: int, pending: Sequence[tuple[str, int, int]], limit: int) -> Page:
+        return await self._read_txn(partial(messages.sync_after, user_id, pending, limit))
+
     async def conversation_members(self, conversation_id: str) -> list[int]:
         return await self._read_txn(partial(messages.conversation_members, conversation_id))
 
@@ -246,7 +252,10 @@ class SqlStore(Store):
         await self._write_txn(partial(sessions.create_session, session, max_live, forget_before))
 
     async def session_state(self, session_id: str) -> SessionState | None:
-        return await self._read_txn(partial(sessions.session_state, session_id))
+        return (await self.session_states([session_id])).get(session_id)
+
+    async def session_states(self, session_ids: Sequence[str]) -> dict[str, SessionState]:
+        return await self._read_txn(partial(sessions.session_states, session_ids))
 
     async def refresh_session(self, session_id: str, generation: int, now_ms: int, ttl_ms: int,
                               grace_ms: int) -> Refreshed:

@@ -150,3 +150,35 @@ def test_push_benchmark_quick(tmp_path: Path) -> None:
     data = json.loads(out.read_text(encoding="utf-8"))
     assert [r["mode"] for r in data["results"]] == ["off", "rows", "deliver"]
     assert data["results"][2]["job_ms"]["count"] > 0
+
+
+def run_quick_slowly(script: str, json_path: Path, timeout: float = 100.0) -> subprocess.CompletedProcess[str]:
+    """``run_quick`` for the benchmarks whose set-up alone (a server, users, holder processes) takes a while."""
+    return subprocess.run([sys.executable, str(BENCH / script), "--quick", "--json", str(json_path)],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.mark.timeout(120)
+def test_connect_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "connect.json"
+    assert_ok(run_quick_slowly("connect.py", out), ["| transport | connects | server CPU µs per connect (median) |"])
+    results = json.loads(out.read_text())["results"]
+    assert [(r["transport"], r["connects"], r["failures"]) for r in results] == [("tcp", 50, []), ("ws", 50, [])]
+
+
+@pytest.mark.timeout(120)
+def test_catchup_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "catchup.json"
+    assert_ok(run_quick_slowly("catchup.py", out), ["| store | sync | page | pages |"])
+    results = json.loads(out.read_text())["results"]
+    assert [(r["mode"], r["messages"]) for r in results] == [("paged", 2_000), ("stream", 2_000)]
+
+
+@pytest.mark.timeout(150)
+def test_connections_benchmark_quick(tmp_path: Path) -> None:
+    out = tmp_path / "connections.json"
+    assert_ok(run_quick_slowly("connections.py", out, 130.0), ["| connections | failed |"])
+    result = json.loads(out.read_text())["result"]
+    assert (result["connections"], result["failed"], result["errors"]) == (200, 0, 0)
+    assert result["tcp"] > 0 and result["ws"] > 0
+    assert result["delivered"] == result["acked"] == result["sent"] > 0

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from pica.client import PicaHttp
-from tests.conftest import Node, connect, new_user
+from pica.protocol import frames as f
+from tests.conftest import Node, connect, new_user, started
+from tests.integration.test_bad_input import dial_ready
 
 
 @pytest.mark.parametrize("transport", ["ws", "tcp"])
@@ -84,3 +87,67 @@ async def test_history_pages_backwards_over_socket_and_http(node: Node) -> None:
         assert {"seq", "sender", "client_msg_id", "body"} <= set(page["messages"][0])
         after = await http.history(conversation, after_seq=24)
         assert [m["seq"] for m in after["messages"]] == [25, 26]
+
+
+@pytest.mark.parametrize("transport", ["ws", "tcp"])
+async def test_a_streamed_sync_sends_every_page_after_one_request(tmp_path: Path, transport: str) -> None:
+    """``sync`` with ``stream``: the server sends page after page as the client reads them, each within the page
+    size, until ``more`` is false: the same messages, in the same order, as paging with a request per page."""
+    async with started(tmp_path, sync_page_size=64) as node:
+        bob = await new_user(node.url, "bob")
+        senders = [await new_user(node.url, f"s{i}") for i in range(3)]
+        for sender, count in zip(senders, (150, 7, 90), strict=True):
+            async with await connect(node.url, sender, "tcp", node.tcp_port) as conn:
+                await asyncio.gather(*(conn.send(bob.user_id, {"text": f"m{i}"}, client_msg_id=f"m{i}")
+                                       for i in range(count)))
+        wire = await dial_ready(node, bob, transport)
+        try:
+            await wire.write(f.Sync(id=5, stream=True, limit=1000))  # asks for more than a page: gets a page each
+            pages: list[f.Synced] = []
+            async with asyncio.timeout(30):
+                while not pages or pages[-1].more:
+                    frame = await wire.read()
+                    if isinstance(frame, f.Synced):
+                        pages.append(frame)
+        finally:
+            await wire.close()
+    streamed = [(m.conversation_id, m.seq, m.body["text"]) for page in pages for m in page.msgs]
+    assert all(page.ref == 5 for page in pages)
+    assert all(len(page.msgs) <= 64 for page in pages) and len(pages) == -(-247 // 64)
+    conversations = sorted({c for c, _, _ in streamed})
+    assert streamed == sorted(streamed, key=lambda m: (conversations.index(m[0]), m[1]))  # (conversation, seq)
+    per_conversation = {c: [s for c2, s, _ in streamed if c2 == c] for c in conversations}
+    assert sorted(len(seqs) for seqs in per_conversation.values()) == [7, 90, 150]
+    assert all(seqs == list(range(1, len(seqs) + 1)) for seqs in per_conversation.values())  # once each
+
+
+async def test_a_streamed_sync_stops_at_what_the_user_could_see_when_it_began(tmp_path: Path) -> None:
+    """Messages committed while a stream runs are not in it (they are pushed live): the stream ends at the last
+    seqs of its start, so a user removed from a group meanwhile is never streamed what followed the removal."""
+    async with started(tmp_path, sync_page_size=10) as node:
+        alice, bob = await new_user(node.url, "alice"), await new_user(node.url, "bob")
+        async with await connect(node.url, alice, "tcp", node.tcp_port) as conn:
+            for i in range(30):
+                await conn.send(bob.user_id, {"text": f"before {i}"}, client_msg_id=f"b{i}")
+            wire = await dial_ready(node, bob, "tcp")
+            try:
+                await wire.write(f.Sync(id=1, stream=True))
+                streamed: list[int] = []
+                pushed: list[int] = []
+                async with asyncio.timeout(30):
+                    first = await wire.read()
+                    assert isinstance(first, f.Synced) and first.more
+                    streamed.extend(m.seq for m in first.msgs)
+                    for i in range(5):  # while the stream runs
+                        await conn.send(bob.user_id, {"text": f"during {i}"}, client_msg_id=f"d{i}")
+                    while len(streamed) < 30 or len(pushed) < 5:
+                        frame = await wire.read()
+                        if isinstance(frame, f.Synced):
+                            streamed.extend(m.seq for m in frame.msgs)
+                            done = not frame.more
+                        elif isinstance(frame, f.Msg):
+                            pushed.append(frame.seq)
+            finally:
+                await wire.close()
+    assert done and streamed == list(range(1, 31))
+    assert sorted(pushed) == list(range(31, 36))

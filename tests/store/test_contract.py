@@ -196,6 +196,26 @@ async def test_sync_pages_across_conversations(store: Store) -> None:
     assert (await store.sync(alice, {"d:1:2": 5}, 10)).messages == []
 
 
+async def test_a_streamed_sync_reads_what_its_plan_saw_and_no_more(store: Store) -> None:
+    """``sync_plan`` once, then ``sync_after`` page by page: the messages after the cursors as :meth:`Store.sync`
+    gives them, and nothing committed after the plan (a streamed sync ends at what the user could see then)."""
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    for i in range(5):
+        await store.append_direct(msg("d:1:2", alice, bob, f"ab{i}"))
+        await store.append_direct(msg("d:2:3", carol, bob, f"cb{i}"))
+    pending = await store.sync_plan(bob, {"d:1:2": 1})
+    assert pending == [("d:1:2", 1, 5), ("d:2:3", 0, 5)]
+    for i in range(3):  # after the plan: pushed live, never streamed
+        await store.append_direct(msg("d:1:2", alice, bob, f"late-ab{i}"))
+        await store.append_direct(msg("d:2:3", carol, bob, f"late-cb{i}"))
+    first = await store.sync_after(bob, pending, 6)
+    assert first.more and [(m.conversation_id, m.seq) for m in first.messages] == (
+        [("d:1:2", s) for s in range(2, 6)] + [("d:2:3", 1), ("d:2:3", 2)])
+    rest = await store.sync_after(bob, [("d:2:3", 2, 5)], 6)
+    assert not rest.more and [(m.conversation_id, m.seq) for m in rest.messages] == [("d:2:3", s) for s in (3, 4, 5)]
+    assert await store.sync_plan(alice, {"d:1:2": 8}) == []
+
+
 async def test_delivered_cursor_only_moves_forward_and_is_clamped(store: Store) -> None:
     alice, bob = await users(store, "alice", "bob")
     for i in range(3):

@@ -342,6 +342,7 @@ export interface Sync {
   cursors?: Record<string, number>;
   limit?: number | null;
   id?: number | null;
+  stream?: boolean;
 }
 
 /** One page of a sync: messages ordered by (conversation_id, seq); ``more`` asks the client to sync again. */

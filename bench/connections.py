@@ -1,0 +1,469 @@
+"""Connections per machine: N authenticated idle connections (TCP and WebSocket mixed), heartbeats running, and
+messages still delivered on time among them.
+
+Starts ``pica serve`` (``--workers 1``: the embedded store, one process, which the 20,000 open-files limit caps at
+about 19,000 sockets; ``--workers N``: N worker processes sharing the ports, which needs cluster mode, so a
+PostgreSQL schema and a Redis key prefix of their own are made and dropped afterwards), registers one user per
+connection (cheap password hashes: set-up only), then opens ``--conns`` connections from ``--procs`` holder
+processes (at most ``MAX_PER_PROCESS`` each, under the open-files limit), each dialling from its own source address
+127.0.0.<2+i> so that no single address runs out of ephemeral ports. ``--ws-share`` of them are WebSocket (JSON),
+the rest the framed TCP protocol. Every holder answers the server's pings, so the heartbeats run all along.
+
+Phases, one after the other:
+
+1. **memory**: the server's RSS (every worker process) before the connections and once they are all up and settled:
+   KiB per connection;
+2. **idle**: the server's CPU over ``--idle-window`` seconds with nothing but heartbeats (µs per connection-second);
+3. **delivery**: a sender process sends 1:1 messages at ``--rate`` a second for ``--duration`` seconds (open loop,
+   paced every millisecond), each to a random held connection's user; the holders time each delivery from the send
+   time the message carries (same machine, monotonic clock): p50 / p99 / max, and how many arrived.
+
+Bounded in count (``--conns`` at most 200,000) and time (every wait has a deadline); loopback only. The heartbeat
+interval is the server's default (25 s) unless ``--heartbeat`` says otherwise.
+
+    .venv/bin/python bench/connections.py --conns 18000                       # one process, embedded store
+    .venv/bin/python bench/connections.py --conns 20000 --workers 2           # cluster mode on PostgreSQL + Redis
+    .venv/bin/python bench/connections.py --quick                             # a small run for the smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import multiprocessing as mp
+import os
+import random
+import secrets
+import sys
+import tempfile
+import time
+from array import array
+from dataclasses import dataclass
+from multiprocessing.connection import Connection as Pipe
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp
+import benchutil as bu
+import chat
+import psutil
+import uvloop
+
+from pica.protocol import frames as f
+from pica.protocol.codec import Encoding, decode_server_frame, encode
+from pica.protocol.framing import FrameReader, frame_bytes
+
+MSGPACK = Encoding.MSGPACK
+MAX_CONNS = 200_000
+MAX_PER_PROCESS = 15_000
+"""Connections one holder process opens: the open-files limit is 20,000 per process."""
+DEFAULT_DSN = os.environ.get("PICA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+DEFAULT_REDIS = os.environ.get("PICA_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+# ====================================================================================================== holders
+
+
+class Held:
+    """What a holder does with each of its connections: answer pings, time deliveries."""
+
+    __slots__ = ("latencies", "pings")
+
+    def __init__(self) -> None:
+        self.latencies = array("q")
+        self.pings = 0
+
+    def delivered(self, body: Any) -> None:
+        t0 = body.get("t0_us") if isinstance(body, dict) else None
+        if isinstance(t0, int):
+            self.latencies.append(time.monotonic_ns() // 1000 - t0)
+
+
+class HeldTcp(asyncio.Protocol):
+    __slots__ = ("auth", "held", "reader", "ready", "transport")
+
+    def __init__(self, held: Held, token: str, device: str) -> None:
+        self.held = held
+        self.auth = frame_bytes(encode(f.Auth(token=token, device=device), MSGPACK))
+        self.reader = FrameReader(1 << 20)
+        self.transport: asyncio.Transport | None = None
+        self.ready: asyncio.Future[None] | None = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.auth)
+
+    def data_received(self, data: bytes) -> None:
+        for payload in self.reader.feed(data):
+            frame = decode_server_frame(payload, MSGPACK)
+            if isinstance(frame, f.Msg):
+                self.held.delivered(frame.body)
+            elif isinstance(frame, f.Ping) and self.transport is not None:
+                self.held.pings += 1
+                self.transport.write(frame_bytes(encode(f.Pong(ref=frame.id), MSGPACK)))
+            elif isinstance(frame, f.Ready) and self.ready is not None and not self.ready.done():
+                self.ready.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.ready is not None and not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"closed before ready: {exc}"))
+
+
+async def _read_ws(held: Held, ws: aiohttp.ClientWebSocketResponse) -> None:
+    with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+        async for message in ws:
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                continue
+            frame = decode_server_frame(message.data, Encoding.JSON)
+            if isinstance(frame, f.Msg):
+                held.delivered(frame.body)
+            elif isinstance(frame, f.Ping):
+                held.pings += 1
+                await ws.send_str(chat.IdleWs.PONG)
+
+
+@dataclass(frozen=True, slots=True)
+class HolderSpec:
+    index: int
+    source: str
+    http_ports: list[int]
+    tcp_ports: list[int]
+    tokens: list[str]
+    ws_share: float
+
+
+def holder_main(spec: HolderSpec, pipe: Pipe) -> None:
+    uvloop.run(_holder(spec, pipe))
+
+
+async def _holder(spec: HolderSpec, pipe: Pipe) -> None:
+    held = Held()
+    loop = asyncio.get_running_loop()
+    slots = asyncio.Semaphore(100)
+    tcp: list[HeldTcp] = []
+    sockets: list[aiohttp.ClientWebSocketResponse] = []
+    readers: list[asyncio.Task[None]] = []
+    connector = aiohttp.TCPConnector(limit=0, local_addr=(spec.source, 0))
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(i: int, token: str) -> None:
+            device = f"h{spec.index}-{i}"
+            port = i % len(spec.tcp_ports)
+            async with slots:
+                if (i * 7919 % 1000) / 1000 < spec.ws_share:  # spread evenly, whatever the order
+                    ws = await session.ws_connect(
+                        f"ws://{bu.HOST}:{spec.http_ports[port]}/v1/ws?device={device}",
+                        headers={"Authorization": f"Bearer {token}"}, autoping=True, heartbeat=None, timeout=30)
+                    first = await ws.receive(timeout=30)
+                    if first.type is not aiohttp.WSMsgType.TEXT or '"ready"' not in first.data:
+                        raise ConnectionError(f"unexpected first WebSocket message {first!r}")
+                    sockets.append(ws)
+                    readers.append(loop.create_task(_read_ws(held, ws)))
+                else:
+                    _, conn = await loop.create_connection(lambda: HeldTcp(held, token, device), bu.HOST,
+                                                           spec.tcp_ports[port], local_addr=(spec.source, 0))
+                    assert conn.ready is not None
+                    await asyncio.wait_for(conn.ready, 30)
+                    conn.ready = None  # nothing waits on it any more: one object less per connection
+                    tcp.append(conn)
+
+        outcomes = await asyncio.gather(*(asyncio.wait_for(one(i, t), 60) for i, t in enumerate(spec.tokens)),
+                                        return_exceptions=True)
+        failures = [repr(o) for o in outcomes if isinstance(o, BaseException)]
+        pipe.send(("open", len(tcp), len(sockets), failures[:3], len(failures)))
+        while True:
+            command = await asyncio.to_thread(_poll, pipe, 3600)
+            if command != "report":
+                break
+            pipe.send(("report", held.latencies.tobytes(), held.pings))
+            held.latencies = array("q")
+        for conn in tcp:
+            if conn.transport is not None:
+                conn.transport.close()
+        await asyncio.gather(*(asyncio.wait_for(ws.close(), 5) for ws in sockets), return_exceptions=True)
+        for reader in readers:
+            reader.cancel()
+
+
+def _poll(pipe: Pipe, timeout: float) -> Any:
+    return pipe.recv() if pipe.poll(timeout) else None
+
+
+# ====================================================================================================== sender
+
+
+@dataclass(frozen=True, slots=True)
+class SenderSpec:
+    tcp_ports: list[int]
+    tokens: list[str]
+    recipients: list[int]
+    rate: float
+    duration: float
+
+
+def sender_main(spec: SenderSpec, pipe: Pipe) -> None:
+    uvloop.run(_sender(spec, pipe))
+
+
+class SenderConn(HeldTcp):
+    __slots__ = ("acked", "errors")
+
+    def __init__(self, held: Held, token: str, device: str) -> None:
+        super().__init__(held, token, device)
+        self.acked = 0
+        self.errors = 0
+
+    def data_received(self, data: bytes) -> None:
+        for payload in self.reader.feed(data):
+            frame = decode_server_frame(payload, MSGPACK)
+            if isinstance(frame, f.Sent):
+                self.acked += 1
+            elif isinstance(frame, f.Error):
+                self.errors += 1
+            elif isinstance(frame, f.Ping) and self.transport is not None:
+                self.transport.write(frame_bytes(encode(f.Pong(ref=frame.id), MSGPACK)))
+            elif isinstance(frame, f.Ready) and self.ready is not None and not self.ready.done():
+                self.ready.set_result(None)
+
+
+async def _sender(spec: SenderSpec, pipe: Pipe) -> None:
+    loop = asyncio.get_running_loop()
+    conns: list[SenderConn] = []
+    for i, token in enumerate(spec.tokens):
+        _, conn = await loop.create_connection(lambda t=token, d=f"sender{i}": SenderConn(Held(), t, d),  # type: ignore[misc]
+                                               bu.HOST, spec.tcp_ports[i % len(spec.tcp_ports)])
+        assert conn.ready is not None
+        await asyncio.wait_for(conn.ready, 30)
+        conns.append(conn)
+    pipe.send("ready")
+    await asyncio.to_thread(pipe.recv)
+    start = time.monotonic_ns()
+    end = start + int(spec.duration * 1e9)
+    sent = 0
+    rng = random.Random(7)
+    while (now := time.monotonic_ns()) < end:
+        due = int((now - start) * spec.rate / 1e9) + 1
+        while sent < due:
+            conn = conns[sent % len(conns)]
+            sent += 1
+            frame = f.Send(to=rng.choice(spec.recipients), client_msg_id=f"m{sent}",
+                           body={"text": "ping", "t0_us": now // 1000}, id=sent)
+            assert conn.transport is not None
+            conn.transport.write(frame_bytes(encode(frame, MSGPACK)))
+        await asyncio.sleep(0.001)
+    deadline = time.monotonic() + 30
+    while sum(c.acked + c.errors for c in conns) < sent and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    pipe.send(("sent", sent, sum(c.acked for c in conns), sum(c.errors for c in conns)))
+    for conn in conns:
+        if conn.transport is not None:
+            conn.transport.close()
+
+
+# ====================================================================================================== server
+
+
+@dataclass
+class Server:
+    process: bu.ServerProcess
+    http_ports: list[int]
+    tcp_ports: list[int]
+    schema: str = ""
+    prefix: str = ""
+
+    def pids(self) -> list[int]:
+        proc = psutil.Process(self.process.pid)
+        return [proc.pid, *(c.pid for c in proc.children(recursive=True))]
+
+    def rss(self) -> int:
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += psutil.Process(pid).memory_info().rss
+        return total
+
+
+def start_server(args: argparse.Namespace, work: Path) -> Server:
+    env = {**os.environ, "PICA_AUTH_ARGON2_TIME_COST": "1", "PICA_AUTH_ARGON2_MEMORY_KIB": "1024",
+           "PICA_AUTH_TOKEN_SECRET": secrets.token_hex(32)}
+    if args.heartbeat:
+        env["PICA_LIMITS_HEARTBEAT_INTERVAL"] = str(args.heartbeat)
+        env["PICA_LIMITS_IDLE_TIMEOUT"] = str(max(args.heartbeat * 3, 75.0))
+    extra: list[str] = []
+    schema = prefix = ""
+    if args.workers > 1:
+        import cluster
+
+        schema, prefix = f"t_{secrets.token_hex(6)}", f"pica-bench-{secrets.token_hex(6)}:"
+        services = cluster.Services(args.dsn, args.redis)
+        cluster.pg(args.dsn, f'CREATE SCHEMA "{schema}"')
+        env.update(PICA_POSTGRES_SCHEMA=schema, PICA_REDIS_PREFIX=prefix)
+        import subprocess
+
+        subprocess.run([sys.executable, "-m", "pica", "migrate", "--store", services.store], env=env, check=True,
+                       capture_output=True, timeout=120, cwd=work)
+        extra = ["--store", args.dsn, "--cluster", args.redis, "--workers", str(args.workers)]
+    process = bu.ServerProcess(
+        [sys.executable, "-m", "pica", "serve", "--port", "0", "--tcp-port", "0", "--host", bu.HOST,
+         "--data-dir", str(work / "data"), "--ready-file", str(work / "ready"), "--log-level", "WARNING", *extra],
+        work / "ready", work / "server.log", env=env)
+    ports = process.start(timeout=120)
+    return Server(process, [ports[0]], [ports[1]], schema, prefix)
+
+
+def stop_server(args: argparse.Namespace, server: Server) -> None:
+    server.process.stop()
+    if server.schema:
+        import cluster
+
+        services = cluster.Services(args.dsn, args.redis)
+        cluster.stop_cluster(services, cluster.Run(0, server.schema, server.prefix, []))
+
+
+# ====================================================================================================== phases
+
+
+def percentiles(values: array[int]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"count": len(ordered), "p50_ms": bu.percentile(ordered, 50) / 1000,
+            "p99_ms": bu.percentile(ordered, 99) / 1000, "max_ms": (ordered[-1] / 1000) if ordered else math.nan}
+
+
+def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    server = start_server(args, work)
+    holders: list[chat.Worker] = []
+    try:
+        base = f"http://{bu.HOST}:{server.http_ports[0]}"
+        bu.log(f"registering {args.conns + args.senders:,} users")
+        accounts = asyncio.run(chat.register_users(base, args.conns + args.senders, concurrency=16))
+        senders, held_accounts = accounts[:args.senders], accounts[args.senders:]
+        time.sleep(2)
+        rss_before = server.rss()
+        procs = max(args.procs, math.ceil(args.conns / MAX_PER_PROCESS))
+        ctx = mp.get_context("spawn")
+        opened_at = time.monotonic()
+        for index in range(procs):
+            part = [a.token for a in held_accounts[index::procs]]
+            spec = HolderSpec(index, f"127.0.0.{2 + index}", server.http_ports, server.tcp_ports, part,
+                              args.ws_share)
+            parent, child = ctx.Pipe()
+            process = ctx.Process(target=holder_main, args=(spec, child), daemon=True)
+            process.start()
+            holders.append(chat.Worker(process, parent))
+        tcp = ws = failed = 0
+        failures: list[str] = []
+        for holder in holders:
+            _, n_tcp, n_ws, errors, n_failed = chat.recv(holder, 900.0)
+            tcp, ws, failed = tcp + n_tcp, ws + n_ws, failed + n_failed
+            failures.extend(errors)
+        open_seconds = time.monotonic() - opened_at
+        held = tcp + ws
+        bu.log(f"holding {held:,} connections ({tcp:,} TCP, {ws:,} WebSocket, {failed} failed) after "
+               f"{open_seconds:.0f} s")
+        rss_after = bu.settled_rss(server.process.pid, settle=args.settle) and server.rss()
+        first = bu.snapshot(server.pids())
+        time.sleep(args.idle_window)
+        second = bu.snapshot(server.pids())
+        idle_cpu = sum(first.cpu(second, pid) for pid in first.procs if pid in second.procs)
+        idle_seconds = second.at - first.at
+        for holder in holders:  # latencies so far are not the delivery phase's
+            holder.pipe.send("report")
+            chat.recv(holder, 60)
+        recipients = [a.user_id for a in held_accounts[:held]]
+        parent, child = ctx.Pipe()
+        sender = ctx.Process(target=sender_main, args=(SenderSpec(server.tcp_ports, [a.token for a in senders],
+                                                                  recipients, args.rate, args.duration), child),
+                             daemon=True)
+        sender.start()
+        sender_worker = chat.Worker(sender, parent)
+        chat.recv(sender_worker, 60)
+        cpu_start = bu.snapshot(server.pids())
+        parent.send("go")
+        _, sent, acked, errors = chat.recv(sender_worker, args.duration + 60)
+        cpu_end = bu.snapshot(server.pids())
+        sender.join(10)
+        time.sleep(1)  # the last deliveries reach the holders
+        latencies = array("q")
+        pings = 0
+        for holder in holders:
+            holder.pipe.send("report")
+            _, data, holder_pings = chat.recv(holder, 60)
+            latencies.frombytes(data)
+            pings += holder_pings
+        delivery = percentiles(latencies)
+        load_cpu = sum(cpu_start.cpu(cpu_end, pid) for pid in cpu_start.procs if pid in cpu_end.procs)
+        return {
+            "workers": args.workers, "connections": held, "tcp": tcp, "ws": ws, "failed": failed,
+            "failures": failures[:5], "open_seconds": round(open_seconds, 1),
+            "connects_per_s": round(held / open_seconds), "rss_before_mib": round(rss_before / 2**20, 1),
+            "rss_after_mib": round(rss_after / 2**20, 1),
+            "kib_per_conn": round((rss_after - rss_before) / max(held, 1) / 1024, 2),
+            "idle_cpu_pct": round(100 * idle_cpu / idle_seconds, 1),
+            "idle_us_per_conn_s": round(idle_cpu / idle_seconds / max(held, 1) * 1e6, 3),
+            "rate": args.rate, "sent": sent, "acked": acked, "errors": errors,
+            "delivered": delivery["count"], "delivery_p50_ms": round(delivery["p50_ms"], 2),
+            "delivery_p99_ms": round(delivery["p99_ms"], 2), "delivery_max_ms": round(delivery["max_ms"], 2),
+            "load_cpu_pct": round(100 * load_cpu / (cpu_end.at - cpu_start.at), 1), "pings_answered": pings,
+        }
+    finally:
+        for holder in holders:
+            with contextlib.suppress(OSError):
+                holder.pipe.send("close")
+        for holder in holders:
+            holder.process.join(60)
+            if holder.process.is_alive():
+                holder.process.terminate()
+        stop_server(args, server)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--conns", type=int, default=18_000, help=f"connections to hold (default 18,000; at most "
+                   f"{MAX_CONNS:,}; one server process holds at most about 19,000)")
+    p.add_argument("--ws-share", type=float, default=0.5, help="share of WebSocket connections (default 0.5)")
+    p.add_argument("--procs", type=int, default=2, help="holder processes, each from its own 127.0.0.x (default 2;"
+                   f" more when needed for {MAX_PER_PROCESS:,} per process)")
+    p.add_argument("--workers", type=int, default=1, help="pica serve --workers (more than 1: cluster mode on "
+                   "--dsn and --redis)")
+    p.add_argument("--rate", type=float, default=1_000.0, help="messages per second in the delivery phase")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of the delivery phase (default 20)")
+    p.add_argument("--senders", type=int, default=10, help="sending connections (default 10)")
+    p.add_argument("--idle-window", type=float, default=30.0, help="seconds of idle CPU measured (default 30)")
+    p.add_argument("--settle", type=float, default=5.0, help="seconds before RSS is read (default 5)")
+    p.add_argument("--heartbeat", type=float, default=0.0, help="server heartbeat interval (default: its own, 25 s)")
+    p.add_argument("--dsn", default=DEFAULT_DSN)
+    p.add_argument("--redis", default=DEFAULT_REDIS)
+    p.add_argument("--quick", action="store_true", help="a small run for CI smoke tests")
+    p.add_argument("--json", metavar="PATH")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.conns, args.rate, args.duration, args.idle_window, args.settle, args.senders = 200, 100.0, 2.0, 1.0, 0.5, 2
+    if not 0 < args.conns <= MAX_CONNS:
+        p.error(f"--conns must be 1..{MAX_CONNS}")
+    bu.exit_on_sigterm()
+    calibration = bu.cpu_calibration_ms()
+    with tempfile.TemporaryDirectory(prefix="pica-connections-") as tmp:
+        result = run(args, Path(tmp))
+    print(f"## {result['connections']:,} connections ({result['tcp']:,} TCP, {result['ws']:,} WebSocket), "
+          f"{args.workers} worker(s)\n")
+    print(bu.markdown_table(
+        ["connections", "failed", "opened in s (conn/s)", "server RSS MiB before / after", "KiB per connection",
+         "idle CPU % (µs per conn·s)", "msg/s sent / acked / delivered", "delivery p50 / p99 / max ms",
+         "server CPU % under load"],
+        [[result["connections"], result["failed"], f"{result['open_seconds']} ({result['connects_per_s']:,})",
+          f"{result['rss_before_mib']} / {result['rss_after_mib']}", result["kib_per_conn"],
+          f"{result['idle_cpu_pct']} ({result['idle_us_per_conn_s']})",
+          f"{result['sent'] / args.duration:,.0f} / {result['acked']:,} / {result['delivered']:,}",
+          f"{result['delivery_p50_ms']} / {result['delivery_p99_ms']} / {result['delivery_max_ms']}",
+          result["load_cpu_pct"]]]))
+    info = bu.machine_info()
+    print(f"\nmachine: {info}; pica {bu.pica_revision()}; rate limits {bu.RATE_LIMITS}; "
+          f"CPU calibration {calibration:.0f} ms")
+    bu.write_json(args.json, {"machine": info, "revision": bu.pica_revision(), "result": result})
+    return 0 if result["failed"] == 0 and result["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
