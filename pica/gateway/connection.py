@@ -152,12 +152,19 @@ class Connection:
             return
         if frame.committed_at:
             self._time(self.services.metrics.delivery, frame.committed_at)
+        self.queue_bytes(self._transport_bytes(frame))
+
+    def queue_bytes(self, data: bytes) -> None:
+        """Queue bytes already in the transport's wire form (what ``push`` does after encoding a frame; gateways
+        whose protocol has writes of its own, MQTT and XMPP, call it directly)."""
+        if self.state is State.CLOSED:
+            return
         outbox = self._outbox
         if outbox is None:
-            self._outbox = [self._transport_bytes(frame)]
+            self._outbox = [data]
             asyncio.get_running_loop().call_soon(self.flush)
         else:
-            outbox.append(self._transport_bytes(frame))
+            outbox.append(data)
 
     def _time(self, histogram: Histogram, start: float) -> None:
         """Observe, when the frame queued next is written, the seconds since ``start``."""

@@ -569,7 +569,7 @@ class MqttConnection(TcpConnection):
 
     def _write(self, packet: m.Packet) -> None:
         """Queue a packet in Connection's outbox (one write per loop turn, the slow-consumer check on flush)."""
-        self._write_bytes(self._encode(packet))
+        self.queue_bytes(self._encode(packet))
 
     def _encode(self, packet: m.Packet) -> bytes:
         """The packet in the client's level; a 5.0 acknowledgement loses its Reason String when the client asked
@@ -579,15 +579,6 @@ class MqttConnection(TcpConnection):
                 not self._client.problem_information or len(data) > self._client.maximum_packet_size):
             data = m.encode(dataclasses.replace(packet, properties=m.NO_PROPERTIES), self._level)
         return data
-
-    def _write_bytes(self, data: bytes) -> None:
-        if self.closed:
-            return
-        if self._outbox is None:
-            self._outbox = [data]
-            asyncio.get_running_loop().call_soon(self.flush)
-        else:
-            self._outbox.append(data)
 
     def send_error(self, error: PicaError, ref: int | None = None) -> None:
         """Before CONNACK the error is a CONNACK code. After it, MQTT 3.1.1 cannot refuse one request: the
@@ -629,7 +620,7 @@ class MqttConnection(TcpConnection):
         if return_code != m.ACCEPTED:
             log.info("mqtt connect refused: %s", reason, extra={"code": return_code})
         props = m.Properties(reason_string=reason[:200]) if self._v5 else m.NO_PROPERTIES
-        self._write_bytes(m.encode(m.ConnAck(return_code, properties=props), self._level))
+        self.queue_bytes(m.encode(m.ConnAck(return_code, properties=props), self._level))
         self._connacked = True
         self.close(CloseCode.AUTH_FAILED, reason[:120])
 

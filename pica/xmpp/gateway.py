@@ -234,7 +234,7 @@ class XmppConnection(TcpConnection):
 
     def _on_open(self, attrs: dict[str, str]) -> None:
         domain = self._config.domain
-        self._write_raw(x.stream_header(secrets.token_hex(8), domain))
+        self.queue_bytes(x.stream_header(secrets.token_hex(8), domain))
         self._opened = True
         if attrs.get("to", domain).lower() != domain:
             self._stream_error("host-unknown", f"this server serves {domain}")
@@ -257,7 +257,7 @@ class XmppConnection(TcpConnection):
             features.add(el("session", x.NS_SESSION, "", el("optional", x.NS_SESSION)))
             features.add(el("sm", x.NS_SM))
             features.add(el("c", x.NS_CAPS, "", hash="sha-1", node="https://pica.chat", ver=stanzas.caps_hash()))
-        self._write_raw(x.stream_element("features", *features.children))
+        self.queue_bytes(x.stream_element("features", *features.children))
 
     def _restart(self) -> None:
         """A stream restart (after TLS or SASL): a new reader; the client opens a new stream."""
@@ -282,7 +282,7 @@ class XmppConnection(TcpConnection):
 
     def _negotiate(self, stanza: Element) -> None:
         if stanza.ns == x.NS_TLS and stanza.name == "starttls" and self._tls is not None and not self._tls_on:
-            self._write_raw(el("proceed", x.NS_TLS).to_bytes())
+            self.queue_bytes(el("proceed", x.NS_TLS).to_bytes())
             self.services.track(asyncio.get_running_loop().create_task(self._start_tls()))
             return
         if stanza.ns == x.NS_SASL and stanza.name == "auth" and not self._sasl_done:
@@ -313,7 +313,7 @@ class XmppConnection(TcpConnection):
             self._resume(stanza)
             return
         if stanza.ns == x.NS_SM and stanza.name == "enable" and self._sasl_done:
-            self._write_raw(el("failed", x.NS_SM, "", el("unexpected-request", x.NS_STANZAS)).to_bytes())
+            self.queue_bytes(el("failed", x.NS_SM, "", el("unexpected-request", x.NS_STANZAS)).to_bytes())
             return
         if stanza.name == "iq" and self._sasl_done and self._who is not None:
             bind = stanza.child("bind", x.NS_BIND)
@@ -336,7 +336,7 @@ class XmppConnection(TcpConnection):
         state = self._resumptions.take(stanza.get("previd"), self._who.user_id) \
             if self._resumptions is not None and h.isdigit() else None
         if state is None:
-            self._write_raw(el("failed", x.NS_SM, "", el("item-not-found", x.NS_STANZAS)).to_bytes())
+            self.queue_bytes(el("failed", x.NS_SM, "", el("item-not-found", x.NS_STANZAS)).to_bytes())
             return
         if state.login_session:  # this stream has a login of its own
             self._store_call(self.services.accounts.sessions.end(state.user_id, state.login_session, "xmpp"))
@@ -355,7 +355,7 @@ class XmppConnection(TcpConnection):
         if self.state is not State.READY:
             return
         for _, data in self._unacked:
-            self._write_raw(data)
+            self.queue_bytes(data)
         self._ask = bool(self._unacked)
         task = asyncio.get_running_loop().create_task(self._catch_up(state.bound_at_ms - CATCH_UP_SLACK_MS))
         self.services.track(task)
@@ -432,7 +432,7 @@ class XmppConnection(TcpConnection):
         nonce = client.nonce + secrets.token_urlsafe(18)
         first = server_first(nonce, key.salt, key.iterations)
         self._scram_state = (mechanism, user, key, client, first, nonce)
-        self._write_raw(el("challenge", x.NS_SASL, base64.b64encode(first.encode()).decode()).to_bytes())
+        self.queue_bytes(el("challenge", x.NS_SASL, base64.b64encode(first.encode()).decode()).to_bytes())
 
     async def _scram_final(self, payload: str) -> None:
         assert self._scram is not None and self._scram_state is not None
@@ -502,7 +502,7 @@ class XmppConnection(TcpConnection):
         self._who = who
         self._sasl_done = True
         self._remember(who.user_id, username)
-        self._write_raw(el("success", x.NS_SASL, additional).to_bytes())
+        self.queue_bytes(el("success", x.NS_SASL, additional).to_bytes())
         self._restart()
 
     def _sasl_failure(self, condition: str, text: str) -> None:
@@ -510,7 +510,7 @@ class XmppConnection(TcpConnection):
         failure = el("failure", x.NS_SASL, "", el(condition, x.NS_SASL))
         if text:
             failure.add(el("text", x.NS_SASL, text[:200]))
-        self._write_raw(failure.to_bytes())
+        self.queue_bytes(failure.to_bytes())
         if self._failures >= MAX_SASL_FAILURES:
             self._stream_error("policy-violation", "too many failed authentications")
 
@@ -859,9 +859,9 @@ class XmppConnection(TcpConnection):
             if stanza.get("resume") in ("true", "1") and self._resumptions is not None and self._config.resume_window:
                 self._sm_id = self._resumptions.new_id()
                 enabled.attrs.update(id=self._sm_id, resume="true", max=str(int(self._config.resume_window)))
-            self._write_raw(enabled.to_bytes())
+            self.queue_bytes(enabled.to_bytes())
         elif stanza.name == "r":
-            self._write_raw(el("a", x.NS_SM, "", h=str(self._handled % 2**32)).to_bytes())
+            self.queue_bytes(el("a", x.NS_SM, "", h=str(self._handled % 2**32)).to_bytes())
         elif stanza.name == "a":
             h = stanza.get("h")
             if not h.isdigit() or int(h) > self._sent_count:
@@ -985,7 +985,7 @@ class XmppConnection(TcpConnection):
                 self._write(out)
 
     def _write(self, stanza: Element) -> None:
-        self._write_raw(self._counted(stanza.to_bytes()))
+        self.queue_bytes(self._counted(stanza.to_bytes()))
 
     def _counted(self, data: bytes) -> bytes:
         """A stanza sent: counted, and kept until acknowledged, once stream management is on."""
@@ -1004,15 +1004,6 @@ class XmppConnection(TcpConnection):
             self._ask = False
             self._outbox.append(b"<r xmlns='urn:xmpp:sm:3'/>")
         super().flush()
-
-    def _write_raw(self, data: bytes) -> None:
-        if self.closed:
-            return
-        if self._outbox is None:
-            self._outbox = [data]
-            asyncio.get_running_loop().call_soon(self.flush)
-        else:
-            self._outbox.append(data)
 
     def _transport_bytes(self, frame: OutboundFrame) -> bytes:
         payload = frame.frame
@@ -1079,9 +1070,9 @@ class XmppConnection(TcpConnection):
             return
         log.info("closing xmpp stream: %s", text, extra={"user_id": self.user_id, "code": condition})
         if not self._opened:
-            self._write_raw(x.stream_header(secrets.token_hex(8), self._config.domain))
+            self.queue_bytes(x.stream_header(secrets.token_hex(8), self._config.domain))
             self._opened = True
-        self._write_raw(x.stream_error(condition, text[:200]))
+        self.queue_bytes(x.stream_error(condition, text[:200]))
         self.close(CloseCode.PROTOCOL_ERROR, text[:120])
 
     def _transport_close(self, code: CloseCode, reason: str) -> None:

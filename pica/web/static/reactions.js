@@ -243,7 +243,12 @@ export class Extras {
         this.hideSuggestions();
       }
     }, true);
-    input.addEventListener("blur", () => setTimeout(() => this.hideSuggestions(), 150));
+    // Hidden a moment after the box loses focus (a click on an option lands first), unless the focus came back
+    // meanwhile; back in the box, the suggestions are worked out again from the text before the caret.
+    input.addEventListener("blur", () => setTimeout(() => {
+      if (document.activeElement !== input) this.hideSuggestions();
+    }, 150));
+    input.addEventListener("focus", () => this._suggest(input));
   }
 
   async _suggest(input) {
