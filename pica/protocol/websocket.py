@@ -87,11 +87,7 @@ def head_length(data: bytes | bytearray) -> int | None:
 
 def parse_request_head(head: bytes | bytearray) -> RequestHead | None:
     """A complete request head, parsed; None if it is not well-formed HTTP/1.1 (the caller leaves it to aiohttp)."""
-    try:
-        text = bytes(head).decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-        return None
-    lines = text.split("\r\n")
+    lines = bytes(head).decode("latin-1").split("\r\n")  # latin-1 decodes every byte
     request_line = lines[0].split(" ")
     if len(request_line) != 3 or request_line[2] != "HTTP/1.1":
         return None
