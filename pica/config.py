@@ -674,6 +674,10 @@ class Config:
     (``redis+cluster://host:port,host:port``); empty: a single node with in-process delivery."""
     workers: int = 1
     """Processes sharing the listening ports (SO_REUSEPORT); more than 1 needs ``cluster``."""
+    gc_threshold: int = 20_000
+    """Young-generation threshold of Python's cycle collector in the node and its SQLite writer process (Python's
+    own default is 700, which at load spends a fifth of the event loop in collections; see pica/heap.py); 0 keeps
+    Python's default."""
     advertise_host: str = ""
     """Host name clients are told to connect to by ``GET /v1/gateway``; empty: ``host``."""
     allowed_origins: tuple[str, ...] = ()
@@ -943,6 +947,8 @@ def _validate(obj: Any, section: str) -> None:
                 ClusterUrl.parse(obj.cluster)
             except ValueError as exc:
                 raise ConfigError(f"cluster: {exc}") from None
+        if obj.gc_threshold < 0:
+            raise ConfigError("gc_threshold: must be 0 (Python's default) or a positive count")
         if obj.workers < 1:
             raise ConfigError("workers: must be at least 1")
         if obj.workers > 1 and not obj.cluster:

@@ -20,14 +20,15 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pica"
 
-FOUNDATION = frozenset({"errors", "config", "logs"})
-"""``pica/errors.py``, ``pica/config.py``, ``pica/logs.py``: import no other pica module."""
+FOUNDATION = frozenset({"errors", "config", "logs", "heap"})
+"""``pica/errors.py``, ``pica/config.py``, ``pica/logs.py``, ``pica/heap.py``: import no other pica module."""
 
 ALLOWED: dict[str, frozenset[str]] = {
     "pica": frozenset(),  # pica/__init__.py
     "errors": frozenset(),
     "config": frozenset(),
     "logs": frozenset(),
+    "heap": frozenset(),  # the garbage collector's settings for a server process
     # The node's metric definitions and their exposition (prometheus_client): instruments the edges write into.
     # Not the store's (it reports commits through store.base.CommitObserver) nor the core's.
     "metrics": frozenset({"errors"}),

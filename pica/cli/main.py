@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pica import heap
 from pica.cli import admin, bots, chat, doctor, jobs, systemd
 from pica.config import Config, ConfigError, load_config
 from pica.errors import PicaError, StartupError
@@ -107,8 +108,10 @@ async def _migrate(config: Config) -> int:
 async def _serve(config: Config, ready_file: str | None, reuse_port: bool = False) -> None:
     from pica.app import PicaServer
 
+    heap.tune(config.gc_threshold)
     server = PicaServer(config, reuse_port=reuse_port)
     await server.start()
+    heap.freeze_startup()
     tcp = f"tcp {config.host}:{server.tcp_port}" if config.tcp_port >= 0 else "tcp off"
     if config.mqtt.port >= 0:
         tcp += f", mqtt {config.host}:{server.mqtt_port}"

@@ -48,6 +48,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final, cast
 
+from pica import heap
 from pica.config import SqliteConfig
 from pica.errors import InternalError, PicaError, StoreUnavailable
 from pica.store import base
@@ -164,6 +165,7 @@ class WriterProcess:
             "config": asdict(self._config),
             "log_level": root.level,
             "log_json": any(type(h.formatter).__name__ == "JsonFormatter" for h in root.handlers),
+            "gc_threshold": heap.young_threshold(),
         }
         with theirs:
             self._proc = await asyncio.create_subprocess_exec(
@@ -384,6 +386,8 @@ def main(argv: list[str]) -> int:
         channel.send(("failed", exc))
         return 1
     stop_checkpoints = start_checkpoints(path, config)
+    heap.tune(settings["gc_threshold"])
+    heap.freeze_startup()
     channel.send(("ready", None))
     try:
         write_loop(conn, config, channel.take, channel.send_outcomes, channel.current_rules)
