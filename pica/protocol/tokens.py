@@ -198,18 +198,37 @@ def searchable_parts(body: Mapping[str, Any]) -> list[str]:
 
 def document(body: Mapping[str, Any]) -> str:
     """What both stores index for a message body: its tokens, space-separated, then its kind markers; empty when
-    there is nothing to search."""
-    if any(key in body for key in ("system", "recall", "edit", "preview")):
-        return ""
-    found = [token for part in searchable_parts(body) for token in terms(part)]
+    there is nothing to search. The terms of :func:`searchable_parts`, written out here because every send runs
+    it on the event loop: no generator, and the link pattern only when the text could hold one."""
+    for key in _NOT_INDEXED:
+        if key in body:
+            return ""
+    text = body.get("text")
+    found = terms(text) if isinstance(text, str) else []
+    has_file = False
+    for kind in ("file", "image"):
+        ref = body.get(kind)
+        if isinstance(ref, dict):
+            has_file = True
+            name = ref.get("name")
+            if isinstance(name, str):
+                found.extend(terms(name))
     if not found:
         return ""
-    if any(isinstance(body.get(kind), dict) for kind in ("file", "image")):
+    if has_file:
         found.append(FILE_MARKER)
-    text = body.get("text")
-    if isinstance(text, str) and _LINK.search(text):
+    if isinstance(text, str) and _may_link(text) and _LINK.search(text):
         found.append(LINK_MARKER)
     return " ".join(found)
+
+
+_NOT_INDEXED: Final = ("system", "recall", "edit", "preview")
+"""Bodies with one of these keys (notices, events) have no document."""
+
+
+def _may_link(text: str) -> bool:
+    """A cheap test that ``_LINK`` cannot match when it is false: every match holds ``://`` or ``www.``."""
+    return "://" in text or "www." in text.lower()
 
 
 # ------------------------------------------------------------------------------------------------ queries

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pica.errors import BadRequest
@@ -16,6 +18,7 @@ from pica.protocol.tokens import (
     query_phrases,
     query_words,
     relevance,
+    searchable_parts,
     terms,
     tokenize,
 )
@@ -65,6 +68,36 @@ def test_documents_hold_tokens_then_kind_markers_never_forgeable() -> None:
     assert document({"text": "hi", "system": {"event": "x"}}) == ""
     assert document({"edit": {"seq": 1, "text": "x"}}) == document({"recall": {"seq": 1}}) == ""
     assert document({"custom": {"text": "x"}}) == document({"text": "!!!"}) == ""
+
+
+_LINKY = st.sampled_from(["http://", "HTTPS://", "www.", "WwW.", "://", "www", " ", "a", "x.org", "漢字", "é"])
+_BODIES = st.fixed_dictionaries(
+    {},
+    optional={
+        "text": st.one_of(st.text(max_size=40), st.lists(_LINKY, max_size=6).map("".join), st.integers()),
+        "file": st.one_of(st.fixed_dictionaries({}, optional={"name": st.text(max_size=12)}), st.just("id")),
+        "image": st.fixed_dictionaries({"name": st.one_of(st.text(max_size=12), st.none())}),
+        "system": st.just({"event": "x"}),
+        "preview": st.just({"seq": 1}),
+    },
+)
+
+
+@given(_BODIES)
+@example({"text": "WwW.x"})
+@example({"text": "HTTPS://x ok", "image": {"name": None}})
+def test_a_document_is_its_searchable_parts_terms_then_markers(body: dict[str, object]) -> None:
+    """``document`` is written out for speed; this is its definition."""
+    if any(key in body for key in ("system", "recall", "edit", "preview")):
+        assert document(body) == ""
+        return
+    found = [term for part in searchable_parts(body) for term in terms(part)]
+    if found and any(isinstance(body.get(kind), dict) for kind in ("file", "image")):
+        found.append("_file")
+    text = body.get("text")
+    if found and isinstance(text, str) and re.search(r"(?:https?://|www\.)[^\s/$.?#]", text, re.IGNORECASE):
+        found.append("_link")
+    assert document(body) == " ".join(found)
 
 
 def test_highlights_merge_overlapping_bigrams_and_count_prefixes() -> None:
