@@ -29,7 +29,7 @@ from pica.client import Login, PicaConnection, PicaHttp, PicaHttpError
 from pica.config import Config, load_config
 from pica.core.ports import SystemClock
 
-pytest_plugins = ["tests.timeouts"]  # pytest-timeout that also ends a test waiting on uvloop
+pytest_plugins = ["pytester", "tests.timeouts"]  # tests.timeouts: pytest-timeout that also ends a test on uvloop
 
 PASSWORD = "correct horse battery"
 
