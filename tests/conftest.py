@@ -29,6 +29,8 @@ from pica.client import Login, PicaConnection, PicaHttp, PicaHttpError
 from pica.config import Config, load_config
 from pica.core.ports import SystemClock
 
+pytest_plugins = ["pytester", "tests.timeouts"]  # tests.timeouts: pytest-timeout that also ends a test on uvloop
+
 PASSWORD = "correct horse battery"
 
 CHEAP_HASHING_ENV = {

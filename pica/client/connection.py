@@ -425,7 +425,8 @@ class PicaConnection:
         self._send_started(request_id, frame)
         try:
             await self._wire.write(frame)
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see next_message
+                return await future
         finally:
             self._pending.pop(request_id, None)
             self._send_answered(request_id, None)  # no reply (cut, timed out): no longer in flight
@@ -503,7 +504,10 @@ class PicaConnection:
         """The next message in order (live or synced), once each."""
         if self.closed is not None and self._messages.empty():
             raise self.closed
-        return await asyncio.wait_for(self._messages.get(), timeout)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result and drops a cancellation that
+        # arrives as the message does, so a loop around this call (the SDK's pump) outlived its close and hung it.
+        async with asyncio.timeout(timeout):
+            return await self._messages.get()
 
     async def next_event(self, kind: type[Any], timeout: float = 10.0) -> Any:
         """The next pushed frame of a type (msg, receipt, ...), skipping others."""

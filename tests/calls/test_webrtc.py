@@ -3,19 +3,24 @@ directly, once relayed by a real coturn that the test starts, with the credentia
 relay-only ICE.
 
 coturn: Debian's ``coturn`` package (``apt-get install -y coturn``, which .ci/run does). Without ``turnserver`` the
-relay test is skipped with a loud reason, and under CI=true a skip fails the run (tests/conftest.py).
+relay test is skipped with a loud reason, and under CI=true a skip fails the run (tests/conftest.py). The coturn is
+ready once it answers a STUN Binding request, and it dies with the process that started it, however that ends
+(a failure, a timeout, kill -9 of a pytest-xdist worker).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -68,13 +73,11 @@ class Peer:
             self.channel.set_result(channel)
 
     async def call_event(self, kind: type[Any]) -> Any:
-        while True:
-            event = await self.client.next_event(CallEvent, WAIT)
-            if isinstance(event.frame, kind):
-                return event.frame
-
-    async def close(self) -> None:
-        await self.pc.close()
+        async with asyncio.timeout(WAIT):
+            while True:
+                event = await self.client.next_event(CallEvent)
+                if isinstance(event.frame, kind):
+                    return event.frame
 
 
 @contextlib.asynccontextmanager
@@ -82,27 +85,33 @@ async def peers(node: Node, ice: dict[str, Any] | None = None, *, relay: bool = 
         tuple[Peer, Peer]]:
     made: list[Peer] = []
     async with contextlib.AsyncExitStack() as stack:
-        for prefix in ("alice", "bob"):
-            login = await new_user(node.url, prefix)
-            client = await stack.enter_async_context(PicaClient(node.url, token=login.token))
-            config = None
-            if ice is not None:
-                turn = await client.turn()  # each peer asks for its own credentials
-                config = RTCConfiguration(
-                    iceServers=[RTCIceServer(urls=turn["urls"], username=turn["username"],
-                                             credential=turn["credential"])],
-                    iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay else RTCIceTransportPolicy.ALL)
-            made.append(Peer(client, login, config))
+        async with asyncio.timeout(WAIT):
+            for prefix in ("alice", "bob"):
+                login = await new_user(node.url, prefix)
+                client = await stack.enter_async_context(PicaClient(node.url, token=login.token))
+                config = None
+                if ice is not None:
+                    turn = await client.turn()  # each peer asks for its own credentials
+                    config = RTCConfiguration(
+                        iceServers=[RTCIceServer(urls=turn["urls"], username=turn["username"],
+                                                 credential=turn["credential"])],
+                        iceTransportPolicy=RTCIceTransportPolicy.RELAY if relay else RTCIceTransportPolicy.ALL)
+                made.append(Peer(client, login, config))
         try:
             yield made[0], made[1]
         finally:
-            for peer in made:
-                await peer.close()
+            async with asyncio.timeout(WAIT):  # the stack's exit then closes the clients, each within its own
+                await asyncio.gather(*(peer.pc.close() for peer in made))
 
 
 async def place_call(alice: Peer, bob: Peer, media: Literal["audio", "video"]) -> str:
     """Alice offers, Bob's device rings and answers: the whole negotiation goes through Pica. aiortc does not
     trickle: its descriptions carry their candidates, gathered before setLocalDescription returns."""
+    async with asyncio.timeout(2 * WAIT):
+        return await _place_call(alice, bob, media)
+
+
+async def _place_call(alice: Peer, bob: Peer, media: Literal["audio", "video"]) -> str:
     await alice.pc.setLocalDescription(await alice.pc.createOffer())
     placed = await alice.client.call(bob.login.user_id, alice.pc.localDescription.sdp, media=media)
 
@@ -163,6 +172,30 @@ def _free_udp_port() -> int:
         return port
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the process that started it dies, even by SIGKILL or os._exit (a
+    test timeout's last resort, tests/timeouts.py), where no teardown runs. Linux's prctl(PR_SET_PDEATHSIG)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _answers_stun(port: int, seconds: float) -> bool:
+    """Whether a STUN server on 127.0.0.1:port answers a Binding request within ``seconds`` (RFC 8489: type 0x0001,
+    no attributes, the magic cookie, a random transaction id; the answer echoes the id)."""
+    transaction = random.randbytes(12)
+    request = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + transaction
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(seconds)
+        s.sendto(request, ("127.0.0.1", port))
+        try:
+            while True:
+                answer = s.recv(2048)
+                if answer[8:20] == transaction:
+                    return True
+        except (TimeoutError, ConnectionRefusedError):  # nothing there yet (ICMP port unreachable)
+            return False
+
+
 @pytest.fixture
 def coturn(tmp_path: Path) -> Iterator[str]:
     """A coturn on 127.0.0.1 in the shared-secret mode Pica's credentials are made for; yields its turn: URL."""
@@ -177,14 +210,15 @@ def coturn(tmp_path: Path) -> Iterator[str]:
          f"--min-port={low}", f"--max-port={low + 99}", "--use-auth-secret", f"--static-auth-secret={TURN_SECRET}",
          "--realm=pica.test", "--no-tls", "--no-dtls", "--no-tcp", "--allow-loopback-peers", "--no-cli",
          "--fingerprint", f"--pidfile={tmp_path / 'turnserver.pid'}", f"--log-file={log}", "--simple-log"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     try:
-        for _ in range(100):  # ready once it logs its listener (UDP gives no connect to probe)
-            if log.exists() and "listener" in log.read_text(errors="replace").lower():
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"turnserver exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.1)
+        # Ready once it answers STUN: its log names the listener before the socket is open.
+        deadline = time.monotonic() + WAIT
+        while not _answers_stun(port, 0.2):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"turnserver on UDP {port} exited ({proc.poll()}) or did not answer STUN within {WAIT} s: "
+                            f"{log.read_text(errors='replace')[-2000:] if log.exists() else 'no log'}")
         yield f"turn:127.0.0.1:{port}?transport=udp"
     finally:
         proc.terminate()

@@ -245,3 +245,29 @@ async def test_a_held_push_that_a_complete_sync_does_not_return_is_dropped_not_w
         assert conn.gap_stats == {"filled_live": 0, "synced": 1}
     finally:
         await conn.close()
+
+
+async def test_next_message_cancelled_as_its_message_arrives_ends_cancelled(scripted: Scripted) -> None:
+    """A task cancelled while it waits in next_message() ends cancelled, whichever loop turn the message lands in,
+    and the message stays for the next call. On Python 3.11 asyncio.wait_for dropped a cancellation that came in the
+    turn the message did: the SDK's pump went on waiting and PicaClient.close() hung. Each round cancels one turn
+    later than the last, so that some round lands in that turn."""
+    conn, peer = await open_on(scripted)
+    try:
+        for turns in range(12):
+            seq = turns + 1
+            waiting = asyncio.create_task(conn.next_message(timeout=3600))
+            await asyncio.sleep(0)  # it waits on the queue
+            await peer.write(msg(seq, PEER, f"bob-{seq}"))
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            if waiting.cancel():
+                async with asyncio.timeout(5):
+                    with pytest.raises(asyncio.CancelledError):
+                        await waiting
+                got = await conn.next_message(timeout=5)
+            else:
+                got = waiting.result()
+            assert got.seq == seq
+    finally:
+        await conn.close()
