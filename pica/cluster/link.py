@@ -79,7 +79,8 @@ class WorkSignal:
     async def idle(self, timeout: float) -> bool:
         """Whether the writer went idle within ``timeout`` seconds."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
         except TimeoutError:
             return False
         return True

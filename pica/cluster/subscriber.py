@@ -150,18 +150,21 @@ class Subscriber:
         while not self.closed:
             links: list[_Link] = []
             try:
-                topology = await asyncio.wait_for(self._redis.topology(), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    topology = await self._redis.topology()
                 links = [_Link(shard, self._redis.connection(shard)) for shard in topology.shards]
-                await asyncio.wait_for(asyncio.gather(*(_connect(link) for link in links)), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    await asyncio.gather(*(_connect(link) for link in links))
                 async with self._send_lock:  # no change goes out on a half-set-up connection
                     channels = sorted(self._wanted)
                     routed = self._route(topology, channels)
                     self._asked = set(channels)
                     for link in links:
                         link.initial = link.sent = len(routed.get(link.shard, ()))
-                    await asyncio.wait_for(asyncio.gather(
-                        *(self._send(link, "SSUBSCRIBE", routed.get(link.shard, [])) for link in links)
-                    ), self._timeout)
+                    async with asyncio.timeout(self._timeout):
+                        await asyncio.gather(
+                            *(self._send(link, "SSUBSCRIBE", routed.get(link.shard, [])) for link in links)
+                        )
                     self._links, self._topology = {link.shard: link for link in links}, topology
                     self._moved.clear()
                 self._changed.set()  # changes made while connecting
@@ -219,7 +222,8 @@ class Subscriber:
             if loop.time() - link.heard < self._idle:
                 continue
             probed = loop.time()
-            await asyncio.wait_for(link.conn.send_command("PING", check_health=False), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await link.conn.send_command("PING", check_health=False)
             await asyncio.sleep(self._timeout)
             if link.heard < probed:
                 raise TimeoutError(f"subscriber connection to {link.shard} silent: no answer to PING within "

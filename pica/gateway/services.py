@@ -103,7 +103,8 @@ class GatewayServices:
             return
         self._sends_done = asyncio.Event()
         try:
-            await asyncio.wait_for(self._sends_done.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._sends_done.wait()
         except TimeoutError:
             pass
         finally:

@@ -127,7 +127,8 @@ class JobWorker:
             if self._stopping:
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), config.poll_interval)
+                async with asyncio.timeout(config.poll_interval):
+                    await self._wake.wait()
 
     async def _run(self, job: JobRecord) -> None:
         handler = self._handlers.get(job.kind)

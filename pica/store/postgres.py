@@ -214,7 +214,8 @@ class PostgresStore(SqlStore):
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
-                await asyncio.wait_for(pool.close(), self.config.command_timeout)
+                async with asyncio.timeout(self.config.command_timeout):
+                    await pool.close()
             except (TimeoutError, *DISCONNECTS):
                 pool.terminate()
 

@@ -291,7 +291,8 @@ class Lane:
         """Back off, but wake early for close()."""
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds * random.uniform(0.5, 1.0))
+            async with asyncio.timeout(seconds * random.uniform(0.5, 1.0)):
+                await self._wake.wait()
 
     def _fail_queued(self, error: StoreUnavailable) -> None:
         while self._queue:

@@ -259,7 +259,8 @@ class WriterProcess:
         if proc is None:
             return
         try:
-            await asyncio.wait_for(proc.wait(), _CLOSE_TIMEOUT)
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await proc.wait()
         except TimeoutError:
             log.error("the SQLite writer process %d did not exit; killing it", proc.pid)
             proc.kill()
