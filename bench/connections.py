@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import math
 import multiprocessing as mp
 import os
@@ -51,14 +52,37 @@ import chat
 import psutil
 import uvloop
 
+from pica.app import token_secret
+from pica.config import load_config
+from pica.core.passwords import PasswordHasher
+from pica.core.ports import SystemClock
+from pica.core.sessions import SessionService
+from pica.core.tokens import RefreshTokens, TokenService
 from pica.protocol import frames as f
 from pica.protocol.codec import Encoding, decode_server_frame, encode
 from pica.protocol.framing import FrameReader, frame_bytes
+from pica.store.factory import build_store
 
 MSGPACK = Encoding.MSGPACK
 MAX_CONNS = 200_000
 MAX_PER_PROCESS = 15_000
 """Connections one holder process opens: the open-files limit is 20,000 per process."""
+PASSWORD = "bench-password-123"
+TOKEN_TTL = 3600
+"""Seconds the seeded access tokens stay valid: the last connection of a 200,000 run opens minutes after the seed."""
+SEED_BATCH = 1_000
+"""Accounts per store transaction when seeding (and sessions per transaction after them)."""
+SEED_IN_FLIGHT = 3
+"""Seed transactions at once: under the PostgreSQL pool (PICA_POSTGRES_POOL_SIZE=3 for 14 workers)."""
+SEED_DEADLINE = 600.0
+START_DEADLINE = 180.0
+CONNECT_DEADLINE = 30.0
+OPEN_DEADLINE = 900.0
+"""Seconds for every holder to open its connections (a 200,000 run opens at about 2,000 a second)."""
+HOLD_DEADLINE = 3600.0
+"""Seconds a holder waits for its next command before it lets its connections go by itself."""
+STOP_DEADLINE = 60.0
+"""Seconds the server (every worker draining its connections) has to exit before it is killed."""
 DEFAULT_DSN = os.environ.get("PICA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 DEFAULT_REDIS = os.environ.get("PICA_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -149,32 +173,35 @@ async def _holder(spec: HolderSpec, pipe: Pipe) -> None:
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(i: int, token: str) -> None:
+            async with slots:  # the deadline counts from the turn, not from the queue (15,000 wait for 100 turns)
+                await asyncio.wait_for(dial(i, token), CONNECT_DEADLINE)
+
+        async def dial(i: int, token: str) -> None:
             device = f"h{spec.index}-{i}"
             port = i % len(spec.tcp_ports)
-            async with slots:
-                if (i * 7919 % 1000) / 1000 < spec.ws_share:  # spread evenly, whatever the order
-                    ws = await session.ws_connect(
-                        f"ws://{bu.HOST}:{spec.http_ports[port]}/v1/ws?device={device}",
-                        headers={"Authorization": f"Bearer {token}"}, autoping=True, heartbeat=None, timeout=30)
-                    first = await ws.receive(timeout=30)
-                    if first.type is not aiohttp.WSMsgType.TEXT or '"ready"' not in first.data:
-                        raise ConnectionError(f"unexpected first WebSocket message {first!r}")
-                    sockets.append(ws)
-                    readers.append(loop.create_task(_read_ws(held, ws)))
-                else:
-                    _, conn = await loop.create_connection(lambda: HeldTcp(held, token, device), bu.HOST,
-                                                           spec.tcp_ports[port], local_addr=(spec.source, 0))
-                    assert conn.ready is not None
-                    await asyncio.wait_for(conn.ready, 30)
-                    conn.ready = None  # nothing waits on it any more: one object less per connection
-                    tcp.append(conn)
+            if (i * 7919 % 1000) / 1000 < spec.ws_share:  # spread evenly, whatever the order
+                ws = await session.ws_connect(
+                    f"ws://{bu.HOST}:{spec.http_ports[port]}/v1/ws?device={device}",
+                    headers={"Authorization": f"Bearer {token}"}, autoping=True, heartbeat=None, timeout=30)
+                first = await ws.receive(timeout=30)
+                if first.type is not aiohttp.WSMsgType.TEXT or '"ready"' not in first.data:
+                    raise ConnectionError(f"unexpected first WebSocket message {first!r}")
+                sockets.append(ws)
+                readers.append(loop.create_task(_read_ws(held, ws)))
+            else:
+                _, conn = await loop.create_connection(lambda: HeldTcp(held, token, device), bu.HOST,
+                                                       spec.tcp_ports[port], local_addr=(spec.source, 0))
+                assert conn.ready is not None
+                await asyncio.wait_for(conn.ready, 30)
+                conn.ready = None  # nothing waits on it any more: one object less per connection
+                tcp.append(conn)
 
-        outcomes = await asyncio.gather(*(asyncio.wait_for(one(i, t), 60) for i, t in enumerate(spec.tokens)),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(*(one(i, t) for i, t in enumerate(spec.tokens)), return_exceptions=True)
         failures = [repr(o) for o in outcomes if isinstance(o, BaseException)]
-        pipe.send(("open", len(tcp), len(sockets), failures[:3], len(failures)))
+        gc.collect()
+        pipe.send(("open", len(tcp), len(sockets), failures[:3], len(failures), psutil.Process().memory_info().rss))
         while True:
-            command = await asyncio.to_thread(_poll, pipe, 3600)
+            command = await asyncio.to_thread(_poll, pipe, HOLD_DEADLINE)
             if command != "report":
                 break
             pipe.send(("report", held.latencies.tobytes(), held.pings))
@@ -232,13 +259,15 @@ async def _sender(spec: SenderSpec, pipe: Pipe) -> None:
     loop = asyncio.get_running_loop()
     conns: list[SenderConn] = []
     for i, token in enumerate(spec.tokens):
-        _, conn = await loop.create_connection(lambda t=token, d=f"sender{i}": SenderConn(Held(), t, d),  # type: ignore[misc]
-                                               bu.HOST, spec.tcp_ports[i % len(spec.tcp_ports)])
+        _, conn = await asyncio.wait_for(loop.create_connection(
+            lambda t=token, d=f"sender{i}": SenderConn(Held(), t, d),  # type: ignore[misc]
+            bu.HOST, spec.tcp_ports[i % len(spec.tcp_ports)]), CONNECT_DEADLINE)
         assert conn.ready is not None
-        await asyncio.wait_for(conn.ready, 30)
+        await asyncio.wait_for(conn.ready, CONNECT_DEADLINE)
         conns.append(conn)
     pipe.send("ready")
-    await asyncio.to_thread(pipe.recv)
+    if await asyncio.to_thread(_poll, pipe, 120) != "go":
+        return
     start = time.monotonic_ns()
     end = start + int(spec.duration * 1e9)
     sent = 0
@@ -270,8 +299,6 @@ class Server:
     process: bu.ServerProcess
     http_ports: list[int]
     tcp_ports: list[int]
-    schema: str = ""
-    prefix: str = ""
 
     def pids(self) -> list[int]:
         proc = psutil.Process(self.process.pid)
@@ -285,41 +312,93 @@ class Server:
         return total
 
 
-def start_server(args: argparse.Namespace, work: Path) -> Server:
-    env = {**os.environ, "PICA_AUTH_ARGON2_TIME_COST": "1", "PICA_AUTH_ARGON2_MEMORY_KIB": "1024",
-           "PICA_AUTH_TOKEN_SECRET": secrets.token_hex(32)}
+def server_env(args: argparse.Namespace, schema: str, prefix: str) -> dict[str, str]:
+    """The environment of the server and of the seeding alike: the same store, token secret and lifetimes."""
+    env = {**os.environ, "PICA_AUTH_TOKEN_SECRET": secrets.token_hex(32), "PICA_AUTH_TOKEN_TTL": str(TOKEN_TTL)}
     if args.heartbeat:
         env["PICA_LIMITS_HEARTBEAT_INTERVAL"] = str(args.heartbeat)
         env["PICA_LIMITS_IDLE_TIMEOUT"] = str(max(args.heartbeat * 3, 75.0))
-    extra: list[str] = []
-    schema = prefix = ""
-    if args.workers > 1:
-        import cluster
-
-        schema, prefix = f"t_{secrets.token_hex(6)}", f"pica-bench-{secrets.token_hex(6)}:"
-        services = cluster.Services(args.dsn, args.redis)
-        cluster.pg(args.dsn, f'CREATE SCHEMA "{schema}"')
+    if schema:
         env.update(PICA_POSTGRES_SCHEMA=schema, PICA_REDIS_PREFIX=prefix)
-        import subprocess
+    return env
 
-        subprocess.run([sys.executable, "-m", "pica", "migrate", "--store", services.store], env=env, check=True,
-                       capture_output=True, timeout=120, cwd=work)
-        extra = ["--store", args.dsn, "--cluster", args.redis, "--workers", str(args.workers)]
-    process = bu.ServerProcess(
+
+def seed_accounts(args: argparse.Namespace, env: dict[str, str], work: Path, count: int) -> list[chat.Account]:
+    """``count`` users and a session each, written straight into the store (no HTTP, one Argon2 hash for all)."""
+    return asyncio.run(asyncio.wait_for(_seed(args, env, work, count), SEED_DEADLINE))
+
+
+async def _seed(args: argparse.Namespace, env: dict[str, str], work: Path, count: int) -> list[chat.Account]:
+    store_url = args.dsn if args.workers > 1 else None
+    config = load_config(env=env, overrides={"data_dir": str(work / "data"), "store": store_url})
+    auth = config.auth
+    hasher = PasswordHasher(time_cost=auth.argon2_time_cost, memory_kib=auth.argon2_memory_kib,
+                            parallelism=auth.argon2_parallelism, concurrency=1)
+    password_hash = await hasher.hash(PASSWORD)  # one real hash: every account can also log in with PASSWORD
+    secret = token_secret(config)
+    store = build_store(config)
+    await store.open()
+    try:
+        sessions = SessionService(store, TokenService(secret, auth.token_ttl, auth.token_algorithm),
+                                  RefreshTokens(secret), SystemClock(), auth)
+        slots = asyncio.Semaphore(SEED_IN_FLIGHT)
+
+        async def batch(first: int) -> list[chat.Account]:
+            names = [f"c{i:06d}" for i in range(first, min(count, first + SEED_BATCH))]
+            async with slots:
+                made = await store.create_users(names, password_hash, int(time.time() * 1000))
+                user_ids = [user_id for user_id in made if user_id is not None]
+                if len(user_ids) != len(names):
+                    raise RuntimeError(f"{len(names) - len(user_ids)} of the seeded names were taken")
+                tokens = await sessions.open_many(user_ids, bu.HOST, "bench/connections.py")
+            return [chat.Account(t.user_id, t.token) for t in tokens]
+
+        began = time.monotonic()
+        parts = await asyncio.gather(*(batch(first) for first in range(0, count, SEED_BATCH)))
+        seconds = time.monotonic() - began
+        bu.log(f"seeded {count:,} users and sessions in {seconds:.1f} s ({count / seconds:,.0f}/s)")
+        return [account for part in parts for account in part]
+    finally:
+        await store.close()
+
+
+def prepare_cluster(args: argparse.Namespace) -> tuple[str, str]:
+    """A PostgreSQL schema and a Redis key prefix of the run's own."""
+    import cluster
+
+    schema, prefix = f"t_{secrets.token_hex(6)}", f"pica-bench-{secrets.token_hex(6)}:"
+    cluster.pg(args.dsn, f'CREATE SCHEMA "{schema}"')
+    return schema, prefix
+
+
+def start_server(args: argparse.Namespace, env: dict[str, str], work: Path) -> bu.ServerProcess:
+    extra = ["--store", args.dsn, "--cluster", args.redis, "--workers", str(args.workers)] if args.workers > 1 else []
+    return bu.ServerProcess(
         [sys.executable, "-m", "pica", "serve", "--port", "0", "--tcp-port", "0", "--host", bu.HOST,
          "--data-dir", str(work / "data"), "--ready-file", str(work / "ready"), "--log-level", "WARNING", *extra],
         work / "ready", work / "server.log", env=env)
-    ports = process.start(timeout=120)
-    return Server(process, [ports[0]], [ports[1]], schema, prefix)
 
 
-def stop_server(args: argparse.Namespace, server: Server) -> None:
-    server.process.stop()
-    if server.schema:
+def stop_server(server: Server | None) -> None:
+    """SIGTERM and the server's own drain (every worker closes its connections), then SIGKILL whatever of its
+    process tree is left: a supervisor killed after its deadline must not leave workers behind."""
+    if server is None:
+        return
+    pids = server.pids() if server.process.proc is not None and server.process.proc.poll() is None else []
+    server.process.stop(timeout=STOP_DEADLINE)
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc = psutil.Process(pid)
+            proc.kill()
+            proc.wait(5)
+
+
+def drop_cluster(args: argparse.Namespace, schema: str, prefix: str) -> None:
+    if schema:
         import cluster
 
         services = cluster.Services(args.dsn, args.redis)
-        cluster.stop_cluster(services, cluster.Run(0, server.schema, server.prefix, []))
+        cluster.stop_cluster(services, cluster.Run(0, schema, prefix, []))
 
 
 # ====================================================================================================== phases
@@ -332,13 +411,20 @@ def percentiles(values: array[int]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    server = start_server(args, work)
+    schema = prefix = ""
+    server: Server | None = None
     holders: list[chat.Worker] = []
     try:
-        base = f"http://{bu.HOST}:{server.http_ports[0]}"
-        bu.log(f"registering {args.conns + args.senders:,} users")
-        accounts = asyncio.run(chat.register_users(base, args.conns + args.senders, concurrency=16))
+        if args.workers > 1:
+            schema, prefix = prepare_cluster(args)
+        env = server_env(args, schema, prefix)
+        seeded_at = time.monotonic()
+        accounts = seed_accounts(args, env, work, args.conns + args.senders)
+        seed_seconds = time.monotonic() - seeded_at
         senders, held_accounts = accounts[:args.senders], accounts[args.senders:]
+        server = Server(start_server(args, env, work), [], [])
+        http_port, tcp_port = server.process.start(timeout=START_DEADLINE)
+        server.http_ports, server.tcp_ports = [http_port], [tcp_port]
         time.sleep(2)
         rss_before = server.rss()
         procs = max(args.procs, math.ceil(args.conns / MAX_PER_PROCESS))
@@ -352,11 +438,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             process = ctx.Process(target=holder_main, args=(spec, child), daemon=True)
             process.start()
             holders.append(chat.Worker(process, parent))
-        tcp = ws = failed = 0
+        tcp = ws = failed = holder_rss = 0
         failures: list[str] = []
+        open_deadline = time.monotonic() + OPEN_DEADLINE
         for holder in holders:
-            _, n_tcp, n_ws, errors, n_failed = chat.recv(holder, 900.0)
-            tcp, ws, failed = tcp + n_tcp, ws + n_ws, failed + n_failed
+            _, n_tcp, n_ws, errors, n_failed, rss = chat.recv(holder, max(1.0, open_deadline - time.monotonic()))
+            tcp, ws, failed, holder_rss = tcp + n_tcp, ws + n_ws, failed + n_failed, holder_rss + rss
             failures.extend(errors)
         open_seconds = time.monotonic() - opened_at
         held = tcp + ws
@@ -397,7 +484,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         return {
             "workers": args.workers, "connections": held, "tcp": tcp, "ws": ws, "failed": failed,
             "failures": failures[:5], "open_seconds": round(open_seconds, 1),
-            "connects_per_s": round(held / open_seconds), "rss_before_mib": round(rss_before / 2**20, 1),
+            "connects_per_s": round(held / open_seconds), "seed_seconds": round(seed_seconds, 1),
+            "holders_kib_per_conn": round(holder_rss / max(held, 1) / 1024, 2),
+            "rss_before_mib": round(rss_before / 2**20, 1),
             "rss_after_mib": round(rss_after / 2**20, 1),
             "kib_per_conn": round((rss_after - rss_before) / max(held, 1) / 1024, 2),
             "idle_cpu_pct": round(100 * idle_cpu / idle_seconds, 1),
@@ -411,11 +500,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for holder in holders:
             with contextlib.suppress(OSError):
                 holder.pipe.send("close")
+        closing = time.monotonic() + 60
         for holder in holders:
-            holder.process.join(60)
+            holder.process.join(max(0.1, closing - time.monotonic()))
             if holder.process.is_alive():
-                holder.process.terminate()
-        stop_server(args, server)
+                holder.process.kill()
+                holder.process.join(5)
+        stop_server(server)
+        drop_cluster(args, schema, prefix)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -449,11 +541,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"## {result['connections']:,} connections ({result['tcp']:,} TCP, {result['ws']:,} WebSocket), "
           f"{args.workers} worker(s)\n")
     print(bu.markdown_table(
-        ["connections", "failed", "opened in s (conn/s)", "server RSS MiB before / after", "KiB per connection",
+        ["connections", "failed", "seeded in s", "opened in s (conn/s)", "server RSS MiB before / after",
+         "KiB per connection (holders' KiB)",
          "idle CPU % (µs per conn·s)", "msg/s sent / acked / delivered", "delivery p50 / p99 / max ms",
          "server CPU % under load"],
-        [[result["connections"], result["failed"], f"{result['open_seconds']} ({result['connects_per_s']:,})",
-          f"{result['rss_before_mib']} / {result['rss_after_mib']}", result["kib_per_conn"],
+        [[result["connections"], result["failed"], result["seed_seconds"],
+          f"{result['open_seconds']} ({result['connects_per_s']:,})",
+          f"{result['rss_before_mib']} / {result['rss_after_mib']}",
+          f"{result['kib_per_conn']} ({result['holders_kib_per_conn']})",
           f"{result['idle_cpu_pct']} ({result['idle_us_per_conn_s']})",
           f"{result['sent'] / args.duration:,.0f} / {result['acked']:,} / {result['delivered']:,}",
           f"{result['delivery_p50_ms']} / {result['delivery_p99_ms']} / {result['delivery_max_ms']}",
