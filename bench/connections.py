@@ -81,6 +81,9 @@ OPEN_DEADLINE = 900.0
 """Seconds for every holder to open its connections (a 200,000 run opens at about 2,000 a second)."""
 HOLD_DEADLINE = 3600.0
 """Seconds a holder waits for its next command before it lets its connections go by itself."""
+STALL_US = 5_000
+"""A holder's loop-lag probe: ticks this often, and records a lateness of more than one tick."""
+HOLDER_STALL_REPORTED_US = 20_000
 STOP_DEADLINE = 60.0
 """Seconds the server (every worker draining its connections) has to exit before it is killed."""
 DEFAULT_DSN = os.environ.get("PICA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -93,16 +96,31 @@ DEFAULT_REDIS = os.environ.get("PICA_TEST_REDIS", "redis://127.0.0.1:6379/0")
 class Held:
     """What a holder does with each of its connections: answer pings, time deliveries."""
 
-    __slots__ = ("latencies", "pings")
+    __slots__ = ("latencies", "pings", "sent_at", "stalls")
 
     def __init__(self) -> None:
         self.latencies = array("q")
+        self.sent_at = array("q")
+        """Each delivery's send time (monotonic µs): where in the run the slow ones were."""
+        self.stalls = array("q")
+        """(start µs, length µs) pairs: when this holder's own event loop was late by more than STALL_US, so
+        that a slow delivery can be told from a holder too busy to read it (a ping burst to answer)."""
         self.pings = 0
+
+    async def watch_loop(self) -> None:
+        tick_ns = STALL_US * 1000
+        while True:
+            began = time.monotonic_ns()
+            await asyncio.sleep(tick_ns / 1e9)
+            late = time.monotonic_ns() - began - tick_ns
+            if late > tick_ns:
+                self.stalls.extend((began // 1000, late // 1000))
 
     def delivered(self, body: Any) -> None:
         t0 = body.get("t0_us") if isinstance(body, dict) else None
         if isinstance(t0, int):
             self.latencies.append(time.monotonic_ns() // 1000 - t0)
+            self.sent_at.append(t0)
 
 
 class HeldTcp(asyncio.Protocol):
@@ -165,6 +183,7 @@ def holder_main(spec: HolderSpec, pipe: Pipe) -> None:
 async def _holder(spec: HolderSpec, pipe: Pipe) -> None:
     held = Held()
     loop = asyncio.get_running_loop()
+    watch = loop.create_task(held.watch_loop())
     slots = asyncio.Semaphore(100)
     tcp: list[HeldTcp] = []
     sockets: list[aiohttp.ClientWebSocketResponse] = []
@@ -204,14 +223,15 @@ async def _holder(spec: HolderSpec, pipe: Pipe) -> None:
             command = await asyncio.to_thread(_poll, pipe, HOLD_DEADLINE)
             if command != "report":
                 break
-            pipe.send(("report", held.latencies.tobytes(), held.pings))
-            held.latencies = array("q")
+            pipe.send(("report", held.latencies.tobytes(), held.sent_at.tobytes(), held.stalls.tobytes(), held.pings))
+            held.latencies, held.sent_at, held.stalls = array("q"), array("q"), array("q")
         for conn in tcp:
             if conn.transport is not None:
                 conn.transport.close()
         await asyncio.gather(*(asyncio.wait_for(ws.close(), 5) for ws in sockets), return_exceptions=True)
         for reader in readers:
             reader.cancel()
+        watch.cancel()
 
 
 def _poll(pipe: Pipe, timeout: float) -> Any:
@@ -286,6 +306,9 @@ async def _sender(spec: SenderSpec, pipe: Pipe) -> None:
     while sum(c.acked + c.errors for c in conns) < sent and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     pipe.send(("sent", sent, sum(c.acked for c in conns), sum(c.errors for c in conns)))
+    # Held open until the deliveries are all counted: each sender has written to thousands of users by now, so its
+    # going offline announces its presence to all of them, and that burst would land on the last deliveries.
+    await asyncio.to_thread(_poll, pipe, 120)
     for conn in conns:
         if conn.transport is not None:
             conn.transport.close()
@@ -410,10 +433,29 @@ def percentiles(values: array[int]) -> dict[str, float]:
             "p99_ms": bu.percentile(ordered, 99) / 1000, "max_ms": (ordered[-1] / 1000) if ordered else math.nan}
 
 
+def slow_spells(sent_at: array[int], latencies: array[int], p99_ms: float) -> list[dict[str, float]]:
+    """When the slowest 1 % were sent, as spells (sends at least that slow, less than a second apart): seconds from
+    the first send, how long the spell lasted, how many, the worst. A tail from a periodic pause shows as spells
+    one period apart."""
+    if not sent_at:
+        return []
+    start = min(sent_at)
+    slow = sorted((t, lat) for t, lat in zip(sent_at, latencies, strict=True) if lat >= p99_ms * 1000)
+    spells: list[list[tuple[int, int]]] = []
+    for t, lat in slow:
+        if spells and t - spells[-1][-1][0] < 1_000_000:
+            spells[-1].append((t, lat))
+        else:
+            spells.append([(t, lat)])
+    return [{"at_s": round((spell[0][0] - start) / 1e6, 2), "lasted_ms": round((spell[-1][0] - spell[0][0]) / 1e3),
+             "count": len(spell), "worst_ms": round(max(lat for _, lat in spell) / 1e3, 1)} for spell in spells]
+
+
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     schema = prefix = ""
     server: Server | None = None
     holders: list[chat.Worker] = []
+    sender: mp.process.BaseProcess | None = None
     try:
         if args.workers > 1:
             schema, prefix = prepare_cluster(args)
@@ -470,16 +512,24 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         parent.send("go")
         _, sent, acked, errors = chat.recv(sender_worker, args.duration + 60)
         cpu_end = bu.snapshot(server.pids())
-        sender.join(10)
         time.sleep(1)  # the last deliveries reach the holders
-        latencies = array("q")
+        latencies, sent_at, stalls = array("q"), array("q"), array("q")
         pings = 0
         for holder in holders:
             holder.pipe.send("report")
-            _, data, holder_pings = chat.recv(holder, 60)
+            _, data, times, holder_stalls, holder_pings = chat.recv(holder, 60)
             latencies.frombytes(data)
+            sent_at.frombytes(times)
+            stalls.frombytes(holder_stalls)
             pings += holder_pings
         delivery = percentiles(latencies)
+        slow = slow_spells(sent_at, latencies, delivery["p99_ms"])
+        start = min(sent_at, default=0)
+        stalled = [(round((stalls[i] - start) / 1e6, 2), round(stalls[i + 1] / 1e3, 1))
+                   for i in range(0, len(stalls), 2) if stalls[i + 1] >= HOLDER_STALL_REPORTED_US
+                   and stalls[i] + stalls[i + 1] >= start]
+        parent.send("close")
+        sender.join(10)
         load_cpu = sum(cpu_start.cpu(cpu_end, pid) for pid in cpu_start.procs if pid in cpu_end.procs)
         return {
             "workers": args.workers, "connections": held, "tcp": tcp, "ws": ws, "failed": failed,
@@ -495,6 +545,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "delivered": delivery["count"], "delivery_p50_ms": round(delivery["p50_ms"], 2),
             "delivery_p99_ms": round(delivery["p99_ms"], 2), "delivery_max_ms": round(delivery["max_ms"], 2),
             "load_cpu_pct": round(100 * load_cpu / (cpu_end.at - cpu_start.at), 1), "pings_answered": pings,
+            "slow_spells": slow, "holder_stalls": stalled, "first_send_monotonic_s": start / 1e6,
+            "holder_stall_max_ms": round(max(stalls[1::2], default=0) / 1e3, 1),
         }
     finally:
         for holder in holders:
@@ -506,6 +558,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             if holder.process.is_alive():
                 holder.process.kill()
                 holder.process.join(5)
+        if sender is not None and sender.is_alive():
+            sender.kill()
+            sender.join(5)
         stop_server(server)
         drop_cluster(args, schema, prefix)
 
@@ -553,6 +608,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['sent'] / args.duration:,.0f} / {result['acked']:,} / {result['delivered']:,}",
           f"{result['delivery_p50_ms']} / {result['delivery_p99_ms']} / {result['delivery_max_ms']}",
           result["load_cpu_pct"]]]))
+    if result["holder_stalls"]:
+        print(f"\nholders' own event loops late by {HOLDER_STALL_REPORTED_US // 1000} ms or more (s from the first "
+              "send, ms late; a slow delivery inside one is the generator's, not the server's): " + ", ".join(
+                  f"{at} s: {ms}" for at, ms in result["holder_stalls"][:30]))
+    if result["slow_spells"]:
+        print("\nthe slowest 1 % by send time (s from the first send: count, worst ms): " + ", ".join(
+            f"{s['at_s']} s: {s['count']}, {s['worst_ms']}" for s in result["slow_spells"]))
     info = bu.machine_info()
     print(f"\nmachine: {info}; pica {bu.pica_revision()}; rate limits {bu.RATE_LIMITS}; "
           f"CPU calibration {calibration:.0f} ms")

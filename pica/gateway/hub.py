@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Final, Protocol
 
 from pica.core.ports import PresenceListener
 from pica.errors import PicaError
@@ -21,6 +21,9 @@ from pica.protocol.close_codes import CloseCode
 from pica.protocol.outbound import OutboundFrame
 
 log = logging.getLogger(__name__)
+
+SWEEP_SLICE: Final = 500
+"""Connections whose timers the sweeper checks in one turn of the event loop (about 0.5 ms of work)."""
 
 
 class ConnectionHandle(Protocol):
@@ -156,9 +159,17 @@ class Hub:
     # ------------------------------------------------------------------------------------------ timers
 
     async def run_sweeper(self, interval: float, monotonic: Callable[[], float], wall: Callable[[], float]) -> None:
-        """Every ``interval`` seconds, let each connection check its deadlines."""
+        """Every ``interval`` seconds, let each connection check its deadlines.
+
+        The pass is cut into slices of :data:`SWEEP_SLICE` connections spread evenly over the interval: one pass
+        over 18,000 connections held the event loop for 25-60 ms every 2.5 s, and every message in flight waited
+        for it (the delivery p99 at 1,000 msg/s was a pass long). Each connection is still checked once per
+        interval; the pings a pass sends go out spread over the interval as well, and so do their answers."""
         while True:
-            await asyncio.sleep(interval)
-            now, now_s = monotonic(), wall()
-            for conn in list(self._all):
-                conn.check_timers(now, now_s)
+            conns = list(self._all)
+            slices = max(1, -(-len(conns) // SWEEP_SLICE))
+            for start in range(0, slices * SWEEP_SLICE, SWEEP_SLICE):
+                await asyncio.sleep(interval / slices)
+                now, now_s = monotonic(), wall()
+                for conn in conns[start:start + SWEEP_SLICE]:
+                    conn.check_timers(now, now_s)
