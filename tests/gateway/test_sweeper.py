@@ -66,3 +66,28 @@ async def test_each_connection_is_checked_once_per_interval_in_slices_spread_ove
     # The slices are spread over the interval (a quarter of it apart), not run back to back.
     gaps = [b - a for a, b in itertools.pairwise(slices)]
     assert min(gaps) >= interval / 4 * 0.8, gaps
+
+
+async def test_a_connection_that_arrives_during_a_pass_is_checked_at_the_next_slice() -> None:
+    hub = Hub()
+    for _ in range(SWEEP_SLICE * 4):
+        hub.track(Timed())
+    slices: list[float] = []
+
+    def monotonic() -> float:
+        slices.append(time.monotonic())
+        return slices[-1]
+
+    sweeper = asyncio.create_task(hub.run_sweeper(0.4, monotonic, time.time))
+    try:
+        async with asyncio.timeout(5):
+            while not slices:  # the first slice of the pass has run
+                await asyncio.sleep(0.005)
+            late = Timed()
+            hub.track(late)
+            while not late.checked:
+                await asyncio.sleep(0.005)
+    finally:
+        sweeper.cancel()
+    # Checked in the same pass (the second of its four slices at the latest), not a pass later.
+    assert len(slices) <= 3, slices
