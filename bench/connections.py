@@ -1,29 +1,43 @@
 """Connections per machine: N authenticated idle connections (TCP and WebSocket mixed), heartbeats running, and
 messages still delivered on time among them.
 
-Starts ``pica serve`` (``--workers 1``: the embedded store, one process, which the 20,000 open-files limit caps at
-about 19,000 sockets; ``--workers N``: N worker processes sharing the ports, which needs cluster mode, so a
-PostgreSQL schema and a Redis key prefix of their own are made and dropped afterwards), registers one user per
-connection (cheap password hashes: set-up only), then opens ``--conns`` connections from ``--procs`` holder
-processes (at most ``MAX_PER_PROCESS`` each, under the open-files limit), each dialling from its own source address
-127.0.0.<2+i> so that no single address runs out of ephemeral ports. ``--ws-share`` of them are WebSocket (JSON),
-the rest the framed TCP protocol. Every holder answers the server's pings, so the heartbeats run all along.
+Seeds one user and one session per connection straight into the store before the server starts
+(``Store.create_users`` and ``SessionService.open_many``, 1,000 to a transaction; the tokens are minted by the
+server's own code from the same configuration and secret, about 19,000 accounts a second on SQLite and 4,000-5,000 on
+PostgreSQL here), then starts ``pica serve`` (``--workers 1``: the embedded store, one process, which the 20,000
+open-files limit caps at about 19,000 sockets; ``--workers N``: N worker processes sharing the ports, which needs
+cluster mode, so a PostgreSQL schema and a Redis key prefix of their own are made and dropped afterwards), then
+opens ``--conns`` connections from ``--procs`` holder processes (at most ``MAX_PER_PROCESS`` each, under the
+open-files limit), each dialling from its own source address 127.0.0.<2+i> so that no single address runs out of
+ephemeral ports. ``--ws-share`` of them are WebSocket (JSON), the rest the framed TCP protocol. Every holder answers
+the server's pings, so the heartbeats run all along.
 
 Phases, one after the other:
 
-1. **memory**: the server's RSS (every worker process) before the connections and once they are all up and settled:
-   KiB per connection;
+1. **memory**: the server's RSS (every worker process summed) before the connections and once they are all up and
+   settled: KiB per connection; the holders' own RSS per connection too (about 16 KiB: 200,000 take about 3 GiB);
 2. **idle**: the server's CPU over ``--idle-window`` seconds with nothing but heartbeats (µs per connection-second);
 3. **delivery**: a sender process sends 1:1 messages at ``--rate`` a second for ``--duration`` seconds (open loop,
    paced every millisecond), each to a random held connection's user; the holders time each delivery from the send
-   time the message carries (same machine, monotonic clock): p50 / p99 / max, and how many arrived.
+   time the message carries (same machine, monotonic clock): p50 / p99 / max, and how many arrived. Where the tail
+   comes from is printed as well: when the slowest 1 % were sent, in spells (a periodic pause in the server shows as
+   spells one period apart), and when a holder's own event loop was late by 20 ms or more (a slow delivery inside
+   such a stall is the generator's, not the server's). The senders stay connected until the deliveries are counted:
+   each has written to thousands of users, and its going offline is a presence announcement to all of them.
 
-Bounded in count (``--conns`` at most 200,000) and time (every wait has a deadline); loopback only. The heartbeat
-interval is the server's default (25 s) unless ``--heartbeat`` says otherwise.
+Bounded in count (``--conns`` at most 200,000) and time (every wait has a deadline: the seed 10 minutes, the opening
+``--conns / 100`` seconds, at least 5 minutes); loopback only. Cleans up after itself, failed or not: the holders and
+the sender are killed if they outlive their deadlines, the server's whole process tree if it outlives its stop, then
+the schema and the Redis keys are dropped. The heartbeat interval is the server's default (25 s) unless
+``--heartbeat`` says otherwise.
 
     .venv/bin/python bench/connections.py --conns 18000                       # one process, embedded store
-    .venv/bin/python bench/connections.py --conns 20000 --workers 2           # cluster mode on PostgreSQL + Redis
+    PICA_POSTGRES_POOL_SIZE=3 .venv/bin/python bench/connections.py --conns 40000 --workers 4 --procs 4
+    PICA_POSTGRES_POOL_SIZE=3 .venv/bin/python bench/connections.py --conns 200000 --workers 14 --procs 14
     .venv/bin/python bench/connections.py --quick                             # a small run for the smoke test
+
+``PICA_POSTGRES_POOL_SIZE=3``: each worker opens a pool of up to 3 connections and 2 write lanes, so 14 workers
+take at most 70 of PostgreSQL's 100 connections.
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import math
 import multiprocessing as mp
 import os
@@ -51,14 +66,42 @@ import chat
 import psutil
 import uvloop
 
+from pica.app import token_secret
+from pica.config import load_config
+from pica.core.passwords import PasswordHasher
+from pica.core.ports import SystemClock
+from pica.core.sessions import SessionService
+from pica.core.tokens import RefreshTokens, TokenService
 from pica.protocol import frames as f
 from pica.protocol.codec import Encoding, decode_server_frame, encode
 from pica.protocol.framing import FrameReader, frame_bytes
+from pica.store.factory import build_store
 
 MSGPACK = Encoding.MSGPACK
 MAX_CONNS = 200_000
 MAX_PER_PROCESS = 15_000
 """Connections one holder process opens: the open-files limit is 20,000 per process."""
+PASSWORD = "bench-password-123"
+TOKEN_TTL = 3600
+"""Seconds the seeded access tokens stay valid: the last connection of a 200,000 run opens minutes after the seed."""
+SEED_BATCH = 1_000
+"""Accounts per store transaction when seeding (and sessions per transaction after them)."""
+SEED_IN_FLIGHT = 3
+"""Seed transactions at once: under the PostgreSQL pool (PICA_POSTGRES_POOL_SIZE=3 for 14 workers)."""
+SEED_DEADLINE = 600.0
+START_DEADLINE = 180.0
+CONNECT_DEADLINE = 30.0
+OPEN_FLOOR = 100.0
+"""Connects a second below which the opening phase is given up: its deadline is ``--conns / OPEN_FLOOR`` seconds
+(at least OPEN_MIN_DEADLINE; 2,000 s for 200,000, which opened at 290-1,100 a second in smaller runs here)."""
+OPEN_MIN_DEADLINE = 300.0
+HOLD_DEADLINE = 3600.0
+"""Seconds a holder waits for its next command before it lets its connections go by itself."""
+STALL_US = 5_000
+"""A holder's loop-lag probe: ticks this often, and records a lateness of more than one tick."""
+HOLDER_STALL_REPORTED_US = 20_000
+STOP_DEADLINE = 60.0
+"""Seconds the server (every worker draining its connections) has to exit before it is killed."""
 DEFAULT_DSN = os.environ.get("PICA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 DEFAULT_REDIS = os.environ.get("PICA_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -69,16 +112,31 @@ DEFAULT_REDIS = os.environ.get("PICA_TEST_REDIS", "redis://127.0.0.1:6379/0")
 class Held:
     """What a holder does with each of its connections: answer pings, time deliveries."""
 
-    __slots__ = ("latencies", "pings")
+    __slots__ = ("latencies", "pings", "sent_at", "stalls")
 
     def __init__(self) -> None:
         self.latencies = array("q")
+        self.sent_at = array("q")
+        """Each delivery's send time (monotonic µs): where in the run the slow ones were."""
+        self.stalls = array("q")
+        """(start µs, length µs) pairs: when this holder's own event loop was late by more than STALL_US, so
+        that a slow delivery can be told from a holder too busy to read it (a ping burst to answer)."""
         self.pings = 0
+
+    async def watch_loop(self) -> None:
+        tick_ns = STALL_US * 1000
+        while True:
+            began = time.monotonic_ns()
+            await asyncio.sleep(tick_ns / 1e9)
+            late = time.monotonic_ns() - began - tick_ns
+            if late > tick_ns:
+                self.stalls.extend((began // 1000, late // 1000))
 
     def delivered(self, body: Any) -> None:
         t0 = body.get("t0_us") if isinstance(body, dict) else None
         if isinstance(t0, int):
             self.latencies.append(time.monotonic_ns() // 1000 - t0)
+            self.sent_at.append(t0)
 
 
 class HeldTcp(asyncio.Protocol):
@@ -141,6 +199,7 @@ def holder_main(spec: HolderSpec, pipe: Pipe) -> None:
 async def _holder(spec: HolderSpec, pipe: Pipe) -> None:
     held = Held()
     loop = asyncio.get_running_loop()
+    watch = loop.create_task(held.watch_loop())
     slots = asyncio.Semaphore(100)
     tcp: list[HeldTcp] = []
     sockets: list[aiohttp.ClientWebSocketResponse] = []
@@ -149,42 +208,46 @@ async def _holder(spec: HolderSpec, pipe: Pipe) -> None:
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(i: int, token: str) -> None:
+            async with slots:  # the deadline counts from the turn, not from the queue (15,000 wait for 100 turns)
+                await asyncio.wait_for(dial(i, token), CONNECT_DEADLINE)
+
+        async def dial(i: int, token: str) -> None:
             device = f"h{spec.index}-{i}"
             port = i % len(spec.tcp_ports)
-            async with slots:
-                if (i * 7919 % 1000) / 1000 < spec.ws_share:  # spread evenly, whatever the order
-                    ws = await session.ws_connect(
-                        f"ws://{bu.HOST}:{spec.http_ports[port]}/v1/ws?device={device}",
-                        headers={"Authorization": f"Bearer {token}"}, autoping=True, heartbeat=None, timeout=30)
-                    first = await ws.receive(timeout=30)
-                    if first.type is not aiohttp.WSMsgType.TEXT or '"ready"' not in first.data:
-                        raise ConnectionError(f"unexpected first WebSocket message {first!r}")
-                    sockets.append(ws)
-                    readers.append(loop.create_task(_read_ws(held, ws)))
-                else:
-                    _, conn = await loop.create_connection(lambda: HeldTcp(held, token, device), bu.HOST,
-                                                           spec.tcp_ports[port], local_addr=(spec.source, 0))
-                    assert conn.ready is not None
-                    await asyncio.wait_for(conn.ready, 30)
-                    conn.ready = None  # nothing waits on it any more: one object less per connection
-                    tcp.append(conn)
+            if (i * 7919 % 1000) / 1000 < spec.ws_share:  # spread evenly, whatever the order
+                ws = await session.ws_connect(
+                    f"ws://{bu.HOST}:{spec.http_ports[port]}/v1/ws?device={device}",
+                    headers={"Authorization": f"Bearer {token}"}, autoping=True, heartbeat=None, timeout=30)
+                first = await ws.receive(timeout=30)
+                if first.type is not aiohttp.WSMsgType.TEXT or '"ready"' not in first.data:
+                    raise ConnectionError(f"unexpected first WebSocket message {first!r}")
+                sockets.append(ws)
+                readers.append(loop.create_task(_read_ws(held, ws)))
+            else:
+                _, conn = await loop.create_connection(lambda: HeldTcp(held, token, device), bu.HOST,
+                                                       spec.tcp_ports[port], local_addr=(spec.source, 0))
+                assert conn.ready is not None
+                await asyncio.wait_for(conn.ready, 30)
+                conn.ready = None  # nothing waits on it any more: one object less per connection
+                tcp.append(conn)
 
-        outcomes = await asyncio.gather(*(asyncio.wait_for(one(i, t), 60) for i, t in enumerate(spec.tokens)),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(*(one(i, t) for i, t in enumerate(spec.tokens)), return_exceptions=True)
         failures = [repr(o) for o in outcomes if isinstance(o, BaseException)]
-        pipe.send(("open", len(tcp), len(sockets), failures[:3], len(failures)))
+        gc.collect()
+        pipe.send(("open", len(tcp), len(sockets), failures[:3], len(failures), psutil.Process().memory_info().rss))
         while True:
-            command = await asyncio.to_thread(_poll, pipe, 3600)
+            command = await asyncio.to_thread(_poll, pipe, HOLD_DEADLINE)
             if command != "report":
                 break
-            pipe.send(("report", held.latencies.tobytes(), held.pings))
-            held.latencies = array("q")
+            pipe.send(("report", held.latencies.tobytes(), held.sent_at.tobytes(), held.stalls.tobytes(), held.pings))
+            held.latencies, held.sent_at, held.stalls = array("q"), array("q"), array("q")
         for conn in tcp:
             if conn.transport is not None:
                 conn.transport.close()
         await asyncio.gather(*(asyncio.wait_for(ws.close(), 5) for ws in sockets), return_exceptions=True)
         for reader in readers:
             reader.cancel()
+        watch.cancel()
 
 
 def _poll(pipe: Pipe, timeout: float) -> Any:
@@ -232,13 +295,15 @@ async def _sender(spec: SenderSpec, pipe: Pipe) -> None:
     loop = asyncio.get_running_loop()
     conns: list[SenderConn] = []
     for i, token in enumerate(spec.tokens):
-        _, conn = await loop.create_connection(lambda t=token, d=f"sender{i}": SenderConn(Held(), t, d),  # type: ignore[misc]
-                                               bu.HOST, spec.tcp_ports[i % len(spec.tcp_ports)])
+        _, conn = await asyncio.wait_for(loop.create_connection(
+            lambda t=token, d=f"sender{i}": SenderConn(Held(), t, d),  # type: ignore[misc]
+            bu.HOST, spec.tcp_ports[i % len(spec.tcp_ports)]), CONNECT_DEADLINE)
         assert conn.ready is not None
-        await asyncio.wait_for(conn.ready, 30)
+        await asyncio.wait_for(conn.ready, CONNECT_DEADLINE)
         conns.append(conn)
     pipe.send("ready")
-    await asyncio.to_thread(pipe.recv)
+    if await asyncio.to_thread(_poll, pipe, 120) != "go":
+        return
     start = time.monotonic_ns()
     end = start + int(spec.duration * 1e9)
     sent = 0
@@ -257,6 +322,9 @@ async def _sender(spec: SenderSpec, pipe: Pipe) -> None:
     while sum(c.acked + c.errors for c in conns) < sent and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     pipe.send(("sent", sent, sum(c.acked for c in conns), sum(c.errors for c in conns)))
+    # Held open until the deliveries are all counted: each sender has written to thousands of users by now, so its
+    # going offline announces its presence to all of them, and that burst would land on the last deliveries.
+    await asyncio.to_thread(_poll, pipe, 120)
     for conn in conns:
         if conn.transport is not None:
             conn.transport.close()
@@ -270,8 +338,6 @@ class Server:
     process: bu.ServerProcess
     http_ports: list[int]
     tcp_ports: list[int]
-    schema: str = ""
-    prefix: str = ""
 
     def pids(self) -> list[int]:
         proc = psutil.Process(self.process.pid)
@@ -285,41 +351,93 @@ class Server:
         return total
 
 
-def start_server(args: argparse.Namespace, work: Path) -> Server:
-    env = {**os.environ, "PICA_AUTH_ARGON2_TIME_COST": "1", "PICA_AUTH_ARGON2_MEMORY_KIB": "1024",
-           "PICA_AUTH_TOKEN_SECRET": secrets.token_hex(32)}
+def server_env(args: argparse.Namespace, schema: str, prefix: str) -> dict[str, str]:
+    """The environment of the server and of the seeding alike: the same store, token secret and lifetimes."""
+    env = {**os.environ, "PICA_AUTH_TOKEN_SECRET": secrets.token_hex(32), "PICA_AUTH_TOKEN_TTL": str(TOKEN_TTL)}
     if args.heartbeat:
         env["PICA_LIMITS_HEARTBEAT_INTERVAL"] = str(args.heartbeat)
         env["PICA_LIMITS_IDLE_TIMEOUT"] = str(max(args.heartbeat * 3, 75.0))
-    extra: list[str] = []
-    schema = prefix = ""
-    if args.workers > 1:
-        import cluster
-
-        schema, prefix = f"t_{secrets.token_hex(6)}", f"pica-bench-{secrets.token_hex(6)}:"
-        services = cluster.Services(args.dsn, args.redis)
-        cluster.pg(args.dsn, f'CREATE SCHEMA "{schema}"')
+    if schema:
         env.update(PICA_POSTGRES_SCHEMA=schema, PICA_REDIS_PREFIX=prefix)
-        import subprocess
+    return env
 
-        subprocess.run([sys.executable, "-m", "pica", "migrate", "--store", services.store], env=env, check=True,
-                       capture_output=True, timeout=120, cwd=work)
-        extra = ["--store", args.dsn, "--cluster", args.redis, "--workers", str(args.workers)]
-    process = bu.ServerProcess(
+
+def seed_accounts(args: argparse.Namespace, env: dict[str, str], work: Path, count: int) -> list[chat.Account]:
+    """``count`` users and a session each, written straight into the store (no HTTP, one Argon2 hash for all)."""
+    return asyncio.run(asyncio.wait_for(_seed(args, env, work, count), SEED_DEADLINE))
+
+
+async def _seed(args: argparse.Namespace, env: dict[str, str], work: Path, count: int) -> list[chat.Account]:
+    store_url = args.dsn if args.workers > 1 else None
+    config = load_config(env=env, overrides={"data_dir": str(work / "data"), "store": store_url})
+    auth = config.auth
+    hasher = PasswordHasher(time_cost=auth.argon2_time_cost, memory_kib=auth.argon2_memory_kib,
+                            parallelism=auth.argon2_parallelism, concurrency=1)
+    password_hash = await hasher.hash(PASSWORD)  # one real hash: every account can also log in with PASSWORD
+    secret = token_secret(config)
+    store = build_store(config)
+    await store.open()
+    try:
+        sessions = SessionService(store, TokenService(secret, auth.token_ttl, auth.token_algorithm),
+                                  RefreshTokens(secret), SystemClock(), auth)
+        slots = asyncio.Semaphore(SEED_IN_FLIGHT)
+
+        async def batch(first: int) -> list[chat.Account]:
+            names = [f"c{i:06d}" for i in range(first, min(count, first + SEED_BATCH))]
+            async with slots:
+                made = await store.create_users(names, password_hash, int(time.time() * 1000))
+                user_ids = [user_id for user_id in made if user_id is not None]
+                if len(user_ids) != len(names):
+                    raise RuntimeError(f"{len(names) - len(user_ids)} of the seeded names were taken")
+                tokens = await sessions.open_many(user_ids, bu.HOST, "bench/connections.py")
+            return [chat.Account(t.user_id, t.token) for t in tokens]
+
+        began = time.monotonic()
+        parts = await asyncio.gather(*(batch(first) for first in range(0, count, SEED_BATCH)))
+        seconds = time.monotonic() - began
+        bu.log(f"seeded {count:,} users and sessions in {seconds:.1f} s ({count / seconds:,.0f}/s)")
+        return [account for part in parts for account in part]
+    finally:
+        await store.close()
+
+
+def prepare_cluster(args: argparse.Namespace) -> tuple[str, str]:
+    """A PostgreSQL schema and a Redis key prefix of the run's own."""
+    import cluster
+
+    schema, prefix = f"t_{secrets.token_hex(6)}", f"pica-bench-{secrets.token_hex(6)}:"
+    cluster.pg(args.dsn, f'CREATE SCHEMA "{schema}"')
+    return schema, prefix
+
+
+def start_server(args: argparse.Namespace, env: dict[str, str], work: Path) -> bu.ServerProcess:
+    extra = ["--store", args.dsn, "--cluster", args.redis, "--workers", str(args.workers)] if args.workers > 1 else []
+    return bu.ServerProcess(
         [sys.executable, "-m", "pica", "serve", "--port", "0", "--tcp-port", "0", "--host", bu.HOST,
          "--data-dir", str(work / "data"), "--ready-file", str(work / "ready"), "--log-level", "WARNING", *extra],
         work / "ready", work / "server.log", env=env)
-    ports = process.start(timeout=120)
-    return Server(process, [ports[0]], [ports[1]], schema, prefix)
 
 
-def stop_server(args: argparse.Namespace, server: Server) -> None:
-    server.process.stop()
-    if server.schema:
+def stop_server(server: Server | None) -> None:
+    """SIGTERM and the server's own drain (every worker closes its connections), then SIGKILL whatever of its
+    process tree is left: a supervisor killed after its deadline must not leave workers behind."""
+    if server is None:
+        return
+    pids = server.pids() if server.process.proc is not None and server.process.proc.poll() is None else []
+    server.process.stop(timeout=STOP_DEADLINE)
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc = psutil.Process(pid)
+            proc.kill()
+            proc.wait(5)
+
+
+def drop_cluster(args: argparse.Namespace, schema: str, prefix: str) -> None:
+    if schema:
         import cluster
 
         services = cluster.Services(args.dsn, args.redis)
-        cluster.stop_cluster(services, cluster.Run(0, server.schema, server.prefix, []))
+        cluster.stop_cluster(services, cluster.Run(0, schema, prefix, []))
 
 
 # ====================================================================================================== phases
@@ -331,14 +449,40 @@ def percentiles(values: array[int]) -> dict[str, float]:
             "p99_ms": bu.percentile(ordered, 99) / 1000, "max_ms": (ordered[-1] / 1000) if ordered else math.nan}
 
 
+def slow_spells(sent_at: array[int], latencies: array[int], p99_ms: float) -> list[dict[str, float]]:
+    """When the slowest 1 % were sent, as spells (sends at least that slow, less than a second apart): seconds from
+    the first send, how long the spell lasted, how many, the worst. A tail from a periodic pause shows as spells
+    one period apart."""
+    if not sent_at:
+        return []
+    start = min(sent_at)
+    slow = sorted((t, lat) for t, lat in zip(sent_at, latencies, strict=True) if lat >= p99_ms * 1000)
+    spells: list[list[tuple[int, int]]] = []
+    for t, lat in slow:
+        if spells and t - spells[-1][-1][0] < 1_000_000:
+            spells[-1].append((t, lat))
+        else:
+            spells.append([(t, lat)])
+    return [{"at_s": round((spell[0][0] - start) / 1e6, 2), "lasted_ms": round((spell[-1][0] - spell[0][0]) / 1e3),
+             "count": len(spell), "worst_ms": round(max(lat for _, lat in spell) / 1e3, 1)} for spell in spells]
+
+
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    server = start_server(args, work)
+    schema = prefix = ""
+    server: Server | None = None
     holders: list[chat.Worker] = []
+    sender: mp.process.BaseProcess | None = None
     try:
-        base = f"http://{bu.HOST}:{server.http_ports[0]}"
-        bu.log(f"registering {args.conns + args.senders:,} users")
-        accounts = asyncio.run(chat.register_users(base, args.conns + args.senders, concurrency=16))
+        if args.workers > 1:
+            schema, prefix = prepare_cluster(args)
+        env = server_env(args, schema, prefix)
+        seeded_at = time.monotonic()
+        accounts = seed_accounts(args, env, work, args.conns + args.senders)
+        seed_seconds = time.monotonic() - seeded_at
         senders, held_accounts = accounts[:args.senders], accounts[args.senders:]
+        server = Server(start_server(args, env, work), [], [])
+        http_port, tcp_port = server.process.start(timeout=START_DEADLINE)
+        server.http_ports, server.tcp_ports = [http_port], [tcp_port]
         time.sleep(2)
         rss_before = server.rss()
         procs = max(args.procs, math.ceil(args.conns / MAX_PER_PROCESS))
@@ -352,11 +496,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             process = ctx.Process(target=holder_main, args=(spec, child), daemon=True)
             process.start()
             holders.append(chat.Worker(process, parent))
-        tcp = ws = failed = 0
+        tcp = ws = failed = holder_rss = 0
         failures: list[str] = []
+        open_deadline = time.monotonic() + max(OPEN_MIN_DEADLINE, args.conns / OPEN_FLOOR)
         for holder in holders:
-            _, n_tcp, n_ws, errors, n_failed = chat.recv(holder, 900.0)
-            tcp, ws, failed = tcp + n_tcp, ws + n_ws, failed + n_failed
+            _, n_tcp, n_ws, errors, n_failed, rss = chat.recv(holder, max(1.0, open_deadline - time.monotonic()))
+            tcp, ws, failed, holder_rss = tcp + n_tcp, ws + n_ws, failed + n_failed, holder_rss + rss
             failures.extend(errors)
         open_seconds = time.monotonic() - opened_at
         held = tcp + ws
@@ -383,21 +528,31 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         parent.send("go")
         _, sent, acked, errors = chat.recv(sender_worker, args.duration + 60)
         cpu_end = bu.snapshot(server.pids())
-        sender.join(10)
         time.sleep(1)  # the last deliveries reach the holders
-        latencies = array("q")
+        latencies, sent_at, stalls = array("q"), array("q"), array("q")
         pings = 0
         for holder in holders:
             holder.pipe.send("report")
-            _, data, holder_pings = chat.recv(holder, 60)
+            _, data, times, holder_stalls, holder_pings = chat.recv(holder, 60)
             latencies.frombytes(data)
+            sent_at.frombytes(times)
+            stalls.frombytes(holder_stalls)
             pings += holder_pings
         delivery = percentiles(latencies)
+        slow = slow_spells(sent_at, latencies, delivery["p99_ms"])
+        start = min(sent_at, default=0)
+        stalled = [(round((stalls[i] - start) / 1e6, 2), round(stalls[i + 1] / 1e3, 1))
+                   for i in range(0, len(stalls), 2) if stalls[i + 1] >= HOLDER_STALL_REPORTED_US
+                   and stalls[i] + stalls[i + 1] >= start]
+        parent.send("close")
+        sender.join(10)
         load_cpu = sum(cpu_start.cpu(cpu_end, pid) for pid in cpu_start.procs if pid in cpu_end.procs)
         return {
             "workers": args.workers, "connections": held, "tcp": tcp, "ws": ws, "failed": failed,
             "failures": failures[:5], "open_seconds": round(open_seconds, 1),
-            "connects_per_s": round(held / open_seconds), "rss_before_mib": round(rss_before / 2**20, 1),
+            "connects_per_s": round(held / open_seconds), "seed_seconds": round(seed_seconds, 1),
+            "holders_kib_per_conn": round(holder_rss / max(held, 1) / 1024, 2),
+            "rss_before_mib": round(rss_before / 2**20, 1),
             "rss_after_mib": round(rss_after / 2**20, 1),
             "kib_per_conn": round((rss_after - rss_before) / max(held, 1) / 1024, 2),
             "idle_cpu_pct": round(100 * idle_cpu / idle_seconds, 1),
@@ -406,16 +561,24 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "delivered": delivery["count"], "delivery_p50_ms": round(delivery["p50_ms"], 2),
             "delivery_p99_ms": round(delivery["p99_ms"], 2), "delivery_max_ms": round(delivery["max_ms"], 2),
             "load_cpu_pct": round(100 * load_cpu / (cpu_end.at - cpu_start.at), 1), "pings_answered": pings,
+            "slow_spells": slow, "holder_stalls": stalled, "first_send_monotonic_s": start / 1e6,
+            "holder_stall_max_ms": round(max(stalls[1::2], default=0) / 1e3, 1),
         }
     finally:
         for holder in holders:
             with contextlib.suppress(OSError):
                 holder.pipe.send("close")
+        closing = time.monotonic() + 60
         for holder in holders:
-            holder.process.join(60)
+            holder.process.join(max(0.1, closing - time.monotonic()))
             if holder.process.is_alive():
-                holder.process.terminate()
-        stop_server(args, server)
+                holder.process.kill()
+                holder.process.join(5)
+        if sender is not None and sender.is_alive():
+            sender.kill()
+            sender.join(5)
+        stop_server(server)
+        drop_cluster(args, schema, prefix)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -449,15 +612,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"## {result['connections']:,} connections ({result['tcp']:,} TCP, {result['ws']:,} WebSocket), "
           f"{args.workers} worker(s)\n")
     print(bu.markdown_table(
-        ["connections", "failed", "opened in s (conn/s)", "server RSS MiB before / after", "KiB per connection",
+        ["connections", "failed", "seeded in s", "opened in s (conn/s)", "server RSS MiB before / after",
+         "KiB per connection (holders' KiB)",
          "idle CPU % (µs per conn·s)", "msg/s sent / acked / delivered", "delivery p50 / p99 / max ms",
          "server CPU % under load"],
-        [[result["connections"], result["failed"], f"{result['open_seconds']} ({result['connects_per_s']:,})",
-          f"{result['rss_before_mib']} / {result['rss_after_mib']}", result["kib_per_conn"],
+        [[result["connections"], result["failed"], result["seed_seconds"],
+          f"{result['open_seconds']} ({result['connects_per_s']:,})",
+          f"{result['rss_before_mib']} / {result['rss_after_mib']}",
+          f"{result['kib_per_conn']} ({result['holders_kib_per_conn']})",
           f"{result['idle_cpu_pct']} ({result['idle_us_per_conn_s']})",
           f"{result['sent'] / args.duration:,.0f} / {result['acked']:,} / {result['delivered']:,}",
           f"{result['delivery_p50_ms']} / {result['delivery_p99_ms']} / {result['delivery_max_ms']}",
           result["load_cpu_pct"]]]))
+    if result["holder_stalls"]:
+        print(f"\nholders' own event loops late by {HOLDER_STALL_REPORTED_US // 1000} ms or more (s from the first "
+              "send, ms late; a slow delivery inside one is the generator's, not the server's): " + ", ".join(
+                  f"{at} s: {ms}" for at, ms in result["holder_stalls"][:30]))
+    if result["slow_spells"]:
+        print("\nthe slowest 1 % by send time (s from the first send: count, worst ms): " + ", ".join(
+            f"{s['at_s']} s: {s['count']}, {s['worst_ms']}" for s in result["slow_spells"]))
     info = bu.machine_info()
     print(f"\nmachine: {info}; pica {bu.pica_revision()}; rate limits {bu.RATE_LIMITS}; "
           f"CPU calibration {calibration:.0f} ms")

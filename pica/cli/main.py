@@ -111,6 +111,7 @@ async def _serve(config: Config, ready_file: str | None, reuse_port: bool = Fals
     heap.tune(config.gc_threshold)
     server = PicaServer(config, reuse_port=reuse_port)
     await server.start()
+    # Here and not in PicaServer, which tests run many of in one process (pica/heap.py says why).
     heap.freeze_startup()
     tcp = f"tcp {config.host}:{server.tcp_port}" if config.tcp_port >= 0 else "tcp off"
     if config.mqtt.port >= 0:

@@ -11,6 +11,7 @@ in :mod:`pica.app`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Final
@@ -123,12 +124,16 @@ class SessionService:
 
     async def open(self, user_id: int, address: str, user_agent: str) -> SessionTokens:
         """A new session for a user who just proved who they are."""
+        return (await self.open_many([user_id], address, user_agent))[0]
+
+    async def open_many(self, user_ids: Sequence[int], address: str, user_agent: str) -> list[SessionTokens]:
+        """A new session for each of these users, stored in one transaction (a bulk seed), tokens in order."""
         now = self._clock.now_ms()
         expires = now + int(self._config.session_ttl * 1000)
-        session = SessionRecord(new_session_id(), user_id, now, now, expires, address,
-                                user_agent[:MAX_USER_AGENT])
-        await self._store.create_session(session, self._config.max_sessions, now - FORGET_AFTER_MS)
-        return self._issue(user_id, session.session_id, 0, expires)
+        agent = user_agent[:MAX_USER_AGENT]
+        records = [SessionRecord(new_session_id(), user_id, now, now, expires, address, agent) for user_id in user_ids]
+        await self._store.create_sessions(records, self._config.max_sessions, now - FORGET_AFTER_MS)
+        return [self._issue(r.user_id, r.session_id, 0, expires) for r in records]
 
     async def refresh(self, refresh_token: object, address: str = "") -> SessionTokens:
         """New tokens for a genuine, current refresh token. Raises InvalidToken (not a refresh token of a known

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Final, Protocol
 
 from pica.core.ports import PresenceListener
 from pica.errors import PicaError
@@ -21,6 +21,9 @@ from pica.protocol.close_codes import CloseCode
 from pica.protocol.outbound import OutboundFrame
 
 log = logging.getLogger(__name__)
+
+SWEEP_SLICE: Final = 500
+"""Connections whose timers the sweeper checks in one turn of the event loop (about 0.5 ms of work)."""
 
 
 class ConnectionHandle(Protocol):
@@ -58,6 +61,9 @@ class Hub:
     def __init__(self) -> None:
         self._by_user: dict[int, list[ConnectionHandle]] = {}
         self._all: set[ConnectionHandle] = set()
+        self._fresh: list[ConnectionHandle] | None = None
+        """Connections tracked since the sweeper's last slice, to be checked at its next one rather than a pass
+        later (None while no sweeper runs: nothing would take them)."""
         self._presence_listeners: list[PresenceListener] = []
 
     # ------------------------------------------------------------------------------------------ registry
@@ -65,9 +71,13 @@ class Hub:
     def track(self, conn: ConnectionHandle) -> None:
         """A new, not yet authenticated connection (for the auth-deadline sweep)."""
         self._all.add(conn)
+        if self._fresh is not None:
+            self._fresh.append(conn)
 
     def register(self, conn: ConnectionHandle) -> None:
         """An authenticated connection."""
+        if self._fresh is not None and conn not in self._all:  # one the gateway did not track first (MQTT, XMPP)
+            self._fresh.append(conn)
         self._all.add(conn)
         devices = self._by_user.get(conn.user_id)
         if devices is None:
@@ -156,9 +166,21 @@ class Hub:
     # ------------------------------------------------------------------------------------------ timers
 
     async def run_sweeper(self, interval: float, monotonic: Callable[[], float], wall: Callable[[], float]) -> None:
-        """Every ``interval`` seconds, let each connection check its deadlines."""
+        """Every ``interval`` seconds, let each connection check its deadlines.
+
+        The pass is cut into slices of :data:`SWEEP_SLICE` connections spread evenly over the interval: one pass
+        over 18,000 connections held the event loop for 25-60 ms every 2.5 s, and every message in flight waited
+        for it (the delivery p99 at 1,000 msg/s was a pass long). Each connection is still checked once per
+        interval; the pings a pass sends go out spread over the interval as well, and so do their answers. A
+        connection that arrives during a pass is checked at the next slice, then in its place in the passes after,
+        so that none waits more than an interval for its first check either."""
         while True:
-            await asyncio.sleep(interval)
-            now, now_s = monotonic(), wall()
-            for conn in list(self._all):
-                conn.check_timers(now, now_s)
+            self._fresh = []
+            conns = list(self._all)
+            slices = max(1, -(-len(conns) // SWEEP_SLICE))
+            for start in range(0, slices * SWEEP_SLICE, SWEEP_SLICE):
+                await asyncio.sleep(interval / slices)
+                now, now_s = monotonic(), wall()
+                fresh, self._fresh = self._fresh or [], []
+                for conn in (*conns[start:start + SWEEP_SLICE], *fresh):
+                    conn.check_timers(now, now_s)

@@ -749,6 +749,11 @@ class Store(abc.ABC):
         """Raises UsernameTaken."""
 
     @abc.abstractmethod
+    async def create_users(self, usernames: Sequence[str], password_hash: str, now_ms: int) -> list[int | None]:
+        """Many accounts sharing one password hash, in one transaction (a bulk import, a benchmark's seed): each
+        one's id in order, None for a name already taken (the others are created all the same)."""
+
+    @abc.abstractmethod
     async def create_invite(self, code_hash: str, uses: int, expires_at: int, now_ms: int) -> None:
         """An invite code (its SHA-256) good for ``uses`` registrations until ``expires_at`` (ms)."""
 
@@ -768,6 +773,10 @@ class Store(abc.ABC):
     async def create_session(self, session: SessionRecord, max_live: int, forget_before: int) -> None:
         """Store a new session (generation 0). Beyond ``max_live`` live sessions the user's least recently used are
         revoked; the user's rows revoked or expired before ``forget_before`` are deleted."""
+
+    @abc.abstractmethod
+    async def create_sessions(self, sessions: Sequence[SessionRecord], max_live: int, forget_before: int) -> None:
+        """:meth:`create_session` for many sessions in one transaction."""
 
     @abc.abstractmethod
     async def session_state(self, session_id: str) -> SessionState | None: ...

@@ -25,7 +25,7 @@ from pica.store.txn import Dialect, Read, Statement, Txn, Write
 NO_PASSWORD: Final = "!bot"
 """A bot's password hash: not an Argon2 hash, so no password verifies against it (a bot cannot log in)."""
 KEY_SESSIONS: Final = 1
-"""A bot has one live key at a time: opening the new key's session ends any other (``sessions.create_session``)."""
+"""A bot has one live key at a time: opening the new key's session ends any other (``sessions.create_sessions``)."""
 
 
 def create_bot(username: str, key_hash: str, session: SessionRecord, webhook_url: str,
@@ -33,7 +33,7 @@ def create_bot(username: str, key_hash: str, session: SessionRecord, webhook_url
     now = session.created_at
     user_id = yield from social.create_user(username, NO_PASSWORD, now)  # refuses a taken name before any write
     yield Write("insert_bot", ([user_id], [key_hash], [session.session_id], [webhook_url], [webhook_secret], [now]))
-    yield from sessions.create_session(replace(session, user_id=user_id), KEY_SESSIONS, 0)
+    yield from sessions.create_sessions([replace(session, user_id=user_id)], KEY_SESSIONS, 0)
     return user_id
 
 
@@ -42,7 +42,7 @@ def rotate_bot_key(user_id: int, key_hash: str, session: SessionRecord) -> Txn[N
         raise UserNotFound(f"user {user_id} is not a bot")
     yield from sessions.revoke_user_sessions(user_id, session.created_at, "bot_key_rotated", None)
     yield Write("set_bot_key", ([user_id], [key_hash], [session.session_id], [session.created_at]))
-    yield from sessions.create_session(replace(session, user_id=user_id), KEY_SESSIONS, 0)
+    yield from sessions.create_sessions([replace(session, user_id=user_id)], KEY_SESSIONS, 0)
 
 
 def delete_bot(user_id: int, ts: int) -> Txn[list[GroupChange]]:

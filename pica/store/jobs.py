@@ -107,6 +107,12 @@ def user_events(username: str, ts: int, user_id: int) -> list[Event]:
     return job_rules.user_created(user_id, username, ts)
 
 
+def users_events(usernames: Sequence[str], ts: int, user_ids: list[int | None]) -> list[Event]:
+    """A bulk creation's events: one per account made (a taken name made none)."""
+    return [event for name, user_id in zip(usernames, user_ids, strict=True) if user_id is not None
+            for event in job_rules.user_created(user_id, name, ts)]
+
+
 def insert(rows: Sequence[JobRow], now_ms: int) -> Txn[None]:
     if rows:
         n = len(rows)

@@ -38,12 +38,15 @@ def _session_row(row: Sequence[Any]) -> SessionRecord:
     return SessionRecord(str(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), str(row[5]), str(row[6]))
 
 
-def create_session(session: SessionRecord, max_live: int, forget_before: int) -> Txn[None]:
-    s = session
-    yield Write("forget_user_sessions", ([s.user_id], [forget_before]))
-    yield Write("insert_session", ([s.session_id], [s.user_id], [s.created_at], [s.expires_at], [s.address],
-                                   [s.user_agent]))
-    yield Write("revoke_beyond", ([s.user_id], [max_live], [s.created_at]))
+def create_sessions(sessions: Sequence[SessionRecord], max_live: int, forget_before: int) -> Txn[None]:
+    """New sessions (one login's, or a bulk seed's); each statement runs once for all of them."""
+    n = len(sessions)
+    users = [s.user_id for s in sessions]
+    yield Write("forget_user_sessions", (users, [forget_before] * n))
+    yield Write("insert_session", ([s.session_id for s in sessions], users, [s.created_at for s in sessions],
+                                   [s.expires_at for s in sessions], [s.address for s in sessions],
+                                   [s.user_agent for s in sessions]))
+    yield Write("revoke_beyond", (users, [max_live] * n, [s.created_at for s in sessions]))
 
 
 def session_states(session_ids: Sequence[str]) -> Txn[dict[str, SessionState]]:
@@ -167,11 +170,15 @@ POSTGRES: Final[Dialect] = {
         " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])"
         " AS k(sid, uid, now, exp, address, agent)"
     ),
+    # A LATERAL join, not "session_id IN (a subquery on k)": the planner ran that correlated subquery once for
+    # every row of the table (a sequential scan per login: 140 ms at 50,000 sessions); this reads the user's
+    # sessions by index and the ones to revoke by key.
     "revoke_beyond": Statement(
-        "UPDATE sessions SET revoked_at = k.now, revoked_reason = 'too_many_sessions'"
+        "UPDATE sessions s SET revoked_at = k.now, revoked_reason = 'too_many_sessions'"
         " FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS k(user_id, keep, now)"
-        " WHERE sessions.session_id IN (SELECT o.session_id FROM sessions o"
-        " WHERE o.user_id = k.user_id AND o.revoked_at IS NULL ORDER BY o.last_used_at DESC OFFSET k.keep)"
+        " CROSS JOIN LATERAL (SELECT o.session_id FROM sessions o WHERE o.user_id = k.user_id"
+        " AND o.revoked_at IS NULL ORDER BY o.last_used_at DESC OFFSET k.keep) AS x"
+        " WHERE s.session_id = x.session_id"
     ),
     "session_states": Statement(
         "SELECT s.session_id, s.user_id, s.expires_at, s.revoked_at, u.banned FROM sessions s"

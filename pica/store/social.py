@@ -44,6 +44,17 @@ def create_user(username: str, password_hash: str, now_ms: int) -> Txn[int]:
     return int(rows[0][0])
 
 
+def create_users(usernames: Sequence[str], password_hash: str, now_ms: int) -> Txn[list[int | None]]:
+    """Many accounts sharing one password hash, in one transaction (a bulk import, a benchmark's seed): each new
+    account's id, in order, or None for a name already taken (nothing is written for it, and the rest go on, so that
+    the batch needs no rollback)."""
+    ids: list[int | None] = []
+    for username in usernames:
+        rows = yield Read("insert_user", (username, password_hash, now_ms))
+        ids.append(int(rows[0][0]) if rows else None)
+    return ids
+
+
 def get_user_by_name(username: str) -> Txn[UserRecord | None]:
     rows = yield Read("user_by_name", (username,))
     return user_row(rows[0]) if rows else None

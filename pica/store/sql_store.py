@@ -246,10 +246,17 @@ class SqlStore(Store):
         return await self._write_jobs(partial(social.create_user, username, password_hash, now_ms),
                                       partial(jobs.user_events, username, now_ms), now_ms)
 
+    async def create_users(self, usernames: Sequence[str], password_hash: str, now_ms: int) -> list[int | None]:
+        return await self._write_jobs(partial(social.create_users, usernames, password_hash, now_ms),
+                                      partial(jobs.users_events, usernames, now_ms), now_ms)
+
     # ------------------------------------------------------------------------------------------------ sessions
 
     async def create_session(self, session: SessionRecord, max_live: int, forget_before: int) -> None:
-        await self._write_txn(partial(sessions.create_session, session, max_live, forget_before))
+        await self.create_sessions([session], max_live, forget_before)
+
+    async def create_sessions(self, records: Sequence[SessionRecord], max_live: int, forget_before: int) -> None:
+        await self._write_txn(partial(sessions.create_sessions, records, max_live, forget_before))
 
     async def session_state(self, session_id: str) -> SessionState | None:
         return (await self.session_states([session_id])).get(session_id)

@@ -88,6 +88,25 @@ async def test_beyond_the_cap_the_least_recently_used_sessions_end(store: Store)
     assert [r.session_id for r in await store.revoked_sessions(0)] == ["s1"]
 
 
+async def test_accounts_and_sessions_made_in_bulk_are_the_ones_made_one_by_one(store: Store) -> None:
+    (alice,) = await users(store, "alice")
+    made = await store.create_users(["bob", "alice", "carol"], "hash", 5)
+    bob, taken, carol = made
+    assert taken is None and bob is not None and carol is not None  # the taken name made nothing, the rest went on
+    assert len({alice, bob, carol}) == 3
+    record = await store.get_user_by_name("carol")
+    assert record is not None and (record.user_id, record.password_hash, record.created_at) == (carol, "hash", 5)
+
+    await store.create_session(session("old", bob, 1_000), max_live=2, forget_before=0)
+    await store.create_sessions([session("b1", bob, 2_000), session("c1", carol, 2_000),
+                                 session("b2", bob, 3_000)], max_live=2, forget_before=0)
+    # The cap applies within the batch as it does across logins: bob's least recently used session ended.
+    assert [s.session_id for s in await store.list_sessions(bob, 4_000)] == ["b2", "b1"]
+    assert [s.session_id for s in await store.list_sessions(carol, 4_000)] == ["c1"]
+    assert [r.session_id for r in await store.revoked_sessions(0)] == ["old"]
+    await store.create_sessions([], max_live=2, forget_before=0)  # nothing to do is no error
+
+
 async def test_a_password_change_ends_every_other_session_in_the_same_commit(store: Store) -> None:
     alice, bob = await users(store, "alice", "bob")
     for sid, user in (("here", alice), ("there", alice), ("elsewhere", alice), ("bobs", bob)):
