@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import secrets
+import os
 from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -460,8 +460,9 @@ class Connection:
                       CloseCode.TOO_MANY_SESSIONS)
             return
         self.user_id = user_id
-        self.device = device or "dev-" + secrets.token_hex(4)
-        self.session_id = secrets.token_hex(8)
+        ids = os.urandom(12).hex()  # one system call for both ids
+        self.device = device or "dev-" + ids[16:]
+        self.session_id = ids[:16]
         self.login_session = who.session_id
         self.session_expires_at = who.session_expires_at
         self.state = State.READY

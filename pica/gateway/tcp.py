@@ -71,10 +71,8 @@ class TcpConnection(Connection, asyncio.Protocol):
             refuse(cast(asyncio.Transport, transport), self._refusal(slots.limit))
             return
         self._address = address
+        # No TCP_NODELAY of our own: uvloop and asyncio set it on every TCP socket they accept.
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.services.metrics.connections_opened += 1
         if not self.services.accepting:
             self.close(CloseCode.SERVER_SHUTDOWN, "server shutting down")

@@ -13,9 +13,7 @@ never answers is reset after ``CLOSE_LINGER`` (a cut slow consumer too: its unre
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 
 from pica.gateway.connection import Connection
 from pica.gateway.services import GatewayServices
@@ -53,10 +51,7 @@ class RawWsConnection(Connection, asyncio.Protocol):
         self._closing = False
         """Our close frame is written: only the client's close frame is still awaited."""
         self._close_timer: asyncio.TimerHandle | None = None
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # No TCP_NODELAY of our own: uvloop and asyncio set it on every TCP socket they accept.
 
     # asyncio.Protocol (connection_made happened on the HTTP port's protocol, before the socket was handed over)
 
