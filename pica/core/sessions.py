@@ -10,15 +10,14 @@ in :mod:`pica.app`).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Final
 
 from pica.config import AuthConfig
 from pica.core.ports import Clock
 from pica.core.tokens import RefreshTokens, TokenService, new_session_id
+from pica.core.turn_reads import TurnReads
 from pica.errors import Banned, InvalidToken, NotFound, SessionEnded
 from pica.logs import audit
 from pica.store.base import SessionRecord, SessionState, Store
@@ -59,52 +58,16 @@ MAX_STATES_PER_READ: Final = 256
 """Most sessions looked up in one store read: a reconnect storm's connects share reads this large."""
 
 
-class SessionStates:
+class SessionStates(TurnReads[str, SessionState]):
     """Session states asked for in one turn of the event loop, read from the store together.
 
     Every socket authentication must see its session's state in the store (revocation is checked on each use, never
-    cached), and one read per connect costs a trip to a reader (a thread hop on SQLite, a round trip on PostgreSQL)
-    that dwarfs the lookup itself. Connects come in bursts (a node restarts, a load balancer reloads): those that
-    arrive together share one read of up to :data:`MAX_STATES_PER_READ` sessions. A lone connect waits no longer
-    than before: its read starts at the end of the loop turn it arrived in."""
+    cached); the connects that arrive together share one read of up to :data:`MAX_STATES_PER_READ` sessions."""
 
-    __slots__ = ("_store", "_waiting")
+    __slots__ = ()
 
     def __init__(self, store: Store) -> None:
-        self._store = store
-        self._waiting: dict[str, list[asyncio.Future[SessionState | None]]] | None = None
-
-    def get(self, session_id: str) -> asyncio.Future[SessionState | None]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[SessionState | None] = loop.create_future()
-        waiting = self._waiting
-        if waiting is None:
-            self._waiting = waiting = {}
-            loop.call_soon(self._read, waiting)
-        waiting.setdefault(session_id, []).append(future)
-        if len(waiting) >= MAX_STATES_PER_READ:
-            self._waiting = None  # full: the next connect starts a read of its own
-        return future
-
-    def _read(self, waiting: dict[str, list[asyncio.Future[SessionState | None]]]) -> None:
-        if self._waiting is waiting:
-            self._waiting = None
-        read = asyncio.ensure_future(self._store.session_states(list(waiting)))
-        read.add_done_callback(partial(_answer, waiting))
-
-
-def _answer(waiting: dict[str, list[asyncio.Future[SessionState | None]]],
-            read: asyncio.Future[dict[str, SessionState]]) -> None:
-    error = read.exception() if not read.cancelled() else asyncio.CancelledError()
-    states = read.result() if error is None else {}
-    for session_id, futures in waiting.items():
-        for future in futures:
-            if future.done():  # its caller gave up (the client left)
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(states.get(session_id))
+        super().__init__(store.session_states, MAX_STATES_PER_READ)
 
 
 class SessionService:

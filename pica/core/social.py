@@ -10,15 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Final
 
 from pica.core.ports import Clock, Delivery, Presence
 from pica.core.privacy import viewers, visible_records
 from pica.core.ratelimit import RateLimits
+from pica.core.turn_reads import TurnReads
 from pica.protocol import frames as f
 from pica.protocol.outbound import OutboundFrame
-from pica.store.base import ContactRecord, Store, UserSettings
+from pica.store.base import ContactRecord, PresenceAudience, Store, UserSettings
 
 log = logging.getLogger(__name__)
+
+MAX_AUDIENCES_PER_READ: Final = 64
+"""Most users whose presence audience is read in one store read: the announcements of a burst of connects (each
+user's first device) share reads this large. Each user's audience is a few queries, on a reader thread on SQLite."""
 
 _THEIR_STATE = {"outgoing": "incoming", "incoming": "outgoing", "accepted": "accepted", "none": "none"}
 
@@ -39,6 +45,10 @@ class SocialService:
         self._presence = presence
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
+        # Announcements made in one loop turn share one read of their audiences (a connect storm of distinct users
+        # would otherwise pay a thread hop per user on SQLite, more than the rest of the connect).
+        self._audiences: TurnReads[int, PresenceAudience] = TurnReads(store.presence_audiences,
+                                                                       MAX_AUDIENCES_PER_READ)
 
     # ------------------------------------------------------------------------------------------ contacts
 
@@ -115,10 +125,11 @@ class SocialService:
         try:
             if not online:
                 await self._store.set_last_seen(user_id, now)
-            audience = viewers(await self._store.presence_audience(user_id))
+            found = await self._audiences.get(user_id)
         except Exception:
             log.exception("presence announcement failed", extra={"user_id": user_id})
             return
+        audience = viewers(found) if found is not None else []
         # Re-read the state: a flap (offline then online again) announces the state as it is now.
         online = user_id in await self._presence.online((user_id,))
         frame = f.Presence(user_id=user_id, online=online, last_seen=0 if online else now)

@@ -1062,6 +1062,10 @@ class Store(abc.ABC):
         user's presence setting."""
 
     @abc.abstractmethod
+    async def presence_audiences(self, user_ids: Sequence[int]) -> dict[int, PresenceAudience]:
+        """:meth:`presence_audience` of each of these users (every one of them a key), in one read."""
+
+    @abc.abstractmethod
     async def presence_of(self, viewer: int, user_ids: list[int]) -> list[PresenceRecord]:
         """Those of ``user_ids`` related to the viewer and not blocking them (and the viewer), with last_seen and
         the facts of the presence rule; others are left out."""

@@ -197,6 +197,16 @@ def presence_audience(user_id: int) -> Txn[PresenceAudience]:
     return PresenceAudience(settings.presence, tuple(Viewer(int(r[0]), bool(r[1])) for r in rows))
 
 
+def presence_audiences(user_ids: Sequence[int]) -> Txn[dict[int, PresenceAudience]]:
+    """The audience of each of these users, read in one transaction: the announcements of a burst of connects share
+    one trip to a reader. A few rows per contact, read per user: the peers query is per user, and a burst of
+    distinct users is what this serves."""
+    audiences: dict[int, PresenceAudience] = {}
+    for user_id in dict.fromkeys(user_ids):
+        audiences[user_id] = yield from presence_audience(user_id)
+    return audiences
+
+
 def presence_of(viewer: int, user_ids: list[int]) -> Txn[list[PresenceRecord]]:
     """Relations are symmetric, so the users related to the viewer are the viewer's peers who did not block them.
     Two reads: the backend runs this in one snapshot."""

@@ -414,6 +414,9 @@ class SqlStore(Store):
     async def presence_audience(self, user_id: int) -> PresenceAudience:
         return await self._read_txn(partial(social.presence_audience, user_id), snapshot=True)
 
+    async def presence_audiences(self, user_ids: Sequence[int]) -> dict[int, PresenceAudience]:
+        return await self._read_txn(partial(social.presence_audiences, user_ids), snapshot=True)
+
     async def presence_of(self, viewer: int, user_ids: list[int]) -> list[PresenceRecord]:
         return await self._read_txn(partial(social.presence_of, viewer, user_ids), snapshot=True)
 

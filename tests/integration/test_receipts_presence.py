@@ -347,6 +347,27 @@ async def test_a_blocked_user_sees_no_presence(node: Node) -> None:
         assert list(await visible_presence(node, alice, bob)) == [bob.user_id]
 
 
+async def test_a_burst_of_connects_announces_each_user_to_their_own_audience(node: Node) -> None:
+    """Announcements made together share one read of their audiences: each still reaches exactly its own."""
+    carol = await new_user(node.url, "carol")
+    burst = [await new_user(node.url, f"u{i}") for i in range(12)]
+    for i, user in enumerate(burst):
+        await post(node, user, "hi", to=carol)
+        if i % 3 == 0:
+            await api(node, user, "PUT", f"/v1/blocks/{carol.user_id}")  # carol must not see these
+    watched = {u.user_id for i, u in enumerate(burst) if i % 3}
+    c = await connect(node.url, carol)
+    async with c:
+        conns = await asyncio.wait_for(asyncio.gather(*(connect(node.url, u) for u in burst)), WAIT)
+        online = [await presence(c) for _ in watched]
+        assert sorted(p.user_id for p in online) == sorted(watched) and all(p.online for p in online)
+        await asyncio.wait_for(asyncio.gather(*(conn.close() for conn in conns)), WAIT)
+        offline = [await presence(c) for _ in watched]
+        assert sorted(p.user_id for p in offline) == sorted(watched)
+        assert all(not p.online and p.last_seen > 0 for p in offline)
+        assert await pushed(c, f.Presence) == []
+
+
 # ------------------------------------------------------------------------------------------------- typing
 
 

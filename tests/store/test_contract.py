@@ -950,6 +950,25 @@ async def test_presence_is_for_contacts_and_peers_minus_blocks(store: Store) -> 
     assert await store.presence_of(alice, [carol]) == [PresenceRecord(carol, 300)]
 
 
+async def test_presence_audiences_read_many_users_at_once_as_one_by_one(store: Store) -> None:
+    alice, bob, carol, dan = await users(store, "alice", "bob", "carol", "dan")
+    await store.contact_request(alice, bob, 1)
+    await store.contact_respond(bob, alice, True, 2)
+    await store.append_direct(msg("d:1:3", carol, alice, "c"))
+    await store.set_blocked(carol, alice, True, 3)
+    await store.set_privacy(bob, presence="contacts")
+    wanted = [carol, alice, dan, bob, alice, 999]  # any order, repeats, an unknown user
+    audiences = await store.presence_audiences(wanted)
+    assert list(audiences) == [carol, alice, dan, bob, 999]
+    for user in (alice, bob, carol, dan, 999):
+        assert audiences[user] == await store.presence_audience(user)
+    assert audiences[alice] == PresenceAudience("everyone", (Viewer(bob, True), Viewer(carol, False)))
+    assert audiences[bob] == PresenceAudience("contacts", (Viewer(alice, True),))
+    assert audiences[carol] == PresenceAudience("everyone", ())  # carol blocked her only peer
+    assert audiences[dan] == audiences[999] == PresenceAudience("everyone", ())
+    assert await store.presence_audiences([]) == {}
+
+
 async def test_privacy_settings_are_checked_and_kept(store: Store) -> None:
     (alice,) = await users(store, "alice")
     assert await store.get_settings(alice) == UserSettings()
