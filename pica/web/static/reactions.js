@@ -244,9 +244,10 @@ export class Extras {
       }
     }, true);
     // Hidden a moment after the box loses focus (a click on an option lands first), unless the focus came back
-    // meanwhile; back in the box, the suggestions are worked out again from the text before the caret.
+    // meanwhile; back in the box, the suggestions are worked out again from the text before the caret. Only this
+    // box's own: the thread pane's box, closed just before, must not hide the suggestions the main box opened since.
     input.addEventListener("blur", () => setTimeout(() => {
-      if (document.activeElement !== input) this.hideSuggestions();
+      if (document.activeElement !== input && this.suggestion && this.suggestion.input === input) this.hideSuggestions();
     }, 150));
     input.addEventListener("focus", () => this._suggest(input));
   }
