@@ -26,8 +26,9 @@ from hypothesis import settings
 from pica.api.checks import ResponseCheck
 from pica.app import PicaServer
 from pica.client import Login, PicaConnection, PicaHttp, PicaHttpError
-from pica.config import Config, load_config
+from pica.config import Config, SqliteConfig, load_config
 from pica.core.ports import SystemClock
+from pica.store.sqlite import SqliteStore
 
 pytest_plugins = ["pytester", "tests.timeouts"]  # tests.timeouts: pytest-timeout that also ends a test on uvloop
 
@@ -108,6 +109,17 @@ def make_config(tmp_path: Path, **limits: object) -> Config:
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
     async with running(make_config(tmp_path)) as started_node:
         yield started_node
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """An embedded store on its own file, opened, with the writer on a thread (no child process), closed after."""
+    store = SqliteStore(tmp_path / "pica.db", SqliteConfig(writer="thread"))
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 @contextlib.asynccontextmanager

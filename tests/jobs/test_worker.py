@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from pica.config import JobsConfig, SqliteConfig
+from pica.config import JobsConfig
 from pica.jobs.worker import JobWorker
 from pica.store.sqlite import SqliteStore
 
@@ -17,13 +15,8 @@ _SETTLE = 0.2
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    sqlite = SqliteStore(tmp_path / "pica.db", SqliteConfig(writer="thread"))
-    await sqlite.open()
-    try:
-        yield sqlite
-    finally:
-        await sqlite.close()
+def store(sqlite_store: SqliteStore) -> SqliteStore:
+    return sqlite_store
 
 
 def loop_task() -> asyncio.Task[object]:

@@ -5,12 +5,9 @@ another worker) is refused at the next read."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from pica.config import SqliteConfig
 from pica.store.base import SessionRecord
 from pica.store.sqlite import SqliteStore
 
@@ -18,13 +15,8 @@ DAY = 86_400_000
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "pica.db", SqliteConfig(writer="thread"))
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.close()
+def store(sqlite_store: SqliteStore) -> SqliteStore:
+    return sqlite_store
 
 
 async def a_session(store: SqliteStore) -> tuple[int, str]:
