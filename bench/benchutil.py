@@ -231,6 +231,27 @@ def latency_summary_ms(values_ns: Iterable[int]) -> dict[str, float]:
     }
 
 
+def slow_spells(sent_at: Sequence[int], latencies: Sequence[int], threshold: float, gap: float,
+                unit: float = 1.0) -> list[dict[str, float]]:
+    """When the sends at least ``threshold`` slow were made, as spells (slow sends less than ``gap`` apart): seconds
+    from the first send, how long the spell lasted (ms), how many, the worst (ms). All in the caller's ``unit`` per
+    second (1e6 for µs, 1e9 for ns). A tail from a periodic pause shows as spells one period apart; a tail spread
+    evenly shows as many small spells with no period."""
+    if not sent_at:
+        return []
+    start = min(sent_at)
+    slow = sorted((t, lat) for t, lat in zip(sent_at, latencies, strict=True) if lat >= threshold)
+    spells: list[list[tuple[int, int]]] = []
+    for t, lat in slow:
+        if spells and t - spells[-1][-1][0] < gap:
+            spells[-1].append((t, lat))
+        else:
+            spells.append([(t, lat)])
+    ms = unit / 1e3
+    return [{"at_s": round((spell[0][0] - start) / unit, 2), "lasted_ms": round((spell[-1][0] - spell[0][0]) / ms),
+             "count": len(spell), "worst_ms": round(max(lat for _, lat in spell) / ms, 1)} for spell in spells]
+
+
 # --------------------------------------------------------------------------------------------------- output
 
 

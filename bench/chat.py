@@ -96,6 +96,8 @@ class PhaseResult:
     undrained: int = 0
     ack_ns: array[int] = field(default_factory=lambda: array("q"))
     deliver_ns: array[int] = field(default_factory=lambda: array("q"))
+    ack_sent_ns: array[int] = field(default_factory=lambda: array("q"))
+    """The send time of each ``ack_ns`` entry: when the slow ones were sent (``ack_slow_spells``)."""
     acks_per_second: list[int] = field(default_factory=list)
     """Acks by the second of the phase they arrived in (warm-up included): shows drift over a run."""
 
@@ -110,6 +112,7 @@ class PhaseResult:
             self.acks_per_second[second] += count
         self.ack_ns.extend(other.ack_ns)
         self.deliver_ns.extend(other.deliver_ns)
+        self.ack_sent_ns.extend(other.ack_sent_ns)
 
 
 class PhaseRun:
@@ -139,6 +142,7 @@ class PhaseRun:
             result.acked_in_window += 1
         if t0 is not None and self.from_ns <= t0 < self.to_ns:
             result.ack_ns.append(now - t0)
+            result.ack_sent_ns.append(t0)
 
     def on_delivery(self, t0: int | None, now: int) -> None:
         result = self.result
@@ -424,7 +428,8 @@ def summarize(
         "undrained": r.undrained,
         "generator_max_lag_ms": r.max_lag_ms,
         "acks_per_second": r.acks_per_second,
-        "ack_ms": bu.latency_summary_ms(r.ack_ns),
+        "ack_ms": (ack := bu.latency_summary_ms(r.ack_ns)),
+        "ack_slow_spells": bu.slow_spells(r.ack_sent_ns, r.ack_ns, ack["p99"] * 1e6, gap=20e6, unit=1e9),
         "delivery_ms": bu.latency_summary_ms(r.deliver_ns),
         "server_cpu_us_per_msg": 1e6 * server_cpu / r.acked_in_window if r.acked_in_window else math.nan,
         "server_cpu_pct": 100 * server_cpu / wall,
@@ -432,6 +437,13 @@ def summarize(
         "loadgen_cpu_pct": 100 * gen_cpu / wall,
         "other_cpu_pct": first.foreign_pct(last),
     }
+
+
+def _spells(spells: list[dict[str, float]], most: int = 12) -> str:
+    """The worst spells, in time order: "at s (count, worst ms)"."""
+    worst = sorted(sorted(spells, key=lambda s: -s["count"])[:most], key=lambda s: s["at_s"])
+    shown = ", ".join(f"{s['at_s']} s ({s['count']}, {s['worst_ms']} ms)" for s in worst)
+    return f"{len(spells)} spells (sends < 20 ms apart); the {len(worst)} largest: {shown}"
 
 
 def sustained(result: dict[str, Any]) -> bool:
@@ -452,6 +464,7 @@ def run_load(args: argparse.Namespace, tcp_port: int, server_pid: int, accounts:
             result = run_phase(workers, server_pid, f"rate {rate:,.0f}", rate, args)
             results.append(result)
             bu.log(f"rate {rate:,.0f}: ack p99 {result['ack_ms']['p99']:.2f} ms, sustained={sustained(result)}")
+            bu.log(f"rate {rate:,.0f}: the slowest 1 % of acks were sent in {_spells(result['ack_slow_spells'])}")
             if not rates and not sustained(result) and args.fallback and rate / 2 >= 100:
                 rates.append(rate / 2)
                 args.fallback -= 1

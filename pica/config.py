@@ -169,6 +169,11 @@ class SqliteConfig:
     checkpoint_interval: float = 1.0
     """Seconds between WAL checkpoints, run by a thread of their own so that no commit waits for one (0: SQLite's
     automatic checkpoints, inside the committing transaction)."""
+    wal_max_mb: int = 256
+    """Size of the WAL past which the writer itself completes a checkpoint between two batches, so that SQLite starts
+    the WAL over (under steady writes the checkpoint thread alone never lets it: the WAL grew without end); a WAL
+    file grown by a burst is cut back to twice this when it starts over. 0: no bound. Needs ``checkpoint_interval``
+    > 0 (otherwise SQLite's own checkpoints keep the WAL small)."""
     writer: Literal["process", "thread"] = "process"
     """Where the writer runs: "process", a process of its own next to the server's, so that the commits and the
     event loop use two cores; "thread", a thread of the server's process (one core for both, less memory)."""

@@ -53,13 +53,13 @@ from pica.config import SqliteConfig
 from pica.errors import InternalError, PicaError, StoreUnavailable
 from pica.store import base
 from pica.store.sqlite_writer import (
+    Checkpoints,
     Outcome,
     Timing,
     WriteOp,
     open_writer,
     report,
     resolve,
-    start_checkpoints,
     write_loop,
 )
 
@@ -386,15 +386,16 @@ def main(argv: list[str]) -> int:
     except PicaError as exc:
         channel.send(("failed", exc))
         return 1
-    stop_checkpoints = start_checkpoints(path, config)
+    checkpoints = Checkpoints(path, config)
+    checkpoints.start()
     heap.tune(settings["gc_threshold"])
     heap.freeze_startup()
     channel.send(("ready", None))
     try:
-        write_loop(conn, config, channel.take, channel.send_outcomes, channel.current_rules)
+        write_loop(conn, config, channel.take, channel.send_outcomes, channel.current_rules, checkpoints)
     finally:
         conn.close()
-        stop_checkpoints()
+        checkpoints.stop()
     return 0
 
 

@@ -147,6 +147,8 @@ def open_writer(path: Path, config: SqliteConfig) -> sqlite3.Connection:
         migrate(conn)
         if config.checkpoint_interval > 0:  # the checkpoint thread does it, off the commit path
             conn.execute("PRAGMA wal_autocheckpoint = 0")
+        if config.wal_max_mb > 0:  # a WAL file grown by a burst shrinks back (with room) when the WAL starts over
+            conn.execute(f"PRAGMA journal_size_limit = {2 * int(config.wal_max_mb) * 1024 * 1024}")
     except PicaError:
         raise
     except Exception as exc:
@@ -154,40 +156,104 @@ def open_writer(path: Path, config: SqliteConfig) -> sqlite3.Connection:
     return conn
 
 
-def checkpoint_loop(path: Path, config: SqliteConfig, stop: threading.Event) -> None:
-    """Copy the WAL back into the database every ``checkpoint_interval`` seconds, from a connection of its own.
+class Checkpoints:
+    """The WAL's way back into the database file, shared by a thread of its own and the writer.
+
+    The thread copies the WAL into the database every ``checkpoint_interval`` seconds from a connection of its own:
     SQLite's automatic checkpoint would run inside a committing transaction, and every send waiting on that commit
-    would wait for the checkpoint's copying and fsync too. PASSIVE never waits for the writer or a reader; what it
-    cannot copy yet, the next round does."""
+    would wait for the copying and its fsync too. PASSIVE never waits for the writer or a reader; what it cannot copy
+    yet, the next round does.
+
+    That alone never lets SQLite start the WAL over under steady writes: SQLite rewinds the WAL only when a write
+    begins after *every* frame was copied, and the writer commits new frames while the thread copies, so the WAL
+    grew by every commit for as long as the traffic lasted (937 MiB after 25 s of a load test, 20 MiB a second at
+    5,000 msg/s; BENCHMARKS.md). So once the thread sees the WAL past ``wal_max_mb``, the writer, between two
+    batches, copies the few frames committed since the thread's round itself (:meth:`complete`): with no commit
+    running beside it, that copy is complete, and the next transaction starts the WAL over from its beginning.
+    The writer pays one short checkpoint per ``wal_max_mb`` of WAL, instead of the disk filling up."""
+
+    def __init__(self, path: Path, config: SqliteConfig) -> None:
+        self._path = path
+        self._config = config
+        self._stop = threading.Event()
+        self._complete = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.completed = 0
+        """Checkpoints the writer completed itself (for tests and logs)."""
+
+    def start(self) -> None:
+        """Start the thread (unless ``checkpoint_interval`` is 0: SQLite's own checkpoints then)."""
+        if self._config.checkpoint_interval <= 0:
+            return
+        self._thread = threading.Thread(target=self._loop, name="pica-sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def complete(self, conn: sqlite3.Connection) -> None:
+        """Run by the writer between batches: when the thread asked for it, copy what is left of the WAL, so that
+        the next transaction starts the WAL over."""
+        if not self._complete.is_set():
+            return
+        self._complete.clear()
+        started = time.perf_counter()
+        try:
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error:
+            log.warning("the writer's checkpoint failed; the thread asks again", exc_info=True)
+            return
+        self.completed += 1
+        log.debug("writer completed a checkpoint: %d of %d frames copied, busy=%d, %.1f ms", copied, frames, busy,
+                  (time.perf_counter() - started) * 1000)
+
+    def _loop(self) -> None:
+        config = self._config
+        try:
+            conn = connect(self._path, config, readonly=False)
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        except sqlite3.Error:
+            log.exception("checkpoint thread cannot open the database; SQLite's own checkpoints are off")
+            return
+        limit = config.wal_max_mb * 1024 * 1024 // page_size
+        try:
+            while not self._stop.wait(config.checkpoint_interval):
+                frames = _passive(conn)
+                if limit and frames is not None and frames > limit:
+                    self._catch_up(conn, frames)
+        finally:
+            conn.close()
+
+    def _catch_up(self, conn: sqlite3.Connection, frames: int) -> None:
+        """Rounds back to back, each copying what was committed during the one before, until a round finds little
+        new; then the writer copies the rest. Its share is then a few frames, not a round's worth (a round of a
+        second of heavy traffic copies tens of MiB, and the writer copying what was committed meanwhile held every
+        send for 30-40 ms)."""
+        for _ in range(_CATCH_UP_ROUNDS):
+            now = _passive(conn)
+            if now is None:
+                return
+            grown, frames = now - frames, now
+            if grown <= _WRITER_SHARE_FRAMES:
+                break
+        self._complete.set()
+
+
+_CATCH_UP_ROUNDS: Final = 8
+_WRITER_SHARE_FRAMES: Final = 64
+"""Frames (256 KiB at SQLite's default page size) committed during a checkpoint round little enough for the writer
+to copy between two batches."""
+
+
+def _passive(conn: sqlite3.Connection) -> int | None:
+    """One PASSIVE checkpoint: the frames in the WAL (None when it failed)."""
     try:
-        conn = connect(path, config, readonly=False)
+        return int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
     except sqlite3.Error:
-        log.exception("checkpoint thread cannot open the database; SQLite's own checkpoints are off")
-        return
-    try:
-        while not stop.wait(config.checkpoint_interval):
-            try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error:
-                log.warning("checkpoint failed; retrying next round", exc_info=True)
-    finally:
-        conn.close()
-
-
-def start_checkpoints(path: Path, config: SqliteConfig) -> Callable[[], None]:
-    """Start the checkpoint thread (unless ``checkpoint_interval`` is 0); returns what stops and joins it."""
-    if config.checkpoint_interval <= 0:
-        return lambda: None
-    stop = threading.Event()
-    thread = threading.Thread(target=checkpoint_loop, args=(path, config, stop), name="pica-sqlite-checkpoint",
-                              daemon=True)
-    thread.start()
-
-    def finish() -> None:
-        stop.set()
-        thread.join()
-
-    return finish
+        log.warning("checkpoint failed; retrying next round", exc_info=True)
+        return None
 
 
 Take = Callable[[float | None], list[WriteOp] | None]
@@ -204,9 +270,11 @@ def _no_rules() -> JobRules | None:
 
 def write_loop(
     conn: sqlite3.Connection, config: SqliteConfig, take: Take, emit: Emit, rules: Rules = _no_rules,
+    checkpoints: Checkpoints | None = None,
 ) -> None:
     """The writer: take what was submitted, commit it in batches of at most ``max_batch``, emit each batch's
-    outcomes after its commit. Returns once ``take`` says the store is closing."""
+    outcomes after its commit (then, when asked, complete a checkpoint: :class:`Checkpoints`). Returns once
+    ``take`` says the store is closing."""
     max_batch = config.max_batch
     delay = config.commit_delay_ms / 1000
     last_commit = 0.0
@@ -231,6 +299,8 @@ def write_loop(
         for start in range(0, len(waiting), max_batch):
             emit(*run_batch(conn, waiting[start : start + max_batch], rules()))
         last_commit = time.monotonic()
+        if checkpoints is not None:
+            checkpoints.complete(conn)
 
 
 def run_batch(conn: sqlite3.Connection, batch: list[WriteOp],
@@ -310,7 +380,7 @@ class WriterThread:
         self._rules: JobRules | None = None
         """Read by the writer thread only, set from the queue: in order with the operations."""
         self._thread: threading.Thread | None = None
-        self._stop_checkpoints: Callable[[], None] = lambda: None
+        self._checkpoints = Checkpoints(path, config)
         self.observer: CommitObserver | None = None
         self.backlog = 0
         """Operations submitted and not yet answered (read and written on the event loop only)."""
@@ -321,7 +391,7 @@ class WriterThread:
         self._thread = threading.Thread(target=self._main, args=(loop, ready), name="pica-sqlite-writer", daemon=True)
         self._thread.start()
         await ready
-        self._stop_checkpoints = start_checkpoints(self._path, self._config)
+        self._checkpoints.start()
 
     def submit(self, ops: list[WriteOp]) -> None:
         self.backlog += len(ops)
@@ -339,7 +409,7 @@ class WriterThread:
         self._queue.put(None)
         if self._thread is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
-        await asyncio.get_running_loop().run_in_executor(None, self._stop_checkpoints)
+        await asyncio.get_running_loop().run_in_executor(None, self._checkpoints.stop)
 
     def _take(self, timeout: float | None) -> list[WriteOp] | None:
         while True:
@@ -367,6 +437,6 @@ class WriterThread:
                 loop.call_soon_threadsafe(self._answer, outcomes, timing)
 
         try:
-            write_loop(conn, self._config, self._take, emit, self._current_rules)
+            write_loop(conn, self._config, self._take, emit, self._current_rules, self._checkpoints)
         finally:
             conn.close()

@@ -1141,6 +1141,36 @@ async def test_sqlite_without_the_checkpoint_thread_leaves_a_small_wal_to_sqlite
     await store.close()
 
 
+def frames_in_wal(path: Path) -> int:
+    """Frames in the WAL since SQLite last started it over (a PASSIVE checkpoint's second number), read from a
+    connection of the test's own."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+
+@pytest.mark.parametrize("writer", ["process", "thread"])
+async def test_sqlite_wal_starts_over_under_steady_writes(tmp_path: Path, writer: Literal["process", "thread"]) -> None:
+    """Three senders commit one message after another without a pause, about 36 MiB of WAL in all. The checkpoint
+    thread alone never finds every frame copied when a write begins, so SQLite never started the WAL over and it
+    held every commit since the first; now the writer completes a checkpoint once the WAL passes wal_max_mb, and the
+    WAL holds no more than the last stretch."""
+    path = tmp_path / "pica.db"
+    config = SqliteConfig(checkpoint_interval=0.02, wal_max_mb=1, synchronous="NORMAL", writer=writer)
+    store = SqliteStore(path, config)
+    await store.open()
+    alice, bob, carol, dave = await users(store, "alice", "bob", "carol", "dave")
+
+    async def sender(me: int, peer: int, conversation: str) -> None:
+        for i in range(800):
+            await store.append_direct(msg(conversation, me, peer, f"{me}-{i}", text="x" * 200))
+
+    await asyncio.gather(sender(alice, bob, "d:1:2"), sender(carol, dave, "d:3:4"), sender(bob, carol, "d:2:3"))
+    # Without the bound the WAL ends with every frame since the first commit (36 MiB here); with it, the frames of
+    # the last few rounds at most, however slow a loaded machine makes the checkpoint thread.
+    assert frames_in_wal(path) * 4096 < 16 * 1024 * 1024
+    await store.close()
+
+
 async def test_an_invite_pays_for_its_uses_until_it_expires_and_a_refused_registration_spends_nothing(
     store: Store,
 ) -> None:
