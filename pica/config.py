@@ -164,6 +164,11 @@ class SqliteConfig:
     """Under steady traffic, how long the writer waits for more operations before a commit, so that one fsync serves
     more messages (0: never wait). After a pause it commits at once. 1 ms cut server CPU per message by a third at
     5,000 msg/s and raised the ack p99 from 6.2 to 8.6 ms (BENCHMARKS.md)."""
+    search_delay_ms: float = 200.0
+    """How long a message's search document may wait before the writer indexes it, together with every other that
+    came in meanwhile (FTS5 writes a segment per transaction, and merging the segments of every group commit held
+    sends for tens of milliseconds; BENCHMARKS.md). A search always finds every message acked before it: it indexes
+    what is waiting first."""
     read_threads: int = 4
     """Threads (each with its own connection) serving reads."""
     checkpoint_interval: float = 1.0

@@ -204,6 +204,7 @@ def apply_event(request: EventAppend, plan: EventPlan, search_value: Any) -> Txn
         yield Write("replace_bodies", ([conversation_id] * len(scrubbed), [seq for seq, _ in scrubbed],
                                        [_json_encode(body) for _, body in scrubbed]))
     yield Write("unindex_search", ([conversation_id], [request.target_seq]))
+    yield Write("unqueue_search", ([conversation_id], [request.target_seq]))  # its old text, if not indexed yet
     if search is not None:
         yield Write("index_search", ([search], [conversation_id], [request.target_seq]))
     return (yield from _append_one(conversation_id, request.user_id, request.client_msg_id, request.ts, plan.event))
@@ -445,15 +446,18 @@ def _sqlite_before_each(conn: Any, args: tuple[Any, ...]) -> list[Any]:
 
 
 def _sqlite_store_messages(conn: Any, args: tuple[Any, ...]) -> list[Any]:
-    """``store_messages`` on SQLite: one executemany per table (PostgreSQL does it in one statement)."""
+    """``store_messages`` on SQLite: one executemany per table (PostgreSQL does it in one statement). The search
+    documents go to the backlog, which the writer indexes in bulk (search.flush_backlog)."""
     conn.executemany(SQLITE["advance_conversations"].sql, zip(*args[0:3], strict=True))
     inserted = conn.executemany(_SQLITE_INSERT_MESSAGE, zip(*args[3:9], strict=True)).rowcount
-    conn.executemany(SQLITE["index_search"].sql,
+    conn.executemany(_SQLITE_QUEUE_SEARCH,
                      [(text, c, seq) for c, seq, text in zip(args[3], args[4], args[9], strict=True) if text])
     conn.executemany(_SQLITE_INSERT_MEMBER, zip(*args[10:13], strict=True))
     conn.executemany(SQLITE["mark_sender_read"].sql, zip(*args[13:16], strict=True))
     return [(inserted,)]
 
+
+_SQLITE_QUEUE_SEARCH: Final = "INSERT INTO search_backlog (text, conversation_id, seq) VALUES (?1, ?2, ?3)"
 
 _SQLITE_INSERT_MESSAGE: Final = (
     "INSERT INTO messages (conversation_id, seq, sender, client_msg_id, ts, body)"
@@ -532,6 +536,7 @@ SQLITE: Final[Dialect] = {
     "store_messages": Statement(None, run=lambda conn, args: _sqlite_store_messages(conn, args)),
     "index_search": Statement("INSERT INTO messages_fts (text, conversation_id, seq) VALUES (?1, ?2, ?3)"),
     "unindex_search": Statement("DELETE FROM messages_fts WHERE conversation_id = ?1 AND seq = ?2"),
+    "unqueue_search": Statement("DELETE FROM search_backlog WHERE conversation_id = ?1 AND seq = ?2"),
     "insert_members": Statement(
         "INSERT INTO members (conversation_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING"
     ),
@@ -670,6 +675,7 @@ POSTGRES: Final[Dialect] = {
     ),
     "index_search": Statement(None),
     "unindex_search": Statement(None),
+    "unqueue_search": Statement(None),
     "insert_members": Statement(
         "INSERT INTO members (conversation_id, user_id) SELECT * FROM unnest($1::text[], $2::bigint[])"
         " ON CONFLICT DO NOTHING"

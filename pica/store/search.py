@@ -115,8 +115,20 @@ def index_version() -> Txn[int]:
 
 
 def clear_index() -> Txn[None]:
-    """Forget every indexed document (SQLite; PostgreSQL overwrites each row's value as it goes)."""
+    """Forget every indexed document, and those waiting for the index (SQLite; PostgreSQL overwrites each row's
+    value as it goes): the rebuild reads every message."""
     yield Write("clear_search_index", ([0],))
+    yield Write("clear_search_backlog", ([0],))
+
+
+def flush_backlog() -> Txn[None]:
+    """The search backlog (SQLite): index the documents of the messages committed since the last flush, in one
+    transaction, so that FTS5 writes one segment for all of them. A message deleted meanwhile is left out; an edit
+    or a recall already took its message's row out of the backlog (messages.apply_event). Run by the writer every
+    ``sqlite.search_delay_ms`` while messages come in, and before every search, so that a search finds every
+    message acked before it. Nothing to do on PostgreSQL."""
+    yield Write("index_search_backlog", ([0],))
+    yield Write("clear_search_backlog", ([0],))
 
 
 def reindex_batch(after: tuple[str, int], limit: int,
@@ -181,6 +193,12 @@ SQLITE: Final[Dialect] = {
     "search_messages": Statement(_SQLITE_SEARCH, run=_sqlite_search),
     "search_index_version": Statement("SELECT version FROM search_index"),
     "clear_search_index": Statement("DELETE FROM messages_fts WHERE ?1 = 0"),
+    "index_search_backlog": Statement(
+        "INSERT INTO messages_fts (text, conversation_id, seq) SELECT b.text, b.conversation_id, b.seq"
+        " FROM search_backlog b JOIN messages m ON m.conversation_id = b.conversation_id AND m.seq = b.seq"
+        " WHERE ?1 = 0"
+    ),
+    "clear_search_backlog": Statement("DELETE FROM search_backlog WHERE ?1 = 0"),
     "messages_to_index": Statement(
         "SELECT conversation_id, seq, state, body FROM messages WHERE (conversation_id, seq) > (?1, ?2)"
         " ORDER BY conversation_id, seq LIMIT ?3"
@@ -204,6 +222,8 @@ POSTGRES: Final[Dialect] = {
     ),
     "search_index_version": Statement("SELECT version FROM search_index"),
     "clear_search_index": Statement(None),
+    "index_search_backlog": Statement(None),
+    "clear_search_backlog": Statement(None),
     # Locked, so that an edit or recall committing meanwhile waits for this batch rather than have its new value
     # overwritten by one computed from the body read before it (the batch takes no conversation lock: no deadlock).
     "messages_to_index": Statement(

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from pica.config import SqliteConfig
 from pica.errors import InternalError, PicaError, StoreUnavailable
-from pica.store import jobs, sql_sqlite
+from pica.store import jobs, search, sql_sqlite
 from pica.store.append_rules import Append
 from pica.store.base import CommitObserver, JobRules
 from pica.store.schema import SQLITE, Applied, Migrations, Progress, announce, bundled, legacy_sqlite_rows, plan
@@ -277,10 +277,12 @@ def write_loop(
     ``take`` says the store is closing."""
     max_batch = config.max_batch
     delay = config.commit_delay_ms / 1000
+    index_delay = config.search_delay_ms / 1000
+    index_due: float | None = time.monotonic()  # a backlog a crash left behind is indexed at the first chance
     last_commit = 0.0
     stopping = False
     while not stopping:
-        first = take(None)
+        first = take(None if index_due is None else max(0.0, index_due - time.monotonic()))
         if first is None:
             break
         waiting = first
@@ -288,7 +290,7 @@ def write_loop(
         # operations: one fsync then serves several loop turns' worth. After a pause, commit at once.
         now = time.monotonic()
         deadline = now + delay if now - last_commit < delay else now
-        while len(waiting) < max_batch:
+        while waiting and len(waiting) < max_batch:
             more = take(max(0.0, deadline - time.monotonic()))
             if more is None:
                 stopping = True
@@ -298,9 +300,30 @@ def write_loop(
             waiting.extend(more)
         for start in range(0, len(waiting), max_batch):
             emit(*run_batch(conn, waiting[start : start + max_batch], rules()))
-        last_commit = time.monotonic()
+        if waiting:
+            last_commit = time.monotonic()
+            if index_due is None and any(op.append is not None for op in waiting):
+                index_due = last_commit + index_delay
+        if index_due is not None and (stopping or time.monotonic() >= index_due):
+            index_backlog(conn)
+            index_due = None
         if checkpoints is not None:
             checkpoints.complete(conn)
+    if index_due is not None:
+        index_backlog(conn)
+
+
+def index_backlog(conn: sqlite3.Connection) -> None:
+    """Index the search backlog in a transaction of its own, after the acks of the messages in it (search.py,
+    flush_backlog). Never raises: a failed round leaves the backlog for the next one."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        sql_sqlite.run(conn, search.flush_backlog())
+        conn.execute("COMMIT")
+    except Exception:
+        log.exception("indexing the search backlog failed; the next round retries")
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def run_batch(conn: sqlite3.Connection, batch: list[WriteOp],
