@@ -33,7 +33,7 @@ async def test_with_a_delay_gets_of_later_turns_join_the_read() -> None:
     await asyncio.sleep(0)  # a later loop turn, well within the delay
     await asyncio.sleep(0)
     second = turn.get(2)
-    assert await asyncio.gather(first, second) == ["v1", "v2"]
+    assert list(await asyncio.gather(first, second)) == ["v1", "v2"]
     assert reads.batches == [[1, 2]]
 
 
