@@ -200,7 +200,7 @@ def presence_audience(user_id: int) -> Txn[PresenceAudience]:
 def presence_audiences(user_ids: Sequence[int]) -> Txn[dict[int, PresenceAudience]]:
     """:func:`presence_audience` of each of these users (every one a key, in first-asked order), in two set-based
     reads whatever their number: the viewers of them all, then the settings of them all. The announcements of a
-    burst of connects by distinct users share it; one statement per user cost about 145 µs each on SQLite."""
+    burst of connects by distinct users share it; two statements per user cost twice the CPU per user on SQLite."""
     wanted = list(dict.fromkeys(user_ids))
     if not wanted:
         return {}
