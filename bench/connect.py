@@ -15,6 +15,16 @@ time (limited by the one client process as much as by the server), and the failu
     .venv/bin/python bench/connect.py --transport tcp --profile /tmp/connect.prof   # cProfile of the server
     .venv/bin/python bench/connect.py --quick                  # a tiny run for the smoke test
 
+With ``--distinct``, every connect of a wave logs in a different user (``--users`` becomes ``--conns``): the users
+and a session each are seeded straight into the store before the server starts (``Store.create_users`` and
+``SessionService.open_many``, as bench/connections.py does: no Argon2 hash per user), and each is given ``--peers``
+related users, so that each user's first device pays its presence announcement (the audience read and the frames to
+the peers online). The peers of user i are i ± 1 .. i ± peers/2 around the ring of users: odd distances accepted
+contacts, even ones a 1:1 conversation of one message. Every wave logs in the same users, who went offline between
+waves (a node's restart, in effect).
+
+    .venv/bin/python bench/connect.py --distinct --conns 2000 --rounds 3       # distinct users, 6 peers each
+
 With ``--profile``, the server runs under cProfile (its event-loop thread only; slower, so the CPU figures of that
 run are not comparable) and the profile is written at its exit; read it with ``python -m pstats``.
 """
@@ -37,7 +47,13 @@ from typing import Any
 import aiohttp
 import benchutil as bu
 import chat
+import connections
 import uvloop
+
+from pica.config import load_config
+from pica.protocol.ids import direct_conversation_id
+from pica.store.base import DirectAppend
+from pica.store.factory import build_store
 
 TRANSPORTS = {"tcp": "TCP", "ws": "WebSocket"}
 
@@ -140,15 +156,55 @@ def _baseline(pid: int, window: float) -> float:
     return max(0.0, (end.total - start.total) / (end.at - start.at))
 
 
-def start_server(work: Path, profile: str | None) -> bu.ServerProcess:
+def start_server(work: Path, profile: str | None, env: dict[str, str] | None = None) -> bu.ServerProcess:
     prefix = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
     server = bu.ServerProcess(
         [*prefix, "-m", "pica", "serve", "--port", "0", "--tcp-port", "0", "--host", bu.HOST,
          "--data-dir", str(work / "data"), "--ready-file", str(work / "ready"), "--log-level", "WARNING"],
-        work / "ready", work / "server.log",
+        work / "ready", work / "server.log", env=env,
     )
     server.start()
     return server
+
+
+RELATE_IN_FLIGHT = 64
+"""Relation transactions at once while seeding: the SQLite writer commits concurrent ones together."""
+
+
+def seed_distinct(args: argparse.Namespace, work: Path) -> tuple[dict[str, str], list[chat.Account]]:
+    """``args.users`` accounts and sessions straight into the embedded store (bench/connections.py's seed), then
+    ``args.peers`` related users each; the environment the server must share (the token secret)."""
+    shape = argparse.Namespace(workers=1, dsn=None, heartbeat=None)
+    env = connections.server_env(shape, "", "")
+    accounts = connections.seed_accounts(shape, env, work, args.users)
+    began = time.monotonic()
+    asyncio.run(_relate(env, work, [a.user_id for a in accounts], args.peers))
+    bu.log(f"related each of {len(accounts):,} users to {args.peers} others in {time.monotonic() - began:.1f} s")
+    return env, accounts
+
+
+async def _relate(env: dict[str, str], work: Path, user_ids: list[int], peers: int) -> None:
+    store = build_store(load_config(env=env, overrides={"data_dir": str(work / "data")}))
+    await store.open()
+    try:
+        slots = asyncio.Semaphore(RELATE_IN_FLIGHT)
+        now = int(time.time() * 1000)
+
+        async def pair(a: int, b: int, distance: int) -> None:
+            async with slots:
+                if distance % 2:
+                    await store.contact_request(a, b, now)
+                    await store.contact_respond(b, a, True, now)
+                else:
+                    body = b'{"text":"hi"}'
+                    await store.append_direct(DirectAppend(direct_conversation_id(a, b), a, b, f"seed{b}", body, now))
+
+        count = len(user_ids)
+        distances = range(1, min(peers // 2, (count - 1) // 2) + 1)
+        await asyncio.gather(*(pair(user_ids[i], user_ids[(i + d) % count], d)
+                               for d in distances for i in range(count)))
+    finally:
+        await store.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--transport", type=_transports, default=list(TRANSPORTS),
                    help="tcp, ws or tcp,ws (default tcp,ws)")
     p.add_argument("--users", type=int, default=20, help="accounts the connections log in as (default 20)")
+    p.add_argument("--distinct", action="store_true",
+                   help="every connect of a wave a different user (--users = --conns), seeded into the store, each "
+                        "with --peers related users: the presence announcement of a first device is in the figure")
+    p.add_argument("--peers", type=int, default=6,
+                   help="with --distinct: related users per user, half accepted contacts, half 1:1 peers (default 6)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds one connect may take (default 30)")
     p.add_argument("--baseline", type=float, default=2.0, help="seconds of idle CPU measured before each wave")
     p.add_argument("--quiet-wait", type=float, default=10.0, metavar="S",
@@ -170,14 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.conns, args.rounds, args.users, args.baseline, args.quiet_wait = 50, 1, 2, 0.0, 0.0
     args.conns = min(args.conns, chat.MAX_CONNS_PER_PROCESS)
+    if args.distinct:
+        args.users = args.conns
     bu.exit_on_sigterm()
     calibration = [bu.cpu_calibration_ms()]
     with tempfile.TemporaryDirectory(prefix="pica-connect-") as tmp:
         work = Path(tmp)
-        with start_server(work, args.profile) as server:
-            accounts = asyncio.run(chat.register_users(f"http://{bu.HOST}:{server.ports[0]}", args.users))
+        env, seeded = seed_distinct(args, work) if args.distinct else (None, [])
+        with start_server(work, args.profile, env) as server:
+            accounts = seeded or asyncio.run(chat.register_users(f"http://{bu.HOST}:{server.ports[0]}", args.users))
             results = [waves(args, server, accounts, t) for t in args.transport]
-    print("## Connect cost: server CPU per authenticated connect + ready (embedded store)\n")
+    shape = f"{args.users:,} distinct users, {args.peers} peers each" if args.distinct else f"{args.users} users"
+    print(f"## Connect cost: server CPU per authenticated connect + ready (embedded store, {shape})\n")
     print(bu.markdown_table(
         ["transport", "connects", "server CPU µs per connect (median)", "waves µs", "connects/s (one client)",
          "failures"],
@@ -188,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmachine: {info}; pica {bu.pica_revision()}; rate limits {bu.RATE_LIMITS}; "
           f"CPU calibration {calibration[0]:.0f} / {calibration[1]:.0f} ms (before / after)")
     bu.write_json(args.json, {"machine": info, "revision": bu.pica_revision(), "cpu_calibration_ms": calibration,
+                              "users": args.users, "distinct": args.distinct,
+                              "peers": args.peers if args.distinct else 0,
                               "results": results})
     return 1 if any(r["failures"] for r in results) else 0
 

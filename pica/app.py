@@ -417,7 +417,7 @@ class PicaServer:
                            config.annotations)
         if side.previewer is not None:  # previews attached by this node's worker are delivered live
             side.previewer.deliver = chat.deliver_event
-        social = SocialService(self.store, delivery, self.clock, presence, rates)
+        social = SocialService(self.store, delivery, self.clock, presence, rates, config.limits.presence_delay)
         if self.cluster is not None:
             self.cluster.set_presence_listener(social.on_presence_change)
             self.cluster.on_resync = self._resync_clients

@@ -110,6 +110,10 @@ class LimitsConfig:
     """Connects admitted at once, beyond the steady ``connects_per_second``, when the node was quiet."""
     connect_wait: float = 5.0
     """Longest wait for a turn under ``connects_per_second``, in seconds; must be shorter than ``auth_timeout``."""
+    presence_delay: float = 0.02
+    """Seconds a presence announcement (a user's first device connecting, their last one leaving) may wait for
+    others to share its audience read: in a storm of connects they arrive a few per loop turn, and a read per turn
+    paid its trip to a reader thread (SQLite) or to PostgreSQL for one or two users. 0: each turn's own read."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,13 +198,18 @@ def presence_audience(user_id: int) -> Txn[PresenceAudience]:
 
 
 def presence_audiences(user_ids: Sequence[int]) -> Txn[dict[int, PresenceAudience]]:
-    """The audience of each of these users, read in one transaction: the announcements of a burst of connects share
-    one trip to a reader. A few rows per contact, read per user: the peers query is per user, and a burst of
-    distinct users is what this serves."""
-    audiences: dict[int, PresenceAudience] = {}
-    for user_id in dict.fromkeys(user_ids):
-        audiences[user_id] = yield from presence_audience(user_id)
-    return audiences
+    """:func:`presence_audience` of each of these users (every one a key, in first-asked order), in two set-based
+    reads whatever their number: the viewers of them all, then the settings of them all. The announcements of a
+    burst of connects by distinct users share it; two statements per user cost twice the CPU per user on SQLite."""
+    wanted = list(dict.fromkeys(user_ids))
+    if not wanted:
+        return {}
+    found: dict[int, list[Viewer]] = {}
+    for owner, uid, contact in (yield Read("presence_audiences", (wanted,))):
+        found.setdefault(int(owner), []).append(Viewer(int(uid), bool(contact)))
+    settings = {int(r[0]): str(r[1]) for r in (yield Read("presence_settings", (wanted,)))}
+    default = UserSettings().presence  # an unknown user reads as one with the default settings, as get_settings
+    return {u: PresenceAudience(settings.get(u, default), tuple(found.get(u, ()))) for u in wanted}
 
 
 def presence_of(viewer: int, user_ids: list[int]) -> Txn[list[PresenceRecord]]:
@@ -244,6 +249,20 @@ _SQLITE_PEERS: Final = (
     " WHERE m1.user_id = ?1"
 )
 _POSTGRES_PEERS: Final = _SQLITE_PEERS.replace("?1", "$1")
+
+# presence_audience for a whole set of users ({users}: a condition on a user id column), as (owner, viewer, contact)
+# ordered by owner then viewer. Each user's peers come from the indexes keyed by user (contacts' primary key,
+# members_by_user) and each block is one primary-key probe, so the batch costs one statement, not one per user.
+_AUDIENCES: Final = (
+    "SELECT owner, uid, max(contact) FROM ("
+    "SELECT user_id AS owner, peer_id AS uid, 1 AS contact FROM contacts WHERE user_id {users} AND state = 'accepted'"
+    " UNION ALL SELECT m1.user_id, m2.user_id, 0 FROM members m1"
+    " JOIN conversations c ON c.conversation_id = m1.conversation_id AND c.kind = 'direct'"
+    " JOIN members m2 ON m2.conversation_id = m1.conversation_id AND m2.user_id != m1.user_id"
+    " WHERE m1.user_id {users}) p"
+    " WHERE NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = p.owner AND b.blocked_id = p.uid)"
+    " GROUP BY owner, uid ORDER BY owner, uid"
+)
 
 SQLITE: Final[Dialect] = {
     "insert_user": Statement(
@@ -285,6 +304,10 @@ SQLITE: Final[Dialect] = {
     "presence_audience": Statement(
         f"SELECT uid, {_SQLITE_IS_CONTACT} FROM ({_SQLITE_PEERS})"
         " WHERE uid NOT IN (SELECT blocked_id FROM blocks WHERE user_id = ?1) ORDER BY uid"
+    ),
+    "presence_audiences": Statement(_AUDIENCES.format(users="IN (SELECT value FROM json_each(?1))")),
+    "presence_settings": Statement(
+        "SELECT u.user_id, u.presence FROM json_each(?1) j JOIN users u ON u.user_id = j.value"
     ),
     "presence_visible": Statement(
         f"SELECT uid, {_SQLITE_IS_CONTACT} FROM ({_SQLITE_PEERS})"
@@ -363,6 +386,8 @@ POSTGRES: Final[Dialect] = {
         f"SELECT uid, {_POSTGRES_IS_CONTACT} FROM ({_POSTGRES_PEERS}) p"
         " WHERE uid NOT IN (SELECT blocked_id FROM blocks WHERE user_id = $1) ORDER BY uid"
     ),
+    "presence_audiences": Statement(_AUDIENCES.format(users="= ANY($1::bigint[])")),
+    "presence_settings": Statement("SELECT user_id, presence FROM users WHERE user_id = ANY($1::bigint[])"),
     "presence_visible": Statement(
         f"SELECT uid, {_POSTGRES_IS_CONTACT} FROM ({_POSTGRES_PEERS}) p"
         " WHERE uid NOT IN (SELECT user_id FROM blocks WHERE blocked_id = $1)"

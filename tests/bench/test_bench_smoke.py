@@ -152,9 +152,10 @@ def test_push_benchmark_quick(tmp_path: Path) -> None:
     assert data["results"][2]["job_ms"]["count"] > 0
 
 
-def run_quick_slowly(script: str, json_path: Path, timeout: float = 100.0) -> subprocess.CompletedProcess[str]:
+def run_quick_slowly(script: str, json_path: Path, timeout: float = 100.0, extra: tuple[str, ...] = ()
+                     ) -> subprocess.CompletedProcess[str]:
     """``run_quick`` for the benchmarks whose set-up alone (a server, users, holder processes) takes a while."""
-    return subprocess.run([sys.executable, str(BENCH / script), "--quick", "--json", str(json_path)],
+    return subprocess.run([sys.executable, str(BENCH / script), "--quick", "--json", str(json_path), *extra],
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -164,6 +165,18 @@ def test_connect_benchmark_quick(tmp_path: Path) -> None:
     assert_ok(run_quick_slowly("connect.py", out), ["| transport | connects | server CPU µs per connect (median) |"])
     results = json.loads(out.read_text())["results"]
     assert [(r["transport"], r["connects"], r["failures"]) for r in results] == [("tcp", 50, []), ("ws", 50, [])]
+
+
+@pytest.mark.timeout(120)
+def test_connect_benchmark_quick_with_distinct_users(tmp_path: Path) -> None:
+    """Users seeded into the store, each with related users: every connect a different user's first device."""
+    out = tmp_path / "connect.json"
+    result = run_quick_slowly("connect.py", out, extra=("--distinct", "--peers", "4"))
+    assert_ok(result, ["50 distinct users, 4 peers each"])
+    report = json.loads(out.read_text())
+    assert (report["users"], report["distinct"], report["peers"]) == (50, True, 4)
+    assert [(r["transport"], r["connects"], r["failures"]) for r in report["results"]] == [
+        ("tcp", 50, []), ("ws", 50, [])]
 
 
 @pytest.mark.timeout(120)

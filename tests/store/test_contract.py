@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -967,6 +968,46 @@ async def test_presence_audiences_read_many_users_at_once_as_one_by_one(store: S
     assert audiences[carol] == PresenceAudience("everyone", ())  # carol blocked her only peer
     assert audiences[dan] == audiences[999] == PresenceAudience("everyone", ())
     assert await store.presence_audiences([]) == {}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_presence_audiences_batched_match_the_per_user_read_on_a_random_graph(store: Store, seed: int) -> None:
+    """The batched read (one statement for all the users' viewers, one for their settings) against the per-user
+    definition, on relations of every kind: accepted and pending contacts, 1:1 peers (and a user's conversation with
+    themself), group-only relations (no audience), blocks either way (a block with an accepted contact left in place:
+    the blocker may ask again and be accepted), and every presence setting."""
+    rng = random.Random(seed)
+    people = await users(store, *(f"u{i}" for i in range(14)))
+    pairs = [(a, b) for i, a in enumerate(people) for b in people[i + 1:]]
+    for n, (a, b) in enumerate(rng.sample(pairs, 40)):
+        a, b = (a, b) if rng.random() < 0.5 else (b, a)
+        kind = rng.choice(["accepted", "pending", "direct", "direct-and-accepted"])
+        if kind != "direct":
+            await store.contact_request(a, b, n)
+            if kind != "pending":
+                await store.contact_respond(b, a, True, n)
+        if kind.startswith("direct"):
+            await store.append_direct(msg(direct_conversation_id(a, b), a, b, f"m{n}"))
+    await store.append_direct(msg(direct_conversation_id(people[0], people[0]), people[0], people[0], "self"))
+    await store.create_group(people[1], "g", rng.sample(people[2:], 6), 100, 50)
+    for n, (a, b) in enumerate(rng.sample(pairs, 12)):
+        await store.set_blocked(*((a, b) if rng.random() < 0.5 else (b, a)), True, 200 + n)
+    for n, (a, b) in enumerate(rng.sample(pairs, 20)):  # after the blocks: the blocker may still ask
+        with contextlib.suppress(Forbidden):
+            if await store.contact_request(a, b, 300 + n) == "outgoing" and rng.random() < 0.7:
+                await store.contact_respond(b, a, True, 300 + n)
+    for user in people:
+        await store.set_privacy(user, presence=rng.choice(["everyone", "contacts", "nobody"]))
+    wanted = [*rng.sample(people, len(people)), people[3], 10_000]  # any order, a repeat, an unknown user
+    audiences = await store.presence_audiences(wanted)
+    assert list(audiences) == list(dict.fromkeys(wanted))
+    for user in dict.fromkeys(wanted):
+        assert audiences[user] == await store.presence_audience(user)
+    assert sum(len(a.viewers) for a in audiences.values()) > 20  # the graph is not empty
+    assert any(not v.contact for a in audiences.values() for v in a.viewers)  # a 1:1 peer only
+    assert any(v.contact for a in audiences.values() for v in a.viewers)
+    for user in people[2:5]:  # a part of the users, as one loop turn's read asks for
+        assert (await store.presence_audiences([user]))[user] == audiences[user]
 
 
 async def test_privacy_settings_are_checked_and_kept(store: Store) -> None:
