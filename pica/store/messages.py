@@ -304,10 +304,12 @@ def sync_after(user_id: int, pending: Sequence[tuple[str, int, int]], limit: int
     SQLite the rows do not say whether the reader hid them: one read of the ``hidden`` table for the page's ranges
     costs less than the per-row subquery did (about 0.2 µs a row, BENCHMARKS.md); PostgreSQL keeps the subquery,
     which runs in its own process, and answers nothing to ``sync_hidden``."""
-    rows: list[Any] = []
+    msgs: list[Msg] = []
+    flagged: list[int] | None = None  # PostgreSQL's rows end with "hidden for the reader"; SQLite's do not
+    decode = _json_decode_body
     taken = 0
-    while taken < len(pending) and len(rows) <= limit:
-        want = limit + 1 - len(rows)
+    while taken < len(pending) and len(msgs) <= limit:
+        want = limit + 1 - len(msgs)
         batch: list[tuple[str, int, int]] = []
         room = 0
         while taken < len(pending) and room < want:
@@ -315,18 +317,23 @@ def sync_after(user_id: int, pending: Sequence[tuple[str, int, int]], limit: int
             room += pending[taken][2] - pending[taken][1]
             taken += 1
         if len(batch) == 1:  # the common case, as a statement whose bounds the planner can see (BENCHMARKS.md)
-            rows.extend((yield Read("messages_after_one", (user_id, batch[0][0], batch[0][1], want, batch[0][2]))))
+            # Rows without their conversation id, which the statement names: one string object less per row.
+            conversation_id, start, until = batch[0]
+            rows = yield Read("messages_after_one", (user_id, conversation_id, start, want, until))
+            part = [Msg(conversation_id, r[0], r[1], r[2], r[3], decode(r[4])) for r in rows]
+            width = 5
         else:
-            rows.extend((yield Read("messages_after_each", (user_id, [p[0] for p in batch], [p[1] for p in batch],
-                                                            want, [p[2] for p in batch]))))
-    more = len(rows) > limit
-    del rows[limit:]
-    decode = _json_decode_body
-    msgs = [Msg(r[0], r[1], r[2], r[3], r[4], decode(r[5])) for r in rows]
-    hidden: list[int] = []
-    if rows and len(rows[0]) > 6:
-        hidden = [i for i, r in enumerate(rows) if r[6]]
-    elif rows:
+            rows = yield Read("messages_after_each", (user_id, [p[0] for p in batch], [p[1] for p in batch],
+                                                      want, [p[2] for p in batch]))
+            part = [Msg(r[0], r[1], r[2], r[3], r[4], decode(r[5])) for r in rows]
+            width = 6
+        if rows and len(rows[0]) > width:
+            flagged = (flagged or []) + [len(msgs) + i for i, r in enumerate(rows) if r[width]]
+        msgs.extend(part)
+    more = len(msgs) > limit
+    del msgs[limit:]
+    hidden = [i for i in flagged if i < limit] if flagged is not None else []
+    if msgs and flagged is None:
         marked = yield Read("sync_hidden", _page_ranges(user_id, pending[:taken], msgs[-1]))
         if marked:
             at = {(m.conversation_id, m.seq): i for i, m in enumerate(msgs)}
@@ -432,11 +439,15 @@ def _last_standing(user_id: int, spans: dict[str, tuple[int, int]]) -> Txn[dict[
 # takes the row locks in id order (``ORDER BY ... FOR UPDATE`` locks rows as they come out of the sort). Search values
 # are ``tsvector`` literals kept in the message row, so the separate index steps are empty there.
 
+def _hidden_for(me: str) -> str:
+    """Whether reader ``me`` (a placeholder) hid message ``m``."""
+    return (f"EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = {me} AND h.conversation_id = m.conversation_id"
+            " AND h.seq = m.seq)")
+
+
 def _visible(me: str) -> str:
     """A message's columns as reader ``me`` (a placeholder) sees them: hidden for them reads as a tombstone."""
-    return ("m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body,"
-            f" EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = {me} AND h.conversation_id = m.conversation_id"
-            " AND h.seq = m.seq)")
+    return f"m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body, {_hidden_for(me)}"
 
 
 visible_columns: Final = _visible
@@ -447,9 +458,10 @@ _SQLITE_AFTER: Final = (f"SELECT {_visible('?1')} FROM messages m WHERE m.conver
 
 
 # A sync's rows on SQLite, without the per-row "hidden" check: ``sync_after`` reads the page's hidden seqs at once. ?1
-# (the reader) is bound but unused, so that both dialects take the same arguments.
-_SQLITE_AFTER_UNTIL: Final = ("SELECT m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body FROM messages m"
-                              " WHERE m.conversation_id = ?2 AND m.seq > ?3 AND m.seq <= ?5 ORDER BY m.seq LIMIT ?4")
+# (the reader) is bound but unused, so that both dialects take the same arguments. One conversation's rows leave out
+# its id (the statement names it); several conversations' rows start with it.
+_SQLITE_SYNC_ROWS: Final = ("m.seq, m.sender, m.client_msg_id, m.ts, m.body FROM messages m"
+                            " WHERE m.conversation_id = ?2 AND m.seq > ?3 AND m.seq <= ?5 ORDER BY m.seq LIMIT ?4")
 
 
 def _sqlite_after_each(conn: Any, args: tuple[Any, ...]) -> list[Any]:
@@ -457,7 +469,7 @@ def _sqlite_after_each(conn: Any, args: tuple[Any, ...]) -> list[Any]:
     user_id, conversations, starts, limit, untils = args
     rows: list[Any] = []
     for conversation_id, start, until in zip(conversations, starts, untils, strict=True):
-        rows.extend(conn.execute(_SQLITE_AFTER_UNTIL,
+        rows.extend(conn.execute("SELECT m.conversation_id, " + _SQLITE_SYNC_ROWS,
                                  (user_id, conversation_id, start, limit - len(rows), until)).fetchall())
         if len(rows) >= limit:
             break
@@ -622,8 +634,8 @@ SQLITE: Final[Dialect] = {
         "SELECT m.conversation_id, m.joined_seq, c.last_seq FROM members m"
         " JOIN conversations c ON c.conversation_id = m.conversation_id WHERE m.user_id = ?1 ORDER BY m.conversation_id"
     ),
-    "messages_after_each": Statement(_SQLITE_AFTER_UNTIL, run=_sqlite_after_each),
-    "messages_after_one": Statement(_SQLITE_AFTER_UNTIL),
+    "messages_after_each": Statement(None, run=_sqlite_after_each),
+    "messages_after_one": Statement("SELECT " + _SQLITE_SYNC_ROWS),
     "sync_hidden": Statement(
         "SELECT h.conversation_id, h.seq FROM json_each(?1) j JOIN hidden h ON h.user_id = j.value ->> 0"
         " AND h.conversation_id = j.value ->> 1 AND h.seq > j.value ->> 2 AND h.seq <= j.value ->> 3",
@@ -773,8 +785,8 @@ POSTGRES: Final[Dialect] = {
         " JOIN conversations c ON c.conversation_id = m.conversation_id WHERE m.user_id = $1 ORDER BY m.conversation_id"
     ),
     "messages_after_one": Statement(
-        f"SELECT {_visible('$1')} FROM messages m WHERE m.conversation_id = $2 AND m.seq > $3 AND m.seq <= $5"
-        " ORDER BY m.seq LIMIT $4"
+        f"SELECT m.seq, m.sender, m.client_msg_id, m.ts, m.body, {_hidden_for('$1')} FROM messages m"
+        " WHERE m.conversation_id = $2 AND m.seq > $3 AND m.seq <= $5 ORDER BY m.seq LIMIT $4"
     ),
     "sync_hidden": Statement(None),  # the sync statements' rows say it (the last column)
     "messages_after_each": Statement(
