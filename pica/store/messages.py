@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Any, Final
 
 import msgspec
@@ -49,6 +50,9 @@ from pica.store.txn import Dialect, Read, Retry, Statement, Txn, Write
 
 _json_encode: Final = msgspec.json.Encoder().encode
 _json_decode_body: Final = msgspec.json.Decoder(dict[str, Any]).decode
+_json_decode_bodies: Final = msgspec.json.Decoder(list[dict[str, Any]]).decode
+_json_decode_ints: Final = msgspec.json.Decoder(list[int]).decode
+_json_decode_strs: Final = msgspec.json.Decoder(list[str]).decode
 
 RECALLED_BODY_JSON: Final = b'{"recalled":true}'
 DELETED_BODY: Final = {"deleted": True}
@@ -317,19 +321,21 @@ def sync_after(user_id: int, pending: Sequence[tuple[str, int, int]], limit: int
             room += pending[taken][2] - pending[taken][1]
             taken += 1
         if len(batch) == 1:  # the common case, as a statement whose bounds the planner can see (BENCHMARKS.md)
-            # Rows without their conversation id, which the statement names: one string object less per row.
+            # One row of columns, not a row per message (see the statement): the frames are made by ``map`` and the
+            # bodies decoded in one call. The conversation id is the statement's own argument.
             conversation_id, start, until = batch[0]
-            rows = yield Read("messages_after_one", (user_id, conversation_id, start, want, until))
-            part = [Msg(conversation_id, r[0], r[1], r[2], r[3], decode(r[4])) for r in rows]
-            width = 5
+            ((seqs, senders, ids, tss, bodies, flags),) = yield Read(
+                "messages_after_one", (user_id, conversation_id, start, want, until))
+            if seqs:
+                if flags is not None:
+                    flagged = (flagged or []) + [len(msgs) + i for i, h in enumerate(flags) if h]
+                msgs.extend(map(Msg, repeat(conversation_id), seqs, senders, ids, tss, _json_decode_bodies(bodies)))
         else:
             rows = yield Read("messages_after_each", (user_id, [p[0] for p in batch], [p[1] for p in batch],
                                                       want, [p[2] for p in batch]))
-            part = [Msg(r[0], r[1], r[2], r[3], r[4], decode(r[5])) for r in rows]
-            width = 6
-        if rows and len(rows[0]) > width:
-            flagged = (flagged or []) + [len(msgs) + i for i, r in enumerate(rows) if r[width]]
-        msgs.extend(part)
+            if rows and len(rows[0]) > 6:
+                flagged = (flagged or []) + [len(msgs) + i for i, r in enumerate(rows) if r[6]]
+            msgs.extend([Msg(r[0], r[1], r[2], r[3], r[4], decode(r[5])) for r in rows])
     more = len(msgs) > limit
     del msgs[limit:]
     hidden = [i for i in flagged if i < limit] if flagged is not None else []
@@ -458,12 +464,37 @@ _SQLITE_AFTER: Final = (f"SELECT {_visible('?1')} FROM messages m WHERE m.conver
 
 
 # A sync's rows on SQLite, without the per-row "hidden" check: ``sync_after`` reads the page's hidden seqs at once. ?1
-# (the reader) is bound but unused, so that both dialects take the same arguments. One conversation's rows leave out
-# its id (the statement names it); several conversations' rows start with it. The body comes as bytes, which the
-# JSON decoder reads as they are: as text, the sqlite3 module decodes it into a str first, and a body that is not
-# ASCII then costs the decoder a UTF-8 copy of that str again (5-7 % of a synced message, in-process).
+# (the reader) is bound but unused, so that both dialects take the same arguments. Several conversations' rows start
+# with the conversation id. The body comes as bytes, which the JSON decoder reads as they are: as text, the sqlite3
+# module decodes it into a str first, and a body that is not ASCII then costs the decoder a UTF-8 copy of that str
+# again (5-7 % of a synced message, in-process).
 _SQLITE_SYNC_ROWS: Final = ("m.seq, m.sender, m.client_msg_id, m.ts, CAST(m.body AS BLOB) FROM messages m"
                             " WHERE m.conversation_id = ?2 AND m.seq > ?3 AND m.seq <= ?5 ORDER BY m.seq LIMIT ?4")
+
+# One conversation's part of a page as ONE row of columns: JSON arrays of the seqs, senders, client ids and times, and
+# the bodies as one JSON array (they are JSON already). The sqlite3 module's work per row (a step that releases and
+# takes the GIL, a tuple, an object per column: about 1 µs, most of a synced message's CPU) becomes work inside one
+# step, without the GIL; the arrays are decoded by msgspec in C. An aggregate's order is not promised before SQLite
+# 3.44 (ORDER BY inside group_concat), though it follows the ordered subquery it reads; ``_sqlite_columns`` checks
+# the seqs and reads the rows instead if they ever come out of order.
+_SQLITE_SYNC_COLUMNS: Final = (
+    "SELECT json_group_array(seq), json_group_array(sender), json_group_array(client_msg_id), json_group_array(ts),"
+    " CAST('[' || group_concat(body) || ']' AS BLOB) FROM (SELECT m.seq, m.sender, m.client_msg_id, m.ts, m.body"
+    " FROM messages m WHERE m.conversation_id = ?2 AND m.seq > ?3 AND m.seq <= ?5 ORDER BY m.seq LIMIT ?4)"
+)
+
+
+def _sqlite_columns(conn: Any, args: tuple[Any, ...]) -> list[Any]:
+    """``messages_after_one`` on SQLite: (seqs, senders, client ids, times, the bodies' JSON array, None)."""
+    seqs_json, senders, ids, tss, bodies = conn.execute(_SQLITE_SYNC_COLUMNS, args).fetchone()
+    seqs = _json_decode_ints(seqs_json)
+    if not seqs:
+        return [([], [], [], [], b"[]", None)]
+    if seqs == sorted(seqs):  # seqs are unique (the key): sorted means in order, and the other arrays with them
+        return [(seqs, _json_decode_ints(senders), _json_decode_strs(ids), _json_decode_ints(tss), bodies, None)]
+    rows = conn.execute("SELECT " + _SQLITE_SYNC_ROWS, args).fetchall()
+    return [([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+             b"[" + b",".join(r[4] for r in rows) + b"]", None)]
 
 
 def _sqlite_after_each(conn: Any, args: tuple[Any, ...]) -> list[Any]:
@@ -637,7 +668,7 @@ SQLITE: Final[Dialect] = {
         " JOIN conversations c ON c.conversation_id = m.conversation_id WHERE m.user_id = ?1 ORDER BY m.conversation_id"
     ),
     "messages_after_each": Statement(None, run=_sqlite_after_each),
-    "messages_after_one": Statement("SELECT " + _SQLITE_SYNC_ROWS),
+    "messages_after_one": Statement(None, run=_sqlite_columns),
     "sync_hidden": Statement(
         "SELECT h.conversation_id, h.seq FROM json_each(?1) j JOIN hidden h ON h.user_id = j.value ->> 0"
         " AND h.conversation_id = j.value ->> 1 AND h.seq > j.value ->> 2 AND h.seq <= j.value ->> 3",
@@ -786,9 +817,15 @@ POSTGRES: Final[Dialect] = {
         "SELECT m.conversation_id, m.joined_seq, c.last_seq FROM members m"
         " JOIN conversations c ON c.conversation_id = m.conversation_id WHERE m.user_id = $1 ORDER BY m.conversation_id"
     ),
+    # One row of columns, as on SQLite (arrays asyncpg decodes in C, the bodies as one JSON array), with the
+    # "hidden for the reader" flags.
     "messages_after_one": Statement(
-        f"SELECT m.seq, m.sender, m.client_msg_id, m.ts, m.body, {_hidden_for('$1')} FROM messages m"
-        " WHERE m.conversation_id = $2 AND m.seq > $3 AND m.seq <= $5 ORDER BY m.seq LIMIT $4"
+        "SELECT coalesce(array_agg(p.seq ORDER BY p.seq), '{}'), array_agg(p.sender ORDER BY p.seq),"
+        " array_agg(p.client_msg_id ORDER BY p.seq), array_agg(p.ts ORDER BY p.seq),"
+        " '['::bytea || string_agg(p.body, ','::bytea ORDER BY p.seq) || ']'::bytea,"
+        " array_agg(p.hidden ORDER BY p.seq)"
+        f" FROM (SELECT m.seq, m.sender, m.client_msg_id, m.ts, m.body, {_hidden_for('$1')} AS hidden"
+        " FROM messages m WHERE m.conversation_id = $2 AND m.seq > $3 AND m.seq <= $5 ORDER BY m.seq LIMIT $4) p"
     ),
     "sync_hidden": Statement(None),  # the sync statements' rows say it (the last column)
     "messages_after_each": Statement(
