@@ -317,9 +317,12 @@ def sync_after(user_id: int, pending: Sequence[tuple[str, int, int]], limit: int
         batch: list[tuple[str, int, int]] = []
         room = 0
         while taken < len(pending) and room < want:
-            batch.append(pending[taken])
-            room += pending[taken][2] - pending[taken][1]
+            if pending[taken][2] > pending[taken][1]:  # not one a streamed sync's previous page read to its end
+                batch.append(pending[taken])
+                room += pending[taken][2] - pending[taken][1]
             taken += 1
+        if not batch:
+            break
         if len(batch) == 1:  # the common case, as a statement whose bounds the planner can see (BENCHMARKS.md)
             # One row of columns, not a row per message (see the statement): the frames are made by ``map`` and the
             # bodies decoded in one call. The conversation id is the statement's own argument.
