@@ -329,16 +329,19 @@ def sync_after(user_id: int, pending: Sequence[tuple[str, int, int]], limit: int
             conversation_id, start, until = batch[0]
             ((seqs, senders, ids, tss, bodies, flags),) = yield Read(
                 "messages_after_one", (user_id, conversation_id, start, want, until))
-            if seqs:
+            if not seqs:
+                continue
+            if seqs == sorted(seqs):  # seqs are unique: sorted means in order (see the statements), columns with them
                 if flags is not None:
                     flagged = (flagged or []) + [len(msgs) + i for i, h in enumerate(flags) if h]
                 msgs.extend(map(Msg, repeat(conversation_id), seqs, senders, ids, tss, _json_decode_bodies(bodies)))
-        else:
-            rows = yield Read("messages_after_each", (user_id, [p[0] for p in batch], [p[1] for p in batch],
-                                                      want, [p[2] for p in batch]))
-            if rows and len(rows[0]) > 6:
-                flagged = (flagged or []) + [len(msgs) + i for i, r in enumerate(rows) if r[6]]
-            msgs.extend([Msg(r[0], r[1], r[2], r[3], r[4], decode(r[5])) for r in rows])
+                continue
+            # Out of order, which neither database has been seen to do: the same part again as rows, ordered by SQL.
+        rows = yield Read("messages_after_each", (user_id, [p[0] for p in batch], [p[1] for p in batch],
+                                                  want, [p[2] for p in batch]))
+        if rows and len(rows[0]) > 6:
+            flagged = (flagged or []) + [len(msgs) + i for i, r in enumerate(rows) if r[6]]
+        msgs.extend([Msg(r[0], r[1], r[2], r[3], r[4], decode(r[5])) for r in rows])
     more = len(msgs) > limit
     del msgs[limit:]
     hidden = [i for i in flagged if i < limit] if flagged is not None else []
@@ -478,8 +481,8 @@ _SQLITE_SYNC_ROWS: Final = ("m.seq, m.sender, m.client_msg_id, m.ts, CAST(m.body
 # the bodies as one JSON array (they are JSON already). The sqlite3 module's work per row (a step that releases and
 # takes the GIL, a tuple, an object per column: about 1 µs, most of a synced message's CPU) becomes work inside one
 # step, without the GIL; the arrays are decoded by msgspec in C. An aggregate's order is not promised before SQLite
-# 3.44 (ORDER BY inside group_concat), though it follows the ordered subquery it reads; ``_sqlite_columns`` checks
-# the seqs and reads the rows instead if they ever come out of order.
+# 3.44 (ORDER BY inside group_concat), though it follows the ordered subquery it reads; ``sync_after`` checks the
+# seqs and reads the rows instead if they ever come out of order.
 _SQLITE_SYNC_COLUMNS: Final = (
     "SELECT json_group_array(seq), json_group_array(sender), json_group_array(client_msg_id), json_group_array(ts),"
     " CAST('[' || group_concat(body) || ']' AS BLOB) FROM (SELECT m.seq, m.sender, m.client_msg_id, m.ts, m.body"
@@ -493,11 +496,7 @@ def _sqlite_columns(conn: Any, args: tuple[Any, ...]) -> list[Any]:
     seqs = _json_decode_ints(seqs_json)
     if not seqs:
         return [([], [], [], [], b"[]", None)]
-    if seqs == sorted(seqs):  # seqs are unique (the key): sorted means in order, and the other arrays with them
-        return [(seqs, _json_decode_ints(senders), _json_decode_strs(ids), _json_decode_ints(tss), bodies, None)]
-    rows = conn.execute("SELECT " + _SQLITE_SYNC_ROWS, args).fetchall()
-    return [([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
-             b"[" + b",".join(r[4] for r in rows) + b"]", None)]
+    return [(seqs, _json_decode_ints(senders), _json_decode_strs(ids), _json_decode_ints(tss), bodies, None)]
 
 
 def _sqlite_after_each(conn: Any, args: tuple[Any, ...]) -> list[Any]:
@@ -821,12 +820,11 @@ POSTGRES: Final[Dialect] = {
         " JOIN conversations c ON c.conversation_id = m.conversation_id WHERE m.user_id = $1 ORDER BY m.conversation_id"
     ),
     # One row of columns, as on SQLite (arrays asyncpg decodes in C, the bodies as one JSON array), with the
-    # "hidden for the reader" flags.
+    # "hidden for the reader" flags. No ORDER BY inside the aggregates: PostgreSQL 15 sorts each one's input again
+    # (six sorts a page); they follow the ordered subquery, which ``sync_after`` checks, as on SQLite.
     "messages_after_one": Statement(
-        "SELECT coalesce(array_agg(p.seq ORDER BY p.seq), '{}'), array_agg(p.sender ORDER BY p.seq),"
-        " array_agg(p.client_msg_id ORDER BY p.seq), array_agg(p.ts ORDER BY p.seq),"
-        " '['::bytea || string_agg(p.body, ','::bytea ORDER BY p.seq) || ']'::bytea,"
-        " array_agg(p.hidden ORDER BY p.seq)"
+        "SELECT coalesce(array_agg(p.seq), '{}'), array_agg(p.sender), array_agg(p.client_msg_id), array_agg(p.ts),"
+        " '['::bytea || string_agg(p.body, ','::bytea) || ']'::bytea, array_agg(p.hidden)"
         f" FROM (SELECT m.seq, m.sender, m.client_msg_id, m.ts, m.body, {_hidden_for('$1')} AS hidden"
         " FROM messages m WHERE m.conversation_id = $2 AND m.seq > $3 AND m.seq <= $5 ORDER BY m.seq LIMIT $4) p"
     ),

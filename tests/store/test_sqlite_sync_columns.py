@@ -1,5 +1,5 @@
-"""The SQLite page read of one conversation as columns (``messages._sqlite_columns``): in seq order, whatever order
-the aggregate gives (SQLite promises none before 3.44), with the bodies as stored."""
+"""The SQLite page read of one conversation as columns (``messages._sqlite_columns``), with the bodies as stored; and
+``sync_after`` in seq order whatever order the aggregate gives (SQLite promises none before 3.44)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import msgspec
 import pytest
 
 from pica.store import messages
+from pica.store.base import DirectAppend, SyncPage
+from pica.store.sqlite import SqliteStore
 
 BODIES = [{"text": f"m{seq} é \" \\ \n"} if seq % 2 else {"custom": {"n": [seq, {"x": None}]}} for seq in range(1, 8)]
 
@@ -44,11 +46,23 @@ def test_a_conversations_part_of_a_page_comes_as_columns_in_seq_order(
     assert columns(conn, after, limit, until) == expected(after, limit, until)
 
 
-def test_columns_out_of_order_are_read_again_as_rows(conn: sqlite3.Connection,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """An aggregate that came out of seq order (forced here by a descending subquery) is not trusted."""
+async def test_columns_out_of_order_are_read_again_as_rows(sqlite_store: SqliteStore,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An aggregate that came out of seq order (forced here by a descending subquery) is not trusted: the page is
+    read again as rows, in order, hidden messages still tombstones."""
+    alice, bob = [await sqlite_store.create_user(name, "hash", 0) for name in ("alice", "bob")]
+    for seq, body in enumerate(BODIES, start=1):
+        await sqlite_store.append_direct(DirectAppend("d:1:2", alice, bob, f"m{seq}", msgspec.json.encode(body), seq))
+    await sqlite_store.hide_message(bob, "d:1:2", 3, 50)
     backwards = messages._SQLITE_SYNC_COLUMNS.replace("ORDER BY m.seq LIMIT", "ORDER BY m.seq DESC LIMIT")
     assert backwards != messages._SQLITE_SYNC_COLUMNS
     monkeypatch.setattr(messages, "_SQLITE_SYNC_COLUMNS", backwards)
-    assert columns(conn, 2, 3, 7) == expected(2, 3, 7)
-    assert columns(conn, 0, 100, 7) == expected(0, 100, 7)
+    assert columns_of(await sqlite_store.sync_after(bob, [("d:1:2", 1, 7)], 4)) == [2, 3, 4, 5]
+    page = await sqlite_store.sync_after(bob, [("d:1:2", 0, 7)], 100)
+    assert not page.more and columns_of(page) == list(range(1, 8))
+    assert [m.body for m in page.messages] == [{"deleted": True} if s == 3 else BODIES[s - 1] for s in range(1, 8)]
+    assert [m.client_msg_id for m in page.messages] == [f"m{s}" for s in range(1, 8)]
+
+
+def columns_of(page: SyncPage) -> list[int]:
+    return [m.seq for m in page.messages]
