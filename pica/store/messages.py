@@ -304,7 +304,8 @@ def sync_after(user_id: int, pending: Sequence[tuple[str, int, int]], limit: int
     fill the page (one or two, for a long catch-up), because PostgreSQL reads up to the limit in every conversation a
     statement names before it sorts them. Another read follows if rows were missing after all.
 
-    The rows become ``msg`` frames at once, with no record in between (a million of them in a long catch-up). On
+    What is read becomes ``msg`` frames at once, with no record in between (a million of them in a long catch-up):
+    one conversation's part of the page comes as one row of columns, several conversations' as rows. On
     SQLite the rows do not say whether the reader hid them: one read of the ``hidden`` table for the page's ranges
     costs less than the per-row subquery did (about 0.2 µs a row, BENCHMARKS.md); PostgreSQL keeps the subquery,
     which runs in its own process, and answers nothing to ``sync_hidden``."""
