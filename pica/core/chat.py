@@ -51,6 +51,7 @@ from pica.store.base import (
     Page,
     ReactionAppend,
     Store,
+    SyncPage,
     ThreadSummary,
 )
 
@@ -377,11 +378,11 @@ class ChatService:
 
     # ------------------------------------------------------------------------------------------ reads
 
-    async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int | None) -> Page:
+    async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int | None) -> SyncPage:
         page_size = self._limits.sync_page_size
         return await self._store.sync(user_id, _known(cursors), min(limit or page_size, page_size))
 
-    async def sync_stream(self, user_id: int, cursors: Mapping[str, int], limit: int | None) -> AsyncIterator[Page]:
+    async def sync_stream(self, user_id: int, cursors: Mapping[str, int], limit: int | None) -> AsyncIterator[SyncPage]:
         """A sync's pages one after the other (protocol 9, ``stream``): the conversations to read are found once,
         then each page starts where the previous one stopped, with no membership read per page. The stream ends at
         what the user could see when it began (``Store.sync_plan``); newer messages come as live pushes."""

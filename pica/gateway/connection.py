@@ -541,10 +541,10 @@ class Connection:
     async def _do_sync(self, frame: f.Sync) -> None:
         if not frame.stream:
             page = await self.services.chat.sync(self.user_id, frame.cursors, frame.limit)
-            self.send(f.Synced(msgs=[message_frame(m) for m in page.messages], more=page.more, ref=frame.id))
+            self.send(f.Synced(msgs=page.messages, more=page.more, ref=frame.id))
             return
         async for page in self.services.chat.sync_stream(self.user_id, frame.cursors, frame.limit):
-            self.send(f.Synced(msgs=[message_frame(m) for m in page.messages], more=page.more, ref=frame.id))
+            self.send(f.Synced(msgs=page.messages, more=page.more, ref=frame.id))
             if page.more and not await self._taken():
                 return
 

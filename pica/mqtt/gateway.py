@@ -43,7 +43,6 @@ from pica.config import MqttConfig
 from pica.core.bots import is_bot_key
 from pica.core.sessions import Identity
 from pica.core.validation import normalize_username
-from pica.core.wire import message_frame
 from pica.errors import (
     FrameTooLarge,
     InvalidFrame,
@@ -465,9 +464,9 @@ class MqttConnection(TcpConnection):
             more = True
             while more and not self.closed:
                 synced = await chat.sync(self.user_id, cursors, None)
-                for record in synced.messages:
-                    cursors[record.conversation_id] = max(cursors.get(record.conversation_id, 0), record.seq)
-                    await self._send_when_window_open(message_frame(record))
+                for msg in synced.messages:
+                    cursors[msg.conversation_id] = max(cursors.get(msg.conversation_id, 0), msg.seq)
+                    await self._send_when_window_open(msg)
                     if self.closed:
                         break
                 more = synced.more and bool(synced.messages)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from pica.errors import PicaError
+from pica.protocol.frames import Msg
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +323,16 @@ class PresenceAudience:
 @dataclass(frozen=True, slots=True)
 class Page:
     messages: list[MessageRecord]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPage:
+    """A page of a sync, its messages already the wire's ``msg`` frames: a long catch-up reads a million of them,
+    and a record per message, then a frame made from it, was a third of a synced message's CPU (BENCHMARKS.md,
+    catch-up). Ordered by (conversation_id, seq); hidden messages read as tombstones."""
+
+    messages: list[Msg]
     more: bool
 
 
@@ -927,7 +938,7 @@ class Store(abc.ABC):
         page was cut. Raises ConversationNotFound when the user is not a member (or it does not exist)."""
 
     @abc.abstractmethod
-    async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int) -> Page:
+    async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int) -> SyncPage:
         """Messages after the cursors in every conversation of the user, ordered by (conversation_id, seq), at most
         ``limit``; conversations absent from ``cursors`` start from the beginning of the user's membership."""
 
@@ -938,7 +949,7 @@ class Store(abc.ABC):
         reads no further than that last seq: what the user could see when it began."""
 
     @abc.abstractmethod
-    async def sync_after(self, user_id: int, pending: Sequence[tuple[str, int, int]], limit: int) -> Page:
+    async def sync_after(self, user_id: int, pending: Sequence[tuple[str, int, int]], limit: int) -> SyncPage:
         """One page of a streamed sync: up to ``limit`` messages of each ``(conversation_id, after, until)`` of
         ``pending`` in turn, by seq (hidden ones as tombstones, as in :meth:`sync`)."""
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Any, Final
 
 import msgspec
 
 from pica.errors import ConversationNotFound, MessageNotFound, PicaError
 from pica.protocol.bodies import stands_for_conversation
+from pica.protocol.frames import Msg
 from pica.protocol.ids import direct_peer, own_conversation_id
 from pica.store import append_rules, links, media
 from pica.store.append_rules import (
@@ -41,12 +43,16 @@ from pica.store.base import (
     MessageRecord,
     Page,
     ReadCursors,
+    SyncPage,
 )
 from pica.store.event_rules import EventPlan, Target, plan_event, scrub_edits
 from pica.store.txn import Dialect, Read, Retry, Statement, Txn, Write
 
 _json_encode: Final = msgspec.json.Encoder().encode
 _json_decode_body: Final = msgspec.json.Decoder(dict[str, Any]).decode
+_json_decode_bodies: Final = msgspec.json.Decoder(list[dict[str, Any]]).decode
+_json_decode_ints: Final = msgspec.json.Decoder(list[int]).decode
+_json_decode_strs: Final = msgspec.json.Decoder(list[str]).decode
 
 RECALLED_BODY_JSON: Final = b'{"recalled":true}'
 DELETED_BODY: Final = {"deleted": True}
@@ -274,7 +280,7 @@ def history(user_id: int, conversation_id: str, after: int | None, before: int |
     return Page([message_row(r) for r in reversed(rows[:limit])], len(rows) > limit)
 
 
-def sync(user_id: int, cursors: Mapping[str, int], limit: int) -> Txn[Page]:
+def sync(user_id: int, cursors: Mapping[str, int], limit: int) -> Txn[SyncPage]:
     """Messages after max(joined_seq, cursor) in every conversation of the user, by (conversation, seq)."""
     pending = yield from sync_plan(user_id, cursors)
     return (yield from sync_after(user_id, pending, limit))
@@ -292,28 +298,73 @@ def sync_plan(user_id: int, cursors: Mapping[str, int]) -> Txn[list[tuple[str, i
     return pending
 
 
-def sync_after(user_id: int, pending: Sequence[tuple[str, int, int]], limit: int) -> Txn[Page]:
+def sync_after(user_id: int, pending: Sequence[tuple[str, int, int]], limit: int) -> Txn[SyncPage]:
     """Up to ``limit`` messages of ``pending``'s conversations in its order, each after its start seq and up to its
     last seq, by seq. Seqs have no gaps below a conversation's last seq (hidden messages read as tombstones), so
     ``until - start`` says how many rows a conversation holds: each read names only as many conversations as should
     fill the page (one or two, for a long catch-up), because PostgreSQL reads up to the limit in every conversation a
-    statement names before it sorts them. Another read follows if rows were missing after all."""
-    rows: list[Any] = []
+    statement names before it sorts them. Another read follows if rows were missing after all.
+
+    What is read becomes ``msg`` frames at once, with no record in between (a million of them in a long catch-up):
+    one conversation's part of the page comes as one row of columns, several conversations' as rows. On
+    SQLite the rows do not say whether the reader hid them: one read of the ``hidden`` table for the page's ranges
+    costs less than the per-row subquery did (about 0.2 µs a row, BENCHMARKS.md); PostgreSQL keeps the subquery,
+    which runs in its own process, and answers nothing to ``sync_hidden``."""
+    msgs: list[Msg] = []
+    flagged: list[int] | None = None  # PostgreSQL's rows end with "hidden for the reader"; SQLite's do not
+    decode = _json_decode_body
     taken = 0
-    while taken < len(pending) and len(rows) <= limit:
-        want = limit + 1 - len(rows)
+    while taken < len(pending) and len(msgs) <= limit:
+        want = limit + 1 - len(msgs)
         batch: list[tuple[str, int, int]] = []
         room = 0
         while taken < len(pending) and room < want:
-            batch.append(pending[taken])
-            room += pending[taken][2] - pending[taken][1]
+            if pending[taken][2] > pending[taken][1]:  # not one a streamed sync's previous page read to its end
+                batch.append(pending[taken])
+                room += pending[taken][2] - pending[taken][1]
             taken += 1
+        if not batch:
+            break
         if len(batch) == 1:  # the common case, as a statement whose bounds the planner can see (BENCHMARKS.md)
-            rows.extend((yield Read("messages_after_one", (user_id, batch[0][0], batch[0][1], want, batch[0][2]))))
-        else:
-            rows.extend((yield Read("messages_after_each", (user_id, [p[0] for p in batch], [p[1] for p in batch],
-                                                            want, [p[2] for p in batch]))))
-    return Page([message_row(r) for r in rows[:limit]], len(rows) > limit)
+            # One row of columns, not a row per message (see the statement): the frames are made by ``map`` and the
+            # bodies decoded in one call. The conversation id is the statement's own argument.
+            conversation_id, start, until = batch[0]
+            ((seqs, senders, ids, tss, bodies, flags),) = yield Read(
+                "messages_after_one", (user_id, conversation_id, start, want, until))
+            if not seqs:
+                continue
+            if seqs == sorted(seqs):  # seqs are unique: sorted means in order (see the statements), columns with them
+                if flags is not None:
+                    flagged = (flagged or []) + [len(msgs) + i for i, h in enumerate(flags) if h]
+                msgs.extend(map(Msg, repeat(conversation_id), seqs, senders, ids, tss, _json_decode_bodies(bodies)))
+                continue
+            # Out of order, which neither database has been seen to do: the same part again as rows, ordered by SQL.
+        rows = yield Read("messages_after_each", (user_id, [p[0] for p in batch], [p[1] for p in batch],
+                                                  want, [p[2] for p in batch]))
+        if rows and len(rows[0]) > 6:
+            flagged = (flagged or []) + [len(msgs) + i for i, r in enumerate(rows) if r[6]]
+        msgs.extend([Msg(r[0], r[1], r[2], r[3], r[4], decode(r[5])) for r in rows])
+    more = len(msgs) > limit
+    del msgs[limit:]
+    hidden = [i for i in flagged if i < limit] if flagged is not None else []
+    if msgs and flagged is None:
+        marked = yield Read("sync_hidden", _page_ranges(user_id, pending[:taken], msgs[-1]))
+        if marked:
+            at = {(m.conversation_id, m.seq): i for i, m in enumerate(msgs)}
+            hidden = [at[(r[0], r[1])] for r in marked if (r[0], r[1]) in at]
+    for i in hidden:
+        msgs[i].body = dict(DELETED_BODY)
+    return SyncPage(msgs, more)
+
+
+def _page_ranges(user_id: int, read: Sequence[tuple[str, int, int]],
+                 last: Msg) -> tuple[list[int], list[str], list[int], list[int]]:
+    """``sync_hidden``'s columns: the seq range of each conversation a page read, the last one cut where the page
+    ends (a reader who hid many messages further on does not read them for every page)."""
+    untils = [p[2] for p in read]
+    if read[-1][0] == last.conversation_id:
+        untils[-1] = last.seq
+    return [user_id] * len(read), [p[0] for p in read], [p[1] for p in read], untils
 
 
 def member_cursors(user_id: int, conversation_id: str) -> Txn[list[MemberRecord]]:
@@ -402,11 +453,15 @@ def _last_standing(user_id: int, spans: dict[str, tuple[int, int]]) -> Txn[dict[
 # takes the row locks in id order (``ORDER BY ... FOR UPDATE`` locks rows as they come out of the sort). Search values
 # are ``tsvector`` literals kept in the message row, so the separate index steps are empty there.
 
+def _hidden_for(me: str) -> str:
+    """Whether reader ``me`` (a placeholder) hid message ``m``."""
+    return (f"EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = {me} AND h.conversation_id = m.conversation_id"
+            " AND h.seq = m.seq)")
+
+
 def _visible(me: str) -> str:
     """A message's columns as reader ``me`` (a placeholder) sees them: hidden for them reads as a tombstone."""
-    return ("m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body,"
-            f" EXISTS (SELECT 1 FROM hidden h WHERE h.user_id = {me} AND h.conversation_id = m.conversation_id"
-            " AND h.seq = m.seq)")
+    return f"m.conversation_id, m.seq, m.sender, m.client_msg_id, m.ts, m.body, {_hidden_for(me)}"
 
 
 visible_columns: Final = _visible
@@ -416,8 +471,34 @@ _SQLITE_AFTER: Final = (f"SELECT {_visible('?1')} FROM messages m WHERE m.conver
                         " ORDER BY m.seq LIMIT ?4")
 
 
-_SQLITE_AFTER_UNTIL: Final = (f"SELECT {_visible('?1')} FROM messages m WHERE m.conversation_id = ?2 AND m.seq > ?3"
-                              " AND m.seq <= ?5 ORDER BY m.seq LIMIT ?4")
+# A sync's rows on SQLite, without the per-row "hidden" check: ``sync_after`` reads the page's hidden seqs at once. ?1
+# (the reader) is bound but unused, so that both dialects take the same arguments. Several conversations' rows start
+# with the conversation id. The body comes as bytes, which the JSON decoder reads as they are: as text, the sqlite3
+# module decodes it into a str first, and a body that is not ASCII then costs the decoder a UTF-8 copy of that str
+# again (5-7 % of a synced message, in-process).
+_SQLITE_SYNC_ROWS: Final = ("m.seq, m.sender, m.client_msg_id, m.ts, CAST(m.body AS BLOB) FROM messages m"
+                            " WHERE m.conversation_id = ?2 AND m.seq > ?3 AND m.seq <= ?5 ORDER BY m.seq LIMIT ?4")
+
+# One conversation's part of a page as ONE row of columns: JSON arrays of the seqs, senders, client ids and times, and
+# the bodies as one JSON array (they are JSON already). The sqlite3 module's work per row (a step that releases and
+# takes the GIL, a tuple, an object per column: about 1 µs, most of a synced message's CPU) becomes work inside one
+# step, without the GIL; the arrays are decoded by msgspec in C. An aggregate's order is not promised before SQLite
+# 3.44 (ORDER BY inside group_concat), though it follows the ordered subquery it reads; ``sync_after`` checks the
+# seqs and reads the rows instead if they ever come out of order.
+_SQLITE_SYNC_COLUMNS: Final = (
+    "SELECT json_group_array(seq), json_group_array(sender), json_group_array(client_msg_id), json_group_array(ts),"
+    " CAST('[' || group_concat(body) || ']' AS BLOB) FROM (SELECT m.seq, m.sender, m.client_msg_id, m.ts, m.body"
+    " FROM messages m WHERE m.conversation_id = ?2 AND m.seq > ?3 AND m.seq <= ?5 ORDER BY m.seq LIMIT ?4)"
+)
+
+
+def _sqlite_columns(conn: Any, args: tuple[Any, ...]) -> list[Any]:
+    """``messages_after_one`` on SQLite: (seqs, senders, client ids, times, the bodies' JSON array, None)."""
+    seqs_json, senders, ids, tss, bodies = conn.execute(_SQLITE_SYNC_COLUMNS, args).fetchone()
+    seqs = _json_decode_ints(seqs_json)
+    if not seqs:
+        return [([], [], [], [], b"[]", None)]
+    return [(seqs, _json_decode_ints(senders), _json_decode_strs(ids), _json_decode_ints(tss), bodies, None)]
 
 
 def _sqlite_after_each(conn: Any, args: tuple[Any, ...]) -> list[Any]:
@@ -425,7 +506,7 @@ def _sqlite_after_each(conn: Any, args: tuple[Any, ...]) -> list[Any]:
     user_id, conversations, starts, limit, untils = args
     rows: list[Any] = []
     for conversation_id, start, until in zip(conversations, starts, untils, strict=True):
-        rows.extend(conn.execute(_SQLITE_AFTER_UNTIL,
+        rows.extend(conn.execute("SELECT m.conversation_id, " + _SQLITE_SYNC_ROWS,
                                  (user_id, conversation_id, start, limit - len(rows), until)).fetchall())
         if len(rows) >= limit:
             break
@@ -594,8 +675,13 @@ SQLITE: Final[Dialect] = {
         "SELECT m.conversation_id, m.joined_seq, c.last_seq FROM members m"
         " JOIN conversations c ON c.conversation_id = m.conversation_id WHERE m.user_id = ?1 ORDER BY m.conversation_id"
     ),
-    "messages_after_each": Statement(_SQLITE_AFTER_UNTIL, run=_sqlite_after_each),
-    "messages_after_one": Statement(_SQLITE_AFTER_UNTIL),
+    "messages_after_each": Statement(None, run=_sqlite_after_each),
+    "messages_after_one": Statement(None, run=_sqlite_columns),
+    "sync_hidden": Statement(
+        "SELECT h.conversation_id, h.seq FROM json_each(?1) j JOIN hidden h ON h.user_id = j.value ->> 0"
+        " AND h.conversation_id = j.value ->> 1 AND h.seq > j.value ->> 2 AND h.seq <= j.value ->> 3",
+        rows=True,
+    ),
     "messages_before_each": Statement(_SQLITE_BEFORE, run=_sqlite_before_each),
     "member_cursors": Statement(
         "SELECT user_id, role, muted, joined_seq, delivered_seq, read_seq FROM members"
@@ -740,10 +826,16 @@ POSTGRES: Final[Dialect] = {
         "SELECT m.conversation_id, m.joined_seq, c.last_seq FROM members m"
         " JOIN conversations c ON c.conversation_id = m.conversation_id WHERE m.user_id = $1 ORDER BY m.conversation_id"
     ),
+    # One row of columns, as on SQLite (arrays asyncpg decodes in C, the bodies as one JSON array), with the
+    # "hidden for the reader" flags. No ORDER BY inside the aggregates: PostgreSQL 15 sorts each one's input again
+    # (six sorts a page); they follow the ordered subquery, which ``sync_after`` checks, as on SQLite.
     "messages_after_one": Statement(
-        f"SELECT {_visible('$1')} FROM messages m WHERE m.conversation_id = $2 AND m.seq > $3 AND m.seq <= $5"
-        " ORDER BY m.seq LIMIT $4"
+        "SELECT coalesce(array_agg(p.seq), '{}'), array_agg(p.sender), array_agg(p.client_msg_id), array_agg(p.ts),"
+        " '['::bytea || string_agg(p.body, ','::bytea) || ']'::bytea, array_agg(p.hidden)"
+        f" FROM (SELECT m.seq, m.sender, m.client_msg_id, m.ts, m.body, {_hidden_for('$1')} AS hidden"
+        " FROM messages m WHERE m.conversation_id = $2 AND m.seq > $3 AND m.seq <= $5 ORDER BY m.seq LIMIT $4) p"
     ),
+    "sync_hidden": Statement(None),  # the sync statements' rows say it (the last column)
     "messages_after_each": Statement(
         "SELECT v.* FROM unnest($2::text[], $3::bigint[], $5::bigint[]) AS p(conversation_id, start, until)"
         f" CROSS JOIN LATERAL (SELECT {_visible('$1')} FROM messages m WHERE m.conversation_id = p.conversation_id"

@@ -78,6 +78,7 @@ from pica.store.base import (
     SessionRecord,
     SessionState,
     Store,
+    SyncPage,
     ThreadSummary,
     UploadRecord,
     UserRecord,
@@ -166,13 +167,13 @@ class SqlStore(Store):
         return await self._read_txn(partial(messages.history, user_id, conversation_id, after, before, limit),
                                     snapshot=True)
 
-    async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int) -> Page:
+    async def sync(self, user_id: int, cursors: Mapping[str, int], limit: int) -> SyncPage:
         return await self._read_txn(partial(messages.sync, user_id, cursors, limit), snapshot=True)
 
     async def sync_plan(self, user_id: int, cursors: Mapping[str, int]) -> list[tuple[str, int, int]]:
         return await self._read_txn(partial(messages.sync_plan, user_id, cursors))
 
-    async def sync_after(self, user_id: int, pending: Sequence[tuple[str, int, int]], limit: int) -> Page:
+    async def sync_after(self, user_id: int, pending: Sequence[tuple[str, int, int]], limit: int) -> SyncPage:
         return await self._read_txn(partial(messages.sync_after, user_id, pending, limit))
 
     async def conversation_members(self, conversation_id: str) -> list[int]:

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 import pica
 from pica.store.base import DirectAppend, EventAppend, GroupAction, GroupAppend, Store
 
@@ -74,7 +76,15 @@ async def populate(store: Store) -> None:
 
 
 def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=dataclasses.asdict))
+    return json.loads(json.dumps(value, default=_fields))
+
+
+def _fields(value: Any) -> Any:
+    """A record's fields: a dataclass's, or a ``msgspec.Struct``'s (the frames a sync page holds since a release
+    after the previous one; the frame's ``t`` comes along, which the old records lack and the comparison allows)."""
+    if isinstance(value, msgspec.Struct):
+        return msgspec.to_builtins(value)
+    return dataclasses.asdict(value)
 
 
 def _audience(audience: Any) -> list[int]:

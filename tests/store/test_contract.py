@@ -528,6 +528,53 @@ async def test_hidden_messages_read_as_tombstones_for_that_user_only(store: Stor
         await store.hide_message(999, "d:1:2", 1, 80)
 
 
+async def test_a_sync_reads_the_readers_hidden_messages_as_tombstones_on_every_page(store: Store) -> None:
+    """Pages of a sync and of a streamed sync that cut conversations in the middle: every message the reader hid
+    reads as a tombstone on the page it falls on (first, last, across two conversations), and only the reader's
+    (SQLite reads the page's hidden seqs apart from its rows)."""
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    for i in range(6):
+        await store.append_direct(msg("d:1:2", alice, bob, f"ab{i}", f"ab text {i}"))
+        await store.append_direct(msg("d:2:3", carol, bob, f"cb{i}", f"cb text {i}"))
+    hidden_by_bob = {("d:1:2", 1), ("d:1:2", 3), ("d:1:2", 4), ("d:1:2", 6), ("d:2:3", 1), ("d:2:3", 5)}
+    for conversation, seq in sorted(hidden_by_bob):
+        await store.hide_message(bob, conversation, seq, 50)
+    await store.hide_message(alice, "d:1:2", 2, 50)  # alice's own choice: bob still sees it
+    await store.hide_message(carol, "d:2:3", 2, 50)
+    own = f"u:{bob}"
+
+    def expected(conversation: str, seq: int) -> dict[str, Any]:
+        if (conversation, seq) in hidden_by_bob:
+            return {"deleted": True}
+        return {"text": f"{'ab' if conversation == 'd:1:2' else 'cb'} text {seq - 1}"}
+
+    for limit in (1, 3, 4, 5, 100):
+        seen: list[tuple[str, int, dict[str, Any]]] = []
+        cursors: dict[str, int] = {}
+        while True:
+            page = await store.sync(bob, cursors, limit)
+            seen.extend((m.conversation_id, m.seq, m.body) for m in page.messages)
+            cursors.update({m.conversation_id: m.seq for m in page.messages})
+            if not page.more:
+                break
+        streamed: list[tuple[str, int, dict[str, Any]]] = []
+        pending = [p for p in await store.sync_plan(bob, {}) if p[0] != own]
+        while pending:
+            part = await store.sync_after(bob, pending, limit)
+            streamed.extend((m.conversation_id, m.seq, m.body) for m in part.messages)
+            last = part.messages[-1]
+            pending = [(c, last.seq if c == last.conversation_id else start, until)
+                       for c, start, until in pending if c >= last.conversation_id]
+            if not part.more:
+                break
+        wanted = [(c, s, expected(c, s)) for c in ("d:1:2", "d:2:3") for s in range(1, 7)]
+        assert [m for m in seen if m[0] != own] == wanted, limit
+        assert streamed == wanted, limit
+    alices = await store.sync(alice, {}, 100)
+    assert [m.body for m in alices.messages if m.conversation_id == "d:1:2"][:3] == [
+        {"text": "ab text 0"}, {"deleted": True}, {"text": "ab text 2"}]
+
+
 # ------------------------------------------------------------------------------------------------ recall and edit
 
 
