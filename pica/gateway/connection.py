@@ -38,7 +38,7 @@ from pica.errors import (
 from pica.metrics import Histogram
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
-from pica.protocol.codec import Encoding, decode_client_frame
+from pica.protocol.codec import Encoding, decode_client_frame, encode
 from pica.protocol.outbound import OutboundFrame
 
 if TYPE_CHECKING:
@@ -46,6 +46,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_PING = OutboundFrame(f.Ping())
+"""The heartbeat, encoded once per wire form for every connection of the process (not once per ping)."""
+_PONGS = frozenset({encode(f.Pong(), Encoding.JSON), encode(f.Pong(), Encoding.MSGPACK)})
+"""A heartbeat's answer as clients send it (``{"t":"pong"}``, the SDK's and the web page's): known by its bytes."""
+_PONG_MAX = max(len(pong) for pong in _PONGS)
 
 
 def error_frame(error: PicaError, ref: int | None = None) -> f.Error:
@@ -241,6 +246,11 @@ class Connection:
             return
         self.last_recv = self.services.clock.monotonic()
         self.services.metrics.frames_in += 1
+        if len(payload) <= _PONG_MAX and payload in _PONGS and self.state is State.READY:
+            # A heartbeat's answer, a third of a node's frames when it holds idle connections: its arrival (above)
+            # is all it means, so it is neither decoded nor dispatched. It still counts against the rate.
+            self.within_rate(None)
+            return
         try:
             frame = decode_client_frame(payload, encoding)
         except (InvalidFrame, UnknownFrame) as exc:
@@ -602,4 +612,14 @@ class Connection:
         elif self.session_expires_at and now_s >= self.session_expires_at:
             self.fail(SessionEnded("the session expired: log in again"), CloseCode.SESSION_ENDED)
         elif now - self.last_send >= limits.heartbeat_interval:
-            self.send(f.Ping())
+            self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        """Write a ``ping`` now, from the sweeper's slice: through the outbox like any frame (the slow-consumer
+        check included), but flushed at once rather than in a loop turn of its own, one callback per ping saved."""
+        data = self._transport_bytes(_PING)
+        if self._outbox is not None:
+            self._outbox.append(data)  # a flush is already due this turn
+            return
+        self._outbox = [data]
+        self.flush()
