@@ -19,7 +19,8 @@ Phases, one after the other:
 1. **memory**: the server's RSS (every worker process summed) before the connections and once they are all up and
    settled: KiB per connection; the holders' own RSS per connection too (raw asyncio Protocols,
    ``bench/holders.py``: a few KiB each, where aiohttp's WebSocket client took about 16);
-2. **idle**: the server's CPU over ``--idle-window`` seconds with nothing but heartbeats (µs per connection-second);
+2. **idle**: the server's CPU over ``--idle-window`` seconds with nothing but heartbeats (µs per connection-second),
+   how much of it was the kernel's, and the holders' CPU over the same window;
 3. **delivery**: a sender process sends 1:1 messages at ``--rate`` a second for ``--duration`` seconds (open loop,
    paced every millisecond), each to a random held connection's user; the holders time each delivery from the send
    time the message carries (same machine, monotonic clock): p50 / p99 / max, and how many arrived. Where the tail
@@ -29,10 +30,10 @@ Phases, one after the other:
    each has written to thousands of users, and its going offline is a presence announcement to all of them.
 
 Bounded in count (``--conns`` at most 200,000) and time (every wait has a deadline: the seed 10 minutes, the opening
-``--conns / 100`` seconds, at least 5 minutes, or ``--open-deadline``); loopback only. Cleans up after itself, failed or not: the holders and
-the sender are killed if they outlive their deadlines, the server's whole process tree if it outlives its stop, then
-the schema and the Redis keys are dropped. The heartbeat interval is the server's default (25 s) unless
-``--heartbeat`` says otherwise.
+``--conns / 100`` seconds, at least 5 minutes, or ``--open-deadline``); loopback only. Cleans up after itself, failed
+or not: the holders and the sender are killed if they outlive their deadlines, the server's whole process tree if it
+outlives its stop, then the schema and the Redis keys are dropped. The heartbeat interval is the server's default
+(25 s) unless ``--heartbeat`` says otherwise.
 
     .venv/bin/python bench/connections.py --conns 18000                       # one process, embedded store
     PICA_POSTGRES_POOL_SIZE=3 .venv/bin/python bench/connections.py --conns 40000 --workers 4 --procs 4
@@ -384,6 +385,15 @@ def stop_server(server: Server | None) -> None:
             proc.wait(5)
 
 
+def kernel_seconds(pids: list[int]) -> float:
+    """System (kernel) CPU seconds of these processes: on loopback, a write also pays for the peer's receive."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += psutil.Process(pid).cpu_times().system
+    return total
+
+
 def drop_cluster(args: argparse.Namespace, schema: str, prefix: str) -> None:
     if schema:
         import cluster
@@ -463,11 +473,15 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         bu.log(f"holding {held:,} connections ({tcp:,} TCP, {ws:,} WebSocket) after {open_seconds:.0f} s; "
                f"{first_failed:,} failed their first attempt, {failed:,} never held ({attempts:,} attempts)")
         rss_after = bu.settled_rss(server.process.pid, settle=args.settle) and server.rss()
-        first = bu.snapshot(server.pids())
+        holder_pids = [h.process.pid for h in holders if h.process.pid is not None]
+        first, kernel_first = bu.snapshot(server.pids()), kernel_seconds(server.pids())
+        holders_first = bu.snapshot(holder_pids)
         time.sleep(args.idle_window)
-        second = bu.snapshot(server.pids())
+        second, kernel_second = bu.snapshot(server.pids()), kernel_seconds(server.pids())
+        holders_second = bu.snapshot(holder_pids)
         idle_cpu = sum(first.cpu(second, pid) for pid in first.procs if pid in second.procs)
         idle_seconds = second.at - first.at
+        holders_idle = sum(holders_first.cpu(holders_second, pid) for pid in holder_pids)
         for holder in holders:  # latencies so far are not the delivery phase's
             holder.pipe.send("report")
             chat.recv(holder, 60)
@@ -513,6 +527,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "kib_per_conn": round((rss_after - rss_before) / max(held, 1) / 1024, 2),
             "idle_cpu_pct": round(100 * idle_cpu / idle_seconds, 1),
             "idle_us_per_conn_s": round(idle_cpu / idle_seconds / max(held, 1) * 1e6, 3),
+            "idle_kernel_pct": round(100 * (kernel_second - kernel_first) / idle_seconds, 1),
+            "holders_idle_cpu_pct": round(100 * holders_idle / idle_seconds, 1),
             "rate": args.rate, "sent": sent, "acked": acked, "errors": errors,
             "delivered": delivery["count"], "delivery_p50_ms": round(delivery["p50_ms"], 2),
             "delivery_p99_ms": round(delivery["p99_ms"], 2), "delivery_max_ms": round(delivery["max_ms"], 2),
@@ -573,13 +589,15 @@ def main(argv: list[str] | None = None) -> int:
         ["connections", "failed first try / never held", "seeded in s", "opened in s (conn/s)",
          "server RSS MiB before / after",
          "KiB per connection (holders' KiB)",
-         "idle CPU % (µs per conn·s)", "msg/s sent / acked / delivered", "delivery p50 / p99 / max ms",
+         "idle CPU % (µs per conn·s) [kernel %; holders %]", "msg/s sent / acked / delivered",
+         "delivery p50 / p99 / max ms",
          "server CPU % under load"],
         [[result["connections"], f"{result['first_try_failed']:,} / {result['failed']:,}", result["seed_seconds"],
           f"{result['open_seconds']} ({result['connects_per_s']:,})",
           f"{result['rss_before_mib']} / {result['rss_after_mib']}",
           f"{result['kib_per_conn']} ({result['holders_kib_per_conn']})",
-          f"{result['idle_cpu_pct']} ({result['idle_us_per_conn_s']})",
+          f"{result['idle_cpu_pct']} ({result['idle_us_per_conn_s']}) [{result['idle_kernel_pct']}; "
+          f"{result['holders_idle_cpu_pct']}]",
           f"{result['sent'] / args.duration:,.0f} / {result['acked']:,} / {result['delivered']:,}",
           f"{result['delivery_p50_ms']} / {result['delivery_p99_ms']} / {result['delivery_max_ms']}",
           result["load_cpu_pct"]]]))
