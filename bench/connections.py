@@ -19,8 +19,9 @@ Phases, one after the other:
 1. **memory**: the server's RSS (every worker process summed) before the connections and once they are all up and
    settled: KiB per connection; the holders' own RSS per connection too (raw asyncio Protocols,
    ``bench/holders.py``: a few KiB each, where aiohttp's WebSocket client took about 16);
-2. **idle**: the server's CPU over ``--idle-window`` seconds with nothing but heartbeats (µs per connection-second),
-   how much of it was the kernel's, and the holders' CPU over the same window;
+2. **idle**: the server's CPU over ``--idle-window`` seconds with nothing but heartbeats (µs per connection-second;
+   also net of the server's own CPU over ``--baseline-window`` seconds before any connection, which for 14 cluster
+   workers is not nothing), how much of it was the kernel's, and the holders' CPU over the same window;
 3. **delivery**: a sender process sends 1:1 messages at ``--rate`` a second for ``--duration`` seconds (open loop,
    paced every millisecond), each to a random held connection's user; the holders time each delivery from the send
    time the message carries (same machine, monotonic clock): p50 / p99 / max, and how many arrived. Where the tail
@@ -83,8 +84,8 @@ from pica.store.factory import build_store
 
 MSGPACK = Encoding.MSGPACK
 MAX_CONNS = 200_000
-MAX_PER_PROCESS = 15_000
-"""Connections one holder process opens: the open-files limit is 20,000 per process."""
+MAX_PER_PROCESS = 19_000
+"""Connections one holder process opens at most: the open-files limit is 20,000 per process."""
 PASSWORD = "bench-password-123"
 TOKEN_TTL = 3600
 """Seconds the seeded access tokens stay valid: the last connection of a 200,000 run opens minutes after the seed."""
@@ -447,6 +448,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         server.http_ports, server.tcp_ports = [http_port], [tcp_port]
         time.sleep(2)
         rss_before = server.rss()
+        base_first = bu.snapshot(server.pids())
+        time.sleep(args.baseline_window)
+        base_second = bu.snapshot(server.pids())
+        baseline_cpu = sum(base_first.cpu(base_second, pid) for pid in base_first.procs if pid in base_second.procs)
+        baseline_pct = 100 * baseline_cpu / max(base_second.at - base_first.at, 1e-9)
         procs = max(args.procs, math.ceil(args.conns / MAX_PER_PROCESS))
         ctx = mp.get_context("spawn")
         opened_at = time.monotonic()
@@ -527,6 +533,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "kib_per_conn": round((rss_after - rss_before) / max(held, 1) / 1024, 2),
             "idle_cpu_pct": round(100 * idle_cpu / idle_seconds, 1),
             "idle_us_per_conn_s": round(idle_cpu / idle_seconds / max(held, 1) * 1e6, 3),
+            "baseline_cpu_pct": round(baseline_pct, 1),
+            "idle_us_per_conn_s_net": round((idle_cpu / idle_seconds - baseline_pct / 100) / max(held, 1) * 1e6, 3),
             "idle_kernel_pct": round(100 * (kernel_second - kernel_first) / idle_seconds, 1),
             "holders_idle_cpu_pct": round(100 * holders_idle / idle_seconds, 1),
             "rate": args.rate, "sent": sent, "acked": acked, "errors": errors,
@@ -566,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=20.0, help="seconds of the delivery phase (default 20)")
     p.add_argument("--senders", type=int, default=10, help="sending connections (default 10)")
     p.add_argument("--idle-window", type=float, default=30.0, help="seconds of idle CPU measured (default 30)")
+    p.add_argument("--baseline-window", type=float, default=10.0, help="seconds of the server's CPU measured "
+                   "before any connection (default 10), subtracted in idle_us_per_conn_s_net")
     p.add_argument("--settle", type=float, default=5.0, help="seconds before RSS is read (default 5)")
     p.add_argument("--open-deadline", type=float, default=0.0, help="seconds the holders keep opening and "
                    "retrying connections (default: --conns / 100, at least 300)")
@@ -577,6 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.conns, args.rate, args.duration, args.idle_window, args.settle, args.senders = 200, 100.0, 2.0, 1.0, 0.5, 2
+        args.baseline_window = 0.5
     if not 0 < args.conns <= MAX_CONNS:
         p.error(f"--conns must be 1..{MAX_CONNS}")
     bu.exit_on_sigterm()
@@ -596,8 +607,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['open_seconds']} ({result['connects_per_s']:,})",
           f"{result['rss_before_mib']} / {result['rss_after_mib']}",
           f"{result['kib_per_conn']} ({result['holders_kib_per_conn']})",
-          f"{result['idle_cpu_pct']} ({result['idle_us_per_conn_s']}) [{result['idle_kernel_pct']}; "
-          f"{result['holders_idle_cpu_pct']}]",
+          f"{result['idle_cpu_pct']} ({result['idle_us_per_conn_s']}, net of the "
+          f"{result['baseline_cpu_pct']} % baseline {result['idle_us_per_conn_s_net']}) "
+          f"[{result['idle_kernel_pct']}; {result['holders_idle_cpu_pct']}]",
           f"{result['sent'] / args.duration:,.0f} / {result['acked']:,} / {result['delivered']:,}",
           f"{result['delivery_p50_ms']} / {result['delivery_p99_ms']} / {result['delivery_max_ms']}",
           result["load_cpu_pct"]]]))
