@@ -10,13 +10,18 @@ cluster mode, so a PostgreSQL schema and a Redis key prefix of their own are mad
 opens ``--conns`` connections from ``--procs`` holder processes (at most ``MAX_PER_PROCESS`` each, under the
 open-files limit), each dialling from its own source address 127.0.0.<2+i> so that no single address runs out of
 ephemeral ports. ``--ws-share`` of them are WebSocket (JSON), the rest the framed TCP protocol. Every holder answers
-the server's pings, so the heartbeats run all along.
+the server's pings, so the heartbeats run all along. A connect that fails or takes over 30 s is retried after a
+random wait (full jitter, 1 s doubling up to 30 s) until the opening deadline, as a real client reconnects; the run
+reports how many failed their first attempt and how many were never held.
 
 Phases, one after the other:
 
 1. **memory**: the server's RSS (every worker process summed) before the connections and once they are all up and
-   settled: KiB per connection; the holders' own RSS per connection too (about 16 KiB: 200,000 take about 3 GiB);
-2. **idle**: the server's CPU over ``--idle-window`` seconds with nothing but heartbeats (µs per connection-second);
+   settled: KiB per connection; the holders' own RSS per connection too (raw asyncio Protocols,
+   ``bench/holders.py``: a few KiB each, where aiohttp's WebSocket client took about 16);
+2. **idle**: the server's CPU over ``--idle-window`` seconds with nothing but heartbeats (µs per connection-second;
+   also net of the server's own CPU over ``--baseline-window`` seconds before any connection, which for 14 cluster
+   workers is not nothing), how much of it was the kernel's, and the holders' CPU over the same window;
 3. **delivery**: a sender process sends 1:1 messages at ``--rate`` a second for ``--duration`` seconds (open loop,
    paced every millisecond), each to a random held connection's user; the holders time each delivery from the send
    time the message carries (same machine, monotonic clock): p50 / p99 / max, and how many arrived. Where the tail
@@ -26,10 +31,10 @@ Phases, one after the other:
    each has written to thousands of users, and its going offline is a presence announcement to all of them.
 
 Bounded in count (``--conns`` at most 200,000) and time (every wait has a deadline: the seed 10 minutes, the opening
-``--conns / 100`` seconds, at least 5 minutes); loopback only. Cleans up after itself, failed or not: the holders and
-the sender are killed if they outlive their deadlines, the server's whole process tree if it outlives its stop, then
-the schema and the Redis keys are dropped. The heartbeat interval is the server's default (25 s) unless
-``--heartbeat`` says otherwise.
+``--conns / 100`` seconds, at least 5 minutes, or ``--open-deadline``); loopback only. Cleans up after itself, failed
+or not: the holders and the sender are killed if they outlive their deadlines, the server's whole process tree if it
+outlives its stop, then the schema and the Redis keys are dropped. The heartbeat interval is the server's default
+(25 s) unless ``--heartbeat`` says otherwise.
 
     .venv/bin/python bench/connections.py --conns 18000                       # one process, embedded store
     PICA_POSTGRES_POOL_SIZE=3 .venv/bin/python bench/connections.py --conns 40000 --workers 4 --procs 4
@@ -58,13 +63,13 @@ from array import array
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import aiohttp
 import benchutil as bu
 import chat
 import psutil
 import uvloop
+from holders import Held, HeldTcp, HeldWs
 
 from pica.app import token_secret
 from pica.config import load_config
@@ -74,13 +79,13 @@ from pica.core.sessions import SessionService
 from pica.core.tokens import RefreshTokens, TokenService
 from pica.protocol import frames as f
 from pica.protocol.codec import Encoding, decode_server_frame, encode
-from pica.protocol.framing import FrameReader, frame_bytes
+from pica.protocol.framing import frame_bytes
 from pica.store.factory import build_store
 
 MSGPACK = Encoding.MSGPACK
 MAX_CONNS = 200_000
-MAX_PER_PROCESS = 15_000
-"""Connections one holder process opens: the open-files limit is 20,000 per process."""
+MAX_PER_PROCESS = 19_000
+"""Connections one holder process opens at most: the open-files limit is 20,000 per process."""
 PASSWORD = "bench-password-123"
 TOKEN_TTL = 3600
 """Seconds the seeded access tokens stay valid: the last connection of a 200,000 run opens minutes after the seed."""
@@ -91,14 +96,19 @@ SEED_IN_FLIGHT = 3
 SEED_DEADLINE = 600.0
 START_DEADLINE = 180.0
 CONNECT_DEADLINE = 30.0
+"""Seconds one connect attempt (TCP connect, then authentication up to ``ready``) may take before it is retried."""
+OPEN_IN_FLIGHT = 100
+"""Connect attempts at once per holder process."""
+RETRY_FIRST = 1.0
+RETRY_MAX = 30.0
+"""A failed connect is retried after a random wait of up to RETRY_FIRST seconds, doubling up to RETRY_MAX (full
+jitter, as clients reconnect), until the opening deadline."""
 OPEN_FLOOR = 100.0
 """Connects a second below which the opening phase is given up: its deadline is ``--conns / OPEN_FLOOR`` seconds
 (at least OPEN_MIN_DEADLINE; 2,000 s for 200,000, which opened at 290-1,100 a second in smaller runs here)."""
 OPEN_MIN_DEADLINE = 300.0
 HOLD_DEADLINE = 3600.0
 """Seconds a holder waits for its next command before it lets its connections go by itself."""
-STALL_US = 5_000
-"""A holder's loop-lag probe: ticks this often, and records a lateness of more than one tick."""
 HOLDER_STALL_REPORTED_US = 20_000
 STOP_DEADLINE = 60.0
 """Seconds the server (every worker draining its connections) has to exit before it is killed."""
@@ -109,79 +119,6 @@ DEFAULT_REDIS = os.environ.get("PICA_TEST_REDIS", "redis://127.0.0.1:6379/0")
 # ====================================================================================================== holders
 
 
-class Held:
-    """What a holder does with each of its connections: answer pings, time deliveries."""
-
-    __slots__ = ("latencies", "pings", "sent_at", "stalls")
-
-    def __init__(self) -> None:
-        self.latencies = array("q")
-        self.sent_at = array("q")
-        """Each delivery's send time (monotonic µs): where in the run the slow ones were."""
-        self.stalls = array("q")
-        """(start µs, length µs) pairs: when this holder's own event loop was late by more than STALL_US, so
-        that a slow delivery can be told from a holder too busy to read it (a ping burst to answer)."""
-        self.pings = 0
-
-    async def watch_loop(self) -> None:
-        tick_ns = STALL_US * 1000
-        while True:
-            began = time.monotonic_ns()
-            await asyncio.sleep(tick_ns / 1e9)
-            late = time.monotonic_ns() - began - tick_ns
-            if late > tick_ns:
-                self.stalls.extend((began // 1000, late // 1000))
-
-    def delivered(self, body: Any) -> None:
-        t0 = body.get("t0_us") if isinstance(body, dict) else None
-        if isinstance(t0, int):
-            self.latencies.append(time.monotonic_ns() // 1000 - t0)
-            self.sent_at.append(t0)
-
-
-class HeldTcp(asyncio.Protocol):
-    __slots__ = ("auth", "held", "reader", "ready", "transport")
-
-    def __init__(self, held: Held, token: str, device: str) -> None:
-        self.held = held
-        self.auth = frame_bytes(encode(f.Auth(token=token, device=device), MSGPACK))
-        self.reader = FrameReader(1 << 20)
-        self.transport: asyncio.Transport | None = None
-        self.ready: asyncio.Future[None] | None = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.transport.write(self.auth)
-
-    def data_received(self, data: bytes) -> None:
-        for payload in self.reader.feed(data):
-            frame = decode_server_frame(payload, MSGPACK)
-            if isinstance(frame, f.Msg):
-                self.held.delivered(frame.body)
-            elif isinstance(frame, f.Ping) and self.transport is not None:
-                self.held.pings += 1
-                self.transport.write(frame_bytes(encode(f.Pong(ref=frame.id), MSGPACK)))
-            elif isinstance(frame, f.Ready) and self.ready is not None and not self.ready.done():
-                self.ready.set_result(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.ready is not None and not self.ready.done():
-            self.ready.set_exception(ConnectionError(f"closed before ready: {exc}"))
-
-
-async def _read_ws(held: Held, ws: aiohttp.ClientWebSocketResponse) -> None:
-    with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-        async for message in ws:
-            if message.type is not aiohttp.WSMsgType.TEXT:
-                continue
-            frame = decode_server_frame(message.data, Encoding.JSON)
-            if isinstance(frame, f.Msg):
-                held.delivered(frame.body)
-            elif isinstance(frame, f.Ping):
-                held.pings += 1
-                await ws.send_str(chat.IdleWs.PONG)
-
-
 @dataclass(frozen=True, slots=True)
 class HolderSpec:
     index: int
@@ -190,6 +127,10 @@ class HolderSpec:
     tcp_ports: list[int]
     tokens: list[str]
     ws_share: float
+    open_until: float
+    """The opening deadline, wall-clock seconds (the parent's and the holders' clocks are one): no connect attempt
+    runs past it. Absolute, because 11 holders importing under load started a minute late in the 200,000 run, and a
+    deadline counted from each one's start outlived the parent's wait for their reports."""
 
 
 def holder_main(spec: HolderSpec, pipe: Pipe) -> None:
@@ -197,57 +138,72 @@ def holder_main(spec: HolderSpec, pipe: Pipe) -> None:
 
 
 async def _holder(spec: HolderSpec, pipe: Pipe) -> None:
+    """Open every connection of ``spec`` (at most OPEN_IN_FLIGHT at once), each retried with backoff until the
+    opening deadline as a real client reconnects; report, then hold them until told to close."""
     held = Held()
     loop = asyncio.get_running_loop()
     watch = loop.create_task(held.watch_loop())
-    slots = asyncio.Semaphore(100)
-    tcp: list[HeldTcp] = []
-    sockets: list[aiohttp.ClientWebSocketResponse] = []
-    readers: list[asyncio.Task[None]] = []
-    connector = aiohttp.TCPConnector(limit=0, local_addr=(spec.source, 0))
-    async with aiohttp.ClientSession(connector=connector) as session:
+    slots = asyncio.Semaphore(OPEN_IN_FLIGHT)
+    conns: list[HeldTcp | HeldWs] = []
+    deadline = time.monotonic() + spec.open_until - time.time()
+    first_failures: list[str] = []
+    attempts = [0]
 
-        async def one(i: int, token: str) -> None:
-            async with slots:  # the deadline counts from the turn, not from the queue (15,000 wait for 100 turns)
-                await asyncio.wait_for(dial(i, token), CONNECT_DEADLINE)
-
-        async def dial(i: int, token: str) -> None:
-            device = f"h{spec.index}-{i}"
-            port = i % len(spec.tcp_ports)
-            if (i * 7919 % 1000) / 1000 < spec.ws_share:  # spread evenly, whatever the order
-                ws = await session.ws_connect(
-                    f"ws://{bu.HOST}:{spec.http_ports[port]}/v1/ws?device={device}",
-                    headers={"Authorization": f"Bearer {token}"}, autoping=True, heartbeat=None, timeout=30)
-                first = await ws.receive(timeout=30)
-                if first.type is not aiohttp.WSMsgType.TEXT or '"ready"' not in first.data:
-                    raise ConnectionError(f"unexpected first WebSocket message {first!r}")
-                sockets.append(ws)
-                readers.append(loop.create_task(_read_ws(held, ws)))
-            else:
-                _, conn = await loop.create_connection(lambda: HeldTcp(held, token, device), bu.HOST,
-                                                       spec.tcp_ports[port], local_addr=(spec.source, 0))
-                assert conn.ready is not None
-                await asyncio.wait_for(conn.ready, 30)
-                conn.ready = None  # nothing waits on it any more: one object less per connection
-                tcp.append(conn)
-
-        outcomes = await asyncio.gather(*(one(i, t) for i, t in enumerate(spec.tokens)), return_exceptions=True)
-        failures = [repr(o) for o in outcomes if isinstance(o, BaseException)]
-        gc.collect()
-        pipe.send(("open", len(tcp), len(sockets), failures[:3], len(failures), psutil.Process().memory_info().rss))
-        while True:
-            command = await asyncio.to_thread(_poll, pipe, HOLD_DEADLINE)
-            if command != "report":
-                break
-            pipe.send(("report", held.latencies.tobytes(), held.sent_at.tobytes(), held.stalls.tobytes(), held.pings))
-            held.latencies, held.sent_at, held.stalls = array("q"), array("q"), array("q")
-        for conn in tcp:
+    async def dial(i: int, token: str) -> HeldTcp | HeldWs:
+        device = f"h{spec.index}-{i}"
+        port = i % len(spec.tcp_ports)
+        conn: HeldTcp | HeldWs
+        if (i * 7919 % 1000) / 1000 < spec.ws_share:  # spread evenly, whatever the order
+            http_port = spec.http_ports[port]
+            _, conn = await loop.create_connection(lambda: HeldWs(held, token, device, bu.HOST, http_port),
+                                                   bu.HOST, http_port, local_addr=(spec.source, 0))
+        else:
+            _, conn = await loop.create_connection(lambda: HeldTcp(held, token, device), bu.HOST,
+                                                   spec.tcp_ports[port], local_addr=(spec.source, 0))
+        assert conn.ready is not None
+        try:
+            await conn.ready
+        except BaseException:
             if conn.transport is not None:
-                conn.transport.close()
-        await asyncio.gather(*(asyncio.wait_for(ws.close(), 5) for ws in sockets), return_exceptions=True)
-        for reader in readers:
-            reader.cancel()
-        watch.cancel()
+                conn.transport.abort()
+            raise
+        conn.ready = None  # nothing waits on it any more: one object less per connection
+        return conn
+
+    async def one(i: int, token: str) -> None:
+        backoff = RETRY_FIRST
+        while True:
+            try:
+                async with slots:  # the attempt's deadline counts from its turn, not from the queue
+                    attempts[0] += 1
+                    async with asyncio.timeout(min(CONNECT_DEADLINE, max(0.1, deadline - time.monotonic()))):
+                        conns.append(await dial(i, token))
+                return
+            except (OSError, TimeoutError) as exc:
+                if backoff == RETRY_FIRST:
+                    first_failures.append(repr(exc))
+                wait = random.uniform(0, backoff)  # full jitter: a storm of failures does not come back as one
+                if time.monotonic() + wait >= deadline:
+                    raise
+                await asyncio.sleep(wait)
+                backoff = min(backoff * 2, RETRY_MAX)
+
+    outcomes = await asyncio.gather(*(one(i, t) for i, t in enumerate(spec.tokens)), return_exceptions=True)
+    failures = [repr(o) for o in outcomes if isinstance(o, BaseException)]
+    gc.collect()
+    n_tcp = sum(1 for c in conns if isinstance(c, HeldTcp))
+    pipe.send(("open", n_tcp, len(conns) - n_tcp, (failures or first_failures)[:3], len(failures),
+               len(first_failures), attempts[0], psutil.Process().memory_info().rss))
+    while True:
+        command = await asyncio.to_thread(_poll, pipe, HOLD_DEADLINE)
+        if command != "report":
+            break
+        pipe.send(("report", held.latencies.tobytes(), held.sent_at.tobytes(), held.stalls.tobytes(), held.pings))
+        held.latencies, held.sent_at, held.stalls = array("q"), array("q"), array("q")
+    for conn in conns:
+        if conn.transport is not None:
+            conn.transport.close()
+    watch.cancel()
 
 
 def _poll(pipe: Pipe, timeout: float) -> Any:
@@ -432,6 +388,15 @@ def stop_server(server: Server | None) -> None:
             proc.wait(5)
 
 
+def kernel_seconds(pids: list[int]) -> float:
+    """System (kernel) CPU seconds of these processes: on loopback, a write also pays for the peer's receive."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += psutil.Process(pid).cpu_times().system
+    return total
+
+
 def drop_cluster(args: argparse.Namespace, schema: str, prefix: str) -> None:
     if schema:
         import cluster
@@ -485,34 +450,47 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         server.http_ports, server.tcp_ports = [http_port], [tcp_port]
         time.sleep(2)
         rss_before = server.rss()
+        base_first = bu.snapshot(server.pids())
+        time.sleep(args.baseline_window)
+        base_second = bu.snapshot(server.pids())
+        baseline_cpu = sum(base_first.cpu(base_second, pid) for pid in base_first.procs if pid in base_second.procs)
+        baseline_pct = 100 * baseline_cpu / max(base_second.at - base_first.at, 1e-9)
         procs = max(args.procs, math.ceil(args.conns / MAX_PER_PROCESS))
         ctx = mp.get_context("spawn")
         opened_at = time.monotonic()
+        open_budget = args.open_deadline or max(OPEN_MIN_DEADLINE, args.conns / OPEN_FLOOR)
+        open_until = time.time() + open_budget
+        open_deadline = opened_at + open_budget + 60  # the holders' reports, after their last attempts
         for index in range(procs):
             part = [a.token for a in held_accounts[index::procs]]
             spec = HolderSpec(index, f"127.0.0.{2 + index}", server.http_ports, server.tcp_ports, part,
-                              args.ws_share)
+                              args.ws_share, open_until)
             parent, child = ctx.Pipe()
             process = ctx.Process(target=holder_main, args=(spec, child), daemon=True)
             process.start()
             holders.append(chat.Worker(process, parent))
-        tcp = ws = failed = holder_rss = 0
+        tcp = ws = failed = first_failed = attempts = holder_rss = 0
         failures: list[str] = []
-        open_deadline = time.monotonic() + max(OPEN_MIN_DEADLINE, args.conns / OPEN_FLOOR)
         for holder in holders:
-            _, n_tcp, n_ws, errors, n_failed, rss = chat.recv(holder, max(1.0, open_deadline - time.monotonic()))
+            _, n_tcp, n_ws, errors, n_failed, n_first, n_attempts, rss = chat.recv(
+                holder, max(1.0, open_deadline - time.monotonic()))
             tcp, ws, failed, holder_rss = tcp + n_tcp, ws + n_ws, failed + n_failed, holder_rss + rss
+            first_failed, attempts = first_failed + n_first, attempts + n_attempts
             failures.extend(errors)
         open_seconds = time.monotonic() - opened_at
         held = tcp + ws
-        bu.log(f"holding {held:,} connections ({tcp:,} TCP, {ws:,} WebSocket, {failed} failed) after "
-               f"{open_seconds:.0f} s")
+        bu.log(f"holding {held:,} connections ({tcp:,} TCP, {ws:,} WebSocket) after {open_seconds:.0f} s; "
+               f"{first_failed:,} failed their first attempt, {failed:,} never held ({attempts:,} attempts)")
         rss_after = bu.settled_rss(server.process.pid, settle=args.settle) and server.rss()
-        first = bu.snapshot(server.pids())
+        holder_pids = [h.process.pid for h in holders if h.process.pid is not None]
+        first, kernel_first = bu.snapshot(server.pids()), kernel_seconds(server.pids())
+        holders_first = bu.snapshot(holder_pids)
         time.sleep(args.idle_window)
-        second = bu.snapshot(server.pids())
+        second, kernel_second = bu.snapshot(server.pids()), kernel_seconds(server.pids())
+        holders_second = bu.snapshot(holder_pids)
         idle_cpu = sum(first.cpu(second, pid) for pid in first.procs if pid in second.procs)
         idle_seconds = second.at - first.at
+        holders_idle = sum(holders_first.cpu(holders_second, pid) for pid in holder_pids)
         for holder in holders:  # latencies so far are not the delivery phase's
             holder.pipe.send("report")
             chat.recv(holder, 60)
@@ -549,6 +527,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         load_cpu = sum(cpu_start.cpu(cpu_end, pid) for pid in cpu_start.procs if pid in cpu_end.procs)
         return {
             "workers": args.workers, "connections": held, "tcp": tcp, "ws": ws, "failed": failed,
+            "first_try_failed": first_failed, "attempts": attempts,
             "failures": failures[:5], "open_seconds": round(open_seconds, 1),
             "connects_per_s": round(held / open_seconds), "seed_seconds": round(seed_seconds, 1),
             "holders_kib_per_conn": round(holder_rss / max(held, 1) / 1024, 2),
@@ -557,6 +536,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "kib_per_conn": round((rss_after - rss_before) / max(held, 1) / 1024, 2),
             "idle_cpu_pct": round(100 * idle_cpu / idle_seconds, 1),
             "idle_us_per_conn_s": round(idle_cpu / idle_seconds / max(held, 1) * 1e6, 3),
+            "baseline_cpu_pct": round(baseline_pct, 1),
+            "idle_us_per_conn_s_net": round((idle_cpu / idle_seconds - baseline_pct / 100) / max(held, 1) * 1e6, 3),
+            "idle_kernel_pct": round(100 * (kernel_second - kernel_first) / idle_seconds, 1),
+            "holders_idle_cpu_pct": round(100 * holders_idle / idle_seconds, 1),
             "rate": args.rate, "sent": sent, "acked": acked, "errors": errors,
             "delivered": delivery["count"], "delivery_p50_ms": round(delivery["p50_ms"], 2),
             "delivery_p99_ms": round(delivery["p99_ms"], 2), "delivery_max_ms": round(delivery["max_ms"], 2),
@@ -594,7 +577,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=20.0, help="seconds of the delivery phase (default 20)")
     p.add_argument("--senders", type=int, default=10, help="sending connections (default 10)")
     p.add_argument("--idle-window", type=float, default=30.0, help="seconds of idle CPU measured (default 30)")
+    p.add_argument("--baseline-window", type=float, default=10.0, help="seconds of the server's CPU measured "
+                   "before any connection (default 10), subtracted in idle_us_per_conn_s_net")
     p.add_argument("--settle", type=float, default=5.0, help="seconds before RSS is read (default 5)")
+    p.add_argument("--open-deadline", type=float, default=0.0, help="seconds the holders keep opening and "
+                   "retrying connections (default: --conns / 100, at least 300)")
     p.add_argument("--heartbeat", type=float, default=0.0, help="server heartbeat interval (default: its own, 25 s)")
     p.add_argument("--dsn", default=DEFAULT_DSN)
     p.add_argument("--redis", default=DEFAULT_REDIS)
@@ -603,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.conns, args.rate, args.duration, args.idle_window, args.settle, args.senders = 200, 100.0, 2.0, 1.0, 0.5, 2
+        args.baseline_window = 0.5
     if not 0 < args.conns <= MAX_CONNS:
         p.error(f"--conns must be 1..{MAX_CONNS}")
     bu.exit_on_sigterm()
@@ -612,15 +600,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"## {result['connections']:,} connections ({result['tcp']:,} TCP, {result['ws']:,} WebSocket), "
           f"{args.workers} worker(s)\n")
     print(bu.markdown_table(
-        ["connections", "failed", "seeded in s", "opened in s (conn/s)", "server RSS MiB before / after",
+        ["connections", "failed first try / never held", "seeded in s", "opened in s (conn/s)",
+         "server RSS MiB before / after",
          "KiB per connection (holders' KiB)",
-         "idle CPU % (µs per conn·s)", "msg/s sent / acked / delivered", "delivery p50 / p99 / max ms",
+         "idle CPU % (µs per conn·s) [kernel %; holders %]", "msg/s sent / acked / delivered",
+         "delivery p50 / p99 / max ms",
          "server CPU % under load"],
-        [[result["connections"], result["failed"], result["seed_seconds"],
+        [[result["connections"], f"{result['first_try_failed']:,} / {result['failed']:,}", result["seed_seconds"],
           f"{result['open_seconds']} ({result['connects_per_s']:,})",
           f"{result['rss_before_mib']} / {result['rss_after_mib']}",
           f"{result['kib_per_conn']} ({result['holders_kib_per_conn']})",
-          f"{result['idle_cpu_pct']} ({result['idle_us_per_conn_s']})",
+          f"{result['idle_cpu_pct']} ({result['idle_us_per_conn_s']}, net of the "
+          f"{result['baseline_cpu_pct']} % baseline {result['idle_us_per_conn_s_net']}) "
+          f"[{result['idle_kernel_pct']}; {result['holders_idle_cpu_pct']}]",
           f"{result['sent'] / args.duration:,.0f} / {result['acked']:,} / {result['delivered']:,}",
           f"{result['delivery_p50_ms']} / {result['delivery_p99_ms']} / {result['delivery_max_ms']}",
           result["load_cpu_pct"]]]))

@@ -38,7 +38,7 @@ from pica.errors import (
 from pica.metrics import Histogram
 from pica.protocol import frames as f
 from pica.protocol.close_codes import CloseCode
-from pica.protocol.codec import Encoding, decode_client_frame
+from pica.protocol.codec import Encoding, decode_client_frame, encode
 from pica.protocol.outbound import OutboundFrame
 
 if TYPE_CHECKING:
@@ -46,6 +46,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_PING = OutboundFrame(f.Ping())
+"""The heartbeat, encoded once per wire form for every connection of the process (not once per ping)."""
+_PONGS = frozenset({encode(f.Pong(), Encoding.JSON), encode(f.Pong(), Encoding.MSGPACK)})
+"""A heartbeat's answer as clients send it (``{"t":"pong"}``, the SDK's and the web page's): known by its bytes."""
+_PONG_MAX = max(len(pong) for pong in _PONGS)
 
 
 def error_frame(error: PicaError, ref: int | None = None) -> f.Error:
@@ -85,6 +90,7 @@ class Connection:
         "session_expires_at",
         "session_id",
         "state",
+        "timers_due",
         "user_id",
     )
 
@@ -101,6 +107,8 @@ class Connection:
         self.last_send = now
         self.login_session = ""
         """The session (a login) whose token authenticated this connection: revoking it closes the connection."""
+        self.timers_due = 0.0
+        """When the sweeper next has to look at this connection's timers (monotonic seconds; see check_timers)."""
         self.session_expires_at = 0
         self.inflight = 0
         self._paused = False
@@ -241,6 +249,11 @@ class Connection:
             return
         self.last_recv = self.services.clock.monotonic()
         self.services.metrics.frames_in += 1
+        if len(payload) <= _PONG_MAX and payload in _PONGS and self.state is State.READY:
+            # A heartbeat's answer, a third of a node's frames when it holds idle connections: its arrival (above)
+            # is all it means, so it is neither decoded nor dispatched. It still counts against the rate.
+            self.within_rate(None)
+            return
         try:
             frame = decode_client_frame(payload, encoding)
         except (InvalidFrame, UnknownFrame) as exc:
@@ -466,6 +479,7 @@ class Connection:
         self.login_session = who.session_id
         self.session_expires_at = who.session_expires_at
         self.state = State.READY
+        self.timers_due = 0.0  # the READY deadlines (an MQTT keep-alive's may be short) replace the auth deadline
         rates = self.services.rates
         self._rate = rates.connection_bucket() if rates is not None else None
         self.services.hub.register(self)
@@ -589,17 +603,38 @@ class Connection:
         return self.services.limits.idle_timeout
 
     def check_timers(self, now: float, now_s: float) -> None:
-        """Called periodically by the hub's sweeper: auth deadline, idle timeout, heartbeat, session expiry."""
+        """Called by the hub's sweeper once ``timers_due`` has come: auth deadline, idle timeout, heartbeat, session
+        expiry; then ``timers_due`` is set to the earliest of them still ahead."""
         limits = self.services.limits
         if self.state in (State.AWAIT_AUTH, State.AUTHENTICATING):
-            if now - self.opened_at > limits.auth_timeout:
+            deadline = self.opened_at + limits.auth_timeout
+            if now > deadline:
                 self.fail(Unauthenticated("authentication timed out"), CloseCode.AUTH_TIMEOUT)
+            self.timers_due = deadline
             return
         if self.state is not State.READY:
             return
-        if now - self.last_recv > self.idle_limit():
+        idle_at = self.last_recv + self.idle_limit()
+        if now > idle_at:
             self.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
-        elif self.session_expires_at and now_s >= self.session_expires_at:
+            return
+        expires = self.session_expires_at
+        if expires and now_s >= expires:
             self.fail(SessionEnded("the session expired: log in again"), CloseCode.SESSION_ENDED)
-        elif now - self.last_send >= limits.heartbeat_interval:
-            self.send(f.Ping())
+            return
+        if now - self.last_send >= limits.heartbeat_interval:
+            self._heartbeat()
+        # Every deadline only moves later (traffic refreshes last_recv and last_send), so a look at the earliest one
+        # as computed now is never late; an idle connection is looked at about once per heartbeat, not every tick.
+        due = min(idle_at, self.last_send + limits.heartbeat_interval)
+        self.timers_due = min(due, now + expires - now_s) if expires else due
+
+    def _heartbeat(self) -> None:
+        """Write a ``ping`` now, from the sweeper's slice: through the outbox like any frame (the slow-consumer
+        check included), but flushed at once rather than in a loop turn of its own, one callback per ping saved."""
+        data = self._transport_bytes(_PING)
+        if self._outbox is not None:
+            self._outbox.append(data)  # a flush is already due this turn
+            return
+        self._outbox = [data]
+        self.flush()

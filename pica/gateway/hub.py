@@ -54,6 +54,10 @@ class ConnectionHandle(Protocol):
 
     def fail(self, error: PicaError, code: CloseCode) -> None: ...
 
+    @property
+    def timers_due(self) -> float:
+        """Monotonic seconds before which ``check_timers`` has nothing to do: the sweeper skips the connection."""
+
     def check_timers(self, now: float, now_s: float) -> None: ...
 
 
@@ -183,4 +187,5 @@ class Hub:
                 now, now_s = monotonic(), wall()
                 fresh, self._fresh = self._fresh or [], []
                 for conn in (*conns[start:start + SWEEP_SLICE], *fresh):
-                    conn.check_timers(now, now_s)
+                    if conn.timers_due <= now:
+                        conn.check_timers(now, now_s)

@@ -52,6 +52,9 @@ class Opcode(enum.IntEnum):
 
 _DATA: Final = frozenset({Opcode.TEXT, Opcode.BINARY})
 _KNOWN: Final = frozenset(int(op) for op in Opcode)
+_OPCODES: Final = {int(op): op for op in Opcode}
+"""Opcode by number: a dict lookup, where ``Opcode(n)`` costs an enum call per frame."""
+_FIRST_CONTROL: Final = int(Opcode.CLOSE)
 
 
 class WebSocketError(Exception):
@@ -266,7 +269,7 @@ class FrameReader:
                     break
                 (length,) = struct.unpack_from("!Q", buffer, offset + 2)
                 header = 10
-            control = opcode >= Opcode.CLOSE
+            control = opcode >= _FIRST_CONTROL
             if control:
                 if length > MAX_CONTROL_PAYLOAD or not fin:
                     raise self._fail(PROTOCOL_ERROR, "control frame too long or fragmented")
@@ -290,7 +293,7 @@ class FrameReader:
                         raise self._fail(exc.close_code, exc.reason) from None
                     events.append(Control(Opcode.CLOSE, payload, code, reason))
                 else:
-                    events.append(Control(Opcode(opcode), payload))
+                    events.append(Control(_OPCODES[opcode], payload))
                 continue
             if opcode == Opcode.CONTINUATION:
                 if self._fragments is None:
@@ -303,10 +306,10 @@ class FrameReader:
             if self._fragments is not None:
                 raise self._fail(PROTOCOL_ERROR, "a new message started inside a fragmented one")
             if fin:
-                events.append(Message(Opcode(opcode), payload))
+                events.append(Message(_OPCODES[opcode], payload))
             else:
                 self._fragments = [payload]
-                self._fragments_opcode = Opcode(opcode)
+                self._fragments_opcode = _OPCODES[opcode]
         if offset:
             del buffer[:offset]
         return events

@@ -190,7 +190,7 @@ def test_catchup_benchmark_quick(tmp_path: Path) -> None:
 @pytest.mark.timeout(150)
 def test_connections_benchmark_quick(tmp_path: Path) -> None:
     out = tmp_path / "connections.json"
-    assert_ok(run_quick_slowly("connections.py", out, 130.0), ["| connections | failed |"])
+    assert_ok(run_quick_slowly("connections.py", out, 130.0), ["| connections | failed first try / never held |"])
     result = json.loads(out.read_text())["result"]
     assert (result["connections"], result["failed"], result["errors"]) == (200, 0, 0)
     assert result["tcp"] > 0 and result["ws"] > 0

@@ -23,6 +23,7 @@ class Timed:
     login_session = ""
     closed = False
     transport_name = "tcp"
+    timers_due = 0.0  # always due: every pass looks at it
 
     def buffered(self) -> int:
         return 0
@@ -91,3 +92,21 @@ async def test_a_connection_that_arrives_during_a_pass_is_checked_at_the_next_sl
         sweeper.cancel()
     # Checked in the same pass (the second of its four slices at the latest), not a pass later.
     assert len(slices) <= 3, slices
+
+
+async def test_a_connection_whose_timers_are_not_due_is_skipped() -> None:
+    """The sweeper looks only at connections whose ``timers_due`` has come (an idle connection's next deadline is a
+    heartbeat away, ten ticks at the defaults)."""
+    hub = Hub()
+    due, later = Timed(), Timed()
+    later.timers_due = time.monotonic() + 3600
+    for conn in (due, later):
+        hub.track(conn)
+    sweeper = asyncio.create_task(hub.run_sweeper(0.02, time.monotonic, time.time))
+    try:
+        async with asyncio.timeout(5):
+            while len(due.checked) < 3:
+                await asyncio.sleep(0.01)
+    finally:
+        sweeper.cancel()
+    assert later.checked == []
