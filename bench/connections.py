@@ -414,24 +414,6 @@ def percentiles(values: array[int]) -> dict[str, float]:
             "p99_ms": bu.percentile(ordered, 99) / 1000, "max_ms": (ordered[-1] / 1000) if ordered else math.nan}
 
 
-def slow_spells(sent_at: array[int], latencies: array[int], p99_ms: float) -> list[dict[str, float]]:
-    """When the slowest 1 % were sent, as spells (sends at least that slow, less than a second apart): seconds from
-    the first send, how long the spell lasted, how many, the worst. A tail from a periodic pause shows as spells
-    one period apart."""
-    if not sent_at:
-        return []
-    start = min(sent_at)
-    slow = sorted((t, lat) for t, lat in zip(sent_at, latencies, strict=True) if lat >= p99_ms * 1000)
-    spells: list[list[tuple[int, int]]] = []
-    for t, lat in slow:
-        if spells and t - spells[-1][-1][0] < 1_000_000:
-            spells[-1].append((t, lat))
-        else:
-            spells.append([(t, lat)])
-    return [{"at_s": round((spell[0][0] - start) / 1e6, 2), "lasted_ms": round((spell[-1][0] - spell[0][0]) / 1e3),
-             "count": len(spell), "worst_ms": round(max(lat for _, lat in spell) / 1e3, 1)} for spell in spells]
-
-
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     schema = prefix = ""
     server: Server | None = None
@@ -517,7 +499,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             stalls.frombytes(holder_stalls)
             pings += holder_pings
         delivery = percentiles(latencies)
-        slow = slow_spells(sent_at, latencies, delivery["p99_ms"])
+        # When the slowest 1 % were sent, in spells less than a second apart (µs here).
+        slow = bu.slow_spells(sent_at, latencies, delivery["p99_ms"] * 1000, gap=1e6, unit=1e6)
         start = min(sent_at, default=0)
         stalled = [(round((stalls[i] - start) / 1e6, 2), round(stalls[i + 1] / 1e3, 1))
                    for i in range(0, len(stalls), 2) if stalls[i + 1] >= HOLDER_STALL_REPORTED_US
