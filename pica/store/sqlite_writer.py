@@ -178,8 +178,6 @@ class Checkpoints:
         self._stop = threading.Event()
         self._complete = threading.Event()
         self._thread: threading.Thread | None = None
-        self.completed = 0
-        """Checkpoints the writer completed itself (for tests and logs)."""
 
     def start(self) -> None:
         """Start the thread (unless ``checkpoint_interval`` is 0: SQLite's own checkpoints then)."""
@@ -200,13 +198,8 @@ class Checkpoints:
             return
         self._complete.clear()
         started = time.perf_counter()
-        try:
-            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        except sqlite3.Error:
-            log.warning("the writer's checkpoint failed; the thread asks again", exc_info=True)
-            return
-        self.completed += 1
-        log.debug("writer completed a checkpoint: %d of %d frames copied, busy=%d, %.1f ms", copied, frames, busy,
+        frames = _passive(conn)
+        log.debug("writer completed a checkpoint of a %s-frame WAL in %.1f ms", frames,
                   (time.perf_counter() - started) * 1000)
 
     def _loop(self) -> None:
