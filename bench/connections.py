@@ -107,6 +107,8 @@ OPEN_FLOOR = 100.0
 """Connects a second below which the opening phase is given up: its deadline is ``--conns / OPEN_FLOOR`` seconds
 (at least OPEN_MIN_DEADLINE; 2,000 s for 200,000, which opened at 290-1,100 a second in smaller runs here)."""
 OPEN_MIN_DEADLINE = 300.0
+OPEN_GRACE = 10.0
+"""Seconds after the opening deadline a holder waits for attempts in flight before it cuts them and reports."""
 HOLD_DEADLINE = 3600.0
 """Seconds a holder waits for its next command before it lets its connections go by itself."""
 HOLDER_STALL_REPORTED_US = 20_000
@@ -175,6 +177,8 @@ async def _holder(spec: HolderSpec, pipe: Pipe) -> None:
         while True:
             try:
                 async with slots:  # the attempt's deadline counts from its turn, not from the queue
+                    if time.monotonic() >= deadline:  # queued past the deadline: give up, do not dial
+                        raise TimeoutError("the opening deadline passed before this connect's turn")
                     attempts[0] += 1
                     async with asyncio.timeout(min(CONNECT_DEADLINE, max(0.1, deadline - time.monotonic()))):
                         conns.append(await dial(i, token))
@@ -188,8 +192,17 @@ async def _holder(spec: HolderSpec, pipe: Pipe) -> None:
                 await asyncio.sleep(wait)
                 backoff = min(backoff * 2, RETRY_MAX)
 
-    outcomes = await asyncio.gather(*(one(i, t) for i, t in enumerate(spec.tokens)), return_exceptions=True)
+    dials = [loop.create_task(one(i, t)) for i, t in enumerate(spec.tokens)]
+    # The report goes at the deadline whatever a dial is doing: an attempt stuck past its own timeout (a loop too
+    # busy to run it) would otherwise hold back the whole run's report, as it did twice at 200,000.
+    _, late = await asyncio.wait(dials, timeout=max(0.0, deadline - time.monotonic()) + OPEN_GRACE)
+    for task in late:
+        task.cancel()
+    outcomes = await asyncio.gather(*dials, return_exceptions=True)
     failures = [repr(o) for o in outcomes if isinstance(o, BaseException)]
+    if late:
+        print(f"holder {spec.index}: {len(late):,} connects still dialling {OPEN_GRACE:.0f} s after the opening "
+              "deadline were cut", file=sys.stderr, flush=True)
     gc.collect()
     n_tcp = sum(1 for c in conns if isinstance(c, HeldTcp))
     pipe.send(("open", n_tcp, len(conns) - n_tcp, (failures or first_failures)[:3], len(failures),
@@ -442,7 +455,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         opened_at = time.monotonic()
         open_budget = args.open_deadline or max(OPEN_MIN_DEADLINE, args.conns / OPEN_FLOOR)
         open_until = time.time() + open_budget
-        open_deadline = opened_at + open_budget + 60  # the holders' reports, after their last attempts
+        open_deadline = opened_at + open_budget + OPEN_GRACE + 60  # the holders' reports, after their last attempts
         for index in range(procs):
             part = [a.token for a in held_accounts[index::procs]]
             spec = HolderSpec(index, f"127.0.0.{2 + index}", server.http_ports, server.tcp_ports, part,
