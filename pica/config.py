@@ -173,6 +173,10 @@ class SqliteConfig:
     came in meanwhile (FTS5 writes a segment per transaction, and merging the segments of every group commit held
     sends for tens of milliseconds; BENCHMARKS.md). A search always finds every message acked before it: it indexes
     what is waiting first."""
+    search_batch: int = 256
+    """Search documents the writer indexes in one transaction; a larger backlog is indexed a part per turn between
+    two batches of writes. Every send waits for the part in progress, and FTS5 merges its segments inside it: 256
+    keeps a part to about a millisecond here (BENCHMARKS.md). A search still indexes everything waiting first."""
     read_threads: int = 4
     """Threads (each with its own connection) serving reads."""
     checkpoint_interval: float = 1.0
@@ -1011,8 +1015,9 @@ def _validate(obj: Any, section: str) -> None:
         if obj.max_keys < 1:
             raise ConfigError("rates.max_keys: must be at least 1")
     if isinstance(obj, SqliteConfig):
-        if obj.max_batch < 1:
-            raise ConfigError("sqlite.max_batch: must be at least 1")
+        for name in ("max_batch", "search_batch"):
+            if getattr(obj, name) < 1:
+                raise ConfigError(f"sqlite.{name}: must be at least 1")
         if obj.commit_delay_ms > 100:
             raise ConfigError("sqlite.commit_delay_ms: must be at most 100")
     if isinstance(obj, PostgresConfig):

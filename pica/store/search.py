@@ -131,6 +131,16 @@ def flush_backlog() -> Txn[None]:
     yield Write("clear_search_backlog", ([0],))
 
 
+def flush_backlog_part(limit: int) -> Txn[bool]:
+    """At most ``limit`` documents of the search backlog indexed in one transaction (the first in key order), and
+    whether more may wait. The writer's rounds (sqlite_writer.write_loop): a transaction holds every send waiting on
+    the writer, and FTS5's merges run inside it, so a round is kept to a few milliseconds; a search still flushes
+    the whole backlog (:func:`flush_backlog`)."""
+    yield Write("index_search_backlog_part", ([limit],))
+    cleared = yield Write("clear_search_backlog_part", ([limit],))
+    return bool(cleared >= limit)
+
+
 def reindex_batch(after: tuple[str, int], limit: int,
                   value: Callable[[str], str | None]) -> Txn[tuple[int, tuple[str, int] | None]]:
     """Index the ``limit`` messages after key ``after`` afresh: (how many were read, the last key, or None at the
@@ -199,6 +209,17 @@ SQLITE: Final[Dialect] = {
         " WHERE ?1 = 0"
     ),
     "clear_search_backlog": Statement("DELETE FROM search_backlog WHERE ?1 = 0"),
+    # The same rows for both: the first `limit` in key order, read twice in one transaction that nothing else
+    # writes meanwhile (the writer runs it).
+    "index_search_backlog_part": Statement(
+        "INSERT INTO messages_fts (text, conversation_id, seq) SELECT b.text, b.conversation_id, b.seq"
+        " FROM (SELECT conversation_id, seq, text FROM search_backlog ORDER BY conversation_id, seq LIMIT ?1) b"
+        " JOIN messages m ON m.conversation_id = b.conversation_id AND m.seq = b.seq"
+    ),
+    "clear_search_backlog_part": Statement(
+        "DELETE FROM search_backlog WHERE (conversation_id, seq) IN"
+        " (SELECT conversation_id, seq FROM search_backlog ORDER BY conversation_id, seq LIMIT ?1)"
+    ),
     "messages_to_index": Statement(
         "SELECT conversation_id, seq, state, body FROM messages WHERE (conversation_id, seq) > (?1, ?2)"
         " ORDER BY conversation_id, seq LIMIT ?3"
@@ -224,6 +245,8 @@ POSTGRES: Final[Dialect] = {
     "clear_search_index": Statement(None),
     "index_search_backlog": Statement(None),
     "clear_search_backlog": Statement(None),
+    "index_search_backlog_part": Statement(None),
+    "clear_search_backlog_part": Statement(None),
     # Locked, so that an edit or recall committing meanwhile waits for this batch rather than have its new value
     # overwritten by one computed from the body read before it (the batch takes no conversation lock: no deadlock).
     "messages_to_index": Statement(

@@ -297,26 +297,35 @@ def write_loop(
             last_commit = time.monotonic()
             if index_due is None and any(op.append is not None for op in waiting):
                 index_due = last_commit + index_delay
-        if index_due is not None and (stopping or time.monotonic() >= index_due):
-            index_backlog(conn)
-            index_due = None
+        if index_due is not None and not stopping and time.monotonic() >= index_due:
+            # A part at a time, one per turn between batches: what is left waits for the next turn, not for
+            # another delay.
+            index_due = time.monotonic() if index_backlog(conn, config.search_batch) else None
         if checkpoints is not None:
             checkpoints.complete(conn)
     if index_due is not None:
         index_backlog(conn)
 
 
-def index_backlog(conn: sqlite3.Connection) -> None:
-    """Index the search backlog in a transaction of its own, after the acks of the messages in it (search.py,
-    flush_backlog). Never raises: a failed round leaves the backlog for the next one."""
+def index_backlog(conn: sqlite3.Connection, limit: int | None = None) -> bool:
+    """Index the search backlog (at most ``limit`` documents; None: all of it) in a transaction of its own, after
+    the acks of the messages in it (search.py, flush_backlog_part). Returns whether more may wait. Never raises: a
+    failed round leaves the backlog for the next one (and says nothing waits, so that a failing index is not
+    retried in a tight loop)."""
     try:
         conn.execute("BEGIN IMMEDIATE")
-        sql_sqlite.run(conn, search.flush_backlog())
+        more = False
+        if limit is None:
+            sql_sqlite.run(conn, search.flush_backlog())
+        else:
+            more = sql_sqlite.run(conn, search.flush_backlog_part(limit))
         conn.execute("COMMIT")
+        return more
     except Exception:
         log.exception("indexing the search backlog failed; the next round retries")
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
+        return False
 
 
 def run_batch(conn: sqlite3.Connection, batch: list[WriteOp],

@@ -21,6 +21,7 @@ from pica.protocol.tokens import document
 from pica.store.base import DirectAppend, EventAppend
 from pica.store.sqlite import SqliteStore
 from pica.store.sqlite_process import WriterProcess
+from pica.store.sqlite_writer import index_backlog
 
 NEVER_MS = 600_000.0
 """A search delay no test outlives: only a search (or a restart) indexes the backlog."""
@@ -41,6 +42,22 @@ def counts(path: Path) -> tuple[int, int]:
 
 async def found(store: SqliteStore, who: int, query: str) -> list[str]:
     return [m.client_msg_id for m in await store.search(who, query, conversation_id=None, limit=50)]
+
+
+async def sent_then_writer_killed(path: Path, messages: int, text: str) -> tuple[int, int]:
+    """Alice sends Bob ``messages`` acked messages, then the writer process is killed with -9 before it can index
+    its backlog on its way out: they wait in the backlog of the file at ``path``. Returns (alice, bob)."""
+    store = SqliteStore(path, SqliteConfig(writer="process", search_delay_ms=NEVER_MS))
+    await store.open()
+    alice = await store.create_user("alice", "h", 0)
+    bob = await store.create_user("bob", "h", 0)
+    await asyncio.gather(*(store.append_direct(say(alice, bob, f"m{i}", text)) for i in range(messages)))
+    writer = store._writer
+    assert isinstance(writer, WriterProcess) and writer.pid is not None
+    os.kill(writer.pid, signal.SIGKILL)
+    await asyncio.sleep(0.2)
+    await store.close()
+    return alice, bob
 
 
 @pytest.fixture(params=["process", "thread"])
@@ -101,16 +118,7 @@ async def test_a_killed_writer_leaves_its_backlog_to_the_next_one(tmp_path: Path
     """kill -9 of the writer process after the acks: the documents are in the backlog, committed with their
     messages, and the next writer indexes them."""
     path = tmp_path / "pica.db"
-    store = SqliteStore(path, SqliteConfig(writer="process", search_delay_ms=NEVER_MS))
-    await store.open()
-    alice = await store.create_user("alice", "h", 0)
-    bob = await store.create_user("bob", "h", 0)
-    await asyncio.gather(*(store.append_direct(say(alice, bob, f"m{i}", "durable words")) for i in range(20)))
-    writer = store._writer
-    assert isinstance(writer, WriterProcess) and writer.pid is not None
-    os.kill(writer.pid, signal.SIGKILL)
-    await asyncio.sleep(0.2)
-    await store.close()
+    _, bob = await sent_then_writer_killed(path, 20, "durable words")
     assert counts(path) == (0, 20)
 
     again = SqliteStore(path, SqliteConfig(search_delay_ms=NEVER_MS))
@@ -122,5 +130,29 @@ async def test_a_killed_writer_leaves_its_backlog_to_the_next_one(tmp_path: Path
             await asyncio.sleep(0.05)
         assert counts(path) == (20, 0)
         assert len(await found(again, bob, "durable")) == 20
+    finally:
+        await again.close()
+
+
+async def test_the_writer_indexes_a_large_backlog_a_part_per_transaction(tmp_path: Path) -> None:
+    """A send waits for the indexing transaction in progress, so the writer indexes at most ``search_batch``
+    documents in one; what is left goes in the next turns, not after another delay, even with nothing else written."""
+    path = tmp_path / "pica.db"
+    alice, bob = await sent_then_writer_killed(path, 10, "parted words")
+
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        assert [index_backlog(conn, 4), counts(path)] == [True, (4, 6)]
+        assert [index_backlog(conn, 4), counts(path)] == [True, (8, 2)]
+        assert [index_backlog(conn, 4), counts(path)] == [False, (10, 0)]
+
+    again = SqliteStore(path, SqliteConfig(search_delay_ms=20, search_batch=3))
+    await again.open()
+    try:
+        await asyncio.gather(*(again.append_direct(say(alice, bob, f"n{i}", "more words")) for i in range(10)))
+        for _ in range(100):
+            if counts(path) == (20, 0):
+                break
+            await asyncio.sleep(0.05)
+        assert counts(path) == (20, 0)
     finally:
         await again.close()
