@@ -177,6 +177,10 @@ class SqliteConfig:
     """Search documents the writer indexes in one transaction; a larger backlog is indexed a part per turn between
     two batches of writes. Every send waits for the part in progress, and FTS5 merges its segments inside it: 256
     keeps a part to about a millisecond here (BENCHMARKS.md). A search still indexes everything waiting first."""
+    search_merge_pages: int = 32
+    """Pages of FTS5 segment merging the writer does after each part of the search backlog it indexes (FTS5's own
+    merging, in quanta of hundreds of pages inside one transaction, is off). 0: none, and segments pile up until
+    FTS5 merges a whole level at once ('crisismerge')."""
     read_threads: int = 4
     """Threads (each with its own connection) serving reads."""
     checkpoint_interval: float = 1.0
@@ -1018,6 +1022,8 @@ def _validate(obj: Any, section: str) -> None:
         for name in ("max_batch", "search_batch"):
             if getattr(obj, name) < 1:
                 raise ConfigError(f"sqlite.{name}: must be at least 1")
+        if obj.search_merge_pages < 0:
+            raise ConfigError("sqlite.search_merge_pages: must be at least 0")
         if obj.commit_delay_ms > 100:
             raise ConfigError("sqlite.commit_delay_ms: must be at most 100")
     if isinstance(obj, PostgresConfig):

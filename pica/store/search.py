@@ -131,13 +131,16 @@ def flush_backlog() -> Txn[None]:
     yield Write("clear_search_backlog", ([0],))
 
 
-def flush_backlog_part(limit: int) -> Txn[bool]:
-    """At most ``limit`` documents of the search backlog indexed in one transaction (the first in key order), and
-    whether more may wait. The writer's rounds (sqlite_writer.write_loop): a transaction holds every send waiting on
-    the writer, and FTS5's merges run inside it, so a round is kept to a few milliseconds; a search still flushes
-    the whole backlog (:func:`flush_backlog`)."""
+def flush_backlog_part(limit: int, merge_pages: int) -> Txn[bool]:
+    """At most ``limit`` documents of the search backlog indexed in one transaction (the first in key order), then
+    up to ``merge_pages`` pages of FTS5 segment merging, and whether more documents may wait. The writer's rounds
+    (sqlite_writer.write_loop): a transaction holds every send waiting on the writer, so a round is kept to about a
+    millisecond, merging included (FTS5's own automatic merging, in quanta of hundreds of pages, is off: migration
+    0018). A search still flushes the whole backlog (:func:`flush_backlog`)."""
     yield Write("index_search_backlog_part", ([limit],))
     cleared = yield Write("clear_search_backlog_part", ([limit],))
+    if merge_pages:
+        yield Write("merge_search_index", ([merge_pages],))
     return bool(cleared >= limit)
 
 
@@ -220,6 +223,8 @@ SQLITE: Final[Dialect] = {
         "DELETE FROM search_backlog WHERE (conversation_id, seq) IN"
         " (SELECT conversation_id, seq FROM search_backlog ORDER BY conversation_id, seq LIMIT ?1)"
     ),
+    # Positive: merges only while a level holds 'usermerge' (4) segments or more, so it never does work for nothing.
+    "merge_search_index": Statement("INSERT INTO messages_fts (messages_fts, rank) VALUES ('merge', ?1)"),
     "messages_to_index": Statement(
         "SELECT conversation_id, seq, state, body FROM messages WHERE (conversation_id, seq) > (?1, ?2)"
         " ORDER BY conversation_id, seq LIMIT ?3"
@@ -247,6 +252,7 @@ POSTGRES: Final[Dialect] = {
     "clear_search_backlog": Statement(None),
     "index_search_backlog_part": Statement(None),
     "clear_search_backlog_part": Statement(None),
+    "merge_search_index": Statement(None),
     # Locked, so that an edit or recall committing meanwhile waits for this batch rather than have its new value
     # overwritten by one computed from the body read before it (the batch takes no conversation lock: no deadlock).
     "messages_to_index": Statement(

@@ -300,16 +300,18 @@ def write_loop(
         if index_due is not None and not stopping and time.monotonic() >= index_due:
             # A part at a time, one per turn between batches: what is left waits for the next turn, not for
             # another delay.
-            index_due = time.monotonic() if index_backlog(conn, config.search_batch) else None
+            waits = index_backlog(conn, config.search_batch, config.search_merge_pages)
+            index_due = time.monotonic() if waits else None
         if checkpoints is not None:
             checkpoints.complete(conn)
     if index_due is not None:
         index_backlog(conn)
 
 
-def index_backlog(conn: sqlite3.Connection, limit: int | None = None) -> bool:
-    """Index the search backlog (at most ``limit`` documents; None: all of it) in a transaction of its own, after
-    the acks of the messages in it (search.py, flush_backlog_part). Returns whether more may wait. Never raises: a
+def index_backlog(conn: sqlite3.Connection, limit: int | None = None, merge_pages: int = 0) -> bool:
+    """Index the search backlog (at most ``limit`` documents, then ``merge_pages`` of merging; None: all of it) in a
+    transaction of its own, after the acks of the messages in it (search.py, flush_backlog_part). Returns whether
+    more may wait. Never raises: a
     failed round leaves the backlog for the next one (and says nothing waits, so that a failing index is not
     retried in a tight loop)."""
     try:
@@ -318,7 +320,7 @@ def index_backlog(conn: sqlite3.Connection, limit: int | None = None) -> bool:
         if limit is None:
             sql_sqlite.run(conn, search.flush_backlog())
         else:
-            more = sql_sqlite.run(conn, search.flush_backlog_part(limit))
+            more = sql_sqlite.run(conn, search.flush_backlog_part(limit, merge_pages))
         conn.execute("COMMIT")
         return more
     except Exception:

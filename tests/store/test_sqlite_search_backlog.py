@@ -156,3 +156,19 @@ async def test_the_writer_indexes_a_large_backlog_a_part_per_transaction(tmp_pat
         assert counts(path) == (20, 0)
     finally:
         await again.close()
+
+
+async def test_the_writer_merges_the_index_segments_a_few_pages_per_part(tmp_path: Path) -> None:
+    """FTS5's own merging (hundreds of pages inside one indexing transaction) is off; the writer merges a few pages
+    after each part instead. Forty parts of one document each leave forty segments unless something merges them."""
+    leaves: dict[int, int] = {}
+    for merge_pages in (0, 64):
+        path = tmp_path / f"merge-{merge_pages}.db"
+        await sent_then_writer_killed(path, 40, "segment words")
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            assert conn.execute("SELECT v FROM messages_fts_config WHERE k = 'automerge'").fetchone() == (0,)
+            while index_backlog(conn, 1, merge_pages):
+                pass
+            leaves[merge_pages] = conn.execute("SELECT count(*) FROM messages_fts_data").fetchone()[0]
+        assert counts(path) == (40, 0)
+    assert leaves[64] < leaves[0] / 2, leaves  # here 3 against 12 (a crisis merge at 16 segments)
