@@ -150,6 +150,8 @@ async def _holder(spec: HolderSpec, pipe: Pipe) -> None:
     deadline = time.monotonic() + spec.open_until - time.time()
     first_failures: list[str] = []
     attempts = [0]
+    opened = array("i")
+    """The indexes in ``spec.tokens`` of the connections held: the delivery phase sends to those users only."""
 
     async def dial(i: int, token: str) -> HeldTcp | HeldWs:
         device = f"h{spec.index}-{i}"
@@ -182,6 +184,7 @@ async def _holder(spec: HolderSpec, pipe: Pipe) -> None:
                     attempts[0] += 1
                     async with asyncio.timeout(min(CONNECT_DEADLINE, max(0.1, deadline - time.monotonic()))):
                         conns.append(await dial(i, token))
+                        opened.append(i)
                 return
             except (OSError, TimeoutError) as exc:
                 if backoff == RETRY_FIRST:
@@ -206,7 +209,7 @@ async def _holder(spec: HolderSpec, pipe: Pipe) -> None:
     gc.collect()
     n_tcp = sum(1 for c in conns if isinstance(c, HeldTcp))
     pipe.send(("open", n_tcp, len(conns) - n_tcp, (failures or first_failures)[:3], len(failures),
-               len(first_failures), attempts[0], psutil.Process().memory_info().rss))
+               len(first_failures), attempts[0], psutil.Process().memory_info().rss, opened.tobytes()))
     while True:
         command = await asyncio.to_thread(_poll, pipe, HOLD_DEADLINE)
         if command != "report":
@@ -466,9 +469,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             holders.append(chat.Worker(process, parent))
         tcp = ws = failed = first_failed = attempts = holder_rss = 0
         failures: list[str] = []
-        for holder in holders:
-            _, n_tcp, n_ws, errors, n_failed, n_first, n_attempts, rss = chat.recv(
+        recipients: list[int] = []
+        for index, holder in enumerate(holders):
+            _, n_tcp, n_ws, errors, n_failed, n_first, n_attempts, rss, opened = chat.recv(
                 holder, max(1.0, open_deadline - time.monotonic()))
+            mine = held_accounts[index::procs]
+            recipients.extend(mine[i].user_id for i in array("i", opened))
             tcp, ws, failed, holder_rss = tcp + n_tcp, ws + n_ws, failed + n_failed, holder_rss + rss
             first_failed, attempts = first_failed + n_first, attempts + n_attempts
             failures.extend(errors)
@@ -489,7 +495,6 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for holder in holders:  # latencies so far are not the delivery phase's
             holder.pipe.send("report")
             chat.recv(holder, 60)
-        recipients = [a.user_id for a in held_accounts[:held]]
         parent, child = ctx.Pipe()
         sender = ctx.Process(target=sender_main, args=(SenderSpec(server.tcp_ports, [a.token for a in senders],
                                                                   recipients, args.rate, args.duration), child),
