@@ -145,6 +145,17 @@ async def migrate(dsn: str, config: PostgresConfig, report: Progress | None = No
             conn.terminate()
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection handed back without asyncpg's reset statement (advisory unlock, CLOSE ALL, UNLISTEN,
+    RESET ALL): one round trip per release, 17 % of a cluster worker's samples while connects poured in
+    (BENCHMARKS.md, "Connections per machine"). The store leaves no session state behind to reset: its locks are
+    transaction-scoped (``pg_advisory_xact_lock``), its cursors live inside a transaction, it never LISTENs, and its
+    settings are the connection's startup parameters; an open transaction is still rolled back on release."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class PostgresStore(SqlStore):
     def __init__(self, dsn: str, config: PostgresConfig | None = None) -> None:
         self.dsn = dsn
@@ -187,6 +198,7 @@ class PostgresStore(SqlStore):
                 timeout=self.config.connect_timeout,
                 command_timeout=self.config.command_timeout,
                 server_settings=self._server_settings("pool"),
+                connection_class=PooledConnection,
             )
             lanes = [Lane(i, self._connect_lane, self.config.max_batch, self._current_rules)
                      for i in range(self.config.write_lanes)]

@@ -46,6 +46,25 @@ async def stored(schema: str, conversation: str) -> dict[str, int]:
     return {r["client_msg_id"]: r["seq"] for r in found}
 
 
+# ------------------------------------------------------------------------------------------------ the pool
+
+
+async def test_a_released_connection_skips_the_reset_round_trip_but_not_the_rollback(pg_schema: str) -> None:
+    """The store keeps no session state on a pooled connection, so asyncpg's reset statement (RESET ALL and the
+    rest, a round trip per release) is not sent; a transaction left open is still rolled back on release."""
+    async with pg_store(pg_schema, pool_size=1) as store:
+        pool = store._pool
+        assert pool is not None
+        async with pool.acquire() as conn:
+            await conn.execute("SET work_mem = '7MB'")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW work_mem") == "7MB"  # no RESET ALL came between
+            await conn.execute("BEGIN; CREATE TABLE left_open (id int)")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT to_regclass('left_open')") is None
+            assert await conn.fetchval("SELECT count(*) FROM users") == 0
+
+
 # ------------------------------------------------------------------------------------------------ migrations
 
 
