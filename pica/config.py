@@ -112,8 +112,9 @@ class LimitsConfig:
     """Longest wait for a turn under ``connects_per_second``, in seconds; must be shorter than ``auth_timeout``."""
     presence_delay: float = 0.02
     """Seconds a presence announcement (a user's first device connecting, their last one leaving) may wait for
-    others to share its audience read: in a storm of connects they arrive a few per loop turn, and a read per turn
-    paid its trip to a reader thread (SQLite) or to PostgreSQL for one or two users. 0: each turn's own read."""
+    others to be announced with it (one audience read, one look at who is online): in a storm of connects they
+    arrive a few per loop turn, and a read per turn paid its trip to PostgreSQL (or a SQLite reader thread) for one
+    or two users. A batch of 64 starts at once. 0: each turn's announcements together."""
 
 
 @dataclass(frozen=True, slots=True)

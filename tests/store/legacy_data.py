@@ -71,7 +71,7 @@ async def populate(store: Store) -> None:
     await store.contact_request(carol, alice, 6_002)
     await store.set_blocked(dave, bob, True, 6_003)
     await store.set_only_contacts(carol, True)
-    await store.set_last_seen(alice, 7_000)
+    await store.set_last_seen({alice: 7_000})
     await store.set_banned(dave, True)
 
 
