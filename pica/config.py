@@ -176,6 +176,10 @@ class SqliteConfig:
     what is waiting first."""
     read_threads: int = 4
     """Threads (each with its own connection) serving reads."""
+    loop_read_rows: int = 1000
+    """Most rows a read made on the event loop may fetch (the session states of socket authentications, the presence
+    audiences of users' first devices): a read that would take more goes to a reader thread. Bounds how long one
+    such read holds the loop (about 1.5 µs a row); 0 sends them all to the reader threads."""
     checkpoint_interval: float = 1.0
     """Seconds between WAL checkpoints, run by a thread of their own so that no commit waits for one (0: SQLite's
     automatic checkpoints, inside the committing transaction)."""
@@ -1016,6 +1020,8 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError("sqlite.max_batch: must be at least 1")
         if obj.commit_delay_ms > 100:
             raise ConfigError("sqlite.commit_delay_ms: must be at most 100")
+        if obj.loop_read_rows < 0:
+            raise ConfigError("sqlite.loop_read_rows: must be 0 or more")
     if isinstance(obj, PostgresConfig):
         for name in ("pool_size", "write_lanes", "max_batch"):
             if getattr(obj, name) < 1:
