@@ -169,5 +169,9 @@ class SocialService:
         return [PresenceInfo(r.user_id, r.user_id in online, r.last_seen) for r in records]
 
     async def drain(self) -> None:
+        """Announce what is waiting for company, and wait for the announcements (at shutdown: the last users'
+        offline announcements and last seen, before the store closes)."""
+        self._changes.start_now()
+        await asyncio.sleep(0)  # a batch that filled up in this turn starts at its end
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)

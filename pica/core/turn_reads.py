@@ -28,14 +28,15 @@ class TurnBatch(Generic[K, E]):
     """Entries (a key and what its callers added to it) gathered in one loop turn, or within ``delay`` seconds,
     handed to ``start`` together: one dict of up to ``limit`` keys, in the order they were first added."""
 
-    __slots__ = ("_delay", "_gathering", "_limit", "_start", "_timer")
+    __slots__ = ("_delay", "_gathering", "_handle", "_limit", "_start")
 
     def __init__(self, start: Callable[[dict[K, E]], object], limit: int, delay: float = 0.0) -> None:
         self._start = start
         self._limit = limit
         self._delay = delay
         self._gathering: dict[K, E] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._handle: asyncio.Handle | None = None
+        """The scheduled start of the batch now gathering."""
 
     def gathering(self) -> dict[K, E]:
         """The batch now gathering (a new one, its start scheduled, when none is). Add to it, then call
@@ -45,25 +46,38 @@ class TurnBatch(Generic[K, E]):
             self._gathering = batch = {}
             loop = asyncio.get_running_loop()
             if self._delay > 0:
-                self._timer = loop.call_later(self._delay, self._run, batch)
+                self._handle = loop.call_later(self._delay, self._run, batch)
             else:
-                loop.call_soon(self._run, batch)
+                self._handle = loop.call_soon(self._run, batch)
         return batch
 
     def added(self, batch: dict[K, E]) -> None:
-        """A key was added to ``batch``: when it is full, the next key starts a batch of its own, and this one need
-        not wait out the delay."""
-        if len(batch) >= self._limit and batch is self._gathering:
-            self._gathering = None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-                asyncio.get_running_loop().call_soon(self._run, batch)
+        """A key was added to ``batch``: when it is full, the next key starts a batch of its own, and this one
+        starts at the end of this turn rather than after the delay."""
+        if len(batch) >= self._limit and batch is self._gathering and self._delay > 0:
+            self._cancel()
+            asyncio.get_running_loop().call_soon(self._start, batch)
+        elif len(batch) >= self._limit and batch is self._gathering:
+            self._gathering = None  # its call_soon start stays scheduled
+
+    def start_now(self) -> None:
+        """Start the batch now gathering, if any, at once (at shutdown). A full batch already detached starts at
+        the end of the turn it filled in."""
+        batch = self._gathering
+        if batch is not None:
+            self._cancel()
+            self._start(batch)
+
+    def _cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._gathering = None
 
     def _run(self, batch: dict[K, E]) -> None:
         if self._gathering is batch:
             self._gathering = None
-            self._timer = None
+            self._handle = None
         self._start(batch)
 
 
