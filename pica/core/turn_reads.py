@@ -54,11 +54,13 @@ class TurnBatch(Generic[K, E]):
     def added(self, batch: dict[K, E]) -> None:
         """A key was added to ``batch``: when it is full, the next key starts a batch of its own, and this one
         starts at the end of this turn rather than after the delay."""
-        if len(batch) >= self._limit and batch is self._gathering and self._delay > 0:
+        if len(batch) < self._limit or batch is not self._gathering:
+            return
+        if self._delay > 0:
             self._cancel()
             asyncio.get_running_loop().call_soon(self._start, batch)
-        elif len(batch) >= self._limit and batch is self._gathering:
-            self._gathering = None  # its call_soon start stays scheduled
+        else:
+            self._gathering = None  # its start at the end of this turn stays scheduled
 
     def start_now(self) -> None:
         """Start the batch now gathering, if any, at once (at shutdown). A full batch already detached starts at
