@@ -112,8 +112,9 @@ class LimitsConfig:
     """Longest wait for a turn under ``connects_per_second``, in seconds; must be shorter than ``auth_timeout``."""
     presence_delay: float = 0.02
     """Seconds a presence announcement (a user's first device connecting, their last one leaving) may wait for
-    others to share its audience read: in a storm of connects they arrive a few per loop turn, and a read per turn
-    paid its trip to a reader thread (SQLite) or to PostgreSQL for one or two users. 0: each turn's own read."""
+    others to be announced with it (one audience read, one look at who is online): in a storm of connects they
+    arrive a few per loop turn, and a read per turn paid its trip to PostgreSQL (or a SQLite reader thread) for one
+    or two users. A batch of 64 starts at once. 0: each turn's announcements together."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +184,10 @@ class SqliteConfig:
     FTS5 merges a whole level at once ('crisismerge')."""
     read_threads: int = 4
     """Threads (each with its own connection) serving reads."""
+    loop_read_rows: int = 1000
+    """Most rows a read made on the event loop may fetch (the session states of socket authentications, the presence
+    audiences of users' first devices): a read that would take more goes to a reader thread. Bounds how long one
+    such read holds the loop (about 1.5 µs a row); 0 sends them all to the reader threads."""
     checkpoint_interval: float = 1.0
     """Seconds between WAL checkpoints, run by a thread of their own so that no commit waits for one (0: SQLite's
     automatic checkpoints, inside the committing transaction)."""
@@ -1026,6 +1031,8 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError("sqlite.search_merge_pages: must be at least 0")
         if obj.commit_delay_ms > 100:
             raise ConfigError("sqlite.commit_delay_ms: must be at most 100")
+        if obj.loop_read_rows < 0:
+            raise ConfigError("sqlite.loop_read_rows: must be 0 or more")
     if isinstance(obj, PostgresConfig):
         for name in ("pool_size", "write_lanes", "max_batch"):
             if getattr(obj, name) < 1:

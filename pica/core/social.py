@@ -15,16 +15,16 @@ from typing import Final
 from pica.core.ports import Clock, Delivery, Presence
 from pica.core.privacy import viewers, visible_records
 from pica.core.ratelimit import RateLimits
-from pica.core.turn_reads import TurnReads
+from pica.core.turn_reads import TurnBatch
 from pica.protocol import frames as f
 from pica.protocol.outbound import OutboundFrame
-from pica.store.base import ContactRecord, PresenceAudience, Store, UserSettings
+from pica.store.base import ContactRecord, Store, UserSettings
 
 log = logging.getLogger(__name__)
 
-MAX_AUDIENCES_PER_READ: Final = 64
-"""Most users whose presence audience is read in one store read: the announcements of a burst of connects (each
-user's first device) share reads this large. Each user's audience is a few queries, on a reader thread on SQLite."""
+MAX_ANNOUNCEMENTS_PER_BATCH: Final = 64
+"""Most users whose presence changes are announced together (one read of their audiences): the announcements of a
+burst of connects (each user's first device) share batches this large."""
 
 _THEIR_STATE = {"outgoing": "incoming", "incoming": "outgoing", "accepted": "accepted", "none": "none"}
 
@@ -45,11 +45,12 @@ class SocialService:
         self._presence = presence
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
-        # Announcements made in one loop turn, or within audience_delay seconds, share one read of their audiences
-        # (a connect storm of distinct users would otherwise pay a thread hop per user or two on SQLite, more than
+        # Changes made in one loop turn, or within audience_delay seconds, are announced together: one task, one
+        # read of their audiences, one look at who is online (a round trip to Redis in a cluster), where each user
+        # cost all three (a connect storm of distinct users paid a thread hop per user or two on SQLite, more than
         # the rest of the connect; nobody notices a presence change 20 ms late).
-        self._audiences: TurnReads[int, PresenceAudience] = TurnReads(store.presence_audiences,
-                                                                       MAX_AUDIENCES_PER_READ, audience_delay)
+        self._changes: TurnBatch[int, int] = TurnBatch(self._start_announcing, MAX_ANNOUNCEMENTS_PER_BATCH,
+                                                        audience_delay)
 
     # ------------------------------------------------------------------------------------------ contacts
 
@@ -116,25 +117,48 @@ class SocialService:
     # ------------------------------------------------------------------------------------------ presence
 
     def on_presence_change(self, user_id: int, online: bool) -> None:
-        """Hub listener (synchronous): announce the change in the background."""
-        task = asyncio.get_running_loop().create_task(self._announce(user_id, online))
+        """Hub listener (synchronous): announce the change with the others of this batch (see ``_changes``)."""
+        batch = self._changes.gathering()
+        if online:
+            batch.setdefault(user_id, 0)
+        else:
+            batch[user_id] = self._clock.now_ms()  # a flap within the batch still stores when they left
+        self._changes.added(batch)
+
+    def _start_announcing(self, changes: dict[int, int]) -> None:
+        task = asyncio.get_running_loop().create_task(self._announce(changes))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _announce(self, user_id: int, online: bool) -> None:
-        now = self._clock.now_ms()
+    async def _announce(self, changes: dict[int, int]) -> None:
+        """One batch of changes: user -> when they went offline (ms), 0 when they came online. The users who went
+        offline have their last seen stored first; each user's audience is told the state as it is now (re-read
+        after the store: a flap announces the state it ended in, once)."""
+        left = {user_id: ts for user_id, ts in changes.items() if ts}
+        if left:
+            try:
+                await self._store.set_last_seen(left)
+            except Exception:
+                log.exception("presence announcement failed", extra={"user_ids": list(left)})
+                changes = {user_id: ts for user_id, ts in changes.items() if not ts}
+                if not changes:
+                    return
+        users = list(changes)
         try:
-            if not online:
-                await self._store.set_last_seen(user_id, now)
-            found = await self._audiences.get(user_id)
+            audiences = await self._store.presence_audiences(users)
         except Exception:
-            log.exception("presence announcement failed", extra={"user_id": user_id})
+            log.exception("presence announcement failed", extra={"user_ids": users})
             return
-        audience = viewers(found) if found is not None else []
-        # Re-read the state: a flap (offline then online again) announces the state as it is now.
-        online = user_id in await self._presence.online((user_id,))
-        frame = f.Presence(user_id=user_id, online=online, last_seen=0 if online else now)
-        self._delivery.deliver(audience, OutboundFrame(frame))
+        online = await self._presence.online(users)
+        now = self._clock.now_ms()
+        deliver = self._delivery.deliver
+        for user_id in users:
+            audience = audiences.get(user_id)
+            if audience is None:
+                continue
+            is_online = user_id in online
+            frame = f.Presence(user_id=user_id, online=is_online, last_seen=0 if is_online else changes[user_id] or now)
+            deliver(viewers(audience), OutboundFrame(frame))
 
     async def presence(self, viewer: int, user_ids: list[int]) -> list[PresenceInfo]:
         """Presence of those users the viewer may see; the others are left out (no error, nothing leaked)."""
@@ -145,5 +169,9 @@ class SocialService:
         return [PresenceInfo(r.user_id, r.user_id in online, r.last_seen) for r in records]
 
     async def drain(self) -> None:
+        """Announce what is waiting for company, and wait for the announcements (at shutdown: the last users'
+        offline announcements and last seen, before the store closes)."""
+        self._changes.start_now()
+        await asyncio.sleep(0)  # a batch that filled up in this turn starts at its end
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)

@@ -1,13 +1,15 @@
-"""Reads asked for in one turn of the event loop, answered by one store read.
+"""Work asked for in one turn of the event loop, done once for all of it.
 
 A read that every connect makes (the session a token names, the audience a user's presence goes to) costs a trip to
 a reader (a thread hop on SQLite, a round trip on PostgreSQL) that dwarfs the lookup itself. Connects come in bursts
 (a node restarts, a load balancer reloads): the keys asked for together share one read of up to ``limit`` keys. A
 lone request waits no longer than before: its read starts at the end of the loop turn it arrived in.
 
-A read nobody waits on in a hurry (a presence announcement) may wait ``delay`` seconds for company: the connects of a
-storm arrive a few per loop turn, so a read per turn still paid its trip for one or two keys. A read that reaches
+Work nobody waits on in a hurry (a presence announcement) may wait ``delay`` seconds for company: the connects of a
+storm arrive a few per loop turn, so a read per turn still paid its trip for one or two keys. A batch that reaches
 ``limit`` keys starts at the end of its turn, without waiting out the delay.
+
+:class:`TurnBatch` is that rule; :class:`TurnReads` puts a future per caller on it.
 """
 
 from __future__ import annotations
@@ -19,45 +21,87 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+E = TypeVar("E")
+
+
+class TurnBatch(Generic[K, E]):
+    """Entries (a key and what its callers added to it) gathered in one loop turn, or within ``delay`` seconds,
+    handed to ``start`` together: one dict of up to ``limit`` keys, in the order they were first added."""
+
+    __slots__ = ("_delay", "_gathering", "_handle", "_limit", "_start")
+
+    def __init__(self, start: Callable[[dict[K, E]], object], limit: int, delay: float = 0.0) -> None:
+        self._start = start
+        self._limit = limit
+        self._delay = delay
+        self._gathering: dict[K, E] | None = None
+        self._handle: asyncio.Handle | None = None
+        """The scheduled start of the batch now gathering."""
+
+    def gathering(self) -> dict[K, E]:
+        """The batch now gathering (a new one, its start scheduled, when none is). Add to it, then call
+        :meth:`added`."""
+        batch = self._gathering
+        if batch is None:
+            self._gathering = batch = {}
+            loop = asyncio.get_running_loop()
+            if self._delay > 0:
+                self._handle = loop.call_later(self._delay, self._run, batch)
+            else:
+                self._handle = loop.call_soon(self._run, batch)
+        return batch
+
+    def added(self, batch: dict[K, E]) -> None:
+        """A key was added to ``batch``: when it is full, the next key starts a batch of its own, and this one
+        starts at the end of this turn rather than after the delay."""
+        if len(batch) < self._limit or batch is not self._gathering:
+            return
+        if self._delay > 0:
+            self._cancel()
+            asyncio.get_running_loop().call_soon(self._start, batch)
+        else:
+            self._gathering = None  # its start at the end of this turn stays scheduled
+
+    def start_now(self) -> None:
+        """Start the batch now gathering, if any, at once (at shutdown). A full batch already detached starts at
+        the end of the turn it filled in."""
+        batch = self._gathering
+        if batch is not None:
+            self._cancel()
+            self._start(batch)
+
+    def _cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._gathering = None
+
+    def _run(self, batch: dict[K, E]) -> None:
+        if self._gathering is batch:
+            self._gathering = None
+            self._handle = None
+        self._start(batch)
 
 
 class TurnReads(Generic[K, V]):
     """Batches ``get(key)`` calls of one loop turn into one ``read_many(keys)``; a key the read does not answer
     resolves to None, and a failed read fails every waiter with its error."""
 
-    __slots__ = ("_delay", "_limit", "_read_many", "_timer", "_waiting")
+    __slots__ = ("_batch", "_read_many")
 
     def __init__(self, read_many: Callable[[list[K]], Awaitable[Mapping[K, V]]], limit: int,
                  delay: float = 0.0) -> None:
         self._read_many = read_many
-        self._limit = limit
-        self._delay = delay
-        self._waiting: dict[K, list[asyncio.Future[V | None]]] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._batch: TurnBatch[K, list[asyncio.Future[V | None]]] = TurnBatch(self._read, limit, delay)
 
     def get(self, key: K) -> asyncio.Future[V | None]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[V | None] = loop.create_future()
-        waiting = self._waiting
-        if waiting is None:
-            self._waiting = waiting = {}
-            if self._delay > 0:
-                self._timer = loop.call_later(self._delay, self._read, waiting)
-            else:
-                loop.call_soon(self._read, waiting)
+        future: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
+        waiting = self._batch.gathering()
         waiting.setdefault(key, []).append(future)
-        if len(waiting) >= self._limit:
-            self._waiting = None  # full: the next request starts a read of its own
-            if self._timer is not None:  # and this one need not wait out the delay
-                self._timer.cancel()
-                self._timer = None
-                loop.call_soon(self._read, waiting)
+        self._batch.added(waiting)
         return future
 
     def _read(self, waiting: dict[K, list[asyncio.Future[V | None]]]) -> None:
-        if self._waiting is waiting:
-            self._waiting = None
-            self._timer = None
         read = asyncio.ensure_future(self._read_many(list(waiting)))
         read.add_done_callback(partial(_answer, waiting))
 

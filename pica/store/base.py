@@ -1112,7 +1112,9 @@ class Store(abc.ABC):
         idempotency index), at most ``limit``: for the data export."""
 
     @abc.abstractmethod
-    async def set_last_seen(self, user_id: int, ts: int) -> None: ...
+    async def set_last_seen(self, seen: Mapping[int, int]) -> None:
+        """Store each user's last seen time (ms), in one transaction: the users of one batch of presence
+        announcements who went offline."""
 
     # jobs (the durable queue of side work: pica/jobs) and webhook endpoints
     @abc.abstractmethod

@@ -9,7 +9,7 @@ holds the database lock already.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from pica.errors import BadRequest, Forbidden, NotFound, UsernameTaken, UserNotFound
@@ -200,16 +200,25 @@ def presence_audience(user_id: int) -> Txn[PresenceAudience]:
 def presence_audiences(user_ids: Sequence[int]) -> Txn[dict[int, PresenceAudience]]:
     """:func:`presence_audience` of each of these users (every one a key, in first-asked order), in two set-based
     reads whatever their number: the viewers of them all, then the settings of them all. The announcements of a
-    burst of connects by distinct users share it; two statements per user cost twice the CPU per user on SQLite."""
+    burst of connects by distinct users share it; two statements per user cost twice the CPU per user on SQLite.
+
+    The viewers' statement neither sorts nor groups (a viewer who is both a contact and a 1:1 peer comes twice):
+    its rows stream, so a reader can stop after a bound (:meth:`pica.store.sqlite.SqliteStore.presence_audiences`
+    does on the event loop), and merging a few rows per user here cost less than SQLite's sort of them all."""
     wanted = list(dict.fromkeys(user_ids))
     if not wanted:
         return {}
-    found: dict[int, list[Viewer]] = {}
+    found: dict[int, dict[int, bool]] = {}
     for owner, uid, contact in (yield Read("presence_audiences", (wanted,))):
-        found.setdefault(int(owner), []).append(Viewer(int(uid), bool(contact)))
+        seen = found.get(owner)
+        if seen is None:
+            found[owner] = seen = {}
+        seen[uid] = bool(contact) or seen.get(uid, False)
     settings = {int(r[0]): str(r[1]) for r in (yield Read("presence_settings", (wanted,)))}
     default = UserSettings().presence  # an unknown user reads as one with the default settings, as get_settings
-    return {u: PresenceAudience(settings.get(u, default), tuple(found.get(u, ()))) for u in wanted}
+    return {u: PresenceAudience(settings.get(u, default),
+                                tuple(Viewer(int(v), c) for v, c in sorted(found[u].items())) if u in found else ())
+            for u in wanted}
 
 
 def presence_of(viewer: int, user_ids: list[int]) -> Txn[list[PresenceRecord]]:
@@ -224,8 +233,8 @@ def presence_of(viewer: int, user_ids: list[int]) -> Txn[list[PresenceRecord]]:
     return [PresenceRecord(u, seen[u][0], seen[u][1], related[u]) for u in wanted if u in seen]
 
 
-def set_last_seen(user_id: int, ts: int) -> Txn[None]:
-    yield Write("set_last_seen", ([user_id], [ts]))
+def set_last_seen(seen: Mapping[int, int]) -> Txn[None]:
+    yield Write("set_last_seen", (list(seen), list(seen.values())))
 
 
 # --------------------------------------------------------------------------------------------------------- SQL
@@ -250,18 +259,18 @@ _SQLITE_PEERS: Final = (
 )
 _POSTGRES_PEERS: Final = _SQLITE_PEERS.replace("?1", "$1")
 
-# presence_audience for a whole set of users ({users}: a condition on a user id column), as (owner, viewer, contact)
-# ordered by owner then viewer. Each user's peers come from the indexes keyed by user (contacts' primary key,
-# members_by_user) and each block is one primary-key probe, so the batch costs one statement, not one per user.
+# The viewers of presence_audience for a whole set of users ({users}: a condition on a user id column), as (owner,
+# viewer, contact), unsorted, a viewer who is both a contact and a 1:1 peer twice. Each user's peers come from the
+# indexes keyed by user (contacts' primary key, members_by_user) and each block is one primary-key probe, so the
+# batch costs one statement, not one per user.
 _AUDIENCES: Final = (
-    "SELECT owner, uid, max(contact) FROM ("
-    "SELECT user_id AS owner, peer_id AS uid, 1 AS contact FROM contacts WHERE user_id {users} AND state = 'accepted'"
+    "SELECT k.user_id, k.peer_id, 1 FROM contacts k WHERE k.user_id {users} AND k.state = 'accepted'"
+    " AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = k.user_id AND b.blocked_id = k.peer_id)"
     " UNION ALL SELECT m1.user_id, m2.user_id, 0 FROM members m1"
     " JOIN conversations c ON c.conversation_id = m1.conversation_id AND c.kind = 'direct'"
     " JOIN members m2 ON m2.conversation_id = m1.conversation_id AND m2.user_id != m1.user_id"
-    " WHERE m1.user_id {users}) p"
-    " WHERE NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = p.owner AND b.blocked_id = p.uid)"
-    " GROUP BY owner, uid ORDER BY owner, uid"
+    " WHERE m1.user_id {users}"
+    " AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = m1.user_id AND b.blocked_id = m2.user_id)"
 )
 
 SQLITE: Final[Dialect] = {

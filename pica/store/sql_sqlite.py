@@ -67,3 +67,27 @@ def run_step(conn: sqlite3.Connection, step: Step) -> Any:
 def run(conn: sqlite3.Connection, txn: Txn[T]) -> T:
     """Run a transaction's steps on ``conn`` (already inside BEGIN) and return its result."""
     return drive(txn, lambda step: run_step(conn, step))
+
+
+class TooManyRows(Exception):
+    """A bounded read (:func:`run_bounded`) reached its budget of rows; what it read is dropped."""
+
+
+def run_bounded(conn: sqlite3.Connection, txn: Txn[T], max_rows: int) -> T:
+    """:func:`run` of a read-only transaction that fetches at most ``max_rows`` rows over all its reads, else raises
+    :class:`TooManyRows` having fetched one more. The bound limits the work only for statements whose rows stream
+    (no sort or grouping over the whole result): SQLite produces rows as they are fetched."""
+    left = max_rows
+
+    def step(step: Step) -> Any:
+        nonlocal left
+        statement = STATEMENTS[step.statement]
+        if not isinstance(step, Read) or statement.run is not None or statement.sql is None:
+            raise TypeError(f"not a bounded read: {step.statement}")
+        rows = conn.execute(statement.sql, _bind(statement, step.args)).fetchmany(left + 1)
+        if len(rows) > left:
+            raise TooManyRows(step.statement)
+        left -= len(rows)
+        return rows
+
+    return drive(txn, step)

@@ -421,8 +421,8 @@ class SqlStore(Store):
     async def presence_of(self, viewer: int, user_ids: list[int]) -> list[PresenceRecord]:
         return await self._read_txn(partial(social.presence_of, viewer, user_ids), snapshot=True)
 
-    async def set_last_seen(self, user_id: int, ts: int) -> None:
-        await self._write_txn(partial(social.set_last_seen, user_id, ts))
+    async def set_last_seen(self, seen: Mapping[int, int]) -> None:
+        await self._write_txn(partial(social.set_last_seen, seen))
 
     # ------------------------------------------------------------------------------------------------ invitations
 

@@ -3,8 +3,10 @@
 Writes go to the writer (:mod:`pica.store.sqlite_writer`), which owns the only write connection and commits in
 batches; by default it runs in a process of its own (:mod:`pica.store.sqlite_process`), so that it and the event loop
 each have a core. Operations submitted during one turn of the event loop are handed to it together. Reads run on a
-small thread pool, each thread with its own connection; WAL lets them proceed while the writer commits. One read runs
-on the event loop instead: the session states a socket authentication checks (:meth:`SqliteStore.session_states`).
+small thread pool, each thread with its own connection; WAL lets them proceed while the writer commits. Two reads of
+every connect run on the event loop instead, within a bound of rows: the session states a socket authentication
+checks (:meth:`SqliteStore.session_states`) and the presence audiences of users' first devices
+(:meth:`SqliteStore.presence_audiences`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TypeVar
 
 from pica.config import SqliteConfig
 from pica.errors import StoreUnavailable
-from pica.store import job_rules, jobs, messages, reactions, sessions, sql_sqlite
+from pica.store import job_rules, jobs, messages, reactions, sessions, social, sql_sqlite
 from pica.store import search as fts
 from pica.store.append_rules import Append
 from pica.store.base import (
@@ -32,6 +34,7 @@ from pica.store.base import (
     JobRules,
     LinkedAppend,
     MessageRecord,
+    PresenceAudience,
     ReactionAppend,
     SessionState,
 )
@@ -57,6 +60,9 @@ class SqliteStore(SqlStore):
         self._reader_connections: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
         self._loop_reader: sqlite3.Connection | None = None
+        self._audience_rows_per_user = 0.0
+        """Rows the last presence audience read took per user (its viewers and setting): the estimate by which
+        :meth:`presence_audiences` chooses the event loop or a reader thread."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._observer: CommitObserver | None = None
@@ -151,24 +157,47 @@ class SqliteStore(SqlStore):
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
 
     async def session_states(self, session_ids: Sequence[str]) -> dict[str, SessionState]:
-        """Read on the event loop, not on a reader thread: the hop to a thread and back (a queue put, two thread
-        wake-ups, a GIL hand-over each way) cost 75-90 µs of CPU against 19 µs for the read itself (BENCHMARKS.md,
-        connect cost), and every socket authentication makes it. It stays a read of the store, so revocation is
-        seen at once: a few rows by primary key, pages the sessions table keeps hot, in WAL mode, where a reader
-        never waits for the writer; the connection's busy timeout is 0, and a read that finds the database busy
-        anyway (WAL recovery after a crash) is handed to a reader thread."""
+        """Read on the event loop (:meth:`_loop_read`): every socket authentication makes it. It stays a read of the
+        store, so revocation is seen at once: a few rows by primary key, pages the sessions table keeps hot."""
+        return await self._loop_read(partial(sessions.session_states, session_ids))
+
+    async def presence_audiences(self, user_ids: Sequence[int]) -> dict[int, PresenceAudience]:
+        """Read on the event loop (:meth:`_loop_read`) when the batch's audiences look small enough: each user's
+        first device makes it. Users' audiences differ in size by orders of magnitude (six peers, or thousands of
+        contacts), so a batch goes to a reader thread at once when the last batch's rows per user, times its users,
+        would not fit in ``sqlite.loop_read_rows``; one that turns out larger than its estimate is cut at the bound
+        and read again there."""
+        wanted = list(dict.fromkeys(user_ids))
+        make = partial(social.presence_audiences, wanted)
+        if len(wanted) * self._audience_rows_per_user > self.config.loop_read_rows:
+            found = await self._read_txn(make)
+        else:
+            found = await self._loop_read(make)
+        rows = len(wanted) + sum(len(audience.viewers) for audience in found.values())
+        self._audience_rows_per_user = rows / max(len(wanted), 1)
+        return found
+
+    async def _loop_read(self, make: Callable[[], Txn[T]]) -> T:
+        """A read on the event loop, not on a reader thread: the hop to a thread and back (a queue put, two thread
+        wake-ups, a GIL hand-over each way) cost 75-90 µs of CPU against 19 µs for a read of a few rows
+        (BENCHMARKS.md, connect cost). In WAL mode a reader never waits for the writer; the connection's busy
+        timeout is 0, and a read that finds the database busy anyway (WAL recovery after a crash) is handed to a
+        reader thread, as is one that reaches ``sqlite.loop_read_rows`` rows (which bounds how long it holds the
+        loop: about 1.5 µs a row)."""
         conn = self._loop_reader
         if conn is None or self._closed:
             raise StoreUnavailable("store is closed")
+        if self.config.loop_read_rows == 0:
+            return await self._read_txn(make)
         try:
             conn.execute("BEGIN")  # one snapshot for the whole read
             try:
-                return sql_sqlite.run(conn, sessions.session_states(session_ids))
+                return sql_sqlite.run_bounded(conn, make(), self.config.loop_read_rows)
             finally:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
-        except sqlite3.OperationalError:
-            return await self._read_txn(partial(sessions.session_states, session_ids))
+        except (sqlite3.OperationalError, sql_sqlite.TooManyRows):
+            return await self._read_txn(make)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"read failed: {type(exc).__name__}") from exc
 

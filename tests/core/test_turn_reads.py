@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from pica.core.turn_reads import TurnReads
+import pytest
+
+from pica.core.turn_reads import TurnBatch, TurnReads
 
 
 class Reads:
@@ -48,3 +50,19 @@ async def test_a_full_read_does_not_wait_out_the_delay() -> None:
     assert reads.batches == [[1, 2, 3], [4, 5, 6]]
     assert not more[3].done()  # alone in its read: it waits for company
     more[3].cancel()
+
+
+@pytest.mark.parametrize("delay", [0.0, 3600.0])
+async def test_a_batch_started_now_starts_once(delay: float) -> None:
+    started: list[dict[int, str]] = []
+    batch: TurnBatch[int, str] = TurnBatch(started.append, 64, delay)
+    gathering = batch.gathering()
+    gathering[1] = "a"
+    batch.added(gathering)
+    batch.start_now()
+    assert started == [{1: "a"}]
+    batch.start_now()  # nothing gathering: nothing to start
+    await asyncio.sleep(0)
+    assert started == [{1: "a"}]  # its scheduled start was cancelled
+    later = batch.gathering()  # a new batch
+    assert later is not gathering and later == {}

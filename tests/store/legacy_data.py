@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -26,6 +27,15 @@ from pica.store.base import DirectAppend, EventAppend, GroupAction, GroupAppend,
 
 NAMES = ("alice", "bob", "carol", "dave")
 MANY = 10**6
+
+
+async def set_last_seen(store: Store, user_id: int, ts: int) -> None:
+    """The previous release's ``set_last_seen(user_id, ts)`` took one user; this one's takes a mapping."""
+    setter: Any = store.set_last_seen
+    if "seen" in inspect.signature(setter).parameters:
+        await setter({user_id: ts})
+    else:
+        await setter(user_id, ts)
 
 
 def body(text: str) -> bytes:
@@ -71,7 +81,7 @@ async def populate(store: Store) -> None:
     await store.contact_request(carol, alice, 6_002)
     await store.set_blocked(dave, bob, True, 6_003)
     await store.set_only_contacts(carol, True)
-    await store.set_last_seen(alice, 7_000)
+    await set_last_seen(store, alice, 7_000)
     await store.set_banned(dave, True)
 
 

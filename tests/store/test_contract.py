@@ -982,8 +982,8 @@ async def test_presence_is_for_contacts_and_peers_minus_blocks(store: Store) -> 
     await store.append_direct(msg("d:1:3", carol, alice, "c"))
     await store.contact_request(alice, dan, 3)  # pending: not an audience
     await store.create_group(alice, "team", [eve], 4, 10)  # groups do not share presence
-    for user, ts in ((alice, 100), (bob, 200), (carol, 300), (dan, 400)):
-        await store.set_last_seen(user, ts)
+    await store.set_last_seen({alice: 100, bob: 200})  # several users in one write
+    await store.set_last_seen({carol: 300, dan: 400})
     assert await store.presence_audience(alice) == PresenceAudience("everyone", (Viewer(bob, True),
                                                                                  Viewer(carol, False)))
     assert await store.presence_of(alice, [bob, carol, dan, eve, alice, bob, 999]) == [
@@ -1002,6 +1002,7 @@ async def test_presence_audiences_read_many_users_at_once_as_one_by_one(store: S
     alice, bob, carol, dan = await users(store, "alice", "bob", "carol", "dan")
     await store.contact_request(alice, bob, 1)
     await store.contact_respond(bob, alice, True, 2)
+    await store.append_direct(msg("d:1:2", bob, alice, "b"))  # bob is alice's contact and 1:1 peer: told once
     await store.append_direct(msg("d:1:3", carol, alice, "c"))
     await store.set_blocked(carol, alice, True, 3)
     await store.set_privacy(bob, presence="contacts")
