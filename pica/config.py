@@ -176,8 +176,7 @@ class SqliteConfig:
     what is waiting first."""
     search_batch: int = 256
     """Search documents the writer indexes in one transaction; a larger backlog is indexed a part per turn between
-    two batches of writes (a part never smaller than what that turn added, so that the backlog cannot outgrow a
-    writer saturated by sends). Every send waits for the part in progress, and FTS5 merges its segments inside it: 256
+    two batches of writes. Every send waits for the part in progress, and FTS5 merges its segments inside it: 256
     keeps a part to about a millisecond here (BENCHMARKS.md). A search still indexes everything waiting first."""
     search_merge_pages: int = 32
     """Pages of FTS5 segment merging the writer does after each part of the search backlog it indexes (FTS5's own

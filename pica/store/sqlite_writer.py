@@ -293,16 +293,14 @@ def write_loop(
             waiting.extend(more)
         for start in range(0, len(waiting), max_batch):
             emit(*run_batch(conn, waiting[start : start + max_batch], rules()))
-        appended = sum(1 for op in waiting if op.append is not None)
         if waiting:
             last_commit = time.monotonic()
-            if index_due is None and appended:
+            if index_due is None and any(op.append is not None for op in waiting):
                 index_due = last_commit + index_delay
         if index_due is not None and not stopping and time.monotonic() >= index_due:
-            # A part per turn, between batches: what is left waits for the next turn, not for another delay. A part
-            # is never smaller than what the turn added, so that a writer saturated by sends (batches larger than a
-            # part) does not leave a backlog growing for as long as the load lasts.
-            waits = index_backlog(conn, max(config.search_batch, appended), config.search_merge_pages)
+            # A part at a time, one per turn between batches: what is left waits for the next turn, not for
+            # another delay.
+            waits = index_backlog(conn, config.search_batch, config.search_merge_pages)
             index_due = time.monotonic() if waits else None
         if checkpoints is not None:
             checkpoints.complete(conn)

@@ -21,7 +21,7 @@ from pica.protocol.tokens import document
 from pica.store.base import DirectAppend, EventAppend
 from pica.store.sqlite import SqliteStore
 from pica.store.sqlite_process import WriterProcess
-from pica.store.sqlite_writer import WriteOp, index_backlog, open_writer, write_loop
+from pica.store.sqlite_writer import index_backlog
 
 NEVER_MS = 600_000.0
 """A search delay no test outlives: only a search (or a restart) indexes the backlog."""
@@ -172,36 +172,3 @@ async def test_the_writer_merges_the_index_segments_a_few_pages_per_part(tmp_pat
             leaves[merge_pages] = conn.execute("SELECT count(*) FROM messages_fts_data").fetchone()[0]
         assert counts(path) == (40, 0)
     assert leaves[64] < leaves[0] / 2, leaves  # here 3 against 12 (a crisis merge at 16 segments)
-
-
-async def test_a_writer_saturated_by_sends_keeps_its_backlog_from_growing(tmp_path: Path) -> None:
-    """Under sends faster than a part a turn (batches of 10, parts of 4), each turn's part is as large as what the
-    turn added: the backlog stays at one turn's worth instead of growing by 6 a turn for as long as the load lasts.
-    The writer is driven directly, a scripted queue standing for the server's sends."""
-    path = tmp_path / "pica.db"
-    store = SqliteStore(path, SqliteConfig(search_delay_ms=NEVER_MS))
-    await store.open()
-    alice = await store.create_user("alice", "h", 0)
-    bob = await store.create_user("bob", "h", 0)
-    await store.close()
-
-    config = SqliteConfig(search_delay_ms=0, search_batch=4)
-    turns: list[list[WriteOp] | None] = []
-    for turn in range(6):
-        turns += [[WriteOp(i, None, say(alice, bob, f"t{turn}-{i}", "busy words")) for i in range(10)], []]
-    turns.append(None)
-    waiting_at_each_turn: list[int] = []
-
-    def take(timeout: float | None) -> list[WriteOp] | None:
-        batch = turns.pop(0)
-        if batch:
-            waiting_at_each_turn.append(counts(path)[1])
-        return batch
-
-    conn = open_writer(path, config)
-    try:
-        write_loop(conn, config, take, lambda outcomes, timing: None)
-    finally:
-        conn.close()
-    assert waiting_at_each_turn == [0] * 6  # each turn's part took all ten of the turn before
-    assert counts(path) == (60, 0)
