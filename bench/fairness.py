@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -133,6 +134,13 @@ async def _honest(url: str, tcp_port: int, who: Login, to: int, rate: float, dur
 
 def run_setting(limits: str, args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"pica-fairness-{limits}-"))
+    try:
+        return _run_setting(limits, args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_setting(limits: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     server = bu.ServerProcess(
         [sys.executable, "-m", "pica", "serve", "--port", "0", "--tcp-port", "0", "--host", bu.HOST,
          "--data-dir", str(work / "data"), "--ready-file", str(work / "ready"), "--log-level", "WARNING"],

@@ -18,6 +18,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -145,6 +146,13 @@ async def _create_group(http_port: int, token: str, members: list[int]) -> int:
 
 def run(members: int, messages: int, rate: float, receivers: int, window: int) -> list[list[object]]:
     work = Path(tempfile.mkdtemp(prefix="pica-fanout-"))
+    try:
+        return _run(work, members, messages, rate, receivers, window)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(work: Path, members: int, messages: int, rate: float, receivers: int, window: int) -> list[list[object]]:
     data_dir = work / "data"
     data_dir.mkdir()
     secret = secrets.token_urlsafe(48)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -70,10 +71,17 @@ def _reserve(host: str, port: int) -> tuple[int, socket.socket | None]:
 
 
 def supervise(config: Config, args: argparse.Namespace) -> int:
+    folder = Path(tempfile.mkdtemp(prefix="pica-workers-"))  # the workers' ready files: gone with the supervisor
+    try:
+        return _supervise(config, args, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _supervise(config: Config, args: argparse.Namespace, folder: Path) -> int:
     http_port, http_hold = _reserve(config.host, config.port)
     tcp_port, tcp_hold = (config.tcp_port, None) if config.tcp_port < 0 else _reserve(config.host, config.tcp_port)
     base = config.node_id or f"{socket.gethostname()}-{os.getpid()}"
-    folder = Path(tempfile.mkdtemp(prefix="pica-workers-"))
     ready = [folder / f"ready-{i}" for i in range(config.workers)]
     workers = [
         _Worker(i, _worker_argv(args, http_port, tcp_port, f"{base}-w{i}", ready[i]), ready[i])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import psutil
 import pytest
@@ -74,3 +75,14 @@ async def test_two_workers_share_a_port_and_messages_cross_between_them(cluster:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_the_supervisor_leaves_no_temporary_folder_behind(cluster: Cluster, tmp_path: Path) -> None:
+    """The workers' ready files live in a temporary folder of the supervisor's: a server restarted daily must not
+    leave one per start behind."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (server,) = cluster.start("t", extra=["--workers", "2"], env={"TMPDIR": str(scratch)})
+    assert [p.name[:13] for p in scratch.iterdir()] == ["pica-workers-"]  # in use while it runs
+    assert server.terminate() == 0
+    assert list(scratch.iterdir()) == []
