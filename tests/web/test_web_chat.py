@@ -596,5 +596,12 @@ async def test_the_page_follows_the_servers_limits(browser: Browser, tmp_path: P
     assert "menu-recall" in await offered()
     # 90 s later on the page's clock: past this server's window, within the protocol's default of 120 s.
     await alice.page.evaluate("() => { const real = Date.now; Date.now = () => real() + 90_000; }")
-    assert "menu-recall" not in await offered()
+    # The window comes in the socket's `ready`, which on a loaded machine can land after the send went out: give
+    # it a few seconds rather than read the menu once.
+    for _ in range(50):
+        if "menu-recall" not in await offered():
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError("Recall still offered 90 s on, past the server's 60 s window")
     alice.assert_no_errors()
