@@ -40,6 +40,15 @@ def counts(path: Path) -> tuple[int, int]:
     return int(indexed), int(waiting)
 
 
+async def indexed_by_itself(path: Path, messages: int) -> None:
+    """Wait up to 5 s for the writer to index ``messages`` documents and empty its backlog, asked by nobody."""
+    for _ in range(100):
+        if counts(path) == (messages, 0):
+            return
+        await asyncio.sleep(0.05)
+    assert counts(path) == (messages, 0)
+
+
 async def found(store: SqliteStore, who: int, query: str) -> list[str]:
     return [m.client_msg_id for m in await store.search(who, query, conversation_id=None, limit=50)]
 
@@ -105,11 +114,7 @@ async def test_the_writer_indexes_the_backlog_on_its_own_within_the_delay(tmp_pa
         alice = await store.create_user("alice", "h", 0)
         bob = await store.create_user("bob", "h", 0)
         await store.append_direct(say(alice, bob, "m", "quiet afterwards"))
-        for _ in range(100):  # nothing else is written: the writer wakes up for the backlog by itself
-            if counts(path) == (1, 0):
-                break
-            await asyncio.sleep(0.05)
-        assert counts(path) == (1, 0)
+        await indexed_by_itself(path, 1)  # nothing else is written: the writer wakes up for the backlog by itself
     finally:
         await store.close()
 
@@ -124,11 +129,7 @@ async def test_a_killed_writer_leaves_its_backlog_to_the_next_one(tmp_path: Path
     again = SqliteStore(path, SqliteConfig(search_delay_ms=NEVER_MS))
     await again.open()
     try:
-        for _ in range(100):  # a new writer indexes what it finds waiting, without being asked
-            if counts(path) == (20, 0):
-                break
-            await asyncio.sleep(0.05)
-        assert counts(path) == (20, 0)
+        await indexed_by_itself(path, 20)  # a new writer indexes what it finds waiting, without being asked
         assert len(await found(again, bob, "durable")) == 20
     finally:
         await again.close()
@@ -149,11 +150,7 @@ async def test_the_writer_indexes_a_large_backlog_a_part_per_transaction(tmp_pat
     await again.open()
     try:
         await asyncio.gather(*(again.append_direct(say(alice, bob, f"n{i}", "more words")) for i in range(10)))
-        for _ in range(100):
-            if counts(path) == (20, 0):
-                break
-            await asyncio.sleep(0.05)
-        assert counts(path) == (20, 0)
+        await indexed_by_itself(path, 20)
     finally:
         await again.close()
 
