@@ -24,7 +24,8 @@ Phases, one after the other:
    workers is not nothing), how much of it was the kernel's, and the holders' CPU over the same window;
 3. **delivery**: a sender process sends 1:1 messages at ``--rate`` a second for ``--duration`` seconds (open loop,
    paced every millisecond), each to a random held connection's user; the holders time each delivery from the send
-   time the message carries (same machine, monotonic clock): p50 / p99 / max, and how many arrived. Where the tail
+   time the message carries (same machine, monotonic clock): p50 / p99 / max, and how many arrived; the sender times
+   each ack from its send the same way (p50 / p99), which is the store's part of a delivery. Where the tail
    comes from is printed as well: when the slowest 1 % were sent, in spells (a periodic pause in the server shows as
    spells one period apart), and when a holder's own event loop was late by 20 ms or more (a slow delivery inside
    such a stall is the generator's, not the server's). The senders stay connected until the deliveries are counted:
@@ -243,18 +244,24 @@ def sender_main(spec: SenderSpec, pipe: Pipe) -> None:
 
 
 class SenderConn(HeldTcp):
-    __slots__ = ("acked", "errors")
+    __slots__ = ("ack_latencies", "acked", "errors", "sent_us")
 
     def __init__(self, held: Held, token: str, device: str) -> None:
         super().__init__(held, token, device)
         self.acked = 0
         self.errors = 0
+        self.sent_us: dict[int, int] = {}
+        """Send time (monotonic µs) by frame id, until its ack: the store's part of a delivery, apart from the bus's."""
+        self.ack_latencies = array("q")
 
     def data_received(self, data: bytes) -> None:
         for payload in self.reader.feed(data):
             frame = decode_server_frame(payload, MSGPACK)
             if isinstance(frame, f.Sent):
                 self.acked += 1
+                t0 = self.sent_us.pop(frame.ref, None) if frame.ref is not None else None
+                if t0 is not None:
+                    self.ack_latencies.append(time.monotonic_ns() // 1000 - t0)
             elif isinstance(frame, f.Error):
                 self.errors += 1
             elif isinstance(frame, f.Ping) and self.transport is not None:
@@ -288,12 +295,16 @@ async def _sender(spec: SenderSpec, pipe: Pipe) -> None:
             frame = f.Send(to=rng.choice(spec.recipients), client_msg_id=f"m{sent}",
                            body={"text": "ping", "t0_us": now // 1000}, id=sent)
             assert conn.transport is not None
+            conn.sent_us[sent] = now // 1000
             conn.transport.write(frame_bytes(encode(frame, MSGPACK)))
         await asyncio.sleep(0.001)
     deadline = time.monotonic() + 30
     while sum(c.acked + c.errors for c in conns) < sent and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    pipe.send(("sent", sent, sum(c.acked for c in conns), sum(c.errors for c in conns)))
+    acks = array("q")
+    for conn in conns:
+        acks.extend(conn.ack_latencies)
+    pipe.send(("sent", sent, sum(c.acked for c in conns), sum(c.errors for c in conns), acks.tobytes()))
     # Held open until the deliveries are all counted: each sender has written to thousands of users by now, so its
     # going offline announces its presence to all of them, and that burst would land on the last deliveries.
     await asyncio.to_thread(_poll, pipe, 120)
@@ -504,7 +515,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         chat.recv(sender_worker, 60)
         cpu_start = bu.snapshot(server.pids())
         parent.send("go")
-        _, sent, acked, errors = chat.recv(sender_worker, args.duration + 60)
+        _, sent, acked, errors, ack_data = chat.recv(sender_worker, args.duration + 60)
+        ack_latencies = array("q")
+        ack_latencies.frombytes(ack_data)
+        ack = percentiles(ack_latencies)
         cpu_end = bu.snapshot(server.pids())
         time.sleep(1)  # the last deliveries reach the holders
         latencies, sent_at, stalls = array("q"), array("q"), array("q")
@@ -544,6 +558,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "rate": args.rate, "sent": sent, "acked": acked, "errors": errors,
             "delivered": delivery["count"], "delivery_p50_ms": round(delivery["p50_ms"], 2),
             "delivery_p99_ms": round(delivery["p99_ms"], 2), "delivery_max_ms": round(delivery["max_ms"], 2),
+            "acks_timed": ack["count"], "ack_p50_ms": round(ack["p50_ms"], 2), "ack_p99_ms": round(ack["p99_ms"], 2),
             "load_cpu_pct": round(100 * load_cpu / (cpu_end.at - cpu_start.at), 1), "pings_answered": pings,
             "slow_spells": slow, "holder_stalls": stalled, "first_send_monotonic_s": start / 1e6,
             "holder_stall_max_ms": round(max(stalls[1::2], default=0) / 1e3, 1),
@@ -605,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
          "server RSS MiB before / after",
          "KiB per connection (holders' KiB)",
          "idle CPU % (µs per conn·s) [kernel %; holders %]", "msg/s sent / acked / delivered",
-         "delivery p50 / p99 / max ms",
+         "delivery p50 / p99 / max ms", "ack p50 / p99 ms",
          "server CPU % under load"],
         [[result["connections"], f"{result['first_try_failed']:,} / {result['failed']:,}", result["seed_seconds"],
           f"{result['open_seconds']} ({result['connects_per_s']:,})",
@@ -616,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
           f"[{result['idle_kernel_pct']}; {result['holders_idle_cpu_pct']}]",
           f"{result['sent'] / args.duration:,.0f} / {result['acked']:,} / {result['delivered']:,}",
           f"{result['delivery_p50_ms']} / {result['delivery_p99_ms']} / {result['delivery_max_ms']}",
-          result["load_cpu_pct"]]]))
+          f"{result['ack_p50_ms']} / {result['ack_p99_ms']}", result["load_cpu_pct"]]]))
     if result["holder_stalls"]:
         print(f"\nholders' own event loops late by {HOLDER_STALL_REPORTED_US // 1000} ms or more (s from the first "
               "send, ms late; a slow delivery inside one is the generator's, not the server's): " + ", ".join(

@@ -195,3 +195,4 @@ def test_connections_benchmark_quick(tmp_path: Path) -> None:
     assert (result["connections"], result["failed"], result["errors"]) == (200, 0, 0)
     assert result["tcp"] > 0 and result["ws"] > 0
     assert result["delivered"] == result["acked"] == result["sent"] > 0
+    assert result["acks_timed"] == result["acked"]  # every ack matched to its send: the store's part of a delivery
