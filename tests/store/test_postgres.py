@@ -15,6 +15,7 @@ import pytest
 from pica.config import PostgresConfig
 from pica.errors import Forbidden, StoreUnavailable
 from pica.protocol.tokens import document
+from pica.store import sql_postgres
 from pica.store.base import AppendResult, DirectAppend, EventAppend, GroupAction, GroupAppend
 from pica.store.postgres import PostgresStore, migrate
 from tests.store.conftest import PG_DSN, connect_admin, pg_config, pg_store
@@ -226,6 +227,110 @@ async def test_a_member_removed_through_another_node_never_posts_after_the_notic
     assert accepted and refused
     assert change.notice is not None
     assert accepted == list(range(2, change.notice.seq))  # all before the notice, in order, no gap
+
+
+# ------------------------------------------------------------------------------------------------ round trips
+
+
+class Recording:
+    """A lane's asyncpg connection that records the statements sent through it, by name (BEGIN and COMMIT as
+    they are): a round trip each."""
+
+    def __init__(self, conn: Any, sent: list[str]) -> None:
+        self._conn, self._sent = conn, sent
+        self._names = {s.sql: name for name, s in sql_postgres.STATEMENTS.items()}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._conn, name)
+        if name not in ("execute", "fetch", "fetchrow", "fetchval", "executemany"):
+            return attr
+
+        def recorded(query: str, *args: Any, **kwargs: Any) -> Any:
+            self._sent.append(self._names.get(query, query))
+            return attr(query, *args, **kwargs)
+
+        return recorded
+
+
+async def test_a_batch_of_appends_takes_four_round_trips_five_with_a_group(pg_schema: str) -> None:
+    """BEGIN, one statement for the facts that need no lock and the conversations' locks, one that stores, COMMIT;
+    a group's member rows are read in a statement of their own after the lock (see the next tests)."""
+    async with pg_store(pg_schema, write_lanes=1) as store:
+        alice, bob, carol = [await store.create_user(n, "h", 0) for n in ("alice", "bob", "carol")]
+        to_bob, to_carol = f"d:{alice}:{bob}", f"d:{alice}:{carol}"
+        gconv = (await store.create_group(alice, "team", [bob], 1, 10)).group.conversation_id
+        await store.append_direct(msg(to_bob, alice, bob, "first"))
+        await store.append_direct(msg(to_carol, alice, carol, "second"))
+        sent: list[str] = []
+        lane = store._lanes[0]
+        lane._conn = Recording(lane._conn, sent)
+        direct = [msg(to_bob, alice, bob, f"a{i}") for i in range(5)] + [msg(to_carol, carol, alice, "c")]
+        results = await asyncio.gather(*(store.append_direct(m) for m in [*direct, direct[0]]))
+        assert [r.seq for r in results] == [2, 3, 4, 5, 6, 2, 2] and results[-1].duplicate
+        assert sent == ["BEGIN", "append_facts", "store_messages", "COMMIT"]
+        sent.clear()
+        await asyncio.gather(store.append_group(gmsg(gconv, bob, "g")),
+                             store.append_direct(msg(to_bob, bob, alice, "b")))
+        assert sent == ["BEGIN", "append_facts", "group_senders", "store_messages", "COMMIT"]
+
+
+async def lane_waits_for_a_lock(store: PostgresStore) -> None:
+    admin = await connect_admin()
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])"
+                                       " AND wait_event_type = 'Lock'", store.lane_backend_pids()):
+            assert time.monotonic() < deadline, "the lane never waited for the lock"
+            await asyncio.sleep(0.01)
+    finally:
+        await admin.close()
+
+
+async def test_a_client_id_committed_while_the_batch_waited_for_its_lock_answers_as_a_duplicate(
+        pg_schema: str) -> None:
+    """The batch's one read takes its snapshot before it waits for the conversation's lock, so it misses a message
+    committed by the lock's holder under the same client id; the insert finds it, and the retry answers with it."""
+    async with pg_store(pg_schema, write_lanes=1) as store:
+        alice, bob = await store.create_user("alice", "h", 0), await store.create_user("bob", "h", 0)
+        conv = f"d:{alice}:{bob}"
+        await store.append_direct(msg(conv, alice, bob, "first"))
+        holder = await connect_admin()
+        try:
+            await holder.execute(f'SET search_path = "{pg_schema}"')
+            async with holder.transaction():
+                await holder.execute("SELECT 1 FROM conversations WHERE conversation_id = $1 FOR UPDATE", conv)
+                await holder.execute("UPDATE conversations SET last_seq = 2 WHERE conversation_id = $1", conv)
+                await holder.execute("INSERT INTO messages (conversation_id, seq, sender, client_msg_id, ts, body)"
+                                     " VALUES ($1, 2, $2, 'x', 7, $3)", conv, alice, b'{"text":"hi"}')
+                pending = store.append_direct(msg(conv, alice, bob, "x"))
+                await lane_waits_for_a_lock(store)
+            result = await pending
+        finally:
+            await holder.close()
+        assert (result.seq, result.ts, result.duplicate) == (2, 7, True)
+        assert (await store.append_direct(msg(conv, alice, bob, "y"))).seq == 3
+    assert await stored(pg_schema, conv) == {"first": 1, "x": 2, "y": 3}
+
+
+async def test_a_group_sender_removed_while_the_batch_waited_for_its_lock_is_refused(pg_schema: str) -> None:
+    """Member rows are read after the conversation's lock, in a statement of their own: one fused with the lock would
+    see the membership of before the wait."""
+    async with pg_store(pg_schema, write_lanes=1) as store:
+        alice, bob = await store.create_user("alice", "h", 0), await store.create_user("bob", "h", 0)
+        gconv = (await store.create_group(alice, "team", [bob], 1, 10)).group.conversation_id
+        holder = await connect_admin()
+        try:
+            await holder.execute(f'SET search_path = "{pg_schema}"')
+            async with holder.transaction():
+                await holder.execute("SELECT 1 FROM conversations WHERE conversation_id = $1 FOR UPDATE", gconv)
+                await holder.execute("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2", gconv, bob)
+                pending = store.append_group(gmsg(gconv, bob, "late"))
+                await lane_waits_for_a_lock(store)
+            with pytest.raises(Forbidden):
+                await pending
+        finally:
+            await holder.close()
+    assert "late" not in await stored(pg_schema, gconv)
 
 
 # ------------------------------------------------------------------------------------------------ lost connections
