@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from pica.config import PostgresConfig
-from pica.errors import Forbidden, StoreUnavailable
+from pica.errors import Forbidden, InternalError, StoreUnavailable
 from pica.protocol.tokens import document
 from pica.store import sql_postgres
 from pica.store.base import AppendResult, DirectAppend, EventAppend, GroupAction, GroupAppend
 from pica.store.postgres import PostgresStore, migrate
+from pica.store.postgres_lanes import LaneOp
 from tests.store.conftest import PG_DSN, connect_admin, pg_config, pg_store
 
 DEADLINE = 15.0
@@ -272,6 +273,40 @@ async def test_a_batch_of_appends_takes_four_round_trips_five_with_a_group(pg_sc
         await asyncio.gather(store.append_group(gmsg(gconv, bob, "g")),
                              store.append_direct(msg(to_bob, bob, alice, "b")))
         assert sent == ["BEGIN", "append_facts", "group_senders", "store_messages", "COMMIT"]
+
+
+async def test_a_batch_waiting_behind_another_is_begun_by_its_commit_and_an_idle_lane_holds_no_transaction(
+        pg_schema: str) -> None:
+    """Under load a batch costs three round trips: its BEGIN goes with the previous batch's COMMIT. The last batch
+    commits alone, so an idle lane is never left in a transaction."""
+    async with pg_store(pg_schema, write_lanes=1, max_batch=2) as store:
+        alice, bob = await store.create_user("alice", "h", 0), await store.create_user("bob", "h", 0)
+        conv = f"d:{alice}:{bob}"
+        await store.append_direct(msg(conv, alice, bob, "first"))
+        sent: list[str] = []
+        lane = store._lanes[0]
+        lane._conn = Recording(lane._conn, sent)
+        results = await asyncio.gather(*(store.append_direct(msg(conv, alice, bob, f"m{i}")) for i in range(6)))
+        assert [r.seq for r in results] == [2, 3, 4, 5, 6, 7]
+        batch = ["append_facts", "store_messages"]
+        assert sent == ["BEGIN", *batch, "COMMIT; BEGIN", *batch, "COMMIT; BEGIN", *batch, "COMMIT"]
+        assert not lane._conn.is_in_transaction()
+        # A batch that fails in a transaction its predecessor began is rolled back and replayed op by op, as usual.
+        sent.clear()
+
+        async def failing(conn: Any) -> None:
+            await conn.execute("SELECT 1 / 0")
+
+        first = [store.append_direct(msg(conv, alice, bob, f"n{i}")) for i in range(3)]
+        broken: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        store._submit(LaneOp(conv, broken, run=failing))
+        assert [r.seq for r in await asyncio.gather(*first)] == [8, 9, 10]
+        with pytest.raises(InternalError):
+            await broken
+        assert sent == ["BEGIN", *batch, "COMMIT; BEGIN", *batch, "SELECT 1 / 0", "ROLLBACK",  # n0 n1, then n2 failing
+                        "BEGIN", *batch, "COMMIT", "BEGIN", "SELECT 1 / 0", "ROLLBACK"]  # replayed one by one
+        assert not lane._conn.is_in_transaction()
+    assert sorted((await stored(pg_schema, conv)).values()) == list(range(1, 11))
 
 
 async def lane_waits_for_a_lock(store: PostgresStore) -> None:
