@@ -7,8 +7,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import pytest
 
@@ -22,6 +22,7 @@ from pica.store.postgres_lanes import LaneOp
 from tests.store.conftest import PG_DSN, connect_admin, pg_config, pg_store
 
 DEADLINE = 15.0
+T = TypeVar("T")
 
 
 def msg(conversation: str, sender: int, recipient: int, cmid: str, text: str = "hi") -> DirectAppend:
@@ -321,30 +322,51 @@ async def lane_waits_for_a_lock(store: PostgresStore) -> None:
         await admin.close()
 
 
-async def test_a_client_id_committed_while_the_batch_waited_for_its_lock_answers_as_a_duplicate(
-        pg_schema: str) -> None:
-    """The batch's one read takes its snapshot before it waits for the conversation's lock, so it misses a message
-    committed by the lock's holder under the same client id; the insert finds it, and the retry answers with it."""
+async def committed_while_a_lane_waits(store: PostgresStore, schema: str, conv: str,
+                                       changes: Sequence[tuple[str, tuple[Any, ...]]],
+                                       submit: Callable[[], asyncio.Future[T]]) -> T:
+    """``submit()``'s outcome, submitted while another transaction holds ``conv``'s lock and makes ``changes``
+    (statements and their arguments); that transaction commits once the lane waits for the lock."""
+    holder = await connect_admin()
+    try:
+        await holder.execute(f'SET search_path = "{schema}"')
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM conversations WHERE conversation_id = $1 FOR UPDATE", conv)
+            for statement, args in changes:
+                await holder.execute(statement, *args)
+            pending = submit()
+            await lane_waits_for_a_lock(store)
+        return await pending
+    finally:
+        await holder.close()
+
+
+def stored_by_holder(conv: str, sender: int, cmid: str, seq: int) -> list[tuple[str, tuple[Any, ...]]]:
+    """The changes of a message "hi" stored at ``seq`` (timestamp 7) by a transaction of its own."""
+    return [("UPDATE conversations SET last_seq = $2 WHERE conversation_id = $1", (conv, seq)),
+            ("INSERT INTO messages (conversation_id, seq, sender, client_msg_id, ts, body)"
+             " VALUES ($1, $2, $3, $4, 7, $5)", (conv, seq, sender, cmid, b'{"text":"hi"}'))]
+
+
+async def test_what_was_committed_while_the_batch_waited_for_its_lock_is_taken_into_account(
+        pg_schema: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The batch's one read takes its snapshot before it waits for the conversation's lock. The last seq comes from
+    the locked row as the lock's holder left it (no failed insert, no replay); a message that holder committed under
+    the same client id is missed by the read, found by the insert, and the retry answers with it."""
+    caplog.set_level(logging.INFO, logger="pica.store.postgres_lanes")
     async with pg_store(pg_schema, write_lanes=1) as store:
         alice, bob = await store.create_user("alice", "h", 0), await store.create_user("bob", "h", 0)
         conv = f"d:{alice}:{bob}"
         await store.append_direct(msg(conv, alice, bob, "first"))
-        holder = await connect_admin()
-        try:
-            await holder.execute(f'SET search_path = "{pg_schema}"')
-            async with holder.transaction():
-                await holder.execute("SELECT 1 FROM conversations WHERE conversation_id = $1 FOR UPDATE", conv)
-                await holder.execute("UPDATE conversations SET last_seq = 2 WHERE conversation_id = $1", conv)
-                await holder.execute("INSERT INTO messages (conversation_id, seq, sender, client_msg_id, ts, body)"
-                                     " VALUES ($1, 2, $2, 'x', 7, $3)", conv, alice, b'{"text":"hi"}')
-                pending = store.append_direct(msg(conv, alice, bob, "x"))
-                await lane_waits_for_a_lock(store)
-            result = await pending
-        finally:
-            await holder.close()
-        assert (result.seq, result.ts, result.duplicate) == (2, 7, True)
-        assert (await store.append_direct(msg(conv, alice, bob, "y"))).seq == 3
-    assert await stored(pg_schema, conv) == {"first": 1, "x": 2, "y": 3}
+        after = await committed_while_a_lane_waits(store, pg_schema, conv, stored_by_holder(conv, alice, "w", 2),
+                                                   lambda: store.append_direct(msg(conv, bob, alice, "z")))
+        assert (after.seq, after.duplicate) == (3, False)
+        again = await committed_while_a_lane_waits(store, pg_schema, conv, stored_by_holder(conv, alice, "x", 4),
+                                                   lambda: store.append_direct(msg(conv, alice, bob, "x")))
+        assert (again.seq, again.ts, again.duplicate) == (4, 7, True)
+        assert (await store.append_direct(msg(conv, alice, bob, "y"))).seq == 5
+    assert await stored(pg_schema, conv) == {"first": 1, "w": 2, "z": 3, "x": 4, "y": 5}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_a_group_sender_removed_while_the_batch_waited_for_its_lock_is_refused(pg_schema: str) -> None:
@@ -353,18 +375,10 @@ async def test_a_group_sender_removed_while_the_batch_waited_for_its_lock_is_ref
     async with pg_store(pg_schema, write_lanes=1) as store:
         alice, bob = await store.create_user("alice", "h", 0), await store.create_user("bob", "h", 0)
         gconv = (await store.create_group(alice, "team", [bob], 1, 10)).group.conversation_id
-        holder = await connect_admin()
-        try:
-            await holder.execute(f'SET search_path = "{pg_schema}"')
-            async with holder.transaction():
-                await holder.execute("SELECT 1 FROM conversations WHERE conversation_id = $1 FOR UPDATE", gconv)
-                await holder.execute("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2", gconv, bob)
-                pending = store.append_group(gmsg(gconv, bob, "late"))
-                await lane_waits_for_a_lock(store)
-            with pytest.raises(Forbidden):
-                await pending
-        finally:
-            await holder.close()
+        removal = [("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2", (gconv, bob))]
+        with pytest.raises(Forbidden):
+            await committed_while_a_lane_waits(store, pg_schema, gconv, removal,
+                                               lambda: store.append_group(gmsg(gconv, bob, "late")))
     assert "late" not in await stored(pg_schema, gconv)
 
 
