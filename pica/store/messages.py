@@ -69,22 +69,13 @@ def message_row(row: Sequence[Any]) -> MessageRecord:
 
 
 def append_batch(requests: Sequence[Append], searches: Sequence[str | None]) -> Txn[list[Outcome]]:
-    """Messages from clients, as many as the writer has waiting: one read per kind of fact for the whole batch, the
-    plan, then one write per table. ``searches``: each message's search value as the dialect indexes it."""
-    # Facts that need no lock first (a client id committed meanwhile by another node is caught by the insert), so
-    # that the conversations' row locks are held for as few round trips as possible: lock, store, commit.
+    """Messages from clients, as many as the writer has waiting: one read of the facts and locks for the whole batch
+    (and one of the group senders after it), the plan, then one write for all the tables. ``searches``: each
+    message's search value as the dialect indexes it."""
     keys = sorted({(r.sender, r.client_msg_id) for r in requests})
-    originals = {
-        (row[0], row[1]): Original(row[2], row[3], row[4], _json_decode_body(row[5]) if row[6] == "" else None)
-        for row in (yield Read("find_originals", ([k[0] for k in keys], [k[1] for k in keys])))
-    }
-    recipients: dict[tuple[int, int], Recipient] = {}
     pairs = sorted({(r.recipient, r.sender) for r in requests if isinstance(r, DirectAppend)})
-    if pairs:
-        rows = yield Read("recipient_facts", ([p[0] for p in pairs], [p[1] for p in pairs]))
-        recipients = {(row[0], row[1]): Recipient(bool(row[2]), bool(row[3])) for row in rows}
     conversations = sorted({r.conversation_id for r in requests})
-    last_seqs: dict[str, int] = {row[0]: row[1] for row in (yield Read("lock_conversations", (conversations,)))}
+    originals, recipients, last_seqs = yield from append_facts(keys, pairs, conversations)
     # Group members after the lock: a group change holds the same lock, so this sees the membership the messages
     # are committed under.
     group_senders: dict[tuple[str, int], GroupSender] = {}
@@ -124,6 +115,42 @@ def append_batch(requests: Sequence[Append], searches: Sequence[str | None]) -> 
     if refs:
         yield from media.refs_of(refs)
     return decided.outcomes
+
+
+Facts = tuple[dict[tuple[int, str], Original], dict[tuple[int, int], Recipient], dict[str, int]]
+"""What a batch is planned on besides its group senders: originals by (sender, client id), recipients by (recipient,
+sender), last seqs by conversation (locked)."""
+
+
+def append_facts(keys: Sequence[tuple[int, str]], pairs: Sequence[tuple[int, int]],
+                 conversations: Sequence[str]) -> Txn[Facts]:
+    """The facts of a batch that its conversations' locks do not guard, and those locks, in ONE read (on PostgreSQL
+    one statement): the originals of (sender, client id) ``keys``, the settings of each (recipient, sender) of
+    ``pairs``, and the last seq of each of ``conversations`` (sorted), whose rows it locks in that order."""
+    # With the locks, a 1:1 batch on PostgreSQL is BEGIN, this, store, COMMIT, and the locks are held for no more
+    # than the last three. In READ COMMITTED a statement's snapshot is taken at its start, before it waits for a lock,
+    # so the facts may predate what a holder of one of the locks committed meanwhile; each of them tolerates that, as
+    # it did when they were read in statements of their own before the lock:
+    # - last seqs: ``FOR UPDATE`` answers the locked row's newest version (PostgreSQL re-reads it after the wait).
+    # - originals: a client id committed meanwhile is not seen, and the insert finds it (ON CONFLICT, which looks past
+    #   the snapshot): fewer rows inserted than planned, Retry, and the new attempt reads it as an original.
+    # - recipient facts (blocks, contacts, settings, deleted accounts): no writer of them takes a conversation's lock,
+    #   so waiting for one orders nothing; a send is decided on the facts as they stood when its statement began.
+    # Group members are NOT among them: a group change holds the conversation's lock, so they are read after it.
+    originals: dict[tuple[int, str], Original] = {}
+    recipients: dict[tuple[int, int], Recipient] = {}
+    last_seqs: dict[str, int] = {}
+    for row in (yield Read("append_facts", ([k[0] for k in keys], [k[1] for k in keys], [p[0] for p in pairs],
+                                            [p[1] for p in pairs], list(conversations)))):
+        # (kind, conversation_id, user, peer, client_msg_id, seq, ts, body, state, blocks, refuses): see the SQL.
+        if row[0] == "c":
+            last_seqs[row[1]] = row[5]
+        elif row[0] == "o":
+            originals[(row[2], row[4])] = Original(row[1], row[5], row[6],
+                                                   _json_decode_body(row[7]) if row[8] == "" else None)
+        elif row[0] == "r":
+            recipients[(row[2], row[3])] = Recipient(bool(row[9]), bool(row[10]))
+    return originals, recipients, last_seqs
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[list[Any], ...]:
@@ -576,17 +603,59 @@ def _conversation_list(me: str, before_ts: str, before_id: str, limit: str) -> s
         " ORDER BY p.last_ts DESC, p.conversation_id"
     )
 
+
+def _pg_lock_conversations(ids: str) -> str:
+    """The conversations ``ids`` (a placeholder), locked in id order: their (conversation_id, last_seq)."""
+    return (f"SELECT conversation_id, last_seq FROM conversations WHERE conversation_id = ANY({ids}::text[])"
+            " ORDER BY conversation_id FOR UPDATE")
+
+
+def _pg_recipient_facts(recipients: str, senders: str) -> str:
+    """(recipient, sender, blocks, refuses) of each existing recipient towards its sender (placeholders)."""
+    return (
+        "SELECT u.user_id, k.sender,"
+        " EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.user_id AND b.blocked_id = k.sender) AS blocks,"
+        " u.only_contacts AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.user_id = u.user_id"
+        " AND c.peer_id = k.sender AND c.state = 'accepted') AS refuses"
+        f" FROM unnest({recipients}::bigint[], {senders}::bigint[]) AS k(recipient, sender)"
+        " JOIN users u ON u.user_id = k.recipient AND u.deleted_at = 0"
+    )
+
+
+_SQLITE_ORIGINALS: Final = (
+    "SELECT m.sender, m.client_msg_id, m.conversation_id, m.seq, m.ts, m.body, m.state FROM json_each(?1) j"
+    " JOIN messages m ON m.sender = j.value ->> 0 AND m.client_msg_id = j.value ->> 1"
+)
+
+
+def _sqlite_append_facts(conn: Any, args: tuple[Any, ...]) -> list[Any]:
+    """``append_facts`` on SQLite: a statement per kind of fact (the writer holds the database lock already), each
+    row in the layout of the PostgreSQL statement."""
+    senders, client_ids, recipients, recipient_senders, conversations = args
+    rows: list[Any] = [
+        ("o", c, s, None, m, seq, ts, body, state, None, None)
+        for s, m, c, seq, ts, body, state in conn.execute(_SQLITE_ORIGINALS, (_json_rows(senders, client_ids),))
+    ]
+    if recipients:
+        rows += [("r", None, r, s, None, None, None, None, None, blocks, refuses) for r, s, blocks, refuses in
+                 conn.execute(SQLITE["recipient_facts"].sql, (_json_rows(recipients, recipient_senders),))]
+    rows += [("c", c, None, None, None, last_seq, None, None, None, None, None) for c, last_seq in
+             conn.execute(SQLITE["lock_conversations"].sql, (_json_encode(conversations).decode(),))]
+    return rows
+
+
+def _json_rows(*columns: Sequence[Any]) -> str:
+    """Columns bound as one parameter, a JSON array of rows, for ``json_each``."""
+    return _json_encode(list(zip(*columns, strict=True))).decode()
+
+
 SQLITE: Final[Dialect] = {
     # The writer thread holds the database's write lock for the whole transaction: reading is locking.
     "lock_conversations": Statement(
         "SELECT c.conversation_id, c.last_seq FROM json_each(?1) j"
         " JOIN conversations c ON c.conversation_id = j.value"
     ),
-    "find_originals": Statement(
-        "SELECT m.sender, m.client_msg_id, m.conversation_id, m.seq, m.ts, m.body, m.state FROM json_each(?1) j"
-        " JOIN messages m ON m.sender = j.value ->> 0 AND m.client_msg_id = j.value ->> 1",
-        rows=True,
-    ),
+    "append_facts": Statement(None, run=lambda conn, args: _sqlite_append_facts(conn, args)),
     "recipient_facts": Statement(
         "SELECT u.user_id, j.value ->> 1,"
         " EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.user_id AND b.blocked_id = j.value ->> 1),"
@@ -693,23 +762,23 @@ SQLITE: Final[Dialect] = {
 
 
 POSTGRES: Final[Dialect] = {
-    "lock_conversations": Statement(
-        "SELECT conversation_id, last_seq FROM conversations WHERE conversation_id = ANY($1::text[])"
-        " ORDER BY conversation_id FOR UPDATE"
-    ),
-    "find_originals": Statement(
-        "SELECT m.sender, m.client_msg_id, m.conversation_id, m.seq, m.ts, m.body, m.state"
-        " FROM unnest($1::bigint[], $2::text[]) AS k(sender, client_msg_id)"
+    "lock_conversations": Statement(_pg_lock_conversations("$1")),
+    # A row per fact, of three kinds, in one layout: (kind, conversation_id, user, peer, client_msg_id, seq, ts, body,
+    # state, blocks, refuses). 'o', an original: its sender as user, its client id, conversation, seq, ts, body and
+    # state. 'r', a recipient: the recipient as user, the sender as peer, blocks and refuses. 'c', a conversation
+    # locked: its id and last seq. The locks are taken in a CTE (a locking clause cannot stand in a UNION).
+    "append_facts": Statement(
+        f"WITH locked AS MATERIALIZED ({_pg_lock_conversations('$5')}),"
+        f" recipient AS ({_pg_recipient_facts('$3', '$4')})"
+        " SELECT 'o', m.conversation_id, m.sender, NULL::bigint, m.client_msg_id, m.seq, m.ts, m.body, m.state,"
+        " NULL::boolean, NULL::boolean FROM unnest($1::bigint[], $2::text[]) AS k(sender, client_msg_id)"
         " JOIN messages m ON m.sender = k.sender AND m.client_msg_id = k.client_msg_id"
+        " UNION ALL SELECT 'r', NULL, r.user_id, r.sender, NULL, NULL, NULL, NULL, NULL, r.blocks, r.refuses"
+        " FROM recipient r"
+        " UNION ALL SELECT 'c', l.conversation_id, NULL, NULL, NULL, l.last_seq, NULL, NULL, NULL, NULL, NULL"
+        " FROM locked l"
     ),
-    "recipient_facts": Statement(
-        "SELECT u.user_id, k.sender,"
-        " EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.user_id AND b.blocked_id = k.sender),"
-        " u.only_contacts AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.user_id = u.user_id"
-        " AND c.peer_id = k.sender AND c.state = 'accepted')"
-        " FROM unnest($1::bigint[], $2::bigint[]) AS k(recipient, sender)"
-        " JOIN users u ON u.user_id = k.recipient AND u.deleted_at = 0"
-    ),
+    "recipient_facts": Statement(_pg_recipient_facts("$1", "$2")),
     "group_senders": Statement(
         "SELECT m.conversation_id, m.user_id, m.role, m.muted, g.muted_all, g.dissolved, g.members_version"
         " FROM unnest($1::text[], $2::bigint[]) AS k(conversation_id, user_id)"

@@ -11,6 +11,7 @@ import random
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,8 @@ from pica.errors import (
 )
 from pica.protocol.ids import direct_conversation_id
 from pica.protocol.tokens import document
+from pica.store import messages
+from pica.store.append_rules import Original, Recipient
 from pica.store.base import (
     DirectAppend,
     EventAppend,
@@ -48,6 +51,7 @@ from pica.store.base import (
     UserSettings,
     Viewer,
 )
+from pica.store.sql_store import SqlStore
 from pica.store.sqlite import SqliteStore
 from pica.store.sqlite_process import WriterProcess
 from tests.store.conftest import pg_store, temporary_schema
@@ -364,6 +368,51 @@ async def test_blocked_senders_and_strangers_of_contacts_only_users_are_refused(
         await store.append_direct(msg("d:1:3", alice, carol, "e"))
     assert await store.contact_respond(carol, alice, True, 4) == "accepted"
     assert (await store.append_direct(msg("d:1:3", alice, carol, "f"))).seq == 1
+
+
+async def test_one_read_answers_a_batchs_originals_recipients_and_locked_seqs(store: Store) -> None:
+    """``append_facts``, the read a batch is planned on (one statement on PostgreSQL, with the conversations' locks),
+    answers each kind of fact right, whatever else the read asks: a blocked sender, a contacts-only recipient
+    towards a stranger and towards a contact, a missing recipient, re-sent client ids (one of an edited original),
+    and the last seqs of existing conversations only."""
+    alice, bob, carol, dave, eve = await users(store, "alice", "bob", "carol", "dave", "eve")
+    await store.set_blocked(bob, alice, True, 1)
+    for contacts_only in (carol, dave):
+        await store.set_only_contacts(contacts_only, True)
+    await store.contact_request(alice, dave, 2)
+    await store.contact_respond(dave, alice, True, 3)
+    to_eve = direct_conversation_id(alice, eve)
+    kept = await store.append_direct(msg(to_eve, alice, eve, "kept", "first", ts=10))
+    edited = await store.append_direct(msg(to_eve, alice, eve, "edited", "second", ts=11))
+    await store.append_event(EventAppend("edit", to_eve, alice, edited.seq, "e1", 12, text="changed"))
+    group = notice(await store.create_group(alice, "team", [eve], 13, 10)).conversation_id
+    assert isinstance(store, SqlStore)
+    originals, recipients, last_seqs = await store._read_txn(partial(
+        messages.append_facts, [(alice, "edited"), (alice, "kept"), (alice, "new"), (eve, "kept")],
+        [(bob, alice), (carol, alice), (dave, alice), (eve, alice), (eve + 100, alice)],
+        sorted([to_eve, direct_conversation_id(alice, bob), group])))
+    assert originals == {(alice, "kept"): Original(to_eve, kept.seq, 10, {"text": "first"}),
+                         (alice, "edited"): Original(to_eve, edited.seq, 11, None)}
+    assert recipients == {(bob, alice): Recipient(blocks_sender=True, only_contacts_refuses=False),
+                          (carol, alice): Recipient(blocks_sender=False, only_contacts_refuses=True),
+                          (dave, alice): Recipient(blocks_sender=False, only_contacts_refuses=False),
+                          (eve, alice): Recipient(blocks_sender=False, only_contacts_refuses=False)}
+    assert last_seqs == {to_eve: 3, group: 1}
+    # The same facts through the batch: one submission of every case at once.
+    outcomes = await asyncio.gather(
+        store.append_direct(msg(direct_conversation_id(alice, bob), alice, bob, "to-bob")),
+        store.append_direct(msg(direct_conversation_id(alice, carol), alice, carol, "to-carol")),
+        store.append_direct(msg(direct_conversation_id(alice, dave), alice, dave, "to-dave")),
+        store.append_direct(msg(to_eve, alice, eve, "kept", "first", ts=20)),
+        store.append_direct(msg(to_eve, alice, eve, "edited", "anything", ts=21)),
+        store.append_direct(msg(to_eve, alice, eve, "new", ts=22)),
+        store.append_group(GroupAppend(group, eve, "in-group", b'{"text":"hi"}', 23)),
+        store.append_direct(msg(direct_conversation_id(alice, eve + 100), alice, eve + 100, "nobody")),
+        return_exceptions=True)
+    assert [type(o).__name__ for o in outcomes[:3]] == ["Forbidden", "Forbidden", "AppendResult"]
+    assert [(o.seq, o.duplicate) for o in outcomes[2:7] if not isinstance(o, BaseException)] == [
+        (1, False), (kept.seq, True), (edited.seq, True), (4, False), (2, False)]
+    assert isinstance(outcomes[7], UserNotFound)
 
 
 async def test_bodies_round_trip_exactly(store: Store) -> None:

@@ -7,19 +7,22 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import pytest
 
 from pica.config import PostgresConfig
-from pica.errors import Forbidden, StoreUnavailable
+from pica.errors import Forbidden, InternalError, StoreUnavailable
 from pica.protocol.tokens import document
+from pica.store import sql_postgres
 from pica.store.base import AppendResult, DirectAppend, EventAppend, GroupAction, GroupAppend
 from pica.store.postgres import PostgresStore, migrate
+from pica.store.postgres_lanes import LaneOp
 from tests.store.conftest import PG_DSN, connect_admin, pg_config, pg_store
 
 DEADLINE = 15.0
+T = TypeVar("T")
 
 
 def msg(conversation: str, sender: int, recipient: int, cmid: str, text: str = "hi") -> DirectAppend:
@@ -226,6 +229,157 @@ async def test_a_member_removed_through_another_node_never_posts_after_the_notic
     assert accepted and refused
     assert change.notice is not None
     assert accepted == list(range(2, change.notice.seq))  # all before the notice, in order, no gap
+
+
+# ------------------------------------------------------------------------------------------------ round trips
+
+
+class Recording:
+    """A lane's asyncpg connection that records the statements sent through it, by name (BEGIN and COMMIT as
+    they are): a round trip each."""
+
+    def __init__(self, conn: Any, sent: list[str]) -> None:
+        self._conn, self._sent = conn, sent
+        self._names = {s.sql: name for name, s in sql_postgres.STATEMENTS.items()}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._conn, name)
+        if name not in ("execute", "fetch", "fetchrow", "fetchval", "executemany"):
+            return attr
+
+        def recorded(query: str, *args: Any, **kwargs: Any) -> Any:
+            self._sent.append(self._names.get(query, query))
+            return attr(query, *args, **kwargs)
+
+        return recorded
+
+
+async def test_a_batch_of_appends_takes_four_round_trips_five_with_a_group(pg_schema: str) -> None:
+    """BEGIN, one statement for the facts that need no lock and the conversations' locks, one that stores, COMMIT;
+    a group's member rows are read in a statement of their own after the lock (see the next tests)."""
+    async with pg_store(pg_schema, write_lanes=1) as store:
+        alice, bob, carol = [await store.create_user(n, "h", 0) for n in ("alice", "bob", "carol")]
+        to_bob, to_carol = f"d:{alice}:{bob}", f"d:{alice}:{carol}"
+        gconv = (await store.create_group(alice, "team", [bob], 1, 10)).group.conversation_id
+        await store.append_direct(msg(to_bob, alice, bob, "first"))
+        await store.append_direct(msg(to_carol, alice, carol, "second"))
+        sent: list[str] = []
+        lane = store._lanes[0]
+        lane._conn = Recording(lane._conn, sent)
+        direct = [msg(to_bob, alice, bob, f"a{i}") for i in range(5)] + [msg(to_carol, carol, alice, "c")]
+        results = await asyncio.gather(*(store.append_direct(m) for m in [*direct, direct[0]]))
+        assert [r.seq for r in results] == [2, 3, 4, 5, 6, 2, 2] and results[-1].duplicate
+        assert sent == ["BEGIN", "append_facts", "store_messages", "COMMIT"]
+        sent.clear()
+        await asyncio.gather(store.append_group(gmsg(gconv, bob, "g")),
+                             store.append_direct(msg(to_bob, bob, alice, "b")))
+        assert sent == ["BEGIN", "append_facts", "group_senders", "store_messages", "COMMIT"]
+
+
+async def test_a_batch_waiting_behind_another_is_begun_by_its_commit_and_an_idle_lane_holds_no_transaction(
+        pg_schema: str) -> None:
+    """Under load a batch costs three round trips: its BEGIN goes with the previous batch's COMMIT. The last batch
+    commits alone, so an idle lane is never left in a transaction."""
+    async with pg_store(pg_schema, write_lanes=1, max_batch=2) as store:
+        alice, bob = await store.create_user("alice", "h", 0), await store.create_user("bob", "h", 0)
+        conv = f"d:{alice}:{bob}"
+        await store.append_direct(msg(conv, alice, bob, "first"))
+        sent: list[str] = []
+        lane = store._lanes[0]
+        lane._conn = Recording(lane._conn, sent)
+        results = await asyncio.gather(*(store.append_direct(msg(conv, alice, bob, f"m{i}")) for i in range(6)))
+        assert [r.seq for r in results] == [2, 3, 4, 5, 6, 7]
+        batch = ["append_facts", "store_messages"]
+        assert sent == ["BEGIN", *batch, "COMMIT; BEGIN", *batch, "COMMIT; BEGIN", *batch, "COMMIT"]
+        assert not lane._conn.is_in_transaction()
+        # A batch that fails in a transaction its predecessor began is rolled back and replayed op by op, as usual.
+        sent.clear()
+
+        async def failing(conn: Any) -> None:
+            await conn.execute("SELECT 1 / 0")
+
+        first = [store.append_direct(msg(conv, alice, bob, f"n{i}")) for i in range(3)]
+        broken: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        store._submit(LaneOp(conv, broken, run=failing))
+        assert [r.seq for r in await asyncio.gather(*first)] == [8, 9, 10]
+        with pytest.raises(InternalError):
+            await broken
+        assert sent == ["BEGIN", *batch, "COMMIT; BEGIN", *batch, "SELECT 1 / 0", "ROLLBACK",  # n0 n1, then n2 failing
+                        "BEGIN", *batch, "COMMIT", "BEGIN", "SELECT 1 / 0", "ROLLBACK"]  # replayed one by one
+        assert not lane._conn.is_in_transaction()
+    assert sorted((await stored(pg_schema, conv)).values()) == list(range(1, 11))
+
+
+async def lane_waits_for_a_lock(store: PostgresStore) -> None:
+    admin = await connect_admin()
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])"
+                                       " AND wait_event_type = 'Lock'", store.lane_backend_pids()):
+            assert time.monotonic() < deadline, "the lane never waited for the lock"
+            await asyncio.sleep(0.01)
+    finally:
+        await admin.close()
+
+
+async def committed_while_a_lane_waits(store: PostgresStore, schema: str, conv: str,
+                                       changes: Sequence[tuple[str, tuple[Any, ...]]],
+                                       submit: Callable[[], asyncio.Future[T]]) -> T:
+    """``submit()``'s outcome, submitted while another transaction holds ``conv``'s lock and makes ``changes``
+    (statements and their arguments); that transaction commits once the lane waits for the lock."""
+    holder = await connect_admin()
+    try:
+        await holder.execute(f'SET search_path = "{schema}"')
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM conversations WHERE conversation_id = $1 FOR UPDATE", conv)
+            for statement, args in changes:
+                await holder.execute(statement, *args)
+            pending = submit()
+            await lane_waits_for_a_lock(store)
+        return await pending
+    finally:
+        await holder.close()
+
+
+def stored_by_holder(conv: str, sender: int, cmid: str, seq: int) -> list[tuple[str, tuple[Any, ...]]]:
+    """The changes of a message "hi" stored at ``seq`` (timestamp 7) by a transaction of its own."""
+    return [("UPDATE conversations SET last_seq = $2 WHERE conversation_id = $1", (conv, seq)),
+            ("INSERT INTO messages (conversation_id, seq, sender, client_msg_id, ts, body)"
+             " VALUES ($1, $2, $3, $4, 7, $5)", (conv, seq, sender, cmid, b'{"text":"hi"}'))]
+
+
+async def test_what_was_committed_while_the_batch_waited_for_its_lock_is_taken_into_account(
+        pg_schema: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The batch's one read takes its snapshot before it waits for the conversation's lock. The last seq comes from
+    the locked row as the lock's holder left it (no failed insert, no replay); a message that holder committed under
+    the same client id is missed by the read, found by the insert, and the retry answers with it."""
+    caplog.set_level(logging.INFO, logger="pica.store.postgres_lanes")
+    async with pg_store(pg_schema, write_lanes=1) as store:
+        alice, bob = await store.create_user("alice", "h", 0), await store.create_user("bob", "h", 0)
+        conv = f"d:{alice}:{bob}"
+        await store.append_direct(msg(conv, alice, bob, "first"))
+        after = await committed_while_a_lane_waits(store, pg_schema, conv, stored_by_holder(conv, alice, "w", 2),
+                                                   lambda: store.append_direct(msg(conv, bob, alice, "z")))
+        assert (after.seq, after.duplicate) == (3, False)
+        again = await committed_while_a_lane_waits(store, pg_schema, conv, stored_by_holder(conv, alice, "x", 4),
+                                                   lambda: store.append_direct(msg(conv, alice, bob, "x")))
+        assert (again.seq, again.ts, again.duplicate) == (4, 7, True)
+        assert (await store.append_direct(msg(conv, alice, bob, "y"))).seq == 5
+    assert await stored(pg_schema, conv) == {"first": 1, "w": 2, "z": 3, "x": 4, "y": 5}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_group_sender_removed_while_the_batch_waited_for_its_lock_is_refused(pg_schema: str) -> None:
+    """Member rows are read after the conversation's lock, in a statement of their own: one fused with the lock would
+    see the membership of before the wait."""
+    async with pg_store(pg_schema, write_lanes=1) as store:
+        alice, bob = await store.create_user("alice", "h", 0), await store.create_user("bob", "h", 0)
+        gconv = (await store.create_group(alice, "team", [bob], 1, 10)).group.conversation_id
+        removal = [("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2", (gconv, bob))]
+        with pytest.raises(Forbidden):
+            await committed_while_a_lane_waits(store, pg_schema, gconv, removal,
+                                               lambda: store.append_group(gmsg(gconv, bob, "late")))
+    assert "late" not in await stored(pg_schema, gconv)
 
 
 # ------------------------------------------------------------------------------------------------ lost connections
