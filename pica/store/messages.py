@@ -46,6 +46,7 @@ from pica.store.base import (
     SyncPage,
 )
 from pica.store.event_rules import EventPlan, Target, plan_event, scrub_edits
+from pica.store.sqlite_binding import bind
 from pica.store.txn import Dialect, Read, Retry, Statement, Txn, Write
 
 _json_encode: Final = msgspec.json.Encoder().encode
@@ -622,9 +623,10 @@ def _pg_recipient_facts(recipients: str, senders: str) -> str:
     )
 
 
-_SQLITE_ORIGINALS: Final = (
+_SQLITE_ORIGINALS: Final = Statement(
     "SELECT m.sender, m.client_msg_id, m.conversation_id, m.seq, m.ts, m.body, m.state FROM json_each(?1) j"
-    " JOIN messages m ON m.sender = j.value ->> 0 AND m.client_msg_id = j.value ->> 1"
+    " JOIN messages m ON m.sender = j.value ->> 0 AND m.client_msg_id = j.value ->> 1",
+    rows=True,
 )
 
 
@@ -632,21 +634,18 @@ def _sqlite_append_facts(conn: Any, args: tuple[Any, ...]) -> list[Any]:
     """``append_facts`` on SQLite: a statement per kind of fact (the writer holds the database lock already), each
     row in the layout of the PostgreSQL statement."""
     senders, client_ids, recipients, recipient_senders, conversations = args
-    rows: list[Any] = [
-        ("o", c, s, None, m, seq, ts, body, state, None, None)
-        for s, m, c, seq, ts, body, state in conn.execute(_SQLITE_ORIGINALS, (_json_rows(senders, client_ids),))
-    ]
+
+    def read(statement: Statement, *columns: Sequence[Any]) -> Any:
+        return conn.execute(statement.sql, bind(statement, columns))
+
+    rows: list[Any] = [("o", c, s, None, m, seq, ts, body, state, None, None)
+                       for s, m, c, seq, ts, body, state in read(_SQLITE_ORIGINALS, senders, client_ids)]
     if recipients:
         rows += [("r", None, r, s, None, None, None, None, None, blocks, refuses) for r, s, blocks, refuses in
-                 conn.execute(SQLITE["recipient_facts"].sql, (_json_rows(recipients, recipient_senders),))]
+                 read(SQLITE["recipient_facts"], recipients, recipient_senders)]
     rows += [("c", c, None, None, None, last_seq, None, None, None, None, None) for c, last_seq in
-             conn.execute(SQLITE["lock_conversations"].sql, (_json_encode(conversations).decode(),))]
+             read(SQLITE["lock_conversations"], conversations)]
     return rows
-
-
-def _json_rows(*columns: Sequence[Any]) -> str:
-    """Columns bound as one parameter, a JSON array of rows, for ``json_each``."""
-    return _json_encode(list(zip(*columns, strict=True))).decode()
 
 
 SQLITE: Final[Dialect] = {

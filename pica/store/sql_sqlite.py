@@ -1,15 +1,12 @@
 """The SQLite driver of store transactions (:mod:`pica.store.txn`): binds a step's columns and runs it.
 
-A read's list arguments are bound as JSON text (for ``json_each``), or, for a statement marked ``rows``, its columns
-as one JSON array of rows; a write runs as one ``executemany``.
+A read's arguments are bound as :mod:`pica.store.sqlite_binding` says; a write runs as one ``executemany``.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from typing import Any, Final, TypeVar
-
-import msgspec
 
 from pica.store import (
     admin,
@@ -30,7 +27,8 @@ from pica.store import (
     sessions,
     social,
 )
-from pica.store.txn import Dialect, Read, Statement, Step, Txn, drive, merge
+from pica.store.sqlite_binding import bind
+from pica.store.txn import Dialect, Read, Step, Txn, drive, merge
 
 T = TypeVar("T")
 
@@ -40,15 +38,6 @@ STATEMENTS: Final[Dialect] = merge(
     pins.SQLITE, scram.SQLITE, reactions.SQLITE, links.SQLITE, previews.SQLITE,
 )
 """Every statement SQLite knows, gathered from the modules that write transactions."""
-_json_encode: Final = msgspec.json.Encoder().encode
-
-
-def _bind(statement: Statement, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    picked = statement.select(args)
-    if statement.rows:
-        return (_json_encode(list(zip(*picked, strict=True))).decode(),)
-    return tuple(_json_encode(a).decode() if isinstance(a, list) else a for a in picked)
-
 
 def run_step(conn: sqlite3.Connection, step: Step) -> Any:
     """Answer one step of a transaction on ``conn``: rows for a read, rows changed for a write."""
@@ -58,7 +47,7 @@ def run_step(conn: sqlite3.Connection, step: Step) -> Any:
             return statement.run(conn, statement.select(step.args))
         if statement.sql is None:
             return []
-        return conn.execute(statement.sql, _bind(statement, step.args)).fetchall()
+        return conn.execute(statement.sql, bind(statement, step.args)).fetchall()
     if statement.sql is None or not step.rows:
         return 0
     return conn.executemany(statement.sql, zip(*statement.select(step.columns), strict=True)).rowcount
@@ -84,7 +73,7 @@ def run_bounded(conn: sqlite3.Connection, txn: Txn[T], max_rows: int) -> T:
         statement = STATEMENTS[step.statement]
         if not isinstance(step, Read) or statement.run is not None or statement.sql is None:
             raise TypeError(f"not a bounded read: {step.statement}")
-        rows = conn.execute(statement.sql, _bind(statement, step.args)).fetchmany(left + 1)
+        rows = conn.execute(statement.sql, bind(statement, step.args)).fetchmany(left + 1)
         if len(rows) > left:
             raise TooManyRows(step.statement)
         left -= len(rows)
