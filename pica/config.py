@@ -199,6 +199,9 @@ class SqliteConfig:
     writer: Literal["process", "thread"] = "process"
     """Where the writer runs: "process", a process of its own next to the server's, so that the commits and the
     event loop use two cores; "thread", a thread of the server's process (one core for both, less memory)."""
+    writer_socket: str = ""
+    """The Unix socket of a writer process shared by several servers on one file: set by ``pica serve --workers N``
+    for its workers (one writer commits for them all), not by hand. Empty: each server starts its own writer."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,13 +12,14 @@ checks (:meth:`SqliteStore.session_states`) and the presence audiences of users'
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from pica.config import SqliteConfig
 from pica.errors import StoreUnavailable
@@ -45,6 +46,20 @@ from pica.store.sqlite_writer import WriteOp, WriterThread, connect, search_valu
 from pica.store.txn import Txn
 
 T = TypeVar("T")
+
+
+def _rebuild_lock(path: Path) -> IO[str]:
+    """Hold ``<database>.reindex.lock`` (flock: the kernel drops it when the process dies) until the returned file is
+    closed. Stores opening one file together (``pica serve --workers N``) check and rebuild a stale search index one
+    at a time: SQLite's rebuild inserts FTS5 rows, so two at once would each clear the other's progress and leave
+    every message indexed twice; the next to get the lock finds the index current and does nothing."""
+    handle = open(f"{path}.reindex.lock", "a")  # noqa: SIM115 - closed by the caller's with
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 class SqliteStore(SqlStore):
@@ -83,7 +98,8 @@ class SqliteStore(SqlStore):
         self._readers = ThreadPoolExecutor(max_workers=self.config.read_threads, thread_name_prefix="pica-sqlite-read")
         self._loop_reader = connect(self.path, self.config, readonly=True)
         self._loop_reader.execute("PRAGMA busy_timeout = 0")  # never sleeps on a lock: busy goes to a reader thread
-        await self.reindex_search(only_if_stale=True)
+        with await asyncio.to_thread(_rebuild_lock, self.path):
+            await self.reindex_search(only_if_stale=True)
 
     async def close(self) -> None:
         if self._closed:

@@ -14,6 +14,14 @@ a partial of one, ``append`` a client's message); the writer answers, after each
 database is open and migrated, or ``("failed", error)``. Pickle is safe here: both ends are this code, and the
 socket pair is never reachable by anything else.
 
+**Shared by several servers** (``sqlite.writer_socket``, the workers of ``pica serve --workers N``): their supervisor
+starts one writer listening on a Unix socket (:class:`SharedWriter`, ``--listen``), and each server connects to it
+instead of starting its own. The same loop serves every connection: an operation's token is its connection and its
+number, so each answer goes back where it came from, and one batch (one transaction, one fsync) may hold the
+messages of several servers. One writer rather than one per server: SQLite would serialise them on its file lock,
+and its busy handler sleeps 1, 2, 5, 10 ... 100 ms before trying again, which at saturation put seconds into the
+tail of the acks. The shared writer ends once its supervisor closed its standard input and every server has left.
+
 The durability contract is unchanged: a result leaves the writer after the commit that holds it, and the server acks
 nothing before it reads that result. Failures:
 
@@ -23,7 +31,8 @@ nothing before it reads that result. Failures:
   server has closed the store.
 - The writer dies: every write in flight fails with ``store_unavailable`` (retryable; nothing half-written: SQLite's
   transaction is atomic), writes fail the same way until a new writer is up, which the store starts at once, then at
-  most once a second.
+  most once a second (a shared writer: its supervisor starts it again, and the servers join it as soon as it
+  listens).
 """
 
 from __future__ import annotations
@@ -36,15 +45,18 @@ import itertools
 import json
 import logging
 import operator
+import os
 import pickle
 import select
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -68,6 +80,8 @@ log = logging.getLogger(__name__)
 _HEADER: Final = struct.Struct("!I")
 _RESTART_INTERVAL: Final = 1.0
 """Seconds between two starts of a writer that keeps dying."""
+_JOIN_TIMEOUT: Final = 30.0
+"""Seconds a server waits for a shared writer's socket before its store fails to open."""
 _CLOSE_TIMEOUT: Final = 30.0
 """Seconds the server waits for the writer to commit what it holds and exit before killing it."""
 
@@ -132,6 +146,9 @@ class WriterProcess:
     def __init__(self, path: Path, config: SqliteConfig) -> None:
         self._path = path
         self._config = config
+        self._shared = Path(config.writer_socket) if config.writer_socket else None
+        """The socket of a writer that several servers share (started by their supervisor), or None: this server
+        starts its own."""
         self._numbers = itertools.count()
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._link: _Link | None = None
@@ -154,23 +171,19 @@ class WriterProcess:
         return self._proc.pid if self._proc is not None else None
 
     async def start(self) -> None:
-        """Start the writer and wait until it has the database open and migrated (or raise its error)."""
+        """Start the writer (or join the shared one) and wait until it has the database open and migrated (or raise
+        its error)."""
         self._last_start = time.monotonic()
         self.starts += 1
+        if self._shared is not None:
+            await self._join(self._shared)
+            return
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        root = logging.getLogger()
-        settings = {
-            "path": str(self._path),
-            "config": asdict(self._config),
-            "log_level": root.level,
-            "log_json": any(type(h.formatter).__name__ == "JsonFormatter" for h in root.handlers),
-            "gc_threshold": heap.young_threshold(),
-        }
         with theirs:
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pica.store.sqlite_process", str(theirs.fileno()), json.dumps(settings),
-                pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL,
+                sys.executable, "-m", "pica.store.sqlite_process", str(theirs.fileno()),
+                _settings(self._path, self._config), pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL,
             )
         ready: asyncio.Future[None] = loop.create_future()
         _, link = await loop.create_unix_connection(lambda: _Link(self, ready), sock=ours)
@@ -181,6 +194,28 @@ class WriterProcess:
             await self._reap()
             raise
         log.info("SQLite writer process %d is ready", self._proc.pid)
+        self._ready(link)
+
+    async def _join(self, address: Path) -> None:
+        """Connect to the shared writer, waiting up to ``_JOIN_TIMEOUT`` for its socket (its supervisor starts it
+        before the servers, and again at once should it die)."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + _JOIN_TIMEOUT
+        while True:
+            ready: asyncio.Future[None] = loop.create_future()
+            try:
+                _, link = await loop.create_unix_connection(partial(_Link, self, ready), str(address))
+                break
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable(f"no shared SQLite writer at {address}: {exc}") from None
+                await asyncio.sleep(0.05)
+        self._link = link
+        await ready
+        log.info("joined the shared SQLite writer at %s", address)
+        self._ready(link)
+
+    def _ready(self, link: _Link) -> None:
         if self._rules is not None:  # a new writer after one died: it starts with none
             link.send(_frame(self._rules))
 
@@ -226,13 +261,16 @@ class WriterProcess:
             resolve(future, None, error)
         if self._closing:
             return
-        log.error("the SQLite writer process exited unexpectedly (%d writes failed); starting a new one", len(pending))
+        log.error("the SQLite writer process exited unexpectedly (%d writes failed); %s", len(pending),
+                  "starting a new one" if self._shared is None else "joining the one its supervisor starts")
         self._restart = asyncio.get_running_loop().create_task(self._start_again())
 
     async def _start_again(self) -> None:
         await self._reap()
+        # A shared writer is started again by its supervisor: join it as soon as it listens.
+        interval = _RESTART_INTERVAL if self._shared is None else 0.0
         while not self._closing:
-            await asyncio.sleep(max(0.0, self._last_start + _RESTART_INTERVAL - time.monotonic()))
+            await asyncio.sleep(max(0.0, self._last_start + interval - time.monotonic()))
             if self._closing:
                 return
             try:
@@ -265,6 +303,60 @@ class WriterProcess:
             log.error("the SQLite writer process %d did not exit; killing it", proc.pid)
             proc.kill()
             await proc.wait()
+
+
+def _settings(path: Path, config: SqliteConfig) -> str:
+    root = logging.getLogger()
+    return json.dumps({
+        "path": str(path),
+        "config": asdict(config),
+        "log_level": root.level,
+        "log_json": any(type(h.formatter).__name__ == "JsonFormatter" for h in root.handlers),
+        "gc_threshold": heap.young_threshold(),
+    })
+
+
+class SharedWriter:
+    """A writer process that several servers on one file share (:attr:`SqliteConfig.writer_socket`), for the
+    supervisor of ``pica serve --workers N``: started before the workers, started again should it die, stopped
+    after them (closing its standard input: it commits what the last workers sent and exits once they have left)."""
+
+    def __init__(self, path: Path, config: SqliteConfig, address: Path) -> None:
+        self.path = path
+        self.config = config
+        self.address = address
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = _JOIN_TIMEOUT) -> None:
+        self.address.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pica.store.sqlite_process", "--listen", str(self.address),
+             _settings(self.path, self.config)], stdin=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while not self.address.exists():  # bound once the database is open: it listens from then on
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise StoreUnavailable(f"the shared SQLite writer did not start (exit code {self.proc.returncode})")
+            time.sleep(0.02)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = _CLOSE_TIMEOUT) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.error("the shared SQLite writer process %d did not exit; killing it", proc.pid)
+            proc.kill()
+            proc.wait()
+        self.address.unlink(missing_ok=True)
 
 
 class _Link(asyncio.Protocol):
@@ -311,86 +403,183 @@ class _Link(asyncio.Protocol):
 # ====================================================================================================== writer side
 
 
-class _Channel:
-    """The writer's end of the socket: blocking reads of whole frames, and answers."""
+class _Client:
+    """One server's connection, as the writer sees it."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._frames = _Frames()
-        self._eof = False
+        self.sock = sock
+        self.frames = _Frames()
+        self.pending = 0
+        """Operations taken from it and not yet answered."""
+        self.eof = False
+
+
+class _Channel:
+    """The writer's end of its sockets: blocking reads of whole frames, and answers. One server's socket pair
+    (``pica serve``: the writer ends with it), or a listening socket that several servers connect to (the workers of
+    ``pica serve --workers N``: the writer ends once its supervisor closed ``control`` and every worker left). An
+    operation's token is its server and its number, so that each answer goes back where it came from."""
+
+    def __init__(self, sock: socket.socket | None = None, listener: socket.socket | None = None,
+                 control: int | None = None) -> None:
+        self._clients: dict[int, _Client] = {}
+        self._listener = listener
+        self._control = control
+        self._single = sock is not None
+        self._greeting = b""
+        if sock is not None:
+            self._clients[sock.fileno()] = _Client(sock)
         self.rules: base.JobRules | None = None
 
-    def send(self, message: object) -> None:
-        self._send(_frame(message))
+    def greet(self, message: object) -> None:
+        """``message`` to every server connected now (the first frame on each); later ones get it on connecting."""
+        self._greeting = _frame(message)
+        for client in self._clients.values():
+            _send(client, self._greeting)
 
     def send_outcomes(self, outcomes: list[Outcome], timing: Timing | None) -> None:
-        try:
-            data = _frame(("done", (outcomes, timing)))
-        except Exception as exc:  # a result pickle cannot carry: fail those operations, not the writer
-            log.exception("cannot send outcomes to the server")
-            failure = InternalError(f"store error: {type(exc).__name__}")
-            data = _frame(("done", ([(number, None, failure) for number, _, _ in outcomes], timing)))
-        self._send(data)
-
-    def _send(self, data: bytes) -> None:
-        with contextlib.suppress(OSError):  # the server is gone; the loop ends at the next read
-            self._sock.sendall(data)
+        by_client: dict[int, list[Outcome]] = {}
+        for (key, number), result, error in outcomes:
+            by_client.setdefault(key, []).append((number, result, error))
+        for key, answers in by_client.items():
+            client = self._clients.get(key)
+            if client is None:
+                continue
+            try:
+                data = _frame(("done", (answers, timing)))
+            except Exception as exc:  # a result pickle cannot carry: fail those operations, not the writer
+                log.exception("cannot send outcomes to the server")
+                failure = InternalError(f"store error: {type(exc).__name__}")
+                data = _frame(("done", ([(number, None, failure) for number, _, _ in answers], timing)))
+            _send(client, data)
+            client.pending -= len(answers)
+            if client.eof and client.pending <= 0:
+                self._drop(client)
 
     def take(self, timeout: float | None) -> list[WriteOp] | None:
-        """What the server submitted, waiting up to ``timeout`` for the first of it; None at end-of-file."""
+        """What the servers submitted, waiting up to ``timeout`` for the first of it; None once no server is left
+        to serve."""
         ops: list[WriteOp] = []
         while not ops:
-            if self._eof:
+            if self._done():
                 return None
-            if timeout is not None and not select.select([self._sock], [], [], timeout)[0]:
+            watched: list[Any] = [client.sock for client in self._clients.values() if not client.eof]
+            if self._listener is not None:
+                watched.append(self._listener)
+            if self._control is not None:
+                watched.append(self._control)
+            readable = select.select(watched, [], [], timeout)[0]
+            if not readable and timeout is not None:
                 return ops
-            data = self._recv(0)
-            while data:  # and whatever else is already there, without waiting
-                for payload in self._frames.feed(data):
-                    message = pickle.loads(payload)
-                    if isinstance(message, base.JobRules):
-                        self.rules = None if message.empty else message
-                        continue
-                    ops.extend(WriteOp(number, make, append) for number, make, append in message)
-                try:
-                    data = self._recv(socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    break
+            for ready in readable:
+                if ready is self._listener:
+                    self._accept()
+                elif ready is self._control:
+                    self._control_read()
+                else:
+                    self._read(self._clients[ready.fileno()], ops)
         return ops
+
+    def _done(self) -> bool:
+        if self._single:
+            return not self._clients
+        return self._listener is None and not self._clients
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        with contextlib.suppress(BlockingIOError, ConnectionError):
+            sock, _ = self._listener.accept()
+            sock.setblocking(True)
+            client = self._clients[sock.fileno()] = _Client(sock)
+            _send(client, self._greeting)
+
+    def _control_read(self) -> None:
+        """The supervisor closed its end (it is stopping, or gone): accept no one new; end when the last leaves."""
+        assert self._control is not None
+        if not os.read(self._control, 4096):
+            assert self._listener is not None
+            self._listener.close()
+            self._listener, self._control = None, None
+
+    def _read(self, client: _Client, ops: list[WriteOp]) -> None:
+        data = _recv(client, 0)
+        key = client.sock.fileno()
+        while data:  # and whatever else is already there, without waiting
+            for payload in client.frames.feed(data):
+                message = pickle.loads(payload)
+                if isinstance(message, base.JobRules):
+                    self.rules = None if message.empty else message
+                    continue
+                ops.extend(WriteOp((key, number), make, append) for number, make, append in message)
+                client.pending += len(message)
+            try:
+                data = _recv(client, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+        if client.eof and client.pending <= 0:
+            self._drop(client)
+
+    def _drop(self, client: _Client) -> None:
+        self._clients.pop(client.sock.fileno(), None)
+        client.sock.close()
 
     def current_rules(self) -> base.JobRules | None:
         return self.rules
 
-    def _recv(self, flags: int) -> bytes:
-        try:
-            data = self._sock.recv(1 << 20, flags)
-        except ConnectionError:  # the server's process is gone: the same as end-of-file
-            data = b""
-        if not data:
-            self._eof = True
-        return data
+
+def _send(client: _Client, data: bytes) -> None:
+    with contextlib.suppress(OSError):  # the server is gone; its end-of-file is read next
+        client.sock.sendall(data)
+
+
+def _recv(client: _Client, flags: int) -> bytes:
+    try:
+        data = client.sock.recv(1 << 20, flags)
+    except ConnectionError:  # the server's process is gone: the same as end-of-file
+        data = b""
+    if not data:
+        client.eof = True
+    return data
 
 
 def main(argv: list[str]) -> int:
+    """``<fd> <settings>``: the writer of the server that made socket ``fd``. ``--listen <path> <settings>``: a writer
+    shared by the servers that connect to ``path``, until its standard input closes and they have all left."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    fd, settings = int(argv[0]), json.loads(argv[1])
+    settings = json.loads(argv[-1])
     from pica.logs import configure
 
     configure(logging.getLevelName(settings["log_level"]), "json" if settings["log_json"] else "text")
     config = SqliteConfig(**settings["config"])
     path = Path(settings["path"])
-    channel = _Channel(socket.socket(fileno=fd))
+    listening = argv[0] == "--listen"
+    channel = None if listening else _Channel(socket.socket(fileno=int(argv[0])))
     try:
         conn = open_writer(path, config)
     except PicaError as exc:
-        channel.send(("failed", exc))
+        if channel is None:
+            log.error("the shared SQLite writer cannot open %s: %s", path, exc)
+        else:
+            channel.greet(("failed", exc))
         return 1
+    if channel is None:  # the socket appears once the database is open: its supervisor waits for it
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        address = Path(argv[1])
+        address.unlink(missing_ok=True)
+        binding = address.with_name(address.name + ".binding")
+        binding.unlink(missing_ok=True)
+        listener.bind(str(binding))
+        os.chmod(binding, 0o600)  # the workers run as this user; nobody else may write through it
+        listener.listen(128)
+        listener.setblocking(False)
+        binding.rename(address)  # listening before it is found
+        channel = _Channel(listener=listener, control=sys.stdin.fileno())
     checkpoints = Checkpoints(path, config)
     checkpoints.start()
     heap.tune(settings["gc_threshold"])
     heap.freeze_startup()
-    channel.send(("ready", None))
+    channel.greet(("ready", None))
     try:
         write_loop(conn, config, channel.take, channel.send_outcomes, channel.current_rules, checkpoints)
     finally:

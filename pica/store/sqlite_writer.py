@@ -129,10 +129,28 @@ def migrate(conn: sqlite3.Connection, report: Progress | None = None, migrations
         announce(report, step, time.perf_counter() - started)
 
 
+def _wal_mode(conn: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while the file is busy. Switching a fresh file to WAL needs its
+    exclusive lock, and SQLite answers SQLITE_BUSY at once, without its busy handler, when another connection holds
+    a lock meanwhile: two processes opening a new file together (``pica serve --workers N``, each worker with a
+    writer of its own) failed half the time with "database is locked"."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    pause = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
+
+
 def connect(path: Path, config: SqliteConfig, *, readonly: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
+    _wal_mode(conn)
     conn.execute(f"PRAGMA synchronous = {config.synchronous}")
     if readonly:
         conn.execute("PRAGMA query_only = ON")
