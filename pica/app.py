@@ -24,7 +24,7 @@ from pica.api.checks import ResponseCheck
 from pica.api.files import MEDIA_KEY
 from pica.api.http import build_app, metrics_response
 from pica.api.spec import route
-from pica.config import Config
+from pica.config import Config, is_hub_url
 from pica.core.accounts import AccountService
 from pica.core.admin import AdminService
 from pica.core.calls import CallService
@@ -326,7 +326,9 @@ class PicaServer:
         self.tls = _checked(lambda: server_tls(config.tls), "TLS certificate and key")
         if not config.store or config.store.startswith("sqlite:"):
             _checked(lambda: _writable(config.data_dir), f"data directory {config.data_dir}")
-            if self._owns_store:  # one server per database file (a test may hand in a store of its own)
+            # One server per database file (a test may hand in a store of its own); the workers of pica serve
+            # --workers share theirs under the lock their supervisor holds.
+            if self._owns_store and not is_hub_url(config.cluster):
                 database = sqlite_path(config)
                 self._lock.enter_context(_checked(lambda: server_lock(database), f"database {database}"))
         # Bind first: the cluster registry advertises the real ports.
@@ -461,7 +463,7 @@ class PicaServer:
             await self.cluster.start()
         # aiohttp's keep-alive timer is the request-head deadline (pica.gateway.http_socket says why it fits).
         app = build_app(services, self.response_check)
-        if self.cluster is not None and not config.media.storage:
+        if self.cluster is not None and not config.media.storage and not is_hub_url(config.cluster):  # workers share it
             log.warning("files are kept in this node's data directory (media.storage is empty): in a cluster set "
                         "media.storage = \"s3://...\" so that every node serves every file")
         self.media = media = MediaService(self.store, await open_blobs(config.media, config.data_dir), config.media,

@@ -228,6 +228,15 @@ def is_cluster_url(url: str) -> bool:
     return url.startswith(CLUSTER_SCHEMES)
 
 
+HUB_SCHEME: Final = "hub+unix://"
+"""``cluster = "hub+unix:///path/hub.sock"``: the bus of the workers of ``pica serve --workers N`` on the embedded
+store (:mod:`pica.cluster.hub`), set by the supervisor for its workers, not by hand."""
+
+
+def is_hub_url(url: str) -> bool:
+    return url.startswith(HUB_SCHEME)
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterUrl:
     """A Redis Cluster's bus URL, ``redis+cluster://[user:password@]host:port[,host:port...]`` (``rediss+cluster``
@@ -701,9 +710,11 @@ class Config:
     ``postgresql://user@host:port/database`` (cluster mode)."""
     cluster: str = ""
     """Redis URL (``redis://host:port/db``) of the cluster bus, or a Redis Cluster's seed nodes
-    (``redis+cluster://host:port,host:port``); empty: a single node with in-process delivery."""
+    (``redis+cluster://host:port,host:port``); empty: a single node with in-process delivery. ``hub+unix://<socket>``
+    is what ``pica serve --workers N`` sets for its workers on the embedded store."""
     workers: int = 1
-    """Processes sharing the listening ports (SO_REUSEPORT); more than 1 needs ``cluster``."""
+    """Processes sharing the listening ports (SO_REUSEPORT). On the embedded store they share its file and a bus
+    kept by the supervisor (:mod:`pica.cluster.hub`); with ``cluster`` set each is a node of that cluster."""
     gc_threshold: int = 20_000
     """Young-generation threshold of Python's cycle collector in the node and its SQLite writer process (Python's
     own default is 700, which at load spends a fifth of the event loop in collections; see pica/heap.py); 0 keeps
@@ -880,7 +891,7 @@ def _build(values: dict[str, dict[str, Any]]) -> Config:
     sections = {name: _construct(cls, values[name], name) for name, cls in _SECTIONS.items()}
     top: Config = _construct(Config, values[""], "", skip=set(_SECTIONS))
     config = dataclasses.replace(top, **sections)
-    if config.cluster and not config.auth.token_secret:
+    if config.cluster and not is_hub_url(config.cluster) and not config.auth.token_secret:
         # Each node would otherwise generate its own secret and refuse the tokens the others issue.
         raise ConfigError("auth.token_secret: cluster mode needs one secret shared by every node")
     return config
@@ -969,7 +980,7 @@ def _validate(obj: Any, section: str) -> None:
         if obj.store and not obj.store.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise ConfigError(f"store: expected sqlite:///path or postgresql://..., got {obj.store!r}")
         if obj.cluster and not obj.cluster.startswith(("redis://", "rediss://", "unix://", "redis+cluster://",
-                                                        "rediss+cluster://")):
+                                                        "rediss+cluster://", HUB_SCHEME)):
             raise ConfigError(f"cluster: expected a redis:// URL (or redis+cluster://host:port,... for a Redis "
                               f"Cluster), got {obj.cluster!r}")
         if is_cluster_url(obj.cluster):
@@ -981,11 +992,7 @@ def _validate(obj: Any, section: str) -> None:
             raise ConfigError("gc_threshold: must be 0 (Python's default) or a positive count")
         if obj.workers < 1:
             raise ConfigError("workers: must be at least 1")
-        if obj.workers > 1 and not obj.cluster:
-            raise ConfigError("workers: more than 1 worker needs cluster mode (cluster = redis://... and store ="
-                              " postgresql://...); on SQLite a node already uses a second core for its writer process"
-                              " (sqlite.writer)")
-        if obj.cluster and not obj.store.startswith(("postgresql://", "postgres://")):
+        if obj.cluster and not is_hub_url(obj.cluster) and not obj.store.startswith(("postgresql://", "postgres://")):
             raise ConfigError("cluster: cluster mode needs a shared store (store = postgresql://...)")
     if isinstance(obj, LimitsConfig):
         for name in (

@@ -36,7 +36,6 @@ def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
         ({"PICA_STORE": "mysql://db"}, "store: expected sqlite:///path or postgresql://"),
         ({"PICA_CLUSTER": "nats://bus"}, "cluster: expected a redis:// URL"),
         ({"PICA_WORKERS": "0"}, "workers: must be at least 1"),
-        ({"PICA_WORKERS": "2"}, "workers: more than 1 worker needs cluster mode"),
         ({"PICA_CLUSTER": "redis://127.0.0.1:6379"}, "cluster: cluster mode needs a shared store"),
         (
             {"PICA_CLUSTER": "redis://127.0.0.1:6379", "PICA_STORE": "postgresql://127.0.0.1/pica"},

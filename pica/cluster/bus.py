@@ -14,16 +14,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from pica.cluster.driver import BusRedis
 from pica.cluster.envelope import RESYNC, BadEnvelope, decode_control, encode_control
+from pica.cluster.hub_link import (
+    HUB_SCHEME,
+    HubBuckets,
+    HubLink,
+    HubRegistry,
+    HubSubscriber,
+    hub_presence,
+    hub_sender,
+    is_hub_url,
+)
 from pica.cluster.keys import Keys
 from pica.cluster.link import Backoff, Outage, cancel_and_wait, supervise
 from pica.cluster.node import NodeInfo
-from pica.cluster.outbox import Outbox
-from pica.cluster.presence import ClusterPresence
+from pica.cluster.outbox import Outbox, redis_sender
+from pica.cluster.presence import ClusterPresence, redis_presence
 from pica.cluster.ratelimit import RedisBuckets
 from pica.cluster.registry import Registry
 from pica.cluster.routing import ClusterDelivery, ClusterFanout
@@ -77,28 +87,46 @@ class Cluster:
         node_id = node.node_id
         cap = max(_BACKOFF_BASE, 2 * config.heartbeat_interval)
 
-        # No I/O here: redis-py connects lazily, on first use.
-        self._bus = BusRedis(url, config)
-        self._redis = self._bus.commands
-        self._outbox = Outbox(
-            self._bus, config.outbox_size, Backoff(_BACKOFF_BASE, cap),
-            Outage(f"publishing of node {node_id}", clock),
-            (self._channel_control, encode_control(node_id, RESYNC, "outbox overflow")),
-        )
-        self._subscriber = Subscriber(
-            self._bus, (self._channel_control,), self._on_message, self._on_subscribed,
-            timeout=config.timeout, idle=max(config.heartbeat_interval, 0.05),
-            backoff=Backoff(_BACKOFF_BASE, cap), outage=Outage(f"subscription of node {node_id}", clock),
-        )
-        self._presence = ClusterPresence(
-            self._redis, keys, node_id, sessions, config.timeout, Backoff(_BACKOFF_BASE, cap),
-            Outage(f"presence writes of node {node_id}", clock),
-        )
-        self._registry = Registry(
-            self._redis, keys, node, sessions, clock, config.heartbeat_interval, config.node_ttl,
-            Outage(f"heartbeat of node {node_id}", clock), on_lost=self._presence.reregister, on_gone=self._gone,
-        )
-        self._buckets = RedisBuckets(self._redis, prefix)
+
+        def backoff() -> Backoff:
+            return Backoff(_BACKOFF_BASE, cap)
+
+        def outage(what: str) -> Outage:
+            return Outage(f"{what} of node {node_id}", clock)
+
+        resync = (self._channel_control, encode_control(node_id, RESYNC, "outbox overflow"))
+        self._presence: ClusterPresence
+        self._subscriber: Subscriber | HubSubscriber
+        self._registry: Registry | HubRegistry
+        self._buckets: RedisBuckets | HubBuckets
+        self._close_bus: Callable[[], Awaitable[None]]
+        if is_hub_url(url):  # the workers of one node on the embedded store (pica.cluster.hub)
+            link = HubLink(url.removeprefix(HUB_SCHEME))
+            self._outbox = Outbox(hub_sender(link), config.outbox_size, backoff(), outage("publishing"), resync)
+            self._presence = ClusterPresence(*hub_presence(link), sessions, config.timeout, backoff(),
+                                             outage("presence writes"))
+            self._registry = HubRegistry(link, node, sessions, clock, config.heartbeat_interval, config.node_ttl,
+                                         outage("heartbeat"), on_lost=self._presence.reregister, on_gone=self._gone)
+            self._subscriber = HubSubscriber(link, (self._channel_control,), self._on_message, self._on_subscribed,
+                                             self._registry, config.timeout, backoff(), outage("subscription"))
+            self._buckets = HubBuckets(link)
+            self._close_bus = _closer(link.close)
+        else:
+            # No I/O here: redis-py connects lazily, on first use.
+            bus = BusRedis(url, config)
+            self._outbox = Outbox(redis_sender(bus), config.outbox_size, backoff(), outage("publishing"), resync)
+            self._subscriber = Subscriber(
+                bus, (self._channel_control,), self._on_message, self._on_subscribed, timeout=config.timeout,
+                idle=max(config.heartbeat_interval, 0.05), backoff=backoff(), outage=outage("subscription"),
+            )
+            self._presence = ClusterPresence(*redis_presence(bus.commands, keys, node_id), sessions,
+                                             config.timeout, backoff(), outage("presence writes"))
+            self._registry = Registry(
+                bus.commands, keys, node, sessions, clock, config.heartbeat_interval, config.node_ttl,
+                outage("heartbeat"), on_lost=self._presence.reregister, on_gone=self._gone,
+            )
+            self._buckets = RedisBuckets(bus.commands, prefix)
+            self._close_bus = bus.aclose
         self._delivery = ClusterDelivery(sessions, self._outbox, node_id, keys)
         self._fanout = ClusterFanout(GroupFanout(store, sessions), self._outbox, node_id, keys, self._subscriber,
                                      sessions, config.timeout)
@@ -109,7 +137,7 @@ class Cluster:
     # ------------------------------------------------------------------------------------------ what the core uses
 
     @property
-    def buckets(self) -> RedisBuckets:
+    def buckets(self) -> RedisBuckets | HubBuckets:
         """Rate-limit buckets every node shares (logins, registrations)."""
         return self._buckets
 
@@ -229,7 +257,7 @@ class Cluster:
         self._presence.close()
         await cancel_and_wait(self._tasks, timeout)
         self._tasks.clear()
-        await self._bus.aclose()
+        await self._close_bus()
         log.info("cluster bus: node %s left", self.node.node_id)
 
     def _running(self) -> bool:
@@ -372,3 +400,10 @@ class Cluster:
 
     def __repr__(self) -> str:
         return f"Cluster(node={self.node.node_id!r}, url={redact_url(self._url)!r})"
+
+
+def _closer(close: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def aclose() -> None:
+        close()
+
+    return aclose

@@ -86,6 +86,40 @@ class WorkSignal:
         return True
 
 
+class Wants:
+    """A subscriber's channels: those it should hold and those it has asked the bus for. ``want``/``unwant`` only
+    edit the first (no await: the local sessions' presence listener calls them) and wake the subscriber's sender,
+    which sends the difference; a user who connects and leaves within one loop turn costs nothing."""
+
+    def __init__(self, static: Iterable[bytes]) -> None:
+        self._wanted: set[bytes] = set(static)
+        self._asked: set[bytes] = set()
+        self._changed = asyncio.Event()
+        self.subscribed = asyncio.Event()
+        """Set while the current connection(s) hold every channel they were asked for at connect time."""
+
+    @property
+    def connected(self) -> bool:
+        return self.subscribed.is_set()
+
+    def want(self, channel: bytes) -> None:
+        if channel not in self._wanted:
+            self._wanted.add(channel)
+            self._changed.set()
+
+    def unwant(self, channel: bytes) -> None:
+        if channel in self._wanted:
+            self._wanted.discard(channel)
+            self._changed.set()
+
+    def wants(self, channel: bytes) -> bool:
+        return channel in self._wanted
+
+    def _difference(self) -> tuple[list[bytes], list[bytes]]:
+        """(channels to drop, channels to add), in a stable order."""
+        return sorted(self._asked - self._wanted), sorted(self._wanted - self._asked)
+
+
 class Backoff:
     """Exponential backoff with full jitter (against reconnect storms; AWS's "Exponential Backoff And Jitter"), from
     ``base`` up to ``cap`` seconds."""

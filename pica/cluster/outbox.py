@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 from pica.cluster import scripts
 from pica.cluster.driver import BusRedis
@@ -38,10 +39,33 @@ _PER_ROUND_TRIP = 4_096
 """Publishes per pipeline (one round trip)."""
 
 
+Send = Callable[[list[tuple[bytes, bytes]]], Awaitable[None]]
+"""Publishes a batch of (channel, data) in order, or raises one of REDIS_ERRORS (the batch is then sent again)."""
+
+
+def redis_sender(redis: BusRedis) -> Send:
+    async def send(batch: list[tuple[bytes, bytes]]) -> None:
+        slot = redis.slot
+        by_slot: dict[int, list[tuple[bytes, bytes]]] = {}
+        for item in batch:
+            by_slot.setdefault(slot(item[0]), []).append(item)
+        pipe = redis.commands.pipeline(transaction=False)
+        for items in by_slot.values():
+            for start in range(0, len(items), _PER_SCRIPT):
+                chunk = items[start:start + _PER_SCRIPT]
+                args: list[bytes] = [chunk[0][0]]  # KEYS[1]: routes the call to the shard owning the slot
+                for channel, data in chunk:
+                    args += (channel, data)
+                pipe.eval(scripts.PUBLISH_MANY, 1, *args)
+        await pipe.execute()
+
+    return send
+
+
 class Outbox:
-    def __init__(self, redis: BusRedis, limit: int, backoff: Backoff, outage: Outage,
+    def __init__(self, send: Send, limit: int, backoff: Backoff, outage: Outage,
                  resync_message: tuple[bytes, bytes]) -> None:
-        self._redis = redis
+        self._send = send
         self._limit = limit
         self._backoff = backoff
         self._outage = outage
@@ -101,21 +125,6 @@ class Outbox:
             if self._outage.down:
                 self._outage.recovered()
                 self._backoff.reset()
-
-    async def _send(self, batch: list[tuple[bytes, bytes]]) -> None:
-        slot = self._redis.slot
-        by_slot: dict[int, list[tuple[bytes, bytes]]] = {}
-        for item in batch:
-            by_slot.setdefault(slot(item[0]), []).append(item)
-        pipe = self._redis.commands.pipeline(transaction=False)
-        for items in by_slot.values():
-            for start in range(0, len(items), _PER_SCRIPT):
-                chunk = items[start:start + _PER_SCRIPT]
-                args: list[bytes] = [chunk[0][0]]  # KEYS[1]: routes the call to the shard owning the slot
-                for channel, data in chunk:
-                    args += (channel, data)
-                pipe.eval(scripts.PUBLISH_MANY, 1, *args)
-        await pipe.execute()
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the queue is empty (at shutdown); False if it did not empty in time, or at once while Redis

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from pica.cluster import scripts
 from pica.cluster.driver import Commands
@@ -35,23 +35,45 @@ log = logging.getLogger(__name__)
 _BATCH = 500
 """Users per APPLY call: bounds the time one script holds Redis (each user is a few set operations)."""
 
+Verdicts = Callable[[list[tuple[int, bool]]], Awaitable[dict[int, bool]]]
+"""Records this node's changes (user, came) where the bus keeps presence and answers, per user, whether the user is
+*alone*: for one who came, no other live node holds them; for one who went, no node holds them any more."""
+HeldElsewhere = Callable[[list[int]], Awaitable[set[int]]]
+"""Which of these users a live node other than this one holds."""
+
+
+def redis_presence(redis: Commands, keys: Keys, node_id: str) -> tuple[Verdicts, HeldElsewhere]:
+    """The two questions answered by the APPLY and ONLINE scripts (:mod:`pica.cluster.scripts`)."""
+    apply, online = redis.register_script(scripts.APPLY), redis.register_script(scripts.ONLINE)
+    route = [keys.nodes]  # KEYS of every call: the slot of the registry, which holds every key the scripts touch
+    prefix = keys.registry
+
+    async def verdicts(batch: list[tuple[int, bool]]) -> dict[int, bool]:
+        args: list[str | int] = [prefix, node_id]
+        for user_id, came in batch:
+            args += (user_id, 1 if came else 0)
+        reply = await apply(keys=route, args=args)
+        return {int(reply[i]): reply[i + 1] == 1 for i in range(0, len(reply), 2)}
+
+    async def held_elsewhere(user_ids: list[int]) -> set[int]:
+        reply = await online(keys=route, args=[prefix, node_id, *user_ids])
+        return {int(user_id) for user_id in reply}
+
+    return verdicts, held_elsewhere
+
 
 class ClusterPresence:
-    """:class:`pica.core.ports.Presence` for the cluster."""
+    """:class:`pica.core.ports.Presence` for the cluster, on Redis or on the workers' hub (``verdicts`` and
+    ``held_elsewhere`` ask the one or the other; everything judged from their answers is here)."""
 
-    def __init__(self, redis: Commands, keys: Keys, node_id: str, sessions: LocalSessions, timeout: float,
+    def __init__(self, verdicts: Verdicts, held_elsewhere: HeldElsewhere, sessions: LocalSessions, timeout: float,
                  backoff: Backoff, outage: Outage) -> None:
-        self._redis = redis
-        self._prefix = keys.registry
-        self._route = [keys.nodes]
-        """KEYS of every script call: the slot of the registry, which holds every key the scripts touch."""
-        self._node_id = node_id
+        self._verdicts = verdicts
+        self._held_elsewhere = held_elsewhere
         self._sessions = sessions
         self._timeout = timeout
         self._backoff = backoff
         self._outage = outage
-        self._apply = redis.register_script(scripts.APPLY)
-        self._online = redis.register_script(scripts.ONLINE)
         self._local: set[int] = set()
         self._dirty: dict[int, bool] = {}
         self._registered: set[int] = set()
@@ -95,11 +117,8 @@ class ClusterPresence:
                 continue
             batch = [self._dirty.popitem() for _ in range(min(len(self._dirty), _BATCH))]
             batch.reverse()  # popitem takes the newest first; write in the order the changes happened
-            args: list[str | int] = [self._prefix, self._node_id]
-            for user_id, online in batch:
-                args += (user_id, 1 if online else 0)
             try:
-                reply = await self._apply(keys=self._route, args=args)
+                alone = await self._verdicts(batch)
             except asyncio.CancelledError:
                 self._restore(batch)
                 raise
@@ -111,7 +130,6 @@ class ClusterPresence:
             if self._outage.down:
                 self._outage.recovered()
                 self._backoff.reset()
-            alone = {int(reply[i]): reply[i + 1] == 1 for i in range(0, len(reply), 2)}
             for user_id, online in batch:
                 self._applied(user_id, online, alone.get(user_id, False))
 
@@ -154,11 +172,11 @@ class ClusterPresence:
             return local
         try:
             async with asyncio.timeout(self._timeout):
-                reply = await self._online(keys=self._route, args=[self._prefix, self._node_id, *remote])
+                elsewhere = await self._held_elsewhere(remote)
         except asyncio.CancelledError:
             raise
         except (*REDIS_ERRORS, ValueError) as exc:
             self.fallbacks += 1
             log.debug("presence lookup fell back to this node's devices: %s", exc)
             return local
-        return local | {int(user_id) for user_id in reply}
+        return local | elsewhere

@@ -36,6 +36,38 @@ _REAP_CALLS_PER_BEAT = 20
 its TTL; the rest is taken up at the next beat."""
 
 
+class LiveNodes:
+    """The live nodes as the bus last listed them (for dispatch), with this node's own entry always current; older
+    than a node TTL, only this node (the list may name dead ones)."""
+
+    def __init__(self, node: NodeInfo, sessions: LocalSessions, clock: Clock, ttl: float) -> None:
+        self._node = node
+        self._sessions = sessions
+        self._clock = clock
+        self._ttl = ttl
+        self._live: list[NodeInfo] = []
+        self._live_at: float | None = None
+
+    def me(self) -> NodeInfo:
+        return dataclasses.replace(self._node, connections=self._sessions.connection_count)
+
+    def update(self, live: list[NodeInfo]) -> None:
+        self._live, self._live_at = live, self._clock.monotonic()
+
+    def forget(self) -> None:
+        self._live_at = None
+
+    @property
+    def fresh(self) -> bool:
+        return self._live_at is not None and self._clock.monotonic() - self._live_at < self._ttl
+
+    def listed(self) -> list[NodeInfo]:
+        me = self.me()
+        if not self.fresh:
+            return [me]
+        return [me if node.node_id == me.node_id else node for node in self._live]
+
+
 class Registry:
     def __init__(self, redis: Commands, keys: Keys, node: NodeInfo, sessions: LocalSessions, clock: Clock,
                  interval: float, ttl: float, outage: Outage, on_lost: Callable[[bool], None],
@@ -45,18 +77,14 @@ class Registry:
         self._route = [keys.nodes]
         """KEYS of every script call: the slot of the registry, which holds every key the scripts touch."""
         self._node = node
-        self._sessions = sessions
-        self._clock = clock
         self._interval = interval
-        self._ttl = ttl
         self._ttl_ms = max(1, round(ttl * 1000))
         self._outage = outage
         self._on_lost = on_lost
         self._on_gone = on_gone
         self._heartbeat = redis.register_script(scripts.HEARTBEAT)
         self._reap = redis.register_script(scripts.REAP)
-        self._live: list[NodeInfo] = []
-        self._live_at: float | None = None
+        self._nodes = LiveNodes(node, sessions, clock, ttl)
         self._joined = False
         self.closed = False
         self.joined = asyncio.Event()
@@ -65,13 +93,10 @@ class Registry:
     @property
     def fresh(self) -> bool:
         """Whether the cached live set is younger than a node TTL (older, it may list dead nodes)."""
-        return self._live_at is not None and self._clock.monotonic() - self._live_at < self._ttl
+        return self._nodes.fresh
 
     def live_nodes(self) -> list[NodeInfo]:
-        me = dataclasses.replace(self._node, connections=self._sessions.connection_count)
-        if not self.fresh:
-            return [me]
-        return [me if node.node_id == me.node_id else node for node in self._live]
+        return self._nodes.listed()
 
     def close(self) -> None:
         """No heartbeat starts after this (one in flight may finish)."""
@@ -94,7 +119,7 @@ class Registry:
             # A previous process with this node id may have left entries behind (it crashed, and its users are
             # gone with it): clear them before claiming the id.
             await self._reap_all(self._node.node_id, force=True)
-        node = dataclasses.replace(self._node, connections=self._sessions.connection_count)
+        node = self._nodes.me()
         args: list[str | int] = [self._prefix, node.node_id, self._ttl_ms]
         for field, value in node.to_fields().items():
             args += (field, value)
@@ -105,7 +130,7 @@ class Registry:
                 live.append(NodeInfo.from_fields(dict(zip(flat[::2], flat[1::2], strict=True))))
             except ValueError:
                 continue  # expiring this very millisecond (hash and score share the TTL), or another version's
-        self._live, self._live_at = live, self._clock.monotonic()
+        self._nodes.update(live)
         if reaped or (added and self._joined):
             log.warning("cluster bus: Redis had lost this node (%s); registering its users again",
                         "declared dead and reaped" if reaped else "Redis restarted, or its keys were deleted")
@@ -149,5 +174,5 @@ class Registry:
 
     async def leave(self) -> None:
         """Remove this node at once (registry and presence), announcing the users it held alone."""
-        self._live_at = None
+        self._nodes.forget()
         await self._reap_all(self._node.node_id, force=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection, Iterable
+from typing import Protocol
 
 from pica.cluster.envelope import (
     BadEnvelope,
@@ -28,7 +29,6 @@ from pica.cluster.envelope import (
 from pica.cluster.groups import GroupIndex
 from pica.cluster.keys import Keys
 from pica.cluster.outbox import Outbox
-from pica.cluster.subscriber import Subscriber
 from pica.core.fanout import GroupFanout
 from pica.core.ports import LocalSessions
 from pica.core.wire import message_frame
@@ -38,6 +38,18 @@ from pica.protocol.outbound import OutboundFrame
 from pica.store.base import GroupChange
 
 log = logging.getLogger(__name__)
+
+
+class Subscriptions(Protocol):
+    """What the group router asks of the node's subscriber (on Redis or on the workers' hub)."""
+
+    def want(self, channel: bytes) -> None: ...
+
+    def unwant(self, channel: bytes) -> None: ...
+
+    async def confirm(self) -> bool:
+        """Whether every change made so far is served by the bus (False: it is not connected)."""
+        ...
 
 
 class ClusterDelivery:
@@ -110,7 +122,7 @@ class ClusterFanout:
     The node's :class:`GroupIndex` decides which group channels it subscribes to; see the package docstring for
     how it is kept up to date (store reads on connect, join envelopes on user channels, removals in notices)."""
 
-    def __init__(self, local: GroupFanout, outbox: Outbox, node_id: str, keys: Keys, subscriber: Subscriber,
+    def __init__(self, local: GroupFanout, outbox: Outbox, node_id: str, keys: Keys, subscriber: Subscriptions,
                  sessions: LocalSessions, timeout: float) -> None:
         self.local = local
         self.index = GroupIndex()

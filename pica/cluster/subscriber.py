@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from redis.asyncio.connection import AbstractConnection
 
 from pica.cluster.driver import BusRedis, Topology
-from pica.cluster.link import REDIS_ERRORS, Backoff, Outage, cancel_and_wait
+from pica.cluster.link import REDIS_ERRORS, Backoff, Outage, Wants, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,11 @@ class _Link:
         """Loop time of the last reply read."""
 
 
-class Subscriber:
+class Subscriber(Wants):
     def __init__(self, redis: BusRedis, static: Iterable[bytes], on_message: MessageHandler,
                  on_subscribed: Callable[[bool], None], timeout: float, idle: float, backoff: Backoff,
                  outage: Outage) -> None:
+        super().__init__(static)
         self._redis = redis
         self._on_message = on_message
         self._on_subscribed = on_subscribed
@@ -84,40 +85,18 @@ class Subscriber:
         self._idle = idle
         self._backoff = backoff
         self._outage = outage
-        self._wanted: set[bytes] = set(static)
-        self._asked: set[bytes] = set()
         self._links: dict[str, _Link] = {}
         self._topology: Topology | None = None
-        self._changed = asyncio.Event()
         self._moved = asyncio.Event()
         """A change could not be routed with the current topology: reconnect everything."""
         self._send_lock = asyncio.Lock()
         self._first = True
         self.closed = False
-        self.subscribed = asyncio.Event()
-        """Set while the current connections hold every channel they were asked for at connect time."""
-
-    @property
-    def connected(self) -> bool:
-        return self.subscribed.is_set()
 
     @property
     def shards(self) -> int:
         """Connections currently held (one per shard)."""
         return len(self._links)
-
-    def want(self, channel: bytes) -> None:
-        if channel not in self._wanted:
-            self._wanted.add(channel)
-            self._changed.set()
-
-    def unwant(self, channel: bytes) -> None:
-        if channel in self._wanted:
-            self._wanted.discard(channel)
-            self._changed.set()
-
-    def wants(self, channel: bytes) -> bool:
-        return channel in self._wanted
 
     async def confirm(self) -> bool:
         """Wait until Redis confirmed every subscription change made so far. False at once if the subscriber is
@@ -300,8 +279,7 @@ class Subscriber:
             links, topology = self._links, self._topology
             if not links or topology is None:
                 return
-            drop = sorted(self._asked - self._wanted)
-            add = sorted(self._wanted - self._asked)
+            drop, add = self._difference()
             try:
                 for command, channels in (("SUNSUBSCRIBE", drop), ("SSUBSCRIBE", add)):
                     if not channels:

@@ -7,46 +7,13 @@ import asyncio
 import uuid
 from pathlib import Path
 
-import psutil
 import pytest
 
-from pica.client import Login, PicaConnection, PicaHttp
-from tests.cluster.conftest import Cluster, NodeProcess, eventually, register
+from pica.client import PicaHttp
+from tests.cluster.conftest import Cluster, eventually, register
+from tests.cluster.workers import connect_on_worker, workers_of
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(90)]
-
-MAX_TRIES = 40
-
-
-def workers_of(supervisor: NodeProcess) -> list[psutil.Process]:
-    return [p for p in psutil.Process(supervisor.proc.pid).children() if p.is_running()]
-
-
-def own_ports_to(port: int) -> set[int]:
-    """Local ports of this test process's TCP connections to 127.0.0.1:port."""
-    return {c.laddr.port for c in psutil.Process().net_connections("tcp")
-            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED}
-
-
-def worker_holding(supervisor: NodeProcess, local_port: int) -> int | None:
-    for worker in workers_of(supervisor):
-        for c in worker.net_connections("tcp"):
-            if c.raddr and c.raddr.port == local_port and c.laddr.port == supervisor.tcp_port:
-                return int(worker.pid)
-    return None
-
-
-async def connect_on_worker(supervisor: NodeProcess, who: Login, not_on: int | None) -> tuple[PicaConnection, int]:
-    """Connect until the kernel hands the connection to a worker other than ``not_on`` (bounded)."""
-    for _ in range(MAX_TRIES):
-        before = own_ports_to(supervisor.tcp_port)
-        conn = await PicaConnection.open(supervisor.url, who.token, transport="tcp", tcp_port=supervisor.tcp_port)
-        (port,) = own_ports_to(supervisor.tcp_port) - before
-        pid = worker_holding(supervisor, port)
-        if pid is not None and pid != not_on:
-            return conn, pid
-        await conn.close()
-    raise AssertionError(f"no connection landed on another worker in {MAX_TRIES} tries")
 
 
 async def test_two_workers_share_a_port_and_messages_cross_between_them(cluster: Cluster) -> None:
