@@ -732,6 +732,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=16, help="saturation: sends in flight per connection (default 16)")
     p.add_argument("--idle-conns", type=int, default=5000, help="idle connections per transport (default 5000)")
     p.add_argument("--procs", type=int, default=1, help="load-generator processes (default 1)")
+    p.add_argument("--server-workers", type=int, default=1, metavar="N",
+                   help="run the server as pica serve --workers N on its embedded store (default 1: plain serve)")
     p.add_argument("--drain", type=float, default=10.0, help="seconds to wait for outstanding acks after a phase")
     p.add_argument("--settle", type=float, default=2.0, help="seconds to let RSS settle before sampling it")
     p.add_argument("--no-fallback", dest="fallback", action="store_const", const=0, default=2,
@@ -767,7 +769,8 @@ def main(argv: list[str] | None = None) -> int:
     calibration = [bu.cpu_calibration_ms()]
     with tempfile.TemporaryDirectory(prefix="pica-bench-") as tmp:
         work = Path(tmp)
-        with start_server(work, "load") as server:
+        workers = ("--workers", str(args.server_workers)) if args.server_workers > 1 else ()
+        with start_server(work, "load", *workers) as server:
             http_port, tcp_port = server.ports
             bu.log(f"server pid {server.pid}: http {http_port}, tcp {tcp_port}; registering {args.users} users")
             t0 = time.monotonic()
@@ -776,7 +779,8 @@ def main(argv: list[str] | None = None) -> int:
             load = [] if args.idle_only else run_load(args, tcp_port, server.pid, accounts)
         idle = [] if args.skip_idle else [measure_idle(args, work, accounts, t) for t in ("tcp", "ws")]
     print(f"## Pica chat benchmark: {args.users} users ({args.users // 2} pairs), TCP + MessagePack, "
-          f"{args.procs} load-generator process(es), window {args.window}, {args.duration:g} s per phase\n")
+          f"{args.procs} load-generator process(es), window {args.window}, {args.duration:g} s per phase"
+          f"{f', server --workers {args.server_workers}' if args.server_workers > 1 else ''}\n")
     if load:
         print(load_table(load) + "\n")
     if idle:
