@@ -8,6 +8,7 @@ import asyncio
 import signal
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psutil
@@ -26,10 +27,10 @@ WAIT = 10.0
 
 
 @pytest.fixture
-async def workers(tmp_path: Path) -> ServerProcess:
+async def workers(tmp_path: Path) -> AsyncIterator[ServerProcess]:
     server = await asyncio.to_thread(start_server_process, tmp_path / "data", 0, 0, ["--workers", "2"])
     try:
-        yield server  # type: ignore[misc]
+        yield server
     finally:
         if server.proc.poll() is None:
             await asyncio.to_thread(server.terminate)
