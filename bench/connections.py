@@ -5,8 +5,9 @@ Seeds one user and one session per connection straight into the store before the
 (``Store.create_users`` and ``SessionService.open_many``, 1,000 to a transaction; the tokens are minted by the
 server's own code from the same configuration and secret, about 19,000 accounts a second on SQLite and 4,000-5,000 on
 PostgreSQL here), then starts ``pica serve`` (``--workers 1``: the embedded store, one process, which the 20,000
-open-files limit caps at about 19,000 sockets; ``--workers N``: N worker processes sharing the ports, which needs
-cluster mode, so a PostgreSQL schema and a Redis key prefix of their own are made and dropped afterwards), then
+open-files limit caps at about 19,000 sockets; ``--workers N``: N worker processes sharing the ports, as cluster
+nodes, so a PostgreSQL schema and a Redis key prefix of their own are made and dropped afterwards, or with
+``--embedded`` on the embedded store: one SQLite file, its shared writer and the supervisor's hub), then
 opens ``--conns`` connections from ``--procs`` holder processes (at most ``MAX_PER_PROCESS`` each, under the
 open-files limit), each dialling from its own source address 127.0.0.<2+i> so that no single address runs out of
 ephemeral ports. ``--ws-share`` of them are WebSocket (JSON), the rest the framed TCP protocol. Every holder answers
@@ -40,6 +41,7 @@ outlives its stop, then the schema and the Redis keys are dropped. The heartbeat
     .venv/bin/python bench/connections.py --conns 18000                       # one process, embedded store
     PICA_POSTGRES_POOL_SIZE=3 .venv/bin/python bench/connections.py --conns 40000 --workers 4 --procs 4
     PICA_POSTGRES_POOL_SIZE=3 .venv/bin/python bench/connections.py --conns 200000 --workers 14 --procs 14
+    .venv/bin/python bench/connections.py --conns 200000 --workers 14 --procs 11 --embedded  # no PostgreSQL, no Redis
     .venv/bin/python bench/connections.py --quick                             # a small run for the smoke test
 
 ``PICA_POSTGRES_POOL_SIZE=3``: each worker opens a pool of up to 3 connections and 2 write lanes, so 14 workers
@@ -351,7 +353,7 @@ def seed_accounts(args: argparse.Namespace, env: dict[str, str], work: Path, cou
 
 
 async def _seed(args: argparse.Namespace, env: dict[str, str], work: Path, count: int) -> list[chat.Account]:
-    store_url = args.dsn if args.workers > 1 else None
+    store_url = args.dsn if clustered(args) else None
     config = load_config(env=env, overrides={"data_dir": str(work / "data"), "store": store_url})
     auth = config.auth
     hasher = PasswordHasher(time_cost=auth.argon2_time_cost, memory_kib=auth.argon2_memory_kib,
@@ -393,8 +395,15 @@ def prepare_cluster(args: argparse.Namespace) -> tuple[str, str]:
     return schema, prefix
 
 
+def clustered(args: argparse.Namespace) -> bool:
+    """Workers as cluster nodes on --dsn and --redis (not --embedded)."""
+    return args.workers > 1 and not args.embedded
+
+
 def start_server(args: argparse.Namespace, env: dict[str, str], work: Path) -> bu.ServerProcess:
-    extra = ["--store", args.dsn, "--cluster", args.redis, "--workers", str(args.workers)] if args.workers > 1 else []
+    extra = ["--workers", str(args.workers)] if args.workers > 1 else []
+    if clustered(args):
+        extra += ["--store", args.dsn, "--cluster", args.redis]
     return bu.ServerProcess(
         [sys.executable, "-m", "pica", "serve", "--port", "0", "--tcp-port", "0", "--host", bu.HOST,
          "--data-dir", str(work / "data"), "--ready-file", str(work / "ready"), "--log-level", "WARNING", *extra],
@@ -447,7 +456,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     holders: list[chat.Worker] = []
     sender: mp.process.BaseProcess | None = None
     try:
-        if args.workers > 1:
+        if clustered(args):
             schema, prefix = prepare_cluster(args)
         env = server_env(args, schema, prefix)
         seeded_at = time.monotonic()
@@ -588,7 +597,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--procs", type=int, default=2, help="holder processes, each from its own 127.0.0.x (default 2;"
                    f" more when needed for {MAX_PER_PROCESS:,} per process)")
     p.add_argument("--workers", type=int, default=1, help="pica serve --workers (more than 1: cluster mode on "
-                   "--dsn and --redis)")
+                   "--dsn and --redis, unless --embedded)")
+    p.add_argument("--embedded", action="store_true", help="the workers on the embedded store (one SQLite file, "
+                   "its shared writer and the supervisor's hub; no PostgreSQL, no Redis)")
     p.add_argument("--rate", type=float, default=1_000.0, help="messages per second in the delivery phase")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of the delivery phase (default 20)")
     p.add_argument("--senders", type=int, default=10, help="sending connections (default 10)")
@@ -614,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pica-connections-") as tmp:
         result = run(args, Path(tmp))
     print(f"## {result['connections']:,} connections ({result['tcp']:,} TCP, {result['ws']:,} WebSocket), "
-          f"{args.workers} worker(s)\n")
+          f"{args.workers} worker(s){' on the embedded store' if args.embedded and args.workers > 1 else ''}\n")
     print(bu.markdown_table(
         ["connections", "failed first try / never held", "seeded in s", "opened in s (conn/s)",
          "server RSS MiB before / after",
