@@ -21,6 +21,9 @@ from pica.logs import configure, redact_url
 
 log = logging.getLogger("pica")
 
+_SUPERVISOR_CHECK = 1.0
+"""Seconds between a worker's checks that its supervisor is still its parent."""
+
 
 def _serve_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="run a Pica node")
@@ -146,12 +149,26 @@ async def _serve(config: Config, ready_file: str | None, reuse_port: bool = Fals
                    f"MAINPID={os.getpid()}")
     interval = systemd.watchdog_interval()
     pinger = loop.create_task(systemd.watchdog(interval)) if interval else None
+    orphan = loop.create_task(_watch_supervisor(stop)) if reuse_port else None
     await stop.wait()
+    if orphan is not None:
+        orphan.cancel()
     log.info("signal received, draining")
     systemd.notify("STOPPING=1", "STATUS=draining")
     await server.stop()
     if pinger is not None:
         pinger.cancel()
+
+
+async def _watch_supervisor(stop: asyncio.Event) -> None:
+    """A worker of ``pica serve --workers N`` drains and exits once its supervisor is gone (killed with -9, say):
+    nothing would restart it, stop it, or (on the embedded store) keep its bus, and it would hold the ports and the
+    database from the server started next. The kernel gives an orphan a new parent."""
+    parent = os.getppid()
+    while os.getppid() == parent:  # noqa: ASYNC110 - nothing signals a parent's death but a reparenting
+        await asyncio.sleep(_SUPERVISOR_CHECK)
+    log.error("the supervisor (pid %d) is gone; this worker drains and exits", parent)
+    stop.set()
 
 
 def _run(coro: Any) -> Any:

@@ -55,12 +55,14 @@ class _Worker:
     argv: list[str]
     ready_file: Path
     env: dict[str, str] = field(default_factory=dict)
+    keep_fds: tuple[int, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
     restarts: list[float] = field(default_factory=list)
 
     def start(self) -> None:
         self.ready_file.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(self.argv, env={**systemd.child_environment(), **self.env})
+        self.proc = subprocess.Popen(self.argv, env={**systemd.child_environment(), **self.env},
+                                     pass_fds=self.keep_fds)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -120,21 +122,24 @@ def supervise(config: Config, args: argparse.Namespace) -> int:
 def _supervise_embedded(config: Config, args: argparse.Namespace, folder: Path) -> int:
     database = sqlite_path(config)
     database.parent.mkdir(parents=True, exist_ok=True)
-    with server_lock(database):
+    # The workers and the writer inherit the lock: should this process die, they keep the file from a second server
+    # until they have exited too (a worker whose supervisor is gone drains and exits: pica.cli.main).
+    with server_lock(database) as lock:
         token_secret(config)  # made once here: N workers would otherwise race to make N
         asyncio.run(migrate_store(config))  # once, before the writer and the workers open the file
-        writer = SharedWriter(database, config.sqlite, folder / "writer.sock")
+        writer = SharedWriter(database, config.sqlite, folder / "writer.sock", keep_fds=(lock,))
         shared = _Embedded(HubThread(folder / "hub.sock"), writer)
         shared.hub.start()
         try:
             shared.writer.start()
-            return _supervise(config, args, folder, shared)
+            return _supervise(config, args, folder, shared, (lock,))
         finally:
             shared.writer.stop()  # after the workers: it commits what they sent last
             shared.hub.stop()
 
 
-def _supervise(config: Config, args: argparse.Namespace, folder: Path, shared: _Embedded | None) -> int:
+def _supervise(config: Config, args: argparse.Namespace, folder: Path, shared: _Embedded | None,
+               keep_fds: tuple[int, ...] = ()) -> int:
     http_port, http_hold = _reserve(config.host, config.port)
     tcp_port, tcp_hold = (config.tcp_port, None) if config.tcp_port < 0 else _reserve(config.host, config.tcp_port)
     base = config.node_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -142,7 +147,7 @@ def _supervise(config: Config, args: argparse.Namespace, folder: Path, shared: _
     hub = shared.hub.path if shared is not None else None
     env = {"PICA_SQLITE_WRITER_SOCKET": str(shared.writer.address)} if shared is not None else {}
     workers = [
-        _Worker(i, _worker_argv(args, http_port, tcp_port, f"{base}-w{i}", ready[i], hub), ready[i], env)
+        _Worker(i, _worker_argv(args, http_port, tcp_port, f"{base}-w{i}", ready[i], hub), ready[i], env, keep_fds)
         for i in range(config.workers)
     ]
     stopping = False

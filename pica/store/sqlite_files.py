@@ -138,10 +138,14 @@ def restore(backup_file: Path, database: Path) -> BackupInfo:
 
 
 @contextlib.contextmanager
-def server_lock(database: Path) -> Iterator[None]:
+def server_lock(database: Path) -> Iterator[int]:
     """Hold ``<database>.lock`` exclusively (flock: released by the kernel when the process dies, even by kill -9).
     Two servers on one SQLite file would each push live frames only to their own clients, and a restore under a
-    running server would pull the file from under it. StartupError when another process holds it."""
+    running server would pull the file from under it. StartupError when another process holds it.
+
+    Yields the lock file's descriptor: a child process that inherits it holds the same lock (it belongs to the open
+    file, not to the process) until it exits too, so the workers of ``pica serve --workers N`` keep their file from
+    a second server even after their supervisor is gone."""
     path = Path(f"{database}.lock")
     handle = open(path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
     try:
@@ -155,6 +159,6 @@ def server_lock(database: Path) -> Iterator[None]:
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
-        yield
+        yield handle.fileno()
     finally:
         handle.close()

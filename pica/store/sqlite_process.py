@@ -321,17 +321,19 @@ class SharedWriter:
     supervisor of ``pica serve --workers N``: started before the workers, started again should it die, stopped
     after them (closing its standard input: it commits what the last workers sent and exits once they have left)."""
 
-    def __init__(self, path: Path, config: SqliteConfig, address: Path) -> None:
+    def __init__(self, path: Path, config: SqliteConfig, address: Path, keep_fds: tuple[int, ...] = ()) -> None:
         self.path = path
         self.config = config
         self.address = address
+        self.keep_fds = keep_fds
+        """Descriptors the writer inherits (the database's server lock, so that it is held while the writer runs)."""
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = _JOIN_TIMEOUT) -> None:
         self.address.unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pica.store.sqlite_process", "--listen", str(self.address),
-             _settings(self.path, self.config)], stdin=subprocess.PIPE,
+             _settings(self.path, self.config)], stdin=subprocess.PIPE, pass_fds=self.keep_fds,
         )
         deadline = time.monotonic() + timeout
         while not self.address.exists():  # bound once the database is open: it listens from then on

@@ -17,6 +17,7 @@ import pytest
 from pica.client import Login, PicaConnection, PicaHttp
 from pica.client.connection import RequestFailed
 from pica.protocol import frames as f
+from pica.store.sqlite_files import probe
 from tests.cluster.conftest import eventually, register
 from tests.cluster.workers import connect_on_worker, workers_of
 from tests.conftest import ServerProcess, start_server_process
@@ -165,6 +166,30 @@ async def test_the_shared_writer_killed_with_minus_9_is_started_again_and_loses_
         assert [acked[i].seq for i in range(30)] == list(range(1, 31))  # one each, no gap, none doubled
     finally:
         await a.close()
+
+
+async def test_a_supervisor_killed_with_minus_9_takes_its_workers_and_their_lock_with_it(
+        workers: ServerProcess) -> None:
+    alice, bob = await asyncio.gather(register(workers.url, "alice"), register(workers.url, "bob"))
+    async with PicaHttp(workers.url, token=alice.token) as http:
+        sent = await http.send(bob.user_id, "kept", {"text": "kept"})
+    group = psutil.Process(workers.proc.pid).children()
+    assert len(group) == 3  # two workers and the shared writer
+    workers.kill9()
+    # Its children inherited the database's lock: no second server may open the file while they run.
+    assert probe(workers.data_dir / "pica.db").held_by
+
+    async def all_gone() -> bool:
+        return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in group)
+
+    await eventually(all_gone, 20.0, "the orphaned workers and writer exited")
+    again = await asyncio.to_thread(start_server_process, workers.data_dir)  # the file is free again, intact
+    try:
+        async with PicaHttp(again.url, token=bob.token) as http:
+            page = await http.history(sent["conversation_id"], after_seq=0, limit=10)
+        assert [m["client_msg_id"] for m in page["messages"]] == ["kept"]
+    finally:
+        await asyncio.to_thread(again.terminate)
 
 
 async def reconnect(server: ServerProcess, who: Login) -> PicaConnection:
