@@ -19,16 +19,7 @@ from typing import Any
 
 from pica.cluster.driver import BusRedis
 from pica.cluster.envelope import RESYNC, BadEnvelope, decode_control, encode_control
-from pica.cluster.hub_link import (
-    HUB_SCHEME,
-    HubBuckets,
-    HubLink,
-    HubRegistry,
-    HubSubscriber,
-    hub_presence,
-    hub_sender,
-    is_hub_url,
-)
+from pica.cluster.hub_link import HubBuckets, HubLink, HubRegistry, HubSubscriber, hub_presence, hub_sender
 from pica.cluster.keys import Keys
 from pica.cluster.link import Backoff, Outage, cancel_and_wait, supervise
 from pica.cluster.node import NodeInfo
@@ -38,7 +29,7 @@ from pica.cluster.ratelimit import RedisBuckets
 from pica.cluster.registry import Registry
 from pica.cluster.routing import ClusterDelivery, ClusterFanout
 from pica.cluster.subscriber import Subscriber
-from pica.config import RedisConfig
+from pica.config import HUB_SCHEME, RedisConfig, is_hub_url
 from pica.core.fanout import GroupFanout
 from pica.core.ports import Clock, LocalSessions, PresenceListener
 from pica.logs import redact_url

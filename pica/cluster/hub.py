@@ -12,7 +12,7 @@ thread of the supervisor process, over a Unix socket (:mod:`pica.cluster.hub_wir
 - *the registry*: the workers connected now. Liveness is the connection itself: a worker that dies (even by
   kill -9) closes it, so its users are reaped at once, and one surviving worker is told which users no worker holds
   any more (``gone``), to announce them offline as a reaper does;
-- *shared rate-limit buckets*: :class:`pica.core.ratelimit.Bucket`, the arithmetic every node uses for its own.
+- *shared rate-limit buckets*: :class:`pica.core.ratelimit.Buckets`, what every node uses for its own.
 
 The hub keeps no state worth saving: when it restarts (the supervisor's thread is started again), every worker
 reconnects, re-registers its users and channels and resyncs its clients, as after a Redis restart.
@@ -31,20 +31,22 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pica.cluster import hub_wire
-from pica.core.ratelimit import Bucket, Rate
+from pica.core.ratelimit import Buckets, Rate
 
 log = logging.getLogger(__name__)
+
+K = TypeVar("K", bytes, int)
 
 MAX_BUFFERED: Final = 64 << 20
 """Bytes written to a worker and not yet read by it beyond which the hub cuts the connection: a worker that stopped
 reading must not grow the supervisor's memory without end. Cut, it reconnects and resyncs its clients (as Redis's
 ``client-output-buffer-limit`` does to a slow subscriber)."""
 _MAX_BUCKETS: Final = 100_000
-"""Shared rate-limit buckets kept (least recently used forgotten first: a full bucket again, an error towards
-letting a request through, as :class:`pica.core.ratelimit.Buckets` does)."""
+"""Shared rate-limit buckets kept per rule (:class:`pica.core.ratelimit.Buckets`: the least recently used is
+forgotten first, a full bucket again, an error towards letting a request through)."""
 
 
 class Peer:
@@ -85,7 +87,8 @@ class HubState:
         """Connected workers, oldest first (the oldest announces the users of a dead one)."""
         self.channels: dict[bytes, set[Peer]] = {}
         self.online: dict[int, set[Peer]] = {}
-        self.buckets: dict[str, Bucket] = {}
+        self.buckets: dict[tuple[float, float], Buckets] = {}
+        """The shared buckets, by rate (count, per): one :class:`Buckets` per rule the workers apply."""
         self.reaped: set[str] = set()
         """Node ids whose users were announced offline when their connection closed: told so if they come back."""
 
@@ -107,19 +110,10 @@ class HubState:
     def _drop(self, peer: Peer) -> list[int]:
         """Forget the peer's channels and users; returns the users no worker holds any more."""
         for channel in peer.channels:
-            holders = self.channels.get(channel)
-            if holders is not None:
-                holders.discard(peer)
-                if not holders:
-                    del self.channels[channel]
+            _release(self.channels, channel, peer)
         gone = []
         for user_id in peer.users:
-            holders = self.online.get(user_id)
-            if holders is None:
-                continue
-            holders.discard(peer)
-            if not holders:
-                del self.online[user_id]
+            if _release(self.online, user_id, peer):
                 gone.append(user_id)
         peer.channels, peer.users = set(), set()
         return sorted(gone)
@@ -138,11 +132,7 @@ class HubState:
         elif kind == "unsub":
             for channel in _channels(message):
                 peer.channels.discard(channel)
-                holders = self.channels.get(channel)
-                if holders is not None:
-                    holders.discard(peer)
-                    if not holders:
-                        del self.channels[channel]
+                _release(self.channels, channel, peer)
         elif kind == "call":
             if len(message) != 4 or not isinstance(message[1], int) or not isinstance(message[3], list):
                 raise ValueError("call: expected [\"call\", id, op, args]")
@@ -203,19 +193,14 @@ class HubState:
         out: list[int] = []
         for i in range(0, len(args), 2):
             user_id, online = int(args[i]), bool(args[i + 1])
-            holders = self.online.get(user_id)
             if online:
                 peer.users.add(user_id)
-                if holders is None:
-                    holders = self.online[user_id] = set()
+                holders = self.online.setdefault(user_id, set())
                 holders.add(peer)
                 alone = len(holders) == 1
             else:
                 peer.users.discard(user_id)
-                if holders is not None:
-                    holders.discard(peer)
-                    if not holders:
-                        del self.online[user_id]
+                _release(self.online, user_id, peer)
                 alone = user_id not in self.online
             out += (user_id, 1 if alone else 0)
         return out
@@ -223,19 +208,16 @@ class HubState:
     def _bucket(self, name: str, count: float, per: float, cost: float, mode: str) -> float:
         if count <= 0 or per <= 0:
             raise ValueError("bucket: count and per must be positive")
-        rate, now = Rate(count, per), self._clock()
-        bucket = self.buckets.pop(name, None)  # popped and put back: the dict's order is the order of last use
-        if bucket is None:
-            bucket = Bucket(rate, now)
-            if len(self.buckets) >= _MAX_BUCKETS:
-                del self.buckets[next(iter(self.buckets))]
-        self.buckets[name] = bucket
+        buckets = self.buckets.get((count, per))
+        if buckets is None:
+            buckets = self.buckets[(count, per)] = Buckets("shared", Rate(count, per), _MAX_BUCKETS)
+        now = self._clock()
         if mode == "take":
-            return bucket.take(rate, now, cost)
+            return buckets.take(name, now, cost)
         if mode == "wait":
-            return bucket.wait(rate, now)
+            return buckets.wait(name, now)
         if mode == "charge":
-            bucket.charge(rate, now, cost)
+            buckets.charge(name, now, cost)
             return 0.0
         raise ValueError(f"bucket: unknown mode {mode!r}")
 
@@ -244,6 +226,18 @@ class HubState:
         for channel, data in pairs:
             for peer in channels.get(channel, ()):
                 peer.push(channel, data)
+
+
+def _release(index: dict[K, set[Peer]], key: K, peer: Peer) -> bool:
+    """Take ``peer`` out of ``index[key]``, forgetting the key once no peer is left; whether it was the last."""
+    holders = index.get(key)
+    if holders is None:
+        return False
+    holders.discard(peer)
+    if holders:
+        return False
+    del index[key]
+    return True
 
 
 def _channels(message: list[Any]) -> list[bytes]:

@@ -33,13 +33,10 @@ from pica.cluster.outbox import Send
 from pica.cluster.presence import HeldElsewhere, Verdicts
 from pica.cluster.ratelimit import BusBuckets
 from pica.cluster.registry import LiveNodes
-from pica.config import HUB_SCHEME, is_hub_url
 from pica.core.ports import Clock, LocalSessions
 
-__all__ = ["HUB_SCHEME", "HubBuckets", "HubLink", "HubRegistry", "HubSubscriber", "hub_presence", "hub_sender",
-           "is_hub_url"]
-
 log = logging.getLogger(__name__)
+
 
 class HubUnavailable(ConnectionError):
     """Not connected to the hub, the connection broke before the answer, or the hub refused the call."""
@@ -259,6 +256,10 @@ class HubSubscriber(Wants):
         self._backoff = backoff
         self._outage = outage
         self._first = True
+        self._sent = 0
+        """Subscription changes sent on this connection."""
+        self._confirmed = 0
+        """Of those, how many the hub is known to have served (a ping answered after them)."""
         self.closed = False
 
     @property
@@ -272,7 +273,10 @@ class HubSubscriber(Wants):
             return False
         try:
             self._flush()
-            await self._link.call("ping", [])
+            target = self._sent
+            if target > self._confirmed:  # nothing sent since the last answer: nothing to wait for
+                await self._link.call("ping", [])
+                self._confirmed = max(self._confirmed, target)
         except HubUnavailable:
             return False
         return True
@@ -294,6 +298,7 @@ class HubSubscriber(Wants):
                     self._registry.greeted(hello)
                     channels = sorted(self._wanted)
                     self._asked = set(channels)
+                    self._sent = self._confirmed = 0
                     link.send(["sub", channels])
                     await link.call("ping", [])
                 self.subscribed.set()
@@ -329,6 +334,8 @@ class HubSubscriber(Wants):
         if drop:
             self._link.send(["unsub", drop])
             self._asked.difference_update(drop)
+            self._sent += 1
         if add:
             self._link.send(["sub", add])
             self._asked.update(add)
+            self._sent += 1

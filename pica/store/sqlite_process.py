@@ -427,7 +427,6 @@ class _Channel:
         self._clients: dict[int, _Client] = {}
         self._listener = listener
         self._control = control
-        self._single = sock is not None
         self._greeting = b""
         if sock is not None:
             self._clients[sock.fileno()] = _Client(sock)
@@ -483,8 +482,8 @@ class _Channel:
         return ops
 
     def _done(self) -> bool:
-        if self._single:
-            return not self._clients
+        """No server left, and none to come: a socket pair's writer has no listener; a shared writer's is closed
+        once its supervisor closed ``control``."""
         return self._listener is None and not self._clients
 
     def _accept(self) -> None:
