@@ -170,7 +170,7 @@ class Connection:
         outbox = self._outbox
         if outbox is None:
             self._outbox = [data]
-            asyncio.get_running_loop().call_soon(self.flush)
+            self.services.loop().call_soon(self.flush)
         else:
             outbox.append(data)
 
@@ -400,7 +400,7 @@ class Connection:
 
     def _spawn(self, ref: int | None, work: Coroutine[Any, Any, None]) -> None:
         self._begin_request()
-        task = asyncio.get_running_loop().create_task(self._guard(ref, work))
+        task = self.services.loop().create_task(self._guard(ref, work))
         self.services.track(task)
 
     async def _guard(self, ref: int | None, work: Coroutine[Any, Any, None]) -> None:
@@ -424,7 +424,7 @@ class Connection:
             )
             return
         self.state = State.AUTHENTICATING
-        task = asyncio.get_running_loop().create_task(self._do_auth(frame.token, frame.device))
+        task = self.services.loop().create_task(self._do_auth(frame.token, frame.device))
         self.services.track(task)
 
     async def _do_auth(self, token: str, device: str | None) -> None:

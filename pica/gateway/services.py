@@ -16,6 +16,7 @@ from pica.core.devices import DeviceService
 from pica.core.forwarding import ForwardService
 from pica.core.groups import GroupService
 from pica.core.lifecycle import LifecycleService
+from pica.core.loopref import LoopRef
 from pica.core.pins import PinService, PrefsService
 from pica.core.placement import NodeAddress
 from pica.core.ports import Clock
@@ -69,6 +70,8 @@ class GatewayServices:
     tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     """Request tasks and in-flight send futures: what a drain waits for."""
     accepting: bool = True
+    loop: LoopRef = field(default_factory=LoopRef)
+    """The event loop the connections run on (looked up once: :class:`~pica.core.loopref.LoopRef`)."""
     admin: AdminService | None = None
     """Administration and users' reports (``/v1/admin/...``, ``/v1/reports``; None: those routes answer 503)."""
     forwarding: ForwardService | None = None
