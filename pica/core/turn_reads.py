@@ -30,13 +30,14 @@ class TurnBatch(Generic[K, E]):
     """Entries (a key and what its callers added to it) gathered in one loop turn, or within ``delay`` seconds,
     handed to ``start`` together: one dict of up to ``limit`` keys, in the order they were first added."""
 
-    __slots__ = ("_delay", "_gathering", "_handle", "_limit", "_loop", "_start")
+    __slots__ = ("_delay", "_gathering", "_handle", "_limit", "_start", "loop")
 
     def __init__(self, start: Callable[[dict[K, E]], object], limit: int, delay: float = 0.0) -> None:
         self._start = start
         self._limit = limit
         self._delay = delay
-        self._loop = LoopRef()
+        self.loop = LoopRef()
+        """The loop the batches run on, for their callers' futures too."""
         self._gathering: dict[K, E] | None = None
         self._handle: asyncio.Handle | None = None
         """The scheduled start of the batch now gathering."""
@@ -47,7 +48,7 @@ class TurnBatch(Generic[K, E]):
         batch = self._gathering
         if batch is None:
             self._gathering = batch = {}
-            loop = self._loop()
+            loop = self.loop()
             if self._delay > 0:
                 self._handle = loop.call_later(self._delay, self._run, batch)
             else:
@@ -61,7 +62,7 @@ class TurnBatch(Generic[K, E]):
             return
         if self._delay > 0:
             self._cancel()
-            self._loop().call_soon(self._start, batch)
+            self.loop().call_soon(self._start, batch)
         else:
             self._gathering = None  # its start at the end of this turn stays scheduled
 
@@ -90,16 +91,15 @@ class TurnReads(Generic[K, V]):
     """Batches ``get(key)`` calls of one loop turn into one ``read_many(keys)``; a key the read does not answer
     resolves to None, and a failed read fails every waiter with its error."""
 
-    __slots__ = ("_batch", "_loop", "_read_many")
+    __slots__ = ("_batch", "_read_many")
 
     def __init__(self, read_many: Callable[[list[K]], Awaitable[Mapping[K, V]]], limit: int,
                  delay: float = 0.0) -> None:
         self._read_many = read_many
-        self._loop = LoopRef()
         self._batch: TurnBatch[K, list[asyncio.Future[V | None]]] = TurnBatch(self._read, limit, delay)
 
     def get(self, key: K) -> asyncio.Future[V | None]:
-        future: asyncio.Future[V | None] = self._loop().create_future()
+        future: asyncio.Future[V | None] = self._batch.loop().create_future()
         waiting = self._batch.gathering()
         waiting.setdefault(key, []).append(future)
         self._batch.added(waiting)
