@@ -24,9 +24,11 @@ Phases, one after the other:
    also net of the server's own CPU over ``--baseline-window`` seconds before any connection, which for 14 cluster
    workers is not nothing), how much of it was the kernel's, and the holders' CPU over the same window;
 3. **delivery**: a sender process sends 1:1 messages at ``--rate`` a second for ``--duration`` seconds (open loop,
-   paced every millisecond), each to a random held connection's user; the holders time each delivery from the send
-   time the message carries (same machine, monotonic clock): p50 / p99 / max, and how many arrived; the sender times
-   each ack from its send the same way (p50 / p99), which is the store's part of a delivery. Where the tail
+   paced every millisecond), each to a random held connection's user (or to one of ``--recipients`` of them:
+   nearly every message is then in a conversation already open, where otherwise nearly every one opens one); the
+   holders time each delivery from the send time the message carries (same machine, monotonic clock): p50 / p99 /
+   max, and how many arrived; the sender times each ack from its send the same way (p50 / p99), which is the
+   store's part of a delivery. Where the tail
    comes from is printed as well: when the slowest 1 % were sent, in spells (a periodic pause in the server shows as
    spells one period apart), and when a holder's own event loop was late by 20 ms or more (a slow delivery inside
    such a stall is the generator's, not the server's). The senders stay connected until the deliveries are counted:
@@ -515,6 +517,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for holder in holders:  # latencies so far are not the delivery phase's
             holder.pipe.send("report")
             chat.recv(holder, 60)
+        if args.recipients:  # a few users, so that nearly every message lands in a conversation already open
+            recipients = random.Random(11).sample(recipients, min(args.recipients, len(recipients)))
         parent, child = ctx.Pipe()
         sender = ctx.Process(target=sender_main, args=(SenderSpec(server.tcp_ports, [a.token for a in senders],
                                                                   recipients, args.rate, args.duration), child),
@@ -564,7 +568,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "idle_us_per_conn_s_net": round((idle_cpu / idle_seconds - baseline_pct / 100) / max(held, 1) * 1e6, 3),
             "idle_kernel_pct": round(100 * (kernel_second - kernel_first) / idle_seconds, 1),
             "holders_idle_cpu_pct": round(100 * holders_idle / idle_seconds, 1),
-            "rate": args.rate, "sent": sent, "acked": acked, "errors": errors,
+            "rate": args.rate, "recipients": args.recipients or held, "sent": sent, "acked": acked, "errors": errors,
             "delivered": delivery["count"], "delivery_p50_ms": round(delivery["p50_ms"], 2),
             "delivery_p99_ms": round(delivery["p99_ms"], 2), "delivery_max_ms": round(delivery["max_ms"], 2),
             "acks_timed": ack["count"], "ack_p50_ms": round(ack["p50_ms"], 2), "ack_p99_ms": round(ack["p99_ms"], 2),
@@ -603,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=1_000.0, help="messages per second in the delivery phase")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of the delivery phase (default 20)")
     p.add_argument("--senders", type=int, default=10, help="sending connections (default 10)")
+    p.add_argument("--recipients", type=int, default=0, help="send to this many of the held users only (default: "
+                   "all of them, so nearly every message opens a conversation; a few dozen: open conversations)")
     p.add_argument("--idle-window", type=float, default=30.0, help="seconds of idle CPU measured (default 30)")
     p.add_argument("--baseline-window", type=float, default=10.0, help="seconds of the server's CPU measured "
                    "before any connection (default 10), subtracted in idle_us_per_conn_s_net")
@@ -630,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         ["connections", "failed first try / never held", "seeded in s", "opened in s (conn/s)",
          "server RSS MiB before / after",
          "KiB per connection (holders' KiB)",
-         "idle CPU % (µs per conn·s) [kernel %; holders %]", "msg/s sent / acked / delivered",
+         "idle CPU % (µs per conn·s) [kernel %; holders %]", "msg/s sent / acked / delivered (to users)",
          "delivery p50 / p99 / max ms", "ack p50 / p99 ms",
          "server CPU % under load"],
         [[result["connections"], f"{result['first_try_failed']:,} / {result['failed']:,}", result["seed_seconds"],
@@ -640,7 +646,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['idle_cpu_pct']} ({result['idle_us_per_conn_s']}, net of the "
           f"{result['baseline_cpu_pct']} % baseline {result['idle_us_per_conn_s_net']}) "
           f"[{result['idle_kernel_pct']}; {result['holders_idle_cpu_pct']}]",
-          f"{result['sent'] / args.duration:,.0f} / {result['acked']:,} / {result['delivered']:,}",
+          f"{result['sent'] / args.duration:,.0f} / {result['acked']:,} / {result['delivered']:,} "
+          f"({result['recipients']:,})",
           f"{result['delivery_p50_ms']} / {result['delivery_p99_ms']} / {result['delivery_max_ms']}",
           f"{result['ack_p50_ms']} / {result['ack_p99_ms']}", result["load_cpu_pct"]]]))
     if result["holder_stalls"]:

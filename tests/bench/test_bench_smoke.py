@@ -201,8 +201,9 @@ def test_connections_benchmark_quick(tmp_path: Path) -> None:
 @pytest.mark.timeout(150)
 def test_connections_benchmark_quick_on_workers_of_the_embedded_store(tmp_path: Path) -> None:
     out = tmp_path / "connections.json"
-    result_run = run_quick_slowly("connections.py", out, 130.0, ("--workers", "2", "--embedded"))
+    result_run = run_quick_slowly("connections.py", out, 130.0, ("--workers", "2", "--embedded", "--recipients", "20"))
     assert_ok(result_run, ["2 worker(s) on the embedded store", "| connections | failed first try / never held |"])
     result = json.loads(out.read_text())["result"]
     assert (result["workers"], result["connections"], result["failed"], result["errors"]) == (2, 200, 0, 0)
+    assert result["recipients"] == 20  # every message to one of 20 users: conversations already open
     assert result["delivered"] == result["acked"] == result["sent"] > 0  # across the workers, through their hub
