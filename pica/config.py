@@ -168,7 +168,8 @@ class SqliteConfig:
     commit_delay_ms: float = 0.0
     """Under steady traffic, how long the writer waits for more operations before a commit, so that one fsync serves
     more messages (0: never wait). After a pause it commits at once. 1 ms cut server CPU per message by a third at
-    5,000 msg/s and raised the ack p99 from 6.2 to 8.6 ms (BENCHMARKS.md)."""
+    5,000 msg/s and raised the ack p99 from 6.2 to 8.6 ms; 2 ms cut a node's CPU by 27-30 % at 1,000 msg/s arriving
+    one at a time (BENCHMARKS.md)."""
     search_delay_ms: float = 200.0
     """How long a message's search document may wait before the writer indexes it, together with every other that
     came in meanwhile (FTS5 writes a segment per transaction, and merging the segments of every group commit held
@@ -198,7 +199,8 @@ class SqliteConfig:
     > 0 (otherwise SQLite's own checkpoints keep the WAL small)."""
     writer: Literal["process", "thread"] = "process"
     """Where the writer runs: "process", a process of its own next to the server's, so that the commits and the
-    event loop use two cores; "thread", a thread of the server's process (one core for both, less memory)."""
+    event loop use two cores; "thread", a thread of the server's process (one core for both, less memory, and about
+    a sixth less CPU per message at a trickle, where each message is a round of its own; BENCHMARKS.md)."""
     writer_socket: str = ""
     """The Unix socket of a writer process shared by several servers on one file: set by ``pica serve --workers N``
     for its workers (one writer commits for them all), not by hand. Empty: each server starts its own writer."""
