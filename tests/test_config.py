@@ -44,6 +44,8 @@ def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
         ({"PICA_REDIS_NODE_TTL": "0.5"}, "redis.node_ttl: must be longer than redis.heartbeat_interval"),
         ({"PICA_POSTGRES_WRITE_LANES": "0"}, "postgres.write_lanes: must be at least 1"),
         ({"PICA_SQLITE_COMMIT_DELAY_MS": "150"}, "sqlite.commit_delay_ms: must be at most 100"),
+        ({"PICA_AUTH_SESSION_READ_DELAY": "0.5"}, r"auth\.session_read_delay: must be at most 0\.1 seconds, got 0\.5"),
+        ({"PICA_AUTH_SESSION_READ_DELAY": "-1"}, r"auth\.session_read_delay: must not be negative"),
     ],
 )
 def test_bad_values_name_their_key(env: dict[str, str], message: str) -> None:

@@ -59,15 +59,16 @@ MAX_STATES_PER_READ: Final = 256
 
 
 class SessionStates(TurnReads[str, SessionState]):
-    """Session states asked for in one turn of the event loop, read from the store together.
+    """Session states asked for in one turn of the event loop (or, while connects come in a stream, within
+    ``busy_delay`` seconds), read from the store together.
 
     Every socket authentication must see its session's state in the store (revocation is checked on each use, never
     cached); the connects that arrive together share one read of up to :data:`MAX_STATES_PER_READ` sessions."""
 
     __slots__ = ()
 
-    def __init__(self, store: Store) -> None:
-        super().__init__(store.session_states, MAX_STATES_PER_READ)
+    def __init__(self, store: Store, busy_delay: float = 0.0) -> None:
+        super().__init__(store.session_states, MAX_STATES_PER_READ, busy_delay=busy_delay)
 
 
 class SessionService:
@@ -78,7 +79,7 @@ class SessionService:
         self._refresh = refresh_tokens
         self._clock = clock
         self._config = config
-        self._states = SessionStates(store)
+        self._states = SessionStates(store, config.session_read_delay)
 
     def _issue(self, user_id: int, session_id: str, generation: int, session_expires_ms: int) -> SessionTokens:
         token, expires_at = self._tokens.issue(user_id, session_id, self._clock.now_ms() / 1000)

@@ -9,6 +9,12 @@ Work nobody waits on in a hurry (a presence announcement) may wait ``delay`` sec
 storm arrive a few per loop turn, so a read per turn still paid its trip for one or two keys. A batch that reaches
 ``limit`` keys starts at the end of its turn, without waiting out the delay.
 
+Work someone does wait on (a socket's authentication) may wait ``busy_delay`` seconds, and only while requests come
+in a stream: when the last batch started less than ``busy_delay`` ago. A storm's connects then share a read (one
+a turn, each read held a single session in a storm of distinct users), while a lone request after a quiet moment
+still starts at the end of its turn, as the same rule lets the SQLite writer wait for company only under steady
+traffic (``sqlite.commit_delay_ms``).
+
 :class:`TurnBatch` is that rule; :class:`TurnReads` puts a future per caller on it.
 """
 
@@ -30,17 +36,24 @@ class TurnBatch(Generic[K, E]):
     """Entries (a key and what its callers added to it) gathered in one loop turn, or within ``delay`` seconds,
     handed to ``start`` together: one dict of up to ``limit`` keys, in the order they were first added."""
 
-    __slots__ = ("_delay", "_gathering", "_handle", "_limit", "_start", "loop")
+    __slots__ = ("_busy_delay", "_delay", "_gathering", "_handle", "_last_start", "_limit", "_start", "_waits",
+                 "loop")
 
-    def __init__(self, start: Callable[[dict[K, E]], object], limit: int, delay: float = 0.0) -> None:
+    def __init__(self, start: Callable[[dict[K, E]], object], limit: int, delay: float = 0.0,
+                 busy_delay: float = 0.0) -> None:
         self._start = start
         self._limit = limit
         self._delay = delay
+        self._busy_delay = busy_delay
         self.loop = LoopRef()
         """The loop the batches run on, for their callers' futures too."""
         self._gathering: dict[K, E] | None = None
         self._handle: asyncio.Handle | None = None
         """The scheduled start of the batch now gathering."""
+        self._waits = False
+        """Whether the batch now gathering waits out a delay (rather than starting at the end of its turn)."""
+        self._last_start = float("-inf")
+        """The loop's time when the last batch started."""
 
     def gathering(self) -> dict[K, E]:
         """The batch now gathering (a new one, its start scheduled, when none is). Add to it, then call
@@ -49,8 +62,12 @@ class TurnBatch(Generic[K, E]):
         if batch is None:
             self._gathering = batch = {}
             loop = self.loop()
-            if self._delay > 0:
-                self._handle = loop.call_later(self._delay, self._run, batch)
+            wait = self._delay
+            if wait <= 0 and self._busy_delay > 0 and loop.time() - self._last_start < self._busy_delay:
+                wait = self._busy_delay  # requests are coming in a stream: this one waits for company
+            self._waits = wait > 0
+            if self._waits:
+                self._handle = loop.call_later(wait, self._run, batch)
             else:
                 self._handle = loop.call_soon(self._run, batch)
         return batch
@@ -60,9 +77,9 @@ class TurnBatch(Generic[K, E]):
         starts at the end of this turn rather than after the delay."""
         if len(batch) < self._limit or batch is not self._gathering:
             return
-        if self._delay > 0:
+        if self._waits:
             self._cancel()
-            self.loop().call_soon(self._start, batch)
+            self.loop().call_soon(self._run, batch)
         else:
             self._gathering = None  # its start at the end of this turn stays scheduled
 
@@ -84,6 +101,7 @@ class TurnBatch(Generic[K, E]):
         if self._gathering is batch:
             self._gathering = None
             self._handle = None
+        self._last_start = self.loop().time()
         self._start(batch)
 
 
@@ -94,9 +112,9 @@ class TurnReads(Generic[K, V]):
     __slots__ = ("_batch", "_read_many")
 
     def __init__(self, read_many: Callable[[list[K]], Awaitable[Mapping[K, V]]], limit: int,
-                 delay: float = 0.0) -> None:
+                 delay: float = 0.0, busy_delay: float = 0.0) -> None:
         self._read_many = read_many
-        self._batch: TurnBatch[K, list[asyncio.Future[V | None]]] = TurnBatch(self._read, limit, delay)
+        self._batch: TurnBatch[K, list[asyncio.Future[V | None]]] = TurnBatch(self._read, limit, delay, busy_delay)
 
     def get(self, key: K) -> asyncio.Future[V | None]:
         future: asyncio.Future[V | None] = self._batch.loop().create_future()

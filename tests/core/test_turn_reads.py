@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
+from pica.config import SqliteConfig
 from pica.core.turn_reads import TurnBatch, TurnReads
+from pica.store.base import SessionRecord, SessionState
+from pica.store.sqlite import SqliteStore
 
 
 class Reads:
@@ -66,3 +70,67 @@ async def test_a_batch_started_now_starts_once(delay: float) -> None:
     assert started == [{1: "a"}]  # its scheduled start was cancelled
     later = batch.gathering()  # a new batch
     assert later is not gathering and later == {}
+
+
+async def turns(n: int = 3) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_in_a_stream_a_get_waits_for_company_and_a_lone_one_does_not() -> None:
+    """busy_delay: a socket authentication's session read. The first get after a quiet moment is read at the end
+    of its turn; gets that follow a read closer than busy_delay wait for each other (here an hour: only the limit
+    can start them)."""
+    reads = Reads()
+    turn = TurnReads(reads.read_many, 2, busy_delay=3600.0)
+    assert await turn.get(1) == "v1"  # nothing read before it: a quiet moment
+    second = turn.get(2)  # right after a read started: in a stream
+    await turns()
+    assert not second.done() and reads.batches == [[1]]
+    third = turn.get(3)  # fills the batch of two: it starts at once
+    assert list(await asyncio.gather(second, third)) == ["v2", "v3"]
+    assert reads.batches == [[1], [2, 3]]
+
+
+async def test_after_a_quiet_moment_a_get_reads_at_once_again() -> None:
+    reads = Reads()
+    turn = TurnReads(reads.read_many, 64, busy_delay=0.05)
+    assert await turn.get(1) == "v1"
+    waiting = turn.get(2)
+    await turns()
+    assert not waiting.done()  # within 50 ms of the last read: it waits for company
+    assert await waiting == "v2"  # ... 50 ms at most
+    await asyncio.sleep(0.1)  # longer than busy_delay since the last read started
+    lone = turn.get(3)
+    await turns()
+    assert lone.done() and lone.result() == "v3"
+    assert reads.batches == [[1], [2], [3]]
+
+
+async def test_a_storm_of_session_reads_shares_a_few_reads(tmp_path: Path) -> None:
+    """The story the setting is for: 50 connects of distinct users arriving a turn apart read their sessions in a
+    few reads of the SQLite store, not in 50."""
+    store = SqliteStore(tmp_path / "pica.db", SqliteConfig(writer="thread"))
+    await store.open()
+    try:
+        created = await store.create_users([f"u{i}" for i in range(50)], "x", 0)
+        users = [user for user in created if user is not None]
+        sessions = [SessionRecord(f"s{i}", user, 0, 0, 2**40, "", "") for i, user in enumerate(users)]
+        await store.create_sessions(sessions, 50, 0)
+        asked: list[int] = []
+        read_many = store.session_states
+
+        async def counted(ids: list[str]) -> Mapping[str, SessionState]:
+            asked.append(len(ids))
+            return await read_many(ids)
+
+        states = TurnReads(counted, 256, busy_delay=0.05)
+        pending = []
+        for record in sessions:  # one connect per loop turn, as a storm's sockets arrive
+            pending.append(states.get(record.session_id))
+            await asyncio.sleep(0)
+        found = await asyncio.gather(*pending)
+        assert [s.user_id for s in found if s is not None] == users
+        assert sum(asked) == 50 and len(asked) < 10, asked
+    finally:
+        await store.close()
