@@ -10,10 +10,10 @@ storm arrive a few per loop turn, so a read per turn still paid its trip for one
 ``limit`` keys starts at the end of its turn, without waiting out the delay.
 
 Work someone does wait on (a socket's authentication) may wait ``busy_delay`` seconds, and only while requests come
-in a stream: when the last batch started less than ``busy_delay`` ago. A storm's connects then share a read (one
-a turn, each read held a single session in a storm of distinct users), while a lone request after a quiet moment
-still starts at the end of its turn, as the same rule lets the SQLite writer wait for company only under steady
-traffic (``sqlite.commit_delay_ms``).
+in a stream: when the last batch started less than ``busy_delay`` ago. A storm's connects arrive one per loop turn
+more often than not, so a read per turn held a single session; now they share reads, while a lone request after
+a quiet moment still starts at the end of its turn. The SQLite writer follows the same rule: it waits for company
+only under steady traffic (``sqlite.commit_delay_ms``).
 
 :class:`TurnBatch` is that rule; :class:`TurnReads` puts a future per caller on it.
 """
