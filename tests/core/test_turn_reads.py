@@ -93,18 +93,15 @@ async def test_in_a_stream_a_get_waits_for_company_and_a_lone_one_does_not() -> 
 
 
 async def test_after_a_quiet_moment_a_get_reads_at_once_again() -> None:
+    """Only the time since the last read decides: no assertion here depends on how fast the machine runs turns."""
     reads = Reads()
     turn = TurnReads(reads.read_many, 64, busy_delay=0.05)
     assert await turn.get(1) == "v1"
-    waiting = turn.get(2)
-    await turns()
-    assert not waiting.done()  # within 50 ms of the last read: it waits for company
-    assert await waiting == "v2"  # ... 50 ms at most
     await asyncio.sleep(0.1)  # longer than busy_delay since the last read started
-    lone = turn.get(3)
+    lone = turn.get(2)
     await turns()
-    assert lone.done() and lone.result() == "v3"
-    assert reads.batches == [[1], [2], [3]]
+    assert lone.done() and lone.result() == "v2"
+    assert reads.batches == [[1], [2]]
 
 
 async def test_a_storm_of_session_reads_shares_a_few_reads(tmp_path: Path) -> None:
